@@ -1,0 +1,55 @@
+# One command to run the demo, one to run the tests. Each bootstraps everything it needs
+# (uv in .tools/, the locked environment in .venv/) on a machine with only Python 3.11+.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
+export RECOUP_HOME ?= $(CURDIR)/work
+export BENTOML_HOME ?= $(RECOUP_HOME)/bentoml
+
+.PHONY: setup setup-pip demo test test-fast test-slow lock bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced
+
+## Plain-pip alternative to uv (same pinned versions, exported from uv.lock)
+setup-pip:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+
+demo: setup
+	$(VENV)/bin/recoup demo
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" --durations=10
+	$(PY) -m pytest -q -m slow
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+	$(UV) export --frozen --all-extras --no-hashes --no-emit-project -o requirements.lock >/dev/null
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .tools work .pytest_cache

@@ -1,0 +1,188 @@
+"""The ``recoup`` command: wires features, training and serving. No logic of its own."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from features.errors import RecoupError
+from features.settings import quiet_telemetry
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="recoup: predict which healthcare claims will be recouped, and why, before submission.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _impl(module: str, name: str) -> Callable:
+    """Import an implementation lazily, so `recoup --help` is fast and a missing part says so."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
+            raise RecoupError(f"'{module}' is not built yet in this version of recoup") from None
+        raise RecoupError(
+            f"a dependency is missing ({exc.name}); run `make setup` (installs every extra)"
+        ) from None
+    return getattr(mod, name)
+
+
+def _run(fn: Callable, *args, **kwargs):
+    quiet_telemetry()
+    try:
+        return fn(*args, **kwargs)
+    except RecoupError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("alembic", "mlflow", "urllib3", "bentoml", "matplotlib", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="directory to write the claims history to"),
+    claims: int = typer.Option(20_000, "--claims", min=10, help="number of claims"),
+    seed: int = typer.Option(7, "--seed", help="random seed (same seed, same data)"),
+    recoupment_rate: float = typer.Option(0.05, "--recoupment-rate", min=0.0, max=0.5,
+                                          help="target share of claims recouped"),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+) -> None:
+    """Write a synthetic claims history (and DIR/oracle.csv) in the data contract."""
+
+    def go():
+        fn = _impl("features.synthetic", "generate_to_dir")
+        summary = fn(out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt)
+        typer.echo(summary)
+
+    _run(go)
+
+
+@app.command("import-x12")
+def import_x12(
+    files: List[Path] = typer.Argument(..., help="837 and 835 files"),
+    out: Path = typer.Option(..., "--out", help="claims history directory to write"),
+) -> None:
+    """Turn X12 837 (claims) and 835 (remittance) files into a claims history directory."""
+    _run(lambda: _impl("features.x12", "import_x12_cli")(files, out))
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="train on what was known on this date"),
+    horizon_days: int = typer.Option(365, "--horizon-days", min=1),
+    promote: bool = typer.Option(False, "--promote", help="make the new version the champion"),
+    config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML)"),
+    n_estimators: Optional[int] = typer.Option(None, "--n-estimators", help="override the config"),
+) -> None:
+    """Train the likelihood and cause models, log to MLflow and register a version."""
+    _run(lambda: _impl("training.train", "train_cli")(
+        data=data, as_of=as_of, horizon_days=horizon_days, promote=promote, config=config,
+        n_estimators=n_estimators))
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    since: Optional[str] = typer.Option(None, "--since"),
+    until: Optional[str] = typer.Option(None, "--until"),
+    version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
+) -> None:
+    """Metrics of the champion on claims submitted in the window (with the oracle when present)."""
+    _run(lambda: _impl("training.evaluate", "evaluate_cli")(
+        data=data, since=since, until=until, version=version))
+
+
+@app.command()
+def score(
+    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    out: Path = typer.Option(..., "--out", help="output .csv or .parquet"),
+    since: Optional[str] = typer.Option(None, "--since"),
+    until: Optional[str] = typer.Option(None, "--until"),
+    explain: str = typer.Option("top:1000", "--explain",
+                                help="which rows get reasons: none, all, or top:N by dollars at risk"),
+) -> None:
+    """Score the claims submitted in the window, each with the history known on its submission date."""
+    _run(lambda: _impl("serving.batch", "score_cli")(
+        data=data, out=out, since=since, until=until, explain=explain))
+
+
+@app.command()
+def audit(
+    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    out: Path = typer.Option(..., "--out", help="directory for worklist and report"),
+    since: Optional[str] = typer.Option(None, "--since"),
+    until: Optional[str] = typer.Option(None, "--until"),
+    capacity: Optional[int] = typer.Option(None, "--capacity", min=1, help="number of reviews"),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.1,
+                                                 help="review budget in hours"),
+    minutes_per_review: float = typer.Option(20.0, "--minutes-per-review", min=1.0),
+) -> None:
+    """Ranked review worklist by expected recoupment dollars, with an HTML report."""
+    _run(lambda: _impl("serving.audit", "audit_cli")(
+        data=data, out=out, since=since, until=until, capacity=capacity,
+        budget_hours=budget_hours, minutes_per_review=minutes_per_review))
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(3000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+) -> None:
+    """Start the BentoML scoring service with the champion and its history state."""
+    _run(lambda: _impl("serving.serve", "serve_cli")(port=port, host=host))
+
+
+@app.command()
+def demo(
+    claims: int = typer.Option(60_000, "--claims", min=1000),
+    seed: int = typer.Option(7, "--seed"),
+    serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the service at the end"),
+    port: int = typer.Option(3000, "--port"),
+) -> None:
+    """The embedded default end to end: generate, train, promote, audit, serve."""
+    _run(lambda: _impl("recoup.demo", "run_demo")(
+        claims=claims, seed=seed, serve_after=serve_after, port=port))
+
+
+@app.command("rebuild-rulebook")
+def rebuild_rulebook(
+    reference: Path = typer.Option(..., "--reference", help="folder with the raw CMS tables"),
+    out: Optional[Path] = typer.Option(None, "--out", help="default: the packaged rulebook folder"),
+) -> None:
+    """Rebuild the packaged rulebook from raw CMS tables (drop in a newer quarter)."""
+
+    def go():
+        from features.rulebook import build
+
+        argv = ["--reference", str(reference)] + (["--out", str(out)] if out else [])
+        build.main(argv)
+
+    _run(go)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
