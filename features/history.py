@@ -1,0 +1,377 @@
+"""Point-in-time history features: provider, patient, payer and specialty aggregates, duplicates,
+same-day NCCI pairs across claims, and diagnosis/place-of-service support learned from peers.
+
+Everything is computed from :class:`~features.events.EventTable` queries at the claim's own time, so
+only earlier claims (in submission order) and recoupments dated on or before the submission date
+count. The same functions serve training (all claims of a history at once) and the service (one
+claim against the online state).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.claim import _list_flat, _str, ptp_pairs
+from features.contract import CAUSES
+from features.events import (
+    PHASE_CLAIM,
+    PHASE_RECOUPMENT,
+    EventTable,
+    day_number,
+    encode_time,
+    time_of_day_start,
+)
+from features.rulebook import Rulebook
+
+CLAIM_COLS = ["n_claims", "charge", "n_lines", "em_lines", "em_high", "mod59_lines"]
+RECOUP_COLS = ["n_recouped", "recouped_amount"] + [f"rc_{c}" for c in CAUSES]
+ENTITY_COLS = CLAIM_COLS + RECOUP_COLS
+ENTITIES = ("provider", "patient", "payer", "specialty", "all")
+#: smoothing weights (pseudo-claims) toward the prior
+PROVIDER_PRIOR_WEIGHT = 50.0
+PAYER_PRIOR_WEIGHT = 200.0
+MIN_SUPPORT_COUNT = 20
+ROUND = 9
+
+
+def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray) -> dict[str, np.ndarray]:
+    """The entity keys of each claim."""
+    n = len(claims)
+    return {
+        "provider": _str(claims["billing_npi"]),
+        "patient": _str(claims["patient_id"]),
+        "payer": _str(claims["payer_id"]),
+        "specialty": np.asarray(specialty, dtype=object),
+        "all": np.full(n, "all", dtype=object),
+    }
+
+
+def claim_times(claims: pd.DataFrame, order: np.ndarray) -> np.ndarray:
+    return encode_time(day_number(claims["submitted_date"]), PHASE_CLAIM, order)
+
+
+def _dx3(dx: np.ndarray) -> np.ndarray:
+    return np.array([d[:3] for d in dx], dtype=object) if len(dx) else np.zeros(0, dtype=object)
+
+
+def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(line position, diagnosis family) pairs: the line's pointed diagnoses, else all claim diagnoses."""
+    dx, dx_parent = _list_flat(claims["diagnosis_codes"])
+    dx = dx.astype(str)
+    dx_start = np.searchsorted(dx_parent, np.arange(len(claims)))
+    dx_count = np.bincount(dx_parent, minlength=len(claims))
+    ptr, ptr_parent = _list_flat(lines["diagnosis_pointers"])
+    ptr = ptr.astype(np.int64)
+    line_pos, fam = [], []
+    if len(ptr):
+        c = ci[ptr_parent]
+        ok = (ptr >= 1) & (ptr <= dx_count[c])
+        line_pos.append(ptr_parent[ok])
+        fam.append(_dx3(dx[dx_start[c[ok]] + ptr[ok] - 1]))
+    has_ptr = np.zeros(len(lines), dtype=bool)
+    if len(ptr):
+        has_ptr[ptr_parent] = True
+    rest = np.flatnonzero(~has_ptr)
+    if len(rest):
+        reps = dx_count[ci[rest]]
+        lp = np.repeat(rest, reps)
+        starts = np.repeat(dx_start[ci[rest]], reps)
+        within = np.arange(len(lp)) - np.repeat(np.cumsum(reps) - reps, reps)
+        line_pos.append(lp)
+        fam.append(_dx3(dx[starts + within]))
+    if not line_pos:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+    lp = np.concatenate(line_pos)
+    fm = np.concatenate(fam)
+    key = pd.DataFrame({"l": lp, "f": fm}).drop_duplicates()
+    return key["l"].to_numpy(), key["f"].to_numpy(dtype=object)
+
+
+def claim_events(
+    claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, order: np.ndarray
+) -> dict[str, tuple]:
+    """Event rows contributed by claims: name -> (keys, times, values, payload)."""
+    ci = la["ci"].to_numpy()
+    n = len(claims)
+    t = claim_times(claims, order)
+    em = la["em_level"].to_numpy()
+    vals = np.zeros((n, len(ENTITY_COLS)))
+    vals[:, 0] = 1.0
+    vals[:, 1] = claims["total_charge"].to_numpy(dtype=np.float64)
+    vals[:, 2] = np.bincount(ci, minlength=n)
+    vals[:, 3] = np.bincount(ci, weights=(em > 0).astype(float), minlength=n)
+    vals[:, 4] = np.bincount(ci, weights=(em >= 4).astype(float), minlength=n)
+    vals[:, 5] = np.bincount(ci, weights=(la["mod_59"].to_numpy() | la["mod_x"].to_numpy()).astype(float),
+                             minlength=n)
+    out: dict[str, tuple] = {}
+    for name, keys in claim_entity_keys(claims, specialty).items():
+        out[name] = (keys, t, vals, None)
+    # line-level keys
+    pid = _str(claims["patient_id"])[ci]
+    npi = _str(claims["billing_npi"])[ci]
+    day = la["day"].to_numpy().astype(str)
+    code = la["code"].to_numpy()
+    tl = t[ci]
+    ones = np.ones((len(la), 1))
+    cid = _str(claims["claim_id"])
+    samekey = pid + "|" + npi + "|" + day
+    out["dup"] = (samekey + "|" + code, tl, ones, cid[ci])
+    same_payload = (code + "|" + la["mod_bypass"].to_numpy().astype(int).astype(str) + "|"
+                    + la["line_number"].to_numpy().astype(str) + "|" + cid[ci]).astype(object)
+    out["sameday"] = (samekey, tl, ones, same_payload)
+    lp, fam = line_dx_families(claims, lines, ci)
+    out["proc_dx"] = (code[lp] + "|" + fam, tl[lp], np.ones((len(lp), 1)), None)
+    out["proc"] = (code, tl, ones, None)
+    pos = _str(claims["place_of_service"])[ci]
+    out["proc_pos"] = (code + "|" + pos, tl, ones, None)
+    return out
+
+
+def recoupment_events(rec: pd.DataFrame, claim_keys: pd.DataFrame) -> dict[str, tuple]:
+    """Event rows contributed by recoupments, keyed by the recouped claim's entities.
+
+    ``claim_keys`` is indexed by claim_id with columns provider, patient, payer, specialty.
+    """
+    rec = rec[rec["claim_id"].astype(str).isin(claim_keys.index)]
+    n = len(rec)
+    keys = claim_keys.loc[rec["claim_id"].astype(str).to_numpy()]
+    t = encode_time(day_number(rec["recouped_date"]), PHASE_RECOUPMENT, 0)
+    vals = np.zeros((n, len(ENTITY_COLS)))
+    k = len(CLAIM_COLS)
+    vals[:, k] = 1.0
+    vals[:, k + 1] = rec["recouped_amount"].to_numpy(dtype=np.float64)
+    cause = rec["cause"].astype(str).to_numpy()
+    for j, c in enumerate(CAUSES):
+        vals[:, k + 2 + j] = cause == c
+    out = {}
+    for name in ("provider", "patient", "payer", "specialty"):
+        out[name] = (keys[name].to_numpy(dtype=object), t, vals, None)
+    out["all"] = (np.full(n, "all", dtype=object), t, vals, None)
+    return out
+
+
+TABLE_COLUMNS = {
+    **{e: ENTITY_COLS for e in ENTITIES},
+    "dup": ["n"], "sameday": ["n"], "proc_dx": ["n"], "proc": ["n"], "proc_pos": ["n"],
+}
+
+
+def build_tables(parts: list[dict[str, tuple]]) -> dict[str, EventTable]:
+    """Assemble event tables from several event-row dicts (claims, recoupments)."""
+    tables = {}
+    for name, cols in TABLE_COLUMNS.items():
+        got = [p[name] for p in parts if name in p]
+        keys = np.concatenate([g[0] for g in got]) if got else np.zeros(0, dtype=object)
+        times = np.concatenate([g[1] for g in got]) if got else np.zeros(0, dtype=np.int64)
+        vals = np.vstack([g[2] for g in got]) if got else np.zeros((0, len(cols)))
+        pays = [g[3] for g in got if g[3] is not None]
+        payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
+        tables[name] = EventTable.build(cols, keys, times, vals, payload)
+    return tables
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def history_features(
+    claims: pd.DataFrame,
+    lines: pd.DataFrame,
+    la: pd.DataFrame,
+    tables: dict[str, EventTable],
+    specialty: np.ndarray,
+    order: np.ndarray,
+    rulebook: Rulebook,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """History features of ``claims`` as of their submission (time and order), and history rule hits."""
+    n = len(claims)
+    t = claim_times(claims, order)
+    day = day_number(claims["submitted_date"])
+    keys = claim_entity_keys(claims, specialty)
+    f = pd.DataFrame(index=claims.index)
+    ix = {c: i for i, c in enumerate(ENTITY_COLS)}
+    res = {e: tables[e].query(keys[e], t)[0] for e in ENTITIES}
+    g = res["all"]
+    sp = res["specialty"]
+    pr = res["provider"]
+    pa = res["patient"]
+    py = res["payer"]
+
+    def col(a: np.ndarray, name: str) -> np.ndarray:
+        return a[:, ix[name]]
+
+    g_rate = _rate(col(g, "n_recouped"), col(g, "n_claims"))
+    sp_rate = _rate(col(sp, "n_recouped") + 10 * np.nan_to_num(g_rate), col(sp, "n_claims") + 10)
+    m = PROVIDER_PRIOR_WEIGHT
+    f["provider_n_claims"] = col(pr, "n_claims")
+    f["provider_recoup_rate"] = (col(pr, "n_recouped") + m * sp_rate) / (col(pr, "n_claims") + m)
+    f["provider_recoup_ratio"] = f["provider_recoup_rate"].to_numpy() / np.maximum(sp_rate, 1e-6)
+    for c in CAUSES:
+        g_c = _rate(col(g, f"rc_{c}"), col(g, "n_claims"))
+        sp_c = _rate(col(sp, f"rc_{c}") + 10 * np.nan_to_num(g_c), col(sp, "n_claims") + 10)
+        pr_c = (col(pr, f"rc_{c}") + m * sp_c) / (col(pr, "n_claims") + m)
+        f[f"provider_rate_{c}"] = pr_c
+        f[f"provider_ratio_{c}"] = pr_c / np.maximum(sp_c, 1e-6)
+        f[f"payer_rate_{c}"] = (col(py, f"rc_{c}") + PAYER_PRIOR_WEIGHT * np.nan_to_num(g_c)) / (
+            col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
+    f["payer_recoup_rate"] = (col(py, "n_recouped") + PAYER_PRIOR_WEIGHT * np.nan_to_num(g_rate)) / (
+        col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
+    f["specialty_recoup_rate"] = sp_rate
+    # provider behaviour vs peers
+    pr_em = _rate(col(pr, "em_high") + 5 * _rate(col(sp, "em_high"), col(sp, "em_lines")),
+                  col(pr, "em_lines") + 5)
+    sp_em = _rate(col(sp, "em_high"), col(sp, "em_lines"))
+    f["provider_em_high_share"] = pr_em
+    f["provider_em_high_vs_peers"] = pr_em - sp_em
+    pr_59 = _rate(col(pr, "mod59_lines"), col(pr, "n_lines") + 10)
+    f["provider_mod59_share_vs_peers"] = pr_59 - _rate(col(sp, "mod59_lines"), col(sp, "n_lines"))
+    avg_charge = _rate(col(pr, "charge"), col(pr, "n_claims"))
+    f["charge_vs_provider_avg"] = claims["total_charge"].to_numpy(dtype=float) / np.maximum(avg_charge, 1.0)
+    sp_avg = _rate(col(sp, "charge"), col(sp, "n_claims"))
+    f["charge_vs_specialty_avg"] = claims["total_charge"].to_numpy(dtype=float) / np.maximum(sp_avg, 1.0)
+    t90 = time_of_day_start(day - 90)
+    t180 = time_of_day_start(day - 180)
+    w1 = tables["provider"].window(keys["provider"], t, t90)[:, 0]
+    w0 = tables["provider"].window(keys["provider"], t90, t180)[:, 0]
+    f["provider_claims_90d"] = w1
+    f["provider_growth_90d"] = (w1 + 5) / (w0 + 5)
+    # patient
+    f["patient_n_claims"] = col(pa, "n_claims")
+    f["patient_claims_30d"] = tables["patient"].window(keys["patient"], t, time_of_day_start(day - 30))[:, 0]
+    f["patient_claims_365d"] = tables["patient"].window(keys["patient"], t, time_of_day_start(day - 365))[:, 0]
+    f["patient_n_recouped"] = col(pa, "n_recouped")
+    f["patient_eligibility_recoups"] = col(pa, "rc_eligibility")
+
+    hits: list[pd.DataFrame] = []
+    _duplicate_features(claims, la, tables, t, f, hits)
+    _sameday_ptp(claims, la, tables, t, f, hits, rulebook)
+    _support_features(claims, lines, la, tables, t, f)
+    f = f.astype("float64").round(ROUND)
+    return f, hits
+
+
+def _duplicate_features(claims, la, tables, t, f, hits) -> None:
+    ci = la["ci"].to_numpy()
+    n = len(claims)
+    pid = _str(claims["patient_id"])[ci]
+    npi = _str(claims["billing_npi"])[ci]
+    day = la["day"].to_numpy().astype(str)
+    samekey = pid + "|" + npi + "|" + day
+    tl = t[ci]
+    cnt, _ = tables["dup"].query(samekey + "|" + la["code"].to_numpy(), tl)
+    matched = cnt[:, 0] > 0
+    n_lines = np.bincount(ci, minlength=n)
+    n_match = np.bincount(ci, weights=matched.astype(float), minlength=n)
+    f["dup_lines_matched"] = n_match
+    f["dup_share_lines_matched"] = n_match / np.maximum(n_lines, 1)
+    f["dup_all_lines_matched"] = ((n_match == n_lines) & (n_lines > 0)).astype(float)
+    same, _ = tables["sameday"].query(samekey, tl)
+    f["sameday_prior_lines"] = np.bincount(ci, weights=same[:, 0], minlength=n)
+    f["dup_days_since_match"] = np.nan
+    if matched.any():
+        pay, tt = tables["dup"].latest_payload(samekey[matched] + "|" + la["code"].to_numpy()[matched],
+                                              tl[matched])
+        mday = (tt >> 33).astype(float)
+        sub = day_number(claims["submitted_date"]).astype(float)[ci[matched]]
+        dd = pd.Series(sub - mday).groupby(ci[matched]).min()
+        arr = np.full(n, np.nan)
+        arr[dd.index.to_numpy()] = dd.to_numpy()
+        f["dup_days_since_match"] = arr
+        hits.append(pd.DataFrame({
+            "ci": ci[matched], "rule": "duplicate", "line_number": la["line_number"].to_numpy()[matched],
+            "code": la["code"].to_numpy()[matched], "ref": pay,
+            "value": sub - mday,
+        }))
+
+
+def _sameday_ptp(claims, la, tables, t, f, hits, rulebook) -> None:
+    """NCCI pairs between this claim's lines and earlier same-day lines of the same patient and provider."""
+    n = len(claims)
+    f["ptp_cross_claim"] = 0.0
+    f["ptp_cross_claim_needs_modifier"] = 0.0
+    ci = la["ci"].to_numpy()
+    if len(ci) == 0:
+        return
+    tab = tables["sameday"]
+    pid = _str(claims["patient_id"])[ci]
+    npi = _str(claims["billing_npi"])[ci]
+    day = la["day"].to_numpy().astype(str)
+    samekey = pid + "|" + npi + "|" + day
+    tl = t[ci]
+    cnt, latest = tab.query(samekey, tl)
+    has = cnt[:, 0] > 0
+    if not has.any():
+        return
+    q_idx, other = [], []
+    k_idx = tab.keys.get_indexer(samekey[has])
+    lo = np.where(k_idx >= 0, tab.offsets[np.maximum(k_idx, 0)], 0)
+    hi = latest[has] + 1
+    reps = np.maximum(hi - lo, 0)
+    qi = np.repeat(np.flatnonzero(has), reps)
+    ev = np.repeat(lo, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+    q_idx.append(qi)
+    other.extend(tab.payload[ev].tolist())
+    # delta (online additions)
+    if tab.n_delta:
+        for j in np.flatnonzero(has):
+            for tt, _, p in tab.delta.get(samekey[j], ()):
+                if tt < tl[j]:
+                    q_idx.append(np.array([j]))
+                    other.append(p)
+    qi = np.concatenate(q_idx)
+    if len(qi) == 0:
+        return
+    parts = [str(o).split("|", 3) for o in other]
+    o_code = np.array([p[0] for p in parts], dtype=object)
+    o_byp = np.array([p[1] == "1" for p in parts])
+    o_claim = np.array([p[3] for p in parts], dtype=object)
+    code = la["code"].to_numpy()[qi]
+    keep = code != o_code
+    qi, o_code, o_byp, o_claim, code = qi[keep], o_code[keep], o_byp[keep], o_claim[keep], code[keep]
+    if len(qi) == 0:
+        return
+    ctype = _str(claims["claim_type"])[ci[qi]]
+    ind, a_first, bypassed = ptp_pairs(code, la["mod_bypass"].to_numpy()[qi], o_code, o_byp,
+                                       la["day"].to_numpy()[qi].astype("datetime64[D]"), ctype, rulebook)
+    hit = (ind >= 0) & (ind != 9)
+    c = ci[qi]
+    f["ptp_cross_claim"] = np.bincount(c[hit], minlength=n).astype(float)
+    bad = hit & ~bypassed
+    f["ptp_cross_claim_needs_modifier"] = np.bincount(c[bad], minlength=n).astype(float)
+    if bad.any():
+        col1 = np.where(a_first, code, o_code)
+        col2 = np.where(a_first, o_code, code)
+        hits.append(pd.DataFrame({
+            "ci": c[bad], "rule": "ncci_ptp", "line_number": la["line_number"].to_numpy()[qi][bad],
+            "code": col1[bad], "other_code": col2[bad], "value": ind[bad].astype(float),
+            "ref": o_claim[bad],
+        }))
+
+
+def _support_features(claims, lines, la, tables, t, f) -> None:
+    """How often peers billed this procedure with these diagnosis families / at this place of service."""
+    n = len(claims)
+    ci = la["ci"].to_numpy()
+    code = la["code"].to_numpy()
+    tl = t[ci]
+    proc_n = tables["proc"].query(code, tl)[0][:, 0]
+    lp, fam = line_dx_families(claims, lines, ci)
+    both = tables["proc_dx"].query(code[lp] + "|" + fam, tl[lp])[0][:, 0]
+    ratio = np.where(proc_n[lp] >= MIN_SUPPORT_COUNT, both / np.maximum(proc_n[lp], 1), np.nan)
+    line_best = pd.Series(ratio).groupby(lp).max()
+    per_line = np.full(len(la), np.nan)
+    per_line[line_best.index.to_numpy()] = line_best.to_numpy()
+    claim_min = pd.Series(per_line).groupby(ci).min()
+    arr = np.full(n, np.nan)
+    arr[claim_min.index.to_numpy()] = claim_min.to_numpy()
+    f["dx_support_min"] = arr
+    pos = _str(claims["place_of_service"])[ci]
+    pp = tables["proc_pos"].query(code + "|" + pos, tl)[0][:, 0]
+    r = np.where(proc_n >= MIN_SUPPORT_COUNT, pp / np.maximum(proc_n, 1), np.nan)
+    pm = pd.Series(r).groupby(ci).min()
+    arr = np.full(n, np.nan)
+    arr[pm.index.to_numpy()] = pm.to_numpy()
+    f["pos_support_min"] = arr
+    f["procedure_history_min"] = np.log1p(pd.Series(proc_n).groupby(ci).min().reindex(range(n)).to_numpy())
