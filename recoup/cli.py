@@ -53,8 +53,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("alembic", "mlflow", "urllib3", "bentoml", "matplotlib", "httpx"):
+    for noisy in ("alembic", "urllib3", "bentoml", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
 @app.command()

@@ -1,0 +1,42 @@
+"""Training configuration: YAML defaults (configs/train.yaml, packaged copy below) plus CLI overrides."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train.yaml"
+_BUILTIN: dict[str, Any] = {
+    "model_name": "recoup-risk",
+    "horizon_days": 365,
+    "split": {"valid_fraction": 0.15, "test_fraction": 0.15},
+    "likelihood": {"n_estimators": 600, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 50,
+                   "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
+                   "max_cat_to_onehot": 8, "cat_smooth": 20, "early_stopping_rounds": 50},
+    "cause": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+              "feature_fraction": 0.8, "early_stopping_rounds": 30},
+    "calibration": "isotonic",
+    "seed": 7,
+    "num_threads": 2,
+    "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005},
+    "capacities": [0.01, 0.05, 0.10],
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Built-in defaults, then the YAML file (given, or configs/train.yaml when present), then overrides."""
+    cfg = copy.deepcopy(_BUILTIN)
+    p = Path(path) if path else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    if p is not None:
+        cfg = _merge(cfg, yaml.safe_load(p.read_text()) or {})
+    return _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})

@@ -1,0 +1,94 @@
+"""Metrics for recoupment scores: discrimination, calibration, review capacity, dollars, causes, slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from features.contract import CAUSES
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-count bins: sum of |mean(p) - mean(y)| weighted by bin size."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    ece = 0.0
+    for chunk in np.array_split(order, bins):
+        if len(chunk):
+            ece += len(chunk) / len(y) * abs(p[chunk].mean() - y[chunk].mean())
+    return float(ece)
+
+
+def capacity_metrics(y: np.ndarray, p: np.ndarray, dollars: np.ndarray, rank_by: np.ndarray,
+                     capacities: list[float]) -> dict[str, float]:
+    """Precision, recall and dollars recovered when reviewing the top share of claims by ``rank_by``."""
+    out: dict[str, float] = {}
+    n = len(y)
+    order = np.argsort(-np.asarray(rank_by, dtype=float), kind="stable")
+    total_pos = max(float(np.sum(y)), 1.0)
+    total_dollars = max(float(np.sum(dollars)), 1e-9)
+    for cap in capacities:
+        k = max(int(round(n * cap)), 1)
+        top = order[:k]
+        tag = f"{int(round(cap * 100))}pct"
+        out[f"precision_at_{tag}"] = float(np.mean(y[top]))
+        out[f"recall_at_{tag}"] = float(np.sum(y[top]) / total_pos)
+        out[f"dollars_at_{tag}"] = float(np.sum(dollars[top]))
+        out[f"dollars_share_at_{tag}"] = float(np.sum(dollars[top]) / total_dollars)
+    return out
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, dollars: np.ndarray, expected_dollars: np.ndarray,
+                   capacities: list[float]) -> dict[str, float]:
+    y = np.asarray(y, dtype=int)
+    out = {"n": float(len(y)), "positives": float(y.sum()), "positive_rate": float(y.mean()) if len(y) else np.nan}
+    if len(np.unique(y)) == 2:
+        out["roc_auc"] = float(roc_auc_score(y, p))
+        out["pr_auc"] = float(average_precision_score(y, p))
+    else:
+        out["roc_auc"] = out["pr_auc"] = float("nan")
+    out["brier"] = float(brier_score_loss(y, p)) if len(y) else float("nan")
+    out["ece"] = expected_calibration_error(y, p)
+    out["mean_predicted"] = float(np.mean(p)) if len(p) else float("nan")
+    out.update(capacity_metrics(y, p, dollars, expected_dollars, capacities))
+    return out
+
+
+def cause_metrics(true_cause: np.ndarray, cause_proba: np.ndarray) -> dict[str, float]:
+    """Top-1 accuracy and per-cause precision/recall on recouped claims (true_cause as strings)."""
+    mask = pd.notna(true_cause)
+    t = np.asarray(true_cause, dtype=object)[mask]
+    if len(t) == 0:
+        return {"cause_top1_accuracy": float("nan")}
+    pred = np.asarray(CAUSES, dtype=object)[np.argmax(cause_proba[mask], axis=1)]
+    out = {"cause_top1_accuracy": float(np.mean(pred == t)), "cause_n": float(len(t))}
+    for c in CAUSES:
+        tp = float(np.sum((pred == c) & (t == c)))
+        out[f"cause_precision_{c}"] = tp / max(float(np.sum(pred == c)), 1.0)
+        out[f"cause_recall_{c}"] = tp / max(float(np.sum(t == c)), 1.0)
+    return out
+
+
+def confusion(true_cause: np.ndarray, cause_proba: np.ndarray) -> pd.DataFrame:
+    mask = pd.notna(true_cause)
+    t = pd.Categorical(np.asarray(true_cause, dtype=object)[mask], categories=CAUSES)
+    pred = pd.Categorical(np.asarray(CAUSES, dtype=object)[np.argmax(cause_proba[mask], axis=1)], categories=CAUSES)
+    return pd.crosstab(pd.Series(t, name="true"), pd.Series(pred, name="predicted"), dropna=False)
+
+
+def sliced(frame: pd.DataFrame, by: str, min_n: int = 50) -> pd.DataFrame:
+    """ROC-AUC, PR-AUC, positive rate and mean prediction per value of ``by``."""
+    rows = []
+    for key, g in frame.groupby(by, observed=True):
+        if len(g) < min_n:
+            continue
+        y, p = g["label"].to_numpy(), g["probability"].to_numpy()
+        two = len(np.unique(y)) == 2
+        rows.append({by: key, "n": len(g), "positive_rate": y.mean(), "mean_predicted": p.mean(),
+                     "roc_auc": roc_auc_score(y, p) if two else np.nan,
+                     "pr_auc": average_precision_score(y, p) if two else np.nan})
+    return pd.DataFrame(rows)

@@ -1,0 +1,189 @@
+"""`recoup train`: features as of each claim, labels as of --as-of, time split, two LightGBM models,
+calibration, metrics, MLflow run and registered version (challenger; champion when promoted)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.bundle import ModelBundle, expected_amount
+from features.contract import CAUSES, History, load_history
+from features.errors import RecoupError
+from features.pipeline import build_feature_table
+from features.rulebook import load_rulebook
+from features.spec import FeatureSpec
+from training.calibrate import fit_calibrator
+from training.config import load_config
+from training.labels import make_labels, truncate_history
+from training.metrics import binary_metrics, cause_metrics
+from training.model import fit_cause, fit_likelihood
+from training.split import time_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """A trained bundle (not yet saved), its state, metrics and the frames behind them."""
+
+    bundle: ModelBundle
+    state: object
+    metrics: dict
+    scored: pd.DataFrame  # test-slice predictions: label, probability, causes, dollars, slices
+    data_summary: dict
+    timings: dict
+    test_X: pd.DataFrame  # raw features of the latest window (for the promotion gate and SHAP summary)
+
+
+def _payer_paid_ratio(claims: pd.DataFrame) -> tuple[dict, float]:
+    paid = claims[claims["paid_amount"].notna() & (claims["total_charge"] > 0)]
+    if paid.empty:
+        return {}, 0.6
+    g = paid.groupby(paid["payer_id"].astype(str))
+    ratio = (g["paid_amount"].sum() / g["total_charge"].sum()).clip(0, 1)
+    return {k: float(v) for k, v in ratio.items()}, float(paid["paid_amount"].sum() / paid["total_charge"].sum())
+
+
+def _cause_amount_share(labels: pd.DataFrame) -> dict:
+    pos = labels[(labels["label"] == 1) & (labels["paid_amount"] > 0)]
+    out = {}
+    for c in CAUSES:
+        g = pos[pos["cause"] == c]
+        out[c] = float(np.clip((g["recouped_amount"] / g["paid_amount"]).mean(), 0, 1)) if len(g) >= 5 else 1.0
+    return out
+
+
+def train_model(history: History, as_of: str | pd.Timestamp | None = None, horizon_days: int | None = None,
+                config: dict | None = None) -> TrainResult:
+    """Train on what was known on ``as_of`` (default: the last date in the data)."""
+    cfg = config or load_config()
+    horizon = int(horizon_days or cfg["horizon_days"])
+    as_of = pd.Timestamp(as_of) if as_of else history.last_date
+    timings: dict[str, float] = {}
+    rulebook = load_rulebook()
+    t0 = time.perf_counter()
+    h = truncate_history(history, as_of)
+    if len(h.claims) == 0:
+        raise RecoupError(f"no claims submitted on or before --as-of {as_of.date()}")
+    log.info("building point-in-time features for %d claims (%d lines)", len(h.claims), len(h.claim_lines))
+    feats, state = build_feature_table(h, rulebook)
+    timings["features_s"] = time.perf_counter() - t0
+    labels = make_labels(h, as_of, horizon).loc[feats.X.index]
+    part = time_split(labels, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
+    counts = part.value_counts().to_dict()
+    log.info("split: %s", counts)
+    for p in ("train", "valid", "test"):
+        if counts.get(p, 0) == 0 or labels.loc[part == p, "label"].sum() == 0:
+            raise RecoupError(
+                f"not enough matured claims with outcomes for a '{p}' slice (as-of {as_of.date()}, "
+                f"horizon {horizon} days): need claims paid more than {horizon} days before --as-of, "
+                "with some recoupments")
+    spec = FeatureSpec().fit(feats.X[part == "train"])
+    M = spec.transform(feats.X)
+    y = labels["label"].to_numpy()
+    tr, va, te = (part == "train").to_numpy(), (part == "valid").to_numpy(), (part == "test").to_numpy()
+    seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
+    t1 = time.perf_counter()
+    log.info("training likelihood model on %d claims (%d positives)", tr.sum(), y[tr].sum())
+    lik = fit_likelihood(M[tr], y[tr], M[va], y[va], cfg["likelihood"], seed, threads)
+    raw_va = lik.predict(M[va])
+    calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"])
+    cidx = labels["cause_idx"].to_numpy()
+    ptr, pva = tr & (y == 1), va & (y == 1)
+    log.info("training cause model on %d recouped claims", ptr.sum())
+    cause = fit_cause(M[ptr], cidx[ptr].astype(int), M[pva], cidx[pva].astype(int), cfg["cause"], seed, threads)
+    timings["models_s"] = time.perf_counter() - t1
+    payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
+    meta = {
+        "model_name": cfg["model_name"],
+        "as_of": str(as_of.date()),
+        "horizon_days": horizon,
+        "rulebook_version": rulebook.version,
+        "causes": list(CAUSES),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "n_trees_likelihood": lik.current_iteration(),
+        "n_trees_cause": cause.current_iteration() if cause is not None else 0,
+        "payer_paid_ratio": payer_ratio,
+        "paid_ratio_default": default_ratio,
+        "cause_amount_share": _cause_amount_share(labels[tr | va]),
+        "num_threads": threads,
+        "split_dates": {p: [str(labels.loc[part == p, "submitted_date"].min().date()),
+                            str(labels.loc[part == p, "submitted_date"].max().date())]
+                        for p in ("train", "valid", "test")},
+    }
+    bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
+    scored = score_frame(bundle, M[te], h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]],
+                         labels[te], feats.X[te])
+    metrics = evaluate_frame(scored, cfg["capacities"])
+    bundle.meta["metrics"] = {k: v for k, v in metrics.items() if not k.startswith("cause_precision")
+                              and not k.startswith("cause_recall")}
+    timings["total_s"] = time.perf_counter() - t0
+    summary = {
+        "claims": int(len(h.claims)), "lines": int(len(h.claim_lines)),
+        "first_submitted": str(h.claims["submitted_date"].min().date()),
+        "last_submitted": str(h.claims["submitted_date"].max().date()),
+        "as_of": str(as_of.date()), "horizon_days": horizon,
+        "matured": int(labels["mature"].sum()),
+        "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
+        "rulebook_version": rulebook.version,
+        **{f"n_{k}": int(v) for k, v in counts.items()},
+    }
+    return TrainResult(bundle=bundle, state=state, metrics=metrics, scored=scored, data_summary=summary,
+                       timings=timings, test_X=feats.X[te])
+
+
+def score_frame(bundle: ModelBundle, M: pd.DataFrame, claims: pd.DataFrame, labels: pd.DataFrame,
+                X: pd.DataFrame) -> pd.DataFrame:
+    """Predictions next to outcomes for evaluation (one row per claim)."""
+    p = bundle.probability(M)
+    cp = bundle.cause_probabilities(M)
+    exp = expected_amount(bundle, p, cp, claims.reset_index(drop=True))
+    out = pd.DataFrame({
+        "label": labels["label"].to_numpy(), "true_cause": labels["cause"].to_numpy(),
+        "recouped_amount": labels["recouped_amount"].to_numpy(), "probability": p,
+        "expected_amount": exp, "payer_id": X["payer_id"].to_numpy(), "plan_type": X["plan_type"].to_numpy(),
+        "specialty": X["specialty"].to_numpy(), "total_charge": claims["total_charge"].to_numpy(),
+    }, index=M.index)
+    for j, c in enumerate(CAUSES):
+        out[f"p_{c}"] = cp[:, j]
+    return out
+
+
+def evaluate_frame(scored: pd.DataFrame, capacities: list[float]) -> dict:
+    y = scored["label"].to_numpy()
+    m = binary_metrics(y, scored["probability"].to_numpy(), scored["recouped_amount"].to_numpy(),
+                       scored["expected_amount"].to_numpy(), capacities)
+    cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
+    m.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp))
+    return m
+
+
+def train_cli(data: Path, as_of: str | None, horizon_days: int, promote: bool, config: Path | None,
+              n_estimators: int | None = None) -> None:
+    """Entry point of `recoup train`."""
+    from training.registry import log_and_register
+
+    overrides = {"horizon_days": horizon_days}
+    cfg = load_config(config, overrides)
+    if n_estimators:
+        cfg["likelihood"]["n_estimators"] = n_estimators
+        cfg["cause"]["n_estimators"] = max(n_estimators // 2, 10)
+    log.info("loading %s", data)
+    history = load_history(data, require_recoupments=True)
+    result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+    info = log_and_register(result, cfg, data_dir=data, promote=promote)
+    m = result.metrics
+    print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
+    print(f"  trained as of {result.bundle.meta['as_of']} on {result.data_summary['n_train']} claims; "
+          f"latest matured window {result.bundle.meta['split_dates']['test'][0]}..{result.bundle.meta['split_dates']['test'][1]}")
+    print(f"  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  "
+          f"cause top-1 {m['cause_top1_accuracy']:.3f}")
+    if info.get("gate"):
+        print(f"  promotion gate: {info['gate']}")
+    print(f"  MLflow run {info['run_id']} in {info['tracking_uri']}")
