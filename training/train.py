@@ -117,6 +117,8 @@ def train_model(history: History, as_of: str | pd.Timestamp | None = None, horiz
                             str(labels.loc[part == p, "submitted_date"].max().date())]
                         for p in ("train", "valid", "test")},
     }
+    p_va = calibrator(raw_va)
+    meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
     scored = score_frame(bundle, M[te], h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]],
                          labels[te], feats.X[te])
