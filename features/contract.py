@@ -66,25 +66,29 @@ CAUSE_TO_CARC: dict[str, str] = {
     "eligibility": "CO-27",
     "other": "CO-45",
 }
-_CARC_RE = re.compile(r"^(?:(CO|PI|OA|PR|CR)-)?([A-Z]?\d{1,3}|[A-Z]\d{1,2})$")
+#: group code prefix of a CARC (``CO-97``, ``CO97``, ``CO 97``): removed before the lookup
+_GROUP_PREFIX = r"^(?:CO|PI|OA|PR|CR)[-\s]?(?=[A-Z]?\d)"
 
 
 def cause_from_carc(carc: str | None) -> str | None:
-    """Map a CARC such as ``CO-97`` or ``97`` to its cause; ``None`` for an empty code."""
-    if carc is None or (isinstance(carc, float) and np.isnan(carc)):
+    """Map a CARC such as ``CO-97``, ``co97`` or ``97`` to its cause; ``None`` for an empty code.
+
+    Group prefixes ``CO``, ``PI``, ``OA``, ``PR`` and ``CR`` are accepted; any code not in
+    :data:`CARC_TO_CAUSE` maps to ``other``.
+    """
+    if carc is None or (np.ndim(carc) == 0 and pd.isna(carc)):
         return None
     text = str(carc).strip().upper()
     if not text:
         return None
-    m = _CARC_RE.match(text)
-    code = m.group(2) if m else text.split("-")[-1]
+    code = re.sub(_GROUP_PREFIX, "", text)
     return CARC_TO_CAUSE.get(code, "other")
 
 
 def causes_from_carcs(carcs: pd.Series) -> pd.Series:
-    """Vectorized :func:`cause_from_carc` over a Series (missing stays missing)."""
-    s = carcs.astype("string").str.strip().str.upper()
-    code = s.str.replace(r"^(CO|PI|OA|PR|CR)-", "", regex=True)
+    """Vectorized :func:`cause_from_carc` over a Series (missing or empty -> ``None``)."""
+    s = pd.Series(carcs).astype("string").str.strip().str.upper()
+    code = s.str.replace(_GROUP_PREFIX, "", regex=True)
     out = code.map(CARC_TO_CAUSE).astype("object")
     out = out.where(code.isna() | (code == "") | out.notna(), "other")
     out = out.where(~(code.isna() | (code == "")), None)
@@ -202,7 +206,7 @@ class Problem:
         if not self.rows:
             return f"{self.file}: column '{self.column}': expected {self.expected}"
         shown = ", ".join(str(r) for r in self.rows[:max_rows])
-        more = f" and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
+        more = f", ... and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
         ex = ""
         if self.examples:
             ex = " (got " + ", ".join(repr(e) for e in self.examples[:3]) + ")"
@@ -273,16 +277,43 @@ def _find_file(directory: Path, table: str) -> Path | None:
     return None
 
 
+def _csv_header(path: Path) -> list[str]:
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
 def read_table_file(path: Path) -> pd.DataFrame:
-    """Read one contract file as raw (mostly string) columns."""
+    """Read one contract file as raw columns (CSV: all text, empty cells as ''; header names stripped)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pandas(
+        df = pq.read_table(path).to_pandas(
             ignore_metadata=True,
             types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None,
         )
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+    else:
+        import pyarrow.csv as pcsv
+
+        header = _csv_header(path)
+        if not header:
+            raise ValueError("empty file, expected a header row")
+        tbl = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(encoding="utf8"),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        df = tbl.to_pandas()
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
 
 
 def load_history(
@@ -297,6 +328,7 @@ def load_history(
         raise ContractError([Problem(str(directory), "-", "a claims history directory")])
     problems: list[Problem] = []
     typed: dict[str, pd.DataFrame | None] = {}
+    files: dict[str, str] = {}
     needed = REQUIRED_TABLES + (("recoupments",) if require_recoupments else ())
     for table in REQUIRED_TABLES + OPTIONAL_TABLES:
         path = _find_file(directory, table)
@@ -313,10 +345,11 @@ def load_history(
             problems.append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
             typed[table] = None
             continue
+        files[table] = path.name
         df, probs, _ = validate_table(raw, table, path.name)
         problems.extend(probs)
         typed[table] = df
-    problems.extend(check_relations(typed))
+    problems.extend(check_relations(typed, files))
     if problems:
         raise ContractError(problems, max_shown=max_shown)
     return History(
@@ -367,17 +400,30 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
         arr = pc.split_pattern(strs, ";")
         # "" -> [] rather than [""]
         arr = pc.if_else(pc.equal(strs, ""), pa.scalar([], pa.list_(pa.string())), arr)
-    flat = pc.utf8_trim_whitespace(pc.cast(pc.list_flatten(arr), pa.string()))
+    # Flatten (null lists and slicing handled by list_flatten/parent indices), trim items, drop
+    # empty items ("E119;" and "E119; ;I10" are lists of 1 and 2 codes), rebuild the offsets.
+    n = len(arr)
+    values = pc.list_flatten(arr)
+    parents = pc.list_parent_indices(arr)
+    if item == "str" or not pa.types.is_integer(values.type):
+        values = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+        keep = pc.and_(pc.is_valid(values), pc.not_equal(values, ""))
+        keep = pc.fill_null(keep, False)
+    else:
+        keep = pc.is_valid(values)
+    values = pc.filter(values, keep)
+    parents = pc.filter(parents, keep).to_numpy(zero_copy_only=False)
+    counts = np.bincount(parents, minlength=n) if n else np.zeros(0, dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     if item == "str":
-        flat = pc.utf8_upper(flat)
-    offsets = arr.offsets if hasattr(arr, "offsets") else None
-    if item == "str":
-        out = pa.ListArray.from_arrays(offsets, flat)
+        out = pa.ListArray.from_arrays(offsets, pc.utf8_upper(values))
         return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
-    ints = pc.cast(flat, pa.int16(), safe=False) if pa.types.is_integer(flat.type) else None
-    if ints is None:
-        ok = pc.match_substring_regex(flat, r"^\d{1,2}$")
-        ints = pc.if_else(ok, pc.cast(pc.if_else(ok, flat, "0"), pa.int16()), pa.scalar(-1, pa.int16()))
+    if pa.types.is_integer(values.type):
+        in_range = pc.and_(pc.greater_equal(values, -1), pc.less_equal(values, 99))
+        ints = pc.cast(pc.if_else(in_range, values, -1), pa.int16())
+    else:
+        ok = pc.match_substring_regex(values, r"^\d{1,2}$")
+        ints = pc.if_else(ok, pc.cast(pc.if_else(ok, values, "0"), pa.int16()), pa.scalar(-1, pa.int16()))
     out = pa.ListArray.from_arrays(offsets, ints)
     return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
 
@@ -459,13 +505,13 @@ def validate_table(
             if k == "money":
                 bad = notnum | (s < 0)
             elif k == "int_pos":
-                bad = notnum | (s < 1) | (s % 1 != 0)
+                bad = notnum | (s < 1) | (s.notna() & (s % 1 != 0))
             else:
                 bad = notnum | (s <= 0)
             if bad.any():
                 problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-            if k == "int_pos":
-                s = s.fillna(0).astype("int32")
+            if k == "int_pos":  # invalid or missing -> 0 (already reported)
+                s = s.where(~bad, np.nan).fillna(0).astype("int32")
         elif k == "bool":
             if pd.api.types.is_bool_dtype(src.dtype):
                 s = src.fillna(False).astype(bool)
@@ -518,6 +564,8 @@ def validate_table(
 
 def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
     problems: list[Problem] = []
+    if any(c.required and c.name not in df.columns for c in TABLES[table]):
+        return problems  # a required column is missing (already reported): row rules cannot run
     if table == "claims":
         dup = df["claim_id"].duplicated(keep=False)
         if dup.any():
@@ -527,7 +575,7 @@ def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
         if bad.any():
             problems.append(Problem(file, "paid_date", "a date on or after submitted_date", _rows(bad)))
     elif table == "claim_lines":
-        dup = df.duplicated(["claim_id", "line_number"], keep=False)
+        dup = df.duplicated(["claim_id", "line_number"], keep=False) & (df["line_number"] >= 1)
         if dup.any():
             problems.append(Problem(file, "line_number", "unique line numbers within a claim", _rows(dup)))
     elif table == "coverage":
@@ -545,28 +593,57 @@ def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
     return problems
 
 
-def check_relations(tables: dict[str, pd.DataFrame | None]) -> list[Problem]:
-    """Cross-table rules: every line and recoupment refers to a known claim."""
+def _arrow_str(s: pd.Series) -> pa.Array:
+    if isinstance(s.array, pd.arrays.ArrowStringArray):
+        arr = pa.array(s.array)
+    else:
+        arr = pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.cast(arr, pa.large_string())
+
+
+def _isin(values: pd.Series, pool: pd.Series) -> np.ndarray:
+    """``values.isin(pool)`` for string columns, via Arrow (pandas' isin on Arrow strings is slow)."""
+    hit = pc.is_in(_arrow_str(values), value_set=pc.unique(_arrow_str(pool)))
+    return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def check_relations(tables: dict[str, pd.DataFrame | None],
+                    files: dict[str, str] | None = None) -> list[Problem]:
+    """Cross-table rules: every line and recoupment refers to a known claim, every claim has a line.
+
+    ``files`` names the file of each table in the messages (default: the table name).
+    """
+    files = files or {}
     problems: list[Problem] = []
-    claims = tables.get("claims")
+
+    def ok(name: str) -> pd.DataFrame | None:
+        df = tables.get(name)
+        return df if df is not None and "claim_id" in df.columns else None
+
+    claims = ok("claims")
     if claims is None:
         return problems
-    ids = pd.Index(claims["claim_id"])
-    lines = tables.get("claim_lines")
+    ids = claims["claim_id"]
+    lines = ok("claim_lines")
     if lines is not None:
-        orphan = ~lines["claim_id"].isin(ids)
+        orphan = ~_isin(lines["claim_id"], ids)
         if orphan.any():
-            problems.append(Problem("claim_lines", "claim_id", "a claim_id present in claims (line without a claim)",
+            problems.append(Problem(files.get("claim_lines", "claim_lines"), "claim_id",
+                                    "a claim_id present in claims (line without a claim)",
                                     _rows(orphan), _examples(lines["claim_id"], orphan)))
-        no_lines = ~claims["claim_id"].isin(pd.Index(lines["claim_id"]))
+        no_lines = ~_isin(ids, lines["claim_id"])
         if no_lines.any():
-            problems.append(Problem("claims", "claim_id", "at least one line in claim_lines (claim without lines)",
-                                    _rows(no_lines), _examples(claims["claim_id"], no_lines)))
-    rec = tables.get("recoupments")
+            problems.append(Problem(files.get("claims", "claims"), "claim_id",
+                                    "at least one line in claim_lines (claim without lines)",
+                                    _rows(no_lines), _examples(ids, no_lines)))
+    rec = ok("recoupments")
     if rec is not None:
-        unknown = ~rec["claim_id"].isin(ids)
+        unknown = ~_isin(rec["claim_id"], ids)
         if unknown.any():
-            problems.append(Problem("recoupments", "claim_id", "a claim_id present in claims (recoupment of an unknown claim)",
+            problems.append(Problem(files.get("recoupments", "recoupments"), "claim_id",
+                                    "a claim_id present in claims (recoupment of an unknown claim)",
                                     _rows(unknown), _examples(rec["claim_id"], unknown)))
     return problems
 
@@ -610,12 +687,17 @@ def _list_to_text(s: pd.Series) -> pd.Series:
     return out
 
 
+_MONEY_COLUMNS = frozenset(c.name for cols in TABLES.values() for c in cols if c.kind in ("money", "money_pos"))
+
+
 def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Render a typed table with ISO dates and ';'-joined lists, ready for CSV."""
     out = df.copy()
     for c in out.columns:
         s = out[c]
-        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        if pd.api.types.is_float_dtype(s.dtype) and c in _MONEY_COLUMNS:
+            out[c] = s.round(2)  # cents; written in the shortest exact form (120.5, not 120.50)
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
             out[c] = s.dt.strftime("%Y-%m-%d").fillna("")
         elif isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_list(s.dtype.pyarrow_dtype):
             out[c] = _list_to_text(s)
@@ -638,7 +720,7 @@ def write_history(history: History | dict[str, pd.DataFrame | None], directory: 
         if fmt == "parquet":
             df.to_parquet(directory / f"{name}.parquet", index=False)
         else:
-            to_contract_frame(df).to_csv(directory / f"{name}.csv", index=False, float_format="%.2f")
+            to_contract_frame(df).to_csv(directory / f"{name}.csv", index=False)
     return directory
 
 

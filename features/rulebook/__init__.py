@@ -5,8 +5,9 @@ All lookups are vectorized: codes are mapped to integer ids once and pairs are f
 search over sorted int64 keys, so checking millions of lines takes seconds.
 
 PTP edits are service-date aware: an edit applies when the service date is on or before its
-deletion date (this copy of the tables has no effective dates). Where a pair appears with several
-deletion dates, the row in force last is kept.
+deletion date (this copy of the tables has no effective dates). A pair can appear with several
+deletion dates, one row per period of the edit (the modifier indicator may differ between periods);
+for a service date the row with the earliest deletion date on or after it applies.
 """
 
 from __future__ import annotations
@@ -32,12 +33,39 @@ def _claim_type_key(claim_type: str) -> str:
     return "institutional" if str(claim_type) == "institutional" else "professional"
 
 
+_DATE_SHIFT = np.int64(100_000_000)  # composite key: pair_key * _DATE_SHIFT + YYYYMMDD
+_NAT_YMD = 99991231  # a missing service date is checked against the edits in force today
+
+
+def _ymd(dates) -> np.ndarray:
+    """Dates (datetime64 of any unit, Timestamps, ISO strings) as int64 ``YYYYMMDD``; NaT -> 99991231."""
+    arr = np.atleast_1d(np.asarray(dates))
+    if arr.dtype.kind != "M":
+        arr = pd.to_datetime(pd.Series(arr.ravel()), errors="coerce").to_numpy()
+    d = arr.astype("datetime64[D]")
+    nat = np.isnat(d)
+    months = d.astype("datetime64[M]")
+    year = months.astype("datetime64[Y]").astype(np.int64) + 1970
+    month = months.astype(np.int64) % 12 + 1
+    day = (d - months).astype(np.int64) + 1
+    out = year * 10000 + month * 100 + day
+    out[nat] = _NAT_YMD
+    return out
+
+
+def _codes_array(codes, n: int | None = None) -> np.ndarray:
+    """Codes as an object array of str (a scalar is broadcast to ``n``); missing -> ''."""
+    if np.ndim(codes) == 0:
+        return np.full(n if n is not None else 1, "" if pd.isna(codes) else str(codes), dtype=object)
+    s = pd.Series(np.asarray(codes, dtype=object) if not isinstance(codes, pd.Series) else codes)
+    return s.astype("string").fillna("").str.strip().to_numpy(dtype=object)
+
+
 @dataclass
 class _PtpIndex:
     vocab: pd.Index
-    keys: np.ndarray  # sorted int64: id(column_1) * V + id(column_2)
-    deletion: np.ndarray  # int32 YYYYMMDD
-    modifier_indicator: np.ndarray  # int8
+    keys: np.ndarray  # sorted int64: (id(column_1) * V + id(column_2)) * 1e8 + deletion YYYYMMDD
+    modifier_indicator: np.ndarray  # int8, aligned with keys
 
 
 @dataclass
@@ -71,14 +99,14 @@ class Rulebook:
             c1 = df["column_1"].to_numpy(dtype=object)
             c2 = df["column_2"].to_numpy(dtype=object)
             vocab = pd.Index(np.unique(np.concatenate([c1, c2]).astype(str)))
-            v = len(vocab)
-            k = vocab.get_indexer(c1).astype(np.int64) * v + vocab.get_indexer(c2).astype(np.int64)
+            v = np.int64(len(vocab))
+            pair = vocab.get_indexer(c1).astype(np.int64) * v + vocab.get_indexer(c2).astype(np.int64)
+            k = pair * _DATE_SHIFT + df["deletion_date"].to_numpy().astype(np.int64)
             order = np.argsort(k, kind="stable")
             self._cache[key] = _PtpIndex(
                 vocab=vocab,
                 keys=k[order],
-                deletion=df["deletion_date"].to_numpy()[order],
-                modifier_indicator=df["modifier_indicator"].to_numpy()[order],
+                modifier_indicator=df["modifier_indicator"].to_numpy().astype(np.int8)[order],
             )
         return self._cache[key]
 
@@ -92,14 +120,21 @@ class Rulebook:
         """Modifier indicator of the active PTP edit (column_1 comprehensive, column_2 component) per pair.
 
         Returns an int8 array: -1 where no edit is in force on the service date, else 0, 1 or 9.
+        An edit row is in force on a service date on or before its deletion date; of several rows
+        of a pair, the one with the earliest such deletion date applies. ``service_date`` may be
+        one date for all pairs; a missing date is checked against the edits in force today.
         """
-        c1 = np.asarray(column_1, dtype=object)
-        c2 = np.asarray(column_2, dtype=object)
-        dates = pd.to_datetime(pd.Series(np.asarray(service_date))).dt.strftime("%Y%m%d").fillna("0")
-        dint = dates.astype("int64").to_numpy()
-        out = np.full(len(c1), -1, dtype=np.int8)
+        c1 = _codes_array(column_1)
+        c2 = _codes_array(column_2, len(c1))
+        n = len(c1)
+        dint = _ymd(service_date).ravel()
+        if dint.size == 1 and n != 1:
+            dint = np.full(n, dint[0], dtype=np.int64)
+        if len(c2) != n or len(dint) != n:
+            raise ValueError("ptp_lookup: column_1, column_2 and service_date must have the same length")
+        out = np.full(n, -1, dtype=np.int8)
         if isinstance(claim_type, str):
-            groups = {_claim_type_key(claim_type): np.arange(len(c1))}
+            groups = {_claim_type_key(claim_type): np.arange(n)}
         else:
             ct = np.where(np.asarray(claim_type, dtype=object) == "institutional", "institutional", "professional")
             groups = {t: np.flatnonzero(ct == t) for t in ("professional", "institutional")}
@@ -107,30 +142,51 @@ class Rulebook:
             if len(idx) == 0:
                 continue
             ix = self._ptp_index(ctype)
-            i1 = ix.vocab.get_indexer(c1[idx].astype(str))
-            i2 = ix.vocab.get_indexer(c2[idx].astype(str))
+            i1 = ix.vocab.get_indexer(c1[idx])
+            i2 = ix.vocab.get_indexer(c2[idx])
             known = (i1 >= 0) & (i2 >= 0)
-            q = i1.astype(np.int64) * len(ix.vocab) + i2.astype(np.int64)
-            pos = np.searchsorted(ix.keys, q)
-            pos = np.clip(pos, 0, len(ix.keys) - 1)
-            hit = known & (ix.keys[pos] == q) & (ix.deletion[pos] >= dint[idx])
+            pair = i1.astype(np.int64) * len(ix.vocab) + i2.astype(np.int64)
+            # first row of the pair whose deletion date is on or after the service date
+            pos = np.searchsorted(ix.keys, pair * _DATE_SHIFT + dint[idx], side="left")
+            pos = np.minimum(pos, len(ix.keys) - 1)
+            hit = known & (ix.keys[pos] // _DATE_SHIFT == pair) & (ix.keys[pos] % _DATE_SHIFT >= dint[idx])
             out[idx[hit]] = ix.modifier_indicator[pos[hit]]
         return out
 
     def ptp_pairs_among(self, codes: list[str] | set[str], claim_type: str = "professional",
-                        active_on: str = "2024-07-01") -> pd.DataFrame:
-        """Active PTP edits whose both codes are in ``codes`` (used by the synthetic generator)."""
+                        active_on: str = "2024-07-01", *, in_force: bool = False) -> pd.DataFrame:
+        """PTP edits among ``codes`` (both codes in the set), one row per pair; used by the generator.
+
+        By default each pair's latest row (its last period, as in rulebooks before periods were
+        kept), when that row's deletion date is on or after ``active_on``. With ``in_force=True``,
+        the row in force on ``active_on`` instead (earliest deletion date on or after it), so the
+        modifier indicator is the one that applied on that date. Columns as in the packaged table.
+        """
         df = self.table(f"ptp_{_claim_type_key(claim_type)}")
-        cutoff = int(pd.Timestamp(active_on).strftime("%Y%m%d"))
+        cutoff = int(_ymd(np.array([pd.Timestamp(active_on).to_datetime64()]))[0])
         codes = set(codes)
-        m = df["column_1"].isin(codes) & df["column_2"].isin(codes) & (df["deletion_date"] >= cutoff)
-        return df[m].reset_index(drop=True)
+        m = df["column_1"].isin(codes) & df["column_2"].isin(codes)
+        sub = df[m].sort_values(["column_1", "column_2", "deletion_date"])
+        if in_force:
+            sub = sub[sub["deletion_date"] >= cutoff].drop_duplicates(["column_1", "column_2"], keep="first")
+        else:
+            sub = sub.drop_duplicates(["column_1", "column_2"], keep="last")
+            sub = sub[sub["deletion_date"] >= cutoff]
+        return sub.reset_index(drop=True)
 
     # ---------------------------------------------------------------- MUE
+    def _mue_index(self, ctype: str) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+        key = f"_mue_idx_{ctype}"
+        if key not in self._cache:
+            t = self.table(f"mue_{ctype}")
+            self._cache[key] = (pd.Index(t["code"].astype(str).to_numpy(dtype=object)),
+                                t["mue_units"].to_numpy().astype(np.float64), t["mai"].to_numpy().astype(np.int8))
+        return self._cache[key]
+
     def mue_lookup(self, codes: np.ndarray | pd.Series,
                    claim_type: str | np.ndarray | pd.Series = "professional") -> tuple[np.ndarray, np.ndarray]:
         """(MUE units as float, NaN where none; MAI as int8, 0 where none) per code."""
-        codes = np.asarray(codes, dtype=object).astype(str)
+        codes = _codes_array(codes)
         units = np.full(len(codes), np.nan)
         mai = np.zeros(len(codes), dtype=np.int8)
         if isinstance(claim_type, str):
@@ -141,25 +197,31 @@ class Rulebook:
         for ctype, idx in groups.items():
             if len(idx) == 0:
                 continue
-            t = self.table(f"mue_{ctype}")
-            index = pd.Index(t["code"].astype(str))
+            index, t_units, t_mai = self._mue_index(ctype)
             pos = index.get_indexer(codes[idx])
             ok = pos >= 0
-            units[idx[ok]] = t["mue_units"].to_numpy()[pos[ok]]
-            mai[idx[ok]] = t["mai"].to_numpy()[pos[ok]]
+            units[idx[ok]] = t_units[pos[ok]]
+            mai[idx[ok]] = t_mai[pos[ok]]
         return units, mai
 
     # ---------------------------------------------------------------- add-on codes
     @functools.cached_property
     def addon_primaries(self) -> dict[str, frozenset[str]]:
-        """Add-on code -> its allowed primary codes (empty set: any primary, edit type 2)."""
+        """Add-on code -> its listed primary codes (empty set: any primary).
+
+        ``CCCCC`` in the CMS table stands for "any primary"; an add-on listed with it (edit type 2,
+        and 8 type-3 codes such as C9726 that list some primaries *and* CCCCC) maps to the empty set.
+        """
         df = self.table("addon")
         out: dict[str, set[str]] = {}
-        for add_on, prim in zip(df["add_on_code"], df["primary_code"]):
+        anyp: set[str] = set()
+        for add_on, prim in zip(df["add_on_code"].astype(str), df["primary_code"].astype(str)):
             s = out.setdefault(add_on, set())
-            if prim != "CCCCC":
+            if prim == "CCCCC":
+                anyp.add(add_on)
+            else:
                 s.add(prim)
-        return {k: frozenset(v) for k, v in out.items()}
+        return {k: frozenset() if k in anyp else frozenset(v) for k, v in out.items()}
 
     # ---------------------------------------------------------------- ICD-10-CM
     @functools.cached_property
@@ -168,9 +230,13 @@ class Rulebook:
         return pd.Index(t["code"].astype(str)), t["billable"].to_numpy()
 
     def icd_status(self, codes: np.ndarray | pd.Series) -> np.ndarray:
-        """Per diagnosis code: 0 valid billable, 1 truncated (a category, not a billable leaf), 2 unknown."""
+        """Per diagnosis code: 0 valid billable, 1 truncated (a category, not a billable leaf), 2 unknown.
+
+        Codes are compared without dots and upper-cased (``e11.9`` is ``E119``).
+        """
         index, billable = self._icd_index
-        pos = index.get_indexer(np.asarray(codes, dtype=object).astype(str))
+        codes = pd.Series(_codes_array(codes), dtype="string").str.replace(".", "", regex=False).str.upper()
+        pos = index.get_indexer(codes.to_numpy(dtype=object))
         out = np.full(len(pos), 2, dtype=np.int8)
         ok = pos >= 0
         out[ok] = np.where(billable[pos[ok]], 0, 1)

@@ -35,12 +35,21 @@ def _newest(ref: Path, pattern: str) -> Path:
 
 
 def _ptp(path: Path) -> pd.DataFrame:
+    """One row per (column_1, column_2, deletion_date), sorted.
+
+    A pair can appear several times with different deletion dates (and, in 21k pairs, different
+    modifier indicators): each row is one period of the edit. All periods are kept; the lookup
+    picks, for a service date, the row with the earliest deletion date on or after it.
+    """
     df = pd.read_csv(path, dtype=str, usecols=["column_1", "column_2", "deletion_date", "modifier_indicator"])
+    for c in ("column_1", "column_2", "deletion_date", "modifier_indicator"):
+        df[c] = df[c].str.strip()
     df["deletion_date"] = df["deletion_date"].astype("int32")
     df["modifier_indicator"] = df["modifier_indicator"].astype("int8")
-    # A pair can appear with several deletion dates; keep the row that is in force last.
-    df = df.sort_values(["column_1", "column_2", "deletion_date"]).drop_duplicates(
-        ["column_1", "column_2"], keep="last"
+    # Exact repeats of a pair and deletion date differing only in the rationale (2024Q3: 88108/88162,
+    # same indicator): keep one, deterministically.
+    df = df.sort_values(["column_1", "column_2", "deletion_date", "modifier_indicator"]).drop_duplicates(
+        ["column_1", "column_2", "deletion_date"], keep="first"
     )
     return df.reset_index(drop=True)
 

@@ -1,0 +1,436 @@
+"""The data contract: loading, typing and validating a claims history directory (CSV and Parquet)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features.contract import (
+    CARC_TO_CAUSE,
+    CAUSE_TO_CARC,
+    CAUSES,
+    ContractError,
+    History,
+    Problem,
+    cause_from_carc,
+    causes_from_carcs,
+    empty_table,
+    load_history,
+    validate_frames,
+    validate_table,
+    write_history,
+)
+
+
+def good_tables() -> dict[str, pd.DataFrame]:
+    """A tiny valid history as raw text tables (what a CSV export holds)."""
+    claims = pd.DataFrame({
+        "claim_id": ["C1", "C2", "C3"],
+        "patient_id": ["P1", "P2", "P1"],
+        "billing_npi": ["1234567893", "1234567893", "1987654321"],
+        "rendering_npi": ["1234567893", "", ""],
+        "payer_id": ["MCR", "AETNA", "MCD"],
+        "plan_type": ["medicare", "commercial", "medicaid"],
+        "claim_type": ["professional", "professional", "institutional"],
+        "place_of_service": ["11", "11", "22"],
+        "frequency_code": ["1", "1", "7"],
+        "submitted_date": ["2024-01-05", "2024-02-01", "2024-03-01"],
+        "total_charge": ["120.50", "80", "300"],
+        "diagnosis_codes": ["E119;I10", "Z0000", "M545"],
+        "prior_auth_number": ["", "PA1", ""],
+        "has_attachment": ["true", "", "no"],
+        "paid_date": ["2024-01-20", "", ""],
+        "paid_amount": ["100.25", "", ""],
+    })
+    lines = pd.DataFrame({
+        "claim_id": ["C1", "C1", "C2", "C3"],
+        "line_number": ["1", "2", "1", "1"],
+        "service_date": ["2024-01-02", "2024-01-02", "2024-01-30", "2024-02-28"],
+        "procedure_code": ["99213", "36415", "99214", "G0008"],
+        "modifiers": ["25", "", "", "RT;LT"],
+        "units": ["1", "2", "1", "1.5"],
+        "line_charge": ["100", "20.5", "80", "300"],
+        "diagnosis_pointers": ["1;2", "1", "1", ""],
+        "line_paid": ["90", "10.25", "", ""],
+    })
+    coverage = pd.DataFrame({
+        "patient_id": ["P1", "P2"], "payer_id": ["MCR", "AETNA"], "plan_type": ["medicare", "commercial"],
+        "coverage_start": ["2023-01-01", "2023-06-01"], "coverage_end": ["", "2024-12-31"],
+    })
+    providers = pd.DataFrame({"npi": ["1234567893", "1987654321"], "taxonomy_code": ["207Q00000X", ""],
+                              "state": ["OH", "TX"]})
+    recoupments = pd.DataFrame({
+        "claim_id": ["C1", "C1", "C2", "C3"],
+        "recouped_date": ["2024-06-01", "2024-07-01", "2024-08-01", "2024-09-01"],
+        "recouped_amount": ["50", "10", "5.5", "1"],
+        "carc": ["CO-97", "", "18", "PR-1"],
+        "cause": ["", "", "", ""],
+    })
+    return {"claims": claims, "claim_lines": lines, "coverage": coverage, "providers": providers,
+            "recoupments": recoupments}
+
+
+def write_dir(path, tables, fmt="csv"):
+    path.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        if fmt == "csv":
+            df.to_csv(path / f"{name}.csv", index=False)
+        else:
+            df.to_parquet(path / f"{name}.parquet", index=False)
+    return path
+
+
+def load_error(tmp_path, tables, fmt="csv", **kw) -> ContractError:
+    d = write_dir(tmp_path / "h", tables, fmt)
+    with pytest.raises(ContractError) as exc:
+        load_history(d, **kw)
+    return exc.value
+
+
+# ----------------------------------------------------------------------------------- good input
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_good_history_loads_typed(tmp_path, fmt):
+    h = load_history(write_dir(tmp_path / "h", good_tables(), fmt))
+    assert isinstance(h, History)
+    c, ln, r = h.claims, h.claim_lines, h.recoupments
+    assert len(c) == 3 and len(ln) == 4 and len(r) == 4 and len(h.coverage) == 2 and len(h.providers) == 2
+    # enums: categoricals with the contract's fixed levels (not just the values present)
+    assert isinstance(c["plan_type"].dtype, pd.CategoricalDtype)
+    assert list(c["plan_type"].cat.categories) == ["medicare", "medicare_advantage", "medicaid", "commercial"]
+    assert list(c["claim_type"].cat.categories) == ["professional", "institutional"]
+    assert list(c["frequency_code"].cat.categories) == ["1", "7", "8"]
+    assert list(r["cause"].cat.categories) == list(CAUSES)
+    # dates
+    for df, col in [(c, "submitted_date"), (c, "paid_date"), (ln, "service_date"), (r, "recouped_date"),
+                    (h.coverage, "coverage_start"), (h.coverage, "coverage_end")]:
+        assert pd.api.types.is_datetime64_dtype(df[col].dtype), col
+    assert c["submitted_date"].iloc[0] == pd.Timestamp("2024-01-05")
+    assert pd.isna(c["paid_date"].iloc[1]) and pd.isna(h.coverage["coverage_end"].iloc[0])
+    # lists: Arrow list columns
+    for df, col in [(c, "diagnosis_codes"), (ln, "modifiers"), (ln, "diagnosis_pointers")]:
+        assert isinstance(df[col].dtype, pd.ArrowDtype) and pa.types.is_list(df[col].dtype.pyarrow_dtype), col
+    assert c["diagnosis_codes"].iloc[0] == ["E119", "I10"]
+    assert ln["modifiers"].tolist() == [["25"], [], [], ["RT", "LT"]]
+    assert ln["diagnosis_pointers"].tolist() == [[1, 2], [1], [1], []]
+    # money and units: float; line_number int; bool
+    for df, col in [(c, "total_charge"), (c, "paid_amount"), (ln, "units"), (ln, "line_charge"),
+                    (ln, "line_paid"), (r, "recouped_amount")]:
+        assert df[col].dtype == np.float64, col
+    assert c["total_charge"].tolist() == [120.5, 80.0, 300.0]
+    assert ln["units"].iloc[3] == 1.5
+    assert ln["line_number"].dtype.kind == "i"
+    assert c["has_attachment"].dtype == bool and c["has_attachment"].tolist() == [True, False, False]
+    assert c["billing_npi"].iloc[0] == "1234567893"
+    assert pd.isna(c["rendering_npi"].iloc[1])
+    assert h.last_date == pd.Timestamp("2024-09-01")
+
+
+def test_recoupment_cause_derived_from_carc(tmp_path):
+    t = good_tables()
+    t["recoupments"]["cause"] = ["", "", "", "documentation"]  # an explicit cause wins over the CARC
+    h = load_history(write_dir(tmp_path / "h", t))
+    # CO-97 -> bundling, 18 -> duplicate, PR-1 given as documentation, empty carc and cause -> other
+    assert h.recoupments["cause"].astype(str).tolist() == ["bundling", "other", "duplicate", "documentation"]
+    t["recoupments"]["cause"] = ""
+    h = load_history(write_dir(tmp_path / "h2", t))
+    assert h.recoupments["cause"].astype(str).tolist() == ["bundling", "other", "duplicate", "other"]
+
+
+@pytest.mark.parametrize(
+    "carc, cause",
+    [("CO-97", "bundling"), ("97", "bundling"), ("co-97", "bundling"), (" OA-18 ", "duplicate"),
+     ("PI-B15", "bundling"), ("CO-151", "units"), ("CO-4", "procedure_coding"), ("CO-50", "medical_necessity"),
+     ("CO-16", "documentation"), ("CO-27", "eligibility"), ("CO-45", "other"), ("PR-1", "other"),
+     ("CO97", "bundling"), ("B15", "bundling"), ("18", "duplicate"), ("CO-1", "other"),
+     ("", None), ("  ", None), (None, None), (float("nan"), None), (pd.NA, None)],
+)
+def test_cause_from_carc(carc, cause):
+    assert cause_from_carc(carc) == cause
+    vec = causes_from_carcs(pd.Series([carc], dtype=object))
+    assert (vec.iloc[0] if pd.notna(vec.iloc[0]) else None) == cause
+
+
+def test_carc_maps_are_consistent():
+    assert set(CARC_TO_CAUSE.values()) <= set(CAUSES)
+    assert set(CAUSE_TO_CARC) == set(CAUSES)
+    for cause, carc in CAUSE_TO_CARC.items():
+        assert cause_from_carc(carc) == cause
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_write_history_round_trip(tmp_path, fmt):
+    h = load_history(write_dir(tmp_path / "raw", good_tables()))
+    write_history(h, tmp_path / "out", fmt=fmt)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{t}.{fmt}" for t in ("claims", "claim_lines", "coverage", "providers", "recoupments"))
+    back = load_history(tmp_path / "out")
+    for name, df in h.tables().items():
+        pd.testing.assert_frame_equal(getattr(back, name), df, check_exact=True, obj=name)
+
+
+def test_csv_and_parquet_round_trips_agree(tmp_path):
+    h = load_history(write_dir(tmp_path / "raw", good_tables()))
+    h.claim_lines.loc[0, "units"] = 0.333  # fractional units survive the CSV text form exactly
+    a = load_history(write_history(h, tmp_path / "csv", fmt="csv"))
+    b = load_history(write_history(h, tmp_path / "pq", fmt="parquet"))
+    for name in ("claims", "claim_lines", "coverage", "providers", "recoupments"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
+    assert a.claim_lines["units"].iloc[0] == 0.333
+
+
+def test_optional_tables_may_be_absent_and_recoupments_can_be_required(tmp_path):
+    t = good_tables()
+    d = write_dir(tmp_path / "h", {"claims": t["claims"], "claim_lines": t["claim_lines"]})
+    h = load_history(d)
+    assert h.recoupments is None and h.coverage is None and h.providers is None
+    with pytest.raises(ContractError, match=r"recoupments\.csv.*a recoupments file"):
+        load_history(d, require_recoupments=True)
+
+
+def test_missing_required_table(tmp_path):
+    t = good_tables()
+    err = load_error(tmp_path, {"claims": t["claims"]})
+    assert "claim_lines.csv" in str(err) and "a claim_lines file" in str(err)
+
+
+def test_unknown_extra_column_is_a_warning_not_an_error(tmp_path):
+    t = good_tables()
+    t["claims"]["my_notes"] = "x"
+    with pytest.warns(UserWarning, match=r"claims\.csv: ignoring unknown column\(s\) my_notes"):
+        h = load_history(write_dir(tmp_path / "h", t))
+    assert "my_notes" not in h.claims.columns
+
+
+def test_csv_with_bom_and_padded_header(tmp_path):
+    t = good_tables()
+    d = write_dir(tmp_path / "h", t)
+    text = (d / "claims.csv").read_text()
+    header, rest = text.split("\n", 1)
+    (d / "claims.csv").write_text("\ufeff" + header.replace("claim_id", " claim_id ") + "\n" + rest,
+                                  encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = load_history(d)
+    assert h.claims["claim_id"].tolist() == ["C1", "C2", "C3"]
+
+
+def test_gzipped_csv_and_quoted_newlines(tmp_path):
+    t = good_tables()
+    t["claims"].loc[1, "prior_auth_number"] = "PA 1,\nsecond line"
+    d = write_dir(tmp_path / "h", t)
+    (d / "claim_lines.csv").unlink()
+    t["claim_lines"].to_csv(d / "claim_lines.csv.gz", index=False)
+    h = load_history(d)
+    assert h.claims["prior_auth_number"].iloc[1] == "PA 1,\nsecond line"
+    assert len(h.claim_lines) == 4
+
+
+def test_empty_table_is_typed():
+    e = empty_table("claim_lines")
+    assert len(e) == 0
+    assert pd.api.types.is_datetime64_dtype(e["service_date"].dtype)
+    assert pa.types.is_list(e["modifiers"].dtype.pyarrow_dtype)
+    assert e["units"].dtype == np.float64
+
+
+def test_validate_frames_accepts_sliced_typed_frames():
+    h = validate_frames(good_tables())
+    sub = validate_frames({"claims": h.claims.iloc[1:], "claim_lines": h.claim_lines.iloc[2:]})
+    assert sub.claim_lines["modifiers"].tolist() == [[], ["RT", "LT"]]
+    assert sub.claim_lines["diagnosis_pointers"].tolist() == [[1], []]
+
+
+def test_lists_ignore_empty_items_and_case():
+    t = good_tables()
+    t["claims"]["diagnosis_codes"] = ["e119; I10 ;", "Z0000", "M545"]
+    h = validate_frames(t)
+    assert h.claims["diagnosis_codes"].iloc[0] == ["E119", "I10"]
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+
+def _problem_line(err: ContractError, needle: str) -> str:
+    hits = [line for line in str(err).splitlines() if needle in line]
+    assert hits, f"{needle!r} not in:\n{err}"
+    return hits[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_missing_required_column(tmp_path, fmt):
+    t = good_tables()
+    t["claims"] = t["claims"].drop(columns=["submitted_date"])
+    err = load_error(tmp_path, t, fmt)
+    line = _problem_line(err, "submitted_date")
+    assert f"claims.{fmt}" in line and "required column to be present" in line
+    assert len(err.problems) == 1  # no follow-up noise (and no crash) from the missing column
+
+
+def test_missing_claim_id_column_does_not_crash_relations(tmp_path):
+    t = good_tables()
+    t["claim_lines"] = t["claim_lines"].drop(columns=["claim_id"])
+    err = load_error(tmp_path, t)
+    assert "claim_lines.csv: column 'claim_id': expected this required column to be present" in str(err)
+
+
+@pytest.mark.parametrize(
+    "table, column, value, expected",
+    [
+        ("claims", "submitted_date", "2024-02-30", "a date YYYY-MM-DD (got '2024-02-30')"),
+        ("claims", "paid_date", "01/20/2024", "a date YYYY-MM-DD (got '01/20/2024')"),
+        ("claims", "total_charge", "-5", "an amount >= 0 (got '-5')"),
+        ("claims", "total_charge", "abc", "an amount >= 0 (got 'abc')"),
+        ("claim_lines", "units", "0", "a number > 0 (got '0')"),
+        ("claim_lines", "units", "-1", "a number > 0 (got '-1')"),
+        ("claim_lines", "line_number", "1.5", "a whole number >= 1 (got '1.5')"),
+        ("claim_lines", "procedure_code", "9921", "a CPT or HCPCS code"),
+        ("claim_lines", "procedure_code", "ABCDE", "a CPT or HCPCS code"),
+        ("claims", "diagnosis_codes", "E11.9", "ICD-10-CM codes without dots"),
+        ("claims", "billing_npi", "12345", "a 10-digit NPI (got '12345')"),
+        ("claims", "rendering_npi", "12345678AB", "a 10-digit NPI (got '12345678AB')"),
+        ("claims", "plan_type", "medicare_part_z", "one of medicare, medicare_advantage, medicaid, commercial"),
+        ("claims", "frequency_code", "9", "one of 1, 7, 8 (got '9')"),
+        ("claims", "has_attachment", "maybe", "true/false (also 1/0, yes/no, Y/N) (got 'maybe')"),
+        ("claims", "place_of_service", "ABC", "a 2-digit place-of-service code"),
+        ("claim_lines", "modifiers", "25;59;XU;RT;LT", "2-character modifiers, at most 4"),
+        ("claim_lines", "modifiers", "2", "2-character modifiers, at most 4"),
+        ("claim_lines", "diagnosis_pointers", "1;13", "whole numbers 1..12"),
+        ("recoupments", "recouped_amount", "0", "an amount > 0 (got '0')"),
+        ("recoupments", "cause", "fraud", "one of duplicate, bundling"),
+        ("coverage", "plan_type", "gold", "one of medicare"),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_bad_value_is_reported_with_file_row_column_expectation(tmp_path, fmt, table, column, value, expected):
+    t = good_tables()
+    t[table].loc[1, column] = value  # data row 2
+    err = load_error(tmp_path, t, fmt)
+    line = _problem_line(err, f"column '{column}'")
+    assert line.strip().startswith(f"- {table}.{fmt} row 2: column '{column}': expected"), line
+    assert expected in line
+    assert len(err.problems) == 1, str(err)
+
+
+def test_blank_required_value(tmp_path):
+    t = good_tables()
+    t["claims"].loc[2, "payer_id"] = ""
+    t["claims"].loc[0, "diagnosis_codes"] = ""
+    err = load_error(tmp_path, t)
+    assert "claims.csv row 3: column 'payer_id': expected a value (a non-empty identifier)" in str(err)
+    assert "claims.csv row 1: column 'diagnosis_codes': expected at least 1 code(s)" in str(err)
+
+
+def test_duplicate_claim_id(tmp_path):
+    t = good_tables()
+    t["claims"].loc[2, "claim_id"] = "C1"
+    t["claim_lines"].loc[3, "claim_id"] = "C1"
+    t["claim_lines"].loc[3, "line_number"] = "3"
+    t["recoupments"].loc[3, "claim_id"] = "C1"
+    err = load_error(tmp_path, t)
+    assert "claims.csv rows 1, 3: column 'claim_id': expected unique claim ids (duplicate claim_id) (got 'C1', 'C1')" \
+        in str(err)
+
+
+def test_duplicate_line_number(tmp_path):
+    t = good_tables()
+    t["claim_lines"].loc[1, "line_number"] = "1"
+    err = load_error(tmp_path, t)
+    assert "claim_lines.csv rows 1, 2: column 'line_number': expected unique line numbers within a claim" in str(err)
+
+
+def test_line_without_a_claim(tmp_path):
+    t = good_tables()
+    t["claim_lines"].loc[3, "claim_id"] = "C9"
+    err = load_error(tmp_path, t)
+    assert ("claim_lines.csv row 4: column 'claim_id': expected a claim_id present in claims "
+            "(line without a claim) (got 'C9')") in str(err)
+    # C3 lost its only line
+    assert ("claims.csv row 3: column 'claim_id': expected at least one line in claim_lines "
+            "(claim without lines) (got 'C3')") in str(err)
+
+
+def test_recoupment_of_unknown_claim(tmp_path):
+    t = good_tables()
+    t["recoupments"].loc[0, "claim_id"] = "NOPE"
+    err = load_error(tmp_path, t)
+    assert ("recoupments.csv row 1: column 'claim_id': expected a claim_id present in claims "
+            "(recoupment of an unknown claim) (got 'NOPE')") in str(err)
+
+
+def test_paid_before_submitted(tmp_path):
+    t = good_tables()
+    t["claims"].loc[0, "paid_date"] = "2023-12-31"
+    err = load_error(tmp_path, t)
+    assert "claims.csv row 1: column 'paid_date': expected a date on or after submitted_date" in str(err)
+
+
+def test_all_errors_of_all_files_in_one_report(tmp_path):
+    t = good_tables()
+    t["claims"].loc[0, "submitted_date"] = "yesterday"
+    t["claims"].loc[1, "billing_npi"] = "1"
+    t["claims"].loc[2, "plan_type"] = "other"
+    t["claim_lines"].loc[2, "units"] = "0"
+    t["claim_lines"].loc[0, "procedure_code"] = "X"
+    t["recoupments"].loc[3, "recouped_amount"] = "-3"
+    err = load_error(tmp_path, t)
+    text = str(err)
+    assert text.splitlines()[0] == "6 contract problem(s) affecting 6 row(s):"
+    for needle in ["claims.csv row 1: column 'submitted_date'", "claims.csv row 2: column 'billing_npi'",
+                   "claims.csv row 3: column 'plan_type'", "claim_lines.csv row 3: column 'units'",
+                   "claim_lines.csv row 1: column 'procedure_code'", "recoupments.csv row 4: column 'recouped_amount'"]:
+        assert needle in text
+    assert {p.file for p in err.problems} == {"claims.csv", "claim_lines.csv", "recoupments.csv"}
+    assert all(isinstance(p, Problem) for p in err.problems)
+
+
+def test_first_rows_shown_then_and_k_more(tmp_path):
+    t = good_tables()
+    lines = pd.concat([t["claim_lines"]] * 3, ignore_index=True)  # 12 lines
+    lines["line_number"] = [str(i) for i in range(1, 13)]
+    lines["units"] = "0"
+    t["claim_lines"] = lines
+    err = load_error(tmp_path, t)
+    line = _problem_line(err, "column 'units'")
+    assert "claim_lines.csv rows 1, 2, 3, 4, 5, ... and 7 more: column 'units': expected a number > 0" in line
+    assert err.problems[0].rows == list(range(1, 13))
+
+
+def test_many_problems_shown_then_and_k_more_problems(tmp_path):
+    t = good_tables()
+    for col in ["patient_id", "payer_id", "billing_npi", "plan_type", "claim_type", "place_of_service",
+                "frequency_code", "submitted_date", "total_charge", "diagnosis_codes"]:
+        t["claims"][col] = "???"
+    err = load_error(tmp_path, t, max_shown=4)
+    lines = str(err).splitlines()
+    assert len(lines) == 1 + 4 + 1
+    assert re.fullmatch(r"  - \.\.\. and \d+ more problems", lines[-1]), lines[-1]
+    assert int(re.search(r"and (\d+) more", lines[-1]).group(1)) == len(err.problems) - 4
+
+
+def test_validate_table_returns_problems_without_raising():
+    t = good_tables()
+    t["claim_lines"].loc[0, "units"] = "-2"
+    typed, problems, notes = validate_table(t["claim_lines"], "claim_lines", "lines.csv")
+    assert len(typed) == 4 and notes == []
+    assert [(p.file, p.column, p.rows) for p in problems] == [("lines.csv", "units", [1])]
+
+
+def test_validate_frames_raises_contract_error():
+    t = good_tables()
+    t["claims"].loc[0, "total_charge"] = "-1"
+    with pytest.raises(ContractError, match=r"claims row 1: column 'total_charge': expected an amount >= 0"):
+        validate_frames(t)
+    with pytest.raises(ContractError, match="a claim_lines table"):
+        validate_frames({"claims": good_tables()["claims"]})
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(ContractError, match="a claims history directory"):
+        load_history(tmp_path / "nope")

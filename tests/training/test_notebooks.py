@@ -1,0 +1,35 @@
+"""The notebooks run top to bottom on small generated data and are stored without outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_are_stored_without_outputs():
+    assert len(NOTEBOOKS) >= 2
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name} has stored outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path, trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOUP_DATA_DIR", str(trained["data_dir"]))
+    monkeypatch.setenv("RECOUP_RUN_ID", trained["info"]["run_id"])
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert any(o.output_type in ("display_data", "execute_result") for c in nb.cells if c.cell_type == "code"
+               for o in c.outputs)
