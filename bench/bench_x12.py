@@ -1,0 +1,121 @@
+"""Throughput of the X12 importer: the 624-claim imsweb file, and ~100 MB made by repeating real files.
+
+Usage: ``python bench/bench_x12.py [--mb 100] [--files 4] [--workers 2] [--samples DIR]``
+
+The large input repeats the sample 837/835 files (tests/data/x12, or /work/shared/x12) with the
+claim ids (CLM01, CLP01, PLB WO references) made unique per copy, so that every stage does real
+work: tokenizing, mapping, joining 835 payments to 837 claims, building and validating the frames
+and writing the CSV directory. It is split over ``--files`` files; ``--workers`` parses files in
+parallel processes (the join and validation stay in the parent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from features.contract import write_history  # noqa: E402
+from features import x12  # noqa: E402
+
+_ID = re.compile(r"((?:^|~)\s*(?:CLM|CLP)\*)([^*~]+)")
+
+
+def sample_files(root: Path) -> list[Path]:
+    """The sample 837/835 files that import cleanly (no repeated multi-transaction file)."""
+    keep = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix not in (".md", ".csv") and "multiple_transactions" not in p.name:
+            text = p.read_text(errors="replace")
+            if text.lstrip().startswith("ISA") and "*:~" in text[:120]:
+                keep.append(p)
+    return keep
+
+
+def unique_copy(text: str, k: int) -> str:
+    """The text with claim ids suffixed by the copy number."""
+    return _ID.sub(lambda m: f"{m.group(1)}{m.group(2)}-{k}", text)
+
+
+def generate(out_dir: Path, samples: list[Path], megabytes: float, n_files: int) -> list[Path]:
+    texts = [re.sub(r"~\s+", "~", p.read_text()) for p in samples]
+    target = int(megabytes * 1_000_000 / n_files)
+    paths, k = [], 0
+    for i in range(n_files):
+        path = out_dir / f"big_{i}.x12"
+        size = 0
+        with path.open("w") as fh:
+            while size < target:
+                for t in texts:
+                    chunk = unique_copy(t, k)
+                    fh.write(chunk)
+                    size += len(chunk)
+                k += 1
+        paths.append(path)
+    return paths
+
+
+def _parse(path: str) -> x12.Parsed:
+    return x12.parse_x12(x12.read_text(Path(path)), path)
+
+
+def run_parallel(paths: list[Path], workers: int) -> x12.ImportResult:
+    """Like :func:`features.x12.import_x12`, parsing files in ``workers`` processes."""
+    if workers <= 1:
+        return x12.import_x12(paths)
+    t0 = time.perf_counter()
+    gc.disable()  # unpickling the workers' rows allocates millions of small objects
+    try:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_parse, [str(p) for p in paths]))
+    finally:
+        gc.enable()
+    return x12.import_parsed(parts, started=t0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=100.0)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    default = Path("/work/shared/x12") if Path("/work/shared/x12").exists() else ROOT / "tests/data/x12"
+    ap.add_argument("--samples", type=Path, default=default)
+    args = ap.parse_args(argv)
+    print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
+
+    imsweb = args.samples / "imsweb-x12-parser/x12_multiple_transactions.txt"
+    if imsweb.exists():
+        t = time.perf_counter()
+        r = x12.import_x12([imsweb])
+        print(f"imsweb 624-claim file ({imsweb.stat().st_size / 1e3:.0f} kB): {time.perf_counter() - t:.3f} s, "
+              f"{r.summary.claims_read} CLM read")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        t = time.perf_counter()
+        paths = generate(tmp_path, sample_files(args.samples), args.mb, args.files)
+        size = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"generated {size:.1f} MB in {len(paths)} files in {time.perf_counter() - t:.1f} s")
+        for workers in sorted({1, args.workers}):
+            t = time.perf_counter()
+            result = run_parallel(paths, workers)
+            t_import = time.perf_counter() - t
+            write_history(result.history, tmp_path / f"out{workers}")
+            t_total = time.perf_counter() - t
+            s = result.summary
+            print(f"workers={workers}: import {t_import:.1f} s, import+write CSV {t_total:.1f} s "
+                  f"({size / t_total:.1f} MB/s): {s.claims} claims, {s.lines} lines, {s.remittances} remittances, "
+                  f"{s.recoupments} recoupments")
+
+
+if __name__ == "__main__":
+    main()
