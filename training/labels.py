@@ -29,15 +29,15 @@ def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.
     """One row per claim (index claim_id): ``mature``, ``label``, ``cause``, ``recouped_amount``.
 
     Positive: a recoupment dated within ``horizon_days`` after ``paid_date``. Immature: the horizon
-    ends after ``as_of`` (the label is not known yet). Unpaid claims cannot be recouped: they are
-    negatives once ``submitted_date`` + horizon has passed, immature before. The cause is the cause
-    of the first recoupment within the horizon.
+    ends after ``as_of`` (the label is not known yet). Claims that were never paid cannot be recouped
+    and are left out of training and evaluation (``mature`` is false for them): the model estimates
+    the risk of a claim given that the payer pays it, which is what a billing team acts on. The cause
+    is the cause of the first recoupment within the horizon.
     """
     c = history.claims
     horizon = pd.Timedelta(days=horizon_days)
-    start = c["paid_date"].where(c["paid_date"].notna(), c["submitted_date"])
     out = pd.DataFrame({
-        "mature": (start + horizon <= as_of).to_numpy(),
+        "mature": (c["paid_date"].notna() & (c["paid_date"] + horizon <= as_of)).to_numpy(),
         "label": 0,
         "cause": pd.Series([None] * len(c), dtype=object).to_numpy(),
         "recouped_amount": 0.0,

@@ -1,0 +1,89 @@
+"""`recoup demo`: the embedded default end to end — generate, train and promote, audit, serve."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from features.settings import recoup_home
+
+log = logging.getLogger(__name__)
+
+
+def claim_json(history, claim_id: str) -> dict:
+    """One claim of a history in the service's CLAIM format (without payment fields)."""
+    c = history.claims[history.claims["claim_id"] == claim_id].iloc[0]
+    lines = history.claim_lines[history.claim_lines["claim_id"] == claim_id].sort_values("line_number")
+
+    def val(v):
+        if isinstance(v, pd.Timestamp):
+            return str(v.date())
+        if hasattr(v, "tolist"):
+            return v.tolist()
+        return None if pd.isna(v) else v
+
+    claim = {k: val(c[k]) for k in ("claim_id", "patient_id", "billing_npi", "rendering_npi", "payer_id",
+                                     "plan_type", "claim_type", "place_of_service", "frequency_code",
+                                     "submitted_date", "total_charge", "diagnosis_codes", "prior_auth_number",
+                                     "has_attachment")}
+    claim["claim_id"] = f"{claim_id}-RESUBMIT"
+    claim["lines"] = [{k: val(r[k]) for k in ("line_number", "service_date", "procedure_code", "modifiers",
+                                              "units", "line_charge", "diagnosis_pointers")}
+                      for _, r in lines.iterrows()]
+    return {k: v for k, v in claim.items() if v is not None}
+
+
+def _step(n: int, text: str) -> float:
+    print(f"\n[{n}/4] {text}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port: int = 3000) -> None:
+    from features.contract import load_history
+    from features.synthetic import generate_to_dir
+
+    home = recoup_home()
+    demo = home / "demo"
+    data = demo / "history"
+    t = _step(1, f"generating a synthetic claims history of {claims:,} claims in {data}")
+    print(generate_to_dir(data, n_claims=claims, seed=seed))
+    print(f"      done in {time.perf_counter() - t:.0f} s")
+
+    from training.train import train_cli
+
+    t = _step(2, "training the likelihood and cause models, logging to MLflow, promoting to champion")
+    train_cli(data=data, as_of=None, horizon_days=365, promote=True, config=None)
+    print(f"      done in {time.perf_counter() - t:.0f} s")
+
+    t = _step(3, "scoring the last 6 months of paid claims and writing the audit worklist and report")
+    history = load_history(data)
+    last = history.claims["submitted_date"].max()
+    since = str((last - pd.Timedelta(days=182)).date())
+    from serving.audit import audit_cli
+
+    audit_dir = demo / "audit"
+    audit_cli(data=data, out=audit_dir, since=since, until=None, capacity=500, budget_hours=None,
+              minutes_per_review=20.0)
+    print(f"      done in {time.perf_counter() - t:.0f} s")
+
+    # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)
+    recent = history.claims.sort_values("submitted_date").iloc[-1]["claim_id"]
+    example = demo / "example_claim.json"
+    example.write_text(json.dumps({"claim": claim_json(history, recent)}, indent=2))
+    print("\nAudit report:   ", (audit_dir / "report.html").resolve())
+    print("Worklist:       ", (audit_dir / "worklist.csv").resolve())
+    print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}")
+    print("Try the service (in another terminal once it is up):")
+    print(f"  curl -s -X POST http://127.0.0.1:{port}/score -H 'content-type: application/json' "
+          f"-d @{example.resolve()}")
+    if serve_after:
+        _step(4, f"starting the scoring service on http://127.0.0.1:{port} (Ctrl-C to stop)")
+        from serving.serve import serve_cli
+
+        serve_cli(port=port, host="127.0.0.1")
+    else:
+        print("\n[4/4] skipped starting the service (--no-serve); start it with `recoup serve`")
