@@ -36,7 +36,7 @@ def _progress(every: int, name: str):
 def fit_likelihood(M_train: pd.DataFrame, y_train: np.ndarray, M_valid: pd.DataFrame, y_valid: np.ndarray,
                    cfg: dict, seed: int, threads: int) -> lgb.Booster:
     """Binary LightGBM with early stopping on the later (validation) slice."""
-    params = _params(cfg, seed, threads, objective="binary", metric=["average_precision", "binary_logloss"])
+    params = _params(cfg, seed, threads, objective="binary", metric=["binary_logloss", "average_precision"])
     dtrain = lgb.Dataset(M_train, label=y_train, free_raw_data=True)
     dvalid = lgb.Dataset(M_valid, label=y_valid, reference=dtrain)
     return lgb.train(
