@@ -1,0 +1,404 @@
+"""Synthetic claims history with realistic recoupments, and its oracle: the project's default dataset.
+
+``generate_history(GeneratorConfig(...))`` returns a typed :class:`~features.contract.History`
+(exactly what :func:`~features.contract.load_history` returns for the written directory) and the
+oracle frame; ``generate_to_dir`` writes both (``DIR/oracle.csv``).
+
+The world
+    ~13 specialties (real NUCC taxonomies) with visit templates of real CPT/HCPCS codes, fees and
+    units (:mod:`features.synthetic_catalog`); providers with heavy-tailed latent habits
+    (unbundling, upcoding, units, duplicates, sloppy paperwork, coding, medical necessity, stale
+    eligibility); patients with coverage spans (payer changes, Medicaid churn lapses, terminations);
+    15 payers (5 Medicare MACs, 2 Medicare Advantage, 5 Medicaid, 3 commercial) with their own
+    allowed ratios and audit intensities by cause.
+
+Error mechanisms (:mod:`features.synthetic_claims`), all visible in the data the way they are in
+real claims: duplicate resubmissions (frequency ``1``, 10-60 days later, exact or near copies;
+replacements ``7`` and voids ``8`` also exist); real NCCI PTP pairs (from the packaged rulebook)
+billed without a bypass modifier, or split across same-day claims; units over the real MUE per line
+or per day; upcoded E/M / psychotherapy / chiropractic levels with weak diagnosis support; add-on
+codes without their primary; modifier 25 with no procedure; diagnoses that do not support the
+procedure, some truncated to non-billable categories; missing attachments and prior
+authorizations; service dates outside the billed payer's coverage; payer overpayments.
+
+The oracle (:mod:`features.synthetic_outcomes`)
+    For every claim, ``p_<cause>`` is the generator's probability of a recoupment of that cause
+    within ``horizon_days`` of ``paid_date`` (hazard of the claim's error facts and its provider's
+    habits, times payer audit intensity and cause detectability, censored by the cause's log-normal
+    lag distribution); ``true_probability`` is their sum and ``true_cause`` their argmax. Realized
+    recoupments are drawn from exactly these probabilities, so the oracle is calibrated. Claims that
+    are denied or not yet paid on ``end_date`` have probability 0. Per-cause scales are solved so the
+    expected share of claims recouped within the horizon is ``recoupment_rate`` with the cause mix
+    ``cause_mix``. A recoupment lagging past the horizon is written (if before ``end_date``) but
+    the claim is not a positive. ``expected_amount`` is the expected dollars recouped in the horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import CAUSES, FREQUENCY_CODES, PLAN_TYPES, History, causes_from_carcs, write_history
+from features.synthetic_catalog import STATES
+from features.synthetic_claims import (
+    MechanismRates, base_claims, comply_modifiers, derived_claims, inject_errors, segments, template_lines,
+)
+from features.synthetic_index import catalog_arrays
+from features.synthetic_outcomes import (
+    CI, documentation_state, draw_recoupments, facts, paperwork, payments, recoup_probabilities,
+)
+from features.synthetic_world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
+
+__all__ = ["GeneratorConfig", "generate_history", "generate_with_facts", "generate_to_dir", "summarize",
+           "DEFAULT_CAUSE_MIX"]
+
+#: share of recoupments (within the horizon, by count) per cause; by dollars documentation leads
+#: (CERT: documentation ~60% of improper payments, medical necessity ~17%, coding ~13%)
+DEFAULT_CAUSE_MIX: dict[str, float] = {
+    "duplicate": 0.08, "bundling": 0.11, "units": 0.06, "procedure_coding": 0.11,
+    "medical_necessity": 0.16, "documentation": 0.34, "eligibility": 0.08, "other": 0.06,
+}
+
+
+@dataclass
+class GeneratorConfig:
+    """Knobs of the synthetic history. Same config, same frames."""
+
+    n_claims: int = 20_000
+    seed: int = 7
+    recoupment_rate: float = 0.05  # expected share of claims with a recoupment within the horizon
+    start_date: str = "2023-01-01"  # first submission date
+    end_date: str = "2025-12-31"  # data extraction date: nothing after it exists
+    horizon_days: int = 365
+    cause_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAUSE_MIX))
+    claims_per_provider: int = 250
+    min_providers: int = 20
+    claims_per_patient: int = 6
+    annual_growth: float = 0.12  # growth of claim volume per year
+    denial_rate: float = 0.025  # baseline share of claims denied (never paid, never recouped)
+    overpaid_rate: float = 0.012  # payer pricing errors (cause "other"), at the default rate
+    baseline_hazard: float = 0.0025  # recoupment hazard of a claim without any error (label noise)
+    habit_sigma: float = 1.0  # spread of provider habits (log scale): larger = fewer bad actors
+    coverage_event_scale: float = 1.0  # scales payer changes, lapses and terminations
+    carc_missing: float = 0.10  # share of recoupment rows without a CARC
+    mechanisms: MechanismRates = field(default_factory=MechanismRates)
+    rulebook_dir: str | None = None
+
+    def prevalence(self) -> float:
+        """Multiplier of error prevalence: errors get more common as the target rate grows."""
+        return float(np.clip((max(self.recoupment_rate, 1e-6) / 0.05) ** 0.85, 0.1, 6.0))
+
+
+def generate_history(config: GeneratorConfig,
+                     progress: Callable[[str], None] | None = None) -> tuple[History, pd.DataFrame]:
+    """Typed History (same dtypes as ``load_history``) and the oracle frame."""
+    history, oracle, _ = generate_with_facts(config, progress)
+    return history, oracle
+
+
+def generate_with_facts(config: GeneratorConfig, progress: Callable[[str], None] | None = None
+                        ) -> tuple[History, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """:func:`generate_history` plus the generator's ground-truth error facts (for tests and docs):
+    ``facts["claims"]`` (one row per claim, in claim order: kind and boolean facts),
+    ``facts["ptp_pairs"]`` (claim_id, column-1 and column-2 line numbers of erroneous NCCI pairs),
+    ``facts["units_lines"]`` (claim_id, line_number of lines over the MUE),
+    ``facts["recoupments"]`` (every drawn recoupment, also after the data end: claim_id, cause,
+    lag_days, within_horizon, written) and ``facts["scales"]`` (the solved per-cause scales)."""
+    step = progress or (lambda _msg: None)
+    cfg = config
+    rng = np.random.default_rng(cfg.seed)
+    cat = catalog_arrays(cfg.rulebook_dir)
+    start = np.datetime64(pd.Timestamp(cfg.start_date).date(), "D")
+    days = int((np.datetime64(pd.Timestamp(cfg.end_date).date(), "D") - start).astype(int))
+    if days < 30:
+        raise ValueError("end_date must be at least 30 days after start_date")
+    n = int(cfg.n_claims)
+    m = cfg.prevalence()
+    rates = cfg.mechanisms
+    mix = np.array([cfg.cause_mix.get(c, 0.0) for c in CAUSES], dtype=float)
+    mix = mix / mix.sum()
+
+    step("providers and patients")
+    n_prov = max(cfg.min_providers, round(n / cfg.claims_per_provider))
+    n_pat = max(50, round(n / cfg.claims_per_patient))
+    pat = make_patients(rng, cat, n_pat, days, cfg.coverage_event_scale * m)
+    prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma)
+
+    step("claims and lines")
+    counts = {k: int(round(n * r)) for k, r in (("split", rates.split * m), ("duplicate", rates.duplicate * m),
+                                                ("replacement", rates.replacement), ("void", rates.void))}
+    n_base = max(n - sum(counts.values()), 1)
+    C = base_claims(rng, cat, prov, pat, n_base, days, cfg.annual_growth, rates, m)
+    L = template_lines(rng, cat, prov, C, rates, m)
+    L = inject_errors(rng, cat, prov, C, L, rates, m)
+    svc_dates = start + C["svc"]
+    comply_modifiers(rng, cat, prov, C, L, svc_dates)
+    C, L = derived_claims(rng, cat, prov, C, L, counts, days, rates)
+
+    step("payments and error facts")
+    paperwork(rng, cat, prov, C, L, rates.missing_attachment, rates.missing_prior_auth)
+    payments(rng, cat, prov, C, L, days, cfg.denial_rate, cfg.overpaid_rate * m)
+    documentation_state(rng, cat, prov, C, L, rates.documentation * m)
+    H, A, found = facts(cat, prov, C, L, start + C["svc"])
+
+    step("oracle and recoupments")
+    q, p, scales = recoup_probabilities(H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix,
+                                        cfg.horizon_days, cfg.baseline_hazard)
+    R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing)
+
+    step("typed frames")
+    history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, A, start)
+    return history, oracle, _facts_frames(C, R, found, scales, rank, lrank, history)
+
+
+def _facts_frames(C, R, F, scales, rank, lrank, history) -> dict[str, pd.DataFrame]:
+    order = np.argsort(rank)
+    ids = history.claims["claim_id"]
+    lnum = history.claim_lines["line_number"].to_numpy()
+    claims = pd.DataFrame({"claim_id": ids})
+    claims["kind"] = np.asarray(["original", "duplicate", "replacement", "void", "split"])[C["kind"][order]]
+    for k in ("duplicate", "bundling", "units", "upcoded", "orphan_addon", "mod25_misuse", "medical_necessity",
+              "documentation", "missing_attachment", "missing_prior_auth", "eligibility", "overpaid"):
+        claims[k] = F[k][order]
+    claims["truncated_dx"] = C["truncated"][order]
+    claims["dx_mismatch"] = C["mismatch"][order]
+    pairs = F["ptp_lines"]
+    lid = history.claim_lines["claim_id"]
+    ptp = pd.DataFrame({"claim_id": lid.iloc[lrank[pairs[:, 0]]].to_numpy() if len(pairs) else [],
+                        "column_1_line": lnum[lrank[pairs[:, 0]]] if len(pairs) else [],
+                        "column_2_line": lnum[lrank[pairs[:, 1]]] if len(pairs) else []})
+    ul = F["units_lines"]
+    units = pd.DataFrame({"claim_id": lid.iloc[lrank[ul]].to_numpy(), "line_number": lnum[lrank[ul]]})
+    rec = pd.DataFrame({"claim_id": ids.iloc[rank[R["claim"]]].to_numpy(), "cause": np.asarray(CAUSES)[R["cause"]],
+                        "lag_days": R["lag"], "amount": R["amount"], "within_horizon": R["within"],
+                        "written": R["written"]})
+    return {"claims": claims, "ptp_pairs": ptp, "units_lines": units, "recoupments": rec,
+            "scales": pd.DataFrame({"cause": list(CAUSES), "scale": scales})}
+
+
+# --------------------------------------------------------------------------------------
+# typed frames
+# --------------------------------------------------------------------------------------
+
+
+def _strings(values: np.ndarray | list[str]) -> pa.Array:
+    return pa.array(np.asarray(values, dtype=object), type=pa.string())
+
+
+def _series(arr: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """A pandas ``string`` Series (pyarrow storage, NA missing) over an Arrow string array."""
+    chunked = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+    return pd.Series(pd.arrays.ArrowStringArray(chunked))
+
+
+def _lists(offsets: np.ndarray, values: pa.Array) -> pd.Series:
+    out = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+    return pd.Series(pd.arrays.ArrowExtensionArray(out))
+
+
+def _dates(start: np.datetime64, day: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    out = (start + day.astype("timedelta64[D]")).astype("datetime64[s]")
+    if valid is not None:
+        out[~valid] = np.datetime64("NaT")
+    return out
+
+
+def _category(codes: np.ndarray, levels: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(levels))
+
+
+def _ids(prefix: str, n: int) -> np.ndarray:
+    width = max(6, len(str(n)))
+    return np.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
+
+
+def _frames(rng, cat, prov, pat, C, L, R, p, A, start) -> tuple[History, pd.DataFrame]:
+    n = len(C["visit"])
+    order = np.lexsort((np.arange(n), C["sub"]))  # claims in submission order
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    claim_ids = _strings(_ids("CLM", n))
+    pat_ids = _strings(_ids("PAT", len(pat.state)))
+    npi = _strings(prov.npi)
+    payer_ids = _strings(cat.payer_ids)
+
+    def col(a: np.ndarray) -> np.ndarray:
+        return a[order]
+
+    ct = col(C["ct"])
+    billing = npi.take(pa.array(col(C["provider"])))
+    rendering = pa.array(np.where(ct == 0, col(prov.npi[C["provider"]]), None), type=pa.string())
+    has_pa = col(C["has_pa"])
+    pa_num = np.full(n, None, dtype=object)
+    k = int(has_pa.sum())
+    pa_num[has_pa] = np.char.add("PA", rng.integers(10**8, 10**9, k).astype(str)) if k else []
+    paid = col(C["paid"])
+    n_dx = col(C["n_dx"]).astype(np.int64)
+    dx = col(C["dx"])
+    dx_flat = dx[np.arange(6)[None, :] < n_dx[:, None]]
+    pos = pd.Series(_series(_strings(np.asarray(cat.pos_codes, dtype=object)[col(C["pos"])]))).astype("category")
+    claims = pd.DataFrame({
+        "claim_id": _series(claim_ids),
+        "patient_id": _series(pat_ids.take(pa.array(col(C["patient"])))),
+        "billing_npi": _series(billing),
+        "rendering_npi": _series(rendering),
+        "payer_id": _series(payer_ids.take(pa.array(col(C["payer"])))),
+        "plan_type": _category(cat.payer_plan[col(C["payer"])], PLAN_TYPES),
+        "claim_type": _category(ct, ("professional", "institutional")),
+        "place_of_service": pos,
+        "frequency_code": _category(col(C["freq"]), FREQUENCY_CODES),
+        "submitted_date": _dates(start, col(C["sub"])),
+        "total_charge": col(C["total_charge"]),
+        "diagnosis_codes": _lists(np.concatenate([[0], np.cumsum(n_dx)]),
+                                  _strings(cat.dx_codes).take(pa.array(dx_flat.astype(np.int64)))),
+        "prior_auth_number": _series(pa.array(pa_num, type=pa.string())),
+        "has_attachment": col(C["has_attachment"]).astype(bool),
+        "paid_date": _dates(start, col(C["paid_day"]), paid),
+        "paid_amount": np.where(paid, col(C["paid_amount"]), np.nan),
+    })
+    # lines, in claim order
+    lorder = np.argsort(rank[L["claim"]], kind="stable")
+    lc = rank[L["claim"]][lorder]
+    sizes = np.bincount(lc, minlength=n)
+    _, within = segments(sizes)
+    mods = L["mods"][lorder]
+    mask = mods > 0
+    mod_flat = mods[mask]
+    mod_off = np.concatenate([[0], np.cumsum(mask.sum(1))])
+    code = L["code"][lorder]
+    nd = n_dx[lc]
+    # pointers: 1..k with k = 1-4 (never more than the claim's diagnoses); E/M lines point to more
+    k_ptr = np.minimum(nd, 1 + (rng.random(len(lc)) < 0.45) + cat.is_em[code] * (rng.random(len(lc)) < 0.6)
+                       + (rng.random(len(lc)) < 0.1))
+    _, ptr_val = segments(k_ptr)
+    claim_of_line = claim_ids.take(pa.array(lc))
+    svc = col(C["svc"])[lc]
+    lines = pd.DataFrame({
+        "claim_id": _series(claim_of_line),
+        "line_number": (within + 1).astype(np.int32),
+        "service_date": _dates(start, svc),
+        "procedure_code": _series(_strings(cat.codes).take(pa.array(code))),
+        "modifiers": _lists(mod_off, _strings(np.asarray(cat.mod_codes, dtype=object)).take(
+            pa.array(mod_flat.astype(np.int64)))),
+        "units": L["units"][lorder].astype(float),
+        "line_charge": L["charge"][lorder],
+        "diagnosis_pointers": _lists(np.concatenate([[0], np.cumsum(k_ptr)]),
+                                     pa.array((ptr_val + 1).astype(np.int16), type=pa.int16())),
+        "line_paid": L["paid"][lorder],
+    })
+    # coverage
+    P = len(pat.state)
+    has2 = pat.payer2 >= 0
+    cov_pat = np.concatenate([np.arange(P), np.flatnonzero(has2)])
+    cov_payer = np.concatenate([pat.payer1, pat.payer2[has2]])
+    cov_start = np.concatenate([pat.start1, pat.start2[has2]])
+    cov_end = np.concatenate([pat.end1, np.full(has2.sum(), OPEN)])
+    seen = np.zeros(P, dtype=bool)
+    seen[C["patient"]] = True  # the eligibility file covers the patients the practices saw
+    co = np.lexsort((cov_start, cov_pat))
+    co = co[seen[cov_pat[co]]]
+    coverage = pd.DataFrame({
+        "patient_id": _series(pat_ids.take(pa.array(cov_pat[co]))),
+        "payer_id": _series(payer_ids.take(pa.array(cov_payer[co]))),
+        "plan_type": _category(cat.payer_plan[cov_payer[co]], PLAN_TYPES),
+        "coverage_start": _dates(start, cov_start[co]),
+        "coverage_end": _dates(start, np.minimum(cov_end[co], 10**5), cov_end[co] < OPEN),
+    })
+    tax = np.where(prov.inst, HOSPITAL_TAXONOMY, cat.spec_taxonomy[prov.spec])
+    providers = pd.DataFrame({
+        "npi": _series(npi),
+        "taxonomy_code": _series(_strings(tax)),
+        "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state])),
+    })
+    # recoupments written before the data end, in date order
+    w = R["written"]
+    rc, rday = rank[R["claim"][w]], R["day"][w]
+    ro = np.lexsort((rc, rday))
+    carc = _series(pa.array(R["carc"][w][ro], type=pa.string()))
+    recoupments = pd.DataFrame({
+        "claim_id": _series(claim_ids.take(pa.array(rc[ro]))),
+        "recouped_date": _dates(start, rday[ro]),
+        "recouped_amount": R["amount"][w][ro],
+        "carc": carc,
+        "cause": pd.Categorical(causes_from_carcs(carc).fillna("other"), categories=list(CAUSES)),
+    })
+    # oracle
+    po = p[order]
+    tp = po.sum(1)
+    true_cause = np.asarray(CAUSES, dtype=object)[np.where(tp > 0, po.argmax(1), CI["other"])]
+    oracle = pd.DataFrame({"claim_id": _series(claim_ids), "true_probability": tp, "true_cause": true_cause})
+    for i, c in enumerate(CAUSES):
+        oracle[f"p_{c}"] = po[:, i]
+    oracle["expected_amount"] = np.round((po * A[order]).sum(1), 2)
+    lrank = np.empty(len(lorder), dtype=np.int64)
+    lrank[lorder] = np.arange(len(lorder))
+    return History(claims=claims, claim_lines=lines, coverage=coverage, providers=providers,
+                   recoupments=recoupments), oracle, rank, lrank
+
+
+# --------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------
+
+
+def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -> str:
+    """Counts, the recoupment rate within the horizon and the mix by cause (claims and dollars)."""
+    cl, rec = history.claims, history.recoupments
+    end = history.last_date
+    mature = cl["paid_date"].notna() & (cl["paid_date"] + pd.Timedelta(days=horizon_days) <= end)
+    r = rec.merge(cl[["claim_id", "paid_date"]], on="claim_id")
+    r = r[(r["recouped_date"] - r["paid_date"]).dt.days <= horizon_days]
+    pos_mature = r["claim_id"].isin(cl.loc[mature, "claim_id"])
+    with_carc = r[r["carc"].notna()]
+    lines = [
+        f"{len(cl):,} claims, {len(history.claim_lines):,} lines, {cl['patient_id'].nunique():,} patients, "
+        f"{len(history.providers):,} providers, {cl['payer_id'].nunique()} payers; {len(rec):,} recoupment rows",
+        f"expected share of claims recouped within {horizon_days} days: {oracle['true_probability'].mean():.2%}; "
+        f"on the {int(mature.sum()):,} mature claims: realized "
+        f"{r.loc[pos_mature, 'claim_id'].nunique() / max(mature.sum(), 1):.2%}, "
+        f"oracle {oracle['true_probability'].to_numpy()[mature.to_numpy()].mean():.2%}",
+    ]
+    true = oracle.set_index("claim_id")
+    by = pd.DataFrame({
+        "claims": true[[f"p_{c}" for c in CAUSES]].sum().to_numpy(),
+        "dollars": with_carc.groupby("cause", observed=False)["recouped_amount"].sum().reindex(list(CAUSES)).to_numpy(),
+    }, index=list(CAUSES))
+    lines.append("by cause: expected share of positives | share of recouped $ within the horizon (rows with a CARC)")
+    for c in CAUSES:
+        lines.append(f"  {c:<18} {by.loc[c, 'claims'] / by['claims'].sum():6.1%} | "
+                     f"{by.loc[c, 'dollars'] / max(by['dollars'].sum(), 1e-9):6.1%}")
+    return "\n".join(lines)
+
+
+def generate_to_dir(out, n_claims: int = 20_000, seed: int = 7, recoupment_rate: float = 0.05, fmt: str = "csv",
+                    **kw) -> str:
+    """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary."""
+    from tqdm import tqdm
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError("fmt must be 'csv' or 'parquet'")
+    cfg = GeneratorConfig(n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
+    bar = tqdm(total=6, desc="generate", unit="step", disable=n_claims < 50_000, leave=False)
+
+    def progress(msg: str) -> None:
+        bar.set_postfix_str(msg)
+        bar.update(1)
+
+    history, oracle = generate_history(cfg, progress=progress)
+    bar.set_postfix_str("writing")
+    out = Path(out)
+    tables = history.tables()
+    rec = tables["recoupments"].copy()
+    # as in a real 835 export: no cause column values; the loader derives them from the CARC
+    rec["cause"] = pd.Categorical([None] * len(rec), categories=list(CAUSES))
+    tables["recoupments"] = rec
+    write_history(tables, out, fmt=fmt)
+    oracle.to_csv(out / "oracle.csv", index=False, float_format="%.6g")
+    bar.update(1)
+    bar.close()
+    return f"wrote {out}\n" + summarize(history, oracle, cfg.horizon_days)
