@@ -1,0 +1,370 @@
+"""The audit worklist (``recoup audit``): paid claims ranked by expected recoupment dollars.
+
+expected dollars = P(recouped) x sum over causes of P(cause | recouped) x amount at risk for that cause
+
+Amount at risk per cause (the payment is ``paid_amount``; a line's payment is ``line_paid`` when known,
+else its share of the claim's payment in proportion to ``line_charge``):
+
+- duplicate, eligibility: the whole payment (payers take the whole claim back);
+- bundling: the payment of the column-2 line(s) of the claim's NCCI procedure-to-procedure hits (the
+  line that is bundled into the other); without a hit, the learned share of the payment;
+- units: the excess share of the line(s) over the MUE limit, (units - limit) / units x the payment of
+  the affected lines (for per-day limits, all lines of that code on that day); without a hit, the
+  learned share;
+- other causes: the learned share (``cause_amount_share`` in the bundle's meta) of the payment.
+
+The worklist is the top of that ranking within ``capacity`` reviews or ``budget_hours`` x 60 /
+``minutes_per_review`` reviews (the smaller when both are given). It is written as ``worklist.csv``,
+``worklist.parquet`` and a self-contained ``report.html`` (:mod:`serving.audit_report`).
+
+Backtest: when the data has recoupments and claims of the window whose horizon has passed (mature),
+the report shows what reviewing the top of the ranking would actually have caught, against random
+review, against the oracle (``DIR/oracle.csv``) and against hindsight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
+from features.errors import RecoupError
+from serving.batch import (BatchScores, add_reasons, causes_json, load_for_scoring, load_scorer, parse_date,
+                           score_window)
+
+log = logging.getLogger(__name__)
+WHOLE_CLAIM_CAUSES = ("duplicate", "eligibility")
+MAX_EXPLAIN = 50_000
+WORKLIST_COLUMNS = [
+    "rank", "claim_id", "billing_npi", "payer_id", "plan_type", "submitted_date", "paid_date", "paid_amount",
+    "recoupment_probability", "risk_band", "top_cause", "top_cause_probability", "amount_at_risk",
+    "expected_recoupment_dollars", "cumulative_expected_dollars", "causes", "reasons", "rule_hits",
+    "model_version",
+]
+
+
+# ---------------------------------------------------------------------------------------------- amounts
+def line_payments(history: History, claim_ids=None) -> pd.DataFrame:
+    """claim_id, line_number, code, day, units, paid (line_paid, else the charge share of paid_amount)."""
+    c = history.claims
+    ln = history.claim_lines
+    if claim_ids is not None:
+        keep = pd.Index(pd.unique(np.asarray(claim_ids, dtype=object)))
+        c = c[c["claim_id"].astype(str).isin(keep)]
+        ln = ln[ln["claim_id"].astype(str).isin(keep)]
+    paid_amt = pd.Series(c["paid_amount"].to_numpy(dtype=np.float64), index=c["claim_id"].astype(str).to_numpy())
+    charge_tot = ln.groupby(ln["claim_id"].astype(str), sort=False)["line_charge"].sum()
+    cid = ln["claim_id"].astype(str).to_numpy()
+    share = ln["line_charge"].to_numpy(dtype=np.float64) / charge_tot.reindex(cid).to_numpy()
+    share = np.where(np.isfinite(share), share, 0.0)
+    est = share * paid_amt.reindex(cid).to_numpy()
+    lp = ln["line_paid"].to_numpy(dtype=np.float64) if "line_paid" in ln.columns else np.full(len(ln), np.nan)
+    paid = np.where(np.isfinite(lp), lp, est)
+    return pd.DataFrame({"claim_id": cid, "line_number": ln["line_number"].to_numpy(dtype=np.int64),
+                         "code": ln["procedure_code"].astype(str).to_numpy(),
+                         "day": ln["service_date"].to_numpy(dtype="datetime64[D]").astype(np.int64),
+                         "units": ln["units"].to_numpy(dtype=np.float64), "paid": np.nan_to_num(paid)})
+
+
+def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -> pd.DataFrame:
+    """Per claim (rows ``idx`` of ``bs.claims``) and cause: dollars the payer would take back."""
+    claims = bs.claims.iloc[idx]
+    ids = claims["claim_id"].astype(str).to_numpy()
+    paid = np.nan_to_num(claims["paid_amount"].to_numpy(dtype=np.float64))
+    out = pd.DataFrame(index=pd.Index(ids, name="claim_id"))
+    for c in CAUSES:
+        out[c] = paid if c in WHOLE_CLAIM_CAUSES else paid * float(share.get(c, 1.0))
+    hits = bs.feats.hits
+    hits = hits[hits["claim_id"].isin(ids) & hits["rule"].isin(["ncci_ptp", "mue"])] if len(hits) else hits
+    if len(hits):
+        lines = line_payments(bs.history, hits["claim_id"].astype(str).to_numpy())
+        key = pd.MultiIndex.from_arrays([lines["claim_id"], lines["line_number"]])
+        lp = pd.Series(lines["paid"].to_numpy(), index=key)
+        # bundling: payment of each distinct column-2 line
+        b = hits[hits["rule"] == "ncci_ptp"][["claim_id", "line_number"]].dropna().drop_duplicates()
+        if len(b):
+            k = pd.MultiIndex.from_arrays([b["claim_id"].astype(str), b["line_number"].astype(np.int64)])
+            dollars = pd.Series(lp.reindex(k).fillna(0.0).to_numpy(), index=b["claim_id"].astype(str).to_numpy())
+            amt = dollars.groupby(level=0).sum()
+            out.loc[amt.index, "bundling"] = np.minimum(amt.to_numpy(), out.loc[amt.index, "duplicate"].to_numpy())
+        # units: excess share of the lines of the code (that line for MAI 1; that day for MAI 2/3)
+        m = hits[hits["rule"] == "mue"].dropna(subset=["line_number"])
+        if len(m):
+            m = m.assign(claim_id=m["claim_id"].astype(str), line_number=m["line_number"].astype(np.int64),
+                         value=m["value"].astype(float), limit=m["limit"].astype(float),
+                         mai=m["ref"].astype(str))
+            m = m.merge(lines[["claim_id", "line_number", "day"]], on=["claim_id", "line_number"], how="left")
+            per_line = m[m["mai"] == "1"].merge(lines[["claim_id", "line_number", "paid"]],
+                                                on=["claim_id", "line_number"], how="left")
+            per_day = m[m["mai"] != "1"].merge(lines[["claim_id", "code", "day", "paid"]],
+                                               on=["claim_id", "code", "day"], how="left")
+            both = pd.concat([per_line, per_day], ignore_index=True)
+            if len(both):
+                excess = np.clip((both["value"] - both["limit"]) / both["value"].where(both["value"] > 0), 0, 1)
+                both["risk"] = excess.fillna(0.0) * both["paid"].fillna(0.0)
+                amt = both.groupby("claim_id")["risk"].sum()
+                out.loc[amt.index, "units"] = np.minimum(amt.to_numpy(), out.loc[amt.index, "duplicate"].to_numpy())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- outcomes
+def outcomes(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """Per claim (index claim_id): mature, label, cause, recouped_amount, per the contract's labels.
+
+    Same rules as :func:`training.labels.make_labels` (serving does not import training): positive when a
+    recoupment is dated within the horizon after ``paid_date``; mature when ``paid_date`` (or, unpaid,
+    ``submitted_date``) + horizon <= ``as_of``; amount = sum of the recoupments within the horizon.
+    """
+    c = history.claims
+    horizon = pd.Timedelta(days=horizon_days)
+    start = c["paid_date"].where(c["paid_date"].notna(), c["submitted_date"])
+    idx = pd.Index(c["claim_id"].astype(str), name="claim_id")
+    out = pd.DataFrame({"mature": (start + horizon <= as_of).to_numpy(), "label": 0, "cause": None,
+                        "recouped_amount": 0.0}, index=idx)
+    r = history.recoupments
+    if r is not None and len(r):
+        paid = pd.Series(c["paid_date"].to_numpy(), index=idx)
+        r = r.assign(claim_id=r["claim_id"].astype(str))
+        r = r.assign(paid=paid.reindex(r["claim_id"]).to_numpy())
+        within = r["paid"].notna() & (r["recouped_date"] >= r["paid"]) & (r["recouped_date"] <= r["paid"] + horizon) \
+            & (r["recouped_date"] <= as_of)
+        r = r[within.to_numpy()].sort_values(["claim_id", "recouped_date"], kind="stable")
+        if len(r):
+            first = r.drop_duplicates("claim_id")
+            amount = r.groupby("claim_id")["recouped_amount"].sum()
+            out.loc[first["claim_id"].to_numpy(), "label"] = 1
+            out.loc[first["claim_id"].to_numpy(), "cause"] = first["cause"].astype(str).to_numpy()
+            out.loc[amount.index, "recouped_amount"] = amount.to_numpy()
+    return out
+
+
+def read_oracle(data: Path) -> pd.DataFrame | None:
+    p = Path(data) / "oracle.csv"
+    if not p.exists():
+        return None
+    o = pd.read_csv(p, dtype={"claim_id": str})
+    if not {"claim_id", "true_probability"} <= set(o.columns):
+        log.warning("oracle.csv lacks claim_id/true_probability; ignored")
+        return None
+    return o.drop_duplicates("claim_id").set_index("claim_id")
+
+
+def _caught(order_ids: np.ndarray, k: int, truth: pd.DataFrame) -> tuple[int, float]:
+    top = truth.loc[order_ids[:k]]
+    return int(top["label"].sum()), float(top["recouped_amount"].sum())
+
+
+def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: pd.DataFrame | None) -> dict | None:
+    """What reviewing ``capacity`` claims of the mature part of the ranking would have caught.
+
+    ``ranked``: candidates in worklist order (claim_id, paid_amount, amount columns). Immature candidates
+    (their outcome is not known yet) are left out; the ranking order of the rest is kept.
+    """
+    t = truth.reindex(ranked["claim_id"].to_numpy())
+    mature = t["mature"].fillna(False).to_numpy(dtype=bool)
+    n_mature = int(mature.sum())
+    if n_mature == 0:
+        return None
+    ids = ranked["claim_id"].to_numpy()[mature]
+    tm = t[mature]
+    k = min(capacity, n_mature)
+    pos_total, dol_total = int(tm["label"].sum()), float(tm["recouped_amount"].sum())
+    model_c, model_d = _caught(ids, k, tm)
+    res = {
+        "n_candidates": int(len(ranked)), "n_mature": n_mature, "n_immature": int(len(ranked) - n_mature),
+        "capacity": int(k), "positives": pos_total, "recouped_dollars": round(dol_total, 2),
+        "model": {"claims": model_c, "dollars": round(model_d, 2)},
+        "random": {"claims": round(k * pos_total / n_mature, 2), "dollars": round(k * dol_total / n_mature, 2)},
+    }
+    hind = np.argsort(-tm["recouped_amount"].to_numpy(), kind="stable")
+    hc, hd = _caught(ids[hind], k, tm)
+    res["hindsight"] = {"claims": hc, "dollars": round(hd, 2)}
+    if oracle is not None:
+        o = oracle.reindex(ids)
+        if o["true_probability"].notna().any():
+            paid = ranked["paid_amount"].to_numpy(dtype=np.float64)[mature]
+            score = o["true_probability"].fillna(0).to_numpy() * np.nan_to_num(paid)
+            oc, od = _caught(ids[np.argsort(-score, kind="stable")], k, tm)
+            res["oracle"] = {"claims": oc, "dollars": round(od, 2)}
+    # capacity curves (dollars caught at each k) for the chart
+    grid = np.unique(np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int))
+    cum_model = np.concatenate([[0], np.cumsum(tm["recouped_amount"].to_numpy())])
+    res["curve"] = {"k": grid.tolist(), "model": cum_model[grid].round(2).tolist(),
+                    "random": (grid * dol_total / n_mature).round(2).tolist()}
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- worklist
+@dataclass
+class Worklist:
+    ranked: pd.DataFrame                 # every paid claim of the window in rank order (numbers only)
+    worklist: pd.DataFrame               # the top within capacity, with text columns (WORKLIST_COLUMNS)
+    by_cause: pd.Series                  # expected dollars by cause over all candidates
+    capacity: int
+    summary: dict
+    backtest: dict | None = None
+    timings: dict = field(default_factory=dict)
+
+
+def review_capacity(n: int, capacity: int | None, budget_hours: float | None, minutes_per_review: float) -> int:
+    caps = [n]
+    if capacity is not None:
+        caps.append(int(capacity))
+    if budget_hours is not None:
+        caps.append(int(np.floor(budget_hours * 60.0 / minutes_per_review + 1e-9)))
+    return max(0, min(caps))
+
+
+def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_hours: float | None = None,
+                   minutes_per_review: float = 20.0, data_dir: Path | None = None,
+                   as_of: pd.Timestamp | None = None, horizon_days: int | None = None) -> Worklist:
+    t0 = time.perf_counter()
+    c = bs.claims
+    paid_mask = (c["paid_date"].notna() & (c["paid_amount"].fillna(0) > 0)).to_numpy()
+    idx = np.flatnonzero(paid_mask)
+    share = {k: float(v) for k, v in scorer.bundle.meta.get("cause_amount_share", {}).items()}
+    risk = amounts_at_risk(bs, idx, share)
+    ids = risk.index.to_numpy()
+    tab = bs.table.loc[ids]
+    p = tab["recoupment_probability"].to_numpy(dtype=np.float64)
+    pc = tab[[f"p_{k}" for k in CAUSES]].to_numpy(dtype=np.float64)
+    per_cause = p[:, None] * pc * risk[list(CAUSES)].to_numpy()
+    expected = per_cause.sum(axis=1)
+    # amount at risk of the claim: cause-weighted (what a recoupment would take back, on average)
+    at_risk = (pc * risk[list(CAUSES)].to_numpy()).sum(axis=1)
+    order = np.lexsort((np.arange(len(ids)), -expected))
+    claims = c.iloc[idx]
+    ranked = pd.DataFrame({
+        "claim_id": ids, "billing_npi": claims["billing_npi"].astype(str).to_numpy(),
+        "payer_id": claims["payer_id"].astype(str).to_numpy(), "plan_type": claims["plan_type"].astype(str).to_numpy(),
+        "submitted_date": claims["submitted_date"].to_numpy(), "paid_date": claims["paid_date"].to_numpy(),
+        "paid_amount": claims["paid_amount"].to_numpy(dtype=np.float64),
+        "recoupment_probability": p, "risk_band": tab["risk_band"].astype(str).to_numpy(),
+        "amount_at_risk": at_risk, "expected_recoupment_dollars": expected,
+    }).iloc[order].reset_index(drop=True)
+    for j, k in enumerate(CAUSES):
+        ranked[f"p_{k}"] = pc[order, j]
+        ranked[f"dollars_{k}"] = per_cause[order, j]
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    ranked["cumulative_expected_dollars"] = np.cumsum(ranked["expected_recoupment_dollars"].to_numpy())
+    cap = review_capacity(len(ranked), capacity, budget_hours, minutes_per_review)
+    top = ranked.head(cap).copy()
+    t1 = time.perf_counter()
+    explain_ids = top["claim_id"].head(MAX_EXPLAIN).to_numpy()
+    add_reasons(bs, scorer, explain_ids)
+    t2 = time.perf_counter()
+    ctext, tcause, tprob = causes_json(top[[f"p_{k}" for k in CAUSES]])
+    top["top_cause"] = tcause
+    top["top_cause_probability"] = tprob
+    top["causes"] = ctext
+    top["reasons"] = [json.dumps(bs.reasons[i], default=str) if i in bs.reasons else "" for i in top["claim_id"]]
+    top["rule_hits"] = bs.rule_hits.reindex(top["claim_id"].to_numpy()).fillna("[]").to_numpy()
+    top["model_version"] = bs.model_version
+    for col in ("amount_at_risk", "expected_recoupment_dollars", "cumulative_expected_dollars"):
+        top[col] = top[col].round(2)
+    top["recoupment_probability"] = top["recoupment_probability"].round(6)
+    worklist = top[WORKLIST_COLUMNS + [f"dollars_{k}" for k in CAUSES]].copy()
+    for col in [f"dollars_{k}" for k in CAUSES]:
+        worklist[col] = worklist[col].round(2)
+
+    total = float(ranked["expected_recoupment_dollars"].sum())
+    mean = total / len(ranked) if len(ranked) else 0.0
+    summary = {
+        "model_version": bs.model_version, "claims_in_window": int(len(c)), "paid_claims": int(len(ranked)),
+        "reviews": int(cap), "minutes_per_review": minutes_per_review,
+        "review_hours": round(cap * minutes_per_review / 60.0, 1),
+        "dollars_paid": round(float(np.nansum(ranked["paid_amount"])), 2),
+        "expected_dollars_all": round(total, 2),
+        "expected_dollars_at_capacity": round(float(top["expected_recoupment_dollars"].sum()), 2),
+        "expected_dollars_random": round(cap * mean, 2),
+        "capacity": capacity, "budget_hours": budget_hours,
+    }
+    summary["lift_vs_random"] = (round(summary["expected_dollars_at_capacity"] / summary["expected_dollars_random"], 2)
+                                 if summary["expected_dollars_random"] > 0 else None)
+    by_cause = pd.Series(per_cause.sum(axis=0), index=list(CAUSES))
+    bt = None
+    rec = bs.history.recoupments
+    if rec is not None and len(rec) and len(ranked):
+        horizon = horizon_days or int(scorer.bundle.meta.get("horizon_days", DEFAULT_HORIZON_DAYS))
+        as_of = as_of if as_of is not None else bs.history.last_date
+        truth = outcomes(bs.history, as_of, horizon)
+        oracle = read_oracle(data_dir) if data_dir is not None else None
+        bt = backtest(ranked, truth, max(cap, 0), oracle)
+        if bt is not None:
+            bt.update({"as_of": str(pd.Timestamp(as_of).date()), "horizon_days": horizon})
+            t = truth.reindex(top["claim_id"].to_numpy())
+            worklist["outcome_known"] = t["mature"].fillna(False).to_numpy(dtype=bool)
+            worklist["recouped"] = np.where(worklist["outcome_known"], t["label"].fillna(0).to_numpy(), np.nan)
+            worklist["recouped_amount"] = np.where(worklist["outcome_known"], t["recouped_amount"].fillna(0).to_numpy(),
+                                                   np.nan)
+            worklist["actual_cause"] = np.where(worklist["outcome_known"] & t["cause"].notna().to_numpy(),
+                                                t["cause"].astype(object).to_numpy(), "")
+    return Worklist(ranked=ranked, worklist=worklist.reset_index(drop=True), by_cause=by_cause, capacity=cap,
+                    summary=summary, backtest=bt,
+                    timings={"rank_s": t1 - t0, "reasons_s": t2 - t1, "finish_s": time.perf_counter() - t2})
+
+
+def write_worklist(wl: Worklist, out: Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = wl.worklist.copy()
+    for col in ("submitted_date", "paid_date"):
+        df[col] = pd.to_datetime(df[col]).dt.strftime("%Y-%m-%d")
+    paths = {"csv": out / "worklist.csv", "parquet": out / "worklist.parquet", "html": out / "report.html"}
+    df.to_csv(paths["csv"], index=False)
+    df.to_parquet(paths["parquet"], index=False)
+    from serving.audit_report import render_report
+
+    paths["html"].write_text(render_report(wl), encoding="utf-8")
+    return paths
+
+
+def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
+              capacity: int | None = None, budget_hours: float | None = None, minutes_per_review: float = 20.0,
+              skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
+    """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out``."""
+    from serving.batch import _skip_invalid_default
+
+    t0 = time.perf_counter()
+    s, u = parse_date(since, "since"), parse_date(until, "until")
+    if s is not None and u is not None and s > u:
+        raise RecoupError("--since is after --until")
+    if capacity is not None and capacity < 1:
+        raise RecoupError("--capacity must be at least 1")
+    if budget_hours is not None and budget_hours <= 0:
+        raise RecoupError("--budget-hours must be positive")
+    if minutes_per_review <= 0:
+        raise RecoupError("--minutes-per-review must be positive")
+    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
+    scorer = load_scorer(bundle_dir)
+    t_load = time.perf_counter()
+    history, rejected = load_for_scoring(data, skip)
+    load_s = time.perf_counter() - t_load
+    bs = score_window(history, scorer, s, u, rejected)
+    bs.timings["load_s"] = load_s
+    wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data))
+    wl.summary.update({"window": [str(s.date()) if s is not None else str(bs.claims["submitted_date"].min())[:10],
+                                  str(u.date()) if u is not None else str(bs.claims["submitted_date"].max())[:10]],
+                       "rejected": int(len(bs.rejected))})
+    t_w = time.perf_counter()
+    paths = write_worklist(wl, Path(out))
+    wl.timings["write_report_s"] = time.perf_counter() - t_w
+    secs = round(time.perf_counter() - t0, 1)
+    sm = wl.summary
+    print(f"{sm['reviews']} review(s) of {sm['paid_claims']} paid claim(s) in the window: expected "
+          f"${sm['expected_dollars_at_capacity']:,.0f} vs ${sm['expected_dollars_random']:,.0f} for random review"
+          + (f"; {len(bs.rejected)} claim(s) rejected" if len(bs.rejected) else ""))
+    if wl.backtest:
+        b = wl.backtest
+        print(f"backtest ({b['n_mature']} matured claims, top {b['capacity']}): caught {b['model']['claims']} "
+              f"claims / ${b['model']['dollars']:,.0f} vs random {b['random']['claims']:.1f} / "
+              f"${b['random']['dollars']:,.0f}")
+    print(f"wrote {paths['csv']}, {paths['parquet'].name}, {paths['html'].name} ({secs} s)")
+    return {**sm, "paths": {k: str(v) for k, v in paths.items()}, "backtest": wl.backtest,
+            "timings": {**bs.timings, **wl.timings, "total_s": secs}}

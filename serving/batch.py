@@ -1,0 +1,589 @@
+"""Batch scoring (``recoup score``): every claim submitted in a window, each with the history known on its
+submission date, with the champion model.
+
+How it works
+------------
+1. The history directory is loaded and validated (:func:`features.contract.load_history`). A contract
+   problem stops the run with the contract's listing, unless ``skip_invalid`` is on: then the rows that
+   break the contract are set aside and listed in the output as ``rejected`` with the contract's reason
+   (:func:`load_history_lenient`).
+2. Features come from :func:`features.pipeline.build_feature_table` (every claim as of its own
+   submission date). Claims submitted after ``until`` cannot influence the features of the window (the
+   features are point in time), so they are left out before building features; that saves time.
+3. Probabilities, causes and dollars use the same :class:`~features.bundle.ModelBundle` calls as
+   :meth:`serving.scorer.Scorer.score_features` (the parity test checks the numbers are identical).
+   ``score_features`` itself is called only for the rows that get reasons: on every row it would also
+   walk the rule hits and unseen levels row by row (about 50 us per row), which is 1 minute per
+   million claims.
+4. Rule hits are the scorer's own records (:func:`serving.reasons.rule_hit_records`), computed once per
+   *distinct* finding (rule, codes, units, limit, line, plan family) instead of once per row, then
+   joined per claim. Unseen categorical levels are handled for the (few) rows that have them.
+5. Reasons (TreeSHAP, ~0.5-0.8 ms per row) only for the rows ``--explain`` selects: ``none``, ``all``
+   or ``top:N`` by expected recoupment dollars.
+
+What can be rejected once the contract passed: a claim whose model outputs are not finite numbers
+(e.g. an absurd ``total_charge`` overflowing the dollars), and rows of a chunk whose scoring raised
+(the chunk is retried row by row, so one bad claim never takes down the others). Claims outside the
+window are not input rows and are not in the output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.bundle import ModelBundle, expected_amount
+from features.contract import (CAUSES, OPTIONAL_TABLES, REQUIRED_TABLES, ContractError, History, Problem,
+                               _find_file, load_history, read_table_file, validate_table)
+from features.errors import RecoupError
+from features.pipeline import FeatureResult, build_feature_table
+from serving.reasons import rule_hit_records
+from serving.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "top_cause",
+                  "top_cause_probability", "causes", "reasons", "rule_hits", "model_version", "status",
+                  "reject_reason"]
+CHUNK = 100_000
+BENTO_MODEL = "recoup-risk"
+
+
+# ---------------------------------------------------------------------------------------------- model
+def load_champion_dir() -> Path:
+    """The champion's bundle folder.
+
+    ``RECOUP_BUNDLE_DIR`` when set; else :func:`serving.model_store.load_champion_dir` when that module
+    exists (it also knows the MLflow registry); else the BentoML store (``recoup-risk:latest``).
+    """
+    env = os.environ.get("RECOUP_BUNDLE_DIR")
+    if env:
+        p = Path(env)
+        if not (p / "likelihood.txt").exists():
+            raise RecoupError(f"RECOUP_BUNDLE_DIR={env} is not a recoup model bundle (no likelihood.txt)")
+        return p
+    try:
+        from serving.model_store import load_champion_dir as store_loader  # type: ignore[attr-defined]
+    except ImportError:
+        store_loader = None
+    if store_loader is not None:
+        return Path(store_loader())
+    from features.settings import bentoml_home
+
+    bentoml_home()
+    import bentoml
+
+    try:
+        return Path(bentoml.models.get(f"{BENTO_MODEL}:latest").path)
+    except Exception:  # bentoml raises NotFound (a BentoMLException)
+        raise RecoupError("no champion model: train one with `recoup train --data DIR --promote` "
+                          "(or set RECOUP_BUNDLE_DIR to a bundle folder)") from None
+
+
+def load_scorer(bundle_dir: str | Path | None = None) -> Scorer:
+    """A scorer for batch work: the bundle without its online history state (batch builds its own)."""
+    d = Path(bundle_dir) if bundle_dir is not None else load_champion_dir()
+    return Scorer(ModelBundle.load(d), state=None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- options
+def parse_date(value: str | None, name: str) -> pd.Timestamp | None:
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return pd.Timestamp(pd.to_datetime(str(value), format="%Y-%m-%d"))
+    except (ValueError, TypeError):
+        raise RecoupError(f"--{name} must be a date YYYY-MM-DD (got {value!r})") from None
+
+
+def parse_explain(spec: str | None) -> tuple[str, int]:
+    """``none`` | ``all`` | ``top:N`` -> (kind, N)."""
+    s = (spec or "none").strip().lower()
+    if s in ("none", "all"):
+        return s, 0
+    if s.startswith("top:"):
+        try:
+            n = int(s[4:])
+        except ValueError:
+            n = -1
+        if n >= 0:
+            return "top", n
+    raise RecoupError(f"--explain must be none, all or top:N (got {spec!r})")
+
+
+def _progress(iterable, total: int, desc: str):
+    """tqdm on stderr when it is a terminal (or RECOUP_PROGRESS=1); plain iteration otherwise."""
+    show = os.environ.get("RECOUP_PROGRESS", "") == "1" or (sys.stderr.isatty() and total > 1)
+    if not show:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _raw_claim_ids(raw: pd.DataFrame) -> pd.Series:
+    if "claim_id" not in raw.columns:
+        return pd.Series([""] * len(raw), dtype=object)
+    return raw["claim_id"].astype("string").str.strip().fillna("").astype(object)
+
+
+def load_history_lenient(directory: str | Path) -> tuple[History, pd.DataFrame]:
+    """Load a history, setting aside the claims that break the contract.
+
+    Returns (history of the valid claims, rejected) where ``rejected`` has ``claim_id``,
+    ``submitted_date`` (NaT when unreadable) and ``reject_reason`` (the contract's wording, with the
+    file and row). A claim is rejected when its row in ``claims`` breaks a rule, when one of its lines
+    does, when its id is duplicated, or when it has no valid line. Invalid rows of ``coverage``,
+    ``providers`` and ``recoupments`` are dropped with a warning (they are context, not input claims).
+    Problems that are not about rows (a missing file or required column, an unreadable file) still
+    raise :class:`ContractError`.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ContractError([Problem(str(directory), "-", "a claims history directory")])
+    fatal: list[Problem] = []
+    typed: dict[str, pd.DataFrame | None] = {}
+    raw_ids: dict[str, pd.Series] = {}
+    bad_rows: dict[str, dict[int, list[str]]] = {}
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        path = _find_file(directory, table)
+        typed[table] = None
+        if path is None:
+            if table in REQUIRED_TABLES:
+                fatal.append(Problem(str(directory / f"{table}.csv"), "-", f"a {table} file (.csv or .parquet)"))
+            continue
+        try:
+            raw = read_table_file(path)
+        except Exception as exc:
+            fatal.append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df, probs, _ = validate_table(raw, table, path.name)
+        rows: dict[int, list[str]] = {}
+        for p in probs:
+            if not p.rows:
+                fatal.append(p)
+                continue
+            for r in p.rows:
+                rows.setdefault(r - 1, []).append(f"{p.file} row {r}: column '{p.column}': expected {p.expected}")
+        bad_rows[table] = rows
+        typed[table] = df
+        raw_ids[table] = _raw_claim_ids(raw)
+    if fatal:
+        raise ContractError(fatal)
+    claims, lines = typed["claims"], typed["claim_lines"]
+    assert claims is not None and lines is not None
+    reasons: dict[int, list[str]] = {i: list(v) for i, v in bad_rows["claims"].items()}
+    ids = raw_ids["claims"]
+    # lines: invalid line -> its claim is rejected; lines of unknown claims are dropped
+    pos_of = pd.Series(np.arange(len(claims)), index=pd.Index(ids)).groupby(level=0).first()
+    line_ids = raw_ids["claim_lines"]
+    line_pos = pos_of.reindex(line_ids.to_numpy()).to_numpy()
+    for li, msgs in bad_rows["claim_lines"].items():
+        if not np.isnan(line_pos[li]):
+            reasons.setdefault(int(line_pos[li]), []).extend(msgs)
+    orphan = np.isnan(line_pos)
+    if orphan.any():
+        log.warning("dropping %d line(s) whose claim_id is not in claims", int(orphan.sum()))
+    has_line = np.zeros(len(claims), dtype=bool)
+    has_line[line_pos[~orphan].astype(int)] = True
+    for i in np.flatnonzero(~has_line):
+        reasons.setdefault(int(i), []).append("claims: claim without lines in claim_lines")
+    bad = np.zeros(len(claims), dtype=bool)
+    bad[list(reasons)] = True
+    keep_ids = pd.Index(ids[~bad])
+    keep_lines = ~orphan & np.isin(line_ids.to_numpy(), keep_ids.to_numpy())
+    ctx: dict[str, pd.DataFrame | None] = {}
+    for table in OPTIONAL_TABLES:
+        df = typed[table]
+        if df is None:
+            ctx[table] = None
+            continue
+        ok = np.ones(len(df), dtype=bool)
+        ok[list(bad_rows[table])] = False
+        if (~ok).any():
+            log.warning("dropping %d invalid row(s) of %s", int((~ok).sum()), table)
+        if table == "recoupments":
+            ok &= np.isin(raw_ids[table].to_numpy(), keep_ids.to_numpy())
+        ctx[table] = df[ok].reset_index(drop=True)
+    history = History(claims=claims[~bad].reset_index(drop=True), claim_lines=lines[keep_lines].reset_index(drop=True),
+                      coverage=ctx["coverage"], providers=ctx["providers"], recoupments=ctx["recoupments"],
+                      source=str(directory))
+    rej_idx = np.flatnonzero(bad)
+    rejected = pd.DataFrame({
+        "claim_id": ids.to_numpy()[rej_idx],
+        "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
+        "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
+    })
+    return history, rejected
+
+
+def load_for_scoring(data: str | Path, skip_invalid: bool = False) -> tuple[History, pd.DataFrame]:
+    """(history, rejected rows). Without ``skip_invalid`` any contract problem raises ContractError."""
+    try:
+        return load_history(data), pd.DataFrame(columns=["claim_id", "submitted_date", "reject_reason"])
+    except ContractError:
+        if not skip_invalid:
+            raise
+        history, rejected = load_history_lenient(data)
+        log.warning("%d claim(s) break the data contract and are listed as rejected", len(rejected))
+        return history, rejected
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+@dataclass
+class BatchScores:
+    """Scores of the window's claims (model part), plus what audit and output need."""
+
+    table: pd.DataFrame          # index claim_id: recoupment_probability, risk_band, expected_recoupment_amount, p_*
+    claims: pd.DataFrame         # the scored claims (typed contract rows), aligned with ``table``
+    feats: FeatureResult         # features of the (truncated) history; ``lines.ci`` refers to ``history.claims``
+    history: History             # the history the features were built from
+    positions: np.ndarray        # position of each scored claim in ``history.claims``
+    rule_hits: pd.Series         # claim_id -> JSON text of the rule hit records ("[]" when none)
+    rejected: pd.DataFrame       # claim_id, reject_reason (contract and scoring rejections)
+    model_version: str
+    n_read: int
+    reasons: dict[str, list[dict]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def window_mask(claims: pd.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None) -> np.ndarray:
+    d = claims["submitted_date"]
+    m = np.ones(len(claims), dtype=bool)
+    if since is not None:
+        m &= (d >= since).fillna(False).to_numpy(dtype=bool)
+    if until is not None:
+        m &= (d <= until).fillna(False).to_numpy(dtype=bool)
+    return m
+
+
+def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
+    """Drop claims submitted after ``until`` (they cannot affect point-in-time features of the window)."""
+    if until is None:
+        return history
+    keep = (history.claims["submitted_date"] <= until).to_numpy()
+    if keep.all():
+        return history
+    claims = history.claims[keep].reset_index(drop=True)
+    ids = claims["claim_id"]
+    lines = history.claim_lines[history.claim_lines["claim_id"].isin(ids)].reset_index(drop=True)
+    rec = history.recoupments
+    if rec is not None:
+        rec = rec[rec["claim_id"].isin(ids)].reset_index(drop=True)
+    return History(claims=claims, claim_lines=lines, coverage=history.coverage, providers=history.providers,
+                   recoupments=rec, source=history.source)
+
+
+def model_table(scorer: Scorer, X: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame:
+    """The model part of :meth:`Scorer.score_features` (same bundle calls), without hits and reasons."""
+    b = scorer.bundle
+    M = b.matrix(X)
+    p = b.probability(M)
+    cp = b.cause_probabilities(M)
+    amount = expected_amount(b, p, cp, claims.reset_index(drop=True))
+    table = pd.DataFrame({"recoupment_probability": p, "risk_band": scorer.risk_band(p),
+                          "expected_recoupment_amount": amount}, index=X.index)
+    for j, c in enumerate(CAUSES):
+        table[f"p_{c}"] = cp[:, j]
+    return table
+
+
+def fast_rule_hits(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFrame) -> pd.Series:
+    """JSON text of :func:`serving.reasons.rule_hit_records` per claim of ``claims`` ("[]" when none).
+
+    The records are produced by ``rule_hit_records`` itself, but once per distinct finding: a finding's
+    text and fields depend only on (rule, line, codes, value, limit, ref) and, for MUE, on whether the
+    plan is a Medicare one; duplicates of these are common (same code, same units, same limit).
+    """
+    from features.rulebook import load_rulebook
+
+    ids = claims["claim_id"].astype(str).to_numpy()
+    out = pd.Series("[]", index=pd.Index(ids, name="claim_id"), dtype=object)
+    rb = load_rulebook()
+    frags: list[tuple[np.ndarray, np.ndarray]] = []  # (claim position, fragment) in record order
+    h = hits[hits["claim_id"].isin(ids)] if len(hits) else hits
+    pos_of = pd.Series(np.arange(len(ids)), index=pd.Index(ids))
+    if len(h):
+        h = h.reset_index(drop=True)
+        plan = pd.Series(claims["plan_type"].astype(str).to_numpy(), index=ids)
+        med = plan.reindex(h["claim_id"].astype(str).to_numpy()).fillna("").str.startswith("medicare").to_numpy()
+        keycols = ["rule", "line_number", "code", "other_code", "value", "limit", "ref"]
+        k = h[keycols].copy()
+        k["_med"] = med & (h["rule"].to_numpy() == "mue")
+        for c in keycols:  # object columns with None/NaN mixed: group on a text form
+            if not pd.api.types.is_numeric_dtype(k[c].dtype):
+                k[c] = k[c].astype(str)
+        gid = k.groupby(keycols + ["_med"], dropna=False, sort=False).ngroup().to_numpy()
+        first = pd.Series(np.arange(len(h))).groupby(gid).first()
+        uniq = h.iloc[first.to_numpy()].reset_index(drop=True)
+        fake_ids = np.array([f"k{i}" for i in range(len(uniq))], dtype=object)
+        uniq["claim_id"] = fake_ids
+        fake_claims = pd.DataFrame({"claim_id": fake_ids,
+                                    "plan_type": np.where(k["_med"].to_numpy()[first.to_numpy()], "medicare",
+                                                          "commercial")})
+        recs = rule_hit_records(uniq, fake_claims, pd.DataFrame(index=pd.Index([], dtype=object)), rb)
+        frag_of = np.array([json.dumps(recs[f][0], default=str) for f in fake_ids], dtype=object)
+        frags.append((pos_of.reindex(h["claim_id"].astype(str).to_numpy()).to_numpy(), frag_of[gid]))
+    if len(unseen):
+        anyu = unseen.notna().any(axis=1).to_numpy()
+        if anyu.any():
+            u = unseen[anyu]
+            recs = rule_hit_records(hits.iloc[0:0], claims.iloc[0:0], u, rb)
+            cpos, cfr = [], []
+            for cid, lst in recs.items():
+                for r in lst:
+                    cpos.append(pos_of[cid])
+                    cfr.append(json.dumps(r, default=str))
+            frags.append((np.asarray(cpos, dtype=np.int64), np.asarray(cfr, dtype=object)))
+    if frags:
+        cpos = np.concatenate([f[0] for f in frags]).astype(np.int64)
+        text = np.concatenate([f[1] for f in frags])
+        order = np.argsort(cpos, kind="stable")  # hits keep their order, unseen come after, per claim
+        cpos, text = cpos[order], text[order]
+        bounds = np.flatnonzero(np.diff(cpos)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(cpos)]])
+        joined = ["[" + ", ".join(text[s:e]) + "]" for s, e in zip(starts, ends)]
+        vals = out.to_numpy(copy=True)
+        vals[cpos[starts]] = joined
+        out = pd.Series(vals, index=out.index, dtype=object)
+    return out
+
+
+def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = None,
+                 until: pd.Timestamp | None = None, rejected: pd.DataFrame | None = None,
+                 n_read: int | None = None) -> BatchScores:
+    """Model scores and rule hits of every claim submitted in [since, until] (no reasons yet)."""
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    hist = _truncate_after(history, until)
+    inwin = window_mask(hist.claims, since, until)
+    rej = rejected if rejected is not None else pd.DataFrame(columns=["claim_id", "submitted_date", "reject_reason"])
+    if len(rej):  # contract rejections: only those in the window (or with an unreadable date) are input rows
+        d = pd.to_datetime(rej["submitted_date"])
+        m = d.isna()
+        inside = pd.Series(True, index=rej.index)
+        if since is not None:
+            inside &= d >= since
+        if until is not None:
+            inside &= d <= until
+        rej = rej[(m | inside).to_numpy()]
+    rej = rej[["claim_id", "reject_reason"]].reset_index(drop=True)
+    n_win = int(inwin.sum())
+    log.info("building features for %d claim(s) (%d in the window)", len(hist.claims), n_win)
+    if n_win:
+        feats, _ = build_feature_table(hist)
+    else:
+        feats = FeatureResult(X=pd.DataFrame(), hits=pd.DataFrame(columns=["claim_id", "rule"]), lines=pd.DataFrame())
+    timings["features_s"] = time.perf_counter() - t0
+    log.info("features in %.1f s", timings["features_s"])
+    positions = np.flatnonzero(inwin)
+    claims = hist.claims.iloc[positions].reset_index(drop=True)
+    t1 = time.perf_counter()
+    parts: list[pd.DataFrame] = []
+    failed: list[tuple[str, str]] = []
+    n_chunks = max(1, -(-n_win // CHUNK))
+    for k in _progress(range(n_chunks), n_chunks, "scoring"):
+        sl = slice(k * CHUNK, min(n_win, (k + 1) * CHUNK))
+        if sl.start >= sl.stop:
+            continue
+        Xc = feats.X.iloc[positions[sl]]
+        cc = claims.iloc[sl]
+        try:
+            parts.append(model_table(scorer, Xc, cc))
+        except Exception as exc:  # retry row by row: one bad claim must not take the others down
+            log.warning("scoring a chunk failed (%s); retrying claim by claim", type(exc).__name__)
+            for i in range(sl.start, sl.stop):
+                try:
+                    parts.append(model_table(scorer, feats.X.iloc[positions[i:i + 1]], claims.iloc[i:i + 1]))
+                except Exception as exc1:
+                    failed.append((str(claims["claim_id"].iat[i]), f"scoring failed: {type(exc1).__name__}"))
+        log.info("scored %d / %d", sl.stop, n_win)
+    cols = ["recoupment_probability", "risk_band", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]
+    table = pd.concat(parts) if parts else pd.DataFrame(columns=cols)
+    timings["model_s"] = time.perf_counter() - t1
+    # non-finite outputs -> rejected
+    num = table[["recoupment_probability", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]]
+    finite = np.isfinite(num.to_numpy(dtype=np.float64)).all(axis=1)
+    for cid in table.index[~finite]:
+        failed.append((str(cid), "the model produced a non-finite score (check total_charge and paid_amount)"))
+    table = table[finite]
+    if failed:
+        rej = pd.concat([rej, pd.DataFrame(failed, columns=["claim_id", "reject_reason"])], ignore_index=True)
+    keep = pd.Index(claims["claim_id"].astype(str)).isin(table.index)
+    claims = claims[keep].reset_index(drop=True)
+    positions = positions[keep]
+    t2 = time.perf_counter()
+    if len(claims):
+        unseen = scorer.bundle.spec.unseen_levels(feats.X.iloc[positions])
+        hits = fast_rule_hits(feats.hits, claims, unseen)
+    else:
+        hits = pd.Series([], dtype=object)
+    timings["rule_hits_s"] = time.perf_counter() - t2
+    return BatchScores(table=table, claims=claims, feats=feats, history=hist, positions=positions, rule_hits=hits,
+                       rejected=rej, model_version=scorer.model_version,
+                       n_read=n_read if n_read is not None else n_win + len(rej) - len(failed), timings=timings)
+
+
+def add_reasons(bs: BatchScores, scorer: Scorer, claim_ids: list[str] | np.ndarray | pd.Index) -> None:
+    """Reasons for these scored claims, with :meth:`Scorer.score_features` itself (TreeSHAP)."""
+    ids = pd.Index(np.asarray(claim_ids, dtype=object).astype(str)).difference(pd.Index(list(bs.reasons)),
+                                                                               sort=False)
+    if not len(ids):
+        return
+    t = time.perf_counter()
+    idx = pd.Index(bs.claims["claim_id"].astype(str)).get_indexer(ids)
+    idx = np.sort(idx[idx >= 0])
+    step = 20_000
+    for s in range(0, len(idx), step):
+        sub = idx[s:s + step]
+        pos = bs.positions[sub]
+        X = bs.feats.X.iloc[pos]
+        sub_ids = X.index
+        h = bs.feats.hits[bs.feats.hits["claim_id"].isin(sub_ids)]
+        frame = scorer.score_features(FeatureResult(X=X, hits=h, lines=bs.feats.lines),
+                                      bs.claims.iloc[sub].reset_index(drop=True), explain=True)
+        bs.reasons.update(frame.reasons)
+    bs.timings["reasons_s"] = bs.timings.get("reasons_s", 0.0) + time.perf_counter() - t
+    log.info("reasons for %d claim(s) in %.1f s", len(idx), time.perf_counter() - t)
+
+
+def select_explain(table: pd.DataFrame, explain: str) -> pd.Index:
+    kind, n = parse_explain(explain)
+    if kind == "none" or not len(table):
+        return pd.Index([])
+    if kind == "all":
+        return table.index
+    amt = table["expected_recoupment_amount"].to_numpy()
+    order = np.argsort(-amt, kind="stable")[:n]
+    return table.index[order]
+
+
+def causes_json(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(causes JSON text, top cause, top cause probability) per row, as ScoreFrame.records() orders them."""
+    pc = table[[f"p_{c}" for c in CAUSES]].to_numpy(dtype=np.float64)
+    n = len(pc)
+    if n == 0:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=object), np.zeros(0)
+    order = np.argsort(-pc, axis=1, kind="stable")
+    names = np.array(CAUSES, dtype=object)
+    probs = np.round(np.take_along_axis(pc, order, axis=1), 6)
+    text = pd.Series(["["] * n, dtype=object)
+    for j in range(len(CAUSES)):
+        sep = "" if j == 0 else ", "
+        p_txt = pd.Series([repr(float(v)) for v in probs[:, j]], dtype=object) if n < 1000 else \
+            pd.Series(probs[:, j]).map(repr).astype(object)
+        text = text + (sep + '{"cause": "') + pd.Series(names[order[:, j]], dtype=object) + '", "probability": ' + \
+            p_txt + "}"
+    text = text + "]"
+    return text.to_numpy(dtype=object), names[order[:, 0]], probs[:, 0]
+
+
+def output_frame(bs: BatchScores) -> pd.DataFrame:
+    """The SCORE fields flattened, one row per input claim (scored first in claim order, then rejected)."""
+    t = bs.table
+    causes, top, top_p = causes_json(t)
+    reasons = np.array([json.dumps(bs.reasons[c], default=str) if c in bs.reasons else "" for c in t.index]
+                       if len(bs.reasons) else [""] * len(t), dtype=object)
+    scored = pd.DataFrame({
+        "claim_id": t.index.astype(str).to_numpy(dtype=object),
+        "recoupment_probability": np.round(t["recoupment_probability"].to_numpy(dtype=np.float64), 6),
+        "risk_band": t["risk_band"].astype(str).to_numpy(dtype=object),
+        "expected_recoupment_amount": np.round(t["expected_recoupment_amount"].to_numpy(dtype=np.float64), 2),
+        "top_cause": top,
+        "top_cause_probability": top_p,
+        "causes": causes,
+        "reasons": reasons,
+        "rule_hits": bs.rule_hits.reindex(t.index).fillna("[]").to_numpy(dtype=object),
+        "model_version": bs.model_version,
+        "status": "scored",
+        "reject_reason": "",
+    })
+    rej = pd.DataFrame({c: pd.Series([None] * len(bs.rejected), dtype=object) for c in OUTPUT_COLUMNS})
+    if len(bs.rejected):
+        rej["claim_id"] = bs.rejected["claim_id"].astype(str).to_numpy()
+        rej["reject_reason"] = bs.rejected["reject_reason"].astype(str).to_numpy()
+        rej["status"] = "rejected"
+        rej["model_version"] = bs.model_version
+        for c in ("causes", "reasons", "rule_hits", "risk_band", "top_cause"):
+            rej[c] = ""
+        for c in ("recoupment_probability", "expected_recoupment_amount", "top_cause_probability"):
+            rej[c] = np.nan
+    out = pd.concat([scored, rej], ignore_index=True) if len(rej) else scored
+    for c in ("recoupment_probability", "expected_recoupment_amount", "top_cause_probability"):
+        out[c] = out[c].astype("float64")
+    return out[OUTPUT_COLUMNS]
+
+
+def write_frame(df: pd.DataFrame, out: str | Path) -> Path:
+    """CSV or Parquet by the file's extension."""
+    out = Path(out)
+    name = out.name.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith(".parquet") or name.endswith(".pq"):
+        df.to_parquet(out, index=False)
+    elif name.endswith(".csv") or name.endswith(".csv.gz"):
+        df.to_csv(out, index=False)
+    else:
+        raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+    return out
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a file written by :func:`write_frame` (claim ids and JSON columns as text)."""
+    path = Path(path)
+    if path.name.lower().endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype={"claim_id": str, "causes": str, "reasons": str, "rule_hits": str,
+                                    "reject_reason": str, "model_version": str, "risk_band": str,
+                                    "top_cause": str, "status": str, "billing_npi": str, "payer_id": str},
+                       keep_default_na=False, na_values={"recoupment_probability": [""],
+                                                         "expected_recoupment_amount": [""],
+                                                         "top_cause_probability": [""]})
+
+
+def _skip_invalid_default() -> bool:
+    return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
+
+
+def score_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
+              explain: str = "top:1000", skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
+    """``recoup score``: write one output row per input claim; print counts read/scored/rejected."""
+    t0 = time.perf_counter()
+    s, u = parse_date(since, "since"), parse_date(until, "until")
+    if s is not None and u is not None and s > u:
+        raise RecoupError("--since is after --until")
+    parse_explain(explain)
+    out = Path(out)
+    if not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+        raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
+    scorer = load_scorer(bundle_dir)
+    t_load = time.perf_counter()
+    history, rejected = load_for_scoring(data, skip)
+    load_s = time.perf_counter() - t_load
+    bs = score_window(history, scorer, s, u, rejected)
+    add_reasons(bs, scorer, select_explain(bs.table, explain))
+    t_out = time.perf_counter()
+    df = output_frame(bs)
+    write_frame(df, out)
+    bs.timings.update({"load_s": load_s, "output_s": time.perf_counter() - t_out})
+    n_sc = int((df["status"] == "scored").sum())
+    summary = {"read": len(df), "scored": n_sc, "rejected": len(df) - n_sc, "out": str(out),
+               "model_version": bs.model_version, "seconds": round(time.perf_counter() - t0, 1),
+               "timings": {k: round(v, 1) for k, v in bs.timings.items()}}
+    print(f"read {summary['read']}, scored {summary['scored']}, rejected {summary['rejected']} -> {out} "
+          f"(model version {bs.model_version}, {summary['seconds']} s)")
+    return summary

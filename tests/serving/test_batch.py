@@ -1,0 +1,134 @@
+"""Batch scoring: every claim accounted for, formats, parity with the scorer, rejected rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.pipeline import FeatureResult, build_feature_table
+from serving import batch
+from serving.scorer import Scorer
+
+
+
+@pytest.fixture(scope="module")
+def window(trained):
+    d = trained["history"].claims["submitted_date"]
+    lo, hi = d.quantile(0.5), d.quantile(0.8)
+    return str(pd.Timestamp(lo).date()), str(pd.Timestamp(hi).date())
+
+
+@pytest.fixture(scope="module")
+def scored_csv(trained, window, tmp_path_factory):
+    out = tmp_path_factory.mktemp("score") / "scores.csv"
+    summary = batch.score_cli(trained["data_dir"], out, since=window[0], until=window[1], explain="top:25")
+    return out, summary
+
+
+def test_every_claim_accounted_for(trained, window, scored_csv):
+    out, summary = scored_csv
+    df = batch.read_frame(out)
+    c = trained["history"].claims
+    d = c["submitted_date"]
+    expected = set(c.loc[(d >= window[0]) & (d <= window[1]), "claim_id"].astype(str))
+    assert summary["read"] == len(df) == summary["scored"] + summary["rejected"]
+    assert set(df["claim_id"]) == expected and df["claim_id"].is_unique
+    assert list(df.columns) == batch.OUTPUT_COLUMNS
+    assert set(df["status"]) <= {"scored", "rejected"}
+
+
+def test_output_fields(scored_csv):
+    df = batch.read_frame(scored_csv[0])
+    s = df[df["status"] == "scored"]
+    assert s["recoupment_probability"].between(0, 1).all()
+    assert set(s["risk_band"]) <= {"low", "medium", "high"}
+    causes = s["causes"].map(json.loads)
+    assert (causes.map(lambda c: c[0]["cause"]) == s["top_cause"]).all()
+    assert causes.map(lambda c: all(a["probability"] >= b["probability"] for a, b in zip(c, c[1:]))).all()
+    s["rule_hits"].map(json.loads)  # valid JSON everywhere
+    explained = s[s["reasons"] != ""]
+    assert len(explained) == min(25, len(s))
+    # top:N goes to the rows with the largest expected dollars
+    assert explained["expected_recoupment_amount"].min() >= s.loc[s["reasons"] == "",
+                                                                  "expected_recoupment_amount"].max()
+    assert all(isinstance(json.loads(r), list) and json.loads(r) for r in explained["reasons"])
+
+
+def test_parity_with_scorer(trained, window):
+    """Batch numbers, causes, rule hits and reasons equal Scorer.score_features on the same features."""
+    history = trained["history"]
+    scorer = batch.load_scorer(trained["bundle_dir"])
+    bs = batch.score_window(history, scorer, pd.Timestamp(window[0]), pd.Timestamp(window[1]))
+    ids = bs.table.index
+    batch.add_reasons(bs, scorer, ids[:30])
+    got = batch.output_frame(bs).set_index("claim_id")
+
+    feats, _ = build_feature_table(history)  # the full history, no truncation
+    pos = feats.X.index.get_indexer(ids)
+    claims = history.claims.iloc[pos].reset_index(drop=True)
+    ref = Scorer.from_dir(trained["bundle_dir"])
+    frame = ref.score_features(FeatureResult(X=feats.X.iloc[pos], hits=feats.hits[feats.hits["claim_id"].isin(ids)],
+                                             lines=feats.lines), claims, explain=np.isin(ids, ids[:30]))
+    for rec in frame.records(ref.model_version):
+        row = got.loc[rec["claim_id"]]
+        assert row["recoupment_probability"] == rec["recoupment_probability"]
+        assert row["expected_recoupment_amount"] == rec["expected_recoupment_amount"]
+        assert row["risk_band"] == rec["risk_band"]
+        assert json.loads(row["causes"]) == rec["causes"]
+        assert json.loads(row["rule_hits"]) == json.loads(json.dumps(rec["rule_hits"], default=str))
+        assert (json.loads(row["reasons"]) if row["reasons"] else []) == rec["reasons"]
+
+
+def test_parquet_round_trip(trained, window, scored_csv, tmp_path):
+    out = tmp_path / "scores.parquet"
+    batch.score_cli(trained["data_dir"], out, since=window[0], until=window[1], explain="top:25")
+    a = batch.read_frame(scored_csv[0]).sort_values("claim_id").reset_index(drop=True)
+    b = batch.read_frame(out).sort_values("claim_id").reset_index(drop=True)
+    assert list(b.columns) == batch.OUTPUT_COLUMNS
+    pd.testing.assert_series_equal(a["claim_id"], b["claim_id"])
+    np.testing.assert_allclose(a["recoupment_probability"], b["recoupment_probability"])
+    np.testing.assert_allclose(a["expected_recoupment_amount"], b["expected_recoupment_amount"])
+    assert (a["causes"] == b["causes"]).all() and (a["rule_hits"] == b["rule_hits"]).all()
+
+
+def test_bad_options(trained, tmp_path):
+    from features.errors import RecoupError
+
+    with pytest.raises(RecoupError):
+        batch.score_cli(trained["data_dir"], tmp_path / "x.txt")
+    with pytest.raises(RecoupError):
+        batch.score_cli(trained["data_dir"], tmp_path / "x.csv", explain="top:x")
+    with pytest.raises(RecoupError):
+        batch.score_cli(trained["data_dir"], tmp_path / "x.csv", since="2024-13-01")
+
+
+def test_invalid_rows_rejected_or_fatal(trained, tmp_path):
+    """A broken directory fails with the contract listing; with skip_invalid the bad claims are listed."""
+    from features.contract import ContractError
+
+    d = tmp_path / "data"
+    shutil.copytree(trained["data_dir"], d)
+    claims = pd.read_csv(d / "claims.csv", dtype=str, keep_default_na=False)
+    lines = pd.read_csv(d / "claim_lines.csv", dtype=str, keep_default_na=False)
+    last = claims["submitted_date"].max()
+    recent = claims.index[claims["submitted_date"] == last][:1]
+    bad_claim = claims.loc[recent[0], "claim_id"]
+    claims.loc[recent[0], "total_charge"] = "-5"
+    bad_line_claim = claims.loc[claims.index[0] if recent[0] != claims.index[0] else claims.index[1], "claim_id"]
+    lines.loc[lines["claim_id"] == bad_line_claim, "units"] = "0"
+    claims.to_csv(d / "claims.csv", index=False)
+    lines.to_csv(d / "claim_lines.csv", index=False)
+    with pytest.raises(ContractError):
+        batch.score_cli(d, tmp_path / "s.csv", explain="none")
+    summary = batch.score_cli(d, tmp_path / "s.csv", explain="none", skip_invalid=True)
+    df = batch.read_frame(tmp_path / "s.csv")
+    assert summary["rejected"] >= 2 and summary["read"] == len(claims)
+    rej = df[df["status"] == "rejected"].set_index("claim_id")
+    assert {bad_claim, bad_line_claim} <= set(rej.index)
+    assert "total_charge" in rej.loc[bad_claim, "reject_reason"]
+    assert "units" in rej.loc[bad_line_claim, "reject_reason"]
+    assert set(df["claim_id"]) == set(claims["claim_id"])
