@@ -1,0 +1,197 @@
+"""Latency and throughput of the scoring service over loopback HTTP, against the same scorer in process.
+
+Usage::
+
+    RECOUP_HOME=work python bench/bench_service.py --data DIR [--bundle-dir BUNDLE] [--single 300]
+        [--batches 20] [--out bench_service.json]
+
+It starts the real service (``bentoml serve serving.service:RecoupService``, one worker) on a free
+127.0.0.1 port with ``RECOUP_BUNDLE_DIR`` = the bundle (default: the champion in the BentoML store /
+MLflow, as the service would load it), waits for ``/readyz`` and measures, at one client with
+keep-alive:
+
+- ``/score`` with reasons: per-request latency p50 / p99 (ms);
+- ``/score_batch`` with 100-claim requests: claims/s with and without reasons;
+- the same claims through ``Scorer.score_claims`` in process (claims -> typed frames included), and
+  the ratio service / in-process.
+
+The claims are the last claims of ``--data`` renamed and moved after the end of the history (new
+claims); every request uses ``"record": false`` so the state does not grow during the run.
+Without ``--data`` a small synthetic history (tests.helpers.data) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def new_claims(history, n: int) -> list[dict]:
+    from serving.schemas import frames_to_claims
+
+    claims = history.claims.sort_values("submitted_date").iloc[-n:]
+    lines = history.claim_lines[history.claim_lines["claim_id"].isin(claims["claim_id"])]
+    out = frames_to_claims(claims, lines)
+    end = pd.Timestamp(history.claims["submitted_date"].max()) + pd.Timedelta(days=30)
+    for i, c in enumerate(out):
+        c["claim_id"] = f"BENCH-{i}"
+        sub = pd.Timestamp(c["submitted_date"])
+        c["submitted_date"] = str(end.date())
+        for ln in c["lines"]:
+            ln["service_date"] = str((pd.Timestamp(ln["service_date"]) - sub + end).date())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(bundle: Path, port: int) -> tuple[subprocess.Popen, float]:
+    import httpx
+
+    from serving.serve import bentoml_command, service_env
+
+    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the service exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - t0 > 120:
+            stop(proc)
+            raise SystemExit("the service did not get ready in 120 s")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    pgid = os.getpgid(proc.pid)
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait()
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="claims history directory (default: a small synthetic one)")
+    ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: the champion, as the service loads it)")
+    ap.add_argument("--single", type=int, default=300, help="single-claim requests to time")
+    ap.add_argument("--batches", type=int, default=20, help="100-claim requests per mode")
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here too")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    import httpx
+
+    from serving import model_store
+    from serving.schemas import Claim, claims_to_frames
+    from serving.scorer import Scorer
+
+    bundle = args.bundle_dir or model_store.resolve_model().path
+    if args.data:
+        from features.contract import load_history
+
+        history = load_history(args.data)
+    else:
+        from tests.helpers.data import small_history
+
+        history = small_history()[0]
+    claims = new_claims(history, 100)
+    res: dict = {"cores": os.cpu_count(), "load_avg_before": os.getloadavg()[0], "bundle": str(bundle)}
+
+    # ---------------------------------------------------------------- in process
+    scorer = Scorer.from_dir(bundle)
+
+    def in_process(batch: list[dict], explain: bool) -> list[dict]:
+        conv = claims_to_frames([Claim.model_validate(c) for c in batch])
+        return scorer.score_claims(conv.claims, conv.lines, explain=explain, record=False)
+
+    for _ in range(3):
+        in_process(claims[:1], True)
+        in_process(claims, True)
+    lat = []
+    for i in range(min(args.single, 100)):
+        t = time.perf_counter()
+        in_process([claims[i % len(claims)]], True)
+        lat.append((time.perf_counter() - t) * 1000)
+    res["inprocess_single_ms_p50"], res["inprocess_single_ms_p99"] = pct(lat, 50), pct(lat, 99)
+    for explain in (True, False):
+        t = time.perf_counter()
+        for _ in range(max(3, args.batches // 2)):
+            in_process(claims, explain)
+        res[f"inprocess_batch_claims_per_s_{'reasons' if explain else 'no_reasons'}"] = (
+            max(3, args.batches // 2) * len(claims) / (time.perf_counter() - t))
+
+    # ---------------------------------------------------------------- over HTTP
+    port = free_port()
+    proc, start_s = start_service(bundle, port)
+    res["service_start_s"] = start_s
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=60) as cl:
+            for i in range(20):
+                cl.post("/score", json={"claim": claims[i % len(claims)], "record": False}).raise_for_status()
+            lat = []
+            for i in range(args.single):
+                body = {"claim": claims[i % len(claims)], "record": False}
+                t = time.perf_counter()
+                r = cl.post("/score", json=body)
+                lat.append((time.perf_counter() - t) * 1000)
+                r.raise_for_status()
+            res["single_ms_p50"], res["single_ms_p99"] = pct(lat, 50), pct(lat, 99)
+            res["single_ms_mean"] = statistics.fmean(lat)
+            for explain in (True, False):
+                body = {"claims": claims, "record": False, "explain": explain}
+                cl.post("/score_batch", json=body).raise_for_status()
+                t = time.perf_counter()
+                for _ in range(args.batches):
+                    out = cl.post("/score_batch", json=body)
+                    out.raise_for_status()
+                assert all("error" not in o for o in out.json())
+                key = "reasons" if explain else "no_reasons"
+                res[f"batch_claims_per_s_{key}"] = args.batches * len(claims) / (time.perf_counter() - t)
+                res[f"ratio_batch_{key}"] = res[f"batch_claims_per_s_{key}"] / res[f"inprocess_batch_claims_per_s_{key}"]
+            res["ratio_single_p50"] = res["inprocess_single_ms_p50"] / res["single_ms_p50"]
+    finally:
+        stop(proc)
+    res["load_avg_after"] = os.getloadavg()[0]
+    res["targets"] = {"single_ms_p50": "<= 8", "single_ms_p99": "<= 20", "batch_claims_per_s_reasons": ">= 2000",
+                      "batch_claims_per_s_no_reasons": ">= 10000", "ratio_batch": "> 0.6"}
+    text = json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()

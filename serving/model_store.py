@@ -1,0 +1,128 @@
+"""Where the service finds its model bundle (serving never imports ``training``).
+
+In order:
+
+1. ``RECOUP_BUNDLE_DIR``: a bundle folder (likelihood.txt, ..., meta.json, state/) used as is;
+2. the BentoML model store: ``recoup-risk:latest`` (promotion exports the champion there);
+3. MLflow, when it is importable and has a ``champion`` of ``recoup-risk``: its ``bundle`` artifacts are
+   downloaded and copied into the BentoML store (so the next start is fast), then used.
+
+Nothing found -> :class:`NoModelError` with a one-line message saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from features.errors import RecoupError
+from features.settings import bentoml_home, quiet_telemetry, tracking_uri
+
+log = logging.getLogger(__name__)
+BENTO_MODEL = "recoup-risk"  # the BentoML store name (training.registry.BENTO_MODEL)
+REGISTERED_MODEL = "recoup-risk"  # the MLflow registered model name (configs/train.yaml model_name)
+BUNDLE_ENV = "RECOUP_BUNDLE_DIR"
+
+
+class NoModelError(RecoupError):
+    """There is no model to serve."""
+
+
+@dataclass
+class ModelRef:
+    path: Path
+    source: str  # "RECOUP_BUNDLE_DIR", "bentoml:recoup-risk:<version>", "mlflow:recoup-risk@champion -> ..."
+    labels: dict = field(default_factory=dict)
+
+
+def _from_env() -> ModelRef | None:
+    d = os.environ.get(BUNDLE_ENV)
+    if not d:
+        return None
+    p = Path(d)
+    if not (p / "likelihood.txt").exists():
+        raise NoModelError(f"{BUNDLE_ENV}={d} is not a recoup model bundle (no likelihood.txt)")
+    return ModelRef(p, BUNDLE_ENV)
+
+
+def _bentoml():
+    quiet_telemetry()
+    bentoml_home()
+    import bentoml
+
+    return bentoml
+
+
+def from_bentoml_store() -> ModelRef | None:
+    bentoml = _bentoml()
+    try:
+        m = bentoml.models.get(f"{BENTO_MODEL}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    return ModelRef(Path(m.path), f"bentoml:{m.tag}", dict(m.info.labels))
+
+
+def export_champion_from_mlflow() -> ModelRef | None:
+    """Copy MLflow's champion bundle into the BentoML store; None if MLflow or a champion is missing."""
+    quiet_telemetry()
+    try:
+        import mlflow
+        from mlflow import MlflowClient
+    except ImportError:
+        return None
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        mv = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    except Exception:  # no registered model, no alias, empty store
+        return None
+    version = str(mv.version)
+    bentoml = _bentoml()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{REGISTERED_MODEL}/{version}", dst_path=tmp))
+        bundle = local / "artifacts" / "bundle"
+        if not (bundle / "likelihood.txt").exists():
+            raise NoModelError(f"MLflow champion {REGISTERED_MODEL} v{version} has no bundle artifact")
+        meta = json.loads((bundle / "meta.json").read_text())
+        labels = {"registered_model": REGISTERED_MODEL, "mlflow_version": version, "alias": "champion"}
+        md = {k: meta[k] for k in ("as_of", "horizon_days", "rulebook_version") if k in meta}
+        with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=md) as m:
+            shutil.copytree(bundle, m.path, dirs_exist_ok=True)
+            (Path(m.path) / "meta.json").write_text(
+                json.dumps({**meta, "model_version": version}, indent=2, default=str))
+    log.info("exported MLflow champion v%s to the BentoML store as %s", version, m.tag)
+    return ModelRef(Path(bentoml.models.get(m.tag).path), f"mlflow:{REGISTERED_MODEL}@champion -> bentoml:{m.tag}",
+                    labels)
+
+
+def resolve_model(allow_mlflow: bool = True) -> ModelRef:
+    """The bundle to serve (see the module docstring); raises :class:`NoModelError` if there is none."""
+    ref = _from_env() or from_bentoml_store()
+    if ref is None and allow_mlflow:
+        ref = export_champion_from_mlflow()
+    if ref is None:
+        raise NoModelError(
+            f"no model to serve: the BentoML store ({bentoml_home()}) has no '{BENTO_MODEL}' and MLflow "
+            f"({tracking_uri()}) has no champion; run `recoup train --data DIR --promote` first "
+            f"(or set {BUNDLE_ENV})")
+    return ref
+
+
+def bento_model_tag() -> str | None:
+    """The concrete store tag the service declares (so `bentoml build` packs the model), if any.
+
+    None when ``RECOUP_BUNDLE_DIR`` is set or the store is empty: then nothing is declared and
+    ``bentoml serve`` does not require the store.
+    """
+    if os.environ.get(BUNDLE_ENV):
+        return None
+    try:
+        ref = from_bentoml_store()
+    except Exception:  # pragma: no cover - unreadable store: load (and fail clearly) at start instead
+        return None
+    return None if ref is None else ref.source.removeprefix("bentoml:")

@@ -1,0 +1,276 @@
+"""The BentoML scoring service: validate, call the plain :class:`serving.scorer.Scorer`, return.
+
+Endpoints (CONTRACT.md, "The scoring service"):
+
+- ``POST /score``        ``{"claim": CLAIM}``       -> SCORE, or 4xx ``{"claim_id", "error"}``
+- ``POST /score_batch``  ``{"claims": [CLAIM...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]`` in order
+- ``GET  /model``        name, version, as-of date, horizon, rulebook version, metrics
+- ``GET  /readyz``, ``GET /livez`` (BentoML's own probes; ready once the model and state are loaded)
+
+Additive options, in the body or as query parameters: ``explain`` (default true: reasons) and
+``record`` (default true: the scored claims join the service's history, so a resubmitted duplicate is
+caught; false for what-if scoring).
+
+The HTTP layer is a small FastAPI app mounted on the BentoML service (``@bentoml.asgi_app``) rather
+than ``@bentoml.api`` methods: that gives the contract's exact paths (including ``GET /model``), our own
+error bodies naming each bad field, 4xx for every client mistake (bad JSON, wrong shape, contract
+violations, too many lines or claims, body too large) and per-claim error entries in a batch. BentoML
+still owns the process: model loading at start, ``/readyz`` + ``/livez``, metrics, workers, ``bentoml
+build``. See docs/service.md.
+
+Scoring runs in a thread pool of ``RECOUP_SERVICE_THREADS`` threads (default 4); one worker (the
+history state lives in the process: several workers would each keep their own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+import anyio
+import bentoml
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from serving import model_store
+from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
+                             claims_to_frames, error_entry, pydantic_fields, raw_claim_id)
+
+log = logging.getLogger("recoup.service")
+THREADS = int(os.environ.get("RECOUP_SERVICE_THREADS", "4"))
+MAX_BODY = int(os.environ.get("RECOUP_MAX_BODY_BYTES", str(MAX_BODY_BYTES)))
+
+
+# --------------------------------------------------------------------------------------
+# JSON in and out
+# --------------------------------------------------------------------------------------
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "isoformat"):
+        return o.isoformat()[:10] if type(o).__name__ in ("date", "Timestamp") else o.isoformat()
+    return str(o)
+
+
+def _clean(o: Any) -> Any:  # NaN/inf are not JSON
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_clean(v) for v in o]
+    return o
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    try:
+        body = json.dumps(content, default=_default, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        body = json.dumps(_clean(content), default=_default, separators=(",", ":"))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(status: int, kind: str, message: str, fields: list[dict] | None = None,
+                   claim_id: str | None = None) -> Response:
+    return json_response({"claim_id": claim_id,
+                          "error": {"type": kind, "message": message, "fields": fields or []}}, status)
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, kind: str, message: str, fields: list[dict] | None = None,
+                 claim_id: str | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.fields, self.claim_id = status, kind, message, fields, claim_id
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, refusing bodies over the size limit (413) and bad JSON (400)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise ClientError(413, "body_too_large", f"request body over {MAX_BODY} bytes",
+                          [{"field": "body", "message": f"at most {MAX_BODY} bytes"}])
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ClientError(413, "body_too_large", f"request body over {MAX_BODY} bytes",
+                              [{"field": "body", "message": f"at most {MAX_BODY} bytes"}])
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})"
+        raise ClientError(400, "invalid_json", msg, [{"field": "body", "message": msg}]) from None
+
+
+def _flag(query: dict, name: str, body_value: bool) -> bool:
+    v = query.get(name)
+    if v is None:
+        return body_value
+    v = v.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ClientError(422, "invalid_request", f"query parameter {name} must be true or false",
+                      [{"field": name, "message": "expected true or false", "value": v[:20]}])
+
+
+# --------------------------------------------------------------------------------------
+# the app
+# --------------------------------------------------------------------------------------
+
+app = FastAPI(title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json",
+              redoc_url=None)
+
+
+@app.exception_handler(ClientError)
+async def _client_error(_: Request, exc: ClientError) -> Response:
+    return error_response(exc.status, exc.kind, exc.message, exc.fields, exc.claim_id)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+    fields = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")}
+              for e in exc.errors()]
+    return error_response(422, "invalid_request", "invalid request", fields)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, kind, str(exc.detail))
+
+
+@app.exception_handler(Exception)
+async def _internal_error(_: Request, exc: Exception) -> Response:
+    # no claim data in logs: the exception class and where it happened, not its message
+    tb = "".join(traceback.format_tb(exc.__traceback__)[-8:])
+    log.error("internal error %s\n%s", type(exc).__name__, tb)
+    return error_response(500, "internal", f"internal error ({type(exc).__name__}); see the service log")
+
+
+_MODEL_TAG = model_store.bento_model_tag()
+
+
+@bentoml.asgi_app(app, path="/")
+@bentoml.service(
+    name="recoup",
+    workers=1,  # the history state is per process: keep one worker (docs/service.md)
+    threads=THREADS,
+    traffic={"timeout": 120, "max_concurrency": 256},
+    logging={"access": {"enabled": False}},
+)
+class RecoupService:
+    """Recoupment risk of claims, with the champion model and the history it was trained on."""
+
+    if _MODEL_TAG is not None:  # declared so that `bentoml build` packs the model into the Bento
+        model_ref = bentoml.models.BentoModel(_MODEL_TAG)
+
+    def __init__(self) -> None:
+        from serving.scorer import Scorer
+
+        t0 = time.perf_counter()
+        ref = model_store.resolve_model()
+        self.loaded_from = ref
+        self.scorer = Scorer.from_dir(ref.path)
+        self.limiter = anyio.CapacityLimiter(THREADS)
+        meta = self.scorer.bundle.meta
+        self.model_info = {
+            "name": model_store.BENTO_MODEL,
+            "version": self.scorer.model_version,
+            "as_of": meta.get("as_of"),
+            "horizon_days": meta.get("horizon_days"),
+            "rulebook_version": meta.get("rulebook_version"),
+            "metrics": meta.get("metrics", {}),
+            "risk_bands": meta.get("risk_bands", {"medium": 0.05, "high": 0.2}),
+            "source": ref.source,
+            "limits": {"lines_per_claim": 50, "claims_per_batch": MAX_CLAIMS_PER_BATCH, "body_bytes": MAX_BODY},
+        }
+        log.info("recoup service ready: model %s v%s (as of %s) from %s in %.1fs", model_store.BENTO_MODEL,
+                 self.scorer.model_version, meta.get("as_of"), ref.source, time.perf_counter() - t0)
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "scorer", None) is not None
+
+    # ---------------------------------------------------------------- plain Python (also used by tests)
+    def score_one(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
+        query = query or {}
+        if not isinstance(body, dict):
+            raise ClientError(422, "invalid_request", "the body must be a JSON object {\"claim\": CLAIM}",
+                              [{"field": "body", "message": "expected an object with a 'claim' field"}])
+        try:
+            req = ScoreRequest.model_validate(body)
+        except ValidationError as exc:
+            fields = pydantic_fields(exc, "")
+            cid = raw_claim_id(body.get("claim"))
+            return 422, error_entry(cid, fields, "invalid_claim" if "claim" in body else "invalid_request")
+        explain, record = _flag(query, "explain", req.explain), _flag(query, "record", req.record)
+        conv = claims_to_frames([req.claim], ["claim"])
+        if conv.errors:
+            return 422, error_entry(req.claim.claim_id, conv.errors[0])
+        return 200, self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record)[0]
+
+    def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
+        query = query or {}
+        if not isinstance(body, dict):
+            raise ClientError(422, "invalid_request", "the body must be a JSON object {\"claims\": [CLAIM, ...]}",
+                              [{"field": "body", "message": "expected an object with a 'claims' array"}])
+        try:
+            req = BatchRequest.model_validate(body)
+        except ValidationError as exc:
+            return 422, error_entry(None, pydantic_fields(exc, ""), "invalid_request")
+        explain, record = _flag(query, "explain", req.explain), _flag(query, "record", req.record)
+        out: list[Any] = [None] * len(req.claims)
+        parsed: list[Claim] = []
+        where: list[int] = []
+        for i, obj in enumerate(req.claims):
+            try:
+                parsed.append(Claim.model_validate(obj))
+                where.append(i)
+            except ValidationError as exc:
+                out[i] = error_entry(raw_claim_id(obj), pydantic_fields(exc, f"claims[{i}]"))
+        if parsed:
+            conv = claims_to_frames(parsed, [f"claims[{i}]" for i in where], where)
+            for i, fields in conv.errors.items():
+                out[i] = error_entry(parsed[where.index(i)].claim_id, fields)
+            if conv.ok:
+                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record)
+                for i, s in zip(conv.ok, scores):
+                    out[i] = s
+        return 200, out
+
+    async def _run(self, fn, request: Request) -> Response:
+        body = await read_json(request)
+        query = dict(request.query_params)
+        status, content = await anyio.to_thread.run_sync(fn, body, query, limiter=self.limiter)
+        return json_response(content, status)
+
+    # ---------------------------------------------------------------- HTTP
+    @app.post("/score", summary="Score one claim", response_model=None)
+    async def score(self, request: Request) -> Response:
+        """Body ``{"claim": CLAIM}`` (plus optional ``"explain"``, ``"record"``) -> SCORE."""
+        return await self._run(self.score_one, request)
+
+    @app.post("/score_batch", summary="Score claims in order; invalid ones get an error entry", response_model=None)
+    async def score_batch(self, request: Request) -> Response:
+        """Body ``{"claims": [CLAIM, ...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]``, same order."""
+        return await self._run(self.score_many, request)
+
+    @app.get("/model", summary="The model being served", response_model=None)
+    async def model(self) -> Response:
+        return json_response(self.model_info)
