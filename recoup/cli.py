@@ -121,10 +121,12 @@ def score(
     until: Optional[str] = typer.Option(None, "--until"),
     explain: str = typer.Option("top:1000", "--explain",
                                 help="which rows get reasons: none, all, or top:N by dollars at risk"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                      help="score the valid claims and list the invalid ones as rejected"),
 ) -> None:
     """Score the claims submitted in the window, each with the history known on its submission date."""
     _run(lambda: _impl("serving.batch", "score_cli")(
-        data=data, out=out, since=since, until=until, explain=explain))
+        data=data, out=out, since=since, until=until, explain=explain, skip_invalid=skip_invalid or None))
 
 
 @app.command()
@@ -137,11 +139,13 @@ def audit(
     budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.1,
                                                  help="review budget in hours"),
     minutes_per_review: float = typer.Option(20.0, "--minutes-per-review", min=1.0),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                      help="audit the valid claims and list the invalid ones as rejected"),
 ) -> None:
     """Ranked review worklist by expected recoupment dollars, with an HTML report."""
     _run(lambda: _impl("serving.audit", "audit_cli")(
         data=data, out=out, since=since, until=until, capacity=capacity,
-        budget_hours=budget_hours, minutes_per_review=minutes_per_review))
+        budget_hours=budget_hours, minutes_per_review=minutes_per_review, skip_invalid=skip_invalid or None))
 
 
 @app.command()

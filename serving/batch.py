@@ -60,33 +60,11 @@ BENTO_MODEL = "recoup-risk"
 
 # ---------------------------------------------------------------------------------------------- model
 def load_champion_dir() -> Path:
-    """The champion's bundle folder.
+    """The champion's bundle folder, found like the service finds it (``serving.model_store``):
+    ``RECOUP_BUNDLE_DIR``, else the BentoML store, else MLflow's champion (copied into the store)."""
+    from serving.model_store import resolve_model
 
-    ``RECOUP_BUNDLE_DIR`` when set; else :func:`serving.model_store.load_champion_dir` when that module
-    exists (it also knows the MLflow registry); else the BentoML store (``recoup-risk:latest``).
-    """
-    env = os.environ.get("RECOUP_BUNDLE_DIR")
-    if env:
-        p = Path(env)
-        if not (p / "likelihood.txt").exists():
-            raise RecoupError(f"RECOUP_BUNDLE_DIR={env} is not a recoup model bundle (no likelihood.txt)")
-        return p
-    try:
-        from serving.model_store import load_champion_dir as store_loader  # type: ignore[attr-defined]
-    except ImportError:
-        store_loader = None
-    if store_loader is not None:
-        return Path(store_loader())
-    from features.settings import bentoml_home
-
-    bentoml_home()
-    import bentoml
-
-    try:
-        return Path(bentoml.models.get(f"{BENTO_MODEL}:latest").path)
-    except Exception:  # bentoml raises NotFound (a BentoMLException)
-        raise RecoupError("no champion model: train one with `recoup train --data DIR --promote` "
-                          "(or set RECOUP_BUNDLE_DIR to a bundle folder)") from None
+    return resolve_model().path
 
 
 def load_scorer(bundle_dir: str | Path | None = None) -> Scorer:
