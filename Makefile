@@ -48,8 +48,15 @@ lock: $(UV)
 	$(UV) lock --python $(PYTHON)
 	$(UV) export --frozen --all-extras --no-hashes --no-emit-project -o requirements.lock >/dev/null
 
+## All benchmarks (long: about an hour on 2 cores); each prints the figures quoted in docs/
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_rulebook.py
+	$(PY) bench/bench_generate.py --claims 100000 1000000
+	$(PY) bench/bench_x12.py
+	$(PY) bench/bench_features.py
+	$(PY) bench/bench_train.py --sizes 250000 500000 1000000
+	$(PY) bench/bench_audit.py --claims 1000000
+	$(PY) bench/bench_service.py
 
 clean:
 	rm -rf $(VENV) .tools work .pytest_cache
