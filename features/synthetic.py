@@ -25,8 +25,11 @@ The oracle (:mod:`features.synthetic_outcomes`)
     For every claim, ``p_<cause>`` is the generator's probability of a recoupment of that cause
     within ``horizon_days`` of ``paid_date`` (hazard of the claim's error facts and its provider's
     habits, times payer audit intensity and cause detectability, censored by the cause's log-normal
-    lag distribution); ``true_probability`` is their sum and ``true_cause`` their argmax. Realized
-    recoupments are drawn from exactly these probabilities, so the oracle is calibrated. Claims that
+    lag distribution); ``true_probability`` is their sum and ``true_cause`` their argmax. The oracle
+    conditions on the observable claim facts plus the latent traits of providers, patients and payers,
+    and marginalizes the per-claim hidden draws (documentation deficiency, the true level behind an
+    upcoded bill, an abusive bypass modifier) over their posterior; realized recoupments are drawn
+    from the actual draws, so the oracle is the Bayes-optimal, calibrated ceiling. Claims that
     are denied or not yet paid on ``end_date`` have probability 0. Per-cause scales are solved so the
     expected share of claims recouped within the horizon is ``recoupment_rate`` with the cause mix
     ``cause_mix``. A recoupment lagging past the horizon is written (if before ``end_date``) but
@@ -144,15 +147,16 @@ def generate_with_facts(config: GeneratorConfig, progress: Callable[[str], None]
     paperwork(rng, cat, prov, C, L, rates.missing_attachment, rates.missing_prior_auth)
     payments(rng, cat, prov, C, L, days, cfg.denial_rate, cfg.overpaid_rate * m)
     documentation_state(rng, cat, prov, C, L, rates.documentation * m)
-    H, A, found = facts(cat, prov, C, L, start + C["svc"])
+    H, A, found, hidden = facts(cat, prov, C, L, start + C["svc"], rates, m)
 
     step("oracle and recoupments")
-    q, p, scales = recoup_probabilities(H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix,
-                                        cfg.horizon_days, cfg.baseline_hazard)
+    q, p, scales, amount = recoup_probabilities(H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix,
+                                                cfg.horizon_days, cfg.baseline_hazard, hidden, A)
+    del hidden
     R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing)
 
     step("typed frames")
-    history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, A, start)
+    history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, amount, start)
     return history, oracle, _facts_frames(C, R, found, scales, rank, lrank, history)
 
 
@@ -217,7 +221,7 @@ def _ids(prefix: str, n: int) -> np.ndarray:
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
 
 
-def _frames(rng, cat, prov, pat, C, L, R, p, A, start) -> tuple[History, pd.DataFrame]:
+def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd.DataFrame]:
     n = len(C["visit"])
     order = np.lexsort((np.arange(n), C["sub"]))  # claims in submission order
     rank = np.empty(n, dtype=np.int64)
@@ -334,7 +338,7 @@ def _frames(rng, cat, prov, pat, C, L, R, p, A, start) -> tuple[History, pd.Data
     oracle = pd.DataFrame({"claim_id": _series(claim_ids), "true_probability": tp, "true_cause": true_cause})
     for i, c in enumerate(CAUSES):
         oracle[f"p_{c}"] = po[:, i]
-    oracle["expected_amount"] = np.round((po * A[order]).sum(1), 2)
+    oracle["expected_amount"] = np.round(amount[order], 2)
     lrank = np.empty(len(lorder), dtype=np.int64)
     lrank[lorder] = np.arange(len(lorder))
     return History(claims=claims, claim_lines=lines, coverage=coverage, providers=providers,
