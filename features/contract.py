@@ -14,6 +14,8 @@ the row numbers (1-based data rows; CSV line = row + 1), the column and what was
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import logging
 import re
 import warnings
@@ -428,138 +430,589 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
 
 
+def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
+                   problems: list[Problem]) -> pd.Series:
+    """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
+    raw_index = index
+    expected = _EXPECTED[col.kind].format(levels=", ".join(col.levels))
+    blank = _blank(src) if not (
+        isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype)
+    ) else src.isna()
+    if col.required and col.kind not in ("list_str",) and blank.any():
+        problems.append(Problem(file, col.name, f"a value ({expected})", _rows(blank)))
+    k = col.kind
+    if k in ("id", "str"):
+        s = _as_str(src)
+    elif k == "npi":
+        s = _as_str(src)
+        bad = s.notna() & ~s.str.fullmatch(r"\d{10}").fillna(False)
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+    elif k == "pos":
+        s = _as_str(src)
+        s = s.where(~s.str.fullmatch(r"\d").fillna(False), "0" + s)
+        bad = s.notna() & ~s.str.fullmatch(r"\d{2}").fillna(False)
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+        s = s.astype("category")
+    elif k == "procedure":
+        s = _as_str(src).str.upper()
+        bad = s.notna() & ~s.str.fullmatch(_PROCEDURE_RE).fillna(False)
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+    elif k == "enum":
+        s = _as_str(src)
+        if col.name in ("plan_type", "claim_type", "cause"):
+            s = s.str.lower()
+        bad = s.notna() & ~s.isin(col.levels)
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+        s = pd.Categorical(s.where(~bad, pd.NA), categories=list(col.levels))
+        s = pd.Series(s, index=raw_index)
+    elif k == "date":
+        if pd.api.types.is_datetime64_any_dtype(src.dtype):
+            s = pd.to_datetime(src).astype("datetime64[s]")
+            bad = pd.Series(False, index=raw_index)
+        else:
+            txt = _as_str(src)
+            s = pd.to_datetime(txt, format="%Y-%m-%d", errors="coerce")
+            bad = txt.notna() & s.isna()
+            s = s.astype("datetime64[s]")
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+    elif k in ("money", "money_pos", "units", "int_pos"):
+        txt = src if pd.api.types.is_numeric_dtype(src.dtype) else _as_str(src)
+        s = pd.to_numeric(txt, errors="coerce").astype("float64")
+        notnum = txt.notna() & s.isna()
+        if k == "money":
+            bad = notnum | (s < 0)
+        elif k == "int_pos":
+            bad = notnum | (s < 1) | (s.notna() & (s % 1 != 0))
+        else:
+            bad = notnum | (s <= 0)
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+        if k == "int_pos":  # invalid or missing -> 0 (already reported)
+            s = s.where(~bad, np.nan).fillna(0).astype("int32")
+    elif k == "bool":
+        if pd.api.types.is_bool_dtype(src.dtype):
+            s = src.fillna(False).astype(bool)
+        else:
+            txt = _as_str(src).str.lower().fillna("")
+            bad = ~txt.isin(_TRUE | _FALSE)
+            if bad.any():
+                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            s = txt.isin(_TRUE)
+    elif k == "list_str":
+        s = _to_list(src, "str")
+        lengths = s.list.len().fillna(0)
+        if col.min_items and col.required:
+            bad = lengths < col.min_items
+            if bad.any():
+                problems.append(
+                    Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad))
+                )
+        pattern = _ICD10_RE if col.name == "diagnosis_codes" else _MODIFIER_RE
+        what = (
+            "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)"
+            if col.name == "diagnosis_codes"
+            else "2-character modifiers, at most 4"
+        )
+        flat = s.list.flatten()
+        flat_bad = ~flat.str.fullmatch(pattern).fillna(False)
+        bad = pd.Series(False, index=raw_index)
+        if flat_bad.any():
+            bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
+        if col.name == "modifiers":
+            bad |= lengths > 4
+        if bad.any():
+            problems.append(Problem(file, col.name, what, _rows(bad), _examples(src, bad)))
+    elif k == "list_int":
+        s = _to_list(src, "int")
+        flat = s.list.flatten()
+        flat_bad = (flat < 1) | (flat > 12)
+        bad = pd.Series(False, index=raw_index)
+        if flat_bad.any():
+            bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
+        if bad.any():
+            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+    else:  # pragma: no cover - spec typo guard
+        raise AssertionError(k)
+    return pd.Series(s, index=raw_index) if not isinstance(s, pd.Series) else s
+
+
+# --------------------------------------------------------------------------------------
+# Row-wise checker for small tables (one claim from the scoring service)
+# --------------------------------------------------------------------------------------
+#
+# The vectorized checks above cost ~1 ms of pandas/pyarrow overhead per column however small
+# the frame is. For a few rows, :func:`_fast_column` checks and types a column value by value
+# in plain Python and builds the typed array in one go with pre-built dtypes. It handles the
+# inputs of the service and of CSV-like text frames (object / string columns holding ``str``,
+# ``int``, ``float``, ``bool``, ``None``, lists of codes) and only values whose meaning it is
+# sure of; anything else (another dtype, non-ASCII text, an exponent, a date not shaped
+# YYYY-MM-DD, ...) raises :class:`_Odd` and that column goes through :func:`_vector_column`.
+# tests/features/test_contract_fastpath.py proves both paths give equal frames and problems.
+
+#: tables of at most this many rows are checked row-wise
+FAST_PATH_MAX_ROWS = 64
+
+
+class _Odd(Exception):
+    """A value the row-wise checker does not handle: its column takes the vectorized path."""
+
+
+_STRING = pd.StringDtype(na_value=pd.NA)  # what ``.astype("string")`` gives
+_DT_NAT = np.iinfo(np.int64).min
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+_FULL = {
+    "npi": re.compile(r"[0-9]{10}").fullmatch,
+    "pos1": re.compile(r"[0-9]").fullmatch,
+    "pos": re.compile(r"[0-9]{2}").fullmatch,
+    "procedure": re.compile(r"(?:[0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})").fullmatch,
+    "diagnosis_codes": re.compile(r"[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?").fullmatch,
+    "modifiers": re.compile(r"[0-9A-Z]{2}").fullmatch,
+    "pointer": re.compile(r"[0-9]{1,2}").fullmatch,
+    "date": re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})").fullmatch,
+    # plain decimals only (no exponent, inf, nan): parsed by float() exactly as pd.to_numeric does
+    "number": re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)").fullmatch,
+}
+_ENUM_DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {}
+_EXPECTED_TEXT: dict[tuple[str, str], str] = {}
+_TRUE_FALSE = _TRUE | _FALSE
+_LOWERED_ENUMS = ("plan_type", "claim_type", "cause")
+_LIST_WHAT = {
+    "diagnosis_codes": "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)",
+    "modifiers": "2-character modifiers, at most 4",
+}
+
+
+def _expected(col: Column) -> str:
+    key = (col.kind, col.name)
+    text = _EXPECTED_TEXT.get(key)
+    if text is None:
+        text = _EXPECTED_TEXT[key] = _EXPECTED[col.kind].format(levels=", ".join(col.levels))
+    return text
+
+
+def _enum_dtype(levels: tuple[str, ...]) -> pd.CategoricalDtype:
+    dt = _ENUM_DTYPES.get(levels)
+    if dt is None:
+        dt = _ENUM_DTYPES[levels] = pd.CategoricalDtype(list(levels))
+    return dt
+
+
+def _text(v: object) -> str | None:
+    """A raw cell as ``_as_str`` sees it: stripped text, or None for missing/blank; :class:`_Odd` if unsure."""
+    t = type(v)
+    if t is str:
+        if not v.isascii():  # type: ignore[union-attr]
+            raise _Odd
+        return v.strip() or None  # type: ignore[union-attr]
+    if v is None or v is pd.NA:
+        return None
+    if t is float:
+        if v != v:  # NaN
+            return None
+        if v in (np.inf, -np.inf):
+            raise _Odd
+        return repr(v)
+    if t is int or t is bool:
+        return str(v)
+    raise _Odd
+
+
+def _number(text: str) -> float:
+    """``pd.to_numeric`` of one plain decimal text (NaN if not a number); :class:`_Odd` if unsure."""
+    if not _FULL["number"](text):  # exponents, inf, nan, "1,5", ...: let pandas decide
+        raise _Odd
+    if sum(ch.isdigit() for ch in text) > 15:  # beyond exact decimal -> double for every parser
+        raise _Odd
+    x = float(text)
+    if x == 0 and text[0] == "-":  # "-0" is int 0 for pandas, -0.0 for float()
+        raise _Odd
+    return x
+
+
+def _list_items(v: object, has_lists: bool) -> list[str]:
+    """A list cell as ``_to_list`` sees it: trimmed, non-empty items (not yet upper-cased)."""
+    t = type(v)
+    if t is list or t is tuple:
+        items = []
+        for x in v:  # type: ignore[union-attr]
+            tx = type(x)
+            if tx is str:
+                if not x.isascii():
+                    raise _Odd
+            elif tx is not int:
+                raise _Odd
+            items.append(str(x))
+    elif t is str:
+        if not v.isascii():  # type: ignore[union-attr]
+            raise _Odd
+        items = v.split(";")  # type: ignore[union-attr]
+    elif v is None or (t is float and v != v):
+        return []
+    elif v is pd.NA:
+        raise _Odd  # "<NA>" next to lists, missing otherwise: let pandas decide
+    elif t is int or t is float or t is bool:
+        text = str(v)
+        if has_lists and text.strip() == "":
+            return []
+        items = text.split(";")
+    else:
+        raise _Odd
+    out = []
+    for x in items:
+        x = x.strip()
+        if x:
+            out.append(x)
+    return out
+
+
+def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], keys: dict[str, list]):
+    """Type and check one column row by row; returns the typed array. Raises :class:`_Odd`.
+
+    ``keys`` receives the Python values of the columns the table rules need (ids, dates, line numbers).
+    """
+    n = len(vals)
+    k = col.kind
+    name = col.name
+    probs: list[Problem] = []
+
+    def report(bad: list[int], expected: str, examples: bool = True) -> None:
+        if bad:
+            probs.append(Problem(file, name, expected, [i + 1 for i in bad],
+                                 [str(vals[i]) for i in bad[:3]] if examples else []))
+
+    if k in ("list_str", "list_int"):
+        has_lists = any(type(v) is list or type(v) is tuple for v in vals)
+        lists = [_list_items(v, has_lists) for v in vals]
+        offsets = [0]
+        flat: list = []
+        bad: list[int] = []
+        if k == "list_str":
+            lists = [[x.upper() for x in lst] for lst in lists]
+            if col.min_items and col.required:
+                report([i for i, lst in enumerate(lists) if len(lst) < col.min_items],
+                       f"at least {col.min_items} code(s)", examples=False)
+            match = _FULL["diagnosis_codes" if name == "diagnosis_codes" else "modifiers"]
+            for i, lst in enumerate(lists):
+                flat.extend(lst)
+                offsets.append(len(flat))
+                if any(not match(x) for x in lst) or (name == "modifiers" and len(lst) > 4):
+                    bad.append(i)
+            report(bad, _LIST_WHAT.get(name, _LIST_WHAT["modifiers"]))
+            arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.string()))
+        else:
+            pointer = _FULL["pointer"]
+            for i, lst in enumerate(lists):
+                ints = [int(x) if pointer(x) else -1 for x in lst]
+                flat.extend(ints)
+                offsets.append(len(flat))
+                if any(x < 1 or x > 12 for x in ints):
+                    bad.append(i)
+            report(bad, _expected(col))
+            arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.int16()))
+        problems.extend(probs)
+        return pd.arrays.ArrowExtensionArray(arr)
+
+    texts = [_text(v) for v in vals]
+    expected = _expected(col)
+    if col.required and k != "list_str":
+        report([i for i, t in enumerate(texts) if t is None], f"a value ({expected})", examples=False)
+    if k in ("id", "str"):
+        out = _string_array(texts)
+        if name == "claim_id":
+            keys[name] = texts
+    elif k == "npi":
+        match = _FULL["npi"]
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        out = _string_array(texts)
+    elif k == "pos":
+        one = _FULL["pos1"]
+        texts = ["0" + t if t is not None and one(t) else t for t in texts]
+        match = _FULL["pos"]
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        cats = sorted({t for t in texts if t is not None})
+        code = {c: j for j, c in enumerate(cats)}
+        dtype = pd.CategoricalDtype(pd.Index(cats, dtype=_STRING), ordered=False)
+        out = pd.Categorical.from_codes([-1 if t is None else code[t] for t in texts], dtype=dtype)
+    elif k == "procedure":
+        texts = [None if t is None else t.upper() for t in texts]
+        match = _FULL["procedure"]
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        out = _string_array(texts)
+    elif k == "enum":
+        if name in _LOWERED_ENUMS:
+            texts = [None if t is None else t.lower() for t in texts]
+        levels = col.levels
+        dtype = _enum_dtype(levels)
+        bad = [i for i, t in enumerate(texts) if t is not None and t not in levels]
+        report(bad, expected)
+        code = {c: j for j, c in enumerate(levels)}
+        out = pd.Categorical.from_codes([code.get(t, -1) if t is not None else -1 for t in texts], dtype=dtype)
+    elif k == "date":
+        match = _FULL["date"]
+        secs = []
+        bad = []
+        for i, t in enumerate(texts):
+            if t is None:
+                secs.append(_DT_NAT)
+                continue
+            m = match(t)
+            if m is None:
+                raise _Odd  # pandas accepts e.g. 2024-1-5: let it decide
+            y, mo, d = int(m[1]), int(m[2]), int(m[3])
+            if y < 1 or not (1 <= mo <= 12) or not (1 <= d <= 31):
+                if y < 1:
+                    raise _Odd
+                bad.append(i)
+                secs.append(_DT_NAT)
+                continue
+            try:
+                secs.append((_dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86400)
+            except ValueError:  # 2024-02-30
+                bad.append(i)
+                secs.append(_DT_NAT)
+        report(bad, expected)
+        out = np.array(secs, dtype=np.int64).view("datetime64[s]")
+        keys[name] = secs
+    elif k in ("money", "money_pos", "units", "int_pos"):
+        nums = [np.nan if t is None else _number(t) for t in texts]
+        bad = []
+        for i, (t, x) in enumerate(zip(texts, nums)):
+            if t is None:
+                continue
+            if x != x:  # not a number
+                bad.append(i)
+            elif k == "money":
+                if x < 0:
+                    bad.append(i)
+            elif k == "int_pos":
+                if x < 1 or x % 1 != 0:
+                    bad.append(i)
+                elif x > 2**31 - 1:
+                    raise _Odd
+            elif x <= 0:
+                bad.append(i)
+        report(bad, expected)
+        if k == "int_pos":
+            badset = set(bad)
+            ints = [0 if (i in badset or x != x) else int(x) for i, x in enumerate(nums)]
+            keys[name] = ints
+            out = np.array(ints, dtype=np.int32)
+        else:
+            out = np.array(nums, dtype=np.float64)
+    elif k == "bool":
+        low = ["" if t is None else t.lower() for t in texts]
+        report([i for i, t in enumerate(low) if t not in _TRUE_FALSE], expected)
+        out = np.array([t in _TRUE for t in low], dtype=bool)
+    else:  # pragma: no cover - spec typo guard
+        raise AssertionError(k)
+    problems.extend(probs)
+    return out
+
+
+def _string_array(texts: list) -> pd.arrays.ArrowStringArray:
+    """``pd.array(texts, dtype="string")``, faster."""
+    return pd.arrays.ArrowStringArray(pa.array(texts, pa.large_string()))
+
+
+def _fast_ok(src: pd.Series) -> bool:
+    dt = src.dtype
+    return dt == object or isinstance(dt, pd.StringDtype)
+
+
+def _validate(raw: pd.DataFrame, table: str, file: str, quiet: bool = False
+              ) -> tuple[pd.DataFrame, list[Problem], list[str], list | None]:
+    """:func:`validate_table` without emitting its warnings (they are returned).
+
+    Also returns the claim ids as Python values (None = missing) when the table has them and was
+    small enough to check row-wise (for :func:`_relations_small`), else None. ``quiet`` silences
+    pandas' own warnings in the vectorized checks (as ``validate_frames`` always did).
+    """
+    spec = TABLES[table]
+    problems: list[Problem] = []
+    notes: list[str] = []
+    known = _KNOWN[table]
+    columns = raw.columns
+    extra = [c for c in columns if c not in known]
+    if extra:
+        notes.append(f"{file}: ignoring unknown column(s) {', '.join(map(str, extra))}")
+    n = len(raw)
+    fast = 0 < n <= FAST_PATH_MAX_ROWS
+    if not fast:
+        return (*_validate_vectorized(raw.reset_index(drop=True), spec, table, file, problems, notes, quiet),
+                None)
+    idx = raw.index
+    if not (type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1):
+        raw = raw.reset_index(drop=True)
+    index = raw.index
+    # all-object frames (the service's): every column's values from one 2-D array
+    matrix = None
+    if columns.is_unique and all(dt == object for dt in raw.dtypes):
+        matrix = raw.to_numpy(dtype=object).T
+        pos = {c: j for j, c in enumerate(columns)}
+    present = set(columns)
+    out: dict[str, object] = {}
+    keys: dict[str, list] = {}
+    for col in spec:
+        name = col.name
+        if name not in present:
+            if col.required:
+                problems.append(Problem(file, name, "this required column to be present"))
+                continue
+            src = None
+            vals = [None] * n
+        elif matrix is not None:
+            src = None
+            vals = matrix[pos[name]].tolist()
+        else:
+            src = raw[name]
+            vals = src.tolist() if isinstance(src, pd.Series) and _fast_ok(src) else None
+        if vals is not None:
+            try:
+                out[name] = _fast_column(col, vals, file, problems, keys)
+                continue
+            except _Odd:
+                keys.pop(name, None)
+        if src is None:
+            src = raw[name] if name in present else pd.Series([pd.NA] * n, dtype="string")
+        with _quiet(quiet):
+            out[name] = _vector_column(col, src, index, file, problems)
+    typed = pd.DataFrame(out, index=index, copy=False)
+    if table in ("claims", "claim_lines"):
+        problems.extend(_table_rules_small(typed, table, file, keys))
+    else:
+        with _quiet(quiet):
+            problems.extend(_table_rules(typed, table, file))
+    ids = None
+    if "claim_id" in typed.columns:
+        ids = keys.get("claim_id")
+        if ids is None:
+            ids = [None if v is pd.NA else v for v in typed["claim_id"].tolist()]
+    return typed, problems, notes, ids
+
+
+def _validate_vectorized(raw: pd.DataFrame, spec: tuple[Column, ...], table: str, file: str,
+                         problems: list[Problem], notes: list[str], quiet: bool
+                         ) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+    out: dict[str, pd.Series] = {}
+    n = len(raw)
+    with _quiet(quiet):
+        for col in spec:
+            if col.name not in raw.columns:
+                if col.required:
+                    problems.append(Problem(file, col.name, "this required column to be present"))
+                    continue
+                src = pd.Series([pd.NA] * n, dtype="string")
+            else:
+                src = raw[col.name]
+            out[col.name] = _vector_column(col, src, raw.index, file, problems)
+        typed = pd.DataFrame(out, index=raw.index)
+        problems.extend(_table_rules(typed, table, file))
+    return typed, problems, notes
+
+
+def _quiet(quiet: bool):
+    """Silence all warnings (pandas' own included) when ``quiet``."""
+    return warnings.catch_warnings(action="ignore") if quiet else contextlib.nullcontext()
+
+
+_KNOWN = {t: frozenset(c.name for c in cols) for t, cols in TABLES.items()}
+
+
 def validate_table(
     raw: pd.DataFrame, table: str, file: str
 ) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Type and check one table. Returns (typed frame, problems, warnings)."""
-    spec = TABLES[table]
-    problems: list[Problem] = []
-    notes: list[str] = []
-    raw = raw.reset_index(drop=True)
-    known = {c.name for c in spec}
-    extra = [c for c in raw.columns if c not in known]
-    if extra:
-        msg = f"{file}: ignoring unknown column(s) {', '.join(map(str, extra))}"
-        notes.append(msg)
+    typed, problems, notes, _ = _validate(raw, table, file)
+    for msg in notes:
         warnings.warn(msg, stacklevel=2)
-    out: dict[str, pd.Series] = {}
-    n = len(raw)
-    for col in spec:
-        expected = _EXPECTED[col.kind].format(levels=", ".join(col.levels))
-        if col.name not in raw.columns:
-            if col.required:
-                problems.append(Problem(file, col.name, "this required column to be present"))
-                continue
-            src = pd.Series([pd.NA] * n, dtype="string")
-        else:
-            src = raw[col.name]
-        blank = _blank(src) if not (
-            isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype)
-        ) else src.isna()
-        if col.required and col.kind not in ("list_str",) and blank.any():
-            problems.append(Problem(file, col.name, f"a value ({expected})", _rows(blank)))
-        k = col.kind
-        if k in ("id", "str"):
-            s = _as_str(src)
-        elif k == "npi":
-            s = _as_str(src)
-            bad = s.notna() & ~s.str.fullmatch(r"\d{10}").fillna(False)
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-        elif k == "pos":
-            s = _as_str(src)
-            s = s.where(~s.str.fullmatch(r"\d").fillna(False), "0" + s)
-            bad = s.notna() & ~s.str.fullmatch(r"\d{2}").fillna(False)
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-            s = s.astype("category")
-        elif k == "procedure":
-            s = _as_str(src).str.upper()
-            bad = s.notna() & ~s.str.fullmatch(_PROCEDURE_RE).fillna(False)
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-        elif k == "enum":
-            s = _as_str(src)
-            if col.name in ("plan_type", "claim_type", "cause"):
-                s = s.str.lower()
-            bad = s.notna() & ~s.isin(col.levels)
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-            s = pd.Categorical(s.where(~bad, pd.NA), categories=list(col.levels))
-            s = pd.Series(s, index=raw.index)
-        elif k == "date":
-            if pd.api.types.is_datetime64_any_dtype(src.dtype):
-                s = pd.to_datetime(src).astype("datetime64[s]")
-                bad = pd.Series(False, index=raw.index)
-            else:
-                txt = _as_str(src)
-                s = pd.to_datetime(txt, format="%Y-%m-%d", errors="coerce")
-                bad = txt.notna() & s.isna()
-                s = s.astype("datetime64[s]")
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-        elif k in ("money", "money_pos", "units", "int_pos"):
-            txt = src if pd.api.types.is_numeric_dtype(src.dtype) else _as_str(src)
-            s = pd.to_numeric(txt, errors="coerce").astype("float64")
-            notnum = txt.notna() & s.isna()
-            if k == "money":
-                bad = notnum | (s < 0)
-            elif k == "int_pos":
-                bad = notnum | (s < 1) | (s.notna() & (s % 1 != 0))
-            else:
-                bad = notnum | (s <= 0)
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-            if k == "int_pos":  # invalid or missing -> 0 (already reported)
-                s = s.where(~bad, np.nan).fillna(0).astype("int32")
-        elif k == "bool":
-            if pd.api.types.is_bool_dtype(src.dtype):
-                s = src.fillna(False).astype(bool)
-            else:
-                txt = _as_str(src).str.lower().fillna("")
-                bad = ~txt.isin(_TRUE | _FALSE)
-                if bad.any():
-                    problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-                s = txt.isin(_TRUE)
-        elif k == "list_str":
-            s = _to_list(src, "str")
-            lengths = s.list.len().fillna(0)
-            if col.min_items and col.required:
-                bad = lengths < col.min_items
-                if bad.any():
-                    problems.append(
-                        Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad))
-                    )
-            pattern = _ICD10_RE if col.name == "diagnosis_codes" else _MODIFIER_RE
-            what = (
-                "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)"
-                if col.name == "diagnosis_codes"
-                else "2-character modifiers, at most 4"
-            )
-            flat = s.list.flatten()
-            flat_bad = ~flat.str.fullmatch(pattern).fillna(False)
-            bad = pd.Series(False, index=raw.index)
-            if flat_bad.any():
-                bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
-            if col.name == "modifiers":
-                bad |= lengths > 4
-            if bad.any():
-                problems.append(Problem(file, col.name, what, _rows(bad), _examples(src, bad)))
-        elif k == "list_int":
-            s = _to_list(src, "int")
-            flat = s.list.flatten()
-            flat_bad = (flat < 1) | (flat > 12)
-            bad = pd.Series(False, index=raw.index)
-            if flat_bad.any():
-                bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
-            if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-        else:  # pragma: no cover - spec typo guard
-            raise AssertionError(k)
-        out[col.name] = pd.Series(s, index=raw.index) if not isinstance(s, pd.Series) else s
-    typed = pd.DataFrame(out, index=raw.index)
-    problems.extend(_table_rules(typed, table, file))
     return typed, problems, notes
+
+
+def _dup_rows(keys: list) -> list[int]:
+    """Rows whose key occurs more than once (``duplicated(keep=False)``; missing keys equal each other)."""
+    seen: dict = {}
+    for k in keys:
+        seen[k] = seen.get(k, 0) + 1
+    return [i for i, k in enumerate(keys) if seen[k] > 1]
+
+
+def _table_rules_small(df: pd.DataFrame, table: str, file: str, keys: dict[str, list]) -> list[Problem]:
+    """:func:`_table_rules` of claims / claim_lines, row by row (small tables).
+
+    ``keys``: Python values of some columns from :func:`_fast_column` (the rest is read from ``df``).
+    """
+    problems: list[Problem] = []
+    if any(c.required and c.name not in df.columns for c in TABLES[table]):
+        return problems
+
+    def values(name: str) -> list:
+        v = keys.get(name)
+        if v is None:
+            s = df[name]
+            if s.dtype.kind == "M":
+                v = s.to_numpy().astype("datetime64[s]").view(np.int64).tolist()
+            else:
+                v = [None if x is pd.NA else x for x in s.tolist()]
+        return v
+
+    ids = values("claim_id")
+    if table == "claims":
+        dup = _dup_rows(ids)
+        if dup:
+            problems.append(Problem(file, "claim_id", "unique claim ids (duplicate claim_id)",
+                                    [i + 1 for i in dup], [_shown(ids[i]) for i in dup[:3]]))
+        paid, sub = values("paid_date"), values("submitted_date")
+        bad = [i for i, (p, s) in enumerate(zip(paid, sub)) if p != _DT_NAT and s != _DT_NAT and p < s]
+        if bad:
+            problems.append(Problem(file, "paid_date", "a date on or after submitted_date", [i + 1 for i in bad]))
+    else:
+        nums = values("line_number")
+        dup = [i for i in _dup_rows(list(zip(ids, nums))) if nums[i] >= 1]
+        if dup:
+            problems.append(Problem(file, "line_number", "unique line numbers within a claim", [i + 1 for i in dup]))
+    return problems
+
+
+def _shown(v: object) -> str:
+    """A typed string value as ``_examples`` shows it."""
+    return "<NA>" if v is None else str(v)
+
+
+def _relations_small(ids: dict[str, list], files: dict[str, str] | None = None) -> list[Problem]:
+    """:func:`check_relations` over claim ids given as Python lists (None = missing)."""
+    files = files or {}
+    problems: list[Problem] = []
+    claims = ids.get("claims")
+    if claims is None:
+        return problems
+
+    pool = set(claims)
+    lines = ids.get("claim_lines")
+    if lines is not None:
+        orphan = [i for i, v in enumerate(lines) if v not in pool]
+        if orphan:
+            problems.append(Problem(files.get("claim_lines", "claim_lines"), "claim_id",
+                                    "a claim_id present in claims (line without a claim)",
+                                    [i + 1 for i in orphan], [_shown(lines[i]) for i in orphan[:3]]))
+        have = set(lines)
+        no_lines = [i for i, v in enumerate(claims) if v not in have]
+        if no_lines:
+            problems.append(Problem(files.get("claims", "claims"), "claim_id",
+                                    "at least one line in claim_lines (claim without lines)",
+                                    [i + 1 for i in no_lines], [_shown(claims[i]) for i in no_lines[:3]]))
+    rec = ids.get("recoupments")
+    if rec is not None:
+        unknown = [i for i, v in enumerate(rec) if v not in pool]
+        if unknown:
+            problems.append(Problem(files.get("recoupments", "recoupments"), "claim_id",
+                                    "a claim_id present in claims (recoupment of an unknown claim)",
+                                    [i + 1 for i in unknown], [_shown(rec[i]) for i in unknown[:3]]))
+    return problems
 
 
 def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
@@ -652,6 +1105,8 @@ def validate_frames(tables: dict[str, pd.DataFrame | None], *, max_shown: int = 
     """Validate in-memory raw tables (e.g. from the X12 importer or the generator) into a History."""
     problems: list[Problem] = []
     typed: dict[str, pd.DataFrame | None] = {}
+    small_ids: dict[str, list] = {}  # claim ids of small tables, for _relations_small
+    small = True
     for table in REQUIRED_TABLES + OPTIONAL_TABLES:
         raw = tables.get(table)
         if raw is None:
@@ -659,12 +1114,14 @@ def validate_frames(tables: dict[str, pd.DataFrame | None], *, max_shown: int = 
                 problems.append(Problem(table, "-", f"a {table} table"))
             typed[table] = None
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df, probs, _ = validate_table(raw, table, table)
+        df, probs, _, ids = _validate(raw, table, table, quiet=True)  # warnings not shown
         problems.extend(probs)
         typed[table] = df
-    problems.extend(check_relations(typed))
+        if ids is not None:
+            small_ids[table] = ids
+        elif "claim_id" in df.columns:
+            small = False
+    problems.extend(_relations_small(small_ids) if small else check_relations(typed))
     if problems:
         raise ContractError(problems, max_shown=max_shown)
     return History(**{k: v for k, v in typed.items()})  # type: ignore[arg-type]

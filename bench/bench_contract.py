@@ -1,0 +1,128 @@
+"""Benchmark: contract validation of one claim (the scoring service) and of a large CSV history.
+
+    python bench/bench_contract.py [--calls 1000] [--lines 5] [--claims 1000000] [--skip-load]
+
+- ``validate_frames`` of one claim with N lines, built as the service builds it
+  (``serving.schemas.raw_frames``: object columns, JSON values): p50 / p99 over ``--calls`` calls, with
+  the row-wise checker of small tables and with it switched off (the vectorized path every table took
+  before);
+- the same for a claim given as text (a CSV-like frame of pandas ``str`` columns);
+- ``load_history`` of a fabricated CSV history of ``--claims`` claims (bench_rulebook's fabricator),
+  to show that batch loading did not get slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import features.contract as contract  # noqa: E402
+from features.contract import load_history, validate_frames  # noqa: E402
+
+
+def service_frames(n_lines: int) -> dict[str, pd.DataFrame]:
+    from serving.schemas import Claim, raw_frames
+
+    claim = Claim.model_validate({
+        "claim_id": "C-1", "patient_id": "P-1", "billing_npi": "1234567890", "payer_id": "MCR",
+        "plan_type": "medicare", "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
+        "submitted_date": "2025-03-04", "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"],
+        "has_attachment": False,
+        "lines": [{"line_number": i, "service_date": "2025-03-01", "procedure_code": "99214",
+                   "modifiers": ["25"] if i == 1 else None, "units": 1, "line_charge": 50.0,
+                   "diagnosis_pointers": [1, 2]} for i in range(1, n_lines + 1)],
+    })
+    rc, rl, _, _ = raw_frames([claim])
+    return {"claims": rc, "claim_lines": rl}
+
+
+def text_frames(n_lines: int) -> dict[str, pd.DataFrame]:
+    claims = pd.DataFrame({
+        "claim_id": ["C-1"], "patient_id": ["P-1"], "billing_npi": ["1234567890"], "rendering_npi": [""],
+        "payer_id": ["MCR"], "plan_type": ["medicare"], "claim_type": ["professional"],
+        "place_of_service": ["11"], "frequency_code": ["1"], "submitted_date": ["2025-03-04"],
+        "total_charge": ["250"], "diagnosis_codes": ["E119;I10"], "prior_auth_number": [""],
+        "has_attachment": ["false"], "paid_date": [""], "paid_amount": [""],
+    })
+    lines = pd.DataFrame({
+        "claim_id": ["C-1"] * n_lines, "line_number": [str(i) for i in range(1, n_lines + 1)],
+        "service_date": ["2025-03-01"] * n_lines, "procedure_code": ["99214"] * n_lines,
+        "modifiers": ["25"] + [""] * (n_lines - 1), "units": ["1"] * n_lines, "line_charge": ["50"] * n_lines,
+        "diagnosis_pointers": ["1;2"] * n_lines, "line_paid": [""] * n_lines,
+    })
+    return {"claims": claims, "claim_lines": lines}
+
+
+def latency(tables: dict, calls: int) -> tuple[float, float]:
+    for _ in range(min(50, calls)):
+        validate_frames(tables)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        validate_frames(tables)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return statistics.median(times) * 1e3, times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3
+
+
+def bench_small(calls: int, n_lines: int) -> dict:
+    figures = {}
+    for label, tables in (("service claim", service_frames(n_lines)), ("text claim", text_frames(n_lines))):
+        for path in ("row-wise", "vectorized"):
+            keep = contract.FAST_PATH_MAX_ROWS
+            if path == "vectorized":
+                contract.FAST_PATH_MAX_ROWS = 0
+            try:
+                n = calls if path == "row-wise" else max(50, calls // 5)
+                p50, p99 = latency(tables, n)
+            finally:
+                contract.FAST_PATH_MAX_ROWS = keep
+            key = f"validate_frames, {label}, 1 claim / {n_lines} lines, {path}"
+            figures[key] = (p50, p99)
+            print(f"{key:<72} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  ({n} calls)", flush=True)
+    return figures
+
+
+def bench_load(n_claims: int) -> dict:
+    from bench_rulebook import fabricate_history
+
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = fabricate_history(Path(tmp), n_claims)
+        n_lines = sum(1 for _ in open(d / "claim_lines.csv")) - 1
+        t0 = time.perf_counter()
+        load_history(d)
+        figures["load_history CSV"] = time.perf_counter() - t0
+        print(f"load_history CSV, {n_claims:,} claims / {n_lines:,} lines: {figures['load_history CSV']:.2f} s",
+              flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--lines", type=int, default=5)
+    ap.add_argument("--claims", type=int, default=1_000_000)
+    ap.add_argument("--skip-load", action="store_true", help="only the small-frame latencies")
+    args = ap.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, "
+          f"{os.cpu_count()} CPUs")
+    bench_small(args.calls, args.lines)
+    if not args.skip_load:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        bench_load(args.claims)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
