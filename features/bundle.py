@@ -65,8 +65,33 @@ class ModelBundle:
     def matrix(self, X: pd.DataFrame) -> pd.DataFrame:
         return self.spec.transform(X)
 
+    def numpy_ok(self) -> bool:
+        """Whether the boosters' categorical levels are the spec's (so a numpy matrix of level codes
+        gives the same predictions as the DataFrame)."""
+        ok = getattr(self, "_numpy_ok", None)
+        if ok is None:
+            want = [list(self.spec.categories_[c]) for c in self.spec.categorical_]
+            ok = True
+            for b in (self.likelihood, self.cause):
+                if b is None:
+                    continue
+                got = getattr(b, "pandas_categorical", None) or []
+                names = b.feature_name()
+                if [list(map(str, g)) for g in got] != want or names != list(self.spec.feature_names_):
+                    ok = False
+            self._numpy_ok = ok
+        return ok
+
+    def fast_matrix(self, X: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """The model matrix as numpy when the boosters allow it (fast for a few claims), else a frame."""
+        return self.spec.transform_numpy(X) if self.numpy_ok() else self.spec.transform(X)
+
+    def _threads(self, M) -> int:
+        # one thread for a few rows: starting OpenMP threads costs more than the trees (ms per call)
+        return 1 if len(M) <= 256 else (self.meta.get("num_threads", 0) or 0)
+
     def raw_score(self, M: pd.DataFrame) -> np.ndarray:
-        return self.likelihood.predict(M, num_threads=self.meta.get("num_threads", 0) or 0)
+        return self.likelihood.predict(M, num_threads=self._threads(M))
 
     def probability(self, M: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of a recoupment within the horizon."""
@@ -76,12 +101,12 @@ class ModelBundle:
         """P(cause | recouped) per claim, shape (n, len(CAUSES))."""
         if self.cause is None:
             return np.full((len(M), len(CAUSES)), 1.0 / len(CAUSES))
-        p = self.cause.predict(M)
+        p = self.cause.predict(M, num_threads=self._threads(M))
         return np.asarray(p).reshape(len(M), len(CAUSES))
 
     def contributions(self, M: pd.DataFrame) -> np.ndarray:
         """TreeSHAP contributions of the likelihood model (log-odds), last column the bias."""
-        return np.asarray(self.likelihood.predict(M, pred_contrib=True))
+        return np.asarray(self.likelihood.predict(M, pred_contrib=True, num_threads=self._threads(M)))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dir: str | Path | None = None) -> Path:

@@ -29,7 +29,10 @@ _PHASE_SHIFT = 32
 
 def day_number(dates: pd.Series | np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 as int64 (NaT -> a very large number: never before anything)."""
-    arr = np.asarray(pd.to_datetime(pd.Series(dates)).to_numpy(), dtype="datetime64[D]")
+    raw = dates.to_numpy() if isinstance(dates, pd.Series) else np.asarray(dates)
+    if raw.dtype.kind != "M":
+        raw = pd.to_datetime(pd.Series(raw)).to_numpy()
+    arr = raw.astype("datetime64[D]")
     out = arr.astype("int64")
     out[np.isnat(arr)] = 10**6
     return out
@@ -51,7 +54,7 @@ class EventTable:
     """Events of one kind of key, sorted by (key, time), with prefix sums of their contributions."""
 
     columns: list[str]
-    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))  # object dtype: fast hashing
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     prefix: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))
@@ -63,6 +66,25 @@ class EventTable:
     def __post_init__(self) -> None:
         if self.prefix.shape[1] != len(self.columns):
             self.prefix = np.zeros((len(self.times) + 1, len(self.columns)))
+        if self.keys.dtype != object:
+            self.keys = pd.Index(self.keys.to_numpy(dtype=object), dtype=object)
+
+    def key_positions(self, keys: np.ndarray) -> np.ndarray:
+        """Position of each key in :attr:`keys`, -1 when unknown (per-key hash lookups for a few keys,
+        one vectorized indexer for many)."""
+        n = len(keys)
+        if not len(self.keys):
+            return np.full(n, -1, dtype=np.int64)
+        if n <= 32:
+            get_loc = self.keys.get_loc
+            out = np.empty(n, dtype=np.int64)
+            for i, k in enumerate(keys.tolist()):
+                try:
+                    out[i] = get_loc(k)
+                except KeyError:
+                    out[i] = -1
+            return out
+        return self.keys.get_indexer(keys).astype(np.int64)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -87,7 +109,7 @@ class EventTable:
         np.cumsum(vals, axis=0, out=prefix[1:])
         return cls(
             columns=list(columns),
-            keys=pd.Index(uniques),
+            keys=pd.Index(np.asarray(uniques, dtype=object), dtype=object),
             offsets=offsets,
             times=np.asarray(times, dtype=np.int64)[order],
             prefix=prefix,
@@ -127,17 +149,19 @@ class EventTable:
         self.__dict__.update(merged.__dict__)
 
     # ------------------------------------------------------------------ querying
-    def query(self, keys: np.ndarray | pd.Series, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, keys: np.ndarray | pd.Series, times: np.ndarray,
+              columns: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For each (key, T): sums of contributions of the key's events with time < T, and the
-        index (into :attr:`payload`/:attr:`times`) of the latest such event, -1 if none.
+        index (into :attr:`payload`/:attr:`times`) of the latest such event, -1 if none. ``columns``
+        restricts the sums to some columns (less memory for millions of queries).
 
         Delta events are added to the sums; their latest is reported as ``-2 - position`` in
         :meth:`delta_payload` order only through :meth:`latest_payload`.
         """
-        keys = np.asarray(keys)
+        keys = np.asarray(keys, dtype=object)
         times = np.asarray(times, dtype=np.int64)
         n = len(keys)
-        k_idx = self.keys.get_indexer(keys) if len(self.keys) else np.full(n, -1)
+        k_idx = self.key_positions(keys)
         known = k_idx >= 0
         lo = np.zeros(n, dtype=np.int64)
         hi = np.zeros(n, dtype=np.int64)
@@ -146,11 +170,13 @@ class EventTable:
         pos = lo.copy()
         if known.any():
             if n <= 32:
-                for i in np.flatnonzero(known):
+                for i in np.flatnonzero(known).tolist():
                     pos[i] = lo[i] + np.searchsorted(self.times[lo[i]:hi[i]], times[i], side="left")
             else:
-                pos[known] = _segmented_searchsorted(self.times, self.offsets, k_idx[known], times[known])
-        sums = self.prefix[pos] - self.prefix[lo]
+                pos[known] = self._segmented_searchsorted(k_idx[known], times[known])
+        prefix = self.prefix if columns is None else self.prefix[:, columns]
+        sums = prefix[pos]
+        sums -= prefix[lo]
         latest = np.where(pos > lo, pos - 1, -1)
         if self.n_delta:
             for i, k in enumerate(keys.tolist()):
@@ -159,8 +185,28 @@ class EventTable:
                     continue
                 for t, v, _ in items:
                     if t < times[i]:
-                        sums[i] += v
+                        sums[i] += v if columns is None else v[columns]
         return sums, latest
+
+    def _segmented_searchsorted(self, seg: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Per query i: offsets[seg[i]] + np.searchsorted(times of segment seg[i], q[i], 'left'), at once.
+
+        Events are sorted by (segment, time); with ``rank`` the position of an event's time among the
+        distinct event times, "time < q" is "rank < searchsorted(distinct times, q)", so one search over
+        the composite keys ``segment * (U + 1) + rank`` (computed once per table state) answers all.
+        """
+        cached = getattr(self, "_seg_index", None)
+        if cached is None or cached[0] is not self.times:
+            uniq, rank = np.unique(self.times, return_inverse=True)
+            seg_of_event = np.repeat(np.arange(len(self.offsets) - 1, dtype=np.int64), np.diff(self.offsets))
+            span = np.int64(len(uniq) + 1)
+            ev_key = seg_of_event * span + rank.ravel().astype(np.int64)
+            del seg_of_event, rank
+            cached = (self.times, uniq, span, ev_key)
+            self._seg_index = cached
+        _, uniq, span, ev_key = cached
+        q_rank = np.searchsorted(uniq, q, side="left").astype(np.int64)
+        return np.searchsorted(ev_key, seg.astype(np.int64) * span + q_rank, side="left")
 
     def window(self, keys: np.ndarray, t_end: np.ndarray, t_start: np.ndarray) -> np.ndarray:
         """Sums of the events with t_start <= time < t_end."""
@@ -187,7 +233,7 @@ class EventTable:
 
     def events_before(self, key, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices into payload, delta payloads) of one key's events before T (small groups)."""
-        i = self.keys.get_indexer([key])[0] if len(self.keys) else -1
+        i = int(self.key_positions(np.array([key], dtype=object))[0])
         idx = np.zeros(0, dtype=np.int64)
         if i >= 0:
             lo, hi = self.offsets[i], self.offsets[i + 1]

@@ -12,7 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.claim import _list_flat, _str, ptp_pairs
+from features.claim import (
+    SMALL,
+    _list_flat,
+    line_arrays,
+    _ptp_pairs_ids,
+    _str,
+    group_max,
+    group_min,
+    rule_index,
+)
 from features.contract import CAUSES
 from features.events import (
     PHASE_CLAIM,
@@ -35,13 +44,17 @@ MIN_SUPPORT_COUNT = 20
 ROUND = 9
 
 
-def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray) -> dict[str, np.ndarray]:
+def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None) -> dict[str, np.ndarray]:
     """The entity keys of each claim."""
     n = len(claims)
+    cache = cache if cache is not None else {}
+    for c in ("billing_npi", "patient_id", "payer_id"):
+        if c not in cache:
+            cache[c] = _str(claims[c])
     return {
-        "provider": _str(claims["billing_npi"]),
-        "patient": _str(claims["patient_id"]),
-        "payer": _str(claims["payer_id"]),
+        "provider": cache["billing_npi"],
+        "patient": cache["patient_id"],
+        "payer": cache["payer_id"],
         "specialty": np.asarray(specialty, dtype=object),
         "all": np.full(n, "all", dtype=object),
     }
@@ -52,7 +65,7 @@ def claim_times(claims: pd.DataFrame, order: np.ndarray) -> np.ndarray:
 
 
 def _dx3(dx: np.ndarray) -> np.ndarray:
-    return np.array([d[:3] for d in dx], dtype=object) if len(dx) else np.zeros(0, dtype=object)
+    return np.array([d[:3] for d in dx.tolist()], dtype=object) if len(dx) else np.zeros(0, dtype=object)
 
 
 def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,47 +97,75 @@ def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) 
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
     lp = np.concatenate(line_pos)
     fm = np.concatenate(fam)
-    key = pd.DataFrame({"l": lp, "f": fm}).drop_duplicates()
-    return key["l"].to_numpy(), key["f"].to_numpy(dtype=object)
+    # drop duplicate (line, family) pairs, keeping the first occurrence in order
+    if len(lp) <= SMALL:
+        seen: set = set()
+        keep = np.zeros(len(lp), dtype=bool)
+        for i, kf in enumerate(zip(lp.tolist(), fm.tolist())):
+            if kf not in seen:
+                seen.add(kf)
+                keep[i] = True
+    else:
+        keep = ~pd.DataFrame({"l": lp, "f": fm}).duplicated().to_numpy()
+    return lp[keep], fm[keep].astype(object)
+
+
+def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache: dict | None = None) -> dict:
+    """String keys of each line (computed once per call and shared by events and features)."""
+    L = line_arrays(la)
+    if cache is not None and "samekey" in cache:
+        return cache
+    out = cache if cache is not None else {}
+    ci = L["ci"]
+    pid = (out["patient_id"] if "patient_id" in out else _str(claims["patient_id"]))[ci]
+    npi = (out["billing_npi"] if "billing_npi" in out else _str(claims["billing_npi"]))[ci]
+    day = L["day"].astype(str).astype(object)
+    code = L["code"]
+    samekey = pid + "|" + npi + "|" + day
+    out["samekey"] = samekey
+    out["dupkey"] = samekey + "|" + code
+    lp, fam = line_dx_families(claims, lines, ci)
+    out["lp"], out["proc_dx"] = lp, code[lp] + "|" + fam
+    pos = (out["place_of_service"] if "place_of_service" in out else _str(claims["place_of_service"]))[ci]
+    out["proc_pos"] = code + "|" + pos
+    return out
 
 
 def claim_events(
-    claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, order: np.ndarray
+    claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, order: np.ndarray,
+    cache: dict | None = None,
 ) -> dict[str, tuple]:
     """Event rows contributed by claims: name -> (keys, times, values, payload)."""
-    ci = la["ci"].to_numpy()
+    L = line_arrays(la)
+    ci = L["ci"]
     n = len(claims)
     t = claim_times(claims, order)
-    em = la["em_level"].to_numpy()
+    em = L["em_level"]
     vals = np.zeros((n, len(ENTITY_COLS)))
     vals[:, 0] = 1.0
     vals[:, 1] = claims["total_charge"].to_numpy(dtype=np.float64)
     vals[:, 2] = np.bincount(ci, minlength=n)
     vals[:, 3] = np.bincount(ci, weights=(em > 0).astype(float), minlength=n)
     vals[:, 4] = np.bincount(ci, weights=(em >= 4).astype(float), minlength=n)
-    vals[:, 5] = np.bincount(ci, weights=(la["mod_59"].to_numpy() | la["mod_x"].to_numpy()).astype(float),
+    vals[:, 5] = np.bincount(ci, weights=(L["mod_59"] | L["mod_x"]).astype(float),
                              minlength=n)
     out: dict[str, tuple] = {}
-    for name, keys in claim_entity_keys(claims, specialty).items():
+    for name, keys in claim_entity_keys(claims, specialty, cache).items():
         out[name] = (keys, t, vals, None)
     # line-level keys
-    pid = _str(claims["patient_id"])[ci]
-    npi = _str(claims["billing_npi"])[ci]
-    day = la["day"].to_numpy().astype(str)
-    code = la["code"].to_numpy()
+    lk = line_keys(claims, lines, la, cache)
+    code = L["code"]
     tl = t[ci]
-    ones = np.ones((len(la), 1))
-    cid = _str(claims["claim_id"])
-    samekey = pid + "|" + npi + "|" + day
-    out["dup"] = (samekey + "|" + code, tl, ones, cid[ci])
-    same_payload = (code + "|" + la["mod_bypass"].to_numpy().astype(int).astype(str) + "|"
-                    + la["line_number"].to_numpy().astype(str) + "|" + cid[ci]).astype(object)
-    out["sameday"] = (samekey, tl, ones, same_payload)
-    lp, fam = line_dx_families(claims, lines, ci)
-    out["proc_dx"] = (code[lp] + "|" + fam, tl[lp], np.ones((len(lp), 1)), None)
+    ones = np.ones((len(L["ci"]), 1))
+    cid = lk["claim_id"] if "claim_id" in lk else _str(claims["claim_id"])
+    out["dup"] = (lk["dupkey"], tl, ones, cid[ci])
+    same_payload = (code + "|" + L["mod_bypass"].astype(int).astype(str).astype(object) + "|"
+                    + L["line_number"].astype(str).astype(object) + "|" + cid[ci]).astype(object)
+    out["sameday"] = (lk["samekey"], tl, ones, same_payload)
+    lp = lk["lp"]
+    out["proc_dx"] = (lk["proc_dx"], tl[lp], np.ones((len(lp), 1)), None)
     out["proc"] = (code, tl, ones, None)
-    pos = _str(claims["place_of_service"])[ci]
-    out["proc_pos"] = (code + "|" + pos, tl, ones, None)
+    out["proc_pos"] = (lk["proc_pos"], tl, ones, None)
     return out
 
 
@@ -184,13 +225,20 @@ def history_features(
     specialty: np.ndarray,
     order: np.ndarray,
     rulebook: Rulebook,
-) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """History features of ``claims`` as of their submission (time and order), and history rule hits."""
+    cache: dict | None = None,
+    as_arrays: bool = False,
+):
+    """History features of ``claims`` as of their submission (time and order), and history rule hits.
+
+    Returns (DataFrame indexed like ``claims``, hit parts); with ``as_arrays`` a dict of arrays instead of
+    the DataFrame (what :func:`features.pipeline.compute_features` uses).
+    """
     n = len(claims)
+    cache = cache if cache is not None else {}
     t = claim_times(claims, order)
     day = day_number(claims["submitted_date"])
-    keys = claim_entity_keys(claims, specialty)
-    f = pd.DataFrame(index=claims.index)
+    keys = claim_entity_keys(claims, specialty, cache)
+    f: dict[str, np.ndarray] = {}
     ix = {c: i for i, c in enumerate(ENTITY_COLS)}
     res = {e: tables[e].query(keys[e], t)[0] for e in ENTITIES}
     g = res["all"]
@@ -207,7 +255,7 @@ def history_features(
     m = PROVIDER_PRIOR_WEIGHT
     f["provider_n_claims"] = col(pr, "n_claims")
     f["provider_recoup_rate"] = (col(pr, "n_recouped") + m * sp_rate) / (col(pr, "n_claims") + m)
-    f["provider_recoup_ratio"] = f["provider_recoup_rate"].to_numpy() / np.maximum(sp_rate, 1e-6)
+    f["provider_recoup_ratio"] = f["provider_recoup_rate"] / np.maximum(sp_rate, 1e-6)
     for c in CAUSES:
         g_c = _rate(col(g, f"rc_{c}"), col(g, "n_claims"))
         sp_c = _rate(col(sp, f"rc_{c}") + 10 * np.nan_to_num(g_c), col(sp, "n_claims") + 10)
@@ -227,40 +275,51 @@ def history_features(
     f["provider_em_high_vs_peers"] = pr_em - sp_em
     pr_59 = _rate(col(pr, "mod59_lines"), col(pr, "n_lines") + 10)
     f["provider_mod59_share_vs_peers"] = pr_59 - _rate(col(sp, "mod59_lines"), col(sp, "n_lines"))
+    total_charge = claims["total_charge"].to_numpy(dtype=float)
     avg_charge = _rate(col(pr, "charge"), col(pr, "n_claims"))
-    f["charge_vs_provider_avg"] = claims["total_charge"].to_numpy(dtype=float) / np.maximum(avg_charge, 1.0)
+    f["charge_vs_provider_avg"] = total_charge / np.maximum(avg_charge, 1.0)
     sp_avg = _rate(col(sp, "charge"), col(sp, "n_claims"))
-    f["charge_vs_specialty_avg"] = claims["total_charge"].to_numpy(dtype=float) / np.maximum(sp_avg, 1.0)
+    f["charge_vs_specialty_avg"] = total_charge / np.maximum(sp_avg, 1.0)
+    # windows: one batched query per table (claim time and the window starts)
     t90 = time_of_day_start(day - 90)
     t180 = time_of_day_start(day - 180)
-    w1 = tables["provider"].window(keys["provider"], t, t90)[:, 0]
-    w0 = tables["provider"].window(keys["provider"], t90, t180)[:, 0]
+    pw = tables["provider"].query(np.concatenate([keys["provider"]] * 3), np.concatenate([t, t90, t180]),
+                                  columns=[0])[0][:, 0]
+    p_t, p_90, p_180 = pw[:n], pw[n:2 * n], pw[2 * n:]
+    w1 = p_t - p_90
+    w0 = p_90 - p_180
     f["provider_claims_90d"] = w1
     f["provider_growth_90d"] = (w1 + 5) / (w0 + 5)
     # patient
     f["patient_n_claims"] = col(pa, "n_claims")
-    f["patient_claims_30d"] = tables["patient"].window(keys["patient"], t, time_of_day_start(day - 30))[:, 0]
-    f["patient_claims_365d"] = tables["patient"].window(keys["patient"], t, time_of_day_start(day - 365))[:, 0]
+    qw = tables["patient"].query(np.concatenate([keys["patient"]] * 2),
+                                 np.concatenate([time_of_day_start(day - 30), time_of_day_start(day - 365)]),
+                                 columns=[0])[0][:, 0]
+    f["patient_claims_30d"] = col(pa, "n_claims") - qw[:n]
+    f["patient_claims_365d"] = col(pa, "n_claims") - qw[n:]
     f["patient_n_recouped"] = col(pa, "n_recouped")
     f["patient_eligibility_recoups"] = col(pa, "rc_eligibility")
 
-    hits: list[pd.DataFrame] = []
-    _duplicate_features(claims, la, tables, t, f, hits)
-    _sameday_ptp(claims, la, tables, t, f, hits, rulebook)
-    _support_features(claims, lines, la, tables, t, f)
-    f = f.astype("float64").round(ROUND)
-    return f, hits
+    hits: list[dict] = []
+    lk = line_keys(claims, lines, la, cache)
+    _duplicate_features(claims, la, tables, t, f, hits, lk, day)
+    _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache)
+    _support_features(claims, lines, la, tables, t, f, lk)
+    for k, v in f.items():
+        f[k] = np.round(np.asarray(v, dtype=np.float64), ROUND)
+    if as_arrays:
+        return f, hits
+    return pd.DataFrame(f, index=claims.index), hits
 
 
-def _duplicate_features(claims, la, tables, t, f, hits) -> None:
-    ci = la["ci"].to_numpy()
+def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
+    L = line_arrays(la)
+    ci = L["ci"]
     n = len(claims)
-    pid = _str(claims["patient_id"])[ci]
-    npi = _str(claims["billing_npi"])[ci]
-    day = la["day"].to_numpy().astype(str)
-    samekey = pid + "|" + npi + "|" + day
+    samekey = lk["samekey"]
     tl = t[ci]
-    cnt, _ = tables["dup"].query(samekey + "|" + la["code"].to_numpy(), tl)
+    dup = tables["dup"]
+    cnt, _ = dup.query(lk["dupkey"], tl)
     matched = cnt[:, 0] > 0
     n_lines = np.bincount(ci, minlength=n)
     n_match = np.bincount(ci, weights=matched.astype(float), minlength=n)
@@ -269,43 +328,37 @@ def _duplicate_features(claims, la, tables, t, f, hits) -> None:
     f["dup_all_lines_matched"] = ((n_match == n_lines) & (n_lines > 0)).astype(float)
     same, _ = tables["sameday"].query(samekey, tl)
     f["sameday_prior_lines"] = np.bincount(ci, weights=same[:, 0], minlength=n)
-    f["dup_days_since_match"] = np.nan
+    f["dup_days_since_match"] = np.full(n, np.nan)
     if matched.any():
-        pay, tt = tables["dup"].latest_payload(samekey[matched] + "|" + la["code"].to_numpy()[matched],
-                                              tl[matched])
+        pay, tt = dup.latest_payload(lk["dupkey"][matched], tl[matched])
         mday = (tt >> 33).astype(float)
-        sub = day_number(claims["submitted_date"]).astype(float)[ci[matched]]
-        dd = pd.Series(sub - mday).groupby(ci[matched]).min()
-        arr = np.full(n, np.nan)
-        arr[dd.index.to_numpy()] = dd.to_numpy()
-        f["dup_days_since_match"] = arr
-        hits.append(pd.DataFrame({
-            "ci": ci[matched], "rule": "duplicate", "line_number": la["line_number"].to_numpy()[matched],
-            "code": la["code"].to_numpy()[matched], "ref": pay,
+        sub = day.astype(float)[ci[matched]]
+        f["dup_days_since_match"] = group_min(ci[matched], sub - mday, n)
+        hits.append({
+            "ci": ci[matched], "rule": "duplicate", "line_number": L["line_number"][matched],
+            "code": L["code"][matched], "ref": pay,
             "value": sub - mday,
-        }))
+        })
 
 
-def _sameday_ptp(claims, la, tables, t, f, hits, rulebook) -> None:
+def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
     """NCCI pairs between this claim's lines and earlier same-day lines of the same patient and provider."""
+    L = line_arrays(la)
     n = len(claims)
-    f["ptp_cross_claim"] = 0.0
-    f["ptp_cross_claim_needs_modifier"] = 0.0
-    ci = la["ci"].to_numpy()
+    f["ptp_cross_claim"] = np.zeros(n)
+    f["ptp_cross_claim_needs_modifier"] = np.zeros(n)
+    ci = L["ci"]
     if len(ci) == 0:
         return
     tab = tables["sameday"]
-    pid = _str(claims["patient_id"])[ci]
-    npi = _str(claims["billing_npi"])[ci]
-    day = la["day"].to_numpy().astype(str)
-    samekey = pid + "|" + npi + "|" + day
+    samekey = lk["samekey"]
     tl = t[ci]
     cnt, latest = tab.query(samekey, tl)
     has = cnt[:, 0] > 0
     if not has.any():
         return
     q_idx, other = [], []
-    k_idx = tab.keys.get_indexer(samekey[has])
+    k_idx = tab.key_positions(samekey[has])
     lo = np.where(k_idx >= 0, tab.offsets[np.maximum(k_idx, 0)], 0)
     hi = latest[has] + 1
     reps = np.maximum(hi - lo, 0)
@@ -325,16 +378,17 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook) -> None:
         return
     parts = [str(o).split("|", 3) for o in other]
     o_code = np.array([p[0] for p in parts], dtype=object)
-    o_byp = np.array([p[1] == "1" for p in parts])
+    o_byp = np.array([p[1] == "1" for p in parts], dtype=bool)
     o_claim = np.array([p[3] for p in parts], dtype=object)
-    code = la["code"].to_numpy()[qi]
+    code = L["code"][qi]
     keep = code != o_code
     qi, o_code, o_byp, o_claim, code = qi[keep], o_code[keep], o_byp[keep], o_claim[keep], code[keep]
     if len(qi) == 0:
         return
-    ctype = _str(claims["claim_type"])[ci[qi]]
-    ind, a_first, bypassed = ptp_pairs(code, la["mod_bypass"].to_numpy()[qi], o_code, o_byp,
-                                       la["day"].to_numpy()[qi].astype("datetime64[D]"), ctype, rulebook)
+    ctype = (cache["claim_type"] if "claim_type" in cache else _str(claims["claim_type"]))[ci[qi]]
+    ri = rule_index(rulebook)
+    ind, a_first, bypassed = _ptp_pairs_ids(ri, ri.code_ids(code), L["mod_bypass"][qi],
+                                            ri.code_ids(o_code), o_byp, L["day"][qi], ctype)
     hit = (ind >= 0) & (ind != 9)
     c = ci[qi]
     f["ptp_cross_claim"] = np.bincount(c[hit], minlength=n).astype(float)
@@ -343,35 +397,27 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook) -> None:
     if bad.any():
         col1 = np.where(a_first, code, o_code)
         col2 = np.where(a_first, o_code, code)
-        hits.append(pd.DataFrame({
-            "ci": c[bad], "rule": "ncci_ptp", "line_number": la["line_number"].to_numpy()[qi][bad],
+        hits.append({
+            "ci": c[bad], "rule": "ncci_ptp", "line_number": L["line_number"][qi][bad],
             "code": col1[bad], "other_code": col2[bad], "value": ind[bad].astype(float),
             "ref": o_claim[bad],
-        }))
+        })
 
 
-def _support_features(claims, lines, la, tables, t, f) -> None:
+def _support_features(claims, lines, la, tables, t, f, lk) -> None:
     """How often peers billed this procedure with these diagnosis families / at this place of service."""
+    L = line_arrays(la)
     n = len(claims)
-    ci = la["ci"].to_numpy()
-    code = la["code"].to_numpy()
+    ci = L["ci"]
+    code = L["code"]
     tl = t[ci]
     proc_n = tables["proc"].query(code, tl)[0][:, 0]
-    lp, fam = line_dx_families(claims, lines, ci)
-    both = tables["proc_dx"].query(code[lp] + "|" + fam, tl[lp])[0][:, 0]
+    lp = lk["lp"]
+    both = tables["proc_dx"].query(lk["proc_dx"], tl[lp])[0][:, 0]
     ratio = np.where(proc_n[lp] >= MIN_SUPPORT_COUNT, both / np.maximum(proc_n[lp], 1), np.nan)
-    line_best = pd.Series(ratio).groupby(lp).max()
-    per_line = np.full(len(la), np.nan)
-    per_line[line_best.index.to_numpy()] = line_best.to_numpy()
-    claim_min = pd.Series(per_line).groupby(ci).min()
-    arr = np.full(n, np.nan)
-    arr[claim_min.index.to_numpy()] = claim_min.to_numpy()
-    f["dx_support_min"] = arr
-    pos = _str(claims["place_of_service"])[ci]
-    pp = tables["proc_pos"].query(code + "|" + pos, tl)[0][:, 0]
+    per_line = group_max(lp, ratio, len(L["ci"]), empty=np.nan)
+    f["dx_support_min"] = group_min(ci, per_line, n)
+    pp = tables["proc_pos"].query(lk["proc_pos"], tl)[0][:, 0]
     r = np.where(proc_n >= MIN_SUPPORT_COUNT, pp / np.maximum(proc_n, 1), np.nan)
-    pm = pd.Series(r).groupby(ci).min()
-    arr = np.full(n, np.nan)
-    arr[pm.index.to_numpy()] = pm.to_numpy()
-    f["pos_support_min"] = arr
-    f["procedure_history_min"] = np.log1p(pd.Series(proc_n).groupby(ci).min().reindex(range(n)).to_numpy())
+    f["pos_support_min"] = group_min(ci, r, n)
+    f["procedure_history_min"] = np.log1p(group_min(ci, proc_n, n))

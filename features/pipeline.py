@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.claim import HIT_COLUMNS, claim_attributes, finalize_hits, prepare_lines
+from features.claim import (  # noqa: F401
+    HIT_COLUMNS,
+    _str,
+    claim_attribute_arrays,
+    hits_frame,
+    line_arrays,
+    prepare_line_arrays,
+    prepare_lines,
+    string_objects,
+)
 from features.contract import History
 from features.history import history_features
 from features.rulebook import Rulebook, load_rulebook
@@ -37,17 +46,34 @@ class FeatureResult:
     lines: pd.DataFrame
 
 
-def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray) -> pd.DataFrame:
-    out = pd.DataFrame(index=claims.index)
+def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    L = line_arrays(la)
     for c in ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id"):
-        out[c] = claims[c].astype("string").to_numpy(dtype=object)
+        out[c] = string_objects(claims[c])
     out["specialty"] = specialty
     # the procedure of the highest-charge line (first line on ties)
-    top = la.assign(neg=-la["charge"].to_numpy()).sort_values(["ci", "neg", "line_number"]).drop_duplicates("ci")
+    ci = L["ci"]
     main = np.full(len(claims), None, dtype=object)
-    main[top["ci"].to_numpy()] = top["code"].to_numpy()
+    if len(ci):
+        o = np.lexsort((L["line_number"], -L["charge"], ci))
+        first = o[np.r_[True, ci[o][1:] != ci[o][:-1]]]
+        main[ci[first]] = L["code"][first]
     out["main_procedure"] = main
     return out
+
+
+def _frame(cats: dict[str, np.ndarray], num: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+    """One frame: the categorical (object -> str) columns first, then the numeric ones as one float
+    block. ``num`` is emptied on the way (each column is freed once copied: batch memory)."""
+    names = list(num)
+    mat = np.empty((len(index), len(names)))
+    for j, k in enumerate(names):
+        mat[:, j] = num.pop(k)
+    X = pd.DataFrame(mat, index=index, columns=names, copy=False)
+    for i, (k, v) in enumerate(cats.items()):
+        X.insert(i, k, v)
+    return X
 
 
 def compute_features(
@@ -58,31 +84,41 @@ def compute_features(
     order: np.ndarray | None = None,
     la: pd.DataFrame | None = None,
     record: bool = False,
+    cache: dict | None = None,
 ) -> FeatureResult:
     """Features of ``claims`` (typed contract frames) against ``state``.
 
     ``order`` gives each claim's place in submission order (default: after everything in the state,
-    in row order). With ``record`` the claims are added to the state afterwards.
+    in row order). With ``record`` the claims are added to the state afterwards. ``cache`` (optional)
+    holds per-call arrays (string keys of claims and lines) shared with the state building.
     """
     rulebook = rulebook or load_rulebook()
     claims = claims.reset_index(drop=True)
     lines = lines.reset_index(drop=True)
+    cache = {} if cache is None else cache
     if order is None:
         order = state.next_order + np.arange(len(claims), dtype=np.int64)
-    la = prepare_lines(claims, lines, rulebook) if la is None else la
+    for c in ("claim_id", "claim_type", "frequency_code", "patient_id", "payer_id", "billing_npi",
+              "place_of_service"):
+        if c not in cache:
+            cache[c] = _str(claims[c])
+    la_in = la
+    la = prepare_line_arrays(claims, lines, rulebook, cache["claim_type"]) if la is None else la
     specialty = state.specialty_for(claims)
-    f_claim, hits_claim = claim_attributes(claims, la, rulebook, state.coverage_for(claims["patient_id"]))
-    f_hist, hits_hist = history_features(claims, lines, la, state.tables, specialty, order, rulebook)
+    f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, state.coverage_for(claims["patient_id"]),
+                                                 cache)
+    f_hist, hits_hist = history_features(claims, lines, la, state.tables, specialty, order, rulebook, cache,
+                                         as_arrays=True)
     cats = _categoricals(claims, la, specialty)
-    X = pd.concat([cats, f_claim.astype("float64"), f_hist], axis=1)
-    X.index = pd.Index(claims["claim_id"].astype(str), name="claim_id")
-    hist_hits = finalize_hits(hits_hist, claims)
-    hits = pd.concat([h for h in (hits_claim, hist_hits) if len(h)], ignore_index=True) if (
-        len(hits_claim) or len(hist_hits)) else hits_claim
-    hits = hits.sort_values(["ci", "rule"], kind="stable").drop(columns="ci").reset_index(drop=True)
+    f_claim.update(f_hist)
+    del f_hist
+    X = _frame(cats, f_claim, pd.Index(cache["claim_id"], name="claim_id"))
+    hits = hits_frame([hits_claim, hits_hist], cache["claim_id"])
+    if la_in is None:
+        la = pd.DataFrame(la)
     if record:
-        state.add_claims(claims, lines, la, order)
-    return FeatureResult(X=X, hits=hits[HIT_COLUMNS], lines=la)
+        state.add_claims(claims, lines, la, order, cache)
+    return FeatureResult(X=X, hits=hits, lines=la)
 
 
 def build_feature_table(history: History, rulebook: Rulebook | None = None,
@@ -93,11 +129,12 @@ def build_feature_table(history: History, rulebook: Rulebook | None = None,
     lines = history.claim_lines.reset_index(drop=True)
     order = submission_order(claims)
     la = prepare_lines(claims, lines, rulebook)
+    cache: dict = {}
     if state is None:
         h = History(claims=claims, claim_lines=lines, coverage=history.coverage,
                     providers=history.providers, recoupments=history.recoupments)
-        state = HistoryState.from_history(h, rulebook, order=order, la=la)
-    result = compute_features(claims, lines, state, rulebook, order=order, la=la)
+        state = HistoryState.from_history(h, rulebook, order=order, la=la, cache=cache)
+    result = compute_features(claims, lines, state, rulebook, order=order, la=la, cache=cache)
     return result, state
 
 

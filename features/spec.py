@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from features.pipeline import CATEGORICAL
@@ -42,6 +43,55 @@ class FeatureSpec:
         num = [c for c in self.feature_names_ if c not in self.categorical_]
         out[num] = out[num].astype("float64")
         return out
+
+    def _level_index(self) -> dict[str, dict[str, int]]:
+        idx = getattr(self, "_level_idx", None)
+        if idx is None:
+            idx = {c: {v: i for i, v in enumerate(self.categories_[c])} for c in self.categorical_}
+            self._level_idx = idx
+        return idx
+
+    def transform_numpy(self, X: pd.DataFrame) -> np.ndarray:
+        """The model matrix as float64 numpy: numeric columns as they are, categorical columns as the
+        code of their level (NaN when missing or unseen) — what LightGBM makes of :meth:`transform`'s
+        categoricals, without building a DataFrame (fast for one claim)."""
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature table lacks columns {missing}")
+        n = len(X)
+        out = np.empty((n, len(self.feature_names_)))
+        cats = set(self.categorical_)
+        levels = self._level_index()
+        num = [c for c in self.feature_names_ if c not in cats]
+        pos = {c: j for j, c in enumerate(self.feature_names_)}
+        if num:
+            out[:, [pos[c] for c in num]] = X[num].to_numpy(dtype=np.float64)
+        for c in self.categorical_:
+            col = X[c]
+            if n <= 64:
+                get = levels[c].get
+                out[:, pos[c]] = [np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                                  else get(str(v), np.nan) for v in col.tolist()]
+            else:
+                codes = pd.Categorical(col.astype("string").astype(object), categories=self.categories_[c]).codes
+                out[:, pos[c]] = np.where(codes >= 0, codes, np.nan)
+        return out
+
+    def unseen_dict(self, X: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
+        """Like :meth:`unseen_levels`, as claim_id -> [(column, value)] for the claims that have any."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        levels = self._level_index()
+        ids = [str(i) for i in X.index.tolist()]
+        for c in self.categorical_:
+            lv = levels[c]
+            for cid, v in zip(ids, X[c].tolist()):
+                if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+                    continue
+                if str(v) not in lv:
+                    out.setdefault(cid, []).append((c, str(v)))
+        # the order of unseen_levels().iterrows(): by claim, then column
+        return {cid: sorted(out[cid], key=lambda cv: self.categorical_.index(cv[0]))
+                for cid in dict.fromkeys(ids) if cid in out}
 
     def fit_transform(self, X: pd.DataFrame, y=None) -> pd.DataFrame:
         return self.fit(X, y).transform(X)

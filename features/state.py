@@ -48,7 +48,7 @@ class HistoryState:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_history(cls, history: History, rulebook: Rulebook, order: np.ndarray | None = None,
-                     la: pd.DataFrame | None = None) -> "HistoryState":
+                     la: pd.DataFrame | None = None, cache: dict | None = None) -> "HistoryState":
         """Build the state holding every claim and recoupment of ``history``."""
         claims, lines = history.claims, history.claim_lines
         specialty_of = {}
@@ -60,7 +60,7 @@ class HistoryState:
         order = submission_order(claims) if order is None else order
         specialty = state.specialty_for(claims)
         la = prepare_lines(claims, lines, rulebook) if la is None else la
-        parts = [claim_events(claims, lines, la, specialty, order)]
+        parts = [claim_events(claims, lines, la, specialty, order, cache)]
         state.claim_keys = state._keys_frame(claims, specialty)
         if history.recoupments is not None and len(history.recoupments):
             parts.append(recoupment_events(history.recoupments, state.claim_keys))
@@ -75,6 +75,10 @@ class HistoryState:
                             index=pd.Index(claims["claim_id"].astype(str), name="claim_id"))
 
     def specialty_for(self, claims: pd.DataFrame) -> np.ndarray:
+        if len(claims) <= 64:
+            get = self.specialty_of.get
+            return np.array([get(k, UNKNOWN_SPECIALTY) for k in claims["billing_npi"].astype(str).tolist()],
+                            dtype=object)
         npi = claims["billing_npi"].astype(str)
         return npi.map(self.specialty_of).fillna(UNKNOWN_SPECIALTY).to_numpy(dtype=object)
 
@@ -97,17 +101,24 @@ class HistoryState:
 
     # ------------------------------------------------------------------ updating
     def add_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame,
-                   order: np.ndarray) -> None:
+                   order: np.ndarray, cache: dict | None = None) -> None:
         """Record scored claims (so a later duplicate or same-day pair is caught)."""
         specialty = self.specialty_for(claims)
-        for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order).items():
+        for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order,
+                                                               cache).items():
             self.tables[name].append(keys, times, vals, payload)
-        self.extra_claim_keys.append(self._keys_frame(claims, specialty))
+        keys = claim_entity_keys(claims, specialty, cache)
+        self.extra_claim_keys.append(  # turned into a frame lazily (see all_claim_keys)
+            {"claim_id": claims["claim_id"].astype(str).to_numpy(dtype=object),
+             **{k: keys[k] for k in ("provider", "patient", "payer", "specialty")}})
         self.next_order = max(self.next_order, int(np.max(order)) + 1 if len(order) else 0)
 
     def all_claim_keys(self) -> pd.DataFrame:
         if self.extra_claim_keys:
-            self.claim_keys = pd.concat([self.claim_keys, *self.extra_claim_keys])
+            extra = [e if isinstance(e, pd.DataFrame) else pd.DataFrame(
+                {k: v for k, v in e.items() if k != "claim_id"},
+                index=pd.Index(e["claim_id"], name="claim_id")) for e in self.extra_claim_keys]
+            self.claim_keys = pd.concat([self.claim_keys, *extra])
             self.claim_keys = self.claim_keys[~self.claim_keys.index.duplicated(keep="last")]
             self.extra_claim_keys = []
         return self.claim_keys

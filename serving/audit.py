@@ -115,33 +115,11 @@ def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -
 
 # ---------------------------------------------------------------------------------------------- outcomes
 def outcomes(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """Per claim (index claim_id): mature, label, cause, recouped_amount, per the contract's labels.
+    """Per claim (index claim_id): mature, label, cause, recouped_amount — the contract's labels, computed
+    by the same code as training's (:func:`features.outcomes.make_labels`)."""
+    from features.outcomes import make_labels
 
-    Same rules as :func:`training.labels.make_labels` (serving does not import training): positive when a
-    recoupment is dated within the horizon after ``paid_date``; mature when ``paid_date`` (or, unpaid,
-    ``submitted_date``) + horizon <= ``as_of``; amount = sum of the recoupments within the horizon.
-    """
-    c = history.claims
-    horizon = pd.Timedelta(days=horizon_days)
-    start = c["paid_date"].where(c["paid_date"].notna(), c["submitted_date"])
-    idx = pd.Index(c["claim_id"].astype(str), name="claim_id")
-    out = pd.DataFrame({"mature": (start + horizon <= as_of).to_numpy(), "label": 0, "cause": None,
-                        "recouped_amount": 0.0}, index=idx)
-    r = history.recoupments
-    if r is not None and len(r):
-        paid = pd.Series(c["paid_date"].to_numpy(), index=idx)
-        r = r.assign(claim_id=r["claim_id"].astype(str))
-        r = r.assign(paid=paid.reindex(r["claim_id"]).to_numpy())
-        within = r["paid"].notna() & (r["recouped_date"] >= r["paid"]) & (r["recouped_date"] <= r["paid"] + horizon) \
-            & (r["recouped_date"] <= as_of)
-        r = r[within.to_numpy()].sort_values(["claim_id", "recouped_date"], kind="stable")
-        if len(r):
-            first = r.drop_duplicates("claim_id")
-            amount = r.groupby("claim_id")["recouped_amount"].sum()
-            out.loc[first["claim_id"].to_numpy(), "label"] = 1
-            out.loc[first["claim_id"].to_numpy(), "cause"] = first["cause"].astype(str).to_numpy()
-            out.loc[amount.index, "recouped_amount"] = amount.to_numpy()
-    return out
+    return make_labels(history, as_of, horizon_days)[["mature", "label", "cause", "recouped_amount"]]
 
 
 def read_oracle(data: Path) -> pd.DataFrame | None:
@@ -292,7 +270,7 @@ def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_
     rec = bs.history.recoupments
     if rec is not None and len(rec) and len(ranked):
         horizon = horizon_days or int(scorer.bundle.meta.get("horizon_days", DEFAULT_HORIZON_DAYS))
-        as_of = as_of if as_of is not None else bs.history.last_date
+        as_of = as_of if as_of is not None else (bs.data_end if bs.data_end is not None else bs.history.last_date)
         truth = outcomes(bs.history, as_of, horizon)
         oracle = read_oracle(data_dir) if data_dir is not None else None
         bt = backtest(ranked, truth, max(cap, 0), oracle)

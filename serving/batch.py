@@ -235,6 +235,7 @@ class BatchScores:
     n_read: int
     reasons: dict[str, list[dict]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    data_end: pd.Timestamp | None = None  # last date of the data as given (outcomes are known up to it)
 
 
 def window_mask(claims: pd.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None) -> np.ndarray:
@@ -410,7 +411,8 @@ def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = 
     else:
         hits = pd.Series([], dtype=object)
     timings["rule_hits_s"] = time.perf_counter() - t2
-    return BatchScores(table=table, claims=claims, feats=feats, history=hist, positions=positions, rule_hits=hits,
+    return BatchScores(data_end=history.last_date, table=table, claims=claims, feats=feats, history=hist,
+                       positions=positions, rule_hits=hits,
                        rejected=rej, model_version=scorer.model_version,
                        n_read=n_read if n_read is not None else n_win + len(rej) - len(failed), timings=timings)
 

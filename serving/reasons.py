@@ -8,6 +8,8 @@ units, limits, the claim it duplicates, how the provider compares with peers).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -48,13 +50,34 @@ def family_of(feature: str) -> str:
     return "other"
 
 
+@functools.lru_cache(maxsize=8)
+def _family_members(feature_names: tuple[str, ...]) -> tuple[list[str], list[np.ndarray]]:
+    """(sorted family names, the feature positions of each), cached per feature list."""
+    families = np.array([family_of(f) for f in feature_names], dtype=object)
+    fam_names = sorted(set(families))
+    return fam_names, [np.flatnonzero(families == fam) for fam in fam_names]
+
+
 def _money(x: float) -> str:
     return f"${x:,.0f}"
 
 
-def _hits_of(hits: pd.DataFrame, claim_id: str, rule: str) -> pd.DataFrame:
-    h = hits[hits["claim_id"] == claim_id]
-    return h[h["rule"] == rule]
+def _hit_dicts(hits: pd.DataFrame) -> dict[str, list[dict]]:
+    """Hit rows as dicts grouped by claim_id (cheap for a few rows; no per-row Series)."""
+    cols = list(hits.columns)
+    data = [hits[c].tolist() for c in cols]
+    out: dict[str, list[dict]] = {}
+    ci = cols.index("claim_id")
+    for row in zip(*data):
+        out.setdefault(str(row[ci]), []).append(dict(zip(cols, row)))
+    return out
+
+
+def _hits_of(hits, claim_id: str, rule: str) -> list[dict]:
+    """The hits of one claim and rule (``hits`` a frame or the output of :func:`_hit_dicts`)."""
+    if isinstance(hits, pd.DataFrame):
+        hits = _hit_dicts(hits[hits["claim_id"] == claim_id])
+    return [h for h in hits.get(claim_id, ()) if h["rule"] == rule]
 
 
 def _ptp_text(r: pd.Series) -> str:
@@ -79,17 +102,17 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
     if fam == "ncci":
         h = _hits_of(hits, cid, "ncci_ptp")
         if len(h):
-            return _ptp_text(h.iloc[0])
+            return _ptp_text(h[0])
         if x.get("ptp_bypassed", 0) > 0:
             return "an NCCI code pair is billed with a bypass modifier (59/X{EPSU}); payers audit these"
         return None
     if fam == "mue":
         h = _hits_of(hits, cid, "mue")
-        return _mue_text(h.iloc[0], plan) if len(h) else None
+        return _mue_text(h[0], plan) if len(h) else None
     if fam == "duplicate":
         h = _hits_of(hits, cid, "duplicate")
         if len(h):
-            r = h.iloc[0]
+            r = h[0]
             when = (pd.Timestamp(claim["submitted_date"]) - pd.Timedelta(days=float(r["value"]))).date()
             kind = "a replacement of" if str(claim.get("frequency_code")) == "7" else "same patient, code and date as"
             return f"{kind} claim {r['ref']} submitted {when} ({r['code']})"
@@ -119,15 +142,15 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
                     f"{s:.0%} of such claims)")
         return None
     if fam == "diagnosis":
-        h = pd.concat([_hits_of(hits, cid, "truncated_icd"), _hits_of(hits, cid, "invalid_icd")])
+        h = _hits_of(hits, cid, "truncated_icd") + _hits_of(hits, cid, "invalid_icd")
         if len(h):
-            r = h.iloc[0]
+            r = h[0]
             what = "truncated (not a billable code)" if r["rule"] == "truncated_icd" else "not a valid ICD-10-CM code"
             return f"diagnosis {r['code']} is {what}"
         return f"{x.get('n_dx', 0):.0f} diagnosis code(s) to support the services billed"
     if fam == "addon":
         h = _hits_of(hits, cid, "addon_without_primary")
-        return f"add-on code {h.iloc[0]['code']} billed without its primary procedure" if len(h) else None
+        return f"add-on code {h[0]['code']} billed without its primary procedure" if len(h) else None
     if fam == "modifiers":
         if x.get("mod25_without_procedure") == 1:
             return "modifier 25 on an E/M visit with no other procedure on the claim"
@@ -182,38 +205,53 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
     return None
 
 
+#: the claim fields the sentences use
+_CLAIM_FIELDS = ("claim_id", "plan_type", "submitted_date", "frequency_code", "payer_id", "total_charge",
+                 "place_of_service")
+
+
 def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame, hits: pd.DataFrame,
                 claims: pd.DataFrame) -> dict[str, list[dict]]:
     """Per claim: 3-5 families with the largest positive TreeSHAP contribution, as sentences."""
-    families = np.array([family_of(f) for f in feature_names], dtype=object)
-    fam_names = sorted(set(families))
+    fam_names, members = _family_members(tuple(feature_names))
     F = np.zeros((contrib.shape[0], len(fam_names)))
-    for j, fam in enumerate(fam_names):
-        F[:, j] = contrib[:, :-1][:, families == fam].sum(axis=1)
+    body = contrib[:, :-1]
+    for j, idx in enumerate(members):
+        F[:, j] = body[:, idx].sum(axis=1)
     out: dict[str, list[dict]] = {}
     claims = claims.reset_index(drop=True)
+    # rows as plain dicts (per-row pd.Series are slow); hits grouped by claim once
+    x_cols = list(X.columns)
+    x_vals = X.to_numpy(dtype=object)
+    c_cols = [c for c in _CLAIM_FIELDS if c in claims.columns]
+    c_data = [claims[c].to_numpy(dtype=object) for c in c_cols]
+    by_claim = _hit_dicts(hits)
     for i in range(contrib.shape[0]):
         cid = str(X.index[i])
-        x = X.iloc[i]
-        claim = claims.iloc[i]
+        x = dict(zip(x_cols, x_vals[i]))
+        claim = {c: c_data[j][i] for j, c in enumerate(c_cols)}
         reasons = []
         for j in np.argsort(-F[i], kind="stable"):
             if len(reasons) >= MAX_REASONS or (F[i, j] <= 0 and len(reasons) >= MIN_REASONS):
                 break
-            text = _reason_text(fam_names[j], x, claim, hits)
+            text = _reason_text(fam_names[j], x, claim, by_claim)
             if text:
                 reasons.append({"code": fam_names[j], "text": text, "contribution": round(float(F[i, j]), 4)})
         out[cid] = reasons
     return out
 
 
-def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFrame,
+def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFrame | dict,
                      rulebook: Rulebook) -> dict[str, list[dict]]:
-    """Deterministic findings per claim, whatever the model says."""
+    """Deterministic findings per claim, whatever the model says.
+
+    ``unseen``: :meth:`FeatureSpec.unseen_levels` (a frame) or :meth:`FeatureSpec.unseen_dict`.
+    """
     out: dict[str, list[dict]] = {}
-    plan = dict(zip(claims["claim_id"].astype(str), claims["plan_type"].astype(str)))
-    for r in hits.itertuples(index=False):
-        r = pd.Series(r._asdict())
+    plan = dict(zip(claims["claim_id"].astype(str).tolist(), claims["plan_type"].astype(str).tolist()))
+    cols = list(hits.columns)
+    for row in zip(*[hits[c].tolist() for c in cols]):
+        r = dict(zip(cols, row))
         cid = str(r["claim_id"])
         rule = r["rule"]
         if rule == "ncci_ptp":
@@ -239,10 +277,14 @@ def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFr
             if v is not None and not (isinstance(v, float) and np.isnan(v)):
                 rec[k] = v.item() if hasattr(v, "item") else v
         out.setdefault(cid, []).append(rec)
-    for cid, row in unseen.iterrows():
-        for col, val in row.items():
-            if pd.notna(val):
-                out.setdefault(str(cid), []).append(
-                    {"rule": "unknown_code", "text": f"{col.replace('_', ' ')} {val} was not seen in training; "
-                                                     "scored as missing", "code": str(val)})
+    if isinstance(unseen, pd.DataFrame):
+        items = [(str(cid), [(col, val) for col, val in row.items() if pd.notna(val)])
+                 for cid, row in unseen.iterrows()]
+    else:
+        items = list(unseen.items())
+    for cid, pairs in items:
+        for col, val in pairs:
+            out.setdefault(str(cid), []).append(
+                {"rule": "unknown_code", "text": f"{col.replace('_', ' ')} {val} was not seen in training; "
+                                                 "scored as missing", "code": str(val)})
     return out

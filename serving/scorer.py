@@ -41,13 +41,16 @@ class ScoreFrame:
         out = []
         t = self.table
         pc = t[[f"p_{c}" for c in CAUSES]].to_numpy()
+        prob = t["recoupment_probability"].to_numpy()
+        band = t["risk_band"].tolist()
+        amount = t["expected_recoupment_amount"].to_numpy()
         for i, cid in enumerate(t.index):
             order = np.argsort(-pc[i], kind="stable")
             out.append({
                 "claim_id": cid,
-                "recoupment_probability": round(float(t["recoupment_probability"].iat[i]), 6),
-                "risk_band": t["risk_band"].iat[i],
-                "expected_recoupment_amount": round(float(t["expected_recoupment_amount"].iat[i]), 2),
+                "recoupment_probability": round(float(prob[i]), 6),
+                "risk_band": band[i],
+                "expected_recoupment_amount": round(float(amount[i]), 2),
                 "causes": [{"cause": CAUSES[j], "probability": round(float(pc[i, j]), 6)} for j in order],
                 "reasons": self.reasons.get(cid, []),
                 "rule_hits": self.rule_hits.get(cid, []),
@@ -83,21 +86,21 @@ class Scorer:
     def score_features(self, feats: FeatureResult, claims: pd.DataFrame,
                        explain: np.ndarray | bool = True) -> ScoreFrame:
         """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true."""
-        M = self.bundle.matrix(feats.X)
+        M = self.bundle.fast_matrix(feats.X)  # numpy of level codes when possible (cheap for one claim)
         p = self.bundle.probability(M)
         cp = self.bundle.cause_probabilities(M)
         amount = expected_amount(self.bundle, p, cp, claims.reset_index(drop=True))
-        table = pd.DataFrame({"recoupment_probability": p, "risk_band": self.risk_band(p),
-                              "expected_recoupment_amount": amount}, index=feats.X.index)
+        cols = {"recoupment_probability": p, "risk_band": self.risk_band(p), "expected_recoupment_amount": amount}
         for j, c in enumerate(CAUSES):
-            table[f"p_{c}"] = cp[:, j]
-        hits = rule_hit_records(feats.hits, claims, self.bundle.spec.unseen_levels(feats.X), self.rulebook)
+            cols[f"p_{c}"] = cp[:, j]
+        table = pd.DataFrame(cols, index=feats.X.index)
+        hits = rule_hit_records(feats.hits, claims, self.bundle.spec.unseen_dict(feats.X), self.rulebook)
         if isinstance(explain, (bool, np.bool_)):
             explain = np.full(len(M), bool(explain))
         reasons: dict[str, list[dict]] = {}
         idx = np.flatnonzero(explain)
         if len(idx):
-            contrib = self.bundle.contributions(M.iloc[idx])
+            contrib = self.bundle.contributions(M[idx] if isinstance(M, np.ndarray) else M.iloc[idx])
             reasons = top_reasons(contrib, self.bundle.spec.feature_names_, feats.X.iloc[idx], feats.hits,
                                   claims.iloc[idx] if len(claims) == len(M) else claims)
         return ScoreFrame(table=table, reasons=reasons, rule_hits=hits)
