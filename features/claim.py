@@ -251,6 +251,44 @@ def ymd_of_days(day: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- lines
+_MINOR_RANGES = ((80047, 89398), (36415, 36416), (90460, 90749))
+
+
+_EM_HCPCS = frozenset({"G2211", "G0438", "G0439", "G0402"})
+
+
+def em_services(codes: np.ndarray) -> np.ndarray:
+    """E/M services of any kind: CPT 99202-99499 (office, hospital, ED, critical care, preventive,
+    prolonged) and the HCPCS E/M codes G0402, G0438, G0439 (wellness visits) and G2211 (complexity)."""
+    out = np.zeros(len(codes), dtype=bool)
+    for i, c in enumerate(np.asarray(codes, dtype=object).tolist()):
+        out[i] = (len(c) == 5 and c.isdigit() and 99202 <= int(c) <= 99499) or c in _EM_HCPCS
+    return out
+
+
+def minor_services(codes: np.ndarray) -> np.ndarray:
+    """Lab and pathology (80047-89398), venipuncture (36415-36416), immunizations (90460-90749):
+    services that do not make an E/M with modifier 25 a separately identifiable visit."""
+    out = np.zeros(len(codes), dtype=bool)
+    for i, c in enumerate(np.asarray(codes, dtype=object).tolist()):
+        if len(c) == 5 and c.isdigit():
+            v = int(c)
+            out[i] = any(lo <= v <= hi for lo, hi in _MINOR_RANGES)
+    return out
+
+
+def separate_procedures(codes: np.ndarray, rulebook: Rulebook) -> np.ndarray:
+    """Lines that are procedures in their own right: not E/M, not a minor service, not an add-on code."""
+    codes = np.asarray(codes, dtype=object)
+    ids = None
+    if len(codes) > SMALL:
+        ids, codes = pd.factorize(codes)
+        codes = np.asarray(codes, dtype=object)
+    addon = rulebook.addon_primaries
+    out = ~em_services(codes) & ~minor_services(codes) & ~np.array([c in addon for c in codes.tolist()], dtype=bool)
+    return out if ids is None else out[ids]
+
+
 def claim_index(claims: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray:
     """Position in ``claims`` of each line's claim."""
     cid = claims["claim_id"].to_numpy(dtype=object)
@@ -427,6 +465,7 @@ def claim_attribute_arrays(
     f["em_new_patient"] = group_max(ci, L["em_new"], n)
     non_em = (em_level == 0).astype(float)
     f["n_non_em_lines"] = group_sum(ci, non_em, n)
+    f["n_procedure_lines"] = group_sum(ci, separate_procedures(L["code"], rulebook).astype(float), n)
     dx, dx_parent = _list_flat(claims["diagnosis_codes"])
     dx = np.asarray(dx).astype(str).astype(object)
     f["n_dx"] = np.bincount(dx_parent, minlength=n).astype(np.float64)
@@ -445,7 +484,9 @@ def claim_attribute_arrays(
     for col in ("mod_59", "mod_x", "mod_25", "mod_76_77"):
         f[f"has_{col}"] = group_max(ci, L[col], n)
     f["n_modifiers"] = group_sum(ci, L["n_modifiers"], n)
-    f["mod25_without_procedure"] = ((f["has_mod_25"] > 0) & (f["n_non_em_lines"] == 0)).astype(float)
+    # modifier 25 marks an E/M as separate from a procedure done the same day; labs, venipuncture and
+    # vaccines are not such procedures
+    f["mod25_without_procedure"] = ((f["has_mod_25"] > 0) & (f["n_procedure_lines"] == 0)).astype(float)
 
     # MUE: per line (MAI 1) or per date of service (MAI 2/3)
     code_id = _code_ids_of(L, rulebook)

@@ -33,10 +33,12 @@ from features.events import (
 )
 from features.rulebook import Rulebook
 
-CLAIM_COLS = ["n_claims", "charge", "n_lines", "em_lines", "em_high", "mod59_lines"]
+CLAIM_COLS = ["n_claims", "charge", "n_lines", "em_lines", "em_high", "mod59_lines", "em_level_sum"]
 RECOUP_COLS = ["n_recouped", "recouped_amount"] + [f"rc_{c}" for c in CAUSES]
 ENTITY_COLS = CLAIM_COLS + RECOUP_COLS
-ENTITIES = ("provider", "patient", "payer", "specialty", "all")
+ENTITIES = ("provider", "patient", "payer", "specialty", "procedure", "all")
+#: entities of a claim kept in the state's claim keys (recoupments are attributed to them)
+KEYED_ENTITIES = ("provider", "patient", "payer", "specialty", "procedure")
 #: smoothing weights (pseudo-claims) toward the prior
 PROVIDER_PRIOR_WEIGHT = 50.0
 PAYER_PRIOR_WEIGHT = 200.0
@@ -44,18 +46,36 @@ MIN_SUPPORT_COUNT = 20
 ROUND = 9
 
 
-def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None) -> dict[str, np.ndarray]:
-    """The entity keys of each claim."""
+def main_procedures(la, n: int) -> np.ndarray:
+    """The procedure of each claim's highest-charge line (first line on ties)."""
+    L = line_arrays(la)
+    ci = L["ci"]
+    main = np.full(n, None, dtype=object)
+    if len(ci):
+        o = np.lexsort((L["line_number"], -L["charge"], ci))
+        first = o[np.r_[True, ci[o][1:] != ci[o][:-1]]]
+        main[ci[first]] = L["code"][first]
+    return main
+
+
+def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None,
+                      la=None) -> dict[str, np.ndarray]:
+    """The entity keys of each claim (the main procedure needs the line frame ``la`` or the cache)."""
     n = len(claims)
     cache = cache if cache is not None else {}
     for c in ("billing_npi", "patient_id", "payer_id"):
         if c not in cache:
             cache[c] = _str(claims[c])
+    if "main_procedure" not in cache:
+        if la is None:
+            raise ValueError("claim_entity_keys needs the claims' lines for the main procedure")
+        cache["main_procedure"] = main_procedures(la, n)
     return {
         "provider": cache["billing_npi"],
         "patient": cache["patient_id"],
         "payer": cache["payer_id"],
         "specialty": np.asarray(specialty, dtype=object),
+        "procedure": cache["main_procedure"],
         "all": np.full(n, "all", dtype=object),
     }
 
@@ -110,7 +130,8 @@ def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) 
     return lp[keep], fm[keep].astype(object)
 
 
-def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache: dict | None = None) -> dict:
+def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache: dict | None = None,
+              specialty: np.ndarray | None = None) -> dict:
     """String keys of each line (computed once per call and shared by events and features)."""
     L = line_arrays(la)
     if cache is not None and "samekey" in cache:
@@ -128,6 +149,26 @@ def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache
     out["lp"], out["proc_dx"] = lp, code[lp] + "|" + fam
     pos = (out["place_of_service"] if "place_of_service" in out else _str(claims["place_of_service"]))[ci]
     out["proc_pos"] = code + "|" + pos
+    plan = (out["plan_type"] if "plan_type" in out else _str(claims["plan_type"]))[ci]
+    out["proc_plan"] = code + "|" + plan
+    out["proc_dx1"] = code + "|" + principal_families(claims)[ci]
+    if specialty is None:
+        raise ValueError("line_keys needs the claims' specialties")
+    spec = np.asarray(specialty, dtype=object)[ci]
+    out["spec_proc"] = spec + "|" + code
+    out["spec_proc_dx1"] = spec + "|" + out["proc_dx1"]
+    return out
+
+
+def principal_families(claims: pd.DataFrame) -> np.ndarray:
+    """The 3-character family of each claim's principal (first) diagnosis."""
+    dx, parent = _list_flat(claims["diagnosis_codes"])
+    n = len(claims)
+    out = np.full(n, "", dtype=object)
+    if len(dx):
+        first = np.searchsorted(parent, np.arange(n))
+        ok = (first < len(parent)) & (parent[np.minimum(first, len(parent) - 1)] == np.arange(n))
+        out[ok] = _dx3(np.asarray(dx, dtype=object)[first[ok]].astype(str))
     return out
 
 
@@ -149,11 +190,12 @@ def claim_events(
     vals[:, 4] = np.bincount(ci, weights=(em >= 4).astype(float), minlength=n)
     vals[:, 5] = np.bincount(ci, weights=(L["mod_59"] | L["mod_x"]).astype(float),
                              minlength=n)
+    vals[:, 6] = np.bincount(ci, weights=em.astype(float), minlength=n)
     out: dict[str, tuple] = {}
-    for name, keys in claim_entity_keys(claims, specialty, cache).items():
+    for name, keys in claim_entity_keys(claims, specialty, cache, la).items():
         out[name] = (keys, t, vals, None)
     # line-level keys
-    lk = line_keys(claims, lines, la, cache)
+    lk = line_keys(claims, lines, la, cache, specialty)
     code = L["code"]
     tl = t[ci]
     ones = np.ones((len(L["ci"]), 1))
@@ -164,8 +206,14 @@ def claim_events(
     out["sameday"] = (lk["samekey"], tl, ones, same_payload)
     lp = lk["lp"]
     out["proc_dx"] = (lk["proc_dx"], tl[lp], np.ones((len(lp), 1)), None)
-    out["proc"] = (code, tl, ones, None)
+    has_att = claims["has_attachment"].to_numpy(dtype=float)[ci]
+    has_pa = claims["prior_auth_number"].notna().to_numpy(dtype=float)[ci]
+    out["proc"] = (code, tl, np.column_stack([np.ones(len(ci)), has_att]), None)
     out["proc_pos"] = (lk["proc_pos"], tl, ones, None)
+    out["proc_plan"] = (lk["proc_plan"], tl, np.column_stack([np.ones(len(ci)), has_pa]), None)
+    out["proc_dx1"] = (lk["proc_dx1"], tl, ones, None)
+    out["spec_proc"] = (lk["spec_proc"], tl, ones, None)
+    out["spec_proc_dx1"] = (lk["spec_proc_dx1"], tl, ones, None)
     return out
 
 
@@ -186,15 +234,17 @@ def recoupment_events(rec: pd.DataFrame, claim_keys: pd.DataFrame) -> dict[str, 
     for j, c in enumerate(CAUSES):
         vals[:, k + 2 + j] = cause == c
     out = {}
-    for name in ("provider", "patient", "payer", "specialty"):
-        out[name] = (keys[name].to_numpy(dtype=object), t, vals, None)
+    for name in KEYED_ENTITIES:
+        if name in keys.columns:
+            out[name] = (keys[name].to_numpy(dtype=object), t, vals, None)
     out["all"] = (np.full(n, "all", dtype=object), t, vals, None)
     return out
 
 
 TABLE_COLUMNS = {
     **{e: ENTITY_COLS for e in ENTITIES},
-    "dup": ["n"], "sameday": ["n"], "proc_dx": ["n"], "proc": ["n"], "proc_pos": ["n"],
+    "dup": ["n"], "sameday": ["n"], "proc_dx": ["n"], "proc": ["n", "att"], "proc_pos": ["n"],
+    "proc_plan": ["n", "pa"], "proc_dx1": ["n"], "spec_proc": ["n"], "spec_proc_dx1": ["n"],
 }
 
 
@@ -237,7 +287,7 @@ def history_features(
     cache = cache if cache is not None else {}
     t = claim_times(claims, order)
     day = day_number(claims["submitted_date"])
-    keys = claim_entity_keys(claims, specialty, cache)
+    keys = claim_entity_keys(claims, specialty, cache, la)
     f: dict[str, np.ndarray] = {}
     ix = {c: i for i, c in enumerate(ENTITY_COLS)}
     res = {e: tables[e].query(keys[e], t)[0] for e in ENTITIES}
@@ -273,6 +323,9 @@ def history_features(
     sp_em = _rate(col(sp, "em_high"), col(sp, "em_lines"))
     f["provider_em_high_share"] = pr_em
     f["provider_em_high_vs_peers"] = pr_em - sp_em
+    sp_lvl = _rate(col(sp, "em_level_sum"), col(sp, "em_lines"))
+    pr_lvl = _rate(col(pr, "em_level_sum") + 5 * np.nan_to_num(sp_lvl), col(pr, "em_lines") + 5)
+    f["provider_em_level_vs_peers"] = pr_lvl - sp_lvl
     pr_59 = _rate(col(pr, "mod59_lines"), col(pr, "n_lines") + 10)
     f["provider_mod59_share_vs_peers"] = pr_59 - _rate(col(sp, "mod59_lines"), col(sp, "n_lines"))
     total_charge = claims["total_charge"].to_numpy(dtype=float)
@@ -297,11 +350,18 @@ def history_features(
                                  columns=[0])[0][:, 0]
     f["patient_claims_30d"] = col(pa, "n_claims") - qw[:n]
     f["patient_claims_365d"] = col(pa, "n_claims") - qw[n:]
+    # the claim's main procedure: how often peers' claims for it were recouped, overall and by cause
+    pc = res["procedure"]
+    pc_rate = (col(pc, "n_recouped") + 20 * np.nan_to_num(g_rate)) / (col(pc, "n_claims") + 20)
+    f["procedure_recoup_rate"] = pc_rate
+    for c in ("documentation", "medical_necessity", "procedure_coding", "bundling", "units"):
+        g_c = _rate(col(g, f"rc_{c}"), col(g, "n_claims"))
+        f[f"procedure_rate_{c}"] = (col(pc, f"rc_{c}") + 20 * np.nan_to_num(g_c)) / (col(pc, "n_claims") + 20)
     f["patient_n_recouped"] = col(pa, "n_recouped")
     f["patient_eligibility_recoups"] = col(pa, "rc_eligibility")
 
     hits: list[dict] = []
-    lk = line_keys(claims, lines, la, cache)
+    lk = line_keys(claims, lines, la, cache, specialty)
     _duplicate_features(claims, la, tables, t, f, hits, lk, day)
     _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache)
     _support_features(claims, lines, la, tables, t, f, lk)
@@ -411,7 +471,9 @@ def _support_features(claims, lines, la, tables, t, f, lk) -> None:
     ci = L["ci"]
     code = L["code"]
     tl = t[ci]
-    proc_n = tables["proc"].query(code, tl)[0][:, 0]
+    proc = tables["proc"].query(code, tl)[0]
+    proc_n = proc[:, 0]
+    enough = proc_n >= MIN_SUPPORT_COUNT
     lp = lk["lp"]
     both = tables["proc_dx"].query(lk["proc_dx"], tl[lp])[0][:, 0]
     ratio = np.where(proc_n[lp] >= MIN_SUPPORT_COUNT, both / np.maximum(proc_n[lp], 1), np.nan)
@@ -421,3 +483,23 @@ def _support_features(claims, lines, la, tables, t, f, lk) -> None:
     r = np.where(proc_n >= MIN_SUPPORT_COUNT, pp / np.maximum(proc_n, 1), np.nan)
     f["pos_support_min"] = group_min(ci, r, n)
     f["procedure_history_min"] = np.log1p(group_min(ci, proc_n, n))
+    # the principal diagnosis with each procedure (peers' share and count of such pairs)
+    p1 = tables["proc_dx1"].query(lk["proc_dx1"], tl)[0][:, 0]
+    f["dx_principal_support_min"] = group_min(ci, np.where(enough, p1 / np.maximum(proc_n, 1), np.nan), n)
+    f["dx_principal_pairs_min"] = np.log1p(group_min(ci, p1, n))
+    # the same within the provider's specialty (a diagnosis common for a code in one specialty can be
+    # unrelated to the same code in another)
+    sp_n = tables["spec_proc"].query(lk["spec_proc"], tl)[0][:, 0]
+    sp1 = tables["spec_proc_dx1"].query(lk["spec_proc_dx1"], tl)[0][:, 0]
+    f["dx_principal_support_specialty_min"] = group_min(
+        ci, np.where(sp_n >= MIN_SUPPORT_COUNT, sp1 / np.maximum(sp_n, 1), np.nan), n)
+    # paperwork peers usually send for these procedures (attachment; prior auth for this plan type)
+    att = np.where(enough, proc[:, 1] / np.maximum(proc_n, 1), np.nan)
+    f["attachment_expected"] = group_max(ci, att, n, empty=np.nan)
+    pa = tables["proc_plan"].query(lk["proc_plan"], tl)[0]
+    pa_rate = np.where(pa[:, 0] >= MIN_SUPPORT_COUNT, pa[:, 1] / np.maximum(pa[:, 0], 1), np.nan)
+    f["prior_auth_expected"] = group_max(ci, pa_rate, n, empty=np.nan)
+    has_att = claims["has_attachment"].to_numpy(dtype=float)
+    has_pa = claims["prior_auth_number"].notna().to_numpy(dtype=float)
+    f["attachment_missing_expected"] = f["attachment_expected"] * (1 - has_att)
+    f["prior_auth_missing_expected"] = f["prior_auth_expected"] * (1 - has_pa)

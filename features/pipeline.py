@@ -26,7 +26,7 @@ from features.claim import (  # noqa: F401
     string_objects,
 )
 from features.contract import History
-from features.history import history_features
+from features.history import history_features, main_procedures
 from features.rulebook import Rulebook, load_rulebook
 from features.state import HistoryState, submission_order
 
@@ -52,14 +52,7 @@ def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray)
     for c in ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id"):
         out[c] = string_objects(claims[c])
     out["specialty"] = specialty
-    # the procedure of the highest-charge line (first line on ties)
-    ci = L["ci"]
-    main = np.full(len(claims), None, dtype=object)
-    if len(ci):
-        o = np.lexsort((L["line_number"], -L["charge"], ci))
-        first = o[np.r_[True, ci[o][1:] != ci[o][:-1]]]
-        main[ci[first]] = L["code"][first]
-    out["main_procedure"] = main
+    out["main_procedure"] = main_procedures(L, len(claims))
     return out
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from features.claim import prepare_lines
 from features.contract import History
 from features.events import EventTable
-from features.history import build_tables, claim_entity_keys, claim_events, recoupment_events
+from features.history import KEYED_ENTITIES, build_tables, claim_entity_keys, claim_events, recoupment_events
 from features.rulebook import Rulebook
 
 UNKNOWN_SPECIALTY = "unknown"
@@ -61,7 +61,7 @@ class HistoryState:
         specialty = state.specialty_for(claims)
         la = prepare_lines(claims, lines, rulebook) if la is None else la
         parts = [claim_events(claims, lines, la, specialty, order, cache)]
-        state.claim_keys = state._keys_frame(claims, specialty)
+        state.claim_keys = state._keys_frame(claims, specialty, la, cache)
         if history.recoupments is not None and len(history.recoupments):
             parts.append(recoupment_events(history.recoupments, state.claim_keys))
         state.tables = build_tables(parts)
@@ -69,9 +69,9 @@ class HistoryState:
         return state
 
     @staticmethod
-    def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray) -> pd.DataFrame:
-        keys = claim_entity_keys(claims, specialty)
-        return pd.DataFrame({k: keys[k] for k in ("provider", "patient", "payer", "specialty")},
+    def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None) -> pd.DataFrame:
+        keys = claim_entity_keys(claims, specialty, cache, la)
+        return pd.DataFrame({k: keys[k] for k in KEYED_ENTITIES},
                             index=pd.Index(claims["claim_id"].astype(str), name="claim_id"))
 
     def specialty_for(self, claims: pd.DataFrame) -> np.ndarray:
@@ -107,10 +107,10 @@ class HistoryState:
         for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order,
                                                                cache).items():
             self.tables[name].append(keys, times, vals, payload)
-        keys = claim_entity_keys(claims, specialty, cache)
+        keys = claim_entity_keys(claims, specialty, cache, la)
         self.extra_claim_keys.append(  # turned into a frame lazily (see all_claim_keys)
             {"claim_id": claims["claim_id"].astype(str).to_numpy(dtype=object),
-             **{k: keys[k] for k in ("provider", "patient", "payer", "specialty")}})
+             **{k: keys[k] for k in KEYED_ENTITIES}})
         self.next_order = max(self.next_order, int(np.max(order)) + 1 if len(order) else 0)
 
     def all_claim_keys(self) -> pd.DataFrame:

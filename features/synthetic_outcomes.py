@@ -130,6 +130,7 @@ def payments(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: A
     C["paid_day"] = np.where(paid, paid_day, -1)
     ratio = cat.payer_ratio[C["payer"]] * rng.lognormal(0, 0.05, n)
     over = paid & (rng.random(n) < overpaid_rate)
+    C["p_over"] = np.where(paid, overpaid_rate, 0.0)  # what the oracle may know: the rate, not the draw
     ratio = np.where(over, np.minimum(ratio * rng.uniform(1.5, 2.3, n), 0.97), ratio)
     C["overpaid"] = over
     lp = np.round(np.minimum(L["charge"] * ratio[lc], L["charge"]), 2)
@@ -263,7 +264,8 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
 @dataclass
 class Mixture:
     """Configurations ``k`` of a claim's hidden draws (documentation deficient ``d``, abusive bypass
-    modifier ``z``, upcoding steps ``u``) with their probability given the observable claim facts and
+    modifier ``z``, upcoding steps ``u``, payer overpayment ``o`` — a pricing error that shows only
+    after payment, so a scorer working before submission cannot know it) with their probability given the observable claim facts and
     the entity traits. Configuration ``k`` covers ``rows[k]`` (paid claims where it has probability > 0)
     with weights ``weight[k]`` (they sum to 1 over ``k`` for every paid claim) and the hazards
     ``H[k]`` and amounts ``A[k]`` of those rows under it."""
@@ -442,29 +444,37 @@ def hidden_mixture(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, H:
     p_doc = np.where(paid, C["p_doc"], 0.0)
     ci_doc, ci_b, ci_c = CI["documentation"], CI["bundling"], CI["procedure_coding"]
     mix = Mixture([], [], [], [])
+    ci_oth = CI["other"]
+    p_over = C["p_over"]
     for d in (0, 1):
         wd = p_doc if d else 1 - p_doc
         for z in (0, 1):
             wz = p_z if z else 1 - p_z
             for u in (0, 1, 2):
                 wu = np.where(cand_is_lvl, float(u == 0), post[:, u]) if z else post[:, u]
-                w = wd * wz * wu
-                rows = np.flatnonzero(paid & (w > 0))
-                if not len(rows):
-                    continue
-                h = H[rows].copy()
-                h[:, ci_doc] = obs["h_doc"][rows] + d
-                natany = (n_other[rows] > 0) if z else (n_bp[rows] > 0)
-                h[:, ci_b] = obs["b_err"][rows] + 0.25 * (bool(z) | obs["split_abuse"][rows]) + 0.03 * natany
-                h[:, ci_c] = obs["h_cod"][rows] + (0.6 + 0.5 * u if u else 0.0)
-                am = A[rows].copy()
-                ac = np.maximum(obs["a_cod"][rows], up_amt[rows, u])
-                ac = np.where(ac > 0, ac, 0.25 * paid_amt[rows])
-                am[:, ci_c] = np.minimum(np.maximum(np.round(ac, 2), 0.01), np.maximum(paid_amt[rows], 0.01))
-                mix.rows.append(rows)
-                mix.weight.append(w[rows])
-                mix.H.append(h)
-                mix.A.append(am)
+                for o in (0, 1):
+                    # o: the payer overpaid (a pricing error, cause "other"); unknown at submission
+                    wo = p_over if o else 1 - p_over
+                    w = wd * wz * wu * wo
+                    rows = np.flatnonzero(paid & (w > 0))
+                    if not len(rows):
+                        continue
+                    h = H[rows].copy()
+                    h[:, ci_doc] = obs["h_doc"][rows] + d
+                    natany = (n_other[rows] > 0) if z else (n_bp[rows] > 0)
+                    h[:, ci_b] = obs["b_err"][rows] + 0.25 * (bool(z) | obs["split_abuse"][rows]) + 0.03 * natany
+                    h[:, ci_c] = obs["h_cod"][rows] + (0.6 + 0.5 * u if u else 0.0)
+                    h[:, ci_oth] = float(o)
+                    am = A[rows].copy()
+                    ac = np.maximum(obs["a_cod"][rows], up_amt[rows, u])
+                    ac = np.where(ac > 0, ac, 0.25 * paid_amt[rows])
+                    am[:, ci_c] = np.minimum(np.maximum(np.round(ac, 2), 0.01), np.maximum(paid_amt[rows], 0.01))
+                    # an overpayment of 1.5-2.3x the usual ratio takes back ~45% of the payment on average
+                    am[:, ci_oth] = np.maximum(np.round((0.45 if o else 0.3) * paid_amt[rows], 2), 0.01)
+                    mix.rows.append(rows)
+                    mix.weight.append(w[rows])
+                    mix.H.append(h)
+                    mix.A.append(am)
     return mix
 
 

@@ -13,7 +13,7 @@ _BUILTIN: dict[str, Any] = {
     "model_name": "recoup-risk",
     "horizon_days": 365,
     "split": {"valid_fraction": 0.15, "test_fraction": 0.15},
-    "likelihood": {"n_estimators": 1000, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 100,
+    "likelihood": {"n_estimators": 1000, "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 200,
                    "max_bin": 63,
                    "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
                    "max_cat_to_onehot": 8, "cat_smooth": 20, "early_stopping_rounds": 50},
