@@ -3,7 +3,7 @@
 Usage::
 
     RECOUP_HOME=work python bench/bench_service.py --data DIR [--bundle-dir BUNDLE] [--single 300]
-        [--batches 20] [--out bench_service.json]
+        [--batches 20] [--no-record] [--out bench_service.json]
 
 It starts the real service (``bentoml serve serving.service:RecoupService``, one worker) on a free
 127.0.0.1 port with ``RECOUP_BUNDLE_DIR`` = the bundle (default: the champion in the BentoML store /
@@ -13,10 +13,13 @@ keep-alive:
 - ``/score`` with reasons: per-request latency p50 / p99 (ms);
 - ``/score_batch`` with 100-claim requests: claims/s with and without reasons;
 - the same claims through ``Scorer.score_claims`` in process (claims -> typed frames included), and
-  the ratio service / in-process.
+  the ratio service / in-process (in process on the same state as the service: with the single claims
+  recorded; ``*_fresh_state``: on the bundle's state as loaded).
 
-The claims are the last claims of ``--data`` renamed and moved after the end of the history (new
-claims); every request uses ``"record": false`` so the state does not grow during the run.
+The batch claims are the last 100 claims of ``--data``, renamed and moved after the end of the history
+(new claims), sent with ``"record": false``. The single-claim requests are ``--single`` other recent
+claims, each sent once, with ``"record": true`` (as in production: they join the history; ``--no-record``
+for what-if scoring); the in-process single-claim figures record into their own copy of the state.
 Without ``--data`` a small synthetic history (tests.helpers.data) is used.
 """
 
@@ -41,15 +44,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def new_claims(history, n: int) -> list[dict]:
+def new_claims(history, n: int, tag: str = "BENCH", skip: int = 0) -> list[dict]:
+    """``n`` recent claims of the history (before the last ``skip``) as CLAIM dicts, renamed ``TAG-i`` and
+    moved 30 days after its end (new claims)."""
     from serving.schemas import frames_to_claims
 
-    claims = history.claims.sort_values("submitted_date").iloc[-n:]
+    ordered = history.claims.sort_values("submitted_date", kind="stable")
+    claims = ordered.iloc[len(ordered) - n - skip:len(ordered) - skip]
     lines = history.claim_lines[history.claim_lines["claim_id"].isin(claims["claim_id"])]
     out = frames_to_claims(claims, lines)
     end = pd.Timestamp(history.claims["submitted_date"].max()) + pd.Timedelta(days=30)
     for i, c in enumerate(out):
-        c["claim_id"] = f"BENCH-{i}"
+        c["claim_id"] = f"{tag}-{i}"
         sub = pd.Timestamp(c["submitted_date"])
         c["submitted_date"] = str(end.date())
         for ln in c["lines"]:
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: the champion, as the service loads it)")
     ap.add_argument("--single", type=int, default=300, help="single-claim requests to time")
     ap.add_argument("--batches", type=int, default=20, help="100-claim requests per mode")
+    ap.add_argument("--no-record", action="store_true",
+                    help="single-claim requests with record: false (default: record on, as in production)")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = ap.parse_args(argv)
 
@@ -125,31 +133,42 @@ def main(argv: list[str] | None = None) -> dict:
         from tests.helpers.data import small_history
 
         history = small_history()[0]
-    claims = new_claims(history, 100)
-    res: dict = {"cores": os.cpu_count(), "load_avg_before": os.getloadavg()[0], "bundle": str(bundle)}
+    claims = new_claims(history, 100)  # the batch claims (record: false)
+    # distinct earlier claims for the single-claim test, each sent once (with record on by default they
+    # join the history, as in production; they are not among the batch claims)
+    singles = new_claims(history, args.single + 20, "SINGLE", skip=len(claims))
+    record = not args.no_record
+    res: dict = {"cores": os.cpu_count(), "load_avg_before": os.getloadavg()[0], "bundle": str(bundle),
+                 "single_record": record}
 
     # ---------------------------------------------------------------- in process
     scorer = Scorer.from_dir(bundle)
 
-    def in_process(batch: list[dict], explain: bool) -> list[dict]:
+    def in_process(sc: Scorer, batch: list[dict], explain: bool, rec: bool = False) -> list[dict]:
         conv = claims_to_frames([Claim.model_validate(c) for c in batch])
-        return scorer.score_claims(conv.claims, conv.lines, explain=explain, record=False)
+        return sc.score_claims(conv.claims, conv.lines, explain=explain, record=rec)
 
     for _ in range(3):
-        in_process(claims[:1], True)
-        in_process(claims, True)
+        in_process(scorer, claims[:1], True)
+        in_process(scorer, claims, True)
+    single_scorer = Scorer.from_dir(bundle)  # its own state: the single claims are recorded into it
+    for c in singles[:20]:
+        in_process(single_scorer, [c], True, record)
     lat = []
-    for i in range(min(args.single, 100)):
+    for c in singles[20:]:
         t = time.perf_counter()
-        in_process([claims[i % len(claims)]], True)
+        in_process(single_scorer, [c], True, record)
         lat.append((time.perf_counter() - t) * 1000)
     res["inprocess_single_ms_p50"], res["inprocess_single_ms_p99"] = pct(lat, 50), pct(lat, 99)
-    for explain in (True, False):
-        t = time.perf_counter()
-        for _ in range(max(3, args.batches // 2)):
-            in_process(claims, explain)
-        res[f"inprocess_batch_claims_per_s_{'reasons' if explain else 'no_reasons'}"] = (
-            max(3, args.batches // 2) * len(claims) / (time.perf_counter() - t))
+    # batches in process: on the fresh state, and on the state with the single claims recorded (what the
+    # service has when its batches are timed; the ratio service / in process uses the latter)
+    for sc, tag in ((scorer, "_fresh_state"), (single_scorer, "")):
+        for explain in (True, False):
+            t = time.perf_counter()
+            for _ in range(max(3, args.batches // 2)):
+                in_process(sc, claims, explain)
+            res[f"inprocess_batch_claims_per_s_{'reasons' if explain else 'no_reasons'}{tag}"] = (
+                max(3, args.batches // 2) * len(claims) / (time.perf_counter() - t))
 
     # ---------------------------------------------------------------- over HTTP
     port = free_port()
@@ -158,11 +177,11 @@ def main(argv: list[str] | None = None) -> dict:
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=60) as cl:
-            for i in range(20):
-                cl.post("/score", json={"claim": claims[i % len(claims)], "record": False}).raise_for_status()
+            for c in singles[:20]:
+                cl.post("/score", json={"claim": c, "record": record}).raise_for_status()
             lat = []
-            for i in range(args.single):
-                body = {"claim": claims[i % len(claims)], "record": False}
+            for c in singles[20:]:
+                body = {"claim": c, "record": record}
                 t = time.perf_counter()
                 r = cl.post("/score", json=body)
                 lat.append((time.perf_counter() - t) * 1000)

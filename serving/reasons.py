@@ -219,15 +219,15 @@ def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame, 
     for j, idx in enumerate(members):
         F[:, j] = body[:, idx].sum(axis=1)
     out: dict[str, list[dict]] = {}
-    claims = claims.reset_index(drop=True)
     # rows as plain dicts (per-row pd.Series are slow); hits grouped by claim once
     x_cols = list(X.columns)
     x_vals = X.to_numpy(dtype=object)
     c_cols = [c for c in _CLAIM_FIELDS if c in claims.columns]
-    c_data = [claims[c].to_numpy(dtype=object) for c in c_cols]
-    by_claim = _hit_dicts(hits)
+    c_data = [claims[c].to_numpy(dtype=object) for c in c_cols]  # positions, whatever the index
+    by_claim = _hit_dicts(hits) if len(hits) else {}
+    x_ids = X.index.tolist()
     for i in range(contrib.shape[0]):
-        cid = str(X.index[i])
+        cid = str(x_ids[i])
         x = dict(zip(x_cols, x_vals[i]))
         claim = {c: c_data[j][i] for j, c in enumerate(c_cols)}
         reasons = []
@@ -248,9 +248,12 @@ def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFr
     ``unseen``: :meth:`FeatureSpec.unseen_levels` (a frame) or :meth:`FeatureSpec.unseen_dict`.
     """
     out: dict[str, list[dict]] = {}
-    plan = dict(zip(claims["claim_id"].astype(str).tolist(), claims["plan_type"].astype(str).tolist()))
     cols = list(hits.columns)
-    for row in zip(*[hits[c].tolist() for c in cols]):
+    rows = zip(*[hits[c].tolist() for c in cols]) if len(hits) else ()
+    plan: dict[str, str] = {}
+    if len(hits) and "mue" in set(hits["rule"].tolist()):
+        plan = dict(zip(claims["claim_id"].astype(str).tolist(), claims["plan_type"].astype(str).tolist()))
+    for row in rows:
         r = dict(zip(cols, row))
         cid = str(r["claim_id"])
         rule = r["rule"]

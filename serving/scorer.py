@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,31 +28,68 @@ SCORE_FIELDS = ["claim_id", "recoupment_probability", "risk_band", "expected_rec
                 "reasons", "rule_hits", "model_version"]
 
 
-@dataclass
-class ScoreFrame:
-    """Scores of many claims in columns (cheap), with reasons only where they were asked for."""
+def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df.reset_index(drop=True)`` unless it already has the index 0..n-1 (no copy then)."""
+    idx = df.index
+    if type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1:
+        return df
+    return df.reset_index(drop=True)
 
-    table: pd.DataFrame  # index claim_id: probability, band, expected amount, p_<cause>
-    reasons: dict[str, list[dict]]
-    rule_hits: dict[str, list[dict]]
+
+class ScoreFrame:
+    """Scores of many claims in columns (cheap), with reasons only where they were asked for.
+
+    ``table`` (index claim_id: probability, band, expected amount, p_<cause>) is built on first use:
+    :meth:`records` works from the arrays, so one claim does not pay for a DataFrame.
+    """
+
+    def __init__(self, table: pd.DataFrame | None = None, reasons: dict[str, list[dict]] | None = None,
+                 rule_hits: dict[str, list[dict]] | None = None, *, ids: pd.Index | None = None,
+                 probability: np.ndarray | None = None, risk_band: np.ndarray | None = None,
+                 amount: np.ndarray | None = None, cause_probabilities: np.ndarray | None = None):
+        if table is None and ids is None:
+            raise ValueError("ScoreFrame needs a table or the score arrays")
+        self._table = table
+        self.reasons = reasons if reasons is not None else {}
+        self.rule_hits = rule_hits if rule_hits is not None else {}
+        if table is not None:
+            ids = table.index
+            probability = table["recoupment_probability"].to_numpy()
+            risk_band = table["risk_band"].to_numpy()
+            amount = table["expected_recoupment_amount"].to_numpy()
+            cause_probabilities = table[[f"p_{c}" for c in CAUSES]].to_numpy()
+        self.ids, self.probability, self.risk_band = ids, probability, risk_band
+        self.amount, self.cause_probabilities = amount, cause_probabilities
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            cols = {"recoupment_probability": self.probability, "risk_band": self.risk_band,
+                    "expected_recoupment_amount": self.amount}
+            for j, c in enumerate(CAUSES):
+                cols[f"p_{c}"] = self.cause_probabilities[:, j]
+            self._table = pd.DataFrame(cols, index=self.ids)
+        return self._table
 
     def records(self, model_version: str) -> list[dict]:
         out = []
-        t = self.table
-        pc = t[[f"p_{c}" for c in CAUSES]].to_numpy()
-        prob = t["recoupment_probability"].to_numpy()
-        band = t["risk_band"].tolist()
-        amount = t["expected_recoupment_amount"].to_numpy()
-        for i, cid in enumerate(t.index):
-            order = np.argsort(-pc[i], kind="stable")
+        pc = np.asarray(self.cause_probabilities, dtype=np.float64)
+        order = np.argsort(-pc, axis=1, kind="stable").tolist()
+        pcl = pc.tolist()
+        prob = np.asarray(self.probability, dtype=np.float64).tolist()
+        band = np.asarray(self.risk_band).tolist()
+        amount = np.asarray(self.amount, dtype=np.float64).tolist()
+        reasons, hits = self.reasons, self.rule_hits
+        for i, cid in enumerate(self.ids.tolist()):
+            row = pcl[i]
             out.append({
                 "claim_id": cid,
-                "recoupment_probability": round(float(prob[i]), 6),
+                "recoupment_probability": round(prob[i], 6),
                 "risk_band": band[i],
-                "expected_recoupment_amount": round(float(amount[i]), 2),
-                "causes": [{"cause": CAUSES[j], "probability": round(float(pc[i, j]), 6)} for j in order],
-                "reasons": self.reasons.get(cid, []),
-                "rule_hits": self.rule_hits.get(cid, []),
+                "expected_recoupment_amount": round(amount[i], 2),
+                "causes": [{"cause": CAUSES[j], "probability": round(row[j], 6)} for j in order[i]],
+                "reasons": reasons.get(cid, []),
+                "rule_hits": hits.get(cid, []),
                 "model_version": model_version,
             })
         return out
@@ -86,24 +122,26 @@ class Scorer:
     def score_features(self, feats: FeatureResult, claims: pd.DataFrame,
                        explain: np.ndarray | bool = True) -> ScoreFrame:
         """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true."""
-        M = self.bundle.fast_matrix(feats.X)  # numpy of level codes when possible (cheap for one claim)
-        p = self.bundle.probability(M)
-        cp = self.bundle.cause_probabilities(M)
-        amount = expected_amount(self.bundle, p, cp, claims.reset_index(drop=True))
-        cols = {"recoupment_probability": p, "risk_band": self.risk_band(p), "expected_recoupment_amount": amount}
-        for j, c in enumerate(CAUSES):
-            cols[f"p_{c}"] = cp[:, j]
-        table = pd.DataFrame(cols, index=feats.X.index)
-        hits = rule_hit_records(feats.hits, claims, self.bundle.spec.unseen_dict(feats.X), self.rulebook)
+        b = self.bundle
+        X = feats.X
+        M = b.fast_matrix(X)  # numpy of level codes when possible (cheap for one claim)
+        p = b.probability(M)
+        cp = b.cause_probabilities(M)
+        claims = _range_indexed(claims)
+        amount = expected_amount(b, p, cp, claims)
+        hits = rule_hit_records(feats.hits, claims, b.spec.unseen_dict(X), self.rulebook)
         if isinstance(explain, (bool, np.bool_)):
-            explain = np.full(len(M), bool(explain))
+            idx = np.arange(len(M)) if explain else np.arange(0)
+        else:
+            idx = np.flatnonzero(explain)
         reasons: dict[str, list[dict]] = {}
-        idx = np.flatnonzero(explain)
         if len(idx):
-            contrib = self.bundle.contributions(M[idx] if isinstance(M, np.ndarray) else M.iloc[idx])
-            reasons = top_reasons(contrib, self.bundle.spec.feature_names_, feats.X.iloc[idx], feats.hits,
-                                  claims.iloc[idx] if len(claims) == len(M) else claims)
-        return ScoreFrame(table=table, reasons=reasons, rule_hits=hits)
+            every = len(idx) == len(M)
+            contrib = b.contributions(M if every else (M[idx] if isinstance(M, np.ndarray) else M.iloc[idx]))
+            reasons = top_reasons(contrib, b.spec.feature_names_, X if every else X.iloc[idx], feats.hits,
+                                  claims if every or len(claims) != len(M) else claims.iloc[idx])
+        return ScoreFrame(reasons=reasons, rule_hits=hits, ids=X.index, probability=p,
+                          risk_band=self.risk_band(p), amount=amount, cause_probabilities=cp)
 
     # ------------------------------------------------------------------ online
     def score_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, explain: bool = True,
@@ -111,5 +149,5 @@ class Scorer:
         """Score new claims against the online state; with ``record`` they join the state afterwards."""
         with self.lock:
             feats = compute_features(claims, lines, self.state, self.rulebook, record=record)
-        frame = self.score_features(feats, claims.reset_index(drop=True), explain)
+        frame = self.score_features(feats, claims, explain)
         return frame.records(self.model_version)
