@@ -28,6 +28,8 @@ FAMILY_PREFIXES: list[tuple[str, str]] = [
     ("outside_coverage", "coverage"), ("covered_by_other", "coverage"), ("days_outside_coverage", "coverage"),
     ("days_since_coverage", "coverage"),
     ("em_", "em_coding"), ("provider_em_", "em_coding"), ("n_dx", "diagnosis"), ("dx_support", "dx_support"),
+    ("dx_principal", "dx_support"), ("attachment_", "paperwork"), ("prior_auth_", "paperwork"),
+    ("n_procedure_lines", "claim_size"), ("procedure_rate_", "procedure"), ("procedure_recoup", "procedure"),
     ("n_addon", "addon"), ("mod25_without", "modifiers"), ("has_mod_", "modifiers"), ("n_modifiers", "modifiers"),
     ("provider_mod59", "modifiers"),
     ("has_prior_auth", "paperwork"), ("has_attachment", "paperwork"),
@@ -96,6 +98,14 @@ def _mue_text(r: pd.Series, plan: str) -> str:
     return f"{r['value']:g} units of {r['code']} exceed the {who} limit of {r['limit']:g} {per} (MUE)"
 
 
+def claim_principal(claim) -> str:
+    dx = claim.get("diagnosis_codes") if hasattr(claim, "get") else None
+    try:
+        return str(list(dx)[0]) if dx is not None and len(dx) else "?"
+    except TypeError:
+        return "?"
+
+
 def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -> str | None:
     cid = str(claim["claim_id"])
     plan = str(claim.get("plan_type", ""))
@@ -136,6 +146,12 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
             return f"E/M level {lvl:.0f} with {x.get('n_dx', 0):.0f} diagnosis code(s){extra}"
         return None
     if fam == "dx_support":
+        p1 = x.get("dx_principal_support_specialty_min", np.nan)
+        if p1 is None or pd.isna(p1):
+            p1 = x.get("dx_principal_support_min", np.nan)
+        if p1 is not None and pd.notna(p1) and p1 < 0.05:
+            return (f"the principal diagnosis {claim_principal(claim)} rarely goes with these procedures "
+                    f"(peers: {p1:.1%} of such claims)")
         s = x.get("dx_support_min")
         if pd.notna(s):
             return (f"the diagnoses on this claim rarely go with its procedures (peers billed this pairing on "
@@ -158,6 +174,14 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
             return "modifier 59/X{EPSU} used; payers review distinct-procedure modifiers closely"
         return None
     if fam == "paperwork":
+        parts = []
+        for what, has, exp in (("prior authorization number", "has_prior_auth", "prior_auth_expected"),
+                               ("attachment", "has_attachment", "attachment_expected")):
+            e = x.get(exp, np.nan)
+            if x.get(has) == 0 and e is not None and pd.notna(e) and e >= 0.3:
+                parts.append(f"no {what}, though peers send one with {e:.0%} of claims for these services")
+        if parts:
+            return "; ".join(parts)
         missing = [w for w, k in (("prior authorization", "has_prior_auth"), ("attachment", "has_attachment"))
                    if x.get(k) == 0]
         return f"no {' and no '.join(missing)} sent with this claim" if missing else None
