@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -15,26 +14,14 @@ log = logging.getLogger(__name__)
 
 
 def claim_json(history, claim_id: str) -> dict:
-    """One claim of a history in the service's CLAIM format (without payment fields)."""
-    c = history.claims[history.claims["claim_id"] == claim_id].iloc[0]
-    lines = history.claim_lines[history.claim_lines["claim_id"] == claim_id].sort_values("line_number")
+    """One claim of a history in the service's CLAIM format, re-ID'd as a resubmission."""
+    from serving.schemas import frames_to_claims
 
-    def val(v):
-        if isinstance(v, pd.Timestamp):
-            return str(v.date())
-        if hasattr(v, "tolist"):
-            return v.tolist()
-        return None if pd.isna(v) else v
-
-    claim = {k: val(c[k]) for k in ("claim_id", "patient_id", "billing_npi", "rendering_npi", "payer_id",
-                                     "plan_type", "claim_type", "place_of_service", "frequency_code",
-                                     "submitted_date", "total_charge", "diagnosis_codes", "prior_auth_number",
-                                     "has_attachment")}
+    c = history.claims[history.claims["claim_id"] == claim_id]
+    lines = history.claim_lines[history.claim_lines["claim_id"] == claim_id]
+    claim = frames_to_claims(c, lines)[0]
     claim["claim_id"] = f"{claim_id}-RESUBMIT"
-    claim["lines"] = [{k: val(r[k]) for k in ("line_number", "service_date", "procedure_code", "modifiers",
-                                              "units", "line_charge", "diagnosis_pointers")}
-                      for _, r in lines.iterrows()]
-    return {k: v for k, v in claim.items() if v is not None}
+    return claim
 
 
 def _step(n: int, text: str) -> float:
