@@ -161,7 +161,12 @@ def expected_amount(
     ratio = meta.get("payer_paid_ratio", {})
     default_ratio = float(meta.get("paid_ratio_default", 0.6))
     charge = claims["total_charge"].to_numpy(dtype=np.float64)
-    payer_ratio = claims["payer_id"].astype(str).map(ratio).fillna(default_ratio).to_numpy(dtype=np.float64)
+    payer = claims["payer_id"]
+    if len(payer) <= 64:  # a dict lookup per claim (pandas map has a large fixed cost)
+        vals = [ratio.get(k if type(k) is str else str(k)) for k in payer.tolist()]
+        payer_ratio = np.array([default_ratio if v is None or pd.isna(v) else v for v in vals], dtype=np.float64)
+    else:
+        payer_ratio = payer.astype(str).map(ratio).fillna(default_ratio).to_numpy(dtype=np.float64)
     base = charge * payer_ratio
     if "paid_amount" in claims.columns:
         paid = claims["paid_amount"].to_numpy(dtype=np.float64)

@@ -47,17 +47,38 @@ def _list_flat(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return vals, parents.astype(np.int64)
 
 
+def _small_values(s: pd.Series) -> list | None:
+    """The values of a short column as a list when none is missing (else None: take the pandas path).
+    Values that are all ``str`` need no ``isna`` pass."""
+    if len(s) > SMALL:
+        return None
+    arr = s.array
+    if isinstance(arr, pd.Categorical):  # the categories' values by code (``tolist`` is slower)
+        cats = arr.categories
+        vals = [cats[c] if c >= 0 else np.nan for c in arr.codes.tolist()]
+        if all(type(v) is str for v in vals):
+            return vals
+        vals = s.tolist()
+    else:
+        vals = s.tolist()
+    if all(type(v) is str for v in vals) or not s.hasnans:
+        return vals
+    return None
+
+
 def _str(s: pd.Series) -> np.ndarray:
     """A column as an object array of str (what ``astype(str)`` gives)."""
-    if len(s) <= SMALL and not s.hasnans:
-        return np.array([v if type(v) is str else str(v) for v in s.tolist()], dtype=object)
+    vals = _small_values(s)
+    if vals is not None:
+        return np.array([v if type(v) is str else str(v) for v in vals], dtype=object)
     return s.astype(str).to_numpy(dtype=object)
 
 
 def string_objects(s: pd.Series) -> np.ndarray:
     """A column as ``astype("string")`` then an object array (missing -> pd.NA)."""
-    if len(s) <= SMALL and not s.hasnans:
-        return np.array([v if type(v) is str else str(v) for v in s.tolist()], dtype=object)
+    vals = _small_values(s)
+    if vals is not None:
+        return np.array([v if type(v) is str else str(v) for v in vals], dtype=object)
     return s.astype("string").to_numpy(dtype=object)
 
 
@@ -593,6 +614,37 @@ def claim_attribute_arrays(
     return f, hits
 
 
+class CoverageArrays:
+    """Coverage spans as plain arrays (what :func:`coverage_arrays` reads from a coverage frame):
+    patient and payer ids as str, start and end as days since 1970 (float; open end 1e9)."""
+
+    def __init__(self, coverage: pd.DataFrame):
+        self.patient_id = _str(coverage["patient_id"])
+        self.start = _days(coverage["coverage_start"].to_numpy(dtype="datetime64[D]")).astype(float)
+        e_raw = coverage["coverage_end"].to_numpy(dtype="datetime64[D]")
+        self.end = np.where(np.isnat(e_raw), 1e9, e_raw.astype("int64").astype(float))
+        self.payer_id = _str(coverage["payer_id"])
+        rows: dict[str, list[int]] = {}
+        for i, p in enumerate(self.patient_id.tolist()):
+            rows.setdefault(p, []).append(i)
+        self._rows = {p: np.array(r, dtype=np.int64) for p, r in rows.items()}
+
+    def __len__(self) -> int:
+        return len(self.patient_id)
+
+    def of_patients(self, patient_ids: list[str]) -> "CoverageArrays":
+        """The spans of these patients (each patient's rows in table order, patients in the given order:
+        the rows ``HistoryState.coverage_for`` selects)."""
+        got = [self._rows.get(p) for p in patient_ids]
+        got = [r for r in got if r is not None]
+        idx = np.concatenate(got) if got else np.zeros(0, dtype=np.int64)
+        out = object.__new__(CoverageArrays)
+        out.patient_id, out.start, out.end, out.payer_id = (self.patient_id[idx], self.start[idx], self.end[idx],
+                                                            self.payer_id[idx])
+        out._rows = {}
+        return out
+
+
 def coverage_attributes(claims: pd.DataFrame, first_day: np.ndarray, last_day: np.ndarray,
                         coverage: pd.DataFrame | None) -> pd.DataFrame:
     """Whether the service dates fall in a coverage span of the billed payer (NaN without coverage data)."""
@@ -613,7 +665,14 @@ def coverage_arrays(claims: pd.DataFrame, first_day: np.ndarray, last_day: np.nd
         return out
     pid = cols["patient_id"] if "patient_id" in cols else _str(claims["patient_id"])
     payer = cols["payer_id"] if "payer_id" in cols else _str(claims["payer_id"])
-    cov_pid = _str(coverage["patient_id"])
+    if isinstance(coverage, CoverageArrays):
+        cov_pid, cov_start, cov_end, cov_payer = coverage.patient_id, coverage.start, coverage.end, coverage.payer_id
+    else:
+        cov_pid = _str(coverage["patient_id"])
+        cov_start = _days(coverage["coverage_start"].to_numpy(dtype="datetime64[D]")).astype(float)
+        e_raw = coverage["coverage_end"].to_numpy(dtype="datetime64[D]")
+        cov_end = np.where(np.isnat(e_raw), 1e9, e_raw.astype("int64").astype(float))
+        cov_payer = None
     # claim x coverage rows of the same patient (an inner merge, in numpy)
     codes, uniq = factorize(np.concatenate([pid, cov_pid]))
     qc, cc = codes[:n], codes[n:]
@@ -626,12 +685,11 @@ def coverage_arrays(claims: pd.DataFrame, first_day: np.ndarray, last_day: np.nd
     q = np.repeat(np.arange(n), reps)
     within = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
     r = order[np.repeat(starts[qc], reps) + within]
-    s = _days(coverage["coverage_start"].to_numpy(dtype="datetime64[D]")).astype(float)[r]
-    e_raw = coverage["coverage_end"].to_numpy(dtype="datetime64[D]")
-    e = np.where(np.isnat(e_raw), 1e9, e_raw.astype("int64").astype(float))[r]
+    s = cov_start[r]
+    e = cov_end[r]
     d0, d1 = first_day[q], last_day[q]
     inside = (s <= d0) & (d1 <= e)
-    same = _str(coverage["payer_id"])[r] == payer[q]
+    same = (_str(coverage["payer_id"]) if cov_payer is None else cov_payer)[r] == payer[q]
     dist = np.maximum(s - d0, 0) + np.maximum(d1 - e, 0)
     any_row = np.bincount(q, minlength=n) > 0
     in_same = np.bincount(q, weights=inside & same, minlength=n) > 0

@@ -25,6 +25,11 @@ PHASE_RECOUPMENT = 0
 PHASE_CLAIM = 1
 _DAY_SHIFT = 33
 _PHASE_SHIFT = 32
+#: the delta is folded into the sorted arrays once it holds more than max(MERGE_MIN, events / MERGE_FRACTION)
+MERGE_MIN = 20_000
+MERGE_FRACTION = 20
+#: large batches of queries are answered in chunks of this many (memory)
+QUERY_CHUNK = 1 << 18
 
 
 def day_number(dates: pd.Series | np.ndarray) -> np.ndarray:
@@ -54,7 +59,8 @@ class EventTable:
     """Events of one kind of key, sorted by (key, time), with prefix sums of their contributions."""
 
     columns: list[str]
-    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))  # object dtype: fast hashing
+    #: object (strings) or int64 (composite ids, see :class:`Vocab`): both hash fast
+    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     prefix: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))
@@ -66,7 +72,7 @@ class EventTable:
     def __post_init__(self) -> None:
         if self.prefix.shape[1] != len(self.columns):
             self.prefix = np.zeros((len(self.times) + 1, len(self.columns)))
-        if self.keys.dtype != object:
+        if self.keys.dtype != object and self.keys.dtype != np.int64:
             self.keys = pd.Index(self.keys.to_numpy(dtype=object), dtype=object)
 
     def key_positions(self, keys: np.ndarray) -> np.ndarray:
@@ -75,6 +81,7 @@ class EventTable:
         n = len(keys)
         if not len(self.keys):
             return np.full(n, -1, dtype=np.int64)
+        keys = self._as_key_array(keys)
         if n <= 32:
             get_loc = self.keys.get_loc
             out = np.empty(n, dtype=np.int64)
@@ -85,6 +92,11 @@ class EventTable:
                     out[i] = -1
             return out
         return self.keys.get_indexer(keys).astype(np.int64)
+
+    def _as_key_array(self, keys) -> np.ndarray:
+        if self.keys.dtype == np.int64:
+            return np.asarray(keys, dtype=np.int64)
+        return np.asarray(keys, dtype=object)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -98,18 +110,25 @@ class EventTable:
     ) -> "EventTable":
         """Build from unsorted events: keys (strings or ints), int64 times, values [n, len(columns)]."""
         keys = np.asarray(keys)
-        codes, uniques = pd.factorize(keys, sort=False)
+        int_keys = keys.dtype.kind in "iu"
+        codes, uniques = pd.factorize(keys.astype(np.int64, copy=False) if int_keys else keys, sort=False)
+        n = len(keys)
+        del keys
         order = np.lexsort((times, codes))
-        codes = codes[order]
         counts = np.bincount(codes, minlength=len(uniques))
+        del codes
         offsets = np.zeros(len(uniques) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        vals = np.asarray(values, dtype=np.float64).reshape(len(keys), len(columns))[order]
-        prefix = np.zeros((len(keys) + 1, len(columns)))
-        np.cumsum(vals, axis=0, out=prefix[1:])
+        vals = np.asarray(values, dtype=np.float64).reshape(n, len(columns))
+        prefix = np.zeros((n + 1, len(columns)))
+        np.cumsum(vals[order], axis=0, out=prefix[1:])
+        del vals
+        prefix = _compact_prefix(prefix)
+        uniq = pd.Index(np.asarray(uniques, dtype=np.int64), dtype=np.int64) if int_keys else \
+            pd.Index(np.asarray(uniques, dtype=object), dtype=object)
         return cls(
             columns=list(columns),
-            keys=pd.Index(np.asarray(uniques, dtype=object), dtype=object),
+            keys=uniq,
             offsets=offsets,
             times=np.asarray(times, dtype=np.int64)[order],
             prefix=prefix,
@@ -125,13 +144,26 @@ class EventTable:
                 (int(times[i]), values[i].copy(), None if payload is None else payload[i])
             )
         self.n_delta += len(keys)
+        self._delta_table = None
+        if self.n_delta > max(MERGE_MIN, len(self.times) // MERGE_FRACTION):
+            self.merge()
 
-    def merge(self) -> None:
-        """Fold the delta into the sorted arrays."""
-        if not self.n_delta:
-            return
-        base_keys = np.repeat(self.keys.to_numpy(dtype=object), np.diff(self.offsets))
-        base_vals = np.diff(self.prefix, axis=0)
+    def _delta_events(self) -> "EventTable":
+        """The delta as a small sorted table of its own (rebuilt lazily after appends), so that many
+        queries against it are vectorized like queries against the main arrays."""
+        tab = getattr(self, "_delta_table", None)
+        if tab is None:
+            d_keys, d_times, d_vals, d_pay = self._delta_arrays()
+            payload = None
+            if self.payload is not None:
+                payload = np.empty(len(d_pay), dtype=self.payload.dtype)
+                payload[:] = d_pay
+            kk = np.array(d_keys, dtype=np.int64 if self.keys.dtype == np.int64 else object)
+            tab = EventTable.build(self.columns, kk, d_times, d_vals, payload)
+            self._delta_table = tab
+        return tab
+
+    def _delta_arrays(self):
         d_keys, d_times, d_vals, d_pay = [], [], [], []
         for k, items in self.delta.items():
             for t, v, p in items:
@@ -139,13 +171,29 @@ class EventTable:
                 d_times.append(t)
                 d_vals.append(v)
                 d_pay.append(p)
-        keys = np.concatenate([base_keys, np.array(d_keys, dtype=object)])
-        times = np.concatenate([self.times, np.array(d_times, dtype=np.int64)])
-        vals = np.vstack([base_vals, np.array(d_vals).reshape(len(d_keys), len(self.columns))])
+        return (d_keys, np.array(d_times, dtype=np.int64),
+                np.array(d_vals, dtype=np.float64).reshape(len(d_keys), len(self.columns)), d_pay)
+
+    def merge(self) -> None:
+        """Fold the delta into the sorted arrays."""
+        if not self.n_delta:
+            return
+        int_keys = self.keys.dtype == np.int64 or (not len(self.keys) and all(
+            isinstance(k, (int, np.integer)) for k in self.delta))
+        kdt = np.int64 if int_keys else object
+        base_keys = np.repeat(self.keys.to_numpy(dtype=kdt), np.diff(self.offsets))
+        base_vals = np.diff(self.prefix, axis=0)
+        d_keys, d_times, d_vals, d_pay = self._delta_arrays()
+        keys = np.concatenate([base_keys, np.array(d_keys, dtype=kdt)])
+        times = np.concatenate([self.times, d_times])
+        vals = np.vstack([base_vals, d_vals])
         payload = None
         if self.payload is not None:
-            payload = np.concatenate([self.payload, np.array(d_pay, dtype=self.payload.dtype)])
+            dp = np.empty(len(d_pay), dtype=self.payload.dtype)
+            dp[:] = d_pay
+            payload = np.concatenate([self.payload, dp])
         merged = EventTable.build(self.columns, keys, times, vals, payload)
+        self.__dict__.clear()
         self.__dict__.update(merged.__dict__)
 
     # ------------------------------------------------------------------ querying
@@ -158,9 +206,17 @@ class EventTable:
         Delta events are added to the sums; their latest is reported as ``-2 - position`` in
         :meth:`delta_payload` order only through :meth:`latest_payload`.
         """
-        keys = np.asarray(keys, dtype=object)
+        keys = self._as_key_array(keys)
         times = np.asarray(times, dtype=np.int64)
         n = len(keys)
+        if n > QUERY_CHUNK:  # bounded temporaries for millions of queries (same numbers per row)
+            width = len(self.columns) if columns is None else len(columns)
+            sums = np.empty((n, width))
+            latest = np.empty(n, dtype=np.int64)
+            for s in range(0, n, QUERY_CHUNK):
+                e = min(n, s + QUERY_CHUNK)
+                sums[s:e], latest[s:e] = self.query(keys[s:e], times[s:e], columns)
+            return sums, latest
         k_idx = self.key_positions(keys)
         known = k_idx >= 0
         lo = np.zeros(n, dtype=np.int64)
@@ -175,17 +231,20 @@ class EventTable:
             else:
                 pos[known] = self._segmented_searchsorted(k_idx[known], times[known])
         prefix = self.prefix if columns is None else self.prefix[:, columns]
-        sums = prefix[pos]
+        sums = prefix[pos].astype(np.float64, copy=False)
         sums -= prefix[lo]
         latest = np.where(pos > lo, pos - 1, -1)
         if self.n_delta:
-            for i, k in enumerate(keys.tolist()):
-                items = self.delta.get(k)
-                if not items:
-                    continue
-                for t, v, _ in items:
-                    if t < times[i]:
-                        sums[i] += v if columns is None else v[columns]
+            if n <= 32:  # a few keys: dictionary lookups (same sums as the delta table's)
+                for i, k in enumerate(keys.tolist()):
+                    items = self.delta.get(k)
+                    if not items:
+                        continue
+                    for t, v, _ in items:
+                        if t < times[i]:
+                            sums[i] += v if columns is None else v[columns]
+            else:
+                sums += self._delta_events().query(keys, times, columns)[0]
         return sums, latest
 
     def _segmented_searchsorted(self, seg: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -208,6 +267,10 @@ class EventTable:
         q_rank = np.searchsorted(uniq, q, side="left").astype(np.int64)
         return np.searchsorted(ev_key, seg.astype(np.int64) * span + q_rank, side="left")
 
+    def release_index(self) -> None:
+        """Drop the cached composite keys of the batched search (rebuilt by the next large query)."""
+        self.__dict__.pop("_seg_index", None)
+
     def window(self, keys: np.ndarray, t_end: np.ndarray, t_start: np.ndarray) -> np.ndarray:
         """Sums of the events with t_start <= time < t_end."""
         a, _ = self.query(keys, t_end)
@@ -225,15 +288,47 @@ class EventTable:
             pay[ok] = self.payload[latest[ok]]
         tt[ok] = self.times[latest[ok]]
         if self.n_delta:
-            for i, k in enumerate(keys.tolist()):
-                for t, _, p in self.delta.get(k, ()):
-                    if t < times[i] and t > tt[i]:
-                        tt[i], pay[i] = t, p
+            if len(keys) <= 32:
+                for i, k in enumerate(keys.tolist()):
+                    for t, _, p in self.delta.get(k, ()):
+                        if t < times[i] and t > tt[i]:
+                            tt[i], pay[i] = t, p
+            else:
+                d_pay, d_tt = self._delta_events().latest_payload(keys, times)
+                later = d_tt > tt
+                tt[later] = d_tt[later]
+                pay[later] = d_pay[later]
         return pay, tt
+
+    def payloads_before(self, keys: np.ndarray, times: np.ndarray, latest: np.ndarray | None = None,
+                        values: bool = False) -> tuple[np.ndarray, ...]:
+        """Every event of each key before its T: (query position, payload) pairs, main events first
+        (per query in time order), then delta events. ``latest`` may pass :meth:`query`'s output.
+        With ``values`` also each event's own values (differences of consecutive prefix rows)."""
+        keys = self._as_key_array(keys)
+        times = np.asarray(times, dtype=np.int64)
+        if latest is None:
+            latest = self.query(keys, times)[1]
+        k_idx = self.key_positions(keys)
+        lo = np.where(k_idx >= 0, self.offsets[np.maximum(k_idx, 0)], 0)
+        reps = np.maximum(latest + 1 - lo, 0)
+        qi = np.repeat(np.arange(len(keys)), reps)
+        ev = np.repeat(lo, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+        q_parts = [qi]
+        p_parts = [self.payload[ev] if self.payload is not None else np.full(len(ev), None, dtype=object)]
+        v_parts = [self.prefix[ev + 1].astype(np.float64) - self.prefix[ev]] if values else []
+        if self.n_delta:
+            d = self._delta_events().payloads_before(keys, times, values=values)
+            q_parts.append(d[0])
+            p_parts.append(d[1])
+            if values:
+                v_parts.append(d[2])
+        out = (np.concatenate(q_parts), np.concatenate(p_parts))
+        return out + (np.concatenate(v_parts),) if values else out
 
     def events_before(self, key, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices into payload, delta payloads) of one key's events before T (small groups)."""
-        i = int(self.key_positions(np.array([key], dtype=object))[0])
+        i = int(self.key_positions(self._as_key_array([key]))[0])
         idx = np.zeros(0, dtype=np.int64)
         if i >= 0:
             lo, hi = self.offsets[i], self.offsets[i + 1]
@@ -246,7 +341,8 @@ class EventTable:
     def to_frame(self) -> pd.DataFrame:
         self.merge()
         df = pd.DataFrame(np.diff(self.prefix, axis=0), columns=self.columns)
-        df.insert(0, "_key", np.repeat(self.keys.to_numpy(dtype=object), np.diff(self.offsets)))
+        kdt = np.int64 if self.keys.dtype == np.int64 else object
+        df.insert(0, "_key", np.repeat(self.keys.to_numpy(dtype=kdt), np.diff(self.offsets)))
         df.insert(1, "_time", self.times)
         if self.payload is not None:
             df["_payload"] = self.payload
@@ -256,8 +352,41 @@ class EventTable:
     def from_frame(cls, df: pd.DataFrame) -> "EventTable":
         cols = [c for c in df.columns if not c.startswith("_")]
         payload = df["_payload"].to_numpy() if "_payload" in df.columns else None
-        return cls.build(cols, df["_key"].to_numpy(dtype=object), df["_time"].to_numpy(dtype=np.int64),
+        k = df["_key"]
+        keys = k.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(k.dtype) else k.to_numpy(dtype=object)
+        return cls.build(cols, keys, df["_time"].to_numpy(dtype=np.int64),
                          df[cols].to_numpy(dtype=np.float64), payload)
+
+
+def _compact_prefix(prefix: np.ndarray) -> np.ndarray:
+    """Prefix sums that are all integers below 2**31 (counts: most columns) as int32: half the memory,
+    and every query returns the same float64 numbers (the differences of the same integers)."""
+    if not prefix.size:
+        return prefix
+    for j in range(prefix.shape[1]):
+        col = prefix[:, j]
+        if np.abs(col).max() >= 2**31 or not np.array_equal(col, np.rint(col)):
+            return prefix
+    return prefix.astype(np.int32)
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere). Batch feature
+    building frees many arrays of a few MB, which glibc keeps in its heap; without this the peak RSS of
+    the next allocations stacks on top of them."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _segmented_searchsorted(times: np.ndarray, offsets: np.ndarray, seg: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -273,3 +402,99 @@ def _segmented_searchsorted(times: np.ndarray, offsets: np.ndarray, seg: np.ndar
     ev_key = seg_of_event * span + rank[:n]
     q_key = seg.astype(np.int64) * span + rank[n:]
     return np.searchsorted(ev_key, q_key, side="left")
+
+
+class Vocab:
+    """Values of one key component (strings or int64) -> dense int64 ids, in order of first sight.
+
+    Event tables of composite keys (patient, provider, day, code, ...) use int64 keys built from these
+    ids (:func:`pack`) instead of concatenated strings: a few bytes per event instead of a Python string,
+    and integer hashing. The vocabulary lives in the state: unseen values get a new id when events are
+    recorded (``add=True``) and -1 ("not found") when only queried.
+    """
+
+    def __init__(self, values: np.ndarray | pd.Index | None = None) -> None:
+        self.index = pd.Index([] if values is None else values)
+        if self.index.dtype != np.int64:
+            self.index = pd.Index(self.index.to_numpy(dtype=object), dtype=object)
+        self.extra: dict = {}  # online additions (value -> id), folded into the index by large calls
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self.extra)
+
+    def _fold(self) -> None:
+        if self.extra:
+            self.index = self.index.append(pd.Index(list(self.extra), dtype=self.index.dtype))
+            self.extra = {}
+
+    def values(self) -> pd.Index:
+        self._fold()
+        return self.index
+
+    def ids(self, values, add: bool = False) -> np.ndarray:
+        values = np.asarray(values)
+        n = len(values)
+        if values.dtype.kind in "iu":
+            values = values.astype(np.int64, copy=False)
+            if not len(self) and self.index.dtype != np.int64:
+                self.index = pd.Index([], dtype=np.int64)
+        elif values.dtype != object:
+            values = values.astype(object)
+        if n <= 32:
+            out = np.empty(n, dtype=np.int64)
+            get_loc, extra = self.index.get_loc, self.extra
+            for i, v in enumerate(values.tolist()):
+                try:
+                    out[i] = get_loc(v)
+                except KeyError:
+                    j = extra.get(v, -1)
+                    if j < 0 and add:
+                        j = extra[v] = len(self)
+                    out[i] = j
+            return out
+        self._fold()
+        if not len(self.index) and add:
+            codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
+            self.index = pd.Index(uniques, dtype=self.index.dtype)
+            return codes.astype(np.int64, copy=False)
+        out = self.index.get_indexer(values).astype(np.int64, copy=False) if len(self.index) else \
+            np.full(n, -1, dtype=np.int64)
+        if add:
+            miss = out < 0
+            if miss.any():
+                new = pd.unique(values[miss])
+                self.index = self.index.append(pd.Index(new, dtype=self.index.dtype))
+                out[miss] = self.index.get_indexer(values[miss])
+        return out
+
+    def decode(self, ids: np.ndarray) -> np.ndarray:
+        """The values of these ids (all known)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        base = self.index.to_numpy()
+        out = np.empty(len(ids), dtype=base.dtype)
+        inb = ids < len(base)
+        out[inb] = base[ids[inb]]
+        if not inb.all():
+            extra = np.empty(len(self.extra), dtype=base.dtype)
+            extra[:] = list(self.extra)
+            out[~inb] = extra[ids[~inb] - len(base)]
+        return out
+
+    # persistence
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"value": self.values()})
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> "Vocab":
+        v = df["value"]
+        return cls(pd.Index(v.to_numpy(dtype=np.int64), dtype=np.int64) if pd.api.types.is_integer_dtype(v.dtype)
+                   else pd.Index(v.to_numpy(dtype=object), dtype=object))
+
+
+def pack(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """One int64 per pair of ids (each < 2**31); -1 when either is -1 (unseen: matches no key)."""
+    hi = np.asarray(hi, dtype=np.int64)
+    lo = np.asarray(lo, dtype=np.int64)
+    out = (hi << 31) | lo
+    out[(hi < 0) | (lo < 0)] = -1
+    return out

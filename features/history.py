@@ -27,8 +27,11 @@ from features.events import (
     PHASE_CLAIM,
     PHASE_RECOUPMENT,
     EventTable,
+    Vocab,
+    release_memory,
     day_number,
     encode_time,
+    pack,
     time_of_day_start,
 )
 from features.rulebook import Rulebook
@@ -130,33 +133,82 @@ def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) 
     return lp[keep], fm[keep].astype(object)
 
 
+#: from this many claims on, a call is a batch: search indexes are dropped after use and memory trimmed
+BATCH_CLAIMS = 50_000
+
+#: vocabularies of the components of the line tables' composite keys (and of intermediate pairs)
+LINE_VOCABS = ("patient", "npi", "day", "code", "family", "pos", "plan", "specialty",
+               "patient_npi", "sameday", "specialty_code")
+
+
+class KeyCoder:
+    """Integer keys of the line-level event tables, from one :class:`~features.events.Vocab` per key
+    component: e.g. the same-day key (patient, provider, day) is ``pack(id(patient, provider), id(day))``
+    and the duplicate key ``pack(id(same-day key), id(code))``. Equal components give equal keys, so the
+    keys identify the same events the former ``"patient|npi|day|code"`` strings did."""
+
+    def __init__(self, vocabs: dict[str, Vocab] | None = None) -> None:
+        self.vocabs = vocabs if vocabs is not None else {name: Vocab() for name in LINE_VOCABS}
+
+    def ids(self, name: str, values, add: bool) -> np.ndarray:
+        return self.vocabs[name].ids(values, add)
+
+    def sub(self, name: str, packed: np.ndarray, add: bool) -> np.ndarray:
+        """Ids of packed keys (-1 stays -1: an unseen component)."""
+        ok = packed >= 0
+        if ok.all():
+            return self.vocabs[name].ids(packed, add)
+        out = np.full(len(packed), -1, dtype=np.int64)
+        out[ok] = self.vocabs[name].ids(packed[ok], add)
+        return out
+
+
+class Tables(dict):
+    """Event tables by name, with the :class:`KeyCoder` of their integer keys (``coder``)."""
+
+    def __init__(self, *args, coder: KeyCoder | None = None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.coder = coder if coder is not None else KeyCoder()
+
+
 def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache: dict | None = None,
-              specialty: np.ndarray | None = None) -> dict:
-    """String keys of each line (computed once per call and shared by events and features)."""
+              specialty: np.ndarray | None = None, coder: KeyCoder | None = None, add: bool = False) -> dict:
+    """Integer keys of each line (computed once per call and shared by events and features).
+
+    ``add`` gives unseen components new ids (recording events); otherwise their keys are -1 (found
+    nowhere). Keys computed without ``add`` are recomputed when events are recorded.
+    """
     L = line_arrays(la)
-    if cache is not None and "samekey" in cache:
+    if cache is not None and "samekey" in cache and (cache.get("_keys_added") or not add):
         return cache
-    out = cache if cache is not None else {}
-    ci = L["ci"]
-    pid = (out["patient_id"] if "patient_id" in out else _str(claims["patient_id"]))[ci]
-    npi = (out["billing_npi"] if "billing_npi" in out else _str(claims["billing_npi"]))[ci]
-    day = L["day"].astype(str).astype(object)
-    code = L["code"]
-    samekey = pid + "|" + npi + "|" + day
-    out["samekey"] = samekey
-    out["dupkey"] = samekey + "|" + code
-    lp, fam = line_dx_families(claims, lines, ci)
-    out["lp"], out["proc_dx"] = lp, code[lp] + "|" + fam
-    pos = (out["place_of_service"] if "place_of_service" in out else _str(claims["place_of_service"]))[ci]
-    out["proc_pos"] = code + "|" + pos
-    plan = (out["plan_type"] if "plan_type" in out else _str(claims["plan_type"]))[ci]
-    out["proc_plan"] = code + "|" + plan
-    out["proc_dx1"] = code + "|" + principal_families(claims)[ci]
+    if coder is None:
+        raise ValueError("line_keys needs the state's key coder")
     if specialty is None:
         raise ValueError("line_keys needs the claims' specialties")
-    spec = np.asarray(specialty, dtype=object)[ci]
-    out["spec_proc"] = spec + "|" + code
-    out["spec_proc_dx1"] = spec + "|" + out["proc_dx1"]
+    out = cache if cache is not None else {}
+    ci = L["ci"]
+
+    def claim_ids(vocab: str, col: str) -> np.ndarray:
+        return coder.ids(vocab, out[col] if col in out else _str(claims[col]), add)
+
+    pn = coder.sub("patient_npi", pack(claim_ids("patient", "patient_id"), claim_ids("npi", "billing_npi")), add)
+    samekey = pack(pn[ci], coder.ids("day", L["day"], add))
+    del pn
+    code = coder.ids("code", L["code"], add)
+    out["samekey"] = samekey
+    out["dupkey"] = pack(coder.sub("sameday", samekey, add), code)
+    out["code_id"] = code
+    lp, fam = line_dx_families(claims, lines, ci)
+    out["lp"], out["proc_dx"] = lp, pack(code[lp], coder.ids("family", fam, add))
+    del fam
+    out["proc_pos"] = pack(code, claim_ids("pos", "place_of_service")[ci])
+    out["proc_plan"] = pack(code, claim_ids("plan", "plan_type")[ci])
+    dx1 = coder.ids("family", principal_families(claims), add)[ci]
+    out["proc_dx1"] = pack(code, dx1)
+    spec = coder.ids("specialty", np.asarray(specialty, dtype=object), add)[ci]
+    out["spec_proc"] = pack(spec, code)
+    out["spec_proc_dx1"] = pack(coder.sub("specialty_code", out["spec_proc"], add), dx1)
+    out["_keys_added"] = add
     return out
 
 
@@ -174,9 +226,10 @@ def principal_families(claims: pd.DataFrame) -> np.ndarray:
 
 def claim_events(
     claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, order: np.ndarray,
-    cache: dict | None = None,
+    cache: dict | None = None, coder: KeyCoder | None = None,
 ) -> dict[str, tuple]:
-    """Event rows contributed by claims: name -> (keys, times, values, payload)."""
+    """Event rows contributed by claims: name -> (keys, times, values, payload). Unseen key components
+    get ids in ``coder`` (the state's)."""
     L = line_arrays(la)
     ci = L["ci"]
     n = len(claims)
@@ -195,20 +248,21 @@ def claim_events(
     for name, keys in claim_entity_keys(claims, specialty, cache, la).items():
         out[name] = (keys, t, vals, None)
     # line-level keys
-    lk = line_keys(claims, lines, la, cache, specialty)
-    code = L["code"]
+    lk = line_keys(claims, lines, la, cache, specialty, coder, add=True)
     tl = t[ci]
     ones = np.ones((len(L["ci"]), 1))
-    cid = lk["claim_id"] if "claim_id" in lk else _str(claims["claim_id"])
+    if "claim_id" not in lk:
+        lk["claim_id"] = _str(claims["claim_id"])  # kept in the cache: one set of id strings per call
+    cid = lk["claim_id"]
     out["dup"] = (lk["dupkey"], tl, ones, cid[ci])
-    same_payload = (code + "|" + L["mod_bypass"].astype(int).astype(str).astype(object) + "|"
-                    + L["line_number"].astype(str).astype(object) + "|" + cid[ci]).astype(object)
-    out["sameday"] = (lk["samekey"], tl, ones, same_payload)
+    # same-day lines: the code (id) and modifier bypass ride along as values, the claim id as payload
+    out["sameday"] = (lk["samekey"], tl,
+                      np.column_stack([ones[:, 0], lk["code_id"], L["mod_bypass"].astype(np.float64)]), cid[ci])
     lp = lk["lp"]
     out["proc_dx"] = (lk["proc_dx"], tl[lp], np.ones((len(lp), 1)), None)
     has_att = claims["has_attachment"].to_numpy(dtype=float)[ci]
     has_pa = claims["prior_auth_number"].notna().to_numpy(dtype=float)[ci]
-    out["proc"] = (code, tl, np.column_stack([np.ones(len(ci)), has_att]), None)
+    out["proc"] = (lk["code_id"], tl, np.column_stack([np.ones(len(ci)), has_att]), None)
     out["proc_pos"] = (lk["proc_pos"], tl, ones, None)
     out["proc_plan"] = (lk["proc_plan"], tl, np.column_stack([np.ones(len(ci)), has_pa]), None)
     out["proc_dx1"] = (lk["proc_dx1"], tl, ones, None)
@@ -241,24 +295,49 @@ def recoupment_events(rec: pd.DataFrame, claim_keys: pd.DataFrame) -> dict[str, 
     return out
 
 
+_RC = [f"rc_{c}" for c in CAUSES]
+#: the columns each entity table keeps (those its features read; events carry all ENTITY_COLS)
+ENTITY_TABLE_COLS = {
+    "all": ["n_claims", "n_recouped", *_RC],
+    "payer": ["n_claims", "n_recouped", *_RC],
+    "patient": ["n_claims", "n_recouped", "rc_eligibility"],
+    "procedure": ["n_claims", "n_recouped", *_RC],
+    "provider": [c for c in ENTITY_COLS if c != "recouped_amount"],
+    "specialty": [c for c in ENTITY_COLS if c != "recouped_amount"],
+}
+_ENTITY_COL_POS = {e: [ENTITY_COLS.index(c) for c in cols] for e, cols in ENTITY_TABLE_COLS.items()}
+
+
+def table_values(name: str, vals: np.ndarray) -> np.ndarray:
+    """The columns of event values (ENTITY_COLS wide for entity tables) that table ``name`` keeps."""
+    pos = _ENTITY_COL_POS.get(name)
+    if pos is None or vals.shape[1] == len(pos):
+        return vals
+    return vals[:, pos]
+
+
 TABLE_COLUMNS = {
-    **{e: ENTITY_COLS for e in ENTITIES},
-    "dup": ["n"], "sameday": ["n"], "proc_dx": ["n"], "proc": ["n", "att"], "proc_pos": ["n"],
+    **ENTITY_TABLE_COLS,
+    "dup": ["n"], "sameday": ["n", "code", "bypass"], "proc_dx": ["n"], "proc": ["n", "att"], "proc_pos": ["n"],
     "proc_plan": ["n", "pa"], "proc_dx1": ["n"], "spec_proc": ["n"], "spec_proc_dx1": ["n"],
 }
 
 
-def build_tables(parts: list[dict[str, tuple]]) -> dict[str, EventTable]:
-    """Assemble event tables from several event-row dicts (claims, recoupments)."""
-    tables = {}
+def build_tables(parts: list[dict[str, tuple]], coder: KeyCoder | None = None) -> Tables:
+    """Assemble event tables from several event-row dicts (claims, recoupments), one table at a time;
+    each table's rows are dropped from ``parts`` once it is built (memory)."""
+    tables = Tables(coder=coder)
     for name, cols in TABLE_COLUMNS.items():
-        got = [p[name] for p in parts if name in p]
+        got = [p.pop(name) for p in parts if name in p]
         keys = np.concatenate([g[0] for g in got]) if got else np.zeros(0, dtype=object)
         times = np.concatenate([g[1] for g in got]) if got else np.zeros(0, dtype=np.int64)
-        vals = np.vstack([g[2] for g in got]) if got else np.zeros((0, len(cols)))
+        vals = np.vstack([table_values(name, g[2]) for g in got]) if got else np.zeros((0, len(cols)))
         pays = [g[3] for g in got if g[3] is not None]
         payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
+        del got, pays
         tables[name] = EventTable.build(cols, keys, times, vals, payload)
+        del keys, times, vals, payload
+    release_memory()
     return tables
 
 
@@ -289,16 +368,20 @@ def history_features(
     day = day_number(claims["submitted_date"])
     keys = claim_entity_keys(claims, specialty, cache, la)
     f: dict[str, np.ndarray] = {}
-    ix = {c: i for i, c in enumerate(ENTITY_COLS)}
-    res = {e: tables[e].query(keys[e], t)[0] for e in ENTITIES}
-    g = res["all"]
-    sp = res["specialty"]
-    pr = res["provider"]
-    pa = res["patient"]
-    py = res["payer"]
 
-    def col(a: np.ndarray, name: str) -> np.ndarray:
-        return a[:, ix[name]]
+    def entity(e: str) -> dict[str, np.ndarray]:
+        cols = tables[e].columns
+        sums = tables[e].query(keys[e], t)[0]
+        return {c: sums[:, j] for j, c in enumerate(cols)}
+
+    g = entity("all")
+    sp = entity("specialty")
+    pr = entity("provider")
+    pa = entity("patient")
+    py = entity("payer")
+
+    def col(a: dict[str, np.ndarray], name: str) -> np.ndarray:
+        return a[name]
 
     g_rate = _rate(col(g, "n_recouped"), col(g, "n_claims"))
     sp_rate = _rate(col(sp, "n_recouped") + 10 * np.nan_to_num(g_rate), col(sp, "n_claims") + 10)
@@ -351,7 +434,8 @@ def history_features(
     f["patient_claims_30d"] = col(pa, "n_claims") - qw[:n]
     f["patient_claims_365d"] = col(pa, "n_claims") - qw[n:]
     # the claim's main procedure: how often peers' claims for it were recouped, overall and by cause
-    pc = res["procedure"]
+    del pr, sp, py
+    pc = entity("procedure")
     pc_rate = (col(pc, "n_recouped") + 20 * np.nan_to_num(g_rate)) / (col(pc, "n_claims") + 20)
     f["procedure_recoup_rate"] = pc_rate
     for c in ("documentation", "medical_necessity", "procedure_coding", "bundling", "units"):
@@ -359,14 +443,27 @@ def history_features(
         f[f"procedure_rate_{c}"] = (col(pc, f"rc_{c}") + 20 * np.nan_to_num(g_c)) / (col(pc, "n_claims") + 20)
     f["patient_n_recouped"] = col(pa, "n_recouped")
     f["patient_eligibility_recoups"] = col(pa, "rc_eligibility")
+    del g, pa, pc
 
     hits: list[dict] = []
-    lk = line_keys(claims, lines, la, cache, specialty)
+    lk = line_keys(claims, lines, la, cache, specialty, getattr(tables, "coder", None))
+    big = n >= BATCH_CLAIMS
+    if big:
+        for e in ENTITIES:
+            tables[e].release_index()
     _duplicate_features(claims, la, tables, t, f, hits, lk, day)
     _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache)
-    _support_features(claims, lines, la, tables, t, f, lk)
+    if big:
+        tables["dup"].release_index()
+        tables["sameday"].release_index()
+    _support_features(claims, lines, la, tables, t, f, lk, big)
     for k, v in f.items():
         f[k] = np.round(np.asarray(v, dtype=np.float64), ROUND)
+    if big:
+        for k in ("samekey", "dupkey", "code_id", "lp", "proc_dx", "proc_pos", "proc_plan", "proc_dx1",
+                  "spec_proc", "spec_proc_dx1", "_keys_added"):
+            cache.pop(k, None)  # recomputed if the claims are recorded afterwards
+        release_memory()
     if as_arrays:
         return f, hits
     return pd.DataFrame(f, index=claims.index), hits
@@ -386,7 +483,7 @@ def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
     f["dup_lines_matched"] = n_match
     f["dup_share_lines_matched"] = n_match / np.maximum(n_lines, 1)
     f["dup_all_lines_matched"] = ((n_match == n_lines) & (n_lines > 0)).astype(float)
-    same, _ = tables["sameday"].query(samekey, tl)
+    same, _ = tables["sameday"].query(samekey, tl, columns=[0])
     f["sameday_prior_lines"] = np.bincount(ci, weights=same[:, 0], minlength=n)
     f["dup_days_since_match"] = np.full(n, np.nan)
     if matched.any():
@@ -413,33 +510,19 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
     tab = tables["sameday"]
     samekey = lk["samekey"]
     tl = t[ci]
-    cnt, latest = tab.query(samekey, tl)
+    cnt, latest = tab.query(samekey, tl, columns=[0])
     has = cnt[:, 0] > 0
     if not has.any():
         return
-    q_idx, other = [], []
-    k_idx = tab.key_positions(samekey[has])
-    lo = np.where(k_idx >= 0, tab.offsets[np.maximum(k_idx, 0)], 0)
-    hi = latest[has] + 1
-    reps = np.maximum(hi - lo, 0)
-    qi = np.repeat(np.flatnonzero(has), reps)
-    ev = np.repeat(lo, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
-    q_idx.append(qi)
-    other.extend(tab.payload[ev].tolist())
-    # delta (online additions)
-    if tab.n_delta:
-        for j in np.flatnonzero(has):
-            for tt, _, p in tab.delta.get(samekey[j], ()):
-                if tt < tl[j]:
-                    q_idx.append(np.array([j]))
-                    other.append(p)
-    qi = np.concatenate(q_idx)
+    hq = np.flatnonzero(has)
+    # every earlier same-day line (delta of online additions included): claim id, code id, bypass
+    qi, o_claim, ev = tab.payloads_before(samekey[hq], tl[hq], latest[hq], values=True)
+    qi = hq[qi]
     if len(qi) == 0:
         return
-    parts = [str(o).split("|", 3) for o in other]
-    o_code = np.array([p[0] for p in parts], dtype=object)
-    o_byp = np.array([p[1] == "1" for p in parts], dtype=bool)
-    o_claim = np.array([p[3] for p in parts], dtype=object)
+    o_code = tables.coder.vocabs["code"].decode(ev[:, 1].astype(np.int64))
+    o_byp = ev[:, 2] == 1
+    o_claim = np.asarray(o_claim, dtype=object)
     code = L["code"][qi]
     keep = code != o_code
     qi, o_code, o_byp, o_claim, code = qi[keep], o_code[keep], o_byp[keep], o_claim[keep], code[keep]
@@ -464,39 +547,45 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
         })
 
 
-def _support_features(claims, lines, la, tables, t, f, lk) -> None:
+def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False) -> None:
     """How often peers billed this procedure with these diagnosis families / at this place of service."""
     L = line_arrays(la)
+
+    def _query(name: str, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+        out = tables[name].query(keys, times)[0]
+        if release:
+            tables[name].release_index()
+        return out
+
     n = len(claims)
     ci = L["ci"]
-    code = L["code"]
     tl = t[ci]
-    proc = tables["proc"].query(code, tl)[0]
+    proc = _query("proc", lk["code_id"], tl)
     proc_n = proc[:, 0]
     enough = proc_n >= MIN_SUPPORT_COUNT
     lp = lk["lp"]
-    both = tables["proc_dx"].query(lk["proc_dx"], tl[lp])[0][:, 0]
+    both = _query("proc_dx", lk["proc_dx"], tl[lp])[:, 0]
     ratio = np.where(proc_n[lp] >= MIN_SUPPORT_COUNT, both / np.maximum(proc_n[lp], 1), np.nan)
     per_line = group_max(lp, ratio, len(L["ci"]), empty=np.nan)
     f["dx_support_min"] = group_min(ci, per_line, n)
-    pp = tables["proc_pos"].query(lk["proc_pos"], tl)[0][:, 0]
+    pp = _query("proc_pos", lk["proc_pos"], tl)[:, 0]
     r = np.where(proc_n >= MIN_SUPPORT_COUNT, pp / np.maximum(proc_n, 1), np.nan)
     f["pos_support_min"] = group_min(ci, r, n)
     f["procedure_history_min"] = np.log1p(group_min(ci, proc_n, n))
     # the principal diagnosis with each procedure (peers' share and count of such pairs)
-    p1 = tables["proc_dx1"].query(lk["proc_dx1"], tl)[0][:, 0]
+    p1 = _query("proc_dx1", lk["proc_dx1"], tl)[:, 0]
     f["dx_principal_support_min"] = group_min(ci, np.where(enough, p1 / np.maximum(proc_n, 1), np.nan), n)
     f["dx_principal_pairs_min"] = np.log1p(group_min(ci, p1, n))
     # the same within the provider's specialty (a diagnosis common for a code in one specialty can be
     # unrelated to the same code in another)
-    sp_n = tables["spec_proc"].query(lk["spec_proc"], tl)[0][:, 0]
-    sp1 = tables["spec_proc_dx1"].query(lk["spec_proc_dx1"], tl)[0][:, 0]
+    sp_n = _query("spec_proc", lk["spec_proc"], tl)[:, 0]
+    sp1 = _query("spec_proc_dx1", lk["spec_proc_dx1"], tl)[:, 0]
     f["dx_principal_support_specialty_min"] = group_min(
         ci, np.where(sp_n >= MIN_SUPPORT_COUNT, sp1 / np.maximum(sp_n, 1), np.nan), n)
     # paperwork peers usually send for these procedures (attachment; prior auth for this plan type)
     att = np.where(enough, proc[:, 1] / np.maximum(proc_n, 1), np.nan)
     f["attachment_expected"] = group_max(ci, att, n, empty=np.nan)
-    pa = tables["proc_plan"].query(lk["proc_plan"], tl)[0]
+    pa = _query("proc_plan", lk["proc_plan"], tl)
     pa_rate = np.where(pa[:, 0] >= MIN_SUPPORT_COUNT, pa[:, 1] / np.maximum(pa[:, 0], 1), np.nan)
     f["prior_auth_expected"] = group_max(ci, pa_rate, n, empty=np.nan)
     has_att = claims["has_attachment"].to_numpy(dtype=float)

@@ -17,6 +17,9 @@ import pandas as pd
 
 from features.claim import (  # noqa: F401
     HIT_COLUMNS,
+    SMALL,
+    CoverageArrays,
+    _small_values,
     _str,
     claim_attribute_arrays,
     hits_frame,
@@ -38,19 +41,125 @@ CATEGORICAL = ["plan_type", "claim_type", "place_of_service", "frequency_code", 
 
 
 @dataclass
+class FeatureArrays:
+    """The parts of a :class:`FeatureResult` before any frame is built (small inputs: the service).
+
+    ``cats``: categorical columns (object arrays), ``names`` / ``mat``: the numeric columns as one float
+    matrix, ``hit_groups``: hit parts (see :func:`features.claim.hits_frame`), ``la``: line arrays.
+    """
+
+    ids: np.ndarray
+    cats: dict[str, np.ndarray]
+    names: list[str]
+    mat: np.ndarray
+    hit_groups: list[list[dict]]
+    la: dict[str, np.ndarray]
+
+    def n_hits(self) -> int:
+        return sum(len(p["ci"]) for g in self.hit_groups for p in g)
+
+    def plain_categoricals(self) -> bool:
+        """Whether every categorical value is a str (then the frame holds exactly these values)."""
+        return all(type(v) is str for a in self.cats.values() for v in a.tolist())
+
+
 class FeatureResult:
-    """Model inputs (one row per claim, indexed by claim_id), rule hits, and the line helper frame."""
+    """Model inputs (one row per claim, indexed by claim_id), rule hits, and the line helper frame.
 
-    X: pd.DataFrame
-    hits: pd.DataFrame
-    lines: pd.DataFrame
+    ``X``, ``hits`` and ``lines`` are DataFrames; for small inputs :func:`compute_features` builds them
+    only when they are read (``arrays`` holds the same values, which the scorer uses directly).
+    """
+
+    def __init__(self, X: pd.DataFrame | None = None, hits: pd.DataFrame | None = None,
+                 lines: pd.DataFrame | None = None, *, arrays: FeatureArrays | None = None):
+        self._X, self._hits, self._lines = X, hits, lines
+        self.arrays = arrays
+
+    @property
+    def X(self) -> pd.DataFrame:
+        if self._X is None:
+            a = self.arrays
+            self._X = _frame(a.cats, dict(zip(a.names, a.mat.T)), pd.Index(a.ids, name="claim_id"))
+        return self._X
+
+    @X.setter
+    def X(self, value: pd.DataFrame) -> None:
+        self._X = value
+
+    @property
+    def hits(self) -> pd.DataFrame:
+        if self._hits is None:
+            self._hits = hits_frame(self.arrays.hit_groups, self.arrays.ids)
+        return self._hits
+
+    @hits.setter
+    def hits(self, value: pd.DataFrame) -> None:
+        self._hits = value
+
+    @property
+    def lines(self) -> pd.DataFrame:
+        if self._lines is None:
+            self._lines = pd.DataFrame(self.arrays.la)
+        return self._lines
+
+    @lines.setter
+    def lines(self, value: pd.DataFrame) -> None:
+        self._lines = value
+
+    def __repr__(self) -> str:
+        return f"FeatureResult(X={self.X!r}, hits={self.hits!r}, lines={self.lines!r})"
 
 
-def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray) -> dict[str, np.ndarray]:
+def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df.reset_index(drop=True)`` unless it already has the index 0..n-1 (no copy then)."""
+    idx = df.index
+    if type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1:
+        return df
+    return df.reset_index(drop=True)
+
+
+_CLAIM_STR_COLUMNS = ("claim_id", "claim_type", "frequency_code", "patient_id", "payer_id", "billing_npi",
+                      "place_of_service")
+#: categorical model inputs read from the claims as they are
+_CLAIM_CATEGORICALS = ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id")
+
+
+def _read_small(claims: pd.DataFrame, cache: dict) -> None:
+    """A few claims: their string columns read once into plain object arrays (``_str`` values); columns
+    without missing values are noted in ``cache["_clean"]`` (there ``string_objects`` gives the same)."""
+    clean = cache.setdefault("_clean", set())
+    for c in (*_CLAIM_STR_COLUMNS, "plan_type"):
+        if c in cache:
+            continue
+        s = claims[c]
+        vals = _small_values(s)
+        if vals is not None:
+            cache[c] = np.array([v if type(v) is str else str(v) for v in vals], dtype=object)  # = _str(s)
+            clean.add(c)
+        else:
+            cache[c] = _str(s)
+
+
+def _coverage_small(state: HistoryState, patient_ids: np.ndarray) -> CoverageArrays | None:
+    """The coverage spans of a few patients as arrays, from a per-state index built once (the state's
+    coverage does not change online)."""
+    cov = state.coverage
+    if cov is None:
+        return None
+    got = state.__dict__.get("_coverage_arrays")
+    if got is None or got[0] is not cov:
+        got = (cov, CoverageArrays(cov))
+        state.__dict__["_coverage_arrays"] = got
+    return got[1].of_patients(patient_ids.tolist())
+
+
+def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray,
+                  cache: dict | None = None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     L = line_arrays(la)
-    for c in ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id"):
-        out[c] = string_objects(claims[c])
+    clean = cache.get("_clean", ()) if cache is not None else ()
+    for c in _CLAIM_CATEGORICALS:
+        out[c] = cache[c] if c in clean else string_objects(claims[c])
     out["specialty"] = specialty
     out["main_procedure"] = main_procedures(L, len(claims))
     return out
@@ -86,25 +195,38 @@ def compute_features(
     holds per-call arrays (string keys of claims and lines) shared with the state building.
     """
     rulebook = rulebook or load_rulebook()
-    claims = claims.reset_index(drop=True)
-    lines = lines.reset_index(drop=True)
+    claims = _range_indexed(claims)
+    lines = _range_indexed(lines)
     cache = {} if cache is None else cache
+    small = len(claims) <= SMALL
     if order is None:
         order = state.next_order + np.arange(len(claims), dtype=np.int64)
-    for c in ("claim_id", "claim_type", "frequency_code", "patient_id", "payer_id", "billing_npi",
-              "place_of_service"):
+    if small:
+        _read_small(claims, cache)
+    for c in _CLAIM_STR_COLUMNS:
         if c not in cache:
             cache[c] = _str(claims[c])
     la_in = la
     la = prepare_line_arrays(claims, lines, rulebook, cache["claim_type"]) if la is None else la
     specialty = state.specialty_for(claims)
-    f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, state.coverage_for(claims["patient_id"]),
-                                                 cache)
+    coverage = _coverage_small(state, cache["patient_id"]) if small else state.coverage_for(claims["patient_id"])
+    f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, coverage, cache)
     f_hist, hits_hist = history_features(claims, lines, la, state.tables, specialty, order, rulebook, cache,
                                          as_arrays=True)
-    cats = _categoricals(claims, la, specialty)
+    cats = _categoricals(claims, la, specialty, cache)
     f_claim.update(f_hist)
     del f_hist
+    if small and la_in is None:
+        # frames are built only if read (FeatureResult): the scorer works from the arrays
+        names = list(f_claim)
+        mat = np.empty((len(claims), len(names)))
+        for j, k in enumerate(names):
+            mat[:, j] = f_claim[k]
+        arrays = FeatureArrays(ids=cache["claim_id"], cats=cats, names=names, mat=mat,
+                               hit_groups=[hits_claim, hits_hist], la=la)
+        if record:
+            state.add_claims(claims, lines, la, order, cache)
+        return FeatureResult(arrays=arrays)
     X = _frame(cats, f_claim, pd.Index(cache["claim_id"], name="claim_id"))
     hits = hits_frame([hits_claim, hits_hist], cache["claim_id"])
     if la_in is None:

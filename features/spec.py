@@ -77,6 +77,53 @@ class FeatureSpec:
                 out[:, pos[c]] = np.where(codes >= 0, codes, np.nan)
         return out
 
+    def _array_plan(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column list."""
+        plans = self.__dict__.setdefault("_array_plans", {})
+        got = plans.get(names)
+        if got is None:
+            where = {c: j for j, c in enumerate(names)}
+            cats = set(self.categorical_)
+            num = [(j, where[c]) for j, c in enumerate(self.feature_names_) if c not in cats]
+            got = (np.array([a for a, _ in num], dtype=np.int64), np.array([b for _, b in num], dtype=np.int64))
+            plans[names] = got
+        return got
+
+    def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
+        """:meth:`transform_numpy` of the frame with categorical columns ``cats`` (object arrays) and
+        numeric columns ``names`` (the columns of ``mat``), without building that frame."""
+        have = set(names) | set(cats)
+        missing = [c for c in self.feature_names_ if c not in have]
+        if missing:
+            raise ValueError(f"feature table lacks columns {missing}")
+        n = mat.shape[0]
+        out = np.empty((n, len(self.feature_names_)))
+        spec_pos, mat_pos = self._array_plan(tuple(names))
+        if len(spec_pos):
+            out[:, spec_pos] = mat[:, mat_pos]
+        levels = self._level_index()
+        pos = {c: j for j, c in enumerate(self.feature_names_)}
+        for c in self.categorical_:
+            get = levels[c].get
+            out[:, pos[c]] = [np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                              else get(str(v), np.nan) for v in cats[c].tolist()]
+        return out
+
+    def unseen_arrays(self, ids: np.ndarray, cats: dict[str, np.ndarray]) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`unseen_dict` from the categorical columns as object arrays."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        levels = self._level_index()
+        sid = [str(i) for i in ids.tolist()]
+        for c in self.categorical_:
+            lv = levels[c]
+            for cid, v in zip(sid, cats[c].tolist()):
+                if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+                    continue
+                if str(v) not in lv:
+                    out.setdefault(cid, []).append((c, str(v)))
+        return {cid: sorted(out[cid], key=lambda cv: self.categorical_.index(cv[0]))
+                for cid in dict.fromkeys(sid) if cid in out}
+
     def unseen_dict(self, X: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
         """Like :meth:`unseen_levels`, as claim_id -> [(column, value)] for the claims that have any."""
         out: dict[str, list[tuple[str, str]]] = {}

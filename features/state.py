@@ -18,8 +18,10 @@ import pandas as pd
 
 from features.claim import prepare_lines
 from features.contract import History
-from features.events import EventTable
-from features.history import KEYED_ENTITIES, build_tables, claim_entity_keys, claim_events, recoupment_events
+from features.errors import RecoupError
+from features.events import EventTable, Vocab
+from features.history import (KEYED_ENTITIES, KeyCoder, Tables, build_tables, table_values, claim_entity_keys, claim_events,
+                              recoupment_events)
 from features.rulebook import Rulebook
 
 UNKNOWN_SPECIALTY = "unknown"
@@ -37,7 +39,7 @@ def submission_order(claims: pd.DataFrame) -> np.ndarray:
 class HistoryState:
     """Event tables, claim keys, provider specialties and coverage spans, as of the last event."""
 
-    tables: dict[str, EventTable]
+    tables: Tables  # dict of EventTable, with the key coder of the line tables (``tables.coder``)
     claim_keys: pd.DataFrame  # index claim_id; columns provider, patient, payer, specialty
     specialty_of: dict[str, str]
     coverage: pd.DataFrame | None
@@ -60,19 +62,23 @@ class HistoryState:
         order = submission_order(claims) if order is None else order
         specialty = state.specialty_for(claims)
         la = prepare_lines(claims, lines, rulebook) if la is None else la
-        parts = [claim_events(claims, lines, la, specialty, order, cache)]
+        coder = KeyCoder()
+        parts = [claim_events(claims, lines, la, specialty, order, cache, coder)]
         state.claim_keys = state._keys_frame(claims, specialty, la, cache)
         if history.recoupments is not None and len(history.recoupments):
             parts.append(recoupment_events(history.recoupments, state.claim_keys))
-        state.tables = build_tables(parts)
+        state.tables = build_tables(parts, coder)
+        del parts
         state.next_order = int(order.max()) + 1 if len(order) else 0
         return state
 
     @staticmethod
     def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None) -> pd.DataFrame:
         keys = claim_entity_keys(claims, specialty, cache, la)
+        ids = cache["claim_id"] if cache is not None and "claim_id" in cache else \
+            claims["claim_id"].astype(str).to_numpy(dtype=object)
         return pd.DataFrame({k: keys[k] for k in KEYED_ENTITIES},
-                            index=pd.Index(claims["claim_id"].astype(str), name="claim_id"))
+                            index=pd.Index(ids, name="claim_id", dtype=object))
 
     def specialty_for(self, claims: pd.DataFrame) -> np.ndarray:
         if len(claims) <= 64:
@@ -105,13 +111,18 @@ class HistoryState:
         """Record scored claims (so a later duplicate or same-day pair is caught)."""
         specialty = self.specialty_for(claims)
         for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order,
-                                                               cache).items():
-            self.tables[name].append(keys, times, vals, payload)
+                                                               cache, self._coder()).items():
+            self.tables[name].append(keys, times, table_values(name, vals), payload)
         keys = claim_entity_keys(claims, specialty, cache, la)
         self.extra_claim_keys.append(  # turned into a frame lazily (see all_claim_keys)
             {"claim_id": claims["claim_id"].astype(str).to_numpy(dtype=object),
              **{k: keys[k] for k in KEYED_ENTITIES}})
         self.next_order = max(self.next_order, int(np.max(order)) + 1 if len(order) else 0)
+
+    def _coder(self) -> KeyCoder:
+        if not isinstance(self.tables, Tables):
+            self.tables = Tables(self.tables)
+        return self.tables.coder
 
     def all_claim_keys(self) -> pd.DataFrame:
         if self.extra_claim_keys:
@@ -128,7 +139,7 @@ class HistoryState:
         events = recoupment_events(recoupments, self.all_claim_keys())
         n = 0
         for name, (keys, times, vals, payload) in events.items():
-            self.tables[name].append(keys, times, vals, payload)
+            self.tables[name].append(keys, times, table_values(name, vals), payload)
             n = len(keys)
         return n
 
@@ -138,10 +149,13 @@ class HistoryState:
         directory.mkdir(parents=True, exist_ok=True)
         for name, table in self.tables.items():
             table.to_frame().to_parquet(directory / f"events_{name}.parquet", index=False)
+        coder = self._coder()
+        for name, vocab in coder.vocabs.items():
+            vocab.to_frame().to_parquet(directory / f"vocab_{name}.parquet", index=False)
         self.all_claim_keys().reset_index().to_parquet(directory / "claim_keys.parquet", index=False)
         if self.coverage is not None:
             self.coverage.to_parquet(directory / "coverage.parquet", index=False)
-        manifest = {"next_order": self.next_order, "tables": sorted(self.tables),
+        manifest = {"next_order": self.next_order, "tables": sorted(self.tables), "vocabs": sorted(coder.vocabs),
                     "specialty_of": self.specialty_of, "has_coverage": self.coverage is not None}
         (directory / "state.json").write_text(json.dumps(manifest))
         return directory
@@ -150,8 +164,13 @@ class HistoryState:
     def load(cls, directory: str | Path) -> "HistoryState":
         directory = Path(directory)
         manifest = json.loads((directory / "state.json").read_text())
-        tables = {name: EventTable.from_frame(pd.read_parquet(directory / f"events_{name}.parquet"))
-                  for name in manifest["tables"]}
+        if "vocabs" not in manifest:
+            raise RecoupError(f"the history state in {directory} was saved by an older version (string keys); "
+                              "rebuild it from the history (retrain or HistoryState.from_history)")
+        coder = KeyCoder({name: Vocab.from_frame(pd.read_parquet(directory / f"vocab_{name}.parquet"))
+                          for name in manifest["vocabs"]})
+        tables = Tables({name: EventTable.from_frame(pd.read_parquet(directory / f"events_{name}.parquet"))
+                         for name in manifest["tables"]}, coder=coder)
         keys = pd.read_parquet(directory / "claim_keys.parquet").set_index("claim_id")
         coverage = pd.read_parquet(directory / "coverage.parquet") if manifest["has_coverage"] else None
         if coverage is not None:

@@ -99,11 +99,19 @@ def _mue_text(r: pd.Series, plan: str) -> str:
 
 
 def claim_principal(claim) -> str:
+    """The claim's principal (first) diagnosis code, whatever list form it comes in."""
     dx = claim.get("diagnosis_codes") if hasattr(claim, "get") else None
+    if dx is None:
+        return "on this claim"
+    if isinstance(dx, str):
+        dx = dx.split(";")
+    elif hasattr(dx, "as_py"):  # a pyarrow list scalar
+        dx = dx.as_py() or []
     try:
-        return str(list(dx)[0]) if dx is not None and len(dx) else "?"
+        items = list(dx)
     except TypeError:
-        return "?"
+        return "on this claim"
+    return str(items[0]) if items else "on this claim"
 
 
 def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -> str | None:
@@ -191,9 +199,9 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
         if pd.notna(r) and r >= 1.3:
             return f"this provider's claims were recouped for {c.replace('_', ' ')} {r:.1f}x as often as peers"
         rr = x.get("provider_recoup_ratio", np.nan)
-        if pd.notna(rr):
+        if pd.notna(rr) and rr >= 1.1:
             return f"this provider's recoupment rate is {rr:.1f}x that of peers in the specialty"
-        return None
+        return None  # a provider at or below its peers is no reason for risk
     if fam == "charges":
         r = x.get("charge_vs_provider_avg", np.nan)
         if pd.notna(r) and r > 1.5:
@@ -231,10 +239,10 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
 
 #: the claim fields the sentences use
 _CLAIM_FIELDS = ("claim_id", "plan_type", "submitted_date", "frequency_code", "payer_id", "total_charge",
-                 "place_of_service")
+                 "place_of_service", "diagnosis_codes")
 
 
-def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame, hits: pd.DataFrame,
+def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame | tuple, hits: pd.DataFrame,
                 claims: pd.DataFrame) -> dict[str, list[dict]]:
     """Per claim: 3-5 families with the largest positive TreeSHAP contribution, as sentences."""
     fam_names, members = _family_members(tuple(feature_names))
@@ -243,16 +251,22 @@ def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame, 
     for j, idx in enumerate(members):
         F[:, j] = body[:, idx].sum(axis=1)
     out: dict[str, list[dict]] = {}
-    # rows as plain dicts (per-row pd.Series are slow); hits grouped by claim once
-    x_cols = list(X.columns)
-    x_vals = X.to_numpy(dtype=object)
+    # rows as plain dicts (per-row pd.Series are slow); hits grouped by claim once. ``X`` is the feature
+    # frame, or (claim ids, rows as dicts) when the caller has the rows already
+    if isinstance(X, pd.DataFrame):
+        x_cols = list(X.columns)
+        x_vals = X.to_numpy(dtype=object)
+        x_ids = X.index.tolist()
+        x_rows = None
+    else:
+        x_ids, x_rows = list(X[0]), X[1]
     c_cols = [c for c in _CLAIM_FIELDS if c in claims.columns]
-    c_data = [claims[c].to_numpy(dtype=object) for c in c_cols]  # positions, whatever the index
+    c_data = [claims[c].tolist() for c in c_cols]  # positions, whatever the index (same objects as
+    # to_numpy(dtype=object): str, Timestamp, float, pd.NA; cheaper on categorical columns)
     by_claim = _hit_dicts(hits) if len(hits) else {}
-    x_ids = X.index.tolist()
     for i in range(contrib.shape[0]):
         cid = str(x_ids[i])
-        x = dict(zip(x_cols, x_vals[i]))
+        x = dict(zip(x_cols, x_vals[i])) if x_rows is None else x_rows[i]
         claim = {c: c_data[j][i] for j, c in enumerate(c_cols)}
         reasons = []
         for j in np.argsort(-F[i], kind="stable"):

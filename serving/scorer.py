@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
+from features.claim import HIT_COLUMNS
 from features.pipeline import FeatureResult, compute_features
 from features.rulebook import Rulebook, load_rulebook
 from features.state import HistoryState
@@ -34,6 +35,10 @@ def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
     if type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1:
         return df
     return df.reset_index(drop=True)
+
+
+#: the hits of claims without any finding (read only)
+_NO_HITS = pd.DataFrame({c: pd.Series([], dtype=object) for c in HIT_COLUMNS})
 
 
 class ScoreFrame:
@@ -123,6 +128,9 @@ class Scorer:
                        explain: np.ndarray | bool = True) -> ScoreFrame:
         """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true."""
         b = self.bundle
+        arrays = getattr(feats, "arrays", None)
+        if arrays is not None and b.numpy_ok() and arrays.plain_categoricals():
+            return self._score_arrays(feats, arrays, claims, explain)
         X = feats.X
         M = b.fast_matrix(X)  # numpy of level codes when possible (cheap for one claim)
         p = b.probability(M)
@@ -142,6 +150,37 @@ class Scorer:
                                   claims if every or len(claims) != len(M) else claims.iloc[idx])
         return ScoreFrame(reasons=reasons, rule_hits=hits, ids=X.index, probability=p,
                           risk_band=self.risk_band(p), amount=amount, cause_probabilities=cp)
+
+    def _score_arrays(self, feats: FeatureResult, a, claims: pd.DataFrame,
+                      explain: np.ndarray | bool) -> ScoreFrame:
+        """:meth:`score_features` from the feature arrays of a few claims (no feature or hit frame is built
+        unless there are hits); same results as the frame path."""
+        b = self.bundle
+        M = b.spec.transform_arrays(a.cats, a.names, a.mat)
+        p = b.probability(M)
+        cp = b.cause_probabilities(M)
+        claims = _range_indexed(claims)
+        amount = expected_amount(b, p, cp, claims)
+        hits = feats.hits if a.n_hits() else _NO_HITS
+        hit_recs = rule_hit_records(hits, claims, b.spec.unseen_arrays(a.ids, a.cats), self.rulebook)
+        if isinstance(explain, (bool, np.bool_)):
+            idx = np.arange(len(M)) if explain else np.arange(0)
+        else:
+            idx = np.flatnonzero(explain)
+        reasons: dict[str, list[dict]] = {}
+        if len(idx):
+            every = len(idx) == len(M)
+            contrib = b.contributions(M if every else M[idx])
+            # the feature frame's columns: categoricals first, then the numeric ones
+            cols = [*a.cats, *a.names]
+            cat_vals = list(zip(*[v.tolist() for v in a.cats.values()]))
+            num_vals = a.mat.tolist()
+            rows = [dict(zip(cols, (*cat_vals[i], *num_vals[i]))) for i in idx.tolist()]
+            ids = a.ids[idx] if not every else a.ids
+            reasons = top_reasons(contrib, b.spec.feature_names_, (ids, rows), hits,
+                                  claims if every or len(claims) != len(M) else claims.iloc[idx])
+        return ScoreFrame(reasons=reasons, rule_hits=hit_recs, ids=pd.Index(a.ids, name="claim_id"),
+                          probability=p, risk_band=self.risk_band(p), amount=amount, cause_probabilities=cp)
 
     # ------------------------------------------------------------------ online
     def score_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, explain: bool = True,
