@@ -47,6 +47,25 @@ def _list_flat(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return vals, parents.astype(np.int64)
 
 
+def small_cached(cache: dict | None, key: str, n: int, make):
+    """``make()`` remembered in ``cache`` under ``key`` for small inputs (``n`` <= SMALL claims: the
+    service reads each claim column once per call); batches compute it every time (no per-row arrays
+    kept: memory). Callers must not modify the returned array."""
+    if cache is None or n > SMALL:
+        return make()
+    got = cache.get(key)
+    if got is None:
+        got = cache[key] = make()
+    return got
+
+
+def claim_list_flat(frame: pd.DataFrame, col: str, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_list_flat` of ``frame[col]``, flattened once per call for small inputs (see :func:`small_cached`)."""
+    if cache is None or len(frame) > SMALL:
+        return _list_flat(frame[col])
+    return small_cached(cache, "_flat_" + col, 0, lambda: _list_flat(frame[col]))
+
+
 def _small_values(s: pd.Series) -> list | None:
     """The values of a short column as a list when none is missing (else None: take the pandas path).
     Values that are all ``str`` need no ``isna`` pass."""
@@ -472,7 +491,7 @@ def claim_attribute_arrays(
     lday = L["day"]
 
     f: dict[str, np.ndarray] = {}
-    charge = claims["total_charge"].to_numpy(dtype=np.float64)
+    charge = small_cached(cols, "_total_charge", n, lambda: claims["total_charge"].to_numpy(dtype=np.float64))
     f["total_charge"] = charge
     n_lines = np.bincount(ci, minlength=n)
     f["n_lines"] = n_lines.astype(np.float64)
@@ -487,7 +506,7 @@ def claim_attribute_arrays(
     non_em = (em_level == 0).astype(float)
     f["n_non_em_lines"] = group_sum(ci, non_em, n)
     f["n_procedure_lines"] = group_sum(ci, separate_procedures(L["code"], rulebook).astype(float), n)
-    dx, dx_parent = _list_flat(claims["diagnosis_codes"])
+    dx, dx_parent = claim_list_flat(claims, "diagnosis_codes", cols)
     dx = np.asarray(dx).astype(str).astype(object)
     f["n_dx"] = np.bincount(dx_parent, minlength=n).astype(np.float64)
     first = np.array([d[:1].upper() for d in dx.tolist()], dtype=object) if len(dx) else np.zeros(0, dtype=object)
@@ -596,8 +615,10 @@ def claim_attribute_arrays(
     sub_day = _days(claims["submitted_date"].to_numpy(dtype="datetime64[D]"))
     f["submission_lag_days"] = sub_day - last_day
     f["service_span_days"] = last_day - first_day
-    f["has_prior_auth"] = claims["prior_auth_number"].notna().to_numpy(dtype=float)
-    f["has_attachment"] = claims["has_attachment"].to_numpy(dtype=float)
+    # the same cache keys as features.history reads them under (small inputs: read once per call)
+    f["has_prior_auth"] = small_cached(cols, "_has_pa", n,
+                                       lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float))
+    f["has_attachment"] = small_cached(cols, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float))
     freq = cols["frequency_code"] if "frequency_code" in cols else _str(claims["frequency_code"])
     f["is_replacement"] = (freq == "7").astype(float)
     f["is_void"] = (freq == "8").astype(float)

@@ -217,22 +217,26 @@ class EventTable:
                 e = min(n, s + QUERY_CHUNK)
                 sums[s:e], latest[s:e] = self.query(keys[s:e], times[s:e], columns)
             return sums, latest
-        k_idx = self.key_positions(keys)
-        known = k_idx >= 0
-        lo = np.zeros(n, dtype=np.int64)
-        hi = np.zeros(n, dtype=np.int64)
-        lo[known] = self.offsets[k_idx[known]]
-        hi[known] = self.offsets[k_idx[known] + 1]
-        pos = lo.copy()
-        if known.any():
-            if n <= 32:
-                for i in np.flatnonzero(known).tolist():
-                    pos[i] = lo[i] + np.searchsorted(self.times[lo[i]:hi[i]], times[i], side="left")
-            else:
+        if n <= 32:  # a few queries: one hash lookup and one binary search each, in Python
+            lo, pos = self._positions_small(keys, times)
+        else:
+            k_idx = self.key_positions(keys)
+            known = k_idx >= 0
+            lo = np.zeros(n, dtype=np.int64)
+            lo[known] = self.offsets[k_idx[known]]
+            pos = lo.copy()
+            if known.any():
                 pos[known] = self._segmented_searchsorted(k_idx[known], times[known])
-        prefix = self.prefix if columns is None else self.prefix[:, columns]
-        sums = prefix[pos].astype(np.float64, copy=False)
-        sums -= prefix[lo]
+        if columns is None:
+            sums = self.prefix[pos].astype(np.float64, copy=False)
+            sums -= self.prefix[lo]
+        elif n <= 32:  # a few queries: rows first (no copy of the whole prefix matrix's columns)
+            sums = self.prefix[pos][:, columns].astype(np.float64, copy=False)
+            sums -= self.prefix[lo][:, columns]
+        else:  # many queries: columns first (the row gathers are as narrow as the result)
+            prefix = self.prefix[:, columns]
+            sums = prefix[pos].astype(np.float64, copy=False)
+            sums -= prefix[lo]
         latest = np.where(pos > lo, pos - 1, -1)
         if self.n_delta:
             if n <= 32:  # a few keys: dictionary lookups (same sums as the delta table's)
@@ -246,6 +250,26 @@ class EventTable:
             else:
                 sums += self._delta_events().query(keys, times, columns)[0]
         return sums, latest
+
+    def _positions_small(self, keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start of the key's events, position of the first event at or after T) per query; both 0
+        for an unknown key (what the vectorized path gives)."""
+        n = len(keys)
+        lo = np.zeros(n, dtype=np.int64)
+        pos = np.zeros(n, dtype=np.int64)
+        if not len(self.keys):
+            return lo, pos
+        get_loc = self.keys.get_loc
+        offsets, ev_times = self.offsets, self.times
+        for i, k in enumerate(keys.tolist()):
+            try:
+                j = get_loc(k)
+            except KeyError:
+                continue
+            a, b = int(offsets[j]), int(offsets[j + 1])
+            lo[i] = a
+            pos[i] = a + int(np.searchsorted(ev_times[a:b], times[i], side="left"))
+        return lo, pos
 
     def _segmented_searchsorted(self, seg: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Per query i: offsets[seg[i]] + np.searchsorted(times of segment seg[i], q[i], 'left'), at once.

@@ -14,13 +14,14 @@ import pandas as pd
 
 from features.claim import (
     SMALL,
-    _list_flat,
     line_arrays,
     _ptp_pairs_ids,
     _str,
+    claim_list_flat,
     group_max,
     group_min,
     rule_index,
+    small_cached,
 )
 from features.contract import CAUSES
 from features.events import (
@@ -83,21 +84,35 @@ def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray, cache: dict |
     }
 
 
-def claim_times(claims: pd.DataFrame, order: np.ndarray) -> np.ndarray:
-    return encode_time(day_number(claims["submitted_date"]), PHASE_CLAIM, order)
+def claim_days(claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
+    """Submission day numbers (read once per call for small inputs; callers must not modify them)."""
+    return small_cached(cache, "_day", len(claims), lambda: day_number(claims["submitted_date"]))
+
+
+def claim_times(claims: pd.DataFrame, order: np.ndarray, cache: dict | None = None) -> np.ndarray:
+    return encode_time(claim_days(claims, cache), PHASE_CLAIM, order)
+
+
+def _claim_floats(claims: pd.DataFrame, cache: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(total charge, has attachment, has prior auth) as floats (read once per call for small inputs)."""
+    n = len(claims)
+    return (small_cached(cache, "_total_charge", n, lambda: claims["total_charge"].to_numpy(dtype=np.float64)),
+            small_cached(cache, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float)),
+            small_cached(cache, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)))
 
 
 def _dx3(dx: np.ndarray) -> np.ndarray:
     return np.array([d[:3] for d in dx.tolist()], dtype=object) if len(dx) else np.zeros(0, dtype=object)
 
 
-def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray,
+                     cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(line position, diagnosis family) pairs: the line's pointed diagnoses, else all claim diagnoses."""
-    dx, dx_parent = _list_flat(claims["diagnosis_codes"])
+    dx, dx_parent = claim_list_flat(claims, "diagnosis_codes", cache)
     dx = dx.astype(str)
     dx_start = np.searchsorted(dx_parent, np.arange(len(claims)))
     dx_count = np.bincount(dx_parent, minlength=len(claims))
-    ptr, ptr_parent = _list_flat(lines["diagnosis_pointers"])
+    ptr, ptr_parent = claim_list_flat(lines, "diagnosis_pointers", cache if len(claims) <= SMALL else None)
     ptr = ptr.astype(np.int64)
     line_pos, fam = [], []
     if len(ptr):
@@ -198,12 +213,12 @@ def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache
     out["samekey"] = samekey
     out["dupkey"] = pack(coder.sub("sameday", samekey, add), code)
     out["code_id"] = code
-    lp, fam = line_dx_families(claims, lines, ci)
+    lp, fam = line_dx_families(claims, lines, ci, cache)
     out["lp"], out["proc_dx"] = lp, pack(code[lp], coder.ids("family", fam, add))
     del fam
     out["proc_pos"] = pack(code, claim_ids("pos", "place_of_service")[ci])
     out["proc_plan"] = pack(code, claim_ids("plan", "plan_type")[ci])
-    dx1 = coder.ids("family", principal_families(claims), add)[ci]
+    dx1 = coder.ids("family", principal_families(claims, cache), add)[ci]
     out["proc_dx1"] = pack(code, dx1)
     spec = coder.ids("specialty", np.asarray(specialty, dtype=object), add)[ci]
     out["spec_proc"] = pack(spec, code)
@@ -212,9 +227,9 @@ def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache
     return out
 
 
-def principal_families(claims: pd.DataFrame) -> np.ndarray:
+def principal_families(claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
     """The 3-character family of each claim's principal (first) diagnosis."""
-    dx, parent = _list_flat(claims["diagnosis_codes"])
+    dx, parent = claim_list_flat(claims, "diagnosis_codes", cache)
     n = len(claims)
     out = np.full(n, "", dtype=object)
     if len(dx):
@@ -233,11 +248,12 @@ def claim_events(
     L = line_arrays(la)
     ci = L["ci"]
     n = len(claims)
-    t = claim_times(claims, order)
+    t = claim_times(claims, order, cache)
+    charge, has_att, has_pa = _claim_floats(claims, cache)
     em = L["em_level"]
     vals = np.zeros((n, len(ENTITY_COLS)))
     vals[:, 0] = 1.0
-    vals[:, 1] = claims["total_charge"].to_numpy(dtype=np.float64)
+    vals[:, 1] = charge
     vals[:, 2] = np.bincount(ci, minlength=n)
     vals[:, 3] = np.bincount(ci, weights=(em > 0).astype(float), minlength=n)
     vals[:, 4] = np.bincount(ci, weights=(em >= 4).astype(float), minlength=n)
@@ -260,8 +276,8 @@ def claim_events(
                       np.column_stack([ones[:, 0], lk["code_id"], L["mod_bypass"].astype(np.float64)]), cid[ci])
     lp = lk["lp"]
     out["proc_dx"] = (lk["proc_dx"], tl[lp], np.ones((len(lp), 1)), None)
-    has_att = claims["has_attachment"].to_numpy(dtype=float)[ci]
-    has_pa = claims["prior_auth_number"].notna().to_numpy(dtype=float)[ci]
+    has_att = has_att[ci]
+    has_pa = has_pa[ci]
     out["proc"] = (lk["code_id"], tl, np.column_stack([np.ones(len(ci)), has_att]), None)
     out["proc_pos"] = (lk["proc_pos"], tl, ones, None)
     out["proc_plan"] = (lk["proc_plan"], tl, np.column_stack([np.ones(len(ci)), has_pa]), None)
@@ -364,8 +380,8 @@ def history_features(
     """
     n = len(claims)
     cache = cache if cache is not None else {}
-    t = claim_times(claims, order)
-    day = day_number(claims["submitted_date"])
+    t = claim_times(claims, order, cache)
+    day = claim_days(claims, cache)
     keys = claim_entity_keys(claims, specialty, cache, la)
     f: dict[str, np.ndarray] = {}
 
@@ -384,20 +400,24 @@ def history_features(
         return a[name]
 
     g_rate = _rate(col(g, "n_recouped"), col(g, "n_claims"))
-    sp_rate = _rate(col(sp, "n_recouped") + 10 * np.nan_to_num(g_rate), col(sp, "n_claims") + 10)
+    g_rate0 = np.nan_to_num(g_rate)
+    g_c0: dict[str, np.ndarray] = {}  # small inputs: per cause the overall rate, NaN -> 0 (computed once)
+    sp_rate = _rate(col(sp, "n_recouped") + 10 * g_rate0, col(sp, "n_claims") + 10)
     m = PROVIDER_PRIOR_WEIGHT
     f["provider_n_claims"] = col(pr, "n_claims")
     f["provider_recoup_rate"] = (col(pr, "n_recouped") + m * sp_rate) / (col(pr, "n_claims") + m)
     f["provider_recoup_ratio"] = f["provider_recoup_rate"] / np.maximum(sp_rate, 1e-6)
     for c in CAUSES:
-        g_c = _rate(col(g, f"rc_{c}"), col(g, "n_claims"))
-        sp_c = _rate(col(sp, f"rc_{c}") + 10 * np.nan_to_num(g_c), col(sp, "n_claims") + 10)
+        g_c = np.nan_to_num(_rate(col(g, f"rc_{c}"), col(g, "n_claims")))
+        if n <= SMALL:
+            g_c0[c] = g_c
+        sp_c = _rate(col(sp, f"rc_{c}") + 10 * g_c, col(sp, "n_claims") + 10)
         pr_c = (col(pr, f"rc_{c}") + m * sp_c) / (col(pr, "n_claims") + m)
         f[f"provider_rate_{c}"] = pr_c
         f[f"provider_ratio_{c}"] = pr_c / np.maximum(sp_c, 1e-6)
-        f[f"payer_rate_{c}"] = (col(py, f"rc_{c}") + PAYER_PRIOR_WEIGHT * np.nan_to_num(g_c)) / (
+        f[f"payer_rate_{c}"] = (col(py, f"rc_{c}") + PAYER_PRIOR_WEIGHT * g_c) / (
             col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
-    f["payer_recoup_rate"] = (col(py, "n_recouped") + PAYER_PRIOR_WEIGHT * np.nan_to_num(g_rate)) / (
+    f["payer_recoup_rate"] = (col(py, "n_recouped") + PAYER_PRIOR_WEIGHT * g_rate0) / (
         col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
     f["specialty_recoup_rate"] = sp_rate
     # provider behaviour vs peers
@@ -411,7 +431,7 @@ def history_features(
     f["provider_em_level_vs_peers"] = pr_lvl - sp_lvl
     pr_59 = _rate(col(pr, "mod59_lines"), col(pr, "n_lines") + 10)
     f["provider_mod59_share_vs_peers"] = pr_59 - _rate(col(sp, "mod59_lines"), col(sp, "n_lines"))
-    total_charge = claims["total_charge"].to_numpy(dtype=float)
+    total_charge = _claim_floats(claims, cache)[0]
     avg_charge = _rate(col(pr, "charge"), col(pr, "n_claims"))
     f["charge_vs_provider_avg"] = total_charge / np.maximum(avg_charge, 1.0)
     sp_avg = _rate(col(sp, "charge"), col(sp, "n_claims"))
@@ -436,14 +456,14 @@ def history_features(
     # the claim's main procedure: how often peers' claims for it were recouped, overall and by cause
     del pr, sp, py
     pc = entity("procedure")
-    pc_rate = (col(pc, "n_recouped") + 20 * np.nan_to_num(g_rate)) / (col(pc, "n_claims") + 20)
+    pc_rate = (col(pc, "n_recouped") + 20 * g_rate0) / (col(pc, "n_claims") + 20)
     f["procedure_recoup_rate"] = pc_rate
     for c in ("documentation", "medical_necessity", "procedure_coding", "bundling", "units"):
-        g_c = _rate(col(g, f"rc_{c}"), col(g, "n_claims"))
-        f[f"procedure_rate_{c}"] = (col(pc, f"rc_{c}") + 20 * np.nan_to_num(g_c)) / (col(pc, "n_claims") + 20)
+        g_c = g_c0[c] if c in g_c0 else np.nan_to_num(_rate(col(g, f"rc_{c}"), col(g, "n_claims")))
+        f[f"procedure_rate_{c}"] = (col(pc, f"rc_{c}") + 20 * g_c) / (col(pc, "n_claims") + 20)
     f["patient_n_recouped"] = col(pa, "n_recouped")
     f["patient_eligibility_recoups"] = col(pa, "rc_eligibility")
-    del g, pa, pc
+    del g, pa, pc, g_c0, g_c, g_rate0
 
     hits: list[dict] = []
     lk = line_keys(claims, lines, la, cache, specialty, getattr(tables, "coder", None))
@@ -456,9 +476,17 @@ def history_features(
     if big:
         tables["dup"].release_index()
         tables["sameday"].release_index()
-    _support_features(claims, lines, la, tables, t, f, lk, big)
-    for k, v in f.items():
-        f[k] = np.round(np.asarray(v, dtype=np.float64), ROUND)
+    _support_features(claims, lines, la, tables, t, f, lk, big, cache)
+    if n <= SMALL:  # one rounding pass over all features (same numbers, fewer numpy calls)
+        mat = np.empty((len(f), n))
+        for j, v in enumerate(f.values()):
+            mat[j] = v
+        np.round(mat, ROUND, out=mat)
+        for j, k in enumerate(f):
+            f[k] = mat[j]
+    else:
+        for k, v in f.items():
+            f[k] = np.round(np.asarray(v, dtype=np.float64), ROUND)
     if big:
         for k in ("samekey", "dupkey", "code_id", "lp", "proc_dx", "proc_pos", "proc_plan", "proc_dx1",
                   "spec_proc", "spec_proc_dx1", "_keys_added"):
@@ -547,7 +575,7 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
         })
 
 
-def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False) -> None:
+def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False, cache: dict | None = None) -> None:
     """How often peers billed this procedure with these diagnosis families / at this place of service."""
     L = line_arrays(la)
 
@@ -588,7 +616,6 @@ def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False
     pa = _query("proc_plan", lk["proc_plan"], tl)
     pa_rate = np.where(pa[:, 0] >= MIN_SUPPORT_COUNT, pa[:, 1] / np.maximum(pa[:, 0], 1), np.nan)
     f["prior_auth_expected"] = group_max(ci, pa_rate, n, empty=np.nan)
-    has_att = claims["has_attachment"].to_numpy(dtype=float)
-    has_pa = claims["prior_auth_number"].notna().to_numpy(dtype=float)
+    _, has_att, has_pa = _claim_floats(claims, cache)
     f["attachment_missing_expected"] = f["attachment_expected"] * (1 - has_att)
     f["prior_auth_missing_expected"] = f["prior_auth_expected"] * (1 - has_pa)

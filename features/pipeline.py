@@ -208,7 +208,7 @@ def compute_features(
             cache[c] = _str(claims[c])
     la_in = la
     la = prepare_line_arrays(claims, lines, rulebook, cache["claim_type"]) if la is None else la
-    specialty = state.specialty_for(claims)
+    specialty = state.specialty_for(claims, cache if small else None)
     coverage = _coverage_small(state, cache["patient_id"]) if small else state.coverage_for(claims["patient_id"])
     f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, coverage, cache)
     f_hist, hits_hist = history_features(claims, lines, la, state.tables, specialty, order, rulebook, cache,

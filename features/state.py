@@ -80,11 +80,20 @@ class HistoryState:
         return pd.DataFrame({k: keys[k] for k in KEYED_ENTITIES},
                             index=pd.Index(ids, name="claim_id", dtype=object))
 
-    def specialty_for(self, claims: pd.DataFrame) -> np.ndarray:
+    def specialty_for(self, claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
+        """The specialty of each claim's billing provider. For a few claims with a per-call ``cache``
+        (see :func:`features.pipeline.compute_features`) the NPIs are read from it and the result is
+        kept there (``_specialty``), so recording the claims afterwards does not look them up again."""
         if len(claims) <= 64:
+            if cache is not None and "_specialty" in cache:
+                return cache["_specialty"]
             get = self.specialty_of.get
-            return np.array([get(k, UNKNOWN_SPECIALTY) for k in claims["billing_npi"].astype(str).tolist()],
-                            dtype=object)
+            npi = cache["billing_npi"] if cache is not None and "billing_npi" in cache else \
+                claims["billing_npi"].astype(str).to_numpy(dtype=object)
+            out = np.array([get(k, UNKNOWN_SPECIALTY) for k in npi.tolist()], dtype=object)
+            if cache is not None:
+                cache["_specialty"] = out
+            return out
         npi = claims["billing_npi"].astype(str)
         return npi.map(self.specialty_of).fillna(UNKNOWN_SPECIALTY).to_numpy(dtype=object)
 
@@ -109,7 +118,7 @@ class HistoryState:
     def add_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame,
                    order: np.ndarray, cache: dict | None = None) -> None:
         """Record scored claims (so a later duplicate or same-day pair is caught)."""
-        specialty = self.specialty_for(claims)
+        specialty = self.specialty_for(claims, cache)
         for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order,
                                                                cache, self._coder()).items():
             self.tables[name].append(keys, times, table_values(name, vals), payload)
