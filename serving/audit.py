@@ -35,8 +35,7 @@ import pandas as pd
 
 from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
 from features.errors import RecoupError
-from serving.batch import (BatchScores, add_reasons, causes_json, load_for_scoring, load_scorer, parse_date,
-                           score_window)
+from serving.batch import BatchScores, add_reasons, causes_json, parse_date, score_data
 
 log = logging.getLogger(__name__)
 WHOLE_CLAIM_CAUSES = ("duplicate", "eligibility")
@@ -307,8 +306,6 @@ def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None
               capacity: int | None = None, budget_hours: float | None = None, minutes_per_review: float = 20.0,
               skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
     """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out``."""
-    from serving.batch import _skip_invalid_default
-
     t0 = time.perf_counter()
     s, u = parse_date(since, "since"), parse_date(until, "until")
     if s is not None and u is not None and s > u:
@@ -319,13 +316,7 @@ def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None
         raise RecoupError("--budget-hours must be positive")
     if minutes_per_review <= 0:
         raise RecoupError("--minutes-per-review must be positive")
-    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
-    scorer = load_scorer(bundle_dir)
-    t_load = time.perf_counter()
-    history, rejected = load_for_scoring(data, skip)
-    load_s = time.perf_counter() - t_load
-    bs = score_window(history, scorer, s, u, rejected)
-    bs.timings["load_s"] = load_s
+    scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data))
     wl.summary.update({"window": [str(s.date()) if s is not None else str(bs.claims["submitted_date"].min())[:10],
                                   str(u.date()) if u is not None else str(bs.claims["submitted_date"].max())[:10]],

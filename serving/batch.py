@@ -538,6 +538,19 @@ def _skip_invalid_default() -> bool:
     return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
 
 
+def score_data(data: str | Path, since: pd.Timestamp | None, until: pd.Timestamp | None,
+               skip_invalid: bool | None, bundle_dir: Path | None) -> tuple[Scorer, BatchScores]:
+    """Load the champion and a history directory, and score the window (shared by score and audit)."""
+    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
+    scorer = load_scorer(bundle_dir)
+    t_load = time.perf_counter()
+    history, rejected = load_for_scoring(data, skip)
+    load_s = time.perf_counter() - t_load
+    bs = score_window(history, scorer, since, until, rejected)
+    bs.timings["load_s"] = load_s
+    return scorer, bs
+
+
 def score_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
               explain: str = "top:1000", skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
     """``recoup score``: write one output row per input claim; print counts read/scored/rejected."""
@@ -549,17 +562,12 @@ def score_cli(data: Path, out: Path, since: str | None = None, until: str | None
     out = Path(out)
     if not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
-    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
-    scorer = load_scorer(bundle_dir)
-    t_load = time.perf_counter()
-    history, rejected = load_for_scoring(data, skip)
-    load_s = time.perf_counter() - t_load
-    bs = score_window(history, scorer, s, u, rejected)
+    scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     add_reasons(bs, scorer, select_explain(bs.table, explain))
     t_out = time.perf_counter()
     df = output_frame(bs)
     write_frame(df, out)
-    bs.timings.update({"load_s": load_s, "output_s": time.perf_counter() - t_out})
+    bs.timings["output_s"] = time.perf_counter() - t_out
     n_sc = int((df["status"] == "scored").sum())
     summary = {"read": len(df), "scored": n_sc, "rejected": len(df) - n_sc, "out": str(out),
                "model_version": bs.model_version, "seconds": round(time.perf_counter() - t0, 1),

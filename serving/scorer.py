@@ -100,6 +100,13 @@ class ScoreFrame:
         return out
 
 
+def _explain_rows(explain: np.ndarray | bool, n: int) -> np.ndarray:
+    """Positions of the rows that get reasons: all, none, or where the mask is true."""
+    if isinstance(explain, (bool, np.bool_)):
+        return np.arange(n) if explain else np.arange(0)
+    return np.flatnonzero(explain)
+
+
 class Scorer:
     """A loaded model version with its history state."""
 
@@ -138,10 +145,7 @@ class Scorer:
         claims = _range_indexed(claims)
         amount = expected_amount(b, p, cp, claims)
         hits = rule_hit_records(feats.hits, claims, b.spec.unseen_dict(X), self.rulebook)
-        if isinstance(explain, (bool, np.bool_)):
-            idx = np.arange(len(M)) if explain else np.arange(0)
-        else:
-            idx = np.flatnonzero(explain)
+        idx = _explain_rows(explain, len(M))
         reasons: dict[str, list[dict]] = {}
         if len(idx):
             every = len(idx) == len(M)
@@ -163,10 +167,7 @@ class Scorer:
         amount = expected_amount(b, p, cp, claims)
         hits = feats.hits if a.n_hits() else _NO_HITS
         hit_recs = rule_hit_records(hits, claims, b.spec.unseen_arrays(a.ids, a.cats), self.rulebook)
-        if isinstance(explain, (bool, np.bool_)):
-            idx = np.arange(len(M)) if explain else np.arange(0)
-        else:
-            idx = np.flatnonzero(explain)
+        idx = _explain_rows(explain, len(M))
         reasons: dict[str, list[dict]] = {}
         if len(idx):
             every = len(idx) == len(M)
