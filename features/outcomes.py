@@ -4,6 +4,9 @@ Shared by training (labels) and serving (audit backtests), so both judge outcome
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -63,3 +66,17 @@ def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.
             out.loc[amount.index, "recouped_amount"] = amount.to_numpy()
     out["cause_idx"] = pd.Series(out["cause"]).map({c: i for i, c in enumerate(CAUSES)}).to_numpy()
     return out
+
+
+def read_oracle(data_dir: str | Path | None) -> pd.DataFrame | None:
+    """The generator's ``DIR/oracle.csv`` indexed by claim_id, or None when absent or malformed."""
+    if data_dir is None:
+        return None
+    p = Path(data_dir) / "oracle.csv"
+    if not p.exists():
+        return None
+    o = pd.read_csv(p, dtype={"claim_id": str})
+    if not {"claim_id", "true_probability"} <= set(o.columns):
+        logging.getLogger(__name__).warning("oracle.csv lacks claim_id/true_probability; ignored")
+        return None
+    return o.drop_duplicates("claim_id").set_index("claim_id")

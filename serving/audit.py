@@ -122,14 +122,10 @@ def outcomes(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.Dat
 
 
 def read_oracle(data: Path) -> pd.DataFrame | None:
-    p = Path(data) / "oracle.csv"
-    if not p.exists():
-        return None
-    o = pd.read_csv(p, dtype={"claim_id": str})
-    if not {"claim_id", "true_probability"} <= set(o.columns):
-        log.warning("oracle.csv lacks claim_id/true_probability; ignored")
-        return None
-    return o.drop_duplicates("claim_id").set_index("claim_id")
+    """``DIR/oracle.csv`` when present (see :func:`features.outcomes.read_oracle`)."""
+    from features.outcomes import read_oracle as _read
+
+    return _read(data)
 
 
 def _caught(order_ids: np.ndarray, k: int, truth: pd.DataFrame) -> tuple[int, float]:

@@ -49,10 +49,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def oracle_scores(data_dir: Path | None, index: pd.Index) -> pd.DataFrame | None:
     """The generator's oracle for these claims, when DIR/oracle.csv exists."""
-    if data_dir is None or not (Path(data_dir) / "oracle.csv").exists():
-        return None
-    o = pd.read_csv(Path(data_dir) / "oracle.csv", dtype={"claim_id": str}).set_index("claim_id")
-    return o.reindex(index)
+    from features.outcomes import read_oracle
+
+    o = read_oracle(data_dir)
+    return None if o is None else o.reindex(index)
 
 
 def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[float]) -> dict:
