@@ -3,15 +3,18 @@
 Usage::
 
     RECOUP_HOME=work python bench/bench_service.py --data DIR [--bundle-dir BUNDLE] [--single 300]
-        [--batches 20] [--no-record] [--out bench_service.json]
+        [--batches 20] [--clients 2] [--no-record] [--out bench_service.json]
 
 It starts the real service (``bentoml serve serving.service:RecoupService``, one worker) on a free
 127.0.0.1 port with ``RECOUP_BUNDLE_DIR`` = the bundle (default: the champion in the BentoML store /
 MLflow, as the service would load it), waits for ``/readyz`` and measures, at one client with
-keep-alive:
+keep-alive (``http.client``; request bodies are encoded before the clock starts and each timing ends
+when the whole response body is read; responses are parsed and checked outside the clock, as a load
+generator such as wrk does, so the client's own JSON work is not counted as the service's):
 
 - ``/score`` with reasons: per-request latency p50 / p99 (ms);
-- ``/score_batch`` with 100-claim requests: claims/s with and without reasons;
+- ``/score_batch`` with 100-claim requests: claims/s with and without reasons, at one client and
+  (``--clients N``, default 2) with N connections sending at once (``*_N_clients``);
 - the same claims through ``Scorer.score_claims`` in process (claims -> typed frames included), and
   the ratio service / in-process (in process on the same state as the service: with the single claims
   recorded; ``*_fresh_state``: on the bundle's state as loaded).
@@ -26,7 +29,7 @@ Without ``--data`` a small synthetic history (tests.helpers.data) is used.
 from __future__ import annotations
 
 import argparse
-import copy
+import http.client
 import json
 import os
 import signal
@@ -102,6 +105,54 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def encode(body: dict) -> bytes:
+    return json.dumps(body).encode()
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
+    """One POST on the kept-alive connection: the status and the whole response body."""
+    conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def check(answer: tuple[int, bytes]):
+    status, data = answer
+    if status != 200:
+        raise SystemExit(f"the service answered {status}: {data[:300]!r}")
+    return json.loads(data)
+
+
+def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_claims: int) -> float:
+    """Claims/s with ``clients`` connections each sending ``per_client`` batch requests back to back."""
+    import threading
+
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(clients)]
+    for c in conns:
+        check(post(c, "/score_batch", body))
+    answers: list[tuple[int, bytes]] = []
+    go = threading.Barrier(clients + 1)
+
+    def run(c: http.client.HTTPConnection) -> None:
+        go.wait()
+        for _ in range(per_client):
+            answers.append(post(c, "/score_batch", body))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+    for th in threads:
+        th.start()
+    go.wait()
+    t = time.perf_counter()
+    for th in threads:
+        th.join()
+    el = time.perf_counter() - t
+    for a in answers:
+        assert len(check(a)) == n_claims
+    for c in conns:
+        c.close()
+    return clients * per_client * n_claims / el
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
@@ -112,14 +163,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: the champion, as the service loads it)")
     ap.add_argument("--single", type=int, default=300, help="single-claim requests to time")
     ap.add_argument("--batches", type=int, default=20, help="100-claim requests per mode")
+    ap.add_argument("--clients", type=int, default=2,
+                    help="also time batches with this many concurrent connections (1: only one client)")
     ap.add_argument("--no-record", action="store_true",
                     help="single-claim requests with record: false (default: record on, as in production)")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    import httpx
-
     from serving import model_store
     from serving.schemas import Claim, claims_to_frames
     from serving.scorer import Scorer
@@ -174,32 +225,40 @@ def main(argv: list[str] | None = None) -> dict:
     port = free_port()
     proc, start_s = start_service(bundle, port)
     res["service_start_s"] = start_s
-    url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=url, timeout=60) as cl:
-            for c in singles[:20]:
-                cl.post("/score", json={"claim": c, "record": record}).raise_for_status()
-            lat = []
-            for c in singles[20:]:
-                body = {"claim": c, "record": record}
-                t = time.perf_counter()
-                r = cl.post("/score", json=body)
-                lat.append((time.perf_counter() - t) * 1000)
-                r.raise_for_status()
-            res["single_ms_p50"], res["single_ms_p99"] = pct(lat, 50), pct(lat, 99)
-            res["single_ms_mean"] = statistics.fmean(lat)
-            for explain in (True, False):
-                body = {"claims": claims, "record": False, "explain": explain}
-                cl.post("/score_batch", json=body).raise_for_status()
-                t = time.perf_counter()
-                for _ in range(args.batches):
-                    out = cl.post("/score_batch", json=body)
-                    out.raise_for_status()
-                assert all("error" not in o for o in out.json())
-                key = "reasons" if explain else "no_reasons"
-                res[f"batch_claims_per_s_{key}"] = args.batches * len(claims) / (time.perf_counter() - t)
-                res[f"ratio_batch_{key}"] = res[f"batch_claims_per_s_{key}"] / res[f"inprocess_batch_claims_per_s_{key}"]
-            res["ratio_single_p50"] = res["inprocess_single_ms_p50"] / res["single_ms_p50"]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for c in singles[:20]:
+            check(post(conn, "/score", encode({"claim": c, "record": record})))
+        bodies = [encode({"claim": c, "record": record}) for c in singles[20:]]
+        lat, answers = [], []
+        for body in bodies:
+            t = time.perf_counter()
+            answers.append(post(conn, "/score", body))
+            lat.append((time.perf_counter() - t) * 1000)
+        for a in answers:
+            assert check(a)["reasons"]
+        res["single_ms_p50"], res["single_ms_p99"] = pct(lat, 50), pct(lat, 99)
+        res["single_ms_mean"] = statistics.fmean(lat)
+        for explain in (True, False):
+            body = encode({"claims": claims, "record": False, "explain": explain})
+            check(post(conn, "/score_batch", body))
+            answers = []
+            t = time.perf_counter()
+            for _ in range(args.batches):
+                answers.append(post(conn, "/score_batch", body))
+            el = time.perf_counter() - t
+            for a in answers:
+                out = check(a)
+                assert len(out) == len(claims) and all("error" not in o for o in out)
+                assert all(bool(o["reasons"]) == explain for o in out)
+            key = "reasons" if explain else "no_reasons"
+            res[f"batch_claims_per_s_{key}"] = args.batches * len(claims) / el
+            res[f"ratio_batch_{key}"] = res[f"batch_claims_per_s_{key}"] / res[f"inprocess_batch_claims_per_s_{key}"]
+            if args.clients > 1:
+                res[f"batch_claims_per_s_{key}_{args.clients}_clients"] = concurrent_batches(
+                    port, body, args.clients, args.batches, len(claims))
+        res["ratio_single_p50"] = res["inprocess_single_ms_p50"] / res["single_ms_p50"]
+        conn.close()
     finally:
         stop(proc)
     res["load_avg_after"] = os.getloadavg()[0]

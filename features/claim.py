@@ -29,8 +29,11 @@ EM_LEVEL = {
 }
 EM_NEW = {f"9920{i}" for i in range(2, 6)}
 X_MODIFIERS = {"XE", "XS", "XP", "XU"}
-#: below this many items, lookups go through Python dicts instead of vectorized pandas indexers
-SMALL = 64
+#: up to this many claims, lookups go through Python dicts instead of vectorized pandas indexers and
+#: ``compute_features`` returns arrays (no frames): the service's requests. Measured (100-claim batch):
+#: features 8.5 vs 15 ms and scoring 5.7 vs 9.4 ms; at 300 claims 13.9 vs 15.8 ms; at 1,000 the
+#: vectorized path is ahead (28 vs 32 ms).
+SMALL = 256
 _DATE_SHIFT = np.int64(100_000_000)
 _NAT_YMD = 99991231
 
@@ -72,9 +75,11 @@ def _small_values(s: pd.Series) -> list | None:
     if len(s) > SMALL:
         return None
     arr = s.array
-    if isinstance(arr, pd.Categorical):  # the categories' values by code (``tolist`` is slower)
-        cats = arr.categories
-        vals = [cats[c] if c >= 0 else np.nan for c in arr.codes.tolist()]
+    if isinstance(arr, pd.Categorical):  # the categories' values by code
+        codes = arr.codes.tolist()
+        # a few claims: index the categories (their ``tolist`` costs more); more: the list of categories
+        cats = arr.categories if len(codes) <= 4 else arr.categories.tolist()
+        vals = [cats[c] if c >= 0 else np.nan for c in codes]
         if all(type(v) is str for v in vals):
             return vals
         vals = s.tolist()

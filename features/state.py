@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.claim import prepare_lines
+from features.claim import SMALL, prepare_lines
 from features.contract import History
 from features.errors import RecoupError
 from features.events import EventTable, Vocab
@@ -84,7 +84,7 @@ class HistoryState:
         """The specialty of each claim's billing provider. For a few claims with a per-call ``cache``
         (see :func:`features.pipeline.compute_features`) the NPIs are read from it and the result is
         kept there (``_specialty``), so recording the claims afterwards does not look them up again."""
-        if len(claims) <= 64:
+        if len(claims) <= SMALL:
             if cache is not None and "_specialty" in cache:
                 return cache["_specialty"]
             get = self.specialty_of.get

@@ -22,10 +22,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import union_categoricals
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from features.contract import FAST_PATH_MAX_ROWS, TABLES, ContractError, validate_frames
+from features.contract import TABLES, ContractError, validate_frames
 
 #: limits of one request (a claim with more lines, or a batch with more claims, is refused with 422)
 MAX_LINES_PER_CLAIM = 50
@@ -228,14 +227,6 @@ LINE_COLUMNS = [c.name for c in TABLES["claim_lines"] if c.name not in EXCLUDED_
 _RAW_CLAIM_COLUMNS = [*CLAIM_COLUMNS, *EXCLUDED_CLAIM_COLUMNS]  # paid_* stay missing
 _RAW_LINE_COLUMNS = ["claim_id", *LINE_COLUMNS, "line_paid"]
 
-#: the contract checks tables of up to this many rows row by row (``features.contract``'s fast path,
-#: ~1 ms for a few claims) and bigger ones column-wise (~25 ms for 100 claims): a batch is validated in
-#: chunks that stay under it
-CHUNK_ROWS = FAST_PATH_MAX_ROWS
-#: ... up to this many claims: beyond, one column-wise call is cheaper than many chunks (measured:
-#: 100 claims 8 ms chunked vs 30 ms in one call, 300: 23 vs 35, 1,000: 68 vs 48)
-CHUNKED_MAX_CLAIMS = 400
-
 
 def raw_frames(claims: list[Claim]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
     """Raw (untyped) ``claims`` and ``claim_lines`` tables of the claims, and each line row's (claim, line) index.
@@ -338,52 +329,6 @@ def _convert(claims: list[Claim], prefixes: list[str], positions: list[int]) -> 
     return Converted(None, None, [], errors)
 
 
-def _chunks(claims: list[Claim]) -> list[list[int]]:
-    """Claims in request order, packed into chunks of at most :data:`CHUNK_ROWS` claims and lines.
-
-    Claims with the same ``claim_id`` go into the same chunk, so the contract's duplicate check (and the
-    lines-to-claim relation) sees them together as it would in one table.
-    """
-    groups: dict[str, list[int]] = {}
-    for k, c in enumerate(claims):
-        groups.setdefault(c.claim_id, []).append(k)
-    out: list[list[int]] = []
-    cur: list[int] = []
-    n_lines = 0
-    for members in groups.values():
-        m_lines = sum(len(claims[k].lines) for k in members)
-        if cur and (len(cur) + len(members) > CHUNK_ROWS or n_lines + m_lines > CHUNK_ROWS):
-            out.append(cur)
-            cur, n_lines = [], 0
-        cur.extend(members)
-        n_lines += m_lines
-    if cur:
-        out.append(cur)
-    return out
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    """Typed chunks as one frame, typed as one ``validate_frames`` call would type it, or None if unsure.
-
-    Categorical columns whose levels are the values seen (place of service, frequency code) get the
-    sorted union of the chunks' levels, as the contract gives for the whole table; any other dtype
-    difference -> None (the caller validates all claims at once).
-    """
-    first = frames[0]
-    merged: dict[str, pd.Categorical] = {}
-    for c in first.columns:
-        dts = [f[c].dtype for f in frames]
-        if all(d == dts[0] for d in dts[1:]):
-            continue
-        if not all(isinstance(d, pd.CategoricalDtype) and not d.ordered for d in dts):
-            return None
-        merged[c] = union_categoricals([f[c] for f in frames], sort_categories=True)
-    out = pd.concat(frames, ignore_index=True)
-    for c, v in merged.items():
-        out[c] = v
-    return out
-
-
 def claims_to_frames(claims: list[Claim], prefixes: list[str] | None = None,
                      positions: list[int] | None = None) -> Converted:
     """Check the claims against the data contract and type them, through ``validate_frames``.
@@ -392,40 +337,12 @@ def claims_to_frames(claims: list[Claim], prefixes: list[str] | None = None,
     places in the request. Claims with problems are left out (with their field errors) and the rest is
     validated again, so one bad claim never blocks the others.
 
-    Up to :data:`CHUNKED_MAX_CLAIMS` claims are validated in chunks of at most :data:`CHUNK_ROWS` claims
-    and lines (the contract's row-wise path) and the typed chunks concatenated (:func:`_concat`); if the
-    chunks were typed in a way that cannot be merged (a column that took the contract's column-wise path
-    in one of them), the claims that passed are validated again in one call, so the result is always one
-    consistent pair of frames.
+    A request is one ``validate_frames`` call: its tables (up to 1,000 claims) take the contract's row-wise
+    path (``features.contract.FAST_PATH_MAX_ROWS``): 100 claims in ~3 ms.
     """
     prefixes = prefixes or ["claim"] * len(claims)
     positions = list(range(len(claims))) if positions is None else list(positions)
-    n_lines = sum(len(c.lines) for c in claims)
-    if (len(claims) <= CHUNK_ROWS and n_lines <= CHUNK_ROWS) or len(claims) > CHUNKED_MAX_CLAIMS:
-        return _convert(claims, prefixes, positions)
-    errors: dict[int, list[dict]] = {}
-    parts: list[Converted] = []
-    ok_idx: list[int] = []  # indices into ``claims`` of the claims that passed
-    where = {p: k for k, p in enumerate(positions)}
-    for chunk in _chunks(claims):
-        conv = _convert([claims[k] for k in chunk], [prefixes[k] for k in chunk], [positions[k] for k in chunk])
-        errors.update(conv.errors)
-        if conv.ok:
-            parts.append(conv)
-            ok_idx.extend(where[p] for p in conv.ok)
-    if not parts:
-        return Converted(None, None, [], errors)
-    if len(parts) == 1:
-        conv = parts[0]
-        return Converted(conv.claims, conv.lines, conv.ok, errors)
-    if ok_idx == sorted(ok_idx):
-        claims_typed, lines_typed = _concat([p.claims for p in parts]), _concat([p.lines for p in parts])
-        if claims_typed is not None and lines_typed is not None:
-            return Converted(claims_typed, lines_typed, [positions[k] for k in ok_idx], errors)
-    ok_idx.sort()  # request order, one call (the contract's column-wise path for many rows)
-    conv = _convert([claims[k] for k in ok_idx], [prefixes[k] for k in ok_idx], [positions[k] for k in ok_idx])
-    errors.update(conv.errors)
-    return Converted(conv.claims, conv.lines, conv.ok, errors)
+    return _convert(claims, prefixes, positions)
 
 
 # --------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any
 import anyio
 import bentoml
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -76,10 +77,14 @@ def _clean(o: Any) -> Any:  # NaN/inf are not JSON
 
 
 def json_response(content: Any, status: int = 200) -> Response:
+    """JSON with orjson (NaN/inf -> null, numpy values as numbers), the standard library if it refuses."""
     try:
-        body = json.dumps(content, default=_default, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        body = json.dumps(_clean(content), default=_default, separators=(",", ":"))
+        body = orjson.dumps(content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # e.g. a non-str dict key
+        try:
+            body = json.dumps(content, default=_default, separators=(",", ":"), allow_nan=False).encode()
+        except ValueError:
+            body = json.dumps(_clean(content), default=_default, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/json")
 
 
@@ -110,6 +115,10 @@ async def read_json(request: Request) -> Any:
                               [{"field": "body", "message": f"at most {MAX_BODY} bytes"}])
         chunks.append(chunk)
     raw = b"".join(chunks)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # the standard library decides (it also takes NaN, Infinity and very large integers)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

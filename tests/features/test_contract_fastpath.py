@@ -114,7 +114,7 @@ def random_table(table: str, rng: random.Random, *, n: int | None = None, p_bad:
                    for v in df[c]):
                 df[c] = df[c].astype(container)
     if rng.random() < 0.2:
-        df.index = pd.Index(rng.sample(range(100, 200), n))
+        df.index = pd.Index(rng.sample(range(100, 100 + 2 * n), n))
     elif rng.random() < 0.1:
         df.index = pd.RangeIndex(5, 5 + n)
     return df
@@ -248,6 +248,15 @@ def test_random_small_tables_equal_both_ways(monkeypatch, table, seed):
     rng = random.Random(hash((table, seed)) & 0xFFFF_FFFF)
     for p_bad in (0.0, 0.05, 0.3, 1.0):
         check_table(monkeypatch, random_table(table, rng, p_bad=p_bad), table)
+
+
+@pytest.mark.parametrize("table", ["claims", "claim_lines"])
+@pytest.mark.parametrize("n", [150, 700, contract.FAST_PATH_MAX_ROWS])
+def test_random_large_tables_equal_both_ways(monkeypatch, table, n):
+    """Up to the row-wise limit (a batch of the service: up to 1,000 claims and their lines)."""
+    rng = random.Random(n)
+    for p_bad in (0.0, 0.01, 0.2):
+        check_table(monkeypatch, random_table(table, rng, n=n, p_bad=p_bad), table)
 
 
 @pytest.mark.parametrize("seed", range(150))

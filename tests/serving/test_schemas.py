@@ -128,10 +128,10 @@ def test_frames_round_trip():
     pd.testing.assert_frame_equal(conv.lines, again.lines)
 
 
-def test_many_claims_are_validated_in_chunks_as_one_table():
-    """A batch goes through the contract in chunks (its row-wise path): same frames and same errors as one
-    ``validate_frames`` call, duplicates caught across the whole batch."""
-    from serving.schemas import CHUNK_ROWS, _chunks, _convert
+def test_a_batch_is_validated_as_one_table(monkeypatch):
+    """A batch goes through the contract as one table (its row-wise path): same frames and same errors as
+    the contract's column-wise path, duplicates caught across the whole batch."""
+    import features.contract as contract
 
     pos = ["11", "22", "81", "12"]
     raw = []
@@ -142,10 +142,10 @@ def test_many_claims_are_validated_in_chunks_as_one_table():
     raw[5]["lines"][0]["units"] = -1
     raw[80]["claim_id"] = "C-3"  # a duplicate far from the first one
     models = [Claim.model_validate(x) for x in raw]
-    assert len(_chunks(models)) > 2 and all(len(ch) <= CHUNK_ROWS for ch in _chunks(models))
     prefixes = [f"claims[{i}]" for i in range(len(models))]
     a = claims_to_frames(models, prefixes)
-    b = _convert(models, prefixes, list(range(len(models))))
+    monkeypatch.setattr(contract, "FAST_PATH_MAX_ROWS", 0)
+    b = claims_to_frames(models, prefixes)
     assert a.ok == b.ok and a.errors == b.errors
     assert set(a.errors) == {3, 5, 80} and _fields(a, 5) == {"claims[5].lines[0].units"}
     pd.testing.assert_frame_equal(a.claims, b.claims)  # incl. categorical levels of place of service
