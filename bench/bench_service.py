@@ -3,9 +3,9 @@
 Usage::
 
     RECOUP_HOME=work python bench/bench_service.py --data DIR [--bundle-dir BUNDLE] [--single 300]
-        [--batches 20] [--clients 2] [--no-record] [--out bench_service.json]
+        [--batches 20] [--workers 1] [--clients 2] [--no-record] [--out bench_service.json]
 
-It starts the real service (``bentoml serve serving.service:RecoupService``, one worker) on a free
+It starts the real service (``bentoml serve serving.service:RecoupService``, ``--workers`` processes) on a free
 127.0.0.1 port with ``RECOUP_BUNDLE_DIR`` = the bundle (default: the champion in the BentoML store /
 MLflow, as the service would load it), waits for ``/readyz`` and measures, at one client with
 keep-alive (``http.client``; request bodies are encoded before the clock starts and each timing ends
@@ -72,12 +72,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(bundle: Path, port: int) -> tuple[subprocess.Popen, float]:
+def start_service(bundle: Path, port: int, workers: int = 1) -> tuple[subprocess.Popen, float]:
     import httpx
 
     from serving.serve import bentoml_command, service_env
 
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle)}
+    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle), "RECOUP_SERVICE_WORKERS": str(workers)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,7 +86,10 @@ def start_service(bundle: Path, port: int) -> tuple[subprocess.Popen, float]:
             raise SystemExit(f"the service exited with code {proc.returncode}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc, time.perf_counter() - t0
+                ready = time.perf_counter() - t0
+                if workers > 1:  # /readyz answers once one worker is up; the others start as long
+                    time.sleep(min(ready, 20))
+                return proc, ready
         except httpx.HTTPError:
             pass
         if time.perf_counter() - t0 > 120:
@@ -123,22 +126,30 @@ def check(answer: tuple[int, bytes]):
     return json.loads(data)
 
 
-def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_claims: int) -> float:
-    """Claims/s with ``clients`` connections each sending ``per_client`` batch requests back to back."""
+def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_claims: int,
+                       pool: int = 4) -> float:
+    """Claims/s with ``clients`` threads each sending ``per_client`` batch requests back to back, each
+    over its own ``pool`` kept-alive connections in turn (as a client with a connection pool does).
+
+    With several service workers the kernel hands each new connection to one worker, so a single
+    connection per client would pin clients to workers at random; a pool spreads each client's
+    requests over the workers."""
     import threading
 
-    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(clients)]
-    for c in conns:
-        check(post(c, "/score_batch", body))
+    conns = [[http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(pool)]
+             for _ in range(clients)]
+    for mine in conns:
+        for c in mine:
+            check(post(c, "/score_batch", body))
     answers: list[tuple[int, bytes]] = []
     go = threading.Barrier(clients + 1)
 
-    def run(c: http.client.HTTPConnection) -> None:
+    def run(mine: list[http.client.HTTPConnection]) -> None:
         go.wait()
-        for _ in range(per_client):
-            answers.append(post(c, "/score_batch", body))
+        for i in range(per_client):
+            answers.append(post(mine[i % len(mine)], "/score_batch", body))
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+    threads = [threading.Thread(target=run, args=(mine,)) for mine in conns]
     for th in threads:
         th.start()
     go.wait()
@@ -148,8 +159,9 @@ def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_
     el = time.perf_counter() - t
     for a in answers:
         assert len(check(a)) == n_claims
-    for c in conns:
-        c.close()
+    for mine in conns:
+        for c in mine:
+            c.close()
     return clients * per_client * n_claims / el
 
 
@@ -163,6 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: the champion, as the service loads it)")
     ap.add_argument("--single", type=int, default=300, help="single-claim requests to time")
     ap.add_argument("--batches", type=int, default=20, help="100-claim requests per mode")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="service worker processes (RECOUP_SERVICE_WORKERS; several share recorded claims)")
     ap.add_argument("--clients", type=int, default=2,
                     help="also time batches with this many concurrent connections (1: only one client)")
     ap.add_argument("--no-record", action="store_true",
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     singles = new_claims(history, args.single + 20, "SINGLE", skip=len(claims))
     record = not args.no_record
     res: dict = {"cores": os.cpu_count(), "load_avg_before": os.getloadavg()[0], "bundle": str(bundle),
-                 "single_record": record}
+                 "single_record": record, "workers": args.workers, "clients": args.clients}
 
     # ---------------------------------------------------------------- in process
     scorer = Scorer.from_dir(bundle)
@@ -223,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---------------------------------------------------------------- over HTTP
     port = free_port()
-    proc, start_s = start_service(bundle, port)
+    proc, start_s = start_service(bundle, port, args.workers)
     res["service_start_s"] = start_s
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -240,6 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
         res["single_ms_p50"], res["single_ms_p99"] = pct(lat, 50), pct(lat, 99)
         res["single_ms_mean"] = statistics.fmean(lat)
         for explain in (True, False):
+            conn.close()  # a new connection per mode (the server closes idle ones after a few seconds)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             body = encode({"claims": claims, "record": False, "explain": explain})
             check(post(conn, "/score_batch", body))
             answers = []

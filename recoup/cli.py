@@ -152,9 +152,12 @@ def audit(
 def serve(
     port: int = typer.Option(3000, "--port"),
     host: str = typer.Option("127.0.0.1", "--host"),
+    workers: int = typer.Option(None, "--workers", min=1,
+                                help="worker processes (default RECOUP_SERVICE_WORKERS or 1); several "
+                                     "share the claims they record (docs/service.md)"),
 ) -> None:
     """Start the BentoML scoring service with the champion and its history state."""
-    _run(lambda: _impl("serving.serve", "serve_cli")(port=port, host=host))
+    _run(lambda: _impl("serving.serve", "serve_cli")(port=port, host=host, workers=workers))
 
 
 @app.command()

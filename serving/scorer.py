@@ -118,6 +118,7 @@ class Scorer:
         self.state = state
         self.rulebook = rulebook or load_rulebook()
         self.lock = threading.Lock()  # the online state is updated in place
+        self.journal = None  # a serving.journal.RecordJournal when several workers share what they record
 
     @classmethod
     def from_dir(cls, bundle_dir: str | Path) -> "Scorer":
@@ -188,9 +189,24 @@ class Scorer:
 
     # ------------------------------------------------------------------ online
     def score_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, explain: bool = True,
-                     record: bool = True) -> list[dict]:
-        """Score new claims against the online state; with ``record`` they join the state afterwards."""
+                     record: bool = True, as_sent: list[dict] | None = None) -> list[dict]:
+        """Score new claims against the online state; with ``record`` they join the state afterwards.
+
+        With a :attr:`journal` (several service workers), the claims other workers recorded are applied
+        first, and recorded claims are appended for them (serving/journal.py); ``as_sent`` (optional)
+        are the same claims as CLAIM objects, written to the journal as they are.
+        """
         with self.lock:
-            feats = compute_features(claims, lines, self.state, self.rulebook, record=record)
+            j = self.journal
+            if j is None:
+                feats = compute_features(claims, lines, self.state, self.rulebook, record=record)
+            elif record:
+                with j.exclusive():
+                    j.catch_up(self.state, self.rulebook)
+                    feats = compute_features(claims, lines, self.state, self.rulebook, record=True)
+                    j.append(claims, lines, as_sent)
+            else:
+                j.catch_up(self.state, self.rulebook)
+                feats = compute_features(claims, lines, self.state, self.rulebook, record=False)
         frame = self.score_features(feats, claims, explain)
         return frame.records(self.model_version)

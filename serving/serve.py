@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from features.errors import RecoupError
-from features.settings import bentoml_home, quiet_telemetry
+from features.settings import bentoml_home, quiet_telemetry, recoup_home
 
 SERVICE = "serving.service:RecoupService"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,15 +26,23 @@ def service_env() -> dict[str, str]:
     quiet_telemetry()
     bentoml_home()
     env = dict(os.environ)
+    env["RECOUP_HOME"] = str(recoup_home())  # absolute: the workers run in the project folder
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
-def serve_cli(port: int = 3000, host: str = "127.0.0.1") -> int:
-    """Check there is a model (exporting MLflow's champion to the BentoML store if needed), then serve."""
+def serve_cli(port: int = 3000, host: str = "127.0.0.1", workers: int | None = None) -> int:
+    """Check there is a model (exporting MLflow's champion to the BentoML store if needed), then serve.
+
+    ``workers`` (default ``RECOUP_SERVICE_WORKERS`` or 1): worker processes; several share the claims
+    they record through a journal (serving/journal.py)."""
     from serving import model_store
 
     env = service_env()
+    if workers is not None:
+        if workers < 1:
+            raise RecoupError(f"--workers must be at least 1, got {workers}")
+        env["RECOUP_SERVICE_WORKERS"] = str(workers)
     ref = model_store.resolve_model()  # NoModelError (a RecoupError): one line, exit code 2
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}"

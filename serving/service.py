@@ -48,6 +48,7 @@ from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest,
 
 log = logging.getLogger("recoup.service")
 THREADS = int(os.environ.get("RECOUP_SERVICE_THREADS", "4"))
+WORKERS = max(1, int(os.environ.get("RECOUP_SERVICE_WORKERS", "1")))
 MAX_BODY = int(os.environ.get("RECOUP_MAX_BODY_BYTES", str(MAX_BODY_BYTES)))
 
 
@@ -173,13 +174,23 @@ async def _internal_error(_: Request, exc: Exception) -> Response:
     return error_response(500, "internal", f"internal error ({type(exc).__name__}); see the service log")
 
 
+def journal_dir() -> "os.PathLike[str]":
+    """Where the workers' shared journal lives: ``RECOUP_JOURNAL_DIR``, else ``$RECOUP_HOME/service``."""
+    from pathlib import Path
+
+    from features.settings import recoup_home
+
+    d = os.environ.get("RECOUP_JOURNAL_DIR")
+    return Path(d) if d else recoup_home() / "service"
+
+
 _MODEL_TAG = model_store.bento_model_tag()
 
 
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="recoup",
-    workers=1,  # the history state is per process: keep one worker (docs/service.md)
+    workers=WORKERS,  # one by default; several share what they record through a journal (docs/service.md)
     threads=THREADS,
     traffic={"timeout": 120, "max_concurrency": 256},
     logging={"access": {"enabled": False}},
@@ -198,6 +209,11 @@ class RecoupService:
         self.loaded_from = ref
         self.scorer = Scorer.from_dir(ref.path)
         self.limiter = anyio.CapacityLimiter(THREADS)
+        if WORKERS > 1:  # share recorded claims; split the cores between the workers' LightGBM threads
+            from serving.journal import RecordJournal, server_journal_path
+
+            self.scorer.journal = RecordJournal(server_journal_path(journal_dir()))
+            self.scorer.bundle.meta["num_threads"] = max(1, (os.cpu_count() or 1) // WORKERS)
         meta = self.scorer.bundle.meta
         self.model_info = {
             "name": model_store.BENTO_MODEL,
@@ -209,6 +225,7 @@ class RecoupService:
             "risk_bands": meta.get("risk_bands", {"medium": 0.05, "high": 0.2}),
             "source": ref.source,
             "limits": {"lines_per_claim": 50, "claims_per_batch": MAX_CLAIMS_PER_BATCH, "body_bytes": MAX_BODY},
+            "workers": WORKERS,
         }
         log.info("recoup service ready: model %s v%s (as of %s) from %s in %.1fs", model_store.BENTO_MODEL,
                  self.scorer.model_version, meta.get("as_of"), ref.source, time.perf_counter() - t0)
@@ -232,7 +249,8 @@ class RecoupService:
         conv = claims_to_frames([req.claim], ["claim"])
         if conv.errors:
             return 422, error_entry(req.claim.claim_id, conv.errors[0])
-        return 200, self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record)[0]
+        return 200, self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
+                                             as_sent=[body["claim"]])[0]
 
     def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
         query = query or {}
@@ -258,7 +276,8 @@ class RecoupService:
             for i, fields in conv.errors.items():
                 out[i] = error_entry(parsed[where.index(i)].claim_id, fields)
             if conv.ok:
-                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record)
+                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
+                                                  as_sent=[req.claims[i] for i in conv.ok])
                 for i, s in zip(conv.ok, scores):
                     out[i] = s
         return 200, out

@@ -257,13 +257,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_real_bentoml_serve(trained, good):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_real_bentoml_serve(trained, good, workers, tmp_path):
     import httpx
 
     from serving.serve import bentoml_command, service_env
 
     port = _free_port()
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"])}
+    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
+           "RECOUP_SERVICE_WORKERS": str(workers), "RECOUP_JOURNAL_DIR": str(tmp_path)}
     proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -282,7 +284,18 @@ def test_real_bentoml_serve(trained, good):
         assert r.status_code == 200 and r.json()["claim_id"] == good["claim_id"]
         r = httpx.post(f"{url}/score", json={"claim": {"claim_id": "X"}}, timeout=30)
         assert r.status_code == 422
-        assert httpx.get(f"{url}/model", timeout=5).json()["source"] == "RECOUP_BUNDLE_DIR"
+        model = httpx.get(f"{url}/model", timeout=5).json()
+        assert model["source"] == "RECOUP_BUNDLE_DIR" and model["workers"] == workers
+        # a recorded claim is caught as a duplicate whichever worker scores the resubmission (each
+        # request on a new connection: the kernel hands connections to either worker)
+        first = _new_claims(trained, 1, f"REAL{workers}", 60)[0]
+        assert httpx.post(f"{url}/score", json={"claim": first}, timeout=30).status_code == 200
+        for i in range(8):
+            again = dict(copy.deepcopy(first), claim_id=f"REAL{workers}-again-{i}")
+            r = httpx.post(f"{url}/score", json={"claim": again, "record": False}, timeout=30)
+            assert f"REAL{workers}-0" in _dup_refs(r.json()), r.text
+        if workers > 1:
+            assert len(list(tmp_path.glob("journal-*.bin"))) == 1
     finally:
         pgid = os.getpgid(proc.pid)
         os.killpg(pgid, signal.SIGTERM)
