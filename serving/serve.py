@@ -27,6 +27,9 @@ def service_env() -> dict[str, str]:
     bentoml_home()
     env = dict(os.environ)
     env["RECOUP_HOME"] = str(recoup_home())  # absolute: the workers run in the project folder
+    # LightGBM's OpenMP threads sleep at barriers instead of spinning: requests scored at the same time
+    # share the cores with them (a spinning thread waiting for a busy core costs milliseconds)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 

@@ -18,8 +18,9 @@ violations, too many lines or claims, body too large) and per-claim error entrie
 still owns the process: model loading at start, ``/readyz`` + ``/livez``, metrics, workers, ``bentoml
 build``. See docs/service.md.
 
-Scoring runs in a thread pool of ``RECOUP_SERVICE_THREADS`` threads (default 4); one worker (the
-history state lives in the process: several workers would each keep their own).
+Scoring runs in a thread pool of ``RECOUP_SERVICE_THREADS`` threads (default 4) per worker; one worker
+by default (``RECOUP_SERVICE_WORKERS``): several share the claims they record through a journal
+(serving/journal.py).
 """
 
 from __future__ import annotations
