@@ -198,23 +198,32 @@ class RuleIndex:
         self.rb = rulebook
         ptp = {t: rulebook.table(f"ptp_{t}") for t in ("professional", "institutional")}
         mue = {t: rulebook.table(f"mue_{t}") for t in ("professional", "institutional")}
-        allc = [np.asarray(d[c].astype(str), dtype=object) for d in ptp.values() for c in ("column_1", "column_2")]
-        allc += [np.asarray(d["code"].astype(str), dtype=object) for d in mue.values()]
-        self.vocab = pd.Index(np.unique(np.concatenate(allc).astype(str)).astype(object), dtype=object)
+        # codes are looked up with Arrow's hash kernels (the tables hold 5M code cells: going through
+        # Python objects took ~3 s, the first time a process scored a claim)
+        cols = [_arrow_text(d[c]) for d in ptp.values() for c in ("column_1", "column_2")]
+        cols += [_arrow_text(d["code"]) for d in mue.values()]
+        uniq = pc.unique(pa.chunked_array([c for col in cols for c in col.chunks], pa.large_string()))
+        vocab = pc.take(uniq, pc.sort_indices(uniq))  # sorted (byte order = code point order for codes)
+        self.vocab = pd.Index(np.asarray(vocab.to_pylist(), dtype=object), dtype=object)
         self.vdict = {c: i for i, c in enumerate(self.vocab.tolist())}
         v = np.int64(len(self.vocab))
         self.V = v
+
+        def ids_of(col: pa.ChunkedArray) -> np.ndarray:
+            got = pc.index_in(col, value_set=vocab)
+            return got.fill_null(-1).to_numpy().astype(np.int64)
+
         self.ptp_keys, self.ptp_ind = {}, {}
         for t, d in ptp.items():
-            i1 = self.vocab.get_indexer(d["column_1"].astype(str).to_numpy(dtype=object)).astype(np.int64)
-            i2 = self.vocab.get_indexer(d["column_2"].astype(str).to_numpy(dtype=object)).astype(np.int64)
+            i1 = ids_of(_arrow_text(d["column_1"]))
+            i2 = ids_of(_arrow_text(d["column_2"]))
             k = (i1 * v + i2) * _DATE_SHIFT + d["deletion_date"].to_numpy().astype(np.int64)
             o = np.argsort(k, kind="stable")
             self.ptp_keys[t] = k[o]
             self.ptp_ind[t] = d["modifier_indicator"].to_numpy().astype(np.int8)[o]
         self.mue_units, self.mue_mai = {}, {}
         for t, d in mue.items():
-            ids = self.vocab.get_indexer(d["code"].astype(str).to_numpy(dtype=object))
+            ids = ids_of(_arrow_text(d["code"]))
             u = np.full(len(self.vocab) + 1, np.nan)  # last slot: unknown code
             m = np.zeros(len(self.vocab) + 1, dtype=np.int8)
             u[ids] = d["mue_units"].to_numpy().astype(np.float64)
@@ -269,6 +278,15 @@ class RuleIndex:
         get = self._icd.get
         return np.fromiter((get(str(d).strip().replace(".", "").upper(), 2) for d in dx.tolist()),
                            dtype=np.int8, count=len(dx))
+
+
+def _arrow_text(s: pd.Series) -> pa.ChunkedArray:
+    """A rulebook text column as Arrow large strings (zero-copy for Arrow-backed columns)."""
+    arr = s.array
+    data = getattr(arr, "_pa_array", None)
+    if data is None:
+        data = pa.chunked_array([pa.array(s.astype(str).to_numpy(dtype=object), pa.large_string())])
+    return data.cast(pa.large_string()) if data.type != pa.large_string() else data
 
 
 _RULE_INDEX: dict[int, tuple[Rulebook, RuleIndex]] = {}

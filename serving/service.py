@@ -209,6 +209,7 @@ class RecoupService:
         ref = model_store.resolve_model()
         self.loaded_from = ref
         self.scorer = Scorer.from_dir(ref.path)
+        self.scorer.warm_up()
         self.limiter = anyio.CapacityLimiter(THREADS)
         if WORKERS > 1:  # share recorded claims; split the cores between the workers' LightGBM threads
             from serving.journal import RecordJournal, server_journal_path
