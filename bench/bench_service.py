@@ -217,6 +217,12 @@ def main(argv: list[str] | None = None) -> dict:
         in_process(scorer, claims[:1], True)
         in_process(scorer, claims, True)
     single_scorer = Scorer.from_dir(bundle)  # its own state: the single claims are recorded into it
+    for sc in (scorer, single_scorer):
+        sc.warm_up()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as the service does after loading
     for c in singles[:20]:
         in_process(single_scorer, [c], True, record)
     lat = []
