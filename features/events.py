@@ -434,6 +434,8 @@ def index_positions(index: pd.Index, values: np.ndarray) -> np.ndarray:
     Values of the index's own dtype (int64 or object) go straight to its hash engine, the lookup
     ``get_indexer`` itself ends in: the same positions without pandas' per-call conversions and checks
     (measured, 100 values in a 200k index: 1-3 us instead of 12 us for int64 and 70 us for object).
+    The keys here are ints or strings; with missing values (None / NaN) in the index or the values the
+    engine can differ from ``get_indexer``, which treats all of them as one.
     """
     if values.dtype == index.dtype and values.dtype in (np.int64, object) and index.is_unique:
         try:

@@ -257,7 +257,7 @@ class RecoupService:
         if conv.errors:
             return 422, error_entry(req.claim.claim_id, conv.errors[0])
         return 200, self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
-                                             as_sent=[body["claim"]])[0]
+                                             as_sent=[req.claim])[0]
 
     def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
         query = query or {}
@@ -280,11 +280,13 @@ class RecoupService:
                 out[i] = error_entry(raw_claim_id(obj), pydantic_fields(exc, f"claims[{i}]"))
         if parsed:
             conv = claims_to_frames(parsed, [f"claims[{i}]" for i in where], where)
+            at = {p: k for k, p in enumerate(where)}  # request position -> parsed claim
             for i, fields in conv.errors.items():
-                out[i] = error_entry(parsed[where.index(i)].claim_id, fields)
+                out[i] = error_entry(parsed[at[i]].claim_id, fields)
             if conv.ok:
+                sent = [parsed[at[i]] for i in conv.ok] if record else None
                 scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
-                                                  as_sent=[req.claims[i] for i in conv.ok])
+                                                  as_sent=sent)
                 for i, s in zip(conv.ok, scores):
                     out[i] = s
         return 200, out

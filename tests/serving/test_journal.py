@@ -29,10 +29,11 @@ def _claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
 
 
 def _score(scorer: Scorer, claims: list[dict], record: bool, as_sent: bool = True) -> list[dict]:
-    conv = claims_to_frames([Claim.model_validate(c) for c in claims])
+    models = [Claim.model_validate(c) for c in claims]
+    conv = claims_to_frames(models)
     assert not conv.errors
     return scorer.score_claims(conv.claims, conv.lines, explain=True, record=record,
-                               as_sent=claims if as_sent else None)
+                               as_sent=models if as_sent else None)
 
 
 def _dup_refs(score: dict) -> set:
@@ -110,9 +111,37 @@ def test_a_record_being_written_is_applied_once_complete(workers, trained, tmp_p
     reader.close()
 
 
+def test_a_broken_line_is_skipped_and_later_records_still_apply(workers, trained, tmp_path):
+    """A line left half-written by a worker that died is skipped (logged), never blocks the journal."""
+    a, b, alone = workers
+    with open(tmp_path / "journal.bin", "ab") as f:
+        f.write(b'{"w": 9, "claims": [{"claim_id": "BROK')  # no newline: the writer died
+    first = _claims(trained, 1, "K", 50)[0]
+    _score(a, [first], record=True)  # appended on a new line after the broken one
+    _score(alone, [first], record=True)
+    again = dict(copy.deepcopy(first), claim_id="K-again")
+    got = _score(b, [again], record=False)[0]
+    assert "K-0" in _dup_refs(got) and got == _score(alone, [again], record=False)[0]
+
+
+def test_replay_groups_by_the_validated_claim_id(trained):
+    """' X1' and 'X1' are one claim id once validated: applied in separate calls, both recorded."""
+    from serving.journal import record
+
+    s1, s2 = (Scorer.from_dir(trained["bundle_dir"]) for _ in range(2))
+    c = _claims(trained, 1, "V", 55)[0]
+    spaced = dict(copy.deepcopy(c), claim_id=" " + c["claim_id"])
+    record(s1.state, [c, spaced], s1.rulebook)
+    for x in (c, spaced):
+        _score(s2, [x], record=True)
+    assert s1.state.next_order == s2.state.next_order
+
+
 def test_journals_of_servers_that_are_gone_are_removed(tmp_path):
     dead = tmp_path / "journal-999999999-1.bin"  # no such process
     dead.write_bytes(b"{}\n")
+    reused = tmp_path / f"journal-{os.getpid()}-1.bin"  # a live pid, but another start time
+    reused.write_bytes(b"{}\n")
     mine = server_journal_path(tmp_path)
-    assert not dead.exists()
+    assert not dead.exists() and not reused.exists()
     assert mine.name.startswith(f"journal-{os.getppid()}-")
