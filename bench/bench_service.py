@@ -44,26 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 
 def new_claims(history, n: int, tag: str = "BENCH", skip: int = 0) -> list[dict]:
     """``n`` recent claims of the history (before the last ``skip``) as CLAIM dicts, renamed ``TAG-i`` and
     moved 30 days after its end (new claims)."""
-    from serving.schemas import frames_to_claims
+    from tests.helpers.claims import recent_claims
 
-    ordered = history.claims.sort_values("submitted_date", kind="stable")
-    claims = ordered.iloc[len(ordered) - n - skip:len(ordered) - skip]
-    lines = history.claim_lines[history.claim_lines["claim_id"].isin(claims["claim_id"])]
-    out = frames_to_claims(claims, lines)
-    end = pd.Timestamp(history.claims["submitted_date"].max()) + pd.Timedelta(days=30)
-    for i, c in enumerate(out):
-        c["claim_id"] = f"{tag}-{i}"
-        sub = pd.Timestamp(c["submitted_date"])
-        c["submitted_date"] = str(end.date())
-        for ln in c["lines"]:
-            ln["service_date"] = str((pd.Timestamp(ln["service_date"]) - sub + end).date())
-    return out
+    return recent_claims(history, n, tag, 30, skip)
 
 
 def free_port() -> int:

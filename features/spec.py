@@ -111,7 +111,8 @@ class FeatureSpec:
         return out
 
     def unseen_arrays(self, ids: np.ndarray, cats: dict[str, np.ndarray]) -> dict[str, list[tuple[str, str]]]:
-        """:meth:`unseen_dict` from the categorical columns as object arrays."""
+        """Unseen category levels per claim (claim_id -> [(column, value)], claims without any left out),
+        from the categorical columns as object arrays."""
         out: dict[str, list[tuple[str, str]]] = {}
         levels = self._level_index()
         sid = [str(i) for i in ids.tolist()]
@@ -126,20 +127,9 @@ class FeatureSpec:
                 for cid in dict.fromkeys(sid) if cid in out}
 
     def unseen_dict(self, X: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
-        """Like :meth:`unseen_levels`, as claim_id -> [(column, value)] for the claims that have any."""
-        out: dict[str, list[tuple[str, str]]] = {}
-        levels = self._level_index()
-        ids = [str(i) for i in X.index.tolist()]
-        for c in self.categorical_:
-            lv = levels[c]
-            for cid, v in zip(ids, X[c].tolist()):
-                if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-                    continue
-                if str(v) not in lv:
-                    out.setdefault(cid, []).append((c, str(v)))
-        # the order of unseen_levels().iterrows(): by claim, then column
-        return {cid: sorted(out[cid], key=lambda cv: self.categorical_.index(cv[0]))
-                for cid in dict.fromkeys(ids) if cid in out}
+        """Like :meth:`unseen_levels`, as claim_id -> [(column, value)] for the claims that have any (by
+        claim, then column: the order of ``unseen_levels().iterrows()``)."""
+        return self.unseen_arrays(X.index.to_numpy(), {c: X[c].to_numpy(dtype=object) for c in self.categorical_})
 
     def fit_transform(self, X: pd.DataFrame, y=None) -> pd.DataFrame:
         return self.fit(X, y).transform(X)

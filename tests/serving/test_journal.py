@@ -5,27 +5,16 @@ from __future__ import annotations
 import copy
 import os
 
-import pandas as pd
 import pytest
 
 from serving.journal import RecordJournal, server_journal_path
-from serving.schemas import Claim, claims_to_frames, frames_to_claims
+from serving.schemas import Claim, claims_to_frames
 from serving.scorer import Scorer
+from tests.helpers.claims import duplicate_refs, recent_claims
 
 
 def _claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
-    h = trained["history"]
-    claims = h.claims.sort_values("submitted_date").iloc[-(n + 300):-300]
-    lines = h.claim_lines[h.claim_lines["claim_id"].isin(claims["claim_id"])]
-    out = frames_to_claims(claims, lines)
-    end = pd.Timestamp(h.claims["submitted_date"].max()) + pd.Timedelta(days=shift_days)
-    for i, c in enumerate(out):
-        c["claim_id"] = f"{tag}-{i}"
-        sub = pd.Timestamp(c["submitted_date"])
-        c["submitted_date"] = str(end.date())
-        for ln in c["lines"]:
-            ln["service_date"] = str((pd.Timestamp(ln["service_date"]) - sub + end).date())
-    return out
+    return recent_claims(trained["history"], n, tag, shift_days, skip=300)
 
 
 def _score(scorer: Scorer, claims: list[dict], record: bool, as_sent: bool = True) -> list[dict]:
@@ -34,10 +23,6 @@ def _score(scorer: Scorer, claims: list[dict], record: bool, as_sent: bool = Tru
     assert not conv.errors
     return scorer.score_claims(conv.claims, conv.lines, explain=True, record=record,
                                as_sent=models if as_sent else None)
-
-
-def _dup_refs(score: dict) -> set:
-    return {h.get("ref") for h in score["rule_hits"] if h["rule"] == "duplicate"}
 
 
 @pytest.fixture()
@@ -55,13 +40,13 @@ def test_a_duplicate_recorded_by_another_worker_is_caught(workers, trained):
     a, b, _ = workers
     first = _claims(trained, 1, "J", 30)[0]
     again = dict(copy.deepcopy(first), claim_id="J-again")
-    assert "J-0" not in _dup_refs(_score(a, [first], record=True)[0])
-    assert "J-0" in _dup_refs(_score(b, [again], record=False)[0])  # b never saw J-0 itself
+    assert "J-0" not in duplicate_refs(_score(a, [first], record=True)[0])
+    assert "J-0" in duplicate_refs(_score(b, [again], record=False)[0])  # b never saw J-0 itself
     assert b.journal.applied == 1
     # what-if scoring is not shared
     other = _claims(trained, 1, "W", 31)[0]
     _score(b, [other], record=False)
-    assert "W-0" not in _dup_refs(_score(a, [dict(copy.deepcopy(other), claim_id="W-again")], record=False)[0])
+    assert "W-0" not in duplicate_refs(_score(a, [dict(copy.deepcopy(other), claim_id="W-again")], record=False)[0])
 
 
 def test_two_workers_score_as_one_worker(workers, trained):
@@ -121,7 +106,7 @@ def test_a_broken_line_is_skipped_and_later_records_still_apply(workers, trained
     _score(alone, [first], record=True)
     again = dict(copy.deepcopy(first), claim_id="K-again")
     got = _score(b, [again], record=False)[0]
-    assert "K-0" in _dup_refs(got) and got == _score(alone, [again], record=False)[0]
+    assert "K-0" in duplicate_refs(got) and got == _score(alone, [again], record=False)[0]
 
 
 def test_replay_groups_by_the_validated_claim_id(trained):

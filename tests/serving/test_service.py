@@ -12,30 +12,17 @@ import subprocess
 import time
 import warnings
 
-import pandas as pd
 import pytest
 
 warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
+from tests.helpers.claims import duplicate_refs, recent_claims  # noqa: E402
+
 
 def _new_claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
     """n claims of the history, renamed and moved after the end of the data (so they are new)."""
-    from serving.schemas import frames_to_claims
-
-    h = trained["history"]
-    claims = h.claims.sort_values("submitted_date").iloc[-(n + 400):-400]
-    lines = h.claim_lines[h.claim_lines["claim_id"].isin(claims["claim_id"])]
-    out = frames_to_claims(claims, lines)
-    end = pd.Timestamp(h.claims["submitted_date"].max())
-    for i, c in enumerate(out):
-        c["claim_id"] = f"{tag}-{i}"
-        sub = pd.Timestamp(c["submitted_date"])
-        c["submitted_date"] = str((end + pd.Timedelta(days=shift_days)).date())
-        for ln in c["lines"]:
-            ln["service_date"] = str((pd.Timestamp(ln["service_date"]) - sub + end
-                                      + pd.Timedelta(days=shift_days)).date())
-    return out
+    return recent_claims(trained["history"], n, tag, shift_days, skip=400)
 
 
 @pytest.fixture(scope="module")
@@ -169,17 +156,13 @@ def test_batch_with_one_bad_claim(client, trained):
     assert all("error" in o for o in r.json())  # the same claim_id twice in one batch
 
 
-def _dup_refs(score):
-    return {h.get("ref") for h in score["rule_hits"] if h["rule"] == "duplicate"}
-
-
 def test_resubmitted_duplicate_is_caught(client, trained):
     first = _new_claims(trained, 1, "DUP", 40)[0]
     second = dict(copy.deepcopy(first), claim_id="DUP-again")
     a = client.post("/score", json={"claim": first}).json()
-    assert "DUP-0" not in _dup_refs(a)
+    assert "DUP-0" not in duplicate_refs(a)
     b = client.post("/score", json={"claim": second}).json()
-    assert "DUP-0" in _dup_refs(b), b["rule_hits"]
+    assert "DUP-0" in duplicate_refs(b), b["rule_hits"]
     assert any(r["code"] == "duplicate" for r in b["reasons"]) or b["rule_hits"]
 
 
@@ -188,7 +171,7 @@ def test_what_if_scoring_is_not_recorded(client, trained):
     second = dict(copy.deepcopy(first), claim_id="WHATIF-again")
     client.post("/score?record=false", json={"claim": first})
     b = client.post("/score", json={"claim": second, "record": False}).json()
-    assert "WHATIF-0" not in _dup_refs(b)
+    assert "WHATIF-0" not in duplicate_refs(b)
 
 
 def test_parity_with_the_scorer_in_process(client, trained):
@@ -293,7 +276,7 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
         for i in range(8):
             again = dict(copy.deepcopy(first), claim_id=f"REAL{workers}-again-{i}")
             r = httpx.post(f"{url}/score", json={"claim": again, "record": False}, timeout=30)
-            assert f"REAL{workers}-0" in _dup_refs(r.json()), r.text
+            assert f"REAL{workers}-0" in duplicate_refs(r.json()), r.text
         if workers > 1:
             assert len(list(tmp_path.glob("journal-*.bin"))) == 1
     finally:
