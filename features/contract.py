@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -271,12 +272,19 @@ def empty_table(table: str) -> pd.DataFrame:
     return typed
 
 
+#: The file forms of a contract table, ``NAME.<ext>``.
+TABLE_EXTENSIONS: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
+
+
 def _find_file(directory: Path, table: str) -> Path | None:
-    for ext in (".parquet", ".csv", ".csv.gz"):
-        p = directory / f"{table}{ext}"
-        if p.exists():
-            return p
-    return None
+    """The file of ``table`` in a history directory; a table present in two forms is an error (which
+    one is current cannot be known, so none is picked)."""
+    found = [p for p in (directory / f"{table}{ext}" for ext in TABLE_EXTENSIONS) if p.exists()]
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise RecoupError(f"{directory} has both {names}: keep one file per table (which one is current is "
+                          f"not known, so none is read)")
+    return found[0] if found else None
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -1175,19 +1183,34 @@ def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def write_history(history: History | dict[str, pd.DataFrame | None], directory: str | Path,
                   fmt: str = "csv") -> Path:
-    """Write the tables as ``NAME.csv`` or ``NAME.parquet`` into ``directory``."""
+    """Write the tables as ``NAME.csv`` or ``NAME.parquet`` into ``directory``, each file atomically
+    (:func:`features.outputs.write_file`). Files of contract tables in another form, or of tables this
+    history does not have, are removed: the directory then holds this history and nothing of an older one.
+    CSV cells are written as they are (no formula escaping: a history is data for programs, and an
+    escape would change the values read back)."""
+    from features.outputs import write_csv, write_parquet, write_error
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError("fmt must be 'csv' or 'parquet'")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tables = history.tables() if isinstance(history, History) else history
+    written: set[str] = set()
     for name, df in tables.items():
         if df is None:
             continue
-        for old in directory.glob(f"{name}.*"):
-            old.unlink()
         if fmt == "parquet":
-            df.to_parquet(directory / f"{name}.parquet", index=False)
+            path = write_parquet(directory / f"{name}.parquet", df)
         else:
-            to_contract_frame(df).to_csv(directory / f"{name}.csv", index=False)
+            path = write_csv(directory / f"{name}.csv", to_contract_frame(df))
+        written.add(path.name)
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        for ext in TABLE_EXTENSIONS:
+            old = directory / f"{table}{ext}"
+            if old.name not in written and os.path.lexists(old):
+                try:
+                    old.unlink()
+                except OSError as exc:
+                    raise write_error(old, exc) from None
     return directory
 
 

@@ -380,12 +380,19 @@ def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -
 
 
 def generate_to_dir(out, n_claims: int = 20_000, seed: int = 7, recoupment_rate: float = 0.05, fmt: str = "csv",
-                    **kw) -> str:
-    """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary."""
+                    overwrite: bool = False, **kw) -> str:
+    """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary.
+
+    The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an
+    earlier ``recoup generate`` output, unless ``overwrite``."""
     from tqdm import tqdm
+
+    from features.outputs import check_dir_output, write_csv, write_dir
 
     if fmt not in ("csv", "parquet"):
         raise ValueError("fmt must be 'csv' or 'parquet'")
+    out = Path(out)
+    check_dir_output(out, "generate", overwrite)  # before the work, not only after it
     cfg = GeneratorConfig(n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
     bar = tqdm(total=6, desc="generate", unit="step", disable=n_claims < 50_000, leave=False)
 
@@ -395,14 +402,18 @@ def generate_to_dir(out, n_claims: int = 20_000, seed: int = 7, recoupment_rate:
 
     history, oracle = generate_history(cfg, progress=progress)
     bar.set_postfix_str("writing")
-    out = Path(out)
     tables = history.tables()
     rec = tables["recoupments"].copy()
     # as in a real 835 export: no cause column values; the loader derives them from the CARC
     rec["cause"] = pd.Categorical([None] * len(rec), categories=list(CAUSES))
     tables["recoupments"] = rec
-    write_history(tables, out, fmt=fmt)
-    oracle.to_csv(out / "oracle.csv", index=False, float_format="%.6g")
-    bar.update(1)
-    bar.close()
+
+    def build(d: Path) -> None:
+        write_history(tables, d, fmt=fmt)
+        write_csv(d / "oracle.csv", oracle, float_format="%.6g")
+
+    try:
+        write_dir(out, "generate", build, overwrite=overwrite)
+    finally:
+        bar.close()
     return f"wrote {out}\n" + summarize(history, oracle, cfg.horizon_days)

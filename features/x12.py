@@ -1441,12 +1441,17 @@ def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportRe
     return ImportResult(tables=tables, history=history, summary=summary, rejected=rejected)
 
 
-def import_x12_cli(files: list[Path], out: Path) -> ImportResult:
-    """``recoup import-x12``: import, print the summary, write the claims history directory as CSV."""
-    from features.contract import write_history
+def import_x12_cli(files: list[Path], out: Path, overwrite: bool = False) -> ImportResult:
+    """``recoup import-x12``: import, print the summary, write the claims history directory as CSV.
 
+    The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an
+    earlier ``recoup import-x12`` output, unless ``overwrite``."""
+    from features.contract import write_history
+    from features.outputs import check_dir_output, write_dir
+
+    check_dir_output(out, "import-x12", overwrite)  # before the work, not only after it
     result = import_x12(files)
-    write_history(result.history, out)
+    write_dir(out, "import-x12", lambda d: write_history(result.history, d), overwrite=overwrite)
     print(result.summary)
     print(f"wrote {out}")
     return result

@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 
 
+_OVERWRITE_DIR = ("replace --out whole even when it is a non-empty folder this command did not write "
+                  "(without it such a folder is refused; an earlier output of the command is replaced anyway)")
+
+
 def _impl(module: str, name: str) -> Callable:
     """Import an implementation lazily, so `recoup --help` is fast and a missing part says so."""
     try:
@@ -66,12 +70,14 @@ def generate(
     recoupment_rate: float = typer.Option(0.05, "--recoupment-rate", min=0.0, max=0.5,
                                           help="target share of claims recouped"),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
 ) -> None:
     """Write a synthetic claims history (and DIR/oracle.csv) in the data contract."""
 
     def go():
         fn = _impl("features.synthetic", "generate_to_dir")
-        summary = fn(out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt)
+        summary = fn(out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt,
+                     overwrite=overwrite)
         typer.echo(summary)
 
     _run(go)
@@ -81,9 +87,10 @@ def generate(
 def import_x12(
     files: List[Path] = typer.Argument(..., help="837 and 835 files"),
     out: Path = typer.Option(..., "--out", help="claims history directory to write"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
 ) -> None:
     """Turn X12 837 (claims) and 835 (remittance) files into a claims history directory."""
-    _run(lambda: _impl("features.x12", "import_x12_cli")(files, out))
+    _run(lambda: _impl("features.x12", "import_x12_cli")(files, out, overwrite=overwrite))
 
 
 @app.command()
@@ -123,10 +130,14 @@ def score(
                                 help="which rows get reasons: none, all, or top:N by dollars at risk"),
     skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                       help="score the valid claims and list the invalid ones as rejected"),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="replace --out even when it is not an earlier score output "
+                                        "(an earlier output is replaced anyway; always atomically)"),
 ) -> None:
     """Score the claims submitted in the window, each with the history known on its submission date."""
     _run(lambda: _impl("serving.batch", "score_cli")(
-        data=data, out=out, since=since, until=until, explain=explain, skip_invalid=skip_invalid or None))
+        data=data, out=out, since=since, until=until, explain=explain, skip_invalid=skip_invalid or None,
+        overwrite=overwrite))
 
 
 @app.command()
@@ -141,11 +152,13 @@ def audit(
     minutes_per_review: float = typer.Option(20.0, "--minutes-per-review", min=1.0),
     skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                       help="audit the valid claims and list the invalid ones as rejected"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
 ) -> None:
     """Ranked review worklist by expected recoupment dollars, with an HTML report."""
     _run(lambda: _impl("serving.audit", "audit_cli")(
         data=data, out=out, since=since, until=until, capacity=capacity,
-        budget_hours=budget_hours, minutes_per_review=minutes_per_review, skip_invalid=skip_invalid or None))
+        budget_hours=budget_hours, minutes_per_review=minutes_per_review, skip_invalid=skip_invalid or None,
+        overwrite=overwrite))
 
 
 @app.command()

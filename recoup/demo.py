@@ -37,7 +37,7 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     demo = home / "demo"
     data = demo / "history"
     t = _step(1, f"generating a synthetic claims history of {claims:,} claims in {data}")
-    print(generate_to_dir(data, n_claims=claims, seed=seed))
+    print(generate_to_dir(data, n_claims=claims, seed=seed, overwrite=True))  # the demo's own folder
     print(f"      done in {time.perf_counter() - t:.0f} s")
 
     from training.train import train_cli
@@ -54,7 +54,7 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
 
     audit_dir = demo / "audit"
     audit_cli(data=data, out=audit_dir, since=since, until=None, capacity=500, budget_hours=None,
-              minutes_per_review=20.0)
+              minutes_per_review=20.0, overwrite=True)
     print(f"      done in {time.perf_counter() - t:.0f} s")
 
     # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)

@@ -283,25 +283,46 @@ def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_
                     timings={"rank_s": t1 - t0, "reasons_s": t2 - t1, "finish_s": time.perf_counter() - t2})
 
 
-def write_worklist(wl: Worklist, out: Path) -> dict[str, Path]:
+WORKLIST_FILES = ("worklist.csv", "worklist.parquet", "report.html")
+
+
+def write_worklist(wl: Worklist, out: Path, overwrite: bool = False) -> dict[str, Path]:
+    """Write worklist.csv (formula-like cells escaped: a reviewer opens it in a spreadsheet),
+    worklist.parquet and report.html as one folder, replaced whole (:func:`features.outputs.write_dir`)."""
+    from features.outputs import write_csv, write_dir, write_parquet, write_text
+    from serving.audit_report import render_report
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     df = wl.worklist.copy()
     for col in ("submitted_date", "paid_date"):
         df[col] = pd.to_datetime(df[col]).dt.strftime("%Y-%m-%d")
-    paths = {"csv": out / "worklist.csv", "parquet": out / "worklist.parquet", "html": out / "report.html"}
-    df.to_csv(paths["csv"], index=False)
-    df.to_parquet(paths["parquet"], index=False)
-    from serving.audit_report import render_report
+    html = render_report(wl)
 
-    paths["html"].write_text(render_report(wl), encoding="utf-8")
-    return paths
+    def build(d: Path) -> None:
+        write_csv(d / "worklist.csv", df, for_people=True)
+        write_parquet(d / "worklist.parquet", df)
+        write_text(d / "report.html", html)
+
+    write_dir(out, "audit", build, overwrite=overwrite, files=WORKLIST_FILES)
+    return {"csv": out / "worklist.csv", "parquet": out / "worklist.parquet", "html": out / "report.html"}
+
+
+def _check_out(data: Path, out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that would replace the input (``--data`` inside ``--out``), then the
+    usual output checks."""
+    from features.outputs import check_dir_output
+
+    d, o = Path(data).resolve(), Path(out).resolve()
+    if d == o or o in d.parents:
+        raise RecoupError(f"--out {out} holds the --data folder; replacing it would delete the input")
+    check_dir_output(out, "audit", overwrite)
 
 
 def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
               capacity: int | None = None, budget_hours: float | None = None, minutes_per_review: float = 20.0,
-              skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
-    """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out``."""
+              skip_invalid: bool | None = None, bundle_dir: Path | None = None, overwrite: bool = False) -> dict:
+    """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out`` (a new or empty folder,
+    an earlier audit output, or any folder with ``overwrite``; it is replaced whole)."""
     t0 = time.perf_counter()
     s, u = parse_date(since, "since"), parse_date(until, "until")
     if s is not None and u is not None and s > u:
@@ -312,13 +333,14 @@ def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None
         raise RecoupError("--budget-hours must be positive")
     if minutes_per_review <= 0:
         raise RecoupError("--minutes-per-review must be positive")
+    _check_out(Path(data), Path(out), overwrite)  # before the work, not only after it
     scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data))
     wl.summary.update({"window": [str(s.date()) if s is not None else str(bs.claims["submitted_date"].min())[:10],
                                   str(u.date()) if u is not None else str(bs.claims["submitted_date"].max())[:10]],
                        "rejected": int(len(bs.rejected))})
     t_w = time.perf_counter()
-    paths = write_worklist(wl, Path(out))
+    paths = write_worklist(wl, Path(out), overwrite=overwrite)
     wl.timings["write_report_s"] = time.perf_counter() - t_w
     secs = round(time.perf_counter() - t0, 1)
     sm = wl.summary

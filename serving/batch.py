@@ -45,6 +45,8 @@ from features.bundle import ModelBundle, expected_amount
 from features.contract import (CAUSES, OPTIONAL_TABLES, REQUIRED_TABLES, ContractError, History, Problem,
                                _find_file, load_history, read_table_file, validate_table)
 from features.errors import RecoupError
+from features.outputs import (check_file_output, csv_header, parquet_columns, unescape_formulas, write_csv,
+                              write_parquet)
 from features.pipeline import FeatureResult, build_feature_table
 from serving.reasons import rule_hit_records
 from serving.scorer import Scorer
@@ -507,31 +509,42 @@ def output_frame(bs: BatchScores) -> pd.DataFrame:
     return out[OUTPUT_COLUMNS]
 
 
+SCORE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith((".parquet", ".pq"))
+
+
 def write_frame(df: pd.DataFrame, out: str | Path) -> Path:
-    """CSV or Parquet by the file's extension."""
+    """CSV or Parquet by the file's extension, written atomically (:mod:`features.outputs`). The CSV is for
+    people (it opens in a spreadsheet): text cells that would run as formulas are escaped."""
     out = Path(out)
-    name = out.name.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if name.endswith(".parquet") or name.endswith(".pq"):
-        df.to_parquet(out, index=False)
-    elif name.endswith(".csv") or name.endswith(".csv.gz"):
-        df.to_csv(out, index=False)
-    else:
-        raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
-    return out
+    if _is_parquet(out):
+        return write_parquet(out, df)
+    if out.name.lower().endswith((".csv", ".csv.gz")):
+        return write_csv(out, df, for_people=True)
+    raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+
+
+def is_score_output(path: Path) -> bool:
+    """Whether ``path`` is an earlier ``recoup score`` output (its columns are exactly the output's)."""
+    cols = parquet_columns(path) if _is_parquet(path) else csv_header(path)
+    return cols == OUTPUT_COLUMNS
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a file written by :func:`write_frame` (claim ids and JSON columns as text)."""
+    """Read a file written by :func:`write_frame` (claim ids and JSON columns as text; CSV escapes undone)."""
     path = Path(path)
-    if path.name.lower().endswith((".parquet", ".pq")):
+    if _is_parquet(path):
         return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={"claim_id": str, "causes": str, "reasons": str, "rule_hits": str,
-                                    "reject_reason": str, "model_version": str, "risk_band": str,
-                                    "top_cause": str, "status": str, "billing_npi": str, "payer_id": str},
-                       keep_default_na=False, na_values={"recoupment_probability": [""],
-                                                         "expected_recoupment_amount": [""],
-                                                         "top_cause_probability": [""]})
+    text = ["claim_id", "causes", "reasons", "rule_hits", "reject_reason", "model_version", "risk_band",
+            "top_cause", "status", "billing_npi", "payer_id"]
+    df = pd.read_csv(path, dtype=dict.fromkeys(text, str),
+                     keep_default_na=False, na_values={"recoupment_probability": [""],
+                                                       "expected_recoupment_amount": [""],
+                                                       "top_cause_probability": [""]})
+    return unescape_formulas(df, text)
 
 
 def _skip_invalid_default() -> bool:
@@ -552,16 +565,20 @@ def score_data(data: str | Path, since: pd.Timestamp | None, until: pd.Timestamp
 
 
 def score_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
-              explain: str = "top:1000", skip_invalid: bool | None = None, bundle_dir: Path | None = None) -> dict:
-    """``recoup score``: write one output row per input claim; print counts read/scored/rejected."""
+              explain: str = "top:1000", skip_invalid: bool | None = None, bundle_dir: Path | None = None,
+              overwrite: bool = False) -> dict:
+    """``recoup score``: write one output row per input claim; print counts read/scored/rejected.
+
+    An existing ``out`` is replaced (atomically) only when it is an earlier score output or ``overwrite``."""
     t0 = time.perf_counter()
     s, u = parse_date(since, "since"), parse_date(until, "until")
     if s is not None and u is not None and s > u:
         raise RecoupError("--since is after --until")
     parse_explain(explain)
     out = Path(out)
-    if not out.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+    if not out.name.lower().endswith(SCORE_SUFFIXES):
         raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+    check_file_output(out, overwrite, is_score_output)  # before the work, not only after it
     scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     add_reasons(bs, scorer, select_explain(bs.table, explain))
     t_out = time.perf_counter()

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from recoup.cli import app
 
 runner = CliRunner()
+X12_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "x12" / "pyx12" / "embedded_835id.txt"
 COMMANDS = ("generate", "import-x12", "train", "evaluate", "score", "audit", "serve", "demo")
 
 
@@ -65,3 +66,111 @@ def test_demo_end_to_end_without_serving(tmp_path, monkeypatch):
     example = json.loads((demo / "example_claim.json").read_text())
     assert example["claim"]["lines"]
     assert "curl" in res.output
+
+
+# ------------------------------------------------------------------------------------------ outputs written safely
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _one_error_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    return lines[0]
+
+
+def test_unwritable_out_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for cmd in (["generate", "--claims", "100"], ["import-x12", str(X12_SAMPLE)]):
+        res = runner.invoke(app, [*cmd, "--out", str(tmp_path / "afile" / "h")])
+        assert "is a file, not a folder" in _one_error_line(res)
+
+
+def test_generate_refuses_a_used_folder_and_replaces_its_own_output_whole(tmp_path):
+    out = tmp_path / "h"
+    out.mkdir()
+    (out / "claims.csv").write_text("claim_id\nMINE\n")
+    (out / "coverage.parquet").write_bytes(b"not yours")
+    before = _snapshot(out)
+    line = _one_error_line(runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]))
+    assert str(out) in line and "--overwrite" in line
+    assert _snapshot(out) == before
+    # --overwrite: replaced whole, nothing of the old folder is left to mix into the new history
+    res = runner.invoke(app, ["generate", "--out", str(out), "--claims", "100", "--format", "parquet",
+                              "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "claims.csv" not in os.listdir(out) and (out / "claims.parquet").exists()
+    # its own earlier output is replaced without --overwrite, in another format: no stale file
+    res = runner.invoke(app, ["generate", "--out", str(out), "--claims", "100", "--seed", "9"])
+    assert res.exit_code == 0, res.output
+    assert not any(name.endswith(".parquet") for name in os.listdir(out))
+    assert [p.name for p in tmp_path.iterdir()] == ["h"]  # no temporary folder left
+    from features.contract import load_history
+
+    assert len(load_history(out).claims) > 0
+
+
+def test_generate_into_a_symlink_is_refused(tmp_path):
+    real = tmp_path / "real"
+    assert runner.invoke(app, ["generate", "--out", str(real), "--claims", "100"]).exit_code == 0
+    before = _snapshot(real)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    line = _one_error_line(runner.invoke(app, ["generate", "--out", str(link), "--claims", "100", "--overwrite"]))
+    assert "symbolic link" in line
+    assert _snapshot(real) == before and link.is_symlink()
+
+
+def test_generate_on_a_full_disk_keeps_the_old_history(tmp_path):
+    """A write the kernel refuses midway (file size limit, as ENOSPC on a full disk) leaves the earlier
+    output exactly as it was, no temporary folder, and one line naming the file."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "h"
+    assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
+    before = _snapshot(out)
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        from recoup.cli import app
+        sys.argv = ["recoup", "generate", "--out", {str(out)!r}, "--claims", "500", "--seed", "4"]
+        app()
+    """)
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"})
+    assert res.returncode == 2, res.stderr
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert err == [f"error: cannot write {out / 'claims.csv'}: File too large"], res.stderr
+    assert "Traceback" not in res.stderr
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["h"]
+
+
+def test_import_x12_refuses_a_used_folder(tmp_path):
+    out = tmp_path / "h"
+    assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
+    line = _one_error_line(runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out)]))
+    assert "not an earlier output of `recoup import-x12`" in line
+    assert (out / "oracle.csv").exists()
+    res = runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "oracle.csv").exists() and not (out / "coverage.csv").exists()
+    res = runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out)])  # its own output
+    assert res.exit_code == 0, res.output
+
+
+def test_history_with_a_table_in_two_forms_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOUP_HOME", str(tmp_path / "home"))
+    out = tmp_path / "h"
+    assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
+    import pandas as pd
+
+    pd.read_csv(out / "claims.csv", dtype=str).to_parquet(out / "claims.parquet")
+    line = _one_error_line(runner.invoke(app, ["train", "--data", str(out)]))
+    assert "claims.parquet and claims.csv" in line
