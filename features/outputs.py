@@ -210,6 +210,9 @@ def check_dir_output(out: Path | str, command: str, overwrite: bool) -> Path:
         return out
     if not out.is_dir():
         raise RecoupError(f"{out} is a file, not a folder")
+    cwd = Path.cwd().resolve()
+    if out.resolve() == cwd or out.resolve() in cwd.parents:
+        raise RecoupError(f"{out} is the current folder or holds it; give a folder of its own for the output")
     if overwrite:
         return out
     try:
@@ -258,6 +261,8 @@ def _swap_in(new: Path, out: Path) -> None:
         os.rename(out, old)
         os.rename(new, out)
     _remove(old)
+    if os.path.lexists(old):
+        log.warning("the new output is in place, but the previous one could not be deleted: %s", old)
 
 
 def write_dir(out: Path | str, command: str, build: Callable[[Path], object], *, overwrite: bool = False,

@@ -8,6 +8,7 @@ import time
 
 import pandas as pd
 
+from features.outputs import write_text
 from features.settings import recoup_home
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)
     recent = history.claims.sort_values("submitted_date").iloc[-1]["claim_id"]
     example = demo / "example_claim.json"
-    example.write_text(json.dumps({"claim": claim_json(history, recent)}, indent=2))
+    write_text(example, json.dumps({"claim": claim_json(history, recent)}, indent=2))
     print("\nAudit report:   ", (audit_dir / "report.html").resolve())
     print("Worklist:       ", (audit_dir / "worklist.csv").resolve())
     print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}")

@@ -152,6 +152,16 @@ def test_other_commands_output_and_added_files_are_refused(tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (out / "worklist.csv").read_text() == "w"
 
 
+def test_current_folder_and_its_parents_are_refused(tmp_path, monkeypatch):
+    inner = tmp_path / "a" / "b"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    for out in (Path("."), inner, tmp_path / "a"):
+        with pytest.raises(RecoupError, match="is the current folder or holds it"):
+            write_dir(out, "audit", _files(**{"report.html": "r"}), overwrite=True)
+    assert inner.is_dir() and list(inner.iterdir()) == []
+
+
 def test_empty_folder_is_accepted(tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
