@@ -174,3 +174,35 @@ def test_history_with_a_table_in_two_forms_stops(tmp_path, monkeypatch):
     pd.read_csv(out / "claims.csv", dtype=str).to_parquet(out / "claims.parquet")
     line = _one_error_line(runner.invoke(app, ["train", "--data", str(out)]))
     assert "claims.parquet and claims.csv" in line
+
+
+def test_generate_killed_while_writing_leaves_old_or_new_never_a_mix(tmp_path):
+    """kill -9 once the new folder is being written: DIR is the old output or the whole new one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "h"
+    assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
+    before = _snapshot(out)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "recoup.cli", "generate", "--out", str(out), "--claims", "20000",
+                             "--seed", "4"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        while proc.poll() is None and not any(p.name.startswith(".h.tmp-") for p in tmp_path.iterdir()):
+            time.sleep(0.005)  # until the new folder exists (the history is being written into it)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    after = _snapshot(out)
+    print("killed while writing" if after == before else "killed after the swap")
+    if after != before:  # the run got as far as the swap: the new output, whole
+        import json
+
+        from features.contract import load_history
+
+        listed = json.loads(after[".recoup-output.json"])["files"]
+        assert sorted(listed) == sorted(n for n in after if n != ".recoup-output.json")
+        assert len(load_history(out).claims) > 15000
