@@ -414,6 +414,7 @@ def generate_to_dir(out, n_claims: int = 20_000, seed: int = 7, recoupment_rate:
 
     try:
         write_dir(out, "generate", build, overwrite=overwrite)
+        bar.update(1)
     finally:
         bar.close()
     return f"wrote {out}\n" + summarize(history, oracle, cfg.horizon_days)
