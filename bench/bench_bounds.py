@@ -3,10 +3,10 @@
     python bench/bench_bounds.py [--repeat 5]
 
 For each oversized body (a claim with 1,000,000 diagnosis codes as an array and as 'a;b' text, 100,000
-lines, a batch of 25,000 claims; all under the 16 MiB body limit) and for the example claim: the body size, and the time to parse it
-(orjson, as ``serving.service.read_json``) and to check it with the request model (``ScoreRequest`` /
-``BatchRequest``, as ``RecoupService.score_one`` / ``score_many``), min and max over ``--repeat`` runs, with
-the error the client gets. No model needed: this is the part of a request that runs before scoring.
+lines, a batch of 25,000 claims; all under the 16 MiB body limit) and for the example claim: the body size,
+and the time to parse it (orjson, as ``serving.service.read_json``) and to check it with the request model
+(``ScoreRequest`` / ``BatchRequest``, as ``RecoupService.score_one`` / ``score_many``), min and max over
+``--repeat`` runs, with the error the client gets. No model needed: this is the part of a request that runs before scoring.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def bodies() -> dict[str, tuple[type, bytes]]:
     line = EXAMPLE_CLAIM["lines"][1]
     return {
         "example claim": (ScoreRequest, orjson.dumps(EXAMPLE_SCORE_REQUEST)),
-        "1,000,000 codes (array)": (ScoreRequest, orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": codes}})),
+        "1,000,000 codes (array)": (ScoreRequest,
+                                    orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": codes}})),
         "1,000,000 codes ('a;b')": (ScoreRequest,
                                     orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": ";".join(codes)}})),
         "100,000 lines": (ScoreRequest, orjson.dumps({"claim": {**EXAMPLE_CLAIM, "lines": [line] * 100_000}})),

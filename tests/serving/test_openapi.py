@@ -60,7 +60,8 @@ def test_every_endpoint_has_bodies_and_examples(doc):
 
 
 def test_the_schema_states_every_bound(doc):
-    claim, line = doc["components"]["schemas"]["Claim"]["properties"], doc["components"]["schemas"]["Line"]["properties"]
+    schemas = doc["components"]["schemas"]
+    claim, line = schemas["Claim"]["properties"], schemas["Line"]["properties"]
     assert claim["lines"]["maxItems"] == MAX_LINES_PER_CLAIM
     assert claim["claim_id"]["anyOf"][0]["maxLength"] == MAX_CHARS["claim_id"]
     assert claim["total_charge"]["type"] == "number" and line["units"]["type"] == "number"
@@ -80,11 +81,12 @@ def test_the_schema_states_every_bound(doc):
             for v in s:
                 yield from strings(v)
 
-    found = list(strings([doc["components"]["schemas"][m] for m in ("Claim", "Line")]))
+    found = list(strings([schemas["Claim"], schemas["Line"]]))
     assert len(found) >= 17 and all("maxLength" in s for s in found)
     # booleans are not numbers
     with pytest.raises(jsonschema.ValidationError):
-        _validate(doc, {"$ref": "#/components/schemas/Line"}, dict(EXAMPLE_SCORE_REQUEST["claim"]["lines"][0], units=True))
+        line0 = EXAMPLE_SCORE_REQUEST["claim"]["lines"][0]
+        _validate(doc, {"$ref": "#/components/schemas/Line"}, dict(line0, units=True))
 
 
 def test_docs_page_shows_the_document(client):  # noqa: F811
