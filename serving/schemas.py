@@ -2,7 +2,8 @@
 
 Two layers of checks, one for shape and one for meaning:
 
-- pydantic checks the *shape* of a CLAIM (fields present, JSON types, list lengths, size limits);
+- pydantic checks the *shape* of a CLAIM (fields present, JSON types, and a bound on every list and
+  string: :data:`LIMITS`, :data:`MAX_CHARS`), so that no request costs more than its bounds allow;
 - every *meaning* rule (dates, NPIs, enums, codes, units > 0, charges >= 0, unique line numbers) is
   the data contract's own: :func:`claims_to_frames` turns the claims into raw ``claims`` /
   ``claim_lines`` tables and runs :func:`features.contract.validate_frames` on them, exactly as a
@@ -11,41 +12,129 @@ Two layers of checks, one for shape and one for meaning:
 
 The field names are the contract's columns (``features.contract.TABLES``): ``claims`` without
 ``paid_*`` plus ``lines``; a line has the ``claim_lines`` columns without ``claim_id``/``line_paid``.
+
+The same models document the HTTP API: :func:`route_docs` gives the route decorators of
+``serving.service`` their OpenAPI request and response bodies with examples, and :func:`openapi_with_bodies`
+adds the request models to the document's components.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import reprlib
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints,
+                      ValidationError)
+from pydantic_core import PydanticCustomError
 
-from features.contract import TABLES, ContractError, validate_frames
+from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
 
-#: limits of one request (a claim with more lines, or a batch with more claims, is refused with 422)
+# --------------------------------------------------------------------------------------
+# bounds of a request: each defined once here, read by the models below, GET /model and docs/service.md
+# --------------------------------------------------------------------------------------
+
 MAX_LINES_PER_CLAIM = 50
 MAX_CLAIMS_PER_BATCH = 1000
-MAX_DIAGNOSIS_CODES = 25  # 12 on an 837P, 25 on an 837I
+MAX_DIAGNOSIS_CODES = 25  # HI: 12 on an 837P, 25 on an 837I
+MAX_MODIFIERS = 4  # SV101-3..6 (SV202-3..6)
+MAX_DIAGNOSIS_POINTERS = 4  # SV107-1..4
 MAX_BODY_BYTES = 16 * 1024 * 1024  # 1,000 claims of 50 lines fit; see serving.service
+
+#: longest text of each identifier or code, in characters (after trimming spaces): the X12 5010 element's
+#: maximum size. The contract then checks the meaning (10-digit NPI, 2-digit place of service, ...).
+MAX_CHARS = {
+    "claim_id": 38,  # CLM01 patient control number
+    "patient_id": 80,  # NM109 of NM1*IL
+    "npi": 80,  # NM109 of NM1*85 / NM1*82
+    "payer_id": 80,  # NM109 of NM1*PR
+    "prior_auth_number": 50,  # REF02 of REF*G1
+    "place_of_service": 2,  # CLM05-1
+    "frequency_code": 1,  # CLM05-3
+    "procedure_code": 48,  # SV101-2
+    "modifier": 2,  # SV101-3..6
+    "diagnosis_code": 30,  # HI01-2
+    "diagnosis_pointer": 2,  # SV107-1..4, as text in the 'a;b' form
+    "enum": 32,  # plan_type, claim_type (not X12 elements; their longest level is 18)
+    "date": 32,  # a size bound only: the contract alone decides what a date is (YYYY-MM-DD)
+}
+
+#: every count bound of a request (GET /model shows them)
+LIMITS = {
+    "claims_per_batch": MAX_CLAIMS_PER_BATCH,
+    "lines_per_claim": MAX_LINES_PER_CLAIM,
+    "diagnosis_codes_per_claim": MAX_DIAGNOSIS_CODES,
+    "modifiers_per_line": MAX_MODIFIERS,
+    "diagnosis_pointers_per_line": MAX_DIAGNOSIS_POINTERS,
+    "body_bytes": MAX_BODY_BYTES,
+}
 
 #: columns of the contract that a CLAIM does not carry (outcomes, and the line's link to its claim)
 EXCLUDED_CLAIM_COLUMNS = ("paid_date", "paid_amount")
 EXCLUDED_LINE_COLUMNS = ("claim_id", "line_paid")
 
 
-def _code(v: Any) -> Any:
-    """Codes and identifiers: accept JSON numbers (``11``, ``1234567890``) as their text."""
+def list_text_chars(max_items: int, item_chars: int) -> int:
+    """Longest ``'a;b'`` text of a list field: ``max_items`` items and a separator (and a space) each."""
+    return max_items * (item_chars + 2)
+
+
+# --------------------------------------------------------------------------------------
+# field types
+# --------------------------------------------------------------------------------------
+
+
+#: a code or id may also be sent as a JSON integer, of at most this many digits (exact in every JSON parser)
+MAX_INTEGER_DIGITS = 15
+
+
+def _int_max(chars: int) -> int:
+    """The largest JSON integer accepted for a code of at most ``chars`` characters."""
+    return 10 ** min(chars, MAX_INTEGER_DIGITS) - 1
+
+
+def _whole(v: Any) -> int | None:
+    """``v`` as an int if it is a JSON integer (or an integral float such as ``11.0``), else None."""
     if isinstance(v, bool):
-        return v  # leave it to pydantic to refuse
+        return None
     if isinstance(v, int):
-        return str(v)
+        return v
     if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return v
+        return int(v)
+    return None
+
+
+def _code_number(n: int, chars: int, what: str = "") -> str:
+    if not 0 <= n <= _int_max(chars):
+        raise PydanticCustomError("code_number", "{what}expected text, or a whole number 0..{max}",
+                                  {"what": what, "max": _int_max(chars)})
+    return str(n)
+
+
+def code(chars: int, description: str | None = None) -> Any:
+    """A code or identifier of at most ``chars`` characters; a JSON integer (``11``, ``1234567890``) is taken
+    as its text."""
+
+    def as_text(v: Any) -> Any:
+        n = _whole(v)
+        return v if n is None else _code_number(n, chars)
+
+    text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=chars)]
+    number = Annotated[int, Field(ge=0, le=_int_max(chars))]
+    return Annotated[text, BeforeValidator(as_text, json_schema_input_type=text | number),
+                     Field(description=description)]
+
+
+def _number(v: Any) -> Any:
+    """Numbers are JSON numbers: ``true`` is not 1, ``"2"`` is not 2."""
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    kind = {bool: "a boolean", str: "a string"}.get(type(v), type(v).__name__)
+    raise PydanticCustomError("number_type", "expected a JSON number, not {kind}", {"kind": kind})
 
 
 def _date(v: Any) -> Any:
@@ -54,19 +143,84 @@ def _date(v: Any) -> Any:
     return v
 
 
-def _list(v: Any) -> Any:
-    if isinstance(v, (tuple, np.ndarray)):
-        return list(v)
-    return v
+def _too_long(what: str, n: int) -> PydanticCustomError:
+    return PydanticCustomError("too_long", "at most {n} {what}", {"n": n, "what": what})
 
 
-Code = Annotated[str, BeforeValidator(_code)]
-DateText = Annotated[str, BeforeValidator(_date), Field(description="YYYY-MM-DD")]
-CodeList = Annotated[list[Code] | str, BeforeValidator(_list)]
-IntList = Annotated[list[int] | str, BeforeValidator(_list)]
+def list_field(max_items: int, item_chars: int, *, integers: bool = False, optional: bool = False) -> Any:
+    """A list field: a JSON array of at most ``max_items`` items, or its ``'a;b'`` text form with as many
+    items (empty items dropped, as the contract does) of at most ``item_chars`` characters each.
+
+    Items are codes (text; JSON integers taken as their text) or, with ``integers``, whole numbers. The value
+    is kept as sent (the text form stays text): the contract splits and checks it.
+    """
+    text_chars = list_text_chars(max_items, item_chars)
+
+    def check(v: Any) -> Any:
+        if isinstance(v, (tuple, np.ndarray)):
+            v = list(v)
+        if v is None and optional:
+            return None
+        if isinstance(v, str):
+            if len(v) > text_chars:
+                raise _too_long("characters in the ';'-separated text", text_chars)
+            items = [x for x in (x.strip() for x in v.split(";")) if x]
+            if len(items) > max_items:
+                raise _too_long("items", max_items)
+            if any(len(x) > item_chars for x in items):
+                raise _too_long("characters per item", item_chars)
+            return v
+        if not isinstance(v, list):
+            raise PydanticCustomError("list_type", "expected an array or a ';'-separated text")
+        if len(v) > max_items:
+            raise _too_long("items", max_items)
+        return [_list_item(x, i, item_chars, integers) for i, x in enumerate(v)]
+
+    number = Annotated[int, Field(ge=0, le=_int_max(item_chars))]
+    item = number if integers else Annotated[str, Field(max_length=item_chars)] | number
+    shape = Annotated[list[item], Field(max_length=max_items)] | Annotated[str, Field(max_length=text_chars)]
+    return Annotated[Any, PlainValidator(check, json_schema_input_type=shape | None if optional else shape)]
+
+
+def _list_item(x: Any, i: int, chars: int, integers: bool) -> Any:
+    n = _whole(x)
+    if n is not None:
+        text = _code_number(n, chars, f"item {i}: ")
+        return n if integers else text
+    if integers or not isinstance(x, str):
+        raise PydanticCustomError("item_type", "item {i}: expected {what}",
+                                  {"i": i, "what": "a whole number" if integers else "a code (text)"})
+    x = x.strip()
+    if len(x) > chars:
+        raise PydanticCustomError("too_long", "item {i}: at most {n} characters", {"i": i, "n": chars})
+    return x
+
+
+Number = Annotated[float, BeforeValidator(_number, json_schema_input_type=float)]
+WholeNumber = Annotated[int, BeforeValidator(_number, json_schema_input_type=int)]
+Flag = Annotated[bool, Field(strict=True)]
+DateText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["date"]),
+                     BeforeValidator(_date, json_schema_input_type=Annotated[str, Field(max_length=MAX_CHARS["date"])]),
+                     Field(description="YYYY-MM-DD")]
+EnumText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["enum"])]
+ClaimId = code(MAX_CHARS["claim_id"], "CLM01 patient control number")
+PatientId = code(MAX_CHARS["patient_id"], "pseudonymous member id")
+PayerId = code(MAX_CHARS["payer_id"])
+Npi = code(MAX_CHARS["npi"], "10-digit NPI")
+PriorAuth = code(MAX_CHARS["prior_auth_number"])
+PlaceOfService = code(MAX_CHARS["place_of_service"], "CMS place-of-service code")
+FrequencyCode = code(MAX_CHARS["frequency_code"], f"{', '.join(FREQUENCY_CODES)} (original, replacement, void)")
+ProcedureCode = code(MAX_CHARS["procedure_code"], "CPT or HCPCS Level II code")
+DiagnosisCodes = list_field(MAX_DIAGNOSIS_CODES, MAX_CHARS["diagnosis_code"])
+Modifiers = list_field(MAX_MODIFIERS, MAX_CHARS["modifier"], optional=True)
+DiagnosisPointers = list_field(MAX_DIAGNOSIS_POINTERS, MAX_CHARS["diagnosis_pointer"], integers=True, optional=True)
 
 _CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=200,
                      ser_json_inf_nan="null")
+
+
+def _levels(levels: tuple[str, ...]) -> str:
+    return ", ".join(levels)
 
 
 class Line(BaseModel):
@@ -74,13 +228,15 @@ class Line(BaseModel):
 
     model_config = _CONFIG
 
-    line_number: int = Field(description="LX01, >= 1, unique within the claim")
+    line_number: WholeNumber = Field(description="LX01, >= 1, unique within the claim")
     service_date: DateText
-    procedure_code: Code = Field(description="CPT or HCPCS Level II code")
-    modifiers: CodeList | None = Field(None, description="up to 4 two-character modifiers; array or 'a;b'")
-    units: float = Field(description="> 0")
-    line_charge: float = Field(description=">= 0")
-    diagnosis_pointers: IntList | None = Field(None, description="1..12; array or '1;2'")
+    procedure_code: ProcedureCode
+    modifiers: Modifiers = Field(
+        None, description=f"up to {MAX_MODIFIERS} two-character modifiers; array or 'a;b'")
+    units: Number = Field(description="> 0")
+    line_charge: Number = Field(description=">= 0")
+    diagnosis_pointers: DiagnosisPointers = Field(
+        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..12 into diagnosis_codes; array or '1;2'")
 
 
 class Claim(BaseModel):
@@ -88,40 +244,49 @@ class Claim(BaseModel):
 
     model_config = _CONFIG
 
-    claim_id: Code
-    patient_id: Code = Field(description="pseudonymous member id")
-    billing_npi: Code
-    rendering_npi: Code | None = None
-    payer_id: Code
-    plan_type: str = Field(description="medicare, medicare_advantage, medicaid or commercial")
-    claim_type: str = Field(description="professional or institutional")
-    place_of_service: Code
-    frequency_code: Code = Field(description="1 original, 7 replacement, 8 void")
+    claim_id: ClaimId
+    patient_id: PatientId
+    billing_npi: Npi
+    rendering_npi: Npi | None = None
+    payer_id: PayerId
+    plan_type: EnumText = Field(description=_levels(PLAN_TYPES))
+    claim_type: EnumText = Field(description=_levels(CLAIM_TYPES))
+    place_of_service: PlaceOfService
+    frequency_code: FrequencyCode
     submitted_date: DateText
-    total_charge: float = Field(description=">= 0")
-    diagnosis_codes: CodeList = Field(description="ICD-10-CM without dots, principal first; array or 'a;b'")
-    prior_auth_number: Code | None = None
-    has_attachment: bool | None = None
+    total_charge: Number = Field(description=">= 0")
+    diagnosis_codes: DiagnosisCodes = Field(
+        description=f"1 to {MAX_DIAGNOSIS_CODES} ICD-10-CM codes without dots, principal first; array or 'a;b'")
+    prior_auth_number: PriorAuth | None = Field(None, description="REF*G1")
+    has_attachment: Flag | None = None
     lines: list[Line] = Field(min_length=1, max_length=MAX_LINES_PER_CLAIM)
 
 
 class Options(BaseModel):
     """Additive request options (also accepted as query parameters ``?explain=false&record=false``)."""
 
-    explain: bool = Field(True, description="add plain-language reasons (false: faster)")
-    record: bool = Field(True, description="add the claim to the service's history (false: what-if scoring)")
+    explain: Flag = Field(True, description="add plain-language reasons (false: faster)")
+    record: Flag = Field(True, description="add the claim to the service's history (false: what-if scoring)")
 
 
 class ScoreRequest(Options):
+    """The body of ``POST /score``."""
+
     model_config = ConfigDict(extra="ignore")
     claim: Claim
 
 
+def _unchecked(v: Any) -> Any:
+    return v
+
+
 class BatchRequest(Options):
-    """The batch body; each claim is checked on its own so that one bad claim does not fail the rest."""
+    """The body of ``POST /score_batch``; each claim is checked on its own (``Claim.model_validate``) so that
+    one bad claim does not fail the rest: here only the array and its length are."""
 
     model_config = ConfigDict(extra="ignore")
-    claims: list[Any] = Field(max_length=MAX_CLAIMS_PER_BATCH)
+    claims: list[Annotated[Any, PlainValidator(_unchecked, json_schema_input_type=Claim)]] = Field(
+        max_length=MAX_CLAIMS_PER_BATCH)
 
 
 class CauseProbability(BaseModel):
@@ -135,36 +300,72 @@ class Reason(BaseModel):
     contribution: float
 
 
+class RuleHit(BaseModel):
+    """A deterministic finding: ``rule`` and ``text``, plus details (``line_number``, ``code``, ``ref``, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    rule: str
+    text: str
+
+
 class Score(BaseModel):
     """SCORE, as in the contract."""
 
+    model_config = ConfigDict(extra="allow")
     claim_id: str
     recoupment_probability: float
-    risk_band: str
+    risk_band: Literal["low", "medium", "high"]
     expected_recoupment_amount: float
     causes: list[CauseProbability]
     reasons: list[Reason]
-    rule_hits: list[dict[str, Any]]
+    rule_hits: list[RuleHit]
     model_version: str
 
 
 class FieldError(BaseModel):
-    field: str
+    field: str = Field(description="path in the request body, e.g. claims[3].lines[0].units")
     message: str
-    value: Any = None
+    value: Any = Field(None, description="the value sent, shortened (absent for a missing field)")
 
 
 class ErrorDetail(BaseModel):
-    type: str
+    type: str = Field(description="invalid_json, body_too_large, invalid_request, invalid_claim, not_found, "
+                                  "method_not_allowed, internal, ...")
     message: str
     fields: list[FieldError] = []
 
 
-class ErrorEntry(BaseModel):
-    """A claim that failed validation (the HTTP 4xx body of ``/score``, an entry of ``/score_batch``)."""
+class ErrorBody(BaseModel):
+    """An error: the HTTP 4xx/5xx body of every endpoint, and the entry of a claim that failed in ``/score_batch``."""
 
     claim_id: str | None = None
     error: ErrorDetail
+
+
+ErrorEntry = ClaimError = ErrorBody  # the same object in a batch
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    lines_per_claim: int
+    claims_per_batch: int
+    body_bytes: int
+
+
+class ModelInfo(BaseModel):
+    """The body of ``GET /model``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    as_of: str | None = Field(description="trained as-of date")
+    horizon_days: int | None
+    rulebook_version: str | None
+    metrics: dict[str, Any] = Field(description="test metrics of training")
+    risk_bands: dict[str, float]
+    source: str = Field(description="where the model was loaded from")
+    limits: Limits
+    workers: int
 
 
 # --------------------------------------------------------------------------------------
@@ -183,10 +384,19 @@ def field_path(prefix: str, loc: tuple | list) -> str:
     return out
 
 
+_REPR = reprlib.Repr()  # short reprs of whatever was sent
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 2, 4, 6, 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
 def _shown(v: Any) -> Any:
+    """The value sent, for an error: numbers as they are, anything else as at most 60 characters of text
+    (a list of a million codes costs its first few items, not its whole text)."""
     if v is None or isinstance(v, (bool, int, float)):
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-    text = str(v) if not isinstance(v, (dict, list)) else repr(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v if not isinstance(v, int) or abs(v) < 10**18 else _REPR.repr(v)
+    text = v if isinstance(v, str) and len(v) <= 60 else _REPR.repr(v) if not isinstance(v, str) else v[:60]
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -379,3 +589,133 @@ def frames_to_claims(claims: pd.DataFrame, lines: pd.DataFrame) -> list[dict]:
         c["lines"] = sorted(by_claim.get(str(rec["claim_id"]), []), key=lambda d: d.get("line_number", 0))
         out.append(c)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# OpenAPI: request and response bodies of the routes, with examples
+# --------------------------------------------------------------------------------------
+
+#: where the OpenAPI document keeps the model schemas
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+#: a claim that every model of the project scores (tests/serving/test_openapi.py sends it to the real service)
+EXAMPLE_CLAIM = {
+    "claim_id": "CLM-2026-0001", "patient_id": "PAT000260", "billing_npi": "1875591145",
+    "payer_id": "MA-LAKEVIEW", "plan_type": "medicare_advantage", "claim_type": "professional",
+    "place_of_service": "11", "frequency_code": "1", "submitted_date": "2026-01-29",
+    "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"], "has_attachment": False,
+    "lines": [
+        {"line_number": 1, "service_date": "2026-01-21", "procedure_code": "99214", "modifiers": ["25"],
+         "units": 1, "line_charge": 200.0, "diagnosis_pointers": [1, 2]},
+        {"line_number": 2, "service_date": "2026-01-21", "procedure_code": "36415", "units": 1,
+         "line_charge": 50.0, "diagnosis_pointers": [1]},
+    ],
+}
+EXAMPLE_SCORE_REQUEST = {"claim": EXAMPLE_CLAIM, "record": False}
+EXAMPLE_BATCH_REQUEST = {"claims": [EXAMPLE_CLAIM, {**EXAMPLE_CLAIM, "claim_id": "CLM-2026-0002",
+                                                    "submitted_date": "2026-02-30"}], "record": False}
+EXAMPLE_SCORE = {
+    "claim_id": "CLM-2026-0001", "recoupment_probability": 0.058442, "risk_band": "medium",
+    "expected_recoupment_amount": 15.35,
+    "causes": [{"cause": "documentation", "probability": 0.46967}, {"cause": "medical_necessity", "probability": 0.2},
+               {"cause": "units", "probability": 0.1}],
+    "reasons": [{"code": "charges", "text": "claim charge $250", "contribution": 0.312}],
+    "rule_hits": [{"rule": "duplicate", "text": "possible duplicate of claim CLM-2026-0000 (same patient, provider, "
+                   "date and code 99214)", "line_number": 1, "code": "99214", "value": 0.0, "ref": "CLM-2026-0000"}],
+    "model_version": "1",
+}
+EXAMPLE_CLAIM_ERROR = {
+    "claim_id": "CLM-2026-0002",
+    "error": {"type": "invalid_claim", "message": "1 invalid field(s): claims[1].submitted_date",
+              "fields": [{"field": "claims[1].submitted_date", "message": "expected a date YYYY-MM-DD",
+                          "value": "2026-02-30"}]},
+}
+EXAMPLE_ERROR = {
+    "claim_id": "CLM-2026-0001",
+    "error": {"type": "invalid_claim", "message": "2 invalid field(s): claim.diagnosis_codes, claim.lines[0].units",
+              "fields": [{"field": "claim.diagnosis_codes", "message": f"at most {MAX_DIAGNOSIS_CODES} items",
+                          "value": "['E119', 'I10', 'E785', 'Z0000', 'R51', 'M545', ...]"},
+                         {"field": "claim.lines[0].units", "message": "expected a JSON number, not a boolean",
+                          "value": True}]},
+}
+EXAMPLE_MODEL_INFO = {
+    "name": "recoup-risk", "version": "1", "as_of": "2026-01-31", "horizon_days": 365, "rulebook_version": "2024Q3",
+    "metrics": {"roc_auc": 0.81, "average_precision": 0.34}, "risk_bands": {"medium": 0.05, "high": 0.2},
+    "source": "bentoml:recoup-risk:63qrfmxj52oj2ax4",
+    "limits": {"lines_per_claim": MAX_LINES_PER_CLAIM, "claims_per_batch": MAX_CLAIMS_PER_BATCH,
+               "body_bytes": MAX_BODY_BYTES},
+    "workers": 1,
+}
+
+_FLAG_TEXTS = ["true", "false", "1", "0", "yes", "no", "on", "off"]  # serving.service._flag, any case
+_QUERY_FLAGS = [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string", "enum": _FLAG_TEXTS},
+     "description": f"overrides the body's {name!r}: {Options.model_fields[name].description}"}
+    for name in ("explain", "record")
+]
+_ERRORS = {
+    400: "the body is not JSON (or not UTF-8)",
+    413: f"body over {MAX_BODY_BYTES} bytes (RECOUP_MAX_BODY_BYTES)",
+    422: "wrong body shape or a claim that breaks a bound or the contract; each bad field named",
+    500: "the service's own failure (never a client's mistake)",
+}
+
+
+def _json(schema: Any = None, example: Any = None, model: Any = None, description: str = "") -> dict:
+    out: dict[str, Any] = {"description": description} if description else {}
+    if model is not None:
+        out["model"] = model
+    media: dict[str, Any] = {}
+    if schema is not None:
+        media["schema"] = schema
+    if example is not None:
+        media["example"] = example
+    out["content"] = {"application/json": media}
+    return out
+
+
+def route_docs(route: str) -> dict:
+    """Keyword arguments of a route decorator (``@app.post(..., **route_docs("score"))``): the OpenAPI request
+    body (the handlers read the raw request, so FastAPI cannot infer it), its query flags, and the response
+    bodies, each with an example. The request models land in the document's components through
+    :func:`openapi_with_bodies`."""
+    errors = {code: _json(model=ErrorBody, description=text,
+                          example=EXAMPLE_ERROR if code == 422 else None) for code, text in _ERRORS.items()}
+    if route == "model":
+        return {"responses": {200: _json(model=ModelInfo, example=EXAMPLE_MODEL_INFO, description="the model")}}
+    request, example = {"score": (ScoreRequest, EXAMPLE_SCORE_REQUEST),
+                        "score_batch": (BatchRequest, EXAMPLE_BATCH_REQUEST)}[route]
+    body = {"required": True, **_json({"$ref": REF_TEMPLATE.format(model=request.__name__)}, example)}
+    if route == "score":
+        ok = _json(model=Score, example=EXAMPLE_SCORE, description="the SCORE")
+    else:
+        ok = _json(model=list[Score | ErrorBody], example=[EXAMPLE_SCORE, EXAMPLE_CLAIM_ERROR],
+                   description="one SCORE or error entry per claim, in order")
+    return {"openapi_extra": {"requestBody": body, "parameters": _QUERY_FLAGS},
+            "responses": {200: ok, **errors}}
+
+
+def request_components() -> dict[str, dict]:
+    """JSON schemas of the request models (and the models they use), named as components."""
+    out: dict[str, dict] = {}
+    for model in (ScoreRequest, BatchRequest):
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+def openapi_with_bodies(app: Any) -> Callable[[], dict]:
+    """``app.openapi`` that also holds the request models in ``components.schemas`` (FastAPI only adds the
+    models it validates itself, and the handlers read the raw request)."""
+    base = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = base()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in request_components().items():
+                schemas.setdefault(name, schema)
+        return app.openapi_schema
+
+    return openapi

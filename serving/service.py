@@ -46,7 +46,8 @@ from starlette.responses import Response
 
 from serving import model_store
 from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
-                             claims_to_frames, error_entry, pydantic_fields, raw_claim_id)
+                             claims_to_frames, error_entry, openapi_with_bodies, pydantic_fields, raw_claim_id,
+                             route_docs)
 
 log = logging.getLogger("recoup.service")
 THREADS = int(os.environ.get("RECOUP_SERVICE_THREADS", "4"))
@@ -148,6 +149,7 @@ def _flag(query: dict, name: str, body_value: bool) -> bool:
 
 app = FastAPI(title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json",
               redoc_url=None)
+app.openapi = openapi_with_bodies(app)  # the request bodies too (the handlers read the raw request)
 
 
 @app.exception_handler(ClientError)
@@ -298,16 +300,17 @@ class RecoupService:
         return json_response(content, status)
 
     # ---------------------------------------------------------------- HTTP
-    @app.post("/score", summary="Score one claim", response_model=None)
+    @app.post("/score", summary="Score one claim", response_model=None, **route_docs("score"))
     async def score(self, request: Request) -> Response:
         """Body ``{"claim": CLAIM}`` (plus optional ``"explain"``, ``"record"``) -> SCORE."""
         return await self._run(self.score_one, request)
 
-    @app.post("/score_batch", summary="Score claims in order; invalid ones get an error entry", response_model=None)
+    @app.post("/score_batch", summary="Score claims in order; invalid ones get an error entry", response_model=None,
+              **route_docs("score_batch"))
     async def score_batch(self, request: Request) -> Response:
         """Body ``{"claims": [CLAIM, ...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]``, same order."""
         return await self._run(self.score_many, request)
 
-    @app.get("/model", summary="The model being served", response_model=None)
+    @app.get("/model", summary="The model being served", response_model=None, **route_docs("model"))
     async def model(self) -> Response:
         return json_response(self.model_info)
