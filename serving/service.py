@@ -197,12 +197,41 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
     return error_response(exc.status_code, kind, str(exc.detail))
 
 
-@app.exception_handler(Exception)
-async def _internal_error(_: Request, exc: Exception) -> Response:
-    # no claim data in logs: the exception class and where it happened, not its message
+def _internal_error(exc: Exception) -> Response:
+    # no claim data in logs: the exception class and where it happened (code lines), not its message
     tb = "".join(traceback.format_tb(exc.__traceback__)[-8:])
-    log.error("internal error %s\n%s", type(exc).__name__, tb)
+    log.error("internal error %s (message not logged: it may hold claim data)\n%s", type(exc).__name__, tb)
     return error_response(500, "internal", f"internal error ({type(exc).__name__}); see the service log")
+
+
+class _CatchAll:
+    """An exception of a handler becomes the 500 JSON answer here and goes no further: Starlette's
+    ServerErrorMiddleware would re-raise it, with its message, to BentoML's tracing and uvicorn's log
+    ("Exception in ASGI application"). serving.security.Guard is the second net."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting)
+        except Exception as exc:  # noqa: BLE001
+            response = _internal_error(exc)
+            if not started:
+                await response(scope, receive, send)
+
+
+app.add_middleware(_CatchAll)
 
 
 def _claim_count(body: Any) -> int | None:

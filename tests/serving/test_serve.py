@@ -135,3 +135,16 @@ def test_kill_9_of_bentoml_parent_stops_its_workers(trained, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_kill_9_of_recoup_serve_stops_the_service(trained, tmp_path):
+    proc, port, tree = _start_recoup_serve(trained, tmp_path)
+    try:
+        proc.kill()  # SIGKILL: it cannot forward anything; BentoML's parent sees it gone
+        proc.wait(timeout=10)
+        assert _none_left(tree) == [], "BentoML kept serving after recoup serve was killed"
+        assert _port_free(port)
+    finally:
+        for p in tree:
+            if p.is_running():
+                p.kill()
