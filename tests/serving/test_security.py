@@ -328,6 +328,9 @@ def test_cors_when_configured_and_tls(trained, tmp_path, monkeypatch):
             r = c.post(f"{url}/score", json={"claim": claim, "record": False}, headers={"origin": origin}, timeout=30)
             assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
             r = c.get(f"{url}/model", headers={"origin": "https://evil.example"})
-            assert "access-control-allow-origin" not in r.headers
+            assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+            # no key configured: a call relayed by a proxy is not local
+            r = c.get(f"{url}/model", headers={"x-forwarded-for": "203.0.113.9"})
+            assert _is_error(r, 401, "unauthorized")["error"]["message"].startswith("no API key is configured")
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on the TLS port
             httpx.get(url.replace("https://", "http://") + "/readyz", timeout=5)
