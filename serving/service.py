@@ -145,13 +145,14 @@ def _too_deep() -> ClientError:
     return ClientError(400, "invalid_json", msg, [{"field": "body", "message": msg}])
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: 35 ms for a 16 MB string
 _NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 def json_depth(raw: bytes) -> int:
     """How deep arrays and objects nest in a JSON text (strings skipped), without parsing it
-    (C-speed passes: ~0.7 ms per 35 KB). Used before the standard library's recursive parser."""
+    (C-speed passes: ~0.7 ms per 35 KB, ~0.2 s per 4 MB). Used before the standard library's recursive
+    parser only, i.e. for the rare bodies orjson refuses."""
     a = np.frombuffer(_JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET), np.uint8)
     if not len(a):
         return 0
@@ -248,7 +249,8 @@ def _faulty(fn):
     the claim with that id is scored, so tests can check that no log shows them."""
 
     def run(body: Any, query: dict) -> tuple[int, Any]:
-        claims = [body.get("claim")] + list(body.get("claims") or []) if isinstance(body, dict) else []
+        many = body.get("claims") if isinstance(body, dict) else None
+        claims = ([body.get("claim")] if isinstance(body, dict) else []) + (many if isinstance(many, list) else [])
         for c in claims:
             if isinstance(c, dict) and c.get("claim_id") == FAULT_CLAIM_ID:
                 raise RuntimeError(f"injected fault scoring claim {c.get('claim_id')} of patient "

@@ -89,6 +89,14 @@ def test_hosts():
     assert "10.1.2.3" in allowed_hosts("10.1.2.3", []) and "0.0.0.0" not in allowed_hosts("0.0.0.0", ["a.org"])
 
 
+def test_json_depth_skips_strings():
+    from serving.service import MAX_JSON_DEPTH, json_depth
+
+    assert json_depth(b'{"a": "[[[\\"]]{", "b": [[1]]}') == 3
+    assert json_depth(b"[" * 2000 + b"]" * 2000) == 2000 > MAX_JSON_DEPTH
+    assert json_depth(b"1") == 0 and json_depth(b'"' + b"[" * 5000 + b'"') == 0
+
+
 # --------------------------------------------------------------------------------------
 # server 1: loopback, two keys, fault injection
 # --------------------------------------------------------------------------------------
