@@ -163,26 +163,91 @@ def audit(
 
 @app.command()
 def serve(
-    port: int = typer.Option(3000, "--port"),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port to listen on (1-65535)"),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="address to listen on; anything but loopback (e.g. 0.0.0.0 = all "
+                                  "interfaces) requires an API key (recoup keys create NAME)"),
     workers: int = typer.Option(None, "--workers", min=1,
                                 help="worker processes (default RECOUP_SERVICE_WORKERS or 1); several "
                                      "share the claims they record (docs/service.md)"),
+    allowed_host: Optional[List[str]] = typer.Option(
+        None, "--allowed-host",
+        help="a Host header name clients may use, besides the loopback names (repeatable; also "
+             "RECOUP_ALLOWED_HOSTS, comma-separated; '*' = any); needed with --host 0.0.0.0"),
+    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile",
+                                                help="TLS certificate (PEM): serve HTTPS (with --ssl-keyfile)"),
+    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile",
+                                               help="TLS private key (PEM) of --ssl-certfile"),
 ) -> None:
     """Start the BentoML scoring service with the champion and its history state."""
-    _run(lambda: _impl("serving.serve", "serve_cli")(port=port, host=host, workers=workers))
+    _run(lambda: _impl("serving.serve", "serve_cli")(
+        port=port, host=host, workers=workers, allowed_hosts=allowed_host, ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile))
 
 
 @app.command()
 def demo(
-    claims: int = typer.Option(60_000, "--claims", min=1000),
-    seed: int = typer.Option(7, "--seed"),
+    claims: int = typer.Option(60_000, "--claims", min=1000, help="claims in the synthetic history"),
+    seed: int = typer.Option(7, "--seed", help="random seed (same seed, same data)"),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="start the service at the end"),
-    port: int = typer.Option(3000, "--port"),
+    port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port of the service (1-65535)"),
 ) -> None:
     """The embedded default end to end: generate, train, promote, audit, serve."""
     _run(lambda: _impl("recoup.demo", "run_demo")(
         claims=claims, seed=seed, serve_after=serve_after, port=port))
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the scoring service (docs/service.md, Security).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="who or what uses the key (letters, digits, . _ -), shown in the access log"),
+) -> None:
+    """Create a key and print it once (only its SHA-256 is stored; a running service picks it up)."""
+
+    def go():
+        from serving.security import create_key, keys_file
+
+        key = create_key(name)
+        typer.echo(key)
+        typer.echo(f"API key {name!r} created in {keys_file()}; it is shown only this once. Clients send "
+                   f"'Authorization: Bearer KEY' (or 'X-API-Key: KEY').", err=True)
+
+    _run(go)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The keys: name, first characters, created, revoked (never a key or its hash)."""
+
+    def go():
+        from serving.security import keys_file, list_keys
+
+        keys = list_keys()
+        if not keys:
+            typer.echo(f"no API keys in {keys_file()}")
+        for k in keys:
+            state = f"revoked {k['revoked']}" if k["revoked"] else "active"
+            typer.echo(f"{k['name']}\t{k['prefix']}...\tcreated {k['created']}\t{state}")
+
+    _run(go)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: str = typer.Argument(..., help="name of the active key to revoke"),
+) -> None:
+    """Revoke a key: a running service refuses it within a second, no restart needed."""
+
+    def go():
+        from serving.security import revoke_key
+
+        revoke_key(name)
+        typer.echo(f"API key {name!r} revoked")
+
+    _run(go)
 
 
 @app.command("rebuild-rulebook")

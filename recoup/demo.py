@@ -34,6 +34,11 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     from features.contract import load_history
     from features.synthetic import generate_to_dir
 
+    from serving.serve import check_port, check_port_free
+
+    check_port(port)
+    if serve_after:  # say it now, not after minutes of training
+        check_port_free("127.0.0.1", port)
     home = recoup_home()
     demo = home / "demo"
     data = demo / "history"

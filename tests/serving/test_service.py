@@ -6,10 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
 import warnings
 
 import pytest
@@ -18,6 +15,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 from tests.helpers.claims import duplicate_refs, recent_claims  # noqa: E402
+from tests.helpers.server import bentoml_server  # noqa: E402
 
 
 def _new_claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
@@ -30,7 +28,9 @@ def client(trained):
     os.environ.pop("RECOUP_BUNDLE_DIR", None)  # the model comes from the BentoML store of RECOUP_HOME
     from serving.service import RecoupService
 
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
+    # a local caller on a loopback Host (the service's Host allow-list and open-to-local-calls rule)
+    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False, base_url="http://localhost",
+                    client=("127.0.0.1", 50000)) as c:
         yield c
 
 
@@ -234,35 +234,15 @@ def test_model_loading(trained, tmp_path, monkeypatch):
     assert out["again"].startswith("bentoml:recoup-risk:")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_real_bentoml_serve(trained, good, workers, tmp_path):
     import httpx
 
-    from serving.serve import bentoml_command, service_env
+    from serving.serve import service_env
 
-    port = _free_port()
     env = {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
            "RECOUP_SERVICE_WORKERS": str(workers), "RECOUP_JOURNAL_DIR": str(tmp_path)}
-    proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "the service did not get ready in 60 s"
-            time.sleep(0.2)
+    with bentoml_server(env, tmp_path / "server.log") as url:
         r = httpx.post(f"{url}/score", json={"claim": good, "record": False}, timeout=30)
         assert r.status_code == 200 and r.json()["claim_id"] == good["claim_id"]
         r = httpx.post(f"{url}/score", json={"claim": {"claim_id": "X"}}, timeout=30)
@@ -279,22 +259,3 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
             assert f"REAL{workers}-0" in duplicate_refs(r.json()), r.text
         if workers > 1:
             assert len(list(tmp_path.glob("journal-*.bin"))) == 1
-    finally:
-        pgid = os.getpgid(proc.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            os.killpg(pgid, signal.SIGKILL)
-            pytest.fail("processes of the service were left after SIGTERM")
-        proc.stderr.close()
