@@ -10,7 +10,6 @@ import pytest
 
 from serving.schemas import (EXAMPLE_BATCH_REQUEST, EXAMPLE_SCORE_REQUEST, MAX_CHARS, MAX_CLAIMS_PER_BATCH,
                              MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_LINES_PER_CLAIM, MAX_MODIFIERS)
-from tests.serving.test_service import client, good  # noqa: F401  (the service fixtures)
 
 ROUTES = {("/score", "post"): "ScoreRequest", ("/score_batch", "post"): "BatchRequest", ("/model", "get"): None}
 

@@ -12,31 +12,10 @@ import warnings
 import pytest
 
 warnings.filterwarnings("ignore", message=".*httpx.*")
-from starlette.testclient import TestClient  # noqa: E402
 
-from tests.helpers.claims import duplicate_refs, recent_claims  # noqa: E402
+from tests.helpers.claims import duplicate_refs  # noqa: E402
 from tests.helpers.server import bentoml_server  # noqa: E402
-
-
-def _new_claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
-    """n claims of the history, renamed and moved after the end of the data (so they are new)."""
-    return recent_claims(trained["history"], n, tag, shift_days, skip=400)
-
-
-@pytest.fixture(scope="module")
-def client(trained):
-    os.environ.pop("RECOUP_BUNDLE_DIR", None)  # the model comes from the BentoML store of RECOUP_HOME
-    from serving.service import RecoupService
-
-    # a local caller on a loopback Host (the service's Host allow-list and open-to-local-calls rule)
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False, base_url="http://localhost",
-                    client=("127.0.0.1", 50000)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def good(trained):
-    return _new_claims(trained, 1, "GOOD", 20)[0]
+from tests.serving.conftest import new_claims  # noqa: E402
 
 
 def test_probes_and_model(client, trained):
@@ -141,7 +120,7 @@ def test_unknown_but_well_formed_codes_are_scored_and_flagged(client, good):
 
 
 def test_batch_with_one_bad_claim(client, trained):
-    claims = _new_claims(trained, 5, "BATCH", 30)
+    claims = new_claims(trained, 5, "BATCH", 30)
     claims[2]["lines"][0]["units"] = -3
     claims[4] = {"claim_id": "BROKEN"}
     r = client.post("/score_batch", json={"claims": claims, "record": False})
@@ -157,7 +136,7 @@ def test_batch_with_one_bad_claim(client, trained):
 
 
 def test_resubmitted_duplicate_is_caught(client, trained):
-    first = _new_claims(trained, 1, "DUP", 40)[0]
+    first = new_claims(trained, 1, "DUP", 40)[0]
     second = dict(copy.deepcopy(first), claim_id="DUP-again")
     a = client.post("/score", json={"claim": first}).json()
     assert "DUP-0" not in duplicate_refs(a)
@@ -167,7 +146,7 @@ def test_resubmitted_duplicate_is_caught(client, trained):
 
 
 def test_what_if_scoring_is_not_recorded(client, trained):
-    first = _new_claims(trained, 1, "WHATIF", 50)[0]
+    first = new_claims(trained, 1, "WHATIF", 50)[0]
     second = dict(copy.deepcopy(first), claim_id="WHATIF-again")
     client.post("/score?record=false", json={"claim": first})
     b = client.post("/score", json={"claim": second, "record": False}).json()
@@ -182,7 +161,7 @@ def test_parity_with_the_scorer_in_process(client, trained):
     from serving.scorer import Scorer
     from serving.service import _default
 
-    claims = _new_claims(trained, 12, "PARITY", 60)
+    claims = new_claims(trained, 12, "PARITY", 60)
     conv = claims_to_frames([Claim.model_validate(c) for c in claims])
     service = get_current_service()  # the service instance behind `client`
     assert service is not None
@@ -251,7 +230,7 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
         assert model["source"] == "RECOUP_BUNDLE_DIR" and model["workers"] == workers
         # a recorded claim is caught as a duplicate whichever worker scores the resubmission (each
         # request on a new connection: the kernel hands connections to either worker)
-        first = _new_claims(trained, 1, f"REAL{workers}", 60)[0]
+        first = new_claims(trained, 1, f"REAL{workers}", 60)[0]
         assert httpx.post(f"{url}/score", json={"claim": first}, timeout=30).status_code == 200
         for i in range(8):
             again = dict(copy.deepcopy(first), claim_id=f"REAL{workers}-again-{i}")
