@@ -336,10 +336,11 @@ class EventTable:
         lo = np.where(k_idx >= 0, self.offsets[np.maximum(k_idx, 0)], 0)
         reps = np.maximum(latest + 1 - lo, 0)
         qi = np.repeat(np.arange(len(keys)), reps)
-        ev = np.repeat(lo, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+        nth = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)  # 0 = the key's first event
+        ev = np.repeat(lo, reps) + nth
         q_parts = [qi]
         p_parts = [self.payload[ev] if self.payload is not None else np.full(len(ev), None, dtype=object)]
-        v_parts = [self._own_values(ev, ev == np.repeat(lo, reps))] if values else []
+        v_parts = [self._own_values(ev, nth == 0)] if values else []
         if self.n_delta:
             d = self._delta_events().payloads_before(keys, times, values=values)
             q_parts.append(d[0])
@@ -359,9 +360,7 @@ class EventTable:
             out[starts] = self.prefix[starts + 1]
             return out
         out = self.prefix[ev + 1].astype(np.float64)
-        prev = self.prefix[ev].astype(np.float64)
-        prev[first] = 0.0
-        out -= prev
+        out -= self.prefix[np.where(first, 0, ev)]  # row 0 is all zeros
         return out
 
     def events_before(self, key, t: int) -> tuple[np.ndarray, np.ndarray]:
