@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.bounds import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -102,18 +103,7 @@ def causes_from_carcs(carcs: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------
 
 
-#: The plausible maximum of every amount, in dollars (charges, payments, line paid, recoupments). The
-#: largest single claims (transplants, CAR-T, long ICU stays) are billed at a few million dollars; a
-#: hundred times that is still plausible and keeps a sum over millions of claims exact to the cent in a
-#: float64 (< 2**53 cents). Anything above is a typo, a unit mix-up or an attack (docs/contract.md).
-MAX_AMOUNT = 100_000_000
-#: The plausible maximum of a line's units (SV104 / SV205): drug units of a J-code run into thousands.
-MAX_UNITS = 99_999
-#: The largest line number (LX01 is at most 6 digits).
-MAX_LINE_NUMBER = 999_999
-#: The plausible years of every date (service, submission, payment, recoupment, coverage).
-DATE_YEARS: tuple[int, int] = (1900, 2199)
-#: The upper bound of each number kind, unless a column sets its own.
+#: The upper bound of each number kind, unless a column sets its own (the bounds: features/bounds.py).
 _KIND_MAXIMUM = {"money": MAX_AMOUNT, "money_pos": MAX_AMOUNT, "units": MAX_UNITS, "int_pos": MAX_LINE_NUMBER}
 
 
