@@ -11,7 +11,8 @@ from __future__ import annotations
 #: hundred times that is still plausible and keeps a sum over a million claims exact to the cent in a
 #: float64 (< 2**53 cents). Anything above is a typo, a unit mix-up or an attack.
 MAX_AMOUNT = 100_000_000
-#: The plausible maximum of a line's units (SV104 / SV205): drug units of a J-code run into thousands.
+#: The plausible maximum of a line's units (SV104 / SV205): drug units of a J-code run into thousands and
+#: the largest NCCI MUE of the packaged rulebook allows 90,000 units of one code.
 MAX_UNITS = 99_999
 #: The largest line number (LX01 is at most 6 digits).
 MAX_LINE_NUMBER = 999_999

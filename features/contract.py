@@ -202,8 +202,6 @@ _EXPECTED = {
     "procedure": "a CPT or HCPCS code (5 characters: 5 digits, 4 digits + letter, or letter + 4 digits)",
 }
 _PROCEDURE_RE = r"^(?:\d{4}[0-9A-Z]|[A-Z]\d{4})$"
-#: the text of a date as pandas' ``%Y-%m-%d`` may read it, ASCII digits only (no sign, no other digits)
-_DATE_TEXT_RE = r"[0-9]{1,4}-[0-9]{1,2}-[0-9]{1,2}"
 _ICD10_RE = r"^[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?$"
 _MODIFIER_RE = r"^[0-9A-Z]{2}$"
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -497,8 +495,8 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
         else:
             txt = _as_str(src)
             s = pd.to_datetime(txt, format="%Y-%m-%d", errors="coerce")
-            # pandas reads full-width and other Unicode digits, and signed years: ASCII digits only
-            bad = txt.notna() & (s.isna() | ~txt.str.fullmatch(_DATE_TEXT_RE).fillna(False))
+            # pandas reads full-width and other Unicode digits: ASCII only (signed years fail the range)
+            bad = txt.notna() & (s.isna() | ~txt.str.isascii().fillna(True))
             s = s.astype("datetime64[s]")
         first, last = col.date_range
         bad |= s.notna() & ((s < first) | (s > last))

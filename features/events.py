@@ -404,20 +404,29 @@ def segment_cumsum(vals: np.ndarray, counts: np.ndarray, out: np.ndarray) -> np.
     and column; NaN propagates within the segment as ``np.cumsum`` does); through the public
     ``groupby`` when the internal kernel is not there (another pandas version).
     """
-    n = len(vals)
-    if not n:
+    if not len(vals):
         return out
     labels = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
     vals = np.ascontiguousarray(vals, dtype=np.float64)
     try:
-        from pandas._libs.groupby import group_cumsum
-
-        if not out.flags.c_contiguous:
-            raise TypeError("out")
-        group_cumsum(out, vals, labels, len(counts), False, skipna=False)
+        _kernel_cumsum(out, vals, labels, len(counts))
     except (ImportError, TypeError, ValueError):
-        out[:] = pd.DataFrame(vals, copy=False).groupby(labels, sort=False).cumsum(skipna=False).to_numpy()
+        out[:] = _grouped_cumsum(vals, labels)
     return out
+
+
+def _kernel_cumsum(out: np.ndarray, vals: np.ndarray, labels: np.ndarray, n_groups: int) -> None:
+    """pandas' compiled grouped cumulative sum, straight into ``out`` (no temporary copy)."""
+    from pandas._libs.groupby import group_cumsum
+
+    if not out.flags.c_contiguous:
+        raise TypeError("out is not contiguous")
+    group_cumsum(out, vals, labels, n_groups, False, skipna=False)
+
+
+def _grouped_cumsum(vals: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The same through the public ``groupby`` (one more n x k temporary)."""
+    return pd.DataFrame(vals, copy=False).groupby(labels, sort=False).cumsum(skipna=False).to_numpy()
 
 
 def _compact_prefix(prefix: np.ndarray) -> np.ndarray:

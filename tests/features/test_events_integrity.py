@@ -210,3 +210,26 @@ def _subset(h, claims: pd.DataFrame):
     return History(claims=claims, coverage=h.coverage, providers=h.providers,
                    claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
                    recoupments=h.recoupments[h.recoupments["claim_id"].isin(ids)].reset_index(drop=True))
+
+
+def test_segment_cumsum_public_fallback_is_the_same():
+    """pandas' internal kernel and the public groupby (the fallback on another pandas) give the same
+    sums, each segment's own running sums."""
+    from features.events import _grouped_cumsum, _kernel_cumsum, segment_cumsum
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 7, 300)
+    vals = np.round(rng.random((int(counts.sum()), 3)) * MAX_AMOUNT, 2)
+    vals[5, 1] = np.nan
+    vals[40, 2] = np.inf
+    labels = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
+    fast = np.empty_like(vals)
+    _kernel_cumsum(fast, vals, labels, len(counts))
+    assert np.array_equal(fast, _grouped_cumsum(vals, labels), equal_nan=True)
+    assert np.array_equal(fast, segment_cumsum(vals, counts, np.empty_like(vals)), equal_nan=True)
+    start = 0
+    for c in counts[:50]:
+        seg = vals[start:start + c]
+        if np.isfinite(seg).all():
+            assert np.allclose(fast[start:start + c], np.cumsum(seg, axis=0), rtol=1e-15, atol=0)
+        start += c
