@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs[name].append(run_once(mod, keys, times, vals, np.random.default_rng(r)))
             results[case] = {}
             for name, figs in runs.items():
-                results[case][name] = {k: (round(min(f[k] for f in figs), 4), round(float(np.median([f[k] for f in figs])), 4))
-                                       for k in figs[0]}
+                results[case][name] = {k: (round(min(f[k] for f in figs), 4),
+                                           round(float(np.median([f[k] for f in figs])), 4)) for k in figs[0]}
             print(case, json.dumps(results[case]), flush=True)
     return 0
 

@@ -10,6 +10,9 @@ A *claims history directory* holds ``claims``, ``claim_lines`` and optionally ``
 
 Every problem of a file is collected into one :class:`ContractError` that names the file,
 the row numbers (1-based data rows; CSV line = row + 1), the column and what was expected.
+Every amount, quantity and date is bounded (``features/bounds.py``, read through ``Column.upper`` and
+``Column.years`` by both check paths): ``inf``, NaN, 1e308, booleans, non-ASCII digits and dates
+outside the years 1900-2199 are problems like any other.
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ optional payload) sorted by (key, time), with running sums restarted at each key
 ``i + 1`` is the sum of event ``i`` and the earlier events *of its own key*). A query ``(key, T)`` returns
 the sums of the contributions of the key's events with time ``< T`` (the running sum at the latest such
 event: no subtraction, so no other key's values, however large, infinite or NaN, enter a key's sums) and
-the index of the latest such event. Batch
-feature building asks millions of queries at once (vectorized binary search); the online service asks
-one (a slice and a binary search). Both go through :meth:`EventTable.query`, so both give the same
-numbers. New events (claims scored online, new recoupments) go into a small unsorted delta that is
-merged on save or when it grows.
+the index of the latest such event. Batch feature building asks millions of queries at once (vectorized
+binary search); the online service asks one (a slice and a binary search). Both go through
+:meth:`EventTable.query`, so both give the same numbers. New events (claims scored online, new
+recoupments) go into a small unsorted delta that is merged on save or when it grows.
 
 Times are int64: ``day << 33 | phase << 32 | order`` where ``day`` counts days since 1970-01-01,
 ``phase`` is 0 for recoupments and 1 for claims (a recoupment dated on a claim's submission day is
