@@ -10,6 +10,9 @@ A *claims history directory* holds ``claims``, ``claim_lines`` and optionally ``
 
 Every problem of a file is collected into one :class:`ContractError` that names the file,
 the row numbers (1-based data rows; CSV line = row + 1), the column and what was expected.
+Every amount, quantity and date is bounded (``features/bounds.py``, read through ``Column.upper`` and
+``Column.years`` by both check paths): ``inf``, NaN, 1e308, booleans, non-ASCII digits and dates
+outside the years 1900-2199 are problems like any other.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.bounds import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -103,15 +107,33 @@ def causes_from_carcs(carcs: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------
 
 
+#: The upper bound of each number kind, unless a column sets its own (the bounds: features/bounds.py).
+_KIND_MAXIMUM = {"money": MAX_AMOUNT, "money_pos": MAX_AMOUNT, "units": MAX_UNITS, "int_pos": MAX_LINE_NUMBER}
+
+
 @dataclass(frozen=True)
 class Column:
-    """One contract column: its name, kind, whether it is required, and allowed values."""
+    """One contract column: its name, kind, whether it is required, allowed values and bounds."""
 
     name: str
     kind: str  # id | npi | enum | pos | date | money | money_pos | units | int_pos | bool | list_str | list_int | str
     required: bool = True
     levels: tuple[str, ...] = ()
     min_items: int = 0
+    #: the largest allowed number (money, units, int_pos kinds); None: the kind's (``_KIND_MAXIMUM``)
+    maximum: float | None = None
+    #: the first and last allowed year (dates)
+    years: tuple[int, int] = DATE_YEARS
+
+    @property
+    def upper(self) -> float:
+        """The largest allowed value of a number column (every check path reads this)."""
+        return self.maximum if self.maximum is not None else _KIND_MAXIMUM[self.kind]
+
+    @property
+    def date_range(self) -> tuple[np.datetime64, np.datetime64]:
+        """The first and last allowed day of a date column."""
+        return np.datetime64(f"{self.years[0]:04d}-01-01", "s"), np.datetime64(f"{self.years[1]:04d}-12-31", "s")
 
 
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -172,11 +194,11 @@ _EXPECTED = {
     "npi": "a 10-digit NPI",
     "enum": "one of {levels}",
     "pos": "a 2-digit place-of-service code",
-    "date": "a date YYYY-MM-DD",
-    "money": "an amount >= 0",
-    "money_pos": "an amount > 0",
-    "units": "a number > 0",
-    "int_pos": "a whole number >= 1",
+    "date": "a date YYYY-MM-DD in the years {first} to {last}",
+    "money": "an amount >= 0 and at most {maximum}",
+    "money_pos": "an amount > 0 and at most {maximum}",
+    "units": "a number > 0 and at most {maximum}",
+    "int_pos": "a whole number >= 1 and at most {maximum}",
     "bool": "true/false (also 1/0, yes/no, Y/N)",
     "list_str": "a ';'-separated list of codes",
     "list_int": "a ';'-separated list of whole numbers 1..12",
@@ -442,7 +464,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
                    problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
     raw_index = index
-    expected = _EXPECTED[col.kind].format(levels=", ".join(col.levels))
+    expected = _expected(col)
     blank = _blank(src) if not (
         isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype)
     ) else src.isna()
@@ -484,20 +506,29 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
         else:
             txt = _as_str(src)
             s = pd.to_datetime(txt, format="%Y-%m-%d", errors="coerce")
-            bad = txt.notna() & s.isna()
+            # pandas reads full-width and other Unicode digits: ASCII only (signed years fail the range)
+            bad = txt.notna() & (s.isna() | ~txt.str.isascii().fillna(True))
             s = s.astype("datetime64[s]")
+        first, last = col.date_range
+        bad |= s.notna() & ((s < first) | (s > last))
         if bad.any():
+            s = s.mask(bad)
             problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
     elif k in ("money", "money_pos", "units", "int_pos"):
-        txt = src if pd.api.types.is_numeric_dtype(src.dtype) else _as_str(src)
+        if pd.api.types.is_bool_dtype(src.dtype):  # true/false is not a number (not 1/0)
+            txt = src.astype(object).map(lambda v: None if v is None or v is pd.NA else str(v))
+            txt = _as_str(txt)
+        else:
+            txt = src if pd.api.types.is_numeric_dtype(src.dtype) else _as_str(src)
         s = pd.to_numeric(txt, errors="coerce").astype("float64")
         notnum = txt.notna() & s.isna()
+        too_big = s > col.upper  # inf included
         if k == "money":
-            bad = notnum | (s < 0)
+            bad = notnum | (s < 0) | too_big
         elif k == "int_pos":
-            bad = notnum | (s < 1) | (s.notna() & (s % 1 != 0))
+            bad = notnum | (s < 1) | (s.notna() & (s % 1 != 0)) | too_big
         else:
-            bad = notnum | (s <= 0)
+            bad = notnum | (s <= 0) | too_big
         if bad.any():
             problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
         if k == "int_pos":  # invalid or missing -> 0 (already reported)
@@ -589,7 +620,7 @@ _FULL = {
     "number": re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)").fullmatch,
 }
 _ENUM_DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {}
-_EXPECTED_TEXT: dict[tuple[str, str], str] = {}
+_EXPECTED_TEXT: dict[Column, str] = {}
 _TRUE_FALSE = _TRUE | _FALSE
 _LOWERED_ENUMS = ("plan_type", "claim_type", "cause")
 _LIST_WHAT = {
@@ -599,10 +630,12 @@ _LIST_WHAT = {
 
 
 def _expected(col: Column) -> str:
-    key = (col.kind, col.name)
-    text = _EXPECTED_TEXT.get(key)
+    """What a column expects, bounds included (the text of both check paths)."""
+    text = _EXPECTED_TEXT.get(col)
     if text is None:
-        text = _EXPECTED_TEXT[key] = _EXPECTED[col.kind].format(levels=", ".join(col.levels))
+        maximum = f"{col.upper:,}" if col.kind in _KIND_MAXIMUM else ""
+        text = _EXPECTED_TEXT[col] = _EXPECTED[col.kind].format(
+            levels=", ".join(col.levels), maximum=maximum, first=col.years[0], last=col.years[1])
     return text
 
 
@@ -772,6 +805,7 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
         out = pd.Categorical.from_codes([code.get(t, -1) if t is not None else -1 for t in texts], dtype=dtype)
     elif k == "date":
         match = _FULL["date"]
+        first, last = col.years
         secs = []
         bad = []
         for i, t in enumerate(texts):
@@ -781,10 +815,8 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
             m = match(t)
             if m is None:
                 raise _Odd  # pandas accepts e.g. 2024-1-5: let it decide
-            y, mo, d = int(m[1]), int(m[2]), int(m[3])
-            if y < 1 or not (1 <= mo <= 12) or not (1 <= d <= 31):
-                if y < 1:
-                    raise _Odd
+            y, mo, d = int(m[1]), int(m[2]), int(m[3])  # ASCII digits (the pattern's [0-9])
+            if not (first <= y <= last) or not (1 <= mo <= 12) or not (1 <= d <= 31):
                 bad.append(i)
                 secs.append(_DT_NAT)
                 continue
@@ -798,11 +830,12 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
         keys[name] = secs
     elif k in ("money", "money_pos", "units", "int_pos"):
         nums = [np.nan if t is None else _number(t) for t in texts]
+        upper = col.upper
         bad = []
         for i, (t, x) in enumerate(zip(texts, nums)):
             if t is None:
                 continue
-            if x != x:  # not a number
+            if x != x or x > upper:  # not a number, or above the column's maximum
                 bad.append(i)
             elif k == "money":
                 if x < 0:
@@ -810,8 +843,6 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
             elif k == "int_pos":
                 if x < 1 or x % 1 != 0:
                     bad.append(i)
-                elif x > 2**31 - 1:
-                    raise _Odd
             elif x <= 0:
                 bad.append(i)
         report(bad, expected)

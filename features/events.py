@@ -1,12 +1,14 @@
 """Point-in-time event tables: "what was known about this key before time T", for batch and online alike.
 
 An :class:`EventTable` holds events (an entity key, a time, a row of numeric contributions and an
-optional payload) sorted by (key, time), with prefix sums. A query ``(key, T)`` returns the sums of the
-contributions of the key's events with time ``< T`` and the index of the latest such event. Batch
-feature building asks millions of queries at once (vectorized binary search); the online service asks
-one (a slice and a binary search). Both go through :meth:`EventTable.query`, so both give the same
-numbers. New events (claims scored online, new recoupments) go into a small unsorted delta that is
-merged on save or when it grows.
+optional payload) sorted by (key, time), with running sums restarted at each key (:attr:`prefix` row
+``i + 1`` is the sum of event ``i`` and the earlier events *of its own key*). A query ``(key, T)`` returns
+the sums of the contributions of the key's events with time ``< T`` (the running sum at the latest such
+event: no subtraction, so no other key's values, however large, infinite or NaN, enter a key's sums) and
+the index of the latest such event. Batch feature building asks millions of queries at once (vectorized
+binary search); the online service asks one (a slice and a binary search). Both go through
+:meth:`EventTable.query`, so both give the same numbers. New events (claims scored online, new
+recoupments) go into a small unsorted delta that is merged on save or when it grows.
 
 Times are int64: ``day << 33 | phase << 32 | order`` where ``day`` counts days since 1970-01-01,
 ``phase`` is 0 for recoupments and 1 for claims (a recoupment dated on a claim's submission day is
@@ -56,7 +58,7 @@ def time_of_day_start(day: np.ndarray) -> np.ndarray:
 
 @dataclass
 class EventTable:
-    """Events of one kind of key, sorted by (key, time), with prefix sums of their contributions."""
+    """Events of one kind of key, sorted by (key, time), with per-key running sums of their contributions."""
 
     columns: list[str]
     #: object (strings) or int64 (composite ids, see :class:`Vocab`): both hash fast
@@ -121,7 +123,7 @@ class EventTable:
         np.cumsum(counts, out=offsets[1:])
         vals = np.asarray(values, dtype=np.float64).reshape(n, len(columns))
         prefix = np.zeros((n + 1, len(columns)))
-        np.cumsum(vals[order], axis=0, out=prefix[1:])
+        segment_cumsum(vals[order], counts, out=prefix[1:])
         del vals
         prefix = _compact_prefix(prefix)
         uniq = pd.Index(np.asarray(uniques, dtype=np.int64), dtype=np.int64) if int_keys else \
@@ -182,7 +184,7 @@ class EventTable:
             isinstance(k, (int, np.integer)) for k in self.delta))
         kdt = np.int64 if int_keys else object
         base_keys = np.repeat(self.keys.to_numpy(dtype=kdt), np.diff(self.offsets))
-        base_vals = np.diff(self.prefix, axis=0)
+        base_vals = self._own_values()
         d_keys, d_times, d_vals, d_pay = self._delta_arrays()
         keys = np.concatenate([base_keys, np.array(d_keys, dtype=kdt)])
         times = np.concatenate([self.times, d_times])
@@ -227,16 +229,12 @@ class EventTable:
             pos = lo.copy()
             if known.any():
                 pos[known] = self._segmented_searchsorted(k_idx[known], times[known])
-        if columns is None:
-            sums = self.prefix[pos].astype(np.float64, copy=False)
-            sums -= self.prefix[lo]
-        elif n <= 32:  # a few queries: rows first (no copy of the whole prefix matrix's columns)
-            sums = self.prefix[pos][:, columns].astype(np.float64, copy=False)
-            sums -= self.prefix[lo][:, columns]
-        else:  # many queries: columns first (the row gathers are as narrow as the result)
-            prefix = self.prefix[:, columns]
-            sums = prefix[pos].astype(np.float64, copy=False)
-            sums -= prefix[lo]
+        # the key's own running sum at its latest event before T; nothing when there is none
+        rows = self.prefix[pos] if columns is None else self.prefix[np.ix_(pos, columns)]
+        sums = rows.astype(np.float64, copy=False)  # a fresh array either way (fancy indexing)
+        none = pos == lo
+        if none.any():
+            sums[none] = 0.0
         latest = np.where(pos > lo, pos - 1, -1)
         if self.n_delta:
             if n <= 32:  # a few keys: dictionary lookups (same sums as the delta table's)
@@ -328,7 +326,7 @@ class EventTable:
                         values: bool = False) -> tuple[np.ndarray, ...]:
         """Every event of each key before its T: (query position, payload) pairs, main events first
         (per query in time order), then delta events. ``latest`` may pass :meth:`query`'s output.
-        With ``values`` also each event's own values (differences of consecutive prefix rows)."""
+        With ``values`` also each event's own values (differences of consecutive running sums of its key)."""
         keys = self._as_key_array(keys)
         times = np.asarray(times, dtype=np.int64)
         if latest is None:
@@ -337,10 +335,11 @@ class EventTable:
         lo = np.where(k_idx >= 0, self.offsets[np.maximum(k_idx, 0)], 0)
         reps = np.maximum(latest + 1 - lo, 0)
         qi = np.repeat(np.arange(len(keys)), reps)
-        ev = np.repeat(lo, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+        nth = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)  # 0 = the key's first event
+        ev = np.repeat(lo, reps) + nth
         q_parts = [qi]
         p_parts = [self.payload[ev] if self.payload is not None else np.full(len(ev), None, dtype=object)]
-        v_parts = [self.prefix[ev + 1].astype(np.float64) - self.prefix[ev]] if values else []
+        v_parts = [self._own_values(ev, nth == 0)] if values else []
         if self.n_delta:
             d = self._delta_events().payloads_before(keys, times, values=values)
             q_parts.append(d[0])
@@ -349,6 +348,19 @@ class EventTable:
                 v_parts.append(d[2])
         out = (np.concatenate(q_parts), np.concatenate(p_parts))
         return out + (np.concatenate(v_parts),) if values else out
+
+    def _own_values(self, ev: np.ndarray | None = None, first: np.ndarray | None = None) -> np.ndarray:
+        """Each event's own values (all events, or those at positions ``ev``, ``first`` marking the ones
+        that start their key's segment): its running sum less the one before it within the same key."""
+        if ev is None:
+            out = np.diff(self.prefix, axis=0)
+            counts = np.diff(self.offsets)
+            starts = self.offsets[:-1][counts > 0]
+            out[starts] = self.prefix[starts + 1]
+            return out
+        out = self.prefix[ev + 1].astype(np.float64)
+        out -= self.prefix[np.where(first, 0, ev)]  # row 0 is all zeros
+        return out
 
     def events_before(self, key, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices into payload, delta payloads) of one key's events before T (small groups)."""
@@ -364,7 +376,7 @@ class EventTable:
     # ------------------------------------------------------------------ persistence
     def to_frame(self) -> pd.DataFrame:
         self.merge()
-        df = pd.DataFrame(np.diff(self.prefix, axis=0), columns=self.columns)
+        df = pd.DataFrame(self._own_values(), columns=self.columns)
         kdt = np.int64 if self.keys.dtype == np.int64 else object
         df.insert(0, "_key", np.repeat(self.keys.to_numpy(dtype=kdt), np.diff(self.offsets)))
         df.insert(1, "_time", self.times)
@@ -382,9 +394,43 @@ class EventTable:
                          df[cols].to_numpy(dtype=np.float64), payload)
 
 
+def segment_cumsum(vals: np.ndarray, counts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Running sums of ``vals`` [n, k] restarted at each segment (``counts`` events each, in order),
+    written into ``out``: each segment's sums start from 0 and read only its own values, so a huge,
+    infinite or NaN value stays within its key.
+
+    pandas' grouped cumulative sum (a compiled loop with one Kahan-compensated accumulator per segment
+    and column; NaN propagates within the segment as ``np.cumsum`` does); through the public
+    ``groupby`` when the internal kernel is not there (another pandas version).
+    """
+    if not len(vals):
+        return out
+    labels = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
+    vals = np.ascontiguousarray(vals, dtype=np.float64)
+    try:
+        _kernel_cumsum(out, vals, labels, len(counts))
+    except (ImportError, TypeError, ValueError):
+        out[:] = _grouped_cumsum(vals, labels)
+    return out
+
+
+def _kernel_cumsum(out: np.ndarray, vals: np.ndarray, labels: np.ndarray, n_groups: int) -> None:
+    """pandas' compiled grouped cumulative sum, straight into ``out`` (no temporary copy)."""
+    from pandas._libs.groupby import group_cumsum
+
+    if not out.flags.c_contiguous:
+        raise TypeError("out is not contiguous")
+    group_cumsum(out, vals, labels, n_groups, False, skipna=False)
+
+
+def _grouped_cumsum(vals: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The same through the public ``groupby`` (one more n x k temporary)."""
+    return pd.DataFrame(vals, copy=False).groupby(labels, sort=False).cumsum(skipna=False).to_numpy()
+
+
 def _compact_prefix(prefix: np.ndarray) -> np.ndarray:
-    """Prefix sums that are all integers below 2**31 (counts: most columns) as int32: half the memory,
-    and every query returns the same float64 numbers (the differences of the same integers)."""
+    """Running sums that are all integers below 2**31 (counts: most columns) as int32: half the memory,
+    and every query returns the same float64 numbers."""
     if not prefix.size:
         return prefix
     for j in range(prefix.shape[1]):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from features.bounds import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -120,12 +121,13 @@ _DATE_CACHE: dict[str, str | None] = {}
 
 
 def x12_date(value: str) -> str | None:
-    """``CCYYMMDD`` (or the start of ``RD8``/``DT`` values) -> ISO date; ``None`` when not a date."""
+    """``CCYYMMDD`` (or the start of ``RD8``/``DT`` values) -> ISO date; ``None`` when not a date (ASCII
+    digits only, a year in the contract's range :data:`~features.bounds.DATE_YEARS`)."""
     key = value[:8]
     if key in _DATE_CACHE:
         return _DATE_CACHE[key]
     out: str | None = None
-    if len(key) == 8 and key.isdigit():
+    if len(key) == 8 and key.isascii() and key.isdigit() and DATE_YEARS[0] <= int(key[:4]) <= DATE_YEARS[1]:
         try:
             out = dt.date(int(key[:4]), int(key[4:6]), int(key[6:8])).isoformat()
         except ValueError:
@@ -138,7 +140,7 @@ def x12_date(value: str) -> str | None:
 def isa_date(value: str) -> str | None:
     """ISA09 ``YYMMDD`` -> ISO date (years 00-69 are 20xx, 70-99 are 19xx)."""
     value = value.strip()
-    if len(value) != 6 or not value.isdigit():
+    if len(value) != 6 or not (value.isascii() and value.isdigit()):
         return None
     century = "20" if int(value[:2]) < 70 else "19"
     return x12_date(century + value)
@@ -149,15 +151,38 @@ def el(seg: list[str], i: int) -> str:
     return seg[i].strip() if i < len(seg) else ""
 
 
-def number(text: str) -> float | None:
-    """An X12 decimal, or ``None`` when empty; raises ``ValueError`` when not a number."""
+#: an X12 decimal (data type R): ASCII digits, an optional leading minus (or plus) and decimal point,
+#: an optional exponent; not ``inf``, ``nan``, ``1_000`` or other digits that Python's float() reads
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+#: what each bounded kind of number is (the messages) and its bounds: (maximum, signed)
+_NUMBER_KINDS: dict[str, tuple[str, float, bool]] = {
+    "amount": ("an amount >= 0 and at most {maximum:,}", MAX_AMOUNT, False),
+    "signed_amount": ("an amount of at most {maximum:,} either way", MAX_AMOUNT, True),
+    "units": ("units > 0 and at most {maximum:,}", MAX_UNITS, False),
+    "signed_units": ("a quantity of at most {maximum:,} either way", MAX_UNITS, True),
+}
+
+
+def expected_number(kind: str, element: str) -> str:
+    """What element ``element`` of kind ``kind`` must hold, e.g. ``an amount >= 0 ... in CLM02``."""
+    text, maximum, _ = _NUMBER_KINDS[kind]
+    return f"{text.format(maximum=maximum)} in {element}"
+
+
+def number(text: str, element: str, kind: str = "signed_amount") -> float | None:
+    """An X12 decimal of element ``element`` (e.g. ``CLM02``) within the contract's bounds of ``kind``
+    (``amount``, ``signed_amount``, ``units``, ``signed_units``: :data:`_NUMBER_KINDS`, bounds from
+    :mod:`features.bounds`); ``None`` when empty. Raises ``ValueError`` naming the element and what it
+    expects (never the value: it may be patient data) when it is not a plain finite decimal in range.
+    ``units`` accepts 0 (a placeholder is used for missing or zero units)."""
     text = text.strip()
     if not text:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"a number, got {text[:20]!r}") from None
+    _, maximum, signed = _NUMBER_KINDS[kind]
+    x = float(text) if _DECIMAL_RE.fullmatch(text) else float("nan")
+    if not (abs(x) <= maximum and (signed or x >= 0)):  # NaN, inf, too large, or negative
+        raise ValueError(expected_number(kind, element))
+    return x
 
 
 # --------------------------------------------------------------------------------------
@@ -570,11 +595,15 @@ class Claims837:
             "line_kind": "",
         }
         self.line = None
-        charge = number(self.claim["total_charge_raw"])
         if not self.claim["claim_id"]:
             self.reject_claim(no, "CLM", "a claim id in CLM01")
-        elif charge is None or charge < 0:
-            self.reject_claim(no, "CLM", "a total charge >= 0 in CLM02")
+            return
+        try:
+            self.claim["total_charge"] = number(self.claim["total_charge_raw"], "CLM02", "amount")
+        except ValueError:
+            self.claim["total_charge"] = None
+        if self.claim["total_charge"] is None:
+            self.reject_claim(no, "CLM", "a total charge: " + expected_number("amount", "CLM02"))
 
     def on_DTP(self, no: int, seg: list[str]) -> None:
         qual, value = el(seg, 1), x12_date(el(seg, 3))
@@ -611,7 +640,8 @@ class Claims837:
             self.fail(no, "LX", "CLM before a service line (LX)")
         self.loop = "2400"
         lx = el(seg, 1)
-        self.line = {"segment": no, "lx": int(lx) if lx.isdigit() and int(lx) >= 1 else None,
+        ok = lx.isascii() and lx.isdigit() and 1 <= int(lx) <= MAX_LINE_NUMBER
+        self.line = {"segment": no, "lx": int(lx) if ok else None,
                      "service_date": None, "control_number": ""}
         self.claim["lines"].append(self.line)
 
@@ -632,13 +662,15 @@ class Claims837:
         line["kind"] = sid
         self.claim["line_kind"] = self.claim["line_kind"] or sid  # type: ignore[index]
         line["qual"], line["code"], line["modifiers"] = procedure(el(seg, comp_i), self.comp)
-        line["charge"] = number(el(seg, charge_i))
-        line["units"] = number(el(seg, units_i))
+        # a bad charge or units rejects the line (in _line_rows, with the element named)
+        line["sv_segment"], line["charge_el"], line["units_el"] = no, f"{sid}{charge_i:02d}", f"{sid}{units_i:02d}"
+        line["charge"], line["units"] = _number_or_bad(el(seg, charge_i), line["charge_el"], "amount"), \
+            _number_or_bad(el(seg, units_i), line["units_el"], "units")
         pointers: list[int] = []
         if pointer_i is not None:
             for p in components(el(seg, pointer_i), self.comp):
                 p = p.strip()
-                if p.isdigit() and 1 <= int(p) <= 12:
+                if p.isascii() and p.isdigit() and 1 <= int(p) <= 12:
                     pointers.append(int(p))
         line["pointers"] = pointers
 
@@ -708,7 +740,7 @@ class Claims837:
             "place_of_service": pos,
             "frequency_code": frequency(c["frequency_raw"]),
             "submitted_date": submitted,
-            "total_charge": round(float(c["total_charge_raw"]), 2),
+            "total_charge": round(c["total_charge"], 2),
             "diagnosis_codes": dx,
             "prior_auth_number": c["prior_auth_number"] or None,
             "has_attachment": c["has_attachment"],
@@ -731,11 +763,16 @@ class Claims837:
                 what = "no HCPCS code (revenue code only)" if not ln["code"] else "not a CPT/HCPCS code"
                 self.out.rejected.append(Rejection(src, ln["segment"], "line", f"{ln['kind']}: procedure {what}"))
                 continue
-            if ln["charge"] is None or ln["charge"] < 0:
-                self.out.rejected.append(Rejection(src, ln["segment"], "line", f"{ln['kind']}: expected a charge >= 0"))
+            if ln["charge"] is None or ln["charge"] is _BAD:
+                self.out.rejected.append(Rejection(src, ln["sv_segment"], "line", f"{ln['kind']}: expected a charge: "
+                                                   + expected_number("amount", ln["charge_el"])))
                 continue
             units = ln["units"]
-            if units is None or units <= 0:
+            if units is _BAD:
+                self.out.rejected.append(Rejection(src, ln["sv_segment"], "line", f"{ln['kind']}: expected "
+                                                   + expected_number("units", ln["units_el"])))
+                continue
+            if units is None or units == 0:
                 units = 1.0
                 row["_ph"].append("units 1 (missing or zero units)")
             number_ = ln["lx"] if ln["lx"] and ln["lx"] not in used else max(used | {i - 1, 0}) + 1
@@ -756,6 +793,17 @@ class Claims837:
             self.out.rejected.append(Rejection(src, c["segment"], "claim",
                                                "CLM: expected at least one service line with a CPT/HCPCS code"))
         return out
+
+
+#: a number that failed :func:`number` (the line is rejected when it is finished)
+_BAD = object()
+
+
+def _number_or_bad(text: str, element: str, kind: str) -> float | None | object:
+    try:
+        return number(text, element, kind)
+    except ValueError:
+        return _BAD
 
 
 def _handlers(cls: type) -> dict[str, Any]:
@@ -877,8 +925,9 @@ class Remit835:
         self.seq += 1
         self.clp = {
             "source": self.tx.source, "segment": no, "seq": self.seq, "claim_id": el(seg, 1),
-            "status": el(seg, 2), "charge": number(el(seg, 3)) or 0.0, "paid": number(el(seg, 4)) or 0.0,
-            "patient_responsibility": number(el(seg, 5)), "filing_code": el(seg, 6),
+            "status": el(seg, 2), "charge": number(el(seg, 3), "CLP03") or 0.0,
+            "paid": number(el(seg, 4), "CLP04") or 0.0,
+            "patient_responsibility": number(el(seg, 5), "CLP05"), "filing_code": el(seg, 6),
             "payer_claim_number": el(seg, 7), "facility_code": el(seg, 8), "frequency_raw": el(seg, 9),
             "patient_id": "", "insured_id": "", "rendering_npi": None, "inpatient": False,
             "prior_auth_number": "", "dates": {}, "_lines": [], "_adjustments": [],
@@ -905,10 +954,11 @@ class Remit835:
             self.fail(no, "CAS", "CLP or SVC before an adjustment (CAS)")
         group = el(seg, 1)
         for i in range(2, min(len(seg), 20), 3):
-            reason, amount = el(seg, i), number(el(seg, i + 1))
+            reason, amount = el(seg, i), number(el(seg, i + 1), f"CAS{i + 1:02d}")
             if not reason:
                 continue
-            adj = {"group": group, "reason": reason, "amount": amount or 0.0, "quantity": number(el(seg, i + 2)),
+            adj = {"group": group, "reason": reason, "amount": amount or 0.0,
+                   "quantity": number(el(seg, i + 2), f"CAS{i + 2:02d}", "signed_units"),
                    "level": "line" if self.svc is not None else "claim"}
             (self.svc["_adjustments"] if self.svc is not None else self.clp["_adjustments"]).append(adj)
 
@@ -924,8 +974,9 @@ class Remit835:
             "qualifier": qual, "procedure_code": code, "modifiers": mods,
             "submitted_qualifier": oq or qual, "submitted_code": ocode or code,
             "submitted_modifiers": omods if ocode else mods,
-            "charge": number(el(seg, 2)), "paid": number(el(seg, 3)), "revenue_code": el(seg, 4),
-            "units_paid": number(el(seg, 5)), "units_billed": number(el(seg, 7)),
+            "charge": number(el(seg, 2), "SVC02"), "paid": number(el(seg, 3), "SVC03"), "revenue_code": el(seg, 4),
+            "units_paid": number(el(seg, 5), "SVC05", "signed_units"),
+            "units_billed": number(el(seg, 7), "SVC07", "signed_units"),
             "allowed": None, "start_date": None, "end_date": None, "control_number": "",
             "remark_codes": [], "_adjustments": [],
         }
@@ -933,7 +984,7 @@ class Remit835:
 
     def on_AMT(self, no: int, seg: list[str]) -> None:
         if self.loop == "2110" and self.svc is not None and el(seg, 1) == "B6":
-            self.svc["allowed"] = number(el(seg, 2))
+            self.svc["allowed"] = number(el(seg, 2), "AMT02")
 
     def on_LQ(self, no: int, seg: list[str]) -> None:
         if self.loop == "2110" and self.svc is not None and el(seg, 1) == "HE":
@@ -944,7 +995,7 @@ class Remit835:
         self.loop = "footer"
         for i in range(3, len(seg) - 1, 2):
             parts = components(seg[i], self.comp)
-            amount = number(el(seg, i + 1))
+            amount = number(el(seg, i + 1), f"PLB{i + 1:02d}")
             if not parts[0].strip() or amount is None:
                 continue
             self.offsets.append({

@@ -27,6 +27,13 @@ from features.contract import (
 )
 
 
+DATE = "a date YYYY-MM-DD in the years 1900 to 2199"
+MONEY = "an amount >= 0 and at most 100,000,000"
+MONEY_POS = "an amount > 0 and at most 100,000,000"
+UNITS = "a number > 0 and at most 99,999"
+LINE = "a whole number >= 1 and at most 999,999"
+
+
 def good_tables() -> dict[str, pd.DataFrame]:
     """A tiny valid history as raw text tables (what a CSV export holds)."""
     claims = pd.DataFrame({
@@ -283,13 +290,13 @@ def test_missing_claim_id_column_does_not_crash_relations(tmp_path):
 @pytest.mark.parametrize(
     "table, column, value, expected",
     [
-        ("claims", "submitted_date", "2024-02-30", "a date YYYY-MM-DD (got '2024-02-30')"),
-        ("claims", "paid_date", "01/20/2024", "a date YYYY-MM-DD (got '01/20/2024')"),
-        ("claims", "total_charge", "-5", "an amount >= 0 (got '-5')"),
-        ("claims", "total_charge", "abc", "an amount >= 0 (got 'abc')"),
-        ("claim_lines", "units", "0", "a number > 0 (got '0')"),
-        ("claim_lines", "units", "-1", "a number > 0 (got '-1')"),
-        ("claim_lines", "line_number", "1.5", "a whole number >= 1 (got '1.5')"),
+        ("claims", "submitted_date", "2024-02-30", f"{DATE} (got '2024-02-30')"),
+        ("claims", "paid_date", "01/20/2024", f"{DATE} (got '01/20/2024')"),
+        ("claims", "total_charge", "-5", f"{MONEY} (got '-5')"),
+        ("claims", "total_charge", "abc", f"{MONEY} (got 'abc')"),
+        ("claim_lines", "units", "0", f"{UNITS} (got '0')"),
+        ("claim_lines", "units", "-1", f"{UNITS} (got '-1')"),
+        ("claim_lines", "line_number", "1.5", f"{LINE} (got '1.5')"),
         ("claim_lines", "procedure_code", "9921", "a CPT or HCPCS code"),
         ("claim_lines", "procedure_code", "ABCDE", "a CPT or HCPCS code"),
         ("claims", "diagnosis_codes", "E11.9", "ICD-10-CM codes without dots"),
@@ -302,9 +309,37 @@ def test_missing_claim_id_column_does_not_crash_relations(tmp_path):
         ("claim_lines", "modifiers", "25;59;XU;RT;LT", "2-character modifiers, at most 4"),
         ("claim_lines", "modifiers", "2", "2-character modifiers, at most 4"),
         ("claim_lines", "diagnosis_pointers", "1;13", "whole numbers 1..12"),
-        ("recoupments", "recouped_amount", "0", "an amount > 0 (got '0')"),
+        ("recoupments", "recouped_amount", "0", f"{MONEY_POS} (got '0')"),
         ("recoupments", "cause", "fraud", "one of duplicate, bundling"),
         ("coverage", "plan_type", "gold", "one of medicare"),
+        # bounds: every amount, units, line number and date (docs/contract.md)
+        ("claims", "total_charge", "1e308", f"{MONEY} (got '1e308')"),
+        ("claims", "total_charge", "inf", f"{MONEY} (got 'inf')"),
+        ("claims", "total_charge", "NaN", f"{MONEY} (got 'NaN')"),
+        ("claims", "total_charge", "100000000.01", f"{MONEY} (got '100000000.01')"),
+        ("claims", "total_charge", "-0.01", f"{MONEY} (got '-0.01')"),
+        ("claims", "paid_amount", "-inf", f"{MONEY} (got '-inf')"),
+        ("claims", "paid_amount", "1e20", f"{MONEY} (got '1e20')"),
+        ("claim_lines", "line_charge", "Infinity", f"{MONEY} (got 'Infinity')"),
+        ("claim_lines", "line_paid", "nan", f"{MONEY} (got 'nan')"),
+        ("claim_lines", "line_paid", "100000001", f"{MONEY} (got '100000001')"),
+        ("claim_lines", "units", "100000", f"{UNITS} (got '100000')"),
+        ("claim_lines", "units", "true", f"{UNITS} (got 'true')"),
+        ("claim_lines", "units", "１２", f"{UNITS} (got '１２')"),
+        ("claim_lines", "units", "inf", f"{UNITS} (got 'inf')"),
+        ("claim_lines", "line_number", "1000000", f"{LINE} (got '1000000')"),
+        ("claim_lines", "line_number", "99999999999", f"{LINE} (got '99999999999')"),
+        ("recoupments", "recouped_amount", "1e308", f"{MONEY_POS} (got '1e308')"),
+        ("recoupments", "recouped_amount", "-5", f"{MONEY_POS} (got '-5')"),
+        ("claims", "submitted_date", "0000-01-01", f"{DATE} (got '0000-01-01')"),
+        ("claims", "submitted_date", "-2024-01-01", f"{DATE} (got '-2024-01-01')"),
+        ("claims", "submitted_date", "２０２４-01-05", f"{DATE} (got '２０２４-01-05')"),
+        ("claims", "paid_date", "2200-01-01", f"{DATE} (got '2200-01-01')"),
+        ("claim_lines", "service_date", "1899-12-31", f"{DATE} (got '1899-12-31')"),
+        ("claim_lines", "service_date", "١٩٩٩-01-01", f"{DATE} (got '١٩٩٩-01-01')"),
+        ("recoupments", "recouped_date", "9999-12-31", f"{DATE} (got '9999-12-31')"),
+        ("coverage", "coverage_start", "0001-01-01", f"{DATE} (got '0001-01-01')"),
+        ("coverage", "coverage_end", "+2024-01-01", f"{DATE} (got '+2024-01-01')"),
     ],
 )
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -434,3 +469,87 @@ def test_validate_frames_raises_contract_error():
 def test_not_a_directory(tmp_path):
     with pytest.raises(ContractError, match="a claims history directory"):
         load_history(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------------- bounds
+
+
+def test_bounds_are_defined_once_on_the_columns():
+    """Every amount, units and line number column has a finite documented maximum; dates a year range."""
+    from features.contract import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS, TABLES
+
+    kinds = {c.name: c for cols in TABLES.values() for c in cols}
+    for name in ("total_charge", "paid_amount", "line_charge", "line_paid", "recouped_amount"):
+        assert kinds[name].upper == MAX_AMOUNT == 100_000_000
+    assert kinds["units"].upper == MAX_UNITS == 99_999
+    assert kinds["line_number"].upper == MAX_LINE_NUMBER
+    for cols in TABLES.values():
+        for c in cols:
+            if c.kind == "date":
+                assert c.years == DATE_YEARS == (1900, 2199)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_values_at_the_bounds_load(tmp_path, fmt):
+    t = good_tables()
+    t["claims"].loc[0, "total_charge"] = "100000000"
+    t["claims"].loc[0, "submitted_date"] = "1900-01-01"
+    t["claims"].loc[0, "paid_date"] = "2199-12-31"
+    t["claim_lines"].loc[0, "units"] = "99999"
+    t["claim_lines"].loc[0, "line_charge"] = "0"
+    t["claim_lines"].loc[0, "line_number"] = "999999"
+    t["recoupments"].loc[0, "recouped_amount"] = "100000000.00"
+    h = load_history(write_dir(tmp_path / "h", t, fmt))
+    assert h.claims["total_charge"].iloc[0] == 1e8 and h.claim_lines["units"].iloc[0] == 99_999
+    assert h.claim_lines["line_number"].iloc[0] == 999_999
+    assert str(h.claims["paid_date"].iloc[0].date()) == "2199-12-31"
+
+
+def test_typed_parquet_columns_are_bounded(tmp_path):
+    """A Parquet export with real float, bool, int and timestamp columns: inf, 1e308, NaN in a required
+    column, true as units, a huge line number and dates out of range are each reported, field named."""
+    t = good_tables()
+    t["claims"]["total_charge"] = [np.inf, 1e308, 120.0]
+    t["claims"]["paid_amount"] = [-np.inf, np.nan, 1.0]  # NaN in an optional column: missing, fine
+    t["claim_lines"]["units"] = [True, False, True, True]
+    t["claim_lines"]["line_number"] = np.array([1, 2**40, 1, 1], dtype=np.int64)
+    t["claim_lines"]["line_charge"] = [np.nan, 1.0, 2.0, 3.0]  # required
+    t["claim_lines"]["service_date"] = pd.to_datetime(["2024-01-02", "1800-01-01", "2024-01-30", "2300-01-01"]
+                                                      ).astype("datetime64[s]")
+    err = load_error(tmp_path, t, "parquet")
+    got = {(p.column, tuple(p.rows)) for p in err.problems}
+    assert ("total_charge", (1, 2)) in got
+    assert ("paid_amount", (1,)) in got
+    assert ("units", (1, 2, 3, 4)) in got  # booleans are not numbers, not even true -> 1
+    assert ("line_number", (2,)) in got
+    assert ("line_charge", (1,)) in got
+    assert ("service_date", (2, 4)) in got
+    assert len(got) == 6, str(err)
+
+
+def test_the_service_path_rejects_the_same(monkeypatch):
+    """Python values as the service hands them over (bools, floats, out-of-range dates), small-frame
+    path and vectorized path alike, with the field named."""
+    import features.contract as contract
+
+    t = good_tables()
+    claims = t["claims"].astype(object)
+    lines = t["claim_lines"].astype(object)
+    claims.loc[0, "total_charge"] = float("inf")
+    claims.loc[1, "total_charge"] = 1e308
+    claims.loc[2, "submitted_date"] = "0000-01-01"
+    lines.loc[0, "units"] = True
+    lines.loc[1, "units"] = -5.0
+    lines.loc[2, "service_date"] = "-2024-01-01"
+    lines.loc[3, "line_charge"] = float("nan")
+    texts = []
+    for fast in (contract.FAST_PATH_MAX_ROWS, 0):
+        monkeypatch.setattr(contract, "FAST_PATH_MAX_ROWS", fast)
+        with pytest.raises(ContractError) as exc:
+            validate_frames({"claims": claims, "claim_lines": lines})
+        texts.append(str(exc.value))
+        got = {(p.column, tuple(p.rows)) for p in exc.value.problems}
+        assert got >= {("total_charge", (1, 2)), ("submitted_date", (3,)), ("units", (1, 2)),
+                       ("service_date", (3,)), ("line_charge", (4,))}, got
+    assert texts[0] == texts[1]
+    assert f"column 'units': expected {UNITS}" in texts[0]

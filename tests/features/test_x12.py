@@ -368,7 +368,135 @@ def test_bad_value_rejects_only_its_claim(tmp_path: Path) -> None:
     body = [s.replace("CLM*C2*80*", "CLM*C2*eighty*") for s in CLAIMS_837]
     r = import_x12([write(tmp_path, "val.837", interchange(body))])
     assert list(_claims(r).index) == ["C1"]
-    assert any("a number, got 'eighty'" in x.reason and x.kind == "claim" for x in r.rejected)
+    assert any(x.reason == "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"
+               and x.kind == "claim" for x in r.rejected)
+    assert "eighty" not in " ".join(str(x) for x in r.rejected)  # no claim values in messages
+
+
+# --------------------------------------------------------------------------------------
+# Bounded amounts, quantities and dates (one parser, the contract's bounds)
+# --------------------------------------------------------------------------------------
+
+BAD_NUMBERS = ["1e308", "inf", "-inf", "NaN", "1e20", "１２", "1_000", "0x10", "٣"]
+
+
+def _segment(body: list[str], prefix: str) -> int:
+    """The file's segment number of the first body segment starting with ``prefix`` (ISA, GS, ST first):
+    a bad charge or units names the SV1/SV2 segment itself."""
+    return next(i for i, s in enumerate(body) if s.startswith(prefix)) + 4
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS + ["-5", "100000000.01"])
+def test_clm02_out_of_bounds_rejects_the_claim(value: str) -> None:
+    body = [s.replace("CLM*C2*80*", f"CLM*C2*{value}*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "big.837")
+    assert [r["claim_id"] for r in p.claims] == ["C1"]
+    assert [str(x) for x in p.rejected] == [
+        f"big.837: segment {_segment(body, 'CLM*C2')}: claim not imported: "
+        "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"]
+
+
+def test_clm02_at_the_maximum_is_imported() -> None:
+    body = [s.replace("CLM*C2*80*", "CLM*C2*100000000*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "max.837")
+    assert [r["total_charge"] for r in p.claims] == [150.0, 1e8] and not p.rejected
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS + ["-5", "-0.5", "100000"])
+def test_sv104_out_of_bounds_rejects_the_line(value: str) -> None:
+    """SV104=-5 was read as 1 (the placeholder of missing units): now the line is rejected."""
+    body = [s.replace("SV1*HC:97110:GP*80*UN*4*", f"SV1*HC:97110:GP*80*UN*{value}*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "units.837")
+    assert [r["claim_id"] for r in p.claims] == ["C1"]
+    assert [str(x) for x in p.rejected] == [
+        f"units.837: segment {_segment(body, 'SV1*HC:97110')}: line not imported: "
+        "SV1: expected units > 0 and at most 99,999 in SV104",
+        f"units.837: segment {_segment(body, 'CLM*C2')}: claim not imported: "
+        "CLM: expected at least one service line with a CPT/HCPCS code"]
+
+
+@pytest.mark.parametrize("value, units", [("", 1.0), ("0", 1.0), ("99999", 99_999.0), ("2.5", 2.5)])
+def test_sv104_missing_zero_and_in_range(value: str, units: float) -> None:
+    body = [s.replace("SV1*HC:97110:GP*80*UN*4*", f"SV1*HC:97110:GP*80*UN*{value}*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "units.837")
+    assert [ln["units"] for ln in p.lines if ln["claim_id"] == "C2"] == [units] and not p.rejected
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS + ["-1"])
+def test_sv102_out_of_bounds_rejects_the_line(value: str) -> None:
+    body = [s.replace("SV1*HC:85025*50*", f"SV1*HC:85025*{value}*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "charge.837")
+    assert [ln["procedure_code"] for ln in p.lines if ln["claim_id"] == "C1"] == ["99213"]
+    assert [str(x) for x in p.rejected] == [
+        f"charge.837: segment {_segment(body, 'SV1*HC:85025')}: line not imported: "
+        "SV1: expected a charge: an amount >= 0 and at most 100,000,000 in SV102"]
+
+
+INSTITUTIONAL_837 = [s.replace("SV1*HC:99213:25*100*UN*1***1:2", "SV2*0450*HC:99283*100*UN*1")
+                     .replace("SV1*HC:85025*50*UN*2***1", "SV2*0300*HC:85025*50*UN*2")
+                     .replace("SV1*HC:97110:GP*80*UN*4***1", "SV2*0420*HC:97110*80*UN*4")
+                     .replace("CLM*C1*150***11:B:1", "CLM*C1*150***13:A:1")
+                     .replace("CLM*C2*80***22:B:7", "CLM*C2*80***13:A:7") for s in CLAIMS_837]
+
+
+@pytest.mark.parametrize("element, old, new, what", [
+    ("SV203", "SV2*0300*HC:85025*50*", "SV2*0300*HC:85025*1e308*", "a charge: an amount >= 0 and at most 100,000,000"),
+    ("SV205", "SV2*0300*HC:85025*50*UN*2", "SV2*0300*HC:85025*50*UN*-5", "units > 0 and at most 99,999"),
+])
+def test_sv2_out_of_bounds_rejects_the_line(element: str, old: str, new: str, what: str) -> None:
+    body = [s.replace(old, new) for s in INSTITUTIONAL_837]
+    p = parse_x12(interchange(body, version="005010X223A2"), "inst.837")
+    assert {r["claim_type"] for r in p.claims} == {"institutional"}
+    assert [str(x) for x in p.rejected] == [
+        f"inst.837: segment {_segment(body, 'SV2*0300')}: line not imported: SV2: expected {what} in {element}"]
+
+
+@pytest.mark.parametrize("old, new, element", [
+    ("CLP*C1*1*150*120*", "CLP*C1*1*150*1e308*", "CLP04"),
+    ("CLP*C1*1*150*", "CLP*C1*1*inf*", "CLP03"),
+    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*NaN**2", "SVC03"),
+    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*-1e9*40**2", "SVC02"),
+    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**１", "SVC05"),
+    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**-100000", "SVC05"),
+    ("CAS*CO*45*20", "CAS*CO*45*1e20", "CAS03"),
+    ("CAS*CO*45*20", "CAS*CO*45*20*inf", "CAS04"),
+])
+def test_835_amount_out_of_bounds_rejects_the_transaction(old: str, new: str, element: str) -> None:
+    """835 amounts are signed (reversals are negative) but bounded either way; a bad one is a malformed
+    remittance: its transaction is rejected, naming the segment and element."""
+    body = list(PAYMENT_835)
+    i = next(j for j, s in enumerate(body) if s.startswith(old))
+    body[i] = body[i].replace(old, new)
+    p = parse_x12(interchange(body, st="835", version="005010X221A1", func="HP"), "pay.835")
+    assert p.remittances == []
+    (rej,) = p.rejected
+    assert rej.kind == "transaction" and rej.segment == i + 4
+    assert element in rej.reason and "at most" in rej.reason
+
+
+def test_plb_amount_out_of_bounds_rejects_the_transaction() -> None:
+    body = [s.replace("WO:C1*120", "WO:C1*1e20") for s in TAKEBACK_835]
+    p = parse_x12(interchange(body, st="835", version="004010X091A1", func="HP"), "plb.835")
+    (rej,) = p.rejected
+    assert rej.segment == _segment(body, "PLB") and "PLB06" in rej.reason
+
+
+def test_reversal_amounts_may_be_negative() -> None:
+    p = parse_x12(interchange(TAKEBACK_835, st="835", version="004010X091A1", func="HP"), "back.835")
+    assert [r["paid"] for r in p.remittances] == [-120.0] and not [x for x in p.rejected if x.kind != "warning"]
+
+
+def test_x12_dates_ascii_and_in_range() -> None:
+    from features.x12 import x12_date
+
+    assert x12_date("20240101") == "2024-01-01" and x12_date("19000101") == "1900-01-01"
+    assert x12_date("21991231") == "2199-12-31"
+    for bad in ("00000101", "18991231", "22000101", "２０２４０１０１", "2024O101", "-2024010"):
+        assert x12_date(bad) is None, bad
+    # a BHT04 in full-width digits is not a date: the submission date falls back to GS04
+    body = [s.replace("BHT*0019*00*B1*20240103", "BHT*0019*00*B1*２０２４０１０３") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "fw.837")
+    assert {r["submitted_date"] for r in p.claims} == {"2024-01-02"}
 
 
 def test_bad_isa_header(tmp_path: Path) -> None:
