@@ -26,12 +26,17 @@ def _new_claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def client(trained):
+def client(trained, tmp_path_factory):
     os.environ.pop("RECOUP_BUNDLE_DIR", None)  # the model comes from the BentoML store of RECOUP_HOME
+    # recorded claims persist (serving/journal.py): this module's own journal folder
+    os.environ["RECOUP_JOURNAL_DIR"] = str(tmp_path_factory.mktemp("journal"))
     from serving.service import RecoupService
 
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
-        yield c
+    try:
+        with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        os.environ.pop("RECOUP_JOURNAL_DIR", None)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,8 @@ def test_score_one_claim(client, good):
     assert r.status_code == 200, r.text
     s = r.json()
     assert list(s) == ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "causes",
-                       "reasons", "rule_hits", "model_version"]
+                       "reasons", "rule_hits", "model_version", "recorded"]
+    assert s["recorded"] == "not_recorded"
     assert s["claim_id"] == good["claim_id"] and 0 <= s["recoupment_probability"] <= 1
     assert s["risk_band"] in ("low", "medium", "high")
     assert len(s["causes"]) == 8 and s["causes"][0]["probability"] >= s["causes"][-1]["probability"]
@@ -278,7 +284,7 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
             r = httpx.post(f"{url}/score", json={"claim": again, "record": False}, timeout=30)
             assert f"REAL{workers}-0" in duplicate_refs(r.json()), r.text
         if workers > 1:
-            assert len(list(tmp_path.glob("journal-*.bin"))) == 1
+            assert len(list(tmp_path.glob("model-*/journal-*.bin"))) == 1
     finally:
         pgid = os.getpgid(proc.pid)
         os.killpg(pgid, signal.SIGTERM)
