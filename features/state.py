@@ -6,10 +6,11 @@ with no database process or driver — and the same arrays answer millions of tr
 The state is saved next to the model (a folder of Parquet files and a JSON manifest) and updated in
 memory with newly scored claims and new recoupments (appended to a small delta, merged on save).
 
-Claims recorded online keep their *version*: a content hash and their time (``claim_keys`` columns
-``content_hash``, ``time``). The service uses it to tell a retry (same id, same content: scored as the
-first time, not recorded again) from a replacement (same id, new content: the previous version is
-superseded, see :meth:`HistoryState.add_claims`). Claims of the training history have no hash (0).
+Claims recorded online keep their *version*: a content hash (given by the caller, see
+:func:`serving.scorer.content_hashes`) and their time (``claim_keys`` columns ``content_hash``,
+``time``). The service uses it to tell a retry (same id, same content: scored as the first time, not
+recorded again) from a replacement (same id, new content: the previous version is superseded, see
+:meth:`HistoryState.add_claims`). Claims of the training history have no hash (0: unknown).
 
 A saved state holds claims (patient ids included): :meth:`HistoryState.save` writes it atomically
 (temporary folder, fsync, rename) with files 0600 in a folder 0700 (:func:`make_private`).
@@ -17,7 +18,6 @@ A saved state holds claims (patient ids included): :meth:`HistoryState.save` wri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -37,46 +37,9 @@ from features.history import (KEYED_ENTITIES, KeyCoder, Tables, build_tables, ta
 from features.rulebook import Rulebook
 
 UNKNOWN_SPECIALTY = "unknown"
-#: columns that are outcomes, not content: a claim's version does not depend on them
-OUTCOME_COLUMNS = ("paid_date", "paid_amount", "line_paid")
 #: the version columns of ``claim_keys`` (content hash, 0 = unknown; claim event time, -1 = unknown)
 VERSION_COLUMNS = ("content_hash", "time")
 _ENTITY_TABLES = (*KEYED_ENTITIES, "all")
-
-
-def _canon(v):
-    """One value in a form whose ``repr`` is stable across processes (missing values as None)."""
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and v != v:
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, np.generic):
-        return _canon(v.item())
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return tuple(_canon(x) for x in v)
-    return v
-
-
-def content_hashes(claims: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray:
-    """A 63-bit hash (never 0) of each claim's content as typed by the contract: its columns and its lines
-    (by line number), outcomes left out. Equal for a claim and its retry however the JSON was written
-    (``"a;b"`` or ``["a", "b"]``, numbers for codes, extra spaces)."""
-    ccols = sorted(c for c in claims.columns if c not in OUTCOME_COLUMNS and c != "claim_id")
-    lcols = sorted(c for c in lines.columns if c not in OUTCOME_COLUMNS and c != "claim_id")
-    by_claim: dict = {}
-    lids = lines["claim_id"].tolist()
-    lvals = list(zip(*[lines[c].tolist() for c in lcols])) if len(lines) else []
-    for cid, row in zip(lids, lvals):
-        by_claim.setdefault(cid, []).append(_canon(row))
-    out = np.empty(len(claims), dtype=np.int64)
-    rows = zip(claims["claim_id"].tolist(), zip(*[claims[c].tolist() for c in ccols]))
-    for i, (cid, row) in enumerate(rows):
-        text = repr((ccols, _canon(row), lcols, sorted(by_claim.get(cid, []), key=repr)))
-        h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
-        out[i] = h or 1
-    return out
 
 
 def make_private(path: str | Path) -> None:
@@ -199,7 +162,8 @@ class HistoryState:
     # ------------------------------------------------------------------ updating
     def add_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame,
                    order: np.ndarray, cache: dict | None = None) -> None:
-        """Record scored claims (so a later duplicate or same-day pair is caught).
+        """Record scored claims (so a later duplicate or same-day pair is caught), with their content hashes
+        when ``cache["_content_hash"]`` holds them.
 
         A claim whose id is already in the state is a new version that supersedes the previous one: the
         previous version's contribution to the entity tables (provider, patient, payer, specialty,
@@ -215,9 +179,9 @@ class HistoryState:
                                                            cache, self._coder()).items():
             self.tables[name].append(keys, t, table_values(name, vals), payload)
         keys = claim_entity_keys(claims, specialty, cache, la)
-        hashes = cache.get("_content_hash") if cache is not None else None
+        hashes = cache.get("_content_hash") if cache is not None else None  # given by the service
         if hashes is None or len(hashes) != len(ids):
-            hashes = content_hashes(claims, lines)
+            hashes = np.zeros(len(ids), dtype=np.int64)  # content unknown
         extra = {"claim_id": ids, **{k: keys[k] for k in KEYED_ENTITIES},
                  "content_hash": np.asarray(hashes, dtype=np.int64), "time": np.asarray(times, dtype=np.int64)}
         self.extra_claim_keys.append(extra)  # turned into a frame lazily (see all_claim_keys)

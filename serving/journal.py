@@ -53,13 +53,13 @@ from pathlib import Path
 from typing import Iterator
 
 import orjson
-import pandas as pd
 from pydantic import ValidationError
 
 from features.pipeline import compute_features
 from features.rulebook import Rulebook
 from features.state import HistoryState, make_private
-from serving.schemas import Claim, claims_to_frames, frames_to_claims
+from serving.schemas import Claim, claims_to_frames
+from serving.scorer import content_hashes
 
 log = logging.getLogger(__name__)
 
@@ -261,18 +261,10 @@ class RecordJournal:
         if n and self.first_claim_at is None:
             self.first_claim_at = time.monotonic()
 
-    def append(self, claims: pd.DataFrame, lines: pd.DataFrame, as_sent: list | None = None) -> None:
-        """Append this worker's recorded claims (call under :meth:`exclusive`, after :meth:`catch_up`):
-        ``as_sent`` (the request's :class:`~serving.schemas.Claim` objects, when given) or the typed
-        frames turned back into CLAIM objects (~1.5 ms per claim). A failed write is cut off again."""
-        try:
-            if as_sent is None:
-                raise TypeError
-            sent = [c.model_dump(mode="json", exclude_none=True) if isinstance(c, Claim) else c for c in as_sent]
-            text = orjson.dumps({"w": self.writer, "claims": sent})
-        except TypeError:  # none given, or a value orjson cannot write (an integer over 64 bits)
-            sent = frames_to_claims(claims, lines)
-            text = orjson.dumps({"w": self.writer, "claims": sent})
+    def append(self, sent: list[dict]) -> None:
+        """Append this worker's recorded claims, as CLAIM dicts (:func:`serving.scorer.sent_claims`; call
+        under :meth:`exclusive`, after :meth:`catch_up`). A failed write is cut off again."""
+        text = orjson.dumps({"w": self.writer, "claims": sent})
         size = os.fstat(self.fd).st_size
         # after a line a dead writer left unfinished, start on a new line (that one is skipped)
         head = b"\n" if size and os.pread(self.fd, 1, size - 1) != b"\n" else b""
@@ -328,7 +320,9 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
             if conv.errors:  # cannot happen (they passed when recorded): say so, keep serving
                 log.error("%d journal claim(s) no longer validate; not applied", len(conv.errors))
             if conv.ok:
-                compute_features(conv.claims, conv.lines, state, rulebook, record=True)
+                hashes = content_hashes([chunk[i].model_dump(mode="json", exclude_none=True) for i in conv.ok])
+                compute_features(conv.claims, conv.lines, state, rulebook, record=True,
+                                 cache={"_content_hash": hashes})
         except Exception as exc:  # noqa: BLE001 - one bad group must not stop the worker
             log.error("%d journal claim(s) not applied (%s)", len(chunk), type(exc).__name__)
 

@@ -15,12 +15,14 @@ everything (never matching its own previous version) and, with ``record``, super
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from features.bundle import ModelBundle, expected_amount
@@ -28,7 +30,7 @@ from features.contract import CAUSES
 from features.claim import HIT_COLUMNS
 from features.pipeline import FeatureResult, compute_features
 from features.rulebook import Rulebook, load_rulebook
-from features.state import HistoryState, content_hashes
+from features.state import HistoryState
 from serving.reasons import rule_hit_records, top_reasons
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,40 @@ RECORDED = {
 }
 #: the low 32 bits of an event time are the claim's place in submission order (features.events)
 _ORDER_MASK = (1 << 32) - 1
+#: CLAIM fields that are lists but may be sent as "a;b" text
+_LIST_FIELDS = ("diagnosis_codes", "modifiers", "diagnosis_pointers")
+
+
+def _listed(v):
+    if isinstance(v, str):
+        v = [x for x in (p.strip() for p in v.split(";")) if x]
+    return [str(x) for x in v] if isinstance(v, list) else v
+
+
+def content_hashes(sent: list[dict]) -> np.ndarray:
+    """A 63-bit hash (never 0) of each claim's content: its CLAIM object as validated and dumped
+    (``Claim.model_dump(mode="json", exclude_none=True)``: codes as text, spaces stripped, numbers as
+    floats), without ``claim_id``, lists as lists, lines in line-number order. A retry has the hash of
+    the first request however its JSON was written; ~10 us per claim with the dump."""
+    out = np.empty(len(sent), dtype=np.int64)
+    for i, c in enumerate(sent):
+        claim = {k: _listed(v) if k in _LIST_FIELDS else v for k, v in c.items() if k not in ("claim_id", "lines")}
+        lines = sorted(({k: _listed(v) if k in _LIST_FIELDS else v for k, v in ln.items()}
+                        for ln in c.get("lines") or []), key=lambda ln: str(ln.get("line_number")))
+        text = orjson.dumps([claim, lines], option=orjson.OPT_SORT_KEYS)
+        h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+        out[i] = h or 1
+    return out
+
+
+def sent_claims(claims: pd.DataFrame, lines: pd.DataFrame, as_sent: list | None) -> list[dict]:
+    """The claims as CLAIM dicts: ``as_sent`` (Claim objects or dicts) dumped, else the typed frames
+    turned back into CLAIM objects (~1.5 ms per claim)."""
+    from serving.schemas import Claim, frames_to_claims
+
+    if as_sent is None:
+        return frames_to_claims(claims, lines)
+    return [c.model_dump(mode="json", exclude_none=True) if isinstance(c, Claim) else c for c in as_sent]
 
 
 def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
@@ -240,8 +276,9 @@ class Scorer:
         Each SCORE gets the additive ``recorded`` field (:data:`RECORDED`).
 
         With a :attr:`journal`, the claims other workers recorded are applied first, and recorded claims
-        are appended (serving/journal.py; the journal is compacted when due); ``as_sent`` (optional)
-        are the same claims as CLAIM objects, written to the journal as they are.
+        are appended (serving/journal.py; the journal is compacted when due). ``as_sent`` (optional) are
+        the same claims as CLAIM objects: their dumps are hashed (:func:`content_hashes`) and journaled;
+        without them the frames are turned back into CLAIM objects (slower).
         """
         claims, lines = _range_indexed(claims), _range_indexed(lines)
         with self.lock:
@@ -249,13 +286,10 @@ class Scorer:
             with j.exclusive() if j is not None and record else nullcontext():
                 if j is not None:
                     self.state = j.catch_up(self.state, self.rulebook)
-                status, parts = self._features(claims, lines, record)
+                status, parts, sent = self._features(claims, lines, record, as_sent)
                 fresh = [i for i, st in enumerate(status) if st in ("new", "replaced")]
                 if j is not None and fresh:
-                    every = len(fresh) == len(claims)
-                    j.append(claims if every else claims.iloc[fresh],
-                             lines if every else lines[lines["claim_id"].isin(claims["claim_id"].iloc[fresh])],
-                             as_sent if every or as_sent is None else [as_sent[i] for i in fresh])
+                    j.append([sent[i] for i in fresh])
                     if j.due():
                         j.compact(self.state)
         out: list[dict] = [{}] * len(claims)
@@ -266,15 +300,19 @@ class Scorer:
                 out[i] = rec
         return out
 
-    def _features(self, claims: pd.DataFrame, lines: pd.DataFrame, record: bool) -> tuple[list[str], list]:
-        """(status per claim, [(positions, claims, features), ...]): retries (same id and content as a
-        recorded claim) at their recorded place, never recorded again; the others after everything,
-        recorded when ``record``. Call under :attr:`lock`."""
-        hashes = content_hashes(claims, lines)
+    def _features(self, claims: pd.DataFrame, lines: pd.DataFrame, record: bool,
+                  as_sent: list | None) -> tuple[list[str], list, list[dict] | None]:
+        """(status per claim, [(positions, claims, features), ...], the claims as CLAIM dicts): retries
+        (same id and content as a recorded claim) at their recorded place, never recorded again; the
+        others after everything, recorded when ``record``. Call under :attr:`lock`."""
         versions = self.state.versions(claims["claim_id"].astype(str).tolist())
+        known = any(v is not None for v in versions)
+        # the hash is kept for what is recorded, and compared for known ids (what-if of new claims: none)
+        sent = sent_claims(claims, lines, as_sent) if record or known else None
+        hashes = content_hashes(sent) if sent is not None else None
         status, retry = [], []
-        for i, (h, v) in enumerate(zip(hashes.tolist(), versions)):
-            if v is not None and v[0] == h and v[1] >= 0:
+        for i, v in enumerate(versions):
+            if v is not None and v[0] == hashes[i] and v[1] >= 0:
                 status.append("already_recorded")
                 retry.append(i)
             elif not record:
@@ -283,8 +321,8 @@ class Scorer:
                 status.append("new" if v is None else "replaced")
         if not retry:
             feats = compute_features(claims, lines, self.state, self.rulebook, record=record,
-                                     cache={"_content_hash": hashes})
-            return status, [(range(len(claims)), claims, feats)]
+                                     cache={} if hashes is None else {"_content_hash": hashes})
+            return status, [(range(len(claims)), claims, feats)], sent
         parts = []
         rest = [i for i in range(len(claims)) if i not in set(retry)]
         for pos, rec in ((retry, False), (rest, record)):
@@ -298,4 +336,4 @@ class Scorer:
             feats = compute_features(part, part_lines, self.state, self.rulebook, order=order, record=rec,
                                      cache={"_content_hash": hashes[pos]})
             parts.append((pos, part, feats))
-        return status, parts
+        return status, parts, sent
