@@ -87,6 +87,25 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _remove_per_server_journals(root: Path) -> None:
+    """Delete the journals earlier versions kept per server (``journal-<pid>-<start>.bin`` in the journal
+    folder itself, lost at every restart) whose server no longer runs: they hold claims."""
+    import psutil
+
+    for old in root.glob("journal-*-*.bin"):
+        try:
+            _, pid_text, start_text = old.stem.split("-")
+            pid, start = int(pid_text), int(start_text)
+        except ValueError:
+            continue
+        try:
+            running = int(psutil.Process(pid).create_time()) == start
+        except psutil.Error:
+            running = False
+        if not running:
+            old.unlink(missing_ok=True)
+
+
 class RecordJournal:
     """One worker's handle on the journal folder of a model (one per worker process; not thread-safe:
     the scorer calls it under its own lock)."""
@@ -94,6 +113,7 @@ class RecordJournal:
     def __init__(self, directory: str | Path, writer: int | str | None = None,
                  compact_claims: int | None = None, compact_seconds: float | None = None):
         self.dir = _private_dir(Path(directory))
+        _remove_per_server_journals(self.dir.parent)
         # the process id and a random part: a restarted worker that gets a dead one's pid must not take
         # that worker's records for its own
         self.writer = f"{os.getpid()}-{secrets.token_hex(4)}" if writer is None else writer
@@ -211,6 +231,7 @@ class RecordJournal:
                 if latest == self.gen + 1:  # finish the old file (complete), go on with the new one
                     self._read(state, rulebook)
                     self._open_gen(latest)
+                    state.all_claim_keys()  # fold the recent claims' versions (memory bounded per generation)
                 elif latest > self.gen + 1:  # two or more generations behind: load the latest snapshot
                     log.info("journal %s: reloading from snapshot %d", self.dir.name, latest)
                     state = self._load(latest, getattr(self, "base_dir", None))

@@ -324,7 +324,8 @@ class Scorer:
                                      cache={} if hashes is None else {"_content_hash": hashes})
             return status, [(range(len(claims)), claims, feats)], sent
         parts = []
-        rest = [i for i in range(len(claims)) if i not in set(retry)]
+        retried = set(retry)
+        rest = [i for i in range(len(claims)) if i not in retried]
         for pos, rec in ((retry, False), (rest, record)):
             if not pos:
                 continue

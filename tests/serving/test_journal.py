@@ -311,3 +311,12 @@ def test_journal_and_snapshots_are_private(trained, tmp_path):
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
     s.close()
+
+
+def test_journals_of_earlier_versions_are_removed(trained, tmp_path):
+    """Earlier versions kept one journal per server process in the folder itself (never replayed)."""
+    dead = tmp_path / "journal-999999999-1.bin"  # no such process
+    dead.write_bytes(b"{}\n")
+    s = _worker(trained, tmp_path)
+    assert not dead.exists()
+    s.close()

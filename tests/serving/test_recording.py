@@ -253,3 +253,4 @@ def test_recorded_claims_survive_restarts_of_the_real_server(trained, tmp_path):
     assert names == ["journal-1.bin", "lock", "snapshot-1"], names
     assert (folder / "journal-1.bin").stat().st_size == 0
     assert _private(_modes(folder), folder)
+
