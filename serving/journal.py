@@ -333,6 +333,7 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
     few calls as claim ids allow (a call holds each id, as validated, once). A group that fails is
     logged and skipped."""
     chunk: list[Claim] = []
+    raw: list[dict] = []  # the same claims as journaled: hashed as their worker hashed them
     seen: set = set()
 
     def flush() -> None:
@@ -341,7 +342,7 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
             if conv.errors:  # cannot happen (they passed when recorded): say so, keep serving
                 log.error("%d journal claim(s) no longer validate; not applied", len(conv.errors))
             if conv.ok:
-                hashes = content_hashes([chunk[i].model_dump(mode="json", exclude_none=True) for i in conv.ok])
+                hashes = content_hashes([raw[i] for i in conv.ok])
                 compute_features(conv.claims, conv.lines, state, rulebook, record=True,
                                  cache={"_content_hash": hashes})
         except Exception as exc:  # noqa: BLE001 - one bad group must not stop the worker
@@ -355,8 +356,9 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
             continue
         if model.claim_id in seen:
             flush()
-            chunk, seen = [], set()
+            chunk, raw, seen = [], [], set()
         chunk.append(model)
+        raw.append(c)
         seen.add(model.claim_id)
     if chunk:
         flush()
