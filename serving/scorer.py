@@ -332,7 +332,7 @@ class Scorer:
             part = claims.iloc[pos].reset_index(drop=True)
             part_lines = lines[lines["claim_id"].isin(part["claim_id"])].reset_index(drop=True)
             order = None
-            if not rec and pos is retry:
+            if pos is retry:  # at their recorded place
                 order = np.array([versions[i][1] & _ORDER_MASK for i in pos], dtype=np.int64)
             feats = compute_features(part, part_lines, self.state, self.rulebook, order=order, record=rec,
                                      cache={"_content_hash": hashes[pos]})

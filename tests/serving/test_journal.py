@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.journal import RecordJournal, model_key
+from serving.journal import model_key
 from serving.schemas import Claim, claims_to_frames
 from serving.scorer import Scorer
 from tests.helpers.claims import duplicate_refs, recent_claims
