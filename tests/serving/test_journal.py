@@ -81,6 +81,17 @@ def test_a_duplicate_recorded_by_another_worker_is_caught(workers, trained):
     assert "W-0" not in duplicate_refs(_score(a, [_again(other)], record=False)[0])
 
 
+def test_a_retry_sent_to_another_worker_is_recorded_once(workers, trained):
+    a, b, _ = workers
+    first = _claims(trained, 1, "RT", 32)[0]
+    got = _score(a, [first], record=True)[0]
+    again = _score(b, [first], record=True)[0]  # the client retried; the other worker answered
+    assert (got["recorded"], again["recorded"]) == ("new", "already_recorded")
+    assert {**again, "recorded": "new"} == got and "RT-0" not in duplicate_refs(again)
+    _score(a, _claims(trained, 1, "RU", 33), record=True)  # a catches up: b appended nothing
+    assert a.journal.applied == 0 and a.journal.claims_in_gen == 2
+
+
 def test_two_workers_score_as_one_worker(workers, trained):
     """Requests alternating between two workers give what one worker gives for the same sequence."""
     a, b, alone = workers
