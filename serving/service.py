@@ -241,7 +241,9 @@ class RecoupService:
     @bentoml.on_shutdown
     def compact_journal(self) -> None:
         """At shutdown: the journal's claims into a snapshot (the next start replays nothing)."""
-        self.scorer.close()
+        scorer = getattr(self, "scorer", None)
+        if scorer is not None:
+            scorer.close()
 
     # ---------------------------------------------------------------- plain Python (also used by tests)
     def score_one(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
