@@ -32,11 +32,13 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,10 +67,14 @@ def start_service(bundle: Path, port: int, workers: int = 1) -> tuple[subprocess
 
     from serving.serve import bentoml_command, service_env
 
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle), "RECOUP_SERVICE_WORKERS": str(workers)}
+    # a fresh journal folder: claims recorded by an earlier run would make this run's claims retries
+    journal = tempfile.mkdtemp(prefix="recoup_bench_journal_")
+    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle), "RECOUP_SERVICE_WORKERS": str(workers),
+           "RECOUP_JOURNAL_DIR": journal}
     t0 = time.perf_counter()
     proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.journal_dir = journal  # type: ignore[attr-defined]  # removed by stop()
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"the service exited with code {proc.returncode}")
@@ -94,6 +100,7 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(pgid, signal.SIGKILL)
         proc.wait()
+    shutil.rmtree(getattr(proc, "journal_dir", ""), ignore_errors=True)
 
 
 def encode(body: dict) -> bytes:

@@ -7,7 +7,8 @@ Layout::
     calibrator.json   maps raw likelihood scores to calibrated probabilities (isotonic or Platt)
     spec.json         feature list and categorical levels (features.spec.FeatureSpec)
     meta.json         model name/version, horizon, as-of date, rulebook version, metrics, causes
-    state/            the history state (features.state.HistoryState) as of training
+    state/            the history state (features.state.HistoryState) as of training: it holds claims,
+                      so the folder is 0700 and its files 0600 (features.state.make_private)
 
 Both training (writes) and serving (reads) use this module; it needs only numpy, pandas, lightgbm.
 """
@@ -15,6 +16,7 @@ Both training (writes) and serving (reads) use this module; it needs only numpy,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +120,8 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dir: str | Path | None = None) -> Path:
+        from features.state import make_private
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.likelihood.save_model(str(d / "likelihood.txt"))
@@ -127,9 +131,15 @@ class ModelBundle:
         (d / "spec.json").write_text(self.spec.to_json())
         (d / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
         if state_dir is not None and Path(state_dir).resolve() != (d / "state").resolve():
+            tmp = d / f".state.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(state_dir, tmp)
+            make_private(tmp)  # the state holds claims: readable by its user only
             if (d / "state").exists():
                 shutil.rmtree(d / "state")
-            shutil.copytree(state_dir, d / "state")
+            os.rename(tmp, d / "state")
+        if (d / "state").exists():
+            make_private(d / "state")
         self.path = d
         return d
 

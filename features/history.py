@@ -506,6 +506,11 @@ def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
     dup = tables["dup"]
     cnt, _ = dup.query(lk["dupkey"], tl)
     matched = cnt[:, 0] > 0
+    if matched.any():
+        rows = np.flatnonzero(matched)
+        pay, tt = _latest_other_claim(dup, lk["dupkey"][rows], tl[rows], _claim_ids(claims, lk)[ci[rows]])
+        matched[rows[tt < 0]] = False  # only the claim's own previous version: no duplicate
+        pay, tt = pay[tt >= 0], tt[tt >= 0]
     n_lines = np.bincount(ci, minlength=n)
     n_match = np.bincount(ci, weights=matched.astype(float), minlength=n)
     f["dup_lines_matched"] = n_match
@@ -515,7 +520,6 @@ def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
     f["sameday_prior_lines"] = np.bincount(ci, weights=same[:, 0], minlength=n)
     f["dup_days_since_match"] = np.full(n, np.nan)
     if matched.any():
-        pay, tt = dup.latest_payload(lk["dupkey"][matched], tl[matched])
         mday = (tt >> 33).astype(float)
         sub = day.astype(float)[ci[matched]]
         f["dup_days_since_match"] = group_min(ci[matched], sub - mday, n)
@@ -524,6 +528,25 @@ def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
             "code": L["code"][matched], "ref": pay,
             "value": sub - mday,
         })
+
+
+def _claim_ids(claims, lk) -> np.ndarray:
+    return lk["claim_id"] if "claim_id" in lk else _str(claims["claim_id"])
+
+
+def _latest_other_claim(dup: EventTable, keys: np.ndarray, times: np.ndarray,
+                        own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(claim id, time) of the latest earlier event of each key whose claim is not ``own`` (time -1 if
+    none): a claim is never a duplicate of itself (its previous version, when it replaces one)."""
+    pay, tt = dup.latest_payload(keys, times)
+    mine = (pay == own) & (tt >= 0)
+    while mine.any():  # look before the claim's own event (rare: a replacement)
+        r = np.flatnonzero(mine)
+        p2, t2 = dup.latest_payload(keys[r], tt[r])
+        pay[r], tt[r] = p2, t2
+        mine = np.zeros(len(pay), dtype=bool)
+        mine[r] = (p2 == own[r]) & (t2 >= 0)
+    return pay, tt
 
 
 def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
@@ -548,6 +571,14 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
     qi = hq[qi]
     if len(qi) == 0:
         return
+    o_claim = np.asarray(o_claim, dtype=object)
+    mine = o_claim == _claim_ids(claims, lk)[ci[qi]]
+    if mine.any():  # the claim's own previous version (a replacement) is not an earlier same-day claim
+        f["sameday_prior_lines"] = f["sameday_prior_lines"] - np.bincount(ci[qi[mine]], weights=ev[mine, 0],
+                                                                          minlength=n)
+        qi, o_claim, ev = qi[~mine], o_claim[~mine], ev[~mine]
+        if len(qi) == 0:
+            return
     o_code = tables.coder.vocabs["code"].decode(ev[:, 1].astype(np.int64))
     o_byp = ev[:, 2] == 1
     o_claim = np.asarray(o_claim, dtype=object)

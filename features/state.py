@@ -5,11 +5,23 @@ sums; see :mod:`features.events`). A query is a dictionary lookup plus a binary 
 with no database process or driver — and the same arrays answer millions of training queries at once.
 The state is saved next to the model (a folder of Parquet files and a JSON manifest) and updated in
 memory with newly scored claims and new recoupments (appended to a small delta, merged on save).
+
+Claims recorded online keep their *version*: a content hash (given by the caller, see
+:func:`serving.scorer.content_hashes`) and their time (``claim_keys`` columns ``content_hash``,
+``time``). The service uses it to tell a retry (same id, same content: scored as the first time, not
+recorded again) from a replacement (same id, new content: the previous version is superseded, see
+:meth:`HistoryState.add_claims`). Claims of the training history have no hash (0: unknown).
+
+A saved state holds claims (patient ids included): :meth:`HistoryState.save` writes it atomically
+(temporary folder, fsync, rename) with files 0600 in a folder 0700 (:func:`make_private`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +33,35 @@ from features.contract import History
 from features.errors import RecoupError
 from features.events import EventTable, Vocab
 from features.history import (KEYED_ENTITIES, KeyCoder, Tables, build_tables, table_values, claim_entity_keys, claim_events,
-                              recoupment_events)
+                              claim_times, recoupment_events)
 from features.rulebook import Rulebook
 
 UNKNOWN_SPECIALTY = "unknown"
+#: the version columns of ``claim_keys`` (content hash, 0 = unknown; claim event time, -1 = unknown)
+VERSION_COLUMNS = ("content_hash", "time")
+_ENTITY_TABLES = (*KEYED_ENTITIES, "all")
+
+
+def make_private(path: str | Path) -> None:
+    """Folders 0700 and files 0600 from ``path`` down (state, journal, snapshots: they hold claims)."""
+    path = Path(path)
+    if path.is_file():
+        os.chmod(path, 0o600)
+        return
+    os.chmod(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o700)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o600)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def submission_order(claims: pd.DataFrame) -> np.ndarray:
@@ -46,6 +83,10 @@ class HistoryState:
     next_order: int = 0
     extra_claim_keys: list[pd.DataFrame] = field(default_factory=list)
     _coverage_by_patient: dict | None = field(default=None, repr=False)
+    #: claim id -> (content hash, time, entity keys...) of the claims in ``extra_claim_keys`` (not yet
+    #: folded into ``claim_keys``; emptied by :meth:`all_claim_keys`, so bounded by what is recorded
+    #: between two saves)
+    _recent: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -64,7 +105,7 @@ class HistoryState:
         la = prepare_lines(claims, lines, rulebook) if la is None else la
         coder = KeyCoder()
         parts = [claim_events(claims, lines, la, specialty, order, cache, coder)]
-        state.claim_keys = state._keys_frame(claims, specialty, la, cache)
+        state.claim_keys = state._keys_frame(claims, specialty, la, cache, order)
         if history.recoupments is not None and len(history.recoupments):
             parts.append(recoupment_events(history.recoupments, state.claim_keys))
         state.tables = build_tables(parts, coder)
@@ -73,11 +114,15 @@ class HistoryState:
         return state
 
     @staticmethod
-    def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None) -> pd.DataFrame:
+    def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None,
+                    order: np.ndarray | None = None) -> pd.DataFrame:
         keys = claim_entity_keys(claims, specialty, cache, la)
+        times = claim_times(claims, order, cache) if order is not None else np.full(len(claims), -1, np.int64)
         ids = cache["claim_id"] if cache is not None and "claim_id" in cache else \
             claims["claim_id"].astype(str).to_numpy(dtype=object)
-        return pd.DataFrame({k: keys[k] for k in KEYED_ENTITIES},
+        # training claims: no content hash (unknown), their claim event time
+        return pd.DataFrame({**{k: keys[k] for k in KEYED_ENTITIES},
+                             "content_hash": np.zeros(len(ids), dtype=np.int64), "time": np.asarray(times)},
                             index=pd.Index(ids, name="claim_id", dtype=object))
 
     def specialty_for(self, claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
@@ -117,16 +162,79 @@ class HistoryState:
     # ------------------------------------------------------------------ updating
     def add_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame,
                    order: np.ndarray, cache: dict | None = None) -> None:
-        """Record scored claims (so a later duplicate or same-day pair is caught)."""
+        """Record scored claims (so a later duplicate or same-day pair is caught), with their content hashes
+        when ``cache["_content_hash"]`` holds them.
+
+        A claim whose id is already in the state is a new version that supersedes the previous one: the
+        previous version's contribution to the entity tables (provider, patient, payer, specialty,
+        procedure, all: counts, charges) is taken back by events of the opposite sign at the new
+        version's time (so what was known before it stays as it was). Its line events stay (duplicate and
+        same-day matches never match a claim with its own id; peer support counts keep its lines).
+        """
         specialty = self.specialty_for(claims, cache)
-        for name, (keys, times, vals, payload) in claim_events(claims, lines, la, specialty, order,
-                                                               cache, self._coder()).items():
-            self.tables[name].append(keys, times, table_values(name, vals), payload)
+        ids = claims["claim_id"].astype(str).to_numpy(dtype=object)
+        times = claim_times(claims, order, cache)
+        self._supersede(ids, times)
+        for name, (keys, t, vals, payload) in claim_events(claims, lines, la, specialty, order,
+                                                           cache, self._coder()).items():
+            self.tables[name].append(keys, t, table_values(name, vals), payload)
         keys = claim_entity_keys(claims, specialty, cache, la)
-        self.extra_claim_keys.append(  # turned into a frame lazily (see all_claim_keys)
-            {"claim_id": claims["claim_id"].astype(str).to_numpy(dtype=object),
-             **{k: keys[k] for k in KEYED_ENTITIES}})
+        hashes = cache.get("_content_hash") if cache is not None else None  # given by the service
+        if hashes is None or len(hashes) != len(ids):
+            hashes = np.zeros(len(ids), dtype=np.int64)  # content unknown
+        extra = {"claim_id": ids, **{k: keys[k] for k in KEYED_ENTITIES},
+                 "content_hash": np.asarray(hashes, dtype=np.int64), "time": np.asarray(times, dtype=np.int64)}
+        self.extra_claim_keys.append(extra)  # turned into a frame lazily (see all_claim_keys)
+        cols = [extra[k] for k in KEYED_ENTITIES]
+        for i, cid in enumerate(ids.tolist()):
+            self._recent[cid] = (int(extra["content_hash"][i]), int(extra["time"][i]), *(c[i] for c in cols))
         self.next_order = max(self.next_order, int(np.max(order)) + 1 if len(order) else 0)
+
+    def versions(self, claim_ids) -> list[tuple[int, int] | None]:
+        """(content hash, time) of the recorded version of each claim id (hash 0: a training claim, content
+        unknown), None for ids never recorded."""
+        out: list[tuple[int, int] | None] = []
+        for cid in claim_ids:
+            row = self._known(cid)
+            out.append(None if row is None else (row[0], row[1]))
+        return out
+
+    def _known(self, cid: str) -> tuple | None:
+        """(content hash, time, provider, patient, payer, specialty, procedure) of a recorded claim id."""
+        got = self._recent.get(cid)
+        if got is not None:
+            return got
+        keys = self.claim_keys
+        if not len(keys):
+            return None
+        try:
+            i = keys.index.get_loc(cid)
+        except KeyError:
+            return None
+        if not isinstance(i, (int, np.integer)):  # not unique (an old state): the last one
+            i = int(np.flatnonzero(np.atleast_1d(keys.index == cid))[-1])
+        row = keys.iloc[int(i)]
+        h = int(row["content_hash"]) if "content_hash" in keys.columns else 0
+        t = int(row["time"]) if "time" in keys.columns else -1
+        return (h, t, *(row[k] for k in KEYED_ENTITIES))
+
+    def _supersede(self, ids: np.ndarray, times: np.ndarray) -> None:
+        """Take back the entity-table events of the previous versions of these claim ids (see add_claims)."""
+        for cid, t_new in zip(ids.tolist(), np.asarray(times).tolist()):
+            row = self._known(cid)
+            if row is None or row[1] < 0:
+                continue
+            t_old = row[1]
+            keys = dict(zip(KEYED_ENTITIES, row[2:]), all="all")
+            for name in _ENTITY_TABLES:
+                table = self.tables.get(name)
+                if table is None or keys[name] is None or (isinstance(keys[name], float) and keys[name] != keys[name]):
+                    continue
+                k = np.array([keys[name]], dtype=object)
+                # the previous version's own event: the sums over [t_old, t_old + 1) (claim times are unique)
+                old = table.query(k, np.array([t_old + 1]))[0] - table.query(k, np.array([t_old]))[0]
+                if np.any(old != 0):
+                    table.append(k, np.array([t_new], dtype=np.int64), -old)
 
     def _coder(self) -> KeyCoder:
         if not isinstance(self.tables, Tables):
@@ -141,6 +249,7 @@ class HistoryState:
             self.claim_keys = pd.concat([self.claim_keys, *extra])
             self.claim_keys = self.claim_keys[~self.claim_keys.index.duplicated(keep="last")]
             self.extra_claim_keys = []
+            self._recent = {}
         return self.claim_keys
 
     def add_recoupments(self, recoupments: pd.DataFrame) -> int:
@@ -154,8 +263,36 @@ class HistoryState:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
+        """Write the state into ``directory`` atomically: a temporary folder next to it (0700, files 0600,
+        each fsynced), renamed in place of the previous one."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.parent / f".{directory.name}.tmp-{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            self._write(tmp)
+            make_private(tmp)
+            for f in tmp.iterdir():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(tmp)
+            old = None
+            if directory.exists():
+                old = directory.parent / f".{directory.name}.old-{secrets.token_hex(4)}"
+                os.rename(directory, old)
+            os.rename(tmp, directory)
+            _fsync_dir(directory.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return directory
+
+    def _write(self, directory: Path) -> None:
         for name, table in self.tables.items():
             table.to_frame().to_parquet(directory / f"events_{name}.parquet", index=False)
         coder = self._coder()
@@ -167,7 +304,6 @@ class HistoryState:
         manifest = {"next_order": self.next_order, "tables": sorted(self.tables), "vocabs": sorted(coder.vocabs),
                     "specialty_of": self.specialty_of, "has_coverage": self.coverage is not None}
         (directory / "state.json").write_text(json.dumps(manifest))
-        return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> "HistoryState":
@@ -181,6 +317,9 @@ class HistoryState:
         tables = Tables({name: EventTable.from_frame(pd.read_parquet(directory / f"events_{name}.parquet"))
                          for name in manifest["tables"]}, coder=coder)
         keys = pd.read_parquet(directory / "claim_keys.parquet").set_index("claim_id")
+        for col, unknown in zip(VERSION_COLUMNS, (0, -1)):  # a state saved before versions were kept
+            if col not in keys.columns:
+                keys[col] = np.full(len(keys), unknown, dtype=np.int64)
         coverage = pd.read_parquet(directory / "coverage.parquet") if manifest["has_coverage"] else None
         if coverage is not None:
             for c in ("coverage_start", "coverage_end"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from features.errors import RecoupError
 from features.settings import bentoml_home, quiet_telemetry, tracking_uri
+from features.state import make_private
 
 log = logging.getLogger(__name__)
 BENTO_MODEL = "recoup-risk"  # the BentoML store name (training.registry.BENTO_MODEL)
@@ -95,6 +96,7 @@ def export_champion_from_mlflow() -> ModelRef | None:
             shutil.copytree(bundle, m.path, dirs_exist_ok=True)
             (Path(m.path) / "meta.json").write_text(
                 json.dumps({**meta, "model_version": version}, indent=2, default=str))
+            make_private(Path(m.path) / "state")  # the copy holds claims: readable by its user only
     log.info("exported MLflow champion v%s to the BentoML store as %s", version, m.tag)
     return ModelRef(Path(bentoml.models.get(m.tag).path), f"mlflow:{REGISTERED_MODEL}@champion -> bentoml:{m.tag}",
                     labels)

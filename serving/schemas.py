@@ -320,6 +320,10 @@ class Score(BaseModel):
     reasons: list[Reason]
     rule_hits: list[RuleHit]
     model_version: str
+    recorded: Literal["new", "already_recorded", "replaced", "not_recorded"] | None = Field(
+        None, description="online only: new (recorded), already_recorded (a retry: same claim_id and content, "
+                          "scored as the first time, not recorded again), replaced (same claim_id, other "
+                          "content: supersedes the previous version), not_recorded (record false)")
 
 
 class FieldError(BaseModel):
@@ -622,7 +626,7 @@ EXAMPLE_SCORE = {
     "reasons": [{"code": "charges", "text": "claim charge $250", "contribution": 0.312}],
     "rule_hits": [{"rule": "duplicate", "text": "possible duplicate of claim CLM-2026-0000 (same patient, provider, "
                    "date and code 99214)", "line_number": 1, "code": "99214", "value": 0.0, "ref": "CLM-2026-0000"}],
-    "model_version": "1",
+    "model_version": "1", "recorded": "not_recorded",
 }
 EXAMPLE_CLAIM_ERROR = {
     "claim_id": "CLM-2026-0002",

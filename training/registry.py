@@ -15,6 +15,7 @@ import pandas as pd
 from features.bundle import ModelBundle
 from features.contract import CAUSES
 from features.settings import artifact_root, bentoml_home, quiet_telemetry, tracking_uri
+from features.state import make_private
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "recoup"
@@ -220,5 +221,6 @@ def export_to_bentoml(bundle_dir: Path, name: str, version: str, meta: dict) -> 
         shutil.copytree(bundle_dir, m.path, dirs_exist_ok=True)
         (Path(m.path) / "meta.json").write_text(json.dumps({**meta, "model_version": str(version)}, indent=2,
                                                            default=str))
+        make_private(Path(m.path) / "state")  # the state holds claims: readable by its user only
     log.info("exported version %s to the BentoML store as %s", version, m.tag)
     return str(m.tag)

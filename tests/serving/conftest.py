@@ -20,15 +20,19 @@ def new_claims(trained, n: int, tag: str, shift_days: int) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def client(trained):
+def client(trained, tmp_path_factory):
     """The service's ASGI app in process, called as a local caller on a loopback Host (the service's
-    Host allow-list and open-to-local-calls rule)."""
+    Host allow-list and open-to-local-calls rule), with its own journal folder (recorded claims persist)."""
     os.environ.pop("RECOUP_BUNDLE_DIR", None)  # the model comes from the BentoML store of RECOUP_HOME
+    os.environ["RECOUP_JOURNAL_DIR"] = str(tmp_path_factory.mktemp("journal"))
     from serving.service import RecoupService
 
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False, base_url="http://localhost",
-                    client=("127.0.0.1", 50000)) as c:
-        yield c
+    try:
+        with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False, base_url="http://localhost",
+                        client=("127.0.0.1", 50000)) as c:
+            yield c
+    finally:
+        os.environ.pop("RECOUP_JOURNAL_DIR", None)
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_claim_fields_are_the_contract_columns():
         for c in cols:
             assert model.model_fields[c.name].is_required() == c.required, c.name
     assert Claim.model_fields["lines"].is_required()
-    assert list(Score.model_fields) == SCORE_FIELDS
+    assert list(Score.model_fields) == [*SCORE_FIELDS, "recorded"]  # recorded: online only
 
 
 def test_valid_claim_becomes_typed_frames():

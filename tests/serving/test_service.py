@@ -32,7 +32,8 @@ def test_score_one_claim(client, good):
     assert r.status_code == 200, r.text
     s = r.json()
     assert list(s) == ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "causes",
-                       "reasons", "rule_hits", "model_version"]
+                       "reasons", "rule_hits", "model_version", "recorded"]
+    assert s["recorded"] == "not_recorded"
     assert s["claim_id"] == good["claim_id"] and 0 <= s["recoupment_probability"] <= 1
     assert s["risk_band"] in ("low", "medium", "high")
     assert len(s["causes"]) == 8 and s["causes"][0]["probability"] >= s["causes"][-1]["probability"]
@@ -237,4 +238,4 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
             r = httpx.post(f"{url}/score", json={"claim": again, "record": False}, timeout=30)
             assert f"REAL{workers}-0" in duplicate_refs(r.json()), r.text
         if workers > 1:
-            assert len(list(tmp_path.glob("journal-*.bin"))) == 1
+            assert len(list(tmp_path.glob("model-*/journal-*.bin"))) == 1
