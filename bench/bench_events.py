@@ -14,6 +14,10 @@ tables, stored as int32). Figures (min and median over ``--repeat`` runs, printe
 - ``online``: p50 of one ``query`` of 1 key and of 20 keys (the service), in microseconds;
 - ``values``: ``payloads_before(values=True)`` for 10,000 queries (every event of the key before T);
 - ``prefix_mb``: memory of the running-sum matrix (int32 when every sum is an integer below 2**31).
+
+``--delta`` instead measures what the service does when it records claims: one key (a table's global
+key gets every recorded claim) collects events in the delta one at a time, and after 500, 3,000 and
+19,000 of them the p50 of one online query of that key (1 key, as one claim asks), in microseconds.
 """
 
 from __future__ import annotations
@@ -94,16 +98,43 @@ def run_once(mod, keys, times, vals, rng) -> dict:
     return fig
 
 
+def run_delta(mod, marks=(500, 3000, 19_000), width: int = 13, seed: int = 0) -> dict:
+    """p50 (us) of a one-key query against a key with ``mark`` delta events (appended one at a time)."""
+    rng = np.random.default_rng(seed)
+    cols = [f"c{j}" for j in range(width)]
+    tab = mod.EventTable.build(cols, np.array(["ALL", "OTHER"], dtype=object), np.array([1, 2]),
+                               np.ones((2, width)))
+    key = np.array(["ALL"], dtype=object)
+    out, t = {}, 10
+    for mark in marks:
+        while tab.n_delta < mark:
+            t += 1
+            tab.append(key, np.array([t]), rng.random((1, width)))
+        ts = [_time(lambda: tab.query(key, np.array([t + 1]))) for _ in range(200)]
+        out[f"delta_{mark}_us"] = float(np.median(ts) * 1e6)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, nargs="+", default=[2000, 200_000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' events.py")
+    ap.add_argument("--delta", action="store_true", help="only the delta figures (recorded claims)")
     args = ap.parse_args(argv)
     import features.events as new
 
     versions = {"before": load_old(args.baseline), "after": new}
+    if args.delta:
+        runs = {name: [] for name in versions}
+        for r in range(args.repeat):
+            for name, mod in versions.items():
+                runs[name].append(run_delta(mod, seed=r))
+        for name, figs in runs.items():
+            print(name, json.dumps({k: [round(min(f[k] for f in figs), 1), round(max(f[k] for f in figs), 1)]
+                                    for k in figs[0]}), flush=True)
+        return 0
     results: dict = {}
     for n_keys in args.keys:
         for money in (True, False):

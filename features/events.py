@@ -18,6 +18,7 @@ submitted before them, never themselves or later ones).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,9 +143,10 @@ class EventTable:
         """Add events (kept in the delta until :meth:`merge`)."""
         values = np.asarray(values, dtype=np.float64).reshape(len(keys), len(self.columns))
         for i, k in enumerate(np.asarray(keys).tolist()):
-            self.delta.setdefault(k, []).append(
-                (int(times[i]), values[i].copy(), None if payload is None else payload[i])
-            )
+            d = self.delta.get(k)
+            if d is None:
+                d = self.delta[k] = KeyDelta(len(self.columns))
+            d.add(int(times[i]), values[i].copy(), None if payload is None else payload[i])
         self.n_delta += len(keys)
         self._delta_table = None
         if self.n_delta > max(MERGE_MIN, len(self.times) // MERGE_FRACTION):
@@ -237,14 +239,14 @@ class EventTable:
             sums[none] = 0.0
         latest = np.where(pos > lo, pos - 1, -1)
         if self.n_delta:
-            if n <= 32:  # a few keys: dictionary lookups (same sums as the delta table's)
+            if n <= 32:  # a few keys: the key's running delta sums (same sums as the delta table's)
                 for i, k in enumerate(keys.tolist()):
-                    items = self.delta.get(k)
-                    if not items:
+                    d = self.delta.get(k)
+                    if d is None:
                         continue
-                    for t, v, _ in items:
-                        if t < times[i]:
-                            sums[i] += v if columns is None else v[columns]
+                    j = d.before(int(times[i]))
+                    if j >= 0:
+                        sums[i] += d.cum[j] if columns is None else d.cum[j, columns]
             else:
                 sums += self._delta_events().query(keys, times, columns)[0]
         return sums, latest
@@ -312,9 +314,10 @@ class EventTable:
         if self.n_delta:
             if len(keys) <= 32:
                 for i, k in enumerate(keys.tolist()):
-                    for t, _, p in self.delta.get(k, ()):
-                        if t < times[i] and t > tt[i]:
-                            tt[i], pay[i] = t, p
+                    d = self.delta.get(k)
+                    j = -1 if d is None else d.before(int(times[i]))
+                    if j >= 0 and d.times[j] > tt[i]:  # the latest in time order, as the delta table's
+                        tt[i], pay[i] = d.times[j], d.payload_at(j)
             else:
                 d_pay, d_tt = self._delta_events().latest_payload(keys, times)
                 later = d_tt > tt
@@ -392,6 +395,74 @@ class EventTable:
         keys = k.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(k.dtype) else k.to_numpy(dtype=object)
         return cls.build(cols, keys, df["_time"].to_numpy(dtype=np.int64),
                          df[cols].to_numpy(dtype=np.float64), payload)
+
+
+class KeyDelta:
+    """One key's events added since the last merge: in the order added (:meth:`__iter__`, for the merge
+    and the delta table) and as running sums in time order, so that a query is one binary search
+    however many events the key collects (a table's global key gets every recorded claim).
+
+    The running sums are Kahan-compensated like :func:`segment_cumsum`'s (the delta table's): the same
+    numbers on both query paths. Events arrive in time order in practice; one that does not marks the
+    sums stale, and they are rebuilt at the next query.
+    """
+
+    __slots__ = ("items", "times", "cum", "_comp", "_order", "_stale")
+
+    def __init__(self, width: int) -> None:
+        self.items: list[tuple[int, np.ndarray, object]] = []
+        self.times: list[int] = []  # time order
+        self.cum = np.zeros((0, width))  # running sums in time order (rows beyond len(times): capacity)
+        self._comp = np.zeros(width)
+        self._order: list[int] | None = None  # time order -> position in items, when not the same
+        self._stale = False
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, t: int, v: np.ndarray, p: object) -> None:
+        self.items.append((t, v, p))
+        if self._stale or (self.times and t < self.times[-1]):
+            self._stale = True
+            return
+        n = len(self.times)
+        if n == len(self.cum):
+            grown = np.zeros((max(8, 2 * n), self.cum.shape[1]))
+            grown[:n] = self.cum
+            self.cum = grown
+        self._kahan_step(n, v)
+        self.times.append(t)
+        if self._order is not None:
+            self._order.append(len(self.items) - 1)
+
+    def _kahan_step(self, n: int, v: np.ndarray) -> None:
+        prev = self.cum[n - 1] if n else np.zeros_like(v)
+        y = v - self._comp
+        t = prev + y
+        self._comp = (t - prev) - y
+        self.cum[n] = t
+
+    def _rebuild(self) -> None:
+        order = sorted(range(len(self.items)), key=lambda i: self.items[i][0])  # stable: ties as added
+        self.times = [self.items[i][0] for i in order]
+        self.cum = np.zeros((len(order), self.cum.shape[1]))
+        self._comp = np.zeros(self.cum.shape[1])
+        for n, i in enumerate(order):
+            self._kahan_step(n, self.items[i][1])
+        self._order = order
+        self._stale = False
+
+    def before(self, t: int) -> int:
+        """Position (time order) of the latest event with time < t, -1 if none."""
+        if self._stale:
+            self._rebuild()
+        return bisect.bisect_left(self.times, t) - 1
+
+    def payload_at(self, j: int) -> object:
+        return self.items[j if self._order is None else self._order[j]][2]
 
 
 def segment_cumsum(vals: np.ndarray, counts: np.ndarray, out: np.ndarray) -> np.ndarray:

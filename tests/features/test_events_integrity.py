@@ -233,3 +233,30 @@ def test_segment_cumsum_public_fallback_is_the_same():
         if np.isfinite(seg).all():
             assert np.allclose(fast[start:start + c], np.cumsum(seg, axis=0), rtol=1e-15, atol=0)
         start += c
+
+
+def test_delta_running_sums_equal_the_delta_table_in_and_out_of_order():
+    """A key that collects many delta events (a table's global key gets every recorded claim) is
+    answered from its running sums: the same numbers and latest payload as the vectorized delta table,
+    with events added in time order and out of it."""
+    rng = np.random.default_rng(5)
+    t = EventTable.build(["a", "b"], np.array(["G", "H"], dtype=object), np.array([1, 2]),
+                         np.array([[1.0, 2.0], [3.0, 4.0]]), payload=np.array(["p0", "p1"], dtype=object))
+    times = np.concatenate([np.arange(10, 1010), rng.integers(5, 1000, 200)])  # in order, then not
+    vals = rng.uniform(0, 1e6, (len(times), 2))
+    for i in range(len(times)):
+        t.append(np.array(["G"], dtype=object), times[i:i + 1], vals[i:i + 1],
+                 payload=np.array([f"e{i}"], dtype=object))
+        if i in (999, len(times) - 1):
+            q = np.array([0, 7, 10, 11, 500, 999, 1009, 1010, 5000])
+            keys = np.array(["G"] * len(q), dtype=object)
+            small, _ = t.query(keys, q)  # <= 32 queries: the running sums
+            big, _ = t.query(np.tile(keys, 5), np.tile(q, 5))  # > 32: the delta table
+            np.testing.assert_array_equal(small, big[:len(q)])
+            pay_small, tt_small = t.latest_payload(keys, q)
+            pay_big, tt_big = t.latest_payload(np.tile(keys, 5), np.tile(q, 5))
+            np.testing.assert_array_equal(tt_small, tt_big[:len(q)])
+            assert list(pay_small) == list(pay_big[:len(q)])
+            before = times[: i + 1]
+            expect = vals[: i + 1][before < 500].sum(axis=0) + [1.0, 2.0]
+            np.testing.assert_allclose(small[4], expect, rtol=1e-12)
