@@ -381,10 +381,10 @@ def bad_inputs(good: dict) -> list[Bad]:
     # wrong JSON types for every field
     wrong = [{"x": 1}, [1, 2], True, 12.5, -1, "", None]
     for fld in sorted(k for k in good if k != "lines"):
-        for w in wrong[:3]:
+        for w in [w for w in wrong if type(w) is not type(good[fld])][:3]:
             add(Bad(f"{fld} = {json.dumps(w)}", body=_claim_body(_with(good, (fld,), w))))
     for fld in sorted(good["lines"][0]):
-        for w in wrong[:2]:
+        for w in [w for w in wrong if type(w) is not type(good["lines"][0][fld])][:2]:
             add(Bad(f"lines[0].{fld} = {json.dumps(w)}", body=_claim_body(_with(good, ("lines", 0, fld), w))))
     add(Bad("lines = {}", body=_claim_body(_with(good, ("lines",), {}))))
     add(Bad("lines = [1, null]", body=_claim_body(_with(good, ("lines",), [1, None]))))
@@ -444,19 +444,29 @@ def bad_inputs(good: dict) -> list[Bad]:
     return out
 
 
-def _rss_kb(pgid: int) -> int:
-    """Resident memory of every process of the service's process group (kB)."""
-    total = 0
+def _rss_kb(root: int) -> int:
+    """Resident memory of the service: the process ``root`` and all its descendants (BentoML's workers
+    run in sessions of their own), in kB."""
+    parent: dict[int, int] = {}
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(d.name)) != pgid:
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            for line in (d / "status").read_text().splitlines():
+    family, todo = {root}, [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in family]
+        family.update(kids)
+        todo += kids
+    total = 0
+    for pid in family:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except (OSError, ProcessLookupError, ValueError):
+        except OSError:
             continue
     return total
 
@@ -520,7 +530,7 @@ def send_bad_inputs(url: str, inputs: list[Bad], key: str | None) -> dict:
     return res
 
 
-def metrics_growth(url: str, n: int, pgid: int, key: str | None) -> dict:
+def metrics_growth(url: str, n: int, pid: int, key: str | None) -> dict:
     """``/metrics`` size and fetch time, and the service's memory, before and after ``n`` unknown paths."""
     import httpx
 
@@ -528,7 +538,7 @@ def metrics_growth(url: str, n: int, pgid: int, key: str | None) -> dict:
         t = time.perf_counter()
         r = httpx.get(f"{url}/metrics", headers=auth_headers(key), timeout=120)
         return {"metrics_bytes": len(r.content), "metrics_status": r.status_code,
-                "metrics_fetch_s": round(time.perf_counter() - t, 3), "rss_mb": round(_rss_kb(pgid) / 1024, 1)}
+                "metrics_fetch_s": round(time.perf_counter() - t, 3), "rss_mb": round(_rss_kb(pid) / 1024, 1)}
 
     before = snap()
     statuses: Counter = Counter()
@@ -578,7 +588,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["hand_made"] = send_bad_inputs(url, inputs, key)
         res["hand_made"]["seconds"] = round(time.perf_counter() - t, 1)
         res["load_avg_after_bad_inputs"] = load_avg()
-        res["metrics"] = metrics_growth(url, args.unknown_paths, os.getpgid(proc.pid), key)
+        res["metrics"] = metrics_growth(url, args.unknown_paths, proc.pid, key)
         res["healthy_at_end"] = proc.poll() is None
     finally:
         stop(proc)
