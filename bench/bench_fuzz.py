@@ -265,6 +265,7 @@ def fuzz_stateful(url: str, max_examples: int, key: str | None = None, steps: in
                   stats: FuzzStats | None = None) -> FuzzStats:
     """Schemathesis' state machine over the live schema (positive and negative steps)."""
     from schemathesis import GenerationMode
+    from schemathesis.core.errors import NoLinksFound
 
     stats = stats or FuzzStats()
     schema = load_schema(url, key, list(GenerationMode), max_examples)
@@ -283,8 +284,10 @@ def fuzz_stateful(url: str, max_examples: int, key: str | None = None, steps: in
 
     try:
         Machine.run(settings=_hypothesis_settings(max_examples, stateful_step_count=steps))
-    except Exception as exc:  # noqa: BLE001 - e.g. no links between operations: nothing to chain
-        stats.skipped.append(f"stateful: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}")
+    except NoLinksFound:  # nothing to chain
+        stats.skipped.append("stateful: no links between operations")
+    except Exception as exc:  # noqa: BLE001 - a failed step (counted above) or a driver error: a failure
+        stats.fail(f"stateful: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:150]}")
     return stats
 
 
