@@ -364,7 +364,8 @@ def bad_inputs(good: dict) -> list[Bad]:
     add(Bad("emoji and RTL marks", body=_claim_body(_with(good, ("patient_id",), "\u202e\U0001f600"))))
     # duplicate keys
     add(Bad("duplicate key claim", body=b'{"claim": ' + _j(good) + b', "claim": {"claim_id": "X"}}'))
-    add(Bad("duplicate key claim_id", body=_claim_body(good).replace(b'"claim_id":', b'"claim_id": "DUP", "claim_id":', 1)))
+    add(Bad("duplicate key claim_id",
+            body=_claim_body(good).replace(b'"claim_id":', b'"claim_id": "DUP", "claim_id":', 1)))
     add(Bad("duplicate key record", body=b'{"record": false, "claim": ' + _j(good) + b', "record": "x"}'))
     # amounts and units: out of range, non-finite, wrong type
     literals = {"1e308": "1e308", "-1e308": "-1e308", "1e999": "1e999", "Infinity": "Infinity",
@@ -397,7 +398,8 @@ def bad_inputs(good: dict) -> list[Bad]:
     # lists and sizes
     for n in (26, 1_000, 100_000, 1_000_000):
         add(Bad(f"{n} diagnosis codes", body=_claim_body(_with(good, ("diagnosis_codes",), ["E119"] * n))))
-    add(Bad("1,000,000 diagnosis codes as one string", body=_claim_body(_with(good, ("diagnosis_codes",), ";".join(["E119"] * 1_000_000)))))
+    add(Bad("1,000,000 diagnosis codes as one string",
+            body=_claim_body(_with(good, ("diagnosis_codes",), ";".join(["E119"] * 1_000_000)))))
     add(Bad("diagnosis codes as lists", body=_claim_body(_with(good, ("diagnosis_codes",), [["E119"], ["I10"]]))))
     add(Bad("100 modifiers", body=_claim_body(_with(good, ("lines", 0, "modifiers"), ["25"] * 100))))
     add(Bad("1,000 diagnosis pointers", body=_claim_body(_with(good, ("lines", 0, "diagnosis_pointers"), [1] * 1000))))
@@ -418,8 +420,10 @@ def bad_inputs(good: dict) -> list[Bad]:
     for fld, n in (("claim_id", 10_000), ("claim_id", 1_000_000), ("patient_id", 100_000),
                    ("billing_npi", 10_000), ("payer_id", 100_000), ("plan_type", 10_000)):
         add(Bad(f"{fld} of {n:,} characters", body=_claim_body(_with(good, (fld,), "9" * n))))
-    add(Bad("procedure_code of 10,000 characters", body=_claim_body(_with(good, ("lines", 0, "procedure_code"), "9" * 10_000))))
-    add(Bad("one diagnosis code of 100,000 characters", body=_claim_body(_with(good, ("diagnosis_codes",), ["E" * 100_000]))))
+    add(Bad("procedure_code of 10,000 characters",
+            body=_claim_body(_with(good, ("lines", 0, "procedure_code"), "9" * 10_000))))
+    add(Bad("one diagnosis code of 100,000 characters",
+            body=_claim_body(_with(good, ("diagnosis_codes",), ["E" * 100_000]))))
     add(Bad("unknown field of 5 MB", body=_claim_body(_with(good, ("notes",), "x" * 5_000_000))))
     add(Bad("body of 17 MB", body=_j({"claim": good, "pad": "x" * 17_000_000})))
     # content types
@@ -428,7 +432,8 @@ def bad_inputs(good: dict) -> list[Bad]:
         for path in ("/score", "/score_batch"):
             body = full if path == "/score" else _claim_body(good, True)
             add(Bad(f"content-type {ct or '(none)'} {path}", path=path, body=body, headers={"content-type": ct}))
-    add(Bad("form-encoded claim", body=b"claim=C1&record=false", headers={"content-type": "application/x-www-form-urlencoded"}))
+    add(Bad("form-encoded claim", body=b"claim=C1&record=false",
+            headers={"content-type": "application/x-www-form-urlencoded"}))
     add(Bad("XML body", body=b"<claim><claim_id>C1</claim_id></claim>", headers={"content-type": "application/xml"}))
     # Host headers
     for host in ("evil.example", "evil.example:3000", "127.0.0.1.evil.example", "localhost:1", "h" * 10_000,
@@ -444,7 +449,7 @@ def bad_inputs(good: dict) -> list[Bad]:
         add(Bad(f"{m} {p}", method=m, path=p, body=full if m in ("PUT", "PATCH") else None))
     for q in ("record=maybe", "explain=%00", "record=true&record=false", "record=" + "1" * 100_000):
         add(Bad(f"query {q[:30]}", path=f"/score?{q}", body=full))
-    return out
+    return list({b.name: b for b in reversed(out)}.values())[::-1]  # one of each name, in order
 
 
 def _rss_kb(root: int) -> int:
@@ -504,12 +509,13 @@ def send_bad_inputs(url: str, inputs: list[Bad], key: str | None) -> dict:
 
     port = int(url.rsplit(":", 1)[1])
     res: dict = {"requests": 0, "statuses": Counter(), "server_errors": [], "hangs": [], "unhealthy_after": [],
-                 "transport_errors": [], "scored_by_score": [], "slowest_s": []}
+                 "transport_errors": [], "scored_by_score": [], "slowest_s": [], "by_input": {}}
     times = []
     for bad in inputs:
         t = time.perf_counter()
         try:
             status = send_raw(port, bad, key)
+            res["by_input"][bad.name] = status
             res["statuses"][status] += 1
             if status >= 500:
                 res["server_errors"].append(f"{bad.name}: {status}")
@@ -517,8 +523,10 @@ def send_bad_inputs(url: str, inputs: list[Bad], key: str | None) -> dict:
                 res["scored_by_score"].append(bad.name)  # a bad claim scored (some are harmless: see docs)
         except (socket.timeout, TimeoutError):
             res["hangs"].append(bad.name)
+            res["by_input"][bad.name] = "hang"
         except (OSError, http.client.HTTPException) as exc:  # e.g. the server closed the connection
             res["transport_errors"].append(f"{bad.name}: {type(exc).__name__}")
+            res["by_input"][bad.name] = type(exc).__name__
         res["requests"] += 1
         times.append((time.perf_counter() - t, bad.name))
         try:

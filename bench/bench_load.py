@@ -116,9 +116,16 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
     }
 
 
+def trees(bundle: Path) -> dict:
+    """Trees of the bundle's models (the cost of a claim grows with them)."""
+    return {f.stem: sum(1 for line in f.open() if line.startswith("Tree="))
+            for f in (bundle / "likelihood.txt", bundle / "cause.txt") if f.exists()}
+
+
 def single_bodies(history, n: int, record: bool) -> list[bytes]:
-    """``n`` single-claim bodies, each a new claim id (recorded claims must not repeat one)."""
-    base = new_claims(history, min(n, 500), "LOAD1")
+    """``n`` single-claim bodies, each a new claim id (recorded claims must not repeat one), drawn from as
+    many distinct claims of the history as it has (a few repeated claims would pile up on a few keys)."""
+    base = new_claims(history, min(n, len(history.claims)), "LOAD1")
     return [encode({"claim": dict(base[i % len(base)], claim_id=f"LOAD1-{i}"), "record": record})
             for i in range(n)]
 
@@ -151,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     history = history_for(args.data)
     bundle = args.bundle_dir or small_bundle(Path(tmp.name) / "bundle", args.data, full=True)
     record = not args.no_record
-    res: dict = {"cores": os.cpu_count(), "bundle": str(bundle), "seconds_per_phase": seconds,
+    res: dict = {"cores": os.cpu_count(), "bundle": str(bundle), "trees": trees(bundle), "seconds_per_phase": seconds,
                  "factor": args.factor, "connections": args.connections, "workers": args.workers,
                  "load_avg_before": load_avg()}
     batch = encode({"claims": new_claims(history, 100, "LOADB"), "record": False, "explain": True})
