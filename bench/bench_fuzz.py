@@ -109,6 +109,8 @@ class FuzzStats:
     hangs: int = 0
     failures: list[str] = field(default_factory=list)  # one line per failed check (first 50 kept)
     skipped: list[str] = field(default_factory=list)  # operations/modes schemathesis could not generate for
+    resent: int = 0  # requests whose body was sent before (stateful: a retry, the claim in a batch)
+    seen: set = field(default_factory=set, repr=False)
 
     def fail(self, line: str) -> None:
         if len(self.failures) < 50:
@@ -219,6 +221,11 @@ def _send_case(case, label: str, key: str | None, stats: FuzzStats) -> Any:
         return None
     stats.requests += 1
     stats.statuses[response.status_code] += 1
+    body = getattr(case, "body", None)
+    sent = hash((case.operation.path, json.dumps(body, sort_keys=True, default=str))) if body is not None else None
+    if sent is not None:
+        stats.resent += sent in stats.seen
+        stats.seen.add(sent)
     if response.status_code >= 500:
         stats.server_errors += 1
     try:
@@ -591,6 +598,7 @@ def main(argv: list[str] | None = None) -> dict:
                 fuzz_stateless(url, mode, args.examples, key, st)
             fuzz_stateful(url, args.stateful, key, stats=st)
             d = asdict(st)
+            d.pop("seen")
             d["statuses"] = dict(sorted(st.statuses.items()))
             d["seconds"] = round(time.perf_counter() - t, 1)
             res["schemathesis"] = d
