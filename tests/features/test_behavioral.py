@@ -278,11 +278,16 @@ def test_a_recoupment_in_the_providers_history_raises_its_rate(state, rb, codes)
     b, _ = score(recouped, rb, codes, [(codes["plain"], 1, [])])
     assert b["provider_recoup_rate"] > a["provider_recoup_rate"]
     assert b["provider_rate_units"] > a["provider_rate_units"]  # CO-151: units
+    # the provider's own recoupment, not only its specialty's: a peer's (same specialty) raises it less
+    peer = HistoryState.from_history(_history(codes, recouped=["H12"]), rb)  # H12: OTHER_NPI's claim
+    c, _ = score(peer, rb, codes, [(codes["plain"], 1, [])])
+    assert b["specialty_recoup_rate"] == c["specialty_recoup_rate"]
+    assert b["provider_recoup_rate"] > c["provider_recoup_rate"] and b["provider_recoup_ratio"] > c["provider_recoup_ratio"]
     # a recoupment dated after the submission is not known yet: nothing changes
     late = _history(codes, recouped=["H3"])
     late.recoupments["recouped_date"] = pd.Timestamp("2024-09-01")
-    c, _ = score(HistoryState.from_history(late, rb), rb, codes, [(codes["plain"], 1, [])])
-    assert c["provider_recoup_rate"] == a["provider_recoup_rate"]
+    d, _ = score(HistoryState.from_history(late, rb), rb, codes, [(codes["plain"], 1, [])])
+    assert d["provider_recoup_rate"] == a["provider_recoup_rate"]
 
 
 def test_more_units_raise_the_mue_ratio(state, rb, codes):
