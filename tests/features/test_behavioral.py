@@ -12,23 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import History, validate_frames
-from features.pipeline import compute_features
 from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook, load_rulebook
 from features.state import HistoryState
+from tests.helpers.handmade import SERVICE, claim_rows, features_of, pick_codes, score, tiny_history
 
-NPI = "1000000001"
-OTHER_NPI = "1000000002"
-PAYER = "MCR1"
-SERVICE = "2024-08-01"  # the packaged rulebook is 2024Q3: its edits are in force on this date
-SUBMITTED = "2024-08-10"
 RULE_FEATURES = ("n_mue_exceeded", "ptp_pairs", "ptp_needs_modifier", "ptp_unbypassable", "n_addon_without_primary",
                  "n_dx_invalid", "n_dx_truncated", "dup_lines_matched", "outside_coverage")
-
-
-# ------------------------------------------------------------------------------------------------ codes
-def _five_digit(codes: pd.Series) -> pd.Series:
-    return codes.astype(str).str.fullmatch(r"\d{5}")
 
 
 @pytest.fixture(scope="module")
@@ -38,31 +27,7 @@ def rb() -> Rulebook:
 
 @pytest.fixture(scope="module")
 def codes(rb) -> dict:
-    """Codes picked from the packaged tables: a code with MUE 6, PTP pairs of each modifier indicator in
-    force on SERVICE (one direction only), an add-on code and one of its primaries, ICD-10-CM codes."""
-    addons = rb.addon_primaries
-    mue = rb.table("mue_professional")
-    mue = mue[_five_digit(mue["code"]) & ~mue["code"].astype(str).isin(addons)]
-    limit = dict(zip(mue["code"].astype(str), mue["mue_units"]))
-    mue6 = sorted(c for c, u in limit.items() if u == 6)[0]
-    ptp = rb.table("ptp_professional")
-    ptp = ptp[(ptp["deletion_date"] == 99991231) & ptp["column_1"].isin(limit) & ptp["column_2"].isin(limit)]
-    ptp = ptp[(ptp["column_1"].map(limit) >= 2) & (ptp["column_2"].map(limit) >= 2)]
-    both = set(zip(ptp["column_1"], ptp["column_2"]))
-    pairs = {}
-    for ind in (0, 1):
-        rows = ptp[ptp["modifier_indicator"] == ind].sort_values(["column_1", "column_2"])
-        pairs[ind] = next((a, b) for a, b in zip(rows["column_1"], rows["column_2"]) if (b, a) not in both)
-    addon = sorted(c for c, p in addons.items() if p and len(c) == 5 and c.isdigit()
-                   and all(len(x) == 5 and x.isdigit() for x in p))[0]
-    icd = rb.table("icd10cm")
-    billable = icd.loc[icd["billable"], "code"].astype(str)
-    category = icd.loc[~icd["billable"], "code"].astype(str)
-    invalid = "Z999ZZZ"
-    assert int(rb.icd_status([invalid])[0]) == 2, "the made-up diagnosis is not in ICD-10-CM"
-    return {"mue6": mue6, "ptp_modifier": pairs[1], "ptp_never": pairs[0], "addon": addon,
-            "primary": sorted(addons[addon])[0], "dx": billable.iloc[0], "dx_truncated": category.iloc[0],
-            "dx_invalid": invalid, "plain": mue6}
+    return pick_codes(rb)
 
 
 def test_picked_codes_are_what_the_tests_need(rb, codes):
@@ -77,63 +42,10 @@ def test_picked_codes_are_what_the_tests_need(rb, codes):
     assert list(rb.icd_status([codes["dx"], codes["dx_truncated"], codes["dx_invalid"]])) == [0, 1, 2]
 
 
-# ------------------------------------------------------------------------------------------------ claims
-def _claim_rows(cid: str, lines: list[tuple], patient: str = "P1", npi: str = NPI, dx: list[str] | None = None,
-                service: str = SERVICE, submitted: str = SUBMITTED, codes: dict | None = None) -> tuple[dict, list]:
-    """One claim and its lines as raw contract rows; ``lines``: (procedure code, units, modifiers)."""
-    dx = dx or [codes["dx"]]
-    rows = [{"claim_id": cid, "line_number": i + 1, "service_date": service, "procedure_code": code,
-             "modifiers": ";".join(mods), "units": float(units), "line_charge": 100.0, "diagnosis_pointers": "1"}
-            for i, (code, units, mods) in enumerate(lines)]
-    claim = {"claim_id": cid, "patient_id": patient, "billing_npi": npi, "payer_id": PAYER, "plan_type": "medicare",
-             "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
-             "submitted_date": submitted, "total_charge": 100.0 * len(lines), "diagnosis_codes": ";".join(dx),
-             "paid_date": "", "paid_amount": ""}
-    return claim, rows
-
-
-def _typed(claims: list[dict], lines: list[dict], **tables) -> History:
-    return validate_frames({"claims": pd.DataFrame(claims), "claim_lines": pd.DataFrame(lines), **tables})
-
-
-def _history(codes: dict, rename: dict | None = None, recouped: list[str] = ()) -> History:
-    """Ten earlier claims of the provider (patients P1..P5) and five of a peer, covered all of 2024;
-    ``recouped``: ids of claims recouped before SUBMITTED; ``rename``: patient id -> new id."""
-    rename = rename or {}
-    claims, lines = [], []
-    for i in range(15):
-        npi = NPI if i < 10 else OTHER_NPI
-        day = str((pd.Timestamp("2024-02-01") + pd.Timedelta(days=7 * i)).date())
-        c, ls = _claim_rows(f"H{i}", [(codes["plain"], 1, [])], patient=rename.get(f"P{i % 5 + 1}", f"P{i % 5 + 1}"),
-                            npi=npi, service=day, submitted=day, codes=codes)
-        claims.append({**c, "paid_date": day, "paid_amount": 60.0})
-        lines += ls
-    patients = [rename.get(f"P{i}", f"P{i}") for i in range(1, 6)]
-    coverage = pd.DataFrame({"patient_id": patients, "payer_id": PAYER, "plan_type": "medicare",
-                             "coverage_start": "2024-01-01", "coverage_end": "2024-12-31"})
-    providers = pd.DataFrame({"npi": [NPI, OTHER_NPI], "taxonomy_code": "207Q00000X"})
-    rec = pd.DataFrame({"claim_id": list(recouped), "recouped_date": "2024-07-01", "recouped_amount": 60.0,
-                        "carc": "CO-151"})
-    return _typed(claims, lines, coverage=coverage, providers=providers,
-                  recoupments=rec if len(rec) else None)
-
-
 @pytest.fixture(scope="module")
 def state(codes, rb) -> HistoryState:
     """Read-only use (no ``record``): shared by the tests of this module."""
-    return HistoryState.from_history(_history(codes), rb)
-
-
-def features_of(state: HistoryState, rb: Rulebook, claim: dict, lines: list[dict], record: bool = False):
-    """(feature row as a Series, rule hits frame) of one claim scored against ``state``."""
-    h = _typed([claim], lines)
-    res = compute_features(h.claims, h.claim_lines, state, rb, record=record)
-    return res.X.iloc[0], res.hits
-
-
-def score(state, rb, codes, lines, **kw):
-    claim, rows = _claim_rows(kw.pop("cid", "NEW"), lines, codes=codes, **kw)
-    return features_of(state, rb, claim, rows)
+    return HistoryState.from_history(tiny_history(codes), rb)
 
 
 # ------------------------------------------------------------------------------------------------ minimum functionality
@@ -180,7 +92,7 @@ def test_ncci_modifier_bypasses_only_where_the_edit_allows(state, rb, codes, mod
 
 def test_ncci_pair_on_two_dates_is_no_pair(state, rb, codes):
     col1, col2 = codes["ptp_never"]
-    claim, rows = _claim_rows("NEW", [(col1, 1, []), (col2, 1, [])], codes=codes)
+    claim, rows = claim_rows("NEW", [(col1, 1, []), (col2, 1, [])], codes=codes)
     rows[1]["service_date"] = "2024-08-02"
     x, hits = features_of(state, rb, claim, rows)
     assert x["ptp_pairs"] == 0 and len(hits) == 0
@@ -223,18 +135,18 @@ def test_patient_without_coverage_on_file_is_unknown_not_a_finding(state, rb, co
 
 
 def test_same_patient_code_and_date_as_an_earlier_claim_is_a_duplicate(codes, rb):
-    st = HistoryState.from_history(_history(codes), rb)  # this test records claims: its own state
-    first, first_rows = _claim_rows("FIRST", [(codes["plain"], 1, [])], codes=codes)
+    st = HistoryState.from_history(tiny_history(codes), rb)  # this test records claims: its own state
+    first, first_rows = claim_rows("FIRST", [(codes["plain"], 1, [])], codes=codes)
     x, hits = features_of(st, rb, first, first_rows, record=True)
     assert x["dup_lines_matched"] == 0 and not (hits["rule"] == "duplicate").any()
-    again, rows = _claim_rows("AGAIN", [(codes["plain"], 1, [])], codes=codes, submitted="2024-08-12")
+    again, rows = claim_rows("AGAIN", [(codes["plain"], 1, [])], codes=codes, submitted="2024-08-12")
     x, hits = features_of(st, rb, again, rows)
     assert x["dup_lines_matched"] == 1 and x["dup_all_lines_matched"] == 1 and x["dup_days_since_match"] == 2
     dup = hits[hits["rule"] == "duplicate"]
     assert list(dup["ref"]) == ["FIRST"] and list(dup["code"]) == [codes["plain"]]
     # another patient, or another date: no duplicate
     for kw in ({"patient": "P2"}, {"service": "2024-08-02"}):
-        other, rows = _claim_rows("OTHER", [(codes["plain"], 1, [])], codes=codes, **kw)
+        other, rows = claim_rows("OTHER", [(codes["plain"], 1, [])], codes=codes, **kw)
         x, hits = features_of(st, rb, other, rows)
         assert x["dup_lines_matched"] == 0 and not (hits["rule"] == "duplicate").any(), kw
 
@@ -257,7 +169,7 @@ def test_renaming_the_claim_changes_no_feature(state, rb, codes):
 
 
 def test_renaming_a_patient_everywhere_changes_no_feature(state, rb, codes):
-    renamed = HistoryState.from_history(_history(codes, rename={"P1": "ZZ-9"}), rb)
+    renamed = HistoryState.from_history(tiny_history(codes, rename={"P1": "ZZ-9"}), rb)
     a, ha = score(state, rb, codes, [(codes["plain"], 1, [])], patient="P1")
     b, hb = score(renamed, rb, codes, [(codes["plain"], 1, [])], patient="ZZ-9")
     assert a["patient_n_claims"] > 0  # the patient has a history: the test compares something
@@ -273,18 +185,18 @@ def test_modifiers_a_pair_does_not_need_change_no_rule_feature(state, rb, codes)
 
 # ------------------------------------------------------------------------------------------------ direction
 def test_a_recoupment_in_the_providers_history_raises_its_rate(state, rb, codes):
-    recouped = HistoryState.from_history(_history(codes, recouped=["H3"]), rb)
+    recouped = HistoryState.from_history(tiny_history(codes, recouped=["H3"]), rb)
     a, _ = score(state, rb, codes, [(codes["plain"], 1, [])])
     b, _ = score(recouped, rb, codes, [(codes["plain"], 1, [])])
     assert b["provider_recoup_rate"] > a["provider_recoup_rate"]
     assert b["provider_rate_units"] > a["provider_rate_units"]  # CO-151: units
     # the provider's own recoupment, not only its specialty's: a peer's (same specialty) raises it less
-    peer = HistoryState.from_history(_history(codes, recouped=["H12"]), rb)  # H12: OTHER_NPI's claim
+    peer = HistoryState.from_history(tiny_history(codes, recouped=["H12"]), rb)  # H12: OTHER_NPI's claim
     c, _ = score(peer, rb, codes, [(codes["plain"], 1, [])])
     assert b["specialty_recoup_rate"] == c["specialty_recoup_rate"]
     assert b["provider_recoup_rate"] > c["provider_recoup_rate"] and b["provider_recoup_ratio"] > c["provider_recoup_ratio"]
     # a recoupment dated after the submission is not known yet: nothing changes
-    late = _history(codes, recouped=["H3"])
+    late = tiny_history(codes, recouped=["H3"])
     late.recoupments["recouped_date"] = pd.Timestamp("2024-09-01")
     d, _ = score(HistoryState.from_history(late, rb), rb, codes, [(codes["plain"], 1, [])])
     assert d["provider_recoup_rate"] == a["provider_recoup_rate"]
@@ -296,9 +208,9 @@ def test_more_units_raise_the_mue_ratio(state, rb, codes):
 
 
 def test_recording_a_claim_raises_the_patients_count(codes, rb):
-    st = HistoryState.from_history(_history(codes), rb)
+    st = HistoryState.from_history(tiny_history(codes), rb)
     a, _ = score(st, rb, codes, [(codes["plain"], 1, [])], cid="N1", patient="P2")
-    claim, rows = _claim_rows("N1", [(codes["plain"], 1, [])], patient="P2", codes=codes)
+    claim, rows = claim_rows("N1", [(codes["plain"], 1, [])], patient="P2", codes=codes)
     features_of(st, rb, claim, rows, record=True)
     b, _ = score(st, rb, codes, [(codes["plain"], 1, [])], cid="N2", patient="P2", service="2024-08-03",
                  submitted="2024-08-11")
