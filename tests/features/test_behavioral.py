@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.claim import EM_LEVEL
 from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook, load_rulebook
 from features.state import HistoryState
 from tests.helpers.handmade import SERVICE, claim_rows, features_of, pick_codes, score, tiny_history
@@ -161,6 +162,22 @@ def test_one_claim_per_rule_together(state, rb, codes):
     assert x["n_mue_exceeded"] == 1 and x["ptp_unbypassable"] >= 1 and x["n_addon_without_primary"] == 1
 
 
+def test_em_visit_with_modifier_25_and_no_procedure(state, rb, codes):
+    em = max(EM_LEVEL, key=lambda c: (EM_LEVEL[c], c))  # a level-5 visit code of features.claim
+    x, hits = score(state, rb, codes, [(em, 1, ["25"])])
+    assert x["em_level"] == EM_LEVEL[em] == 5 and x["has_mod_25"] == 1 and x["mod25_without_procedure"] == 1
+    x, _ = score(state, rb, codes, [(em, 1, [])])
+    assert x["has_mod_25"] == 0 and x["mod25_without_procedure"] == 0
+
+
+def test_paperwork_flags(state, rb, codes):
+    claim, rows = claim_rows("NEW", [(codes["plain"], 1, [])], codes=codes)
+    bare, _ = features_of(state, rb, claim, rows)
+    sent, _ = features_of(state, rb, {**claim, "prior_auth_number": "PA123", "has_attachment": "true"}, rows)
+    assert (bare["has_prior_auth"], bare["has_attachment"]) == (0, 0)
+    assert (sent["has_prior_auth"], sent["has_attachment"]) == (1, 1)
+
+
 # ------------------------------------------------------------------------------------------------ invariance
 def test_renaming_the_claim_changes_no_feature(state, rb, codes):
     a, _ = score(state, rb, codes, [(codes["mue6"], 8, [])], cid="NEW")
@@ -194,7 +211,8 @@ def test_a_recoupment_in_the_providers_history_raises_its_rate(state, rb, codes)
     peer = HistoryState.from_history(tiny_history(codes, recouped=["H12"]), rb)  # H12: OTHER_NPI's claim
     c, _ = score(peer, rb, codes, [(codes["plain"], 1, [])])
     assert b["specialty_recoup_rate"] == c["specialty_recoup_rate"]
-    assert b["provider_recoup_rate"] > c["provider_recoup_rate"] and b["provider_recoup_ratio"] > c["provider_recoup_ratio"]
+    assert b["provider_recoup_rate"] > c["provider_recoup_rate"]
+    assert b["provider_recoup_ratio"] > c["provider_recoup_ratio"]
     # a recoupment dated after the submission is not known yet: nothing changes
     late = tiny_history(codes, recouped=["H3"])
     late.recoupments["recouped_date"] = pd.Timestamp("2024-09-01")

@@ -22,9 +22,20 @@ def _five_digit(codes: pd.Series) -> pd.Series:
     return codes.astype(str).str.fullmatch(r"\d{5}")
 
 
+_PICKED: dict[str, dict] = {}
+
+
 def pick_codes(rb: Rulebook) -> dict:
     """Codes picked from the packaged tables: a code with MUE 6, PTP pairs of each modifier indicator in
-    force on SERVICE (one direction only), an add-on code and one of its primaries, ICD-10-CM codes."""
+    force on SERVICE (one direction only), an add-on code and one of its primaries, ICD-10-CM codes.
+    Remembered per rulebook: callers must not change the dict."""
+    key = str(rb.data_dir)
+    if key not in _PICKED:
+        _PICKED[key] = _pick(rb)
+    return _PICKED[key]
+
+
+def _pick(rb: Rulebook) -> dict:
     addons = rb.addon_primaries
     mue = rb.table("mue_professional")
     mue = mue[_five_digit(mue["code"]) & ~mue["code"].astype(str).isin(addons)]

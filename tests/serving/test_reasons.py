@@ -108,7 +108,8 @@ def test_rule_hit_texts_name_their_facts(risky, codes, rb):
     mue = by_rule["mue"]
     assert mue["code"] == codes["mue6"] and mue["value"] == 8 and mue["limit"] == 6
     assert f"8 units of {codes['mue6']}" in mue["text"] and "limit of 6" in mue["text"]
-    assert by_rule["invalid_icd"]["code"] == codes["dx_invalid"] and codes["dx_invalid"] in by_rule["invalid_icd"]["text"]
+    icd = by_rule["invalid_icd"]
+    assert icd["code"] == codes["dx_invalid"] and codes["dx_invalid"] in icd["text"]
     assert by_rule["unknown_code"]["code"] == "NEWPAYER" and "payer id NEWPAYER" in by_rule["unknown_code"]["text"]
 
 
