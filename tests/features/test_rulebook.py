@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook, load_rulebook
 from features.rulebook import build as rulebook_build
-
-REFERENCE = Path("/work/shared/reference")
+from tests.helpers.paths import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +155,9 @@ def test_vocabularies(rb):
 
 
 def test_rebuild_reproduces_packaged_tables(tmp_path, rb):
-    if not (REFERENCE / "ncci_ptp_practitioner_2024-07-01.csv.gz").exists():
-        pytest.skip("no raw reference tables on this machine")
-    meta = rulebook_build.build(REFERENCE, tmp_path, "2024Q3")
+    reference = shared_path("reference")
+    assert (reference / "ncci_ptp_practitioner_2024-07-01.csv.gz").exists(), f"{reference} lacks the raw PTP table"
+    meta = rulebook_build.build(reference, tmp_path, "2024Q3")
     assert meta["rows"] == rb.meta["rows"]
     fresh = Rulebook(tmp_path)
     assert fresh.version == "2024Q3"

@@ -38,11 +38,41 @@ def test_bad_input_is_one_line_reason_and_nonzero_exit(tmp_path, monkeypatch):
     res = runner.invoke(app, ["train", "--data", str(bad)])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "claims.csv" in res.output and "billing_npi" in res.output
+
+
+def test_score_bad_data_with_a_model_names_the_file(trained, tmp_path, monkeypatch):
+    """A model is there (RECOUP_BUNDLE_DIR): the reason given is the contract problems of the data."""
+    monkeypatch.setenv("RECOUP_BUNDLE_DIR", str(trained["bundle_dir"]))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "claims.csv").write_text("claim_id,patient_id\nC1,P1\n")
+    (bad / "claim_lines.csv").write_text("claim_id,line_number\nC1,1\n")
     res = runner.invoke(app, ["score", "--data", str(bad), "--out", str(tmp_path / "s.csv")])
-    # no model in this home (or, when BentoML's store was already bound by an earlier test, the contract
-    # problems): either way a clear reason and exit 2
-    assert res.exit_code == 2 and "Traceback" not in res.output
-    assert "recoup train" in res.output or "claims.csv" in res.output
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert res.output.startswith("error: ") and "recoup train" not in res.output
+    assert "claims.csv" in res.output and "billing_npi" in res.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_without_a_model_says_to_train(small_history_dir, tmp_path):
+    """No model anywhere (a fresh process: BentoML binds its store once per process, so an earlier test's
+    store cannot leak in): one line saying to run `recoup train`, exit 2."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "RECOUP_BUNDLE_DIR"}
+    # an empty file store: the same "no champion" answer as an empty SQLite store, without its migrations
+    env.update(RECOUP_HOME=str(tmp_path / "home"), BENTOML_HOME=str(tmp_path / "home" / "bentoml"),
+               MLFLOW_TRACKING_URI=(tmp_path / "mlruns").as_uri(), PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
+    res = subprocess.run([sys.executable, "-m", "recoup.cli", "score", "--data", str(small_history_dir),
+                          "--out", str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "recoup train" in err[0], res.stderr
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_generate_writes_a_valid_history(tmp_path):

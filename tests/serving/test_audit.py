@@ -141,8 +141,9 @@ def test_amounts_at_risk_by_cause(trained):
     assert (r["bundling"] <= p + 1e-6).all() and (r["units"] <= p + 1e-6).all()
     mue = bs.feats.hits[bs.feats.hits["rule"] == "mue"]["claim_id"].unique()
     has = r.index.isin(mue)
-    if has.any():  # hit claims: excess share of the lines, not the learned share
-        assert not np.allclose(r.loc[has, "units"], p[has] * float(share.get("units", 1.0)))
+    assert has.any(), "the history has paid claims over an MUE limit"
+    # hit claims: excess share of the lines, not the learned share
+    assert not np.allclose(r.loc[has, "units"], p[has] * float(share.get("units", 1.0)))
 
 
 # ------------------------------------------------------------------------------------------ output written safely

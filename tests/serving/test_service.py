@@ -143,7 +143,9 @@ def test_resubmitted_duplicate_is_caught(client, trained):
     assert "DUP-0" not in duplicate_refs(a)
     b = client.post("/score", json={"claim": second}).json()
     assert "DUP-0" in duplicate_refs(b), b["rule_hits"]
-    assert any(r["code"] == "duplicate" for r in b["reasons"]) or b["rule_hits"]
+    dup = [h for h in b["rule_hits"] if h["rule"] == "duplicate" and h.get("ref") == "DUP-0"]
+    assert all("DUP-0" in h["text"] and h["code"] in h["text"] for h in dup), dup
+    assert {h["code"] for h in dup} == {ln["procedure_code"] for ln in first["lines"]}
 
 
 def test_what_if_scoring_is_not_recorded(client, trained):

@@ -1,0 +1,115 @@
+"""`recoup evaluate` on the session's trained model, and the promotion gate: a better challenger passes,
+a worse one (or a worse-calibrated one) is refused, on the champion's predictions of the same window.
+
+Touches training.evaluate (``evaluate_history``), training.registry (``download_bundle``,
+``promotion_gate``) and the CLI: adapt the imports if these move."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recoup.cli import app
+from training.metrics import binary_metrics
+
+runner = CliRunner()
+
+
+def test_recoup_evaluate_prints_the_metrics(trained):
+    res = runner.invoke(app, ["evaluate", "--data", str(trained["data_dir"])])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert f"(trained as of {trained['result'].bundle.meta['as_of']})" in out.splitlines()[0]
+    values = {}
+    for name in ("n", "roc_auc", "pr_auc", "brier", "ece"):
+        m = re.search(rf"^{name}\s+([0-9.,]+)", out, re.M)
+        assert m, f"no {name} row in:\n{out}"
+        values[name] = float(m.group(1).replace(",", ""))
+    assert values["n"] > 0 and 0.5 < values["roc_auc"] <= 1 and 0 < values["pr_auc"] <= 1
+    assert 0 <= values["brier"] <= 1 and 0 <= values["ece"] <= 1
+    assert "logged to MLflow run" in out
+
+
+def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
+    from features.bundle import ModelBundle
+    from training.evaluate import evaluate_history
+    from training.labels import make_labels
+
+    bundle = ModelBundle.load(trained["bundle_dir"])
+    history = trained["history"]
+    d = history.claims["submitted_date"]
+    since, until = str(d.quantile(0.2).date()), str(d.quantile(0.6).date())
+    out = evaluate_history(bundle, history, since, until)
+    labels = make_labels(history, history.last_date, 365)
+    sd = labels["submitted_date"]
+    win = labels["mature"] & (sd >= pd.Timestamp(since)) & (sd <= pd.Timestamp(until))
+    m = out["metrics"]
+    assert m["n"] == win.sum() and m["positives"] == labels.loc[win, "label"].sum()
+    assert set(out["scored"].index) == set(labels.index[win])
+    y, p = out["scored"]["label"].to_numpy(), out["scored"]["probability"].to_numpy()
+    assert m["pr_auc"] == pytest.approx(binary_metrics(y, p, y, p, [0.1])["pr_auc"])
+    assert since <= out["window"][0] <= out["window"][1] <= until
+
+
+def test_recoup_evaluate_on_a_window_without_outcomes_is_one_line(trained):
+    res = runner.invoke(app, ["evaluate", "--data", str(trained["data_dir"]), "--since", "2099-01-01"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert [ln for ln in res.output.splitlines() if ln.strip()][0].startswith("error: no matured claims")
+
+
+# ------------------------------------------------------------------------------------------------ promotion gate
+def challenger(trained, probability: np.ndarray):
+    """The session's training result with other predictions on the same latest window (what the gate
+    compares against the champion's predictions of that window)."""
+    result = trained["result"]
+    scored = result.scored.copy()
+    scored["probability"] = probability
+    y = scored["label"].to_numpy()
+    metrics = binary_metrics(y, probability, scored["recouped_amount"].to_numpy(), probability,
+                             trained["config"]["capacities"])
+    return dataclasses.replace(result, scored=scored, metrics=metrics)
+
+
+@pytest.fixture(scope="module")
+def gate(trained):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from features.settings import tracking_uri
+    from training.registry import promotion_gate
+
+    mlflow.set_tracking_uri(tracking_uri())
+    info = trained["info"]
+
+    def run(result) -> dict:
+        return promotion_gate(result, trained["config"], info["version"], MlflowClient(), info["name"])
+    return run
+
+
+def test_gate_promotes_a_better_challenger(trained, gate):
+    y = trained["result"].scored["label"].to_numpy().astype(float)
+    g = gate(challenger(trained, y))  # every recouped claim first, calibrated: better than any model
+    assert g["pass"] is True and g["challenger_pr_auc"] == 1.0 > g["champion_pr_auc"]
+    assert g["champion_version"] == trained["info"]["version"]
+
+
+def test_gate_refuses_a_worse_challenger(trained, gate):
+    n = len(trained["result"].scored)
+    rate = trained["result"].scored["label"].mean()
+    g = gate(challenger(trained, np.full(n, rate)))  # no ranking at all
+    assert g["pass"] is False and g["challenger_pr_auc"] < g["champion_pr_auc"]
+    same = gate(trained["result"])  # the champion itself: no gain, no promotion
+    assert same["pass"] is False and same["challenger_pr_auc"] == pytest.approx(same["champion_pr_auc"])
+
+
+def test_gate_refuses_a_better_ranking_with_worse_calibration(trained, gate):
+    y = trained["result"].scored["label"].to_numpy()
+    g = gate(challenger(trained, np.where(y == 1, 0.99, 0.9)))  # perfect order, far too high
+    assert g["challenger_pr_auc"] == 1.0 > g["champion_pr_auc"]
+    assert g["challenger_ece"] > g["champion_ece"] + trained["config"]["promotion"]["max_ece_increase"]
+    assert g["pass"] is False
