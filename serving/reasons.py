@@ -2,7 +2,7 @@
 
 Reasons come from LightGBM's own TreeSHAP contributions (``pred_contrib``) of the likelihood model:
 features are grouped into families a billing person recognises, the families that push the risk up
-most are kept (top 3 to 5), and each is written as a sentence with the claim's specifics (codes,
+most are kept (up to 5; never one that lowers it), and each is written as a sentence with the claim's specifics (codes,
 units, limits, the claim it duplicates, how the provider compares with peers).
 """
 
@@ -17,7 +17,6 @@ from features.contract import CAUSES
 from features.rulebook import MAI_TEXT, Rulebook
 
 MAX_REASONS = 5
-MIN_REASONS = 3
 
 # feature -> family (first matching prefix wins)
 FAMILY_PREFIXES: list[tuple[str, str]] = [
@@ -244,7 +243,8 @@ _CLAIM_FIELDS = ("claim_id", "plan_type", "submitted_date", "frequency_code", "p
 
 def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame | tuple, hits: pd.DataFrame,
                 claims: pd.DataFrame) -> dict[str, list[dict]]:
-    """Per claim: 3-5 families with the largest positive TreeSHAP contribution, as sentences."""
+    """Per claim: up to 5 families with the largest positive TreeSHAP contributions, as sentences (none
+    that lowers the risk, even when fewer remain)."""
     fam_names, members = _family_members(tuple(feature_names))
     F = np.zeros((contrib.shape[0], len(fam_names)))
     body = contrib[:, :-1]
@@ -270,7 +270,7 @@ def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame |
         claim = {c: c_data[j][i] for j, c in enumerate(c_cols)}
         reasons = []
         for j in np.argsort(-F[i], kind="stable"):
-            if len(reasons) >= MAX_REASONS or (F[i, j] <= 0 and len(reasons) >= MIN_REASONS):
+            if len(reasons) >= MAX_REASONS or F[i, j] <= 0:  # a reason states a fact that raises risk
                 break
             text = _reason_text(fam_names[j], x, claim, by_claim)
             if text:

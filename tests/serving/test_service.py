@@ -37,7 +37,7 @@ def test_score_one_claim(client, good):
     assert s["claim_id"] == good["claim_id"] and 0 <= s["recoupment_probability"] <= 1
     assert s["risk_band"] in ("low", "medium", "high")
     assert len(s["causes"]) == 8 and s["causes"][0]["probability"] >= s["causes"][-1]["probability"]
-    assert 3 <= len(s["reasons"]) <= 5 and all(x["text"] for x in s["reasons"])
+    assert len(s["reasons"]) <= 5 and all(x["text"] and x["contribution"] > 0 for x in s["reasons"])
     fast = client.post("/score?explain=false", json={"claim": good, "record": False}).json()
     assert fast["reasons"] == [] and fast["recoupment_probability"] == s["recoupment_probability"]
 
@@ -131,7 +131,8 @@ def test_batch_with_one_bad_claim(client, trained):
     assert "error" in out[2] and out[2]["error"]["fields"][0]["field"] == "claims[2].lines[0].units"
     assert "error" in out[4] and "claims[4].submitted_date" in {f["field"] for f in out[4]["error"]["fields"]}
     for i in (0, 1, 3):
-        assert "error" not in out[i] and 0 <= out[i]["recoupment_probability"] <= 1 and out[i]["reasons"]
+        assert "error" not in out[i] and 0 <= out[i]["recoupment_probability"] <= 1
+        assert all(x["contribution"] > 0 for x in out[i]["reasons"])
     r = client.post("/score_batch", json={"claims": [claims[0], claims[0]], "record": False})
     assert all("error" in o for o in r.json())  # the same claim_id twice in one batch
 
