@@ -191,7 +191,7 @@ class KeyStore:
         self._checked = now
         try:
             st = self.path.stat()
-            sig: tuple | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+            sig: tuple | None = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)  # mode: chmod is seen
         except FileNotFoundError:
             sig = None
         except OSError:
