@@ -343,7 +343,8 @@ class Guard:
         self.any_host = "*" in self.config.hosts
         self.hosts = set(self.config.hosts)
         self.keys = KeyStore(self.config.keys_path or keys_file())
-        self.local_only = is_loopback(self.config.bind_host)
+        # any Host allowed: a web page that rebinds its name to 127.0.0.1 would be a "local" caller
+        self.local_only = is_loopback(self.config.bind_host) and not self.any_host
         self.inner: Any = self._guarded
         if self.config.cors_origins:
             from starlette.middleware.cors import CORSMiddleware

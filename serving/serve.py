@@ -131,6 +131,10 @@ def _security_env(env: dict[str, str], host: str, allowed_hosts: list[str] | Non
         if is_all_interfaces(host) and not hosts:
             raise RecoupError(f"--host {host} needs --allowed-host NAME (the host name clients call, e.g. "
                               f"scoring.example.org; repeatable) or RECOUP_ALLOWED_HOSTS, or '*' for any")
+    if "*" in hosts and not keys:
+        raise RecoupError(f"--allowed-host '*' lets any web page reach the service through DNS rebinding, "
+                          f"which needs an API key and there is none in {path}; create one with: "
+                          f"recoup keys create NAME")
     env["RECOUP_SERVICE_HOST"] = host
     env["RECOUP_ALLOWED_HOSTS"] = ",".join(hosts)
     env["RECOUP_API_KEYS_FILE"] = str(path)

@@ -123,6 +123,33 @@ def test_host_header_with_a_bad_port_is_not_allowed():
         assert host_of(bad) not in allowed, bad
 
 
+def test_any_host_without_a_key_serves_nobody(tmp_path):
+    """Before: with RECOUP_ALLOWED_HOSTS='*' on loopback and no key, a web page whose name was rebound to
+    127.0.0.1 was a local caller: it could record claims and read scores."""
+    import asyncio
+
+    from serving.security import Guard, GuardConfig
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def status(hosts: list[str]) -> int:
+        guard = Guard(app, {"/model"}, GuardConfig("127.0.0.1", hosts, [], tmp_path / "none.json"))
+        scope = {"type": "http", "method": "GET", "path": "/model", "client": ("127.0.0.1", 5000),
+                 "headers": [(b"host", b"rebound.evil.example:3000")]}
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(guard(scope, None, send))
+        return sent[0]["status"]
+
+    assert status(["localhost", "127.0.0.1", "::1"]) == 400  # the Host check
+    assert status(["*"]) == 401  # any Host: no longer "local" without a key
+
+
 def test_json_depth_skips_strings():
     from serving.service import MAX_JSON_DEPTH, json_depth
 

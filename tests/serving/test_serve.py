@@ -62,6 +62,13 @@ def test_other_hosts_need_a_key_and_an_allowed_host(tmp_path):
     assert "--allowed-host" in line
 
 
+def test_any_host_on_loopback_needs_a_key(tmp_path):
+    """Before: `--allowed-host '*'` without a key started, open to any web page through DNS rebinding."""
+    env = {**os.environ, "RECOUP_API_KEYS_FILE": str(tmp_path / "keys.json")}
+    line = _error_line(_recoup(["serve", "--allowed-host", "*", "--port", str(free_port())], env))
+    assert "DNS rebinding" in line and "recoup keys create NAME" in line
+
+
 def test_tls_files_that_do_not_load_are_one_line(trained, tmp_path):
     """Before: a certificate and key that do not load (swapped, not PEM, encrypted) started the service,
     whose workers then failed with a traceback and were restarted forever, never ready."""
