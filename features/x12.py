@@ -608,6 +608,10 @@ class Claims837:
     def on_DTP(self, no: int, seg: list[str]) -> None:
         qual, value = el(seg, 1), x12_date(el(seg, 3))
         if value is None:
+            if qual in ("472", "434", "435") and el(seg, 3).strip():  # not a date: counted where it is replaced
+                target = self.line if self.loop == "2400" else self.claim
+                if target is not None:
+                    target["bad_date"] = True
             return
         if self.loop == "2300" and self.claim is not None:
             self.claim["dates"].setdefault(qual, value)
@@ -775,6 +779,8 @@ class Claims837:
             if units is None or units == 0:
                 units = 1.0
                 row["_ph"].append("units 1 (missing or zero units)")
+            if ln["service_date"] is None and (ln.get("bad_date") or c.get("bad_date")):
+                row["_ph"].append("service_date from the claim or submission date (DTP date not valid)")
             number_ = ln["lx"] if ln["lx"] and ln["lx"] not in used else max(used | {i - 1, 0}) + 1
             used.add(number_)
             mods = [m for m in ln["modifiers"] if _MODIFIER_RE.match(m)][:4]
@@ -1278,6 +1284,8 @@ def _apply_payments(claim: dict, lines: list[dict], rs: list[dict], ph: Counter)
             paid += r["paid"]
             first_date = first_date or r["remittance_date"]
             contributing.append((r, 1.0))
+        elif r["paid"] < 0:
+            ph["negative CLP04 of a remittance that is not a reversal (not a payment)"] += 1
     claim["paid_amount"] = round(paid, 2)
     if inferred and first_date is None:
         first_date = claim["submitted_date"]
@@ -1292,6 +1300,8 @@ def _apply_payments(claim: dict, lines: list[dict], rs: list[dict], ph: Counter)
     for r, sign in contributing:
         for ln, svc in match_lines(lines, r["_lines"]):
             if svc["paid"] is not None:
+                if ln["line_paid"] + sign * svc["paid"] < 0:
+                    ph["line_paid 0 (negative SVC03 in a payment)"] += 1
                 ln["line_paid"] = round(max(0.0, ln["line_paid"] + sign * svc["paid"]), 2)
 
 

@@ -71,14 +71,19 @@ def _now() -> str:
 def read_keys(path: Path | None = None) -> list[dict]:
     """Every entry of the key file (active and revoked); [] when there is no file.
 
-    A file that exists but cannot be read as a key file raises RecoupError naming it."""
+    A file that exists but cannot be read as a key file, or that other users may write (they could add
+    a key of their own), raises RecoupError naming it."""
     path = path or keys_file()
     try:
         raw = path.read_bytes()
+        mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise RecoupError(f"{path}: cannot read the API key file ({exc.strerror})") from None
+    if mode & 0o022:
+        raise RecoupError(f"{path}: the API key file is writable by other users (mode {mode:o}), who could add "
+                          f"a key of their own; chmod 600 {path}")
     try:
         doc = json.loads(raw)
         keys = doc["keys"]
@@ -186,7 +191,7 @@ class KeyStore:
         self._checked = now
         try:
             st = self.path.stat()
-            sig: tuple | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+            sig: tuple | None = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)  # mode: chmod is seen
         except FileNotFoundError:
             sig = None
         except OSError:
@@ -251,11 +256,21 @@ def allowed_hosts(bind_host: str, extra: list[str]) -> list[str]:
 
 
 def host_of(header: str) -> str:
-    """The name of a Host header without its port: ``a.b:3000`` -> ``a.b``, ``[::1]:3000`` -> ``::1``."""
+    """The name of a Host header without its port: ``a.b:3000`` -> ``a.b``, ``[::1]:3000`` -> ``::1``.
+    A header whose port is not digits (``localhost:1@evil.org``) is returned whole: no allowed name."""
     h = header.strip().lower()
     if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+        end = h.find("]")
+        name, port = (h[1:end], h[end + 1:]) if end > 0 else (h, "")
+        return name if port == "" or (port[:1] == ":" and _is_port(port[1:])) else h
+    if h.count(":") == 1:
+        name, port = h.rsplit(":", 1)
+        return name if _is_port(port) else h
+    return h
+
+
+def _is_port(text: str) -> bool:
+    return text == "" or (text.isascii() and text.isdigit() and len(text) <= 5)
 
 
 # --------------------------------------------------------------------------------------
@@ -328,7 +343,8 @@ class Guard:
         self.any_host = "*" in self.config.hosts
         self.hosts = set(self.config.hosts)
         self.keys = KeyStore(self.config.keys_path or keys_file())
-        self.local_only = is_loopback(self.config.bind_host)
+        # any Host allowed: a web page that rebinds its name to 127.0.0.1 would be a "local" caller
+        self.local_only = is_loopback(self.config.bind_host) and not self.any_host
         self.inner: Any = self._guarded
         if self.config.cors_origins:
             from starlette.middleware.cors import CORSMiddleware

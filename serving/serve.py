@@ -53,6 +53,20 @@ def check_port_free(host: str, port: int) -> None:
             raise RecoupError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
 
 
+def check_tls_files(certfile: Path, keyfile: Path) -> None:
+    """One line unless ``certfile`` and ``keyfile`` load as a PEM certificate and its unencrypted private
+    key (else every worker would fail at start with a traceback, restarted forever, never ready)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(certfile, keyfile, password=lambda: b"")  # an encrypted key: refused, no prompt
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        raise RecoupError(f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a PEM certificate and its "
+                          f"unencrypted private key ({reason})") from None
+
+
 def bentoml_command(port: int, host: str, ssl_certfile: Path | None = None,
                     ssl_keyfile: Path | None = None) -> list[str]:
     exe = Path(sys.executable).parent / "bentoml"
@@ -117,6 +131,10 @@ def _security_env(env: dict[str, str], host: str, allowed_hosts: list[str] | Non
         if is_all_interfaces(host) and not hosts:
             raise RecoupError(f"--host {host} needs --allowed-host NAME (the host name clients call, e.g. "
                               f"scoring.example.org; repeatable) or RECOUP_ALLOWED_HOSTS, or '*' for any")
+    if "*" in hosts and not keys:
+        raise RecoupError(f"--allowed-host '*' lets any web page reach the service through DNS rebinding, "
+                          f"which needs an API key and there is none in {path}; create one with: "
+                          f"recoup keys create NAME")
     env["RECOUP_SERVICE_HOST"] = host
     env["RECOUP_ALLOWED_HOSTS"] = ",".join(hosts)
     env["RECOUP_API_KEYS_FILE"] = str(path)
@@ -146,6 +164,8 @@ def serve_cli(port: int = 3000, host: str = "127.0.0.1", workers: int | None = N
     for opt, f in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
         if f is not None and not Path(f).is_file():
             raise RecoupError(f"{opt} {f}: no such file")
+    if ssl_certfile is not None:
+        check_tls_files(Path(ssl_certfile), Path(ssl_keyfile))
     key_status = _security_env(env, host, allowed_hosts)
     check_port_free(host, port)
     ref = model_store.resolve_model()  # NoModelError (a RecoupError): one line, exit code 2

@@ -485,6 +485,30 @@ def test_reversal_amounts_may_be_negative() -> None:
     assert [r["paid"] for r in p.remittances] == [-120.0] and not [x for x in p.rejected if x.kind != "warning"]
 
 
+def test_negative_payments_are_counted_not_silent(tmp_path: Path) -> None:
+    """Before: SVC03 = -40 in a payment became line_paid 0, and CLP04 = -120 outside a reversal paid 0,
+    both without a trace in the summary."""
+    f837 = write(tmp_path, "c.837", interchange(CLAIMS_837))
+    body = [s.replace("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*-40**2")
+            .replace("CLP*C2*1*80*60*", "CLP*C2*1*80*-60*") for s in PAYMENT_835]
+    f835 = write(tmp_path, "p.835", interchange(body, st="835", version="005010X221A1", func="HP"))
+    r = import_x12([f837, f835])
+    assert list(_lines(r, "C1").line_paid) == [80.0, 0.0] and _claims(r).loc["C2"].paid_amount == 0
+    ph = r.summary.placeholders
+    assert ph["line_paid 0 (negative SVC03 in a payment)"] == 1
+    assert ph["negative CLP04 of a remittance that is not a reversal (not a payment)"] == 1
+
+
+@pytest.mark.parametrize("value", ["20240230", "２０２３１２０５", "00001205", "2023120"])
+def test_service_date_not_a_date_is_counted_not_silent(value: str, tmp_path: Path) -> None:
+    """Before: DTP*472 with a value that is not a date was ignored without a trace: the line took the
+    submission date."""
+    body = [s.replace("DTP*472*D8*20231205", f"DTP*472*D8*{value}") for s in CLAIMS_837]
+    r = import_x12([write(tmp_path, "d.837", interchange(body))])
+    assert [str(d.date()) for d in _lines(r, "C2").service_date] == ["2024-01-03"]
+    assert r.summary.placeholders == {"service_date from the claim or submission date (DTP date not valid)": 1}
+
+
 def test_x12_dates_ascii_and_in_range() -> None:
     from features.x12 import x12_date
 

@@ -80,6 +80,28 @@ def test_key_file_keeps_hashes_only_0600_atomic(keys_env):
     assert store.required and store.name_of(a) is None  # a broken file fails closed
 
 
+def test_key_file_writable_by_others_fails_closed(keys_env):
+    """Before: a key file made group- or world-writable was used as is: any local user could add a key."""
+    from features.errors import RecoupError
+    from serving.security import KeyStore, create_key, read_keys
+
+    a = create_key("billing-app")
+    store = KeyStore(keys_env, every=0)
+    assert store.name_of(a) == "billing-app"
+    for mode in (0o666, 0o620, 0o602):
+        keys_env.chmod(mode)
+        with pytest.raises(RecoupError, match=r"writable by other users .*chmod 600"):
+            read_keys()
+        store.refresh()  # a chmod alone is noticed (the running service's check)
+        assert store.required and store.name_of(a) is None  # fails closed
+        keys_env.chmod(0o600)
+        store.refresh()
+        assert store.name_of(a) == "billing-app"
+    keys_env.chmod(0o644)  # readable holds hashes only: accepted
+    store.refresh()
+    assert store.name_of(a) == "billing-app"
+
+
 def test_hosts():
     from serving.security import allowed_hosts, host_of, is_loopback
 
@@ -87,6 +109,45 @@ def test_hosts():
     assert is_loopback("127.0.0.2") and is_loopback("::1") and not is_loopback("0.0.0.0")
     assert not is_loopback("10.1.2.3") and not is_loopback("example.org")
     assert "10.1.2.3" in allowed_hosts("10.1.2.3", []) and "0.0.0.0" not in allowed_hosts("0.0.0.0", ["a.org"])
+
+
+def test_host_header_with_a_bad_port_is_not_allowed():
+    """Before: the part before the last ':' was taken whatever followed, so ``localhost:1@evil.org`` passed."""
+    from serving.security import allowed_hosts, host_of
+
+    allowed = set(allowed_hosts("127.0.0.1", ["scoring.example.org"]))
+    for ok in ("localhost", "localhost:3000", "localhost:", "[::1]:3000", "[::1]", "scoring.example.org:443"):
+        assert host_of(ok) in allowed, ok
+    for bad in ("localhost:3000@evil.org", "localhost:abc", "127.0.0.1:3000, evil.org", "localhost:３０００",
+                "[::1]:3000@evil.org", "[::1]x", "localhost:99999999"):
+        assert host_of(bad) not in allowed, bad
+
+
+def test_any_host_without_a_key_serves_nobody(tmp_path):
+    """Before: with RECOUP_ALLOWED_HOSTS='*' on loopback and no key, a web page whose name was rebound to
+    127.0.0.1 was a local caller: it could record claims and read scores."""
+    import asyncio
+
+    from serving.security import Guard, GuardConfig
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def status(hosts: list[str]) -> int:
+        guard = Guard(app, {"/model"}, GuardConfig("127.0.0.1", hosts, [], tmp_path / "none.json"))
+        scope = {"type": "http", "method": "GET", "path": "/model", "client": ("127.0.0.1", 5000),
+                 "headers": [(b"host", b"rebound.evil.example:3000")]}
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(guard(scope, None, send))
+        return sent[0]["status"]
+
+    assert status(["localhost", "127.0.0.1", "::1"]) == 400  # the Host check
+    assert status(["*"]) == 401  # any Host: no longer "local" without a key
 
 
 def test_json_depth_skips_strings():

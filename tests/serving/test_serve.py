@@ -17,11 +17,11 @@ from tests.helpers.server import free_port, wait_ready
 psutil = pytest.importorskip("psutil")
 
 
-def _recoup(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+def _recoup(args: list[str], env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     from serving.serve import PROJECT_ROOT
 
     return subprocess.run([sys.executable, "-m", "recoup.cli", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=120, env=env or os.environ.copy(), **kw)
+                          text=True, timeout=timeout, env=env or os.environ.copy(), **kw)
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -60,6 +60,31 @@ def test_other_hosts_need_a_key_and_an_allowed_host(tmp_path):
     assert _recoup(["keys", "create", "ops"], env).returncode == 0
     line = _error_line(_recoup(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env))
     assert "--allowed-host" in line
+
+
+def test_any_host_on_loopback_needs_a_key(tmp_path):
+    """Before: `--allowed-host '*'` without a key started, open to any web page through DNS rebinding."""
+    env = {**os.environ, "RECOUP_API_KEYS_FILE": str(tmp_path / "keys.json")}
+    line = _error_line(_recoup(["serve", "--allowed-host", "*", "--port", str(free_port())], env))
+    assert "DNS rebinding" in line and "recoup keys create NAME" in line
+
+
+def test_tls_files_that_do_not_load_are_one_line(trained, tmp_path):
+    """Before: a certificate and key that do not load (swapped, not PEM, encrypted) started the service,
+    whose workers then failed with a traceback and were restarted forever, never ready."""
+    pem = tmp_path / "cert.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+    key = tmp_path / "key.pem"
+    key.write_text("not a key\n")
+    env = {**os.environ, "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp_path),
+           "RECOUP_API_KEYS_FILE": str(tmp_path / "none.json")}
+    try:
+        run = _recoup(["serve", "--port", str(free_port()), "--ssl-certfile", str(pem), "--ssl-keyfile", str(key)],
+                      env, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the service started with TLS files that do not load")
+    line = _error_line(run)
+    assert "--ssl-certfile" in line and "private key" in line
 
 
 def test_all_interfaces_are_not_called_localhost():
