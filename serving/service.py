@@ -45,12 +45,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
 from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
                              claims_to_frames, error_entry, openapi_with_bodies, pydantic_fields, raw_claim_id,
                              route_docs)
 
+_http.install()  # bounded request heads in the workers' uvicorn (serving/http.py)
 log = logging.getLogger("recoup.service")
 THREADS = int(os.environ.get("RECOUP_SERVICE_THREADS", "4"))
 WORKERS = max(1, int(os.environ.get("RECOUP_SERVICE_WORKERS", "1")))
