@@ -38,3 +38,38 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+#: numeric settings read from the environment: name -> (default, minimum, maximum)
+NUMERIC_SETTINGS: dict[str, tuple[float, float, float]] = {
+    "RECOUP_SERVICE_WORKERS": (1, 1, 64),
+    "RECOUP_SERVICE_THREADS": (4, 1, 256),
+    "RECOUP_MAX_BODY_BYTES": (16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    "RECOUP_JOURNAL_COMPACT_CLAIMS": (20_000, 1, 10_000_000),
+    "RECOUP_JOURNAL_COMPACT_SECONDS": (3600, 1, 10_000_000),
+}
+
+
+def env_number(name: str, kind: type = int) -> float:
+    """A numeric setting (:data:`NUMERIC_SETTINGS`) from the environment, its default when unset; a value
+    that is not a number of ``kind`` within its bounds is a one-line error naming the variable."""
+    from features.errors import RecoupError
+
+    default, lo, hi = NUMERIC_SETTINGS[name]
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return kind(default)
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        what = "a whole number" if kind is int else "a number"
+        raise RecoupError(f"{name} must be {what} from {lo:,} to {hi:,}, got {text[:20]!r}")
+    return value
+
+
+def check_env_numbers() -> None:
+    """Check every numeric setting of the environment (before starting processes that read them)."""
+    for name in NUMERIC_SETTINGS:
+        env_number(name, float if name.endswith("SECONDS") else int)

@@ -21,7 +21,9 @@ import datetime as dt
 import gc
 import functools
 import logging
+import os
 import re
+import stat
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -1444,9 +1446,19 @@ def _flatten_remittances(parsed: Parsed) -> None:
                                            "source": r["source"], **a})
 
 
+#: the largest X12 file read (the whole file is held in memory; interchanges are far smaller in practice)
+MAX_FILE_BYTES = 2 * 1024**3
+
+
 def read_text(path: Path) -> str:
     """Read an X12 file as text (UTF-8, else Latin-1); ``RecoupError`` when it cannot be read."""
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero would fill memory, a FIFO would wait forever
+            raise RecoupError(f"{path}: not a regular file, expected an X12 file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise RecoupError(f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file "
+                              "may have here; split it")
         data = path.read_bytes()
     except OSError as exc:
         raise RecoupError(f"{path}: cannot read the file ({exc.strerror or exc})") from None

@@ -524,7 +524,7 @@ def write_frame(df: pd.DataFrame, out: str | Path) -> Path:
         return write_parquet(out, df)
     if out.name.lower().endswith((".csv", ".csv.gz")):
         return write_csv(out, df, for_people=True)
-    raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+    raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {str(out)!r})")
 
 
 def is_score_output(path: Path) -> bool:
@@ -577,7 +577,7 @@ def score_cli(data: Path, out: Path, since: str | None = None, until: str | None
     parse_explain(explain)
     out = Path(out)
     if not out.name.lower().endswith(SCORE_SUFFIXES):
-        raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {out.name})")
+        raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {str(out)!r})")
     check_file_output(out, overwrite, is_score_output)  # before the work, not only after it
     scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     add_reasons(bs, scorer, select_explain(bs.table, explain))

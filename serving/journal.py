@@ -57,6 +57,7 @@ from pydantic import ValidationError
 
 from features.pipeline import compute_features
 from features.rulebook import Rulebook
+from features.settings import env_number
 from features.state import HistoryState, make_private
 from serving.schemas import Claim, claims_to_frames
 from serving.scorer import content_hashes
@@ -64,8 +65,8 @@ from serving.scorer import content_hashes
 log = logging.getLogger(__name__)
 
 #: compaction bounds (claims in a generation; seconds after a generation's first claim)
-COMPACT_CLAIMS = int(os.environ.get("RECOUP_JOURNAL_COMPACT_CLAIMS", "20000"))
-COMPACT_SECONDS = float(os.environ.get("RECOUP_JOURNAL_COMPACT_SECONDS", "3600"))
+COMPACT_CLAIMS = int(env_number("RECOUP_JOURNAL_COMPACT_CLAIMS"))
+COMPACT_SECONDS = float(env_number("RECOUP_JOURNAL_COMPACT_SECONDS", float))
 _SNAPSHOT = re.compile(r"snapshot-(\d+)")
 _JOURNAL = re.compile(r"journal-(\d+)\.bin")
 
@@ -82,7 +83,10 @@ def model_key(bundle_dir: str | Path) -> str:
 
 
 def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """``path`` (0700), its parent (the service's folder, e.g. ``$RECOUP_HOME/service``) created 0700 too."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     return path
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from features.errors import RecoupError
-from features.settings import bentoml_home, quiet_telemetry, recoup_home
+from features.settings import check_env_numbers, bentoml_home, quiet_telemetry, recoup_home
 
 SERVICE = "serving.service:RecoupService"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +154,7 @@ def serve_cli(port: int = 3000, host: str = "127.0.0.1", workers: int | None = N
     from serving import model_store
 
     check_port(port)
+    check_env_numbers()  # RECOUP_SERVICE_WORKERS=abc: one line here, not a traceback in every worker
     env = service_env()
     if workers is not None:
         if workers < 1:

@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from features.settings import env_number
 from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
@@ -54,9 +55,9 @@ from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest,
 
 _http.install()  # bounded request heads in the workers' uvicorn (serving/http.py)
 log = logging.getLogger("recoup.service")
-THREADS = int(os.environ.get("RECOUP_SERVICE_THREADS", "4"))
-WORKERS = max(1, int(os.environ.get("RECOUP_SERVICE_WORKERS", "1")))
-MAX_BODY = int(os.environ.get("RECOUP_MAX_BODY_BYTES", str(MAX_BODY_BYTES)))
+THREADS = int(env_number("RECOUP_SERVICE_THREADS"))
+WORKERS = int(env_number("RECOUP_SERVICE_WORKERS"))
+MAX_BODY = int(env_number("RECOUP_MAX_BODY_BYTES"))
 MAX_JSON_DEPTH = 1024  # orjson's fixed limit; the standard-library fallback is held to the same
 # fault injection for tests only (docs/service.md): a claim with this claim_id raises inside scoring
 FAULT_CLAIM_ID = os.environ.get("RECOUP_TEST_FAULT_CLAIM_ID") or None

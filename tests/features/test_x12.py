@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from features.x12 import (
     X12Error,
     import_x12,
     import_x12_cli,
+    read_text,
     institutional_pos,
     parse_x12,
     plan_type,
@@ -586,3 +588,12 @@ def test_imsweb_624_claims() -> None:
     assert s.transactions == {"837": 312} and s.claims_read == 624
     # the file repeats one interchange 312 times: 2 claim ids, one of them with an invalid code only
     assert s.claims == 1
+
+
+def test_inputs_that_are_not_regular_files_are_one_line(tmp_path):
+    """/dev/zero ended in a MemoryError traceback and a FIFO hung: both are refused, naming the path."""
+    fifo = tmp_path / "pipe.edi"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(RecoupError, match="not a regular file"):
+            read_text(path)

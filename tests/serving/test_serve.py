@@ -173,3 +173,13 @@ def test_kill_9_of_recoup_serve_stops_the_service(trained, tmp_path):
         for p in tree:
             if p.is_running():
                 p.kill()
+
+
+@pytest.mark.parametrize("name,value", [("RECOUP_SERVICE_WORKERS", "abc"), ("RECOUP_SERVICE_THREADS", "0"),
+                                        ("RECOUP_MAX_BODY_BYTES", "1e12"),
+                                        ("RECOUP_JOURNAL_COMPACT_SECONDS", "-5")])
+def test_bad_numeric_settings_are_one_line(name, value, tmp_path):
+    """RECOUP_SERVICE_WORKERS=abc gave a 62-line traceback from every worker: one line naming it."""
+    env = {**os.environ, "RECOUP_HOME": str(tmp_path), name: value}
+    line = _error_line(_recoup(["serve", "--port", "3999"], env=env, timeout=60))
+    assert name in line and value in line, line
