@@ -4,8 +4,9 @@ head (request line and headers).
 uvicorn's httptools protocol (what BentoML's workers run when httptools is installed) reads request
 heads of any size: a caller without a key could send a 50 MB header and the worker held it in memory
 before any check of ours ran (h11, the other protocol, stops at 16 KiB). Here the bytes received while a
-request's head is incomplete are counted, and past :data:`MAX_HEAD_BYTES` the connection gets ``431``
-and is closed, before the parser buffers more.
+request's head is incomplete are counted (after each read is parsed, so the start of a body that
+arrives with its head is not), and past :data:`MAX_HEAD_BYTES` the connection gets ``431`` and is
+closed: the parser never holds more than the bound plus one read (asyncio reads 256 KiB at most).
 
 :func:`install` makes it uvicorn's ``auto`` protocol; ``serving.service`` calls it at import, which
 happens in each worker before uvicorn builds its configuration.
@@ -38,24 +39,24 @@ def _protocol_class() -> type:
             self._head_bytes = 0
 
         def data_received(self, data: bytes) -> None:
-            if self._in_head:
+            # parse first: a chunk that completes the head and carries the start of the body (a large
+            # POST arrives that way) is not head; only bytes read while the head is still incomplete count
+            super().data_received(data)
+            if self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._in_head = False
-                    if not self.transport.is_closing():
-                        self.transport.write(_RESPONSE)
-                        self.transport.close()
-                    return
-            super().data_received(data)
+                    self.transport.write(_RESPONSE)
+                    self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            self._head_bytes = 0
 
         def on_headers_complete(self) -> None:
             self._in_head = False
             super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            self._in_head = True  # the next request on this connection
-            self._head_bytes = 0
 
     return BoundedHttpToolsProtocol
 

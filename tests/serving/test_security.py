@@ -439,6 +439,14 @@ def test_request_heads_are_bounded(keyed):
     big = raw(4 * 1024 * 1024)
     assert big.startswith(b"HTTP/1.1 431") and b"headers_too_large" in big, big[:200]
     assert raw(MAX_HEAD_BYTES // 2).startswith(b"HTTP/1.1 200")
+    # a large body sent in one write with its head is body, not head (a big batch is not a 431)
+    body = b'{"claims": [' + b",".join([b'{"claim_id": "X"}'] * 60_000) + b"]}"  # ~1 MB
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(f"POST /score_batch HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n"
+                  f"Authorization: Bearer {keyed['keys']['alpha']}\r\nContent-Length: {len(body)}\r\n"
+                  "Connection: close\r\n\r\n".encode() + body)
+        answer = s.recv(200)
+    assert answer.startswith(b"HTTP/1.1 422"), answer  # over 1,000 claims: the schema's answer
     import httpx
 
     assert httpx.get(f"{keyed['url']}/readyz", timeout=10).status_code == 200
