@@ -4,10 +4,9 @@ answers must match the schema wherever it declares them.
 
 The service is started as bench/bench_service.py starts it (``bentoml serve``, one worker, a free
 loopback port) with the session's small trained model; the schemathesis driver is bench/bench_fuzz.py's
-(the same run gives the figures of docs/security.md). The live schema is read as is; while it declares
-no request bodies (today), POST operations get serving.schemas' models as their body, and while it has
-no links, the stateful run gets "send the same claim again" links (a client's retry, the claim inside a
-batch): ``bench_fuzz.fill_request_bodies`` / ``add_resubmit_links``. ``RECOUP_API_KEY``, when set, is
+(the same run gives the figures of docs/security.md). The live schema is read as is (it declares the
+request and response bodies); as it has no OpenAPI links, the stateful run gets "send the same claim
+again" links (a client's retry, the claim inside a batch): ``bench_fuzz.add_resubmit_links``. ``RECOUP_API_KEY``, when set, is
 sent as ``Authorization: Bearer`` (the service is open on loopback when it has no key file). Bounded:
 ``RECOUP_FUZZ_EXAMPLES`` (default 100) cases per operation and mode and ``RECOUP_FUZZ_STATEFUL``
 (default 40) stateful sequences: a few minutes in all on 2 cores.
