@@ -57,7 +57,6 @@ OUTPUT_COLUMNS = ["claim_id", "recoupment_probability", "risk_band", "expected_r
                   "top_cause_probability", "causes", "reasons", "rule_hits", "model_version", "status",
                   "reject_reason"]
 CHUNK = 100_000
-BENTO_MODEL = "recoup-risk"
 
 
 # ---------------------------------------------------------------------------------------------- model
