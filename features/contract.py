@@ -362,6 +362,11 @@ def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_
                  skip_invalid: Literal[True]) -> tuple[History, pd.DataFrame]: ...
 
 
+@overload
+def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
+                 skip_invalid: bool) -> History | tuple[History, pd.DataFrame]: ...
+
+
 def load_history(
     directory: str | Path,
     *,
