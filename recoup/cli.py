@@ -11,7 +11,7 @@ import graph shows ``recoup.cli`` -> every command module)::
     score             serving.batch.score_cli
     audit             serving.audit.audit_cli
     serve             serving.serve.serve_cli
-    keys ...          serving.security (create_key, list_keys, revoke_key)
+    keys create/list/revoke  serving.security.keys_create_cli, keys_list_cli, keys_revoke_cli
     demo              recoup.demo.run_demo
 
 The imports are inside the commands because the stage modules load numpy, pandas and LightGBM: at
@@ -253,12 +253,9 @@ def keys_create(
     """Create a key and print it once (only its SHA-256 is stored; a running service picks it up)."""
 
     def go():
-        from serving.security import create_key, keys_file
+        from serving.security import keys_create_cli
 
-        key = create_key(name)
-        typer.echo(key)
-        typer.echo(f"API key {name!r} created in {keys_file()}; it is shown only this once. Clients send "
-                   f"'Authorization: Bearer KEY' (or 'X-API-Key: KEY').", err=True)
+        keys_create_cli(name)
 
     _run(go)
 
@@ -268,14 +265,9 @@ def keys_list() -> None:
     """The keys: name, first characters, created, revoked (never a key or its hash)."""
 
     def go():
-        from serving.security import keys_file, list_keys
+        from serving.security import keys_list_cli
 
-        keys = list_keys()
-        if not keys:
-            typer.echo(f"no API keys in {keys_file()}")
-        for k in keys:
-            state = f"revoked {k['revoked']}" if k["revoked"] else "active"
-            typer.echo(f"{k['name']}\t{k['prefix']}...\tcreated {k['created']}\t{state}")
+        keys_list_cli()
 
     _run(go)
 
@@ -287,10 +279,9 @@ def keys_revoke(
     """Revoke a key: a running service refuses it within a second, no restart needed."""
 
     def go():
-        from serving.security import revoke_key
+        from serving.security import keys_revoke_cli
 
-        revoke_key(name)
-        typer.echo(f"API key {name!r} revoked")
+        keys_revoke_cli(name)
 
     _run(go)
 
