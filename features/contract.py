@@ -489,8 +489,8 @@ def _set_aside(directory: Path, typed: dict[str, pd.DataFrame | None], problems:
         reasons.setdefault(int(i), []).append("claims: claim without lines in claim_lines")
     bad = np.zeros(len(claims), dtype=bool)
     bad[list(reasons)] = True
-    keep_ids = pd.Index(ids[~bad])
-    keep_lines = ~orphan & np.isin(line_ids.to_numpy(), keep_ids.to_numpy())
+    keep_ids = ids[~bad]
+    keep_lines = ~orphan & _isin(line_ids, keep_ids)  # hashed (np.isin on objects is O(n*m))
     ctx: dict[str, pd.DataFrame | None] = {}
     for table in OPTIONAL_TABLES:
         df = typed[table]
@@ -502,7 +502,7 @@ def _set_aside(directory: Path, typed: dict[str, pd.DataFrame | None], problems:
         if (~ok).any():
             log.warning("dropping %d invalid row(s) of %s", int((~ok).sum()), table)
         if table == "recoupments":
-            ok &= np.isin(raw_ids[table].to_numpy(), keep_ids.to_numpy())
+            ok &= _isin(raw_ids[table], keep_ids)
         ctx[table] = df[ok].reset_index(drop=True)
     history = History(claims=claims[~bad].reset_index(drop=True), claim_lines=lines[keep_lines].reset_index(drop=True),
                       coverage=ctx["coverage"], providers=ctx["providers"], recoupments=ctx["recoupments"],
