@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 def one(n: int, seed: int) -> dict:
     from features.synthetic import GeneratorConfig, generate_history
     from training.config import load_config
-    from training.registry import oracle_metrics
+    from training.metrics import oracle_metrics
     from training.train import train_model
 
     t0 = time.perf_counter()

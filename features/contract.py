@@ -25,7 +25,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -348,43 +348,52 @@ def read_table_file(path: Path) -> pd.DataFrame:
     return df
 
 
+#: The columns of the rows ``load_history(..., skip_invalid=True)`` sets aside.
+REJECTED_COLUMNS = ["claim_id", "submitted_date", "reject_reason"]
+
+
+@overload
+def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
+                 skip_invalid: Literal[False] = ...) -> History: ...
+
+
+@overload
+def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
+                 skip_invalid: Literal[True]) -> tuple[History, pd.DataFrame]: ...
+
+
+@overload
+def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
+                 skip_invalid: bool) -> History | tuple[History, pd.DataFrame]: ...
+
+
 def load_history(
     directory: str | Path,
     *,
     require_recoupments: bool = False,
     max_shown: int = 20,
-) -> History:
-    """Load and validate a claims history directory; raise :class:`ContractError` on any problem."""
+    skip_invalid: bool = False,
+) -> History | tuple[History, pd.DataFrame]:
+    """Load and validate a claims history directory; raise :class:`ContractError` on any problem.
+
+    With ``skip_invalid`` the claims that break the contract are set aside instead: returns (history of
+    the valid claims, rejected), ``rejected`` having :data:`REJECTED_COLUMNS` (see :func:`_set_aside`).
+    Problems that are not about rows (a missing file or required column, an unreadable file) still raise.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ContractError([Problem(str(directory), "-", "a claims history directory")])
-    problems: list[Problem] = []
-    typed: dict[str, pd.DataFrame | None] = {}
-    files: dict[str, str] = {}
     needed = REQUIRED_TABLES + (("recoupments",) if require_recoupments else ())
-    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
-        path = _find_file(directory, table)
-        if path is None:
-            if table in needed:
-                problems.append(
-                    Problem(str(directory / f"{table}.csv"), "-", f"a {table} file (.csv or .parquet)")
-                )
-            typed[table] = None
-            continue
-        try:
-            raw = read_table_file(path)
-        except Exception as exc:  # unreadable file: report, keep collecting
-            problems.append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
-            typed[table] = None
-            continue
-        files[table] = path.name
-        df, probs, _ = validate_table(raw, table, path.name)
-        problems.extend(probs)
-        typed[table] = df
+    typed, files, by_table, raw_ids = _read_tables(directory, needed, keep_ids=skip_invalid)
+    problems = [p for probs in by_table.values() for p in probs]
     problems.extend(check_relations(typed, files))
+    if problems and skip_invalid:
+        history, rejected = _set_aside(directory, typed, by_table, raw_ids)
+        log.warning("%d claim(s) break the data contract and are listed as rejected", len(rejected))
+        return history, rejected
     if problems:
         raise ContractError(problems, max_shown=max_shown)
-    return History(
+    history = History(
         claims=typed["claims"],  # type: ignore[arg-type]
         claim_lines=typed["claim_lines"],  # type: ignore[arg-type]
         coverage=typed["coverage"],
@@ -392,6 +401,119 @@ def load_history(
         recoupments=typed["recoupments"],
         source=str(directory),
     )
+    return (history, pd.DataFrame(columns=REJECTED_COLUMNS)) if skip_invalid else history
+
+
+def _read_tables(directory: Path, needed: tuple[str, ...], keep_ids: bool = False) -> tuple[
+        dict[str, pd.DataFrame | None], dict[str, str], dict[str, list[Problem]], dict[str, pd.DataFrame]]:
+    """Find, read and type every table of a history directory.
+
+    Returns (typed tables, file name per table, problems per table, and when ``keep_ids`` the raw
+    ``claim_id`` column per table, as a frame). A missing table in ``needed`` or an unreadable file is a
+    problem without rows."""
+    typed: dict[str, pd.DataFrame | None] = {}
+    files: dict[str, str] = {}
+    problems: dict[str, list[Problem]] = {}
+    raw_ids: dict[str, pd.DataFrame] = {}
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        typed[table] = None
+        problems[table] = []
+        path = _find_file(directory, table)
+        if path is None:
+            if table in needed:
+                problems[table].append(
+                    Problem(str(directory / f"{table}.csv"), "-", f"a {table} file (.csv or .parquet)")
+                )
+            continue
+        try:
+            raw = read_table_file(path)
+        except Exception as exc:  # unreadable file: report, keep collecting
+            problems[table].append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
+            continue
+        files[table] = path.name
+        df, probs, _ = validate_table(raw, table, path.name)
+        problems[table].extend(probs)
+        typed[table] = df
+        if keep_ids:  # only this column of the raw table is kept (converted if rows are set aside)
+            raw_ids[table] = raw[["claim_id"]] if "claim_id" in raw.columns else raw.iloc[:, :0]
+    return typed, files, problems, raw_ids
+
+
+def _raw_claim_ids(raw: pd.DataFrame) -> pd.Series:
+    if "claim_id" not in raw.columns:
+        return pd.Series([""] * len(raw), dtype=object)
+    return raw["claim_id"].astype("string").str.strip().fillna("").astype(object)
+
+
+def _set_aside(directory: Path, typed: dict[str, pd.DataFrame | None], problems: dict[str, list[Problem]],
+               raw: dict[str, pd.DataFrame]) -> tuple[History, pd.DataFrame]:
+    """The valid claims of a history, and the rejected ones with the contract's reason.
+
+    ``rejected`` has ``claim_id``, ``submitted_date`` (NaT when unreadable) and ``reject_reason`` (the
+    contract's wording, with the file and row). A claim is rejected when its row in ``claims`` breaks a
+    rule, when one of its lines does, when its id is duplicated, or when it has no valid line. Invalid
+    rows of ``coverage``, ``providers`` and ``recoupments`` are dropped with a warning (they are context,
+    not input claims). Problems that are not about rows raise :class:`ContractError`.
+    """
+    fatal: list[Problem] = []
+    bad_rows: dict[str, dict[int, list[str]]] = {}
+    for table, probs in problems.items():
+        rows: dict[int, list[str]] = {}
+        for p in probs:
+            if not p.rows:
+                fatal.append(p)
+                continue
+            for r in p.rows:
+                rows.setdefault(r - 1, []).append(f"{p.file} row {r}: column '{p.column}': expected {p.expected}")
+        bad_rows[table] = rows
+    if fatal:
+        raise ContractError(fatal)
+    claims, lines = typed["claims"], typed["claim_lines"]
+    assert claims is not None and lines is not None
+    reasons: dict[int, list[str]] = {i: list(v) for i, v in bad_rows["claims"].items()}
+    raw_ids = {table: _raw_claim_ids(frame) for table, frame in raw.items()}
+    ids = raw_ids["claims"]
+    # lines: invalid line -> its claim is rejected; lines of unknown claims are dropped
+    pos_of = pd.Series(np.arange(len(claims)), index=pd.Index(ids)).groupby(level=0).first()
+    line_ids = raw_ids["claim_lines"]
+    line_pos = pos_of.reindex(line_ids.to_numpy()).to_numpy()
+    for li, msgs in bad_rows["claim_lines"].items():
+        if not np.isnan(line_pos[li]):
+            reasons.setdefault(int(line_pos[li]), []).extend(msgs)
+    orphan = np.isnan(line_pos)
+    if orphan.any():
+        log.warning("dropping %d line(s) whose claim_id is not in claims", int(orphan.sum()))
+    has_line = np.zeros(len(claims), dtype=bool)
+    has_line[line_pos[~orphan].astype(int)] = True
+    for i in np.flatnonzero(~has_line):
+        reasons.setdefault(int(i), []).append("claims: claim without lines in claim_lines")
+    bad = np.zeros(len(claims), dtype=bool)
+    bad[list(reasons)] = True
+    keep_ids = ids[~bad]
+    keep_lines = ~orphan & _isin(line_ids, keep_ids)  # hashed (np.isin on objects is O(n*m))
+    ctx: dict[str, pd.DataFrame | None] = {}
+    for table in OPTIONAL_TABLES:
+        df = typed[table]
+        if df is None:
+            ctx[table] = None
+            continue
+        ok = np.ones(len(df), dtype=bool)
+        ok[list(bad_rows[table])] = False
+        if (~ok).any():
+            log.warning("dropping %d invalid row(s) of %s", int((~ok).sum()), table)
+        if table == "recoupments":
+            ok &= _isin(raw_ids[table], keep_ids)
+        ctx[table] = df[ok].reset_index(drop=True)
+    history = History(claims=claims[~bad].reset_index(drop=True), claim_lines=lines[keep_lines].reset_index(drop=True),
+                      coverage=ctx["coverage"], providers=ctx["providers"], recoupments=ctx["recoupments"],
+                      source=str(directory))
+    rej_idx = np.flatnonzero(bad)
+    rejected = pd.DataFrame({
+        "claim_id": ids.to_numpy()[rej_idx],
+        "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
+        "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
+    })
+    return history, rejected
 
 
 def _rows(mask: np.ndarray | pd.Series) -> list[int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+MODEL_NAME = "recoup-risk"  # the MLflow registered model and the BentoML store entry: training writes, serving reads
+
 
 def recoup_home() -> Path:
     """The working folder (``RECOUP_HOME``, default ``./work``): MLflow store, BentoML store, reports."""

@@ -6,7 +6,7 @@ How it works
 1. The history directory is loaded and validated (:func:`features.contract.load_history`). A contract
    problem stops the run with the contract's listing, unless ``skip_invalid`` is on: then the rows that
    break the contract are set aside and listed in the output as ``rejected`` with the contract's reason
-   (:func:`load_history_lenient`).
+   (``load_history(..., skip_invalid=True)``).
 2. Features come from :func:`features.pipeline.build_feature_table` (every claim as of its own
    submission date). Claims submitted after ``until`` cannot influence the features of the window (the
    features are point in time), so they are left out before building features; that saves time.
@@ -34,7 +34,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +41,7 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle, expected_amount
-from features.contract import (CAUSES, OPTIONAL_TABLES, REQUIRED_TABLES, ContractError, History, Problem,
-                               _find_file, load_history, read_table_file, validate_table)
+from features.contract import CAUSES, REJECTED_COLUMNS, History, load_history
 from features.errors import RecoupError
 from features.outputs import (check_file_output, csv_header, parquet_columns, unescape_formulas, write_csv,
                               write_parquet)
@@ -57,7 +55,6 @@ OUTPUT_COLUMNS = ["claim_id", "recoupment_probability", "risk_band", "expected_r
                   "top_cause_probability", "causes", "reasons", "rule_hits", "model_version", "status",
                   "reject_reason"]
 CHUNK = 100_000
-BENTO_MODEL = "recoup-risk"
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -108,117 +105,6 @@ def _progress(iterable, total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
-
-
-# ---------------------------------------------------------------------------------------------- loading
-def _raw_claim_ids(raw: pd.DataFrame) -> pd.Series:
-    if "claim_id" not in raw.columns:
-        return pd.Series([""] * len(raw), dtype=object)
-    return raw["claim_id"].astype("string").str.strip().fillna("").astype(object)
-
-
-def load_history_lenient(directory: str | Path) -> tuple[History, pd.DataFrame]:
-    """Load a history, setting aside the claims that break the contract.
-
-    Returns (history of the valid claims, rejected) where ``rejected`` has ``claim_id``,
-    ``submitted_date`` (NaT when unreadable) and ``reject_reason`` (the contract's wording, with the
-    file and row). A claim is rejected when its row in ``claims`` breaks a rule, when one of its lines
-    does, when its id is duplicated, or when it has no valid line. Invalid rows of ``coverage``,
-    ``providers`` and ``recoupments`` are dropped with a warning (they are context, not input claims).
-    Problems that are not about rows (a missing file or required column, an unreadable file) still
-    raise :class:`ContractError`.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ContractError([Problem(str(directory), "-", "a claims history directory")])
-    fatal: list[Problem] = []
-    typed: dict[str, pd.DataFrame | None] = {}
-    raw_ids: dict[str, pd.Series] = {}
-    bad_rows: dict[str, dict[int, list[str]]] = {}
-    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
-        path = _find_file(directory, table)
-        typed[table] = None
-        if path is None:
-            if table in REQUIRED_TABLES:
-                fatal.append(Problem(str(directory / f"{table}.csv"), "-", f"a {table} file (.csv or .parquet)"))
-            continue
-        try:
-            raw = read_table_file(path)
-        except Exception as exc:
-            fatal.append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df, probs, _ = validate_table(raw, table, path.name)
-        rows: dict[int, list[str]] = {}
-        for p in probs:
-            if not p.rows:
-                fatal.append(p)
-                continue
-            for r in p.rows:
-                rows.setdefault(r - 1, []).append(f"{p.file} row {r}: column '{p.column}': expected {p.expected}")
-        bad_rows[table] = rows
-        typed[table] = df
-        raw_ids[table] = _raw_claim_ids(raw)
-    if fatal:
-        raise ContractError(fatal)
-    claims, lines = typed["claims"], typed["claim_lines"]
-    assert claims is not None and lines is not None
-    reasons: dict[int, list[str]] = {i: list(v) for i, v in bad_rows["claims"].items()}
-    ids = raw_ids["claims"]
-    # lines: invalid line -> its claim is rejected; lines of unknown claims are dropped
-    pos_of = pd.Series(np.arange(len(claims)), index=pd.Index(ids)).groupby(level=0).first()
-    line_ids = raw_ids["claim_lines"]
-    line_pos = pos_of.reindex(line_ids.to_numpy()).to_numpy()
-    for li, msgs in bad_rows["claim_lines"].items():
-        if not np.isnan(line_pos[li]):
-            reasons.setdefault(int(line_pos[li]), []).extend(msgs)
-    orphan = np.isnan(line_pos)
-    if orphan.any():
-        log.warning("dropping %d line(s) whose claim_id is not in claims", int(orphan.sum()))
-    has_line = np.zeros(len(claims), dtype=bool)
-    has_line[line_pos[~orphan].astype(int)] = True
-    for i in np.flatnonzero(~has_line):
-        reasons.setdefault(int(i), []).append("claims: claim without lines in claim_lines")
-    bad = np.zeros(len(claims), dtype=bool)
-    bad[list(reasons)] = True
-    keep_ids = pd.Index(ids[~bad])
-    keep_lines = ~orphan & np.isin(line_ids.to_numpy(), keep_ids.to_numpy())
-    ctx: dict[str, pd.DataFrame | None] = {}
-    for table in OPTIONAL_TABLES:
-        df = typed[table]
-        if df is None:
-            ctx[table] = None
-            continue
-        ok = np.ones(len(df), dtype=bool)
-        ok[list(bad_rows[table])] = False
-        if (~ok).any():
-            log.warning("dropping %d invalid row(s) of %s", int((~ok).sum()), table)
-        if table == "recoupments":
-            ok &= np.isin(raw_ids[table].to_numpy(), keep_ids.to_numpy())
-        ctx[table] = df[ok].reset_index(drop=True)
-    history = History(claims=claims[~bad].reset_index(drop=True), claim_lines=lines[keep_lines].reset_index(drop=True),
-                      coverage=ctx["coverage"], providers=ctx["providers"], recoupments=ctx["recoupments"],
-                      source=str(directory))
-    rej_idx = np.flatnonzero(bad)
-    rejected = pd.DataFrame({
-        "claim_id": ids.to_numpy()[rej_idx],
-        "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
-        "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
-    })
-    return history, rejected
-
-
-def load_for_scoring(data: str | Path, skip_invalid: bool = False) -> tuple[History, pd.DataFrame]:
-    """(history, rejected rows). Without ``skip_invalid`` any contract problem raises ContractError."""
-    try:
-        return load_history(data), pd.DataFrame(columns=["claim_id", "submitted_date", "reject_reason"])
-    except ContractError:
-        if not skip_invalid:
-            raise
-        history, rejected = load_history_lenient(data)
-        log.warning("%d claim(s) break the data contract and are listed as rejected", len(rejected))
-        return history, rejected
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -351,7 +237,7 @@ def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = 
     timings: dict[str, float] = {}
     hist = _truncate_after(history, until)
     inwin = window_mask(hist.claims, since, until)
-    rej = rejected if rejected is not None else pd.DataFrame(columns=["claim_id", "submitted_date", "reject_reason"])
+    rej = rejected if rejected is not None else pd.DataFrame(columns=REJECTED_COLUMNS)
     if len(rej):  # contract rejections: only those in the window (or with an unreadable date) are input rows
         d = pd.to_datetime(rej["submitted_date"])
         m = d.isna()
@@ -557,7 +443,10 @@ def score_data(data: str | Path, since: pd.Timestamp | None, until: pd.Timestamp
     skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
     t_load = time.perf_counter()
-    history, rejected = load_for_scoring(data, skip)
+    if skip:
+        history, rejected = load_history(data, skip_invalid=True)
+    else:
+        history, rejected = load_history(data), pd.DataFrame(columns=REJECTED_COLUMNS)
     load_s = time.perf_counter() - t_load
     bs = score_window(history, scorer, since, until, rejected)
     bs.timings["load_s"] = load_s

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import RecoupError
-from features.settings import bentoml_home, quiet_telemetry, tracking_uri
+from features.settings import MODEL_NAME, bentoml_home, quiet_telemetry, tracking_uri
 from features.state import make_private
 
 log = logging.getLogger(__name__)
-BENTO_MODEL = "recoup-risk"  # the BentoML store name (training.registry.BENTO_MODEL)
-REGISTERED_MODEL = "recoup-risk"  # the MLflow registered model name (configs/train.yaml model_name)
+BENTO_MODEL = MODEL_NAME  # the BentoML store name (training.registry.export_to_bentoml writes it)
+REGISTERED_MODEL = MODEL_NAME  # the MLflow registered model name (training.registry registers it)
 BUNDLE_ENV = "RECOUP_BUNDLE_DIR"
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -169,6 +170,30 @@ def revoke_key(name: str) -> None:
 def list_keys() -> list[dict]:
     """Name, prefix, created, revoked of every key (never a hash)."""
     return [{k: e.get(k) for k in ("name", "prefix", "created", "revoked")} for e in read_keys()]
+
+
+def keys_create_cli(name: str) -> None:
+    """``recoup keys create NAME``: the key on stdout (once), where it is stored and how to send it on stderr."""
+    key = create_key(name)
+    print(key)
+    print(f"API key {name!r} created in {keys_file()}; it is shown only this once. Clients send "
+          f"'Authorization: Bearer KEY' (or 'X-API-Key: KEY').", file=sys.stderr)
+
+
+def keys_list_cli() -> None:
+    """``recoup keys list``: one line per key, tab-separated (never a key or its hash)."""
+    keys = list_keys()
+    if not keys:
+        print(f"no API keys in {keys_file()}")
+    for k in keys:
+        state = f"revoked {k['revoked']}" if k["revoked"] else "active"
+        print(f"{k['name']}\t{k['prefix']}...\tcreated {k['created']}\t{state}")
+
+
+def keys_revoke_cli(name: str) -> None:
+    """``recoup keys revoke NAME``."""
+    revoke_key(name)
+    print(f"API key {name!r} revoked")
 
 
 class KeyStore:

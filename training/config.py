@@ -8,9 +8,12 @@ from typing import Any
 
 import yaml
 
+from features.errors import RecoupError
+from features.settings import MODEL_NAME
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train.yaml"
 _BUILTIN: dict[str, Any] = {
-    "model_name": "recoup-risk",
+    "model_name": MODEL_NAME,  # fixed: serving finds the model by this name
     "horizon_days": 365,
     "split": {"valid_fraction": 0.15, "test_fraction": 0.15},
     "likelihood": {"n_estimators": 1000, "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 200,
@@ -40,4 +43,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     p = Path(path) if path else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     if p is not None:
         cfg = _merge(cfg, yaml.safe_load(p.read_text()) or {})
-    return _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+    if cfg["model_name"] != MODEL_NAME:
+        raise RecoupError(f"model_name is fixed to {MODEL_NAME!r} (the service looks the model up by it); "
+                          f"remove model_name: {cfg['model_name']!r} from {p or 'the config'}")
+    return cfg

@@ -13,9 +13,12 @@ import pandas as pd
 from features.contract import CAUSES, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
+from features.settings import MODEL_NAME
 from training.config import load_config
 from training.labels import make_labels
-from training.metrics import sliced
+from training.metrics import oracle_metrics, oracle_scores, sliced
+from training.registry import download_bundle, experiment_id, open_mlflow
+from training.train import evaluate_frame, score_frame
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +26,6 @@ log = logging.getLogger(__name__)
 def evaluate_history(bundle, history, since: str | None = None, until: str | None = None,
                      data_dir: Path | None = None, capacities: list[float] | None = None) -> dict:
     """Metrics of ``bundle`` on matured claims submitted in [since, until] (features as of submission)."""
-    from training.registry import oracle_metrics, oracle_scores
-    from training.train import evaluate_frame, score_frame
-
     capacities = capacities or [0.01, 0.05, 0.10]
     as_of = history.last_date
     log.info("building point-in-time features for %d claims", len(history.claims))
@@ -85,12 +85,10 @@ def format_table(result: dict) -> str:
 
 def evaluate_cli(data: Path, since: str | None, until: str | None, version: str | None = None) -> None:
     """Entry point of `recoup evaluate`."""
-    from training.registry import _mlflow, download_bundle
-
     cfg = load_config()
-    name = cfg["model_name"]
+    name = MODEL_NAME
     history = load_history(data, require_recoupments=True)
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     with tempfile.TemporaryDirectory() as tmp:
         try:
             bundle = download_bundle(name, version or "champion", Path(tmp))
@@ -104,9 +102,7 @@ def evaluate_cli(data: Path, since: str | None, until: str | None, version: str 
         print(f"model {name} version {bundle.meta.get('model_version', version or 'champion')} "
               f"(trained as of {bundle.meta['as_of']}); window {result['window'][0]}..{result['window'][1]}")
         print(format_table(result))
-        from training.registry import _experiment_id
-
-        with mlflow.start_run(experiment_id=_experiment_id(mlflow), run_name="evaluate") as run:
+        with mlflow.start_run(experiment_id=experiment_id(mlflow), run_name="evaluate") as run:
             mlflow.set_tags({"kind": "evaluation", "model_run_id": bundle.meta.get("run_id", ""),
                              "window": "..".join(result["window"])})
             mlflow.log_metrics({f"eval_{k}": float(v) for k, v in result["metrics"].items() if np.isfinite(v)})

@@ -1,12 +1,16 @@
-"""Metrics for recoupment scores: discrimination, calibration, review capacity, dollars, causes, slices."""
+"""Metrics for recoupment scores: discrimination, calibration, review capacity, dollars, causes, slices;
+the same metrics for the generator's oracle; the promotion gate's comparison."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from features.contract import CAUSES
+from features.outcomes import read_oracle
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -92,3 +96,39 @@ def sliced(frame: pd.DataFrame, by: str, min_n: int = 50) -> pd.DataFrame:
                      "roc_auc": roc_auc_score(y, p) if two else np.nan,
                      "pr_auc": average_precision_score(y, p) if two else np.nan})
     return pd.DataFrame(rows)
+
+
+def oracle_scores(data_dir: Path | None, index: pd.Index) -> pd.DataFrame | None:
+    """The generator's oracle for these claims, when DIR/oracle.csv exists."""
+    o = read_oracle(data_dir)
+    return None if o is None else o.reindex(index)
+
+
+def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[float]) -> dict:
+    """The same metrics for the oracle's probabilities and causes, and the model/oracle ratios."""
+    op = oracle["true_probability"].to_numpy(dtype=float)
+    base = scored["expected_amount"].to_numpy() / np.maximum(scored["probability"].to_numpy(), 1e-12)
+    om = binary_metrics(scored["label"].to_numpy(), op, scored["recouped_amount"].to_numpy(), op * base, capacities)
+    pcols = [f"p_{c}" for c in CAUSES]
+    if all(c in oracle.columns for c in pcols):
+        ocp = oracle[pcols].to_numpy(dtype=float)
+    else:
+        ocp = np.zeros((len(oracle), len(CAUSES)))
+        ocp[np.arange(len(oracle)), pd.Series(oracle["true_cause"]).map(
+            {c: i for i, c in enumerate(CAUSES)}).fillna(len(CAUSES) - 1).astype(int)] = 1
+    om.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), ocp))
+    return om
+
+
+def promotion_decision(challenger: dict[str, float], scored: pd.DataFrame, champion_probability: np.ndarray,
+                       capacities: list[float], promotion: dict) -> dict:
+    """Does the challenger (its ``metrics`` on the latest window, ``scored``) beat the champion (its
+    probabilities on the same claims)? It must gain more than ``promotion["min_pr_auc_gain"]`` PR-AUC
+    and lose at most ``promotion["max_ece_increase"]`` ECE. Returns ``pass`` and both figures."""
+    p = champion_probability
+    cm = binary_metrics(scored["label"].to_numpy(), p, scored["recouped_amount"].to_numpy(), p, capacities)
+    gain = challenger["pr_auc"] - cm["pr_auc"]
+    ece_up = challenger["ece"] - cm["ece"]
+    ok = gain > promotion["min_pr_auc_gain"] and ece_up <= promotion["max_ece_increase"]
+    return {"pass": bool(ok), "champion_pr_auc": cm["pr_auc"], "challenger_pr_auc": challenger["pr_auc"],
+            "champion_ece": cm["ece"], "challenger_ece": challenger["ece"]}

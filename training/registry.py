@@ -1,5 +1,7 @@
 """MLflow tracking and registry: log a training run, register a version, champion/challenger aliases,
-and export the champion into the local BentoML model store (so the service starts fast)."""
+and export the champion into the local BentoML model store (so the service starts fast).
+
+The figures it logs and the promotion gate's comparison are computed by :mod:`training.metrics`."""
 
 from __future__ import annotations
 
@@ -13,16 +15,17 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle
-from features.contract import CAUSES
-from features.settings import artifact_root, bentoml_home, quiet_telemetry, tracking_uri
+from features.settings import MODEL_NAME, artifact_root, bentoml_home, quiet_telemetry, tracking_uri
 from features.state import make_private
+from training.metrics import oracle_metrics, oracle_scores, promotion_decision
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "recoup"
-BENTO_MODEL = "recoup-risk"
+BENTO_MODEL = MODEL_NAME
 
 
-def _mlflow():
+def open_mlflow():
+    """The ``mlflow`` module, pointed at the project's tracking store (telemetry off)."""
     quiet_telemetry()
     import mlflow
 
@@ -30,7 +33,8 @@ def _mlflow():
     return mlflow
 
 
-def _experiment_id(mlflow) -> str:
+def experiment_id(mlflow) -> str:
+    """The id of the ``recoup`` experiment (created, with its artifacts under RECOUP_HOME, if needed)."""
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
         return exp.experiment_id
@@ -46,32 +50,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
-
-
-def oracle_scores(data_dir: Path | None, index: pd.Index) -> pd.DataFrame | None:
-    """The generator's oracle for these claims, when DIR/oracle.csv exists."""
-    from features.outcomes import read_oracle
-
-    o = read_oracle(data_dir)
-    return None if o is None else o.reindex(index)
-
-
-def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[float]) -> dict:
-    """The same metrics for the oracle's probabilities and causes, and the model/oracle ratios."""
-    from training.metrics import binary_metrics, cause_metrics
-
-    op = oracle["true_probability"].to_numpy(dtype=float)
-    base = scored["expected_amount"].to_numpy() / np.maximum(scored["probability"].to_numpy(), 1e-12)
-    om = binary_metrics(scored["label"].to_numpy(), op, scored["recouped_amount"].to_numpy(), op * base, capacities)
-    pcols = [f"p_{c}" for c in CAUSES]
-    if all(c in oracle.columns for c in pcols):
-        ocp = oracle[pcols].to_numpy(dtype=float)
-    else:
-        ocp = np.zeros((len(oracle), len(CAUSES)))
-        ocp[np.arange(len(oracle)), pd.Series(oracle["true_cause"]).map(
-            {c: i for i, c in enumerate(CAUSES)}).fillna(len(CAUSES) - 1).astype(int)] = 1
-    om.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), ocp))
-    return om
 
 
 def _log_plots(result, out: Path, oracle: pd.DataFrame | None) -> None:
@@ -101,19 +79,19 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
     The new version gets the alias ``challenger``; it becomes ``champion`` with ``promote`` or when it
     passes the promotion gate against the current champion on the same latest window.
     """
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     from mlflow import MlflowClient
 
     from training.pyfunc import RecoupPyfunc, pip_requirements
 
-    name = cfg["model_name"]
+    name = MODEL_NAME
     client = MlflowClient()
     oracle = oracle_scores(data_dir, result.scored.index)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plots = tmp / "plots"
         plots.mkdir()
-        with mlflow.start_run(experiment_id=_experiment_id(mlflow),
+        with mlflow.start_run(experiment_id=experiment_id(mlflow),
                               run_name=f"train-asof-{result.bundle.meta['as_of']}") as run:
             mlflow.log_params({k: v for k, v in _flatten(cfg).items() if not isinstance(v, list)})
             mlflow.log_params({f"data.{k}": v for k, v in result.data_summary.items()})
@@ -173,35 +151,28 @@ def _alias_version(client, name: str, alias: str) -> str | None:
 
 def download_bundle(name: str, version_or_alias: str, dst: Path) -> ModelBundle:
     """Fetch a registered version's bundle folder from MLflow."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"{ref}", dst_path=str(dst))
     return ModelBundle.load(Path(local) / "artifacts" / "bundle")
 
 
 def promotion_gate(result, cfg: dict, champion: str | None, client, name: str) -> dict:
-    """Challenger beats the champion on PR-AUC on the same latest window, without worse calibration."""
+    """Challenger beats the champion on PR-AUC on the same latest window, without worse calibration
+    (:func:`training.metrics.promotion_decision`, on the champion's probabilities for those claims)."""
     if champion is None:
         return {"pass": True, "reason": "no champion yet"}
-    from training.metrics import binary_metrics
-
     with tempfile.TemporaryDirectory() as tmp:
         champ = download_bundle(name, champion, Path(tmp))
         M = champ.spec.transform(result.test_X)
         p = champ.probability(M)
-    y = result.scored["label"].to_numpy()
-    cm = binary_metrics(y, p, result.scored["recouped_amount"].to_numpy(), p, cfg["capacities"])
-    gain = result.metrics["pr_auc"] - cm["pr_auc"]
-    ece_up = result.metrics["ece"] - cm["ece"]
-    ok = gain > cfg["promotion"]["min_pr_auc_gain"] and ece_up <= cfg["promotion"]["max_ece_increase"]
-    return {"pass": bool(ok), "champion_version": champion, "champion_pr_auc": cm["pr_auc"],
-            "challenger_pr_auc": result.metrics["pr_auc"], "champion_ece": cm["ece"],
-            "challenger_ece": result.metrics["ece"]}
+    gate = promotion_decision(result.metrics, result.scored, p, cfg["capacities"], cfg["promotion"])
+    return {"pass": gate.pop("pass"), "champion_version": champion, **gate}
 
 
 def promote_version(name: str, version: str) -> None:
     """Make a registered version the champion and export it to the BentoML store."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, "champion", version)
@@ -211,7 +182,7 @@ def promote_version(name: str, version: str) -> None:
 
 
 def export_to_bentoml(bundle_dir: Path, name: str, version: str, meta: dict) -> str:
-    """Copy a bundle folder into the local BentoML model store as ``recoup-risk``."""
+    """Copy a bundle folder into the local BentoML model store as ``MODEL_NAME`` (``recoup-risk``)."""
     bentoml_home()
     import bentoml
 

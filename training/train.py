@@ -17,6 +17,7 @@ from features.contract import CAUSES, History, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
 from features.rulebook import load_rulebook
+from features.settings import MODEL_NAME
 from features.spec import FeatureSpec
 from training.calibrate import fit_calibrator
 from training.config import load_config
@@ -101,7 +102,7 @@ def train_model(history: History, as_of: str | pd.Timestamp | None = None, horiz
     timings["models_s"] = time.perf_counter() - t1
     payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
     meta = {
-        "model_name": cfg["model_name"],
+        "model_name": MODEL_NAME,
         "as_of": str(as_of.date()),
         "horizon_days": horizon,
         "rulebook_version": rulebook.version,

@@ -553,3 +553,40 @@ def test_the_service_path_rejects_the_same(monkeypatch):
                        ("service_date", (3,)), ("line_charge", (4,))}, got
     assert texts[0] == texts[1]
     assert f"column 'units': expected {UNITS}" in texts[0]
+
+
+# ----------------------------------------------------------------------------------- skip_invalid
+
+
+def test_skip_invalid_sets_aside_the_claims_that_break_the_contract(tmp_path):
+    """One loader for both modes: strict raises; skip_invalid returns the valid claims and the rejected
+    ones, each with the contract's reason (file, row, column), and drops what refers to them."""
+    from features.contract import REJECTED_COLUMNS
+
+    t = good_tables()
+    t["claims"].loc[0, "total_charge"] = "-5"  # C1: bad claim row
+    t["claim_lines"].loc[2, "units"] = "0"  # C2: bad line
+    t["claim_lines"].loc[4] = ["C9", "1", "2024-02-28", "99213", "", "1", "10", "1", ""]  # orphan line
+    d = write_dir(tmp_path / "h", t)
+    with pytest.raises(ContractError):
+        load_history(d)
+    h, rejected = load_history(d, skip_invalid=True)
+    assert list(rejected.columns) == REJECTED_COLUMNS
+    reasons = dict(zip(rejected["claim_id"], rejected["reject_reason"]))
+    assert set(reasons) == {"C1", "C2"}
+    assert reasons["C1"] == f"claims.csv row 1: column 'total_charge': expected {MONEY}"
+    assert reasons["C2"] == f"claim_lines.csv row 3: column 'units': expected {UNITS}"
+    assert h.claims["claim_id"].tolist() == ["C3"]
+    assert h.claim_lines["claim_id"].tolist() == ["C3"]  # lines of rejected claims and the orphan: gone
+    assert set(h.recoupments["claim_id"]) == {"C3"}
+
+
+def test_skip_invalid_on_a_valid_history_rejects_nothing_and_row_less_problems_still_raise(tmp_path):
+    from features.contract import REJECTED_COLUMNS
+
+    h, rejected = load_history(write_dir(tmp_path / "ok", good_tables()), skip_invalid=True)
+    assert len(h.claims) == 3 and rejected.empty and list(rejected.columns) == REJECTED_COLUMNS
+    t = good_tables()
+    t["claims"] = t["claims"].drop(columns=["billing_npi"])
+    err = load_error(tmp_path, t, skip_invalid=True)
+    assert "billing_npi" in str(err)
