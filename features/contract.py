@@ -241,9 +241,17 @@ class Problem:
         more = f", ... and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
         ex = ""
         if self.examples:
-            ex = " (got " + ", ".join(repr(e) for e in self.examples[:3]) + ")"
+            ex = " (got " + ", ".join(repr(_clip(e)) for e in self.examples[:3]) + ")"
         plural = "s" if len(self.rows) > 1 else ""
         return f"{self.file} row{plural} {shown}{more}: column '{self.column}': expected {self.expected}{ex}"
+
+
+#: an example value longer than this is shown cut (a 5,000-character id costs one line of a report, not pages)
+MAX_EXAMPLE_CHARS = 40
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= MAX_EXAMPLE_CHARS else value[:MAX_EXAMPLE_CHARS - 3] + "..."
 
 
 class ContractError(RecoupError, ValueError):
