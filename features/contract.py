@@ -475,6 +475,15 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
 
 
+def _over_chars(s: pd.Series, n: int) -> np.ndarray | None:
+    """The rows of a string column longer than ``n`` characters, or None when there is none (via Arrow:
+    one pass over the lengths, the mask only when needed)."""
+    lengths = pc.utf8_length(_arrow_str(s))
+    if (pc.max(lengths).as_py() or 0) <= n:
+        return None
+    return np.asarray(pc.fill_null(pc.greater(lengths, n), False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
                    problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
@@ -489,8 +498,8 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
     if k in ("id", "str"):
         s = _as_str(src)
         if col.max_chars is not None:
-            bad = s.notna() & (s.str.len() > col.max_chars)
-            if bad.any():
+            bad = _over_chars(s, col.max_chars)
+            if bad is not None:
                 problems.append(Problem(file, col.name, _too_long(col), _rows(bad)))
     elif k == "npi":
         s = _as_str(src)
