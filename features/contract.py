@@ -251,7 +251,9 @@ MAX_EXAMPLE_CHARS = 40
 
 
 def _clip(value: str) -> str:
-    return value if len(value) <= MAX_EXAMPLE_CHARS else value[:MAX_EXAMPLE_CHARS - 3] + "..."
+    if not isinstance(value, str) or len(value) <= MAX_EXAMPLE_CHARS:
+        return value
+    return value[:MAX_EXAMPLE_CHARS - 3] + "..."
 
 
 class ContractError(RecoupError, ValueError):

@@ -32,7 +32,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
                       ValidationError)
 from pydantic_core import PydanticCustomError
 
-from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS
+from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
 
 # --------------------------------------------------------------------------------------
@@ -218,7 +218,8 @@ class Line(BaseModel):
     units: Number = Field(description="> 0")
     line_charge: Number = Field(description=">= 0")
     diagnosis_pointers: DiagnosisPointers = Field(
-        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..12 into diagnosis_codes; array or '1;2'")
+        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..{MAX_POINTER} into diagnosis_codes; "
+                          "array or '1;2'")
 
 
 class Claim(BaseModel):
