@@ -1,6 +1,7 @@
 """Benchmark: contract validation of one claim (the scoring service) and of a large CSV history.
 
     python bench/bench_contract.py [--calls 1000] [--lines 5] [--claims 1000000] [--skip-load]
+                                   [--check-only [--repeat 3]]
 
 - ``validate_frames`` of one claim with N lines, built as the service builds it
   (``serving.schemas.raw_frames``: object columns, JSON values): p50 / p99 over ``--calls`` calls, with
@@ -8,7 +9,9 @@
   before);
 - the same for a claim given as text (a CSV-like frame of pandas ``str`` columns);
 - ``load_history`` of a fabricated CSV history of ``--claims`` claims (bench_rulebook's fabricator),
-  to show that batch loading did not get slower.
+  to show that batch loading did not get slower;
+- ``--check-only``: the contract check alone of that history (``validate_table`` of every file and the
+  cross-table rules, the CSV reads excluded), ``--repeat`` times, with the load average of each run.
 """
 
 from __future__ import annotations
@@ -108,13 +111,47 @@ def bench_load(n_claims: int) -> dict:
     return figures
 
 
+def bench_check(n_claims: int, repeat: int) -> dict:
+    """The contract check of a fabricated CSV history, reads excluded (what the bounds add to a load)."""
+    import warnings
+
+    from bench_rulebook import fabricate_history
+
+    from features.contract import check_relations, read_table_file, validate_table
+
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = fabricate_history(Path(tmp), n_claims)
+        raw = {p.name.split(".")[0]: read_table_file(p) for p in sorted(d.glob("*.csv"))}
+    rows = ", ".join(f"{len(df):,} {name}" for name, df in raw.items())
+    for i in range(repeat):
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        typed = {}
+        with warnings.catch_warnings(action="ignore"):
+            for name, df in raw.items():
+                typed[name], problems, _ = validate_table(df, name, name)
+                assert not problems, problems[:3]
+        check_relations(typed)
+        figures[f"contract check {i + 1}"] = time.perf_counter() - t0
+        print(f"contract check ({rows}): {figures[f'contract check {i + 1}']:.2f} s (load average {load:.1f})",
+              flush=True)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--lines", type=int, default=5)
     ap.add_argument("--claims", type=int, default=1_000_000)
     ap.add_argument("--skip-load", action="store_true", help="only the small-frame latencies")
+    ap.add_argument("--check-only", action="store_true", help="only the contract check of a large history")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
+    if args.check_only:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        bench_check(args.claims, args.repeat)
+        return 0
     print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs")
     bench_small(args.calls, args.lines)

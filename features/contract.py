@@ -12,7 +12,9 @@ Every problem of a file is collected into one :class:`ContractError` that names 
 the row numbers (1-based data rows; CSV line = row + 1), the column and what was expected.
 Every amount, quantity and date is bounded (``features/bounds.py``, read through ``Column.upper`` and
 ``Column.years`` by both check paths): ``inf``, NaN, 1e308, booleans, non-ASCII digits and dates
-outside the years 1900-2199 are problems like any other.
+outside the years 1900-2199 are problems like any other. So are the number of items of every list
+(``Column.max_items``) and the length of every free text (``Column.max_chars``): the same bounds as the
+scoring service's and the X12 importer's.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.bounds import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS
+from features.bounds import (DATE_YEARS, MAX_AMOUNT, MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS,
+                             MAX_LINE_NUMBER, MAX_MODIFIERS, MAX_POINTER, MAX_UNITS)
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,10 @@ class Column:
     maximum: float | None = None
     #: the first and last allowed year (dates)
     years: tuple[int, int] = DATE_YEARS
+    #: the most items of a list column (list_str, list_int); None: unbounded
+    max_items: int | None = None
+    #: the longest text of an id / str column, in characters after trimming (other kinds: their pattern)
+    max_chars: int | None = None
 
     @property
     def upper(self) -> float:
@@ -138,51 +145,51 @@ class Column:
 
 TABLES: dict[str, tuple[Column, ...]] = {
     "claims": (
-        Column("claim_id", "id"),
-        Column("patient_id", "id"),
+        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
+        Column("patient_id", "id", max_chars=MAX_CHARS["patient_id"]),
         Column("billing_npi", "npi"),
         Column("rendering_npi", "npi", required=False),
-        Column("payer_id", "id"),
+        Column("payer_id", "id", max_chars=MAX_CHARS["payer_id"]),
         Column("plan_type", "enum", levels=PLAN_TYPES),
         Column("claim_type", "enum", levels=CLAIM_TYPES),
         Column("place_of_service", "pos"),
         Column("frequency_code", "enum", levels=FREQUENCY_CODES),
         Column("submitted_date", "date"),
         Column("total_charge", "money"),
-        Column("diagnosis_codes", "list_str", min_items=1),
-        Column("prior_auth_number", "str", required=False),
+        Column("diagnosis_codes", "list_str", min_items=1, max_items=MAX_DIAGNOSIS_CODES),
+        Column("prior_auth_number", "str", required=False, max_chars=MAX_CHARS["prior_auth_number"]),
         Column("has_attachment", "bool", required=False),
         Column("paid_date", "date", required=False),
         Column("paid_amount", "money", required=False),
     ),
     "claim_lines": (
-        Column("claim_id", "id"),
+        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
         Column("line_number", "int_pos"),
         Column("service_date", "date"),
         Column("procedure_code", "procedure"),
-        Column("modifiers", "list_str", required=False),
+        Column("modifiers", "list_str", required=False, max_items=MAX_MODIFIERS),
         Column("units", "units"),
         Column("line_charge", "money"),
-        Column("diagnosis_pointers", "list_int", required=False),
+        Column("diagnosis_pointers", "list_int", required=False, max_items=MAX_DIAGNOSIS_POINTERS),
         Column("line_paid", "money", required=False),
     ),
     "coverage": (
-        Column("patient_id", "id"),
-        Column("payer_id", "id"),
+        Column("patient_id", "id", max_chars=MAX_CHARS["patient_id"]),
+        Column("payer_id", "id", max_chars=MAX_CHARS["payer_id"]),
         Column("plan_type", "enum", levels=PLAN_TYPES),
         Column("coverage_start", "date"),
         Column("coverage_end", "date", required=False),
     ),
     "providers": (
         Column("npi", "npi"),
-        Column("taxonomy_code", "str", required=False),
-        Column("state", "str", required=False),
+        Column("taxonomy_code", "str", required=False, max_chars=MAX_CHARS["taxonomy_code"]),
+        Column("state", "str", required=False, max_chars=MAX_CHARS["state"]),
     ),
     "recoupments": (
-        Column("claim_id", "id"),
+        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
         Column("recouped_date", "date"),
         Column("recouped_amount", "money_pos"),
-        Column("carc", "str", required=False),
+        Column("carc", "str", required=False, max_chars=MAX_CHARS["carc"]),
         Column("cause", "enum", required=False, levels=CAUSES),
     ),
 }
@@ -201,7 +208,7 @@ _EXPECTED = {
     "int_pos": "a whole number >= 1 and at most {maximum}",
     "bool": "true/false (also 1/0, yes/no, Y/N)",
     "list_str": "a ';'-separated list of codes",
-    "list_int": "a ';'-separated list of whole numbers 1..12",
+    "list_int": f"a ';'-separated list of whole numbers 1..{MAX_POINTER}",
     "str": "text",
     "procedure": "a CPT or HCPCS code (5 characters: 5 digits, 4 digits + letter, or letter + 4 digits)",
 }
@@ -234,9 +241,19 @@ class Problem:
         more = f", ... and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
         ex = ""
         if self.examples:
-            ex = " (got " + ", ".join(repr(e) for e in self.examples[:3]) + ")"
+            ex = " (got " + ", ".join(repr(_clip(e)) for e in self.examples[:3]) + ")"
         plural = "s" if len(self.rows) > 1 else ""
         return f"{self.file} row{plural} {shown}{more}: column '{self.column}': expected {self.expected}{ex}"
+
+
+#: an example value longer than this is shown cut (a 5,000-character id costs one line of a report, not pages)
+MAX_EXAMPLE_CHARS = 40
+
+
+def _clip(value: str) -> str:
+    if not isinstance(value, str) or len(value) <= MAX_EXAMPLE_CHARS:
+        return value
+    return value[:MAX_EXAMPLE_CHARS - 3] + "..."
 
 
 class ContractError(RecoupError, ValueError):
@@ -582,6 +599,15 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
 
 
+def _over_chars(s: pd.Series, n: int) -> np.ndarray | None:
+    """The rows of a string column longer than ``n`` characters, or None when there is none (via Arrow:
+    one pass over the lengths, the mask only when needed)."""
+    lengths = pc.utf8_length(_arrow_str(s))
+    if (pc.max(lengths).as_py() or 0) <= n:
+        return None
+    return np.asarray(pc.fill_null(pc.greater(lengths, n), False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
                    problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
@@ -595,6 +621,10 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
     k = col.kind
     if k in ("id", "str"):
         s = _as_str(src)
+        if col.max_chars is not None:
+            bad = _over_chars(s, col.max_chars)
+            if bad is not None:
+                problems.append(Problem(file, col.name, _too_long(col), _rows(bad)))
     elif k == "npi":
         s = _as_str(src)
         bad = s.notna() & ~s.str.fullmatch(r"\d{10}").fillna(False)
@@ -673,25 +703,31 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
                 problems.append(
                     Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad))
                 )
+        if col.max_items is not None:
+            bad = lengths > col.max_items
+            if bad.any():
+                problems.append(Problem(file, col.name, _too_many(col), _rows(bad)))
         pattern = _ICD10_RE if col.name == "diagnosis_codes" else _MODIFIER_RE
         what = (
             "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)"
             if col.name == "diagnosis_codes"
-            else "2-character modifiers, at most 4"
+            else "2-character modifiers"
         )
         flat = s.list.flatten()
         flat_bad = ~flat.str.fullmatch(pattern).fillna(False)
         bad = pd.Series(False, index=raw_index)
         if flat_bad.any():
             bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
-        if col.name == "modifiers":
-            bad |= lengths > 4
         if bad.any():
             problems.append(Problem(file, col.name, what, _rows(bad), _examples(src, bad)))
     elif k == "list_int":
         s = _to_list(src, "int")
+        if col.max_items is not None:
+            bad = s.list.len().fillna(0) > col.max_items
+            if bad.any():
+                problems.append(Problem(file, col.name, _too_many(col), _rows(bad)))
         flat = s.list.flatten()
-        flat_bad = (flat < 1) | (flat > 12)
+        flat_bad = (flat < 1) | (flat > MAX_POINTER)
         bad = pd.Series(False, index=raw_index)
         if flat_bad.any():
             bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
@@ -747,8 +783,18 @@ _TRUE_FALSE = _TRUE | _FALSE
 _LOWERED_ENUMS = ("plan_type", "claim_type", "cause")
 _LIST_WHAT = {
     "diagnosis_codes": "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)",
-    "modifiers": "2-character modifiers, at most 4",
+    "modifiers": "2-character modifiers",
 }
+
+
+def _too_long(col: Column) -> str:
+    """The problem of a text over its column's ``max_chars`` (no example: the value may be huge)."""
+    return f"{_expected(col)} of at most {col.max_chars} characters"
+
+
+def _too_many(col: Column) -> str:
+    """The problem of a list over its column's ``max_items``."""
+    return f"at most {col.max_items} {'code(s)' if col.kind == 'list_str' else 'pointer(s)'}"
 
 
 def _expected(col: Column) -> str:
@@ -869,21 +915,25 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
             if col.min_items and col.required:
                 report([i for i, lst in enumerate(lists) if len(lst) < col.min_items],
                        f"at least {col.min_items} code(s)", examples=False)
+            if col.max_items is not None:
+                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], _too_many(col), examples=False)
             match = _FULL["diagnosis_codes" if name == "diagnosis_codes" else "modifiers"]
             for i, lst in enumerate(lists):
                 flat.extend(lst)
                 offsets.append(len(flat))
-                if any(not match(x) for x in lst) or (name == "modifiers" and len(lst) > 4):
+                if any(not match(x) for x in lst):
                     bad.append(i)
             report(bad, _LIST_WHAT.get(name, _LIST_WHAT["modifiers"]))
             arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.string()))
         else:
+            if col.max_items is not None:
+                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], _too_many(col), examples=False)
             pointer = _FULL["pointer"]
             for i, lst in enumerate(lists):
                 ints = [int(x) if pointer(x) else -1 for x in lst]
                 flat.extend(ints)
                 offsets.append(len(flat))
-                if any(x < 1 or x > 12 for x in ints):
+                if any(x < 1 or x > MAX_POINTER for x in ints):
                     bad.append(i)
             report(bad, _expected(col))
             arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.int16()))
@@ -895,6 +945,10 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
     if col.required and k != "list_str":
         report([i for i, t in enumerate(texts) if t is None], f"a value ({expected})", examples=False)
     if k in ("id", "str"):
+        if col.max_chars is not None:
+            n_max = col.max_chars
+            report([i for i, t in enumerate(texts) if t is not None and len(t) > n_max], _too_long(col),
+                   examples=False)
         out = _string_array(texts)
         if name == "claim_id":
             keys[name] = texts

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from features.bounds import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS
+from features.bounds import (DATE_YEARS, MAX_AMOUNT, MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS,
+                             MAX_LINE_NUMBER, MAX_UNITS)
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,20 @@ def isa_date(value: str) -> str | None:
 def el(seg: list[str], i: int) -> str:
     """Element ``i`` of a segment (``seg[0]`` is the segment id), stripped; '' when absent."""
     return seg[i].strip() if i < len(seg) else ""
+
+
+def bounded(value: str, element: str, column: str) -> str:
+    """``value`` (an element's text) if it fits the contract column's length (``features.bounds.MAX_CHARS``);
+    else ``ValueError`` naming the element (the mappers reject its claim or transaction, naming the segment)."""
+    n = MAX_CHARS[column]
+    if len(value) > n:
+        raise ValueError(f"{element} of at most {n} characters")
+    return value
+
+
+def bounded_el(seg: list[str], i: int, column: str) -> str:
+    """:func:`el` within the length of a contract column (:func:`bounded`)."""
+    return bounded(el(seg, i), f"{seg[0]}{i:02d}", column)
 
 
 #: an X12 decimal (data type R): ASCII digits, an optional leading minus (or plus) and decimal point,
@@ -528,7 +543,7 @@ class Claims837:
         if self.loop == "header" and qual == "87" and not self.version_type:
             self.version_type = _claim_type_of_version(el(seg, 2))
         elif self.loop == "2300" and qual == "G1" and self.claim is not None:
-            self.claim["prior_auth_number"] = self.claim["prior_auth_number"] or el(seg, 2)
+            self.claim["prior_auth_number"] = self.claim["prior_auth_number"] or bounded_el(seg, 2, "prior_auth_number")
         elif self.loop == "2400" and qual == "6R" and self.line is not None:
             self.line["control_number"] = el(seg, 2)
 
@@ -545,11 +560,11 @@ class Claims837:
 
     def on_PRV(self, no: int, seg: list[str]) -> None:
         if self.loop == "2000A" and el(seg, 1) == "BI":
-            self.billing["taxonomy"] = el(seg, 3)
+            self.billing["taxonomy"] = bounded_el(seg, 3, "taxonomy_code")
 
     def on_N4(self, no: int, seg: list[str]) -> None:
         if self.loop == "2000A" and self.billing.get("in_85"):
-            self.billing["state"] = el(seg, 2)
+            self.billing["state"] = bounded_el(seg, 2, "state")
             self.billing["in_85"] = False
 
     def on_NM1(self, no: int, seg: list[str]) -> None:
@@ -559,12 +574,12 @@ class Claims837:
             if entity == "85":
                 self.billing["npi"] = npi_or_none(qual, ident)
         elif self.loop == "2000B" and entity == "IL":
-            self.subscriber["member_id"] = ident
+            self.subscriber["member_id"] = bounded_el(seg, 9, "patient_id")
         elif self.loop == "2000B" and entity == "PR":
-            self.subscriber["payer_id"] = ident
-            self.subscriber["payer_name"] = el(seg, 3)
+            self.subscriber["payer_id"] = bounded_el(seg, 9, "payer_id")
+            self.subscriber["payer_name"] = bounded_el(seg, 3, "payer_id")  # the payer id when NM109 is empty
         elif self.loop == "2000C" and entity == "QC":
-            self.patient_id = ident
+            self.patient_id = bounded_el(seg, 9, "patient_id")
         elif self.loop == "2300" and entity == "82" and self.claim is not None:
             self.claim["rendering_npi"] = npi_or_none(qual, ident)
 
@@ -599,6 +614,9 @@ class Claims837:
         self.line = None
         if not self.claim["claim_id"]:
             self.reject_claim(no, "CLM", "a claim id in CLM01")
+            return
+        if len(self.claim["claim_id"]) > MAX_CHARS["claim_id"]:
+            self.reject_claim(no, "CLM", f"a claim id of at most {MAX_CHARS['claim_id']} characters in CLM01")
             return
         try:
             self.claim["total_charge"] = number(self.claim["total_charge_raw"], "CLM02", "amount")
@@ -639,6 +657,9 @@ class Claims837:
                     self.claim["dx9"] += 1
                 else:  # an ICD-10 code under an ICD-9 qualifier
                     self.claim["dx10"][_ICD9_QUALS.index(qual)].append(code)
+        if sum(map(len, self.claim["dx10"])) > MAX_DIAGNOSIS_CODES:
+            self.reject_claim(no, "HI", f"at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI "
+                                        "segments")
 
     # -- lines ------------------------------------------------------------------------
     def on_LX(self, no: int, seg: list[str]) -> None:
@@ -674,7 +695,12 @@ class Claims837:
             _number_or_bad(el(seg, units_i), line["units_el"], "units")
         pointers: list[int] = []
         if pointer_i is not None:
-            for p in components(el(seg, pointer_i), self.comp):
+            given = [p for p in components(el(seg, pointer_i), self.comp) if p.strip()]
+            if len(given) > MAX_DIAGNOSIS_POINTERS:
+                self.reject_claim(no, sid, f"at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in "
+                                           f"{sid}{pointer_i:02d}")
+                return
+            for p in given:
                 p = p.strip()
                 if p.isascii() and p.isdigit() and 1 <= int(p) <= 12:
                     pointers.append(int(p))
@@ -886,13 +912,13 @@ class Remit835:
         self.bpr_date = x12_date(el(seg, 16))
 
     def on_TRN(self, no: int, seg: list[str]) -> None:
-        self.payer["trn"] = el(seg, 3)
+        self.payer["trn"] = bounded_el(seg, 3, "payer_id")
 
     def on_N1(self, no: int, seg: list[str]) -> None:
         entity = el(seg, 1)
         if entity == "PR":
             self.loop = "1000A"
-            self.payer["name"], self.payer["id"] = el(seg, 2), el(seg, 4)
+            self.payer["name"], self.payer["id"] = bounded_el(seg, 2, "payer_id"), bounded_el(seg, 4, "payer_id")
         elif entity == "PE":
             self.loop = "1000B"
             self.payee_npi = npi_or_none(el(seg, 3), el(seg, 4))
@@ -900,11 +926,11 @@ class Remit835:
     def on_REF(self, no: int, seg: list[str]) -> None:
         qual = el(seg, 1)
         if self.loop == "1000A" and qual == "2U":
-            self.payer["ref_2u"] = el(seg, 2)
+            self.payer["ref_2u"] = bounded_el(seg, 2, "payer_id")
         elif self.loop == "2110" and self.svc is not None and qual == "6R":
             self.svc["control_number"] = el(seg, 2)
         elif self.loop in ("2100", "2110") and self.clp is not None and qual == "G1":
-            self.clp["prior_auth_number"] = self.clp["prior_auth_number"] or el(seg, 2)
+            self.clp["prior_auth_number"] = self.clp["prior_auth_number"] or bounded_el(seg, 2, "prior_auth_number")
 
     def on_DTM(self, no: int, seg: list[str]) -> None:
         qual, day = el(seg, 1), x12_date(el(seg, 2))
@@ -929,6 +955,7 @@ class Remit835:
         self._finish_clp()
         if not el(seg, 1):
             self.fail(no, "CLP", "a claim id in CLP01")
+        bounded_el(seg, 1, "claim_id")
         self.loop = "2100"
         self.seq += 1
         self.clp = {
@@ -947,9 +974,9 @@ class Remit835:
             return
         entity = el(seg, 1)
         if entity == "QC":
-            self.clp["patient_id"] = el(seg, 9)
+            self.clp["patient_id"] = bounded_el(seg, 9, "patient_id")
         elif entity == "IL":
-            self.clp["insured_id"] = el(seg, 9)
+            self.clp["insured_id"] = bounded_el(seg, 9, "patient_id")
         elif entity == "82":
             self.clp["rendering_npi"] = npi_or_none(el(seg, 8), el(seg, 9))
 
@@ -965,6 +992,7 @@ class Remit835:
             reason, amount = el(seg, i), number(el(seg, i + 1), f"CAS{i + 1:02d}")
             if not reason:
                 continue
+            bounded(f"{group}-{reason}", f"CAS01-CAS{i:02d} (as GROUP-REASON)", "carc")
             adj = {"group": group, "reason": reason, "amount": amount or 0.0,
                    "quantity": number(el(seg, i + 2), f"CAS{i + 2:02d}", "signed_units"),
                    "level": "line" if self.svc is not None else "claim"}

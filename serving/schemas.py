@@ -32,36 +32,18 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
                       ValidationError)
 from pydantic_core import PydanticCustomError
 
+from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
 
 # --------------------------------------------------------------------------------------
-# bounds of a request: each defined once here, read by the models below, GET /model and docs/service.md
+# bounds of a request: each defined once, read by the models below, GET /model and docs/service.md. The
+# counts and lengths of a claim's fields are the data contract's (features/bounds.py, re-exported here):
+# the service, the CSV/Parquet loader and the X12 importer refuse the same values.
 # --------------------------------------------------------------------------------------
 
 MAX_LINES_PER_CLAIM = 50
 MAX_CLAIMS_PER_BATCH = 1000
-MAX_DIAGNOSIS_CODES = 25  # HI: 12 on an 837P, 25 on an 837I
-MAX_MODIFIERS = 4  # SV101-3..6 (SV202-3..6)
-MAX_DIAGNOSIS_POINTERS = 4  # SV107-1..4
 MAX_BODY_BYTES = 16 * 1024 * 1024  # 1,000 claims of 50 lines fit; see serving.service
-
-#: longest text of each identifier or code, in characters (after trimming spaces): the X12 5010 element's
-#: maximum size. The contract then checks the meaning (10-digit NPI, 2-digit place of service, ...).
-MAX_CHARS = {
-    "claim_id": 38,  # CLM01 patient control number
-    "patient_id": 80,  # NM109 of NM1*IL
-    "npi": 80,  # NM109 of NM1*85 / NM1*82
-    "payer_id": 80,  # NM109 of NM1*PR
-    "prior_auth_number": 50,  # REF02 of REF*G1
-    "place_of_service": 2,  # CLM05-1
-    "frequency_code": 1,  # CLM05-3
-    "procedure_code": 48,  # SV101-2
-    "modifier": 2,  # SV101-3..6
-    "diagnosis_code": 30,  # HI01-2
-    "diagnosis_pointer": 2,  # SV107-1..4, as text in the 'a;b' form
-    "enum": 32,  # plan_type, claim_type (not X12 elements; their longest level is 18)
-    "date": 32,  # a size bound only: the contract alone decides what a date is (YYYY-MM-DD)
-}
 
 #: every count bound of a request (GET /model shows them)
 LIMITS = {
@@ -236,7 +218,8 @@ class Line(BaseModel):
     units: Number = Field(description="> 0")
     line_charge: Number = Field(description=">= 0")
     diagnosis_pointers: DiagnosisPointers = Field(
-        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..12 into diagnosis_codes; array or '1;2'")
+        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..{MAX_POINTER} into diagnosis_codes; "
+                          "array or '1;2'")
 
 
 class Claim(BaseModel):

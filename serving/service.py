@@ -49,7 +49,7 @@ from features.settings import env_number
 from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
-from serving.schemas import (MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
+from serving.schemas import (LIMITS, MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
                              claims_to_frames, error_entry, openapi_with_bodies, pydantic_fields, raw_claim_id,
                              route_docs)
 
@@ -329,7 +329,7 @@ class RecoupService:
             "metrics": meta.get("metrics", {}),
             "risk_bands": meta.get("risk_bands", {"medium": 0.05, "high": 0.2}),
             "source": ref.source,
-            "limits": {"lines_per_claim": 50, "claims_per_batch": MAX_CLAIMS_PER_BATCH, "body_bytes": MAX_BODY},
+            "limits": {**LIMITS, "body_bytes": MAX_BODY},
             "workers": WORKERS,
         }
         log.info("recoup service ready: model %s v%s (as of %s) from %s in %.1fs", model_store.BENTO_MODEL,

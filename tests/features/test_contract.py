@@ -306,8 +306,8 @@ def test_missing_claim_id_column_does_not_crash_relations(tmp_path):
         ("claims", "frequency_code", "9", "one of 1, 7, 8 (got '9')"),
         ("claims", "has_attachment", "maybe", "true/false (also 1/0, yes/no, Y/N) (got 'maybe')"),
         ("claims", "place_of_service", "ABC", "a 2-digit place-of-service code"),
-        ("claim_lines", "modifiers", "25;59;XU;RT;LT", "2-character modifiers, at most 4"),
-        ("claim_lines", "modifiers", "2", "2-character modifiers, at most 4"),
+        ("claim_lines", "modifiers", "25;59;XU;RT;LT", "at most 4 code(s)"),
+        ("claim_lines", "modifiers", "2", "2-character modifiers"),
         ("claim_lines", "diagnosis_pointers", "1;13", "whole numbers 1..12"),
         ("recoupments", "recouped_amount", "0", f"{MONEY_POS} (got '0')"),
         ("recoupments", "cause", "fraud", "one of duplicate, bundling"),
@@ -590,3 +590,135 @@ def test_skip_invalid_on_a_valid_history_rejects_nothing_and_row_less_problems_s
     t["claims"] = t["claims"].drop(columns=["billing_npi"])
     err = load_error(tmp_path, t, skip_invalid=True)
     assert "billing_npi" in str(err)
+
+
+# ------------------------------------------------------------------------- counts and lengths
+
+from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS  # noqa: E402
+
+#: (table, column, what a value over the bound gets) for every bounded text column
+TEXT_COLUMNS = [
+    ("claims", "claim_id", "a non-empty identifier"),
+    ("claim_lines", "claim_id", "a non-empty identifier"),
+    ("recoupments", "claim_id", "a non-empty identifier"),
+    ("claims", "patient_id", "a non-empty identifier"),
+    ("claims", "payer_id", "a non-empty identifier"),
+    ("coverage", "patient_id", "a non-empty identifier"),
+    ("coverage", "payer_id", "a non-empty identifier"),
+    ("claims", "prior_auth_number", "text"),
+    ("providers", "taxonomy_code", "text"),
+    ("providers", "state", "text"),
+    ("recoupments", "carc", "text"),
+]
+#: (table, column, item, most items, noun)
+LIST_COLUMNS = [
+    ("claims", "diagnosis_codes", "E119", MAX_DIAGNOSIS_CODES, "code(s)"),
+    ("claim_lines", "modifiers", "25", MAX_MODIFIERS, "code(s)"),
+    ("claim_lines", "diagnosis_pointers", "1", MAX_DIAGNOSIS_POINTERS, "pointer(s)"),
+]
+
+
+def test_counts_and_lengths_are_read_from_features_bounds():
+    """Every free-text column has a length and every list a count: the values of features/bounds.py."""
+    from features.contract import TABLES
+
+    for cols in TABLES.values():
+        for c in cols:
+            if c.kind in ("id", "str"):
+                key = c.name if c.name in MAX_CHARS else None
+                assert c.max_chars is not None and c.max_chars == MAX_CHARS[key], c.name
+            if c.kind in ("list_str", "list_int"):
+                assert c.max_items is not None, c.name
+    assert {(t, c) for t, c, _ in TEXT_COLUMNS} == {(t, c.name) for t, cols in TABLES.items() for c in cols
+                                                    if c.kind in ("id", "str")}
+    kinds = {c.name: c for c in TABLES["claims"] + TABLES["claim_lines"]}
+    assert kinds["diagnosis_codes"].max_items == MAX_DIAGNOSIS_CODES == 25
+    assert kinds["modifiers"].max_items == MAX_MODIFIERS == 4
+    assert kinds["diagnosis_pointers"].max_items == MAX_DIAGNOSIS_POINTERS == 4
+
+
+def _with_text(table: str, column: str, value: str) -> dict[str, pd.DataFrame]:
+    """The good tables with ``value`` in row 1 of ``table.column`` (a claim id renamed in every table)."""
+    t = good_tables()
+    if column == "claim_id":
+        for df in (t["claims"], t["claim_lines"], t["recoupments"]):
+            df["claim_id"] = df["claim_id"].replace("C1", value)
+    else:
+        t[table][column] = t[table][column].astype(object)
+        t[table].loc[0, column] = value
+    return t
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("table, column, what", TEXT_COLUMNS)
+def test_text_over_its_length_is_refused_naming_file_row_column_and_bound(tmp_path, fmt, table, column, what):
+    n = MAX_CHARS[column]
+    t = good_tables()
+    t[table][column] = t[table][column].astype(object)
+    t[table].loc[0, column] = "X" * (n + 1)
+    err = load_error(tmp_path, t, fmt)
+    line = _problem_line(err, f"column '{column}': expected {what} of at most {n} characters")
+    assert line.strip().startswith(f"- {table}.{fmt} row 1:"), line
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("table, column, what", TEXT_COLUMNS)
+def test_text_at_its_length_loads(tmp_path, fmt, table, column, what):
+    n = MAX_CHARS[column]
+    value = "CO-97XYZ"[:n] if column == "carc" else ("OH" if column == "state" else "X" * n)
+    h = load_history(write_dir(tmp_path / "h", _with_text(table, column, f" {value} "), fmt))  # padded: trimmed
+    assert h.tables()[table][column].iloc[0] == value
+
+
+def _list(item: str, k: int, as_list: bool):
+    return [item] * k if as_list else ";".join([item] * k)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "parquet_lists"])
+@pytest.mark.parametrize("table, column, item, most, noun", LIST_COLUMNS)
+def test_list_over_its_count_is_refused_and_at_its_count_loads(tmp_path, fmt, table, column, item, most, noun):
+    as_list = fmt == "parquet_lists"
+    if as_list and column == "diagnosis_pointers":
+        item = 1
+    t = good_tables()
+    t[table][column] = t[table][column].astype(object)
+    if as_list:
+        t[table][column] = [[] for _ in range(len(t[table]))]
+        t[table].at[0, column] = _list(item, 1, True)
+        t[table].at[1, column] = _list(item, 1, True)
+    t[table].at[2, column] = _list(item, most + 1, as_list)
+    err = load_error(tmp_path / "over", t, fmt.split("_")[0])
+    line = _problem_line(err, f"column '{column}': expected at most {most} {noun}")
+    assert line.strip().startswith(f"- {table}.{fmt.split('_')[0]} row 3:"), line
+    t[table].at[2, column] = _list(item, most, as_list)
+    h = load_history(write_dir(tmp_path / "at", t, fmt.split("_")[0]))
+    assert len(h.tables()[table][column].iloc[2]) == most
+
+
+def test_both_check_paths_refuse_the_same_counts_and_lengths(monkeypatch):
+    import features.contract as contract
+
+    t = good_tables()
+    claims, lines = t["claims"].astype(object), t["claim_lines"].astype(object)
+    claims.loc[0, "patient_id"] = "P" * (MAX_CHARS["patient_id"] + 1)
+    claims.loc[1, "diagnosis_codes"] = ["E119"] * (MAX_DIAGNOSIS_CODES + 1)
+    lines.loc[2, "diagnosis_pointers"] = [1] * (MAX_DIAGNOSIS_POINTERS + 1)
+    lines.loc[3, "modifiers"] = "RT;LT;25;59;XU"
+    texts = []
+    for fast in (contract.FAST_PATH_MAX_ROWS, 0):
+        monkeypatch.setattr(contract, "FAST_PATH_MAX_ROWS", fast)
+        with pytest.raises(ContractError) as exc:
+            validate_frames({"claims": claims, "claim_lines": lines})
+        texts.append(str(exc.value))
+        got = {(p.column, tuple(p.rows)) for p in exc.value.problems}
+        assert got == {("patient_id", (1,)), ("diagnosis_codes", (2,)), ("diagnosis_pointers", (3,)),
+                       ("modifiers", (4,))}, got
+    assert texts[0] == texts[1]
+
+
+def test_a_huge_value_is_not_echoed(tmp_path):
+    """A claim id of 5,000 characters: its length, orphan lines and recoupments are reported, the value cut."""
+    huge = "X" * 5000
+    err = load_error(tmp_path, _with_text("claims", "claim_id", huge))
+    assert f"expected a non-empty identifier of at most {MAX_CHARS['claim_id']} characters" in str(err)
+    assert "X" * 100 not in str(err) and len(str(err)) < 1000

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import features.contract as contract
+from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
 from features.contract import TABLES, ContractError, Problem, validate_frames, validate_table
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ignoring unknown column")
@@ -27,9 +28,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*ignoring unknown column")
 NA = pd.NA
 NAN = float("nan")
 BLANKS = ["", "   ", None, NAN, NA, "\t"]
+#: texts at and just over each length bound (features/bounds.py), padded or not
+AT_BOUNDS = [x for f in ("claim_id", "patient_id", "prior_auth_number", "state", "carc")
+             for x in ("X" * MAX_CHARS[f], "X" * (MAX_CHARS[f] + 1), " " + "X" * MAX_CHARS[f] + " ")]
 
 POOLS: dict[str, list] = {
-    "id": ["C1", "C2", "C3", " C1 ", "c1", 12, 3.0, True, "Ç1", "C\u00a01", "a;b"] + BLANKS,
+    "id": ["C1", "C2", "C3", " C1 ", "c1", 12, 3.0, True, "Ç1", "C\u00a01", "a;b"] + AT_BOUNDS + BLANKS,
     "npi": ["1234567893", "1987654321", " 1234567893 ", "123456789", "12345678901", "12345x7893",
             1234567893, 1234567893.0, 12345, "１２３４５６７８９０"] + BLANKS,
     "pos": ["11", "22", "1", " 2", "02", "111", "ab", "1a", 11, 1, 1.0, "٣"] + BLANKS,
@@ -50,12 +54,15 @@ POOLS: dict[str, list] = {
     "diagnosis_codes": ["E119;I10", "e119; i10 ", "E11.9", "Z0000", "M545", ";", " ; ", "E119;;I10",
                         "E119;", ["E119", "I10"], [], ["e119"], ("E119",), ["E11.9"], [" Z0000 ", ""],
                         ["E119", 5], 5, 1.5, "ÉÉ", ["Ä"], ["E119", None], "A1", "E1199999", "E11999999",
-                        ["E119;I10"], np.array(["E119"])] + BLANKS,
+                        ["E119;I10"], np.array(["E119"]), ["E119"] * MAX_DIAGNOSIS_CODES,
+                        ";".join(["I10"] * (MAX_DIAGNOSIS_CODES + 1)), ["E119"] * (MAX_DIAGNOSIS_CODES + 1)] + BLANKS,
     "modifiers": ["25", "RT;LT", "25;59;XU;RT;LT", "25;59;XU;RT", "2", "rt", " lt ;", ["25"], [],
                   ["25", "59", "XU", "RT", "LT"], [" lt "], ("59",), "2 5", 25, [25], "ÀB"] + BLANKS,
     "diagnosis_pointers": ["1;2", "1", "12", "13", "0", ";", " 1 ; 2 ", "01", "-1", "1.0", "100", "x",
-                           [1, 2], ["1", "2"], [], [13], ["x"], [0], (3,), [1.0], 2, 2.0, "١"] + BLANKS,
-    "str": ["PA1", " x ", "OH", "co-97", "CO-18", 5, 2.5, "ñ"] + BLANKS,
+                           [1, 2], ["1", "2"], [], [13], ["x"], [0], (3,), [1.0], 2, 2.0, "١",
+                           list(range(1, MAX_DIAGNOSIS_POINTERS + 1)), list(range(1, MAX_DIAGNOSIS_POINTERS + 2)),
+                           ";".join(["1"] * (MAX_DIAGNOSIS_POINTERS + 1))] + BLANKS,
+    "str": ["PA1", " x ", "OH", "co-97", "CO-18", 5, 2.5, "ñ"] + AT_BOUNDS + BLANKS,
 }
 ENUM_EXTRA = ["gold", "", " Medicare ", "PROFESSIONAL", "Commercial", "1", "7", "8", 1, 7.0, 8, "07", "other",
               "Duplicate", "é"]

@@ -9,12 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
 from features.contract import load_history, validate_frames, write_history
 from features.errors import RecoupError
 from features.x12 import (
     UNKNOWN_DIAGNOSIS,
     UNKNOWN_NPI,
     X12Error,
+    import_parsed,
     import_x12,
     import_x12_cli,
     read_text,
@@ -597,3 +599,71 @@ def test_inputs_that_are_not_regular_files_are_one_line(tmp_path):
     for path in (Path("/dev/zero"), fifo):
         with pytest.raises(RecoupError, match="not a regular file"):
             read_text(path)
+
+
+# --------------------------------------------------------------------------------------
+# Bounded counts and lengths (features/bounds.py: the contract's and the service's bounds)
+# --------------------------------------------------------------------------------------
+
+ID_39 = "C" * (MAX_CHARS["claim_id"] + 1)
+DX_CODES = [f"R{50 + i}" for i in range(MAX_DIAGNOSIS_CODES + 5)]  # valid ICD-10-CM shapes
+
+
+def _hi(n: int) -> str:
+    return "HI*" + "*".join(("ABK:" if i == 0 else "ABF:") + DX_CODES[i] for i in range(n))
+
+
+@pytest.mark.parametrize("old, new, sid, reason", [
+    ("CLM*C2*80*", f"CLM*{ID_39}*80*", "CLM", f"CLM: expected a claim id of at most {MAX_CHARS['claim_id']} "
+                                              "characters in CLM01"),
+    ("HI*ABK:M545", _hi(MAX_DIAGNOSIS_CODES + 5), "HI",
+     f"HI: expected at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI segments"),
+    ("SV1*HC:97110:GP*80*UN*4***1", "SV1*HC:97110:GP*80*UN*4***1:1:1:1:1", "SV1",
+     f"SV1: expected at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in SV107"),
+    ("REF*G1*PA999", "REF*G1*" + "A" * (MAX_CHARS["prior_auth_number"] + 1), "REF",
+     f"REF: expected a valid value (REF02 of at most {MAX_CHARS['prior_auth_number']} characters)"),
+])
+def test_837_over_a_count_or_length_rejects_the_claim_naming_the_segment(old: str, new: str, sid: str,
+                                                                        reason: str) -> None:
+    body = [s.replace(old, new) if s.startswith(old) else s for s in CLAIMS_837]
+    i = next(j for j, s in enumerate(body) if s.startswith(new[:12]))
+    p = parse_x12(interchange(body), "big.837")
+    assert len(p.claims) == 1  # the other claim is imported
+    (rej,) = p.rejected
+    assert (rej.kind, rej.segment, rej.reason) == ("claim", i + 4, reason)
+    assert sid in str(rej) and "C" * 20 not in str(rej)  # no claim values in messages
+
+
+def test_837_subscriber_id_over_its_length_rejects_the_transaction() -> None:
+    body = [s.replace("MI*M123", "MI*" + "M" * (MAX_CHARS["patient_id"] + 1)) for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "member.837")
+    assert p.claims == []
+    (rej,) = p.rejected
+    assert rej.kind == "transaction" and rej.segment == _segment(body, "NM1*IL") and "NM109" in rej.reason
+
+
+def test_837_at_the_bounds_is_imported_and_passes_the_contract() -> None:
+    cid = "C" * MAX_CHARS["claim_id"]
+    body = [s.replace("CLM*C2*80*", f"CLM*{cid}*80*").replace("HI*ABK:M545", _hi(MAX_DIAGNOSIS_CODES))
+            .replace("SV1*HC:97110:GP*80*UN*4***1", "SV1*HC:97110:GP*80*UN*4***1:2:3:4") for s in CLAIMS_837]
+    r = import_parsed([parse_x12(interchange(body), "max.837")])
+    claim = _claims(r).loc[cid]
+    assert list(claim["diagnosis_codes"]) == DX_CODES[:MAX_DIAGNOSIS_CODES]
+    lines = r.history.claim_lines
+    assert list(lines.loc[lines["claim_id"] == cid, "diagnosis_pointers"].iloc[0]) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("old, new, element", [
+    ("CLP*C1*1*", f"CLP*{ID_39}*1*", "CLP01"),
+    ("CAS*CO*45*20", "CAS*CO*123456*20", "CAS01-CAS02"),
+    ("N1*PR*MEDICARE*XV*MCR01", "N1*PR*MEDICARE*XV*" + "P" * (MAX_CHARS["payer_id"] + 1), "N104"),
+])
+def test_835_over_a_length_rejects_the_transaction(old: str, new: str, element: str) -> None:
+    body = list(PAYMENT_835)
+    i = next(j for j, s in enumerate(body) if s.startswith(old))
+    body[i] = body[i].replace(old, new)
+    p = parse_x12(interchange(body, st="835", version="005010X221A1", func="HP"), "pay.835")
+    assert p.remittances == []
+    (rej,) = p.rejected
+    assert rej.kind == "transaction" and rej.segment == i + 4
+    assert element in rej.reason and "at most" in rej.reason

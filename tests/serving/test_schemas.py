@@ -300,3 +300,57 @@ def test_booleans_and_codes_take_only_their_json_types():
     assert "claims[3].lines[0].modifiers" in _refused(_with(("lines", 0, "modifiers"), [True]))
     assert "claims[3].lines[0].diagnosis_pointers" in _refused(_with(("lines", 0, "diagnosis_pointers"), ["1"]))
     assert "claims[3].diagnosis_codes" in _refused(dict(CLAIM, diagnosis_codes={"a": 1}))
+
+
+# --------------------------------------------------------------------------------------
+# one set of bounds: the service and the claims history loader refuse the same values
+# --------------------------------------------------------------------------------------
+
+from features import bounds  # noqa: E402
+
+#: (where in a CLAIM, contract table, bound from features/bounds.py, a value of k items / characters)
+SHARED_BOUNDS = [
+    (("claim_id",), "claims", bounds.MAX_CHARS["claim_id"], lambda k: "C" * k),
+    (("patient_id",), "claims", bounds.MAX_CHARS["patient_id"], lambda k: "P" * k),
+    (("payer_id",), "claims", bounds.MAX_CHARS["payer_id"], lambda k: "Y" * k),
+    (("prior_auth_number",), "claims", bounds.MAX_CHARS["prior_auth_number"], lambda k: "A" * k),
+    (("diagnosis_codes",), "claims", bounds.MAX_DIAGNOSIS_CODES, lambda k: ["E119"] * k),
+    (("lines", 0, "modifiers"), "claim_lines", bounds.MAX_MODIFIERS, lambda k: ["25"] * k),
+    (("lines", 0, "diagnosis_pointers"), "claim_lines", bounds.MAX_DIAGNOSIS_POINTERS, lambda k: [1] * k),
+]
+
+
+def _loader_result(tmp_path, where: tuple, table: str, value) -> list:
+    """Contract problems of :data:`CLAIM` written as a CSV history with ``value`` in its column (text form)."""
+    from features.contract import ContractError, load_history, write_history
+
+    conv = claims_to_frames([Claim.model_validate(CLAIM)])
+    d = write_history({"claims": conv.claims, "claim_lines": conv.lines}, tmp_path / "h")
+    df = pd.read_csv(d / f"{table}.csv", dtype=str, keep_default_na=False)
+    text = ";".join(map(str, value)) if isinstance(value, list) else value
+    if where[-1] == "claim_id":  # a claim id is renamed in both tables
+        for t in ("claims", "claim_lines"):
+            other = pd.read_csv(d / f"{t}.csv", dtype=str, keep_default_na=False)
+            other["claim_id"] = text
+            other.to_csv(d / f"{t}.csv", index=False)
+        df = pd.read_csv(d / f"{table}.csv", dtype=str, keep_default_na=False)
+    else:
+        df.loc[0, where[-1]] = text
+    df.to_csv(d / f"{table}.csv", index=False)
+    try:
+        load_history(d)
+    except ContractError as exc:
+        return [(p.file, p.column) for p in exc.problems]
+    return []
+
+
+@pytest.mark.parametrize("where, table, bound, make", SHARED_BOUNDS, ids=[w[-1] for w, *_ in SHARED_BOUNDS])
+def test_service_and_loader_refuse_the_same_values(tmp_path, where, table, bound, make):
+    """At the bound both accept; one over it both refuse, each naming the field (the service) or the file and
+    column (the loader): the bounds are features/bounds.py's, read by both."""
+    at, over = make(bound), make(bound + 1)
+    conv = claims_to_frames([Claim.model_validate(_with(where, at))])
+    assert not conv.errors
+    assert _loader_result(tmp_path / "at", where, table, at) == []
+    assert _path("claims[3]", where) in _refused(_with(where, over))
+    assert (f"{table}.csv", where[-1]) in _loader_result(tmp_path / "over", where, table, over)
