@@ -63,7 +63,8 @@ def refuse_symlink(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ files
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -71,9 +72,10 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder (its entries: a rename into it) to disk, where the file system allows it."""
     with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
-        _fsync_path(path)
+        fsync_path(path)
 
 
 def _remove(path: Path) -> None:
@@ -124,14 +126,14 @@ def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:
     try:
         _make_folder(path.parent)
         write(tmp)
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)  # replaces a link that appeared meanwhile, never its target
     except BaseException as exc:
         _remove(tmp)
         if isinstance(exc, OSError):
             raise write_error(path, exc) from None
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -277,7 +279,7 @@ def write_dir(out: Path | str, command: str, build: Callable[[Path], object], *,
         build(tmp)
         names = sorted(files) if files is not None else sorted(p.name for p in tmp.iterdir())
         write_text(tmp / MARKER, json.dumps({"command": command, "files": names, "format": 1}, indent=1) + "\n")
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         check_dir_output(out, command, overwrite)  # again: the folder may have changed during the run
         _swap_in(tmp, out)
     except BaseException as exc:
@@ -287,7 +289,7 @@ def write_dir(out: Path | str, command: str, build: Callable[[Path], object], *,
         if type(exc) is RecoupError and str(tmp) in str(exc):  # a file's write error: name its final path
             raise RecoupError(str(exc).replace(str(tmp), str(out))) from None
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     return out
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.outputs import fsync_dir
 from features.claim import SMALL, prepare_lines
 from features.contract import History
 from features.errors import RecoupError
@@ -54,14 +55,6 @@ def make_private(path: str | Path) -> None:
             os.chmod(os.path.join(root, d), 0o700)
         for f in files:
             os.chmod(os.path.join(root, f), 0o600)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def submission_order(claims: pd.DataFrame) -> np.ndarray:
@@ -278,13 +271,13 @@ class HistoryState:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             old = None
             if directory.exists():
                 old = directory.parent / f".{directory.name}.old-{secrets.token_hex(4)}"
                 os.rename(directory, old)
             os.rename(tmp, directory)
-            _fsync_dir(directory.parent)
+            fsync_dir(directory.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -59,3 +59,19 @@ def trained(recoup_home, small_history_dir):
     model = bentoml.models.get("recoup-risk:latest")
     return {"result": result, "info": info, "bundle_dir": model.path, "history": history,
             "data_dir": small_history_dir, "config": cfg}
+
+
+@pytest.fixture(scope="session")
+def rb():
+    """The packaged rulebook (CMS NCCI PTP/MUE, ICD-10-CM, ...)."""
+    from features.rulebook import load_rulebook
+
+    return load_rulebook()
+
+
+@pytest.fixture(scope="session")
+def codes(rb) -> dict:
+    """Real codes picked from the rulebook for hand-built claims (tests/helpers/handmade.py)."""
+    from tests.helpers.handmade import pick_codes
+
+    return pick_codes(rb)

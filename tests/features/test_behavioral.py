@@ -13,22 +13,12 @@ import pandas as pd
 import pytest
 
 from features.claim import EM_LEVEL
-from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook, load_rulebook
+from features.rulebook import PTP_BYPASS_MODIFIERS
 from features.state import HistoryState
-from tests.helpers.handmade import SERVICE, claim_rows, features_of, pick_codes, score, tiny_history
+from tests.helpers.handmade import SERVICE, claim_rows, features_of, score, tiny_history
 
 RULE_FEATURES = ("n_mue_exceeded", "ptp_pairs", "ptp_needs_modifier", "ptp_unbypassable", "n_addon_without_primary",
                  "n_dx_invalid", "n_dx_truncated", "dup_lines_matched", "outside_coverage")
-
-
-@pytest.fixture(scope="module")
-def rb() -> Rulebook:
-    return load_rulebook()
-
-
-@pytest.fixture(scope="module")
-def codes(rb) -> dict:
-    return pick_codes(rb)
 
 
 def test_picked_codes_are_what_the_tests_need(rb, codes):

@@ -9,19 +9,8 @@ import pytest
 
 from features.history import main_procedures
 from features.pipeline import build_feature_table
-from features.rulebook import Rulebook, load_rulebook
 from features.state import HistoryState
-from tests.helpers.handmade import NPI, OTHER_NPI, claim_rows, features_of, pick_codes, score, tiny_history
-
-
-@pytest.fixture(scope="module")
-def rb() -> Rulebook:
-    return load_rulebook()
-
-
-@pytest.fixture(scope="module")
-def codes(rb) -> dict:
-    return pick_codes(rb)
+from tests.helpers.handmade import NPI, OTHER_NPI, claim_rows, features_of, score, tiny_history
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 from features.contract import History
 from features.events import EventTable
 from features.pipeline import build_feature_table, compute_features, select_claims
-from features.rulebook import load_rulebook
 from features.state import HistoryState, submission_order
 from tests.helpers.data import small_history
 
@@ -30,11 +29,6 @@ def _with_duplicates(h: History, n: int = 12, seed: int = 5) -> History:
     claim_lines = pd.concat([h.claim_lines, lines], ignore_index=True)
     return History(claims=claims, claim_lines=claim_lines, coverage=h.coverage, providers=h.providers,
                    recoupments=h.recoupments)
-
-
-@pytest.fixture(scope="module")
-def rb():
-    return load_rulebook()
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook, load_rulebook
+from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook
 from features.rulebook import build as rulebook_build
 from tests.helpers.paths import shared_path
-
-
-@pytest.fixture(scope="module")
-def rb() -> Rulebook:
-    return load_rulebook()
 
 
 def day(text: str) -> np.ndarray:

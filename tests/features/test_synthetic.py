@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.contract import CAUSES, load_history, write_history
-from features.rulebook import PTP_BYPASS_MODIFIERS, load_rulebook
+from features.rulebook import PTP_BYPASS_MODIFIERS
 from features.synthetic import DEFAULT_CAUSE_MIX, GeneratorConfig, generate_history, generate_to_dir, generate_with_facts
 from features.synthetic_catalog import COMORBIDITIES, DX_FAMILIES, DX_TRUNCATED, SPECIALTIES
 
@@ -18,11 +18,6 @@ N = 20_000
 def gen():
     history, oracle, facts = generate_with_facts(GeneratorConfig(n_claims=N, seed=11))
     return history, oracle, facts
-
-
-@pytest.fixture(scope="module")
-def rb():
-    return load_rulebook()
 
 
 def _tables_equal(a, b) -> None:

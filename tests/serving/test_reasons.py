@@ -8,20 +8,9 @@ import pandas as pd
 import pytest
 
 from features.pipeline import compute_features
-from features.rulebook import Rulebook, load_rulebook
 from features.state import HistoryState
 from serving.reasons import MAX_REASONS, family_of, rule_hit_records, top_reasons
-from tests.helpers.handmade import claim_rows, pick_codes, tiny_history, typed
-
-
-@pytest.fixture(scope="module")
-def rb() -> Rulebook:
-    return load_rulebook()
-
-
-@pytest.fixture(scope="module")
-def codes(rb) -> dict:
-    return pick_codes(rb)
+from tests.helpers.handmade import claim_rows, tiny_history, typed
 
 
 @pytest.fixture(scope="module")
