@@ -344,13 +344,43 @@ class EventTable:
         p_parts = [self.payload[ev] if self.payload is not None else np.full(len(ev), None, dtype=object)]
         v_parts = [self._own_values(ev, nth == 0)] if values else []
         if self.n_delta:
-            d = self._delta_events().payloads_before(keys, times, values=values)
+            d = self._delta_payloads_small(keys, times, values) if len(keys) <= 32 else \
+                self._delta_events().payloads_before(keys, times, values=values)
             q_parts.append(d[0])
             p_parts.append(d[1])
             if values:
                 v_parts.append(d[2])
         out = (np.concatenate(q_parts), np.concatenate(p_parts))
         return out + (np.concatenate(v_parts),) if values else out
+
+    def _delta_payloads_small(self, keys: np.ndarray, times: np.ndarray, values: bool) -> tuple[np.ndarray, ...]:
+        """:meth:`payloads_before` of the delta for a few queries, from each key's :class:`KeyDelta` (no
+        rebuild of the delta table, whose cost grows with every recorded claim): the same events, order
+        and own values (differences of the key's running sums) as the delta table gives."""
+        qs: list[int] = []
+        ps: list = []
+        vs: list[np.ndarray] = []
+        for i, k in enumerate(keys.tolist()):
+            kd = self.delta.get(k)
+            j = -1 if kd is None else kd.before(int(times[i]))
+            if j < 0:
+                continue
+            qs.extend([i] * (j + 1))
+            ps.extend(kd.payload_at(x) for x in range(j + 1))
+            if values:
+                cum = kd.cum[: j + 1]
+                own = cum.copy()
+                own[1:] -= cum[:-1]
+                vs.append(own)
+        if self.payload is not None:
+            pay = np.empty(len(ps), dtype=self.payload.dtype)
+            pay[:] = ps
+        else:
+            pay = np.full(len(ps), None, dtype=object)
+        out = (np.array(qs, dtype=np.int64), pay)
+        if values:
+            out += (np.vstack(vs) if vs else np.zeros((0, len(self.columns))),)
+        return out
 
     def _own_values(self, ev: np.ndarray | None = None, first: np.ndarray | None = None) -> np.ndarray:
         """Each event's own values (all events, or those at positions ``ev``, ``first`` marking the ones

@@ -253,6 +253,14 @@ def test_delta_running_sums_equal_the_delta_table_in_and_out_of_order():
             small, _ = t.query(keys, q)  # <= 32 queries: the running sums
             big, _ = t.query(np.tile(keys, 5), np.tile(q, 5))  # > 32: the delta table
             np.testing.assert_array_equal(small, big[:len(q)])
+            for with_values in (False, True):  # every event before T, with and without own values
+                small_ev = t.payloads_before(keys, q, values=with_values)
+                big_ev = t.payloads_before(np.tile(keys, 5), np.tile(q, 5), values=with_values)
+                first = big_ev[0] < len(q)
+                np.testing.assert_array_equal(small_ev[0], big_ev[0][first])
+                assert list(small_ev[1]) == list(big_ev[1][first])
+                if with_values:
+                    np.testing.assert_array_equal(small_ev[2], big_ev[2][first])
             pay_small, tt_small = t.latest_payload(keys, q)
             pay_big, tt_big = t.latest_payload(np.tile(keys, 5), np.tile(q, 5))
             np.testing.assert_array_equal(tt_small, tt_big[:len(q)])
