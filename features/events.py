@@ -470,9 +470,10 @@ class KeyDelta:
 
     def _kahan_step(self, n: int, v: np.ndarray) -> None:
         prev = self.cum[n - 1] if n else np.zeros_like(v)
-        y = v - self._comp
-        t = prev + y
-        self._comp = (t - prev) - y
+        with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN stay within the key, as in pandas'
+            y = v - self._comp
+            t = prev + y
+            self._comp = (t - prev) - y
         self.cum[n] = t
 
     def _rebuild(self) -> None:
