@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export RECOUP_HOME ?= $(CURDIR)/work
 export BENTOML_HOME ?= $(RECOUP_HOME)/bentoml
 
-.PHONY: setup setup-pip demo test test-fast test-slow lock bench audit-deps clean
+.PHONY: setup setup-pip demo lint format test test-fast test-slow lock bench audit-deps clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,7 +34,16 @@ setup-pip:
 demo: setup
 	$(VENV)/bin/recoup demo
 
-test: setup
+## Lint and format check (ruff; the rules in pyproject.toml); `make format` rewrites the files
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint
 	$(PY) -m pytest -q -m "not slow" --durations=10
 	$(PY) -m pytest -q -m slow
 

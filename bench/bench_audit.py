@@ -30,8 +30,28 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import numpy as np
 import pandas as pd
 
-CODES = ["99213", "99214", "99215", "99203", "36415", "97110", "97140", "29880", "29881", "93000", "93005",
-         "20610", "80053", "85025", "71046", "J1100", "G0439", "11042", "17110", "96372"]
+CODES = [
+    "99213",
+    "99214",
+    "99215",
+    "99203",
+    "36415",
+    "97110",
+    "97140",
+    "29880",
+    "29881",
+    "93000",
+    "93005",
+    "20610",
+    "80053",
+    "85025",
+    "71046",
+    "J1100",
+    "G0439",
+    "11042",
+    "17110",
+    "96372",
+]
 CODE_P = np.array([18, 14, 6, 4, 10, 8, 6, 2, 2, 4, 3, 4, 5, 5, 3, 2, 2, 3, 2, 6], dtype=float)
 DXS = ["E119", "I10", "M1711", "S83241A", "Z0000", "R0789", "M545", "J449", "E785", "N390", "F329", "K219"]
 
@@ -42,8 +62,14 @@ def fabricate(n: int, seed: int = 11) -> dict[str, pd.DataFrame]:
     start = np.datetime64("2022-01-01")
     sub = start + rng.integers(0, 1000, n).astype("timedelta64[D]")
     payers = np.array(["MCR", "MCD", "BCBS", "AETNA", "UHC", "CIGNA"])
-    plan_of = {"MCR": "medicare", "MCD": "medicaid", "BCBS": "commercial", "AETNA": "commercial",
-               "UHC": "medicare_advantage", "CIGNA": "commercial"}
+    plan_of = {
+        "MCR": "medicare",
+        "MCD": "medicaid",
+        "BCBS": "commercial",
+        "AETNA": "commercial",
+        "UHC": "medicare_advantage",
+        "CIGNA": "commercial",
+    }
     pat = rng.integers(0, n_pat, n)
     payer = payers[pat % len(payers)]
     n_lines = rng.choice([1, 2, 3, 4], n, p=[0.35, 0.3, 0.25, 0.1])
@@ -54,9 +80,18 @@ def fabricate(n: int, seed: int = 11) -> dict[str, pd.DataFrame]:
     charge = np.round(rng.lognormal(4.5, 0.7, len(ci)) * units, 2)
     mods = np.where(rng.random(len(ci)) < 0.06, "59", np.where(rng.random(len(ci)) < 0.05, "25", ""))
     svc = sub[ci] - rng.integers(1, 30, len(ci)).astype("timedelta64[D]")
-    lines = pd.DataFrame({"claim_id": np.char.add("C", ci.astype(str)), "line_number": ln,
-                          "service_date": svc.astype(str), "procedure_code": codes, "modifiers": mods,
-                          "units": units, "line_charge": charge, "diagnosis_pointers": "1"})
+    lines = pd.DataFrame(
+        {
+            "claim_id": np.char.add("C", ci.astype(str)),
+            "line_number": ln,
+            "service_date": svc.astype(str),
+            "procedure_code": codes,
+            "modifiers": mods,
+            "units": units,
+            "line_charge": charge,
+            "diagnosis_pointers": "1",
+        }
+    )
     total = np.bincount(ci, weights=charge, minlength=n)
     paid_ratio = rng.uniform(0.45, 0.8, n)
     paid = rng.random(n) < 0.93
@@ -65,37 +100,58 @@ def fabricate(n: int, seed: int = 11) -> dict[str, pd.DataFrame]:
     lines["line_paid"] = np.where(paid[ci], line_paid, np.nan)
     ndx = rng.integers(1, 4, n)
     dx = np.array(DXS)
-    dx_txt = np.where(ndx == 1, dx[rng.integers(0, 12, n)],
-                      np.char.add(np.char.add(dx[rng.integers(0, 12, n)], ";"), dx[rng.integers(0, 12, n)]))
-    claims = pd.DataFrame({
-        "claim_id": np.char.add("C", np.arange(n).astype(str)),
-        "patient_id": np.char.add("P", pat.astype(str)),
-        "billing_npi": (1_000_000_000 + rng.integers(0, n_prov, n)).astype(str),
-        "payer_id": payer, "plan_type": pd.Series(payer).map(plan_of).to_numpy(),
-        "claim_type": "professional", "place_of_service": rng.choice(["11", "22", "21"], n, p=[0.8, 0.15, 0.05]),
-        "frequency_code": rng.choice(["1", "7"], n, p=[0.97, 0.03]), "submitted_date": sub.astype(str),
-        "total_charge": np.round(total, 2), "diagnosis_codes": dx_txt,
-        "prior_auth_number": np.where(rng.random(n) < 0.2, "PA1", ""),
-        "has_attachment": np.where(rng.random(n) < 0.1, "true", "false"),
-        "paid_date": np.where(paid, pay_date.astype(str), ""),
-        "paid_amount": np.where(paid, np.bincount(ci, weights=np.nan_to_num(line_paid), minlength=n), np.nan),
-    })
+    dx_txt = np.where(
+        ndx == 1,
+        dx[rng.integers(0, 12, n)],
+        np.char.add(np.char.add(dx[rng.integers(0, 12, n)], ";"), dx[rng.integers(0, 12, n)]),
+    )
+    claims = pd.DataFrame(
+        {
+            "claim_id": np.char.add("C", np.arange(n).astype(str)),
+            "patient_id": np.char.add("P", pat.astype(str)),
+            "billing_npi": (1_000_000_000 + rng.integers(0, n_prov, n)).astype(str),
+            "payer_id": payer,
+            "plan_type": pd.Series(payer).map(plan_of).to_numpy(),
+            "claim_type": "professional",
+            "place_of_service": rng.choice(["11", "22", "21"], n, p=[0.8, 0.15, 0.05]),
+            "frequency_code": rng.choice(["1", "7"], n, p=[0.97, 0.03]),
+            "submitted_date": sub.astype(str),
+            "total_charge": np.round(total, 2),
+            "diagnosis_codes": dx_txt,
+            "prior_auth_number": np.where(rng.random(n) < 0.2, "PA1", ""),
+            "has_attachment": np.where(rng.random(n) < 0.1, "true", "false"),
+            "paid_date": np.where(paid, pay_date.astype(str), ""),
+            "paid_amount": np.where(paid, np.bincount(ci, weights=np.nan_to_num(line_paid), minlength=n), np.nan),
+        }
+    )
     max_units = np.zeros(n)
     np.maximum.at(max_units, ci, units)
     p = np.clip(0.02 + 0.12 * (max_units >= 4) + 0.05 * (claims["frequency_code"] == "7").to_numpy(), 0, 1)
     hit = paid & (rng.random(n) < p)
     causes = np.where(max_units[hit] >= 4, "CO-151", rng.choice(["CO-16", "CO-97", "CO-50", "CO-18"], hit.sum()))
-    rec = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()[hit],
-                        "recouped_date": (pay_date[hit] + rng.integers(30, 300, hit.sum()).astype("timedelta64[D]")
-                                          ).astype(str),
-                        "recouped_amount": np.round(np.maximum(claims["paid_amount"].to_numpy()[hit] * 0.5, 1.0), 2),
-                        "carc": causes})
-    providers = pd.DataFrame({"npi": (1_000_000_000 + np.arange(n_prov)).astype(str),
-                              "taxonomy_code": rng.choice(["207Q00000X", "225100000X", "207X00000X"], n_prov)})
-    coverage = pd.DataFrame({"patient_id": np.char.add("P", np.arange(n_pat).astype(str)),
-                             "payer_id": payers[np.arange(n_pat) % len(payers)],
-                             "plan_type": pd.Series(payers[np.arange(n_pat) % len(payers)]).map(plan_of).to_numpy(),
-                             "coverage_start": "2021-01-01", "coverage_end": ""})
+    rec = pd.DataFrame(
+        {
+            "claim_id": claims["claim_id"].to_numpy()[hit],
+            "recouped_date": (pay_date[hit] + rng.integers(30, 300, hit.sum()).astype("timedelta64[D]")).astype(str),
+            "recouped_amount": np.round(np.maximum(claims["paid_amount"].to_numpy()[hit] * 0.5, 1.0), 2),
+            "carc": causes,
+        }
+    )
+    providers = pd.DataFrame(
+        {
+            "npi": (1_000_000_000 + np.arange(n_prov)).astype(str),
+            "taxonomy_code": rng.choice(["207Q00000X", "225100000X", "207X00000X"], n_prov),
+        }
+    )
+    coverage = pd.DataFrame(
+        {
+            "patient_id": np.char.add("P", np.arange(n_pat).astype(str)),
+            "payer_id": payers[np.arange(n_pat) % len(payers)],
+            "plan_type": pd.Series(payers[np.arange(n_pat) % len(payers)]).map(plan_of).to_numpy(),
+            "coverage_start": "2021-01-01",
+            "coverage_end": "",
+        }
+    )
     return {"claims": claims, "claim_lines": lines, "recoupments": rec, "providers": providers, "coverage": coverage}
 
 
@@ -127,10 +183,13 @@ def train_bundle(data: Path, out: Path, n_train: int = 30_000) -> Path:
     h = load_history(data)
     c = h.claims.sort_values("submitted_date").head(n_train)
     ids = c["claim_id"]
-    sub = History(claims=c.reset_index(drop=True),
-                  claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
-                  coverage=h.coverage, providers=h.providers,
-                  recoupments=h.recoupments[h.recoupments["claim_id"].isin(ids)].reset_index(drop=True))
+    sub = History(
+        claims=c.reset_index(drop=True),
+        claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
+        coverage=h.coverage,
+        providers=h.providers,
+        recoupments=h.recoupments[h.recoupments["claim_id"].isin(ids)].reset_index(drop=True),
+    )
     cfg = load_config(overrides={})
     res = train_model(sub, config=cfg)
     res.bundle.meta["model_version"] = "bench"

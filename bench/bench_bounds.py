@@ -6,7 +6,8 @@ For each oversized body (a claim with 1,000,000 diagnosis codes as an array and 
 lines, a batch of 25,000 claims; all under the 16 MiB body limit) and for the example claim: the body size,
 and the time to parse it (orjson, as ``serving.service.read_json``) and to check it with the request model
 (``ScoreRequest`` / ``BatchRequest``, as ``RecoupService.score_one`` / ``score_many``), min and max over
-``--repeat`` runs, with the error the client gets. No model needed: this is the part of a request that runs before scoring.
+``--repeat`` runs, with the error the client gets. No model needed: this is the part of a request that
+runs before scoring.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from serving.schemas import (EXAMPLE_CLAIM, EXAMPLE_SCORE_REQUEST, BatchRequest, ScoreRequest,  # noqa: E402
-                             pydantic_fields)
+from serving.schemas import (
+    EXAMPLE_CLAIM,
+    EXAMPLE_SCORE_REQUEST,
+    BatchRequest,
+    ScoreRequest,  # noqa: E402
+    pydantic_fields,
+)
 
 
 def bodies() -> dict[str, tuple[type, bytes]]:
@@ -31,10 +37,11 @@ def bodies() -> dict[str, tuple[type, bytes]]:
     line = EXAMPLE_CLAIM["lines"][1]
     return {
         "example claim": (ScoreRequest, orjson.dumps(EXAMPLE_SCORE_REQUEST)),
-        "1,000,000 codes (array)": (ScoreRequest,
-                                    orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": codes}})),
-        "1,000,000 codes ('a;b')": (ScoreRequest,
-                                    orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": ";".join(codes)}})),
+        "1,000,000 codes (array)": (ScoreRequest, orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": codes}})),
+        "1,000,000 codes ('a;b')": (
+            ScoreRequest,
+            orjson.dumps({"claim": {**EXAMPLE_CLAIM, "diagnosis_codes": ";".join(codes)}}),
+        ),
         "100,000 lines": (ScoreRequest, orjson.dumps({"claim": {**EXAMPLE_CLAIM, "lines": [line] * 100_000}})),
         "25,000 claims": (BatchRequest, orjson.dumps({"claims": [EXAMPLE_CLAIM] * 25_000})),
     }
@@ -59,9 +66,11 @@ def main() -> None:
             check.append(time.perf_counter() - t1)
         ms = {k: (round(min(v) * 1e3, 1), round(max(v) * 1e3, 1)) for k, v in (("parse", parse), ("check", check))}
         out[name] = {"bytes": len(raw), "parse_ms": ms["parse"], "check_ms": ms["check"], "error": error}
-        print(f"{name:26s} {len(raw) / 1e6:6.2f} MB  parse {ms['parse'][0]:7.1f}-{ms['parse'][1]:.1f} ms  "
-              f"check {ms['check'][0]:7.1f}-{ms['check'][1]:.1f} ms  "
-              f"{'refused: ' + error['field'] + ' (' + error['message'] + ')' if error else 'accepted'}")
+        print(
+            f"{name:26s} {len(raw) / 1e6:6.2f} MB  parse {ms['parse'][0]:7.1f}-{ms['parse'][1]:.1f} ms  "
+            f"check {ms['check'][0]:7.1f}-{ms['check'][1]:.1f} ms  "
+            f"{'refused: ' + error['field'] + ' (' + error['message'] + ')' if error else 'accepted'}"
+        )
     print(json.dumps(out))
 
 

@@ -36,33 +36,72 @@ from features.contract import load_history, validate_frames  # noqa: E402
 def service_frames(n_lines: int) -> dict[str, pd.DataFrame]:
     from serving.schemas import Claim, raw_frames
 
-    claim = Claim.model_validate({
-        "claim_id": "C-1", "patient_id": "P-1", "billing_npi": "1234567890", "payer_id": "MCR",
-        "plan_type": "medicare", "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
-        "submitted_date": "2025-03-04", "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"],
-        "has_attachment": False,
-        "lines": [{"line_number": i, "service_date": "2025-03-01", "procedure_code": "99214",
-                   "modifiers": ["25"] if i == 1 else None, "units": 1, "line_charge": 50.0,
-                   "diagnosis_pointers": [1, 2]} for i in range(1, n_lines + 1)],
-    })
+    claim = Claim.model_validate(
+        {
+            "claim_id": "C-1",
+            "patient_id": "P-1",
+            "billing_npi": "1234567890",
+            "payer_id": "MCR",
+            "plan_type": "medicare",
+            "claim_type": "professional",
+            "place_of_service": "11",
+            "frequency_code": "1",
+            "submitted_date": "2025-03-04",
+            "total_charge": 250.0,
+            "diagnosis_codes": ["E119", "I10"],
+            "has_attachment": False,
+            "lines": [
+                {
+                    "line_number": i,
+                    "service_date": "2025-03-01",
+                    "procedure_code": "99214",
+                    "modifiers": ["25"] if i == 1 else None,
+                    "units": 1,
+                    "line_charge": 50.0,
+                    "diagnosis_pointers": [1, 2],
+                }
+                for i in range(1, n_lines + 1)
+            ],
+        }
+    )
     rc, rl, _, _ = raw_frames([claim])
     return {"claims": rc, "claim_lines": rl}
 
 
 def text_frames(n_lines: int) -> dict[str, pd.DataFrame]:
-    claims = pd.DataFrame({
-        "claim_id": ["C-1"], "patient_id": ["P-1"], "billing_npi": ["1234567890"], "rendering_npi": [""],
-        "payer_id": ["MCR"], "plan_type": ["medicare"], "claim_type": ["professional"],
-        "place_of_service": ["11"], "frequency_code": ["1"], "submitted_date": ["2025-03-04"],
-        "total_charge": ["250"], "diagnosis_codes": ["E119;I10"], "prior_auth_number": [""],
-        "has_attachment": ["false"], "paid_date": [""], "paid_amount": [""],
-    })
-    lines = pd.DataFrame({
-        "claim_id": ["C-1"] * n_lines, "line_number": [str(i) for i in range(1, n_lines + 1)],
-        "service_date": ["2025-03-01"] * n_lines, "procedure_code": ["99214"] * n_lines,
-        "modifiers": ["25"] + [""] * (n_lines - 1), "units": ["1"] * n_lines, "line_charge": ["50"] * n_lines,
-        "diagnosis_pointers": ["1;2"] * n_lines, "line_paid": [""] * n_lines,
-    })
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["C-1"],
+            "patient_id": ["P-1"],
+            "billing_npi": ["1234567890"],
+            "rendering_npi": [""],
+            "payer_id": ["MCR"],
+            "plan_type": ["medicare"],
+            "claim_type": ["professional"],
+            "place_of_service": ["11"],
+            "frequency_code": ["1"],
+            "submitted_date": ["2025-03-04"],
+            "total_charge": ["250"],
+            "diagnosis_codes": ["E119;I10"],
+            "prior_auth_number": [""],
+            "has_attachment": ["false"],
+            "paid_date": [""],
+            "paid_amount": [""],
+        }
+    )
+    lines = pd.DataFrame(
+        {
+            "claim_id": ["C-1"] * n_lines,
+            "line_number": [str(i) for i in range(1, n_lines + 1)],
+            "service_date": ["2025-03-01"] * n_lines,
+            "procedure_code": ["99214"] * n_lines,
+            "modifiers": ["25"] + [""] * (n_lines - 1),
+            "units": ["1"] * n_lines,
+            "line_charge": ["50"] * n_lines,
+            "diagnosis_pointers": ["1;2"] * n_lines,
+            "line_paid": [""] * n_lines,
+        }
+    )
     return {"claims": claims, "claim_lines": lines}
 
 
@@ -106,8 +145,10 @@ def bench_load(n_claims: int) -> dict:
         t0 = time.perf_counter()
         load_history(d)
         figures["load_history CSV"] = time.perf_counter() - t0
-        print(f"load_history CSV, {n_claims:,} claims / {n_lines:,} lines: {figures['load_history CSV']:.2f} s",
-              flush=True)
+        print(
+            f"load_history CSV, {n_claims:,} claims / {n_lines:,} lines: {figures['load_history CSV']:.2f} s",
+            flush=True,
+        )
     return figures
 
 
@@ -134,8 +175,9 @@ def bench_check(n_claims: int, repeat: int) -> dict:
                 assert not problems, problems[:3]
         check_relations(typed)
         figures[f"contract check {i + 1}"] = time.perf_counter() - t0
-        print(f"contract check ({rows}): {figures[f'contract check {i + 1}']:.2f} s (load average {load:.1f})",
-              flush=True)
+        print(
+            f"contract check ({rows}): {figures[f'contract check {i + 1}']:.2f} s (load average {load:.1f})", flush=True
+        )
     return figures
 
 
@@ -152,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         bench_check(args.claims, args.repeat)
         return 0
-    print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs")
+    print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs")
     bench_small(args.calls, args.lines)
     if not args.skip_load:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -40,8 +40,9 @@ BASELINE = "2fbae71"  # main before per-key running sums
 
 def load_old(rev: str):
     """features/events.py of ``rev`` as a module of its own."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:features/events.py"], capture_output=True,
-                         text=True, check=True).stdout
+    src = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:features/events.py"], capture_output=True, text=True, check=True
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "events_old.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("events_old", path)
@@ -91,7 +92,7 @@ def run_once(mod, keys, times, vals, rng) -> dict:
         ts = []
         for i in range(300):
             s = (i * m) % (n - m)
-            ts.append(_time(lambda: tab.query(qk[s:s + m], qt[s:s + m])))
+            ts.append(_time(lambda: tab.query(qk[s : s + m], qt[s : s + m])))
         fig[f"online_{m}_us"] = float(np.median(ts) * 1e6)
     fig["values"] = _time(lambda: tab.payloads_before(qk[:10_000], qt[:10_000], values=True))
     fig["prefix_mb"] = tab.prefix.nbytes / 1e6
@@ -102,8 +103,7 @@ def run_delta(mod, marks=(500, 3000, 19_000), width: int = 13, seed: int = 0) ->
     """p50 (us) of a one-key query against a key with ``mark`` delta events (appended one at a time)."""
     rng = np.random.default_rng(seed)
     cols = [f"c{j}" for j in range(width)]
-    tab = mod.EventTable.build(cols, np.array(["ALL", "OTHER"], dtype=object), np.array([1, 2]),
-                               np.ones((2, width)))
+    tab = mod.EventTable.build(cols, np.array(["ALL", "OTHER"], dtype=object), np.array([1, 2]), np.ones((2, width)))
     key = np.array(["ALL"], dtype=object)
     out, t = {}, 10
     for mark in marks:
@@ -132,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, mod in versions.items():
                 runs[name].append(run_delta(mod, seed=r))
         for name, figs in runs.items():
-            print(name, json.dumps({k: [round(min(f[k] for f in figs), 1), round(max(f[k] for f in figs), 1)]
-                                    for k in figs[0]}), flush=True)
+            print(
+                name,
+                json.dumps(
+                    {k: [round(min(f[k] for f in figs), 1), round(max(f[k] for f in figs), 1)] for k in figs[0]}
+                ),
+                flush=True,
+            )
         return 0
     results: dict = {}
     for n_keys in args.keys:
@@ -146,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                     runs[name].append(run_once(mod, keys, times, vals, np.random.default_rng(r)))
             results[case] = {}
             for name, figs in runs.items():
-                results[case][name] = {k: (round(min(f[k] for f in figs), 4),
-                                           round(float(np.median([f[k] for f in figs])), 4)) for k in figs[0]}
+                results[case][name] = {
+                    k: (round(min(f[k] for f in figs), 4), round(float(np.median([f[k] for f in figs])), 4))
+                    for k in figs[0]
+                }
             print(case, json.dumps(results[case]), flush=True)
     return 0
 

@@ -60,8 +60,18 @@ def _batch_child(pq: str) -> None:
     res, _ = build_feature_table(h, rb)
     dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB -> GB (Linux)
-    print(json.dumps({"claims": len(h.claims), "lines": len(h.claim_lines), "seconds": dt,
-                      "peak_rss_gb": rss, "hits": len(res.hits), "columns": res.X.shape[1]}))
+    print(
+        json.dumps(
+            {
+                "claims": len(h.claims),
+                "lines": len(h.claim_lines),
+                "seconds": dt,
+                "peak_rss_gb": rss,
+                "hits": len(res.hits),
+                "columns": res.X.shape[1],
+            }
+        )
+    )
 
 
 def bench_batch(pq: Path) -> dict:
@@ -70,8 +80,11 @@ def bench_batch(pq: Path) -> dict:
         print(f"batch child failed ({out.returncode}): {out.stderr[-2000:]}")
         return {"failed": out.returncode}
     fig = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"batch build_feature_table: {fig['claims']:,} claims / {fig['lines']:,} lines in "
-          f"{fig['seconds']:.1f} s, peak RSS {fig['peak_rss_gb']:.2f} GB", flush=True)
+    print(
+        f"batch build_feature_table: {fig['claims']:,} claims / {fig['lines']:,} lines in "
+        f"{fig['seconds']:.1f} s, peak RSS {fig['peak_rss_gb']:.2f} GB",
+        flush=True,
+    )
     return fig
 
 
@@ -82,7 +95,7 @@ def _pct(ts: list[float]) -> dict:
 
 def bench_online(pq: Path, n_online: int, skip_scorer: bool) -> dict:
     from features.contract import History, load_history
-    from features.pipeline import compute_features, select_claims
+    from features.pipeline import compute_features
     from features.rulebook import load_rulebook
     from features.state import HistoryState, submission_order
 
@@ -95,9 +108,13 @@ def bench_online(pq: Path, n_online: int, skip_scorer: bool) -> dict:
     ids = set(past["claim_id"].astype(str))
     sub = h.claims["submitted_date"][order == cut].iloc[0]
     rec = h.recoupments[h.recoupments["claim_id"].astype(str).isin(ids) & (h.recoupments["recouped_date"] <= sub)]
-    hp = History(claims=past.reset_index(drop=True),
-                 claim_lines=h.claim_lines[h.claim_lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True),
-                 coverage=h.coverage, providers=h.providers, recoupments=rec.reset_index(drop=True))
+    hp = History(
+        claims=past.reset_index(drop=True),
+        claim_lines=h.claim_lines[h.claim_lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True),
+        coverage=h.coverage,
+        providers=h.providers,
+        recoupments=rec.reset_index(drop=True),
+    )
     t0 = time.perf_counter()
     state = HistoryState.from_history(hp, rb)
     print(f"state from {len(hp.claims):,} claims built in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -113,8 +130,11 @@ def bench_online(pq: Path, n_online: int, skip_scorer: bool) -> dict:
         compute_features(c, l, state, rb)
         ts.append(time.perf_counter() - t)
     fig = {"state_claims": len(hp.claims), **_pct(ts)}
-    print(f"online compute_features, 1 claim vs {len(hp.claims):,}-claim state: p50 {fig['p50_ms']:.2f} ms, "
-          f"p99 {fig['p99_ms']:.2f} ms", flush=True)
+    print(
+        f"online compute_features, 1 claim vs {len(hp.claims):,}-claim state: p50 {fig['p50_ms']:.2f} ms, "
+        f"p99 {fig['p99_ms']:.2f} ms",
+        flush=True,
+    )
     if skip_scorer:
         return {"online": fig}
     return {"online": fig, "scorer": bench_scorer(hp, items)}
@@ -152,11 +172,16 @@ def bench_scorer(hp, items) -> dict:
             t = time.perf_counter()
             scorer.score_claims(c, l, explain=True, record=True)
             ts.append(time.perf_counter() - t)
-        trees = (scorer.bundle.likelihood.num_trees(),
-                 scorer.bundle.cause.num_trees() if scorer.bundle.cause is not None else 0)
+        trees = (
+            scorer.bundle.likelihood.num_trees(),
+            scorer.bundle.cause.num_trees() if scorer.bundle.cause is not None else 0,
+        )
     fig = {"trees_likelihood": trees[0], "trees_cause": trees[1], **_pct(ts)}
-    print(f"Scorer.score_claims, 1 claim with reasons ({trees[0]} likelihood trees, {trees[1]} cause trees): "
-          f"p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f} ms", flush=True)
+    print(
+        f"Scorer.score_claims, 1 claim with reasons ({trees[0]} likelihood trees, {trees[1]} cause trees): "
+        f"p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f} ms",
+        flush=True,
+    )
     return fig
 
 
@@ -173,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_child:
         _batch_child(args.batch_child)
         return 0
-    print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        figures.update(bench_online(_history(args.state_claims + args.online, args.data, tmp), args.online,
-                                    args.skip_scorer))
+        figures.update(
+            bench_online(_history(args.state_claims + args.online, args.data, tmp), args.online, args.skip_scorer)
+        )
         if not args.skip_batch:
             figures["batch"] = bench_batch(_history(args.claims, args.data, tmp))
     print(json.dumps(figures, indent=2))

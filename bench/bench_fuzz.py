@@ -127,8 +127,14 @@ def _checks():
 def _hypothesis_settings(max_examples: int, **extra):
     from hypothesis import HealthCheck, Phase, settings
 
-    return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck),
-                    phases=[Phase.explicit, Phase.generate], database=None, **extra)
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+        **extra,
+    )
 
 
 def fill_request_bodies(doc: dict) -> list[str]:
@@ -149,8 +155,11 @@ def fill_request_bodies(doc: dict) -> list[str]:
     claim = schema_of(Claim)
     components.setdefault("Claim", claim)
     batch = schema_of(Options)
-    batch["properties"]["claims"] = {"type": "array", "items": {"$ref": ref.format(model="Claim")},
-                                     "maxItems": MAX_CLAIMS_PER_BATCH}
+    batch["properties"]["claims"] = {
+        "type": "array",
+        "items": {"$ref": ref.format(model="Claim")},
+        "maxItems": MAX_CLAIMS_PER_BATCH,
+    }
     batch["required"] = ["claims"]
     batch["title"] = "BatchRequest"
     bodies = {"/score": schema_of(ScoreRequest), "/score_batch": batch}
@@ -175,8 +184,10 @@ def add_resubmit_links(doc: dict) -> list[str]:
         return []
     score, batch = ops["/score"]["operationId"], ops["/score_batch"]["operationId"]
     links = {
-        "/score": {"Resubmit": {"operationId": score, "requestBody": "$request.body"},
-                   "InBatch": {"operationId": batch, "requestBody": {"claims": ["$request.body#/claim"]}}},
+        "/score": {
+            "Resubmit": {"operationId": score, "requestBody": "$request.body"},
+            "InBatch": {"operationId": batch, "requestBody": {"claims": ["$request.body#/claim"]}},
+        },
         "/score_batch": {"ResubmitBatch": {"operationId": batch, "requestBody": "$request.body"}},
     }
     added = []
@@ -187,8 +198,9 @@ def add_resubmit_links(doc: dict) -> list[str]:
     return added
 
 
-def load_schema(url: str, key: str | None, modes: list | None = None, max_examples: int = 100,
-                fill_bodies: bool = True):
+def load_schema(
+    url: str, key: str | None, modes: list | None = None, max_examples: int = 100, fill_bodies: bool = True
+):
     """The live ``/openapi.json`` of the service at ``url`` as a schemathesis schema; with ``fill_bodies``,
     POST operations without a request body get serving.schemas' (:func:`fill_request_bodies`)."""
     import httpx
@@ -236,8 +248,9 @@ def _send_case(case, label: str, key: str | None, stats: FuzzStats) -> Any:
     return response
 
 
-def fuzz_stateless(url: str, mode: str, max_examples: int, key: str | None = None,
-                   stats: FuzzStats | None = None) -> FuzzStats:
+def fuzz_stateless(
+    url: str, mode: str, max_examples: int, key: str | None = None, stats: FuzzStats | None = None
+) -> FuzzStats:
     """Every operation of the live schema, ``max_examples`` cases each in ``mode`` (positive/negative)."""
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
@@ -268,8 +281,9 @@ def fuzz_stateless(url: str, mode: str, max_examples: int, key: str | None = Non
     return stats
 
 
-def fuzz_stateful(url: str, max_examples: int, key: str | None = None, steps: int = 8,
-                  stats: FuzzStats | None = None) -> FuzzStats:
+def fuzz_stateful(
+    url: str, max_examples: int, key: str | None = None, steps: int = 8, stats: FuzzStats | None = None
+) -> FuzzStats:
     """Schemathesis' state machine over the live schema (positive and negative steps)."""
     from schemathesis import GenerationMode
     from schemathesis.core.errors import NoLinksFound
@@ -280,8 +294,7 @@ def fuzz_stateful(url: str, max_examples: int, key: str | None = None, steps: in
 
     class Machine(base):  # type: ignore[misc, valid-type]
         def call(self, case, **kwargs):
-            response = _send_case(case, f"{case.operation.method.upper()} {case.operation.path} [stateful]",
-                                  key, stats)
+            response = _send_case(case, f"{case.operation.method.upper()} {case.operation.path} [stateful]", key, stats)
             if response is None:
                 raise AssertionError("no answer")
             return response
@@ -347,12 +360,19 @@ def bad_inputs(good: dict) -> list[Bad]:
             add(Bad(f"nested arrays {depth} {path}", path=path, body=b"[" * depth + b"]" * depth))
             add(Bad(f"nested objects {depth} {path}", path=path, body=b'{"a":' * depth + b"1" + b"}" * depth))
     for depth in (2_000, 50_000):
-        body = _claim_body(_with(good, ("diagnosis_codes",), "__N__")).replace(
-            b'"__N__"', b"[" * depth + b"]" * depth)
+        body = _claim_body(_with(good, ("diagnosis_codes",), "__N__")).replace(b'"__N__"', b"[" * depth + b"]" * depth)
         add(Bad(f"nested diagnosis_codes {depth}", body=body))
     # bodies that are not a request
-    for name, body in (("empty", b""), ("null", b"null"), ("true", b"true"), ("number", b"1"),
-                       ("string", b'"claim"'), ("array", b"[]"), ("object", b"{}"), ("whitespace", b" \n\t ")):
+    for name, body in (
+        ("empty", b""),
+        ("null", b"null"),
+        ("true", b"true"),
+        ("number", b"1"),
+        ("string", b'"claim"'),
+        ("array", b"[]"),
+        ("object", b"{}"),
+        ("whitespace", b" \n\t "),
+    ):
         for path in ("/score", "/score_batch"):
             add(Bad(f"body {name} {path}", path=path, body=body))
     full = _claim_body(good)
@@ -361,8 +381,12 @@ def bad_inputs(good: dict) -> list[Bad]:
             add(Bad(f"truncated {int(frac * 100)}% {path}", path=path, body=body[: int(len(body) * frac)]))
     # encodings
     add(Bad("non-UTF-8 bytes", body=b'{"claim": "\xff\xfe\xfd"}'))
-    add(Bad("latin-1 body", body=json.dumps({"claim": _with(good, ("patient_id",), "Jos\u00e9")},
-                                            ensure_ascii=False).encode("latin-1")))
+    add(
+        Bad(
+            "latin-1 body",
+            body=json.dumps({"claim": _with(good, ("patient_id",), "Jos\u00e9")}, ensure_ascii=False).encode("latin-1"),
+        )
+    )
     add(Bad("UTF-16 body", body=full.decode().encode("utf-16")))
     add(Bad("UTF-8 BOM", body=b"\xef\xbb\xbf" + full))
     add(Bad("lone surrogate escape", body=_raw(good, ("claim_id",), '"\\ud800"')))
@@ -371,21 +395,55 @@ def bad_inputs(good: dict) -> list[Bad]:
     add(Bad("emoji and RTL marks", body=_claim_body(_with(good, ("patient_id",), "\u202e\U0001f600"))))
     # duplicate keys
     add(Bad("duplicate key claim", body=b'{"claim": ' + _j(good) + b', "claim": {"claim_id": "X"}}'))
-    add(Bad("duplicate key claim_id",
-            body=_claim_body(good).replace(b'"claim_id":', b'"claim_id": "DUP", "claim_id":', 1)))
+    add(
+        Bad(
+            "duplicate key claim_id",
+            body=_claim_body(good).replace(b'"claim_id":', b'"claim_id": "DUP", "claim_id":', 1),
+        )
+    )
     add(Bad("duplicate key record", body=b'{"record": false, "claim": ' + _j(good) + b', "record": "x"}'))
     # amounts and units: out of range, non-finite, wrong type
-    literals = {"1e308": "1e308", "-1e308": "-1e308", "1e999": "1e999", "Infinity": "Infinity",
-                "-Infinity": "-Infinity", "NaN": "NaN", "-1": "-1", "-0.0": "-0.0", "1e-320": "1e-320",
-                "10**400": "1" + "0" * 400, "string 12.5": '"12.5"', "string 1e308": '"1e308"',
-                "true": "true", "false": "false", "null": "null", "[]": "[]", "{}": "{}"}
+    literals = {
+        "1e308": "1e308",
+        "-1e308": "-1e308",
+        "1e999": "1e999",
+        "Infinity": "Infinity",
+        "-Infinity": "-Infinity",
+        "NaN": "NaN",
+        "-1": "-1",
+        "-0.0": "-0.0",
+        "1e-320": "1e-320",
+        "10**400": "1" + "0" * 400,
+        "string 12.5": '"12.5"',
+        "string 1e308": '"1e308"',
+        "true": "true",
+        "false": "false",
+        "null": "null",
+        "[]": "[]",
+        "{}": "{}",
+    }
     for fld in (("total_charge",), ("lines", 0, "line_charge"), ("lines", 0, "units")):
         for name, lit in literals.items():
             add(Bad(f"{'.'.join(map(str, fld))} = {name}", body=_raw(good, fld, lit)))
     # dates
-    dates = ["0000-01-01", "-2024-01-01", "\uff12\uff10\uff12\uff14-\uff10\uff11-\uff10\uff11", "2024-02-30",
-             "2024-13-01", "20240101", "2024-1-1", "9999-12-31", "1900-01-01", "2024-01-01T00:00:00",
-             "", " 2024-01-01 ", "+2024-01-01", 20240101, None, ["2024-01-01"]]
+    dates = [
+        "0000-01-01",
+        "-2024-01-01",
+        "\uff12\uff10\uff12\uff14-\uff10\uff11-\uff10\uff11",
+        "2024-02-30",
+        "2024-13-01",
+        "20240101",
+        "2024-1-1",
+        "9999-12-31",
+        "1900-01-01",
+        "2024-01-01T00:00:00",
+        "",
+        " 2024-01-01 ",
+        "+2024-01-01",
+        20240101,
+        None,
+        ["2024-01-01"],
+    ]
     for fld in (("submitted_date",), ("lines", 0, "service_date")):
         for d in dates:
             add(Bad(f"{'.'.join(map(str, fld))} = {d!r}", body=_claim_body(_with(good, fld, d))))
@@ -405,8 +463,12 @@ def bad_inputs(good: dict) -> list[Bad]:
     # lists and sizes
     for n in (26, 1_000, 100_000, 1_000_000):
         add(Bad(f"{n} diagnosis codes", body=_claim_body(_with(good, ("diagnosis_codes",), ["E119"] * n))))
-    add(Bad("1,000,000 diagnosis codes as one string",
-            body=_claim_body(_with(good, ("diagnosis_codes",), ";".join(["E119"] * 1_000_000)))))
+    add(
+        Bad(
+            "1,000,000 diagnosis codes as one string",
+            body=_claim_body(_with(good, ("diagnosis_codes",), ";".join(["E119"] * 1_000_000))),
+        )
+    )
     add(Bad("diagnosis codes as lists", body=_claim_body(_with(good, ("diagnosis_codes",), [["E119"], ["I10"]]))))
     add(Bad("100 modifiers", body=_claim_body(_with(good, ("lines", 0, "modifiers"), ["25"] * 100))))
     add(Bad("1,000 diagnosis pointers", body=_claim_body(_with(good, ("lines", 0, "diagnosis_pointers"), [1] * 1000))))
@@ -424,35 +486,88 @@ def bad_inputs(good: dict) -> list[Bad]:
     add(Bad("claims = {}", path="/score_batch", body=_j({"claims": {}})))
     add(Bad("same claim twice in a batch", path="/score_batch", body=_j({"claims": [good, good], "record": False})))
     # overlong strings
-    for fld, n in (("claim_id", 10_000), ("claim_id", 1_000_000), ("patient_id", 100_000),
-                   ("billing_npi", 10_000), ("payer_id", 100_000), ("plan_type", 10_000)):
+    for fld, n in (
+        ("claim_id", 10_000),
+        ("claim_id", 1_000_000),
+        ("patient_id", 100_000),
+        ("billing_npi", 10_000),
+        ("payer_id", 100_000),
+        ("plan_type", 10_000),
+    ):
         add(Bad(f"{fld} of {n:,} characters", body=_claim_body(_with(good, (fld,), "9" * n))))
-    add(Bad("procedure_code of 10,000 characters",
-            body=_claim_body(_with(good, ("lines", 0, "procedure_code"), "9" * 10_000))))
-    add(Bad("one diagnosis code of 100,000 characters",
-            body=_claim_body(_with(good, ("diagnosis_codes",), ["E" * 100_000]))))
+    add(
+        Bad(
+            "procedure_code of 10,000 characters",
+            body=_claim_body(_with(good, ("lines", 0, "procedure_code"), "9" * 10_000)),
+        )
+    )
+    add(
+        Bad(
+            "one diagnosis code of 100,000 characters",
+            body=_claim_body(_with(good, ("diagnosis_codes",), ["E" * 100_000])),
+        )
+    )
     add(Bad("unknown field of 5 MB", body=_claim_body(_with(good, ("notes",), "x" * 5_000_000))))
     add(Bad("body of 17 MB", body=_j({"claim": good, "pad": "x" * 17_000_000})))
     # content types
-    for ct in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-               "application/xml", "application/json; charset=latin-1", "", "application/jsonp"):
+    for ct in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/json; charset=latin-1",
+        "",
+        "application/jsonp",
+    ):
         for path in ("/score", "/score_batch"):
             body = full if path == "/score" else _claim_body(good, True)
             add(Bad(f"content-type {ct or '(none)'} {path}", path=path, body=body, headers={"content-type": ct}))
-    add(Bad("form-encoded claim", body=b"claim=C1&record=false",
-            headers={"content-type": "application/x-www-form-urlencoded"}))
+    add(
+        Bad(
+            "form-encoded claim",
+            body=b"claim=C1&record=false",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    )
     add(Bad("XML body", body=b"<claim><claim_id>C1</claim_id></claim>", headers={"content-type": "application/xml"}))
     # Host headers
-    for host in ("evil.example", "evil.example:3000", "127.0.0.1.evil.example", "localhost:1", "h" * 10_000,
-                 "[::1]:99999", "xn--80ak6aa92e.com"):
+    for host in (
+        "evil.example",
+        "evil.example:3000",
+        "127.0.0.1.evil.example",
+        "localhost:1",
+        "h" * 10_000,
+        "[::1]:99999",
+        "xn--80ak6aa92e.com",
+    ):
         add(Bad(f"Host {host[:30]} POST", body=full, headers={"host": host}))
         add(Bad(f"Host {host[:30]} GET /model", method="GET", path="/model", headers={"host": host}))
     # unknown paths, methods, query strings
-    for p in ("/x", "/score/", "/SCORE", "/score%00", "/../../etc/passwd", "/score_batch/1", "/" + "a" * 8_000,
-              "/metrics/x", "/docs/../openapi.json", "/%ff%fe", "/score?record=%ff", "/model?x=" + "y" * 50_000):
+    for p in (
+        "/x",
+        "/score/",
+        "/SCORE",
+        "/score%00",
+        "/../../etc/passwd",
+        "/score_batch/1",
+        "/" + "a" * 8_000,
+        "/metrics/x",
+        "/docs/../openapi.json",
+        "/%ff%fe",
+        "/score?record=%ff",
+        "/model?x=" + "y" * 50_000,
+    ):
         add(Bad(f"GET {p[:40]}", method="GET", path=p))
-    for m, p in (("GET", "/score"), ("PUT", "/score"), ("DELETE", "/score_batch"), ("PATCH", "/model"),
-                 ("OPTIONS", "/score"), ("HEAD", "/model"), ("TRACE", "/score"), ("POST", "/model")):
+    for m, p in (
+        ("GET", "/score"),
+        ("PUT", "/score"),
+        ("DELETE", "/score_batch"),
+        ("PATCH", "/model"),
+        ("OPTIONS", "/score"),
+        ("HEAD", "/model"),
+        ("TRACE", "/score"),
+        ("POST", "/model"),
+    ):
         add(Bad(f"{m} {p}", method=m, path=p, body=full if m in ("PUT", "PATCH") else None))
     for q in ("record=maybe", "explain=%00", "record=true&record=false", "record=" + "1" * 100_000):
         add(Bad(f"query {q[:30]}", path=f"/score?{q}", body=full))
@@ -515,8 +630,17 @@ def send_bad_inputs(url: str, inputs: list[Bad], key: str | None) -> dict:
     import httpx
 
     port = int(url.rsplit(":", 1)[1])
-    res: dict = {"requests": 0, "statuses": Counter(), "server_errors": [], "hangs": [], "unhealthy_after": [],
-                 "transport_errors": [], "scored_by_score": [], "slowest_s": [], "by_input": {}}
+    res: dict = {
+        "requests": 0,
+        "statuses": Counter(),
+        "server_errors": [],
+        "hangs": [],
+        "unhealthy_after": [],
+        "transport_errors": [],
+        "scored_by_score": [],
+        "slowest_s": [],
+        "by_input": {},
+    }
     times = []
     for bad in inputs:
         t = time.perf_counter()
@@ -555,8 +679,12 @@ def metrics_growth(url: str, n: int, pid: int, key: str | None) -> dict:
     def snap() -> dict:
         t = time.perf_counter()
         r = httpx.get(f"{url}/metrics", headers=auth_headers(key), timeout=120)
-        return {"metrics_bytes": len(r.content), "metrics_status": r.status_code,
-                "metrics_fetch_s": round(time.perf_counter() - t, 3), "rss_mb": round(_rss_kb(pid) / 1024, 1)}
+        return {
+            "metrics_bytes": len(r.content),
+            "metrics_status": r.status_code,
+            "metrics_fetch_s": round(time.perf_counter() - t, 3),
+            "rss_mb": round(_rss_kb(pid) / 1024, 1),
+        }
 
     before = snap()
     statuses: Counter = Counter()

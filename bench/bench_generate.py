@@ -33,8 +33,12 @@ def run_one(n_claims: int, fmt: str, seed: int) -> dict:
         t2 = time.perf_counter()
         size_mb = sum(p.stat().st_size for p in Path(out).iterdir()) / 1e6
     return {
-        "claims": n_claims, "lines": len(history.claim_lines), "generate_s": round(t1 - t0, 2),
-        "write_s": round(t2 - t1, 2), "total_s": round(t2 - t0, 2), "size_mb": round(size_mb, 1),
+        "claims": n_claims,
+        "lines": len(history.claim_lines),
+        "generate_s": round(t1 - t0, 2),
+        "write_s": round(t2 - t1, 2),
+        "total_s": round(t2 - t0, 2),
+        "size_mb": round(size_mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "cpu_s": round(sum(getattr(resource.getrusage(resource.RUSAGE_SELF), k) for k in ("ru_utime", "ru_stime")), 1),
         "summary": summarize(history, oracle),
@@ -52,12 +56,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_one(args.one, args.fmt, args.seed)))
         return
     for n in args.claims:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--fmt", args.fmt, "--seed", str(args.seed)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), "--fmt", args.fmt, "--seed", str(args.seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{r['claims']:>9,} claims ({r['lines']:,} lines): generate {r['generate_s']:.1f} s, "
-              f"write {args.fmt} {r['write_s']:.1f} s, total {r['total_s']:.1f} s (process CPU {r['cpu_s']:.1f} s), "
-              f"peak RSS {r['peak_rss_mb']:,.0f} MB, {r['size_mb']:.0f} MB on disk")
+        print(
+            f"{r['claims']:>9,} claims ({r['lines']:,} lines): generate {r['generate_s']:.1f} s, "
+            f"write {args.fmt} {r['write_s']:.1f} s, total {r['total_s']:.1f} s (process CPU {r['cpu_s']:.1f} s), "
+            f"peak RSS {r['peak_rss_mb']:,.0f} MB, {r['size_mb']:.0f} MB on disk"
+        )
         print("  " + r["summary"].replace("\n", "\n  "))
 
 

@@ -32,7 +32,7 @@ def _record(scorer: Scorer, history, n: int, per_call: int = 100, pool: int = 10
     while done < n:
         claims = recent_claims(history, min(pool, n - done), f"BJ{k}", shift_days=1 + k % 300)
         for s in range(0, len(claims), per_call):
-            models = [Claim.model_validate(c) for c in claims[s:s + per_call]]
+            models = [Claim.model_validate(c) for c in claims[s : s + per_call]]
             conv = claims_to_frames(models)
             scorer.score_claims(conv.claims, conv.lines, explain=False, record=True, as_sent=models)
         done += len(claims)
@@ -83,7 +83,8 @@ def main() -> None:
             s2.journal.close()
         snapshot_bytes = sum(p.stat().st_size for p in (folder / "snapshot-1").iterdir())
         out = {
-            "claims": a.claims, "base_claims": len(history.claims),
+            "claims": a.claims,
+            "base_claims": len(history.claims),
             "record_claims_per_s": round(a.claims / record_s),
             "journal_bytes_per_claim": round(journal_bytes / a.claims),
             "start_without_journal_s": round(base_load, 2),

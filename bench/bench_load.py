@@ -55,8 +55,9 @@ RATED = {
 REQUEST_TIMEOUT_S = 120  # the service's traffic timeout
 
 
-def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, connections: int,
-              key: str | None) -> dict:
+def open_loop(
+    port: int, path: str, bodies: list[bytes], rate: float, seconds: float, connections: int, key: str | None
+) -> dict:
     """Send ``rate * seconds`` requests (bodies in turn) at fixed due times over ``connections`` threads."""
     n = max(1, int(rate * seconds))
     headers = {"content-type": "application/json", **auth_headers(key)}
@@ -107,27 +108,35 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
     non_2xx = int(((status != 0) & ((status < 200) | (status >= 300))).sum())
     done = lat[~np.isnan(lat)]
     return {
-        "requests": n, "ok": int(ok.sum()), "errors": int(n - ok.sum()), "non_2xx": non_2xx,
-        "exceptions": exceptions, "error_entries": int(entry_errors.sum()),
+        "requests": n,
+        "ok": int(ok.sum()),
+        "errors": int(n - ok.sum()),
+        "non_2xx": non_2xx,
+        "exceptions": exceptions,
+        "error_entries": int(entry_errors.sum()),
         "statuses": {str(k): int(v) for k, v in zip(*np.unique(status, return_counts=True))},
-        "seconds": round(elapsed, 2), "achieved_requests_per_s": round(int(ok.sum()) / elapsed, 1),
-        "latency_ms": {q: round(float(np.percentile(done, p)), 1)
-                       for q, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+        "seconds": round(elapsed, 2),
+        "achieved_requests_per_s": round(int(ok.sum()) / elapsed, 1),
+        "latency_ms": {
+            q: round(float(np.percentile(done, p)), 1) for q, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+        },
     }
 
 
 def trees(bundle: Path) -> dict:
     """Trees of the bundle's models (the cost of a claim grows with them)."""
-    return {f.stem: sum(1 for line in f.open() if line.startswith("Tree="))
-            for f in (bundle / "likelihood.txt", bundle / "cause.txt") if f.exists()}
+    return {
+        f.stem: sum(1 for line in f.open() if line.startswith("Tree="))
+        for f in (bundle / "likelihood.txt", bundle / "cause.txt")
+        if f.exists()
+    }
 
 
 def single_bodies(history, n: int, record: bool) -> list[bytes]:
     """``n`` single-claim bodies, each a new claim id (recorded claims must not repeat one), drawn from as
     many distinct claims of the history as it has (a few repeated claims would pile up on a few keys)."""
     base = new_claims(history, min(n, len(history.claims)), "LOAD1")
-    return [encode({"claim": dict(base[i % len(base)], claim_id=f"LOAD1-{i}"), "record": record})
-            for i in range(n)]
+    return [encode({"claim": dict(base[i % len(base)], claim_id=f"LOAD1-{i}"), "record": record}) for i in range(n)]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,8 +149,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=1, help="service worker processes")
     ap.add_argument("--no-record", action="store_true", help="single claims with record: false")
     ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: trained here, default config)")
-    ap.add_argument("--data", type=Path, help="claims history to train on and draw claims from "
-                    "(default: the small synthetic history)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        help="claims history to train on and draw claims from (default: the small synthetic history)",
+    )
     ap.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY' (default: RECOUP_API_KEY)")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = ap.parse_args(argv)
@@ -158,9 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
     history = history_for(args.data)
     bundle = args.bundle_dir or small_bundle(Path(tmp.name) / "bundle", args.data, full=True)
     record = not args.no_record
-    res: dict = {"cores": os.cpu_count(), "bundle": str(bundle), "trees": trees(bundle), "seconds_per_phase": seconds,
-                 "factor": args.factor, "connections": args.connections, "workers": args.workers,
-                 "load_avg_before": load_avg()}
+    res: dict = {
+        "cores": os.cpu_count(),
+        "bundle": str(bundle),
+        "trees": trees(bundle),
+        "seconds_per_phase": seconds,
+        "factor": args.factor,
+        "connections": args.connections,
+        "workers": args.workers,
+        "load_avg_before": load_avg(),
+    }
     batch = encode({"claims": new_claims(history, 100, "LOADB"), "record": False, "explain": True})
     port = free_port()
     proc, res["service_start_s"] = start_service(bundle, port, args.workers)
@@ -173,9 +192,15 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 path, bodies = "/score", single_bodies(history, int(rate * seconds) + 1, record)
             warm = open_loop(port, path, bodies[:1], 5.0, 1.0, 2, key)  # first requests out of the figures
-            out = {"endpoint": path, "rated": source, "target_requests_per_s": rate,
-                   "target_claims_per_s": rate * per_request, "record": phase == "single" and record,
-                   "warm_up_errors": warm["errors"], "load_avg_before": load_avg()}
+            out = {
+                "endpoint": path,
+                "rated": source,
+                "target_requests_per_s": rate,
+                "target_claims_per_s": rate * per_request,
+                "record": phase == "single" and record,
+                "warm_up_errors": warm["errors"],
+                "load_avg_before": load_avg(),
+            }
             out.update(open_loop(port, path, bodies, rate, seconds, args.connections, key))
             out["achieved_claims_per_s"] = round(out["achieved_requests_per_s"] * per_request, 1)
             out["load_avg_after"] = load_avg()

@@ -65,10 +65,18 @@ def unknown_paths(bundle: Path, n: int) -> dict:
     finally:
         stop(proc)
     labels = sorted(set(re.findall(r'endpoint="([^"]*)"', m1.decode())))
-    return {"unknown_gets": n, "statuses": statuses, "gets_per_s": round(n / took),
-            "metrics_bytes_before": len(m0), "metrics_bytes_after": len(m1), "metrics_get_s": round(metrics_s, 3),
-            "endpoint_labels_after": labels, "rss_mb_before": round(rss0, 1), "rss_mb_after": round(rss1, 1),
-            "start_to_ready_s": round(ready, 1)}
+    return {
+        "unknown_gets": n,
+        "statuses": statuses,
+        "gets_per_s": round(n / took),
+        "metrics_bytes_before": len(m0),
+        "metrics_bytes_after": len(m1),
+        "metrics_get_s": round(metrics_s, 3),
+        "endpoint_labels_after": labels,
+        "rss_mb_before": round(rss0, 1),
+        "rss_mb_after": round(rss1, 1),
+        "start_to_ready_s": round(ready, 1),
+    }
 
 
 def guard_overhead(n: int = 20_000) -> dict:
@@ -93,15 +101,25 @@ def guard_overhead(n: int = 20_000) -> dict:
     async def run(app) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            scope = {"type": "http", "path": "/model", "method": "GET", "headers": headers,
-                     "client": ("127.0.0.1", 5000)}
+            scope = {
+                "type": "http",
+                "path": "/model",
+                "method": "GET",
+                "headers": headers,
+                "client": ("127.0.0.1", 5000),
+            }
             await app(scope, None, noop)
         return (time.perf_counter() - t0) / n * 1e6
 
     bare_us = asyncio.run(run(bare))
     guard_us = asyncio.run(run(guard))
-    return {"requests": n, "bare_us": round(bare_us, 2), "guarded_us": round(guard_us, 2),
-            "guard_us_per_request": round(guard_us - bare_us, 2), "keys": len(keys)}
+    return {
+        "requests": n,
+        "bare_us": round(bare_us, 2),
+        "guarded_us": round(guard_us, 2),
+        "guard_us_per_request": round(guard_us - bare_us, 2),
+        "keys": len(keys),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -69,11 +69,20 @@ def start_service(bundle: Path, port: int, workers: int = 1) -> tuple[subprocess
 
     # a fresh journal folder: claims recorded by an earlier run would make this run's claims retries
     journal = tempfile.mkdtemp(prefix="recoup_bench_journal_")
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(bundle), "RECOUP_SERVICE_WORKERS": str(workers),
-           "RECOUP_JOURNAL_DIR": journal}
+    env = {
+        **service_env(),
+        "RECOUP_BUNDLE_DIR": str(bundle),
+        "RECOUP_SERVICE_WORKERS": str(workers),
+        "RECOUP_JOURNAL_DIR": journal,
+    }
     t0 = time.perf_counter()
-    proc = subprocess.Popen(bentoml_command(port, "127.0.0.1"), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        bentoml_command(port, "127.0.0.1"),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     proc.journal_dir = journal  # type: ignore[attr-defined]  # removed by stop()
     while True:
         if proc.poll() is not None:
@@ -121,8 +130,7 @@ def check(answer: tuple[int, bytes]):
     return json.loads(data)
 
 
-def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_claims: int,
-                       pool: int = 4) -> float:
+def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_claims: int, pool: int = 4) -> float:
     """Claims/s with ``clients`` threads each sending ``per_client`` batch requests back to back, each
     over its own ``pool`` kept-alive connections in turn (as a client with a connection pool does).
 
@@ -131,8 +139,7 @@ def concurrent_batches(port: int, body: bytes, clients: int, per_client: int, n_
     requests over the workers."""
     import threading
 
-    conns = [[http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(pool)]
-             for _ in range(clients)]
+    conns = [[http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(pool)] for _ in range(clients)]
     for mine in conns:
         for c in mine:
             check(post(c, "/score_batch", body))
@@ -170,12 +177,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bundle-dir", type=Path, help="model bundle (default: the champion, as the service loads it)")
     ap.add_argument("--single", type=int, default=300, help="single-claim requests to time")
     ap.add_argument("--batches", type=int, default=20, help="100-claim requests per mode")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="service worker processes (RECOUP_SERVICE_WORKERS; several share recorded claims)")
-    ap.add_argument("--clients", type=int, default=2,
-                    help="also time batches with this many concurrent connections (1: only one client)")
-    ap.add_argument("--no-record", action="store_true",
-                    help="single-claim requests with record: false (default: record on, as in production)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="service worker processes (RECOUP_SERVICE_WORKERS; several share recorded claims)",
+    )
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=2,
+        help="also time batches with this many concurrent connections (1: only one client)",
+    )
+    ap.add_argument(
+        "--no-record",
+        action="store_true",
+        help="single-claim requests with record: false (default: record on, as in production)",
+    )
     ap.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = ap.parse_args(argv)
 
@@ -198,8 +216,14 @@ def main(argv: list[str] | None = None) -> dict:
     # join the history, as in production; they are not among the batch claims)
     singles = new_claims(history, args.single + 20, "SINGLE", skip=len(claims))
     record = not args.no_record
-    res: dict = {"cores": os.cpu_count(), "load_avg_before": os.getloadavg()[0], "bundle": str(bundle),
-                 "single_record": record, "workers": args.workers, "clients": args.clients}
+    res: dict = {
+        "cores": os.cpu_count(),
+        "load_avg_before": os.getloadavg()[0],
+        "bundle": str(bundle),
+        "single_record": record,
+        "workers": args.workers,
+        "clients": args.clients,
+    }
 
     # ---------------------------------------------------------------- in process
     scorer = Scorer.from_dir(bundle)
@@ -234,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(max(3, args.batches // 2)):
                 in_process(sc, claims, explain)
             res[f"inprocess_batch_claims_per_s_{'reasons' if explain else 'no_reasons'}{tag}"] = (
-                max(3, args.batches // 2) * len(claims) / (time.perf_counter() - t))
+                max(3, args.batches // 2) * len(claims) / (time.perf_counter() - t)
+            )
 
     # ---------------------------------------------------------------- over HTTP
     port = free_port()
@@ -273,14 +298,20 @@ def main(argv: list[str] | None = None) -> dict:
             res[f"ratio_batch_{key}"] = res[f"batch_claims_per_s_{key}"] / res[f"inprocess_batch_claims_per_s_{key}"]
             if args.clients > 1:
                 res[f"batch_claims_per_s_{key}_{args.clients}_clients"] = concurrent_batches(
-                    port, body, args.clients, args.batches, len(claims))
+                    port, body, args.clients, args.batches, len(claims)
+                )
         res["ratio_single_p50"] = res["inprocess_single_ms_p50"] / res["single_ms_p50"]
         conn.close()
     finally:
         stop(proc)
     res["load_avg_after"] = os.getloadavg()[0]
-    res["targets"] = {"single_ms_p50": "<= 8", "single_ms_p99": "<= 20", "batch_claims_per_s_reasons": ">= 2000",
-                      "batch_claims_per_s_no_reasons": ">= 10000", "ratio_batch": "> 0.6"}
+    res["targets"] = {
+        "single_ms_p50": "<= 8",
+        "single_ms_p99": "<= 20",
+        "batch_claims_per_s_reasons": ">= 2000",
+        "batch_claims_per_s_no_reasons": ">= 10000",
+        "ratio_batch": "> 0.6",
+    }
     text = json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}, indent=2)
     print(text)
     if args.out:

@@ -48,7 +48,7 @@ def main() -> None:
         generate_to_dir(good, n_claims=a.claims, seed=3)
         generate_to_dir(bad, n_claims=a.claims, seed=3)
         claims = pd.read_csv(bad / "claims.csv", dtype=str, keep_default_na=False)
-        claims.loc[claims.index[:a.bad], "total_charge"] = "-1"
+        claims.loc[claims.index[: a.bad], "total_charge"] = "-1"
         claims.to_csv(bad / "claims.csv", index=False)
         _, rejected = load_history(bad, skip_invalid=True)
         assert len(rejected) == a.bad

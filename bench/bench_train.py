@@ -42,16 +42,24 @@ def one(n: int, seed: int) -> dict:
     om = oracle_metrics(result.scored, o, cfg["capacities"])
     m = result.metrics
     return {
-        "claims": n, "lines": int(len(history.claim_lines)), "generate_s": round(t_gen, 1),
-        "features_s": round(result.timings["features_s"], 1), "models_s": round(result.timings["models_s"], 1),
+        "claims": n,
+        "lines": int(len(history.claim_lines)),
+        "generate_s": round(t_gen, 1),
+        "features_s": round(result.timings["features_s"], 1),
+        "models_s": round(result.timings["models_s"], 1),
         "train_total_s": round(t_train, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-        "test_claims": int(m["n"]), "test_positive_rate": round(m["positive_rate"], 4),
-        "roc_auc": round(m["roc_auc"], 4), "oracle_roc_auc": round(om["roc_auc"], 4),
-        "pr_auc": round(m["pr_auc"], 4), "oracle_pr_auc": round(om["pr_auc"], 4),
-        "ece": round(m["ece"], 4), "cause_top1": round(m["cause_top1_accuracy"], 4),
+        "test_claims": int(m["n"]),
+        "test_positive_rate": round(m["positive_rate"], 4),
+        "roc_auc": round(m["roc_auc"], 4),
+        "oracle_roc_auc": round(om["roc_auc"], 4),
+        "pr_auc": round(m["pr_auc"], 4),
+        "oracle_pr_auc": round(om["pr_auc"], 4),
+        "ece": round(m["ece"], 4),
+        "cause_top1": round(m["cause_top1_accuracy"], 4),
         "oracle_cause_top1": round(om["cause_top1_accuracy"], 4),
-        "ratio_roc_auc": round(m["roc_auc"] / om["roc_auc"], 3), "ratio_pr_auc": round(m["pr_auc"] / om["pr_auc"], 3),
+        "ratio_roc_auc": round(m["roc_auc"] / om["roc_auc"], 3),
+        "ratio_pr_auc": round(m["pr_auc"] / om["pr_auc"], 3),
         "ratio_cause_top1": round(m["cause_top1_accuracy"] / om["cause_top1_accuracy"], 3),
         "trees": result.bundle.meta["n_trees_likelihood"],
     }
@@ -72,10 +80,14 @@ def main() -> int:
     for n in args.sizes:
         print(f"== {n:,} claims", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            env = {**os.environ, "RECOUP_HOME": tmp, "MLFLOW_DISABLE_TELEMETRY": "true",
-                   "BENTOML_DO_NOT_TRACK": "true"}
-            out = subprocess.run([sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)],
-                                 env=env, capture_output=True, text=True, check=True)
+            env = {**os.environ, "RECOUP_HOME": tmp, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"}
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -96,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     if imsweb.exists():
         t = time.perf_counter()
         r = x12.import_x12([imsweb])
-        print(f"imsweb 624-claim file ({imsweb.stat().st_size / 1e3:.0f} kB): {time.perf_counter() - t:.3f} s, "
-              f"{r.summary.claims_read} CLM read")
+        print(
+            f"imsweb 624-claim file ({imsweb.stat().st_size / 1e3:.0f} kB): {time.perf_counter() - t:.3f} s, "
+            f"{r.summary.claims_read} CLM read"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -112,9 +114,11 @@ def main(argv: list[str] | None = None) -> None:
             write_history(result.history, tmp_path / f"out{workers}")
             t_total = time.perf_counter() - t
             s = result.summary
-            print(f"workers={workers}: import {t_import:.1f} s, import+write CSV {t_total:.1f} s "
-                  f"({size / t_total:.1f} MB/s): {s.claims} claims, {s.lines} lines, {s.remittances} remittances, "
-                  f"{s.recoupments} recoupments")
+            print(
+                f"workers={workers}: import {t_import:.1f} s, import+write CSV {t_total:.1f} s "
+                f"({size / t_total:.1f} MB/s): {s.claims} claims, {s.lines} lines, {s.remittances} remittances, "
+                f"{s.recoupments} recoupments"
+            )
 
 
 if __name__ == "__main__":

@@ -177,8 +177,7 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(codes, uniques) of an object array; a dict for a few values, pandas for many."""
     if len(values) <= SMALL:
         seen: dict = {}
-        codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), dtype=np.int64,
-                            count=len(values))
+        codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), dtype=np.int64, count=len(values))
         return codes, np.array(list(seen), dtype=object)
     codes, uniques = pd.factorize(values)
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
@@ -276,8 +275,9 @@ class RuleIndex:
             t = self.rb.table("icd10cm")
             self._icd = dict(zip(t["code"].astype(str).tolist(), np.where(t["billable"].to_numpy(), 0, 1).tolist()))
         get = self._icd.get
-        return np.fromiter((get(str(d).strip().replace(".", "").upper(), 2) for d in dx.tolist()),
-                           dtype=np.int8, count=len(dx))
+        return np.fromiter(
+            (get(str(d).strip().replace(".", "").upper(), 2) for d in dx.tolist()), dtype=np.int8, count=len(dx)
+        )
 
 
 def _arrow_text(s: pd.Series) -> pa.ChunkedArray:
@@ -404,8 +404,13 @@ def _line_attribute_arrays(lines: pd.DataFrame, claim_type: np.ndarray, rulebook
 
 
 def ptp_pairs(
-    a_code: np.ndarray, a_bypass: np.ndarray, b_code: np.ndarray, b_bypass: np.ndarray,
-    service_date: np.ndarray, claim_type: np.ndarray, rulebook: Rulebook,
+    a_code: np.ndarray,
+    a_bypass: np.ndarray,
+    b_code: np.ndarray,
+    b_bypass: np.ndarray,
+    service_date: np.ndarray,
+    claim_type: np.ndarray,
+    rulebook: Rulebook,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For candidate line pairs on the same day, look up the PTP edit in both directions.
 
@@ -414,9 +419,15 @@ def ptp_pairs(
     """
     ri = rule_index(rulebook)
     day = np.asarray(service_date).astype("datetime64[D]").astype(np.int64)
-    return _ptp_pairs_ids(ri, ri.code_ids(np.asarray(a_code, dtype=object)), np.asarray(a_bypass),
-                          ri.code_ids(np.asarray(b_code, dtype=object)), np.asarray(b_bypass), day,
-                          np.asarray(claim_type, dtype=object))
+    return _ptp_pairs_ids(
+        ri,
+        ri.code_ids(np.asarray(a_code, dtype=object)),
+        np.asarray(a_bypass),
+        ri.code_ids(np.asarray(b_code, dtype=object)),
+        np.asarray(b_bypass),
+        day,
+        np.asarray(claim_type, dtype=object),
+    )
 
 
 def _ptp_pairs_ids(ri: RuleIndex, a_id, a_bypass, b_id, b_bypass, day, claim_type):
@@ -439,8 +450,9 @@ def prepare_lines(claims: pd.DataFrame, lines: pd.DataFrame, rulebook: Rulebook)
     return pd.DataFrame(prepare_line_arrays(claims, lines, rulebook))
 
 
-def prepare_line_arrays(claims: pd.DataFrame, lines: pd.DataFrame, rulebook: Rulebook,
-                        claim_type: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def prepare_line_arrays(
+    claims: pd.DataFrame, lines: pd.DataFrame, rulebook: Rulebook, claim_type: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The columns of :func:`prepare_lines` as a dict of arrays (no DataFrame built)."""
     ci = claim_index(claims, lines)
     ctype = _str(claims["claim_type"]) if claim_type is None else claim_type
@@ -489,7 +501,9 @@ def claim_attributes(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Claim-level features and rule hits (features indexed like ``claims``, hits long frame)."""
     f, parts = claim_attribute_arrays(claims, la, rulebook, coverage)
-    return pd.DataFrame(f, index=claims.index), hits_frame([parts], claims["claim_id"].astype(str).to_numpy(dtype=object))
+    return pd.DataFrame(f, index=claims.index), hits_frame(
+        [parts], claims["claim_id"].astype(str).to_numpy(dtype=object)
+    )
 
 
 def claim_attribute_arrays(
@@ -579,11 +593,17 @@ def claim_attribute_arrays(
     f["mue_excess_units"] = group_sum(ci, np.where(first_over, applied - mue, 0.0), n)
     if first_over.any():
         m = first_over
-        hits.append({
-            "ci": ci[m], "rule": "mue", "line_number": line_number[m],
-            "code": codes[m], "value": applied[m], "limit": mue[m],
-            "ref": mai[m].astype(str).astype(object),
-        })
+        hits.append(
+            {
+                "ci": ci[m],
+                "rule": "mue",
+                "line_number": line_number[m],
+                "code": codes[m],
+                "value": applied[m],
+                "limit": mue[m],
+                "ref": mai[m].astype(str).astype(object),
+            }
+        )
 
     # NCCI PTP inside the claim (same service date)
     for name in ("ptp_pairs", "ptp_unbypassable", "ptp_needs_modifier", "ptp_bypassed"):
@@ -594,8 +614,9 @@ def claim_attribute_arrays(
         pa_, pb_ = pa_[keep], pb_[keep]
     if len(pa_):
         byp = L["mod_bypass"]
-        ind, a_first, bypassed = _ptp_pairs_ids(rule_index(rulebook), code_id[pa_], byp[pa_], code_id[pb_],
-                                                byp[pb_], lday[pa_], ctype[ci[pa_]])
+        ind, a_first, bypassed = _ptp_pairs_ids(
+            rule_index(rulebook), code_id[pa_], byp[pa_], code_id[pb_], byp[pb_], lday[pa_], ctype[ci[pa_]]
+        )
         hit = ind >= 0
         pci = ci[pa_]
         f["ptp_pairs"] = np.bincount(pci[hit], minlength=n).astype(float)
@@ -607,10 +628,17 @@ def claim_attribute_arrays(
             col1 = np.where(a_first, codes[pa_], codes[pb_])
             col2 = np.where(a_first, codes[pb_], codes[pa_])
             ln2 = np.where(a_first, line_number[pb_], line_number[pa_])
-            hits.append({
-                "ci": pci[m], "rule": "ncci_ptp", "line_number": ln2[m], "code": col1[m],
-                "other_code": col2[m], "value": ind[m].astype(float), "ref": "same claim",
-            })
+            hits.append(
+                {
+                    "ci": pci[m],
+                    "rule": "ncci_ptp",
+                    "line_number": ln2[m],
+                    "code": col1[m],
+                    "other_code": col2[m],
+                    "value": ind[m].astype(float),
+                    "ref": "same claim",
+                }
+            )
 
     # Add-on codes without their primary on the claim
     f["n_addon_without_primary"] = np.zeros(n)
@@ -629,8 +657,14 @@ def claim_attribute_arrays(
             missing[i] = not (prim[code_list[i]] & claim_codes[int(ci[i])])
         f["n_addon_without_primary"] = group_sum(ci, missing, n)
         if missing.any():
-            hits.append({"ci": ci[missing], "rule": "addon_without_primary",
-                         "line_number": line_number[missing], "code": codes[missing]})
+            hits.append(
+                {
+                    "ci": ci[missing],
+                    "rule": "addon_without_primary",
+                    "line_number": line_number[missing],
+                    "code": codes[missing],
+                }
+            )
 
     # Dates, paperwork, frequency
     first_day = group_min(ci, lday, n)
@@ -639,8 +673,9 @@ def claim_attribute_arrays(
     f["submission_lag_days"] = sub_day - last_day
     f["service_span_days"] = last_day - first_day
     # the same cache keys as features.history reads them under (small inputs: read once per call)
-    f["has_prior_auth"] = small_cached(cols, "_has_pa", n,
-                                       lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float))
+    f["has_prior_auth"] = small_cached(
+        cols, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)
+    )
     f["has_attachment"] = small_cached(cols, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float))
     freq = cols["frequency_code"] if "frequency_code" in cols else _str(claims["frequency_code"])
     f["is_replacement"] = (freq == "7").astype(float)
@@ -651,10 +686,14 @@ def claim_attribute_arrays(
     f.update(cov)
     out_m = cov["outside_coverage"] == 1
     if out_m.any():
-        hits.append({"ci": np.flatnonzero(out_m), "rule": "outside_coverage",
-                     "value": cov["days_outside_coverage"][out_m],
-                     "ref": np.where(cov["covered_by_other_payer"][out_m] == 1,
-                                     "other payer", "no coverage").astype(object)})
+        hits.append(
+            {
+                "ci": np.flatnonzero(out_m),
+                "rule": "outside_coverage",
+                "value": cov["days_outside_coverage"][out_m],
+                "ref": np.where(cov["covered_by_other_payer"][out_m] == 1, "other payer", "no coverage").astype(object),
+            }
+        )
     return f, hits
 
 
@@ -683,20 +722,30 @@ class CoverageArrays:
         got = [r for r in got if r is not None]
         idx = np.concatenate(got) if got else np.zeros(0, dtype=np.int64)
         out = object.__new__(CoverageArrays)
-        out.patient_id, out.start, out.end, out.payer_id = (self.patient_id[idx], self.start[idx], self.end[idx],
-                                                            self.payer_id[idx])
+        out.patient_id, out.start, out.end, out.payer_id = (
+            self.patient_id[idx],
+            self.start[idx],
+            self.end[idx],
+            self.payer_id[idx],
+        )
         out._rows = {}
         return out
 
 
-def coverage_attributes(claims: pd.DataFrame, first_day: np.ndarray, last_day: np.ndarray,
-                        coverage: pd.DataFrame | None) -> pd.DataFrame:
+def coverage_attributes(
+    claims: pd.DataFrame, first_day: np.ndarray, last_day: np.ndarray, coverage: pd.DataFrame | None
+) -> pd.DataFrame:
     """Whether the service dates fall in a coverage span of the billed payer (NaN without coverage data)."""
     return pd.DataFrame(coverage_arrays(claims, first_day, last_day, coverage))
 
 
-def coverage_arrays(claims: pd.DataFrame, first_day: np.ndarray, last_day: np.ndarray,
-                    coverage: pd.DataFrame | None, cols: dict | None = None) -> dict[str, np.ndarray]:
+def coverage_arrays(
+    claims: pd.DataFrame,
+    first_day: np.ndarray,
+    last_day: np.ndarray,
+    coverage: pd.DataFrame | None,
+    cols: dict | None = None,
+) -> dict[str, np.ndarray]:
     n = len(claims)
     cols = cols or {}
     out = {

@@ -34,8 +34,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.bounds import (DATE_YEARS, MAX_AMOUNT, MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS,
-                             MAX_LINE_NUMBER, MAX_MODIFIERS, MAX_POINTER, MAX_UNITS)
+from features.bounds import (
+    DATE_YEARS,
+    MAX_AMOUNT,
+    MAX_CHARS,
+    MAX_DIAGNOSIS_CODES,
+    MAX_DIAGNOSIS_POINTERS,
+    MAX_LINE_NUMBER,
+    MAX_MODIFIERS,
+    MAX_POINTER,
+    MAX_UNITS,
+)
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -253,7 +262,7 @@ MAX_EXAMPLE_CHARS = 40
 def _clip(value: str) -> str:
     if not isinstance(value, str) or len(value) <= MAX_EXAMPLE_CHARS:
         return value
-    return value[:MAX_EXAMPLE_CHARS - 3] + "..."
+    return value[: MAX_EXAMPLE_CHARS - 3] + "..."
 
 
 class ContractError(RecoupError, ValueError):
@@ -321,8 +330,10 @@ def _find_file(directory: Path, table: str) -> Path | None:
     found = [p for p in (directory / f"{table}{ext}" for ext in TABLE_EXTENSIONS) if p.exists()]
     if len(found) > 1:
         names = " and ".join(p.name for p in found)
-        raise RecoupError(f"{directory} has both {names}: keep one file per table (which one is current is "
-                          f"not known, so none is read)")
+        raise RecoupError(
+            f"{directory} has both {names}: keep one file per table (which one is current is "
+            f"not known, so none is read)"
+        )
     return found[0] if found else None
 
 
@@ -370,18 +381,21 @@ REJECTED_COLUMNS = ["claim_id", "submitted_date", "reject_reason"]
 
 
 @overload
-def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
-                 skip_invalid: Literal[False] = ...) -> History: ...
+def load_history(
+    directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ..., skip_invalid: Literal[False] = ...
+) -> History: ...
 
 
 @overload
-def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
-                 skip_invalid: Literal[True]) -> tuple[History, pd.DataFrame]: ...
+def load_history(
+    directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ..., skip_invalid: Literal[True]
+) -> tuple[History, pd.DataFrame]: ...
 
 
 @overload
-def load_history(directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ...,
-                 skip_invalid: bool) -> History | tuple[History, pd.DataFrame]: ...
+def load_history(
+    directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ..., skip_invalid: bool
+) -> History | tuple[History, pd.DataFrame]: ...
 
 
 def load_history(
@@ -421,8 +435,9 @@ def load_history(
     return (history, pd.DataFrame(columns=REJECTED_COLUMNS)) if skip_invalid else history
 
 
-def _read_tables(directory: Path, needed: tuple[str, ...], keep_ids: bool = False) -> tuple[
-        dict[str, pd.DataFrame | None], dict[str, str], dict[str, list[Problem]], dict[str, pd.DataFrame]]:
+def _read_tables(
+    directory: Path, needed: tuple[str, ...], keep_ids: bool = False
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, str], dict[str, list[Problem]], dict[str, pd.DataFrame]]:
     """Find, read and type every table of a history directory.
 
     Returns (typed tables, file name per table, problems per table, and when ``keep_ids`` the raw
@@ -462,8 +477,12 @@ def _raw_claim_ids(raw: pd.DataFrame) -> pd.Series:
     return raw["claim_id"].astype("string").str.strip().fillna("").astype(object)
 
 
-def _set_aside(directory: Path, typed: dict[str, pd.DataFrame | None], problems: dict[str, list[Problem]],
-               raw: dict[str, pd.DataFrame]) -> tuple[History, pd.DataFrame]:
+def _set_aside(
+    directory: Path,
+    typed: dict[str, pd.DataFrame | None],
+    problems: dict[str, list[Problem]],
+    raw: dict[str, pd.DataFrame],
+) -> tuple[History, pd.DataFrame]:
     """The valid claims of a history, and the rejected ones with the contract's reason.
 
     ``rejected`` has ``claim_id``, ``submitted_date`` (NaT when unreadable) and ``reject_reason`` (the
@@ -521,15 +540,22 @@ def _set_aside(directory: Path, typed: dict[str, pd.DataFrame | None], problems:
         if table == "recoupments":
             ok &= _isin(raw_ids[table], keep_ids)
         ctx[table] = df[ok].reset_index(drop=True)
-    history = History(claims=claims[~bad].reset_index(drop=True), claim_lines=lines[keep_lines].reset_index(drop=True),
-                      coverage=ctx["coverage"], providers=ctx["providers"], recoupments=ctx["recoupments"],
-                      source=str(directory))
+    history = History(
+        claims=claims[~bad].reset_index(drop=True),
+        claim_lines=lines[keep_lines].reset_index(drop=True),
+        coverage=ctx["coverage"],
+        providers=ctx["providers"],
+        recoupments=ctx["recoupments"],
+        source=str(directory),
+    )
     rej_idx = np.flatnonzero(bad)
-    rejected = pd.DataFrame({
-        "claim_id": ids.to_numpy()[rej_idx],
-        "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
-        "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
-    })
+    rejected = pd.DataFrame(
+        {
+            "claim_id": ids.to_numpy()[rej_idx],
+            "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
+            "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
+        }
+    )
     return history, rejected
 
 
@@ -560,7 +586,9 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
         arr = pa.chunked_array(s.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
     elif s.dtype == object and s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
         values = [
-            [str(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else (
+            [str(x) for x in v]
+            if isinstance(v, (list, tuple, np.ndarray))
+            else (
                 [] if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v).split(";")
             )
             for v in s
@@ -608,14 +636,15 @@ def _over_chars(s: pd.Series, n: int) -> np.ndarray | None:
     return np.asarray(pc.fill_null(pc.greater(lengths, n), False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
-                   problems: list[Problem]) -> pd.Series:
+def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
     raw_index = index
     expected = _expected(col)
-    blank = _blank(src) if not (
-        isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype)
-    ) else src.isna()
+    blank = (
+        _blank(src)
+        if not (isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype))
+        else src.isna()
+    )
     if col.required and col.kind not in ("list_str",) and blank.any():
         problems.append(Problem(file, col.name, f"a value ({expected})", _rows(blank)))
     k = col.kind
@@ -700,9 +729,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str,
         if col.min_items and col.required:
             bad = lengths < col.min_items
             if bad.any():
-                problems.append(
-                    Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad))
-                )
+                problems.append(Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad)))
         if col.max_items is not None:
             bad = lengths > col.max_items
             if bad.any():
@@ -803,7 +830,8 @@ def _expected(col: Column) -> str:
     if text is None:
         maximum = f"{col.upper:,}" if col.kind in _KIND_MAXIMUM else ""
         text = _EXPECTED_TEXT[col] = _EXPECTED[col.kind].format(
-            levels=", ".join(col.levels), maximum=maximum, first=col.years[0], last=col.years[1])
+            levels=", ".join(col.levels), maximum=maximum, first=col.years[0], last=col.years[1]
+        )
     return text
 
 
@@ -894,15 +922,16 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
 
     ``keys`` receives the Python values of the columns the table rules need (ids, dates, line numbers).
     """
-    n = len(vals)
+    len(vals)
     k = col.kind
     name = col.name
     probs: list[Problem] = []
 
     def report(bad: list[int], expected: str, examples: bool = True) -> None:
         if bad:
-            probs.append(Problem(file, name, expected, [i + 1 for i in bad],
-                                 [str(vals[i]) for i in bad[:3]] if examples else []))
+            probs.append(
+                Problem(file, name, expected, [i + 1 for i in bad], [str(vals[i]) for i in bad[:3]] if examples else [])
+            )
 
     if k in ("list_str", "list_int"):
         has_lists = any(type(v) is list or type(v) is tuple for v in vals)
@@ -913,8 +942,11 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
         if k == "list_str":
             lists = [[x.upper() for x in lst] for lst in lists]
             if col.min_items and col.required:
-                report([i for i, lst in enumerate(lists) if len(lst) < col.min_items],
-                       f"at least {col.min_items} code(s)", examples=False)
+                report(
+                    [i for i, lst in enumerate(lists) if len(lst) < col.min_items],
+                    f"at least {col.min_items} code(s)",
+                    examples=False,
+                )
             if col.max_items is not None:
                 report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], _too_many(col), examples=False)
             match = _FULL["diagnosis_codes" if name == "diagnosis_codes" else "modifiers"]
@@ -947,8 +979,7 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
     if k in ("id", "str"):
         if col.max_chars is not None:
             n_max = col.max_chars
-            report([i for i, t in enumerate(texts) if t is not None and len(t) > n_max], _too_long(col),
-                   examples=False)
+            report([i for i, t in enumerate(texts) if t is not None and len(t) > n_max], _too_long(col), examples=False)
         out = _string_array(texts)
         if name == "claim_id":
             keys[name] = texts
@@ -1046,11 +1077,12 @@ def _string_array(texts: list) -> pd.arrays.ArrowStringArray:
 
 def _fast_ok(src: pd.Series) -> bool:
     dt = src.dtype
-    return dt == object or isinstance(dt, pd.StringDtype)
+    return dt == object or isinstance(dt, pd.StringDtype)  # noqa: E721 (a dtype, not a type)
 
 
-def _validate(raw: pd.DataFrame, table: str, file: str, quiet: bool = False
-              ) -> tuple[pd.DataFrame, list[Problem], list[str], list | None]:
+def _validate(
+    raw: pd.DataFrame, table: str, file: str, quiet: bool = False
+) -> tuple[pd.DataFrame, list[Problem], list[str], list | None]:
     """:func:`validate_table` without emitting its warnings (they are returned).
 
     Also returns the claim ids as Python values (None = missing) when the table has them and was
@@ -1068,15 +1100,14 @@ def _validate(raw: pd.DataFrame, table: str, file: str, quiet: bool = False
     n = len(raw)
     fast = 0 < n <= FAST_PATH_MAX_ROWS
     if not fast:
-        return (*_validate_vectorized(raw.reset_index(drop=True), spec, table, file, problems, notes, quiet),
-                None)
+        return (*_validate_vectorized(raw.reset_index(drop=True), spec, table, file, problems, notes, quiet), None)
     idx = raw.index
     if not (type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1):
         raw = raw.reset_index(drop=True)
     index = raw.index
     # all-object frames (the service's): every column's values from one 2-D array
     matrix = None
-    if columns.is_unique and all(dt == object for dt in raw.dtypes):
+    if columns.is_unique and all(dt == object for dt in raw.dtypes):  # noqa: E721 (dtypes)
         matrix = raw.to_numpy(dtype=object).T
         pos = {c: j for j, c in enumerate(columns)}
     present = set(columns)
@@ -1120,9 +1151,15 @@ def _validate(raw: pd.DataFrame, table: str, file: str, quiet: bool = False
     return typed, problems, notes, ids
 
 
-def _validate_vectorized(raw: pd.DataFrame, spec: tuple[Column, ...], table: str, file: str,
-                         problems: list[Problem], notes: list[str], quiet: bool
-                         ) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+def _validate_vectorized(
+    raw: pd.DataFrame,
+    spec: tuple[Column, ...],
+    table: str,
+    file: str,
+    problems: list[Problem],
+    notes: list[str],
+    quiet: bool,
+) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     out: dict[str, pd.Series] = {}
     n = len(raw)
     with _quiet(quiet):
@@ -1148,9 +1185,7 @@ def _quiet(quiet: bool):
 _KNOWN = {t: frozenset(c.name for c in cols) for t, cols in TABLES.items()}
 
 
-def validate_table(
-    raw: pd.DataFrame, table: str, file: str
-) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+def validate_table(raw: pd.DataFrame, table: str, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Type and check one table. Returns (typed frame, problems, warnings)."""
     typed, problems, notes, _ = _validate(raw, table, file)
     for msg in notes:
@@ -1189,8 +1224,15 @@ def _table_rules_small(df: pd.DataFrame, table: str, file: str, keys: dict[str, 
     if table == "claims":
         dup = _dup_rows(ids)
         if dup:
-            problems.append(Problem(file, "claim_id", "unique claim ids (duplicate claim_id)",
-                                    [i + 1 for i in dup], [_shown(ids[i]) for i in dup[:3]]))
+            problems.append(
+                Problem(
+                    file,
+                    "claim_id",
+                    "unique claim ids (duplicate claim_id)",
+                    [i + 1 for i in dup],
+                    [_shown(ids[i]) for i in dup[:3]],
+                )
+            )
         paid, sub = values("paid_date"), values("submitted_date")
         bad = [i for i, (p, s) in enumerate(zip(paid, sub)) if p != _DT_NAT and s != _DT_NAT and p < s]
         if bad:
@@ -1221,22 +1263,40 @@ def _relations_small(ids: dict[str, list], files: dict[str, str] | None = None) 
     if lines is not None:
         orphan = [i for i, v in enumerate(lines) if v not in pool]
         if orphan:
-            problems.append(Problem(files.get("claim_lines", "claim_lines"), "claim_id",
-                                    "a claim_id present in claims (line without a claim)",
-                                    [i + 1 for i in orphan], [_shown(lines[i]) for i in orphan[:3]]))
+            problems.append(
+                Problem(
+                    files.get("claim_lines", "claim_lines"),
+                    "claim_id",
+                    "a claim_id present in claims (line without a claim)",
+                    [i + 1 for i in orphan],
+                    [_shown(lines[i]) for i in orphan[:3]],
+                )
+            )
         have = set(lines)
         no_lines = [i for i, v in enumerate(claims) if v not in have]
         if no_lines:
-            problems.append(Problem(files.get("claims", "claims"), "claim_id",
-                                    "at least one line in claim_lines (claim without lines)",
-                                    [i + 1 for i in no_lines], [_shown(claims[i]) for i in no_lines[:3]]))
+            problems.append(
+                Problem(
+                    files.get("claims", "claims"),
+                    "claim_id",
+                    "at least one line in claim_lines (claim without lines)",
+                    [i + 1 for i in no_lines],
+                    [_shown(claims[i]) for i in no_lines[:3]],
+                )
+            )
     rec = ids.get("recoupments")
     if rec is not None:
         unknown = [i for i, v in enumerate(rec) if v not in pool]
         if unknown:
-            problems.append(Problem(files.get("recoupments", "recoupments"), "claim_id",
-                                    "a claim_id present in claims (recoupment of an unknown claim)",
-                                    [i + 1 for i in unknown], [_shown(rec[i]) for i in unknown[:3]]))
+            problems.append(
+                Problem(
+                    files.get("recoupments", "recoupments"),
+                    "claim_id",
+                    "a claim_id present in claims (recoupment of an unknown claim)",
+                    [i + 1 for i in unknown],
+                    [_shown(rec[i]) for i in unknown[:3]],
+                )
+            )
     return problems
 
 
@@ -1247,8 +1307,15 @@ def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
     if table == "claims":
         dup = df["claim_id"].duplicated(keep=False)
         if dup.any():
-            problems.append(Problem(file, "claim_id", "unique claim ids (duplicate claim_id)", _rows(dup),
-                                    _examples(df["claim_id"], dup)))
+            problems.append(
+                Problem(
+                    file,
+                    "claim_id",
+                    "unique claim ids (duplicate claim_id)",
+                    _rows(dup),
+                    _examples(df["claim_id"], dup),
+                )
+            )
         bad = df["paid_date"].notna() & (df["paid_date"] < df["submitted_date"])
         if bad.any():
             problems.append(Problem(file, "paid_date", "a date on or after submitted_date", _rows(bad)))
@@ -1287,8 +1354,7 @@ def _isin(values: pd.Series, pool: pd.Series) -> np.ndarray:
     return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def check_relations(tables: dict[str, pd.DataFrame | None],
-                    files: dict[str, str] | None = None) -> list[Problem]:
+def check_relations(tables: dict[str, pd.DataFrame | None], files: dict[str, str] | None = None) -> list[Problem]:
     """Cross-table rules: every line and recoupment refers to a known claim, every claim has a line.
 
     ``files`` names the file of each table in the messages (default: the table name).
@@ -1308,21 +1374,39 @@ def check_relations(tables: dict[str, pd.DataFrame | None],
     if lines is not None:
         orphan = ~_isin(lines["claim_id"], ids)
         if orphan.any():
-            problems.append(Problem(files.get("claim_lines", "claim_lines"), "claim_id",
-                                    "a claim_id present in claims (line without a claim)",
-                                    _rows(orphan), _examples(lines["claim_id"], orphan)))
+            problems.append(
+                Problem(
+                    files.get("claim_lines", "claim_lines"),
+                    "claim_id",
+                    "a claim_id present in claims (line without a claim)",
+                    _rows(orphan),
+                    _examples(lines["claim_id"], orphan),
+                )
+            )
         no_lines = ~_isin(ids, lines["claim_id"])
         if no_lines.any():
-            problems.append(Problem(files.get("claims", "claims"), "claim_id",
-                                    "at least one line in claim_lines (claim without lines)",
-                                    _rows(no_lines), _examples(ids, no_lines)))
+            problems.append(
+                Problem(
+                    files.get("claims", "claims"),
+                    "claim_id",
+                    "at least one line in claim_lines (claim without lines)",
+                    _rows(no_lines),
+                    _examples(ids, no_lines),
+                )
+            )
     rec = ok("recoupments")
     if rec is not None:
         unknown = ~_isin(rec["claim_id"], ids)
         if unknown.any():
-            problems.append(Problem(files.get("recoupments", "recoupments"), "claim_id",
-                                    "a claim_id present in claims (recoupment of an unknown claim)",
-                                    _rows(unknown), _examples(rec["claim_id"], unknown)))
+            problems.append(
+                Problem(
+                    files.get("recoupments", "recoupments"),
+                    "claim_id",
+                    "a claim_id present in claims (recoupment of an unknown claim)",
+                    _rows(unknown),
+                    _examples(rec["claim_id"], unknown),
+                )
+            )
     return problems
 
 
@@ -1388,8 +1472,7 @@ def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_history(history: History | dict[str, pd.DataFrame | None], directory: str | Path,
-                  fmt: str = "csv") -> Path:
+def write_history(history: History | dict[str, pd.DataFrame | None], directory: str | Path, fmt: str = "csv") -> Path:
     """Write the tables as ``NAME.csv`` or ``NAME.parquet`` into ``directory``, each file atomically
     (:func:`features.outputs.write_file`). Files of contract tables in another form, or of tables this
     history does not have, are removed: the directory then holds this history and nothing of an older one.

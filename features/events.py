@@ -127,8 +127,11 @@ class EventTable:
         segment_cumsum(vals[order], counts, out=prefix[1:])
         del vals
         prefix = _compact_prefix(prefix)
-        uniq = pd.Index(np.asarray(uniques, dtype=np.int64), dtype=np.int64) if int_keys else \
-            pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        uniq = (
+            pd.Index(np.asarray(uniques, dtype=np.int64), dtype=np.int64)
+            if int_keys
+            else pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        )
         return cls(
             columns=list(columns),
             keys=uniq,
@@ -138,8 +141,9 @@ class EventTable:
             payload=None if payload is None else np.asarray(payload)[order],
         )
 
-    def append(self, keys: np.ndarray, times: np.ndarray, values: np.ndarray,
-               payload: np.ndarray | None = None) -> None:
+    def append(
+        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, payload: np.ndarray | None = None
+    ) -> None:
         """Add events (kept in the delta until :meth:`merge`)."""
         values = np.asarray(values, dtype=np.float64).reshape(len(keys), len(self.columns))
         for i, k in enumerate(np.asarray(keys).tolist()):
@@ -175,15 +179,20 @@ class EventTable:
                 d_times.append(t)
                 d_vals.append(v)
                 d_pay.append(p)
-        return (d_keys, np.array(d_times, dtype=np.int64),
-                np.array(d_vals, dtype=np.float64).reshape(len(d_keys), len(self.columns)), d_pay)
+        return (
+            d_keys,
+            np.array(d_times, dtype=np.int64),
+            np.array(d_vals, dtype=np.float64).reshape(len(d_keys), len(self.columns)),
+            d_pay,
+        )
 
     def merge(self) -> None:
         """Fold the delta into the sorted arrays."""
         if not self.n_delta:
             return
-        int_keys = self.keys.dtype == np.int64 or (not len(self.keys) and all(
-            isinstance(k, (int, np.integer)) for k in self.delta))
+        int_keys = self.keys.dtype == np.int64 or (
+            not len(self.keys) and all(isinstance(k, (int, np.integer)) for k in self.delta)
+        )
         kdt = np.int64 if int_keys else object
         base_keys = np.repeat(self.keys.to_numpy(dtype=kdt), np.diff(self.offsets))
         base_vals = self._own_values()
@@ -201,8 +210,9 @@ class EventTable:
         self.__dict__.update(merged.__dict__)
 
     # ------------------------------------------------------------------ querying
-    def query(self, keys: np.ndarray | pd.Series, times: np.ndarray,
-              columns: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, keys: np.ndarray | pd.Series, times: np.ndarray, columns: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """For each (key, T): sums of contributions of the key's events with time < T, and the
         index (into :attr:`payload`/:attr:`times`) of the latest such event, -1 if none. ``columns``
         restricts the sums to some columns (less memory for millions of queries).
@@ -325,8 +335,9 @@ class EventTable:
                 pay[later] = d_pay[later]
         return pay, tt
 
-    def payloads_before(self, keys: np.ndarray, times: np.ndarray, latest: np.ndarray | None = None,
-                        values: bool = False) -> tuple[np.ndarray, ...]:
+    def payloads_before(
+        self, keys: np.ndarray, times: np.ndarray, latest: np.ndarray | None = None, values: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """Every event of each key before its T: (query position, payload) pairs, main events first
         (per query in time order), then delta events. ``latest`` may pass :meth:`query`'s output.
         With ``values`` also each event's own values (differences of consecutive running sums of its key)."""
@@ -344,8 +355,11 @@ class EventTable:
         p_parts = [self.payload[ev] if self.payload is not None else np.full(len(ev), None, dtype=object)]
         v_parts = [self._own_values(ev, nth == 0)] if values else []
         if self.n_delta:
-            d = self._delta_payloads_small(keys, times, values) if len(keys) <= 32 else \
-                self._delta_events().payloads_before(keys, times, values=values)
+            d = (
+                self._delta_payloads_small(keys, times, values)
+                if len(keys) <= 32
+                else self._delta_events().payloads_before(keys, times, values=values)
+            )
             q_parts.append(d[0])
             p_parts.append(d[1])
             if values:
@@ -423,8 +437,7 @@ class EventTable:
         payload = df["_payload"].to_numpy() if "_payload" in df.columns else None
         k = df["_key"]
         keys = k.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(k.dtype) else k.to_numpy(dtype=object)
-        return cls.build(cols, keys, df["_time"].to_numpy(dtype=np.int64),
-                         df[cols].to_numpy(dtype=np.float64), payload)
+        return cls.build(cols, keys, df["_time"].to_numpy(dtype=np.int64), df[cols].to_numpy(dtype=np.float64), payload)
 
 
 class KeyDelta:
@@ -675,8 +688,11 @@ class Vocab:
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> "Vocab":
         v = df["value"]
-        return cls(pd.Index(v.to_numpy(dtype=np.int64), dtype=np.int64) if pd.api.types.is_integer_dtype(v.dtype)
-                   else pd.Index(v.to_numpy(dtype=object), dtype=object))
+        return cls(
+            pd.Index(v.to_numpy(dtype=np.int64), dtype=np.int64)
+            if pd.api.types.is_integer_dtype(v.dtype)
+            else pd.Index(v.to_numpy(dtype=object), dtype=object)
+        )
 
 
 def pack(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:

@@ -62,8 +62,9 @@ def main_procedures(la, n: int) -> np.ndarray:
     return main
 
 
-def claim_entity_keys(claims: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None,
-                      la=None) -> dict[str, np.ndarray]:
+def claim_entity_keys(
+    claims: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None, la=None
+) -> dict[str, np.ndarray]:
     """The entity keys of each claim (the main procedure needs the line frame ``la`` or the cache)."""
     n = len(claims)
     cache = cache if cache is not None else {}
@@ -96,17 +97,20 @@ def claim_times(claims: pd.DataFrame, order: np.ndarray, cache: dict | None = No
 def _claim_floats(claims: pd.DataFrame, cache: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(total charge, has attachment, has prior auth) as floats (read once per call for small inputs)."""
     n = len(claims)
-    return (small_cached(cache, "_total_charge", n, lambda: claims["total_charge"].to_numpy(dtype=np.float64)),
-            small_cached(cache, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float)),
-            small_cached(cache, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)))
+    return (
+        small_cached(cache, "_total_charge", n, lambda: claims["total_charge"].to_numpy(dtype=np.float64)),
+        small_cached(cache, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float)),
+        small_cached(cache, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)),
+    )
 
 
 def _dx3(dx: np.ndarray) -> np.ndarray:
     return np.array([d[:3] for d in dx.tolist()], dtype=object) if len(dx) else np.zeros(0, dtype=object)
 
 
-def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray,
-                     cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def line_dx_families(
+    claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray, cache: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(line position, diagnosis family) pairs: the line's pointed diagnoses, else all claim diagnoses."""
     dx, dx_parent = claim_list_flat(claims, "diagnosis_codes", cache)
     dx = dx.astype(str)
@@ -152,8 +156,19 @@ def line_dx_families(claims: pd.DataFrame, lines: pd.DataFrame, ci: np.ndarray,
 BATCH_CLAIMS = 50_000
 
 #: vocabularies of the components of the line tables' composite keys (and of intermediate pairs)
-LINE_VOCABS = ("patient", "npi", "day", "code", "family", "pos", "plan", "specialty",
-               "patient_npi", "sameday", "specialty_code")
+LINE_VOCABS = (
+    "patient",
+    "npi",
+    "day",
+    "code",
+    "family",
+    "pos",
+    "plan",
+    "specialty",
+    "patient_npi",
+    "sameday",
+    "specialty_code",
+)
 
 
 class KeyCoder:
@@ -186,8 +201,15 @@ class Tables(dict):
         self.coder = coder if coder is not None else KeyCoder()
 
 
-def line_keys(claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, cache: dict | None = None,
-              specialty: np.ndarray | None = None, coder: KeyCoder | None = None, add: bool = False) -> dict:
+def line_keys(
+    claims: pd.DataFrame,
+    lines: pd.DataFrame,
+    la: pd.DataFrame,
+    cache: dict | None = None,
+    specialty: np.ndarray | None = None,
+    coder: KeyCoder | None = None,
+    add: bool = False,
+) -> dict:
     """Integer keys of each line (computed once per call and shared by events and features).
 
     ``add`` gives unseen components new ids (recording events); otherwise their keys are -1 (found
@@ -240,8 +262,13 @@ def principal_families(claims: pd.DataFrame, cache: dict | None = None) -> np.nd
 
 
 def claim_events(
-    claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, order: np.ndarray,
-    cache: dict | None = None, coder: KeyCoder | None = None,
+    claims: pd.DataFrame,
+    lines: pd.DataFrame,
+    la: pd.DataFrame,
+    specialty: np.ndarray,
+    order: np.ndarray,
+    cache: dict | None = None,
+    coder: KeyCoder | None = None,
 ) -> dict[str, tuple]:
     """Event rows contributed by claims: name -> (keys, times, values, payload). Unseen key components
     get ids in ``coder`` (the state's)."""
@@ -257,8 +284,7 @@ def claim_events(
     vals[:, 2] = np.bincount(ci, minlength=n)
     vals[:, 3] = np.bincount(ci, weights=(em > 0).astype(float), minlength=n)
     vals[:, 4] = np.bincount(ci, weights=(em >= 4).astype(float), minlength=n)
-    vals[:, 5] = np.bincount(ci, weights=(L["mod_59"] | L["mod_x"]).astype(float),
-                             minlength=n)
+    vals[:, 5] = np.bincount(ci, weights=(L["mod_59"] | L["mod_x"]).astype(float), minlength=n)
     vals[:, 6] = np.bincount(ci, weights=em.astype(float), minlength=n)
     out: dict[str, tuple] = {}
     for name, keys in claim_entity_keys(claims, specialty, cache, la).items():
@@ -272,8 +298,12 @@ def claim_events(
     cid = lk["claim_id"]
     out["dup"] = (lk["dupkey"], tl, ones, cid[ci])
     # same-day lines: the code (id) and modifier bypass ride along as values, the claim id as payload
-    out["sameday"] = (lk["samekey"], tl,
-                      np.column_stack([ones[:, 0], lk["code_id"], L["mod_bypass"].astype(np.float64)]), cid[ci])
+    out["sameday"] = (
+        lk["samekey"],
+        tl,
+        np.column_stack([ones[:, 0], lk["code_id"], L["mod_bypass"].astype(np.float64)]),
+        cid[ci],
+    )
     lp = lk["lp"]
     out["proc_dx"] = (lk["proc_dx"], tl[lp], np.ones((len(lp), 1)), None)
     has_att = has_att[ci]
@@ -334,8 +364,15 @@ def table_values(name: str, vals: np.ndarray) -> np.ndarray:
 
 TABLE_COLUMNS = {
     **ENTITY_TABLE_COLS,
-    "dup": ["n"], "sameday": ["n", "code", "bypass"], "proc_dx": ["n"], "proc": ["n", "att"], "proc_pos": ["n"],
-    "proc_plan": ["n", "pa"], "proc_dx1": ["n"], "spec_proc": ["n"], "spec_proc_dx1": ["n"],
+    "dup": ["n"],
+    "sameday": ["n", "code", "bypass"],
+    "proc_dx": ["n"],
+    "proc": ["n", "att"],
+    "proc_pos": ["n"],
+    "proc_plan": ["n", "pa"],
+    "proc_dx1": ["n"],
+    "spec_proc": ["n"],
+    "spec_proc_dx1": ["n"],
 }
 
 
@@ -416,13 +453,14 @@ def history_features(
         f[f"provider_rate_{c}"] = pr_c
         f[f"provider_ratio_{c}"] = pr_c / np.maximum(sp_c, 1e-6)
         f[f"payer_rate_{c}"] = (col(py, f"rc_{c}") + PAYER_PRIOR_WEIGHT * g_c) / (
-            col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
+            col(py, "n_claims") + PAYER_PRIOR_WEIGHT
+        )
     f["payer_recoup_rate"] = (col(py, "n_recouped") + PAYER_PRIOR_WEIGHT * g_rate0) / (
-        col(py, "n_claims") + PAYER_PRIOR_WEIGHT)
+        col(py, "n_claims") + PAYER_PRIOR_WEIGHT
+    )
     f["specialty_recoup_rate"] = sp_rate
     # provider behaviour vs peers
-    pr_em = _rate(col(pr, "em_high") + 5 * _rate(col(sp, "em_high"), col(sp, "em_lines")),
-                  col(pr, "em_lines") + 5)
+    pr_em = _rate(col(pr, "em_high") + 5 * _rate(col(sp, "em_high"), col(sp, "em_lines")), col(pr, "em_lines") + 5)
     sp_em = _rate(col(sp, "em_high"), col(sp, "em_lines"))
     f["provider_em_high_share"] = pr_em
     f["provider_em_high_vs_peers"] = pr_em - sp_em
@@ -439,18 +477,21 @@ def history_features(
     # windows: one batched query per table (claim time and the window starts)
     t90 = time_of_day_start(day - 90)
     t180 = time_of_day_start(day - 180)
-    pw = tables["provider"].query(np.concatenate([keys["provider"]] * 3), np.concatenate([t, t90, t180]),
-                                  columns=[0])[0][:, 0]
-    p_t, p_90, p_180 = pw[:n], pw[n:2 * n], pw[2 * n:]
+    pw = tables["provider"].query(np.concatenate([keys["provider"]] * 3), np.concatenate([t, t90, t180]), columns=[0])[
+        0
+    ][:, 0]
+    p_t, p_90, p_180 = pw[:n], pw[n : 2 * n], pw[2 * n :]
     w1 = p_t - p_90
     w0 = p_90 - p_180
     f["provider_claims_90d"] = w1
     f["provider_growth_90d"] = (w1 + 5) / (w0 + 5)
     # patient
     f["patient_n_claims"] = col(pa, "n_claims")
-    qw = tables["patient"].query(np.concatenate([keys["patient"]] * 2),
-                                 np.concatenate([time_of_day_start(day - 30), time_of_day_start(day - 365)]),
-                                 columns=[0])[0][:, 0]
+    qw = tables["patient"].query(
+        np.concatenate([keys["patient"]] * 2),
+        np.concatenate([time_of_day_start(day - 30), time_of_day_start(day - 365)]),
+        columns=[0],
+    )[0][:, 0]
     f["patient_claims_30d"] = col(pa, "n_claims") - qw[:n]
     f["patient_claims_365d"] = col(pa, "n_claims") - qw[n:]
     # the claim's main procedure: how often peers' claims for it were recouped, overall and by cause
@@ -488,8 +529,19 @@ def history_features(
         for k, v in f.items():
             f[k] = np.round(np.asarray(v, dtype=np.float64), ROUND)
     if big:
-        for k in ("samekey", "dupkey", "code_id", "lp", "proc_dx", "proc_pos", "proc_plan", "proc_dx1",
-                  "spec_proc", "spec_proc_dx1", "_keys_added"):
+        for k in (
+            "samekey",
+            "dupkey",
+            "code_id",
+            "lp",
+            "proc_dx",
+            "proc_pos",
+            "proc_plan",
+            "proc_dx1",
+            "spec_proc",
+            "spec_proc_dx1",
+            "_keys_added",
+        ):
             cache.pop(k, None)  # recomputed if the claims are recorded afterwards
         release_memory()
     if as_arrays:
@@ -523,19 +575,25 @@ def _duplicate_features(claims, la, tables, t, f, hits, lk, day) -> None:
         mday = (tt >> 33).astype(float)
         sub = day.astype(float)[ci[matched]]
         f["dup_days_since_match"] = group_min(ci[matched], sub - mday, n)
-        hits.append({
-            "ci": ci[matched], "rule": "duplicate", "line_number": L["line_number"][matched],
-            "code": L["code"][matched], "ref": pay,
-            "value": sub - mday,
-        })
+        hits.append(
+            {
+                "ci": ci[matched],
+                "rule": "duplicate",
+                "line_number": L["line_number"][matched],
+                "code": L["code"][matched],
+                "ref": pay,
+                "value": sub - mday,
+            }
+        )
 
 
 def _claim_ids(claims, lk) -> np.ndarray:
     return lk["claim_id"] if "claim_id" in lk else _str(claims["claim_id"])
 
 
-def _latest_other_claim(dup: EventTable, keys: np.ndarray, times: np.ndarray,
-                        own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _latest_other_claim(
+    dup: EventTable, keys: np.ndarray, times: np.ndarray, own: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(claim id, time) of the latest earlier event of each key whose claim is not ``own`` (time -1 if
     none): a claim is never a duplicate of itself (its previous version, when it replaces one)."""
     pay, tt = dup.latest_payload(keys, times)
@@ -574,8 +632,9 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
     o_claim = np.asarray(o_claim, dtype=object)
     mine = o_claim == _claim_ids(claims, lk)[ci[qi]]
     if mine.any():  # the claim's own previous version (a replacement) is not an earlier same-day claim
-        f["sameday_prior_lines"] = f["sameday_prior_lines"] - np.bincount(ci[qi[mine]], weights=ev[mine, 0],
-                                                                          minlength=n)
+        f["sameday_prior_lines"] = f["sameday_prior_lines"] - np.bincount(
+            ci[qi[mine]], weights=ev[mine, 0], minlength=n
+        )
         qi, o_claim, ev = qi[~mine], o_claim[~mine], ev[~mine]
         if len(qi) == 0:
             return
@@ -589,8 +648,9 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
         return
     ctype = (cache["claim_type"] if "claim_type" in cache else _str(claims["claim_type"]))[ci[qi]]
     ri = rule_index(rulebook)
-    ind, a_first, bypassed = _ptp_pairs_ids(ri, ri.code_ids(code), L["mod_bypass"][qi],
-                                            ri.code_ids(o_code), o_byp, L["day"][qi], ctype)
+    ind, a_first, bypassed = _ptp_pairs_ids(
+        ri, ri.code_ids(code), L["mod_bypass"][qi], ri.code_ids(o_code), o_byp, L["day"][qi], ctype
+    )
     hit = (ind >= 0) & (ind != 9)
     c = ci[qi]
     f["ptp_cross_claim"] = np.bincount(c[hit], minlength=n).astype(float)
@@ -599,11 +659,17 @@ def _sameday_ptp(claims, la, tables, t, f, hits, rulebook, lk, cache) -> None:
     if bad.any():
         col1 = np.where(a_first, code, o_code)
         col2 = np.where(a_first, o_code, code)
-        hits.append({
-            "ci": c[bad], "rule": "ncci_ptp", "line_number": L["line_number"][qi][bad],
-            "code": col1[bad], "other_code": col2[bad], "value": ind[bad].astype(float),
-            "ref": o_claim[bad],
-        })
+        hits.append(
+            {
+                "ci": c[bad],
+                "rule": "ncci_ptp",
+                "line_number": L["line_number"][qi][bad],
+                "code": col1[bad],
+                "other_code": col2[bad],
+                "value": ind[bad].astype(float),
+                "ref": o_claim[bad],
+            }
+        )
 
 
 def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False, cache: dict | None = None) -> None:
@@ -640,7 +706,8 @@ def _support_features(claims, lines, la, tables, t, f, lk, release: bool = False
     sp_n = _query("spec_proc", lk["spec_proc"], tl)[:, 0]
     sp1 = _query("spec_proc_dx1", lk["spec_proc_dx1"], tl)[:, 0]
     f["dx_principal_support_specialty_min"] = group_min(
-        ci, np.where(sp_n >= MIN_SUPPORT_COUNT, sp1 / np.maximum(sp_n, 1), np.nan), n)
+        ci, np.where(sp_n >= MIN_SUPPORT_COUNT, sp1 / np.maximum(sp_n, 1), np.nan), n
+    )
     # paperwork peers usually send for these procedures (attachment; prior auth for this plan type)
     att = np.where(enough, proc[:, 1] / np.maximum(proc_n, 1), np.nan)
     f["attachment_expected"] = group_max(ci, att, n, empty=np.nan)

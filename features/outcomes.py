@@ -26,8 +26,14 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
         r = history.recoupments
         rec = r[r["claim_id"].isin(ids) & (r["recouped_date"] <= as_of)].reset_index(drop=True)
     cov = history.coverage
-    return History(claims=claims.reset_index(drop=True), claim_lines=lines.reset_index(drop=True),
-                   coverage=cov, providers=history.providers, recoupments=rec, source=history.source)
+    return History(
+        claims=claims.reset_index(drop=True),
+        claim_lines=lines.reset_index(drop=True),
+        coverage=cov,
+        providers=history.providers,
+        recoupments=rec,
+        source=history.source,
+    )
 
 
 def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
@@ -41,21 +47,28 @@ def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.
     """
     c = history.claims
     horizon = pd.Timedelta(days=horizon_days)
-    out = pd.DataFrame({
-        "mature": (c["paid_date"].notna() & (c["paid_date"] + horizon <= as_of)).to_numpy(),
-        "label": 0,
-        "cause": pd.Series([None] * len(c), dtype=object).to_numpy(),
-        "recouped_amount": 0.0,
-        "paid_amount": c["paid_amount"].fillna(0.0).to_numpy(),
-        "total_charge": c["total_charge"].to_numpy(),
-        "submitted_date": c["submitted_date"].to_numpy(),
-    }, index=pd.Index(c["claim_id"].astype(str), name="claim_id"))
+    out = pd.DataFrame(
+        {
+            "mature": (c["paid_date"].notna() & (c["paid_date"] + horizon <= as_of)).to_numpy(),
+            "label": 0,
+            "cause": pd.Series([None] * len(c), dtype=object).to_numpy(),
+            "recouped_amount": 0.0,
+            "paid_amount": c["paid_amount"].fillna(0.0).to_numpy(),
+            "total_charge": c["total_charge"].to_numpy(),
+            "submitted_date": c["submitted_date"].to_numpy(),
+        },
+        index=pd.Index(c["claim_id"].astype(str), name="claim_id"),
+    )
     r = history.recoupments
     if r is not None and len(r):
         paid = pd.Series(c["paid_date"].to_numpy(), index=out.index)
         r = r.assign(paid=paid.reindex(r["claim_id"].astype(str)).to_numpy())
-        within = r["paid"].notna() & (r["recouped_date"] >= r["paid"]) & (
-            r["recouped_date"] <= r["paid"] + horizon) & (r["recouped_date"] <= as_of)
+        within = (
+            r["paid"].notna()
+            & (r["recouped_date"] >= r["paid"])
+            & (r["recouped_date"] <= r["paid"] + horizon)
+            & (r["recouped_date"] <= as_of)
+        )
         r = r[within].sort_values(["claim_id", "recouped_date"])
         if len(r):
             first = r.drop_duplicates("claim_id")

@@ -164,8 +164,9 @@ def check_file_output(path: Path | str, overwrite: bool, is_own: Callable[[Path]
     if path.is_dir():
         raise RecoupError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite and not is_own(path):
-        raise RecoupError(f"{path} exists and is not an earlier output of this command; "
-                          "give a new name, or --overwrite to replace it")
+        raise RecoupError(
+            f"{path} exists and is not an earlier output of this command; give a new name, or --overwrite to replace it"
+        )
 
 
 def csv_header(path: Path) -> list[str]:
@@ -267,8 +268,14 @@ def _swap_in(new: Path, out: Path) -> None:
         log.warning("the new output is in place, but the previous one could not be deleted: %s", old)
 
 
-def write_dir(out: Path | str, command: str, build: Callable[[Path], object], *, overwrite: bool = False,
-              files: Iterable[str] | None = None) -> Path:
+def write_dir(
+    out: Path | str,
+    command: str,
+    build: Callable[[Path], object],
+    *,
+    overwrite: bool = False,
+    files: Iterable[str] | None = None,
+) -> Path:
     """Build ``command``'s output folder with ``build(tmp)`` (which writes its files into ``tmp``) and
     swap it in whole at ``out``; on any failure the temporary folder is removed and ``out`` is as before."""
     out = check_dir_output(out, command, overwrite)
@@ -322,7 +329,7 @@ def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
 def unescape_formulas(df: pd.DataFrame, columns: Iterable | None = None) -> pd.DataFrame:
     """Undo :func:`escape_formulas` on the text columns (or ``columns``) of a frame read back."""
     out = df.copy()
-    for c in (list(columns) if columns is not None else _text_columns(out)):
+    for c in list(columns) if columns is not None else _text_columns(out):
         if c in out.columns:
             out[c] = out[c].map(_unescape_value, na_action="ignore")
     return out

@@ -36,8 +36,15 @@ from features.state import HistoryState, submission_order
 log = logging.getLogger(__name__)
 
 #: categorical model inputs (levels are learned at fit time by :class:`features.spec.FeatureSpec`)
-CATEGORICAL = ["plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id", "specialty",
-               "main_procedure"]
+CATEGORICAL = [
+    "plan_type",
+    "claim_type",
+    "place_of_service",
+    "frequency_code",
+    "payer_id",
+    "specialty",
+    "main_procedure",
+]
 
 
 @dataclass
@@ -70,8 +77,14 @@ class FeatureResult:
     only when they are read (``arrays`` holds the same values, which the scorer uses directly).
     """
 
-    def __init__(self, X: pd.DataFrame | None = None, hits: pd.DataFrame | None = None,
-                 lines: pd.DataFrame | None = None, *, arrays: FeatureArrays | None = None):
+    def __init__(
+        self,
+        X: pd.DataFrame | None = None,
+        hits: pd.DataFrame | None = None,
+        lines: pd.DataFrame | None = None,
+        *,
+        arrays: FeatureArrays | None = None,
+    ):
         self._X, self._hits, self._lines = X, hits, lines
         self.arrays = arrays
 
@@ -118,8 +131,15 @@ def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-_CLAIM_STR_COLUMNS = ("claim_id", "claim_type", "frequency_code", "patient_id", "payer_id", "billing_npi",
-                      "place_of_service")
+_CLAIM_STR_COLUMNS = (
+    "claim_id",
+    "claim_type",
+    "frequency_code",
+    "patient_id",
+    "payer_id",
+    "billing_npi",
+    "place_of_service",
+)
 #: categorical model inputs read from the claims as they are
 _CLAIM_CATEGORICALS = ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id")
 
@@ -153,8 +173,9 @@ def _coverage_small(state: HistoryState, patient_ids: np.ndarray) -> CoverageArr
     return got[1].of_patients(patient_ids.tolist())
 
 
-def _categoricals(claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray,
-                  cache: dict | None = None) -> dict[str, np.ndarray]:
+def _categoricals(
+    claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     L = line_arrays(la)
     clean = cache.get("_clean", ()) if cache is not None else ()
@@ -211,8 +232,9 @@ def compute_features(
     specialty = state.specialty_for(claims, cache if small else None)
     coverage = _coverage_small(state, cache["patient_id"]) if small else state.coverage_for(claims["patient_id"])
     f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, coverage, cache)
-    f_hist, hits_hist = history_features(claims, lines, la, state.tables, specialty, order, rulebook, cache,
-                                         as_arrays=True)
+    f_hist, hits_hist = history_features(
+        claims, lines, la, state.tables, specialty, order, rulebook, cache, as_arrays=True
+    )
     cats = _categoricals(claims, la, specialty, cache)
     f_claim.update(f_hist)
     del f_hist
@@ -222,8 +244,9 @@ def compute_features(
         mat = np.empty((len(claims), len(names)))
         for j, k in enumerate(names):
             mat[:, j] = f_claim[k]
-        arrays = FeatureArrays(ids=cache["claim_id"], cats=cats, names=names, mat=mat,
-                               hit_groups=[hits_claim, hits_hist], la=la)
+        arrays = FeatureArrays(
+            ids=cache["claim_id"], cats=cats, names=names, mat=mat, hit_groups=[hits_claim, hits_hist], la=la
+        )
         if record:
             state.add_claims(claims, lines, la, order, cache)
         return FeatureResult(arrays=arrays)
@@ -236,8 +259,9 @@ def compute_features(
     return FeatureResult(X=X, hits=hits, lines=la)
 
 
-def build_feature_table(history: History, rulebook: Rulebook | None = None,
-                        state: HistoryState | None = None) -> tuple[FeatureResult, HistoryState]:
+def build_feature_table(
+    history: History, rulebook: Rulebook | None = None, state: HistoryState | None = None
+) -> tuple[FeatureResult, HistoryState]:
     """Features of every claim of ``history`` as known on its submission date, and the full state."""
     rulebook = rulebook or load_rulebook()
     claims = history.claims.reset_index(drop=True)
@@ -246,8 +270,13 @@ def build_feature_table(history: History, rulebook: Rulebook | None = None,
     la = prepare_lines(claims, lines, rulebook)
     cache: dict = {}
     if state is None:
-        h = History(claims=claims, claim_lines=lines, coverage=history.coverage,
-                    providers=history.providers, recoupments=history.recoupments)
+        h = History(
+            claims=claims,
+            claim_lines=lines,
+            coverage=history.coverage,
+            providers=history.providers,
+            recoupments=history.recoupments,
+        )
         state = HistoryState.from_history(h, rulebook, order=order, la=la, cache=cache)
     result = compute_features(claims, lines, state, rulebook, order=order, la=la, cache=cache)
     return result, state

@@ -71,8 +71,10 @@ class FeatureSpec:
             col = X[c]
             if n <= SMALL:
                 get = levels[c].get
-                out[:, pos[c]] = [np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v)
-                                  else get(str(v), np.nan) for v in col.tolist()]
+                out[:, pos[c]] = [
+                    np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
+                    for v in col.tolist()
+                ]
             else:
                 codes = pd.Categorical(col.astype("string").astype(object), categories=self.categories_[c]).codes
                 out[:, pos[c]] = np.where(codes >= 0, codes, np.nan)
@@ -106,8 +108,10 @@ class FeatureSpec:
         pos = {c: j for j, c in enumerate(self.feature_names_)}
         for c in self.categorical_:
             get = levels[c].get
-            out[:, pos[c]] = [np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v)
-                              else get(str(v), np.nan) for v in cats[c].tolist()]
+            out[:, pos[c]] = [
+                np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
+                for v in cats[c].tolist()
+            ]
         return out
 
     def unseen_arrays(self, ids: np.ndarray, cats: dict[str, np.ndarray]) -> dict[str, list[tuple[str, str]]]:
@@ -123,8 +127,11 @@ class FeatureSpec:
                     continue
                 if str(v) not in lv:
                     out.setdefault(cid, []).append((c, str(v)))
-        return {cid: sorted(out[cid], key=lambda cv: self.categorical_.index(cv[0]))
-                for cid in dict.fromkeys(sid) if cid in out}
+        return {
+            cid: sorted(out[cid], key=lambda cv: self.categorical_.index(cv[0]))
+            for cid in dict.fromkeys(sid)
+            if cid in out
+        }
 
     def unseen_dict(self, X: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
         """Like :meth:`unseen_levels`, as claim_id -> [(column, value)] for the claims that have any (by
@@ -143,9 +150,15 @@ class FeatureSpec:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"feature_names": self.feature_names_, "categorical": self.categorical_,
-                           "categories": self.categories_, "exclude": list(self.exclude),
-                           "min_level_count": self.min_level_count})
+        return json.dumps(
+            {
+                "feature_names": self.feature_names_,
+                "categorical": self.categorical_,
+                "categories": self.categories_,
+                "exclude": list(self.exclude),
+                "min_level_count": self.min_level_count,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "FeatureSpec":

@@ -33,8 +33,17 @@ from features.claim import SMALL, prepare_lines
 from features.contract import History
 from features.errors import RecoupError
 from features.events import EventTable, Vocab
-from features.history import (KEYED_ENTITIES, KeyCoder, Tables, build_tables, table_values, claim_entity_keys, claim_events,
-                              claim_times, recoupment_events)
+from features.history import (
+    KEYED_ENTITIES,
+    KeyCoder,
+    Tables,
+    build_tables,
+    table_values,
+    claim_entity_keys,
+    claim_events,
+    claim_times,
+    recoupment_events,
+)
 from features.rulebook import Rulebook
 
 UNKNOWN_SPECIALTY = "unknown"
@@ -83,16 +92,23 @@ class HistoryState:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_history(cls, history: History, rulebook: Rulebook, order: np.ndarray | None = None,
-                     la: pd.DataFrame | None = None, cache: dict | None = None) -> "HistoryState":
+    def from_history(
+        cls,
+        history: History,
+        rulebook: Rulebook,
+        order: np.ndarray | None = None,
+        la: pd.DataFrame | None = None,
+        cache: dict | None = None,
+    ) -> "HistoryState":
         """Build the state holding every claim and recoupment of ``history``."""
         claims, lines = history.claims, history.claim_lines
         specialty_of = {}
         if history.providers is not None and len(history.providers):
             p = history.providers
-            specialty_of = dict(zip(p["npi"].astype(str), p["taxonomy_code"].astype("string").fillna(UNKNOWN_SPECIALTY)))
-        state = cls(tables={}, claim_keys=pd.DataFrame(), specialty_of=specialty_of,
-                    coverage=history.coverage)
+            specialty_of = dict(
+                zip(p["npi"].astype(str), p["taxonomy_code"].astype("string").fillna(UNKNOWN_SPECIALTY))
+            )
+        state = cls(tables={}, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=history.coverage)
         order = submission_order(claims) if order is None else order
         specialty = state.specialty_for(claims)
         la = prepare_lines(claims, lines, rulebook) if la is None else la
@@ -107,16 +123,25 @@ class HistoryState:
         return state
 
     @staticmethod
-    def _keys_frame(claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None,
-                    order: np.ndarray | None = None) -> pd.DataFrame:
+    def _keys_frame(
+        claims: pd.DataFrame, specialty: np.ndarray, la, cache: dict | None = None, order: np.ndarray | None = None
+    ) -> pd.DataFrame:
         keys = claim_entity_keys(claims, specialty, cache, la)
         times = claim_times(claims, order, cache) if order is not None else np.full(len(claims), -1, np.int64)
-        ids = cache["claim_id"] if cache is not None and "claim_id" in cache else \
-            claims["claim_id"].astype(str).to_numpy(dtype=object)
+        ids = (
+            cache["claim_id"]
+            if cache is not None and "claim_id" in cache
+            else claims["claim_id"].astype(str).to_numpy(dtype=object)
+        )
         # training claims: no content hash (unknown), their claim event time
-        return pd.DataFrame({**{k: keys[k] for k in KEYED_ENTITIES},
-                             "content_hash": np.zeros(len(ids), dtype=np.int64), "time": np.asarray(times)},
-                            index=pd.Index(ids, name="claim_id", dtype=object))
+        return pd.DataFrame(
+            {
+                **{k: keys[k] for k in KEYED_ENTITIES},
+                "content_hash": np.zeros(len(ids), dtype=np.int64),
+                "time": np.asarray(times),
+            },
+            index=pd.Index(ids, name="claim_id", dtype=object),
+        )
 
     def specialty_for(self, claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
         """The specialty of each claim's billing provider. For a few claims with a per-call ``cache``
@@ -126,8 +151,11 @@ class HistoryState:
             if cache is not None and "_specialty" in cache:
                 return cache["_specialty"]
             get = self.specialty_of.get
-            npi = cache["billing_npi"] if cache is not None and "billing_npi" in cache else \
-                claims["billing_npi"].astype(str).to_numpy(dtype=object)
+            npi = (
+                cache["billing_npi"]
+                if cache is not None and "billing_npi" in cache
+                else claims["billing_npi"].astype(str).to_numpy(dtype=object)
+            )
             out = np.array([get(k, UNKNOWN_SPECIALTY) for k in npi.tolist()], dtype=object)
             if cache is not None:
                 cache["_specialty"] = out
@@ -153,8 +181,9 @@ class HistoryState:
         return self.coverage.iloc[np.concatenate(rows)]
 
     # ------------------------------------------------------------------ updating
-    def add_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame,
-                   order: np.ndarray, cache: dict | None = None) -> None:
+    def add_claims(
+        self, claims: pd.DataFrame, lines: pd.DataFrame, la: pd.DataFrame, order: np.ndarray, cache: dict | None = None
+    ) -> None:
         """Record scored claims (so a later duplicate or same-day pair is caught), with their content hashes
         when ``cache["_content_hash"]`` holds them.
 
@@ -168,15 +197,20 @@ class HistoryState:
         ids = claims["claim_id"].astype(str).to_numpy(dtype=object)
         times = claim_times(claims, order, cache)
         self._supersede(ids, times)
-        for name, (keys, t, vals, payload) in claim_events(claims, lines, la, specialty, order,
-                                                           cache, self._coder()).items():
+        for name, (keys, t, vals, payload) in claim_events(
+            claims, lines, la, specialty, order, cache, self._coder()
+        ).items():
             self.tables[name].append(keys, t, table_values(name, vals), payload)
         keys = claim_entity_keys(claims, specialty, cache, la)
         hashes = cache.get("_content_hash") if cache is not None else None  # given by the service
         if hashes is None or len(hashes) != len(ids):
             hashes = np.zeros(len(ids), dtype=np.int64)  # content unknown
-        extra = {"claim_id": ids, **{k: keys[k] for k in KEYED_ENTITIES},
-                 "content_hash": np.asarray(hashes, dtype=np.int64), "time": np.asarray(times, dtype=np.int64)}
+        extra = {
+            "claim_id": ids,
+            **{k: keys[k] for k in KEYED_ENTITIES},
+            "content_hash": np.asarray(hashes, dtype=np.int64),
+            "time": np.asarray(times, dtype=np.int64),
+        }
         self.extra_claim_keys.append(extra)  # turned into a frame lazily (see all_claim_keys)
         cols = [extra[k] for k in KEYED_ENTITIES]
         for i, cid in enumerate(ids.tolist()):
@@ -236,9 +270,14 @@ class HistoryState:
 
     def all_claim_keys(self) -> pd.DataFrame:
         if self.extra_claim_keys:
-            extra = [e if isinstance(e, pd.DataFrame) else pd.DataFrame(
-                {k: v for k, v in e.items() if k != "claim_id"},
-                index=pd.Index(e["claim_id"], name="claim_id")) for e in self.extra_claim_keys]
+            extra = [
+                e
+                if isinstance(e, pd.DataFrame)
+                else pd.DataFrame(
+                    {k: v for k, v in e.items() if k != "claim_id"}, index=pd.Index(e["claim_id"], name="claim_id")
+                )
+                for e in self.extra_claim_keys
+            ]
             self.claim_keys = pd.concat([self.claim_keys, *extra])
             self.claim_keys = self.claim_keys[~self.claim_keys.index.duplicated(keep="last")]
             self.extra_claim_keys = []
@@ -294,8 +333,13 @@ class HistoryState:
         self.all_claim_keys().reset_index().to_parquet(directory / "claim_keys.parquet", index=False)
         if self.coverage is not None:
             self.coverage.to_parquet(directory / "coverage.parquet", index=False)
-        manifest = {"next_order": self.next_order, "tables": sorted(self.tables), "vocabs": sorted(coder.vocabs),
-                    "specialty_of": self.specialty_of, "has_coverage": self.coverage is not None}
+        manifest = {
+            "next_order": self.next_order,
+            "tables": sorted(self.tables),
+            "vocabs": sorted(coder.vocabs),
+            "specialty_of": self.specialty_of,
+            "has_coverage": self.coverage is not None,
+        }
         (directory / "state.json").write_text(json.dumps(manifest))
 
     @classmethod
@@ -303,12 +347,23 @@ class HistoryState:
         directory = Path(directory)
         manifest = json.loads((directory / "state.json").read_text())
         if "vocabs" not in manifest:
-            raise RecoupError(f"the history state in {directory} was saved by an older version (string keys); "
-                              "rebuild it from the history (retrain or HistoryState.from_history)")
-        coder = KeyCoder({name: Vocab.from_frame(pd.read_parquet(directory / f"vocab_{name}.parquet"))
-                          for name in manifest["vocabs"]})
-        tables = Tables({name: EventTable.from_frame(pd.read_parquet(directory / f"events_{name}.parquet"))
-                         for name in manifest["tables"]}, coder=coder)
+            raise RecoupError(
+                f"the history state in {directory} was saved by an older version (string keys); "
+                "rebuild it from the history (retrain or HistoryState.from_history)"
+            )
+        coder = KeyCoder(
+            {
+                name: Vocab.from_frame(pd.read_parquet(directory / f"vocab_{name}.parquet"))
+                for name in manifest["vocabs"]
+            }
+        )
+        tables = Tables(
+            {
+                name: EventTable.from_frame(pd.read_parquet(directory / f"events_{name}.parquet"))
+                for name in manifest["tables"]
+            },
+            coder=coder,
+        )
         keys = pd.read_parquet(directory / "claim_keys.parquet").set_index("claim_id")
         for col, unknown in zip(VERSION_COLUMNS, (0, -1)):  # a state saved before versions were kept
             if col not in keys.columns:
@@ -317,5 +372,10 @@ class HistoryState:
         if coverage is not None:
             for c in ("coverage_start", "coverage_end"):
                 coverage[c] = coverage[c].astype("datetime64[s]")
-        return cls(tables=tables, claim_keys=keys, specialty_of=manifest["specialty_of"],
-                   coverage=coverage, next_order=int(manifest["next_order"]))
+        return cls(
+            tables=tables,
+            claim_keys=keys,
+            specialty_of=manifest["specialty_of"],
+            coverage=coverage,
+            next_order=int(manifest["next_order"]),
+        )

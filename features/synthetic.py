@@ -49,22 +49,46 @@ import pyarrow as pa
 from features.contract import CAUSES, FREQUENCY_CODES, PLAN_TYPES, History, causes_from_carcs, write_history
 from features.synthetic_catalog import STATES
 from features.synthetic_claims import (
-    MechanismRates, base_claims, comply_modifiers, derived_claims, inject_errors, segments, template_lines,
+    MechanismRates,
+    base_claims,
+    comply_modifiers,
+    derived_claims,
+    inject_errors,
+    segments,
+    template_lines,
 )
 from features.synthetic_index import catalog_arrays
 from features.synthetic_outcomes import (
-    CI, documentation_state, draw_recoupments, facts, paperwork, payments, recoup_probabilities,
+    CI,
+    documentation_state,
+    draw_recoupments,
+    facts,
+    paperwork,
+    payments,
+    recoup_probabilities,
 )
 from features.synthetic_world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
 
-__all__ = ["GeneratorConfig", "generate_history", "generate_with_facts", "generate_to_dir", "summarize",
-           "DEFAULT_CAUSE_MIX"]
+__all__ = [
+    "GeneratorConfig",
+    "generate_history",
+    "generate_with_facts",
+    "generate_to_dir",
+    "summarize",
+    "DEFAULT_CAUSE_MIX",
+]
 
 #: share of recoupments (within the horizon, by count) per cause; by dollars documentation leads
 #: (CERT: documentation ~60% of improper payments, medical necessity ~17%, coding ~13%)
 DEFAULT_CAUSE_MIX: dict[str, float] = {
-    "duplicate": 0.08, "bundling": 0.11, "units": 0.06, "procedure_coding": 0.11,
-    "medical_necessity": 0.16, "documentation": 0.34, "eligibility": 0.08, "other": 0.06,
+    "duplicate": 0.08,
+    "bundling": 0.11,
+    "units": 0.06,
+    "procedure_coding": 0.11,
+    "medical_necessity": 0.16,
+    "documentation": 0.34,
+    "eligibility": 0.08,
+    "other": 0.06,
 }
 
 
@@ -97,15 +121,17 @@ class GeneratorConfig:
         return float(np.clip((max(self.recoupment_rate, 1e-6) / 0.05) ** 0.85, 0.1, 6.0))
 
 
-def generate_history(config: GeneratorConfig,
-                     progress: Callable[[str], None] | None = None) -> tuple[History, pd.DataFrame]:
+def generate_history(
+    config: GeneratorConfig, progress: Callable[[str], None] | None = None
+) -> tuple[History, pd.DataFrame]:
     """Typed History (same dtypes as ``load_history``) and the oracle frame."""
     history, oracle, _ = generate_with_facts(config, progress)
     return history, oracle
 
 
-def generate_with_facts(config: GeneratorConfig, progress: Callable[[str], None] | None = None
-                        ) -> tuple[History, pd.DataFrame, dict[str, pd.DataFrame]]:
+def generate_with_facts(
+    config: GeneratorConfig, progress: Callable[[str], None] | None = None
+) -> tuple[History, pd.DataFrame, dict[str, pd.DataFrame]]:
     """:func:`generate_history` plus the generator's ground-truth error facts (for tests and docs):
     ``facts["claims"]`` (one row per claim, in claim order: kind and boolean facts),
     ``facts["ptp_pairs"]`` (claim_id, column-1 and column-2 line numbers of erroneous NCCI pairs),
@@ -133,8 +159,15 @@ def generate_with_facts(config: GeneratorConfig, progress: Callable[[str], None]
     prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma)
 
     step("claims and lines")
-    counts = {k: int(round(n * r)) for k, r in (("split", rates.split * m), ("duplicate", rates.duplicate * m),
-                                                ("replacement", rates.replacement), ("void", rates.void))}
+    counts = {
+        k: int(round(n * r))
+        for k, r in (
+            ("split", rates.split * m),
+            ("duplicate", rates.duplicate * m),
+            ("replacement", rates.replacement),
+            ("void", rates.void),
+        )
+    }
     n_base = max(n - sum(counts.values()), 1)
     C = base_claims(rng, cat, prov, pat, n_base, days, cfg.annual_growth, rates, m)
     L = template_lines(rng, cat, prov, C, rates, m)
@@ -150,8 +183,9 @@ def generate_with_facts(config: GeneratorConfig, progress: Callable[[str], None]
     H, A, found, hidden = facts(cat, prov, C, L, start + C["svc"], rates, m)
 
     step("oracle and recoupments")
-    q, p, scales, amount = recoup_probabilities(H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix,
-                                                cfg.horizon_days, cfg.baseline_hazard, hidden, A)
+    q, p, scales, amount = recoup_probabilities(
+        H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix, cfg.horizon_days, cfg.baseline_hazard, hidden, A
+    )
     del hidden
     R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing)
 
@@ -166,23 +200,51 @@ def _facts_frames(C, R, F, scales, rank, lrank, history) -> dict[str, pd.DataFra
     lnum = history.claim_lines["line_number"].to_numpy()
     claims = pd.DataFrame({"claim_id": ids})
     claims["kind"] = np.asarray(["original", "duplicate", "replacement", "void", "split"])[C["kind"][order]]
-    for k in ("duplicate", "bundling", "units", "upcoded", "orphan_addon", "mod25_misuse", "medical_necessity",
-              "documentation", "missing_attachment", "missing_prior_auth", "eligibility", "overpaid"):
+    for k in (
+        "duplicate",
+        "bundling",
+        "units",
+        "upcoded",
+        "orphan_addon",
+        "mod25_misuse",
+        "medical_necessity",
+        "documentation",
+        "missing_attachment",
+        "missing_prior_auth",
+        "eligibility",
+        "overpaid",
+    ):
         claims[k] = F[k][order]
     claims["truncated_dx"] = C["truncated"][order]
     claims["dx_mismatch"] = C["mismatch"][order]
     pairs = F["ptp_lines"]
     lid = history.claim_lines["claim_id"]
-    ptp = pd.DataFrame({"claim_id": lid.iloc[lrank[pairs[:, 0]]].to_numpy() if len(pairs) else [],
-                        "column_1_line": lnum[lrank[pairs[:, 0]]] if len(pairs) else [],
-                        "column_2_line": lnum[lrank[pairs[:, 1]]] if len(pairs) else []})
+    ptp = pd.DataFrame(
+        {
+            "claim_id": lid.iloc[lrank[pairs[:, 0]]].to_numpy() if len(pairs) else [],
+            "column_1_line": lnum[lrank[pairs[:, 0]]] if len(pairs) else [],
+            "column_2_line": lnum[lrank[pairs[:, 1]]] if len(pairs) else [],
+        }
+    )
     ul = F["units_lines"]
     units = pd.DataFrame({"claim_id": lid.iloc[lrank[ul]].to_numpy(), "line_number": lnum[lrank[ul]]})
-    rec = pd.DataFrame({"claim_id": ids.iloc[rank[R["claim"]]].to_numpy(), "cause": np.asarray(CAUSES)[R["cause"]],
-                        "lag_days": R["lag"], "amount": R["amount"], "within_horizon": R["within"],
-                        "written": R["written"]})
-    return {"claims": claims, "ptp_pairs": ptp, "units_lines": units, "recoupments": rec,
-            "scales": pd.DataFrame({"cause": list(CAUSES), "scale": scales})}
+    rec = pd.DataFrame(
+        {
+            "claim_id": ids.iloc[rank[R["claim"]]].to_numpy(),
+            "cause": np.asarray(CAUSES)[R["cause"]],
+            "lag_days": R["lag"],
+            "amount": R["amount"],
+            "within_horizon": R["within"],
+            "written": R["written"],
+        }
+    )
+    return {
+        "claims": claims,
+        "ptp_pairs": ptp,
+        "units_lines": units,
+        "recoupments": rec,
+        "scales": pd.DataFrame({"cause": list(CAUSES), "scale": scales}),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -246,25 +308,28 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
     dx = col(C["dx"])
     dx_flat = dx[np.arange(6)[None, :] < n_dx[:, None]]
     pos = pd.Series(_series(_strings(np.asarray(cat.pos_codes, dtype=object)[col(C["pos"])]))).astype("category")
-    claims = pd.DataFrame({
-        "claim_id": _series(claim_ids),
-        "patient_id": _series(pat_ids.take(pa.array(col(C["patient"])))),
-        "billing_npi": _series(billing),
-        "rendering_npi": _series(rendering),
-        "payer_id": _series(payer_ids.take(pa.array(col(C["payer"])))),
-        "plan_type": _category(cat.payer_plan[col(C["payer"])], PLAN_TYPES),
-        "claim_type": _category(ct, ("professional", "institutional")),
-        "place_of_service": pos,
-        "frequency_code": _category(col(C["freq"]), FREQUENCY_CODES),
-        "submitted_date": _dates(start, col(C["sub"])),
-        "total_charge": col(C["total_charge"]),
-        "diagnosis_codes": _lists(np.concatenate([[0], np.cumsum(n_dx)]),
-                                  _strings(cat.dx_codes).take(pa.array(dx_flat.astype(np.int64)))),
-        "prior_auth_number": _series(pa.array(pa_num, type=pa.string())),
-        "has_attachment": col(C["has_attachment"]).astype(bool),
-        "paid_date": _dates(start, col(C["paid_day"]), paid),
-        "paid_amount": np.where(paid, col(C["paid_amount"]), np.nan),
-    })
+    claims = pd.DataFrame(
+        {
+            "claim_id": _series(claim_ids),
+            "patient_id": _series(pat_ids.take(pa.array(col(C["patient"])))),
+            "billing_npi": _series(billing),
+            "rendering_npi": _series(rendering),
+            "payer_id": _series(payer_ids.take(pa.array(col(C["payer"])))),
+            "plan_type": _category(cat.payer_plan[col(C["payer"])], PLAN_TYPES),
+            "claim_type": _category(ct, ("professional", "institutional")),
+            "place_of_service": pos,
+            "frequency_code": _category(col(C["freq"]), FREQUENCY_CODES),
+            "submitted_date": _dates(start, col(C["sub"])),
+            "total_charge": col(C["total_charge"]),
+            "diagnosis_codes": _lists(
+                np.concatenate([[0], np.cumsum(n_dx)]), _strings(cat.dx_codes).take(pa.array(dx_flat.astype(np.int64)))
+            ),
+            "prior_auth_number": _series(pa.array(pa_num, type=pa.string())),
+            "has_attachment": col(C["has_attachment"]).astype(bool),
+            "paid_date": _dates(start, col(C["paid_day"]), paid),
+            "paid_amount": np.where(paid, col(C["paid_amount"]), np.nan),
+        }
+    )
     # lines, in claim order
     lorder = np.argsort(rank[L["claim"]], kind="stable")
     lc = rank[L["claim"]][lorder]
@@ -277,24 +342,30 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
     code = L["code"][lorder]
     nd = n_dx[lc]
     # pointers: 1..k with k = 1-4 (never more than the claim's diagnoses); E/M lines point to more
-    k_ptr = np.minimum(nd, 1 + (rng.random(len(lc)) < 0.45) + cat.is_em[code] * (rng.random(len(lc)) < 0.6)
-                       + (rng.random(len(lc)) < 0.1))
+    k_ptr = np.minimum(
+        nd,
+        1 + (rng.random(len(lc)) < 0.45) + cat.is_em[code] * (rng.random(len(lc)) < 0.6) + (rng.random(len(lc)) < 0.1),
+    )
     _, ptr_val = segments(k_ptr)
     claim_of_line = claim_ids.take(pa.array(lc))
     svc = col(C["svc"])[lc]
-    lines = pd.DataFrame({
-        "claim_id": _series(claim_of_line),
-        "line_number": (within + 1).astype(np.int32),
-        "service_date": _dates(start, svc),
-        "procedure_code": _series(_strings(cat.codes).take(pa.array(code))),
-        "modifiers": _lists(mod_off, _strings(np.asarray(cat.mod_codes, dtype=object)).take(
-            pa.array(mod_flat.astype(np.int64)))),
-        "units": L["units"][lorder].astype(float),
-        "line_charge": L["charge"][lorder],
-        "diagnosis_pointers": _lists(np.concatenate([[0], np.cumsum(k_ptr)]),
-                                     pa.array((ptr_val + 1).astype(np.int16), type=pa.int16())),
-        "line_paid": L["paid"][lorder],
-    })
+    lines = pd.DataFrame(
+        {
+            "claim_id": _series(claim_of_line),
+            "line_number": (within + 1).astype(np.int32),
+            "service_date": _dates(start, svc),
+            "procedure_code": _series(_strings(cat.codes).take(pa.array(code))),
+            "modifiers": _lists(
+                mod_off, _strings(np.asarray(cat.mod_codes, dtype=object)).take(pa.array(mod_flat.astype(np.int64)))
+            ),
+            "units": L["units"][lorder].astype(float),
+            "line_charge": L["charge"][lorder],
+            "diagnosis_pointers": _lists(
+                np.concatenate([[0], np.cumsum(k_ptr)]), pa.array((ptr_val + 1).astype(np.int16), type=pa.int16())
+            ),
+            "line_paid": L["paid"][lorder],
+        }
+    )
     # coverage
     P = len(pat.state)
     has2 = pat.payer2 >= 0
@@ -306,31 +377,37 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
     seen[C["patient"]] = True  # the eligibility file covers the patients the practices saw
     co = np.lexsort((cov_start, cov_pat))
     co = co[seen[cov_pat[co]]]
-    coverage = pd.DataFrame({
-        "patient_id": _series(pat_ids.take(pa.array(cov_pat[co]))),
-        "payer_id": _series(payer_ids.take(pa.array(cov_payer[co]))),
-        "plan_type": _category(cat.payer_plan[cov_payer[co]], PLAN_TYPES),
-        "coverage_start": _dates(start, cov_start[co]),
-        "coverage_end": _dates(start, np.minimum(cov_end[co], 10**5), cov_end[co] < OPEN),
-    })
+    coverage = pd.DataFrame(
+        {
+            "patient_id": _series(pat_ids.take(pa.array(cov_pat[co]))),
+            "payer_id": _series(payer_ids.take(pa.array(cov_payer[co]))),
+            "plan_type": _category(cat.payer_plan[cov_payer[co]], PLAN_TYPES),
+            "coverage_start": _dates(start, cov_start[co]),
+            "coverage_end": _dates(start, np.minimum(cov_end[co], 10**5), cov_end[co] < OPEN),
+        }
+    )
     tax = np.where(prov.inst, HOSPITAL_TAXONOMY, cat.spec_taxonomy[prov.spec])
-    providers = pd.DataFrame({
-        "npi": _series(npi),
-        "taxonomy_code": _series(_strings(tax)),
-        "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state])),
-    })
+    providers = pd.DataFrame(
+        {
+            "npi": _series(npi),
+            "taxonomy_code": _series(_strings(tax)),
+            "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state])),
+        }
+    )
     # recoupments written before the data end, in date order
     w = R["written"]
     rc, rday = rank[R["claim"][w]], R["day"][w]
     ro = np.lexsort((rc, rday))
     carc = _series(pa.array(R["carc"][w][ro], type=pa.string()))
-    recoupments = pd.DataFrame({
-        "claim_id": _series(claim_ids.take(pa.array(rc[ro]))),
-        "recouped_date": _dates(start, rday[ro]),
-        "recouped_amount": R["amount"][w][ro],
-        "carc": carc,
-        "cause": pd.Categorical(causes_from_carcs(carc).fillna("other"), categories=list(CAUSES)),
-    })
+    recoupments = pd.DataFrame(
+        {
+            "claim_id": _series(claim_ids.take(pa.array(rc[ro]))),
+            "recouped_date": _dates(start, rday[ro]),
+            "recouped_amount": R["amount"][w][ro],
+            "carc": carc,
+            "cause": pd.Categorical(causes_from_carcs(carc).fillna("other"), categories=list(CAUSES)),
+        }
+    )
     # oracle
     po = p[order]
     tp = po.sum(1)
@@ -341,8 +418,12 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
     oracle["expected_amount"] = np.round(amount[order], 2)
     lrank = np.empty(len(lorder), dtype=np.int64)
     lrank[lorder] = np.arange(len(lorder))
-    return History(claims=claims, claim_lines=lines, coverage=coverage, providers=providers,
-                   recoupments=recoupments), oracle, rank, lrank
+    return (
+        History(claims=claims, claim_lines=lines, coverage=coverage, providers=providers, recoupments=recoupments),
+        oracle,
+        rank,
+        lrank,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -368,19 +449,34 @@ def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -
         f"oracle {oracle['true_probability'].to_numpy()[mature.to_numpy()].mean():.2%}",
     ]
     true = oracle.set_index("claim_id")
-    by = pd.DataFrame({
-        "claims": true[[f"p_{c}" for c in CAUSES]].sum().to_numpy(),
-        "dollars": with_carc.groupby("cause", observed=False)["recouped_amount"].sum().reindex(list(CAUSES)).to_numpy(),
-    }, index=list(CAUSES))
+    by = pd.DataFrame(
+        {
+            "claims": true[[f"p_{c}" for c in CAUSES]].sum().to_numpy(),
+            "dollars": with_carc.groupby("cause", observed=False)["recouped_amount"]
+            .sum()
+            .reindex(list(CAUSES))
+            .to_numpy(),
+        },
+        index=list(CAUSES),
+    )
     lines.append("by cause: expected share of positives | share of recouped $ within the horizon (rows with a CARC)")
     for c in CAUSES:
-        lines.append(f"  {c:<18} {by.loc[c, 'claims'] / by['claims'].sum():6.1%} | "
-                     f"{by.loc[c, 'dollars'] / max(by['dollars'].sum(), 1e-9):6.1%}")
+        lines.append(
+            f"  {c:<18} {by.loc[c, 'claims'] / by['claims'].sum():6.1%} | "
+            f"{by.loc[c, 'dollars'] / max(by['dollars'].sum(), 1e-9):6.1%}"
+        )
     return "\n".join(lines)
 
 
-def generate_to_dir(out, n_claims: int = 20_000, seed: int = 7, recoupment_rate: float = 0.05, fmt: str = "csv",
-                    overwrite: bool = False, **kw) -> str:
+def generate_to_dir(
+    out,
+    n_claims: int = 20_000,
+    seed: int = 7,
+    recoupment_rate: float = 0.05,
+    fmt: str = "csv",
+    overwrite: bool = False,
+    **kw,
+) -> str:
     """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary.
 
     The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an

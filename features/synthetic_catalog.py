@@ -18,9 +18,22 @@ from dataclasses import dataclass
 
 #: kind -> documentation-risk weight (CERT: DME, therapy, high E/M and imaging are the riskiest)
 KIND_RISK: dict[str, float] = {
-    "em": 0.8, "em_high": 2.0, "proc": 1.0, "surg": 1.6, "img": 1.0, "img_adv": 2.0, "lab": 0.4,
-    "pt": 2.0, "chiro": 2.2, "dme": 3.0, "drug": 0.8, "psy": 1.3, "psy_high": 1.8, "vax": 0.3,
-    "test": 1.2, "addon": 0.8,
+    "em": 0.8,
+    "em_high": 2.0,
+    "proc": 1.0,
+    "surg": 1.6,
+    "img": 1.0,
+    "img_adv": 2.0,
+    "lab": 0.4,
+    "pt": 2.0,
+    "chiro": 2.2,
+    "dme": 3.0,
+    "drug": 0.8,
+    "psy": 1.3,
+    "psy_high": 1.8,
+    "vax": 0.3,
+    "test": 1.2,
+    "addon": 0.8,
 }
 #: kinds that count as "another procedure" for modifier 25 on an E/M
 PROCEDURE_KINDS = frozenset({"proc", "surg", "img", "img_adv", "pt", "chiro", "test", "psy", "psy_high"})
@@ -83,20 +96,55 @@ FEES: dict[str, Fee] = _parse_fees(_FEES)
 NEEDS_ATTACHMENT = frozenset({"E0601", "E1390", "K0001", "L1832", "29880", "29881"})
 #: code -> plan types that require a prior authorization number for it
 NEEDS_PRIOR_AUTH: dict[str, frozenset[str]] = {
-    **dict.fromkeys(["72148", "73721", "70450", "74177", "74176", "78452"],
-                    frozenset({"medicare_advantage", "medicaid", "commercial"})),
+    **dict.fromkeys(
+        ["72148", "73721", "70450", "74177", "74176", "78452"],
+        frozenset({"medicare_advantage", "medicaid", "commercial"}),
+    ),
     **dict.fromkeys(["E0601", "K0001", "E1390"], frozenset({"medicare_advantage", "medicaid", "commercial"})),
     "L1832": frozenset({"medicare", "medicare_advantage"}),
     **dict.fromkeys(["29880", "29881", "29877"], frozenset({"medicare_advantage", "commercial"})),
     **dict.fromkeys(["97161", "97162", "97163"], frozenset({"medicaid"})),
 }
 #: modifiers the generator may put on lines
-MODIFIERS: tuple[str, ...] = ("", "25", "59", "XS", "XU", "XE", "GP", "AT", "26", "RR", "NU", "KX", "RT", "LT", "95", "TC")
+MODIFIERS: tuple[str, ...] = (
+    "",
+    "25",
+    "59",
+    "XS",
+    "XU",
+    "XE",
+    "GP",
+    "AT",
+    "26",
+    "RR",
+    "NU",
+    "KX",
+    "RT",
+    "LT",
+    "95",
+    "TC",
+)
 BYPASS_MODIFIERS: tuple[str, ...] = ("59", "XS", "XU", "XE")
 #: code -> its routine modifier (therapy GP, chiropractic AT, DME rental/new, ...)
 ROUTINE_MODIFIER: dict[str, str] = {
-    **dict.fromkeys(["97161", "97162", "97163", "97164", "97110", "97140", "97530", "97112", "97116", "G0283",
-                     "97035", "97010", "97012"], "GP"),
+    **dict.fromkeys(
+        [
+            "97161",
+            "97162",
+            "97163",
+            "97164",
+            "97110",
+            "97140",
+            "97530",
+            "97112",
+            "97116",
+            "G0283",
+            "97035",
+            "97010",
+            "97012",
+        ],
+        "GP",
+    ),
     **dict.fromkeys(["98940", "98941", "98942"], "AT"),
     **dict.fromkeys(["E0601", "E1390", "K0001"], "RR"),
     **dict.fromkeys(["A7030", "A7037", "A7038", "E0114", "A4253", "A4259", "E0143", "L1832"], "NU"),
@@ -138,15 +186,48 @@ DX_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 #: family -> non-billable category codes a sloppy coder truncates to (real pitfalls, e.g. M54.5 since 2021)
 DX_TRUNCATED: dict[str, tuple[str, ...]] = {
-    "knee_oa": ("M171",), "meniscus": ("S832",), "low_back": ("M545",), "htn": ("I11",),
-    "diabetes": ("E11",), "lipids": ("E78",), "cad": ("I251",), "chest": ("R07",), "uri": ("R05", "J06"),
-    "wellness": ("Z000",), "gi_symptom": ("K21",), "gi_screen": ("Z8601",), "depression": ("F32",),
-    "sleep_apnea": ("G473",), "uti": ("N39",), "heart_failure": ("I50",),
+    "knee_oa": ("M171",),
+    "meniscus": ("S832",),
+    "low_back": ("M545",),
+    "htn": ("I11",),
+    "diabetes": ("E11",),
+    "lipids": ("E78",),
+    "cad": ("I251",),
+    "chest": ("R07",),
+    "uri": ("R05", "J06"),
+    "wellness": ("Z000",),
+    "gi_symptom": ("K21",),
+    "gi_screen": ("Z8601",),
+    "depression": ("F32",),
+    "sleep_apnea": ("G473",),
+    "uti": ("N39",),
+    "heart_failure": ("I50",),
 }
 #: secondary (comorbidity) diagnoses; a prime count so strided draws are distinct
 COMORBIDITIES: tuple[str, ...] = (
-    "I10", "E119", "E785", "E669", "Z87891", "Z794", "Z7984", "N1830", "E039", "D649", "F419", "F329",
-    "K219", "I2510", "I480", "G4733", "M179", "R5383", "E559", "N1831", "E1165", "I129", "Z9181",
+    "I10",
+    "E119",
+    "E785",
+    "E669",
+    "Z87891",
+    "Z794",
+    "Z7984",
+    "N1830",
+    "E039",
+    "D649",
+    "F419",
+    "F329",
+    "K219",
+    "I2510",
+    "I480",
+    "G4733",
+    "M179",
+    "R5383",
+    "E559",
+    "N1831",
+    "E1165",
+    "I129",
+    "Z9181",
 )
 
 # --------------------------------------------------------------------------------------
@@ -200,108 +281,315 @@ _PC_FAM = ("htn", "diabetes", "lipids", "uri", "low_back", "anxiety", "depressio
 
 
 def _primary_care(key: str, taxonomy: str, share: float, em_shift: str) -> Specialty:
-    return Specialty(key, taxonomy, share, 0.0, "11", (
-        Visit("office_est", 0.62, _PC_FAM, (
-            slot(em_shift, level=True), slot("36415", .25), slot("81002", .06), slot("93000", .07),
-            slot("90471+90686", .07), slot("G2211", .15), slot("96127", .05))),
-        Visit("office_new", 0.12, _PC_FAM, (
-            slot(_EM_NEW, level=True), slot("36415", .2), slot("93000", .06))),
-        Visit("wellness", 0.14, ("wellness",), (
-            slot("G0439:5 99397:3 99396:2"), slot("36415", .3), slot("90471+90686", .1))),
-        Visit("lab_followup", 0.12, ("diabetes", "lipids", "htn"), (
-            slot("99212:30 99213:55 99214:15", level=True), slot("36415", .9), slot("81002", .2))),
-    ), addons=("99417",))
+    return Specialty(
+        key,
+        taxonomy,
+        share,
+        0.0,
+        "11",
+        (
+            Visit(
+                "office_est",
+                0.62,
+                _PC_FAM,
+                (
+                    slot(em_shift, level=True),
+                    slot("36415", 0.25),
+                    slot("81002", 0.06),
+                    slot("93000", 0.07),
+                    slot("90471+90686", 0.07),
+                    slot("G2211", 0.15),
+                    slot("96127", 0.05),
+                ),
+            ),
+            Visit("office_new", 0.12, _PC_FAM, (slot(_EM_NEW, level=True), slot("36415", 0.2), slot("93000", 0.06))),
+            Visit(
+                "wellness",
+                0.14,
+                ("wellness",),
+                (slot("G0439:5 99397:3 99396:2"), slot("36415", 0.3), slot("90471+90686", 0.1)),
+            ),
+            Visit(
+                "lab_followup",
+                0.12,
+                ("diabetes", "lipids", "htn"),
+                (slot("99212:30 99213:55 99214:15", level=True), slot("36415", 0.9), slot("81002", 0.2)),
+            ),
+        ),
+        addons=("99417",),
+    )
 
 
 SPECIALTIES: tuple[Specialty, ...] = (
     _primary_care("family_medicine", "207Q00000X", 0.17, _EM_EST),
     _primary_care("internal_medicine", "207R00000X", 0.12, "99212:8 99213:46 99214:38 99215:8"),
-    Specialty("cardiology", "207RC0000X", 0.06, 0.2, "11", (
-        Visit("office", 0.5, ("htn", "cad", "chest", "heart_failure", "lipids"), (
-            slot(_EM_EST, level=True), slot("93000", .45))),
-        Visit("echo", 0.22, ("heart_failure", "chest", "cad"), (slot("93306"), slot("93356", .1))),
-        Visit("stress_echo", 0.1, ("chest", "cad"), (slot("93350"), slot("93320+93325", .3))),
-        Visit("nuclear", 0.1, ("chest", "cad"), (
-            slot("78452"), slot("93015:6 93016+93018:4"), slot("A9500", .9), slot("J2785", .4))),
-        Visit("holter", 0.08, ("chest",), (slot("93224"),)),
-    ), addons=("93320", "93356")),
-    Specialty("orthopaedics", "207X00000X", 0.07, 0.1, "11", (
-        Visit("office", 0.45, ("knee_oa", "meniscus", "shoulder", "low_back"), (
-            slot("99212:10 99213:50 99214:33 99215:7", level=True), slot("73562:6 73564:2 73030:2", .4))),
-        Visit("new_patient", 0.12, ("knee_oa", "meniscus", "shoulder"), (
-            slot(_EM_NEW, level=True), slot("73562:6 73030:4", .6))),
-        Visit("injection", 0.25, ("knee_oa", "shoulder"), (
-            slot("99213:60 99214:40", .55, level=True), slot("20610:8 20611:2"), slot("J3301:7 J7325:3", .85),
-            slot("L1832", .05))),
-        Visit("arthroscopy", 0.18, ("meniscus", "knee_oa"), (slot("29881:7 29880:3"),), pos="24"),
-    ), components=("76942", "29877")),
-    Specialty("physical_therapy", "225100000X", 0.09, 0.2, "11", (
-        Visit("evaluation", 0.15, ("low_back", "neck", "gait", "knee_oa", "shoulder"), (
-            slot("97161:30 97162:50 97163:20", level=True), slot("97110", .5), slot("97140", .3))),
-        Visit("treatment", 0.8, ("low_back", "neck", "gait", "knee_oa", "shoulder", "meniscus"), (
-            slot("97110", .9), slot("97140", .6), slot("97530", .5), slot("97112", .3), slot("97116", .15),
-            slot("G0283", .2), slot("97035", .1))),
-        Visit("reevaluation", 0.05, ("low_back", "gait", "knee_oa"), (slot("97164"), slot("97110", .7))),
-    )),
-    Specialty("chiropractic", "111N00000X", 0.06, 0.0, "11", (
-        Visit("adjustment", 0.85, ("low_back", "neck"), (
-            slot("98940:55 98941:38 98942:7", level=True), slot("97140", .12), slot("97012", .15),
-            slot("G0283", .15), slot("97110", .1))),
-        Visit("new_patient", 0.15, ("low_back", "neck"), (
-            slot("99202:30 99203:60 99204:10", level=True), slot("98940:6 98941:4"), slot("72100", .3))),
-    )),
-    Specialty("dermatology", "207N00000X", 0.05, 0.0, "11", (
-        Visit("office", 0.4, ("skin_inflam", "skin_lesion"), (slot(_EM_EST, level=True),)),
-        Visit("destruction", 0.3, ("skin_lesion",), (
-            slot("99213:60 99214:40", .3, level=True), slot("17000+17003:6 17000:3 17110:1"))),
-        Visit("biopsy", 0.25, ("skin_lesion",), (
-            slot("99213:60 99214:40", .35, level=True), slot("11102:6 11102+11103:2 11104:2 11104+11105:1"))),
-        Visit("abscess", 0.05, ("skin_inflam",), (slot("10060"),)),
-    ), addons=("17003", "11103"), components=("17004",)),
-    Specialty("gastroenterology", "207RG0100X", 0.04, 0.2, "11", (
-        Visit("office", 0.4, ("gi_symptom", "gi_screen"), (slot(_EM_EST, level=True),)),
-        Visit("colonoscopy", 0.42, ("gi_screen", "gi_symptom"), (
-            slot("45378:3 45380:4 45385:3 G0121:2 G0105:1"),), pos="24"),
-        Visit("egd", 0.18, ("gi_symptom",), (slot("43239:6 43235:4"),), pos="24"),
-    )),
-    Specialty("radiology", "2085R0202X", 0.05, 0.4, "22", (
-        Visit("xray", 0.4, ("chest", "uri", "knee_oa", "low_back", "injury", "acute_symptom"), (
-            slot("71046:5 71045:2 73562:2 72100:2 73030:1"),)),
-        Visit("advanced", 0.3, ("low_back", "knee_oa", "meniscus", "injury", "acute_symptom", "gi_symptom"), (
-            slot("72148:3 73721:2 70450:2 74177:3 74176:1"),)),
-        Visit("ultrasound", 0.12, ("gi_symptom", "acute_symptom"), (slot("76700:6 76705:4"),)),
-        Visit("mammography", 0.18, ("breast_screen",), (slot("77067+77063:4 77067:3 77066:3"),)),
-    ), addons=("77063",)),
-    Specialty("laboratory", "291U00000X", 0.06, 0.3, "81", (
-        Visit("diabetes", 0.3, ("diabetes",), (slot("83036"), slot("80053:5 80048:5", .7), slot("36415", .8))),
-        Visit("lipids", 0.25, ("lipids", "htn", "cad"), (slot("80061"), slot("80053", .5), slot("36415", .8))),
-        Visit("wellness", 0.2, ("wellness", "thyroid", "anemia"), (
-            slot("80053"), slot("85025"), slot("84443", .5), slot("82306", .25), slot("36415", .8))),
-        Visit("urine", 0.15, ("uti",), (slot("87086"), slot("81001", .7), slot("87088+87186", .3))),
-        Visit("cbc", 0.1, ("anemia", "thyroid"), (slot("85025"), slot("36415", .8))),
-    ), components=("82947", "84132", "82565", "85027")),
-    Specialty("dme_supplier", "332B00000X", 0.05, 0.0, "12", (
-        Visit("cpap", 0.3, ("sleep_apnea",), (slot("E0601:4 A7030+A7037:3 A7038:3"),)),
-        Visit("mobility", 0.22, ("mobility", "gait"), (slot("K0001:4 E0143:4 E0114:2"),)),
-        Visit("orthosis", 0.18, ("knee_oa", "meniscus"), (slot("L1832"),)),
-        Visit("diabetic_supplies", 0.22, ("diabetes",), (slot("A4253"), slot("A4259", .7))),
-        Visit("oxygen", 0.08, ("heart_failure", "chest"), (slot("E1390"),)),
-    )),
-    Specialty("psychiatry", "2084P0800X", 0.06, 0.0, "11", (
-        Visit("psychotherapy", 0.5, ("depression", "anxiety"), (slot("90832:15 90834:55 90837:30", level=True),)),
-        Visit("med_management", 0.35, ("depression", "anxiety"), (
-            slot("99212:10 99213:45 99214:38 99215:7", level=True), slot("90833:7 90836:3", .3))),
-        Visit("evaluation", 0.15, ("depression", "anxiety"), (slot("90791:7 90792:3"), slot("90785", .05))),
-    ), addons=("90833", "90785")),
-    Specialty("emergency_medicine", "207P00000X", 0.05, 0.5, "23", (
-        Visit("ed_visit", 0.72, ("chest", "acute_symptom", "uri", "injury", "uti"), (
-            slot("99281:4 99282:10 99283:30 99284:34 99285:22", level=True), slot("93010", .15))),
-        Visit("ed_procedure", 0.18, ("injury",), (
-            slot("99282:15 99283:45 99284:40", level=True), slot("12001:7 12002:3"))),
-        Visit("critical_care", 0.03, ("chest", "heart_failure", "acute_symptom"), (slot("99291"), slot("99292", .3))),
-        Visit("ed_infusion", 0.07, ("acute_symptom", "injury"), (
-            slot("99283:40 99284:60", level=True), slot("96374:6 96360+96361:4"), slot("J2405", .7))),
-    ), inst_pos="23", addons=("99292", "96375")),
+    Specialty(
+        "cardiology",
+        "207RC0000X",
+        0.06,
+        0.2,
+        "11",
+        (
+            Visit(
+                "office",
+                0.5,
+                ("htn", "cad", "chest", "heart_failure", "lipids"),
+                (slot(_EM_EST, level=True), slot("93000", 0.45)),
+            ),
+            Visit("echo", 0.22, ("heart_failure", "chest", "cad"), (slot("93306"), slot("93356", 0.1))),
+            Visit("stress_echo", 0.1, ("chest", "cad"), (slot("93350"), slot("93320+93325", 0.3))),
+            Visit(
+                "nuclear",
+                0.1,
+                ("chest", "cad"),
+                (slot("78452"), slot("93015:6 93016+93018:4"), slot("A9500", 0.9), slot("J2785", 0.4)),
+            ),
+            Visit("holter", 0.08, ("chest",), (slot("93224"),)),
+        ),
+        addons=("93320", "93356"),
+    ),
+    Specialty(
+        "orthopaedics",
+        "207X00000X",
+        0.07,
+        0.1,
+        "11",
+        (
+            Visit(
+                "office",
+                0.45,
+                ("knee_oa", "meniscus", "shoulder", "low_back"),
+                (slot("99212:10 99213:50 99214:33 99215:7", level=True), slot("73562:6 73564:2 73030:2", 0.4)),
+            ),
+            Visit(
+                "new_patient",
+                0.12,
+                ("knee_oa", "meniscus", "shoulder"),
+                (slot(_EM_NEW, level=True), slot("73562:6 73030:4", 0.6)),
+            ),
+            Visit(
+                "injection",
+                0.25,
+                ("knee_oa", "shoulder"),
+                (
+                    slot("99213:60 99214:40", 0.55, level=True),
+                    slot("20610:8 20611:2"),
+                    slot("J3301:7 J7325:3", 0.85),
+                    slot("L1832", 0.05),
+                ),
+            ),
+            Visit("arthroscopy", 0.18, ("meniscus", "knee_oa"), (slot("29881:7 29880:3"),), pos="24"),
+        ),
+        components=("76942", "29877"),
+    ),
+    Specialty(
+        "physical_therapy",
+        "225100000X",
+        0.09,
+        0.2,
+        "11",
+        (
+            Visit(
+                "evaluation",
+                0.15,
+                ("low_back", "neck", "gait", "knee_oa", "shoulder"),
+                (slot("97161:30 97162:50 97163:20", level=True), slot("97110", 0.5), slot("97140", 0.3)),
+            ),
+            Visit(
+                "treatment",
+                0.8,
+                ("low_back", "neck", "gait", "knee_oa", "shoulder", "meniscus"),
+                (
+                    slot("97110", 0.9),
+                    slot("97140", 0.6),
+                    slot("97530", 0.5),
+                    slot("97112", 0.3),
+                    slot("97116", 0.15),
+                    slot("G0283", 0.2),
+                    slot("97035", 0.1),
+                ),
+            ),
+            Visit("reevaluation", 0.05, ("low_back", "gait", "knee_oa"), (slot("97164"), slot("97110", 0.7))),
+        ),
+    ),
+    Specialty(
+        "chiropractic",
+        "111N00000X",
+        0.06,
+        0.0,
+        "11",
+        (
+            Visit(
+                "adjustment",
+                0.85,
+                ("low_back", "neck"),
+                (
+                    slot("98940:55 98941:38 98942:7", level=True),
+                    slot("97140", 0.12),
+                    slot("97012", 0.15),
+                    slot("G0283", 0.15),
+                    slot("97110", 0.1),
+                ),
+            ),
+            Visit(
+                "new_patient",
+                0.15,
+                ("low_back", "neck"),
+                (slot("99202:30 99203:60 99204:10", level=True), slot("98940:6 98941:4"), slot("72100", 0.3)),
+            ),
+        ),
+    ),
+    Specialty(
+        "dermatology",
+        "207N00000X",
+        0.05,
+        0.0,
+        "11",
+        (
+            Visit("office", 0.4, ("skin_inflam", "skin_lesion"), (slot(_EM_EST, level=True),)),
+            Visit(
+                "destruction",
+                0.3,
+                ("skin_lesion",),
+                (slot("99213:60 99214:40", 0.3, level=True), slot("17000+17003:6 17000:3 17110:1")),
+            ),
+            Visit(
+                "biopsy",
+                0.25,
+                ("skin_lesion",),
+                (slot("99213:60 99214:40", 0.35, level=True), slot("11102:6 11102+11103:2 11104:2 11104+11105:1")),
+            ),
+            Visit("abscess", 0.05, ("skin_inflam",), (slot("10060"),)),
+        ),
+        addons=("17003", "11103"),
+        components=("17004",),
+    ),
+    Specialty(
+        "gastroenterology",
+        "207RG0100X",
+        0.04,
+        0.2,
+        "11",
+        (
+            Visit("office", 0.4, ("gi_symptom", "gi_screen"), (slot(_EM_EST, level=True),)),
+            Visit(
+                "colonoscopy",
+                0.42,
+                ("gi_screen", "gi_symptom"),
+                (slot("45378:3 45380:4 45385:3 G0121:2 G0105:1"),),
+                pos="24",
+            ),
+            Visit("egd", 0.18, ("gi_symptom",), (slot("43239:6 43235:4"),), pos="24"),
+        ),
+    ),
+    Specialty(
+        "radiology",
+        "2085R0202X",
+        0.05,
+        0.4,
+        "22",
+        (
+            Visit(
+                "xray",
+                0.4,
+                ("chest", "uri", "knee_oa", "low_back", "injury", "acute_symptom"),
+                (slot("71046:5 71045:2 73562:2 72100:2 73030:1"),),
+            ),
+            Visit(
+                "advanced",
+                0.3,
+                ("low_back", "knee_oa", "meniscus", "injury", "acute_symptom", "gi_symptom"),
+                (slot("72148:3 73721:2 70450:2 74177:3 74176:1"),),
+            ),
+            Visit("ultrasound", 0.12, ("gi_symptom", "acute_symptom"), (slot("76700:6 76705:4"),)),
+            Visit("mammography", 0.18, ("breast_screen",), (slot("77067+77063:4 77067:3 77066:3"),)),
+        ),
+        addons=("77063",),
+    ),
+    Specialty(
+        "laboratory",
+        "291U00000X",
+        0.06,
+        0.3,
+        "81",
+        (
+            Visit("diabetes", 0.3, ("diabetes",), (slot("83036"), slot("80053:5 80048:5", 0.7), slot("36415", 0.8))),
+            Visit("lipids", 0.25, ("lipids", "htn", "cad"), (slot("80061"), slot("80053", 0.5), slot("36415", 0.8))),
+            Visit(
+                "wellness",
+                0.2,
+                ("wellness", "thyroid", "anemia"),
+                (slot("80053"), slot("85025"), slot("84443", 0.5), slot("82306", 0.25), slot("36415", 0.8)),
+            ),
+            Visit("urine", 0.15, ("uti",), (slot("87086"), slot("81001", 0.7), slot("87088+87186", 0.3))),
+            Visit("cbc", 0.1, ("anemia", "thyroid"), (slot("85025"), slot("36415", 0.8))),
+        ),
+        components=("82947", "84132", "82565", "85027"),
+    ),
+    Specialty(
+        "dme_supplier",
+        "332B00000X",
+        0.05,
+        0.0,
+        "12",
+        (
+            Visit("cpap", 0.3, ("sleep_apnea",), (slot("E0601:4 A7030+A7037:3 A7038:3"),)),
+            Visit("mobility", 0.22, ("mobility", "gait"), (slot("K0001:4 E0143:4 E0114:2"),)),
+            Visit("orthosis", 0.18, ("knee_oa", "meniscus"), (slot("L1832"),)),
+            Visit("diabetic_supplies", 0.22, ("diabetes",), (slot("A4253"), slot("A4259", 0.7))),
+            Visit("oxygen", 0.08, ("heart_failure", "chest"), (slot("E1390"),)),
+        ),
+    ),
+    Specialty(
+        "psychiatry",
+        "2084P0800X",
+        0.06,
+        0.0,
+        "11",
+        (
+            Visit("psychotherapy", 0.5, ("depression", "anxiety"), (slot("90832:15 90834:55 90837:30", level=True),)),
+            Visit(
+                "med_management",
+                0.35,
+                ("depression", "anxiety"),
+                (slot("99212:10 99213:45 99214:38 99215:7", level=True), slot("90833:7 90836:3", 0.3)),
+            ),
+            Visit("evaluation", 0.15, ("depression", "anxiety"), (slot("90791:7 90792:3"), slot("90785", 0.05))),
+        ),
+        addons=("90833", "90785"),
+    ),
+    Specialty(
+        "emergency_medicine",
+        "207P00000X",
+        0.05,
+        0.5,
+        "23",
+        (
+            Visit(
+                "ed_visit",
+                0.72,
+                ("chest", "acute_symptom", "uri", "injury", "uti"),
+                (slot("99281:4 99282:10 99283:30 99284:34 99285:22", level=True), slot("93010", 0.15)),
+            ),
+            Visit(
+                "ed_procedure",
+                0.18,
+                ("injury",),
+                (slot("99282:15 99283:45 99284:40", level=True), slot("12001:7 12002:3")),
+            ),
+            Visit(
+                "critical_care", 0.03, ("chest", "heart_failure", "acute_symptom"), (slot("99291"), slot("99292", 0.3))
+            ),
+            Visit(
+                "ed_infusion",
+                0.07,
+                ("acute_symptom", "injury"),
+                (slot("99283:40 99284:60", level=True), slot("96374:6 96360+96361:4"), slot("J2405", 0.7)),
+            ),
+        ),
+        inst_pos="23",
+        addons=("99292", "96375"),
+    ),
 )
 
 # --------------------------------------------------------------------------------------

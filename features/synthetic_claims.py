@@ -88,8 +88,9 @@ def pick_line(rng: np.random.Generator, line_claim: np.ndarray, eligible: np.nda
     return out
 
 
-def claim_has(line_claim: np.ndarray, line_code: np.ndarray, n_codes: int,
-              claims: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def claim_has(
+    line_claim: np.ndarray, line_code: np.ndarray, n_codes: int, claims: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
     keys = np.sort(line_claim.astype(np.int64) * n_codes + line_code)
     q = claims.astype(np.int64) * n_codes + codes
     pos = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
@@ -109,8 +110,17 @@ def growth_days(rng: np.random.Generator, n: int, days: int, growth: float) -> n
 # --------------------------------------------------------------------------------------
 
 
-def base_claims(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, pat: Patients, n: int,
-                days: int, growth: float, rates: MechanismRates, m: float) -> Arrays:
+def base_claims(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    prov: Providers,
+    pat: Patients,
+    n: int,
+    days: int,
+    growth: float,
+    rates: MechanismRates,
+    m: float,
+) -> Arrays:
     """Claim headers (no lines yet): who, when, which visit, payer, diagnoses."""
     P = len(prov.npi)
     provider = rng.choice(P, size=n, p=prov.volume)
@@ -128,8 +138,9 @@ def base_claims(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, p
     k = (prov.visit_cum[provider] < rng.random(n)[:, None]).sum(1)
     visit = cat.spec_visit_start[spec] + np.minimum(k, cat.spec_visit_count[spec] - 1)
     ct = prov.inst[provider].astype(np.int8)
-    pos = np.where(ct == 1, cat.spec_inst_pos[spec], np.where(cat.visit_pos[visit] >= 0, cat.visit_pos[visit],
-                                                                 cat.spec_pos[spec]))
+    pos = np.where(
+        ct == 1, cat.spec_inst_pos[spec], np.where(cat.visit_pos[visit] >= 0, cat.visit_pos[visit], cat.spec_pos[spec])
+    )
     tele = (ct == 0) & (np.asarray(cat.spec_keys)[spec] == "psychiatry") & (rng.random(n) < 0.25)
     pos = np.where(tele, cat.pos_codes.index("10"), pos)
     # payer: whoever covers the service date; stale eligibility right after a payer change
@@ -141,17 +152,38 @@ def base_claims(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, p
     stale = pat.change[patient] & in2 & (since < 120) & (rng.random(n) < p_stale)
     payer = np.where(stale, pat.payer1[patient], np.where(covered >= 0, covered, last))
     C: Arrays = dict(
-        provider=provider, patient=patient, sub=sub, svc=svc, late=lag > 20, spec=spec, visit=visit, ct=ct,
-        pos=pos.astype(np.int16), payer=payer, uncovered=(covered < 0) | stale, stale=stale,
-        kind=np.zeros(n, np.int8), parent=np.full(n, -1, np.int64), freq=np.zeros(n, np.int8),
-        dup_near=np.zeros(n, bool), split_mi=np.full(n, -1, np.int8), split_bypass=np.zeros(n, bool),
+        provider=provider,
+        patient=patient,
+        sub=sub,
+        svc=svc,
+        late=lag > 20,
+        spec=spec,
+        visit=visit,
+        ct=ct,
+        pos=pos.astype(np.int16),
+        payer=payer,
+        uncovered=(covered < 0) | stale,
+        stale=stale,
+        kind=np.zeros(n, np.int8),
+        parent=np.full(n, -1, np.int64),
+        freq=np.zeros(n, np.int8),
+        dup_near=np.zeros(n, bool),
+        split_mi=np.full(n, -1, np.int8),
+        split_bypass=np.zeros(n, bool),
     )
     C.update(_diagnoses(rng, cat, prov, pat, C, rates, m))
     return C
 
 
-def _diagnoses(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, pat: Patients, C: Arrays,
-               rates: MechanismRates, m: float) -> Arrays:
+def _diagnoses(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    prov: Providers,
+    pat: Patients,
+    C: Arrays,
+    rates: MechanismRates,
+    m: float,
+) -> Arrays:
     n = len(C["visit"])
     visit = C["visit"]
     n_dx = 1 + np.minimum(rng.poisson(0.3 + 0.8 * pat.complexity[C["patient"]]), N_DX - 1)
@@ -183,8 +215,9 @@ def _diagnoses(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, pa
 # --------------------------------------------------------------------------------------
 
 
-def template_lines(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays,
-                   rates: MechanismRates, m: float) -> Arrays:
+def template_lines(
+    rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, rates: MechanismRates, m: float
+) -> Arrays:
     """Expand each claim's visit template; draw the right level and let upcoders bill higher."""
     n = len(C["visit"])
     ns = cat.visit_slot_count[C["visit"]]
@@ -219,8 +252,9 @@ def template_lines(rng: np.random.Generator, cat: CatalogArrays, prov: Providers
     return new_lines(rng, cat, C, cl[owner], code, true_code=true_code, upsteps=(billed_k - true_k)[owner])
 
 
-def new_lines(rng: np.random.Generator, cat: CatalogArrays, C: Arrays, claim: np.ndarray, code: np.ndarray,
-              **extra: np.ndarray) -> Arrays:
+def new_lines(
+    rng: np.random.Generator, cat: CatalogArrays, C: Arrays, claim: np.ndarray, code: np.ndarray, **extra: np.ndarray
+) -> Arrays:
     """Lines with typical units (within the MUE) and the code's routine modifiers."""
     nl = len(claim)
     lo, hi = cat.units_lo[code], cat.units_hi[code]
@@ -234,10 +268,18 @@ def new_lines(rng: np.random.Generator, cat: CatalogArrays, C: Arrays, claim: np
     pos22 = cat.pos_codes.index("22")
     prof_read = (C["spec"][claim] == rad) & (C["ct"][claim] == 0) & (C["pos"][claim] == pos22)
     mods[:, 2] = np.where(C["pos"][claim] == tele, cat.mod95, np.where(prof_read, cat.mod26, 0))
-    L: Arrays = dict(claim=claim.astype(np.int64), code=code.astype(np.int64), units=units, mods=mods,
-                     true_code=np.full(nl, -1, np.int64), upsteps=np.zeros(nl, np.int8),
-                     inj_bundle=np.zeros(nl, bool), inj_units=np.zeros(nl, bool), inj_addon=np.zeros(nl, bool),
-                     charge_adj=np.ones(nl))
+    L: Arrays = dict(
+        claim=claim.astype(np.int64),
+        code=code.astype(np.int64),
+        units=units,
+        mods=mods,
+        true_code=np.full(nl, -1, np.int64),
+        upsteps=np.zeros(nl, np.int8),
+        inj_bundle=np.zeros(nl, bool),
+        inj_units=np.zeros(nl, bool),
+        inj_addon=np.zeros(nl, bool),
+        charge_adj=np.ones(nl),
+    )
     for k, v in extra.items():
         L[k] = v.astype(L[k].dtype)
     return L
@@ -247,8 +289,9 @@ def sort_lines(L: Arrays) -> Arrays:
     return take(L, np.argsort(L["claim"], kind="stable"))
 
 
-def inject_errors(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays,
-                  rates: MechanismRates, m: float) -> Arrays:
+def inject_errors(
+    rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, rates: MechanismRates, m: float
+) -> Arrays:
     """Unbundling, units over the MUE, orphan add-ons and modifier-25 misuse, driven by provider habits."""
     n = len(C["visit"])
     V = cat.n_codes
@@ -330,8 +373,9 @@ def bypass_for(rng: np.random.Generator, cat: CatalogArrays, code: np.ndarray) -
     return np.where(em, cat.mod25, other).astype(np.int8)
 
 
-def ptp_pairs(cat: CatalogArrays, C: Arrays, L: Arrays, svc_dates: np.ndarray,
-              max_gap: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ptp_pairs(
+    cat: CatalogArrays, C: Arrays, L: Arrays, svc_dates: np.ndarray, max_gap: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All same-claim line pairs with an NCCI PTP edit in force: (column-1 line, column-2 line, indicator)."""
     lc, code = L["claim"], L["code"]
     ct = C["ct"][lc]
@@ -356,8 +400,9 @@ def ptp_pairs(cat: CatalogArrays, C: Arrays, L: Arrays, svc_dates: np.ndarray,
     return a[keep], b[keep], mi[keep]
 
 
-def comply_modifiers(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays,
-                     svc_dates: np.ndarray) -> None:
+def comply_modifiers(
+    rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: np.ndarray
+) -> None:
     """On naturally co-billed NCCI pairs (indicator 1), careful providers append the bypass modifier."""
     a, b, mi = ptp_pairs(cat, C, L, svc_dates)
     nat = (mi == 1) & ~L["inj_bundle"][a] & ~L["inj_bundle"][b]
@@ -372,8 +417,16 @@ def comply_modifiers(rng: np.random.Generator, cat: CatalogArrays, prov: Provide
 # --------------------------------------------------------------------------------------
 
 
-def derived_claims(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays,
-                   counts: dict[str, int], days: int, rates: MechanismRates) -> tuple[Arrays, Arrays]:
+def derived_claims(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    prov: Providers,
+    C: Arrays,
+    L: Arrays,
+    counts: dict[str, int],
+    days: int,
+    rates: MechanismRates,
+) -> tuple[Arrays, Arrays]:
     """Append split, duplicate, replacement and void claims copied from earlier claims."""
     n = len(C["visit"])
     starts = np.searchsorted(L["claim"], np.arange(n))

@@ -14,8 +14,22 @@ import numpy as np
 
 from features.rulebook import PTP_BYPASS_MODIFIERS, load_rulebook
 from features.synthetic_catalog import (
-    BYPASS_MODIFIERS, CAUSE_EMPHASIS, COMORBIDITIES, DX_FAMILIES, DX_TRUNCATED, FEES, KIND_RISK, MODIFIERS,
-    NEEDS_ATTACHMENT, NEEDS_PRIOR_AUTH, PAYERS, PLAN_MIX, PROCEDURE_KINDS, ROUTINE_MODIFIER, SPECIALTIES, STATES,
+    BYPASS_MODIFIERS,
+    CAUSE_EMPHASIS,
+    COMORBIDITIES,
+    DX_FAMILIES,
+    DX_TRUNCATED,
+    FEES,
+    KIND_RISK,
+    MODIFIERS,
+    NEEDS_ATTACHMENT,
+    NEEDS_PRIOR_AUTH,
+    PAYERS,
+    PLAN_MIX,
+    PROCEDURE_KINDS,
+    ROUTINE_MODIFIER,
+    SPECIALTIES,
+    STATES,
 )
 from features.contract import CAUSES, PLAN_TYPES
 
@@ -116,8 +130,9 @@ def ymd(days_since_epoch: np.ndarray) -> np.ndarray:
     return year * 10000 + (months.astype(np.int64) % 12 + 1) * 100 + (d - months).astype(np.int64) + 1
 
 
-def ptp_indicator(cat: "CatalogArrays", ct: np.ndarray, c1: np.ndarray, c2: np.ndarray,
-                  dates: np.ndarray) -> np.ndarray:
+def ptp_indicator(
+    cat: "CatalogArrays", ct: np.ndarray, c1: np.ndarray, c2: np.ndarray, dates: np.ndarray
+) -> np.ndarray:
     """Modifier indicator of the PTP edit in force on each service date (-1 none), like
     ``Rulebook.ptp_lookup`` (the row with the earliest deletion date on or after the date)."""
     V = cat.n_codes
@@ -161,8 +176,9 @@ def catalog_arrays(rulebook_dir: str | None = None) -> CatalogArrays:
         key_mi.append(t["modifier_indicator"].to_numpy().astype(np.int8))
         df = rb.ptp_pairs_among(set(codes), name, active_on="2024-07-01")
         df = df[df["deletion_date"] >= DATA_UNTIL]
-        ptp_mi[ct, df["column_1"].map(cid).to_numpy(np.int64), df["column_2"].map(cid).to_numpy(np.int64)] = (
-            df["modifier_indicator"].to_numpy())
+        ptp_mi[ct, df["column_1"].map(cid).to_numpy(np.int64), df["column_2"].map(cid).to_numpy(np.int64)] = df[
+            "modifier_indicator"
+        ].to_numpy()
     keys_all = np.concatenate(keys)
     korder = np.argsort(keys_all, kind="stable")
     prim = rb.addon_primaries
@@ -183,8 +199,11 @@ def catalog_arrays(rulebook_dir: str | None = None) -> CatalogArrays:
 
     # ---- diagnoses
     fam_names = tuple(DX_FAMILIES)
-    dx_all = sorted({c for f in DX_FAMILIES.values() for c in f} | {c for t in DX_TRUNCATED.values() for c in t}
-                    | set(COMORBIDITIES))
+    dx_all = sorted(
+        {c for f in DX_FAMILIES.values() for c in f}
+        | {c for t in DX_TRUNCATED.values() for c in t}
+        | set(COMORBIDITIES)
+    )
     dxid = {c: i for i, c in enumerate(dx_all)}
     kmax = max(len(v) for v in DX_FAMILIES.values())
     fam_codes = np.full((len(fam_names), kmax), -1, dtype=np.int64)
@@ -226,8 +245,9 @@ def catalog_arrays(rulebook_dir: str | None = None) -> CatalogArrays:
     partners: list[int] = []
     spec_addons = []
     for si, s in enumerate(SPECIALTIES):
-        menu = {c for v in s.visits for sl in v.slots for cs, _ in sl.alts for c in cs} | set(s.addons) | set(
-            s.components)
+        menu = (
+            {c for v in s.visits for sl in v.slots for cs, _ in sl.alts for c in cs} | set(s.addons) | set(s.components)
+        )
         m_ids = np.array(sorted(cid[c] for c in menu))
         spec_addons.append(np.array([cid[c] for c in s.addons if prim.get(c)], dtype=np.int64))
         for ct in (0, 1):
@@ -248,36 +268,69 @@ def catalog_arrays(rulebook_dir: str | None = None) -> CatalogArrays:
             needs_pa[cid[c], plan_index[p]] = True
     assert set(PLAN_MIX) == set(PLAN_TYPES)
     return CatalogArrays(
-        codes=codes, fee=fee, kind_risk=np.array([KIND_RISK[k] for k in kinds]),
-        is_procedure=np.array([k in PROCEDURE_KINDS for k in kinds]), is_level_code=is_level,
+        codes=codes,
+        fee=fee,
+        kind_risk=np.array([KIND_RISK[k] for k in kinds]),
+        is_procedure=np.array([k in PROCEDURE_KINDS for k in kinds]),
+        is_level_code=is_level,
         is_em=np.array([c.startswith("99") for c in codes]),
-        units_lo=np.array([FEES[c].units_lo for c in codes]), units_hi=np.array([FEES[c].units_hi for c in codes]),
+        units_lo=np.array([FEES[c].units_lo for c in codes]),
+        units_hi=np.array([FEES[c].units_hi for c in codes]),
         routine_mod=np.array([mid[ROUTINE_MODIFIER[c]] if c in ROUTINE_MODIFIER else 0 for c in codes], dtype=np.int8),
-        needs_attachment=np.array([c in NEEDS_ATTACHMENT for c in codes]), needs_pa=needs_pa,
-        mue=mue, mai=mai, ptp_any=ptp_any, ptp_keys=keys_all[korder],
-        ptp_key_mi=np.concatenate(key_mi)[korder], ptp_mi=ptp_mi, addon_ids=addon_ids, addon_primary=addon_primary,
-        spec_keys=tuple(s.key for s in SPECIALTIES), spec_taxonomy=np.array([s.taxonomy for s in SPECIALTIES], dtype=object),
+        needs_attachment=np.array([c in NEEDS_ATTACHMENT for c in codes]),
+        needs_pa=needs_pa,
+        mue=mue,
+        mai=mai,
+        ptp_any=ptp_any,
+        ptp_keys=keys_all[korder],
+        ptp_key_mi=np.concatenate(key_mi)[korder],
+        ptp_mi=ptp_mi,
+        addon_ids=addon_ids,
+        addon_primary=addon_primary,
+        spec_keys=tuple(s.key for s in SPECIALTIES),
+        spec_taxonomy=np.array([s.taxonomy for s in SPECIALTIES], dtype=object),
         spec_share=np.array([s.share for s in SPECIALTIES]) / sum(s.share for s in SPECIALTIES),
         spec_inst_share=np.array([s.inst_share for s in SPECIALTIES]),
-        spec_visit_start=np.array(spec_visit_start), spec_visit_count=np.array(spec_visit_count),
-        spec_pos=np.array([pid[s.pos] for s in SPECIALTIES]), spec_inst_pos=np.array([pid[s.inst_pos] for s in SPECIALTIES]),
+        spec_visit_start=np.array(spec_visit_start),
+        spec_visit_count=np.array(spec_visit_count),
+        spec_pos=np.array([pid[s.pos] for s in SPECIALTIES]),
+        spec_inst_pos=np.array([pid[s.inst_pos] for s in SPECIALTIES]),
         visit_weight=np.array([v.weight for v, _ in v_rows]),
         visit_pos=np.array([pid[v.pos] if v.pos else -1 for v, _ in v_rows]),
-        visit_fams=visit_fams, visit_nfam=(visit_fams >= 0).sum(1),
-        visit_other_fams=visit_other, visit_nother=(visit_other >= 0).sum(1),
-        visit_slot_start=np.array([st for _, st in v_rows]), visit_slot_count=np.array([len(v.slots) for v, _ in v_rows]),
-        slot_p=np.array([sl.p for sl, _ in s_rows]), slot_level=np.array([sl.level for sl, _ in s_rows]),
-        slot_alt_start=np.array([st for _, st in s_rows]), slot_alt_count=np.array([len(sl.alts) for sl, _ in s_rows]),
-        alt_weight=np.array([w for w, _, _ in a_rows]), alt_combo_start=np.array([st for _, st, _ in a_rows]),
-        alt_combo_len=np.array([n for _, _, n in a_rows]), combo_codes=np.array(combo, dtype=np.int64),
-        partner_start=partner_start, partner_count=partner_count, partners=np.array(partners, dtype=np.int64),
+        visit_fams=visit_fams,
+        visit_nfam=(visit_fams >= 0).sum(1),
+        visit_other_fams=visit_other,
+        visit_nother=(visit_other >= 0).sum(1),
+        visit_slot_start=np.array([st for _, st in v_rows]),
+        visit_slot_count=np.array([len(v.slots) for v, _ in v_rows]),
+        slot_p=np.array([sl.p for sl, _ in s_rows]),
+        slot_level=np.array([sl.level for sl, _ in s_rows]),
+        slot_alt_start=np.array([st for _, st in s_rows]),
+        slot_alt_count=np.array([len(sl.alts) for sl, _ in s_rows]),
+        alt_weight=np.array([w for w, _, _ in a_rows]),
+        alt_combo_start=np.array([st for _, st, _ in a_rows]),
+        alt_combo_len=np.array([n for _, _, n in a_rows]),
+        combo_codes=np.array(combo, dtype=np.int64),
+        partner_start=partner_start,
+        partner_count=partner_count,
+        partners=np.array(partners, dtype=np.int64),
         spec_addons=spec_addons,
-        dx_codes=np.array(dx_all, dtype=object), fam_names=fam_names, fam_codes=fam_codes, fam_ncodes=fam_ncodes,
-        fam_trunc=fam_trunc, comorbid=np.array([dxid[c] for c in COMORBIDITIES]),
-        pos_codes=pos_codes, mod_codes=mod_codes, bypass_mod_ids=np.array([mid[m] for m in BYPASS_MODIFIERS]),
+        dx_codes=np.array(dx_all, dtype=object),
+        fam_names=fam_names,
+        fam_codes=fam_codes,
+        fam_ncodes=fam_ncodes,
+        fam_trunc=fam_trunc,
+        comorbid=np.array([dxid[c] for c in COMORBIDITIES]),
+        pos_codes=pos_codes,
+        mod_codes=mod_codes,
+        bypass_mod_ids=np.array([mid[m] for m in BYPASS_MODIFIERS]),
         ptp_bypass_mask=np.array([m in PTP_BYPASS_MODIFIERS for m in mod_codes]),
-        mod25=mid["25"], mod95=mid["95"], mod26=mid["26"],
-        payer_ids=tuple(p.payer_id for p in PAYERS), payer_plan=np.array([plan_index[p.plan_type] for p in PAYERS]),
+        mod25=mid["25"],
+        mod95=mid["95"],
+        mod26=mid["26"],
+        payer_ids=tuple(p.payer_id for p in PAYERS),
+        payer_plan=np.array([plan_index[p.plan_type] for p in PAYERS]),
         payer_state=np.array([STATES.index(p.state) if p.state else -1 for p in PAYERS]),
-        payer_ratio=np.array([p.ratio for p in PAYERS]), payer_audit=payer_audit,
+        payer_ratio=np.array([p.ratio for p in PAYERS]),
+        payer_audit=payer_audit,
     )

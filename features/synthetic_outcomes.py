@@ -76,8 +76,15 @@ def _seg_any(mask: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def paperwork(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays,
-              missing_attachment: float, missing_pa: float) -> None:
+def paperwork(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    prov: Providers,
+    C: Arrays,
+    L: Arrays,
+    missing_attachment: float,
+    missing_pa: float,
+) -> None:
     """``has_attachment`` and prior authorization: sloppy providers skip them where they are needed."""
     n = len(C["visit"])
     lc = L["claim"]
@@ -95,8 +102,9 @@ def paperwork(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: 
     C["has_pa"][cp] = C["has_pa"][C["parent"][cp]]
 
 
-def documentation_state(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays,
-                        deficient_rate: float) -> None:
+def documentation_state(
+    rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, deficient_rate: float
+) -> None:
     """Latent: does the medical record fail to support the claim? Sloppy providers, risky services
     (DME, therapy, high E/M, advanced imaging) and large charges make it likelier; copies share it."""
     n = len(C["visit"])
@@ -111,8 +119,16 @@ def documentation_state(rng: np.random.Generator, cat: CatalogArrays, prov: Prov
     C["doc_risk"] = risk
 
 
-def payments(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, days: int,
-             denial_rate: float, overpaid_rate: float) -> None:
+def payments(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    prov: Providers,
+    C: Arrays,
+    L: Arrays,
+    days: int,
+    denial_rate: float,
+    overpaid_rate: float,
+) -> None:
     """Charges, denials (never recouped), payment dates (none after the data end) and paid amounts."""
     n = len(C["visit"])
     lc = L["claim"]
@@ -121,8 +137,12 @@ def payments(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: A
     C["total_charge"] = np.round(np.bincount(lc, weights=L["charge"], minlength=n), 2)
     kind = C["kind"]
     parent = C["parent"]
-    p_deny = (denial_rate + 0.35 * C["truncated"] + 0.25 * C["uncovered"]
-              + np.where(kind == DUP, np.where(C["dup_near"], 0.3, 0.5), 0.0))
+    p_deny = (
+        denial_rate
+        + 0.35 * C["truncated"]
+        + 0.25 * C["uncovered"]
+        + np.where(kind == DUP, np.where(C["dup_near"], 0.3, 0.5), 0.0)
+    )
     denied = (rng.random(n) < p_deny) | (kind == VOID)
     paid_day = C["sub"] + 10 + np.minimum(rng.gamma(2.0, 6.0, n), 35).astype(np.int64)
     paid = ~denied & (paid_day <= days)
@@ -135,8 +155,9 @@ def payments(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: A
     C["overpaid"] = over
     lp = np.round(np.minimum(L["charge"] * ratio[lc], L["charge"]), 2)
     L["paid"] = np.where(paid[lc], lp, np.nan)
-    C["paid_amount"] = np.where(paid, np.round(np.bincount(lc, weights=np.nan_to_num(L["paid"]), minlength=n), 2),
-                                np.nan)
+    C["paid_amount"] = np.where(
+        paid, np.round(np.bincount(lc, weights=np.nan_to_num(L["paid"]), minlength=n), 2), np.nan
+    )
     C["expected_paid"] = np.where(over, C["paid_amount"] * cat.payer_ratio[C["payer"]] / ratio, C["paid_amount"])
     C["dup_of_paid"] = (kind == DUP) & ~denied[np.maximum(parent, 0)]
 
@@ -146,9 +167,15 @@ def payments(rng: np.random.Generator, cat: CatalogArrays, prov: Providers, C: A
 # --------------------------------------------------------------------------------------
 
 
-def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: np.ndarray,
-          rates: MechanismRates | None = None, m: float = 1.0
-          ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], Mixture]:
+def facts(
+    cat: CatalogArrays,
+    prov: Providers,
+    C: Arrays,
+    L: Arrays,
+    svc_dates: np.ndarray,
+    rates: MechanismRates | None = None,
+    m: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], Mixture]:
     """Per-claim error hazards ``h`` (n, 8) and recoupable amounts (n, 8) under the realized hidden
     draws (they drive the realized recoupments), named facts, and the oracle's :class:`Mixture` over
     the hidden draws given what is observable (see :func:`hidden_mixture`)."""
@@ -160,7 +187,7 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
     H = np.zeros((n, len(CAUSES)))
     A = np.zeros((n, len(CAUSES)))
     F: dict[str, np.ndarray] = {}
-    pv = C["provider"]
+    C["provider"]
     # duplicate
     exact = C["dup_of_paid"] & ~C["dup_near"]
     near = C["dup_of_paid"] & C["dup_near"]
@@ -177,8 +204,9 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
     split_err = (C["kind"] == SPLIT) & ((C["split_mi"] == 0) | ((C["split_mi"] == 1) & ~C["split_bypass"]))
     split_abuse = (C["kind"] == SPLIT) & (C["split_mi"] == 1) & C["split_bypass"]
     b_err = _seg_any(err, lc[a], n) | split_err
-    H[:, CI["bundling"]] = (1.0 * b_err + 0.25 * (_seg_any(abuse, lc[a], n) | split_abuse)
-                            + 0.03 * _seg_any(natural_mod, lc[a], n))
+    H[:, CI["bundling"]] = (
+        1.0 * b_err + 0.25 * (_seg_any(abuse, lc[a], n) | split_abuse) + 0.03 * _seg_any(natural_mod, lc[a], n)
+    )
     comp = _seg_max(paid_line[b[err]], lc[b[err]], n)
     A[:, CI["bundling"]] = np.where(C["kind"] == SPLIT, paid, np.where(comp > 0, comp, 0.3 * paid))
     F["bundling"] = b_err
@@ -195,8 +223,9 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
     ratio = np.where(over_line, L["units"] / mue, np.where(over_day, day_units / mue, 1.0))
     over = over_line | over_day
     F["units_lines"] = np.flatnonzero(over)
-    excess = np.where(over_line, paid_line * (1 - mue / L["units"]),
-                      np.where(over_day, day_paid * (1 - mue / day_units), 0))
+    excess = np.where(
+        over_line, paid_line * (1 - mue / L["units"]), np.where(over_day, day_paid * (1 - mue / day_units), 0)
+    )
     H[:, CI["units"]] = _seg_max(np.where(over, 1.0 + 0.3 * np.log2(np.maximum(ratio, 1)), 0), lc, n)
     A[:, CI["units"]] = _seg_max(np.nan_to_num(excess), lc, n)
     F["units"] = H[:, CI["units"]] > 0
@@ -214,11 +243,18 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
     is_em = cat.is_em[code]
     proc = _seg_any(cat.is_procedure[code] & ~is_em, lc, n)
     mod25 = is_em & (L["mods"] == cat.mod25).any(1) & ~proc[lc]
-    H[:, CI["procedure_coding"]] = (_seg_max(np.where(up > 0, 0.6 + 0.5 * up, 0), lc, n) + 1.0 * _seg_any(orphan, lc, n)
-                                    + 0.5 * _seg_any(mod25, lc, n))
-    A[:, CI["procedure_coding"]] = np.maximum.reduce([
-        _seg_max(up_amt, lc, n), _seg_max(np.where(orphan, paid_line, 0), lc, n),
-        _seg_max(np.where(mod25, 0.35 * paid_line, 0), lc, n)])
+    H[:, CI["procedure_coding"]] = (
+        _seg_max(np.where(up > 0, 0.6 + 0.5 * up, 0), lc, n)
+        + 1.0 * _seg_any(orphan, lc, n)
+        + 0.5 * _seg_any(mod25, lc, n)
+    )
+    A[:, CI["procedure_coding"]] = np.maximum.reduce(
+        [
+            _seg_max(up_amt, lc, n),
+            _seg_max(np.where(orphan, paid_line, 0), lc, n),
+            _seg_max(np.where(mod25, 0.35 * paid_line, 0), lc, n),
+        ]
+    )
     A[:, CI["procedure_coding"]] = np.where(A[:, CI["procedure_coding"]] > 0, A[:, CI["procedure_coding"]], 0.25 * paid)
     F["upcoded"] = _seg_any(up > 0, lc, n)
     F["orphan_addon"] = _seg_any(orphan, lc, n)
@@ -248,10 +284,15 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
     A = np.minimum(np.maximum(np.round(A, 2), 0.01), np.maximum(paid, 0.01)[:, None])
     obs = dict(
         h_doc=1.2 * miss_att + 1.0 * miss_pa,
-        b_err=b_err.astype(float), split_abuse=split_abuse, pairs=(a, b, mi), bypass_line=byp, orphan=orphan,
+        b_err=b_err.astype(float),
+        split_abuse=split_abuse,
+        pairs=(a, b, mi),
+        bypass_line=byp,
+        orphan=orphan,
         h_cod=1.0 * _seg_any(orphan, lc, n) + 0.5 * _seg_any(mod25, lc, n),
-        a_cod=np.maximum(_seg_max(np.where(orphan, paid_line, 0), lc, n),
-                         _seg_max(np.where(mod25, 0.35 * paid_line, 0), lc, n)),
+        a_cod=np.maximum(
+            _seg_max(np.where(orphan, paid_line, 0), lc, n), _seg_max(np.where(mod25, 0.35 * paid_line, 0), lc, n)
+        ),
     )
     return H, A, F, hidden_mixture(cat, prov, C, L, H, A, obs, rates, m)
 
@@ -265,9 +306,10 @@ def facts(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, svc_dates: 
 class Mixture:
     """Configurations ``k`` of a claim's hidden draws (documentation deficient ``d``, abusive bypass
     modifier ``z``, upcoding steps ``u``, payer overpayment ``o`` — a pricing error that shows only
-    after payment, so a scorer working before submission cannot know it) with their probability given the observable claim facts and
-    the entity traits. Configuration ``k`` covers ``rows[k]`` (paid claims where it has probability > 0)
-    with weights ``weight[k]`` (they sum to 1 over ``k`` for every paid claim) and the hazards
+    after payment, so a scorer working before submission cannot know it) with their probability given the
+    observable claim facts and the entity traits. Configuration ``k`` covers ``rows[k]`` (paid claims
+    where it has probability > 0) with weights ``weight[k]`` (they sum to 1 over ``k`` for every paid
+    claim) and the hazards
     ``H[k]`` and amounts ``A[k]`` of those rows under it."""
 
     rows: list[np.ndarray]
@@ -287,9 +329,11 @@ def _level_tables(cat: CatalogArrays) -> tuple[np.ndarray, np.ndarray, np.ndarra
     for v in range(nv):
         for j in range(cat.visit_slot_start[v], cat.visit_slot_start[v] + cat.visit_slot_count[v]):
             st, K = cat.slot_alt_start[j], cat.slot_alt_count[j]
-            w = cat.alt_weight[st:st + K] / cat.alt_weight[st:st + K].sum()
+            w = cat.alt_weight[st : st + K] / cat.alt_weight[st : st + K].sum()
             for k in range(K):
-                cs = cat.combo_codes[cat.alt_combo_start[st + k]:cat.alt_combo_start[st + k] + cat.alt_combo_len[st + k]]
+                cs = cat.combo_codes[
+                    cat.alt_combo_start[st + k] : cat.alt_combo_start[st + k] + cat.alt_combo_len[st + k]
+                ]
                 if cat.slot_level[j]:
                     lvl_slot[v] = j
                     lvl_k[v, cs] = k
@@ -299,8 +343,9 @@ def _level_tables(cat: CatalogArrays) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return lvl_slot, lvl_k, np.minimum(natp, 1.0), alt_of
 
 
-def level_joint(cat: CatalogArrays, slot: np.ndarray, n_dx: np.ndarray, billed: np.ndarray,
-                p_up: np.ndarray) -> np.ndarray:
+def level_joint(
+    cat: CatalogArrays, slot: np.ndarray, n_dx: np.ndarray, billed: np.ndarray, p_up: np.ndarray
+) -> np.ndarray:
     """``P(billed level, upsteps = u)`` for u = 0, 1, 2 under the generator's own process
     (:func:`~features.synthetic_claims.template_lines`): the right level ``t`` from the slot's weights
     tilted by the number of diagnoses, then with probability ``p_up`` (if ``t`` is not the top) a bill
@@ -327,8 +372,17 @@ def level_joint(cat: CatalogArrays, slot: np.ndarray, n_dx: np.ndarray, billed: 
     return out
 
 
-def hidden_mixture(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, H: np.ndarray, A: np.ndarray,
-                   obs: dict, rates: MechanismRates, m: float) -> Mixture:
+def hidden_mixture(
+    cat: CatalogArrays,
+    prov: Providers,
+    C: Arrays,
+    L: Arrays,
+    H: np.ndarray,
+    A: np.ndarray,
+    obs: dict,
+    rates: MechanismRates,
+    m: float,
+) -> Mixture:
     """Enumerate each paid claim's hidden draws with their probability given what a model could know.
 
     * ``d`` documentation deficient: ``P(d) = C["p_doc"]`` (sloppiness x service risk x charge, the
@@ -386,8 +440,11 @@ def hidden_mixture(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, H:
     is_cand[ub] = True
     on = is_cand[b]
     pa, pb = a[on], b[on]
-    partner = (cat.ptp_mi[ct_l[pa], code[pa], code[pb]] >= 0) & ~(cat.is_level_code[code[pa]]
-                                                                    & cat.is_level_code[code[pb]]) & (cnt[pa] > 0)
+    partner = (
+        (cat.ptp_mi[ct_l[pa], code[pa], code[pb]] >= 0)
+        & ~(cat.is_level_code[code[pa]] & cat.is_level_code[code[pb]])
+        & (cnt[pa] > 0)
+    )
     elig = np.maximum(n_elig[lc[pb]] - (cnt[pb] > 0), 1)
     contrib = np.where(partner, 1.0 / (elig * np.maximum(cnt[pa], 1)), 0.0)
     S = np.bincount(np.searchsorted(ub, pb), weights=contrib, minlength=len(ub))
@@ -483,10 +540,20 @@ def hidden_mixture(cat: CatalogArrays, prov: Providers, C: Arrays, L: Arrays, H:
 # --------------------------------------------------------------------------------------
 
 
-def recoup_probabilities(H: np.ndarray, C: Arrays, cat: CatalogArrays, pat: Patients, risk: np.ndarray,
-                         rate: float, mix: np.ndarray, horizon: int, baseline: float, hidden: Mixture,
-                         A: np.ndarray, iterations: int = 25
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def recoup_probabilities(
+    H: np.ndarray,
+    C: Arrays,
+    cat: CatalogArrays,
+    pat: Patients,
+    risk: np.ndarray,
+    rate: float,
+    mix: np.ndarray,
+    horizon: int,
+    baseline: float,
+    hidden: Mixture,
+    A: np.ndarray,
+    iterations: int = 25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(q per cause under the realized hidden draws, the oracle's p per cause within the horizon, the
     scales s, the oracle's expected amount within the horizon).
 
@@ -541,8 +608,9 @@ def _within(q: np.ndarray, F: np.ndarray) -> np.ndarray:
     return p_any * share * F[None, :]
 
 
-def draw_recoupments(rng: np.random.Generator, q: np.ndarray, A: np.ndarray, C: Arrays, days: int,
-                     horizon: int, carc_missing: float) -> dict[str, np.ndarray]:
+def draw_recoupments(
+    rng: np.random.Generator, q: np.ndarray, A: np.ndarray, C: Arrays, days: int, horizon: int, carc_missing: float
+) -> dict[str, np.ndarray]:
     """Realize one recoupment per recouped claim (cause, lag, amount, CARC); keep rows up to the data end."""
     n = len(q)
     tot = q.sum(1)
@@ -562,8 +630,7 @@ def draw_recoupments(rng: np.random.Generator, q: np.ndarray, A: np.ndarray, C: 
     day = C["paid_day"][idx] + lag
     within = lag <= horizon
     carc = _carcs(rng, cause, carc_missing)
-    return dict(claim=idx, cause=cause, lag=lag, day=day, amount=amount, within=within, carc=carc,
-                written=day <= days)
+    return dict(claim=idx, cause=cause, lag=lag, day=day, amount=amount, within=within, carc=carc, written=day <= days)
 
 
 def _carcs(rng: np.random.Generator, cause: np.ndarray, missing: float) -> np.ndarray:

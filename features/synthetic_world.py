@@ -62,8 +62,14 @@ def npis(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array([f"{b}{c}" for b, c in zip(base, check)], dtype=object)
 
 
-def make_providers(rng: np.random.Generator, cat: CatalogArrays, n_providers: int, n_patients: int,
-                   patient_state: np.ndarray, habit_sigma: float) -> Providers:
+def make_providers(
+    rng: np.random.Generator,
+    cat: CatalogArrays,
+    n_providers: int,
+    n_patients: int,
+    patient_state: np.ndarray,
+    habit_sigma: float,
+) -> Providers:
     S = len(cat.spec_keys)
     spec = rng.choice(S, size=n_providers, p=cat.spec_share)
     spec[: min(S, n_providers)] = np.arange(min(S, n_providers))  # every specialty present
@@ -96,12 +102,12 @@ def make_providers(rng: np.random.Generator, cat: CatalogArrays, n_providers: in
     size = np.clip((expected / 2.5).astype(np.int64), 15, None)
     size = np.minimum(size, block)
     lo = order_lo[state] + (rng.random(n_providers) * (block - size + 1)).astype(np.int64)
-    return Providers(npis(rng, n_providers), spec, inst, state, volume, habit, comply, markup, lag_mean,
-                     visit_cum, lo, size)
+    return Providers(
+        npis(rng, n_providers), spec, inst, state, volume, habit, comply, markup, lag_mean, visit_cum, lo, size
+    )
 
 
-def make_patients(rng: np.random.Generator, cat: CatalogArrays, n: int, data_days: int,
-                  event_scale: float) -> Patients:
+def make_patients(rng: np.random.Generator, cat: CatalogArrays, n: int, data_days: int, event_scale: float) -> Patients:
     """Patients sorted by state, each with one or two coverage spans (payer change, lapse, or end)."""
     state = np.sort(rng.choice(len(STATES), size=n, p=STATE_WEIGHTS))
     plans = np.array(list(PLAN_MIX.values()))

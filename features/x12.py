@@ -30,8 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from features.bounds import (DATE_YEARS, MAX_AMOUNT, MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS,
-                             MAX_LINE_NUMBER, MAX_UNITS)
+from features.bounds import (
+    DATE_YEARS,
+    MAX_AMOUNT,
+    MAX_CHARS,
+    MAX_DIAGNOSIS_CODES,
+    MAX_DIAGNOSIS_POINTERS,
+    MAX_LINE_NUMBER,
+    MAX_UNITS,
+)
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
@@ -52,13 +59,28 @@ UNKNOWN_PAYER = "UNKNOWN"
 
 #: 837I facility type code (first two digits of the type of bill) -> CMS place of service.
 FACILITY_TO_POS: dict[str, str] = {
-    "11": "21", "12": "21", "18": "21",  # hospital inpatient (Part A, Part B only), swing bed
-    "13": "22", "14": "22", "85": "22",  # hospital outpatient, other, critical access hospital
-    "21": "31", "22": "31", "23": "31", "28": "31",  # skilled nursing facility
-    "32": "12", "33": "12", "34": "12",  # home health -> home
-    "65": "54", "66": "54",  # intermediate care facility
-    "71": "72", "72": "65", "73": "50", "75": "62", "76": "53",  # RHC, ESRD, FQHC, CORF, CMHC
-    "81": "34", "82": "34",  # hospice
+    "11": "21",
+    "12": "21",
+    "18": "21",  # hospital inpatient (Part A, Part B only), swing bed
+    "13": "22",
+    "14": "22",
+    "85": "22",  # hospital outpatient, other, critical access hospital
+    "21": "31",
+    "22": "31",
+    "23": "31",
+    "28": "31",  # skilled nursing facility
+    "32": "12",
+    "33": "12",
+    "34": "12",  # home health -> home
+    "65": "54",
+    "66": "54",  # intermediate care facility
+    "71": "72",
+    "72": "65",
+    "73": "50",
+    "75": "62",
+    "76": "53",  # RHC, ESRD, FQHC, CORF, CMHC
+    "81": "34",
+    "82": "34",  # hospice
     "83": "24",  # ambulatory surgical center
 }
 
@@ -233,8 +255,7 @@ def read_isa(text: str, start: int, source: str, segment_no: int) -> tuple[Delim
     component = text[pos + 1 : pos + 2]
     segment = text[pos + 2 : pos + 3]
     if not component or not segment or component.isalnum() or segment.isalnum() or component == elem:
-        raise X12Error(source, segment_no, "ISA16 (component separator) followed by the segment terminator",
-                       "ISA")
+        raise X12Error(source, segment_no, "ISA16 (component separator) followed by the segment terminator", "ISA")
     fields = text[start : pos + 2].split(elem)
     if len(fields) != 17:
         raise X12Error(source, segment_no, "an ISA header with 16 elements", "ISA")
@@ -268,8 +289,12 @@ def tokenize(text: str, source: str) -> Iterator[tuple[Delimiters, list[Segment]
             delims, end = _bare_delimiters(text, pos), length
         else:
             head = text[pos : pos + 3]
-            raise X12Error(source, n + 1, "an ISA interchange header" + (" or ST" if first else ""),
-                           head if _SEGMENT_ID_RE.match(head) else "")
+            raise X12Error(
+                source,
+                n + 1,
+                "an ISA interchange header" + (" or ST" if first else ""),
+                head if _SEGMENT_ID_RE.match(head) else "",
+            )
         first = False
         segments: list[Segment] = []
         for raw in text[pos:end].split(delims.segment):
@@ -283,8 +308,9 @@ def tokenize(text: str, source: str) -> Iterator[tuple[Delimiters, list[Segment]
 
 @functools.lru_cache(maxsize=64)
 def _iea_pattern(segment: str, element: str) -> re.Pattern:
-    return re.compile(re.escape(segment) + r"\s*IEA" + re.escape(element) + "[^" + re.escape(segment) + "]*"
-                      + re.escape(segment))
+    return re.compile(
+        re.escape(segment) + r"\s*IEA" + re.escape(element) + "[^" + re.escape(segment) + "]*" + re.escape(segment)
+    )
 
 
 def _interchange_end(text: str, start: int, d: Delimiters) -> int:
@@ -329,8 +355,9 @@ def split_transactions(text: str, source: str) -> tuple[list[Transaction], list[
     return txs, rejected
 
 
-def _split_interchange(source: str, delims: Delimiters, segments: list[Segment],
-                       txs: list[Transaction], rejected: list[Rejection]) -> None:
+def _split_interchange(
+    source: str, delims: Delimiters, segments: list[Segment], txs: list[Transaction], rejected: list[Rejection]
+) -> None:
     isa_day: str | None = None
     gs_day: str | None = None
     version = ""
@@ -346,8 +373,9 @@ def _split_interchange(source: str, delims: Delimiters, segments: list[Segment],
             continue
         if sid == "ST":
             if current is not None:
-                rejected.append(Rejection(source, current[0][0], "transaction",
-                                          f"expected SE before the next ST (segment {no})"))
+                rejected.append(
+                    Rejection(source, current[0][0], "transaction", f"expected SE before the next ST (segment {no})")
+                )
             current = [(no, seg)]
         elif sid == "SE":
             if current is None:
@@ -358,8 +386,9 @@ def _split_interchange(source: str, delims: Delimiters, segments: list[Segment],
             current = None
         elif current is not None:
             if sid in ("GS", "GE", "IEA", "ISA"):
-                rejected.append(Rejection(source, current[0][0], "transaction",
-                                          f"expected SE before {sid} (segment {no})"))
+                rejected.append(
+                    Rejection(source, current[0][0], "transaction", f"expected SE before {sid} (segment {no})")
+                )
                 current = None
             else:
                 current.append((no, seg))
@@ -373,8 +402,9 @@ def _split_interchange(source: str, delims: Delimiters, segments: list[Segment],
         else:
             rejected.append(Rejection(source, no, "file", f"expected ST, GE or IEA, got {sid}"))
     if current is not None:
-        rejected.append(Rejection(source, current[0][0], "transaction",
-                                  "expected SE, reached the end of the file (truncated?)"))
+        rejected.append(
+            Rejection(source, current[0][0], "transaction", "expected SE, reached the end of the file (truncated?)")
+        )
 
 
 _SEEN_IDS: set[str] = set()
@@ -390,13 +420,17 @@ def _segment_id_ok(seg: list[str]) -> bool:
     return False
 
 
-def _make_transaction(source: str, delims: Delimiters, segs: list[Segment], version: str,
-                      day: str | None, rejected: list[Rejection]) -> Transaction:
+def _make_transaction(
+    source: str, delims: Delimiters, segs: list[Segment], version: str, day: str | None, rejected: list[Rejection]
+) -> Transaction:
     st, se = segs[0][1], segs[-1][1]
     count = el(se, 1)
     if count != str(len(segs)):
-        rejected.append(Rejection(source, segs[-1][0], "warning",
-                                  f"SE01 says {count or '?'} segments, the transaction has {len(segs)}"))
+        rejected.append(
+            Rejection(
+                source, segs[-1][0], "warning", f"SE01 says {count or '?'} segments, the transaction has {len(segs)}"
+            )
+        )
     return Transaction(source, el(st, 1), el(st, 2), el(st, 3) or version, day, delims, segs)
 
 
@@ -477,8 +511,16 @@ class Parsed:
 
     def extend(self, other: "Parsed") -> None:
         self.clm_segments += other.clm_segments
-        for name in ("claims", "lines", "providers", "remittances", "remittance_lines", "adjustments",
-                     "offsets", "rejected"):
+        for name in (
+            "claims",
+            "lines",
+            "providers",
+            "remittances",
+            "remittance_lines",
+            "adjustments",
+            "offsets",
+            "rejected",
+        ):
             getattr(self, name).extend(getattr(other, name))
         for code, n in other.transactions.items():
             self.transactions[code] = self.transactions.get(code, 0) + n
@@ -658,8 +700,9 @@ class Claims837:
                 else:  # an ICD-10 code under an ICD-9 qualifier
                     self.claim["dx10"][_ICD9_QUALS.index(qual)].append(code)
         if sum(map(len, self.claim["dx10"])) > MAX_DIAGNOSIS_CODES:
-            self.reject_claim(no, "HI", f"at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI "
-                                        "segments")
+            self.reject_claim(
+                no, "HI", f"at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI segments"
+            )
 
     # -- lines ------------------------------------------------------------------------
     def on_LX(self, no: int, seg: list[str]) -> None:
@@ -668,8 +711,7 @@ class Claims837:
         self.loop = "2400"
         lx = el(seg, 1)
         ok = lx.isascii() and lx.isdigit() and 1 <= int(lx) <= MAX_LINE_NUMBER
-        self.line = {"segment": no, "lx": int(lx) if ok else None,
-                     "service_date": None, "control_number": ""}
+        self.line = {"segment": no, "lx": int(lx) if ok else None, "service_date": None, "control_number": ""}
         self.claim["lines"].append(self.line)
 
     def on_SV1(self, no: int, seg: list[str]) -> None:
@@ -681,8 +723,9 @@ class Claims837:
     def on_SV3(self, no: int, seg: list[str]) -> None:
         self.fail(no, "SV3", "837P (SV1) or 837I (SV2) service lines: dental claims (837D) are not supported")
 
-    def _service(self, no: int, seg: list[str], sid: str, comp_i: int, charge_i: int, units_i: int,
-                 pointer_i: int | None) -> None:
+    def _service(
+        self, no: int, seg: list[str], sid: str, comp_i: int, charge_i: int, units_i: int, pointer_i: int | None
+    ) -> None:
         if self.line is None or self.loop != "2400":
             self.fail(no, sid, "LX before a service line")
         line = self.line
@@ -691,14 +734,17 @@ class Claims837:
         line["qual"], line["code"], line["modifiers"] = procedure(el(seg, comp_i), self.comp)
         # a bad charge or units rejects the line (in _line_rows, with the element named)
         line["sv_segment"], line["charge_el"], line["units_el"] = no, f"{sid}{charge_i:02d}", f"{sid}{units_i:02d}"
-        line["charge"], line["units"] = _number_or_bad(el(seg, charge_i), line["charge_el"], "amount"), \
-            _number_or_bad(el(seg, units_i), line["units_el"], "units")
+        line["charge"], line["units"] = (
+            _number_or_bad(el(seg, charge_i), line["charge_el"], "amount"),
+            _number_or_bad(el(seg, units_i), line["units_el"], "units"),
+        )
         pointers: list[int] = []
         if pointer_i is not None:
             given = [p for p in components(el(seg, pointer_i), self.comp) if p.strip()]
             if len(given) > MAX_DIAGNOSIS_POINTERS:
-                self.reject_claim(no, sid, f"at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in "
-                                           f"{sid}{pointer_i:02d}")
+                self.reject_claim(
+                    no, sid, f"at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in {sid}{pointer_i:02d}"
+                )
                 return
             for p in given:
                 p = p.strip()
@@ -726,20 +772,27 @@ class Claims837:
         self.out.lines.extend(lines)
         npi = row["billing_npi"]
         if npi != UNKNOWN_NPI:
-            self.out.providers.append({"npi": npi, "taxonomy_code": self.billing.get("taxonomy") or None,
-                                       "state": self.billing.get("state") or None})
+            self.out.providers.append(
+                {
+                    "npi": npi,
+                    "taxonomy_code": self.billing.get("taxonomy") or None,
+                    "state": self.billing.get("state") or None,
+                }
+            )
 
     def _claim_row(self, c: dict) -> dict | None:
         src, ph = self.tx.source, []
         ctype = self.version_type or {"SV1": "professional", "SV2": "institutional"}.get(c["line_kind"], "")
         if not ctype:
-            self.out.rejected.append(Rejection(src, c["segment"], "claim",
-                                               "CLM: expected a professional or institutional 837 (GS08/ST03)"))
+            self.out.rejected.append(
+                Rejection(src, c["segment"], "claim", "CLM: expected a professional or institutional 837 (GS08/ST03)")
+            )
             return None
         submitted = self.submitted
         if submitted is None:
-            self.out.rejected.append(Rejection(src, c["segment"], "claim",
-                                               "CLM: expected a submission date (BHT04, GS04 or ISA09)"))
+            self.out.rejected.append(
+                Rejection(src, c["segment"], "claim", "CLM: expected a submission date (BHT04, GS04 or ISA09)")
+            )
             return None
         dx = c["dx10"][0] + c["dx10"][1]
         if not dx:
@@ -796,13 +849,25 @@ class Claims837:
                 self.out.rejected.append(Rejection(src, ln["segment"], "line", f"{ln['kind']}: procedure {what}"))
                 continue
             if ln["charge"] is None or ln["charge"] is _BAD:
-                self.out.rejected.append(Rejection(src, ln["sv_segment"], "line", f"{ln['kind']}: expected a charge: "
-                                                   + expected_number("amount", ln["charge_el"])))
+                self.out.rejected.append(
+                    Rejection(
+                        src,
+                        ln["sv_segment"],
+                        "line",
+                        f"{ln['kind']}: expected a charge: " + expected_number("amount", ln["charge_el"]),
+                    )
+                )
                 continue
             units = ln["units"]
             if units is _BAD:
-                self.out.rejected.append(Rejection(src, ln["sv_segment"], "line", f"{ln['kind']}: expected "
-                                                   + expected_number("units", ln["units_el"])))
+                self.out.rejected.append(
+                    Rejection(
+                        src,
+                        ln["sv_segment"],
+                        "line",
+                        f"{ln['kind']}: expected " + expected_number("units", ln["units_el"]),
+                    )
+                )
                 continue
             if units is None or units == 0:
                 units = 1.0
@@ -812,20 +877,23 @@ class Claims837:
             number_ = ln["lx"] if ln["lx"] and ln["lx"] not in used else max(used | {i - 1, 0}) + 1
             used.add(number_)
             mods = [m for m in ln["modifiers"] if _MODIFIER_RE.match(m)][:4]
-            out.append({
-                "claim_id": row["claim_id"],
-                "line_number": number_,
-                "service_date": ln["service_date"] or fallback_date,
-                "procedure_code": ln["code"],
-                "modifiers": mods,
-                "units": units,
-                "line_charge": round(ln["charge"], 2),
-                "diagnosis_pointers": ln["pointers"],
-                "_control_number": ln["control_number"],
-            })
+            out.append(
+                {
+                    "claim_id": row["claim_id"],
+                    "line_number": number_,
+                    "service_date": ln["service_date"] or fallback_date,
+                    "procedure_code": ln["code"],
+                    "modifiers": mods,
+                    "units": units,
+                    "line_charge": round(ln["charge"], 2),
+                    "diagnosis_pointers": ln["pointers"],
+                    "_control_number": ln["control_number"],
+                }
+            )
         if not out:
-            self.out.rejected.append(Rejection(src, c["segment"], "claim",
-                                               "CLM: expected at least one service line with a CPT/HCPCS code"))
+            self.out.rejected.append(
+                Rejection(src, c["segment"], "claim", "CLM: expected at least one service line with a CPT/HCPCS code")
+            )
         return out
 
 
@@ -959,13 +1027,26 @@ class Remit835:
         self.loop = "2100"
         self.seq += 1
         self.clp = {
-            "source": self.tx.source, "segment": no, "seq": self.seq, "claim_id": el(seg, 1),
-            "status": el(seg, 2), "charge": number(el(seg, 3), "CLP03") or 0.0,
+            "source": self.tx.source,
+            "segment": no,
+            "seq": self.seq,
+            "claim_id": el(seg, 1),
+            "status": el(seg, 2),
+            "charge": number(el(seg, 3), "CLP03") or 0.0,
             "paid": number(el(seg, 4), "CLP04") or 0.0,
-            "patient_responsibility": number(el(seg, 5), "CLP05"), "filing_code": el(seg, 6),
-            "payer_claim_number": el(seg, 7), "facility_code": el(seg, 8), "frequency_raw": el(seg, 9),
-            "patient_id": "", "insured_id": "", "rendering_npi": None, "inpatient": False,
-            "prior_auth_number": "", "dates": {}, "_lines": [], "_adjustments": [],
+            "patient_responsibility": number(el(seg, 5), "CLP05"),
+            "filing_code": el(seg, 6),
+            "payer_claim_number": el(seg, 7),
+            "facility_code": el(seg, 8),
+            "frequency_raw": el(seg, 9),
+            "patient_id": "",
+            "insured_id": "",
+            "rendering_npi": None,
+            "inpatient": False,
+            "prior_auth_number": "",
+            "dates": {},
+            "_lines": [],
+            "_adjustments": [],
         }
         self.svc = None
 
@@ -993,9 +1074,13 @@ class Remit835:
             if not reason:
                 continue
             bounded(f"{group}-{reason}", f"CAS01-CAS{i:02d} (as GROUP-REASON)", "carc")
-            adj = {"group": group, "reason": reason, "amount": amount or 0.0,
-                   "quantity": number(el(seg, i + 2), f"CAS{i + 2:02d}", "signed_units"),
-                   "level": "line" if self.svc is not None else "claim"}
+            adj = {
+                "group": group,
+                "reason": reason,
+                "amount": amount or 0.0,
+                "quantity": number(el(seg, i + 2), f"CAS{i + 2:02d}", "signed_units"),
+                "level": "line" if self.svc is not None else "claim",
+            }
             (self.svc["_adjustments"] if self.svc is not None else self.clp["_adjustments"]).append(adj)
 
     def on_SVC(self, no: int, seg: list[str]) -> None:
@@ -1005,16 +1090,28 @@ class Remit835:
         qual, code, mods = procedure(el(seg, 1), self.comp)
         oq, ocode, omods = procedure(el(seg, 6), self.comp) if el(seg, 6) else ("", "", [])
         self.svc = {
-            "segment": no, "claim_id": self.clp["claim_id"], "remittance_seq": self.clp["seq"],
-            "status": self.clp["status"], "line_seq": len(self.clp["_lines"]) + 1,
-            "qualifier": qual, "procedure_code": code, "modifiers": mods,
-            "submitted_qualifier": oq or qual, "submitted_code": ocode or code,
+            "segment": no,
+            "claim_id": self.clp["claim_id"],
+            "remittance_seq": self.clp["seq"],
+            "status": self.clp["status"],
+            "line_seq": len(self.clp["_lines"]) + 1,
+            "qualifier": qual,
+            "procedure_code": code,
+            "modifiers": mods,
+            "submitted_qualifier": oq or qual,
+            "submitted_code": ocode or code,
             "submitted_modifiers": omods if ocode else mods,
-            "charge": number(el(seg, 2), "SVC02"), "paid": number(el(seg, 3), "SVC03"), "revenue_code": el(seg, 4),
+            "charge": number(el(seg, 2), "SVC02"),
+            "paid": number(el(seg, 3), "SVC03"),
+            "revenue_code": el(seg, 4),
             "units_paid": number(el(seg, 5), "SVC05", "signed_units"),
             "units_billed": number(el(seg, 7), "SVC07", "signed_units"),
-            "allowed": None, "start_date": None, "end_date": None, "control_number": "",
-            "remark_codes": [], "_adjustments": [],
+            "allowed": None,
+            "start_date": None,
+            "end_date": None,
+            "control_number": "",
+            "remark_codes": [],
+            "_adjustments": [],
         }
         self.clp["_lines"].append(self.svc)
 
@@ -1034,11 +1131,16 @@ class Remit835:
             amount = number(el(seg, i + 1), f"PLB{i + 1:02d}")
             if not parts[0].strip() or amount is None:
                 continue
-            self.offsets.append({
-                "source": self.tx.source, "segment": no, "provider": el(seg, 1),
-                "reason": parts[0].strip().upper(), "reference": parts[1].strip() if len(parts) > 1 else "",
-                "amount": amount,
-            })
+            self.offsets.append(
+                {
+                    "source": self.tx.source,
+                    "segment": no,
+                    "provider": el(seg, 1),
+                    "reason": parts[0].strip().upper(),
+                    "reference": parts[1].strip() if len(parts) > 1 else "",
+                    "amount": amount,
+                }
+            )
 
     def _finish_clp(self) -> None:
         if self.clp is not None:
@@ -1170,8 +1272,12 @@ def _order_key(r: dict) -> tuple:
 def join(parsed: Parsed) -> tuple[dict[str, list[dict]], ImportSummary, list[Rejection]]:
     """Join 837 claims, 835 payments, reversals and WO offsets into contract rows."""
     rejected = list(parsed.rejected)
-    summary = ImportSummary(claims_read=parsed.clm_segments, remittances=len(parsed.remittances),
-                            remittance_lines=len(parsed.remittance_lines), transactions=dict(parsed.transactions))
+    summary = ImportSummary(
+        claims_read=parsed.clm_segments,
+        remittances=len(parsed.remittances),
+        remittance_lines=len(parsed.remittance_lines),
+        transactions=dict(parsed.transactions),
+    )
     ph: Counter = Counter()
     claims, lines = _first_claims(parsed, rejected, ph)
     remits: dict[str, list[dict]] = defaultdict(list)
@@ -1204,8 +1310,12 @@ def join(parsed: Parsed) -> tuple[dict[str, list[dict]], ImportSummary, list[Rej
     summary.placeholders = dict(ph)
     summary.warnings = sum(1 for r in rejected if r.kind == "warning")
     summary.rejected = dict(Counter(f"{r.kind}: {r.reason}" for r in rejected if r.kind != "warning"))
-    rows = {"claims": claim_rows, "claim_lines": line_rows, "recoupments": recoupments,
-            "providers": _first_per_npi(parsed.providers)}
+    rows = {
+        "claims": claim_rows,
+        "claim_lines": line_rows,
+        "recoupments": recoupments,
+        "providers": _first_per_npi(parsed.providers),
+    }
     return rows, summary, rejected
 
 
@@ -1227,22 +1337,30 @@ def _first_claims(parsed: Parsed, rejected: list[Rejection], ph: Counter) -> tup
     for c in parsed.claims:
         cid = c["claim_id"]
         if cid in claims:
-            rejected.append(Rejection(c["_source"], c["_segment"], "claim",
-                                      "CLM: duplicate claim id (the first occurrence is kept)"))
+            rejected.append(
+                Rejection(
+                    c["_source"], c["_segment"], "claim", "CLM: duplicate claim id (the first occurrence is kept)"
+                )
+            )
             continue
         claims[cid], lines[cid] = c, lines_by_key[c["_key"]]
         ph.update(c["_ph"])
     return claims, lines
 
 
-def _add_835_claim(cid: str, rs: list[dict], claims: dict, lines: dict, rejected: list[Rejection],
-                   ph: Counter) -> bool:
+def _add_835_claim(cid: str, rs: list[dict], claims: dict, lines: dict, rejected: list[Rejection], ph: Counter) -> bool:
     """Add a claim known only from 835s; reject it when no service line has a procedure code."""
     built = _claim_from_835(cid, rs, ph)
     if built is None:
-        rejected.append(Rejection(rs[0]["source"], rs[0]["segment"], "remittance",
-                                  "CLP: claim not in any 837 and its 835 has no service line with a "
-                                  "CPT/HCPCS code (payment facts kept in the remittances table only)"))
+        rejected.append(
+            Rejection(
+                rs[0]["source"],
+                rs[0]["segment"],
+                "remittance",
+                "CLP: claim not in any 837 and its 835 has no service line with a "
+                "CPT/HCPCS code (payment facts kept in the remittances table only)",
+            )
+        )
         return False
     claims[cid], lines[cid] = built
     return True
@@ -1258,11 +1376,19 @@ def _reversals(cid: str, rs: list[dict], summary: ImportSummary, rejected: list[
         summary.reversals += 1
         amount = round(abs(r["paid"]), 2)
         if amount <= 0:
-            rejected.append(Rejection(r["source"], r["segment"], "recoupment",
-                                      "CLP: reversal (CLP02=22) of a zero payment"))
+            rejected.append(
+                Rejection(r["source"], r["segment"], "recoupment", "CLP: reversal (CLP02=22) of a zero payment")
+            )
             continue
-        out.append({"claim_id": cid, "recouped_date": r["remittance_date"], "recouped_amount": amount,
-                    "carc": reversal_carc(r), "cause": None})
+        out.append(
+            {
+                "claim_id": cid,
+                "recouped_date": r["remittance_date"],
+                "recouped_amount": amount,
+                "carc": reversal_carc(r),
+                "cause": None,
+            }
+        )
     return out
 
 
@@ -1275,25 +1401,53 @@ def reversal_carc(r: dict) -> str | None:
     return f"{best['group']}-{best['reason']}"
 
 
-def _offset_recoupment(o: dict, claims: dict[str, dict], by_payer_number: dict[str, str],
-                       reversal_amounts: dict[str, list[float]], rejected: list[Rejection]) -> dict | None:
+def _offset_recoupment(
+    o: dict,
+    claims: dict[str, dict],
+    by_payer_number: dict[str, str],
+    reversal_amounts: dict[str, list[float]],
+    rejected: list[Rejection],
+) -> dict | None:
     ref = o["reference"]
     cid = ref if ref in claims else by_payer_number.get(ref)
     if cid not in claims:
-        rejected.append(Rejection(o["source"], o["segment"], "recoupment",
-                                  "PLB: WO offset whose reference is not a known claim (CLP01/CLM01 or CLP07)"))
+        rejected.append(
+            Rejection(
+                o["source"],
+                o["segment"],
+                "recoupment",
+                "PLB: WO offset whose reference is not a known claim (CLP01/CLM01 or CLP07)",
+            )
+        )
         return None
     amount = round(o["amount"], 2)
     if amount <= 0:
-        rejected.append(Rejection(o["source"], o["segment"], "recoupment",
-                                  "PLB: WO offset with a negative amount (money returned, not taken back)"))
+        rejected.append(
+            Rejection(
+                o["source"],
+                o["segment"],
+                "recoupment",
+                "PLB: WO offset with a negative amount (money returned, not taken back)",
+            )
+        )
         return None
     if any(abs(a - amount) < 0.005 for a in reversal_amounts.get(cid, [])):
-        rejected.append(Rejection(o["source"], o["segment"], "warning",
-                                  "PLB: WO offset settles a reversal of the same claim and amount (not counted twice)"))
+        rejected.append(
+            Rejection(
+                o["source"],
+                o["segment"],
+                "warning",
+                "PLB: WO offset settles a reversal of the same claim and amount (not counted twice)",
+            )
+        )
         return None
-    return {"claim_id": cid, "recouped_date": o["remittance_date"], "recouped_amount": amount, "carc": None,
-            "cause": None}
+    return {
+        "claim_id": cid,
+        "recouped_date": o["remittance_date"],
+        "recouped_amount": amount,
+        "carc": None,
+        "cause": None,
+    }
 
 
 def _apply_payments(claim: dict, lines: list[dict], rs: list[dict], ph: Counter) -> None:
@@ -1360,7 +1514,8 @@ def _claim_from_835(cid: str, rs: list[dict], ph: Counter) -> tuple[dict, list[d
         return None
     base = next((r for r in usable if r["status"] != REVERSAL_STATUS), usable[0])
     institutional = base["inpatient"] or any(
-        s["qualifier"] == "NU" or s["revenue_code"] for r in rs for s in r["_lines"])
+        s["qualifier"] == "NU" or s["revenue_code"] for r in rs for s in r["_lines"]
+    )
     dates = [s["start_date"] for s in base["_lines"] if s["start_date"]]
     service = min(dates) if dates else base["dates"].get("232")
     submitted = base["dates"].get("050") or service or base["remittance_date"]
@@ -1382,13 +1537,22 @@ def _claim_from_835(cid: str, rs: list[dict], ph: Counter) -> tuple[dict, list[d
         ph["patient_id unknown-patient-<claim> (no member id)"] += 1
     ph["diagnosis R69 (claim known only from an 835)"] += 1
     claim = {
-        "claim_id": cid, "patient_id": patient, "billing_npi": npi, "rendering_npi": base["rendering_npi"],
-        "payer_id": base["payer_id"], "plan_type": plan_type(base["filing_code"], base["payer_name"]),
-        "claim_type": "institutional" if institutional else "professional", "place_of_service": pos,
-        "frequency_code": frequency(base["frequency_raw"]), "submitted_date": submitted,
-        "total_charge": round(abs(base["charge"]), 2), "diagnosis_codes": [UNKNOWN_DIAGNOSIS],
-        "prior_auth_number": base["prior_auth_number"] or None, "has_attachment": False,
-        "_source": base["source"], "_segment": base["segment"],
+        "claim_id": cid,
+        "patient_id": patient,
+        "billing_npi": npi,
+        "rendering_npi": base["rendering_npi"],
+        "payer_id": base["payer_id"],
+        "plan_type": plan_type(base["filing_code"], base["payer_name"]),
+        "claim_type": "institutional" if institutional else "professional",
+        "place_of_service": pos,
+        "frequency_code": frequency(base["frequency_raw"]),
+        "submitted_date": submitted,
+        "total_charge": round(abs(base["charge"]), 2),
+        "diagnosis_codes": [UNKNOWN_DIAGNOSIS],
+        "prior_auth_number": base["prior_auth_number"] or None,
+        "has_attachment": False,
+        "_source": base["source"],
+        "_segment": base["segment"],
     }
     lines: list[dict] = []
     for s in base["_lines"]:
@@ -1398,14 +1562,19 @@ def _claim_from_835(cid: str, rs: list[dict], ph: Counter) -> tuple[dict, list[d
         if units <= 0:
             units = 1.0
             ph["units 1 (missing or zero units)"] += 1
-        lines.append({
-            "claim_id": cid, "line_number": len(lines) + 1,
-            "service_date": s["start_date"] or service or submitted,
-            "procedure_code": s["submitted_code"],
-            "modifiers": [m for m in s["submitted_modifiers"] if _MODIFIER_RE.match(m)][:4],
-            "units": units, "line_charge": round(abs(s["charge"] or 0.0), 2), "diagnosis_pointers": [],
-            "_control_number": s["control_number"],
-        })
+        lines.append(
+            {
+                "claim_id": cid,
+                "line_number": len(lines) + 1,
+                "service_date": s["start_date"] or service or submitted,
+                "procedure_code": s["submitted_code"],
+                "modifiers": [m for m in s["submitted_modifiers"] if _MODIFIER_RE.match(m)][:4],
+                "units": units,
+                "line_charge": round(abs(s["charge"] or 0.0), 2),
+                "diagnosis_pointers": [],
+                "_control_number": s["control_number"],
+            }
+        )
     return claim, lines
 
 
@@ -1416,17 +1585,67 @@ def _claim_from_835(cid: str, rs: list[dict], ph: Counter) -> tuple[dict, list[d
 
 #: Columns of the non-contract frames in ``ImportResult.tables`` (835 facts as read).
 EXTRA_COLUMNS: dict[str, list[str]] = {
-    "remittances": ["source", "segment", "seq", "claim_id", "status", "charge", "paid", "patient_responsibility",
-                    "filing_code", "payer_claim_number", "facility_code", "frequency_raw", "patient_id",
-                    "insured_id", "rendering_npi", "inpatient", "prior_auth_number", "remittance_date",
-                    "payer_id", "payer_name", "payee_npi"],
-    "remittance_lines": ["source", "segment", "claim_id", "remittance_seq", "status", "line_seq", "qualifier",
-                         "procedure_code", "modifiers", "submitted_qualifier", "submitted_code",
-                         "submitted_modifiers", "charge", "paid", "revenue_code", "units_paid", "units_billed",
-                         "allowed", "start_date", "end_date", "control_number", "remark_codes",
-                         "remittance_date", "adjustments"],
-    "adjustments": ["source", "remittance_seq", "claim_id", "line_seq", "level", "group", "reason", "amount",
-                    "quantity", "remittance_date"],
+    "remittances": [
+        "source",
+        "segment",
+        "seq",
+        "claim_id",
+        "status",
+        "charge",
+        "paid",
+        "patient_responsibility",
+        "filing_code",
+        "payer_claim_number",
+        "facility_code",
+        "frequency_raw",
+        "patient_id",
+        "insured_id",
+        "rendering_npi",
+        "inpatient",
+        "prior_auth_number",
+        "remittance_date",
+        "payer_id",
+        "payer_name",
+        "payee_npi",
+    ],
+    "remittance_lines": [
+        "source",
+        "segment",
+        "claim_id",
+        "remittance_seq",
+        "status",
+        "line_seq",
+        "qualifier",
+        "procedure_code",
+        "modifiers",
+        "submitted_qualifier",
+        "submitted_code",
+        "submitted_modifiers",
+        "charge",
+        "paid",
+        "revenue_code",
+        "units_paid",
+        "units_billed",
+        "allowed",
+        "start_date",
+        "end_date",
+        "control_number",
+        "remark_codes",
+        "remittance_date",
+        "adjustments",
+    ],
+    "adjustments": [
+        "source",
+        "remittance_seq",
+        "claim_id",
+        "line_seq",
+        "level",
+        "group",
+        "reason",
+        "amount",
+        "quantity",
+        "remittance_date",
+    ],
     "offsets": ["source", "segment", "provider", "reason", "reference", "amount", "remittance_date", "payer_id"],
 }
 
@@ -1451,8 +1670,12 @@ def _frames(rows: dict[str, list[dict]], parsed: Parsed) -> dict[str, Any]:
         "providers": frame("providers", rows["providers"]),
     }
     remits = [{k: v for k, v in r.items() if not k.startswith("_") and k != "dates"} for r in parsed.remittances]
-    for name, data in (("remittances", remits), ("remittance_lines", parsed.remittance_lines),
-                       ("adjustments", parsed.adjustments), ("offsets", parsed.offsets)):
+    for name, data in (
+        ("remittances", remits),
+        ("remittance_lines", parsed.remittance_lines),
+        ("adjustments", parsed.adjustments),
+        ("offsets", parsed.offsets),
+    ):
         tables[name] = pd.DataFrame.from_records(data, columns=EXTRA_COLUMNS[name])
     return tables
 
@@ -1461,17 +1684,32 @@ def _flatten_remittances(parsed: Parsed) -> None:
     """Move service lines and adjustments of the parsed CLPs into their own row lists."""
     for r in parsed.remittances:
         for a in r["_adjustments"]:
-            parsed.adjustments.append({"remittance_seq": r["seq"], "claim_id": r["claim_id"], "line_seq": None,
-                                       "remittance_date": r["remittance_date"], "source": r["source"], **a})
+            parsed.adjustments.append(
+                {
+                    "remittance_seq": r["seq"],
+                    "claim_id": r["claim_id"],
+                    "line_seq": None,
+                    "remittance_date": r["remittance_date"],
+                    "source": r["source"],
+                    **a,
+                }
+            )
         for s in r["_lines"]:
             row = {k: v for k, v in s.items() if not k.startswith("_")}
             row["source"] = r["source"]
             row["adjustments"] = ";".join(f"{a['group']}-{a['reason']}:{a['amount']:g}" for a in s["_adjustments"])
             parsed.remittance_lines.append(row)
             for a in s["_adjustments"]:
-                parsed.adjustments.append({"remittance_seq": r["seq"], "claim_id": r["claim_id"],
-                                           "line_seq": s["line_seq"], "remittance_date": r["remittance_date"],
-                                           "source": r["source"], **a})
+                parsed.adjustments.append(
+                    {
+                        "remittance_seq": r["seq"],
+                        "claim_id": r["claim_id"],
+                        "line_seq": s["line_seq"],
+                        "remittance_date": r["remittance_date"],
+                        "source": r["source"],
+                        **a,
+                    }
+                )
 
 
 #: the largest X12 file read (the whole file is held in memory; interchanges are far smaller in practice)
@@ -1485,8 +1723,9 @@ def read_text(path: Path) -> str:
         if not stat.S_ISREG(st.st_mode):  # /dev/zero would fill memory, a FIFO would wait forever
             raise RecoupError(f"{path}: not a regular file, expected an X12 file")
         if st.st_size > MAX_FILE_BYTES:
-            raise RecoupError(f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file "
-                              "may have here; split it")
+            raise RecoupError(
+                f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file may have here; split it"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise RecoupError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
@@ -1507,8 +1746,13 @@ def import_x12(paths: Iterable[str | Path]) -> ImportResult:
     parts = []
     for path in paths:
         one = parse_x12(read_text(path), str(path))
-        log.info("%s: %d claim(s), %d remittance(s), %d rejected", path.name, len(one.claims),
-                 len(one.remittances), sum(1 for r in one.rejected if r.kind != "warning"))
+        log.info(
+            "%s: %d claim(s), %d remittance(s), %d rejected",
+            path.name,
+            len(one.claims),
+            len(one.remittances),
+            sum(1 for r in one.rejected if r.kind != "warning"),
+        )
         parts.append(one)
     return import_parsed(parts, started=t0)
 

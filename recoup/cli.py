@@ -38,8 +38,10 @@ app = typer.Typer(
 )
 
 
-_OVERWRITE_DIR = ("replace --out whole even when it is a non-empty folder this command did not write "
-                  "(without it such a folder is refused; an earlier output of the command is replaced anyway)")
+_OVERWRITE_DIR = (
+    "replace --out whole even when it is a non-empty folder this command did not write "
+    "(without it such a folder is refused; an earlier output of the command is replaced anyway)"
+)
 
 
 def _run(fn: Callable, *args, **kwargs):
@@ -48,8 +50,11 @@ def _run(fn: Callable, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ModuleNotFoundError as exc:
-        typer.secho(f"error: a dependency is missing ({exc.name}); run `make setup` (installs every extra)",
-                    err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"error: a dependency is missing ({exc.name}); run `make setup` (installs every extra)",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(2) from None
     except RecoupError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
@@ -76,8 +81,9 @@ def generate(
     out: Path = typer.Option(..., "--out", help="directory to write the claims history to"),
     claims: int = typer.Option(20_000, "--claims", min=10, help="number of claims"),
     seed: int = typer.Option(7, "--seed", help="random seed (same seed, same data)"),
-    recoupment_rate: float = typer.Option(0.05, "--recoupment-rate", min=0.0, max=0.5,
-                                          help="target share of claims recouped"),
+    recoupment_rate: float = typer.Option(
+        0.05, "--recoupment-rate", min=0.0, max=0.5, help="target share of claims recouped"
+    ),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
 ) -> None:
@@ -86,8 +92,9 @@ def generate(
     def go():
         from features.synthetic import generate_to_dir
 
-        summary = generate_to_dir(out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt,
-                                  overwrite=overwrite)
+        summary = generate_to_dir(
+            out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt, overwrite=overwrite
+        )
         typer.echo(summary)
 
     _run(go)
@@ -123,8 +130,9 @@ def train(
     def go():
         from training.train import train_cli
 
-        train_cli(data=data, as_of=as_of, horizon_days=horizon_days, promote=promote, config=config,
-                  n_estimators=n_estimators)
+        train_cli(
+            data=data, as_of=as_of, horizon_days=horizon_days, promote=promote, config=config, n_estimators=n_estimators
+        )
 
     _run(go)
 
@@ -152,21 +160,33 @@ def score(
     out: Path = typer.Option(..., "--out", help="output .csv or .parquet"),
     since: Optional[str] = typer.Option(None, "--since"),
     until: Optional[str] = typer.Option(None, "--until"),
-    explain: str = typer.Option("top:1000", "--explain",
-                                help="which rows get reasons: none, all, or top:N by dollars at risk"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid",
-                                      help="score the valid claims and list the invalid ones as rejected"),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="replace --out even when it is not an earlier score output "
-                                        "(an earlier output is replaced anyway; always atomically)"),
+    explain: str = typer.Option(
+        "top:1000", "--explain", help="which rows get reasons: none, all, or top:N by dollars at risk"
+    ),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="score the valid claims and list the invalid ones as rejected"
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="replace --out even when it is not an earlier score output "
+        "(an earlier output is replaced anyway; always atomically)",
+    ),
 ) -> None:
     """Score the claims submitted in the window, each with the history known on its submission date."""
 
     def go():
         from serving.batch import score_cli
 
-        score_cli(data=data, out=out, since=since, until=until, explain=explain,
-                  skip_invalid=skip_invalid or None, overwrite=overwrite)
+        score_cli(
+            data=data,
+            out=out,
+            since=since,
+            until=until,
+            explain=explain,
+            skip_invalid=skip_invalid or None,
+            overwrite=overwrite,
+        )
 
     _run(go)
 
@@ -178,11 +198,11 @@ def audit(
     since: Optional[str] = typer.Option(None, "--since"),
     until: Optional[str] = typer.Option(None, "--until"),
     capacity: Optional[int] = typer.Option(None, "--capacity", min=1, help="number of reviews"),
-    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.1,
-                                                 help="review budget in hours"),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.1, help="review budget in hours"),
     minutes_per_review: float = typer.Option(20.0, "--minutes-per-review", min=1.0),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid",
-                                      help="audit the valid claims and list the invalid ones as rejected"),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="audit the valid claims and list the invalid ones as rejected"
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
 ) -> None:
     """Ranked review worklist by expected recoupment dollars, with an HTML report."""
@@ -190,8 +210,17 @@ def audit(
     def go():
         from serving.audit import audit_cli
 
-        audit_cli(data=data, out=out, since=since, until=until, capacity=capacity, budget_hours=budget_hours,
-                  minutes_per_review=minutes_per_review, skip_invalid=skip_invalid or None, overwrite=overwrite)
+        audit_cli(
+            data=data,
+            out=out,
+            since=since,
+            until=until,
+            capacity=capacity,
+            budget_hours=budget_hours,
+            minutes_per_review=minutes_per_review,
+            skip_invalid=skip_invalid or None,
+            overwrite=overwrite,
+        )
 
     _run(go)
 
@@ -199,28 +228,43 @@ def audit(
 @app.command()
 def serve(
     port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port to listen on (1-65535)"),
-    host: str = typer.Option("127.0.0.1", "--host",
-                             help="address to listen on; anything but loopback (e.g. 0.0.0.0 = all "
-                                  "interfaces) requires an API key (recoup keys create NAME)"),
-    workers: int = typer.Option(None, "--workers", min=1,
-                                help="worker processes (default RECOUP_SERVICE_WORKERS or 1); several "
-                                     "share the claims they record (docs/service.md)"),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="address to listen on; anything but loopback (e.g. 0.0.0.0 = all "
+        "interfaces) requires an API key (recoup keys create NAME)",
+    ),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="worker processes (default RECOUP_SERVICE_WORKERS or 1); several "
+        "share the claims they record (docs/service.md)",
+    ),
     allowed_host: Optional[List[str]] = typer.Option(
-        None, "--allowed-host",
+        None,
+        "--allowed-host",
         help="a Host header name clients may use, besides the loopback names (repeatable; also "
-             "RECOUP_ALLOWED_HOSTS, comma-separated; '*' = any); needed with --host 0.0.0.0"),
-    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile",
-                                                help="TLS certificate (PEM): serve HTTPS (with --ssl-keyfile)"),
-    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile",
-                                               help="TLS private key (PEM) of --ssl-certfile"),
+        "RECOUP_ALLOWED_HOSTS, comma-separated; '*' = any); needed with --host 0.0.0.0",
+    ),
+    ssl_certfile: Optional[Path] = typer.Option(
+        None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS (with --ssl-keyfile)"
+    ),
+    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile"),
 ) -> None:
     """Start the BentoML scoring service with the champion and its history state."""
 
     def go():
         from serving.serve import serve_cli
 
-        serve_cli(port=port, host=host, workers=workers, allowed_hosts=allowed_host, ssl_certfile=ssl_certfile,
-                  ssl_keyfile=ssl_keyfile)
+        serve_cli(
+            port=port,
+            host=host,
+            workers=workers,
+            allowed_hosts=allowed_host,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
 
     _run(go)
 

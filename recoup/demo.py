@@ -59,8 +59,16 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     from serving.audit import audit_cli
 
     audit_dir = demo / "audit"
-    audit_cli(data=data, out=audit_dir, since=since, until=None, capacity=500, budget_hours=None,
-              minutes_per_review=20.0, overwrite=True)
+    audit_cli(
+        data=data,
+        out=audit_dir,
+        since=since,
+        until=None,
+        capacity=500,
+        budget_hours=None,
+        minutes_per_review=20.0,
+        overwrite=True,
+    )
     print(f"      done in {time.perf_counter() - t:.0f} s")
 
     # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)
@@ -71,8 +79,9 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     print("Worklist:       ", (audit_dir / "worklist.csv").resolve())
     print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}")
     print("Try the service (in another terminal once it is up):")
-    print(f"  curl -s -X POST http://127.0.0.1:{port}/score -H 'content-type: application/json' "
-          f"-d @{example.resolve()}")
+    print(
+        f"  curl -s -X POST http://127.0.0.1:{port}/score -H 'content-type: application/json' -d @{example.resolve()}"
+    )
     if serve_after:
         _step(4, f"starting the scoring service on http://127.0.0.1:{port} (Ctrl-C to stop)")
         from serving.serve import serve_cli

@@ -41,9 +41,24 @@ log = logging.getLogger(__name__)
 WHOLE_CLAIM_CAUSES = ("duplicate", "eligibility")
 MAX_EXPLAIN = 50_000
 WORKLIST_COLUMNS = [
-    "rank", "claim_id", "billing_npi", "payer_id", "plan_type", "submitted_date", "paid_date", "paid_amount",
-    "recoupment_probability", "risk_band", "top_cause", "top_cause_probability", "amount_at_risk",
-    "expected_recoupment_dollars", "cumulative_expected_dollars", "causes", "reasons", "rule_hits",
+    "rank",
+    "claim_id",
+    "billing_npi",
+    "payer_id",
+    "plan_type",
+    "submitted_date",
+    "paid_date",
+    "paid_amount",
+    "recoupment_probability",
+    "risk_band",
+    "top_cause",
+    "top_cause_probability",
+    "amount_at_risk",
+    "expected_recoupment_dollars",
+    "cumulative_expected_dollars",
+    "causes",
+    "reasons",
+    "rule_hits",
     "model_version",
 ]
 
@@ -65,10 +80,16 @@ def line_payments(history: History, claim_ids=None) -> pd.DataFrame:
     est = share * paid_amt.reindex(cid).to_numpy()
     lp = ln["line_paid"].to_numpy(dtype=np.float64) if "line_paid" in ln.columns else np.full(len(ln), np.nan)
     paid = np.where(np.isfinite(lp), lp, est)
-    return pd.DataFrame({"claim_id": cid, "line_number": ln["line_number"].to_numpy(dtype=np.int64),
-                         "code": ln["procedure_code"].astype(str).to_numpy(),
-                         "day": ln["service_date"].to_numpy(dtype="datetime64[D]").astype(np.int64),
-                         "units": ln["units"].to_numpy(dtype=np.float64), "paid": np.nan_to_num(paid)})
+    return pd.DataFrame(
+        {
+            "claim_id": cid,
+            "line_number": ln["line_number"].to_numpy(dtype=np.int64),
+            "code": ln["procedure_code"].astype(str).to_numpy(),
+            "day": ln["service_date"].to_numpy(dtype="datetime64[D]").astype(np.int64),
+            "units": ln["units"].to_numpy(dtype=np.float64),
+            "paid": np.nan_to_num(paid),
+        }
+    )
 
 
 def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -> pd.DataFrame:
@@ -95,14 +116,20 @@ def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -
         # units: excess share of the lines of the code (that line for MAI 1; that day for MAI 2/3)
         m = hits[hits["rule"] == "mue"].dropna(subset=["line_number"])
         if len(m):
-            m = m.assign(claim_id=m["claim_id"].astype(str), line_number=m["line_number"].astype(np.int64),
-                         value=m["value"].astype(float), limit=m["limit"].astype(float),
-                         mai=m["ref"].astype(str))
+            m = m.assign(
+                claim_id=m["claim_id"].astype(str),
+                line_number=m["line_number"].astype(np.int64),
+                value=m["value"].astype(float),
+                limit=m["limit"].astype(float),
+                mai=m["ref"].astype(str),
+            )
             m = m.merge(lines[["claim_id", "line_number", "day"]], on=["claim_id", "line_number"], how="left")
-            per_line = m[m["mai"] == "1"].merge(lines[["claim_id", "line_number", "paid"]],
-                                                on=["claim_id", "line_number"], how="left")
-            per_day = m[m["mai"] != "1"].merge(lines[["claim_id", "code", "day", "paid"]],
-                                               on=["claim_id", "code", "day"], how="left")
+            per_line = m[m["mai"] == "1"].merge(
+                lines[["claim_id", "line_number", "paid"]], on=["claim_id", "line_number"], how="left"
+            )
+            per_day = m[m["mai"] != "1"].merge(
+                lines[["claim_id", "code", "day", "paid"]], on=["claim_id", "code", "day"], how="left"
+            )
             both = pd.concat([per_line, per_day], ignore_index=True)
             if len(both):
                 excess = np.clip((both["value"] - both["limit"]) / both["value"].where(both["value"] > 0), 0, 1)
@@ -150,8 +177,12 @@ def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: p
     pos_total, dol_total = int(tm["label"].sum()), float(tm["recouped_amount"].sum())
     model_c, model_d = _caught(ids, k, tm)
     res = {
-        "n_candidates": int(len(ranked)), "n_mature": n_mature, "n_immature": int(len(ranked) - n_mature),
-        "capacity": int(k), "positives": pos_total, "recouped_dollars": round(dol_total, 2),
+        "n_candidates": int(len(ranked)),
+        "n_mature": n_mature,
+        "n_immature": int(len(ranked) - n_mature),
+        "capacity": int(k),
+        "positives": pos_total,
+        "recouped_dollars": round(dol_total, 2),
         "model": {"claims": model_c, "dollars": round(model_d, 2)},
         "random": {"claims": round(k * pos_total / n_mature, 2), "dollars": round(k * dol_total / n_mature, 2)},
     }
@@ -168,17 +199,20 @@ def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: p
     # capacity curves (dollars caught at each k) for the chart
     grid = np.unique(np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int))
     cum_model = np.concatenate([[0], np.cumsum(tm["recouped_amount"].to_numpy())])
-    res["curve"] = {"k": grid.tolist(), "model": cum_model[grid].round(2).tolist(),
-                    "random": (grid * dol_total / n_mature).round(2).tolist()}
+    res["curve"] = {
+        "k": grid.tolist(),
+        "model": cum_model[grid].round(2).tolist(),
+        "random": (grid * dol_total / n_mature).round(2).tolist(),
+    }
     return res
 
 
 # ---------------------------------------------------------------------------------------------- worklist
 @dataclass
 class Worklist:
-    ranked: pd.DataFrame                 # every paid claim of the window in rank order (numbers only)
-    worklist: pd.DataFrame               # the top within capacity, with text columns (WORKLIST_COLUMNS)
-    by_cause: pd.Series                  # expected dollars by cause over all candidates
+    ranked: pd.DataFrame  # every paid claim of the window in rank order (numbers only)
+    worklist: pd.DataFrame  # the top within capacity, with text columns (WORKLIST_COLUMNS)
+    by_cause: pd.Series  # expected dollars by cause over all candidates
     capacity: int
     summary: dict
     backtest: dict | None = None
@@ -194,9 +228,16 @@ def review_capacity(n: int, capacity: int | None, budget_hours: float | None, mi
     return max(0, min(caps))
 
 
-def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_hours: float | None = None,
-                   minutes_per_review: float = 20.0, data_dir: Path | None = None,
-                   as_of: pd.Timestamp | None = None, horizon_days: int | None = None) -> Worklist:
+def build_worklist(
+    bs: BatchScores,
+    scorer,
+    capacity: int | None = None,
+    budget_hours: float | None = None,
+    minutes_per_review: float = 20.0,
+    data_dir: Path | None = None,
+    as_of: pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+) -> Worklist:
     t0 = time.perf_counter()
     c = bs.claims
     paid_mask = (c["paid_date"].notna() & (c["paid_amount"].fillna(0) > 0)).to_numpy()
@@ -213,14 +254,25 @@ def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_
     at_risk = (pc * risk[list(CAUSES)].to_numpy()).sum(axis=1)
     order = np.lexsort((np.arange(len(ids)), -expected))
     claims = c.iloc[idx]
-    ranked = pd.DataFrame({
-        "claim_id": ids, "billing_npi": claims["billing_npi"].astype(str).to_numpy(),
-        "payer_id": claims["payer_id"].astype(str).to_numpy(), "plan_type": claims["plan_type"].astype(str).to_numpy(),
-        "submitted_date": claims["submitted_date"].to_numpy(), "paid_date": claims["paid_date"].to_numpy(),
-        "paid_amount": claims["paid_amount"].to_numpy(dtype=np.float64),
-        "recoupment_probability": p, "risk_band": tab["risk_band"].astype(str).to_numpy(),
-        "amount_at_risk": at_risk, "expected_recoupment_dollars": expected,
-    }).iloc[order].reset_index(drop=True)
+    ranked = (
+        pd.DataFrame(
+            {
+                "claim_id": ids,
+                "billing_npi": claims["billing_npi"].astype(str).to_numpy(),
+                "payer_id": claims["payer_id"].astype(str).to_numpy(),
+                "plan_type": claims["plan_type"].astype(str).to_numpy(),
+                "submitted_date": claims["submitted_date"].to_numpy(),
+                "paid_date": claims["paid_date"].to_numpy(),
+                "paid_amount": claims["paid_amount"].to_numpy(dtype=np.float64),
+                "recoupment_probability": p,
+                "risk_band": tab["risk_band"].astype(str).to_numpy(),
+                "amount_at_risk": at_risk,
+                "expected_recoupment_dollars": expected,
+            }
+        )
+        .iloc[order]
+        .reset_index(drop=True)
+    )
     for j, k in enumerate(CAUSES):
         ranked[f"p_{k}"] = pc[order, j]
         ranked[f"dollars_{k}"] = per_cause[order, j]
@@ -249,17 +301,24 @@ def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_
     total = float(ranked["expected_recoupment_dollars"].sum())
     mean = total / len(ranked) if len(ranked) else 0.0
     summary = {
-        "model_version": bs.model_version, "claims_in_window": int(len(c)), "paid_claims": int(len(ranked)),
-        "reviews": int(cap), "minutes_per_review": minutes_per_review,
+        "model_version": bs.model_version,
+        "claims_in_window": int(len(c)),
+        "paid_claims": int(len(ranked)),
+        "reviews": int(cap),
+        "minutes_per_review": minutes_per_review,
         "review_hours": round(cap * minutes_per_review / 60.0, 1),
         "dollars_paid": round(float(np.nansum(ranked["paid_amount"])), 2),
         "expected_dollars_all": round(total, 2),
         "expected_dollars_at_capacity": round(float(top["expected_recoupment_dollars"].sum()), 2),
         "expected_dollars_random": round(cap * mean, 2),
-        "capacity": capacity, "budget_hours": budget_hours,
+        "capacity": capacity,
+        "budget_hours": budget_hours,
     }
-    summary["lift_vs_random"] = (round(summary["expected_dollars_at_capacity"] / summary["expected_dollars_random"], 2)
-                                 if summary["expected_dollars_random"] > 0 else None)
+    summary["lift_vs_random"] = (
+        round(summary["expected_dollars_at_capacity"] / summary["expected_dollars_random"], 2)
+        if summary["expected_dollars_random"] > 0
+        else None
+    )
     by_cause = pd.Series(per_cause.sum(axis=0), index=list(CAUSES))
     bt = None
     rec = bs.history.recoupments
@@ -274,13 +333,21 @@ def build_worklist(bs: BatchScores, scorer, capacity: int | None = None, budget_
             t = truth.reindex(top["claim_id"].to_numpy())
             worklist["outcome_known"] = t["mature"].fillna(False).to_numpy(dtype=bool)
             worklist["recouped"] = np.where(worklist["outcome_known"], t["label"].fillna(0).to_numpy(), np.nan)
-            worklist["recouped_amount"] = np.where(worklist["outcome_known"], t["recouped_amount"].fillna(0).to_numpy(),
-                                                   np.nan)
-            worklist["actual_cause"] = np.where(worklist["outcome_known"] & t["cause"].notna().to_numpy(),
-                                                t["cause"].astype(object).to_numpy(), "")
-    return Worklist(ranked=ranked, worklist=worklist.reset_index(drop=True), by_cause=by_cause, capacity=cap,
-                    summary=summary, backtest=bt,
-                    timings={"rank_s": t1 - t0, "reasons_s": t2 - t1, "finish_s": time.perf_counter() - t2})
+            worklist["recouped_amount"] = np.where(
+                worklist["outcome_known"], t["recouped_amount"].fillna(0).to_numpy(), np.nan
+            )
+            worklist["actual_cause"] = np.where(
+                worklist["outcome_known"] & t["cause"].notna().to_numpy(), t["cause"].astype(object).to_numpy(), ""
+            )
+    return Worklist(
+        ranked=ranked,
+        worklist=worklist.reset_index(drop=True),
+        by_cause=by_cause,
+        capacity=cap,
+        summary=summary,
+        backtest=bt,
+        timings={"rank_s": t1 - t0, "reasons_s": t2 - t1, "finish_s": time.perf_counter() - t2},
+    )
 
 
 WORKLIST_FILES = ("worklist.csv", "worklist.parquet", "report.html")
@@ -318,9 +385,18 @@ def _check_out(data: Path, out: Path, overwrite: bool) -> None:
     check_dir_output(out, "audit", overwrite)
 
 
-def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
-              capacity: int | None = None, budget_hours: float | None = None, minutes_per_review: float = 20.0,
-              skip_invalid: bool | None = None, bundle_dir: Path | None = None, overwrite: bool = False) -> dict:
+def audit_cli(
+    data: Path,
+    out: Path,
+    since: str | None = None,
+    until: str | None = None,
+    capacity: int | None = None,
+    budget_hours: float | None = None,
+    minutes_per_review: float = 20.0,
+    skip_invalid: bool | None = None,
+    bundle_dir: Path | None = None,
+    overwrite: bool = False,
+) -> dict:
     """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out`` (a new or empty folder,
     an earlier audit output, or any folder with ``overwrite``; it is replaced whole)."""
     t0 = time.perf_counter()
@@ -336,22 +412,36 @@ def audit_cli(data: Path, out: Path, since: str | None = None, until: str | None
     _check_out(Path(data), Path(out), overwrite)  # before the work, not only after it
     scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
     wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data))
-    wl.summary.update({"window": [str(s.date()) if s is not None else str(bs.claims["submitted_date"].min())[:10],
-                                  str(u.date()) if u is not None else str(bs.claims["submitted_date"].max())[:10]],
-                       "rejected": int(len(bs.rejected))})
+    wl.summary.update(
+        {
+            "window": [
+                str(s.date()) if s is not None else str(bs.claims["submitted_date"].min())[:10],
+                str(u.date()) if u is not None else str(bs.claims["submitted_date"].max())[:10],
+            ],
+            "rejected": int(len(bs.rejected)),
+        }
+    )
     t_w = time.perf_counter()
     paths = write_worklist(wl, Path(out), overwrite=overwrite)
     wl.timings["write_report_s"] = time.perf_counter() - t_w
     secs = round(time.perf_counter() - t0, 1)
     sm = wl.summary
-    print(f"{sm['reviews']} review(s) of {sm['paid_claims']} paid claim(s) in the window: expected "
-          f"${sm['expected_dollars_at_capacity']:,.0f} vs ${sm['expected_dollars_random']:,.0f} for random review"
-          + (f"; {len(bs.rejected)} claim(s) rejected" if len(bs.rejected) else ""))
+    print(
+        f"{sm['reviews']} review(s) of {sm['paid_claims']} paid claim(s) in the window: expected "
+        f"${sm['expected_dollars_at_capacity']:,.0f} vs ${sm['expected_dollars_random']:,.0f} for random review"
+        + (f"; {len(bs.rejected)} claim(s) rejected" if len(bs.rejected) else "")
+    )
     if wl.backtest:
         b = wl.backtest
-        print(f"backtest ({b['n_mature']} matured claims, top {b['capacity']}): caught {b['model']['claims']} "
-              f"claims / ${b['model']['dollars']:,.0f} vs random {b['random']['claims']:.1f} / "
-              f"${b['random']['dollars']:,.0f}")
+        print(
+            f"backtest ({b['n_mature']} matured claims, top {b['capacity']}): caught {b['model']['claims']} "
+            f"claims / ${b['model']['dollars']:,.0f} vs random {b['random']['claims']:.1f} / "
+            f"${b['random']['dollars']:,.0f}"
+        )
     print(f"wrote {paths['csv']}, {paths['parquet'].name}, {paths['html'].name} ({secs} s)")
-    return {**sm, "paths": {k: str(v) for k, v in paths.items()}, "backtest": wl.backtest,
-            "timings": {**bs.timings, **wl.timings, "total_s": secs}}
+    return {
+        **sm,
+        "paths": {k: str(v) for k, v in paths.items()},
+        "backtest": wl.backtest,
+        "timings": {**bs.timings, **wl.timings, "total_s": secs},
+    }

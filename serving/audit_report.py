@@ -9,7 +9,6 @@ import io
 import json
 
 import numpy as np
-import pandas as pd
 
 from features.contract import CAUSES
 
@@ -128,19 +127,27 @@ def _causes_html(text: str) -> str:
 
 def _summary_html(wl) -> str:
     s = wl.summary
-    kpis = [("paid claims in window", f"{s['paid_claims']:,}"), ("claims to review", f"{s['reviews']:,}"),
-            ("review hours", f"{s['review_hours']:,}"), ("dollars paid", _money(s["dollars_paid"])),
-            ("expected recoupment, all paid claims", _money(s["expected_dollars_all"])),
-            ("expected recovery at capacity", _money(s["expected_dollars_at_capacity"])),
-            ("same capacity, random review", _money(s["expected_dollars_random"]))]
+    kpis = [
+        ("paid claims in window", f"{s['paid_claims']:,}"),
+        ("claims to review", f"{s['reviews']:,}"),
+        ("review hours", f"{s['review_hours']:,}"),
+        ("dollars paid", _money(s["dollars_paid"])),
+        ("expected recoupment, all paid claims", _money(s["expected_dollars_all"])),
+        ("expected recovery at capacity", _money(s["expected_dollars_at_capacity"])),
+        ("same capacity, random review", _money(s["expected_dollars_random"])),
+    ]
     if s.get("lift_vs_random"):
         kpis.append(("lift vs random", f"{s['lift_vs_random']}x"))
     body = "".join(f'<div class="kpi"><span class="muted">{_esc(a)}</span><b>{_esc(b)}</b></div>' for a, b in kpis)
     win = s.get("window")
-    meta = (f"<p class='muted'>Window: claims submitted {_esc(win[0])} to {_esc(win[1])}. " if win else "<p class='muted'>")
-    meta += (f"Model version {_esc(s['model_version'])}. {s['claims_in_window']:,} claims in the window, "
-             f"{s['paid_claims']:,} paid (only paid claims can be recouped). Capacity: {s['reviews']:,} reviews "
-             f"at {s['minutes_per_review']:g} minutes each.")
+    meta = (
+        f"<p class='muted'>Window: claims submitted {_esc(win[0])} to {_esc(win[1])}. " if win else "<p class='muted'>"
+    )
+    meta += (
+        f"Model version {_esc(s['model_version'])}. {s['claims_in_window']:,} claims in the window, "
+        f"{s['paid_claims']:,} paid (only paid claims can be recouped). Capacity: {s['reviews']:,} reviews "
+        f"at {s['minutes_per_review']:g} minutes each."
+    )
     if s.get("rejected"):
         meta += f" {s['rejected']:,} claim(s) could not be scored (see the score output for reasons)."
     return body + meta + "</p>"
@@ -148,20 +155,26 @@ def _summary_html(wl) -> str:
 
 def _backtest_html(bt: dict | None) -> str:
     if not bt:
-        return ("<p class='muted'>Outcomes are not known for this window yet (no recoupments in the data, or no "
-                "claim whose horizon has passed), so there is no backtest.</p>")
+        return (
+            "<p class='muted'>Outcomes are not known for this window yet (no recoupments in the data, or no "
+            "claim whose horizon has passed), so there is no backtest.</p>"
+        )
     rows = [("ranked review (this worklist's order)", bt["model"]), ("random review (expected)", bt["random"])]
     if "oracle" in bt:
         rows.append(("oracle ranking (true probability x paid)", bt["oracle"]))
     rows.append(("hindsight (the largest actual recoupments)", bt["hindsight"]))
-    tr = "".join(f"<tr><td>{_esc(a)}</td><td class='num'>{b['claims']:,}</td><td class='num'>{_money(b['dollars'])}"
-                 f"</td></tr>" for a, b in rows)
-    return (f"<p>Of the window's paid claims, {bt['n_mature']:,} have a known outcome as of {_esc(bt['as_of'])} "
-            f"(horizon {bt['horizon_days']} days after payment; {bt['n_immature']:,} are too recent and left out). "
-            f"They had {bt['positives']:,} recoupments worth {_money(bt['recouped_dollars'])}. Reviewing the top "
-            f"{bt['capacity']:,} of them would have caught:</p>"
-            f"<table><tr><th>review strategy</th><th>recouped claims caught</th><th>dollars caught</th></tr>{tr}"
-            "</table>")
+    tr = "".join(
+        f"<tr><td>{_esc(a)}</td><td class='num'>{b['claims']:,}</td><td class='num'>{_money(b['dollars'])}</td></tr>"
+        for a, b in rows
+    )
+    return (
+        f"<p>Of the window's paid claims, {bt['n_mature']:,} have a known outcome as of {_esc(bt['as_of'])} "
+        f"(horizon {bt['horizon_days']} days after payment; {bt['n_immature']:,} are too recent and left out). "
+        f"They had {bt['positives']:,} recoupments worth {_money(bt['recouped_dollars'])}. Reviewing the top "
+        f"{bt['capacity']:,} of them would have caught:</p>"
+        f"<table><tr><th>review strategy</th><th>recouped claims caught</th><th>dollars caught</th></tr>{tr}"
+        "</table>"
+    )
 
 
 def _worklist_html(wl) -> str:
@@ -169,8 +182,11 @@ def _worklist_html(wl) -> str:
     if not len(w):
         return "<p class='muted'>No paid claims in the window.</p>"
     shown = w.head(MAX_TABLE_ROWS)
-    note = (f"<p class='muted'>Showing the first {MAX_TABLE_ROWS:,} of {len(w):,} rows; worklist.csv has all.</p>"
-            if len(w) > MAX_TABLE_ROWS else "")
+    note = (
+        f"<p class='muted'>Showing the first {MAX_TABLE_ROWS:,} of {len(w):,} rows; worklist.csv has all.</p>"
+        if len(w) > MAX_TABLE_ROWS
+        else ""
+    )
     has_outcome = "recouped" in shown.columns
     heads = ["rank", "claim", "payer", "paid", "probability", "expected $", "causes", "reasons", "rule hits"]
     if has_outcome:
@@ -182,18 +198,22 @@ def _worklist_html(wl) -> str:
         rows = g.get_group(npi).sort_values("rank")
         top = rows["top_cause"].value_counts()
         pattern = ", ".join(f"{c.replace('_', ' ')} ({n})" for c, n in top.head(3).items())
-        parts.append(f"<tr class='provider'><td colspan='{len(heads)}'>Provider {_esc(npi)}: {len(rows):,} claim(s), "
-                     f"expected {_money(prov_total[npi])}; most likely causes: {_esc(pattern)}</td></tr>")
+        parts.append(
+            f"<tr class='provider'><td colspan='{len(heads)}'>Provider {_esc(npi)}: {len(rows):,} claim(s), "
+            f"expected {_money(prov_total[npi])}; most likely causes: {_esc(pattern)}</td></tr>"
+        )
         for r in rows.itertuples(index=False):
-            cells = [f"<td class='num'>{r.rank}</td>",
-                     f"<td>{_esc(r.claim_id)}<br><span class='muted'>{_esc(str(r.submitted_date)[:10])}</span></td>",
-                     f"<td>{_esc(r.payer_id)}<br><span class='muted'>{_esc(r.plan_type)}</span></td>",
-                     f"<td class='num'>{_money(r.paid_amount)}</td>",
-                     f"<td class='num band-{_esc(r.risk_band)}'>{r.recoupment_probability:.1%}</td>",
-                     f"<td class='num'>{_money(r.expected_recoupment_dollars)}</td>",
-                     f"<td>{_causes_html(r.causes)}</td>",
-                     f"<td>{_list_html(r.reasons, 'text')}</td>",
-                     f"<td>{_list_html(r.rule_hits, 'text')}</td>"]
+            cells = [
+                f"<td class='num'>{r.rank}</td>",
+                f"<td>{_esc(r.claim_id)}<br><span class='muted'>{_esc(str(r.submitted_date)[:10])}</span></td>",
+                f"<td>{_esc(r.payer_id)}<br><span class='muted'>{_esc(r.plan_type)}</span></td>",
+                f"<td class='num'>{_money(r.paid_amount)}</td>",
+                f"<td class='num band-{_esc(r.risk_band)}'>{r.recoupment_probability:.1%}</td>",
+                f"<td class='num'>{_money(r.expected_recoupment_dollars)}</td>",
+                f"<td>{_causes_html(r.causes)}</td>",
+                f"<td>{_list_html(r.reasons, 'text')}</td>",
+                f"<td>{_list_html(r.rule_hits, 'text')}</td>",
+            ]
             if has_outcome:
                 if not r.outcome_known:
                     o = "<span class='muted'>not known yet</span>"

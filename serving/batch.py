@@ -43,17 +43,27 @@ import pandas as pd
 from features.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES, REJECTED_COLUMNS, History, load_history
 from features.errors import RecoupError
-from features.outputs import (check_file_output, csv_header, parquet_columns, unescape_formulas, write_csv,
-                              write_parquet)
+from features.outputs import check_file_output, csv_header, parquet_columns, unescape_formulas, write_csv, write_parquet
 from features.pipeline import FeatureResult, build_feature_table
 from serving.reasons import rule_hit_records
 from serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "top_cause",
-                  "top_cause_probability", "causes", "reasons", "rule_hits", "model_version", "status",
-                  "reject_reason"]
+OUTPUT_COLUMNS = [
+    "claim_id",
+    "recoupment_probability",
+    "risk_band",
+    "expected_recoupment_amount",
+    "top_cause",
+    "top_cause_probability",
+    "causes",
+    "reasons",
+    "rule_hits",
+    "model_version",
+    "status",
+    "reject_reason",
+]
 CHUNK = 100_000
 
 
@@ -112,13 +122,13 @@ def _progress(iterable, total: int, desc: str):
 class BatchScores:
     """Scores of the window's claims (model part), plus what audit and output need."""
 
-    table: pd.DataFrame          # index claim_id: recoupment_probability, risk_band, expected_recoupment_amount, p_*
-    claims: pd.DataFrame         # the scored claims (typed contract rows), aligned with ``table``
-    feats: FeatureResult         # features of the (truncated) history; ``lines.ci`` refers to ``history.claims``
-    history: History             # the history the features were built from
-    positions: np.ndarray        # position of each scored claim in ``history.claims``
-    rule_hits: pd.Series         # claim_id -> JSON text of the rule hit records ("[]" when none)
-    rejected: pd.DataFrame       # claim_id, reject_reason (contract and scoring rejections)
+    table: pd.DataFrame  # index claim_id: recoupment_probability, risk_band, expected_recoupment_amount, p_*
+    claims: pd.DataFrame  # the scored claims (typed contract rows), aligned with ``table``
+    feats: FeatureResult  # features of the (truncated) history; ``lines.ci`` refers to ``history.claims``
+    history: History  # the history the features were built from
+    positions: np.ndarray  # position of each scored claim in ``history.claims``
+    rule_hits: pd.Series  # claim_id -> JSON text of the rule hit records ("[]" when none)
+    rejected: pd.DataFrame  # claim_id, reject_reason (contract and scoring rejections)
     model_version: str
     n_read: int
     reasons: dict[str, list[dict]] = field(default_factory=dict)
@@ -149,8 +159,14 @@ def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
     rec = history.recoupments
     if rec is not None:
         rec = rec[rec["claim_id"].isin(ids)].reset_index(drop=True)
-    return History(claims=claims, claim_lines=lines, coverage=history.coverage, providers=history.providers,
-                   recoupments=rec, source=history.source)
+    return History(
+        claims=claims,
+        claim_lines=lines,
+        coverage=history.coverage,
+        providers=history.providers,
+        recoupments=rec,
+        source=history.source,
+    )
 
 
 def model_table(scorer: Scorer, X: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame:
@@ -160,8 +176,10 @@ def model_table(scorer: Scorer, X: pd.DataFrame, claims: pd.DataFrame) -> pd.Dat
     p = b.probability(M)
     cp = b.cause_probabilities(M)
     amount = expected_amount(b, p, cp, claims.reset_index(drop=True))
-    table = pd.DataFrame({"recoupment_probability": p, "risk_band": scorer.risk_band(p),
-                          "expected_recoupment_amount": amount}, index=X.index)
+    table = pd.DataFrame(
+        {"recoupment_probability": p, "risk_band": scorer.risk_band(p), "expected_recoupment_amount": amount},
+        index=X.index,
+    )
     for j, c in enumerate(CAUSES):
         table[f"p_{c}"] = cp[:, j]
     return table
@@ -197,9 +215,12 @@ def fast_rule_hits(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFram
         uniq = h.iloc[first.to_numpy()].reset_index(drop=True)
         fake_ids = np.array([f"k{i}" for i in range(len(uniq))], dtype=object)
         uniq["claim_id"] = fake_ids
-        fake_claims = pd.DataFrame({"claim_id": fake_ids,
-                                    "plan_type": np.where(k["_med"].to_numpy()[first.to_numpy()], "medicare",
-                                                          "commercial")})
+        fake_claims = pd.DataFrame(
+            {
+                "claim_id": fake_ids,
+                "plan_type": np.where(k["_med"].to_numpy()[first.to_numpy()], "medicare", "commercial"),
+            }
+        )
         recs = rule_hit_records(uniq, fake_claims, pd.DataFrame(index=pd.Index([], dtype=object)), rb)
         frag_of = np.array([json.dumps(recs[f][0], default=str) for f in fake_ids], dtype=object)
         frags.append((pos_of.reindex(h["claim_id"].astype(str).to_numpy()).to_numpy(), frag_of[gid]))
@@ -229,9 +250,14 @@ def fast_rule_hits(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFram
     return out
 
 
-def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = None,
-                 until: pd.Timestamp | None = None, rejected: pd.DataFrame | None = None,
-                 n_read: int | None = None) -> BatchScores:
+def score_window(
+    history: History,
+    scorer: Scorer,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    rejected: pd.DataFrame | None = None,
+    n_read: int | None = None,
+) -> BatchScores:
     """Model scores and rule hits of every claim submitted in [since, until] (no reasons yet)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -274,7 +300,7 @@ def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = 
             log.warning("scoring a chunk failed (%s); retrying claim by claim", type(exc).__name__)
             for i in range(sl.start, sl.stop):
                 try:
-                    parts.append(model_table(scorer, feats.X.iloc[positions[i:i + 1]], claims.iloc[i:i + 1]))
+                    parts.append(model_table(scorer, feats.X.iloc[positions[i : i + 1]], claims.iloc[i : i + 1]))
                 except Exception as exc1:
                     failed.append((str(claims["claim_id"].iat[i]), f"scoring failed: {type(exc1).__name__}"))
         log.info("scored %d / %d", sl.stop, n_win)
@@ -299,16 +325,24 @@ def score_window(history: History, scorer: Scorer, since: pd.Timestamp | None = 
     else:
         hits = pd.Series([], dtype=object)
     timings["rule_hits_s"] = time.perf_counter() - t2
-    return BatchScores(data_end=history.last_date, table=table, claims=claims, feats=feats, history=hist,
-                       positions=positions, rule_hits=hits,
-                       rejected=rej, model_version=scorer.model_version,
-                       n_read=n_read if n_read is not None else n_win + len(rej) - len(failed), timings=timings)
+    return BatchScores(
+        data_end=history.last_date,
+        table=table,
+        claims=claims,
+        feats=feats,
+        history=hist,
+        positions=positions,
+        rule_hits=hits,
+        rejected=rej,
+        model_version=scorer.model_version,
+        n_read=n_read if n_read is not None else n_win + len(rej) - len(failed),
+        timings=timings,
+    )
 
 
 def add_reasons(bs: BatchScores, scorer: Scorer, claim_ids: list[str] | np.ndarray | pd.Index) -> None:
     """Reasons for these scored claims, with :meth:`Scorer.score_features` itself (TreeSHAP)."""
-    ids = pd.Index(np.asarray(claim_ids, dtype=object).astype(str)).difference(pd.Index(list(bs.reasons)),
-                                                                               sort=False)
+    ids = pd.Index(np.asarray(claim_ids, dtype=object).astype(str)).difference(pd.Index(list(bs.reasons)), sort=False)
     if not len(ids):
         return
     t = time.perf_counter()
@@ -316,13 +350,14 @@ def add_reasons(bs: BatchScores, scorer: Scorer, claim_ids: list[str] | np.ndarr
     idx = np.sort(idx[idx >= 0])
     step = 20_000
     for s in range(0, len(idx), step):
-        sub = idx[s:s + step]
+        sub = idx[s : s + step]
         pos = bs.positions[sub]
         X = bs.feats.X.iloc[pos]
         sub_ids = X.index
         h = bs.feats.hits[bs.feats.hits["claim_id"].isin(sub_ids)]
-        frame = scorer.score_features(FeatureResult(X=X, hits=h, lines=bs.feats.lines),
-                                      bs.claims.iloc[sub].reset_index(drop=True), explain=True)
+        frame = scorer.score_features(
+            FeatureResult(X=X, hits=h, lines=bs.feats.lines), bs.claims.iloc[sub].reset_index(drop=True), explain=True
+        )
         bs.reasons.update(frame.reasons)
     bs.timings["reasons_s"] = bs.timings.get("reasons_s", 0.0) + time.perf_counter() - t
     log.info("reasons for %d claim(s) in %.1f s", len(idx), time.perf_counter() - t)
@@ -351,10 +386,19 @@ def causes_json(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     text = pd.Series(["["] * n, dtype=object)
     for j in range(len(CAUSES)):
         sep = "" if j == 0 else ", "
-        p_txt = pd.Series([repr(float(v)) for v in probs[:, j]], dtype=object) if n < 1000 else \
-            pd.Series(probs[:, j]).map(repr).astype(object)
-        text = text + (sep + '{"cause": "') + pd.Series(names[order[:, j]], dtype=object) + '", "probability": ' + \
-            p_txt + "}"
+        p_txt = (
+            pd.Series([repr(float(v)) for v in probs[:, j]], dtype=object)
+            if n < 1000
+            else pd.Series(probs[:, j]).map(repr).astype(object)
+        )
+        text = (
+            text
+            + (sep + '{"cause": "')
+            + pd.Series(names[order[:, j]], dtype=object)
+            + '", "probability": '
+            + p_txt
+            + "}"
+        )
     text = text + "]"
     return text.to_numpy(dtype=object), names[order[:, 0]], probs[:, 0]
 
@@ -363,22 +407,28 @@ def output_frame(bs: BatchScores) -> pd.DataFrame:
     """The SCORE fields flattened, one row per input claim (scored first in claim order, then rejected)."""
     t = bs.table
     causes, top, top_p = causes_json(t)
-    reasons = np.array([json.dumps(bs.reasons[c], default=str) if c in bs.reasons else "" for c in t.index]
-                       if len(bs.reasons) else [""] * len(t), dtype=object)
-    scored = pd.DataFrame({
-        "claim_id": t.index.astype(str).to_numpy(dtype=object),
-        "recoupment_probability": np.round(t["recoupment_probability"].to_numpy(dtype=np.float64), 6),
-        "risk_band": t["risk_band"].astype(str).to_numpy(dtype=object),
-        "expected_recoupment_amount": np.round(t["expected_recoupment_amount"].to_numpy(dtype=np.float64), 2),
-        "top_cause": top,
-        "top_cause_probability": top_p,
-        "causes": causes,
-        "reasons": reasons,
-        "rule_hits": bs.rule_hits.reindex(t.index).fillna("[]").to_numpy(dtype=object),
-        "model_version": bs.model_version,
-        "status": "scored",
-        "reject_reason": "",
-    })
+    reasons = np.array(
+        [json.dumps(bs.reasons[c], default=str) if c in bs.reasons else "" for c in t.index]
+        if len(bs.reasons)
+        else [""] * len(t),
+        dtype=object,
+    )
+    scored = pd.DataFrame(
+        {
+            "claim_id": t.index.astype(str).to_numpy(dtype=object),
+            "recoupment_probability": np.round(t["recoupment_probability"].to_numpy(dtype=np.float64), 6),
+            "risk_band": t["risk_band"].astype(str).to_numpy(dtype=object),
+            "expected_recoupment_amount": np.round(t["expected_recoupment_amount"].to_numpy(dtype=np.float64), 2),
+            "top_cause": top,
+            "top_cause_probability": top_p,
+            "causes": causes,
+            "reasons": reasons,
+            "rule_hits": bs.rule_hits.reindex(t.index).fillna("[]").to_numpy(dtype=object),
+            "model_version": bs.model_version,
+            "status": "scored",
+            "reject_reason": "",
+        }
+    )
     rej = pd.DataFrame({c: pd.Series([None] * len(bs.rejected), dtype=object) for c in OUTPUT_COLUMNS})
     if len(bs.rejected):
         rej["claim_id"] = bs.rejected["claim_id"].astype(str).to_numpy()
@@ -424,12 +474,25 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if _is_parquet(path):
         return pd.read_parquet(path)
-    text = ["claim_id", "causes", "reasons", "rule_hits", "reject_reason", "model_version", "risk_band",
-            "top_cause", "status", "billing_npi", "payer_id"]
-    df = pd.read_csv(path, dtype=dict.fromkeys(text, str),
-                     keep_default_na=False, na_values={"recoupment_probability": [""],
-                                                       "expected_recoupment_amount": [""],
-                                                       "top_cause_probability": [""]})
+    text = [
+        "claim_id",
+        "causes",
+        "reasons",
+        "rule_hits",
+        "reject_reason",
+        "model_version",
+        "risk_band",
+        "top_cause",
+        "status",
+        "billing_npi",
+        "payer_id",
+    ]
+    df = pd.read_csv(
+        path,
+        dtype=dict.fromkeys(text, str),
+        keep_default_na=False,
+        na_values={"recoupment_probability": [""], "expected_recoupment_amount": [""], "top_cause_probability": [""]},
+    )
     return unescape_formulas(df, text)
 
 
@@ -437,8 +500,13 @@ def _skip_invalid_default() -> bool:
     return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
 
 
-def score_data(data: str | Path, since: pd.Timestamp | None, until: pd.Timestamp | None,
-               skip_invalid: bool | None, bundle_dir: Path | None) -> tuple[Scorer, BatchScores]:
+def score_data(
+    data: str | Path,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+    skip_invalid: bool | None,
+    bundle_dir: Path | None,
+) -> tuple[Scorer, BatchScores]:
     """Load the champion and a history directory, and score the window (shared by score and audit)."""
     skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
@@ -453,9 +521,16 @@ def score_data(data: str | Path, since: pd.Timestamp | None, until: pd.Timestamp
     return scorer, bs
 
 
-def score_cli(data: Path, out: Path, since: str | None = None, until: str | None = None,
-              explain: str = "top:1000", skip_invalid: bool | None = None, bundle_dir: Path | None = None,
-              overwrite: bool = False) -> dict:
+def score_cli(
+    data: Path,
+    out: Path,
+    since: str | None = None,
+    until: str | None = None,
+    explain: str = "top:1000",
+    skip_invalid: bool | None = None,
+    bundle_dir: Path | None = None,
+    overwrite: bool = False,
+) -> dict:
     """``recoup score``: write one output row per input claim; print counts read/scored/rejected.
 
     An existing ``out`` is replaced (atomically) only when it is an earlier score output or ``overwrite``."""
@@ -475,9 +550,17 @@ def score_cli(data: Path, out: Path, since: str | None = None, until: str | None
     write_frame(df, out)
     bs.timings["output_s"] = time.perf_counter() - t_out
     n_sc = int((df["status"] == "scored").sum())
-    summary = {"read": len(df), "scored": n_sc, "rejected": len(df) - n_sc, "out": str(out),
-               "model_version": bs.model_version, "seconds": round(time.perf_counter() - t0, 1),
-               "timings": {k: round(v, 1) for k, v in bs.timings.items()}}
-    print(f"read {summary['read']}, scored {summary['scored']}, rejected {summary['rejected']} -> {out} "
-          f"(model version {bs.model_version}, {summary['seconds']} s)")
+    summary = {
+        "read": len(df),
+        "scored": n_sc,
+        "rejected": len(df) - n_sc,
+        "out": str(out),
+        "model_version": bs.model_version,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "timings": {k: round(v, 1) for k, v in bs.timings.items()},
+    }
+    print(
+        f"read {summary['read']}, scored {summary['scored']}, rejected {summary['rejected']} -> {out} "
+        f"(model version {bs.model_version}, {summary['seconds']} s)"
+    )
     return summary

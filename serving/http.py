@@ -20,11 +20,17 @@ from typing import Any
 #: h11 stops at 16 KiB; an API key, a Host and a few proxy headers need well under 2 KiB
 MAX_HEAD_BYTES = 64 * 1024
 
-_BODY = b'{"claim_id":null,"error":{"type":"headers_too_large","message":"request line and headers over ' + \
-    str(MAX_HEAD_BYTES).encode() + b' bytes","fields":[{"field":"headers","message":"at most ' + \
-    str(MAX_HEAD_BYTES).encode() + b' bytes"}]}}'
-_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-             b"content-length: " + str(len(_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BODY)
+_BODY = (
+    b'{"claim_id":null,"error":{"type":"headers_too_large","message":"request line and headers over '
+    + str(MAX_HEAD_BYTES).encode()
+    + b' bytes","fields":[{"field":"headers","message":"at most '
+    + str(MAX_HEAD_BYTES).encode()
+    + b' bytes"}]}}'
+)
+_RESPONSE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BODY
+)
 
 
 def _protocol_class() -> type:

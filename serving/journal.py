@@ -114,8 +114,13 @@ class RecordJournal:
     """One worker's handle on the journal folder of a model (one per worker process; not thread-safe:
     the scorer calls it under its own lock)."""
 
-    def __init__(self, directory: str | Path, writer: int | str | None = None,
-                 compact_claims: int | None = None, compact_seconds: float | None = None):
+    def __init__(
+        self,
+        directory: str | Path,
+        writer: int | str | None = None,
+        compact_claims: int | None = None,
+        compact_seconds: float | None = None,
+    ):
         self.dir = _private_dir(Path(directory))
         _remove_per_server_journals(self.dir.parent)
         # the process id and a random part: a restarted worker that gets a dead one's pid must not take
@@ -296,7 +301,7 @@ class RecordJournal:
         buf = memoryview(head + text + b"\n")
         try:
             while buf:
-                buf = buf[os.write(self.fd, buf):]
+                buf = buf[os.write(self.fd, buf) :]
         except OSError:
             os.ftruncate(self.fd, size)
             raise
@@ -309,7 +314,8 @@ class RecordJournal:
         if not self.claims_in_gen:
             return False
         return self.claims_in_gen >= self.compact_claims or (
-            self.first_claim_at is not None and time.monotonic() - self.first_claim_at >= self.compact_seconds)
+            self.first_claim_at is not None and time.monotonic() - self.first_claim_at >= self.compact_seconds
+        )
 
     def compact(self, state: HistoryState) -> bool:
         """Save ``state`` (which has applied the whole current journal) as the next generation's
@@ -326,8 +332,9 @@ class RecordJournal:
         self._open_gen(gen)
         self._drop_older(gen)
         make_private(self.dir)
-        log.info("journal %s: %d claims compacted into snapshot %d in %.1fs", self.dir.name, n, gen,
-                 time.perf_counter() - t0)
+        log.info(
+            "journal %s: %d claims compacted into snapshot %d in %.1fs", self.dir.name, n, gen, time.perf_counter() - t0
+        )
         return True
 
 
@@ -347,8 +354,7 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
                 log.error("%d journal claim(s) no longer validate; not applied", len(conv.errors))
             if conv.ok:
                 hashes = content_hashes([raw[i] for i in conv.ok])
-                compute_features(conv.claims, conv.lines, state, rulebook, record=True,
-                                 cache={"_content_hash": hashes})
+                compute_features(conv.claims, conv.lines, state, rulebook, record=True, cache={"_content_hash": hashes})
         except Exception as exc:  # noqa: BLE001 - one bad group must not stop the worker
             log.error("%d journal claim(s) not applied (%s)", len(chunk), type(exc).__name__)
 

@@ -84,8 +84,9 @@ def export_champion_from_mlflow() -> ModelRef | None:
     version = str(mv.version)
     bentoml = _bentoml()
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{REGISTERED_MODEL}/{version}", dst_path=tmp))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{REGISTERED_MODEL}/{version}", dst_path=tmp)
+        )
         bundle = local / "artifacts" / "bundle"
         if not (bundle / "likelihood.txt").exists():
             raise NoModelError(f"MLflow champion {REGISTERED_MODEL} v{version} has no bundle artifact")
@@ -95,11 +96,13 @@ def export_champion_from_mlflow() -> ModelRef | None:
         with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=md) as m:
             shutil.copytree(bundle, m.path, dirs_exist_ok=True)
             (Path(m.path) / "meta.json").write_text(
-                json.dumps({**meta, "model_version": version}, indent=2, default=str))
+                json.dumps({**meta, "model_version": version}, indent=2, default=str)
+            )
             make_private(Path(m.path) / "state")  # the copy holds claims: readable by its user only
     log.info("exported MLflow champion v%s to the BentoML store as %s", version, m.tag)
-    return ModelRef(Path(bentoml.models.get(m.tag).path), f"mlflow:{REGISTERED_MODEL}@champion -> bentoml:{m.tag}",
-                    labels)
+    return ModelRef(
+        Path(bentoml.models.get(m.tag).path), f"mlflow:{REGISTERED_MODEL}@champion -> bentoml:{m.tag}", labels
+    )
 
 
 def resolve_model(allow_mlflow: bool = True) -> ModelRef:
@@ -111,7 +114,8 @@ def resolve_model(allow_mlflow: bool = True) -> ModelRef:
         raise NoModelError(
             f"no model to serve: the BentoML store ({bentoml_home()}) has no '{BENTO_MODEL}' and MLflow "
             f"({tracking_uri()}) has no champion; run `recoup train --data DIR --promote` first "
-            f"(or set {BUNDLE_ENV})")
+            f"(or set {BUNDLE_ENV})"
+        )
     return ref
 
 

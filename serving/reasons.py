@@ -21,26 +21,59 @@ MAX_REASONS = 5
 # feature -> family (first matching prefix wins)
 FAMILY_PREFIXES: list[tuple[str, str]] = [
     ("ptp_", "ncci"),
-    ("max_mue_ratio", "mue"), ("n_mue_exceeded", "mue"), ("mue_excess", "mue"),
-    ("dup_", "duplicate"), ("sameday_prior", "duplicate"), ("is_replacement", "duplicate"), ("is_void", "duplicate"),
+    ("max_mue_ratio", "mue"),
+    ("n_mue_exceeded", "mue"),
+    ("mue_excess", "mue"),
+    ("dup_", "duplicate"),
+    ("sameday_prior", "duplicate"),
+    ("is_replacement", "duplicate"),
+    ("is_void", "duplicate"),
     ("frequency_code", "duplicate"),
-    ("outside_coverage", "coverage"), ("covered_by_other", "coverage"), ("days_outside_coverage", "coverage"),
+    ("outside_coverage", "coverage"),
+    ("covered_by_other", "coverage"),
+    ("days_outside_coverage", "coverage"),
     ("days_since_coverage", "coverage"),
-    ("em_", "em_coding"), ("provider_em_", "em_coding"), ("n_dx", "diagnosis"), ("dx_support", "dx_support"),
-    ("dx_principal", "dx_support"), ("attachment_", "paperwork"), ("prior_auth_", "paperwork"),
-    ("n_procedure_lines", "claim_size"), ("procedure_rate_", "procedure"), ("procedure_recoup", "procedure"),
-    ("n_addon", "addon"), ("mod25_without", "modifiers"), ("has_mod_", "modifiers"), ("n_modifiers", "modifiers"),
+    ("em_", "em_coding"),
+    ("provider_em_", "em_coding"),
+    ("n_dx", "diagnosis"),
+    ("dx_support", "dx_support"),
+    ("dx_principal", "dx_support"),
+    ("attachment_", "paperwork"),
+    ("prior_auth_", "paperwork"),
+    ("n_procedure_lines", "claim_size"),
+    ("procedure_rate_", "procedure"),
+    ("procedure_recoup", "procedure"),
+    ("n_addon", "addon"),
+    ("mod25_without", "modifiers"),
+    ("has_mod_", "modifiers"),
+    ("n_modifiers", "modifiers"),
     ("provider_mod59", "modifiers"),
-    ("has_prior_auth", "paperwork"), ("has_attachment", "paperwork"),
-    ("provider_rate_", "provider_history"), ("provider_ratio_", "provider_history"),
+    ("has_prior_auth", "paperwork"),
+    ("has_attachment", "paperwork"),
+    ("provider_rate_", "provider_history"),
+    ("provider_ratio_", "provider_history"),
     ("provider_recoup", "provider_history"),
-    ("provider_", "provider_pattern"), ("charge_vs_provider", "charges"), ("charge_vs_specialty", "charges"),
-    ("total_charge", "charges"), ("max_line_charge", "charges"), ("charge_per_unit", "charges"),
-    ("total_units", "units"), ("max_line_units", "units"), ("n_lines", "claim_size"), ("n_non_em", "claim_size"),
-    ("patient_", "patient_history"), ("payer_", "payer"), ("plan_type", "payer"),
-    ("specialty", "specialty"), ("main_procedure", "procedure"), ("procedure_history", "procedure"),
-    ("place_of_service", "place_of_service"), ("pos_support", "place_of_service"),
-    ("submission_lag", "timing"), ("service_span", "timing"), ("claim_type", "claim_size"),
+    ("provider_", "provider_pattern"),
+    ("charge_vs_provider", "charges"),
+    ("charge_vs_specialty", "charges"),
+    ("total_charge", "charges"),
+    ("max_line_charge", "charges"),
+    ("charge_per_unit", "charges"),
+    ("total_units", "units"),
+    ("max_line_units", "units"),
+    ("n_lines", "claim_size"),
+    ("n_non_em", "claim_size"),
+    ("patient_", "patient_history"),
+    ("payer_", "payer"),
+    ("plan_type", "payer"),
+    ("specialty", "specialty"),
+    ("main_procedure", "procedure"),
+    ("procedure_history", "procedure"),
+    ("place_of_service", "place_of_service"),
+    ("pos_support", "place_of_service"),
+    ("submission_lag", "timing"),
+    ("service_span", "timing"),
+    ("claim_type", "claim_size"),
 ]
 
 
@@ -84,14 +117,16 @@ def _hits_of(hits, claim_id: str, rule: str) -> list[dict]:
 def _ptp_text(r: pd.Series) -> str:
     where = "on this claim" if r["ref"] in (None, "same claim") or pd.isna(r["ref"]) else f"with claim {r['ref']}"
     ind = int(r["value"]) if pd.notna(r["value"]) else -1
-    tail = ("NCCI edit, modifier 59 or X{EPSU} would be needed" if ind == 1
-            else "NCCI edit that no modifier bypasses")
+    tail = "NCCI edit, modifier 59 or X{EPSU} would be needed" if ind == 1 else "NCCI edit that no modifier bypasses"
     return f"{r['code']} and {r['other_code']} billed the same day for this patient {where}; {tail}"
 
 
 def _mue_text(r: pd.Series, plan: str) -> str:
-    per = MAI_TEXT.get(int(r["ref"]) if str(r["ref"]).isdigit() else 0, "").replace(" (policy)", "").replace(
-        " (clinical)", "")
+    per = (
+        MAI_TEXT.get(int(r["ref"]) if str(r["ref"]).isdigit() else 0, "")
+        .replace(" (policy)", "")
+        .replace(" (clinical)", "")
+    )
     per = "per day" if "day" in per else "per line"
     who = "Medicare" if str(plan).startswith("medicare") else "CMS"
     return f"{r['value']:g} units of {r['code']} exceed the {who} limit of {r['limit']:g} {per} (MUE)"
@@ -148,8 +183,11 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
         if lvl and lvl >= 4:
             share = x.get("provider_em_high_share", np.nan)
             peers = share - x.get("provider_em_high_vs_peers", 0)
-            extra = (f"; this provider bills level 4-5 in {share:.0%} of visits vs {peers:.0%} for peers"
-                     if pd.notna(share) and pd.notna(peers) else "")
+            extra = (
+                f"; this provider bills level 4-5 in {share:.0%} of visits vs {peers:.0%} for peers"
+                if pd.notna(share) and pd.notna(peers)
+                else ""
+            )
             return f"E/M level {lvl:.0f} with {x.get('n_dx', 0):.0f} diagnosis code(s){extra}"
         return None
     if fam == "dx_support":
@@ -157,12 +195,16 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
         if p1 is None or pd.isna(p1):
             p1 = x.get("dx_principal_support_min", np.nan)
         if p1 is not None and pd.notna(p1) and p1 < 0.05:
-            return (f"the principal diagnosis {claim_principal(claim)} rarely goes with these procedures "
-                    f"(peers: {p1:.1%} of such claims)")
+            return (
+                f"the principal diagnosis {claim_principal(claim)} rarely goes with these procedures "
+                f"(peers: {p1:.1%} of such claims)"
+            )
         s = x.get("dx_support_min")
         if pd.notna(s):
-            return (f"the diagnoses on this claim rarely go with its procedures (peers billed this pairing on "
-                    f"{s:.0%} of such claims)")
+            return (
+                f"the diagnoses on this claim rarely go with its procedures (peers billed this pairing on "
+                f"{s:.0%} of such claims)"
+            )
         return None
     if fam == "diagnosis":
         h = _hits_of(hits, cid, "truncated_icd") + _hits_of(hits, cid, "invalid_icd")
@@ -182,15 +224,18 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
         return None
     if fam == "paperwork":
         parts = []
-        for what, has, exp in (("prior authorization number", "has_prior_auth", "prior_auth_expected"),
-                               ("attachment", "has_attachment", "attachment_expected")):
+        for what, has, exp in (
+            ("prior authorization number", "has_prior_auth", "prior_auth_expected"),
+            ("attachment", "has_attachment", "attachment_expected"),
+        ):
             e = x.get(exp, np.nan)
             if x.get(has) == 0 and e is not None and pd.notna(e) and e >= 0.3:
                 parts.append(f"no {what}, though peers send one with {e:.0%} of claims for these services")
         if parts:
             return "; ".join(parts)
-        missing = [w for w, k in (("prior authorization", "has_prior_auth"), ("attachment", "has_attachment"))
-                   if x.get(k) == 0]
+        missing = [
+            w for w, k in (("prior authorization", "has_prior_auth"), ("attachment", "has_attachment")) if x.get(k) == 0
+        ]
         return f"no {' and no '.join(missing)} sent with this claim" if missing else None
     if fam == "provider_history":
         ratios = {c: x.get(f"provider_ratio_{c}", np.nan) for c in CAUSES}
@@ -237,12 +282,21 @@ def _reason_text(fam: str, x: pd.Series, claim: pd.Series, hits: pd.DataFrame) -
 
 
 #: the claim fields the sentences use
-_CLAIM_FIELDS = ("claim_id", "plan_type", "submitted_date", "frequency_code", "payer_id", "total_charge",
-                 "place_of_service", "diagnosis_codes")
+_CLAIM_FIELDS = (
+    "claim_id",
+    "plan_type",
+    "submitted_date",
+    "frequency_code",
+    "payer_id",
+    "total_charge",
+    "place_of_service",
+    "diagnosis_codes",
+)
 
 
-def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame | tuple, hits: pd.DataFrame,
-                claims: pd.DataFrame) -> dict[str, list[dict]]:
+def top_reasons(
+    contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame | tuple, hits: pd.DataFrame, claims: pd.DataFrame
+) -> dict[str, list[dict]]:
     """Per claim: up to 5 families with the largest positive TreeSHAP contributions, as sentences (none
     that lowers the risk, even when fewer remain)."""
     fam_names, members = _family_members(tuple(feature_names))
@@ -279,8 +333,9 @@ def top_reasons(contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame |
     return out
 
 
-def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFrame | dict,
-                     rulebook: Rulebook) -> dict[str, list[dict]]:
+def rule_hit_records(
+    hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFrame | dict, rulebook: Rulebook
+) -> dict[str, list[dict]]:
     """Deterministic findings per claim, whatever the model says.
 
     ``unseen``: :meth:`FeatureSpec.unseen_levels` (a frame) or :meth:`FeatureSpec.unseen_dict`.
@@ -302,8 +357,9 @@ def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFr
         elif rule == "duplicate":
             text = f"possible duplicate of claim {r['ref']} (same patient, provider, date and code {r['code']})"
         elif rule == "outside_coverage":
-            text = ("service outside the patient's coverage with this payer"
-                    + (" (covered by another payer)" if r["ref"] == "other payer" else ""))
+            text = "service outside the patient's coverage with this payer" + (
+                " (covered by another payer)" if r["ref"] == "other payer" else ""
+            )
         elif rule == "truncated_icd":
             text = f"diagnosis {r['code']} is truncated: a more specific (billable) code is required"
         elif rule == "invalid_icd":
@@ -319,13 +375,18 @@ def rule_hit_records(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFr
                 rec[k] = v.item() if hasattr(v, "item") else v
         out.setdefault(cid, []).append(rec)
     if isinstance(unseen, pd.DataFrame):
-        items = [(str(cid), [(col, val) for col, val in row.items() if pd.notna(val)])
-                 for cid, row in unseen.iterrows()]
+        items = [
+            (str(cid), [(col, val) for col, val in row.items() if pd.notna(val)]) for cid, row in unseen.iterrows()
+        ]
     else:
         items = list(unseen.items())
     for cid, pairs in items:
         for col, val in pairs:
             out.setdefault(str(cid), []).append(
-                {"rule": "unknown_code", "text": f"{col.replace('_', ' ')} {val} was not seen in training; "
-                                                 "scored as missing", "code": str(val)})
+                {
+                    "rule": "unknown_code",
+                    "text": f"{col.replace('_', ' ')} {val} was not seen in training; scored as missing",
+                    "code": str(val),
+                }
+            )
     return out

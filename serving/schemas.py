@@ -28,8 +28,7 @@ from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints,
-                      ValidationError)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
 from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
@@ -92,8 +91,9 @@ def _whole(v: Any) -> int | None:
 
 def _code_number(n: int, chars: int, what: str = "") -> str:
     if not 0 <= n <= _int_max(chars):
-        raise PydanticCustomError("code_number", "{what}expected text, or a whole number 0..{max}",
-                                  {"what": what, "max": _int_max(chars)})
+        raise PydanticCustomError(
+            "code_number", "{what}expected text, or a whole number 0..{max}", {"what": what, "max": _int_max(chars)}
+        )
     return str(n)
 
 
@@ -107,8 +107,9 @@ def code(chars: int, description: str | None = None) -> Any:
 
     text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=chars)]
     number = Annotated[int, Field(ge=0, le=_int_max(chars))]
-    return Annotated[text, BeforeValidator(as_text, json_schema_input_type=text | number),
-                     Field(description=description)]
+    return Annotated[
+        text, BeforeValidator(as_text, json_schema_input_type=text | number), Field(description=description)
+    ]
 
 
 def _number(v: Any) -> Any:
@@ -170,8 +171,11 @@ def _list_item(x: Any, i: int, chars: int, integers: bool) -> Any:
         text = _code_number(n, chars, f"item {i}: ")
         return n if integers else text
     if integers or not isinstance(x, str):
-        raise PydanticCustomError("item_type", "item {i}: expected {what}",
-                                  {"i": i, "what": "a whole number" if integers else "a code (text)"})
+        raise PydanticCustomError(
+            "item_type",
+            "item {i}: expected {what}",
+            {"i": i, "what": "a whole number" if integers else "a code (text)"},
+        )
     x = x.strip()
     if len(x) > chars:
         raise PydanticCustomError("too_long", "item {i}: at most {n} characters", {"i": i, "n": chars})
@@ -181,9 +185,12 @@ def _list_item(x: Any, i: int, chars: int, integers: bool) -> Any:
 Number = Annotated[float, BeforeValidator(_number, json_schema_input_type=float)]
 WholeNumber = Annotated[int, BeforeValidator(_number, json_schema_input_type=int)]
 Flag = Annotated[bool, Field(strict=True)]
-DateText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["date"]),
-                     BeforeValidator(_date, json_schema_input_type=Annotated[str, Field(max_length=MAX_CHARS["date"])]),
-                     Field(description="YYYY-MM-DD")]
+DateText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["date"]),
+    BeforeValidator(_date, json_schema_input_type=Annotated[str, Field(max_length=MAX_CHARS["date"])]),
+    Field(description="YYYY-MM-DD"),
+]
 EnumText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["enum"])]
 ClaimId = code(MAX_CHARS["claim_id"], "CLM01 patient control number")
 PatientId = code(MAX_CHARS["patient_id"], "pseudonymous member id")
@@ -197,8 +204,9 @@ DiagnosisCodes = list_field(MAX_DIAGNOSIS_CODES, MAX_CHARS["diagnosis_code"])
 Modifiers = list_field(MAX_MODIFIERS, MAX_CHARS["modifier"], optional=True)
 DiagnosisPointers = list_field(MAX_DIAGNOSIS_POINTERS, MAX_CHARS["diagnosis_pointer"], integers=True, optional=True)
 
-_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=200,
-                     ser_json_inf_nan="null")
+_CONFIG = ConfigDict(
+    extra="ignore", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=200, ser_json_inf_nan="null"
+)
 
 
 def _levels(levels: tuple[str, ...]) -> str:
@@ -213,13 +221,13 @@ class Line(BaseModel):
     line_number: WholeNumber = Field(description="LX01, >= 1, unique within the claim")
     service_date: DateText
     procedure_code: ProcedureCode
-    modifiers: Modifiers = Field(
-        None, description=f"up to {MAX_MODIFIERS} two-character modifiers; array or 'a;b'")
+    modifiers: Modifiers = Field(None, description=f"up to {MAX_MODIFIERS} two-character modifiers; array or 'a;b'")
     units: Number = Field(description="> 0")
     line_charge: Number = Field(description=">= 0")
     diagnosis_pointers: DiagnosisPointers = Field(
-        None, description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..{MAX_POINTER} into diagnosis_codes; "
-                          "array or '1;2'")
+        None,
+        description=f"up to {MAX_DIAGNOSIS_POINTERS} pointers 1..{MAX_POINTER} into diagnosis_codes; array or '1;2'",
+    )
 
 
 class Claim(BaseModel):
@@ -239,7 +247,8 @@ class Claim(BaseModel):
     submitted_date: DateText
     total_charge: Number = Field(description=">= 0")
     diagnosis_codes: DiagnosisCodes = Field(
-        description=f"1 to {MAX_DIAGNOSIS_CODES} ICD-10-CM codes without dots, principal first; array or 'a;b'")
+        description=f"1 to {MAX_DIAGNOSIS_CODES} ICD-10-CM codes without dots, principal first; array or 'a;b'"
+    )
     prior_auth_number: PriorAuth | None = Field(None, description="REF*G1")
     has_attachment: Flag | None = None
     lines: list[Line] = Field(min_length=1, max_length=MAX_LINES_PER_CLAIM)
@@ -269,7 +278,8 @@ class BatchRequest(Options):
 
     model_config = ConfigDict(extra="ignore")
     claims: list[Annotated[Any, PlainValidator(_unchecked, json_schema_input_type=Claim)]] = Field(
-        max_length=MAX_CLAIMS_PER_BATCH)
+        max_length=MAX_CLAIMS_PER_BATCH
+    )
 
 
 class CauseProbability(BaseModel):
@@ -304,9 +314,11 @@ class Score(BaseModel):
     rule_hits: list[RuleHit]
     model_version: str
     recorded: Literal["new", "already_recorded", "replaced", "not_recorded"] | None = Field(
-        None, description="online only: new (recorded), already_recorded (a retry: same claim_id and content, "
-                          "scored as the first time, not recorded again), replaced (same claim_id, other "
-                          "content: supersedes the previous version), not_recorded (record false)")
+        None,
+        description="online only: new (recorded), already_recorded (a retry: same claim_id and content, "
+        "scored as the first time, not recorded again), replaced (same claim_id, other "
+        "content: supersedes the previous version), not_recorded (record false)",
+    )
 
 
 class FieldError(BaseModel):
@@ -316,8 +328,10 @@ class FieldError(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    type: str = Field(description="invalid_json, body_too_large, invalid_request, invalid_claim, not_found, "
-                                  "method_not_allowed, internal, ...")
+    type: str = Field(
+        description="invalid_json, body_too_large, invalid_request, invalid_claim, not_found, "
+        "method_not_allowed, internal, ..."
+    )
     message: str
     fields: list[FieldError] = []
 
@@ -402,8 +416,10 @@ def pydantic_fields(err: ValidationError, prefix: str) -> list[dict]:
 
 def error_entry(claim_id: Any, fields: list[dict], kind: str = "invalid_claim") -> dict:
     names = ", ".join(dict.fromkeys(f["field"] for f in fields))
-    return {"claim_id": None if claim_id is None else str(claim_id),
-            "error": {"type": kind, "message": f"{len(fields)} invalid field(s): {names}", "fields": fields}}
+    return {
+        "claim_id": None if claim_id is None else str(claim_id),
+        "error": {"type": kind, "message": f"{len(fields)} invalid field(s): {names}", "fields": fields},
+    }
 
 
 def raw_claim_id(obj: Any) -> str | None:
@@ -470,8 +486,9 @@ class Converted:
     errors: dict[int, list[dict]] = field(default_factory=dict)
 
 
-def _map_problems(err: ContractError, claims: list[Claim], idx: list[int], owner: np.ndarray, pos: np.ndarray,
-                  prefixes: list[str]) -> dict[int, list[dict]]:
+def _map_problems(
+    err: ContractError, claims: list[Claim], idx: list[int], owner: np.ndarray, pos: np.ndarray, prefixes: list[str]
+) -> dict[int, list[dict]]:
     """Contract problems (file, column, 1-based rows) -> {claim position: [field errors]}."""
     out: dict[int, list[dict]] = {}
 
@@ -499,8 +516,12 @@ def _map_problems(err: ContractError, claims: list[Claim], idx: list[int], owner
                 if p.column == "claim_id":
                     add(k, field_path(prefixes[k], ["claim_id"]), msg, claims[k].claim_id)
                 else:
-                    add(k, field_path(prefixes[k], ["lines", j, p.column]), msg,
-                        getattr(claims[k].lines[j], p.column, None))
+                    add(
+                        k,
+                        field_path(prefixes[k], ["lines", j, p.column]),
+                        msg,
+                        getattr(claims[k].lines[j], p.column, None),
+                    )
     return out
 
 
@@ -516,8 +537,7 @@ def _convert(claims: list[Claim], prefixes: list[str], positions: list[int]) -> 
         except ContractError as exc:
             found = _map_problems(exc, sub, list(range(len(sub))), owner, pos, [prefixes[k] for k in cur])
             if not found:  # cannot attribute: fail them all rather than loop
-                found = {k: [{"field": prefixes[cur[k]], "message": str(exc).splitlines()[0]}]
-                         for k in range(len(sub))}
+                found = {k: [{"field": prefixes[cur[k]], "message": str(exc).splitlines()[0]}] for k in range(len(sub))}
             for k, fields in found.items():
                 errors[positions[cur[k]]] = fields
             cur = [c for k, c in enumerate(cur) if k not in found]
@@ -526,8 +546,9 @@ def _convert(claims: list[Claim], prefixes: list[str], positions: list[int]) -> 
     return Converted(None, None, [], errors)
 
 
-def claims_to_frames(claims: list[Claim], prefixes: list[str] | None = None,
-                     positions: list[int] | None = None) -> Converted:
+def claims_to_frames(
+    claims: list[Claim], prefixes: list[str] | None = None, positions: list[int] | None = None
+) -> Converted:
     """Check the claims against the data contract and type them, through ``validate_frames``.
 
     ``prefixes`` name each claim in the request body (``claim``, ``claims[3]``); ``positions`` are their
@@ -587,57 +608,118 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 
 #: a claim that every model of the project scores (tests/serving/test_openapi.py sends it to the real service)
 EXAMPLE_CLAIM = {
-    "claim_id": "CLM-2026-0001", "patient_id": "PAT000260", "billing_npi": "1875591145",
-    "payer_id": "MA-LAKEVIEW", "plan_type": "medicare_advantage", "claim_type": "professional",
-    "place_of_service": "11", "frequency_code": "1", "submitted_date": "2026-01-29",
-    "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"], "has_attachment": False,
+    "claim_id": "CLM-2026-0001",
+    "patient_id": "PAT000260",
+    "billing_npi": "1875591145",
+    "payer_id": "MA-LAKEVIEW",
+    "plan_type": "medicare_advantage",
+    "claim_type": "professional",
+    "place_of_service": "11",
+    "frequency_code": "1",
+    "submitted_date": "2026-01-29",
+    "total_charge": 250.0,
+    "diagnosis_codes": ["E119", "I10"],
+    "has_attachment": False,
     "lines": [
-        {"line_number": 1, "service_date": "2026-01-21", "procedure_code": "99214", "modifiers": ["25"],
-         "units": 1, "line_charge": 200.0, "diagnosis_pointers": [1, 2]},
-        {"line_number": 2, "service_date": "2026-01-21", "procedure_code": "36415", "units": 1,
-         "line_charge": 50.0, "diagnosis_pointers": [1]},
+        {
+            "line_number": 1,
+            "service_date": "2026-01-21",
+            "procedure_code": "99214",
+            "modifiers": ["25"],
+            "units": 1,
+            "line_charge": 200.0,
+            "diagnosis_pointers": [1, 2],
+        },
+        {
+            "line_number": 2,
+            "service_date": "2026-01-21",
+            "procedure_code": "36415",
+            "units": 1,
+            "line_charge": 50.0,
+            "diagnosis_pointers": [1],
+        },
     ],
 }
 EXAMPLE_SCORE_REQUEST = {"claim": EXAMPLE_CLAIM, "record": False}
-EXAMPLE_BATCH_REQUEST = {"claims": [EXAMPLE_CLAIM, {**EXAMPLE_CLAIM, "claim_id": "CLM-2026-0002",
-                                                    "submitted_date": "2026-02-30"}], "record": False}
+EXAMPLE_BATCH_REQUEST = {
+    "claims": [EXAMPLE_CLAIM, {**EXAMPLE_CLAIM, "claim_id": "CLM-2026-0002", "submitted_date": "2026-02-30"}],
+    "record": False,
+}
 EXAMPLE_SCORE = {
-    "claim_id": "CLM-2026-0001", "recoupment_probability": 0.058442, "risk_band": "medium",
+    "claim_id": "CLM-2026-0001",
+    "recoupment_probability": 0.058442,
+    "risk_band": "medium",
     "expected_recoupment_amount": 15.35,
-    "causes": [{"cause": "documentation", "probability": 0.46967}, {"cause": "medical_necessity", "probability": 0.2},
-               {"cause": "units", "probability": 0.1}],
+    "causes": [
+        {"cause": "documentation", "probability": 0.46967},
+        {"cause": "medical_necessity", "probability": 0.2},
+        {"cause": "units", "probability": 0.1},
+    ],
     "reasons": [{"code": "charges", "text": "claim charge $250", "contribution": 0.312}],
-    "rule_hits": [{"rule": "duplicate", "text": "possible duplicate of claim CLM-2026-0000 (same patient, provider, "
-                   "date and code 99214)", "line_number": 1, "code": "99214", "value": 0.0, "ref": "CLM-2026-0000"}],
-    "model_version": "1", "recorded": "not_recorded",
+    "rule_hits": [
+        {
+            "rule": "duplicate",
+            "text": "possible duplicate of claim CLM-2026-0000 (same patient, provider, date and code 99214)",
+            "line_number": 1,
+            "code": "99214",
+            "value": 0.0,
+            "ref": "CLM-2026-0000",
+        }
+    ],
+    "model_version": "1",
+    "recorded": "not_recorded",
 }
 EXAMPLE_CLAIM_ERROR = {
     "claim_id": "CLM-2026-0002",
-    "error": {"type": "invalid_claim", "message": "1 invalid field(s): claims[1].submitted_date",
-              "fields": [{"field": "claims[1].submitted_date", "message": "expected a date YYYY-MM-DD",
-                          "value": "2026-02-30"}]},
+    "error": {
+        "type": "invalid_claim",
+        "message": "1 invalid field(s): claims[1].submitted_date",
+        "fields": [
+            {"field": "claims[1].submitted_date", "message": "expected a date YYYY-MM-DD", "value": "2026-02-30"}
+        ],
+    },
 }
 EXAMPLE_ERROR = {
     "claim_id": "CLM-2026-0001",
-    "error": {"type": "invalid_claim", "message": "2 invalid field(s): claim.diagnosis_codes, claim.lines[0].units",
-              "fields": [{"field": "claim.diagnosis_codes", "message": f"at most {MAX_DIAGNOSIS_CODES} items",
-                          "value": "['E119', 'I10', 'E785', 'Z0000', 'R51', 'M545', ...]"},
-                         {"field": "claim.lines[0].units", "message": "expected a JSON number, not a boolean",
-                          "value": True}]},
+    "error": {
+        "type": "invalid_claim",
+        "message": "2 invalid field(s): claim.diagnosis_codes, claim.lines[0].units",
+        "fields": [
+            {
+                "field": "claim.diagnosis_codes",
+                "message": f"at most {MAX_DIAGNOSIS_CODES} items",
+                "value": "['E119', 'I10', 'E785', 'Z0000', 'R51', 'M545', ...]",
+            },
+            {"field": "claim.lines[0].units", "message": "expected a JSON number, not a boolean", "value": True},
+        ],
+    },
 }
 EXAMPLE_MODEL_INFO = {
-    "name": "recoup-risk", "version": "1", "as_of": "2026-01-31", "horizon_days": 365, "rulebook_version": "2024Q3",
-    "metrics": {"roc_auc": 0.81, "average_precision": 0.34}, "risk_bands": {"medium": 0.05, "high": 0.2},
+    "name": "recoup-risk",
+    "version": "1",
+    "as_of": "2026-01-31",
+    "horizon_days": 365,
+    "rulebook_version": "2024Q3",
+    "metrics": {"roc_auc": 0.81, "average_precision": 0.34},
+    "risk_bands": {"medium": 0.05, "high": 0.2},
     "source": "bentoml:recoup-risk:63qrfmxj52oj2ax4",
-    "limits": {"lines_per_claim": MAX_LINES_PER_CLAIM, "claims_per_batch": MAX_CLAIMS_PER_BATCH,
-               "body_bytes": MAX_BODY_BYTES},
+    "limits": {
+        "lines_per_claim": MAX_LINES_PER_CLAIM,
+        "claims_per_batch": MAX_CLAIMS_PER_BATCH,
+        "body_bytes": MAX_BODY_BYTES,
+    },
     "workers": 1,
 }
 
 _FLAG_TEXTS = ["true", "false", "1", "0", "yes", "no", "on", "off"]  # serving.service._flag, any case
 _QUERY_FLAGS = [
-    {"name": name, "in": "query", "required": False, "schema": {"type": "string", "enum": _FLAG_TEXTS},
-     "description": f"overrides the body's {name!r}: {Options.model_fields[name].description}"}
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": _FLAG_TEXTS},
+        "description": f"overrides the body's {name!r}: {Options.model_fields[name].description}",
+    }
     for name in ("explain", "record")
 ]
 _ERRORS = {
@@ -666,20 +748,26 @@ def route_docs(route: str) -> dict:
     body (the handlers read the raw request, so FastAPI cannot infer it), its query flags, and the response
     bodies, each with an example. The request models land in the document's components through
     :func:`openapi_with_bodies`."""
-    errors = {code: _json(model=ErrorBody, description=text,
-                          example=EXAMPLE_ERROR if code == 422 else None) for code, text in _ERRORS.items()}
+    errors = {
+        code: _json(model=ErrorBody, description=text, example=EXAMPLE_ERROR if code == 422 else None)
+        for code, text in _ERRORS.items()
+    }
     if route == "model":
         return {"responses": {200: _json(model=ModelInfo, example=EXAMPLE_MODEL_INFO, description="the model")}}
-    request, example = {"score": (ScoreRequest, EXAMPLE_SCORE_REQUEST),
-                        "score_batch": (BatchRequest, EXAMPLE_BATCH_REQUEST)}[route]
+    request, example = {
+        "score": (ScoreRequest, EXAMPLE_SCORE_REQUEST),
+        "score_batch": (BatchRequest, EXAMPLE_BATCH_REQUEST),
+    }[route]
     body = {"required": True, **_json({"$ref": REF_TEMPLATE.format(model=request.__name__)}, example)}
     if route == "score":
         ok = _json(model=Score, example=EXAMPLE_SCORE, description="the SCORE")
     else:
-        ok = _json(model=list[Score | ErrorBody], example=[EXAMPLE_SCORE, EXAMPLE_CLAIM_ERROR],
-                   description="one SCORE or error entry per claim, in order")
-    return {"openapi_extra": {"requestBody": body, "parameters": _QUERY_FLAGS},
-            "responses": {200: ok, **errors}}
+        ok = _json(
+            model=list[Score | ErrorBody],
+            example=[EXAMPLE_SCORE, EXAMPLE_CLAIM_ERROR],
+            description="one SCORE or error entry per claim, in order",
+        )
+    return {"openapi_extra": {"requestBody": body, "parameters": _QUERY_FLAGS}, "responses": {200: ok, **errors}}
 
 
 def request_components() -> dict[str, dict]:

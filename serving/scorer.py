@@ -34,13 +34,21 @@ from features.state import HistoryState
 from serving.reasons import rule_hit_records, top_reasons
 
 log = logging.getLogger(__name__)
-SCORE_FIELDS = ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "causes",
-                "reasons", "rule_hits", "model_version"]
+SCORE_FIELDS = [
+    "claim_id",
+    "recoupment_probability",
+    "risk_band",
+    "expected_recoupment_amount",
+    "causes",
+    "reasons",
+    "rule_hits",
+    "model_version",
+]
 #: the online SCORE's additive ``recorded`` field: what happened to the claim in the service's history
 RECORDED = {
     "new": "recorded (first time this claim id is seen)",
     "already_recorded": "the same claim id with the same content was recorded before (a retry): scored as "
-                        "then, not recorded again",
+    "then, not recorded again",
     "replaced": "the claim id was recorded before with other content: this version supersedes it",
     "not_recorded": "record was false (what-if scoring)",
 }
@@ -64,8 +72,10 @@ def content_hashes(sent: list[dict]) -> np.ndarray:
     out = np.empty(len(sent), dtype=np.int64)
     for i, c in enumerate(sent):
         claim = {k: _listed(v) if k in _LIST_FIELDS else v for k, v in c.items() if k not in ("claim_id", "lines")}
-        lines = sorted(({k: _listed(v) if k in _LIST_FIELDS else v for k, v in ln.items()}
-                        for ln in c.get("lines") or []), key=lambda ln: str(ln.get("line_number")))
+        lines = sorted(
+            ({k: _listed(v) if k in _LIST_FIELDS else v for k, v in ln.items()} for ln in c.get("lines") or []),
+            key=lambda ln: str(ln.get("line_number")),
+        )
         text = orjson.dumps([claim, lines], option=orjson.OPT_SORT_KEYS)
         h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
         out[i] = h or 1
@@ -101,10 +111,18 @@ class ScoreFrame:
     :meth:`records` works from the arrays, so one claim does not pay for a DataFrame.
     """
 
-    def __init__(self, table: pd.DataFrame | None = None, reasons: dict[str, list[dict]] | None = None,
-                 rule_hits: dict[str, list[dict]] | None = None, *, ids: pd.Index | None = None,
-                 probability: np.ndarray | None = None, risk_band: np.ndarray | None = None,
-                 amount: np.ndarray | None = None, cause_probabilities: np.ndarray | None = None):
+    def __init__(
+        self,
+        table: pd.DataFrame | None = None,
+        reasons: dict[str, list[dict]] | None = None,
+        rule_hits: dict[str, list[dict]] | None = None,
+        *,
+        ids: pd.Index | None = None,
+        probability: np.ndarray | None = None,
+        risk_band: np.ndarray | None = None,
+        amount: np.ndarray | None = None,
+        cause_probabilities: np.ndarray | None = None,
+    ):
         if table is None and ids is None:
             raise ValueError("ScoreFrame needs a table or the score arrays")
         self._table = table
@@ -122,8 +140,11 @@ class ScoreFrame:
     @property
     def table(self) -> pd.DataFrame:
         if self._table is None:
-            cols = {"recoupment_probability": self.probability, "risk_band": self.risk_band,
-                    "expected_recoupment_amount": self.amount}
+            cols = {
+                "recoupment_probability": self.probability,
+                "risk_band": self.risk_band,
+                "expected_recoupment_amount": self.amount,
+            }
             for j, c in enumerate(CAUSES):
                 cols[f"p_{c}"] = self.cause_probabilities[:, j]
             self._table = pd.DataFrame(cols, index=self.ids)
@@ -143,16 +164,18 @@ class ScoreFrame:
         amount = np.round(np.asarray(self.amount, dtype=np.float64), 2).tolist()
         reasons, hits = self.reasons, self.rule_hits
         for i, cid in enumerate(self.ids.tolist()):
-            out.append({
-                "claim_id": cid,
-                "recoupment_probability": prob[i],
-                "risk_band": band[i],
-                "expected_recoupment_amount": amount[i],
-                "causes": [{"cause": c, "probability": p} for c, p in zip(causes[i], pcl[i])],
-                "reasons": reasons.get(cid, []),
-                "rule_hits": hits.get(cid, []),
-                "model_version": model_version,
-            })
+            out.append(
+                {
+                    "claim_id": cid,
+                    "recoupment_probability": prob[i],
+                    "risk_band": band[i],
+                    "expected_recoupment_amount": amount[i],
+                    "causes": [{"cause": c, "probability": p} for c, p in zip(causes[i], pcl[i])],
+                    "reasons": reasons.get(cid, []),
+                    "rule_hits": hits.get(cid, []),
+                    "model_version": model_version,
+                }
+            )
         return out
 
 
@@ -217,8 +240,9 @@ class Scorer:
         bands = self.bundle.meta.get("risk_bands", {"medium": 0.05, "high": 0.2})
         return np.where(p >= bands["high"], "high", np.where(p >= bands["medium"], "medium", "low"))
 
-    def score_features(self, feats: FeatureResult, claims: pd.DataFrame,
-                       explain: np.ndarray | bool = True) -> ScoreFrame:
+    def score_features(
+        self, feats: FeatureResult, claims: pd.DataFrame, explain: np.ndarray | bool = True
+    ) -> ScoreFrame:
         """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true."""
         b = self.bundle
         arrays = getattr(feats, "arrays", None)
@@ -236,13 +260,24 @@ class Scorer:
         if len(idx):
             every = len(idx) == len(M)
             contrib = b.contributions(M if every else (M[idx] if isinstance(M, np.ndarray) else M.iloc[idx]))
-            reasons = top_reasons(contrib, b.spec.feature_names_, X if every else X.iloc[idx], feats.hits,
-                                  claims if every or len(claims) != len(M) else claims.iloc[idx])
-        return ScoreFrame(reasons=reasons, rule_hits=hits, ids=X.index, probability=p,
-                          risk_band=self.risk_band(p), amount=amount, cause_probabilities=cp)
+            reasons = top_reasons(
+                contrib,
+                b.spec.feature_names_,
+                X if every else X.iloc[idx],
+                feats.hits,
+                claims if every or len(claims) != len(M) else claims.iloc[idx],
+            )
+        return ScoreFrame(
+            reasons=reasons,
+            rule_hits=hits,
+            ids=X.index,
+            probability=p,
+            risk_band=self.risk_band(p),
+            amount=amount,
+            cause_probabilities=cp,
+        )
 
-    def _score_arrays(self, feats: FeatureResult, a, claims: pd.DataFrame,
-                      explain: np.ndarray | bool) -> ScoreFrame:
+    def _score_arrays(self, feats: FeatureResult, a, claims: pd.DataFrame, explain: np.ndarray | bool) -> ScoreFrame:
         """:meth:`score_features` from the feature arrays of a few claims (no feature or hit frame is built
         unless there are hits); same results as the frame path."""
         b = self.bundle
@@ -264,14 +299,32 @@ class Scorer:
             num_vals = a.mat.tolist()
             rows = [dict(zip(cols, (*cat_vals[i], *num_vals[i]))) for i in idx.tolist()]
             ids = a.ids[idx] if not every else a.ids
-            reasons = top_reasons(contrib, b.spec.feature_names_, (ids, rows), hits,
-                                  claims if every or len(claims) != len(M) else claims.iloc[idx])
-        return ScoreFrame(reasons=reasons, rule_hits=hit_recs, ids=pd.Index(a.ids, name="claim_id"),
-                          probability=p, risk_band=self.risk_band(p), amount=amount, cause_probabilities=cp)
+            reasons = top_reasons(
+                contrib,
+                b.spec.feature_names_,
+                (ids, rows),
+                hits,
+                claims if every or len(claims) != len(M) else claims.iloc[idx],
+            )
+        return ScoreFrame(
+            reasons=reasons,
+            rule_hits=hit_recs,
+            ids=pd.Index(a.ids, name="claim_id"),
+            probability=p,
+            risk_band=self.risk_band(p),
+            amount=amount,
+            cause_probabilities=cp,
+        )
 
     # ------------------------------------------------------------------ online
-    def score_claims(self, claims: pd.DataFrame, lines: pd.DataFrame, explain: bool = True,
-                     record: bool = True, as_sent: list[dict] | None = None) -> list[dict]:
+    def score_claims(
+        self,
+        claims: pd.DataFrame,
+        lines: pd.DataFrame,
+        explain: bool = True,
+        record: bool = True,
+        as_sent: list[dict] | None = None,
+    ) -> list[dict]:
         """Score new claims against the online state; with ``record`` they join the state afterwards.
         Each SCORE gets the additive ``recorded`` field (:data:`RECORDED`).
 
@@ -300,8 +353,9 @@ class Scorer:
                 out[i] = rec
         return out
 
-    def _features(self, claims: pd.DataFrame, lines: pd.DataFrame, record: bool,
-                  as_sent: list | None) -> tuple[list[str], list, list[dict] | None]:
+    def _features(
+        self, claims: pd.DataFrame, lines: pd.DataFrame, record: bool, as_sent: list | None
+    ) -> tuple[list[str], list, list[dict] | None]:
         """(status per claim, [(positions, claims, features), ...], the claims as CLAIM dicts): retries
         (same id and content as a recorded claim) at their recorded place, never recorded again; the
         others after everything, recorded when ``record``. Call under :attr:`lock`."""
@@ -320,8 +374,14 @@ class Scorer:
             else:
                 status.append("new" if v is None else "replaced")
         if not retry:
-            feats = compute_features(claims, lines, self.state, self.rulebook, record=record,
-                                     cache={} if hashes is None else {"_content_hash": hashes})
+            feats = compute_features(
+                claims,
+                lines,
+                self.state,
+                self.rulebook,
+                record=record,
+                cache={} if hashes is None else {"_content_hash": hashes},
+            )
             return status, [(range(len(claims)), claims, feats)], sent
         parts = []
         retried = set(retry)
@@ -334,7 +394,14 @@ class Scorer:
             order = None
             if pos is retry:  # at their recorded place
                 order = np.array([versions[i][1] & _ORDER_MASK for i in pos], dtype=np.int64)
-            feats = compute_features(part, part_lines, self.state, self.rulebook, order=order, record=rec,
-                                     cache={"_content_hash": hashes[pos]})
+            feats = compute_features(
+                part,
+                part_lines,
+                self.state,
+                self.rulebook,
+                order=order,
+                record=rec,
+                cache={"_content_hash": hashes[pos]},
+            )
             parts.append((pos, part, feats))
         return status, parts, sent

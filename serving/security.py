@@ -83,17 +83,23 @@ def read_keys(path: Path | None = None) -> list[dict]:
     except OSError as exc:
         raise RecoupError(f"{path}: cannot read the API key file ({exc.strerror})") from None
     if mode & 0o022:
-        raise RecoupError(f"{path}: the API key file is writable by other users (mode {mode:o}), who could add "
-                          f"a key of their own; chmod 600 {path}")
+        raise RecoupError(
+            f"{path}: the API key file is writable by other users (mode {mode:o}), who could add "
+            f"a key of their own; chmod 600 {path}"
+        )
     try:
         doc = json.loads(raw)
         keys = doc["keys"]
         if not isinstance(keys, list) or not all(
-                isinstance(k, dict) and isinstance(k.get("name"), str)
-                and isinstance(k.get("sha256"), str) and len(k["sha256"]) == 64 for k in keys):
+            isinstance(k, dict)
+            and isinstance(k.get("name"), str)
+            and isinstance(k.get("sha256"), str)
+            and len(k["sha256"]) == 64
+            for k in keys
+        ):
             raise ValueError
     except (ValueError, KeyError, TypeError):
-        raise RecoupError(f"{path}: not an API key file (expected {{\"keys\": [{{\"name\", \"sha256\", ...}}]}})") from None
+        raise RecoupError(f'{path}: not an API key file (expected {{"keys": [{{"name", "sha256", ...}}]}})') from None
     return keys
 
 
@@ -141,11 +147,12 @@ def create_key(name: str) -> str:
     def go(path: Path) -> str:
         keys = read_keys(path)
         if any(k["name"] == name for k in active_keys(keys)):
-            raise RecoupError(f"an active key named {name!r} exists; revoke it first "
-                              f"(recoup keys revoke {name}) or choose another name")
+            raise RecoupError(
+                f"an active key named {name!r} exists; revoke it first "
+                f"(recoup keys revoke {name}) or choose another name"
+            )
         key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode().rstrip("=")
-        keys.append({"name": name, "sha256": key_hash(key), "prefix": key[:7], "created": _now(),
-                     "revoked": None})
+        keys.append({"name": name, "sha256": key_hash(key), "prefix": key[:7], "created": _now(), "revoked": None})
         write_keys(keys, path)
         return key
 
@@ -176,8 +183,11 @@ def keys_create_cli(name: str) -> None:
     """``recoup keys create NAME``: the key on stdout (once), where it is stored and how to send it on stderr."""
     key = create_key(name)
     print(key)
-    print(f"API key {name!r} created in {keys_file()}; it is shown only this once. Clients send "
-          f"'Authorization: Bearer KEY' (or 'X-API-Key: KEY').", file=sys.stderr)
+    print(
+        f"API key {name!r} created in {keys_file()}; it is shown only this once. Clients send "
+        f"'Authorization: Bearer KEY' (or 'X-API-Key: KEY').",
+        file=sys.stderr,
+    )
 
 
 def keys_list_cli() -> None:
@@ -286,7 +296,7 @@ def host_of(header: str) -> str:
     h = header.strip().lower()
     if h.startswith("["):
         end = h.find("]")
-        name, port = (h[1:end], h[end + 1:]) if end > 0 else (h, "")
+        name, port = (h[1:end], h[end + 1 :]) if end > 0 else (h, "")
         return name if port == "" or (port[:1] == ":" and _is_port(port[1:])) else h
     if h.count(":") == 1:
         name, port = h.rsplit(":", 1)
@@ -315,17 +325,25 @@ class GuardConfig:
     @classmethod
     def from_env(cls) -> "GuardConfig":
         bind = os.environ.get("RECOUP_SERVICE_HOST", "127.0.0.1")
-        return cls(bind_host=bind, hosts=allowed_hosts(bind, split_hosts(os.environ.get("RECOUP_ALLOWED_HOSTS"))),
-                   cors_origins=[o.strip() for o in os.environ.get("RECOUP_CORS_ORIGINS", "").split(",")
-                                 if o.strip()],
-                   keys_path=keys_file())
+        return cls(
+            bind_host=bind,
+            hosts=allowed_hosts(bind, split_hosts(os.environ.get("RECOUP_ALLOWED_HOSTS"))),
+            cors_origins=[o.strip() for o in os.environ.get("RECOUP_CORS_ORIGINS", "").split(",") if o.strip()],
+            keys_path=keys_file(),
+        )
 
 
-def _json_error(status: int, kind: str, message: str, field_name: str | None = None,
-                headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, list, bytes]:
+def _json_error(
+    status: int,
+    kind: str,
+    message: str,
+    field_name: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, list, bytes]:
     fields = [{"field": field_name, "message": message}] if field_name else []
-    body = json.dumps({"claim_id": None, "error": {"type": kind, "message": message, "fields": fields}},
-                      separators=(",", ":")).encode()
+    body = json.dumps(
+        {"claim_id": None, "error": {"type": kind, "message": message, "fields": fields}}, separators=(",", ":")
+    ).encode()
     hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return status, hs + (headers or []), body
 
@@ -374,10 +392,14 @@ class Guard:
         if self.config.cors_origins:
             from starlette.middleware.cors import CORSMiddleware
 
-            self.inner = CORSMiddleware(self._guarded, allow_origins=self.config.cors_origins,
-                                        allow_methods=["GET", "POST"], allow_credentials=False,
-                                        allow_headers=["authorization", "content-type", "x-api-key"],
-                                        max_age=600)
+            self.inner = CORSMiddleware(
+                self._guarded,
+                allow_origins=self.config.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_credentials=False,
+                allow_headers=["authorization", "content-type", "x-api-key"],
+                max_age=600,
+            )
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
@@ -398,22 +420,34 @@ class Guard:
         try:
             host = _header(scope, b"host") or ""
             if not self.any_host and (len(host) > MAX_HEADER_CHARS or host_of(host) not in self.hosts):
-                await self._send(send_noting, *_json_error(400, "bad_host", "Host header not allowed "
-                                                           "(see --allowed-host)", "host"))
+                await self._send(
+                    send_noting, *_json_error(400, "bad_host", "Host header not allowed (see --allowed-host)", "host")
+                )
             else:
                 await self.inner(scope, receive, send_noting)  # CORS (when configured), then _guarded
         except Exception as exc:  # noqa: BLE001 - the message may hold claim values: log the class only
-            log.error("internal error %s on %s %s (message not logged: it may hold claim data)",
-                      type(exc).__name__, method, endpoint)
+            log.error(
+                "internal error %s on %s %s (message not logged: it may hold claim data)",
+                type(exc).__name__,
+                method,
+                endpoint,
+            )
             if status[0] == 0:
-                await self._send(send_noting, *_json_error(500, "internal", f"internal error ({type(exc).__name__}); "
-                                                                            "see the service log"))
+                await self._send(
+                    send_noting,
+                    *_json_error(500, "internal", f"internal error ({type(exc).__name__}); see the service log"),
+                )
         finally:
-            access_log.info("%s key=%s method=%s endpoint=%s status=%s claims=%s ms=%.1f",
-                            dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-                            note["key"] or "-", method if method in METHODS else "other",
-                            endpoint, status[0] or "-", "-" if note["claims"] is None else note["claims"],
-                            (time.perf_counter() - t0) * 1e3)
+            access_log.info(
+                "%s key=%s method=%s endpoint=%s status=%s claims=%s ms=%.1f",
+                dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                note["key"] or "-",
+                method if method in METHODS else "other",
+                endpoint,
+                status[0] or "-",
+                "-" if note["claims"] is None else note["claims"],
+                (time.perf_counter() - t0) * 1e3,
+            )
 
     def _who(self, scope: dict) -> tuple[str | None, tuple[int, str, str] | None]:
         """(key name or None, refusal or None) for a request to a path that needs a key."""
@@ -430,8 +464,11 @@ class Guard:
         client = (scope.get("client") or ("", 0))[0]
         proxied = any(_header(scope, h) for h in (b"x-forwarded-for", b"forwarded", b"x-real-ip"))
         if not (self.local_only and is_loopback(client)) or proxied:
-            return None, (401, "unauthorized", "no API key is configured: only local calls are accepted "
-                                               "(create one with: recoup keys create NAME)")
+            return None, (
+                401,
+                "unauthorized",
+                "no API key is configured: only local calls are accepted (create one with: recoup keys create NAME)",
+            )
         return None, None
 
     async def _guarded(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -439,14 +476,22 @@ class Guard:
         name, refused = self._who(scope)
         scope["recoup"]["key"] = name
         if refused is not None:
-            await self._send(send, *_json_error(refused[0], refused[1], refused[2], "authorization",
-                                                [(b"www-authenticate", b"Bearer")]))
+            await self._send(
+                send,
+                *_json_error(refused[0], refused[1], refused[2], "authorization", [(b"www-authenticate", b"Bearer")]),
+            )
         elif scope.get("path") not in self.known:
             await self._send(send, *_json_error(404, "not_found", "Not Found"))
         elif scope.get("method") in ("POST", "PUT", "PATCH") and not _is_json(_header(scope, b"content-type")):
-            await self._send(send, *_json_error(415, "unsupported_media_type",
-                                                "the body must be JSON (Content-Type: application/json)",
-                                                "content-type"))
+            await self._send(
+                send,
+                *_json_error(
+                    415,
+                    "unsupported_media_type",
+                    "the body must be JSON (Content-Type: application/json)",
+                    "content-type",
+                ),
+            )
         else:
             await self.app(scope, receive, send)
 

@@ -43,11 +43,14 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise RecoupError(f"port {port} is already in use on {host} (another recoup serve?); "
-                                  f"stop it or choose another --port") from None
+                raise RecoupError(
+                    f"port {port} is already in use on {host} (another recoup serve?); stop it or choose another --port"
+                ) from None
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise RecoupError(f"port {port} on {host}: permission denied (ports below 1024 need "
-                                  f"privileges); choose another --port") from None
+                raise RecoupError(
+                    f"port {port} on {host}: permission denied (ports below 1024 need "
+                    f"privileges); choose another --port"
+                ) from None
             raise RecoupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         except socket.gaierror as exc:
             raise RecoupError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
@@ -63,12 +66,15 @@ def check_tls_files(certfile: Path, keyfile: Path) -> None:
         ctx.load_cert_chain(certfile, keyfile, password=lambda: b"")  # an encrypted key: refused, no prompt
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise RecoupError(f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a PEM certificate and its "
-                          f"unencrypted private key ({reason})") from None
+        raise RecoupError(
+            f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a PEM certificate and its "
+            f"unencrypted private key ({reason})"
+        ) from None
 
 
-def bentoml_command(port: int, host: str, ssl_certfile: Path | None = None,
-                    ssl_keyfile: Path | None = None) -> list[str]:
+def bentoml_command(
+    port: int, host: str, ssl_certfile: Path | None = None, ssl_keyfile: Path | None = None
+) -> list[str]:
     exe = Path(sys.executable).parent / "bentoml"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "bentoml"]
     cmd = [*base, "serve", SERVICE, "--port", str(port), "--host", host, "--working-dir", str(PROJECT_ROOT)]
@@ -126,26 +132,37 @@ def _security_env(env: dict[str, str], host: str, allowed_hosts: list[str] | Non
     hosts = split_hosts(env.get("RECOUP_ALLOWED_HOSTS")) + [h.strip().lower() for h in allowed_hosts or []]
     if not is_loopback(host):
         if not keys:
-            raise RecoupError(f"--host {host} serves other machines, which needs an API key and there is none "
-                              f"in {path}; create one with: recoup keys create NAME")
+            raise RecoupError(
+                f"--host {host} serves other machines, which needs an API key and there is none "
+                f"in {path}; create one with: recoup keys create NAME"
+            )
         if is_all_interfaces(host) and not hosts:
-            raise RecoupError(f"--host {host} needs --allowed-host NAME (the host name clients call, e.g. "
-                              f"scoring.example.org; repeatable) or RECOUP_ALLOWED_HOSTS, or '*' for any")
+            raise RecoupError(
+                f"--host {host} needs --allowed-host NAME (the host name clients call, e.g. "
+                f"scoring.example.org; repeatable) or RECOUP_ALLOWED_HOSTS, or '*' for any"
+            )
     if "*" in hosts and not keys:
-        raise RecoupError(f"--allowed-host '*' lets any web page reach the service through DNS rebinding, "
-                          f"which needs an API key and there is none in {path}; create one with: "
-                          f"recoup keys create NAME")
+        raise RecoupError(
+            f"--allowed-host '*' lets any web page reach the service through DNS rebinding, "
+            f"which needs an API key and there is none in {path}; create one with: "
+            f"recoup keys create NAME"
+        )
     env["RECOUP_SERVICE_HOST"] = host
     env["RECOUP_ALLOWED_HOSTS"] = ",".join(hosts)
     env["RECOUP_API_KEYS_FILE"] = str(path)
     if keys:
         return f"API keys required ({len(keys)} active in {path})"
-    return f"no API key configured: only calls from this machine are accepted (recoup keys create NAME)"
+    return "no API key configured: only calls from this machine are accepted (recoup keys create NAME)"
 
 
-def serve_cli(port: int = 3000, host: str = "127.0.0.1", workers: int | None = None,
-              allowed_hosts: list[str] | None = None, ssl_certfile: Path | None = None,
-              ssl_keyfile: Path | None = None) -> int:
+def serve_cli(
+    port: int = 3000,
+    host: str = "127.0.0.1",
+    workers: int | None = None,
+    allowed_hosts: list[str] | None = None,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+) -> int:
     """Check there is a model (exporting MLflow's champion to the BentoML store if needed), then serve.
 
     ``workers`` (default ``RECOUP_SERVICE_WORKERS`` or 1): worker processes; several share the claims
@@ -175,8 +192,14 @@ def serve_cli(port: int = 3000, host: str = "127.0.0.1", workers: int | None = N
     print(f"starting on {where}  (ready when {url}/readyz answers 200; Ctrl-C to stop)", flush=True)
     print(key_status, flush=True)
     auth = " -H 'authorization: Bearer KEY'" if "required" in key_status else ""
-    print("example:\n  curl -s -X POST " + url + "/score -H 'content-type: application/json'" + auth +
-          " -d @claim.json   # claim.json = {\"claim\": {...}}; see docs/service.md", flush=True)
+    print(
+        "example:\n  curl -s -X POST "
+        + url
+        + "/score -H 'content-type: application/json'"
+        + auth
+        + ' -d @claim.json   # claim.json = {"claim": {...}}; see docs/service.md',
+        flush=True,
+    )
     env["RECOUP_SERVE_PID"] = str(os.getpid())
     return run_group(bentoml_command(port, host, ssl_certfile, ssl_keyfile), env)
 

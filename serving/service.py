@@ -49,9 +49,18 @@ from features.settings import env_number
 from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
-from serving.schemas import (LIMITS, MAX_BODY_BYTES, MAX_CLAIMS_PER_BATCH, BatchRequest, Claim, ScoreRequest,
-                             claims_to_frames, error_entry, openapi_with_bodies, pydantic_fields, raw_claim_id,
-                             route_docs)
+from serving.schemas import (
+    LIMITS,
+    BatchRequest,
+    Claim,
+    ScoreRequest,
+    claims_to_frames,
+    error_entry,
+    openapi_with_bodies,
+    pydantic_fields,
+    raw_claim_id,
+    route_docs,
+)
 
 _http.install()  # bounded request heads in the workers' uvicorn (serving/http.py)
 log = logging.getLogger("recoup.service")
@@ -100,15 +109,18 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def error_response(status: int, kind: str, message: str, fields: list[dict] | None = None,
-                   claim_id: str | None = None) -> Response:
-    return json_response({"claim_id": claim_id,
-                          "error": {"type": kind, "message": message, "fields": fields or []}}, status)
+def error_response(
+    status: int, kind: str, message: str, fields: list[dict] | None = None, claim_id: str | None = None
+) -> Response:
+    return json_response(
+        {"claim_id": claim_id, "error": {"type": kind, "message": message, "fields": fields or []}}, status
+    )
 
 
 class ClientError(Exception):
-    def __init__(self, status: int, kind: str, message: str, fields: list[dict] | None = None,
-                 claim_id: str | None = None):
+    def __init__(
+        self, status: int, kind: str, message: str, fields: list[dict] | None = None, claim_id: str | None = None
+    ):
         super().__init__(message)
         self.status, self.kind, self.message, self.fields, self.claim_id = status, kind, message, fields, claim_id
 
@@ -117,14 +129,22 @@ async def read_json(request: Request) -> Any:
     """The request body as JSON, refusing bodies over the size limit (413) and bad JSON (400)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        raise ClientError(413, "body_too_large", f"request body over {MAX_BODY} bytes",
-                          [{"field": "body", "message": f"at most {MAX_BODY} bytes"}])
+        raise ClientError(
+            413,
+            "body_too_large",
+            f"request body over {MAX_BODY} bytes",
+            [{"field": "body", "message": f"at most {MAX_BODY} bytes"}],
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise ClientError(413, "body_too_large", f"request body over {MAX_BODY} bytes",
-                              [{"field": "body", "message": f"at most {MAX_BODY} bytes"}])
+            raise ClientError(
+                413,
+                "body_too_large",
+                f"request body over {MAX_BODY} bytes",
+                [{"field": "body", "message": f"at most {MAX_BODY} bytes"}],
+            )
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
@@ -172,16 +192,21 @@ def _flag(query: dict, name: str, body_value: bool) -> bool:
         return True
     if v in ("0", "false", "no", "off"):
         return False
-    raise ClientError(422, "invalid_request", f"query parameter {name} must be true or false",
-                      [{"field": name, "message": "expected true or false", "value": v[:20]}])
+    raise ClientError(
+        422,
+        "invalid_request",
+        f"query parameter {name} must be true or false",
+        [{"field": name, "message": "expected true or false", "value": v[:20]}],
+    )
 
 
 # --------------------------------------------------------------------------------------
 # the app
 # --------------------------------------------------------------------------------------
 
-app = FastAPI(title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json",
-              redoc_url=None)
+app = FastAPI(
+    title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None
+)
 app.openapi = openapi_with_bodies(app)  # the request bodies too (the handlers read the raw request)
 
 
@@ -192,8 +217,9 @@ async def _client_error(_: Request, exc: ClientError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
-    fields = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")}
-              for e in exc.errors()]
+    fields = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()
+    ]
     return error_response(422, "invalid_request", "invalid request", fields)
 
 
@@ -258,8 +284,10 @@ def _faulty(fn):
         claims = ([body.get("claim")] if isinstance(body, dict) else []) + (many if isinstance(many, list) else [])
         for c in claims:
             if isinstance(c, dict) and c.get("claim_id") == FAULT_CLAIM_ID:
-                raise RuntimeError(f"injected fault scoring claim {c.get('claim_id')} of patient "
-                                   f"{c.get('patient_id')} charge {c.get('total_charge')}")
+                raise RuntimeError(
+                    f"injected fault scoring claim {c.get('claim_id')} of patient "
+                    f"{c.get('patient_id')} charge {c.get('total_charge')}"
+                )
         return fn(body, query)
 
     return run
@@ -332,8 +360,14 @@ class RecoupService:
             "limits": {**LIMITS, "body_bytes": MAX_BODY},
             "workers": WORKERS,
         }
-        log.info("recoup service ready: model %s v%s (as of %s) from %s in %.1fs", model_store.BENTO_MODEL,
-                 self.scorer.model_version, meta.get("as_of"), ref.source, time.perf_counter() - t0)
+        log.info(
+            "recoup service ready: model %s v%s (as of %s) from %s in %.1fs",
+            model_store.BENTO_MODEL,
+            self.scorer.model_version,
+            meta.get("as_of"),
+            ref.source,
+            time.perf_counter() - t0,
+        )
 
     def __is_ready__(self) -> bool:
         return getattr(self, "scorer", None) is not None
@@ -349,8 +383,12 @@ class RecoupService:
     def score_one(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
         query = query or {}
         if not isinstance(body, dict):
-            raise ClientError(422, "invalid_request", "the body must be a JSON object {\"claim\": CLAIM}",
-                              [{"field": "body", "message": "expected an object with a 'claim' field"}])
+            raise ClientError(
+                422,
+                "invalid_request",
+                'the body must be a JSON object {"claim": CLAIM}',
+                [{"field": "body", "message": "expected an object with a 'claim' field"}],
+            )
         try:
             req = ScoreRequest.model_validate(body)
         except ValidationError as exc:
@@ -361,14 +399,19 @@ class RecoupService:
         conv = claims_to_frames([req.claim], ["claim"])
         if conv.errors:
             return 422, error_entry(req.claim.claim_id, conv.errors[0])
-        return 200, self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
-                                             as_sent=[req.claim])[0]
+        return 200, self.scorer.score_claims(
+            conv.claims, conv.lines, explain=explain, record=record, as_sent=[req.claim]
+        )[0]
 
     def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
         query = query or {}
         if not isinstance(body, dict):
-            raise ClientError(422, "invalid_request", "the body must be a JSON object {\"claims\": [CLAIM, ...]}",
-                              [{"field": "body", "message": "expected an object with a 'claims' array"}])
+            raise ClientError(
+                422,
+                "invalid_request",
+                'the body must be a JSON object {"claims": [CLAIM, ...]}',
+                [{"field": "body", "message": "expected an object with a 'claims' array"}],
+            )
         try:
             req = BatchRequest.model_validate(body)
         except ValidationError as exc:
@@ -390,8 +433,7 @@ class RecoupService:
                 out[i] = error_entry(parsed[at[i]].claim_id, fields)
             if conv.ok:
                 sent = [parsed[at[i]] for i in conv.ok] if record else None
-                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record,
-                                                  as_sent=sent)
+                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record, as_sent=sent)
                 for i, s in zip(conv.ok, scores):
                     out[i] = s
         return 200, out
@@ -411,8 +453,12 @@ class RecoupService:
         """Body ``{"claim": CLAIM}`` (plus optional ``"explain"``, ``"record"``) -> SCORE."""
         return await self._run(self.score_one, request)
 
-    @app.post("/score_batch", summary="Score claims in order; invalid ones get an error entry", response_model=None,
-              **route_docs("score_batch"))
+    @app.post(
+        "/score_batch",
+        summary="Score claims in order; invalid ones get an error entry",
+        response_model=None,
+        **route_docs("score_batch"),
+    )
     async def score_batch(self, request: Request) -> Response:
         """Body ``{"claims": [CLAIM, ...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]``, same order."""
         return await self._run(self.score_many, request)

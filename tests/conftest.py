@@ -57,8 +57,14 @@ def trained(recoup_home, small_history_dir):
     import bentoml
 
     model = bentoml.models.get("recoup-risk:latest")
-    return {"result": result, "info": info, "bundle_dir": model.path, "history": history,
-            "data_dir": small_history_dir, "config": cfg}
+    return {
+        "result": result,
+        "info": info,
+        "bundle_dir": model.path,
+        "history": history,
+        "data_dir": small_history_dir,
+        "config": cfg,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,28 @@ _BUILTIN: dict[str, Any] = {
     "model_name": MODEL_NAME,  # fixed: serving finds the model by this name
     "horizon_days": 365,
     "split": {"valid_fraction": 0.15, "test_fraction": 0.15},
-    "likelihood": {"n_estimators": 1000, "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 200,
-                   "max_bin": 63,
-                   "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-                   "max_cat_to_onehot": 8, "cat_smooth": 20, "early_stopping_rounds": 50},
-    "cause": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
-              "feature_fraction": 0.8, "early_stopping_rounds": 30},
+    "likelihood": {
+        "n_estimators": 1000,
+        "learning_rate": 0.03,
+        "num_leaves": 15,
+        "min_child_samples": 200,
+        "max_bin": 63,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "max_cat_to_onehot": 8,
+        "cat_smooth": 20,
+        "early_stopping_rounds": 50,
+    },
+    "cause": {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "feature_fraction": 0.8,
+        "early_stopping_rounds": 30,
+    },
     "calibration": "isotonic",
     "seed": 7,
     "num_threads": 2,
@@ -45,6 +61,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         cfg = _merge(cfg, yaml.safe_load(p.read_text()) or {})
     cfg = _merge(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
     if cfg["model_name"] != MODEL_NAME:
-        raise RecoupError(f"model_name is fixed to {MODEL_NAME!r} (the service looks the model up by it); "
-                          f"remove model_name: {cfg['model_name']!r} from {p or 'the config'}")
+        raise RecoupError(
+            f"model_name is fixed to {MODEL_NAME!r} (the service looks the model up by it); "
+            f"remove model_name: {cfg['model_name']!r} from {p or 'the config'}"
+        )
     return cfg

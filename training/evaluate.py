@@ -23,8 +23,14 @@ from training.train import evaluate_frame, score_frame
 log = logging.getLogger(__name__)
 
 
-def evaluate_history(bundle, history, since: str | None = None, until: str | None = None,
-                     data_dir: Path | None = None, capacities: list[float] | None = None) -> dict:
+def evaluate_history(
+    bundle,
+    history,
+    since: str | None = None,
+    until: str | None = None,
+    data_dir: Path | None = None,
+    capacities: list[float] | None = None,
+) -> dict:
     """Metrics of ``bundle`` on matured claims submitted in [since, until] (features as of submission)."""
     capacities = capacities or [0.01, 0.05, 0.10]
     as_of = history.last_date
@@ -38,30 +44,54 @@ def evaluate_history(bundle, history, since: str | None = None, until: str | Non
     if until:
         win &= (sd <= pd.Timestamp(until)).to_numpy()
     if win.sum() == 0 or labels.loc[win, "label"].sum() == 0:
-        raise RecoupError("no matured claims with outcomes submitted in the window "
-                          f"[{since or 'start'}, {until or 'end'}] (labels need paid_date + horizon <= {as_of.date()})")
+        raise RecoupError(
+            "no matured claims with outcomes submitted in the window "
+            f"[{since or 'start'}, {until or 'end'}] (labels need paid_date + horizon <= {as_of.date()})"
+        )
     X = feats.X[win]
     claims = history.claims.set_index(history.claims["claim_id"].astype(str)).loc[X.index]
     scored = score_frame(bundle, bundle.spec.transform(X), claims, labels[win], X)
     metrics = evaluate_frame(scored, capacities)
-    out = {"metrics": metrics, "scored": scored,
-           "slices": {by: sliced(scored, by) for by in ("payer_id", "plan_type", "specialty")},
-           "window": [str(sd[win].min().date()), str(sd[win].max().date())]}
+    out = {
+        "metrics": metrics,
+        "scored": scored,
+        "slices": {by: sliced(scored, by) for by in ("payer_id", "plan_type", "specialty")},
+        "window": [str(sd[win].min().date()), str(sd[win].max().date())],
+    }
     oracle = oracle_scores(data_dir, scored.index)
     if oracle is not None and oracle["true_probability"].notna().all():
         om = oracle_metrics(scored, oracle, capacities)
         out["oracle"] = om
-        out["ratio"] = {k: metrics[k] / om[k] for k in ("roc_auc", "pr_auc", "cause_top1_accuracy")
-                        if om.get(k) and np.isfinite(om[k]) and om[k] > 0}
+        out["ratio"] = {
+            k: metrics[k] / om[k]
+            for k in ("roc_auc", "pr_auc", "cause_top1_accuracy")
+            if om.get(k) and np.isfinite(om[k]) and om[k] > 0
+        }
     return out
 
 
 def format_table(result: dict) -> str:
     """The metrics as a plain-text table: model, oracle, model/oracle."""
     m, o = result["metrics"], result.get("oracle")
-    keys = ["n", "positive_rate", "roc_auc", "pr_auc", "brier", "ece", "mean_predicted",
-            "precision_at_1pct", "recall_at_1pct", "dollars_at_1pct", "precision_at_5pct", "recall_at_5pct",
-            "dollars_at_5pct", "precision_at_10pct", "recall_at_10pct", "dollars_at_10pct", "cause_top1_accuracy"]
+    keys = [
+        "n",
+        "positive_rate",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "mean_predicted",
+        "precision_at_1pct",
+        "recall_at_1pct",
+        "dollars_at_1pct",
+        "precision_at_5pct",
+        "recall_at_5pct",
+        "dollars_at_5pct",
+        "precision_at_10pct",
+        "recall_at_10pct",
+        "dollars_at_10pct",
+        "cause_top1_accuracy",
+    ]
     keys += [f"cause_{w}_{c}" for c in CAUSES for w in ("precision", "recall")]
     rows = []
     for k in keys:
@@ -93,18 +123,27 @@ def evaluate_cli(data: Path, since: str | None, until: str | None, version: str 
         try:
             bundle = download_bundle(name, version or "champion", Path(tmp))
         except Exception as exc:  # no registered model / alias
-            raise RecoupError(f"no model '{name}' {'version ' + version if version else 'champion'} in the "
-                              f"MLflow registry ({type(exc).__name__}); run `recoup train --promote` first") from None
+            raise RecoupError(
+                f"no model '{name}' {'version ' + version if version else 'champion'} in the "
+                f"MLflow registry ({type(exc).__name__}); run `recoup train --promote` first"
+            ) from None
         if since is None and until is None:
             since = bundle.meta.get("split_dates", {}).get("test", [None])[0]
             log.info("no window given: evaluating from the model's latest matured window on (%s)", since)
         result = evaluate_history(bundle, history, since, until, data_dir=data, capacities=cfg["capacities"])
-        print(f"model {name} version {bundle.meta.get('model_version', version or 'champion')} "
-              f"(trained as of {bundle.meta['as_of']}); window {result['window'][0]}..{result['window'][1]}")
+        print(
+            f"model {name} version {bundle.meta.get('model_version', version or 'champion')} "
+            f"(trained as of {bundle.meta['as_of']}); window {result['window'][0]}..{result['window'][1]}"
+        )
         print(format_table(result))
         with mlflow.start_run(experiment_id=experiment_id(mlflow), run_name="evaluate") as run:
-            mlflow.set_tags({"kind": "evaluation", "model_run_id": bundle.meta.get("run_id", ""),
-                             "window": "..".join(result["window"])})
+            mlflow.set_tags(
+                {
+                    "kind": "evaluation",
+                    "model_run_id": bundle.meta.get("run_id", ""),
+                    "window": "..".join(result["window"]),
+                }
+            )
             mlflow.log_metrics({f"eval_{k}": float(v) for k, v in result["metrics"].items() if np.isfinite(v)})
             for k, v in result.get("oracle", {}).items():
                 if np.isfinite(v):

@@ -26,11 +26,13 @@ def rates_by(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     """Matured claims, recoupment rate, recouped dollars and rate per cause, per value of ``by``."""
     m = frame[frame["mature"]]
     g = m.groupby(by, observed=True)
-    out = pd.DataFrame({"claims": g.size(), "recoupment_rate": g["label"].mean(),
-                        "recouped_dollars": g["recouped_amount"].sum()})
+    out = pd.DataFrame(
+        {"claims": g.size(), "recoupment_rate": g["label"].mean(), "recouped_dollars": g["recouped_amount"].sum()}
+    )
     causes = pd.crosstab(m[by], m["cause"].fillna("none"), normalize="index")
     return out.join(causes.drop(columns="none", errors="ignore").add_prefix("rate_")).sort_values(
-        "recouped_dollars", ascending=False)
+        "recouped_dollars", ascending=False
+    )
 
 
 def cause_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -49,5 +51,5 @@ def recoupment_lags(history: History) -> pd.Series:
     if r is None or r.empty:
         return pd.Series([], dtype=float)
     paid = history.claims.set_index(history.claims["claim_id"].astype(str))["paid_date"]
-    lag = (r["recouped_date"].to_numpy() - paid.reindex(r["claim_id"].astype(str)).to_numpy())
+    lag = r["recouped_date"].to_numpy() - paid.reindex(r["claim_id"].astype(str)).to_numpy()
     return pd.Series(lag / pd.Timedelta(days=1)).dropna()

@@ -27,8 +27,9 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(ece)
 
 
-def capacity_metrics(y: np.ndarray, p: np.ndarray, dollars: np.ndarray, rank_by: np.ndarray,
-                     capacities: list[float]) -> dict[str, float]:
+def capacity_metrics(
+    y: np.ndarray, p: np.ndarray, dollars: np.ndarray, rank_by: np.ndarray, capacities: list[float]
+) -> dict[str, float]:
     """Precision, recall and dollars recovered when reviewing the top share of claims by ``rank_by``."""
     out: dict[str, float] = {}
     n = len(y)
@@ -46,8 +47,9 @@ def capacity_metrics(y: np.ndarray, p: np.ndarray, dollars: np.ndarray, rank_by:
     return out
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, dollars: np.ndarray, expected_dollars: np.ndarray,
-                   capacities: list[float]) -> dict[str, float]:
+def binary_metrics(
+    y: np.ndarray, p: np.ndarray, dollars: np.ndarray, expected_dollars: np.ndarray, capacities: list[float]
+) -> dict[str, float]:
     y = np.asarray(y, dtype=int)
     out = {"n": float(len(y)), "positives": float(y.sum()), "positive_rate": float(y.mean()) if len(y) else np.nan}
     if len(np.unique(y)) == 2:
@@ -92,9 +94,16 @@ def sliced(frame: pd.DataFrame, by: str, min_n: int = 50) -> pd.DataFrame:
             continue
         y, p = g["label"].to_numpy(), g["probability"].to_numpy()
         two = len(np.unique(y)) == 2
-        rows.append({by: key, "n": len(g), "positive_rate": y.mean(), "mean_predicted": p.mean(),
-                     "roc_auc": roc_auc_score(y, p) if two else np.nan,
-                     "pr_auc": average_precision_score(y, p) if two else np.nan})
+        rows.append(
+            {
+                by: key,
+                "n": len(g),
+                "positive_rate": y.mean(),
+                "mean_predicted": p.mean(),
+                "roc_auc": roc_auc_score(y, p) if two else np.nan,
+                "pr_auc": average_precision_score(y, p) if two else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -114,14 +123,24 @@ def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[
         ocp = oracle[pcols].to_numpy(dtype=float)
     else:
         ocp = np.zeros((len(oracle), len(CAUSES)))
-        ocp[np.arange(len(oracle)), pd.Series(oracle["true_cause"]).map(
-            {c: i for i, c in enumerate(CAUSES)}).fillna(len(CAUSES) - 1).astype(int)] = 1
+        ocp[
+            np.arange(len(oracle)),
+            pd.Series(oracle["true_cause"])
+            .map({c: i for i, c in enumerate(CAUSES)})
+            .fillna(len(CAUSES) - 1)
+            .astype(int),
+        ] = 1
     om.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), ocp))
     return om
 
 
-def promotion_decision(challenger: dict[str, float], scored: pd.DataFrame, champion_probability: np.ndarray,
-                       capacities: list[float], promotion: dict) -> dict:
+def promotion_decision(
+    challenger: dict[str, float],
+    scored: pd.DataFrame,
+    champion_probability: np.ndarray,
+    capacities: list[float],
+    promotion: dict,
+) -> dict:
     """Does the challenger (its ``metrics`` on the latest window, ``scored``) beat the champion (its
     probabilities on the same claims)? It must gain more than ``promotion["min_pr_auc_gain"]`` PR-AUC
     and lose at most ``promotion["max_ece_increase"]`` ECE. Returns ``pass`` and both figures."""
@@ -130,5 +149,10 @@ def promotion_decision(challenger: dict[str, float], scored: pd.DataFrame, champ
     gain = challenger["pr_auc"] - cm["pr_auc"]
     ece_up = challenger["ece"] - cm["ece"]
     ok = gain > promotion["min_pr_auc_gain"] and ece_up <= promotion["max_ece_increase"]
-    return {"pass": bool(ok), "champion_pr_auc": cm["pr_auc"], "challenger_pr_auc": challenger["pr_auc"],
-            "champion_ece": cm["ece"], "challenger_ece": challenger["ece"]}
+    return {
+        "pass": bool(ok),
+        "champion_pr_auc": cm["pr_auc"],
+        "challenger_pr_auc": challenger["pr_auc"],
+        "champion_ece": cm["ece"],
+        "challenger_ece": challenger["ece"],
+    }

@@ -30,24 +30,45 @@ def _progress(every: int, name: str):
         if (env.iteration + 1) % every == 0 and env.evaluation_result_list:
             _, metric, value, _ = env.evaluation_result_list[-1][:4]
             log.info("%s: %d trees, valid %s %.4f", name, env.iteration + 1, metric, value)
+
     return cb
 
 
-def fit_likelihood(M_train: pd.DataFrame, y_train: np.ndarray, M_valid: pd.DataFrame, y_valid: np.ndarray,
-                   cfg: dict, seed: int, threads: int) -> lgb.Booster:
+def fit_likelihood(
+    M_train: pd.DataFrame,
+    y_train: np.ndarray,
+    M_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    cfg: dict,
+    seed: int,
+    threads: int,
+) -> lgb.Booster:
     """Binary LightGBM with early stopping on the later (validation) slice."""
     params = _params(cfg, seed, threads, objective="binary", metric=["binary_logloss", "average_precision"])
     dtrain = lgb.Dataset(M_train, label=y_train, free_raw_data=True)
     dvalid = lgb.Dataset(M_valid, label=y_valid, reference=dtrain)
     return lgb.train(
-        params, dtrain, num_boost_round=int(cfg["n_estimators"]), valid_sets=[dvalid], valid_names=["valid"],
-        callbacks=[lgb.early_stopping(int(cfg["early_stopping_rounds"]), first_metric_only=True, verbose=False),
-                   _progress(100, "likelihood")],
+        params,
+        dtrain,
+        num_boost_round=int(cfg["n_estimators"]),
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[
+            lgb.early_stopping(int(cfg["early_stopping_rounds"]), first_metric_only=True, verbose=False),
+            _progress(100, "likelihood"),
+        ],
     )
 
 
-def fit_cause(M_train: pd.DataFrame, c_train: np.ndarray, M_valid: pd.DataFrame, c_valid: np.ndarray,
-              cfg: dict, seed: int, threads: int) -> lgb.Booster | None:
+def fit_cause(
+    M_train: pd.DataFrame,
+    c_train: np.ndarray,
+    M_valid: pd.DataFrame,
+    c_valid: np.ndarray,
+    cfg: dict,
+    seed: int,
+    threads: int,
+) -> lgb.Booster | None:
     """Multiclass LightGBM over CAUSES on recouped claims; None when there are too few of them."""
     if len(c_train) < 20:
         log.warning("only %d recouped claims in training: no cause model", len(c_train))
@@ -58,5 +79,4 @@ def fit_cause(M_train: pd.DataFrame, c_train: np.ndarray, M_valid: pd.DataFrame,
     if len(c_valid) >= 10:
         valid_sets = [lgb.Dataset(M_valid, label=c_valid, reference=dtrain)]
         cbs.append(lgb.early_stopping(int(cfg["early_stopping_rounds"]), verbose=False))
-    return lgb.train(params, dtrain, num_boost_round=int(cfg["n_estimators"]), valid_sets=valid_sets,
-                     callbacks=cbs)
+    return lgb.train(params, dtrain, num_boost_round=int(cfg["n_estimators"]), valid_sets=valid_sets, callbacks=cbs)

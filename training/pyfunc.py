@@ -6,7 +6,6 @@ from __future__ import annotations
 from importlib import metadata
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle, expected_amount

@@ -91,12 +91,14 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
         tmp = Path(tmp)
         plots = tmp / "plots"
         plots.mkdir()
-        with mlflow.start_run(experiment_id=experiment_id(mlflow),
-                              run_name=f"train-asof-{result.bundle.meta['as_of']}") as run:
+        with mlflow.start_run(
+            experiment_id=experiment_id(mlflow), run_name=f"train-asof-{result.bundle.meta['as_of']}"
+        ) as run:
             mlflow.log_params({k: v for k, v in _flatten(cfg).items() if not isinstance(v, list)})
             mlflow.log_params({f"data.{k}": v for k, v in result.data_summary.items()})
-            mlflow.set_tags({"rulebook_version": result.bundle.meta["rulebook_version"],
-                             "as_of": result.bundle.meta["as_of"]})
+            mlflow.set_tags(
+                {"rulebook_version": result.bundle.meta["rulebook_version"], "as_of": result.bundle.meta["as_of"]}
+            )
             metrics = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
             mlflow.log_metrics({f"time_{k}": v for k, v in result.timings.items()})
@@ -120,15 +122,23 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
             log.info("saving the history state with the model")
             result.state.save(bundle_dir / "state")
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=RecoupPyfunc(), artifacts={"bundle": str(bundle_dir)},
-                pip_requirements=pip_requirements(), registered_model_name=name,
-                metadata={"as_of": result.bundle.meta["as_of"],
-                          "rulebook_version": result.bundle.meta["rulebook_version"]},
+                name="model",
+                python_model=RecoupPyfunc(),
+                artifacts={"bundle": str(bundle_dir)},
+                pip_requirements=pip_requirements(),
+                registered_model_name=name,
+                metadata={
+                    "as_of": result.bundle.meta["as_of"],
+                    "rulebook_version": result.bundle.meta["rulebook_version"],
+                },
             )
             version = str(info.registered_model_version)
         client.set_registered_model_alias(name, "challenger", version)
-        for k, v in (("as_of", result.bundle.meta["as_of"]), ("rulebook_version", result.bundle.meta["rulebook_version"]),
-                     ("horizon_days", str(result.bundle.meta["horizon_days"]))):
+        for k, v in (
+            ("as_of", result.bundle.meta["as_of"]),
+            ("rulebook_version", result.bundle.meta["rulebook_version"]),
+            ("horizon_days", str(result.bundle.meta["horizon_days"])),
+        ):
             client.set_model_version_tag(name, version, k, v)
         gate = None
         champion = _alias_version(client, name, "champion")
@@ -138,8 +148,14 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
         if promote:
             client.set_registered_model_alias(name, "champion", version)
             export_to_bentoml(bundle_dir, name, version, result.bundle.meta)
-    return {"name": name, "version": version, "champion": promote, "run_id": run.info.run_id,
-            "tracking_uri": tracking_uri(), "gate": gate}
+    return {
+        "name": name,
+        "version": version,
+        "champion": promote,
+        "run_id": run.info.run_id,
+        "tracking_uri": tracking_uri(),
+        "gate": gate,
+    }
 
 
 def _alias_version(client, name: str, alias: str) -> str | None:
@@ -152,7 +168,11 @@ def _alias_version(client, name: str, alias: str) -> str | None:
 def download_bundle(name: str, version_or_alias: str, dst: Path) -> ModelBundle:
     """Fetch a registered version's bundle folder from MLflow."""
     mlflow = open_mlflow()
-    ref = f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
+    ref = (
+        f"models:/{name}@{version_or_alias}"
+        if not str(version_or_alias).isdigit()
+        else f"models:/{name}/{version_or_alias}"
+    )
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"{ref}", dst_path=str(dst))
     return ModelBundle.load(Path(local) / "artifacts" / "bundle")
 
@@ -172,7 +192,7 @@ def promotion_gate(result, cfg: dict, champion: str | None, client, name: str) -
 
 def promote_version(name: str, version: str) -> None:
     """Make a registered version the champion and export it to the BentoML store."""
-    mlflow = open_mlflow()
+    open_mlflow()
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, "champion", version)
@@ -190,8 +210,9 @@ def export_to_bentoml(bundle_dir: Path, name: str, version: str, meta: dict) -> 
     md = {k: meta[k] for k in ("as_of", "horizon_days", "rulebook_version") if k in meta}
     with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=md) as m:
         shutil.copytree(bundle_dir, m.path, dirs_exist_ok=True)
-        (Path(m.path) / "meta.json").write_text(json.dumps({**meta, "model_version": str(version)}, indent=2,
-                                                           default=str))
+        (Path(m.path) / "meta.json").write_text(
+            json.dumps({**meta, "model_version": str(version)}, indent=2, default=str)
+        )
         make_private(Path(m.path) / "state")  # the state holds claims: readable by its user only
     log.info("exported version %s to the BentoML store as %s", version, m.tag)
     return str(m.tag)

@@ -59,8 +59,9 @@ def plot_calibration(scored: pd.DataFrame, out: Path, bins: int = 10) -> Path:
     hi = max(max(mp), max(my)) * 1.05 + 1e-6
     ax.plot([0, hi], [0, hi], ":", color="grey", label="perfect")
     ax.plot(mp, my, "o-", label="model")
-    ax.set(xlabel="mean predicted probability", ylabel="observed recoupment rate",
-           title="Calibration (equal-count bins)")
+    ax.set(
+        xlabel="mean predicted probability", ylabel="observed recoupment rate", title="Calibration (equal-count bins)"
+    )
     ax.legend()
     return _save(fig, out / "calibration.png")
 
@@ -75,8 +76,11 @@ def plot_lift_dollars(scored: pd.DataFrame, out: Path) -> Path:
     axes[0].plot(x, np.cumsum(y) / max(y.sum(), 1), label="claims captured")
     axes[0].plot(x, np.cumsum(d) / max(d.sum(), 1e-9), label="dollars captured")
     axes[0].plot([0, 1], [0, 1], ":", color="grey", label="random review")
-    axes[0].set(xlabel="share of claims reviewed (ranked by expected dollars)", ylabel="share captured",
-                title="Dollars captured")
+    axes[0].set(
+        xlabel="share of claims reviewed (ranked by expected dollars)",
+        ylabel="share captured",
+        title="Dollars captured",
+    )
     axes[0].legend()
     k = np.maximum((x * len(y)).astype(int), 1)
     lift = (np.cumsum(y) / k) / max(y.mean(), 1e-9)
@@ -85,8 +89,9 @@ def plot_lift_dollars(scored: pd.DataFrame, out: Path) -> Path:
     return _save(fig, out / "lift_dollars.png")
 
 
-def plot_importance(importance: pd.Series, out: Path, name: str = "feature_importance.png",
-                    title: str = "Feature importance (gain)") -> Path:
+def plot_importance(
+    importance: pd.Series, out: Path, name: str = "feature_importance.png", title: str = "Feature importance (gain)"
+) -> Path:
     top = importance.sort_values(ascending=True).tail(25)
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.barh(top.index, top.to_numpy())
@@ -110,8 +115,10 @@ def plot_cause_confusion(scored: pd.DataFrame, out: Path) -> Path:
 
 def plot_dollars_by_cause(scored: pd.DataFrame, out: Path) -> Path:
     cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
-    by = pd.Series((scored["expected_amount"].to_numpy()[:, None] * cp / np.maximum(cp.sum(1, keepdims=True), 1e-12)
-                    ).sum(0), index=CAUSES).sort_values()
+    by = pd.Series(
+        (scored["expected_amount"].to_numpy()[:, None] * cp / np.maximum(cp.sum(1, keepdims=True), 1e-12)).sum(0),
+        index=CAUSES,
+    ).sort_values()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.barh(by.index, by.to_numpy())
     ax.set(xlabel="expected recoupment dollars", title="Dollars at risk by cause")

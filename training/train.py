@@ -4,7 +4,6 @@ calibration, metrics, MLflow run and registered version (challenger; champion wh
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +59,12 @@ def _cause_amount_share(labels: pd.DataFrame) -> dict:
     return out
 
 
-def train_model(history: History, as_of: str | pd.Timestamp | None = None, horizon_days: int | None = None,
-                config: dict | None = None) -> TrainResult:
+def train_model(
+    history: History,
+    as_of: str | pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+    config: dict | None = None,
+) -> TrainResult:
     """Train on what was known on ``as_of`` (default: the last date in the data)."""
     cfg = config or load_config()
     horizon = int(horizon_days or cfg["horizon_days"])
@@ -84,7 +87,8 @@ def train_model(history: History, as_of: str | pd.Timestamp | None = None, horiz
             raise RecoupError(
                 f"not enough matured claims with outcomes for a '{p}' slice (as-of {as_of.date()}, "
                 f"horizon {horizon} days): need claims paid more than {horizon} days before --as-of, "
-                "with some recoupments")
+                "with some recoupments"
+            )
     spec = FeatureSpec().fit(feats.X[part == "train"])
     M = spec.transform(feats.X)
     y = labels["label"].to_numpy()
@@ -114,45 +118,69 @@ def train_model(history: History, as_of: str | pd.Timestamp | None = None, horiz
         "paid_ratio_default": default_ratio,
         "cause_amount_share": _cause_amount_share(labels[tr | va]),
         "num_threads": threads,
-        "split_dates": {p: [str(labels.loc[part == p, "submitted_date"].min().date()),
-                            str(labels.loc[part == p, "submitted_date"].max().date())]
-                        for p in ("train", "valid", "test")},
+        "split_dates": {
+            p: [
+                str(labels.loc[part == p, "submitted_date"].min().date()),
+                str(labels.loc[part == p, "submitted_date"].max().date()),
+            ]
+            for p in ("train", "valid", "test")
+        },
     }
     p_va = calibrator(raw_va)
     meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
-    scored = score_frame(bundle, M[te], h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]],
-                         labels[te], feats.X[te])
+    scored = score_frame(
+        bundle, M[te], h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]], labels[te], feats.X[te]
+    )
     metrics = evaluate_frame(scored, cfg["capacities"])
-    bundle.meta["metrics"] = {k: v for k, v in metrics.items() if not k.startswith("cause_precision")
-                              and not k.startswith("cause_recall")}
+    bundle.meta["metrics"] = {
+        k: v for k, v in metrics.items() if not k.startswith("cause_precision") and not k.startswith("cause_recall")
+    }
     timings["total_s"] = time.perf_counter() - t0
     summary = {
-        "claims": int(len(h.claims)), "lines": int(len(h.claim_lines)),
+        "claims": int(len(h.claims)),
+        "lines": int(len(h.claim_lines)),
         "first_submitted": str(h.claims["submitted_date"].min().date()),
         "last_submitted": str(h.claims["submitted_date"].max().date()),
-        "as_of": str(as_of.date()), "horizon_days": horizon,
+        "as_of": str(as_of.date()),
+        "horizon_days": horizon,
         "matured": int(labels["mature"].sum()),
         "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
         "rulebook_version": rulebook.version,
         **{f"n_{k}": int(v) for k, v in counts.items()},
     }
-    return TrainResult(bundle=bundle, state=state, metrics=metrics, scored=scored, data_summary=summary,
-                       timings=timings, test_X=feats.X[te])
+    return TrainResult(
+        bundle=bundle,
+        state=state,
+        metrics=metrics,
+        scored=scored,
+        data_summary=summary,
+        timings=timings,
+        test_X=feats.X[te],
+    )
 
 
-def score_frame(bundle: ModelBundle, M: pd.DataFrame, claims: pd.DataFrame, labels: pd.DataFrame,
-                X: pd.DataFrame) -> pd.DataFrame:
+def score_frame(
+    bundle: ModelBundle, M: pd.DataFrame, claims: pd.DataFrame, labels: pd.DataFrame, X: pd.DataFrame
+) -> pd.DataFrame:
     """Predictions next to outcomes for evaluation (one row per claim)."""
     p = bundle.probability(M)
     cp = bundle.cause_probabilities(M)
     exp = expected_amount(bundle, p, cp, claims.reset_index(drop=True))
-    out = pd.DataFrame({
-        "label": labels["label"].to_numpy(), "true_cause": labels["cause"].to_numpy(),
-        "recouped_amount": labels["recouped_amount"].to_numpy(), "probability": p,
-        "expected_amount": exp, "payer_id": X["payer_id"].to_numpy(), "plan_type": X["plan_type"].to_numpy(),
-        "specialty": X["specialty"].to_numpy(), "total_charge": claims["total_charge"].to_numpy(),
-    }, index=M.index)
+    out = pd.DataFrame(
+        {
+            "label": labels["label"].to_numpy(),
+            "true_cause": labels["cause"].to_numpy(),
+            "recouped_amount": labels["recouped_amount"].to_numpy(),
+            "probability": p,
+            "expected_amount": exp,
+            "payer_id": X["payer_id"].to_numpy(),
+            "plan_type": X["plan_type"].to_numpy(),
+            "specialty": X["specialty"].to_numpy(),
+            "total_charge": claims["total_charge"].to_numpy(),
+        },
+        index=M.index,
+    )
     for j, c in enumerate(CAUSES):
         out[f"p_{c}"] = cp[:, j]
     return out
@@ -160,15 +188,26 @@ def score_frame(bundle: ModelBundle, M: pd.DataFrame, claims: pd.DataFrame, labe
 
 def evaluate_frame(scored: pd.DataFrame, capacities: list[float]) -> dict:
     y = scored["label"].to_numpy()
-    m = binary_metrics(y, scored["probability"].to_numpy(), scored["recouped_amount"].to_numpy(),
-                       scored["expected_amount"].to_numpy(), capacities)
+    m = binary_metrics(
+        y,
+        scored["probability"].to_numpy(),
+        scored["recouped_amount"].to_numpy(),
+        scored["expected_amount"].to_numpy(),
+        capacities,
+    )
     cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
     m.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp))
     return m
 
 
-def train_cli(data: Path, as_of: str | None, horizon_days: int, promote: bool, config: Path | None,
-              n_estimators: int | None = None) -> None:
+def train_cli(
+    data: Path,
+    as_of: str | None,
+    horizon_days: int,
+    promote: bool,
+    config: Path | None,
+    n_estimators: int | None = None,
+) -> None:
     """Entry point of `recoup train`."""
     from training.registry import log_and_register
 
@@ -183,10 +222,14 @@ def train_cli(data: Path, as_of: str | None, horizon_days: int, promote: bool, c
     info = log_and_register(result, cfg, data_dir=data, promote=promote)
     m = result.metrics
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
-    print(f"  trained as of {result.bundle.meta['as_of']} on {result.data_summary['n_train']} claims; "
-          f"latest matured window {result.bundle.meta['split_dates']['test'][0]}..{result.bundle.meta['split_dates']['test'][1]}")
-    print(f"  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  "
-          f"cause top-1 {m['cause_top1_accuracy']:.3f}")
+    print(
+        f"  trained as of {result.bundle.meta['as_of']} on {result.data_summary['n_train']} claims; "
+        "latest matured window {}..{}".format(*result.bundle.meta["split_dates"]["test"][:2])
+    )
+    print(
+        f"  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  "
+        f"cause top-1 {m['cause_top1_accuracy']:.3f}"
+    )
     if info.get("gate"):
         print(f"  promotion gate: {info['gate']}")
     print(f"  MLflow run {info['run_id']} in {info['tracking_uri']}")

@@ -22,10 +22,53 @@ import pandas as pd
 
 DATA_DIR = Path(__file__).parent / "data"
 #: modifiers that bypass an NCCI PTP edit whose modifier indicator is 1
-PTP_BYPASS_MODIFIERS = frozenset({"59", "XE", "XP", "XS", "XU", "25", "91", "E1", "E2", "E3", "E4",
-                                  "FA", "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9",
-                                  "LC", "LD", "LM", "RC", "RI", "LT", "RT", "TA", "T1", "T2", "T3",
-                                  "T4", "T5", "T6", "T7", "T8", "T9", "24", "27", "57", "78", "79"})
+PTP_BYPASS_MODIFIERS = frozenset(
+    {
+        "59",
+        "XE",
+        "XP",
+        "XS",
+        "XU",
+        "25",
+        "91",
+        "E1",
+        "E2",
+        "E3",
+        "E4",
+        "FA",
+        "F1",
+        "F2",
+        "F3",
+        "F4",
+        "F5",
+        "F6",
+        "F7",
+        "F8",
+        "F9",
+        "LC",
+        "LD",
+        "LM",
+        "RC",
+        "RI",
+        "LT",
+        "RT",
+        "TA",
+        "T1",
+        "T2",
+        "T3",
+        "T4",
+        "T5",
+        "T6",
+        "T7",
+        "T8",
+        "T9",
+        "24",
+        "27",
+        "57",
+        "78",
+        "79",
+    }
+)
 MAI_TEXT = {1: "per line", 2: "per day (policy)", 3: "per day (clinical)"}
 
 
@@ -153,8 +196,14 @@ class Rulebook:
             out[idx[hit]] = ix.modifier_indicator[pos[hit]]
         return out
 
-    def ptp_pairs_among(self, codes: list[str] | set[str], claim_type: str = "professional",
-                        active_on: str = "2024-07-01", *, in_force: bool = False) -> pd.DataFrame:
+    def ptp_pairs_among(
+        self,
+        codes: list[str] | set[str],
+        claim_type: str = "professional",
+        active_on: str = "2024-07-01",
+        *,
+        in_force: bool = False,
+    ) -> pd.DataFrame:
         """PTP edits among ``codes`` (both codes in the set), one row per pair; used by the generator.
 
         By default each pair's latest row (its last period, as in rulebooks before periods were
@@ -179,12 +228,16 @@ class Rulebook:
         key = f"_mue_idx_{ctype}"
         if key not in self._cache:
             t = self.table(f"mue_{ctype}")
-            self._cache[key] = (pd.Index(t["code"].astype(str).to_numpy(dtype=object)),
-                                t["mue_units"].to_numpy().astype(np.float64), t["mai"].to_numpy().astype(np.int8))
+            self._cache[key] = (
+                pd.Index(t["code"].astype(str).to_numpy(dtype=object)),
+                t["mue_units"].to_numpy().astype(np.float64),
+                t["mai"].to_numpy().astype(np.int8),
+            )
         return self._cache[key]
 
-    def mue_lookup(self, codes: np.ndarray | pd.Series,
-                   claim_type: str | np.ndarray | pd.Series = "professional") -> tuple[np.ndarray, np.ndarray]:
+    def mue_lookup(
+        self, codes: np.ndarray | pd.Series, claim_type: str | np.ndarray | pd.Series = "professional"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(MUE units as float, NaN where none; MAI as int8, 0 where none) per code."""
         codes = _codes_array(codes)
         units = np.full(len(codes), np.nan)

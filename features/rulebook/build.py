@@ -98,20 +98,40 @@ def build(reference: Path, out: Path, version: str) -> dict:
     carc = carc.rename(columns={"adj_code": "code", "adj_type": "type", "adj_description": "description"})
     save("adjustment_codes", carc[["code", "type", "description", "adj_start_date", "adj_end_date"]])
     pos = pd.read_csv(_newest(reference, "place_of_service_codes_*.csv"), dtype=str)
-    save("place_of_service", pos[["pos_code", "pos_type", "pos_name"]].rename(
-        columns={"pos_code": "code", "pos_type": "type", "pos_name": "name"}))
+    save(
+        "place_of_service",
+        pos[["pos_code", "pos_type", "pos_name"]].rename(
+            columns={"pos_code": "code", "pos_type": "type", "pos_name": "name"}
+        ),
+    )
     mods = pd.read_csv(_newest(reference, "modifiers_*.csv"), dtype=str)
-    save("modifiers", mods[["mod_code", "mod_type", "mod_description"]].rename(
-        columns={"mod_code": "code", "mod_type": "type", "mod_description": "description"}
-    ).drop_duplicates("code"))
+    save(
+        "modifiers",
+        mods[["mod_code", "mod_type", "mod_description"]]
+        .rename(columns={"mod_code": "code", "mod_type": "type", "mod_description": "description"})
+        .drop_duplicates("code"),
+    )
     hcpcs = pd.read_csv(_newest(reference, "hcpcs_level2_descriptions_*.csv"), dtype=str)
     hcpcs = hcpcs.sort_values("hcpcs_desc_type").drop_duplicates("hcpcs_code", keep="first")
-    save("hcpcs_level2", hcpcs[["hcpcs_code", "hcpcs_section", "hcpcs_description"]].rename(
-        columns={"hcpcs_code": "code", "hcpcs_section": "section", "hcpcs_description": "description"}))
+    save(
+        "hcpcs_level2",
+        hcpcs[["hcpcs_code", "hcpcs_section", "hcpcs_description"]].rename(
+            columns={"hcpcs_code": "code", "hcpcs_section": "section", "hcpcs_description": "description"}
+        ),
+    )
     nucc = pd.read_csv(_newest(reference, "nucc_taxonomy_*.csv"), dtype=str)
-    save("nucc_taxonomy", nucc[["Code", "Grouping", "Classification", "Specialization", "Display Name"]].rename(
-        columns={"Code": "code", "Grouping": "grouping", "Classification": "classification",
-                 "Specialization": "specialization", "Display Name": "display_name"}))
+    save(
+        "nucc_taxonomy",
+        nucc[["Code", "Grouping", "Classification", "Specialization", "Display Name"]].rename(
+            columns={
+                "Code": "code",
+                "Grouping": "grouping",
+                "Classification": "classification",
+                "Specialization": "specialization",
+                "Display Name": "display_name",
+            }
+        ),
+    )
     meta = {
         "rulebook_version": version,
         "ncci_ptp": _newest(reference, "ncci_ptp_practitioner_*.csv*").name,

@@ -17,8 +17,17 @@ from features.rulebook import PTP_BYPASS_MODIFIERS
 from features.state import HistoryState
 from tests.helpers.handmade import SERVICE, claim_rows, features_of, score, tiny_history
 
-RULE_FEATURES = ("n_mue_exceeded", "ptp_pairs", "ptp_needs_modifier", "ptp_unbypassable", "n_addon_without_primary",
-                 "n_dx_invalid", "n_dx_truncated", "dup_lines_matched", "outside_coverage")
+RULE_FEATURES = (
+    "n_mue_exceeded",
+    "ptp_pairs",
+    "ptp_needs_modifier",
+    "ptp_unbypassable",
+    "n_addon_without_primary",
+    "n_dx_invalid",
+    "n_dx_truncated",
+    "dup_lines_matched",
+    "outside_coverage",
+)
 
 
 def test_picked_codes_are_what_the_tests_need(rb, codes):
@@ -98,8 +107,10 @@ def test_addon_code_without_its_primary(state, rb, codes):
     assert x["n_addon_without_primary"] == 0 and not (hits["rule"] == "addon_without_primary").any()
 
 
-@pytest.mark.parametrize("key, rule, feature", [("dx_invalid", "invalid_icd", "n_dx_invalid"),
-                                                ("dx_truncated", "truncated_icd", "n_dx_truncated")])
+@pytest.mark.parametrize(
+    "key, rule, feature",
+    [("dx_invalid", "invalid_icd", "n_dx_invalid"), ("dx_truncated", "truncated_icd", "n_dx_truncated")],
+)
 def test_bad_diagnosis_code(state, rb, codes, key, rule, feature):
     x, hits = score(state, rb, codes, [(codes["plain"], 1, [])], dx=[codes["dx"], codes[key]])
     assert x[feature] == 1 and x["n_dx"] == 2
@@ -145,10 +156,18 @@ def test_same_patient_code_and_date_as_an_earlier_claim_is_a_duplicate(codes, rb
 def test_one_claim_per_rule_together(state, rb, codes):
     """Every rule at once on one claim: each hit is there, none masks another."""
     col1, col2 = codes["ptp_never"]
-    x, hits = score(state, rb, codes, [(codes["mue6"], 8, []), (col1, 1, []), (col2, 1, []), (codes["addon"], 1, [])],
-                    dx=[codes["dx_invalid"], codes["dx_truncated"]], service="2025-01-15", submitted="2025-01-20")
-    assert {"mue", "ncci_ptp", "addon_without_primary", "invalid_icd", "truncated_icd",
-            "outside_coverage"} <= set(hits["rule"]), hits
+    x, hits = score(
+        state,
+        rb,
+        codes,
+        [(codes["mue6"], 8, []), (col1, 1, []), (col2, 1, []), (codes["addon"], 1, [])],
+        dx=[codes["dx_invalid"], codes["dx_truncated"]],
+        service="2025-01-15",
+        submitted="2025-01-20",
+    )
+    assert {"mue", "ncci_ptp", "addon_without_primary", "invalid_icd", "truncated_icd", "outside_coverage"} <= set(
+        hits["rule"]
+    ), hits
     assert x["n_mue_exceeded"] == 1 and x["ptp_unbypassable"] >= 1 and x["n_addon_without_primary"] == 1
 
 
@@ -220,6 +239,7 @@ def test_recording_a_claim_raises_the_patients_count(codes, rb):
     a, _ = score(st, rb, codes, [(codes["plain"], 1, [])], cid="N1", patient="P2")
     claim, rows = claim_rows("N1", [(codes["plain"], 1, [])], patient="P2", codes=codes)
     features_of(st, rb, claim, rows, record=True)
-    b, _ = score(st, rb, codes, [(codes["plain"], 1, [])], cid="N2", patient="P2", service="2024-08-03",
-                 submitted="2024-08-11")
+    b, _ = score(
+        st, rb, codes, [(codes["plain"], 1, [])], cid="N2", patient="P2", service="2024-08-03", submitted="2024-08-11"
+    )
     assert b["patient_n_claims"] == a["patient_n_claims"] + 1 and b["patient_claims_30d"] == a["patient_claims_30d"] + 1

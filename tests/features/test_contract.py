@@ -36,50 +36,67 @@ LINE = "a whole number >= 1 and at most 999,999"
 
 def good_tables() -> dict[str, pd.DataFrame]:
     """A tiny valid history as raw text tables (what a CSV export holds)."""
-    claims = pd.DataFrame({
-        "claim_id": ["C1", "C2", "C3"],
-        "patient_id": ["P1", "P2", "P1"],
-        "billing_npi": ["1234567893", "1234567893", "1987654321"],
-        "rendering_npi": ["1234567893", "", ""],
-        "payer_id": ["MCR", "AETNA", "MCD"],
-        "plan_type": ["medicare", "commercial", "medicaid"],
-        "claim_type": ["professional", "professional", "institutional"],
-        "place_of_service": ["11", "11", "22"],
-        "frequency_code": ["1", "1", "7"],
-        "submitted_date": ["2024-01-05", "2024-02-01", "2024-03-01"],
-        "total_charge": ["120.50", "80", "300"],
-        "diagnosis_codes": ["E119;I10", "Z0000", "M545"],
-        "prior_auth_number": ["", "PA1", ""],
-        "has_attachment": ["true", "", "no"],
-        "paid_date": ["2024-01-20", "", ""],
-        "paid_amount": ["100.25", "", ""],
-    })
-    lines = pd.DataFrame({
-        "claim_id": ["C1", "C1", "C2", "C3"],
-        "line_number": ["1", "2", "1", "1"],
-        "service_date": ["2024-01-02", "2024-01-02", "2024-01-30", "2024-02-28"],
-        "procedure_code": ["99213", "36415", "99214", "G0008"],
-        "modifiers": ["25", "", "", "RT;LT"],
-        "units": ["1", "2", "1", "1.5"],
-        "line_charge": ["100", "20.5", "80", "300"],
-        "diagnosis_pointers": ["1;2", "1", "1", ""],
-        "line_paid": ["90", "10.25", "", ""],
-    })
-    coverage = pd.DataFrame({
-        "patient_id": ["P1", "P2"], "payer_id": ["MCR", "AETNA"], "plan_type": ["medicare", "commercial"],
-        "coverage_start": ["2023-01-01", "2023-06-01"], "coverage_end": ["", "2024-12-31"],
-    })
-    providers = pd.DataFrame({"npi": ["1234567893", "1987654321"], "taxonomy_code": ["207Q00000X", ""],
-                              "state": ["OH", "TX"]})
-    recoupments = pd.DataFrame({
-        "claim_id": ["C1", "C1", "C2", "C3"],
-        "recouped_date": ["2024-06-01", "2024-07-01", "2024-08-01", "2024-09-01"],
-        "recouped_amount": ["50", "10", "5.5", "1"],
-        "carc": ["CO-97", "", "18", "PR-1"],
-        "cause": ["", "", "", ""],
-    })
-    return {"claims": claims, "claim_lines": lines, "coverage": coverage, "providers": providers,
-            "recoupments": recoupments}
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C2", "C3"],
+            "patient_id": ["P1", "P2", "P1"],
+            "billing_npi": ["1234567893", "1234567893", "1987654321"],
+            "rendering_npi": ["1234567893", "", ""],
+            "payer_id": ["MCR", "AETNA", "MCD"],
+            "plan_type": ["medicare", "commercial", "medicaid"],
+            "claim_type": ["professional", "professional", "institutional"],
+            "place_of_service": ["11", "11", "22"],
+            "frequency_code": ["1", "1", "7"],
+            "submitted_date": ["2024-01-05", "2024-02-01", "2024-03-01"],
+            "total_charge": ["120.50", "80", "300"],
+            "diagnosis_codes": ["E119;I10", "Z0000", "M545"],
+            "prior_auth_number": ["", "PA1", ""],
+            "has_attachment": ["true", "", "no"],
+            "paid_date": ["2024-01-20", "", ""],
+            "paid_amount": ["100.25", "", ""],
+        }
+    )
+    lines = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "C2", "C3"],
+            "line_number": ["1", "2", "1", "1"],
+            "service_date": ["2024-01-02", "2024-01-02", "2024-01-30", "2024-02-28"],
+            "procedure_code": ["99213", "36415", "99214", "G0008"],
+            "modifiers": ["25", "", "", "RT;LT"],
+            "units": ["1", "2", "1", "1.5"],
+            "line_charge": ["100", "20.5", "80", "300"],
+            "diagnosis_pointers": ["1;2", "1", "1", ""],
+            "line_paid": ["90", "10.25", "", ""],
+        }
+    )
+    coverage = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P2"],
+            "payer_id": ["MCR", "AETNA"],
+            "plan_type": ["medicare", "commercial"],
+            "coverage_start": ["2023-01-01", "2023-06-01"],
+            "coverage_end": ["", "2024-12-31"],
+        }
+    )
+    providers = pd.DataFrame(
+        {"npi": ["1234567893", "1987654321"], "taxonomy_code": ["207Q00000X", ""], "state": ["OH", "TX"]}
+    )
+    recoupments = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "C2", "C3"],
+            "recouped_date": ["2024-06-01", "2024-07-01", "2024-08-01", "2024-09-01"],
+            "recouped_amount": ["50", "10", "5.5", "1"],
+            "carc": ["CO-97", "", "18", "PR-1"],
+            "cause": ["", "", "", ""],
+        }
+    )
+    return {
+        "claims": claims,
+        "claim_lines": lines,
+        "coverage": coverage,
+        "providers": providers,
+        "recoupments": recoupments,
+    }
 
 
 def write_dir(path, tables, fmt="csv"):
@@ -115,8 +132,14 @@ def test_good_history_loads_typed(tmp_path, fmt):
     assert list(c["frequency_code"].cat.categories) == ["1", "7", "8"]
     assert list(r["cause"].cat.categories) == list(CAUSES)
     # dates
-    for df, col in [(c, "submitted_date"), (c, "paid_date"), (ln, "service_date"), (r, "recouped_date"),
-                    (h.coverage, "coverage_start"), (h.coverage, "coverage_end")]:
+    for df, col in [
+        (c, "submitted_date"),
+        (c, "paid_date"),
+        (ln, "service_date"),
+        (r, "recouped_date"),
+        (h.coverage, "coverage_start"),
+        (h.coverage, "coverage_end"),
+    ]:
         assert pd.api.types.is_datetime64_dtype(df[col].dtype), col
     assert c["submitted_date"].iloc[0] == pd.Timestamp("2024-01-05")
     assert pd.isna(c["paid_date"].iloc[1]) and pd.isna(h.coverage["coverage_end"].iloc[0])
@@ -127,8 +150,14 @@ def test_good_history_loads_typed(tmp_path, fmt):
     assert ln["modifiers"].tolist() == [["25"], [], [], ["RT", "LT"]]
     assert ln["diagnosis_pointers"].tolist() == [[1, 2], [1], [1], []]
     # money and units: float; line_number int; bool
-    for df, col in [(c, "total_charge"), (c, "paid_amount"), (ln, "units"), (ln, "line_charge"),
-                    (ln, "line_paid"), (r, "recouped_amount")]:
+    for df, col in [
+        (c, "total_charge"),
+        (c, "paid_amount"),
+        (ln, "units"),
+        (ln, "line_charge"),
+        (ln, "line_paid"),
+        (r, "recouped_amount"),
+    ]:
         assert df[col].dtype == np.float64, col
     assert c["total_charge"].tolist() == [120.5, 80.0, 300.0]
     assert ln["units"].iloc[3] == 1.5
@@ -152,11 +181,29 @@ def test_recoupment_cause_derived_from_carc(tmp_path):
 
 @pytest.mark.parametrize(
     "carc, cause",
-    [("CO-97", "bundling"), ("97", "bundling"), ("co-97", "bundling"), (" OA-18 ", "duplicate"),
-     ("PI-B15", "bundling"), ("CO-151", "units"), ("CO-4", "procedure_coding"), ("CO-50", "medical_necessity"),
-     ("CO-16", "documentation"), ("CO-27", "eligibility"), ("CO-45", "other"), ("PR-1", "other"),
-     ("CO97", "bundling"), ("B15", "bundling"), ("18", "duplicate"), ("CO-1", "other"),
-     ("", None), ("  ", None), (None, None), (float("nan"), None), (pd.NA, None)],
+    [
+        ("CO-97", "bundling"),
+        ("97", "bundling"),
+        ("co-97", "bundling"),
+        (" OA-18 ", "duplicate"),
+        ("PI-B15", "bundling"),
+        ("CO-151", "units"),
+        ("CO-4", "procedure_coding"),
+        ("CO-50", "medical_necessity"),
+        ("CO-16", "documentation"),
+        ("CO-27", "eligibility"),
+        ("CO-45", "other"),
+        ("PR-1", "other"),
+        ("CO97", "bundling"),
+        ("B15", "bundling"),
+        ("18", "duplicate"),
+        ("CO-1", "other"),
+        ("", None),
+        ("  ", None),
+        (None, None),
+        (float("nan"), None),
+        (pd.NA, None),
+    ],
 )
 def test_cause_from_carc(carc, cause):
     assert cause_from_carc(carc) == cause
@@ -176,7 +223,8 @@ def test_write_history_round_trip(tmp_path, fmt):
     h = load_history(write_dir(tmp_path / "raw", good_tables()))
     write_history(h, tmp_path / "out", fmt=fmt)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"{t}.{fmt}" for t in ("claims", "claim_lines", "coverage", "providers", "recoupments"))
+        f"{t}.{fmt}" for t in ("claims", "claim_lines", "coverage", "providers", "recoupments")
+    )
     back = load_history(tmp_path / "out")
     for name, df in h.tables().items():
         pd.testing.assert_frame_equal(getattr(back, name), df, check_exact=True, obj=name)
@@ -220,8 +268,7 @@ def test_csv_with_bom_and_padded_header(tmp_path):
     d = write_dir(tmp_path / "h", t)
     text = (d / "claims.csv").read_text()
     header, rest = text.split("\n", 1)
-    (d / "claims.csv").write_text("\ufeff" + header.replace("claim_id", " claim_id ") + "\n" + rest,
-                                  encoding="utf-8")
+    (d / "claims.csv").write_text("\ufeff" + header.replace("claim_id", " claim_id ") + "\n" + rest, encoding="utf-8")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         h = load_history(d)
@@ -369,8 +416,10 @@ def test_duplicate_claim_id(tmp_path):
     t["claim_lines"].loc[3, "line_number"] = "3"
     t["recoupments"].loc[3, "claim_id"] = "C1"
     err = load_error(tmp_path, t)
-    assert "claims.csv rows 1, 3: column 'claim_id': expected unique claim ids (duplicate claim_id) (got 'C1', 'C1')" \
+    assert (
+        "claims.csv rows 1, 3: column 'claim_id': expected unique claim ids (duplicate claim_id) (got 'C1', 'C1')"
         in str(err)
+    )
 
 
 def test_duplicate_line_number(tmp_path):
@@ -384,19 +433,25 @@ def test_line_without_a_claim(tmp_path):
     t = good_tables()
     t["claim_lines"].loc[3, "claim_id"] = "C9"
     err = load_error(tmp_path, t)
-    assert ("claim_lines.csv row 4: column 'claim_id': expected a claim_id present in claims "
-            "(line without a claim) (got 'C9')") in str(err)
+    assert (
+        "claim_lines.csv row 4: column 'claim_id': expected a claim_id present in claims "
+        "(line without a claim) (got 'C9')"
+    ) in str(err)
     # C3 lost its only line
-    assert ("claims.csv row 3: column 'claim_id': expected at least one line in claim_lines "
-            "(claim without lines) (got 'C3')") in str(err)
+    assert (
+        "claims.csv row 3: column 'claim_id': expected at least one line in claim_lines "
+        "(claim without lines) (got 'C3')"
+    ) in str(err)
 
 
 def test_recoupment_of_unknown_claim(tmp_path):
     t = good_tables()
     t["recoupments"].loc[0, "claim_id"] = "NOPE"
     err = load_error(tmp_path, t)
-    assert ("recoupments.csv row 1: column 'claim_id': expected a claim_id present in claims "
-            "(recoupment of an unknown claim) (got 'NOPE')") in str(err)
+    assert (
+        "recoupments.csv row 1: column 'claim_id': expected a claim_id present in claims "
+        "(recoupment of an unknown claim) (got 'NOPE')"
+    ) in str(err)
 
 
 def test_paid_before_submitted(tmp_path):
@@ -417,9 +472,14 @@ def test_all_errors_of_all_files_in_one_report(tmp_path):
     err = load_error(tmp_path, t)
     text = str(err)
     assert text.splitlines()[0] == "6 contract problem(s) affecting 6 row(s):"
-    for needle in ["claims.csv row 1: column 'submitted_date'", "claims.csv row 2: column 'billing_npi'",
-                   "claims.csv row 3: column 'plan_type'", "claim_lines.csv row 3: column 'units'",
-                   "claim_lines.csv row 1: column 'procedure_code'", "recoupments.csv row 4: column 'recouped_amount'"]:
+    for needle in [
+        "claims.csv row 1: column 'submitted_date'",
+        "claims.csv row 2: column 'billing_npi'",
+        "claims.csv row 3: column 'plan_type'",
+        "claim_lines.csv row 3: column 'units'",
+        "claim_lines.csv row 1: column 'procedure_code'",
+        "recoupments.csv row 4: column 'recouped_amount'",
+    ]:
         assert needle in text
     assert {p.file for p in err.problems} == {"claims.csv", "claim_lines.csv", "recoupments.csv"}
     assert all(isinstance(p, Problem) for p in err.problems)
@@ -439,8 +499,18 @@ def test_first_rows_shown_then_and_k_more(tmp_path):
 
 def test_many_problems_shown_then_and_k_more_problems(tmp_path):
     t = good_tables()
-    for col in ["patient_id", "payer_id", "billing_npi", "plan_type", "claim_type", "place_of_service",
-                "frequency_code", "submitted_date", "total_charge", "diagnosis_codes"]:
+    for col in [
+        "patient_id",
+        "payer_id",
+        "billing_npi",
+        "plan_type",
+        "claim_type",
+        "place_of_service",
+        "frequency_code",
+        "submitted_date",
+        "total_charge",
+        "diagnosis_codes",
+    ]:
         t["claims"][col] = "???"
     err = load_error(tmp_path, t, max_shown=4)
     lines = str(err).splitlines()
@@ -514,8 +584,9 @@ def test_typed_parquet_columns_are_bounded(tmp_path):
     t["claim_lines"]["units"] = [True, False, True, True]
     t["claim_lines"]["line_number"] = np.array([1, 2**40, 1, 1], dtype=np.int64)
     t["claim_lines"]["line_charge"] = [np.nan, 1.0, 2.0, 3.0]  # required
-    t["claim_lines"]["service_date"] = pd.to_datetime(["2024-01-02", "1800-01-01", "2024-01-30", "2300-01-01"]
-                                                      ).astype("datetime64[s]")
+    t["claim_lines"]["service_date"] = pd.to_datetime(["2024-01-02", "1800-01-01", "2024-01-30", "2300-01-01"]).astype(
+        "datetime64[s]"
+    )
     err = load_error(tmp_path, t, "parquet")
     got = {(p.column, tuple(p.rows)) for p in err.problems}
     assert ("total_charge", (1, 2)) in got
@@ -549,8 +620,13 @@ def test_the_service_path_rejects_the_same(monkeypatch):
             validate_frames({"claims": claims, "claim_lines": lines})
         texts.append(str(exc.value))
         got = {(p.column, tuple(p.rows)) for p in exc.value.problems}
-        assert got >= {("total_charge", (1, 2)), ("submitted_date", (3,)), ("units", (1, 2)),
-                       ("service_date", (3,)), ("line_charge", (4,))}, got
+        assert got >= {
+            ("total_charge", (1, 2)),
+            ("submitted_date", (3,)),
+            ("units", (1, 2)),
+            ("service_date", (3,)),
+            ("line_charge", (4,)),
+        }, got
     assert texts[0] == texts[1]
     assert f"column 'units': expected {UNITS}" in texts[0]
 
@@ -629,8 +705,9 @@ def test_counts_and_lengths_are_read_from_features_bounds():
                 assert c.max_chars is not None and c.max_chars == MAX_CHARS[key], c.name
             if c.kind in ("list_str", "list_int"):
                 assert c.max_items is not None, c.name
-    assert {(t, c) for t, c, _ in TEXT_COLUMNS} == {(t, c.name) for t, cols in TABLES.items() for c in cols
-                                                    if c.kind in ("id", "str")}
+    assert {(t, c) for t, c, _ in TEXT_COLUMNS} == {
+        (t, c.name) for t, cols in TABLES.items() for c in cols if c.kind in ("id", "str")
+    }
     kinds = {c.name: c for c in TABLES["claims"] + TABLES["claim_lines"]}
     assert kinds["diagnosis_codes"].max_items == MAX_DIAGNOSIS_CODES == 25
     assert kinds["modifiers"].max_items == MAX_MODIFIERS == 4
@@ -711,8 +788,12 @@ def test_both_check_paths_refuse_the_same_counts_and_lengths(monkeypatch):
             validate_frames({"claims": claims, "claim_lines": lines})
         texts.append(str(exc.value))
         got = {(p.column, tuple(p.rows)) for p in exc.value.problems}
-        assert got == {("patient_id", (1,)), ("diagnosis_codes", (2,)), ("diagnosis_pointers", (3,)),
-                       ("modifiers", (4,))}, got
+        assert got == {
+            ("patient_id", (1,)),
+            ("diagnosis_codes", (2,)),
+            ("diagnosis_pointers", (3,)),
+            ("modifiers", (4,)),
+        }, got
     assert texts[0] == texts[1]
 
 

@@ -29,43 +29,242 @@ NA = pd.NA
 NAN = float("nan")
 BLANKS = ["", "   ", None, NAN, NA, "\t"]
 #: texts at and just over each length bound (features/bounds.py), padded or not
-AT_BOUNDS = [x for f in ("claim_id", "patient_id", "prior_auth_number", "state", "carc")
-             for x in ("X" * MAX_CHARS[f], "X" * (MAX_CHARS[f] + 1), " " + "X" * MAX_CHARS[f] + " ")]
+AT_BOUNDS = [
+    x
+    for f in ("claim_id", "patient_id", "prior_auth_number", "state", "carc")
+    for x in ("X" * MAX_CHARS[f], "X" * (MAX_CHARS[f] + 1), " " + "X" * MAX_CHARS[f] + " ")
+]
 
 POOLS: dict[str, list] = {
     "id": ["C1", "C2", "C3", " C1 ", "c1", 12, 3.0, True, "Ç1", "C\u00a01", "a;b"] + AT_BOUNDS + BLANKS,
-    "npi": ["1234567893", "1987654321", " 1234567893 ", "123456789", "12345678901", "12345x7893",
-            1234567893, 1234567893.0, 12345, "１２３４５６７８９０"] + BLANKS,
+    "npi": [
+        "1234567893",
+        "1987654321",
+        " 1234567893 ",
+        "123456789",
+        "12345678901",
+        "12345x7893",
+        1234567893,
+        1234567893.0,
+        12345,
+        "１２３４５６７８９０",
+    ]
+    + BLANKS,
     "pos": ["11", "22", "1", " 2", "02", "111", "ab", "1a", 11, 1, 1.0, "٣"] + BLANKS,
-    "procedure": ["99213", "36415", "g0008", " G0008 ", "0001A", "9921", "992133", "ABCDE", "A123",
-                  "1234a", 99213, 99213.0, "99.13", "éé"] + BLANKS,
-    "date": ["2024-01-05", " 2024-02-29 ", "2023-02-29", "2024-13-01", "2024-00-10", "2024-01-32",
-             "2024-01-00", "2024-04-31", "2024-1-5", "03/01/2025", "20240105", "0000-01-01", "0001-01-01",
-             "9999-12-31", "1600-06-01", "2262-04-12", 20240105, "2024-01-05T00:00", "2024-01-05 00:00",
-             "２０２４-01-05", "2024-01-05x", True] + BLANKS,
-    "money": ["120.50", "80", "0", "0.0", "-0", "-0.0", "-5", "-0.01", "1e3", " 7 ", "abc", 250.0, 0.1,
-              0.30000000000000004, -2.0, 0.0, -0.0, 3, 0, -1, "1.", ".5", "+3", "+.5", "1,5", "inf", "-inf",
-              "nan", "NaN", "12345678901234567", "123456789012345", "00012", True, 1e20, 1e-7,
-              float("inf"), "1_000", "0x10", "--1", ".", "+", "1.2.3", "٣", np.float64(2.5)] + BLANKS,
-    "int_pos": ["1", "2", " 3 ", "0", "-1", "1.5", "2.0", "x", 1, 2, 3.0, 2.5, 0, -3, "99999999999",
-                "2147483647", "2147483648", "1e1", True, "01", "+2", ".0"] + BLANKS,
-    "bool": ["true", "FALSE", "yes", "N", "1", "0", "t", " y ", True, False, "maybe", 1, 0, 1.0, 2,
-             "是"] + BLANKS,
-    "diagnosis_codes": ["E119;I10", "e119; i10 ", "E11.9", "Z0000", "M545", ";", " ; ", "E119;;I10",
-                        "E119;", ["E119", "I10"], [], ["e119"], ("E119",), ["E11.9"], [" Z0000 ", ""],
-                        ["E119", 5], 5, 1.5, "ÉÉ", ["Ä"], ["E119", None], "A1", "E1199999", "E11999999",
-                        ["E119;I10"], np.array(["E119"]), ["E119"] * MAX_DIAGNOSIS_CODES,
-                        ";".join(["I10"] * (MAX_DIAGNOSIS_CODES + 1)), ["E119"] * (MAX_DIAGNOSIS_CODES + 1)] + BLANKS,
-    "modifiers": ["25", "RT;LT", "25;59;XU;RT;LT", "25;59;XU;RT", "2", "rt", " lt ;", ["25"], [],
-                  ["25", "59", "XU", "RT", "LT"], [" lt "], ("59",), "2 5", 25, [25], "ÀB"] + BLANKS,
-    "diagnosis_pointers": ["1;2", "1", "12", "13", "0", ";", " 1 ; 2 ", "01", "-1", "1.0", "100", "x",
-                           [1, 2], ["1", "2"], [], [13], ["x"], [0], (3,), [1.0], 2, 2.0, "١",
-                           list(range(1, MAX_DIAGNOSIS_POINTERS + 1)), list(range(1, MAX_DIAGNOSIS_POINTERS + 2)),
-                           ";".join(["1"] * (MAX_DIAGNOSIS_POINTERS + 1))] + BLANKS,
+    "procedure": [
+        "99213",
+        "36415",
+        "g0008",
+        " G0008 ",
+        "0001A",
+        "9921",
+        "992133",
+        "ABCDE",
+        "A123",
+        "1234a",
+        99213,
+        99213.0,
+        "99.13",
+        "éé",
+    ]
+    + BLANKS,
+    "date": [
+        "2024-01-05",
+        " 2024-02-29 ",
+        "2023-02-29",
+        "2024-13-01",
+        "2024-00-10",
+        "2024-01-32",
+        "2024-01-00",
+        "2024-04-31",
+        "2024-1-5",
+        "03/01/2025",
+        "20240105",
+        "0000-01-01",
+        "0001-01-01",
+        "9999-12-31",
+        "1600-06-01",
+        "2262-04-12",
+        20240105,
+        "2024-01-05T00:00",
+        "2024-01-05 00:00",
+        "２０２４-01-05",
+        "2024-01-05x",
+        True,
+    ]
+    + BLANKS,
+    "money": [
+        "120.50",
+        "80",
+        "0",
+        "0.0",
+        "-0",
+        "-0.0",
+        "-5",
+        "-0.01",
+        "1e3",
+        " 7 ",
+        "abc",
+        250.0,
+        0.1,
+        0.30000000000000004,
+        -2.0,
+        0.0,
+        -0.0,
+        3,
+        0,
+        -1,
+        "1.",
+        ".5",
+        "+3",
+        "+.5",
+        "1,5",
+        "inf",
+        "-inf",
+        "nan",
+        "NaN",
+        "12345678901234567",
+        "123456789012345",
+        "00012",
+        True,
+        1e20,
+        1e-7,
+        float("inf"),
+        "1_000",
+        "0x10",
+        "--1",
+        ".",
+        "+",
+        "1.2.3",
+        "٣",
+        np.float64(2.5),
+    ]
+    + BLANKS,
+    "int_pos": [
+        "1",
+        "2",
+        " 3 ",
+        "0",
+        "-1",
+        "1.5",
+        "2.0",
+        "x",
+        1,
+        2,
+        3.0,
+        2.5,
+        0,
+        -3,
+        "99999999999",
+        "2147483647",
+        "2147483648",
+        "1e1",
+        True,
+        "01",
+        "+2",
+        ".0",
+    ]
+    + BLANKS,
+    "bool": ["true", "FALSE", "yes", "N", "1", "0", "t", " y ", True, False, "maybe", 1, 0, 1.0, 2, "是"] + BLANKS,
+    "diagnosis_codes": [
+        "E119;I10",
+        "e119; i10 ",
+        "E11.9",
+        "Z0000",
+        "M545",
+        ";",
+        " ; ",
+        "E119;;I10",
+        "E119;",
+        ["E119", "I10"],
+        [],
+        ["e119"],
+        ("E119",),
+        ["E11.9"],
+        [" Z0000 ", ""],
+        ["E119", 5],
+        5,
+        1.5,
+        "ÉÉ",
+        ["Ä"],
+        ["E119", None],
+        "A1",
+        "E1199999",
+        "E11999999",
+        ["E119;I10"],
+        np.array(["E119"]),
+        ["E119"] * MAX_DIAGNOSIS_CODES,
+        ";".join(["I10"] * (MAX_DIAGNOSIS_CODES + 1)),
+        ["E119"] * (MAX_DIAGNOSIS_CODES + 1),
+    ]
+    + BLANKS,
+    "modifiers": [
+        "25",
+        "RT;LT",
+        "25;59;XU;RT;LT",
+        "25;59;XU;RT",
+        "2",
+        "rt",
+        " lt ;",
+        ["25"],
+        [],
+        ["25", "59", "XU", "RT", "LT"],
+        [" lt "],
+        ("59",),
+        "2 5",
+        25,
+        [25],
+        "ÀB",
+    ]
+    + BLANKS,
+    "diagnosis_pointers": [
+        "1;2",
+        "1",
+        "12",
+        "13",
+        "0",
+        ";",
+        " 1 ; 2 ",
+        "01",
+        "-1",
+        "1.0",
+        "100",
+        "x",
+        [1, 2],
+        ["1", "2"],
+        [],
+        [13],
+        ["x"],
+        [0],
+        (3,),
+        [1.0],
+        2,
+        2.0,
+        "١",
+        list(range(1, MAX_DIAGNOSIS_POINTERS + 1)),
+        list(range(1, MAX_DIAGNOSIS_POINTERS + 2)),
+        ";".join(["1"] * (MAX_DIAGNOSIS_POINTERS + 1)),
+    ]
+    + BLANKS,
     "str": ["PA1", " x ", "OH", "co-97", "CO-18", 5, 2.5, "ñ"] + AT_BOUNDS + BLANKS,
 }
-ENUM_EXTRA = ["gold", "", " Medicare ", "PROFESSIONAL", "Commercial", "1", "7", "8", 1, 7.0, 8, "07", "other",
-              "Duplicate", "é"]
+ENUM_EXTRA = [
+    "gold",
+    "",
+    " Medicare ",
+    "PROFESSIONAL",
+    "Commercial",
+    "1",
+    "7",
+    "8",
+    1,
+    7.0,
+    8,
+    "07",
+    "other",
+    "Duplicate",
+    "é",
+]
 
 
 def pool(col: contract.Column) -> list:
@@ -93,7 +292,8 @@ def good(col: contract.Column, rng: random.Random, i: int):
         "units": rng.choice([1.0, 2, "1.5"]),
         "int_pos": i + 1,
         "bool": rng.choice([True, False, None, "yes"]),
-        "list_str": rng.choice([["E119", "I10"], "E119;I10", ["Z0000"]]) if col.name == "diagnosis_codes"
+        "list_str": rng.choice([["E119", "I10"], "E119;I10", ["Z0000"]])
+        if col.name == "diagnosis_codes"
         else rng.choice([["25"], [], None, "RT;LT"]),
         "list_int": rng.choice([[1, 2], ["1"], [], None, "1;2"]),
         "str": rng.choice(["PA1", None, "CO-97"]),
@@ -117,8 +317,7 @@ def random_table(table: str, rng: random.Random, *, n: int | None = None, p_bad:
     df = pd.DataFrame({c: pd.Series(cols[c], dtype=object) for c in order})
     if container != "object":  # text columns only hold text (or missing) in a str/string frame
         for c in df.columns:
-            if all(v is None or isinstance(v, str) or (isinstance(v, float) and v != v) or v is NA
-                   for v in df[c]):
+            if all(v is None or isinstance(v, str) or (isinstance(v, float) and v != v) or v is NA for v in df[c]):
                 df[c] = df[c].astype(container)
     if rng.random() < 0.2:
         df.index = pd.Index(rng.sample(range(100, 100 + 2 * n), n))
@@ -133,8 +332,14 @@ def valid_history(rng: random.Random, p_bad: float = 0.0) -> dict[str, pd.DataFr
     ids = [rng.choice([f"C{i}", f" C{i} ", f"c-{i}"]) for i in range(n)]
     key = [i.strip() for i in ids]
     claims = random_table("claims", rng, n=n, p_bad=0.0)
-    claims = pd.DataFrame({c.name: [good(c, rng, i) for i in range(n)] for c in TABLES["claims"]
-                           if c.name in claims.columns or c.required or rng.random() < 0.5}, dtype=object)
+    claims = pd.DataFrame(
+        {
+            c.name: [good(c, rng, i) for i in range(n)]
+            for c in TABLES["claims"]
+            if c.name in claims.columns or c.required or rng.random() < 0.5
+        },
+        dtype=object,
+    )
     claims["claim_id"] = ids
     claims["submitted_date"] = [f"2024-03-{rng.randint(1, 28):02d}" for _ in range(n)]
     if "paid_date" in claims.columns:
@@ -145,26 +350,46 @@ def valid_history(rng: random.Random, p_bad: float = 0.0) -> dict[str, pd.DataFr
     for o in owner:
         count[o] = count.get(o, 0) + 1
         rows.append((o, count[o]))
-    lines = pd.DataFrame({c.name: [good(c, rng, i) for i in range(len(rows))] for c in TABLES["claim_lines"]
-                          if c.required or rng.random() < 0.7}, dtype=object)
+    lines = pd.DataFrame(
+        {
+            c.name: [good(c, rng, i) for i in range(len(rows))]
+            for c in TABLES["claim_lines"]
+            if c.required or rng.random() < 0.7
+        },
+        dtype=object,
+    )
     lines["claim_id"] = [rng.choice([key[o], f" {key[o]}"]) for o, _ in rows]
     lines["line_number"] = [rng.choice([k, str(k), float(k), f" {k} "]) for _, k in rows]
     out = {"claims": claims, "claim_lines": lines}
     if rng.random() < 0.5:
         m = rng.randint(1, 5)
-        out["recoupments"] = pd.DataFrame({
-            "claim_id": [rng.choice(key) for _ in range(m)], "recouped_date": "2024-06-01",
-            "recouped_amount": [rng.choice([5, "12.5", 0.01]) for _ in range(m)],
-            "carc": [rng.choice(["CO-97", "", None, "18", "PR-1", "co 50"]) for _ in range(m)],
-            "cause": [rng.choice(["", None, "Documentation", "units"]) for _ in range(m)]}, dtype=object)
+        out["recoupments"] = pd.DataFrame(
+            {
+                "claim_id": [rng.choice(key) for _ in range(m)],
+                "recouped_date": "2024-06-01",
+                "recouped_amount": [rng.choice([5, "12.5", 0.01]) for _ in range(m)],
+                "carc": [rng.choice(["CO-97", "", None, "18", "PR-1", "co 50"]) for _ in range(m)],
+                "cause": [rng.choice(["", None, "Documentation", "units"]) for _ in range(m)],
+            },
+            dtype=object,
+        )
     if rng.random() < 0.5:
         m = rng.randint(1, 4)
-        out["providers"] = pd.DataFrame({"npi": [f"12345678{i:02d}" for i in range(m)],
-                                         "state": [rng.choice(["OH", None]) for _ in range(m)]}, dtype=object)
+        out["providers"] = pd.DataFrame(
+            {"npi": [f"12345678{i:02d}" for i in range(m)], "state": [rng.choice(["OH", None]) for _ in range(m)]},
+            dtype=object,
+        )
     if rng.random() < 0.5:
-        out["coverage"] = pd.DataFrame({"patient_id": ["P0"], "payer_id": ["X"], "plan_type": ["Medicare"],
-                                        "coverage_start": ["2023-01-01"], "coverage_end": [rng.choice(["", "2025-01-01"])]},
-                                       dtype=object)
+        out["coverage"] = pd.DataFrame(
+            {
+                "patient_id": ["P0"],
+                "payer_id": ["X"],
+                "plan_type": ["Medicare"],
+                "coverage_start": ["2023-01-01"],
+                "coverage_end": [rng.choice(["", "2025-01-01"])],
+            },
+            dtype=object,
+        )
     for name in list(out):
         df = out[name] = out[name].astype(object)
         spec = {c.name: c for c in TABLES[name]}
@@ -271,8 +496,10 @@ def test_random_small_histories_equal_both_ways(monkeypatch, seed):
     """Whole validate_frames calls (relations across tables, ContractError text included)."""
     rng = random.Random(seed)
     p_bad = rng.choice([0.0, 0.0, 0.02, 0.1, 0.4])
-    tables = {"claims": random_table("claims", rng, p_bad=p_bad),
-              "claim_lines": random_table("claim_lines", rng, p_bad=p_bad)}
+    tables = {
+        "claims": random_table("claims", rng, p_bad=p_bad),
+        "claim_lines": random_table("claim_lines", rng, p_bad=p_bad),
+    }
     for opt in ("coverage", "providers", "recoupments"):
         if rng.random() < 0.3:
             tables[opt] = random_table(opt, rng, p_bad=p_bad)
@@ -297,8 +524,7 @@ def test_every_pool_value_alone_in_every_column(monkeypatch):
         base = {c.name: good(c, rng, 0) for c in spec}
         for col in spec:
             for v in pool(col):
-                raw = pd.DataFrame({k: pd.Series([v if k == col.name else x], dtype=object)
-                                    for k, x in base.items()})
+                raw = pd.DataFrame({k: pd.Series([v if k == col.name else x], dtype=object) for k, x in base.items()})
                 check_table(monkeypatch, raw, table)
 
 
@@ -317,19 +543,43 @@ def test_missing_and_extra_columns(monkeypatch):
 
 
 def test_duplicates_orphans_and_paid_before_submitted(monkeypatch):
-    claims = pd.DataFrame({
-        "claim_id": ["C1", "C1", "", None, "C5"], "patient_id": "P", "billing_npi": "1234567893",
-        "payer_id": "X", "plan_type": "medicare", "claim_type": "professional", "place_of_service": "11",
-        "frequency_code": "1", "submitted_date": ["2024-01-05", "2024-01-05", "2024-01-05", "", "2024-03-01"],
-        "total_charge": "1", "diagnosis_codes": "E119",
-        "paid_date": ["2024-01-01", "2024-01-05", "", "2024-01-01", "2024-02-01"],
-    }, dtype=object)
-    lines = pd.DataFrame({
-        "claim_id": ["C1", "C1", "C9", None, "C1", "C5"], "line_number": ["1", "1", "1", "2", "x", "x"],
-        "service_date": "2024-01-01", "procedure_code": "99213", "units": "1", "line_charge": "1",
-    }, dtype=object)
-    rec = pd.DataFrame({"claim_id": ["C1", "C7", None], "recouped_date": "2024-05-01",
-                        "recouped_amount": "5", "carc": ["CO-97", "", None]}, dtype=object)
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "", None, "C5"],
+            "patient_id": "P",
+            "billing_npi": "1234567893",
+            "payer_id": "X",
+            "plan_type": "medicare",
+            "claim_type": "professional",
+            "place_of_service": "11",
+            "frequency_code": "1",
+            "submitted_date": ["2024-01-05", "2024-01-05", "2024-01-05", "", "2024-03-01"],
+            "total_charge": "1",
+            "diagnosis_codes": "E119",
+            "paid_date": ["2024-01-01", "2024-01-05", "", "2024-01-01", "2024-02-01"],
+        },
+        dtype=object,
+    )
+    lines = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "C9", None, "C1", "C5"],
+            "line_number": ["1", "1", "1", "2", "x", "x"],
+            "service_date": "2024-01-01",
+            "procedure_code": "99213",
+            "units": "1",
+            "line_charge": "1",
+        },
+        dtype=object,
+    )
+    rec = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C7", None],
+            "recouped_date": "2024-05-01",
+            "recouped_amount": "5",
+            "carc": ["CO-97", "", None],
+        },
+        dtype=object,
+    )
     err = check_frames(monkeypatch, {"claims": claims, "claim_lines": lines, "recoupments": rec})
     assert err is not None
     got = {(p.file, p.column, p.expected.split(" (")[0]) for p in err.problems}
@@ -344,15 +594,34 @@ def test_claims_from_the_service_take_the_row_wise_path(monkeypatch):
     """A CLAIM turned into frames by the service is checked without a single vectorized column."""
     from serving.schemas import Claim, raw_frames
 
-    claim = Claim.model_validate({
-        "claim_id": "C-1", "patient_id": "P-1", "billing_npi": "1234567890", "payer_id": "MCR",
-        "plan_type": "Medicare", "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
-        "submitted_date": "2025-03-04", "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"],
-        "has_attachment": False,
-        "lines": [{"line_number": i, "service_date": "2025-03-01", "procedure_code": "99214",
-                   "modifiers": ["25"] if i == 1 else None, "units": 1, "line_charge": 50.0,
-                   "diagnosis_pointers": [1, 2]} for i in range(1, 6)],
-    })
+    claim = Claim.model_validate(
+        {
+            "claim_id": "C-1",
+            "patient_id": "P-1",
+            "billing_npi": "1234567890",
+            "payer_id": "MCR",
+            "plan_type": "Medicare",
+            "claim_type": "professional",
+            "place_of_service": "11",
+            "frequency_code": "1",
+            "submitted_date": "2025-03-04",
+            "total_charge": 250.0,
+            "diagnosis_codes": ["E119", "I10"],
+            "has_attachment": False,
+            "lines": [
+                {
+                    "line_number": i,
+                    "service_date": "2025-03-01",
+                    "procedure_code": "99214",
+                    "modifiers": ["25"] if i == 1 else None,
+                    "units": 1,
+                    "line_charge": 50.0,
+                    "diagnosis_pointers": [1, 2],
+                }
+                for i in range(1, 6)
+            ],
+        }
+    )
     rc, rl, _, _ = raw_frames([claim])
     calls = []
     real = contract._vector_column
@@ -372,26 +641,34 @@ def test_random_service_claims_equal_both_ways(monkeypatch):
     for _ in range(150):
         lines = []
         for j in range(rng.randint(1, 10)):
-            lines.append({
-                "line_number": rng.choice([j + 1, j + 1, j + 1, 1, 0, -1]),
-                "service_date": rng.choice(["2025-03-01", "2025-02-30", "03/01/2025", " 2025-03-01", "2025-3-1"]),
-                "procedure_code": rng.choice(["99214", "36415", "g0008", "9921", 99213]),
-                "modifiers": rng.choice([None, ["25"], [], "RT;LT", ["rt", "lt", "59", "XU"], ["2"]]),  # <= 4: schema
-                "units": rng.choice([1, 2.5, 0, -2, 1e-7, 0.30000000000000004]),
-                "line_charge": rng.choice([50.0, 0, -1.5, 1e20, 12.34]),
-                "diagnosis_pointers": rng.choice([None, [1, 2], [], [13], "1;2", [0]]),
-            })
+            lines.append(
+                {
+                    "line_number": rng.choice([j + 1, j + 1, j + 1, 1, 0, -1]),
+                    "service_date": rng.choice(["2025-03-01", "2025-02-30", "03/01/2025", " 2025-03-01", "2025-3-1"]),
+                    "procedure_code": rng.choice(["99214", "36415", "g0008", "9921", 99213]),
+                    "modifiers": rng.choice(
+                        [None, ["25"], [], "RT;LT", ["rt", "lt", "59", "XU"], ["2"]]
+                    ),  # <= 4: schema
+                    "units": rng.choice([1, 2.5, 0, -2, 1e-7, 0.30000000000000004]),
+                    "line_charge": rng.choice([50.0, 0, -1.5, 1e20, 12.34]),
+                    "diagnosis_pointers": rng.choice([None, [1, 2], [], [13], "1;2", [0]]),
+                }
+            )
         c = {
-            "claim_id": rng.choice(["C-1", "C-2", " C-3 ", 17]), "patient_id": "P-1",
+            "claim_id": rng.choice(["C-1", "C-2", " C-3 ", 17]),
+            "patient_id": "P-1",
             "billing_npi": rng.choice(["1234567890", "12345", 1234567890]),
             "rendering_npi": rng.choice([None, "1234567890", "x"]),
-            "payer_id": "MCR", "plan_type": rng.choice(["medicare", "MEDICAID", "gold"]),
+            "payer_id": "MCR",
+            "plan_type": rng.choice(["medicare", "MEDICAID", "gold"]),
             "claim_type": rng.choice(["professional", "Institutional", "x"]),
-            "place_of_service": rng.choice(["11", "2", 22, "1A"]), "frequency_code": rng.choice(["1", "7", "9"]),
+            "place_of_service": rng.choice(["11", "2", 22, "1A"]),
+            "frequency_code": rng.choice(["1", "7", "9"]),
             "submitted_date": rng.choice(["2025-03-04", "2025-02-29", "2025-3-4"]),
             "total_charge": rng.choice([250.0, 0, -3.0]),
             "diagnosis_codes": rng.choice([["E119", "I10"], "E119;I10", ["E11.9"], [], ["e119"]]),
-            "prior_auth_number": rng.choice([None, "PA1"]), "has_attachment": rng.choice([None, True, False]),
+            "prior_auth_number": rng.choice([None, "PA1"]),
+            "has_attachment": rng.choice([None, True, False]),
             "lines": lines,
         }
         rc, rl, _, _ = raw_frames([Claim.model_validate(c)])

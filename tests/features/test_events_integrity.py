@@ -53,10 +53,19 @@ def test_non_finite_values_stay_in_their_key(poison):
 
 
 def test_delta_merge_window_values_and_frames_keep_keys_apart(tmp_path):
-    tab = EventTable.build(["x", "n"], np.array(["B", "B"], dtype=object), [10, 20], [[50.0, 1.0], [0.1, 1.0]],
-                           payload=np.array(["b1", "b2"], dtype=object))
-    tab.append(np.array(["A", "A", "B"], dtype=object), np.array([5, 15, 30]),
-               np.array([[1e20, 1.0], [np.inf, 1.0], [0.2, 1.0]]), np.array(["a1", "a2", "b3"], dtype=object))
+    tab = EventTable.build(
+        ["x", "n"],
+        np.array(["B", "B"], dtype=object),
+        [10, 20],
+        [[50.0, 1.0], [0.1, 1.0]],
+        payload=np.array(["b1", "b2"], dtype=object),
+    )
+    tab.append(
+        np.array(["A", "A", "B"], dtype=object),
+        np.array([5, 15, 30]),
+        np.array([[1e20, 1.0], [np.inf, 1.0], [0.2, 1.0]]),
+        np.array(["a1", "a2", "b3"], dtype=object),
+    )
     want = [50.0 + 0.1 + 0.2, 3.0]
     for sums in _both_paths(tab, "B", 100):  # main + delta (dictionary and delta table)
         assert np.allclose(sums, want, rtol=0, atol=1e-12)
@@ -84,8 +93,14 @@ def test_delta_merge_window_values_and_frames_keep_keys_apart(tmp_path):
 def test_state_frames_of_the_previous_format_load():
     """Saved states hold each event's own values per row (unchanged): a frame as the previous code wrote
     it loads into the same sums."""
-    frame = pd.DataFrame({"_key": ["A", "A", "B"], "_time": np.array([1, 2, 3], dtype=np.int64),
-                          "c": [1e20, 1e20, 50.0], "_payload": ["p", "q", "r"]})
+    frame = pd.DataFrame(
+        {
+            "_key": ["A", "A", "B"],
+            "_time": np.array([1, 2, 3], dtype=np.int64),
+            "c": [1e20, 1e20, 50.0],
+            "_payload": ["p", "q", "r"],
+        }
+    )
     tab = EventTable.from_frame(frame)
     assert tab.query(["B", "A"], [10, 10])[0].tolist() == [[50.0], [2e20]]
     assert tab.to_frame().equals(frame)
@@ -110,8 +125,9 @@ amounts = st.one_of(
 )
 times = st.integers(0, 50)
 events = st.lists(st.tuples(times, amounts, st.integers(0, 3)), min_size=0, max_size=25)
-others = st.lists(st.tuples(st.sampled_from(["A", "C", "Z", "AA"]), times, amounts, st.integers(0, 3)),
-                  min_size=1, max_size=40)
+others = st.lists(
+    st.tuples(st.sampled_from(["A", "C", "Z", "AA"]), times, amounts, st.integers(0, 3)), min_size=1, max_size=40
+)
 
 
 def _table(b_events, other_events, delta_others: bool) -> EventTable:
@@ -119,12 +135,18 @@ def _table(b_events, other_events, delta_others: bool) -> EventTable:
     # other keys' rows first: their events come before B's in the sorted arrays
     main = ([] if delta_others else [(k, t, x, c) for k, t, x, c in other_events]) + rows
     keys = np.array([r[0] for r in main], dtype=object)
-    tab = EventTable.build(["x", "n"], keys, np.array([r[1] for r in main], dtype=np.int64),
-                           np.array([[r[2], r[3]] for r in main], dtype=np.float64).reshape(len(main), 2))
+    tab = EventTable.build(
+        ["x", "n"],
+        keys,
+        np.array([r[1] for r in main], dtype=np.int64),
+        np.array([[r[2], r[3]] for r in main], dtype=np.float64).reshape(len(main), 2),
+    )
     if delta_others:
-        tab.append(np.array([r[0] for r in other_events], dtype=object),
-                   np.array([r[1] for r in other_events], dtype=np.int64),
-                   np.array([[r[2], r[3]] for r in other_events], dtype=np.float64))
+        tab.append(
+            np.array([r[0] for r in other_events], dtype=object),
+            np.array([r[1] for r in other_events], dtype=np.int64),
+            np.array([[r[2], r[3]] for r in other_events], dtype=np.float64),
+        )
     return tab
 
 
@@ -197,7 +219,8 @@ def test_a_providers_features_do_not_depend_on_other_providers(base, data):
     claims = c[keep].reset_index(drop=True).copy()
     others = (claims["billing_npi"].astype(str) != npi).to_numpy()
     claims.loc[others, "total_charge"] = data.draw(
-        st.lists(amounts, min_size=int(others.sum()), max_size=int(others.sum())))
+        st.lists(amounts, min_size=int(others.sum()), max_size=int(others.sum()))
+    )
     got = _provider_rows(_subset(h, claims), rb, npi)
     pd.testing.assert_frame_equal(got, reference, check_exact=True)
 
@@ -207,9 +230,13 @@ def _subset(h, claims: pd.DataFrame):
     from features.contract import History
 
     ids = claims["claim_id"]
-    return History(claims=claims, coverage=h.coverage, providers=h.providers,
-                   claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
-                   recoupments=h.recoupments[h.recoupments["claim_id"].isin(ids)].reset_index(drop=True))
+    return History(
+        claims=claims,
+        coverage=h.coverage,
+        providers=h.providers,
+        claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
+        recoupments=h.recoupments[h.recoupments["claim_id"].isin(ids)].reset_index(drop=True),
+    )
 
 
 def test_segment_cumsum_public_fallback_is_the_same():
@@ -229,9 +256,9 @@ def test_segment_cumsum_public_fallback_is_the_same():
     assert np.array_equal(fast, segment_cumsum(vals, counts, np.empty_like(vals)), equal_nan=True)
     start = 0
     for c in counts[:50]:
-        seg = vals[start:start + c]
+        seg = vals[start : start + c]
         if np.isfinite(seg).all():
-            assert np.allclose(fast[start:start + c], np.cumsum(seg, axis=0), rtol=1e-15, atol=0)
+            assert np.allclose(fast[start : start + c], np.cumsum(seg, axis=0), rtol=1e-15, atol=0)
         start += c
 
 
@@ -240,19 +267,25 @@ def test_delta_running_sums_equal_the_delta_table_in_and_out_of_order():
     answered from its running sums: the same numbers and latest payload as the vectorized delta table,
     with events added in time order and out of it."""
     rng = np.random.default_rng(5)
-    t = EventTable.build(["a", "b"], np.array(["G", "H"], dtype=object), np.array([1, 2]),
-                         np.array([[1.0, 2.0], [3.0, 4.0]]), payload=np.array(["p0", "p1"], dtype=object))
+    t = EventTable.build(
+        ["a", "b"],
+        np.array(["G", "H"], dtype=object),
+        np.array([1, 2]),
+        np.array([[1.0, 2.0], [3.0, 4.0]]),
+        payload=np.array(["p0", "p1"], dtype=object),
+    )
     times = np.concatenate([np.arange(10, 1010), rng.integers(5, 1000, 200)])  # in order, then not
     vals = rng.uniform(0, 1e6, (len(times), 2))
     for i in range(len(times)):
-        t.append(np.array(["G"], dtype=object), times[i:i + 1], vals[i:i + 1],
-                 payload=np.array([f"e{i}"], dtype=object))
+        t.append(
+            np.array(["G"], dtype=object), times[i : i + 1], vals[i : i + 1], payload=np.array([f"e{i}"], dtype=object)
+        )
         if i in (999, len(times) - 1):
             q = np.array([0, 7, 10, 11, 500, 999, 1009, 1010, 5000])
             keys = np.array(["G"] * len(q), dtype=object)
             small, _ = t.query(keys, q)  # <= 32 queries: the running sums
             big, _ = t.query(np.tile(keys, 5), np.tile(q, 5))  # > 32: the delta table
-            np.testing.assert_array_equal(small, big[:len(q)])
+            np.testing.assert_array_equal(small, big[: len(q)])
             for with_values in (False, True):  # every event before T, with and without own values
                 small_ev = t.payloads_before(keys, q, values=with_values)
                 big_ev = t.payloads_before(np.tile(keys, 5), np.tile(q, 5), values=with_values)
@@ -263,8 +296,8 @@ def test_delta_running_sums_equal_the_delta_table_in_and_out_of_order():
                     np.testing.assert_array_equal(small_ev[2], big_ev[2][first])
             pay_small, tt_small = t.latest_payload(keys, q)
             pay_big, tt_big = t.latest_payload(np.tile(keys, 5), np.tile(q, 5))
-            np.testing.assert_array_equal(tt_small, tt_big[:len(q)])
-            assert list(pay_small) == list(pay_big[:len(q)])
+            np.testing.assert_array_equal(tt_small, tt_big[: len(q)])
+            assert list(pay_small) == list(pay_big[: len(q)])
             before = times[: i + 1]
             expect = vals[: i + 1][before < 500].sum(axis=0) + [1.0, 2.0]
             np.testing.assert_allclose(small[4], expect, rtol=1e-12)

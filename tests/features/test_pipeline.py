@@ -27,8 +27,9 @@ def _with_duplicates(h: History, n: int = 12, seed: int = 5) -> History:
     lines["claim_id"] = lines["claim_id"].astype(str).map(ids)
     claims = pd.concat([h.claims, new], ignore_index=True)
     claim_lines = pd.concat([h.claim_lines, lines], ignore_index=True)
-    return History(claims=claims, claim_lines=claim_lines, coverage=h.coverage, providers=h.providers,
-                   recoupments=h.recoupments)
+    return History(
+        claims=claims, claim_lines=claim_lines, coverage=h.coverage, providers=h.providers, recoupments=h.recoupments
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,13 @@ def _history_before(h: History, k: int, order: np.ndarray) -> History:
     if rec is not None:
         rec = rec[rec["claim_id"].astype(str).isin(ids) & (rec["recouped_date"] <= sub)].reset_index(drop=True)
     lines = h.claim_lines[h.claim_lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True)
-    return History(claims=keep.reset_index(drop=True), claim_lines=lines, coverage=h.coverage,
-                   providers=h.providers, recoupments=rec)
+    return History(
+        claims=keep.reset_index(drop=True),
+        claim_lines=lines,
+        coverage=h.coverage,
+        providers=h.providers,
+        recoupments=rec,
+    )
 
 
 def assert_rows_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -63,8 +69,7 @@ def assert_rows_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
     for c in a.columns:
         x, y = a[c].to_numpy(), b[c].to_numpy()
         if pd.api.types.is_numeric_dtype(a[c]) and pd.api.types.is_numeric_dtype(b[c]):
-            assert np.allclose(x.astype(float), y.astype(float), rtol=1e-9, atol=1e-9, equal_nan=True), (
-                c, x, y)
+            assert np.allclose(x.astype(float), y.astype(float), rtol=1e-9, atol=1e-9, equal_nan=True), (c, x, y)
         else:
             xs = [None if pd.isna(v) else str(v) for v in x]
             ys = [None if pd.isna(v) else str(v) for v in y]
@@ -104,10 +109,13 @@ def test_point_in_time(hist, full, rb):
     early = hist.claims["submitted_date"] <= cut
     ids = set(hist.claims.loc[early, "claim_id"].astype(str))
     rec = hist.recoupments
-    hk = History(claims=hist.claims[early].reset_index(drop=True),
-                 claim_lines=hist.claim_lines[hist.claim_lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True),
-                 coverage=hist.coverage, providers=hist.providers,
-                 recoupments=rec[rec["claim_id"].astype(str).isin(ids) & (rec["recouped_date"] <= cut)])
+    hk = History(
+        claims=hist.claims[early].reset_index(drop=True),
+        claim_lines=hist.claim_lines[hist.claim_lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True),
+        coverage=hist.coverage,
+        providers=hist.providers,
+        recoupments=rec[rec["claim_id"].astype(str).isin(ids) & (rec["recouped_date"] <= cut)],
+    )
     r2, _ = build_feature_table(hk, rb)
     assert_rows_equal(res.X.loc[r2.X.index], r2.X)
     sub = res.hits[res.hits["claim_id"].isin(ids)]
@@ -166,9 +174,12 @@ def test_batched_query_equals_single(with_delta):
     tab = EventTable.build(["a", "b"], keys, times, vals, payload=np.arange(n).astype(str).astype(object))
     if with_delta:
         m = 200
-        tab.append(rng.choice([f"k{i}" for i in range(320)], m).astype(object),
-                   rng.integers(0, 10_000, m).astype(np.int64), rng.normal(size=(m, 2)),
-                   np.array([f"d{i}" for i in range(m)], dtype=object))
+        tab.append(
+            rng.choice([f"k{i}" for i in range(320)], m).astype(object),
+            rng.integers(0, 10_000, m).astype(np.int64),
+            rng.normal(size=(m, 2)),
+            np.array([f"d{i}" for i in range(m)], dtype=object),
+        )
     q = 2000
     qk = rng.choice([f"k{i}" for i in range(330)], q).astype(object)
     qt = rng.integers(-5, 10_010, q).astype(np.int64)
@@ -177,10 +188,10 @@ def test_batched_query_equals_single(with_delta):
     sums, latest = tab.query(qk, qt)
     pay, ptime = tab.latest_payload(qk, qt)
     for i in range(0, q, 7):
-        s1, l1 = tab.query(qk[i:i + 1], qt[i:i + 1])
+        s1, l1 = tab.query(qk[i : i + 1], qt[i : i + 1])
         assert np.allclose(s1[0], sums[i], rtol=1e-12, atol=1e-9)
         assert l1[0] == latest[i]
-        p1, t1 = tab.latest_payload(qk[i:i + 1], qt[i:i + 1])
+        p1, t1 = tab.latest_payload(qk[i : i + 1], qt[i : i + 1])
         assert p1[0] == pay[i] and t1[0] == ptime[i]
     # brute force
     for i in range(0, q, 97):

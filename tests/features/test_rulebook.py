@@ -51,8 +51,12 @@ def test_ptp_unknown_codes(rb):
     assert ptp(rb, "ZZZZZ", "29881") == -1
     assert ptp(rb, "29880", "00000") == -1
     assert ptp(rb, "ZZZZZ", "YYYYY") == -1
-    assert rb.ptp_lookup(np.array([], dtype=object), np.array([], dtype=object),
-                         np.array([], dtype="datetime64[s]")).tolist() == []
+    assert (
+        rb.ptp_lookup(
+            np.array([], dtype=object), np.array([], dtype=object), np.array([], dtype="datetime64[s]")
+        ).tolist()
+        == []
+    )
 
 
 def test_ptp_deleted_pair_active_only_up_to_its_deletion_date(rb):
@@ -93,8 +97,10 @@ def test_ptp_pairs_among(rb):
     assert not pairs.duplicated(["column_1", "column_2"]).any()
     codes = {"0007U", "0328U", "0001A", "0591T"}
     ever = rb.ptp_pairs_among(codes, active_on="1900-01-01")  # every pair ever, latest row
-    got = {(a, b): (int(d), int(m)) for a, b, d, m in
-           zip(ever["column_1"], ever["column_2"], ever["deletion_date"], ever["modifier_indicator"])}
+    got = {
+        (a, b): (int(d), int(m))
+        for a, b, d, m in zip(ever["column_1"], ever["column_2"], ever["deletion_date"], ever["modifier_indicator"])
+    }
     assert got == {("0007U", "0328U"): (99991231, 1), ("0001A", "0591T"): (20231231, 1)}
     old = rb.ptp_pairs_among(codes, active_on="2023-01-01", in_force=True)  # the rows in force then
     got = {(a, b): int(m) for a, b, m in zip(old["column_1"], old["column_2"], old["modifier_indicator"])}
@@ -121,15 +127,23 @@ def test_mue_unknown_and_types(rb):
 
 def test_mue_outpatient_hospital_differs(rb):
     # chest X-ray 71046: 2 per day for practitioners, 3 in the outpatient hospital table
-    u, m = rb.mue_lookup(np.array(["71046", "71046", "97110"]),
-                         np.array(["professional", "institutional", "institutional"]))
+    u, m = rb.mue_lookup(
+        np.array(["71046", "71046", "97110"]), np.array(["professional", "institutional", "institutional"])
+    )
     assert u.tolist() == [2, 3, 8]  # 97110: 6 practitioner, 8 outpatient hospital
     assert rb.mue_lookup(["71046"], "institutional")[0][0] == 3
 
 
 def test_icd10cm_status(rb):
     assert rb.icd_status(np.array(["E119", "E11", "ZZZ99", "E11.9", "e119", "A000", "A00"])).tolist() == [
-        0, 1, 2, 0, 0, 0, 1]
+        0,
+        1,
+        2,
+        0,
+        0,
+        0,
+        1,
+    ]
     t = rb.table("icd10cm")
     assert 90_000 < len(t) < 110_000 and t["billable"].sum() > 70_000
 
@@ -156,10 +170,14 @@ def test_rebuild_reproduces_packaged_tables(tmp_path, rb):
     assert meta["rows"] == rb.meta["rows"]
     fresh = Rulebook(tmp_path)
     assert fresh.version == "2024Q3"
-    for name, key in [("ptp_professional", ["column_1", "column_2", "deletion_date"]),
-                      ("ptp_institutional", ["column_1", "column_2", "deletion_date"]),
-                      ("mue_professional", ["code"]), ("mue_institutional", ["code"]),
-                      ("icd10cm", ["code"]), ("addon", ["primary_code", "add_on_code"])]:
+    for name, key in [
+        ("ptp_professional", ["column_1", "column_2", "deletion_date"]),
+        ("ptp_institutional", ["column_1", "column_2", "deletion_date"]),
+        ("mue_professional", ["code"]),
+        ("mue_institutional", ["code"]),
+        ("icd10cm", ["code"]),
+        ("addon", ["primary_code", "add_on_code"]),
+    ]:
         a, b = fresh.table(name), rb.table(name)
         assert len(a) == len(b), name
         assert list(a.columns) == list(b.columns) and (a.dtypes == b.dtypes).all(), name

@@ -12,9 +12,16 @@ from features.spec import FeatureSpec
 
 def table(payers: list, charges: list | None = None) -> pd.DataFrame:
     n = len(payers)
-    return pd.DataFrame({"payer_id": payers, "plan_type": ["medicare"] * n,
-                         "total_charge": charges or [float(i) for i in range(n)], "n_lines": [1] * n,
-                         "dropped": [9] * n}, index=pd.Index([f"C{i}" for i in range(n)], name="claim_id"))
+    return pd.DataFrame(
+        {
+            "payer_id": payers,
+            "plan_type": ["medicare"] * n,
+            "total_charge": charges or [float(i) for i in range(n)],
+            "n_lines": [1] * n,
+            "dropped": [9] * n,
+        },
+        index=pd.Index([f"C{i}" for i in range(n)], name="claim_id"),
+    )
 
 
 @pytest.fixture()
@@ -50,9 +57,14 @@ def test_unseen_levels_are_reported_per_claim(spec):
 def test_numpy_and_array_paths_equal_the_frame_path(spec):
     X = table(["B", "A", "Z", None, "C"], [10.0, 20.0, 30.0, 40.0, 50.0])
     M = spec.transform(X)
-    expected = np.column_stack([M["payer_id"].cat.codes.replace(-1, np.nan).to_numpy(dtype=float),
-                                M["plan_type"].cat.codes.to_numpy(dtype=float),
-                                M["total_charge"].to_numpy(), M["n_lines"].to_numpy()])
+    expected = np.column_stack(
+        [
+            M["payer_id"].cat.codes.replace(-1, np.nan).to_numpy(dtype=float),
+            M["plan_type"].cat.codes.to_numpy(dtype=float),
+            M["total_charge"].to_numpy(),
+            M["n_lines"].to_numpy(),
+        ]
+    )
     np.testing.assert_array_equal(spec.transform_numpy(X), expected)
     cats = {c: X[c].to_numpy(dtype=object) for c in spec.categorical_}
     names = ["n_lines", "total_charge"]  # any order of the numeric columns

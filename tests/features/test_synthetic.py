@@ -8,7 +8,13 @@ import pytest
 
 from features.contract import CAUSES, load_history, write_history
 from features.rulebook import PTP_BYPASS_MODIFIERS
-from features.synthetic import DEFAULT_CAUSE_MIX, GeneratorConfig, generate_history, generate_to_dir, generate_with_facts
+from features.synthetic import (
+    DEFAULT_CAUSE_MIX,
+    GeneratorConfig,
+    generate_history,
+    generate_to_dir,
+    generate_with_facts,
+)
 from features.synthetic_catalog import COMORBIDITIES, DX_FAMILIES, DX_TRUNCATED, SPECIALTIES
 
 N = 20_000
@@ -103,8 +109,12 @@ def test_world_shape(gen, rb):
     unpaid = cl["paid_date"].isna().mean()
     assert 0.03 < unpaid < 0.09  # ~3% denied plus claims not paid yet at the data end
     ln = h.claim_lines
-    assert ln["procedure_code"].isin(set(rb.table("mue_professional")["code"]) | set(rb.table("hcpcs_level2")["code"])
-                                     ).mean() > 0.99
+    assert (
+        ln["procedure_code"]
+        .isin(set(rb.table("mue_professional")["code"]) | set(rb.table("hcpcs_level2")["code"]))
+        .mean()
+        > 0.99
+    )
     sub = cl.set_index("claim_id")["submitted_date"].reindex(ln["claim_id"]).to_numpy()
     lag = (sub - ln["service_date"].to_numpy()).astype("timedelta64[D]").astype(int)
     original = ln["claim_id"].isin(f["claims"].loc[f["claims"]["kind"] == "original", "claim_id"]).to_numpy()
@@ -150,8 +160,9 @@ def test_bundling_pairs_are_real_ptp_edits(gen, rb):
     a = ln.loc[list(zip(pairs["claim_id"], pairs["column_1_line"]))]
     b = ln.loc[list(zip(pairs["claim_id"], pairs["column_2_line"]))]
     ctype = h.claims.set_index("claim_id")["claim_type"].reindex(pairs["claim_id"]).astype(str).to_numpy()
-    mi = rb.ptp_lookup(a["procedure_code"].to_numpy(), b["procedure_code"].to_numpy(),
-                       a["service_date"].to_numpy(), ctype)
+    mi = rb.ptp_lookup(
+        a["procedure_code"].to_numpy(), b["procedure_code"].to_numpy(), a["service_date"].to_numpy(), ctype
+    )
     assert (mi >= 0).all()
     # an indicator-1 edit counted as an error has no bypass modifier on either line
     mods = [set(x) | set(y) for x, y in zip(a["modifiers"], b["modifiers"])]
@@ -166,8 +177,12 @@ def test_bundling_pairs_are_real_ptp_edits(gen, rb):
         comp = lines.loc[lines["claim_id"] == cid].iloc[0]
         same = cl[(cl["patient_id"] == cl.at[cid, "patient_id"]) & (cl["billing_npi"] == cl.at[cid, "billing_npi"])]
         other = lines[lines["claim_id"].isin(same.index.drop(cid)) & (lines["service_date"] == comp["service_date"])]
-        hits = rb.ptp_lookup(other["procedure_code"].to_numpy(), np.full(len(other), comp["procedure_code"]),
-                             other["service_date"].to_numpy(), str(cl.at[cid, "claim_type"]))
+        hits = rb.ptp_lookup(
+            other["procedure_code"].to_numpy(),
+            np.full(len(other), comp["procedure_code"]),
+            other["service_date"].to_numpy(),
+            str(cl.at[cid, "claim_type"]),
+        )
         assert (hits >= 0).any(), cid
 
 
@@ -180,7 +195,9 @@ def test_units_errors_exceed_the_real_mue(gen, rb):
     key = ln.merge(ul, on=["claim_id", "line_number"])
     mue, mai = rb.mue_lookup(key["procedure_code"].to_numpy(), ct.reindex(key["claim_id"]).to_numpy())
     day_units = ln.groupby(["claim_id", "procedure_code", "service_date"])["units"].sum()
-    per_day = day_units.reindex(pd.MultiIndex.from_frame(key[["claim_id", "procedure_code", "service_date"]])).to_numpy()
+    per_day = day_units.reindex(
+        pd.MultiIndex.from_frame(key[["claim_id", "procedure_code", "service_date"]])
+    ).to_numpy()
     assert np.isfinite(mue).all() and (mue > 0).all()
     billed = np.where(mai == 1, key["units"].to_numpy(), per_day)
     assert (billed > mue).all()
@@ -235,8 +252,12 @@ def test_upcoders_bill_high_levels_with_thin_diagnoses(gen):
     ndx = h.claims.set_index("claim_id")["diagnosis_codes"].list.len()
     assert ndx[up].mean() < ndx[~up].mean()
     em = h.claim_lines[h.claim_lines["procedure_code"].isin(["99212", "99213", "99214", "99215"])]
-    high = em["procedure_code"].isin(["99214", "99215"]).groupby(
-        em["claim_id"].map(h.claims.set_index("claim_id")["billing_npi"])).mean()
+    high = (
+        em["procedure_code"]
+        .isin(["99214", "99215"])
+        .groupby(em["claim_id"].map(h.claims.set_index("claim_id")["billing_npi"]))
+        .mean()
+    )
     assert high.max() - high.median() > 0.15  # some providers far above their peers
 
 
@@ -431,5 +452,9 @@ def test_oracle_calibration_on_written_data_200k():
     for c in ("documentation", "procedure_coding", "bundling", "medical_necessity"):
         yc = cause == c
         pc = o[f"p_{c}"].to_numpy()[mature] * 0.9  # 10% of rows have no CARC (they load as "other")
-        assert abs(yc.mean() - pc.mean()) < 4 * np.sqrt((pc * (1 - pc)).sum()) / len(pc) + 0.001, (c, yc.mean(), pc.mean())
+        assert abs(yc.mean() - pc.mean()) < 4 * np.sqrt((pc * (1 - pc)).sum()) / len(pc) + 0.001, (
+            c,
+            yc.mean(),
+            pc.mean(),
+        )
     assert carc.isna().mean() == pytest.approx(0.10, abs=0.02)

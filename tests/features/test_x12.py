@@ -44,11 +44,40 @@ def _lines(result, claim_id: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
-def interchange(body: list[str], *, st: str = "837", version: str = "005010X222A1", func: str = "HC",
-                e: str = "*", c: str = ":", t: str = "~", nl: str = "", control: str = "000000001") -> str:
+def interchange(
+    body: list[str],
+    *,
+    st: str = "837",
+    version: str = "005010X222A1",
+    func: str = "HC",
+    e: str = "*",
+    c: str = ":",
+    t: str = "~",
+    nl: str = "",
+    control: str = "000000001",
+) -> str:
     """An ISA/GS/ST..SE/GE/IEA envelope around ``body`` (written with '*' and ':'), with correct counts."""
-    isa = e.join(["ISA", "00", " " * 10, "00", " " * 10, "ZZ", "SENDER".ljust(15), "ZZ", "RECEIVER".ljust(15),
-                  "240101", "1200", "^", "00501", control, "0", "P", c])
+    isa = e.join(
+        [
+            "ISA",
+            "00",
+            " " * 10,
+            "00",
+            " " * 10,
+            "ZZ",
+            "SENDER".ljust(15),
+            "ZZ",
+            "RECEIVER".ljust(15),
+            "240101",
+            "1200",
+            "^",
+            "00501",
+            control,
+            "0",
+            "P",
+            c,
+        ]
+    )
     segs = [f"ST*{st}*0001*{version}"] + body
     segs.append(f"SE*{len(segs) + 1}*0001")
     segs = [f"GS*{func}*S*R*20240102*1200*1*X*{version}"] + segs + ["GE*1*1", f"IEA*1*{control}"]
@@ -160,15 +189,21 @@ def test_hand_counted_files(name: str) -> None:
     tx, claims, lines, remits, remit_lines, reversals, denials = HAND_COUNTED[name]
     s = import_x12([DATA / name]).summary
     assert (s.transactions, s.claims, s.lines, s.remittances, s.remittance_lines, s.reversals, s.denials) == (
-        tx, claims, lines, remits, remit_lines, reversals, denials)
+        tx,
+        claims,
+        lines,
+        remits,
+        remit_lines,
+        reversals,
+        denials,
+    )
 
 
 def test_ambulance_claim_fields() -> None:
     r = import_x12([DATA / "badx12/X222-ambulance.edi"])
     c = _claims(r).loc["051068"]
     assert (c.patient_id, c.billing_npi, c.payer_id) == ("012345678A", "2366554859", "123245")
-    assert (c.plan_type, c.claim_type, c.place_of_service, c.frequency_code) == (
-        "medicare", "professional", "41", "1")
+    assert (c.plan_type, c.claim_type, c.place_of_service, c.frequency_code) == ("medicare", "professional", "41", "1")
     assert str(c.submitted_date.date()) == "2005-02-08" and c.total_charge == 766.50
     assert list(c.diagnosis_codes) == [UNKNOWN_DIAGNOSIS]  # ICD-9 (BK/BF) codes are not carried
     lines = _lines(r, "051068")
@@ -229,16 +264,21 @@ def test_keironstoddart_golden_service_lines() -> None:
         assert o.claim_id == g.marker and o.procedure_code == g.code and o.qualifier == g.qualifier
         assert (o.modifiers[0] if o.modifiers else "") == g.modifier
         assert payer[o.remittance_seq] == g.payer and o.remittance_date == g.transaction_date
-        for mine, theirs in ((o.charge, g.charge_amount), (o.paid, g.paid_amount), (o.allowed, g.allowed_amount),
-                             (o.units_paid, g.allowed_units),
-                             (o.units_paid if _num(o.units_billed) is None else o.units_billed, g.billed_units)):
+        for mine, theirs in (
+            (o.charge, g.charge_amount),
+            (o.paid, g.paid_amount),
+            (o.allowed, g.allowed_amount),
+            (o.units_paid, g.allowed_units),
+            (o.units_paid if _num(o.units_billed) is None else o.units_billed, g.billed_units),
+        ):
             assert _num(mine) == _num(theirs)
         assert (o.start_date, o.end_date) == (g.start_date, g.end_date)
         assert o.control_number == (g.ref_0_value if g.ref_0_qual == "6R" else "")
         assert (o.remark_codes[0] if o.remark_codes else "") == g.rem_0_code
         line_adj = adjs[(adjs.remittance_seq == o.remittance_seq) & (adjs.line_seq == o.line_seq)]
-        expected = [(g[f"adj_{i}_group"], g[f"adj_{i}_code"], float(g[f"adj_{i}_amount"]))
-                    for i in (0, 1) if g[f"adj_{i}_code"]]
+        expected = [
+            (g[f"adj_{i}_group"], g[f"adj_{i}_code"], float(g[f"adj_{i}_amount"])) for i in (0, 1) if g[f"adj_{i}_code"]
+        ]
         mine = list(zip(line_adj.group, line_adj.reason, line_adj.amount))
         # the golden parser keeps only the first reason of a CAS segment (CAS*PR*2*5.13**1*110 -> PR-2):
         # ours keeps every triplet, so the golden adjustments must be an ordered subsequence of ours
@@ -277,18 +317,22 @@ def test_denial_is_counted_and_unpaid() -> None:
 
 def test_join_payments_reversals_and_offsets(tmp_path: Path) -> None:
     f837 = write(tmp_path, "claims.837", interchange(CLAIMS_837, e="|", c=">", nl="\r\n"))
-    remits = (interchange(PAYMENT_835, st="835", version="005010X221A1", func="HP")
-              + interchange(TAKEBACK_835, st="835", version="004010X091A1", func="HP", control="000000002"))
+    remits = interchange(PAYMENT_835, st="835", version="005010X221A1", func="HP") + interchange(
+        TAKEBACK_835, st="835", version="004010X091A1", func="HP", control="000000002"
+    )
     f835 = write(tmp_path, "remits.835", remits)
     r = import_x12([f835, f837])  # order of files does not matter
     c = _claims(r)
     assert list(c.index) == ["C1", "C2"]
     c1, c2 = c.loc["C1"], c.loc["C2"]
-    assert (c1.patient_id, c1.payer_id, c1.billing_npi, c1.rendering_npi) == ("M123", "MCR01", "1234567893",
-                                                                            "1111111112")
+    assert (c1.patient_id, c1.payer_id, c1.billing_npi, c1.rendering_npi) == (
+        "M123",
+        "MCR01",
+        "1234567893",
+        "1111111112",
+    )
     assert (c1.prior_auth_number, c1.has_attachment, list(c1.diagnosis_codes)) == ("PA999", True, ["J0190", "R05"])
-    assert (c1.plan_type, c1.place_of_service, c2.place_of_service, c2.frequency_code) == ("medicare", "11", "22",
-                                                                                         "7")
+    assert (c1.plan_type, c1.place_of_service, c2.place_of_service, c2.frequency_code) == ("medicare", "11", "22", "7")
     assert str(c1.submitted_date.date()) == "2024-01-03" and str(c1.paid_date.date()) == "2024-01-20"
     assert (c1.paid_amount, c2.paid_amount) == (120.0, 60.0)
     lines = _lines(r, "C1")
@@ -364,15 +408,19 @@ def test_wrong_segment_rejects_only_its_transaction(tmp_path: Path) -> None:
     svc_first.insert(svc_first.index("LX*1"), "SVC*HC:99213*10*10**1")
     p = parse_x12(interchange(svc_first, st="835", func="HP"), "svc.835")
     assert [str(x) for x in p.rejected] == [
-        "svc.835: segment 9: transaction not imported: SVC: expected CLP before a service line (SVC)"]
+        "svc.835: segment 9: transaction not imported: SVC: expected CLP before a service line (SVC)"
+    ]
 
 
 def test_bad_value_rejects_only_its_claim(tmp_path: Path) -> None:
     body = [s.replace("CLM*C2*80*", "CLM*C2*eighty*") for s in CLAIMS_837]
     r = import_x12([write(tmp_path, "val.837", interchange(body))])
     assert list(_claims(r).index) == ["C1"]
-    assert any(x.reason == "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"
-               and x.kind == "claim" for x in r.rejected)
+    assert any(
+        x.reason == "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"
+        and x.kind == "claim"
+        for x in r.rejected
+    )
     assert "eighty" not in " ".join(str(x) for x in r.rejected)  # no claim values in messages
 
 
@@ -396,7 +444,8 @@ def test_clm02_out_of_bounds_rejects_the_claim(value: str) -> None:
     assert [r["claim_id"] for r in p.claims] == ["C1"]
     assert [str(x) for x in p.rejected] == [
         f"big.837: segment {_segment(body, 'CLM*C2')}: claim not imported: "
-        "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"]
+        "CLM: expected a total charge: an amount >= 0 and at most 100,000,000 in CLM02"
+    ]
 
 
 def test_clm02_at_the_maximum_is_imported() -> None:
@@ -415,7 +464,8 @@ def test_sv104_out_of_bounds_rejects_the_line(value: str) -> None:
         f"units.837: segment {_segment(body, 'SV1*HC:97110')}: line not imported: "
         "SV1: expected units > 0 and at most 99,999 in SV104",
         f"units.837: segment {_segment(body, 'CLM*C2')}: claim not imported: "
-        "CLM: expected at least one service line with a CPT/HCPCS code"]
+        "CLM: expected at least one service line with a CPT/HCPCS code",
+    ]
 
 
 @pytest.mark.parametrize("value, units", [("", 1.0), ("0", 1.0), ("99999", 99_999.0), ("2.5", 2.5)])
@@ -432,38 +482,54 @@ def test_sv102_out_of_bounds_rejects_the_line(value: str) -> None:
     assert [ln["procedure_code"] for ln in p.lines if ln["claim_id"] == "C1"] == ["99213"]
     assert [str(x) for x in p.rejected] == [
         f"charge.837: segment {_segment(body, 'SV1*HC:85025')}: line not imported: "
-        "SV1: expected a charge: an amount >= 0 and at most 100,000,000 in SV102"]
+        "SV1: expected a charge: an amount >= 0 and at most 100,000,000 in SV102"
+    ]
 
 
-INSTITUTIONAL_837 = [s.replace("SV1*HC:99213:25*100*UN*1***1:2", "SV2*0450*HC:99283*100*UN*1")
-                     .replace("SV1*HC:85025*50*UN*2***1", "SV2*0300*HC:85025*50*UN*2")
-                     .replace("SV1*HC:97110:GP*80*UN*4***1", "SV2*0420*HC:97110*80*UN*4")
-                     .replace("CLM*C1*150***11:B:1", "CLM*C1*150***13:A:1")
-                     .replace("CLM*C2*80***22:B:7", "CLM*C2*80***13:A:7") for s in CLAIMS_837]
+INSTITUTIONAL_837 = [
+    s.replace("SV1*HC:99213:25*100*UN*1***1:2", "SV2*0450*HC:99283*100*UN*1")
+    .replace("SV1*HC:85025*50*UN*2***1", "SV2*0300*HC:85025*50*UN*2")
+    .replace("SV1*HC:97110:GP*80*UN*4***1", "SV2*0420*HC:97110*80*UN*4")
+    .replace("CLM*C1*150***11:B:1", "CLM*C1*150***13:A:1")
+    .replace("CLM*C2*80***22:B:7", "CLM*C2*80***13:A:7")
+    for s in CLAIMS_837
+]
 
 
-@pytest.mark.parametrize("element, old, new, what", [
-    ("SV203", "SV2*0300*HC:85025*50*", "SV2*0300*HC:85025*1e308*", "a charge: an amount >= 0 and at most 100,000,000"),
-    ("SV205", "SV2*0300*HC:85025*50*UN*2", "SV2*0300*HC:85025*50*UN*-5", "units > 0 and at most 99,999"),
-])
+@pytest.mark.parametrize(
+    "element, old, new, what",
+    [
+        (
+            "SV203",
+            "SV2*0300*HC:85025*50*",
+            "SV2*0300*HC:85025*1e308*",
+            "a charge: an amount >= 0 and at most 100,000,000",
+        ),
+        ("SV205", "SV2*0300*HC:85025*50*UN*2", "SV2*0300*HC:85025*50*UN*-5", "units > 0 and at most 99,999"),
+    ],
+)
 def test_sv2_out_of_bounds_rejects_the_line(element: str, old: str, new: str, what: str) -> None:
     body = [s.replace(old, new) for s in INSTITUTIONAL_837]
     p = parse_x12(interchange(body, version="005010X223A2"), "inst.837")
     assert {r["claim_type"] for r in p.claims} == {"institutional"}
     assert [str(x) for x in p.rejected] == [
-        f"inst.837: segment {_segment(body, 'SV2*0300')}: line not imported: SV2: expected {what} in {element}"]
+        f"inst.837: segment {_segment(body, 'SV2*0300')}: line not imported: SV2: expected {what} in {element}"
+    ]
 
 
-@pytest.mark.parametrize("old, new, element", [
-    ("CLP*C1*1*150*120*", "CLP*C1*1*150*1e308*", "CLP04"),
-    ("CLP*C1*1*150*", "CLP*C1*1*inf*", "CLP03"),
-    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*NaN**2", "SVC03"),
-    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*-1e9*40**2", "SVC02"),
-    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**１", "SVC05"),
-    ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**-100000", "SVC05"),
-    ("CAS*CO*45*20", "CAS*CO*45*1e20", "CAS03"),
-    ("CAS*CO*45*20", "CAS*CO*45*20*inf", "CAS04"),
-])
+@pytest.mark.parametrize(
+    "old, new, element",
+    [
+        ("CLP*C1*1*150*120*", "CLP*C1*1*150*1e308*", "CLP04"),
+        ("CLP*C1*1*150*", "CLP*C1*1*inf*", "CLP03"),
+        ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*NaN**2", "SVC03"),
+        ("SVC*HC:85025*50*40**2", "SVC*HC:85025*-1e9*40**2", "SVC02"),
+        ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**１", "SVC05"),
+        ("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*40**-100000", "SVC05"),
+        ("CAS*CO*45*20", "CAS*CO*45*1e20", "CAS03"),
+        ("CAS*CO*45*20", "CAS*CO*45*20*inf", "CAS04"),
+    ],
+)
 def test_835_amount_out_of_bounds_rejects_the_transaction(old: str, new: str, element: str) -> None:
     """835 amounts are signed (reversals are negative) but bounded either way; a bad one is a malformed
     remittance: its transaction is rejected, naming the segment and element."""
@@ -493,8 +559,10 @@ def test_negative_payments_are_counted_not_silent(tmp_path: Path) -> None:
     """Before: SVC03 = -40 in a payment became line_paid 0, and CLP04 = -120 outside a reversal paid 0,
     both without a trace in the summary."""
     f837 = write(tmp_path, "c.837", interchange(CLAIMS_837))
-    body = [s.replace("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*-40**2")
-            .replace("CLP*C2*1*80*60*", "CLP*C2*1*80*-60*") for s in PAYMENT_835]
+    body = [
+        s.replace("SVC*HC:85025*50*40**2", "SVC*HC:85025*50*-40**2").replace("CLP*C2*1*80*60*", "CLP*C2*1*80*-60*")
+        for s in PAYMENT_835
+    ]
     f835 = write(tmp_path, "p.835", interchange(body, st="835", version="005010X221A1", func="HP"))
     r = import_x12([f837, f835])
     assert list(_lines(r, "C1").line_paid) == [80.0, 0.0] and _claims(r).loc["C2"].paid_amount == 0
@@ -558,8 +626,9 @@ def test_round_trip_all_samples(tmp_path: Path) -> None:
     assert result.summary.claims_read == 64 and result.summary.claims_from_835_only == 13
     assert len(loaded.claim_lines) == result.summary.lines
     assert len(loaded.recoupments) == result.summary.recoupments >= 2
-    pd.testing.assert_series_equal(loaded.claims["paid_amount"], result.history.claims["paid_amount"],
-                                   check_names=False)
+    pd.testing.assert_series_equal(
+        loaded.claims["paid_amount"], result.history.claims["paid_amount"], check_names=False
+    )
 
 
 def test_cli_writes_directory_and_prints_summary(tmp_path: Path, capsys) -> None:
@@ -613,18 +682,38 @@ def _hi(n: int) -> str:
     return "HI*" + "*".join(("ABK:" if i == 0 else "ABF:") + DX_CODES[i] for i in range(n))
 
 
-@pytest.mark.parametrize("old, new, sid, reason", [
-    ("CLM*C2*80*", f"CLM*{ID_39}*80*", "CLM", f"CLM: expected a claim id of at most {MAX_CHARS['claim_id']} "
-                                              "characters in CLM01"),
-    ("HI*ABK:M545", _hi(MAX_DIAGNOSIS_CODES + 5), "HI",
-     f"HI: expected at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI segments"),
-    ("SV1*HC:97110:GP*80*UN*4***1", "SV1*HC:97110:GP*80*UN*4***1:1:1:1:1", "SV1",
-     f"SV1: expected at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in SV107"),
-    ("REF*G1*PA999", "REF*G1*" + "A" * (MAX_CHARS["prior_auth_number"] + 1), "REF",
-     f"REF: expected a valid value (REF02 of at most {MAX_CHARS['prior_auth_number']} characters)"),
-])
-def test_837_over_a_count_or_length_rejects_the_claim_naming_the_segment(old: str, new: str, sid: str,
-                                                                        reason: str) -> None:
+@pytest.mark.parametrize(
+    "old, new, sid, reason",
+    [
+        (
+            "CLM*C2*80*",
+            f"CLM*{ID_39}*80*",
+            "CLM",
+            f"CLM: expected a claim id of at most {MAX_CHARS['claim_id']} characters in CLM01",
+        ),
+        (
+            "HI*ABK:M545",
+            _hi(MAX_DIAGNOSIS_CODES + 5),
+            "HI",
+            f"HI: expected at most {MAX_DIAGNOSIS_CODES} ICD-10 diagnosis codes in the claim's HI segments",
+        ),
+        (
+            "SV1*HC:97110:GP*80*UN*4***1",
+            "SV1*HC:97110:GP*80*UN*4***1:1:1:1:1",
+            "SV1",
+            f"SV1: expected at most {MAX_DIAGNOSIS_POINTERS} diagnosis pointers in SV107",
+        ),
+        (
+            "REF*G1*PA999",
+            "REF*G1*" + "A" * (MAX_CHARS["prior_auth_number"] + 1),
+            "REF",
+            f"REF: expected a valid value (REF02 of at most {MAX_CHARS['prior_auth_number']} characters)",
+        ),
+    ],
+)
+def test_837_over_a_count_or_length_rejects_the_claim_naming_the_segment(
+    old: str, new: str, sid: str, reason: str
+) -> None:
     body = [s.replace(old, new) if s.startswith(old) else s for s in CLAIMS_837]
     i = next(j for j, s in enumerate(body) if s.startswith(new[:12]))
     p = parse_x12(interchange(body), "big.837")
@@ -644,8 +733,12 @@ def test_837_subscriber_id_over_its_length_rejects_the_transaction() -> None:
 
 def test_837_at_the_bounds_is_imported_and_passes_the_contract() -> None:
     cid = "C" * MAX_CHARS["claim_id"]
-    body = [s.replace("CLM*C2*80*", f"CLM*{cid}*80*").replace("HI*ABK:M545", _hi(MAX_DIAGNOSIS_CODES))
-            .replace("SV1*HC:97110:GP*80*UN*4***1", "SV1*HC:97110:GP*80*UN*4***1:2:3:4") for s in CLAIMS_837]
+    body = [
+        s.replace("CLM*C2*80*", f"CLM*{cid}*80*")
+        .replace("HI*ABK:M545", _hi(MAX_DIAGNOSIS_CODES))
+        .replace("SV1*HC:97110:GP*80*UN*4***1", "SV1*HC:97110:GP*80*UN*4***1:2:3:4")
+        for s in CLAIMS_837
+    ]
     r = import_parsed([parse_x12(interchange(body), "max.837")])
     claim = _claims(r).loc[cid]
     assert list(claim["diagnosis_codes"]) == DX_CODES[:MAX_DIAGNOSIS_CODES]
@@ -653,11 +746,14 @@ def test_837_at_the_bounds_is_imported_and_passes_the_contract() -> None:
     assert list(lines.loc[lines["claim_id"] == cid, "diagnosis_pointers"].iloc[0]) == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("old, new, element", [
-    ("CLP*C1*1*", f"CLP*{ID_39}*1*", "CLP01"),
-    ("CAS*CO*45*20", "CAS*CO*123456*20", "CAS01-CAS02"),
-    ("N1*PR*MEDICARE*XV*MCR01", "N1*PR*MEDICARE*XV*" + "P" * (MAX_CHARS["payer_id"] + 1), "N104"),
-])
+@pytest.mark.parametrize(
+    "old, new, element",
+    [
+        ("CLP*C1*1*", f"CLP*{ID_39}*1*", "CLP01"),
+        ("CAS*CO*45*20", "CAS*CO*123456*20", "CAS01-CAS02"),
+        ("N1*PR*MEDICARE*XV*MCR01", "N1*PR*MEDICARE*XV*" + "P" * (MAX_CHARS["payer_id"] + 1), "N104"),
+    ],
+)
 def test_835_over_a_length_rejects_the_transaction(old: str, new: str, element: str) -> None:
     body = list(PAYMENT_835)
     i = next(j for j, s in enumerate(body) if s.startswith(old))

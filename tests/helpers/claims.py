@@ -13,7 +13,7 @@ def recent_claims(history: History, n: int, tag: str, shift_days: int = 30, skip
     from serving.schemas import frames_to_claims
 
     ordered = history.claims.sort_values("submitted_date", kind="stable")
-    claims = ordered.iloc[len(ordered) - n - skip:len(ordered) - skip]
+    claims = ordered.iloc[len(ordered) - n - skip : len(ordered) - skip]
     lines = history.claim_lines[history.claim_lines["claim_id"].isin(claims["claim_id"])]
     out = frames_to_claims(claims, lines)
     end = pd.Timestamp(history.claims["submitted_date"].max()) + pd.Timedelta(days=shift_days)

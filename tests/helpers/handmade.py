@@ -49,29 +49,69 @@ def _pick(rb: Rulebook) -> dict:
     for ind in (0, 1):
         rows = ptp[ptp["modifier_indicator"] == ind].sort_values(["column_1", "column_2"])
         pairs[ind] = next((a, b) for a, b in zip(rows["column_1"], rows["column_2"]) if (b, a) not in both)
-    addon = sorted(c for c, p in addons.items() if p and len(c) == 5 and c.isdigit()
-                   and all(len(x) == 5 and x.isdigit() for x in p))[0]
+    addon = sorted(
+        c
+        for c, p in addons.items()
+        if p and len(c) == 5 and c.isdigit() and all(len(x) == 5 and x.isdigit() for x in p)
+    )[0]
     icd = rb.table("icd10cm")
     billable = icd.loc[icd["billable"], "code"].astype(str)
     category = icd.loc[~icd["billable"], "code"].astype(str)
     invalid = "Z999ZZZ"
     assert int(rb.icd_status([invalid])[0]) == 2, "the made-up diagnosis is not in ICD-10-CM"
-    return {"mue6": mue6, "ptp_modifier": pairs[1], "ptp_never": pairs[0], "addon": addon,
-            "primary": sorted(addons[addon])[0], "dx": billable.iloc[0], "dx_truncated": category.iloc[0],
-            "dx_invalid": invalid, "plain": mue6}
+    return {
+        "mue6": mue6,
+        "ptp_modifier": pairs[1],
+        "ptp_never": pairs[0],
+        "addon": addon,
+        "primary": sorted(addons[addon])[0],
+        "dx": billable.iloc[0],
+        "dx_truncated": category.iloc[0],
+        "dx_invalid": invalid,
+        "plain": mue6,
+    }
 
 
-def claim_rows(cid: str, lines: list[tuple], patient: str = "P1", npi: str = NPI, dx: list[str] | None = None,
-               service: str = SERVICE, submitted: str = SUBMITTED, codes: dict | None = None) -> tuple[dict, list]:
+def claim_rows(
+    cid: str,
+    lines: list[tuple],
+    patient: str = "P1",
+    npi: str = NPI,
+    dx: list[str] | None = None,
+    service: str = SERVICE,
+    submitted: str = SUBMITTED,
+    codes: dict | None = None,
+) -> tuple[dict, list]:
     """One claim and its lines as raw contract rows; ``lines``: (procedure code, units, modifiers)."""
     dx = dx or [codes["dx"]]
-    rows = [{"claim_id": cid, "line_number": i + 1, "service_date": service, "procedure_code": code,
-             "modifiers": ";".join(mods), "units": float(units), "line_charge": 100.0, "diagnosis_pointers": "1"}
-            for i, (code, units, mods) in enumerate(lines)]
-    claim = {"claim_id": cid, "patient_id": patient, "billing_npi": npi, "payer_id": PAYER, "plan_type": "medicare",
-             "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
-             "submitted_date": submitted, "total_charge": 100.0 * len(lines), "diagnosis_codes": ";".join(dx),
-             "paid_date": "", "paid_amount": ""}
+    rows = [
+        {
+            "claim_id": cid,
+            "line_number": i + 1,
+            "service_date": service,
+            "procedure_code": code,
+            "modifiers": ";".join(mods),
+            "units": float(units),
+            "line_charge": 100.0,
+            "diagnosis_pointers": "1",
+        }
+        for i, (code, units, mods) in enumerate(lines)
+    ]
+    claim = {
+        "claim_id": cid,
+        "patient_id": patient,
+        "billing_npi": npi,
+        "payer_id": PAYER,
+        "plan_type": "medicare",
+        "claim_type": "professional",
+        "place_of_service": "11",
+        "frequency_code": "1",
+        "submitted_date": submitted,
+        "total_charge": 100.0 * len(lines),
+        "diagnosis_codes": ";".join(dx),
+        "paid_date": "",
+        "paid_amount": "",
+    }
     return claim, rows
 
 
@@ -87,18 +127,32 @@ def tiny_history(codes: dict, rename: dict | None = None, recouped: list[str] = 
     for i in range(15):
         npi = NPI if i < 10 else OTHER_NPI
         day = str((pd.Timestamp("2024-02-01") + pd.Timedelta(days=7 * i)).date())
-        c, ls = claim_rows(f"H{i}", [(codes["plain"], 1, [])], patient=rename.get(f"P{i % 5 + 1}", f"P{i % 5 + 1}"),
-                           npi=npi, service=day, submitted=day, codes=codes)
+        c, ls = claim_rows(
+            f"H{i}",
+            [(codes["plain"], 1, [])],
+            patient=rename.get(f"P{i % 5 + 1}", f"P{i % 5 + 1}"),
+            npi=npi,
+            service=day,
+            submitted=day,
+            codes=codes,
+        )
         claims.append({**c, "paid_date": day, "paid_amount": 60.0})
         lines += ls
     patients = [rename.get(f"P{i}", f"P{i}") for i in range(1, 6)]
-    coverage = pd.DataFrame({"patient_id": patients, "payer_id": PAYER, "plan_type": "medicare",
-                             "coverage_start": "2024-01-01", "coverage_end": "2024-12-31"})
+    coverage = pd.DataFrame(
+        {
+            "patient_id": patients,
+            "payer_id": PAYER,
+            "plan_type": "medicare",
+            "coverage_start": "2024-01-01",
+            "coverage_end": "2024-12-31",
+        }
+    )
     providers = pd.DataFrame({"npi": [NPI, OTHER_NPI], "taxonomy_code": "207Q00000X"})
-    rec = pd.DataFrame({"claim_id": list(recouped), "recouped_date": "2024-07-01", "recouped_amount": 60.0,
-                        "carc": "CO-151"})
-    return typed(claims, lines, coverage=coverage, providers=providers,
-                 recoupments=rec if len(rec) else None)
+    rec = pd.DataFrame(
+        {"claim_id": list(recouped), "recouped_date": "2024-07-01", "recouped_amount": 60.0, "carc": "CO-151"}
+    )
+    return typed(claims, lines, coverage=coverage, providers=providers, recoupments=rec if len(rec) else None)
 
 
 def features_of(state: HistoryState, rb: Rulebook, claim: dict, lines: list[dict], record: bool = False):

@@ -64,8 +64,13 @@ def group_gone(pgid: int, timeout: float) -> bool:
 
 
 @contextmanager
-def bentoml_server(env: dict[str, str], log: Path, host: str = "127.0.0.1",
-                   ssl: tuple[Path, Path] | None = None, stop: int = signal.SIGTERM) -> Iterator[str]:
+def bentoml_server(
+    env: dict[str, str],
+    log: Path,
+    host: str = "127.0.0.1",
+    ssl: tuple[Path, Path] | None = None,
+    stop: int = signal.SIGTERM,
+) -> Iterator[str]:
     """`bentoml serve serving.service:RecoupService` with ``env`` (its output in ``log``); yields its URL.
     Stopped with ``stop`` sent to its process group (SIGTERM: graceful; SIGKILL: everything dies at once)."""
     from serving.serve import bentoml_command

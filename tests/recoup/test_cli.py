@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from recoup.cli import app
@@ -63,11 +62,30 @@ def test_score_without_a_model_says_to_train(small_history_dir, tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "RECOUP_BUNDLE_DIR"}
     # an empty file store: the same "no champion" answer as an empty SQLite store, without its migrations
-    env.update(RECOUP_HOME=str(tmp_path / "home"), BENTOML_HOME=str(tmp_path / "home" / "bentoml"),
-               MLFLOW_TRACKING_URI=(tmp_path / "mlruns").as_uri(), PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run([sys.executable, "-m", "recoup.cli", "score", "--data", str(small_history_dir),
-                          "--out", str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=300, env=env,
-                         cwd=tmp_path)
+    env.update(
+        RECOUP_HOME=str(tmp_path / "home"),
+        BENTOML_HOME=str(tmp_path / "home" / "bentoml"),
+        MLFLOW_TRACKING_URI=(tmp_path / "mlruns").as_uri(),
+        PYTHONPATH=str(root),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recoup.cli",
+            "score",
+            "--data",
+            str(small_history_dir),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
@@ -94,10 +112,20 @@ def test_demo_end_to_end_without_serving(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("RECOUP_BUNDLE_DIR", "MLFLOW_TRACKING_URI")}
-    env.update(RECOUP_HOME=str(tmp_path / "home"), BENTOML_HOME=str(tmp_path / "home" / "bentoml"),
-               PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run([sys.executable, "-m", "recoup.cli", "demo", "--claims", "4000", "--seed", "5",
-                          "--no-serve"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    env.update(
+        RECOUP_HOME=str(tmp_path / "home"),
+        BENTOML_HOME=str(tmp_path / "home" / "bentoml"),
+        PYTHONPATH=str(root),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "recoup.cli", "demo", "--claims", "4000", "--seed", "5", "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     demo = tmp_path / "home" / "demo"
     assert (demo / "audit" / "report.html").exists() and (demo / "audit" / "worklist.csv").exists()
@@ -136,8 +164,7 @@ def test_generate_refuses_a_used_folder_and_replaces_its_own_output_whole(tmp_pa
     assert str(out) in line and "--overwrite" in line
     assert _snapshot(out) == before
     # --overwrite: replaced whole, nothing of the old folder is left to mix into the new history
-    res = runner.invoke(app, ["generate", "--out", str(out), "--claims", "100", "--format", "parquet",
-                              "--overwrite"])
+    res = runner.invoke(app, ["generate", "--out", str(out), "--claims", "100", "--format", "parquet", "--overwrite"])
     assert res.exit_code == 0, res.output
     assert "claims.csv" not in os.listdir(out) and (out / "claims.parquet").exists()
     # its own earlier output is replaced without --overwrite, in another format: no stale file
@@ -180,8 +207,13 @@ def test_generate_on_a_full_disk_keeps_the_old_history(tmp_path):
         app()
     """)
     root = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert res.returncode == 2, res.stderr
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert err == [f"error: cannot write {out / 'claims.csv'}: File too large"], res.stderr
@@ -225,9 +257,13 @@ def test_generate_killed_while_writing_leaves_old_or_new_never_a_mix(tmp_path):
     assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
     before = _snapshot(out)
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "recoup.cli", "generate", "--out", str(out), "--claims", "20000",
-                             "--seed", "4"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(root)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recoup.cli", "generate", "--out", str(out), "--claims", "20000", "--seed", "4"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     try:
         while proc.poll() is None and not any(p.name.startswith(".h.tmp-") for p in tmp_path.iterdir()):
             time.sleep(0.005)  # until the new folder exists (the history is being written into it)

@@ -7,9 +7,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND_MODULES = {"features.synthetic", "features.x12", "features.rulebook", "training.train",
-                   "training.evaluate", "serving.batch", "serving.audit", "serving.serve", "serving.security",
-                   "recoup.demo"}
+COMMAND_MODULES = {
+    "features.synthetic",
+    "features.x12",
+    "features.rulebook",
+    "training.train",
+    "training.evaluate",
+    "serving.batch",
+    "serving.audit",
+    "serving.serve",
+    "serving.security",
+    "recoup.demo",
+}
 
 
 def imports(path: Path) -> set[str]:
@@ -30,8 +39,11 @@ def test_cli_imports_every_command_module_and_none_by_string():
 
 
 def test_dependencies_go_one_way():
-    for package, forbidden in (("serving", ("training", "recoup")), ("features", ("training", "serving", "recoup")),
-                               ("training", ("serving", "recoup"))):
+    for package, forbidden in (
+        ("serving", ("training", "recoup")),
+        ("features", ("training", "serving", "recoup")),
+        ("training", ("serving", "recoup")),
+    ):
         for path in sorted((ROOT / package).rglob("*.py")):
             bad = {m for m in imports(path) if m.split(".")[0] in forbidden}
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -28,8 +28,12 @@ def client(trained, tmp_path_factory):
     from serving.service import RecoupService
 
     try:
-        with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False, base_url="http://localhost",
-                        client=("127.0.0.1", 50000)) as c:
+        with TestClient(
+            RecoupService.to_asgi(),
+            raise_server_exceptions=False,
+            base_url="http://localhost",
+            client=("127.0.0.1", 50000),
+        ) as c:
             yield c
     finally:
         os.environ.pop("RECOUP_JOURNAL_DIR", None)

@@ -36,8 +36,11 @@ def test_ranking_and_capacity(audited):
     assert np.allclose(w["cumulative_expected_dollars"], w["expected_recoupment_dollars"].cumsum(), atol=0.05)
     # amounts: never more than the payment; expected dollars = probability x amount at risk
     assert (w["amount_at_risk"] <= w["paid_amount"] + 0.01).all()
-    assert np.allclose(w["expected_recoupment_dollars"], w["recoupment_probability"] * w["amount_at_risk"],
-                       atol=0.02 + 1e-3 * w["expected_recoupment_dollars"])
+    assert np.allclose(
+        w["expected_recoupment_dollars"],
+        w["recoupment_probability"] * w["amount_at_risk"],
+        atol=0.02 + 1e-3 * w["expected_recoupment_dollars"],
+    )
     assert (w["reasons"].fillna("") != "").all()  # every worklist row is explained
     for col in ("causes", "reasons", "rule_hits"):
         w[col].map(json.loads)
@@ -53,11 +56,19 @@ def test_formats_round_trip(audited):
 
 
 def test_budget_hours(trained, window, tmp_path):
-    s = audit.audit_cli(trained["data_dir"], tmp_path, since=window[0], until=window[1], budget_hours=5,
-                        minutes_per_review=12)
+    s = audit.audit_cli(
+        trained["data_dir"], tmp_path, since=window[0], until=window[1], budget_hours=5, minutes_per_review=12
+    )
     assert s["reviews"] == 25 == len(pd.read_csv(tmp_path / "worklist.csv"))
-    s = audit.audit_cli(trained["data_dir"], tmp_path, since=window[0], until=window[1], budget_hours=5,
-                        minutes_per_review=12, capacity=10)
+    s = audit.audit_cli(
+        trained["data_dir"],
+        tmp_path,
+        since=window[0],
+        until=window[1],
+        budget_hours=5,
+        minutes_per_review=12,
+        capacity=10,
+    )
     assert s["reviews"] == 10
     assert audit.review_capacity(1000, None, 1.0, 7.0) == 8
 
@@ -180,8 +191,12 @@ def test_audit_out_refused_when_used_or_holding_the_data(trained, window, tmp_pa
         audit.audit_cli(trained["data_dir"], used, since=window[0], until=window[1], capacity=5)
     assert sorted(p.name for p in used.iterdir()) == ["old_report.html", "worklist.csv"]
     audit.audit_cli(trained["data_dir"], used, since=window[0], until=window[1], capacity=5, overwrite=True)
-    assert sorted(p.name for p in used.iterdir()) == [".recoup-output.json", "report.html", "worklist.csv",
-                                                      "worklist.parquet"]
+    assert sorted(p.name for p in used.iterdir()) == [
+        ".recoup-output.json",
+        "report.html",
+        "worklist.csv",
+        "worklist.parquet",
+    ]
     import shutil
 
     outer = tmp_path / "outer"

@@ -14,7 +14,6 @@ from serving import batch
 from serving.scorer import Scorer
 
 
-
 @pytest.fixture(scope="module")
 def window(trained):
     d = trained["history"].claims["submitted_date"]
@@ -53,8 +52,9 @@ def test_output_fields(scored_csv):
     explained = s[s["reasons"] != ""]
     assert len(explained) == min(25, len(s))
     # top:N goes to the rows with the largest expected dollars
-    assert explained["expected_recoupment_amount"].min() >= s.loc[s["reasons"] == "",
-                                                                  "expected_recoupment_amount"].max()
+    assert (
+        explained["expected_recoupment_amount"].min() >= s.loc[s["reasons"] == "", "expected_recoupment_amount"].max()
+    )
     assert all(isinstance(json.loads(r), list) and json.loads(r) for r in explained["reasons"])
 
 
@@ -71,8 +71,11 @@ def test_parity_with_scorer(trained, window):
     pos = feats.X.index.get_indexer(ids)
     claims = history.claims.iloc[pos].reset_index(drop=True)
     ref = Scorer.from_dir(trained["bundle_dir"])
-    frame = ref.score_features(FeatureResult(X=feats.X.iloc[pos], hits=feats.hits[feats.hits["claim_id"].isin(ids)],
-                                             lines=feats.lines), claims, explain=np.isin(ids, ids[:30]))
+    frame = ref.score_features(
+        FeatureResult(X=feats.X.iloc[pos], hits=feats.hits[feats.hits["claim_id"].isin(ids)], lines=feats.lines),
+        claims,
+        explain=np.isin(ids, ids[:30]),
+    )
     for rec in frame.records(ref.model_version):
         row = got.loc[rec["claim_id"]]
         assert row["recoupment_probability"] == rec["recoupment_probability"]
@@ -152,7 +155,7 @@ def test_formula_claim_id_is_escaped_in_the_scores_csv(trained, tmp_path):
     out = tmp_path / "s.csv"
     batch.score_cli(d, out, since=claims["submitted_date"].max(), explain="none", skip_invalid=True)
     text = out.read_text()
-    assert '"\'=HYPERLINK(' in text and '\n"=HYPERLINK' not in text and ",=HYPERLINK" not in text
+    assert "\"'=HYPERLINK(" in text and '\n"=HYPERLINK' not in text and ",=HYPERLINK" not in text
     raw = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert not raw["claim_id"].str.match(r"[=+\-@\t\r]").any()
     scored = raw[raw["status"] == "scored"]

@@ -6,10 +6,10 @@ The service is started as bench/bench_service.py starts it (``bentoml serve``, o
 loopback port) with the session's small trained model; the schemathesis driver is bench/bench_fuzz.py's
 (the same run gives the figures of docs/security.md). The live schema is read as is (it declares the
 request and response bodies); as it has no OpenAPI links, the stateful run gets "send the same claim
-again" links (a client's retry, the claim inside a batch): ``bench_fuzz.add_resubmit_links``. ``RECOUP_API_KEY``, when set, is
-sent as ``Authorization: Bearer`` (the service is open on loopback when it has no key file). Bounded:
-``RECOUP_FUZZ_EXAMPLES`` (default 100) cases per operation and mode and ``RECOUP_FUZZ_STATEFUL``
-(default 40) stateful sequences: a few minutes in all on 2 cores.
+again" links (a client's retry, the claim inside a batch): ``bench_fuzz.add_resubmit_links``.
+``RECOUP_API_KEY``, when set, is sent as ``Authorization: Bearer`` (the service is open on loopback when
+it has no key file). Bounded: ``RECOUP_FUZZ_EXAMPLES`` (default 100) cases per operation and mode and
+``RECOUP_FUZZ_STATEFUL`` (default 40) stateful sequences: a few minutes in all on 2 cores.
 
 schemathesis' own pytest loader (``schemathesis.pytest.from_fixture``) fails on pytest 9.2 (it sets
 ``request.node._nodeid``), hence the driver with ``hypothesis.given`` over ``APIOperation.as_strategy``.
@@ -26,8 +26,15 @@ import pytest
 warnings.filterwarnings("ignore", message=".*httpx.*")
 pytest.importorskip("schemathesis")
 
-from bench.bench_fuzz import (TIMEOUT_S, FuzzStats, api_key, auth_headers, fuzz_stateful,  # noqa: E402
-                              fuzz_stateless, load_schema)
+from bench.bench_fuzz import (  # noqa: E402
+    TIMEOUT_S,
+    FuzzStats,
+    api_key,
+    auth_headers,
+    fuzz_stateful,  # noqa: E402
+    fuzz_stateless,
+    load_schema,
+)
 from bench.bench_service import free_port, start_service, stop  # noqa: E402
 
 EXAMPLES = int(os.environ.get("RECOUP_FUZZ_EXAMPLES", "100"))

@@ -35,8 +35,9 @@ def _score(scorer: Scorer, claims: list[dict], record: bool, as_sent: bool = Tru
     models = [Claim.model_validate(c) for c in claims]
     conv = claims_to_frames(models)
     assert not conv.errors
-    return scorer.score_claims(conv.claims, conv.lines, explain=True, record=record,
-                               as_sent=models if as_sent else None)
+    return scorer.score_claims(
+        conv.claims, conv.lines, explain=True, record=record, as_sent=models if as_sent else None
+    )
 
 
 def _worker(trained, root: Path, **kw) -> Scorer:
@@ -134,7 +135,7 @@ def test_a_record_being_written_is_applied_once_complete(workers, trained, tmp_p
     assert reader.journal.catch_up(reader.state, reader.rulebook) is reader.state
     assert reader.journal.applied == 0 and reader.journal.offset == 0
     with open(reader.journal.path, "ab") as f:
-        f.write(data[len(data) // 2:])
+        f.write(data[len(data) // 2 :])
     reader.journal.catch_up(reader.state, reader.rulebook)
     assert reader.journal.applied == 1 and reader.journal.offset == len(data)
     reader.journal.catch_up(reader.state, reader.rulebook)
@@ -217,9 +218,15 @@ os.kill(os.getpid(), signal.SIGKILL)  # between the journal append and any compa
 
 def test_a_kill_between_append_and_compaction_loses_nothing(trained, tmp_path):
     claims = _claims(trained, 4, "KILL", 62)
-    run = subprocess.run([sys.executable, "-c", KILLED, str(trained["bundle_dir"]), str(tmp_path)],
-                         input=json.dumps(claims), capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    run = subprocess.run(
+        [sys.executable, "-c", KILLED, str(trained["bundle_dir"]), str(tmp_path)],
+        input=json.dumps(claims),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     assert run.returncode == -signal.SIGKILL and "recorded" in run.stdout, run.stderr[-2000:]
     s = _worker(trained, tmp_path)
     assert s.journal.replayed == 4 and s.journal.gen == 0

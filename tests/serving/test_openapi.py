@@ -8,8 +8,16 @@ import copy
 import jsonschema
 import pytest
 
-from serving.schemas import (EXAMPLE_BATCH_REQUEST, EXAMPLE_SCORE_REQUEST, MAX_CHARS, MAX_CLAIMS_PER_BATCH,
-                             MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_LINES_PER_CLAIM, MAX_MODIFIERS)
+from serving.schemas import (
+    EXAMPLE_BATCH_REQUEST,
+    EXAMPLE_SCORE_REQUEST,
+    MAX_CHARS,
+    MAX_CLAIMS_PER_BATCH,
+    MAX_DIAGNOSIS_CODES,
+    MAX_DIAGNOSIS_POINTERS,
+    MAX_LINES_PER_CLAIM,
+    MAX_MODIFIERS,
+)
 
 ROUTES = {("/score", "post"): "ScoreRequest", ("/score_batch", "post"): "BatchRequest", ("/model", "get"): None}
 
@@ -64,11 +72,15 @@ def test_the_schema_states_every_bound(doc):
     assert claim["lines"]["maxItems"] == MAX_LINES_PER_CLAIM
     assert claim["claim_id"]["anyOf"][0]["maxLength"] == MAX_CHARS["claim_id"]
     assert claim["total_charge"]["type"] == "number" and line["units"]["type"] == "number"
-    lists = {"diagnosis_codes": (claim, MAX_DIAGNOSIS_CODES), "modifiers": (line, MAX_MODIFIERS),
-             "diagnosis_pointers": (line, MAX_DIAGNOSIS_POINTERS)}
+    lists = {
+        "diagnosis_codes": (claim, MAX_DIAGNOSIS_CODES),
+        "modifiers": (line, MAX_MODIFIERS),
+        "diagnosis_pointers": (line, MAX_DIAGNOSIS_POINTERS),
+    }
     for name, (props, n) in lists.items():
         array, text = props[name]["anyOf"][:2]
         assert array["maxItems"] == n and text["type"] == "string" and text["maxLength"], name
+
     # every string of a request has a maxLength, in every form it may take
     def strings(s):
         if isinstance(s, dict):

@@ -58,8 +58,7 @@ def test_no_reason_from_a_family_whose_facts_do_not_raise_the_risk(risky):
     assert X["outside_coverage"].iloc[0] == 0 and X["dup_lines_matched"].iloc[0] == 0
     assert X["provider_recoup_ratio"].iloc[0] < 1.1
     names = list(X.columns)
-    c = contributions(names, outside_coverage=0.9, dup_lines_matched=0.8, provider_recoup_ratio=0.7,
-                      n_mue_exceeded=0.1)
+    c = contributions(names, outside_coverage=0.9, dup_lines_matched=0.8, provider_recoup_ratio=0.7, n_mue_exceeded=0.1)
     reasons = top_reasons(c, names, X, hits, claims)["R1"]
     assert {"coverage", "duplicate", "provider_history"}.isdisjoint(r["code"] for r in reasons), reasons
     assert reasons[0]["code"] == "mue"
@@ -68,12 +67,20 @@ def test_no_reason_from_a_family_whose_facts_do_not_raise_the_risk(risky):
 def test_at_most_five_and_only_positive_ones(risky):
     X, hits, claims = risky
     names = list(X.columns)
-    ups = ("n_mue_exceeded", "n_dx_invalid", "total_charge", "submission_lag_days", "n_lines", "total_units",
-           "patient_claims_30d")
+    ups = (
+        "n_mue_exceeded",
+        "n_dx_invalid",
+        "total_charge",
+        "submission_lag_days",
+        "n_lines",
+        "total_units",
+        "patient_claims_30d",
+    )
     c = contributions(names, **{f: 1.0 - 0.1 * i for i, f in enumerate(ups)})
     assert len(top_reasons(c, names, X, hits, claims)["R1"]) == MAX_REASONS
-    c = contributions(names, n_mue_exceeded=0.9, total_charge=-0.2, n_lines=-0.3, submission_lag_days=-0.4,
-                      total_units=-0.5)
+    c = contributions(
+        names, n_mue_exceeded=0.9, total_charge=-0.2, n_lines=-0.3, submission_lag_days=-0.4, total_units=-0.5
+    )
     reasons = top_reasons(c, names, X, hits, claims)["R1"]
     assert [r["code"] for r in reasons] == ["mue"]  # the one family that raises the risk
     assert [r["contribution"] for r in reasons] == sorted((r["contribution"] for r in reasons), reverse=True)
@@ -101,14 +108,40 @@ def test_rule_hit_texts_name_their_facts(risky, codes, rb):
 
 
 def test_rule_hit_texts_of_pairs_duplicates_and_coverage(rb):
-    hits = pd.DataFrame([
-        {"claim_id": "A", "rule": "ncci_ptp", "line_number": 2, "code": "11111", "other_code": "22222", "value": 1.0,
-         "limit": np.nan, "ref": "same claim"},
-        {"claim_id": "A", "rule": "duplicate", "line_number": 1, "code": "33333", "other_code": None, "value": 3.0,
-         "limit": np.nan, "ref": "OLD-7"},
-        {"claim_id": "B", "rule": "outside_coverage", "line_number": np.nan, "code": None, "other_code": None,
-         "value": 12.0, "limit": np.nan, "ref": "other payer"},
-    ])
+    hits = pd.DataFrame(
+        [
+            {
+                "claim_id": "A",
+                "rule": "ncci_ptp",
+                "line_number": 2,
+                "code": "11111",
+                "other_code": "22222",
+                "value": 1.0,
+                "limit": np.nan,
+                "ref": "same claim",
+            },
+            {
+                "claim_id": "A",
+                "rule": "duplicate",
+                "line_number": 1,
+                "code": "33333",
+                "other_code": None,
+                "value": 3.0,
+                "limit": np.nan,
+                "ref": "OLD-7",
+            },
+            {
+                "claim_id": "B",
+                "rule": "outside_coverage",
+                "line_number": np.nan,
+                "code": None,
+                "other_code": None,
+                "value": 12.0,
+                "limit": np.nan,
+                "ref": "other payer",
+            },
+        ]
+    )
     claims = pd.DataFrame({"claim_id": ["A", "B"], "plan_type": ["commercial", "medicare"]})
     out = rule_hit_records(hits, claims, {}, rb)
     ptp, dup = out["A"]

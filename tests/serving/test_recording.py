@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,8 +94,9 @@ def test_a_replacement_supersedes_the_previous_version(scorer, trained):
     scored with the previous version in its provider's and patient's history (it was submitted before),
     and afterwards counts once: a probe scores as if only the new version had been recorded."""
     first, probe = _claims(trained, 2, "REPL", 23)
-    probe = dict(copy.deepcopy(probe), patient_id=first["patient_id"], billing_npi=first["billing_npi"],
-                 claim_id="REPL-probe")
+    probe = dict(
+        copy.deepcopy(probe), patient_id=first["patient_id"], billing_npi=first["billing_npi"], claim_id="REPL-probe"
+    )
     new = copy.deepcopy(first)
     new["total_charge"] = round(new["total_charge"] * 3 + 100, 2)
     new["lines"][0]["line_charge"] = round(new["lines"][0]["line_charge"] * 3 + 100, 2)
@@ -169,8 +168,9 @@ def test_the_store_copy_made_from_mlflow_is_private(trained, tmp_path):
     from serving.serve import service_env
 
     env = {**service_env(), "BENTOML_HOME": str(tmp_path / "bentoml")}
-    run = subprocess.run([sys.executable, "-c", EXPORT], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                         text=True, timeout=180)
+    run = subprocess.run(
+        [sys.executable, "-c", EXPORT], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     modes = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(modes) > 10
@@ -185,8 +185,12 @@ def _serve(trained, journal_dir: Path, stop: int):
     from serving.serve import service_env
     from tests.helpers.server import bentoml_server
 
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_SERVICE_WORKERS": "1",
-           "RECOUP_JOURNAL_DIR": str(journal_dir)}
+    env = {
+        **service_env(),
+        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
+        "RECOUP_SERVICE_WORKERS": "1",
+        "RECOUP_JOURNAL_DIR": str(journal_dir),
+    }
     with bentoml_server(env, journal_dir.parent / f"serve-{stop}.log", stop=stop) as url:
         yield url
 
@@ -224,4 +228,3 @@ def test_recorded_claims_survive_restarts_of_the_real_server(trained, tmp_path):
     assert names == [f"journal-{gen}.bin", "lock", f"snapshot-{gen}"], names
     assert (folder / f"journal-{gen}.bin").stat().st_size == 0
     assert _private(_modes(folder), folder)
-

@@ -9,22 +9,51 @@ import pytest
 from pydantic import ValidationError
 
 from features.contract import TABLES
-from serving.schemas import (EXCLUDED_CLAIM_COLUMNS, EXCLUDED_LINE_COLUMNS, MAX_CHARS, MAX_CLAIMS_PER_BATCH,
-                             MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_LINES_PER_CLAIM, MAX_MODIFIERS,
-                             BatchRequest, Claim, Line, Score, ScoreRequest, claims_to_frames, frames_to_claims,
-                             list_text_chars, pydantic_fields)
+from serving.schemas import (
+    EXCLUDED_CLAIM_COLUMNS,
+    EXCLUDED_LINE_COLUMNS,
+    MAX_CHARS,
+    MAX_CLAIMS_PER_BATCH,
+    MAX_DIAGNOSIS_CODES,
+    MAX_DIAGNOSIS_POINTERS,
+    MAX_LINES_PER_CLAIM,
+    MAX_MODIFIERS,
+    BatchRequest,
+    Claim,
+    Line,
+    Score,
+    ScoreRequest,
+    claims_to_frames,
+    frames_to_claims,
+    list_text_chars,
+    pydantic_fields,
+)
 from serving.scorer import SCORE_FIELDS
 
 CLAIM = {
-    "claim_id": "C-1", "patient_id": "P-1", "billing_npi": "1234567890", "payer_id": "MCR",
-    "plan_type": "medicare", "claim_type": "professional", "place_of_service": "11", "frequency_code": "1",
-    "submitted_date": "2025-03-04", "total_charge": 250.0, "diagnosis_codes": ["E119", "I10"],
+    "claim_id": "C-1",
+    "patient_id": "P-1",
+    "billing_npi": "1234567890",
+    "payer_id": "MCR",
+    "plan_type": "medicare",
+    "claim_type": "professional",
+    "place_of_service": "11",
+    "frequency_code": "1",
+    "submitted_date": "2025-03-04",
+    "total_charge": 250.0,
+    "diagnosis_codes": ["E119", "I10"],
     "has_attachment": False,
     "lines": [
-        {"line_number": 1, "service_date": "2025-03-01", "procedure_code": "99214", "modifiers": ["25"],
-         "units": 1, "line_charge": 200.0, "diagnosis_pointers": [1, 2]},
-        {"line_number": 2, "service_date": "2025-03-01", "procedure_code": "36415", "units": 1,
-         "line_charge": 50.0},
+        {
+            "line_number": 1,
+            "service_date": "2025-03-01",
+            "procedure_code": "99214",
+            "modifiers": ["25"],
+            "units": 1,
+            "line_charge": 200.0,
+            "diagnosis_pointers": [1, 2],
+        },
+        {"line_number": 2, "service_date": "2025-03-01", "procedure_code": "36415", "units": 1, "line_charge": 50.0},
     ],
 }
 
@@ -70,23 +99,26 @@ def test_semicolon_lists_and_numeric_codes_equal_json_arrays():
     pd.testing.assert_frame_equal(a.lines, b.lines)
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda c: c.update(submitted_date="2025-02-30"), "claim.submitted_date"),
-    (lambda c: c["lines"][1].update(service_date="03/01/2025"), "claim.lines[1].service_date"),
-    (lambda c: c["lines"][0].update(units=-2), "claim.lines[0].units"),
-    (lambda c: c["lines"][0].update(units=0), "claim.lines[0].units"),
-    (lambda c: c["lines"][0].update(procedure_code="9921"), "claim.lines[0].procedure_code"),
-    (lambda c: c.update(diagnosis_codes=["E11.9"]), "claim.diagnosis_codes"),
-    (lambda c: c.update(diagnosis_codes=[]), "claim.diagnosis_codes"),
-    (lambda c: c.update(billing_npi="12345"), "claim.billing_npi"),
-    (lambda c: c.update(plan_type="gold"), "claim.plan_type"),
-    (lambda c: c.update(total_charge=-1), "claim.total_charge"),
-    (lambda c: c["lines"][0].update(modifiers=["25", "5"]), "claim.lines[0].modifiers"),
-    (lambda c: c["lines"][0].update(diagnosis_pointers=[13]), "claim.lines[0].diagnosis_pointers"),
-    (lambda c: c.update(place_of_service="1A"), "claim.place_of_service"),
-    (lambda c: c["lines"][1].update(line_number=1), "claim.lines[1].line_number"),
-    (lambda c: c.update(claim_id=""), "claim.claim_id"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda c: c.update(submitted_date="2025-02-30"), "claim.submitted_date"),
+        (lambda c: c["lines"][1].update(service_date="03/01/2025"), "claim.lines[1].service_date"),
+        (lambda c: c["lines"][0].update(units=-2), "claim.lines[0].units"),
+        (lambda c: c["lines"][0].update(units=0), "claim.lines[0].units"),
+        (lambda c: c["lines"][0].update(procedure_code="9921"), "claim.lines[0].procedure_code"),
+        (lambda c: c.update(diagnosis_codes=["E11.9"]), "claim.diagnosis_codes"),
+        (lambda c: c.update(diagnosis_codes=[]), "claim.diagnosis_codes"),
+        (lambda c: c.update(billing_npi="12345"), "claim.billing_npi"),
+        (lambda c: c.update(plan_type="gold"), "claim.plan_type"),
+        (lambda c: c.update(total_charge=-1), "claim.total_charge"),
+        (lambda c: c["lines"][0].update(modifiers=["25", "5"]), "claim.lines[0].modifiers"),
+        (lambda c: c["lines"][0].update(diagnosis_pointers=[13]), "claim.lines[0].diagnosis_pointers"),
+        (lambda c: c.update(place_of_service="1A"), "claim.place_of_service"),
+        (lambda c: c["lines"][1].update(line_number=1), "claim.lines[1].line_number"),
+        (lambda c: c.update(claim_id=""), "claim.claim_id"),
+    ],
+)
 def test_contract_problems_name_the_field(mutate, field):
     c = copy.deepcopy(CLAIM)
     mutate(c)
@@ -94,15 +126,20 @@ def test_contract_problems_name_the_field(mutate, field):
     assert conv.ok == [] and field in _fields(conv)
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda c: c.pop("submitted_date"), "claim.submitted_date"),
-    (lambda c: c["lines"][0].pop("units"), "claim.lines[0].units"),
-    (lambda c: c["lines"][0].update(units="many"), "claim.lines[0].units"),
-    (lambda c: c.update(total_charge=float("nan")), "claim.total_charge"),
-    (lambda c: c.update(lines=[]), "claim.lines"),
-    (lambda c: c.update(lines=[dict(c["lines"][1], line_number=i + 1) for i in range(MAX_LINES_PER_CLAIM + 1)]),
-     "claim.lines"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda c: c.pop("submitted_date"), "claim.submitted_date"),
+        (lambda c: c["lines"][0].pop("units"), "claim.lines[0].units"),
+        (lambda c: c["lines"][0].update(units="many"), "claim.lines[0].units"),
+        (lambda c: c.update(total_charge=float("nan")), "claim.total_charge"),
+        (lambda c: c.update(lines=[]), "claim.lines"),
+        (
+            lambda c: c.update(lines=[dict(c["lines"][1], line_number=i + 1) for i in range(MAX_LINES_PER_CLAIM + 1)]),
+            "claim.lines",
+        ),
+    ],
+)
 def test_shape_problems_name_the_field(mutate, field):
     c = copy.deepcopy(CLAIM)
     mutate(c)
@@ -139,8 +176,12 @@ def test_a_batch_is_validated_as_one_table(monkeypatch):
     pos = ["11", "22", "81", "12"]
     raw = []
     for i in range(90):  # 180 lines: several chunks
-        c = dict(copy.deepcopy(CLAIM), claim_id=f"C-{i}", place_of_service=pos[i % len(pos)] if i < 60 else "23",
-                 frequency_code="7" if i % 9 == 0 else "1")
+        c = dict(
+            copy.deepcopy(CLAIM),
+            claim_id=f"C-{i}",
+            place_of_service=pos[i % len(pos)] if i < 60 else "23",
+            frequency_code="7" if i % 9 == 0 else "1",
+        )
         raw.append(c)
     raw[5]["lines"][0]["units"] = -1
     raw[80]["claim_id"] = "C-3"  # a duplicate far from the first one
@@ -224,8 +265,12 @@ def test_every_list_field_is_bounded_as_array_and_as_text(where, item, n, chars)
     assert field in _refused(_with(where, "1" * (list_text_chars(n, chars) + 1)))  # text: length
     assert field in _refused(_with(where, [too_long if isinstance(item, str) else int(too_long)]))  # array: one item
     # at the bounds: n items, a space after each separator, empty items dropped as the contract drops them
-    for ok in ([item] * n, "; ".join([str(item)] * n), ";".join([str(item)] * n) + ";;",
-               [item] * (n - 1) + ["9" * chars]):
+    for ok in (
+        [item] * n,
+        "; ".join([str(item)] * n),
+        ";".join([str(item)] * n) + ";;",
+        [item] * (n - 1) + ["9" * chars],
+    ):
         if isinstance(item, int) and isinstance(ok, list):
             ok = [int(x) for x in ok]
         Claim.model_validate(_with(where, ok))
@@ -275,8 +320,9 @@ def test_a_million_diagnosis_codes_are_refused_naming_the_field():
 NOT_NUMBERS = [True, False, "2", "many", None, [1], {"n": 1}]
 
 
-@pytest.mark.parametrize("where", [("total_charge",), ("lines", 0, "units"), ("lines", 0, "line_charge"),
-                                   ("lines", 0, "line_number")])
+@pytest.mark.parametrize(
+    "where", [("total_charge",), ("lines", 0, "units"), ("lines", 0, "line_charge"), ("lines", 0, "line_number")]
+)
 def test_numbers_are_json_numbers_never_booleans_or_text(where):
     """``units: true`` was scored as 1 unit (probability 1.0); ``"2"`` was taken as 2."""
     field = _path("claims[3]", where)

@@ -32,8 +32,7 @@ def _claims(trained, n: int, tag: str) -> list[dict]:
 def _env(trained, tmp, **extra) -> dict[str, str]:
     from serving.serve import service_env
 
-    return {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp),
-            **extra}
+    return {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp), **extra}
 
 
 @pytest.fixture
@@ -118,8 +117,15 @@ def test_host_header_with_a_bad_port_is_not_allowed():
     allowed = set(allowed_hosts("127.0.0.1", ["scoring.example.org"]))
     for ok in ("localhost", "localhost:3000", "localhost:", "[::1]:3000", "[::1]", "scoring.example.org:443"):
         assert host_of(ok) in allowed, ok
-    for bad in ("localhost:3000@evil.org", "localhost:abc", "127.0.0.1:3000, evil.org", "localhost:３０００",
-                "[::1]:3000@evil.org", "[::1]x", "localhost:99999999"):
+    for bad in (
+        "localhost:3000@evil.org",
+        "localhost:abc",
+        "127.0.0.1:3000, evil.org",
+        "localhost:３０００",
+        "[::1]:3000@evil.org",
+        "[::1]x",
+        "localhost:99999999",
+    ):
         assert host_of(bad) not in allowed, bad
 
 
@@ -136,8 +142,13 @@ def test_any_host_without_a_key_serves_nobody(tmp_path):
 
     def status(hosts: list[str]) -> int:
         guard = Guard(app, {"/model"}, GuardConfig("127.0.0.1", hosts, [], tmp_path / "none.json"))
-        scope = {"type": "http", "method": "GET", "path": "/model", "client": ("127.0.0.1", 5000),
-                 "headers": [(b"host", b"rebound.evil.example:3000")]}
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/model",
+            "client": ("127.0.0.1", 5000),
+            "headers": [(b"host", b"rebound.evil.example:3000")],
+        }
         sent: list[dict] = []
 
         async def send(message):
@@ -245,8 +256,12 @@ def test_post_must_be_json(keyed, trained):
         headers = {**h, **({"content-type": ct} if ct else {})}
         r = httpx.post(f"{url}/score", content=body.encode(), headers=headers)
         assert _is_error(r, 415, "unsupported_media_type")["error"]["fields"][0]["field"] == "content-type"
-    r = httpx.post(f"{url}/score", content=body.encode(),
-                   headers={**h, "content-type": "application/json; charset=utf-8"}, timeout=30)
+    r = httpx.post(
+        f"{url}/score",
+        content=body.encode(),
+        headers={**h, "content-type": "application/json; charset=utf-8"},
+        timeout=30,
+    )
     assert r.status_code == 200
 
 
@@ -258,8 +273,9 @@ def test_host_allow_list_and_no_cors_by_default(keyed):
     assert httpx.get(f"{url}/model", headers={**h, "host": f"localhost:{port}"}).status_code == 200
     r = httpx.get(f"{url}/model", headers={**h, "origin": "https://evil.example"})
     assert r.status_code == 200 and not any(k.startswith("access-control-") for k in r.headers)
-    r = httpx.options(f"{url}/score", headers={"origin": "https://evil.example",
-                                               "access-control-request-method": "POST"})
+    r = httpx.options(
+        f"{url}/score", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+    )
     assert not any(k.startswith("access-control-") for k in r.headers) and r.status_code >= 400
 
 
@@ -362,17 +378,25 @@ def _self_signed(tmp) -> tuple:
     now = dt.datetime.now(dt.timezone.utc)
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -386,13 +410,20 @@ def test_cors_when_configured_and_tls(trained, tmp_path, monkeypatch):
     with bentoml_server(env, tmp_path / "server.log", ssl=(cert, key)) as url:
         assert url.startswith("https://")
         with httpx.Client(verify=str(cert)) as c:
-            pre = c.options(f"{url}/score", headers={"origin": origin, "access-control-request-method": "POST",
-                                                     "access-control-request-headers": "authorization, content-type"})
+            pre = c.options(
+                f"{url}/score",
+                headers={
+                    "origin": origin,
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization, content-type",
+                },
+            )
             assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == origin
             assert "POST" in pre.headers["access-control-allow-methods"]
             assert "authorization" in pre.headers["access-control-allow-headers"].lower()
-            bad = c.options(f"{url}/score", headers={"origin": "https://evil.example",
-                                                     "access-control-request-method": "POST"})
+            bad = c.options(
+                f"{url}/score", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+            )
             assert bad.status_code == 400 and "access-control-allow-origin" not in bad.headers
             r = c.post(f"{url}/score", json={"claim": claim, "record": False}, headers={"origin": origin}, timeout=30)
             assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
@@ -418,8 +449,10 @@ def test_request_heads_are_bounded(keyed):
 
     def raw(head_filler: int) -> bytes:
         with socket.create_connection((host, port), timeout=20) as s:
-            req = (f"GET /readyz HTTP/1.1\r\nHost: localhost:{port}\r\nX-Pad: {'a' * head_filler}\r\n"
-                   "Connection: close\r\n\r\n").encode()
+            req = (
+                f"GET /readyz HTTP/1.1\r\nHost: localhost:{port}\r\nX-Pad: {'a' * head_filler}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
             try:
                 s.sendall(req)
             except (BrokenPipeError, ConnectionResetError):
@@ -442,9 +475,12 @@ def test_request_heads_are_bounded(keyed):
     # a large body sent in one write with its head is body, not head (a big batch is not a 431)
     body = b'{"claims": [' + b",".join([b'{"claim_id": "X"}'] * 60_000) + b"]}"  # ~1 MB
     with socket.create_connection((host, port), timeout=30) as s:
-        s.sendall(f"POST /score_batch HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n"
-                  f"Authorization: Bearer {keyed['keys']['alpha']}\r\nContent-Length: {len(body)}\r\n"
-                  "Connection: close\r\n\r\n".encode() + body)
+        s.sendall(
+            f"POST /score_batch HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {keyed['keys']['alpha']}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
         answer = s.recv(200)
     assert answer.startswith(b"HTTP/1.1 422"), answer  # over 1,000 claims: the schema's answer
     import httpx

@@ -20,8 +20,15 @@ psutil = pytest.importorskip("psutil")
 def _recoup(args: list[str], env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     from serving.serve import PROJECT_ROOT
 
-    return subprocess.run([sys.executable, "-m", "recoup.cli", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env or os.environ.copy(), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "recoup.cli", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or os.environ.copy(),
+        **kw,
+    )
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -76,11 +83,18 @@ def test_tls_files_that_do_not_load_are_one_line(trained, tmp_path):
     pem.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
     key = tmp_path / "key.pem"
     key.write_text("not a key\n")
-    env = {**os.environ, "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp_path),
-           "RECOUP_API_KEYS_FILE": str(tmp_path / "none.json")}
+    env = {
+        **os.environ,
+        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
+        "RECOUP_JOURNAL_DIR": str(tmp_path),
+        "RECOUP_API_KEYS_FILE": str(tmp_path / "none.json"),
+    }
     try:
-        run = _recoup(["serve", "--port", str(free_port()), "--ssl-certfile", str(pem), "--ssl-keyfile", str(key)],
-                      env, timeout=60)
+        run = _recoup(
+            ["serve", "--port", str(free_port()), "--ssl-certfile", str(pem), "--ssl-keyfile", str(key)],
+            env,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the service started with TLS files that do not load")
     line = _error_line(run)
@@ -101,12 +115,22 @@ def _start_recoup_serve(trained, tmp_path) -> tuple[subprocess.Popen, int, list]
     from serving.serve import PROJECT_ROOT
 
     port = free_port()
-    env = {**os.environ, "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp_path),
-           "RECOUP_API_KEYS_FILE": str(tmp_path / "none.json"), "RECOUP_SERVICE_WORKERS": "2"}
+    env = {
+        **os.environ,
+        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
+        "RECOUP_JOURNAL_DIR": str(tmp_path),
+        "RECOUP_API_KEYS_FILE": str(tmp_path / "none.json"),
+        "RECOUP_SERVICE_WORKERS": "2",
+    }
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "recoup.cli", "serve", "--port", str(port)], cwd=PROJECT_ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recoup.cli", "serve", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_ready(proc, f"http://127.0.0.1:{port}", log)
     tree = psutil.Process(proc.pid).children(recursive=True)
     assert len(tree) >= 3, tree  # bentoml serve + 2 workers
@@ -175,9 +199,15 @@ def test_kill_9_of_recoup_serve_stops_the_service(trained, tmp_path):
                 p.kill()
 
 
-@pytest.mark.parametrize("name,value", [("RECOUP_SERVICE_WORKERS", "abc"), ("RECOUP_SERVICE_THREADS", "0"),
-                                        ("RECOUP_MAX_BODY_BYTES", "1e12"),
-                                        ("RECOUP_JOURNAL_COMPACT_SECONDS", "-5")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("RECOUP_SERVICE_WORKERS", "abc"),
+        ("RECOUP_SERVICE_THREADS", "0"),
+        ("RECOUP_MAX_BODY_BYTES", "1e12"),
+        ("RECOUP_JOURNAL_COMPACT_SECONDS", "-5"),
+    ],
+)
 def test_bad_numeric_settings_are_one_line(name, value, tmp_path):
     """RECOUP_SERVICE_WORKERS=abc gave a 62-line traceback from every worker: one line naming it."""
     env = {**os.environ, "RECOUP_HOME": str(tmp_path), name: value}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import warnings
 
@@ -31,8 +30,17 @@ def test_score_one_claim(client, good):
     r = client.post("/score", json={"claim": good, "record": False})
     assert r.status_code == 200, r.text
     s = r.json()
-    assert list(s) == ["claim_id", "recoupment_probability", "risk_band", "expected_recoupment_amount", "causes",
-                       "reasons", "rule_hits", "model_version", "recorded"]
+    assert list(s) == [
+        "claim_id",
+        "recoupment_probability",
+        "risk_band",
+        "expected_recoupment_amount",
+        "causes",
+        "reasons",
+        "rule_hits",
+        "model_version",
+        "recorded",
+    ]
     assert s["recorded"] == "not_recorded"
     assert s["claim_id"] == good["claim_id"] and 0 <= s["recoupment_probability"] <= 1
     assert s["risk_band"] in ("low", "medium", "high")
@@ -64,8 +72,11 @@ BAD = [
     ("too many modifiers", lambda c: c["lines"][0].update(modifiers="25;59;LT;RT;XE"), "claim.lines[0].modifiers"),
     ("bad pointer", lambda c: c["lines"][0].update(diagnosis_pointers=[0]), "claim.lines[0].diagnosis_pointers"),
     ("no lines", lambda c: c.update(lines=[]), "claim.lines"),
-    ("too many lines", lambda c: c.update(lines=[dict(c["lines"][0], line_number=i + 1) for i in range(51)]),
-     "claim.lines"),
+    (
+        "too many lines",
+        lambda c: c.update(lines=[dict(c["lines"][0], line_number=i + 1) for i in range(51)]),
+        "claim.lines",
+    ),
     ("claim not an object", lambda c: c.clear() or c.update(x=1), "claim.claim_id"),
 ]
 
@@ -79,14 +90,17 @@ def test_bad_claim_gets_4xx_naming_the_field(client, good, name, mutate, field):
     assert field in {f["field"] for f in body["error"]["fields"]}, body
 
 
-@pytest.mark.parametrize("content, status, field", [
-    (b"{not json", 400, "body"),
-    (b"[1, 2]", 422, "body"),
-    (b'{"claims": []}', 422, "claim"),
-    (b'{"claim": "C1"}', 422, "claim"),
-    (b'{"claim": {"total_charge": NaN}}', 422, "claim.total_charge"),
-    (b'{"claim": "\xff"}', 400, "body"),
-])
+@pytest.mark.parametrize(
+    "content, status, field",
+    [
+        (b"{not json", 400, "body"),
+        (b"[1, 2]", 422, "body"),
+        (b'{"claims": []}', 422, "claim"),
+        (b'{"claim": "C1"}', 422, "claim"),
+        (b'{"claim": {"total_charge": NaN}}', 422, "claim.total_charge"),
+        (b'{"claim": "\xff"}', 400, "body"),
+    ],
+)
 def test_bad_body_gets_4xx(client, content, status, field):
     r = client.post("/score", content=content, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
@@ -207,8 +221,9 @@ def test_model_loading(trained, tmp_path, monkeypatch):
     monkeypatch.delenv("RECOUP_BUNDLE_DIR")
     # an empty BentoML store (BentoML fixes its home at import: a fresh process) + the session's MLflow
     env = {**service_env(), "BENTOML_HOME": str(tmp_path / "empty_bentoml")}
-    run = subprocess.run([sys.executable, "-c", LOADING], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", LOADING], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["no_model"].startswith("no model to serve") and "\n" not in out["no_model"]
@@ -223,8 +238,12 @@ def test_real_bentoml_serve(trained, good, workers, tmp_path):
 
     from serving.serve import service_env
 
-    env = {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
-           "RECOUP_SERVICE_WORKERS": str(workers), "RECOUP_JOURNAL_DIR": str(tmp_path)}
+    env = {
+        **service_env(),
+        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
+        "RECOUP_SERVICE_WORKERS": str(workers),
+        "RECOUP_JOURNAL_DIR": str(tmp_path),
+    }
     with bentoml_server(env, tmp_path / "server.log") as url:
         r = httpx.post(f"{url}/score", json={"claim": good, "record": False}, timeout=30)
         assert r.status_code == 200 and r.json()["claim_id"] == good["claim_id"]

@@ -16,7 +16,7 @@ def overconfident(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     """Raw scores whose true probability is raw ** 2 (overconfident: raw overstates the risk)."""
     rng = np.random.default_rng(seed)
     raw = rng.uniform(0.01, 0.99, n)
-    return raw, (rng.random(n) < raw ** 2).astype(int)
+    return raw, (rng.random(n) < raw**2).astype(int)
 
 
 @pytest.mark.parametrize("kind", ["isotonic", "platt"])

@@ -70,8 +70,9 @@ def challenger(trained, probability: np.ndarray):
     scored = result.scored.copy()
     scored["probability"] = probability
     y = scored["label"].to_numpy()
-    metrics = binary_metrics(y, probability, scored["recouped_amount"].to_numpy(), probability,
-                             trained["config"]["capacities"])
+    metrics = binary_metrics(
+        y, probability, scored["recouped_amount"].to_numpy(), probability, trained["config"]["capacities"]
+    )
     return dataclasses.replace(result, scored=scored, metrics=metrics)
 
 
@@ -88,6 +89,7 @@ def gate(trained):
 
     def run(result) -> dict:
         return promotion_gate(result, trained["config"], info["version"], MlflowClient(), info["name"])
+
     return run
 
 

@@ -10,18 +10,41 @@ from training.split import time_split
 
 
 def _history():
-    claims = pd.DataFrame({
-        "claim_id": ["A", "B", "C", "D", "E"], "patient_id": "P1", "billing_npi": "1234567890",
-        "payer_id": "MCR", "plan_type": "medicare", "claim_type": "professional", "place_of_service": "11",
-        "frequency_code": "1", "submitted_date": ["2023-01-01", "2023-01-02", "2023-01-03", "2024-06-01", "2023-02-01"],
-        "total_charge": "100", "diagnosis_codes": "I10",
-        "paid_date": ["2023-01-20", "2023-01-20", "2023-01-20", "2024-06-20", ""],
-        "paid_amount": ["80", "80", "80", "80", ""],
-    })
-    lines = pd.DataFrame({"claim_id": list("ABCDE"), "line_number": "1", "service_date": "2022-12-30",
-                          "procedure_code": "99213", "units": "1", "line_charge": "100"})
-    rec = pd.DataFrame({"claim_id": ["A", "B", "D"], "recouped_date": ["2023-06-01", "2024-03-01", "2024-09-01"],
-                        "recouped_amount": ["80", "80", "40"], "carc": ["CO-16", "CO-18", "CO-97"]})
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["A", "B", "C", "D", "E"],
+            "patient_id": "P1",
+            "billing_npi": "1234567890",
+            "payer_id": "MCR",
+            "plan_type": "medicare",
+            "claim_type": "professional",
+            "place_of_service": "11",
+            "frequency_code": "1",
+            "submitted_date": ["2023-01-01", "2023-01-02", "2023-01-03", "2024-06-01", "2023-02-01"],
+            "total_charge": "100",
+            "diagnosis_codes": "I10",
+            "paid_date": ["2023-01-20", "2023-01-20", "2023-01-20", "2024-06-20", ""],
+            "paid_amount": ["80", "80", "80", "80", ""],
+        }
+    )
+    lines = pd.DataFrame(
+        {
+            "claim_id": list("ABCDE"),
+            "line_number": "1",
+            "service_date": "2022-12-30",
+            "procedure_code": "99213",
+            "units": "1",
+            "line_charge": "100",
+        }
+    )
+    rec = pd.DataFrame(
+        {
+            "claim_id": ["A", "B", "D"],
+            "recouped_date": ["2023-06-01", "2024-03-01", "2024-09-01"],
+            "recouped_amount": ["80", "80", "40"],
+            "carc": ["CO-16", "CO-18", "CO-97"],
+        }
+    )
     return validate_frames({"claims": claims, "claim_lines": lines, "recoupments": rec})
 
 

@@ -20,8 +20,9 @@ from training.metrics import (
 def calibrated_toy(levels=(0.1, 0.3, 0.5, 0.7, 0.9), per_level: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Each predicted level p on ``per_level`` claims of which exactly p * per_level are positives."""
     p = np.repeat(levels, per_level)
-    y = np.concatenate([np.r_[np.ones(int(round(v * per_level))), np.zeros(per_level - int(round(v * per_level)))]
-                        for v in levels])
+    y = np.concatenate(
+        [np.r_[np.ones(int(round(v * per_level))), np.zeros(per_level - int(round(v * per_level)))] for v in levels]
+    )
     return y, p
 
 
@@ -81,9 +82,13 @@ def test_cause_metrics_on_recouped_claims_only():
 
 
 def test_sliced_skips_small_slices():
-    frame = pd.DataFrame({"payer_id": ["A"] * 60 + ["B"] * 10,
-                          "label": ([0, 1] * 30) + [0] * 10,
-                          "probability": ([0.2, 0.8] * 30) + [0.1] * 10})
+    frame = pd.DataFrame(
+        {
+            "payer_id": ["A"] * 60 + ["B"] * 10,
+            "label": ([0, 1] * 30) + [0] * 10,
+            "probability": ([0.2, 0.8] * 30) + [0.1] * 10,
+        }
+    )
     out = sliced(frame, "payer_id", min_n=50)
     assert list(out["payer_id"]) == ["A"] and out["n"].iloc[0] == 60
     assert out["roc_auc"].iloc[0] == 1.0 and out["positive_rate"].iloc[0] == 0.5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -27,9 +26,12 @@ def test_notebook_executes(path, trained, tmp_path, monkeypatch):
     monkeypatch.setenv("RECOUP_RUN_ID", trained["info"]["run_id"])
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    assert any(o.output_type in ("display_data", "execute_result") for c in nb.cells if c.cell_type == "code"
-               for o in c.outputs)
+    assert any(
+        o.output_type in ("display_data", "execute_result")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )

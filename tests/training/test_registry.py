@@ -39,7 +39,14 @@ def test_run_logs_metrics_and_plots(trained):
     for k in ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "test_cause_top1_accuracy"):
         assert k in run.data.metrics
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
-    for png in ("roc_curve.png", "pr_curve.png", "calibration.png", "lift_dollars.png", "feature_importance.png",
-                "shap_summary.png", "cause_confusion.png"):
+    for png in (
+        "roc_curve.png",
+        "pr_curve.png",
+        "calibration.png",
+        "lift_dollars.png",
+        "feature_importance.png",
+        "shap_summary.png",
+        "cause_confusion.png",
+    ):
         assert f"plots/{png}" in arts
     assert run.data.params["data.rulebook_version"] == "2024Q3"

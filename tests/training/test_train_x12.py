@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import History, load_history, validate_frames, write_history, to_contract_frame
+from features.contract import load_history, validate_frames, write_history, to_contract_frame
 from features.synthetic import GeneratorConfig, generate_history
 from features.x12 import import_x12
 from training.config import load_config
@@ -21,7 +21,9 @@ def _raw(df: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def test_imported_x12_trains_together_with_generated_claims(tmp_path):
-    files = sorted(p for p in X12_DIR.rglob("*") if p.is_file() and p.suffix.lower() in (".edi", ".txt", ".x12", ".dat"))
+    files = sorted(
+        p for p in X12_DIR.rglob("*") if p.is_file() and p.suffix.lower() in (".edi", ".txt", ".x12", ".dat")
+    )
     assert files, "no X12 samples copied into tests/data/x12"
     imported = import_x12(files).history
     assert len(imported.claims) > 10 and len(imported.claim_lines) > 10
