@@ -42,22 +42,22 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-#: numeric settings read from the environment: name -> (default, minimum, maximum)
-NUMERIC_SETTINGS: dict[str, tuple[float, float, float]] = {
-    "RECOUP_SERVICE_WORKERS": (1, 1, 64),
-    "RECOUP_SERVICE_THREADS": (4, 1, 256),
-    "RECOUP_MAX_BODY_BYTES": (16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
-    "RECOUP_JOURNAL_COMPACT_CLAIMS": (20_000, 1, 10_000_000),
-    "RECOUP_JOURNAL_COMPACT_SECONDS": (3600, 1, 10_000_000),
+#: numeric settings read from the environment: name -> (type, default, minimum, maximum)
+NUMERIC_SETTINGS: dict[str, tuple[type, float, float, float]] = {
+    "RECOUP_SERVICE_WORKERS": (int, 1, 1, 64),
+    "RECOUP_SERVICE_THREADS": (int, 4, 1, 256),
+    "RECOUP_MAX_BODY_BYTES": (int, 16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    "RECOUP_JOURNAL_COMPACT_CLAIMS": (int, 20_000, 1, 10_000_000),
+    "RECOUP_JOURNAL_COMPACT_SECONDS": (float, 3600, 1, 10_000_000),
 }
 
 
-def env_number(name: str, kind: type = int) -> float:
+def env_number(name: str) -> float:
     """A numeric setting (:data:`NUMERIC_SETTINGS`) from the environment, its default when unset; a value
-    that is not a number of ``kind`` within its bounds is a one-line error naming the variable."""
+    that is not a number of its type within its bounds is a one-line error naming the variable."""
     from features.errors import RecoupError
 
-    default, lo, hi = NUMERIC_SETTINGS[name]
+    kind, default, lo, hi = NUMERIC_SETTINGS[name]
     text = os.environ.get(name, "").strip()
     if not text:
         return kind(default)
@@ -74,4 +74,4 @@ def env_number(name: str, kind: type = int) -> float:
 def check_env_numbers() -> None:
     """Check every numeric setting of the environment (before starting processes that read them)."""
     for name in NUMERIC_SETTINGS:
-        env_number(name, float if name.endswith("SECONDS") else int)
+        env_number(name)

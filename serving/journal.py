@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 #: compaction bounds (claims in a generation; seconds after a generation's first claim)
 COMPACT_CLAIMS = int(env_number("RECOUP_JOURNAL_COMPACT_CLAIMS"))
-COMPACT_SECONDS = float(env_number("RECOUP_JOURNAL_COMPACT_SECONDS", float))
+COMPACT_SECONDS = float(env_number("RECOUP_JOURNAL_COMPACT_SECONDS"))
 _SNAPSHOT = re.compile(r"snapshot-(\d+)")
 _JOURNAL = re.compile(r"journal-(\d+)\.bin")
 

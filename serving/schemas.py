@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
+from features.settings import NUMERIC_SETTINGS
 
 # --------------------------------------------------------------------------------------
 # bounds of a request: each defined once, read by the models below, GET /model and docs/service.md. The
@@ -42,7 +43,8 @@ from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, 
 
 MAX_LINES_PER_CLAIM = 50
 MAX_CLAIMS_PER_BATCH = 1000
-MAX_BODY_BYTES = 16 * 1024 * 1024  # 1,000 claims of 50 lines fit; see serving.service
+#: the default body limit (RECOUP_MAX_BODY_BYTES): 1,000 claims of 50 lines fit; see serving.service
+MAX_BODY_BYTES = int(NUMERIC_SETTINGS["RECOUP_MAX_BODY_BYTES"][1])
 
 #: every count bound of a request (GET /model shows them)
 LIMITS = {

@@ -63,6 +63,20 @@ def group_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
+def model_env(bundle_dir: str | Path, journal_dir: str | Path, workers: int = 1, **extra: str) -> dict[str, str]:
+    """The service's environment (``serving.serve.service_env``) serving ``bundle_dir``, recording into
+    ``journal_dir`` (recorded claims persist: a folder of the test's own), plus ``extra`` variables."""
+    from serving.serve import service_env
+
+    return {
+        **service_env(),
+        "RECOUP_BUNDLE_DIR": str(bundle_dir),
+        "RECOUP_SERVICE_WORKERS": str(workers),
+        "RECOUP_JOURNAL_DIR": str(journal_dir),
+        **extra,
+    }
+
+
 @contextmanager
 def bentoml_server(
     env: dict[str, str],

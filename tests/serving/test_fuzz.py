@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -35,21 +34,19 @@ from bench.bench_fuzz import (  # noqa: E402
     fuzz_stateless,
     load_schema,
 )
-from bench.bench_service import free_port, start_service, stop  # noqa: E402
+from tests.helpers.server import bentoml_server, model_env  # noqa: E402
 
 EXAMPLES = int(os.environ.get("RECOUP_FUZZ_EXAMPLES", "100"))
 STATEFUL = int(os.environ.get("RECOUP_FUZZ_STATEFUL", "40"))
 
 
 @pytest.fixture(scope="module")
-def live_url(trained):
-    """The real service (``bentoml serve``, one worker) on a free loopback port; stopped at the end."""
-    port = free_port()
-    proc, _ = start_service(Path(trained["bundle_dir"]), port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+def live_url(trained, tmp_path_factory):
+    """The real service (``bentoml serve``, one worker) on a free loopback port, with a journal folder of
+    its own; stopped at the end (no process of it left)."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with bentoml_server(model_env(trained["bundle_dir"], tmp / "journal"), tmp / "server.log") as url:
+        yield url
 
 
 def _assert_clean(st: FuzzStats) -> None:

@@ -182,15 +182,9 @@ def test_the_store_copy_made_from_mlflow_is_private(trained, tmp_path):
 def _serve(trained, journal_dir: Path, stop: int):
     """The real `bentoml serve` (one worker) on a free port; stopped with ``stop`` (SIGTERM: a graceful
     shutdown; SIGKILL: everything dies at once)."""
-    from serving.serve import service_env
-    from tests.helpers.server import bentoml_server
+    from tests.helpers.server import bentoml_server, model_env
 
-    env = {
-        **service_env(),
-        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
-        "RECOUP_SERVICE_WORKERS": "1",
-        "RECOUP_JOURNAL_DIR": str(journal_dir),
-    }
+    env = model_env(trained["bundle_dir"], journal_dir)
     with bentoml_server(env, journal_dir.parent / f"serve-{stop}.log", stop=stop) as url:
         yield url
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.helpers.claims import recent_claims
-from tests.helpers.server import bentoml_server
+from tests.helpers.server import bentoml_server, model_env
 
 httpx = pytest.importorskip("httpx")
 
@@ -27,12 +27,6 @@ KNOWN = {"/score", "/score_batch", "/model", "/metrics", "/docs", "/openapi.json
 
 def _claims(trained, n: int, tag: str) -> list[dict]:
     return recent_claims(trained["history"], n, tag, 25, skip=300)
-
-
-def _env(trained, tmp, **extra) -> dict[str, str]:
-    from serving.serve import service_env
-
-    return {**service_env(), "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]), "RECOUP_JOURNAL_DIR": str(tmp), **extra}
 
 
 @pytest.fixture
@@ -185,7 +179,7 @@ def keyed(trained, tmp_path_factory):
     os.environ["RECOUP_API_KEYS_FILE"] = str(path)
     try:
         keys = {"alpha": create_key("alpha"), "beta": create_key("beta")}
-        env = _env(trained, tmp, RECOUP_TEST_FAULT_CLAIM_ID=FAULT_ID)
+        env = model_env(trained["bundle_dir"], tmp, RECOUP_TEST_FAULT_CLAIM_ID=FAULT_ID)
         log = tmp / "server.log"
         with bentoml_server(env, log) as url:
             yield {"url": url, "keys": keys, "log": log, "path": path}
@@ -405,7 +399,7 @@ def test_cors_when_configured_and_tls(trained, tmp_path, monkeypatch):
     origin = "https://billing.example.org"
     monkeypatch.setenv("RECOUP_API_KEYS_FILE", str(tmp_path / "none.json"))  # no key: local calls only
     cert, key = _self_signed(tmp_path)
-    env = _env(trained, tmp_path, RECOUP_CORS_ORIGINS=origin)
+    env = model_env(trained["bundle_dir"], tmp_path, RECOUP_CORS_ORIGINS=origin)
     claim = _claims(trained, 1, "TLS")[0]
     with bentoml_server(env, tmp_path / "server.log", ssl=(cert, key)) as url:
         assert url.startswith("https://")

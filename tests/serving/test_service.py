@@ -13,7 +13,7 @@ import pytest
 warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from tests.helpers.claims import duplicate_refs  # noqa: E402
-from tests.helpers.server import bentoml_server  # noqa: E402
+from tests.helpers.server import bentoml_server, model_env  # noqa: E402
 from tests.serving.conftest import new_claims  # noqa: E402
 
 
@@ -236,14 +236,7 @@ def test_model_loading(trained, tmp_path, monkeypatch):
 def test_real_bentoml_serve(trained, good, workers, tmp_path):
     import httpx
 
-    from serving.serve import service_env
-
-    env = {
-        **service_env(),
-        "RECOUP_BUNDLE_DIR": str(trained["bundle_dir"]),
-        "RECOUP_SERVICE_WORKERS": str(workers),
-        "RECOUP_JOURNAL_DIR": str(tmp_path),
-    }
+    env = model_env(trained["bundle_dir"], tmp_path, workers)
     with bentoml_server(env, tmp_path / "server.log") as url:
         r = httpx.post(f"{url}/score", json={"claim": good, "record": False}, timeout=30)
         assert r.status_code == 200 and r.json()["claim_id"] == good["claim_id"]
