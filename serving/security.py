@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,21 +107,20 @@ def active_keys(keys: list[dict]) -> list[dict]:
 
 
 def write_keys(keys: list[dict], path: Path | None = None) -> None:
-    """Write the key file atomically (temp file in the same folder, fsync, rename), mode 0600."""
+    """Write the key file atomically (``features.outputs.write_file``: temp file in the same folder, fsync,
+    rename), mode 0600 from its creation on."""
+    from features.outputs import write_file
+
     path = path or keys_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     body = json.dumps({"version": 1, "keys": keys}, indent=2).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=".api_keys-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
+
+    def write(tmp: Path) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file(path, write)
 
 
 def _locked(fn: Callable[[Path], Any]) -> Any:
