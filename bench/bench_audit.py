@@ -5,7 +5,7 @@ top 1% with reasons adds <= 1 min.
 
     .venv/bin/python bench/bench_audit.py --claims 1000000 [--threads 2] [--keep DIR]
 
-The history comes from ``features.synthetic.generate_history`` when it exists, else it is fabricated
+The history comes from ``features.sources.synthetic.generate.generate_history`` when it exists, else it is fabricated
 with numpy (realistic shapes: ~2.2 lines per claim, 40k patients, 800 providers, 6 payers, MUE/NCCI-
 relevant codes, recoupments ~5%). A small model is trained on the first 30k claims (not timed) and used
 through ``RECOUP_BUNDLE_DIR``. Timed: loading the directory (Parquet), features, model, rule hits,
@@ -159,10 +159,10 @@ def make_history_dir(n: int, d: Path) -> None:
     from features.contract import validate_frames, write_history
 
     try:
-        from features.synthetic import GeneratorConfig, generate_history  # type: ignore
+        from features.sources.synthetic.generate import GeneratorConfig, generate_history  # type: ignore
 
         history, oracle = generate_history(GeneratorConfig(n_claims=n))
-        src = "features.synthetic.generate_history"
+        src = "features.sources.synthetic.generate.generate_history"
     except ImportError:
         history, oracle = validate_frames(fabricate(n)), None
         src = "fabricated (numpy)"

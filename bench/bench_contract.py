@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import features.contract as contract  # noqa: E402
+import features.contract.load as contract  # noqa: E402
 from features.contract import load_history, validate_frames  # noqa: E402
 
 

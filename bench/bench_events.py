@@ -1,8 +1,8 @@
-"""Benchmark of ``EventTable`` (features/events.py) against an earlier version of the same file.
+"""Benchmark of ``EventTable`` (features/engine/events.py) against an earlier version of the same file.
 
     python bench/bench_events.py [--events 1000000] [--keys 2000 200000] [--repeat 3] [--baseline REV]
 
-The earlier version is read with ``git show REV:features/events.py`` into a temporary module, so both
+The earlier version is read with ``git show REV:features/engine/events.py`` into a temporary module, so both
 run in the same process, interleaved (old, new, old, new, ...), on the same fabricated events: keys
 drawn from ``--keys`` distinct values (provider-like and patient-like tables), 13 columns (11 counts
 and 2 dollar amounts up to $100,000, as the provider table holds), or the 11 counts alone (integer
@@ -39,9 +39,9 @@ BASELINE = "2fbae71"  # main before per-key running sums
 
 
 def load_old(rev: str):
-    """features/events.py of ``rev`` as a module of its own."""
+    """features/engine/events.py of ``rev`` as a module of its own."""
     src = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:features/events.py"], capture_output=True, text=True, check=True
+        ["git", "-C", str(ROOT), "show", f"{rev}:features/engine/events.py"], capture_output=True, text=True, check=True
     ).stdout
     path = Path(tempfile.mkdtemp()) / "events_old.py"
     path.write_text(src)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' events.py")
     ap.add_argument("--delta", action="store_true", help="only the delta figures (recorded claims)")
     args = ap.parse_args(argv)
-    import features.events as new
+    import features.engine.events as new
 
     versions = {"before": load_old(args.baseline), "after": new}
     if args.delta:

@@ -97,7 +97,7 @@ def bench_online(pq: Path, n_online: int, skip_scorer: bool) -> dict:
     from features.contract import History, load_history
     from features.pipeline import compute_features
     from features.rulebook import load_rulebook
-    from features.state import HistoryState, submission_order
+    from features.engine.state import HistoryState, submission_order
 
     rb = load_rulebook()
     h = load_history(pq)

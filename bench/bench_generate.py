@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def run_one(n_claims: int, fmt: str, seed: int) -> dict:
     from features.contract import write_history
-    from features.synthetic import GeneratorConfig, generate_history, summarize
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history, summarize
 
     t0 = time.perf_counter()
     history, oracle = generate_history(GeneratorConfig(n_claims=n_claims, seed=seed))

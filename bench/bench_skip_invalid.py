@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 from features.contract import load_history  # noqa: E402
-from features.synthetic import generate_to_dir  # noqa: E402
+from features.sources.synthetic.generate import generate_to_dir  # noqa: E402
 
 
 def timed(fn, repeat: int) -> list[float]:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def one(n: int, seed: int) -> dict:
-    from features.synthetic import GeneratorConfig, generate_history
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history
     from training.config import load_config
     from training.metrics import oracle_metrics
     from training.train import train_model

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.contract import write_history  # noqa: E402
-from features import x12  # noqa: E402
+from features.sources.x12 import parse as x12  # noqa: E402
 
 _ID = re.compile(r"((?:^|~)\s*(?:CLM|CLP)\*)([^*~]+)")
 
@@ -69,7 +69,7 @@ def _parse(path: str) -> x12.Parsed:
 
 
 def run_parallel(paths: list[Path], workers: int) -> x12.ImportResult:
-    """Like :func:`features.x12.import_x12`, parsing files in ``workers`` processes."""
+    """Like :func:`features.sources.x12.parse.import_x12`, parsing files in ``workers`` processes."""
     if workers <= 1:
         return x12.import_x12(paths)
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.claim import (  # noqa: F401
+from features.families.claim import (  # noqa: F401
     HIT_COLUMNS,
     SMALL,
     CoverageArrays,
@@ -29,13 +29,13 @@ from features.claim import (  # noqa: F401
     string_objects,
 )
 from features.contract import History
-from features.history import history_features, main_procedures
+from features.families.history import history_features, main_procedures
 from features.rulebook import Rulebook, load_rulebook
-from features.state import HistoryState, submission_order
+from features.engine.state import HistoryState, submission_order
 
 log = logging.getLogger(__name__)
 
-#: categorical model inputs (levels are learned at fit time by :class:`features.spec.FeatureSpec`)
+#: categorical model inputs (levels are learned at fit time by :class:`features.model.spec.FeatureSpec`)
 CATEGORICAL = [
     "plan_type",
     "claim_type",
@@ -52,7 +52,7 @@ class FeatureArrays:
     """The parts of a :class:`FeatureResult` before any frame is built (small inputs: the service).
 
     ``cats``: categorical columns (object arrays), ``names`` / ``mat``: the numeric columns as one float
-    matrix, ``hit_groups``: hit parts (see :func:`features.claim.hits_frame`), ``la``: line arrays.
+    matrix, ``hit_groups``: hit parts (see :func:`features.families.claim.hits_frame`), ``la``: line arrays.
     """
 
     ids: np.ndarray

@@ -3,8 +3,8 @@
 Each command runs a function of the module of its stage, imported with a plain ``import`` (so the
 import graph shows ``recoup.cli`` -> every command module)::
 
-    generate                 features.synthetic.generate_to_dir
-    import-x12               features.x12.import_x12_cli
+    generate                 features.sources.synthetic.generate.generate_to_dir
+    import-x12               features.sources.x12.parse.import_x12_cli
     rebuild-rulebook         features.rulebook.build.main
     train                    training.train.train_cli
     evaluate                 training.evaluate.evaluate_cli
@@ -90,7 +90,7 @@ def generate(
     """Write a synthetic claims history (and DIR/oracle.csv) in the data contract."""
 
     def go():
-        from features.synthetic import generate_to_dir
+        from features.sources.synthetic.generate import generate_to_dir
 
         summary = generate_to_dir(
             out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt, overwrite=overwrite
@@ -109,7 +109,7 @@ def import_x12(
     """Turn X12 837 (claims) and 835 (remittance) files into a claims history directory."""
 
     def go():
-        from features.x12 import import_x12_cli
+        from features.sources.x12.parse import import_x12_cli
 
         import_x12_cli(files, out, overwrite=overwrite)
 

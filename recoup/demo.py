@@ -32,7 +32,7 @@ def _step(n: int, text: str) -> float:
 
 def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port: int = 3000) -> None:
     from features.contract import load_history
-    from features.synthetic import generate_to_dir
+    from features.sources.synthetic.generate import generate_to_dir
 
     from serving.serve import check_port, check_port_free
 

@@ -142,15 +142,15 @@ def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -
 # ---------------------------------------------------------------------------------------------- outcomes
 def outcomes(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """Per claim (index claim_id): mature, label, cause, recouped_amount — the contract's labels, computed
-    by the same code as training's (:func:`features.outcomes.make_labels`)."""
-    from features.outcomes import make_labels
+    by the same code as training's (:func:`features.model.outcomes.make_labels`)."""
+    from features.model.outcomes import make_labels
 
     return make_labels(history, as_of, horizon_days)[["mature", "label", "cause", "recouped_amount"]]
 
 
 def read_oracle(data: Path) -> pd.DataFrame | None:
-    """``DIR/oracle.csv`` when present (see :func:`features.outcomes.read_oracle`)."""
-    from features.outcomes import read_oracle as _read
+    """``DIR/oracle.csv`` when present (see :func:`features.model.outcomes.read_oracle`)."""
+    from features.model.outcomes import read_oracle as _read
 
     return _read(data)
 

@@ -10,7 +10,7 @@ How it works
 2. Features come from :func:`features.pipeline.build_feature_table` (every claim as of its own
    submission date). Claims submitted after ``until`` cannot influence the features of the window (the
    features are point in time), so they are left out before building features; that saves time.
-3. Probabilities, causes and dollars use the same :class:`~features.bundle.ModelBundle` calls as
+3. Probabilities, causes and dollars use the same :class:`~features.model.bundle.ModelBundle` calls as
    :meth:`serving.scorer.Scorer.score_features` (the parity test checks the numbers are identical).
    ``score_features`` itself is called only for the rows that get reasons: on every row it would also
    walk the rule hits and unseen levels row by row (about 50 us per row), which is 1 minute per
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.bundle import ModelBundle, expected_amount
+from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES, REJECTED_COLUMNS, History, load_history
 from features.errors import RecoupError
 from features.outputs import check_file_output, csv_header, parquet_columns, unescape_formulas, write_csv, write_parquet

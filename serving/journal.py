@@ -58,7 +58,7 @@ from pydantic import ValidationError
 from features.pipeline import compute_features
 from features.rulebook import Rulebook
 from features.settings import env_number
-from features.state import HistoryState, make_private
+from features.engine.state import HistoryState, make_private
 from serving.schemas import Claim, claims_to_frames
 from serving.scorer import content_hashes
 

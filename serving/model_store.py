@@ -22,7 +22,7 @@ from pathlib import Path
 
 from features.errors import RecoupError
 from features.settings import MODEL_NAME, bentoml_home, quiet_telemetry, tracking_uri
-from features.state import make_private
+from features.engine.state import make_private
 
 log = logging.getLogger(__name__)
 BENTO_MODEL = MODEL_NAME  # the BentoML store name (training.registry.export_to_bentoml writes it)

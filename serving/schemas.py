@@ -31,13 +31,13 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
-from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
+from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
 from features.settings import NUMERIC_SETTINGS
 
 # --------------------------------------------------------------------------------------
 # bounds of a request: each defined once, read by the models below, GET /model and docs/service.md. The
-# counts and lengths of a claim's fields are the data contract's (features/bounds.py, re-exported here):
+# counts and lengths of a claim's fields are the data contract's (features/contract/bounds.py, re-exported here):
 # the service, the CSV/Parquet loader and the X12 importer refuse the same values.
 # --------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ Online, a claim id the state already holds is a retry or a replacement (the ``re
 online SCORE, :data:`RECORDED`): the same content is scored as it was the first time (at its recorded
 place in the history, so it never sees itself) and not recorded again; new content is scored after
 everything (never matching its own previous version) and, with ``record``, supersedes it
-(:meth:`features.state.HistoryState.add_claims`).
+(:meth:`features.engine.state.HistoryState.add_claims`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from features.bundle import ModelBundle, expected_amount
+from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
-from features.claim import HIT_COLUMNS
+from features.families.claim import HIT_COLUMNS
 from features.pipeline import FeatureResult, compute_features
 from features.rulebook import Rulebook, load_rulebook
-from features.state import HistoryState
+from features.engine.state import HistoryState
 from serving.reasons import rule_hit_records, top_reasons
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ RECORDED = {
     "replaced": "the claim id was recorded before with other content: this version supersedes it",
     "not_recorded": "record was false (what-if scoring)",
 }
-#: the low 32 bits of an event time are the claim's place in submission order (features.events)
+#: the low 32 bits of an event time are the claim's place in submission order (features.engine.events)
 _ORDER_MASK = (1 << 32) - 1
 #: CLAIM fields that are lists but may be sent as "a;b" text
 _LIST_FIELDS = ("diagnosis_codes", "modifiers", "diagnosis_pointers")
@@ -227,7 +227,7 @@ class Scorer:
     def warm_up(self) -> None:
         """Build the lazy lookups the first claim would otherwise wait for (the rulebook's code index,
         ~0.3 s; the ICD-10-CM map)."""
-        from features.claim import rule_index
+        from features.families.claim import rule_index
 
         rule_index(self.rulebook).icd_status(np.array(["E119"], dtype=object))
 

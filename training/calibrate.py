@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.bundle import Calibrator
+from features.model.bundle import Calibrator
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, kind: str = "isotonic") -> Calibrator:

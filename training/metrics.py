@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from features.contract import CAUSES
-from features.outcomes import read_oracle
+from features.model.outcomes import read_oracle
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

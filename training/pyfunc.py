@@ -8,7 +8,7 @@ from importlib import metadata
 import mlflow.pyfunc
 import pandas as pd
 
-from features.bundle import ModelBundle, expected_amount
+from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
 
 

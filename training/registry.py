@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.bundle import ModelBundle
+from features.model.bundle import ModelBundle
 from features.settings import MODEL_NAME, artifact_root, bentoml_home, quiet_telemetry, tracking_uri
-from features.state import make_private
+from features.engine.state import make_private
 from training.metrics import oracle_metrics, oracle_scores, promotion_decision
 
 log = logging.getLogger(__name__)

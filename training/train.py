@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.bundle import ModelBundle, expected_amount
+from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES, History, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
 from features.rulebook import load_rulebook
 from features.settings import MODEL_NAME
-from features.spec import FeatureSpec
+from features.model.spec import FeatureSpec
 from training.calibrate import fit_calibrator
 from training.config import load_config
 from training.labels import make_labels, truncate_history

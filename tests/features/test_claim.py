@@ -1,11 +1,11 @@
-"""features.claim: the rulebook's code index agrees with the rulebook's own lookups."""
+"""features.families.claim: the rulebook's code index agrees with the rulebook's own lookups."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from features.claim import RuleIndex, ymd_of_days
+from features.families.claim import RuleIndex, ymd_of_days
 from features.rulebook import load_rulebook
 
 

@@ -601,7 +601,7 @@ def test_typed_parquet_columns_are_bounded(tmp_path):
 def test_the_service_path_rejects_the_same(monkeypatch):
     """Python values as the service hands them over (bools, floats, out-of-range dates), small-frame
     path and vectorized path alike, with the field named."""
-    import features.contract as contract
+    import features.contract.load as contract
 
     t = good_tables()
     claims = t["claims"].astype(object)
@@ -670,7 +670,7 @@ def test_skip_invalid_on_a_valid_history_rejects_nothing_and_row_less_problems_s
 
 # ------------------------------------------------------------------------- counts and lengths
 
-from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS  # noqa: E402
+from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS  # noqa: E402
 
 #: (table, column, what a value over the bound gets) for every bounded text column
 TEXT_COLUMNS = [
@@ -695,7 +695,7 @@ LIST_COLUMNS = [
 
 
 def test_counts_and_lengths_are_read_from_features_bounds():
-    """Every free-text column has a length and every list a count: the values of features/bounds.py."""
+    """Every free-text column has a length and every list a count: the values of features/contract/bounds.py."""
     from features.contract import TABLES
 
     for cols in TABLES.values():
@@ -773,7 +773,7 @@ def test_list_over_its_count_is_refused_and_at_its_count_loads(tmp_path, fmt, ta
 
 
 def test_both_check_paths_refuse_the_same_counts_and_lengths(monkeypatch):
-    import features.contract as contract
+    import features.contract.load as contract
 
     t = good_tables()
     claims, lines = t["claims"].astype(object), t["claim_lines"].astype(object)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import features.contract as contract
-from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
+import features.contract.load as contract
+from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
 from features.contract import TABLES, ContractError, Problem, validate_frames, validate_table
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ignoring unknown column")
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*ignoring unknown column")
 NA = pd.NA
 NAN = float("nan")
 BLANKS = ["", "   ", None, NAN, NA, "\t"]
-#: texts at and just over each length bound (features/bounds.py), padded or not
+#: texts at and just over each length bound (features/contract/bounds.py), padded or not
 AT_BOUNDS = [
     x
     for f in ("claim_id", "patient_id", "prior_auth_number", "state", "carc")

@@ -1,4 +1,4 @@
-"""features.events: lookups of the point-in-time event tables."""
+"""features.engine.events: lookups of the point-in-time event tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 
 def test_index_positions_equal_get_indexer():
     """The engine shortcut gives what ``Index.get_indexer`` gives, for int64 and object (str) keys."""
-    from features.events import index_positions
+    from features.engine.events import index_positions
 
     rng = np.random.default_rng(3)
     ints = pd.Index(rng.choice(10**9, 5000, replace=False).astype(np.int64))

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import MAX_AMOUNT
-from features.events import EventTable
+from features.engine.events import EventTable
 
 MANY = 40  # > 32 queries: the vectorized path
 
@@ -242,7 +242,7 @@ def _subset(h, claims: pd.DataFrame):
 def test_segment_cumsum_public_fallback_is_the_same():
     """pandas' internal kernel and the public groupby (the fallback on another pandas) give the same
     sums, each segment's own running sums."""
-    from features.events import _grouped_cumsum, _kernel_cumsum, segment_cumsum
+    from features.engine.events import _grouped_cumsum, _kernel_cumsum, segment_cumsum
 
     rng = np.random.default_rng(1)
     counts = rng.integers(0, 7, 300)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from features.contract import History
-from features.events import EventTable
+from features.engine.events import EventTable
 from features.pipeline import build_feature_table, compute_features, select_claims
-from features.state import HistoryState, submission_order
+from features.engine.state import HistoryState, submission_order
 from tests.helpers.data import small_history
 
 

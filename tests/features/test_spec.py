@@ -1,4 +1,4 @@
-"""features.spec.FeatureSpec: fixed columns and levels, unseen levels as missing (and reported), the
+"""features.model.spec.FeatureSpec: fixed columns and levels, unseen levels as missing (and reported), the
 numpy and array paths equal to the frame path, a JSON round trip."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.spec import FeatureSpec
+from features.model.spec import FeatureSpec
 
 
 def table(payers: list, charges: list | None = None) -> pd.DataFrame:

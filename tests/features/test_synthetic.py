@@ -8,14 +8,14 @@ import pytest
 
 from features.contract import CAUSES, load_history, write_history
 from features.rulebook import PTP_BYPASS_MODIFIERS
-from features.synthetic import (
+from features.sources.synthetic.generate import (
     DEFAULT_CAUSE_MIX,
     GeneratorConfig,
     generate_history,
     generate_to_dir,
     generate_with_facts,
 )
-from features.synthetic_catalog import COMORBIDITIES, DX_FAMILIES, DX_TRUNCATED, SPECIALTIES
+from features.sources.synthetic.catalog import COMORBIDITIES, DX_FAMILIES, DX_TRUNCATED, SPECIALTIES
 
 N = 20_000
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
+from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
 from features.contract import load_history, validate_frames, write_history
 from features.errors import RecoupError
-from features.x12 import (
+from features.sources.x12.parse import (
     UNKNOWN_DIAGNOSIS,
     UNKNOWN_NPI,
     X12Error,
@@ -582,7 +582,7 @@ def test_service_date_not_a_date_is_counted_not_silent(value: str, tmp_path: Pat
 
 
 def test_x12_dates_ascii_and_in_range() -> None:
-    from features.x12 import x12_date
+    from features.sources.x12.parse import x12_date
 
     assert x12_date("20240101") == "2024-01-01" and x12_date("19000101") == "1900-01-01"
     assert x12_date("21991231") == "2199-12-31"
@@ -671,7 +671,7 @@ def test_inputs_that_are_not_regular_files_are_one_line(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# Bounded counts and lengths (features/bounds.py: the contract's and the service's bounds)
+# Bounded counts and lengths (features/contract/bounds.py: the contract's and the service's bounds)
 # --------------------------------------------------------------------------------------
 
 ID_39 = "C" * (MAX_CHARS["claim_id"] + 1)

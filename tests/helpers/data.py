@@ -11,7 +11,7 @@ from features.contract import History, validate_frames
 def small_history(n_claims: int = 4000, seed: int = 3) -> tuple[History, pd.DataFrame | None]:
     """(history, oracle or None)."""
     try:
-        from features.synthetic import GeneratorConfig, generate_history
+        from features.sources.synthetic.generate import GeneratorConfig, generate_history
     except ImportError:
         return fabricated_history(n_claims, seed), None
     return generate_history(GeneratorConfig(n_claims=n_claims, seed=seed))

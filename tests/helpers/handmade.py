@@ -9,7 +9,7 @@ import pandas as pd
 from features.contract import History, validate_frames
 from features.pipeline import compute_features
 from features.rulebook import Rulebook
-from features.state import HistoryState
+from features.engine.state import HistoryState
 
 NPI = "1000000001"
 OTHER_NPI = "1000000002"

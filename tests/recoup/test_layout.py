@@ -8,8 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND_MODULES = {
-    "features.synthetic",
-    "features.x12",
+    "features.sources.synthetic.generate",
+    "features.sources.x12.parse",
     "features.rulebook",
     "training.train",
     "training.evaluate",

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.pipeline import compute_features
-from features.state import HistoryState
+from features.engine.state import HistoryState
 from serving.reasons import MAX_REASONS, family_of, rule_hit_records, top_reasons
 from tests.helpers.handmade import claim_rows, tiny_history, typed
 

@@ -139,8 +139,8 @@ def _private(modes: dict[str, str], root: Path) -> bool:
 
 def test_saved_states_are_private(trained, tmp_path):
     """Before: state files were 0644 in the model store and the Bento (the journal alone was 0600)."""
-    from features.bundle import ModelBundle
-    from features.state import HistoryState
+    from features.model.bundle import ModelBundle
+    from features.engine.state import HistoryState
 
     state = HistoryState.load(Path(trained["bundle_dir"]) / "state")
     out = state.save(tmp_path / "state")

@@ -171,7 +171,7 @@ def test_frames_round_trip():
 def test_a_batch_is_validated_as_one_table(monkeypatch):
     """A batch goes through the contract as one table (its row-wise path): same frames and same errors as
     the contract's column-wise path, duplicates caught across the whole batch."""
-    import features.contract as contract
+    import features.contract.load as contract
 
     pos = ["11", "22", "81", "12"]
     raw = []
@@ -352,9 +352,9 @@ def test_booleans_and_codes_take_only_their_json_types():
 # one set of bounds: the service and the claims history loader refuse the same values
 # --------------------------------------------------------------------------------------
 
-from features import bounds  # noqa: E402
+from features.contract import bounds  # noqa: E402
 
-#: (where in a CLAIM, contract table, bound from features/bounds.py, a value of k items / characters)
+#: (where in a CLAIM, contract table, bound from features/contract/bounds.py, a value of k items / characters)
 SHARED_BOUNDS = [
     (("claim_id",), "claims", bounds.MAX_CHARS["claim_id"], lambda k: "C" * k),
     (("patient_id",), "claims", bounds.MAX_CHARS["patient_id"], lambda k: "P" * k),
@@ -393,7 +393,7 @@ def _loader_result(tmp_path, where: tuple, table: str, value) -> list:
 @pytest.mark.parametrize("where, table, bound, make", SHARED_BOUNDS, ids=[w[-1] for w, *_ in SHARED_BOUNDS])
 def test_service_and_loader_refuse_the_same_values(tmp_path, where, table, bound, make):
     """At the bound both accept; one over it both refuse, each naming the field (the service) or the file and
-    column (the loader): the bounds are features/bounds.py's, read by both."""
+    column (the loader): the bounds are features/contract/bounds.py's, read by both."""
     at, over = make(bound), make(bound + 1)
     conv = claims_to_frames([Claim.model_validate(_with(where, at))])
     assert not conv.errors

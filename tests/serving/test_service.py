@@ -174,7 +174,7 @@ def test_what_if_scoring_is_not_recorded(client, trained):
 def test_parity_with_the_scorer_in_process(client, trained):
     from _bentoml_sdk.service import get_current_service
 
-    from features.bundle import ModelBundle
+    from features.model.bundle import ModelBundle
     from serving.schemas import Claim, claims_to_frames
     from serving.scorer import Scorer
     from serving.service import _default

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from features.bundle import Calibrator
+from features.model.bundle import Calibrator
 from training.calibrate import fit_calibrator
 from training.metrics import expected_calibration_error
 

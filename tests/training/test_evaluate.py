@@ -36,7 +36,7 @@ def test_recoup_evaluate_prints_the_metrics(trained):
 
 
 def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
-    from features.bundle import ModelBundle
+    from features.model.bundle import ModelBundle
     from training.evaluate import evaluate_history
     from training.labels import make_labels
 

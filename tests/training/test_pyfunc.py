@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.bundle import ModelBundle, expected_amount
+from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.bundle import ModelBundle
+from features.model.bundle import ModelBundle
 from features.contract import CAUSES
 
 

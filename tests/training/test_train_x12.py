@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.contract import load_history, validate_frames, write_history, to_contract_frame
-from features.synthetic import GeneratorConfig, generate_history
-from features.x12 import import_x12
+from features.sources.synthetic.generate import GeneratorConfig, generate_history
+from features.sources.x12.parse import import_x12
 from training.config import load_config
 from training.train import train_model
 

@@ -6,13 +6,13 @@ oracle frame; ``generate_to_dir`` writes both (``DIR/oracle.csv``).
 
 The world
     ~13 specialties (real NUCC taxonomies) with visit templates of real CPT/HCPCS codes, fees and
-    units (:mod:`features.synthetic_catalog`); providers with heavy-tailed latent habits
+    units (:mod:`features.sources.synthetic.catalog`); providers with heavy-tailed latent habits
     (unbundling, upcoding, units, duplicates, sloppy paperwork, coding, medical necessity, stale
     eligibility); patients with coverage spans (payer changes, Medicaid churn lapses, terminations);
     15 payers (5 Medicare MACs, 2 Medicare Advantage, 5 Medicaid, 3 commercial) with their own
     allowed ratios and audit intensities by cause.
 
-Error mechanisms (:mod:`features.synthetic_claims`), all visible in the data the way they are in
+Error mechanisms (:mod:`features.sources.synthetic.claims`), all visible in the data the way they are in
 real claims: duplicate resubmissions (frequency ``1``, 10-60 days later, exact or near copies;
 replacements ``7`` and voids ``8`` also exist); real NCCI PTP pairs (from the packaged rulebook)
 billed without a bypass modifier, or split across same-day claims; units over the real MUE per line
@@ -21,7 +21,7 @@ codes without their primary; modifier 25 with no procedure; diagnoses that do no
 procedure, some truncated to non-billable categories; missing attachments and prior
 authorizations; service dates outside the billed payer's coverage; payer overpayments.
 
-The oracle (:mod:`features.synthetic_outcomes`)
+The oracle (:mod:`features.sources.synthetic.outcomes`)
     For every claim, ``p_<cause>`` is the generator's probability of a recoupment of that cause
     within ``horizon_days`` of ``paid_date`` (hazard of the claim's error facts and its provider's
     habits, times payer audit intensity and cause detectability, censored by the cause's log-normal
@@ -47,8 +47,8 @@ import pandas as pd
 import pyarrow as pa
 
 from features.contract import CAUSES, FREQUENCY_CODES, PLAN_TYPES, History, causes_from_carcs, write_history
-from features.synthetic_catalog import STATES
-from features.synthetic_claims import (
+from features.sources.synthetic.catalog import STATES
+from features.sources.synthetic.claims import (
     MechanismRates,
     base_claims,
     comply_modifiers,
@@ -57,8 +57,8 @@ from features.synthetic_claims import (
     segments,
     template_lines,
 )
-from features.synthetic_index import catalog_arrays
-from features.synthetic_outcomes import (
+from features.sources.synthetic.index import catalog_arrays
+from features.sources.synthetic.outcomes import (
     CI,
     documentation_state,
     draw_recoupments,
@@ -67,7 +67,7 @@ from features.synthetic_outcomes import (
     payments,
     recoup_probabilities,
 )
-from features.synthetic_world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
+from features.sources.synthetic.world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
 
 __all__ = [
     "GeneratorConfig",

@@ -1,7 +1,7 @@
 """Point-in-time history features: provider, patient, payer and specialty aggregates, duplicates,
 same-day NCCI pairs across claims, and diagnosis/place-of-service support learned from peers.
 
-Everything is computed from :class:`~features.events.EventTable` queries at the claim's own time, so
+Everything is computed from :class:`~features.engine.events.EventTable` queries at the claim's own time, so
 only earlier claims (in submission order) and recoupments dated on or before the submission date
 count. The same functions serve training (all claims of a history at once) and the service (one
 claim against the online state).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.claim import (
+from features.families.claim import (
     SMALL,
     line_arrays,
     _ptp_pairs_ids,
@@ -24,7 +24,7 @@ from features.claim import (
     small_cached,
 )
 from features.contract import CAUSES
-from features.events import (
+from features.engine.events import (
     PHASE_CLAIM,
     PHASE_RECOUPMENT,
     EventTable,
@@ -172,7 +172,7 @@ LINE_VOCABS = (
 
 
 class KeyCoder:
-    """Integer keys of the line-level event tables, from one :class:`~features.events.Vocab` per key
+    """Integer keys of the line-level event tables, from one :class:`~features.engine.events.Vocab` per key
     component: e.g. the same-day key (patient, provider, day) is ``pack(id(patient, provider), id(day))``
     and the duplicate key ``pack(id(same-day key), id(code))``. Equal components give equal keys, so the
     keys identify the same events the former ``"patient|npi|day|code"`` strings did."""

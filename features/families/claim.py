@@ -1,7 +1,7 @@
 """Per-claim attributes and deterministic rule checks (NCCI PTP, MUE, add-on codes, ICD-10-CM, coverage).
 
 Everything here is a function of the claims being scored, their lines, the rulebook and the patients'
-coverage spans; nothing depends on other claims (that is :mod:`features.history`). Functions are
+coverage spans; nothing depends on other claims (that is :mod:`features.families.history`). Functions are
 vectorized with numpy (bincount / ufunc.at group reductions, numpy pair generation) so one call handles
 one claim (the service, in well under a millisecond) or millions (training) through the same code.
 
@@ -672,7 +672,7 @@ def claim_attribute_arrays(
     sub_day = _days(claims["submitted_date"].to_numpy(dtype="datetime64[D]"))
     f["submission_lag_days"] = sub_day - last_day
     f["service_span_days"] = last_day - first_day
-    # the same cache keys as features.history reads them under (small inputs: read once per call)
+    # the same cache keys as features.families.history reads them under (small inputs: read once per call)
     f["has_prior_auth"] = small_cached(
         cols, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)
     )

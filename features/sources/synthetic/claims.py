@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.synthetic_index import CatalogArrays, ptp_indicator
-from features.synthetic_world import Patients, Providers, coverage_at
+from features.sources.synthetic.index import CatalogArrays, ptp_indicator
+from features.sources.synthetic.world import Patients, Providers, coverage_at
 
 Arrays = dict[str, np.ndarray]
 N_DX = 6

@@ -10,7 +10,7 @@ A *claims history directory* holds ``claims``, ``claim_lines`` and optionally ``
 
 Every problem of a file is collected into one :class:`ContractError` that names the file,
 the row numbers (1-based data rows; CSV line = row + 1), the column and what was expected.
-Every amount, quantity and date is bounded (``features/bounds.py``, read through ``Column.upper`` and
+Every amount, quantity and date is bounded (``features/contract/bounds.py``, read through ``Column.upper`` and
 ``Column.years`` by both check paths): ``inf``, NaN, 1e308, booleans, non-ASCII digits and dates
 outside the years 1900-2199 are problems like any other. So are the number of items of every list
 (``Column.max_items``) and the length of every free text (``Column.max_chars``): the same bounds as the
@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.bounds import (
+from features.contract.bounds import (
     DATE_YEARS,
     MAX_AMOUNT,
     MAX_CHARS,
@@ -119,7 +119,7 @@ def causes_from_carcs(carcs: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------
 
 
-#: The upper bound of each number kind, unless a column sets its own (the bounds: features/bounds.py).
+#: The upper bound of each number kind, unless a column sets its own (the bounds: features/contract/bounds.py).
 _KIND_MAXIMUM = {"money": MAX_AMOUNT, "money_pos": MAX_AMOUNT, "units": MAX_UNITS, "int_pos": MAX_LINE_NUMBER}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.rulebook import PTP_BYPASS_MODIFIERS, load_rulebook
-from features.synthetic_catalog import (
+from features.sources.synthetic.catalog import (
     BYPASS_MODIFIERS,
     CAUSE_EMPHASIS,
     COMORBIDITIES,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from features.bounds import (
+from features.contract.bounds import (
     DATE_YEARS,
     MAX_AMOUNT,
     MAX_CHARS,
@@ -147,7 +147,7 @@ _DATE_CACHE: dict[str, str | None] = {}
 
 def x12_date(value: str) -> str | None:
     """``CCYYMMDD`` (or the start of ``RD8``/``DT`` values) -> ISO date; ``None`` when not a date (ASCII
-    digits only, a year in the contract's range :data:`~features.bounds.DATE_YEARS`)."""
+    digits only, a year in the contract's range :data:`~features.contract.bounds.DATE_YEARS`)."""
     key = value[:8]
     if key in _DATE_CACHE:
         return _DATE_CACHE[key]
@@ -177,7 +177,7 @@ def el(seg: list[str], i: int) -> str:
 
 
 def bounded(value: str, element: str, column: str) -> str:
-    """``value`` (an element's text) if it fits the contract column's length (``features.bounds.MAX_CHARS``);
+    """``value`` (an element's text) if it fits the contract column's length (``features.contract.bounds.MAX_CHARS``);
     else ``ValueError`` naming the element (the mappers reject its claim or transaction, naming the segment)."""
     n = MAX_CHARS[column]
     if len(value) > n:
@@ -211,7 +211,7 @@ def expected_number(kind: str, element: str) -> str:
 def number(text: str, element: str, kind: str = "signed_amount") -> float | None:
     """An X12 decimal of element ``element`` (e.g. ``CLM02``) within the contract's bounds of ``kind``
     (``amount``, ``signed_amount``, ``units``, ``signed_units``: :data:`_NUMBER_KINDS`, bounds from
-    :mod:`features.bounds`); ``None`` when empty. Raises ``ValueError`` naming the element and what it
+    :mod:`features.contract.bounds`); ``None`` when empty. Raises ``ValueError`` naming the element and what it
     expects (never the value: it may be patient data) when it is not a plain finite decimal in range.
     ``units`` accepts 0 (a placeholder is used for missing or zero units)."""
     text = text.strip()

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.contract import CAUSES
-from features.synthetic_claims import DUP, GAMMA, REPL, SPLIT, VOID, Arrays, MechanismRates, ptp_pairs
-from features.synthetic_index import CatalogArrays
-from features.synthetic_world import Patients, Providers
+from features.sources.synthetic.claims import DUP, GAMMA, REPL, SPLIT, VOID, Arrays, MechanismRates, ptp_pairs
+from features.sources.synthetic.index import CatalogArrays
+from features.sources.synthetic.world import Patients, Providers
 
 CI = {c: i for i, c in enumerate(CAUSES)}
 #: how visible an error of each cause is to a payer's post-payment review
@@ -347,7 +347,7 @@ def level_joint(
     cat: CatalogArrays, slot: np.ndarray, n_dx: np.ndarray, billed: np.ndarray, p_up: np.ndarray
 ) -> np.ndarray:
     """``P(billed level, upsteps = u)`` for u = 0, 1, 2 under the generator's own process
-    (:func:`~features.synthetic_claims.template_lines`): the right level ``t`` from the slot's weights
+    (:func:`~features.sources.synthetic.claims.template_lines`): the right level ``t`` from the slot's weights
     tilted by the number of diagnoses, then with probability ``p_up`` (if ``t`` is not the top) a bill
     1 (70%) or 2 (30%) levels higher, capped at the top. Rows: one level line each; shape (N, 3)."""
     K = cat.slot_alt_count[slot]

@@ -1,7 +1,7 @@
 """The history state: everything history features need, built from a claims history directory.
 
 Storage choice: Parquet files plus an in-memory index (events sorted by key and time, with prefix
-sums; see :mod:`features.events`). A query is a dictionary lookup plus a binary search — microseconds,
+sums; see :mod:`features.engine.events`). A query is a dictionary lookup plus a binary search — microseconds,
 with no database process or driver — and the same arrays answer millions of training queries at once.
 The state is saved next to the model (a folder of Parquet files and a JSON manifest) and updated in
 memory with newly scored claims and new recoupments (appended to a small delta, merged on save).
@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 
 from features.outputs import fsync_dir
-from features.claim import SMALL, prepare_lines
+from features.families.claim import SMALL, prepare_lines
 from features.contract import History
 from features.errors import RecoupError
-from features.events import EventTable, Vocab
-from features.history import (
+from features.engine.events import EventTable, Vocab
+from features.families.history import (
     KEYED_ENTITIES,
     KeyCoder,
     Tables,

@@ -5,10 +5,10 @@ Layout::
     likelihood.txt    LightGBM booster: recouped within the horizon (binary)
     cause.txt         LightGBM booster: cause given recouped (multiclass over CAUSES)
     calibrator.json   maps raw likelihood scores to calibrated probabilities (isotonic or Platt)
-    spec.json         feature list and categorical levels (features.spec.FeatureSpec)
+    spec.json         feature list and categorical levels (features.model.spec.FeatureSpec)
     meta.json         model name/version, horizon, as-of date, rulebook version, metrics, causes
-    state/            the history state (features.state.HistoryState) as of training: it holds claims,
-                      so the folder is 0700 and its files 0600 (features.state.make_private)
+    state/            the history state (features.engine.state.HistoryState) as of training: it holds claims,
+                      so the folder is 0700 and its files 0600 (features.engine.state.make_private)
 
 Both training (writes) and serving (reads) use this module; it needs only numpy, pandas, lightgbm.
 """
@@ -25,9 +25,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.claim import SMALL
+from features.families.claim import SMALL
 from features.contract import CAUSES
-from features.spec import FeatureSpec
+from features.model.spec import FeatureSpec
 
 
 #: predictions use threads from this many rows (measured, 100 rows of real features on 2 cores: cause model
@@ -120,7 +120,7 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, state_dir: str | Path | None = None) -> Path:
-        from features.state import make_private
+        from features.engine.state import make_private
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)

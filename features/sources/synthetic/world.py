@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.contract import PLAN_TYPES
-from features.synthetic_catalog import PLAN_MIX, STATE_WEIGHTS, STATES
-from features.synthetic_index import CatalogArrays
+from features.sources.synthetic.catalog import PLAN_MIX, STATE_WEIGHTS, STATES
+from features.sources.synthetic.index import CatalogArrays
 
 #: latent provider habits; each is heavy-tailed with mean 1 (a minority of providers causes most errors)
 HABITS: tuple[str, ...] = ("unbundle", "upcode", "units", "duplicate", "sloppy", "coding", "necessity", "stale")

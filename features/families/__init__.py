@@ -1,0 +1,1 @@
+"""Feature families: each module computes its columns and rule hits and says its reasons."""

@@ -1,0 +1,1 @@
+"""What a trained model is made of: the feature spec, the bundle on disk, labels and outcomes."""

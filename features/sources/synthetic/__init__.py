@@ -1,0 +1,1 @@
+"""The built-in synthetic claims generator (docs/generator.md)."""
