@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features.contract import write_history  # noqa: E402
-from features.sources.x12 import parse as x12  # noqa: E402
+from features.sources.x12 import importer as x12  # noqa: E402
+from features.sources.x12.parsed import Parsed  # noqa: E402
 
 _ID = re.compile(r"((?:^|~)\s*(?:CLM|CLP)\*)([^*~]+)")
 
@@ -64,12 +65,12 @@ def generate(out_dir: Path, samples: list[Path], megabytes: float, n_files: int)
     return paths
 
 
-def _parse(path: str) -> x12.Parsed:
+def _parse(path: str) -> Parsed:
     return x12.parse_x12(x12.read_text(Path(path)), path)
 
 
 def run_parallel(paths: list[Path], workers: int) -> x12.ImportResult:
-    """Like :func:`features.sources.x12.parse.import_x12`, parsing files in ``workers`` processes."""
+    """Like :func:`features.sources.x12.importer.import_x12`, parsing files in ``workers`` processes."""
     if workers <= 1:
         return x12.import_x12(paths)
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ Each command runs a function of the module of its stage, imported with a plain `
 import graph shows ``recoup.cli`` -> every command module)::
 
     generate                 features.sources.synthetic.generate.generate_to_dir
-    import-x12               features.sources.x12.parse.import_x12_cli
+    import-x12               features.sources.x12.importer.import_x12_cli
     rebuild-rulebook         features.rulebook.build.main
     train                    training.train.train_cli
     evaluate                 training.evaluate.evaluate_cli
@@ -109,7 +109,7 @@ def import_x12(
     """Turn X12 837 (claims) and 835 (remittance) files into a claims history directory."""
 
     def go():
-        from features.sources.x12.parse import import_x12_cli
+        from features.sources.x12.importer import import_x12_cli
 
         import_x12_cli(files, out, overwrite=overwrite)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND_MODULES = {
     "features.sources.synthetic.generate",
-    "features.sources.x12.parse",
+    "features.sources.x12.importer",
     "features.rulebook",
     "training.train",
     "training.evaluate",

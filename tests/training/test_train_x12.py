@@ -9,7 +9,7 @@ import pandas as pd
 
 from features.contract import load_history, validate_frames, write_history, to_contract_frame
 from features.sources.synthetic.generate import GeneratorConfig, generate_history
-from features.sources.x12.parse import import_x12
+from features.sources.x12.importer import import_x12
 from training.config import load_config
 from training.train import train_model
 

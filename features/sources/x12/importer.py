@@ -1,0 +1,308 @@
+"""The importer's entry points: :func:`parse_x12` (one text into rows, each transaction given to its mapper),
+:func:`read_text` (an X12 file, refused when it is not a regular text file), :func:`import_x12` (files into a
+validated claims history: parse, join, frames, contract checks) and :func:`import_x12_cli` (``recoup import-x12``:
+prints the summary and writes the history directory). See docs/x12.md."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from features.errors import RecoupError
+from features.sources.x12.claims837 import Claims837
+from features.sources.x12.codes import claim_type_of_version
+from features.sources.x12.envelope import split_transactions
+from features.sources.x12.errors import Rejection, X12Error
+from features.sources.x12.join import ImportSummary, join
+from features.sources.x12.parsed import Parsed
+from features.sources.x12.remit835 import Remit835
+
+log = logging.getLogger(__name__)
+
+
+def parse_x12(text: str, source: str) -> Parsed:
+    """Parse one X12 text (any number of interchanges/transactions) into rows and rejections.
+
+    Raises :class:`X12Error` when the text cannot be read at all (no ISA/ST start, bad ISA header).
+    A bad transaction is recorded in ``.rejected`` and the others are still parsed.
+    """
+    out = Parsed()
+    with _gc_paused():
+        return _parse_into(out, text, source)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing allocates millions of small acyclic objects."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _parse_into(out: Parsed, text: str, source: str) -> Parsed:
+    txs, rejected = split_transactions(text, source)
+    out.rejected.extend(rejected)
+    seq = 0
+    for tx in txs:
+        sub = Parsed()
+        try:
+            if tx.code == "837":
+                if claim_type_of_version(tx.version) == "dental":
+                    raise X12Error(source, tx.start, "837P or 837I (dental 837D is not supported)", "ST")
+                Claims837(tx, sub).run()
+            elif tx.code == "835":
+                mapper = Remit835(tx, sub, seq)
+                mapper.run()
+                seq = mapper.seq
+            else:
+                raise X12Error(source, tx.start, f"an 837 or 835 transaction, got {tx.code or '?'}", "ST")
+        except X12Error as exc:
+            out.rejected.append(Rejection(source, exc.segment, "transaction", _reason(exc)))
+            continue
+        out.extend(sub)
+        out.transactions[tx.code] = out.transactions.get(tx.code, 0) + 1
+    return out
+
+
+def _reason(exc: X12Error) -> str:
+    return (f"{exc.segment_id}: " if exc.segment_id else "") + f"expected {exc.expected}"
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_x12` returns: frames, the validated history, a summary and the rejections."""
+
+    tables: dict[str, Any]  # raw contract frames + remittances/remittance_lines/adjustments/offsets
+    history: Any  # features.contract.History
+    summary: ImportSummary
+    rejected: list[Rejection]
+
+
+#: Columns of the non-contract frames in ``ImportResult.tables`` (835 facts as read).
+EXTRA_COLUMNS: dict[str, list[str]] = {
+    "remittances": [
+        "source",
+        "segment",
+        "seq",
+        "claim_id",
+        "status",
+        "charge",
+        "paid",
+        "patient_responsibility",
+        "filing_code",
+        "payer_claim_number",
+        "facility_code",
+        "frequency_raw",
+        "patient_id",
+        "insured_id",
+        "rendering_npi",
+        "inpatient",
+        "prior_auth_number",
+        "remittance_date",
+        "payer_id",
+        "payer_name",
+        "payee_npi",
+    ],
+    "remittance_lines": [
+        "source",
+        "segment",
+        "claim_id",
+        "remittance_seq",
+        "status",
+        "line_seq",
+        "qualifier",
+        "procedure_code",
+        "modifiers",
+        "submitted_qualifier",
+        "submitted_code",
+        "submitted_modifiers",
+        "charge",
+        "paid",
+        "revenue_code",
+        "units_paid",
+        "units_billed",
+        "allowed",
+        "start_date",
+        "end_date",
+        "control_number",
+        "remark_codes",
+        "remittance_date",
+        "adjustments",
+    ],
+    "adjustments": [
+        "source",
+        "remittance_seq",
+        "claim_id",
+        "line_seq",
+        "level",
+        "group",
+        "reason",
+        "amount",
+        "quantity",
+        "remittance_date",
+    ],
+    "offsets": ["source", "segment", "provider", "reason", "reference", "amount", "remittance_date", "payer_id"],
+}
+
+
+def _frames(rows: dict[str, list[dict]], parsed: Parsed) -> dict[str, Any]:
+    import pandas as pd
+
+    from features.contract import TABLES
+
+    def frame(table: str, data: list[dict]) -> pd.DataFrame:
+        cols = [c.name for c in TABLES[table]]
+        df = pd.DataFrame.from_records(data, columns=cols) if data else pd.DataFrame(columns=cols)
+        for c in ("diagnosis_codes", "modifiers", "diagnosis_pointers"):
+            if c in df.columns:
+                df[c] = df[c].map(lambda v: ";".join(map(str, v)) if isinstance(v, list) else "")
+        return df
+
+    tables: dict[str, Any] = {
+        "claims": frame("claims", rows["claims"]),
+        "claim_lines": frame("claim_lines", rows["claim_lines"]),
+        "recoupments": frame("recoupments", rows["recoupments"]),
+        "providers": frame("providers", rows["providers"]),
+    }
+    remits = [{k: v for k, v in r.items() if not k.startswith("_") and k != "dates"} for r in parsed.remittances]
+    for name, data in (
+        ("remittances", remits),
+        ("remittance_lines", parsed.remittance_lines),
+        ("adjustments", parsed.adjustments),
+        ("offsets", parsed.offsets),
+    ):
+        tables[name] = pd.DataFrame.from_records(data, columns=EXTRA_COLUMNS[name])
+    return tables
+
+
+def _flatten_remittances(parsed: Parsed) -> None:
+    """Move service lines and adjustments of the parsed CLPs into their own row lists."""
+    for r in parsed.remittances:
+        for a in r["_adjustments"]:
+            parsed.adjustments.append(
+                {
+                    "remittance_seq": r["seq"],
+                    "claim_id": r["claim_id"],
+                    "line_seq": None,
+                    "remittance_date": r["remittance_date"],
+                    "source": r["source"],
+                    **a,
+                }
+            )
+        for s in r["_lines"]:
+            row = {k: v for k, v in s.items() if not k.startswith("_")}
+            row["source"] = r["source"]
+            row["adjustments"] = ";".join(f"{a['group']}-{a['reason']}:{a['amount']:g}" for a in s["_adjustments"])
+            parsed.remittance_lines.append(row)
+            for a in s["_adjustments"]:
+                parsed.adjustments.append(
+                    {
+                        "remittance_seq": r["seq"],
+                        "claim_id": r["claim_id"],
+                        "line_seq": s["line_seq"],
+                        "remittance_date": r["remittance_date"],
+                        "source": r["source"],
+                        **a,
+                    }
+                )
+
+
+#: the largest X12 file read (the whole file is held in memory; interchanges are far smaller in practice)
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+def read_text(path: Path) -> str:
+    """Read an X12 file as text (UTF-8, else Latin-1); ``RecoupError`` when it cannot be read."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero would fill memory, a FIFO would wait forever
+            raise RecoupError(f"{path}: not a regular file, expected an X12 file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise RecoupError(
+                f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file may have here; split it"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecoupError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if b"\x00" in data[:4096].replace(b"\x00\x00", b""):
+        raise RecoupError(f"{path}: not a text file (binary data), expected X12")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def import_x12(paths: Iterable[str | Path]) -> ImportResult:
+    """Read 837 and 835 files into a validated claims history (see docs/x12.md for the mapping)."""
+    t0 = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise RecoupError("no X12 files given")
+    parts = []
+    for path in paths:
+        one = parse_x12(read_text(path), str(path))
+        log.info(
+            "%s: %d claim(s), %d remittance(s), %d rejected",
+            path.name,
+            len(one.claims),
+            len(one.remittances),
+            sum(1 for r in one.rejected if r.kind != "warning"),
+        )
+        parts.append(one)
+    return import_parsed(parts, started=t0)
+
+
+def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportResult:
+    """Join the parsed files (one :class:`Parsed` per file, in order) and validate the history."""
+    from features.contract import validate_frames
+
+    t0 = started if started is not None else time.perf_counter()
+    parsed = Parsed()
+    seq = 0
+    for i, one in enumerate(parts):
+        for r in one.remittances:
+            r["_file_index"] = i
+            r["seq"] += seq
+            for s in r["_lines"]:
+                s["remittance_seq"] = r["seq"]
+        seq += len(one.remittances)
+        parsed.extend(one)
+    with _gc_paused():
+        _flatten_remittances(parsed)
+        rows, summary, rejected = join(parsed)
+    summary.files = len(parts)
+    tables = _frames(rows, parsed)
+    if not parsed.transactions:
+        first = next((str(r) for r in rejected if r.kind != "warning"), "no 837 or 835 transaction found")
+        raise RecoupError(f"nothing importable in {len(parts)} file(s): {first}")
+    contract_tables = {k: tables[k] for k in ("claims", "claim_lines", "recoupments", "providers")}
+    history = validate_frames(contract_tables)
+    summary.seconds = time.perf_counter() - t0
+    return ImportResult(tables=tables, history=history, summary=summary, rejected=rejected)
+
+
+def import_x12_cli(files: list[Path], out: Path, overwrite: bool = False) -> ImportResult:
+    """``recoup import-x12``: import, print the summary, write the claims history directory as CSV.
+
+    The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an
+    earlier ``recoup import-x12`` output, unless ``overwrite``."""
+    from features.contract import write_history
+    from features.outputs import check_dir_output, write_dir
+
+    check_dir_output(out, "import-x12", overwrite)  # before the work, not only after it
+    result = import_x12(files)
+    write_dir(out, "import-x12", lambda d: write_history(result.history, d), overwrite=overwrite)
+    print(result.summary)
+    print(f"wrote {out}")
+    return result
