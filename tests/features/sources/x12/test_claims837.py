@@ -229,3 +229,16 @@ def test_837_at_the_bounds_is_imported_and_passes_the_contract() -> None:
     assert list(claim["diagnosis_codes"]) == DX_CODES[:MAX_DIAGNOSIS_CODES]
     lines = r.history.claim_lines
     assert list(lines.loc[lines["claim_id"] == cid, "diagnosis_pointers"].iloc[0]) == [1, 2, 3, 4]
+
+
+def test_codes_read_with_the_contracts_patterns_ascii_digits_only() -> None:
+    """NPI and procedure codes are matched with features.contract.schema's patterns: Arabic-Indic digits are not
+    digits there (the old importer's ``\\d`` let them through to the history)."""
+    body = [s.replace("XX*1234567893", "XX*١٢٣٤٥٦٧٨٩٣").replace("SV1*HC:85025*", "SV1*HC:٨٥٠٢5*") for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "digits.837")
+    assert {c["billing_npi"] for c in p.claims} == {UNKNOWN_NPI}
+    assert [ln["procedure_code"] for ln in p.lines] == ["99213", "97110"]
+    assert [str(x) for x in p.rejected] == [
+        f"digits.837: segment {segment_number(body, 'LX*2')}: line not imported: "
+        "SV1: procedure not a CPT/HCPCS code"
+    ]
