@@ -239,6 +239,5 @@ def test_codes_read_with_the_contracts_patterns_ascii_digits_only() -> None:
     assert {c["billing_npi"] for c in p.claims} == {UNKNOWN_NPI}
     assert [ln["procedure_code"] for ln in p.lines] == ["99213", "97110"]
     assert [str(x) for x in p.rejected] == [
-        f"digits.837: segment {segment_number(body, 'LX*2')}: line not imported: "
-        "SV1: procedure not a CPT/HCPCS code"
+        f"digits.837: segment {segment_number(body, 'LX*2')}: line not imported: SV1: procedure not a CPT/HCPCS code"
     ]
