@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
-from features.settings import NUMERIC_SETTINGS
+from features.settings import MODEL_NAME, NUMERIC_SETTINGS
 
 # --------------------------------------------------------------------------------------
 # bounds of a request: each defined once, read by the models below, GET /model and docs/service.md. The
@@ -697,14 +697,14 @@ EXAMPLE_ERROR = {
     },
 }
 EXAMPLE_MODEL_INFO = {
-    "name": "recoup-risk",
+    "name": MODEL_NAME,
     "version": "1",
     "as_of": "2026-01-31",
     "horizon_days": 365,
     "rulebook_version": "2024Q3",
     "metrics": {"roc_auc": 0.81, "average_precision": 0.34},
     "risk_bands": {"medium": 0.05, "high": 0.2},
-    "source": "bentoml:recoup-risk:63qrfmxj52oj2ax4",
+    "source": f"bentoml:{MODEL_NAME}:63qrfmxj52oj2ax4",
     "limits": {
         "lines_per_claim": MAX_LINES_PER_CLAIM,
         "claims_per_batch": MAX_CLAIMS_PER_BATCH,

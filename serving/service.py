@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from features.settings import env_number
+from features.settings import MODEL_NAME, env_number
 from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
@@ -349,7 +349,7 @@ class RecoupService:
             self.scorer.bundle.meta["num_threads"] = max(1, (os.cpu_count() or 1) // WORKERS)
         meta = self.scorer.bundle.meta
         self.model_info = {
-            "name": model_store.BENTO_MODEL,
+            "name": MODEL_NAME,
             "version": self.scorer.model_version,
             "as_of": meta.get("as_of"),
             "horizon_days": meta.get("horizon_days"),
@@ -362,7 +362,7 @@ class RecoupService:
         }
         log.info(
             "recoup service ready: model %s v%s (as of %s) from %s in %.1fs",
-            model_store.BENTO_MODEL,
+            MODEL_NAME,
             self.scorer.model_version,
             meta.get("as_of"),
             ref.source,
