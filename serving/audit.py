@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -300,7 +301,7 @@ def build_worklist(
 
     total = float(ranked["expected_recoupment_dollars"].sum())
     mean = total / len(ranked) if len(ranked) else 0.0
-    summary = {
+    summary: dict[str, Any] = {
         "model_version": bs.model_version,
         "claims_in_window": int(len(c)),
         "paid_claims": int(len(ranked)),
