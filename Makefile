@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export RECOUP_HOME ?= $(CURDIR)/work
 export BENTOML_HOME ?= $(RECOUP_HOME)/bentoml
 
-.PHONY: setup setup-pip demo lint format test test-fast test-slow lock bench audit-deps clean
+.PHONY: setup setup-pip demo lint typecheck format test test-fast test-slow lock bench audit-deps clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,10 +34,14 @@ setup-pip:
 demo: setup
 	$(VENV)/bin/recoup demo
 
-## Lint and format check (ruff; the rules in pyproject.toml); `make format` rewrites the files
-lint: setup
+## Lint, format check and type check (ruff, mypy; their settings in pyproject.toml); `make format` rewrites the files
+lint: setup typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## Type check of features, training, serving and recoup (mypy; cache in .mypy_cache)
+typecheck: setup
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .
@@ -75,4 +79,4 @@ audit-deps: setup
 	$(VENV)/bin/pip-audit -r requirements.lock --disable-pip --no-deps --strict $(AUDIT_FLAGS)
 
 clean:
-	rm -rf $(VENV) .tools work .pytest_cache
+	rm -rf $(VENV) .tools work .pytest_cache .mypy_cache .ruff_cache

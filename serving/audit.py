@@ -29,12 +29,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
 from features.errors import RecoupError
+from features.model.outcomes import make_labels, read_oracle
 from serving.batch import BatchScores, add_reasons, causes_json, parse_date, score_data
 
 log = logging.getLogger(__name__)
@@ -143,16 +145,7 @@ def amounts_at_risk(bs: BatchScores, idx: np.ndarray, share: dict[str, float]) -
 def outcomes(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """Per claim (index claim_id): mature, label, cause, recouped_amount — the contract's labels, computed
     by the same code as training's (:func:`features.model.outcomes.make_labels`)."""
-    from features.model.outcomes import make_labels
-
     return make_labels(history, as_of, horizon_days)[["mature", "label", "cause", "recouped_amount"]]
-
-
-def read_oracle(data: Path) -> pd.DataFrame | None:
-    """``DIR/oracle.csv`` when present (see :func:`features.model.outcomes.read_oracle`)."""
-    from features.model.outcomes import read_oracle as _read
-
-    return _read(data)
 
 
 def _caught(order_ids: np.ndarray, k: int, truth: pd.DataFrame) -> tuple[int, float]:
@@ -300,7 +293,7 @@ def build_worklist(
 
     total = float(ranked["expected_recoupment_dollars"].sum())
     mean = total / len(ranked) if len(ranked) else 0.0
-    summary = {
+    summary: dict[str, Any] = {
         "model_version": bs.model_version,
         "claims_in_window": int(len(c)),
         "paid_claims": int(len(ranked)),

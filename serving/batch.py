@@ -229,12 +229,13 @@ def fast_rule_hits(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFram
         if anyu.any():
             u = unseen[anyu]
             recs = rule_hit_records(hits.iloc[0:0], claims.iloc[0:0], u, rb)
-            cpos, cfr = [], []
+            upos: list[int] = []
+            ufr: list[str] = []
             for cid, lst in recs.items():
                 for r in lst:
-                    cpos.append(pos_of[cid])
-                    cfr.append(json.dumps(r, default=str))
-            frags.append((np.asarray(cpos, dtype=np.int64), np.asarray(cfr, dtype=object)))
+                    upos.append(pos_of[cid])
+                    ufr.append(json.dumps(r, default=str))
+            frags.append((np.asarray(upos, dtype=np.int64), np.asarray(ufr, dtype=object)))
     if frags:
         cpos = np.concatenate([f[0] for f in frags]).astype(np.int64)
         text = np.concatenate([f[1] for f in frags])

@@ -130,13 +130,19 @@ class RecordJournal:
         self.compact_seconds = COMPACT_SECONDS if compact_seconds is None else compact_seconds
         self.lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._held = False
-        self.fd: int | None = None
+        self.fd: int | None = None  # the current generation's journal, once open_state opened it
+        self.base_dir: Path | None = None  # the model's bundle folder (its state is generation 0)
         self.gen = -1
         self.offset = 0  # bytes of the current journal applied to this worker's state
         self.claims_in_gen = 0  # claims in the current journal up to offset (all writers)
         self.first_claim_at: float | None = None  # when this worker first saw a claim of the generation
         self.applied = 0  # records of other workers applied
         self.replayed = 0  # claims replayed at start
+
+    def _open_fd(self) -> int:
+        if self.fd is None:
+            raise RuntimeError("RecordJournal.open_state first")
+        return self.fd
 
     @property
     def path(self) -> Path:
@@ -227,13 +233,11 @@ class RecordJournal:
 
     def _moved(self) -> bool:
         """Whether a compaction happened since this worker last looked (cheap: one fstat, one stat)."""
-        return os.fstat(self.fd).st_nlink == 0 or (self.dir / f"snapshot-{self.gen + 1}").exists()
+        return os.fstat(self._open_fd()).st_nlink == 0 or (self.dir / f"snapshot-{self.gen + 1}").exists()
 
     def catch_up(self, state: HistoryState, rulebook: Rulebook) -> HistoryState:
         """Apply the complete records other workers appended since the last call, following a
         compaction (see the module docstring); returns the state (a new one if it was reloaded)."""
-        if self.fd is None:
-            raise RuntimeError("RecordJournal.open_state first")
         if self._moved():
             with self._shared():
                 latest = self.latest_snapshot()
@@ -243,7 +247,7 @@ class RecordJournal:
                     state.all_claim_keys()  # fold the recent claims' versions (memory bounded per generation)
                 elif latest > self.gen + 1:  # two or more generations behind: load the latest snapshot
                     log.info("journal %s: reloading from snapshot %d", self.dir.name, latest)
-                    state = self._load(latest, getattr(self, "base_dir", None))
+                    state = self._load(latest, self.base_dir)
                     self._open_gen(latest)
                 self._read(state, rulebook)
             return state
@@ -257,10 +261,11 @@ class RecordJournal:
         A line that cannot be read (left half-written by a worker that died) or whose claims cannot be
         applied is logged and skipped, never applied twice: the offset moves past it first.
         """
-        size = os.fstat(self.fd).st_size
+        fd = self._open_fd()
+        size = os.fstat(fd).st_size
         if size <= self.offset:
             return 0
-        data = os.pread(self.fd, size - self.offset, self.offset)
+        data = os.pread(fd, size - self.offset, self.offset)
         end = data.rfind(b"\n") + 1  # a record still being written: the rest next time
         start = self.offset
         self.offset += end
@@ -295,17 +300,18 @@ class RecordJournal:
         """Append this worker's recorded claims, as CLAIM dicts (:func:`serving.scorer.sent_claims`; call
         under :meth:`exclusive`, after :meth:`catch_up`). A failed write is cut off again."""
         text = orjson.dumps({"w": self.writer, "claims": sent})
-        size = os.fstat(self.fd).st_size
+        fd = self._open_fd()
+        size = os.fstat(fd).st_size
         # after a line a dead writer left unfinished, start on a new line (that one is skipped)
-        head = b"\n" if size and os.pread(self.fd, 1, size - 1) != b"\n" else b""
+        head = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
         buf = memoryview(head + text + b"\n")
         try:
             while buf:
-                buf = buf[os.write(self.fd, buf) :]
+                buf = buf[os.write(fd, buf) :]
         except OSError:
-            os.ftruncate(self.fd, size)
+            os.ftruncate(fd, size)
             raise
-        self.offset = os.fstat(self.fd).st_size
+        self.offset = os.fstat(fd).st_size
         self._count(len(sent))
 
     # ------------------------------------------------------------------ compaction

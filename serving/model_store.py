@@ -3,8 +3,8 @@
 In order:
 
 1. ``RECOUP_BUNDLE_DIR``: a bundle folder (likelihood.txt, ..., meta.json, state/) used as is;
-2. the BentoML model store: ``recoup-risk:latest`` (promotion exports the champion there);
-3. MLflow, when it is importable and has a ``champion`` of ``recoup-risk``: its ``bundle`` artifacts are
+2. the BentoML model store: ``MODEL_NAME:latest`` (promotion, :mod:`training.export`, puts the champion there);
+3. MLflow, when it is importable and has a ``champion`` of ``MODEL_NAME``: its ``bundle`` artifacts are
    downloaded and copied into the BentoML store (so the next start is fast), then used.
 
 Nothing found -> :class:`NoModelError` with a one-line message saying what to do.
@@ -25,8 +25,6 @@ from features.settings import MODEL_NAME, bentoml_home, quiet_telemetry, trackin
 from features.engine.state import make_private
 
 log = logging.getLogger(__name__)
-BENTO_MODEL = MODEL_NAME  # the BentoML store name (training.registry.export_to_bentoml writes it)
-REGISTERED_MODEL = MODEL_NAME  # the MLflow registered model name (training.registry registers it)
 BUNDLE_ENV = "RECOUP_BUNDLE_DIR"
 
 
@@ -37,7 +35,7 @@ class NoModelError(RecoupError):
 @dataclass
 class ModelRef:
     path: Path
-    source: str  # "RECOUP_BUNDLE_DIR", "bentoml:recoup-risk:<version>", "mlflow:recoup-risk@champion -> ..."
+    source: str  # "RECOUP_BUNDLE_DIR", "bentoml:<MODEL_NAME>:<version>", "mlflow:<MODEL_NAME>@champion -> ..."
     labels: dict = field(default_factory=dict)
 
 
@@ -62,7 +60,7 @@ def _bentoml():
 def from_bentoml_store() -> ModelRef | None:
     bentoml = _bentoml()
     try:
-        m = bentoml.models.get(f"{BENTO_MODEL}:latest")
+        m = bentoml.models.get(f"{MODEL_NAME}:latest")
     except bentoml.exceptions.NotFound:
         return None
     return ModelRef(Path(m.path), f"bentoml:{m.tag}", dict(m.info.labels))
@@ -78,31 +76,27 @@ def export_champion_from_mlflow() -> ModelRef | None:
         return None
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        mv = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
+        mv = MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
     except Exception:  # no registered model, no alias, empty store
         return None
     version = str(mv.version)
     bentoml = _bentoml()
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{REGISTERED_MODEL}/{version}", dst_path=tmp)
-        )
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
         bundle = local / "artifacts" / "bundle"
         if not (bundle / "likelihood.txt").exists():
-            raise NoModelError(f"MLflow champion {REGISTERED_MODEL} v{version} has no bundle artifact")
+            raise NoModelError(f"MLflow champion {MODEL_NAME} v{version} has no bundle artifact")
         meta = json.loads((bundle / "meta.json").read_text())
-        labels = {"registered_model": REGISTERED_MODEL, "mlflow_version": version, "alias": "champion"}
+        labels = {"registered_model": MODEL_NAME, "mlflow_version": version, "alias": "champion"}
         md = {k: meta[k] for k in ("as_of", "horizon_days", "rulebook_version") if k in meta}
-        with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=md) as m:
+        with bentoml.models.create(MODEL_NAME, labels=labels, metadata=md) as m:
             shutil.copytree(bundle, m.path, dirs_exist_ok=True)
             (Path(m.path) / "meta.json").write_text(
                 json.dumps({**meta, "model_version": version}, indent=2, default=str)
             )
             make_private(Path(m.path) / "state")  # the copy holds claims: readable by its user only
     log.info("exported MLflow champion v%s to the BentoML store as %s", version, m.tag)
-    return ModelRef(
-        Path(bentoml.models.get(m.tag).path), f"mlflow:{REGISTERED_MODEL}@champion -> bentoml:{m.tag}", labels
-    )
+    return ModelRef(Path(bentoml.models.get(m.tag).path), f"mlflow:{MODEL_NAME}@champion -> bentoml:{m.tag}", labels)
 
 
 def resolve_model(allow_mlflow: bool = True) -> ModelRef:
@@ -112,7 +106,7 @@ def resolve_model(allow_mlflow: bool = True) -> ModelRef:
         ref = export_champion_from_mlflow()
     if ref is None:
         raise NoModelError(
-            f"no model to serve: the BentoML store ({bentoml_home()}) has no '{BENTO_MODEL}' and MLflow "
+            f"no model to serve: the BentoML store ({bentoml_home()}) has no '{MODEL_NAME}' and MLflow "
             f"({tracking_uri()}) has no champion; run `recoup train --data DIR --promote` first "
             f"(or set {BUNDLE_ENV})"
         )

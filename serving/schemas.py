@@ -24,7 +24,7 @@ import datetime as _dt
 import math
 import reprlib
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS, MAX_POINTER
 from features.contract import CLAIM_TYPES, FREQUENCY_CODES, PLAN_TYPES, TABLES, ContractError, validate_frames
-from features.settings import NUMERIC_SETTINGS
+from features.settings import MODEL_NAME, NUMERIC_SETTINGS
 
 # --------------------------------------------------------------------------------------
 # bounds of a request: each defined once, read by the models below, GET /model and docs/service.md. The
@@ -163,7 +163,8 @@ def list_field(max_items: int, item_chars: int, *, integers: bool = False, optio
 
     number = Annotated[int, Field(ge=0, le=_int_max(item_chars))]
     item = number if integers else Annotated[str, Field(max_length=item_chars)] | number
-    shape = Annotated[list[item], Field(max_length=max_items)] | Annotated[str, Field(max_length=text_chars)]
+    # a type built at run time, for pydantic's JSON schema only (a static checker cannot follow it)
+    shape = Annotated[list[item], Field(max_length=max_items)] | Annotated[str, Field(max_length=text_chars)]  # type: ignore[valid-type]
     return Annotated[Any, PlainValidator(check, json_schema_input_type=shape | None if optional else shape)]
 
 
@@ -194,17 +195,30 @@ DateText = Annotated[
     Field(description="YYYY-MM-DD"),
 ]
 EnumText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CHARS["enum"])]
-ClaimId = code(MAX_CHARS["claim_id"], "CLM01 patient control number")
-PatientId = code(MAX_CHARS["patient_id"], "pseudonymous member id")
-PayerId = code(MAX_CHARS["payer_id"])
-Npi = code(MAX_CHARS["npi"], "10-digit NPI")
-PriorAuth = code(MAX_CHARS["prior_auth_number"])
-PlaceOfService = code(MAX_CHARS["place_of_service"], "CMS place-of-service code")
-FrequencyCode = code(MAX_CHARS["frequency_code"], f"{', '.join(FREQUENCY_CODES)} (original, replacement, void)")
-ProcedureCode = code(MAX_CHARS["procedure_code"], "CPT or HCPCS Level II code")
-DiagnosisCodes = list_field(MAX_DIAGNOSIS_CODES, MAX_CHARS["diagnosis_code"])
-Modifiers = list_field(MAX_MODIFIERS, MAX_CHARS["modifier"], optional=True)
-DiagnosisPointers = list_field(MAX_DIAGNOSIS_POINTERS, MAX_CHARS["diagnosis_pointer"], integers=True, optional=True)
+if TYPE_CHECKING:  # the validated values, for the type checker (pydantic reads the annotated types below)
+    ClaimId = str
+    PatientId = str
+    PayerId = str
+    Npi = str
+    PriorAuth = str
+    PlaceOfService = str
+    FrequencyCode = str
+    ProcedureCode = str
+    DiagnosisCodes = list[str] | str  # an array, or its 'a;b' text as sent
+    Modifiers = list[str] | str | None
+    DiagnosisPointers = list[int] | str | None
+else:
+    ClaimId = code(MAX_CHARS["claim_id"], "CLM01 patient control number")
+    PatientId = code(MAX_CHARS["patient_id"], "pseudonymous member id")
+    PayerId = code(MAX_CHARS["payer_id"])
+    Npi = code(MAX_CHARS["npi"], "10-digit NPI")
+    PriorAuth = code(MAX_CHARS["prior_auth_number"])
+    PlaceOfService = code(MAX_CHARS["place_of_service"], "CMS place-of-service code")
+    FrequencyCode = code(MAX_CHARS["frequency_code"], f"{', '.join(FREQUENCY_CODES)} (original, replacement, void)")
+    ProcedureCode = code(MAX_CHARS["procedure_code"], "CPT or HCPCS Level II code")
+    DiagnosisCodes = list_field(MAX_DIAGNOSIS_CODES, MAX_CHARS["diagnosis_code"])
+    Modifiers = list_field(MAX_MODIFIERS, MAX_CHARS["modifier"], optional=True)
+    DiagnosisPointers = list_field(MAX_DIAGNOSIS_POINTERS, MAX_CHARS["diagnosis_pointer"], integers=True, optional=True)
 
 _CONFIG = ConfigDict(
     extra="ignore", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=200, ser_json_inf_nan="null"
@@ -697,14 +711,14 @@ EXAMPLE_ERROR = {
     },
 }
 EXAMPLE_MODEL_INFO = {
-    "name": "recoup-risk",
+    "name": MODEL_NAME,
     "version": "1",
     "as_of": "2026-01-31",
     "horizon_days": 365,
     "rulebook_version": "2024Q3",
     "metrics": {"roc_auc": 0.81, "average_precision": 0.34},
     "risk_bands": {"medium": 0.05, "high": 0.2},
-    "source": "bentoml:recoup-risk:63qrfmxj52oj2ax4",
+    "source": f"bentoml:{MODEL_NAME}:63qrfmxj52oj2ax4",
     "limits": {
         "lines_per_claim": MAX_LINES_PER_CLAIM,
         "claims_per_batch": MAX_CLAIMS_PER_BATCH,

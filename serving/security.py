@@ -27,9 +27,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from features.errors import RecoupError
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("recoup.service")
 access_log = logging.getLogger("recoup.access")
@@ -346,14 +349,14 @@ def _json_error(
     return status, hs + (headers or []), body
 
 
-def _header(scope: dict, name: bytes) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", ()):
         if k == name:
             return v.decode("latin-1")
     return None
 
 
-def presented_key(scope: dict) -> str | None:
+def presented_key(scope: Scope) -> str | None:
     """``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
     auth = _header(scope, b"authorization")
     if auth and auth[:7].lower() == "bearer ":
@@ -399,7 +402,7 @@ class Guard:
                 max_age=600,
             )
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
@@ -447,7 +450,7 @@ class Guard:
                 (time.perf_counter() - t0) * 1e3,
             )
 
-    def _who(self, scope: dict) -> tuple[str | None, tuple[int, str, str] | None]:
+    def _who(self, scope: Scope) -> tuple[str | None, tuple[int, str, str] | None]:
         """(key name or None, refusal or None) for a request to a path that needs a key."""
         self.keys.refresh()
         key = presented_key(scope)
@@ -469,7 +472,7 @@ class Guard:
             )
         return None, None
 
-    async def _guarded(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Key, known path, JSON content type; then the BentoML app."""
         name, refused = self._who(scope)
         scope["recoup"]["key"] = name
@@ -499,7 +502,7 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
 
-def note_claims(scope: dict, n: int | None) -> None:
+def note_claims(scope: Scope, n: int | None) -> None:
     """Tell the access log how many claims the request carried (the guard put ``scope['recoup']``)."""
     note = scope.get("recoup")
     if isinstance(note, dict):

@@ -182,7 +182,7 @@ def serve_cli(
     for opt, f in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
         if f is not None and not Path(f).is_file():
             raise RecoupError(f"{opt} {f}: no such file")
-    if ssl_certfile is not None:
+    if ssl_certfile is not None and ssl_keyfile is not None:
         check_tls_files(Path(ssl_certfile), Path(ssl_keyfile))
     key_status = _security_env(env, host, allowed_hosts)
     check_port_free(host, port)

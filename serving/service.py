@@ -33,6 +33,7 @@ import os
 import re
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -45,7 +46,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from features.settings import env_number
+from features.settings import MODEL_NAME, env_number
 from serving import http as _http
 from serving import model_store
 from serving.security import Guard, note_claims
@@ -207,7 +208,8 @@ def _flag(query: dict, name: str, body_value: bool) -> bool:
 app = FastAPI(
     title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None
 )
-app.openapi = openapi_with_bodies(app)  # the request bodies too (the handlers read the raw request)
+# the request bodies too (the handlers read the raw request); replacing app.openapi is FastAPI's documented way
+app.openapi = openapi_with_bodies(app)  # type: ignore[method-assign]
 
 
 @app.exception_handler(ClientError)
@@ -293,10 +295,8 @@ def _faulty(fn):
     return run
 
 
-def journal_dir() -> "os.PathLike[str]":
+def journal_dir() -> Path:
     """Where the workers' shared journal lives: ``RECOUP_JOURNAL_DIR``, else ``$RECOUP_HOME/service``."""
-    from pathlib import Path
-
     from features.settings import recoup_home
 
     d = os.environ.get("RECOUP_JOURNAL_DIR")
@@ -349,7 +349,7 @@ class RecoupService:
             self.scorer.bundle.meta["num_threads"] = max(1, (os.cpu_count() or 1) // WORKERS)
         meta = self.scorer.bundle.meta
         self.model_info = {
-            "name": model_store.BENTO_MODEL,
+            "name": MODEL_NAME,
             "version": self.scorer.model_version,
             "as_of": meta.get("as_of"),
             "horizon_days": meta.get("horizon_days"),
@@ -362,7 +362,7 @@ class RecoupService:
         }
         log.info(
             "recoup service ready: model %s v%s (as of %s) from %s in %.1fs",
-            model_store.BENTO_MODEL,
+            MODEL_NAME,
             self.scorer.model_version,
             meta.get("as_of"),
             ref.source,
@@ -399,8 +399,13 @@ class RecoupService:
         conv = claims_to_frames([req.claim], ["claim"])
         if conv.errors:
             return 422, error_entry(req.claim.claim_id, conv.errors[0])
+        # as_sent: a Claim object, which Scorer.score_claims dumps (scorer.sent_claims) though annotated list[dict]
         return 200, self.scorer.score_claims(
-            conv.claims, conv.lines, explain=explain, record=record, as_sent=[req.claim]
+            conv.claims,
+            conv.lines,
+            explain=explain,
+            record=record,
+            as_sent=[req.claim],  # type: ignore[list-item]
         )[0]
 
     def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
@@ -433,7 +438,14 @@ class RecoupService:
                 out[i] = error_entry(parsed[at[i]].claim_id, fields)
             if conv.ok:
                 sent = [parsed[at[i]] for i in conv.ok] if record else None
-                scores = self.scorer.score_claims(conv.claims, conv.lines, explain=explain, record=record, as_sent=sent)
+                # as_sent: Claim objects, which score_claims dumps (scorer.sent_claims) though annotated list[dict]
+                scores = self.scorer.score_claims(
+                    conv.claims,
+                    conv.lines,
+                    explain=explain,
+                    record=record,
+                    as_sent=sent,  # type: ignore[arg-type]
+                )
                 for i, s in zip(conv.ok, scores):
                     out[i] = s
         return 200, out
@@ -490,4 +502,4 @@ def route_paths(routes: list) -> set[str]:
     return out
 
 
-RecoupService.__class__ = _GuardedService
+RecoupService.__class__ = _GuardedService  # type: ignore[method-assign]  # to_asgi above, on this one object

@@ -44,6 +44,7 @@ def trained(recoup_home, small_history_dir):
     """A real small LightGBM model trained on the small history, logged to the SQLite MLflow store,
     registered and promoted (so it is also in the BentoML store). Returns a dict of handles."""
     from features.contract import load_history
+    from features.settings import MODEL_NAME
     from training.config import load_config
     from training.registry import log_and_register
     from training.train import train_model
@@ -56,7 +57,7 @@ def trained(recoup_home, small_history_dir):
     info = log_and_register(result, cfg, data_dir=small_history_dir, promote=True)
     import bentoml
 
-    model = bentoml.models.get("recoup-risk:latest")
+    model = bentoml.models.get(f"{MODEL_NAME}:latest")
     return {
         "result": result,
         "info": info,

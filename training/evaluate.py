@@ -16,9 +16,9 @@ from features.pipeline import build_feature_table
 from features.settings import MODEL_NAME
 from training.config import load_config
 from training.labels import make_labels
-from training.metrics import oracle_metrics, oracle_scores, sliced
+from training.metrics import evaluate_frame, oracle_metrics, oracle_scores, sliced
 from training.registry import download_bundle, experiment_id, open_mlflow
-from training.train import evaluate_frame, score_frame
+from training.train import score_frame
 
 log = logging.getLogger(__name__)
 

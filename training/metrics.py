@@ -1,9 +1,10 @@
 """Metrics for recoupment scores: discrimination, calibration, review capacity, dollars, causes, slices;
-the same metrics for the generator's oracle; the promotion gate's comparison."""
+the same metrics for the generator's oracle; the promotion gate."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,10 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from features.contract import CAUSES
 from features.model.outcomes import read_oracle
+
+if TYPE_CHECKING:
+    from features.model.bundle import ModelBundle
+    from training.train import TrainResult
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -86,6 +91,21 @@ def confusion(true_cause: np.ndarray, cause_proba: np.ndarray) -> pd.DataFrame:
     return pd.crosstab(pd.Series(t, name="true"), pd.Series(pred, name="predicted"), dropna=False)
 
 
+def evaluate_frame(scored: pd.DataFrame, capacities: list[float]) -> dict:
+    """Every metric of a scored frame (label, probability, recouped_amount, expected_amount, true_cause, p_*)."""
+    y = scored["label"].to_numpy()
+    m = binary_metrics(
+        y,
+        scored["probability"].to_numpy(),
+        scored["recouped_amount"].to_numpy(),
+        scored["expected_amount"].to_numpy(),
+        capacities,
+    )
+    cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
+    m.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp))
+    return m
+
+
 def sliced(frame: pd.DataFrame, by: str, min_n: int = 50) -> pd.DataFrame:
     """ROC-AUC, PR-AUC, positive rate and mean prediction per value of ``by``."""
     rows = []
@@ -156,3 +176,16 @@ def promotion_decision(
         "champion_ece": cm["ece"],
         "challenger_ece": challenger["ece"],
     }
+
+
+def promotion_gate(
+    result: TrainResult, cfg: dict, champion: ModelBundle | None, champion_version: str | None = None
+) -> dict:
+    """Does the challenger ``result`` beat the ``champion`` bundle on PR-AUC on the same latest window,
+    without worse calibration (:func:`promotion_decision`, on the champion's probabilities for those
+    claims)? Always passes when there is no champion yet."""
+    if champion is None:
+        return {"pass": True, "reason": "no champion yet"}
+    p = champion.probability(champion.spec.transform(result.test_X))
+    gate = promotion_decision(result.metrics, result.scored, p, cfg["capacities"], cfg["promotion"])
+    return {"pass": gate.pop("pass"), "champion_version": champion_version, **gate}

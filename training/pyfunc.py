@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from importlib import metadata
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
 
 
-class RecoupPyfunc(mlflow.pyfunc.PythonModel):
+class RecoupPyfunc(PythonModel):
     """predict(feature table) -> probability, expected amount and cause probabilities per claim."""
 
     def load_context(self, context) -> None:

@@ -1,30 +1,33 @@
 """MLflow tracking and registry: log a training run, register a version, champion/challenger aliases,
-and export the champion into the local BentoML model store (so the service starts fast).
+download a version's bundle, promote a version.
 
-The figures it logs and the promotion gate's comparison are computed by :mod:`training.metrics`."""
+The figures it logs and the promotion gate are computed by :mod:`training.metrics`, the plots drawn by
+:mod:`training.report`; the champion is exported to the BentoML store by :mod:`training.export`."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from features.model.bundle import ModelBundle
-from features.settings import MODEL_NAME, artifact_root, bentoml_home, quiet_telemetry, tracking_uri
-from features.engine.state import make_private
-from training.metrics import oracle_metrics, oracle_scores, promotion_decision
+from features.settings import MODEL_NAME, artifact_root, quiet_telemetry, tracking_uri
+from training.export import export_to_bentoml
+from training.metrics import oracle_metrics, oracle_scores, promotion_gate
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "recoup"
-BENTO_MODEL = MODEL_NAME
 
 
-def open_mlflow():
+def open_mlflow() -> ModuleType:
     """The ``mlflow`` module, pointed at the project's tracking store (telemetry off)."""
     quiet_telemetry()
     import mlflow
@@ -33,7 +36,7 @@ def open_mlflow():
     return mlflow
 
 
-def experiment_id(mlflow) -> str:
+def experiment_id(mlflow: ModuleType) -> str:
     """The id of the ``recoup`` experiment (created, with its artifacts under RECOUP_HOME, if needed)."""
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
@@ -42,7 +45,7 @@ def experiment_id(mlflow) -> str:
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
@@ -52,28 +55,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _log_plots(result, out: Path, oracle: pd.DataFrame | None) -> None:
-    from training import report
-
-    scored = result.scored
-    report.plot_roc_pr(scored, out, None if oracle is None else oracle["true_probability"])
-    report.plot_calibration(scored, out)
-    report.plot_lift_dollars(scored, out)
-    report.plot_cause_confusion(scored, out)
-    report.plot_dollars_by_cause(scored, out)
-    lik = result.bundle.likelihood
-    gain = pd.Series(lik.feature_importance("gain"), index=lik.feature_name())
-    report.plot_importance(gain, out)
-    gain.sort_values(ascending=False).to_csv(out / "feature_importance.csv", header=["gain"])
-    # SHAP summary: mean |TreeSHAP| per feature on (a sample of) the test slice
-    M = result.bundle.spec.transform(result.test_X.iloc[:5000]) if hasattr(result, "test_X") else None
-    if M is not None and len(M):
-        contrib = result.bundle.contributions(M)[:, :-1]
-        shap = pd.Series(np.abs(contrib).mean(0), index=result.bundle.spec.feature_names_)
-        report.plot_importance(shap, out, "shap_summary.png", "Mean |SHAP| (log-odds), latest window")
-
-
-def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: bool = False) -> dict:
+def log_and_register(result: TrainResult, cfg: dict, data_dir: Path | None = None, promote: bool = False) -> dict:
     """Log the run (params, data summary, metrics, plots, bundle) and register a new model version.
 
     The new version gets the alias ``challenger``; it becomes ``champion`` with ``promote`` or when it
@@ -83,12 +65,13 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
     from mlflow import MlflowClient
 
     from training.pyfunc import RecoupPyfunc, pip_requirements
+    from training.report import write_plots
 
     name = MODEL_NAME
     client = MlflowClient()
     oracle = oracle_scores(data_dir, result.scored.index)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         plots = tmp / "plots"
         plots.mkdir()
         with mlflow.start_run(
@@ -110,7 +93,7 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
                         ratio = result.metrics[k] / om[k]
                         mlflow.log_metric(f"ratio_{k}", ratio)
                         result.bundle.meta.setdefault("oracle_ratio", {})[k] = ratio
-            _log_plots(result, plots, oracle)
+            write_plots(result, plots, oracle)
             mlflow.log_artifacts(str(plots), "plots")
             result.scored.to_parquet(tmp / "test_predictions.parquet")
             mlflow.log_artifact(str(tmp / "test_predictions.parquet"), "evaluation")
@@ -141,9 +124,11 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
         ):
             client.set_model_version_tag(name, version, k, v)
         gate = None
-        champion = _alias_version(client, name, "champion")
         if not promote:
-            gate = promotion_gate(result, cfg, champion, client, name)
+            champion = alias_version(client, name, "champion")
+            with tempfile.TemporaryDirectory() as champ_dir:
+                champ = None if champion is None else download_bundle(name, champion, Path(champ_dir))
+                gate = promotion_gate(result, cfg, champ, champion)
             promote = gate["pass"]
         if promote:
             client.set_registered_model_alias(name, "champion", version)
@@ -158,7 +143,8 @@ def log_and_register(result, cfg: dict, data_dir: Path | None = None, promote: b
     }
 
 
-def _alias_version(client, name: str, alias: str) -> str | None:
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version number behind ``alias`` (None when the alias is not set)."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except Exception:  # no such alias yet
@@ -177,19 +163,6 @@ def download_bundle(name: str, version_or_alias: str, dst: Path) -> ModelBundle:
     return ModelBundle.load(Path(local) / "artifacts" / "bundle")
 
 
-def promotion_gate(result, cfg: dict, champion: str | None, client, name: str) -> dict:
-    """Challenger beats the champion on PR-AUC on the same latest window, without worse calibration
-    (:func:`training.metrics.promotion_decision`, on the champion's probabilities for those claims)."""
-    if champion is None:
-        return {"pass": True, "reason": "no champion yet"}
-    with tempfile.TemporaryDirectory() as tmp:
-        champ = download_bundle(name, champion, Path(tmp))
-        M = champ.spec.transform(result.test_X)
-        p = champ.probability(M)
-    gate = promotion_decision(result.metrics, result.scored, p, cfg["capacities"], cfg["promotion"])
-    return {"pass": gate.pop("pass"), "champion_version": champion, **gate}
-
-
 def promote_version(name: str, version: str) -> None:
     """Make a registered version the champion and export it to the BentoML store."""
     open_mlflow()
@@ -198,21 +171,5 @@ def promote_version(name: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(name, "champion", version)
     with tempfile.TemporaryDirectory() as tmp:
         b = download_bundle(name, version, Path(tmp))
+        assert b.path is not None  # ModelBundle.load sets it
         export_to_bentoml(b.path, name, version, b.meta)
-
-
-def export_to_bentoml(bundle_dir: Path, name: str, version: str, meta: dict) -> str:
-    """Copy a bundle folder into the local BentoML model store as ``MODEL_NAME`` (``recoup-risk``)."""
-    bentoml_home()
-    import bentoml
-
-    labels = {"registered_model": name, "mlflow_version": str(version), "alias": "champion"}
-    md = {k: meta[k] for k in ("as_of", "horizon_days", "rulebook_version") if k in meta}
-    with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=md) as m:
-        shutil.copytree(bundle_dir, m.path, dirs_exist_ok=True)
-        (Path(m.path) / "meta.json").write_text(
-            json.dumps({**meta, "model_version": str(version)}, indent=2, default=str)
-        )
-        make_private(Path(m.path) / "state")  # the state holds claims: readable by its user only
-    log.info("exported version %s to the BentoML store as %s", version, m.tag)
-    return str(m.tag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,6 +15,9 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from features.contract import CAUSES  # noqa: E402
 from training.metrics import confusion  # noqa: E402
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 
 def _save(fig, path: Path) -> Path:
@@ -108,7 +112,7 @@ def plot_cause_confusion(scored: pd.DataFrame, out: Path) -> Path:
     ax.set_yticks(range(len(CAUSES)), CAUSES)
     for i in range(len(CAUSES)):
         for j in range(len(CAUSES)):
-            ax.text(j, i, int(cm.iloc[i, j]), ha="center", va="center", fontsize=8)
+            ax.text(j, i, str(int(cm.iloc[i, j])), ha="center", va="center", fontsize=8)
     ax.set(xlabel="predicted cause", ylabel="true cause", title="Cause confusion (recouped claims)")
     return _save(fig, out / "cause_confusion.png")
 
@@ -123,3 +127,23 @@ def plot_dollars_by_cause(scored: pd.DataFrame, out: Path) -> Path:
     ax.barh(by.index, by.to_numpy())
     ax.set(xlabel="expected recoupment dollars", title="Dollars at risk by cause")
     return _save(fig, out / "dollars_by_cause.png")
+
+
+def write_plots(result: TrainResult, out: Path, oracle: pd.DataFrame | None) -> None:
+    """Every plot of a training run into ``out`` (PNG), plus feature_importance.csv (gain)."""
+    scored = result.scored
+    plot_roc_pr(scored, out, None if oracle is None else oracle["true_probability"])
+    plot_calibration(scored, out)
+    plot_lift_dollars(scored, out)
+    plot_cause_confusion(scored, out)
+    plot_dollars_by_cause(scored, out)
+    lik = result.bundle.likelihood
+    gain = pd.Series(lik.feature_importance("gain"), index=lik.feature_name())
+    plot_importance(gain, out)
+    gain.sort_values(ascending=False).to_csv(out / "feature_importance.csv", header=["gain"])
+    # SHAP summary: mean |TreeSHAP| per feature on (a sample of) the test slice
+    M = result.bundle.spec.transform(result.test_X.iloc[:5000])
+    if len(M):
+        contrib = result.bundle.contributions(M)[:, :-1]
+        shap = pd.Series(np.abs(contrib).mean(0), index=result.bundle.spec.feature_names_)
+        plot_importance(shap, out, "shap_summary.png", "Mean |SHAP| (log-odds), latest window")

@@ -18,10 +18,11 @@ from features.pipeline import build_feature_table
 from features.rulebook import load_rulebook
 from features.settings import MODEL_NAME
 from features.model.spec import FeatureSpec
+from features.engine.state import HistoryState
 from training.calibrate import fit_calibrator
 from training.config import load_config
 from training.labels import make_labels, truncate_history
-from training.metrics import binary_metrics, cause_metrics
+from training.metrics import evaluate_frame
 from training.model import fit_cause, fit_likelihood
 from training.split import time_split
 
@@ -33,7 +34,7 @@ class TrainResult:
     """A trained bundle (not yet saved), its state, metrics and the frames behind them."""
 
     bundle: ModelBundle
-    state: object
+    state: HistoryState  # the history state after the last claim (saved with the model for the service)
     metrics: dict
     scored: pd.DataFrame  # test-slice predictions: label, probability, causes, dollars, slices
     data_summary: dict
@@ -68,24 +69,24 @@ def train_model(
     """Train on what was known on ``as_of`` (default: the last date in the data)."""
     cfg = config or load_config()
     horizon = int(horizon_days or cfg["horizon_days"])
-    as_of = pd.Timestamp(as_of) if as_of else history.last_date
+    cut: pd.Timestamp = pd.Timestamp(as_of) if as_of else history.last_date
     timings: dict[str, float] = {}
     rulebook = load_rulebook()
     t0 = time.perf_counter()
-    h = truncate_history(history, as_of)
+    h = truncate_history(history, cut)
     if len(h.claims) == 0:
-        raise RecoupError(f"no claims submitted on or before --as-of {as_of.date()}")
+        raise RecoupError(f"no claims submitted on or before --as-of {cut.date()}")
     log.info("building point-in-time features for %d claims (%d lines)", len(h.claims), len(h.claim_lines))
     feats, state = build_feature_table(h, rulebook)
     timings["features_s"] = time.perf_counter() - t0
-    labels = make_labels(h, as_of, horizon).loc[feats.X.index]
+    labels = make_labels(h, cut, horizon).loc[feats.X.index]
     part = time_split(labels, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
     counts = part.value_counts().to_dict()
     log.info("split: %s", counts)
     for p in ("train", "valid", "test"):
         if counts.get(p, 0) == 0 or labels.loc[part == p, "label"].sum() == 0:
             raise RecoupError(
-                f"not enough matured claims with outcomes for a '{p}' slice (as-of {as_of.date()}, "
+                f"not enough matured claims with outcomes for a '{p}' slice (as-of {cut.date()}, "
                 f"horizon {horizon} days): need claims paid more than {horizon} days before --as-of, "
                 "with some recoupments"
             )
@@ -97,7 +98,7 @@ def train_model(
     t1 = time.perf_counter()
     log.info("training likelihood model on %d claims (%d positives)", tr.sum(), y[tr].sum())
     lik = fit_likelihood(M[tr], y[tr], M[va], y[va], cfg["likelihood"], seed, threads)
-    raw_va = lik.predict(M[va])
+    raw_va = np.asarray(lik.predict(M[va]))
     calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"])
     cidx = labels["cause_idx"].to_numpy()
     ptr, pva = tr & (y == 1), va & (y == 1)
@@ -107,7 +108,7 @@ def train_model(
     payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
     meta = {
         "model_name": MODEL_NAME,
-        "as_of": str(as_of.date()),
+        "as_of": str(cut.date()),
         "horizon_days": horizon,
         "rulebook_version": rulebook.version,
         "causes": list(CAUSES),
@@ -142,7 +143,7 @@ def train_model(
         "lines": int(len(h.claim_lines)),
         "first_submitted": str(h.claims["submitted_date"].min().date()),
         "last_submitted": str(h.claims["submitted_date"].max().date()),
-        "as_of": str(as_of.date()),
+        "as_of": str(cut.date()),
         "horizon_days": horizon,
         "matured": int(labels["mature"].sum()),
         "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
@@ -184,20 +185,6 @@ def score_frame(
     for j, c in enumerate(CAUSES):
         out[f"p_{c}"] = cp[:, j]
     return out
-
-
-def evaluate_frame(scored: pd.DataFrame, capacities: list[float]) -> dict:
-    y = scored["label"].to_numpy()
-    m = binary_metrics(
-        y,
-        scored["probability"].to_numpy(),
-        scored["recouped_amount"].to_numpy(),
-        scored["expected_amount"].to_numpy(),
-        capacities,
-    )
-    cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
-    m.update(cause_metrics(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp))
-    return m
 
 
 def train_cli(

@@ -4,6 +4,7 @@ dependencies go one way (serving never imports training; features imports neithe
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,3 +48,30 @@ def test_dependencies_go_one_way():
         for path in sorted((ROOT / package).rglob("*.py")):
             bad = {m for m in imports(path) if m.split(".")[0] in forbidden}
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_cli_docstring_names_each_command_and_the_function_that_runs_it():
+    """The table in recoup/cli.py's docstring: every command of the app, each with a function that exists in
+    the named module and that the command calls."""
+    import typer.main
+
+    from recoup import cli
+
+    rows = {}  # "    keys create|list|revoke  serving.security.keys_create_cli, keys_list_cli, keys_revoke_cli"
+    for m in re.finditer(r"^    (\S+(?: \S+)?)\s{2,}(\S.*)$", cli.__doc__ or "", re.M):
+        rows[m.group(1)] = [t.strip() for t in m.group(2).split(",")]
+    group = typer.main.get_group(cli.app)
+    names = set()
+    for name, cmd in group.commands.items():
+        subs = getattr(cmd, "commands", None)
+        names.add(f"{name} {'|'.join(subs)}" if subs else name)
+    assert set(rows) == names
+    source = (ROOT / "recoup" / "cli.py").read_text()
+    for command, targets in rows.items():
+        module, first = targets[0].rsplit(".", 1)
+        functions = [first, *targets[1:]]
+        path = ROOT / (module.replace(".", "/") + ".py")
+        defined = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+        for fn in functions:
+            assert fn in defined, f"{command}: {module}.{fn} does not exist"
+            assert f"{fn}(" in source, f"{command}: recoup/cli.py never calls {fn}"

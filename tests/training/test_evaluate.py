@@ -1,8 +1,8 @@
 """`recoup evaluate` on the session's trained model, and the promotion gate: a better challenger passes,
 a worse one (or a worse-calibrated one) is refused, on the champion's predictions of the same window.
 
-Touches training.evaluate (``evaluate_history``), training.registry (``download_bundle``,
-``promotion_gate``) and the CLI: adapt the imports if these move."""
+Touches training.evaluate (``evaluate_history``), training.registry (``download_bundle``),
+training.metrics (``promotion_gate``) and the CLI."""
 
 from __future__ import annotations
 
@@ -77,20 +77,24 @@ def challenger(trained, probability: np.ndarray):
 
 
 @pytest.fixture(scope="module")
-def gate(trained):
-    import mlflow
-    from mlflow import MlflowClient
+def gate(trained, tmp_path_factory):
+    """The gate against the session's champion, as registered in MLflow (downloaded once)."""
+    from training.metrics import promotion_gate
+    from training.registry import download_bundle
 
-    from features.settings import tracking_uri
-    from training.registry import promotion_gate
-
-    mlflow.set_tracking_uri(tracking_uri())
     info = trained["info"]
+    champion = download_bundle(info["name"], info["version"], tmp_path_factory.mktemp("champion"))
 
     def run(result) -> dict:
-        return promotion_gate(result, trained["config"], info["version"], MlflowClient(), info["name"])
+        return promotion_gate(result, trained["config"], champion, info["version"])
 
     return run
+
+
+def test_gate_without_a_champion_passes(trained):
+    from training.metrics import promotion_gate
+
+    assert promotion_gate(trained["result"], trained["config"], None) == {"pass": True, "reason": "no champion yet"}
 
 
 def test_gate_promotes_a_better_challenger(trained, gate):
