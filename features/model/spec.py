@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from features.families.claim import SMALL
 from features.pipeline import CATEGORICAL
 
 
@@ -35,15 +34,27 @@ class FeatureSpec:
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table lacks columns {missing}")
-        out = X[self.feature_names_].copy()
-        for c in self.categorical_:
-            out[c] = pd.Categorical(X[c].astype("string").astype(object), categories=self.categories_[c])
-        num = [c for c in self.feature_names_ if c not in self.categorical_]
-        out[num] = out[num].astype("float64")
-        return out
+        """The model matrix as a frame (what training fits on): the feature columns in order, numeric ones
+        as float64, categorical ones as pandas categoricals over the fitted levels (unseen: missing)."""
+        M = self.transform_arrays(*self.frame_arrays(X))
+        cat_pos = self._cat_positions()
+        cols = {}
+        for j, c in enumerate(self.feature_names_):
+            if c in cat_pos:
+                codes = M[:, j]
+                codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+                cols[c] = pd.Categorical.from_codes(codes, categories=self.categories_[c])
+            else:
+                cols[c] = M[:, j]
+        return pd.DataFrame(cols, index=X.index)
+
+    def frame_arrays(self, X: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+        """The arguments of :meth:`transform_arrays` for a feature frame: its categorical columns as object
+        arrays, the names of the numeric feature columns and their float64 matrix."""
+        self._check_columns(X.columns)
+        cats = {c: X[c].to_numpy(dtype=object) for c in self.categorical_}
+        names = [c for c in self.feature_names_ if c not in cats]
+        return cats, names, X[names].to_numpy(dtype=np.float64)
 
     def _level_index(self) -> dict[str, dict[str, int]]:
         idx = getattr(self, "_level_idx", None)
@@ -52,33 +63,16 @@ class FeatureSpec:
             self._level_idx = idx
         return idx
 
-    def transform_numpy(self, X: pd.DataFrame) -> np.ndarray:
-        """The model matrix as float64 numpy: numeric columns as they are, categorical columns as the
-        code of their level (NaN when missing or unseen) — what LightGBM makes of :meth:`transform`'s
-        categoricals, without building a DataFrame (fast for one claim)."""
-        missing = [c for c in self.feature_names_ if c not in X.columns]
+    def _cat_positions(self) -> dict[str, int]:
+        """Position of each categorical column in the model matrix."""
+        pos = {c: j for j, c in enumerate(self.feature_names_)}
+        return {c: pos[c] for c in self.categorical_}
+
+    def _check_columns(self, have) -> None:
+        have = set(have)
+        missing = [c for c in self.feature_names_ if c not in have]
         if missing:
             raise ValueError(f"feature table lacks columns {missing}")
-        n = len(X)
-        out = np.empty((n, len(self.feature_names_)))
-        cats = set(self.categorical_)
-        levels = self._level_index()
-        num = [c for c in self.feature_names_ if c not in cats]
-        pos = {c: j for j, c in enumerate(self.feature_names_)}
-        if num:
-            out[:, [pos[c] for c in num]] = X[num].to_numpy(dtype=np.float64)
-        for c in self.categorical_:
-            col = X[c]
-            if n <= SMALL:
-                get = levels[c].get
-                out[:, pos[c]] = [
-                    np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
-                    for v in col.tolist()
-                ]
-            else:
-                codes = pd.Categorical(col.astype("string").astype(object), categories=self.categories_[c]).codes
-                out[:, pos[c]] = np.where(codes >= 0, codes, np.nan)
-        return out
 
     def _array_plan(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column list."""
@@ -93,22 +87,20 @@ class FeatureSpec:
         return got
 
     def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
-        """:meth:`transform_numpy` of the frame with categorical columns ``cats`` (object arrays) and
-        numeric columns ``names`` (the columns of ``mat``), without building that frame."""
-        have = set(names) | set(cats)
-        missing = [c for c in self.feature_names_ if c not in have]
-        if missing:
-            raise ValueError(f"feature table lacks columns {missing}")
-        n = mat.shape[0]
-        out = np.empty((n, len(self.feature_names_)))
+        """The model matrix as float64 numpy, from categorical columns ``cats`` (object arrays) and numeric
+        columns ``names`` (the columns of ``mat``, any order): numeric columns as they are, categorical ones
+        as the code of their level, NaN when missing or unseen (what LightGBM makes of :meth:`transform`'s
+        categoricals). One dict lookup per value: cheaper than pandas at every size (measured, one column
+        of 300 levels: 1 row 0.8 us vs 1.4 ms; 1M rows 0.33 s vs 0.59 s)."""
+        self._check_columns([*names, *cats])
+        out = np.empty((mat.shape[0], len(self.feature_names_)))
         spec_pos, mat_pos = self._array_plan(tuple(names))
         if len(spec_pos):
             out[:, spec_pos] = mat[:, mat_pos]
         levels = self._level_index()
-        pos = {c: j for j, c in enumerate(self.feature_names_)}
-        for c in self.categorical_:
+        for c, j in self._cat_positions().items():
             get = levels[c].get
-            out[:, pos[c]] = [
+            out[:, j] = [
                 np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
                 for v in cats[c].tolist()
             ]
