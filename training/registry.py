@@ -62,7 +62,7 @@ def _log_plots(result, out: Path, oracle: pd.DataFrame | None) -> None:
     report.plot_cause_confusion(scored, out)
     report.plot_dollars_by_cause(scored, out)
     lik = result.bundle.likelihood
-    gain = pd.Series(lik.feature_importance("gain"), index=lik.feature_name())
+    gain = pd.Series(lik.feature_importances_, index=lik.feature_names_in_)
     report.plot_importance(gain, out)
     gain.sort_values(ascending=False).to_csv(out / "feature_importance.csv", header=["gain"])
     # SHAP summary: mean |TreeSHAP| per feature on (a sample of) the test slice

@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.exceptions import NotFittedError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 PREDICT_MIN_ROWS = 64
 #: TreeSHAP costs ~0.2 ms per row: threads pay off from ~8 rows (measured, 2 cores: 100 rows 22 -> 12 ms)
 CONTRIB_MIN_ROWS = 16
+
+
+def _fitted(est) -> None:
+    """Raise :class:`sklearn.exceptions.NotFittedError` unless ``est`` was fitted or loaded (cheaper than
+    ``check_is_fitted``, which costs more than predicting one row)."""
+    if not hasattr(est, "booster_"):
+        raise NotFittedError(f"this {type(est).__name__} is not fitted yet: call fit() or load() first")
 
 
 def _progress(every: int, name: str):
@@ -122,7 +129,7 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, n_classes)."""
-        check_is_fitted(self, "booster_")
+        _fitted(self)
         p = np.asarray(self.booster_.predict(X, num_threads=self._threads(X, PREDICT_MIN_ROWS)))
         if len(self.classes_) == 2:
             return np.stack([1.0 - p, p], axis=1)
@@ -135,19 +142,19 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """TreeSHAP contributions to the raw score (log-odds): per row, one column per feature then the bias
         (multiclass: that block per class); each row sums to the raw score."""
-        check_is_fitted(self, "booster_")
+        _fitted(self)
         return np.asarray(self.booster_.predict(X, pred_contrib=True, num_threads=self._threads(X, CONTRIB_MIN_ROWS)))
 
     @property
     def feature_importances_(self) -> np.ndarray:
         """Total gain of the splits on each feature."""
-        check_is_fitted(self, "booster_")
+        _fitted(self)
         return self.booster_.feature_importance("gain")
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, name: str) -> None:
         """``<name>.txt`` (the LightGBM model) and ``<name>.json`` (this class and its parameters)."""
-        check_is_fitted(self, "booster_")
+        _fitted(self)
         d = Path(directory)
         self.booster_.save_model(str(d / f"{name}.txt"))
         (d / f"{name}.json").write_text(
