@@ -1,6 +1,6 @@
 """features.model.estimator.LightGBMClassifier: an estimator in scikit-learn's sense (parameters in __init__,
-fit returns self, learned attributes end in _), probabilities, TreeSHAP contributions, save/load; and the
-bundle persisting estimators (also bundles saved before them). Real small LightGBM models (few trees)."""
+fit returns self, learned attributes end in _), probabilities, TreeSHAP contributions, save/load. Real small
+LightGBM models (few trees)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from features.contract import CAUSES
-from features.model.bundle import Calibrator, ModelBundle
 from features.model.estimator import LightGBMClassifier, load_estimator
 from features.model.spec import FeatureSpec
+from tests.helpers.models import PARAMS, features
 
 LEARNED = ("booster_", "classes_", "n_features_in_", "feature_names_in_", "categories_", "n_iter_")
-PARAMS = {"learning_rate": 0.2, "num_leaves": 7, "min_child_samples": 5}
-
-
-def features(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """A feature table with a categorical column; the label depends on both kinds of column."""
-    rng = np.random.default_rng(seed)
-    payer = rng.choice(["A", "B", "C"], n)
-    x = rng.normal(size=n)
-    y = ((x + (payer == "A") * 1.5 + rng.normal(scale=0.5, size=n)) > 1).astype(int)
-    X = pd.DataFrame({"payer_id": payer, "x": x, "z": rng.normal(size=n)}, index=pd.Index(range(n), name="claim_id"))
-    return X, y
 
 
 @pytest.fixture(scope="module")
@@ -140,24 +128,3 @@ def test_same_data_and_seed_give_the_same_model(data):
     a = LightGBMClassifier(n_estimators=8, params={**PARAMS, "feature_fraction": 0.7}, seed=5).fit(M, y)
     b = LightGBMClassifier(n_estimators=8, params={**PARAMS, "feature_fraction": 0.7}, seed=5).fit(M, y)
     assert a.booster_.model_to_string() == b.booster_.model_to_string()
-
-
-def test_bundle_persists_estimators_and_loads_older_bundles(fitted, data, tmp_path):
-    spec, M, y = data
-    cause = LightGBMClassifier(n_classes=len(CAUSES), n_estimators=4, params=PARAMS, num_threads=1)
-    cause.fit(M, np.arange(len(M)) % len(CAUSES))
-    bundle = ModelBundle(fitted, cause, Calibrator(), spec, {"num_threads": 3})
-    bundle.save(tmp_path / "b")
-    back = ModelBundle.load(tmp_path / "b")
-    assert back.numpy_ok()
-    N = back.matrix(M.iloc[:30].astype({"payer_id": object}))
-    assert isinstance(N, np.ndarray)
-    np.testing.assert_array_equal(back.probability(N), bundle.probability(M.iloc[:30]))
-    np.testing.assert_array_equal(back.cause_probabilities(N), bundle.cause_probabilities(M.iloc[:30]))
-    np.testing.assert_array_equal(back.contributions(N), bundle.contributions(M.iloc[:30]))
-    # saved before estimators: boosters only, threads from meta.json
-    for name in ("likelihood", "cause"):
-        (tmp_path / "b" / f"{name}.json").unlink()
-    old = ModelBundle.load(tmp_path / "b")
-    assert old.likelihood.num_threads == 3 and list(old.cause.classes_) == list(range(len(CAUSES)))
-    np.testing.assert_array_equal(old.cause_probabilities(N), bundle.cause_probabilities(M.iloc[:30]))
