@@ -132,7 +132,10 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         _fitted(self)
         p = np.asarray(self.booster_.predict(X, num_threads=self._threads(X, PREDICT_MIN_ROWS)))
         if len(self.classes_) == 2:
-            return np.stack([1.0 - p, p], axis=1)
+            out = np.empty((len(p), 2))
+            out[:, 0] = 1.0 - p
+            out[:, 1] = p
+            return out
         return p.reshape(len(X), len(self.classes_))
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ class FeatureSpec:
         self.min_level_count = min_level_count
 
     def fit(self, X: pd.DataFrame, y=None) -> "FeatureSpec":
+        for cache in ("_level_idx", "_array_plans", "_cat_pos"):
+            self.__dict__.pop(cache, None)
         self.feature_names_ = [c for c in X.columns if c not in self.exclude]
         self.categorical_ = [c for c in CATEGORICAL if c in self.feature_names_]
         self.categories_ = {}
@@ -64,8 +66,11 @@ class FeatureSpec:
 
     def _cat_positions(self) -> dict[str, int]:
         """Position of each categorical column in the model matrix."""
-        pos = {c: j for j, c in enumerate(self.feature_names_)}
-        return {c: pos[c] for c in self.categorical_}
+        got = self.__dict__.get("_cat_pos")
+        if got is None:
+            pos = {c: j for j, c in enumerate(self.feature_names_)}
+            got = self._cat_pos = {c: pos[c] for c in self.categorical_}
+        return got
 
     def _check_columns(self, have) -> None:
         have = set(have)
@@ -73,16 +78,17 @@ class FeatureSpec:
         if missing:
             raise ValueError(f"feature table lacks columns {missing}")
 
-    def _array_plan(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column list."""
+    def _array_plan(self, names: tuple[str, ...], cats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column lists (which
+        are checked once)."""
         plans = self.__dict__.setdefault("_array_plans", {})
-        got = plans.get(names)
+        got = plans.get((names, cats))
         if got is None:
+            self._check_columns([*names, *cats])
             where = {c: j for j, c in enumerate(names)}
-            cats = set(self.categorical_)
-            num = [(j, where[c]) for j, c in enumerate(self.feature_names_) if c not in cats]
+            num = [(j, where[c]) for j, c in enumerate(self.feature_names_) if c not in self.categorical_]
             got = (np.array([a for a, _ in num], dtype=np.int64), np.array([b for _, b in num], dtype=np.int64))
-            plans[names] = got
+            plans[(names, cats)] = got
         return got
 
     def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
@@ -90,9 +96,8 @@ class FeatureSpec:
         columns ``names`` (the columns of ``mat``, any order): numeric columns as they are, categorical ones
         as the code of their level (:meth:`_codes`), NaN when missing or unseen (what LightGBM makes of
         :meth:`transform`'s categoricals)."""
-        self._check_columns([*names, *cats])
+        spec_pos, mat_pos = self._array_plan(tuple(names), tuple(cats))
         out = np.empty((mat.shape[0], len(self.feature_names_)))
-        spec_pos, mat_pos = self._array_plan(tuple(names))
         if len(spec_pos):
             out[:, spec_pos] = mat[:, mat_pos]
         for c, j in self._cat_positions().items():
