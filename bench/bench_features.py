@@ -158,9 +158,9 @@ def bench_scorer(hp, items) -> dict:
         print(f"scorer skipped: training failed ({e})")
         return {"skipped": str(e)}
     print(f"trained a model in {time.perf_counter() - t0:.0f} s", flush=True)
-    for b in (result.bundle.likelihood, result.bundle.cause):
-        if b is not None:
-            b.best_iteration = 0  # keep (and predict with) every tree, not the early-stopping best
+    for est in (result.bundle.likelihood, result.bundle.cause):
+        if est is not None:
+            est.booster_.best_iteration = 0  # keep (and predict with) every tree, not the early-stopping best
     with tempfile.TemporaryDirectory() as d:
         result.bundle.save(d)
         result.state.save(Path(d) / "state")
@@ -173,8 +173,8 @@ def bench_scorer(hp, items) -> dict:
             scorer.score_claims(c, l, explain=True, record=True)
             ts.append(time.perf_counter() - t)
         trees = (
-            scorer.bundle.likelihood.num_trees(),
-            scorer.bundle.cause.num_trees() if scorer.bundle.cause is not None else 0,
+            scorer.bundle.likelihood.booster_.num_trees(),
+            scorer.bundle.cause.booster_.num_trees() if scorer.bundle.cause is not None else 0,
         )
     fig = {"trees_likelihood": trees[0], "trees_cause": trees[1], **_pct(ts)}
     print(

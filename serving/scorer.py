@@ -243,73 +243,53 @@ class Scorer:
     def score_features(
         self, feats: FeatureResult, claims: pd.DataFrame, explain: np.ndarray | bool = True
     ) -> ScoreFrame:
-        """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true."""
+        """Probabilities, causes, dollars for every claim; reasons where ``explain`` is true.
+
+        From the feature arrays when ``feats`` has them with plain-text categoricals (a few claims: no feature
+        or hit frame is built unless there are hits), else from the feature frame; the same steps either way.
+        """
         b = self.bundle
-        arrays = getattr(feats, "arrays", None)
-        if arrays is not None and b.numpy_ok() and arrays.plain_categoricals():
-            return self._score_arrays(feats, arrays, claims, explain)
-        X = feats.X
-        M = b.fast_matrix(X)  # numpy of level codes when possible (cheap for one claim)
+        a = getattr(feats, "arrays", None)
+        X = None
+        if a is not None and a.plain_categoricals():  # the frame would hold exactly these values
+            ids, cats, names, mat = a.ids, a.cats, a.names, a.mat
+            hits = feats.hits if a.n_hits() else _NO_HITS
+        else:
+            X = feats.X
+            ids, hits = X.index.to_numpy(), feats.hits
+            cats, names, mat = b.spec.frame_arrays(X)
+        M = b.spec.transform_arrays(cats, names, mat) if b.numpy_ok() else b.spec.transform(feats.X)
         p = b.probability(M)
         cp = b.cause_probabilities(M)
         claims = _range_indexed(claims)
         amount = expected_amount(b, p, cp, claims)
-        hits = rule_hit_records(feats.hits, claims, b.spec.unseen_dict(X), self.rulebook)
+        hit_recs = rule_hit_records(hits, claims, b.spec.unseen_arrays(ids, cats), self.rulebook)
         idx = _explain_rows(explain, len(M))
         reasons: dict[str, list[dict]] = {}
         if len(idx):
             every = len(idx) == len(M)
             contrib = b.contributions(M if every else (M[idx] if isinstance(M, np.ndarray) else M.iloc[idx]))
+            if X is not None:
+                view = X if every else X.iloc[idx]
+            else:  # the feature frame's rows as dicts: categoricals first, then the numeric columns
+                cols = [*cats, *names]
+                cat_vals = list(zip(*[v.tolist() for v in cats.values()]))
+                num_vals = mat.tolist()
+                view = (
+                    ids if every else ids[idx],
+                    [dict(zip(cols, (*cat_vals[i], *num_vals[i]))) for i in idx.tolist()],
+                )
             reasons = top_reasons(
                 contrib,
                 b.spec.feature_names_,
-                X if every else X.iloc[idx],
-                feats.hits,
-                claims if every or len(claims) != len(M) else claims.iloc[idx],
-            )
-        return ScoreFrame(
-            reasons=reasons,
-            rule_hits=hits,
-            ids=X.index,
-            probability=p,
-            risk_band=self.risk_band(p),
-            amount=amount,
-            cause_probabilities=cp,
-        )
-
-    def _score_arrays(self, feats: FeatureResult, a, claims: pd.DataFrame, explain: np.ndarray | bool) -> ScoreFrame:
-        """:meth:`score_features` from the feature arrays of a few claims (no feature or hit frame is built
-        unless there are hits); same results as the frame path."""
-        b = self.bundle
-        M = b.spec.transform_arrays(a.cats, a.names, a.mat)
-        p = b.probability(M)
-        cp = b.cause_probabilities(M)
-        claims = _range_indexed(claims)
-        amount = expected_amount(b, p, cp, claims)
-        hits = feats.hits if a.n_hits() else _NO_HITS
-        hit_recs = rule_hit_records(hits, claims, b.spec.unseen_arrays(a.ids, a.cats), self.rulebook)
-        idx = _explain_rows(explain, len(M))
-        reasons: dict[str, list[dict]] = {}
-        if len(idx):
-            every = len(idx) == len(M)
-            contrib = b.contributions(M if every else M[idx])
-            # the feature frame's columns: categoricals first, then the numeric ones
-            cols = [*a.cats, *a.names]
-            cat_vals = list(zip(*[v.tolist() for v in a.cats.values()]))
-            num_vals = a.mat.tolist()
-            rows = [dict(zip(cols, (*cat_vals[i], *num_vals[i]))) for i in idx.tolist()]
-            ids = a.ids[idx] if not every else a.ids
-            reasons = top_reasons(
-                contrib,
-                b.spec.feature_names_,
-                (ids, rows),
+                view,
                 hits,
                 claims if every or len(claims) != len(M) else claims.iloc[idx],
             )
         return ScoreFrame(
             reasons=reasons,
             rule_hits=hit_recs,
-            ids=pd.Index(a.ids, name="claim_id"),
+            ids=X.index if X is not None else pd.Index(ids, name="claim_id"),
             probability=p,
             risk_band=self.risk_band(p),
             amount=amount,

@@ -1,4 +1,5 @@
-"""Fit the two LightGBM models: likelihood of recoupment (binary) and cause given recouped (multiclass).
+"""The two models, from the training config: likelihood of recoupment (binary) and cause given recouped
+(multiclass), each a :class:`features.model.estimator.LightGBMClassifier`.
 
 Why two models rather than one multiclass with a "none" class: the cause model sees only recouped
 claims, so its classes are balanced among themselves and it is not dominated by the ~95% "none"
@@ -10,28 +11,28 @@ from __future__ import annotations
 
 import logging
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from features.contract import CAUSES
+from features.model.estimator import LightGBMClassifier
 
 log = logging.getLogger(__name__)
 
 
-def _params(cfg: dict, seed: int, threads: int, **extra) -> dict:
-    p = {k: v for k, v in cfg.items() if k not in ("n_estimators", "early_stopping_rounds")}
-    p.update(seed=seed, num_threads=threads, verbosity=-1, deterministic=True, force_col_wise=True, **extra)
-    return p
-
-
-def _progress(every: int, name: str):
-    def cb(env: lgb.callback.CallbackEnv) -> None:
-        if (env.iteration + 1) % every == 0 and env.evaluation_result_list:
-            _, metric, value, _ = env.evaluation_result_list[-1][:4]
-            log.info("%s: %d trees, valid %s %.4f", name, env.iteration + 1, metric, value)
-
-    return cb
+def make_estimator(cfg: dict, seed: int, threads: int, n_classes: int, metric, name: str) -> LightGBMClassifier:
+    """An unfitted estimator from one model's config section (``n_estimators``, ``early_stopping_rounds``,
+    the rest LightGBM parameters)."""
+    return LightGBMClassifier(
+        n_classes=n_classes,
+        n_estimators=int(cfg["n_estimators"]),
+        early_stopping_rounds=int(cfg["early_stopping_rounds"]),
+        metric=metric,
+        params={k: v for k, v in cfg.items() if k not in ("n_estimators", "early_stopping_rounds")},
+        seed=seed,
+        num_threads=threads,
+        name=name,
+    )
 
 
 def fit_likelihood(
@@ -42,22 +43,10 @@ def fit_likelihood(
     cfg: dict,
     seed: int,
     threads: int,
-) -> lgb.Booster:
-    """Binary LightGBM with early stopping on the later (validation) slice."""
-    params = _params(cfg, seed, threads, objective="binary", metric=["binary_logloss", "average_precision"])
-    dtrain = lgb.Dataset(M_train, label=y_train, free_raw_data=True)
-    dvalid = lgb.Dataset(M_valid, label=y_valid, reference=dtrain)
-    return lgb.train(
-        params,
-        dtrain,
-        num_boost_round=int(cfg["n_estimators"]),
-        valid_sets=[dvalid],
-        valid_names=["valid"],
-        callbacks=[
-            lgb.early_stopping(int(cfg["early_stopping_rounds"]), first_metric_only=True, verbose=False),
-            _progress(100, "likelihood"),
-        ],
-    )
+) -> LightGBMClassifier:
+    """Binary model with early stopping on the later (validation) slice (first metric: log loss)."""
+    est = make_estimator(cfg, seed, threads, 2, ["binary_logloss", "average_precision"], "likelihood")
+    return est.fit(M_train, y_train, eval_set=(M_valid, y_valid))
 
 
 def fit_cause(
@@ -68,15 +57,11 @@ def fit_cause(
     cfg: dict,
     seed: int,
     threads: int,
-) -> lgb.Booster | None:
-    """Multiclass LightGBM over CAUSES on recouped claims; None when there are too few of them."""
+) -> LightGBMClassifier | None:
+    """Multiclass model over CAUSES on recouped claims (early stopping when the validation slice has 10 or
+    more); None when training has fewer than 20 of them."""
     if len(c_train) < 20:
         log.warning("only %d recouped claims in training: no cause model", len(c_train))
         return None
-    params = _params(cfg, seed, threads, objective="multiclass", num_class=len(CAUSES), metric="multi_logloss")
-    dtrain = lgb.Dataset(M_train, label=c_train)
-    valid_sets, cbs = [], [_progress(100, "cause")]
-    if len(c_valid) >= 10:
-        valid_sets = [lgb.Dataset(M_valid, label=c_valid, reference=dtrain)]
-        cbs.append(lgb.early_stopping(int(cfg["early_stopping_rounds"]), verbose=False))
-    return lgb.train(params, dtrain, num_boost_round=int(cfg["n_estimators"]), valid_sets=valid_sets, callbacks=cbs)
+    est = make_estimator(cfg, seed, threads, len(CAUSES), "multi_logloss", "cause")
+    return est.fit(M_train, c_train, eval_set=(M_valid, c_valid) if len(c_valid) >= 10 else None)

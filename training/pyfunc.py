@@ -19,7 +19,7 @@ class RecoupPyfunc(PythonModel):
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        M = self.bundle.spec.transform(model_input)
+        M = self.bundle.matrix(model_input)
         p = self.bundle.probability(M)
         cp = self.bundle.cause_probabilities(M)
         out = pd.DataFrame({"recoupment_probability": p}, index=model_input.index)

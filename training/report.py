@@ -138,7 +138,7 @@ def write_plots(result: TrainResult, out: Path, oracle: pd.DataFrame | None) -> 
     plot_cause_confusion(scored, out)
     plot_dollars_by_cause(scored, out)
     lik = result.bundle.likelihood
-    gain = pd.Series(lik.feature_importance("gain"), index=lik.feature_name())
+    gain = pd.Series(lik.feature_importances_, index=lik.feature_names_in_)
     plot_importance(gain, out)
     gain.sort_values(ascending=False).to_csv(out / "feature_importance.csv", header=["gain"])
     # SHAP summary: mean |TreeSHAP| per feature on (a sample of) the test slice

@@ -98,7 +98,7 @@ def train_model(
     t1 = time.perf_counter()
     log.info("training likelihood model on %d claims (%d positives)", tr.sum(), y[tr].sum())
     lik = fit_likelihood(M[tr], y[tr], M[va], y[va], cfg["likelihood"], seed, threads)
-    raw_va = np.asarray(lik.predict(M[va]))
+    raw_va = lik.predict_proba(M[va])[:, 1]
     calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"])
     cidx = labels["cause_idx"].to_numpy()
     ptr, pva = tr & (y == 1), va & (y == 1)
@@ -113,8 +113,8 @@ def train_model(
         "rulebook_version": rulebook.version,
         "causes": list(CAUSES),
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "n_trees_likelihood": lik.current_iteration(),
-        "n_trees_cause": cause.current_iteration() if cause is not None else 0,
+        "n_trees_likelihood": lik.n_iter_,
+        "n_trees_cause": cause.n_iter_ if cause is not None else 0,
         "payer_paid_ratio": payer_ratio,
         "paid_ratio_default": default_ratio,
         "cause_amount_share": _cause_amount_share(labels[tr | va]),

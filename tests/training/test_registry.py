@@ -23,7 +23,7 @@ def test_registered_champion_holds_everything_scoring_needs(trained):
     b = ModelBundle.load(trained["bundle_dir"])
     assert b.meta["rulebook_version"] == "2024Q3"
     assert b.meta["as_of"] and b.meta["horizon_days"] == 365
-    assert b.cause is not None and b.cause.num_model_per_iteration() == len(CAUSES)
+    assert b.cause is not None and list(b.cause.classes_) == list(range(len(CAUSES)))
     assert b.spec.categories_["plan_type"]
     assert (Path(trained["bundle_dir"]) / "state" / "state.json").exists()
     assert b.calibrator.kind == "isotonic"

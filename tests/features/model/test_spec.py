@@ -1,5 +1,5 @@
 """features.model.spec.FeatureSpec: fixed columns and levels, unseen levels as missing (and reported), the
-numpy and array paths equal to the frame path, a JSON round trip."""
+array core equal to the frame, a JSON round trip."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_unseen_levels_are_reported_per_claim(spec):
     assert spec.unseen_dict(X) == {"C1": [("payer_id", "C")], "C2": [("payer_id", "Z")]}
 
 
-def test_numpy_and_array_paths_equal_the_frame_path(spec):
+def test_array_core_equals_the_frame(spec):
     X = table(["B", "A", "Z", None, "C"], [10.0, 20.0, 30.0, 40.0, 50.0])
     M = spec.transform(X)
     expected = np.column_stack(
@@ -65,7 +65,7 @@ def test_numpy_and_array_paths_equal_the_frame_path(spec):
             M["n_lines"].to_numpy(),
         ]
     )
-    np.testing.assert_array_equal(spec.transform_numpy(X), expected)
+    np.testing.assert_array_equal(spec.transform_arrays(*spec.frame_arrays(X)), expected)
     cats = {c: X[c].to_numpy(dtype=object) for c in spec.categorical_}
     names = ["n_lines", "total_charge"]  # any order of the numeric columns
     np.testing.assert_array_equal(spec.transform_arrays(cats, names, X[names].to_numpy(dtype=float)), expected)
@@ -76,3 +76,14 @@ def test_json_round_trip_gives_the_same_matrix(spec):
     X = table(["A", "B", "Z"])
     pd.testing.assert_frame_equal(again.transform(X), spec.transform(X))
     assert again.exclude == ("dropped",) and again.min_level_count == 5
+
+
+def test_levels_are_matched_as_text_whatever_the_value_type(spec):
+    """Non-text values are looked up by their text; None, NaN and pd.NA are missing (frame and arrays)."""
+    fitted = FeatureSpec(min_level_count=1).fit(table(["7", "8"]))
+    X = table([7, "8", None, float("nan"), pd.NA])
+    M = fitted.transform(X)
+    missing = [False, False, True, True, True]
+    assert M["payer_id"].tolist()[:2] == ["7", "8"] and M["payer_id"].isna().tolist() == missing
+    codes = fitted.transform_arrays(*fitted.frame_arrays(X))[:, 0]
+    np.testing.assert_array_equal(codes, [0, 1, np.nan, np.nan, np.nan])
