@@ -25,7 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.families.claim import SMALL
+from features.engine.arrays import SMALL
 from features.contract import CAUSES
 from features.model.spec import FeatureSpec
 

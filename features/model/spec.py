@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from features.families.claim import SMALL
+from features.engine.arrays import SMALL
 from features.pipeline import CATEGORICAL
 
 
