@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -163,21 +164,28 @@ _LINE_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _plan(families: tuple) -> tuple[list[tuple[str, ...]], list[str]]:
+    """(per family: the tables no later family reads, the numeric columns in table order)."""
+    last_reader = {t: i for i, fam in enumerate(families) for t in fam.TABLES}
+    done = [tuple(t for t in fam.TABLES if last_reader[t] == i) for i, fam in enumerate(families)]
+    return done, table_columns(list(families))
+
+
 def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(categorical columns in :data:`CATEGORICAL` order, numeric columns in table order) of every family;
     history columns rounded to ``ROUND`` digits."""
+    done, numeric = _plan(tuple(families))
     out: dict[str, np.ndarray] = {}
     rounded: list[str] = []
-    last_reader = {t: i for i, fam in enumerate(families) for t in fam.TABLES}
-    for i, fam in enumerate(families):
+    for fam, release in zip(families, done):
         got = fam.compute(ctx)
         out.update(got)
-        rounded += [c for c in fam.ROUNDED if c in got]
+        rounded += fam.ROUNDED
         if ctx.big:
-            for t in fam.TABLES:
-                if last_reader[t] == i:
-                    ctx.release(t)
-    if ctx.small and rounded:  # one rounding pass (same numbers, fewer numpy calls)
+            for t in release:
+                ctx.release(t)
+    if ctx.small:  # one rounding pass (same numbers, fewer numpy calls)
         mat = np.empty((len(rounded), ctx.n))
         for j, k in enumerate(rounded):
             mat[j] = out[k]
@@ -192,7 +200,7 @@ def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], 
             ctx.cache.pop(k, None)
         release_memory()
     cats = {c: out.pop(c) for c in CATEGORICAL if c in out}
-    return cats, {c: out.pop(c) for c in table_columns(families)}
+    return cats, {c: out.pop(c) for c in numeric}
 
 
 def _frame(cats: dict[str, np.ndarray], num: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:

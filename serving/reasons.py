@@ -1,9 +1,10 @@
 """Plain-language reasons and rule hits.
 
 Reasons come from LightGBM's own TreeSHAP contributions (``pred_contrib``) of the likelihood model:
-features are grouped into families a billing person recognises, the families that push the risk up
-most are kept (up to 5; never one that lowers it), and each is written as a sentence with the claim's specifics (codes,
-units, limits, the claim it duplicates, how the provider compares with peers).
+features are grouped by the feature family that declares them (:mod:`features.families`), the families
+that push the risk up most are kept (up to 5; never one that lowers it), and each family writes its
+sentence with the claim's specifics (codes, units, limits, the claim it duplicates, how the provider
+compares with peers). Rule-hit sentences come from the family that emits the rule.
 """
 
 from __future__ import annotations
