@@ -200,17 +200,17 @@ class Context:
         lk = self.line_keys()
         return lk["claim_id"] if "claim_id" in lk else as_str(self.claims["claim_id"])
 
-    def line_query(self, table: str, keys: str, columns: list[int] | None = None) -> np.ndarray:
+    def line_query(self, table: str, keys: str) -> np.ndarray:
         """Sums of line table ``table`` before each line's claim, by the line keys ``keys`` (once per call)."""
 
         def make():
             lk = self.line_keys()
             times = self.times()[self.ci]
-            if keys == "proc_dx":
+            if keys == "proc_dx":  # keyed per (line, diagnosis family): at the lines ``lp``
                 times = times[lk["lp"]]
-            return self.tables[table].query(lk[keys], times, columns=columns)[0]
+            return self.tables[table].query(lk[keys], times)[0]
 
-        return self.shared(f"line:{table}:{keys}:{columns}", make)
+        return self.shared(f"line:{table}:{keys}", make)
 
     def sameday(self) -> tuple:
         """Earlier same-day lines (same patient, provider and service date) of each line:
