@@ -185,6 +185,7 @@ def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], 
         if ctx.big:
             for t in release:
                 ctx.release(t)
+    ctx.clear()
     if ctx.small:  # one rounding pass (same numbers, fewer numpy calls)
         mat = np.empty((len(rounded), ctx.n))
         for j, k in enumerate(rounded):

@@ -245,10 +245,15 @@ class Context:
         return cnt[:, 0], (qi, o_claim, ev), own
 
     def release(self, table: str) -> None:
-        """A batch no longer needs ``table``: drop its search index and the sums read from it."""
+        """A batch no longer needs ``table``: drop its search index and what was read from it."""
         if table in self.tables:
             self.tables[table].release_index()
-        self._memo.pop("entity:" + table, None)
+        for k in [k for k in self._memo if k in ("entity:" + table, table) or k.startswith(f"line:{table}:")]:
+            del self._memo[k]
+
+    def clear(self) -> None:
+        """Drop every shared intermediate (the families are done)."""
+        self._memo.clear()
 
 
 # ---------------------------------------------------------------------- hits, for the sentences
