@@ -9,42 +9,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.families.claim import (  # noqa: F401
-    HIT_COLUMNS,
-    SMALL,
-    CoverageArrays,
-    _small_values,
-    _str,
-    claim_attribute_arrays,
-    hits_frame,
-    line_arrays,
-    prepare_line_arrays,
-    prepare_lines,
-    string_objects,
-)
 from features.contract import History
-from features.families.history import history_features, main_procedures
-from features.rulebook import Rulebook, load_rulebook
+from features.engine.arrays import SMALL, as_str, range_indexed, small_values
+from features.engine.coverage import CoverageArrays
+from features.engine.events import release_memory
+from features.engine.hits import hits_frame
+from features.engine.lines import prepare_line_arrays, prepare_lines
 from features.engine.state import HistoryState, submission_order
+from features.families import CATEGORICAL, registry, table_columns
+from features.families.base import ROUND, Context
+from features.rulebook import Rulebook, load_rulebook
 
 log = logging.getLogger(__name__)
 
-#: categorical model inputs (levels are learned at fit time by :class:`features.model.spec.FeatureSpec`)
-CATEGORICAL = [
-    "plan_type",
-    "claim_type",
-    "place_of_service",
-    "frequency_code",
-    "payer_id",
-    "specialty",
-    "main_procedure",
-]
+__all__ = ["CATEGORICAL", "FeatureArrays", "FeatureResult", "build_feature_table", "compute_features"]
 
 
 @dataclass
@@ -52,7 +37,7 @@ class FeatureArrays:
     """The parts of a :class:`FeatureResult` before any frame is built (small inputs: the service).
 
     ``cats``: categorical columns (object arrays), ``names`` / ``mat``: the numeric columns as one float
-    matrix, ``hit_groups``: hit parts (see :func:`features.families.claim.hits_frame`), ``la``: line arrays.
+    matrix, ``hit_groups``: hit parts (see :func:`features.engine.hits.hits_frame`), ``la``: line arrays.
     """
 
     ids: np.ndarray
@@ -123,14 +108,6 @@ class FeatureResult:
         return f"FeatureResult(X={self.X!r}, hits={self.hits!r}, lines={self.lines!r})"
 
 
-def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df.reset_index(drop=True)`` unless it already has the index 0..n-1 (no copy then)."""
-    idx = df.index
-    if type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1:
-        return df
-    return df.reset_index(drop=True)
-
-
 _CLAIM_STR_COLUMNS = (
     "claim_id",
     "claim_type",
@@ -140,24 +117,22 @@ _CLAIM_STR_COLUMNS = (
     "billing_npi",
     "place_of_service",
 )
-#: categorical model inputs read from the claims as they are
-_CLAIM_CATEGORICALS = ("plan_type", "claim_type", "place_of_service", "frequency_code", "payer_id")
 
 
 def _read_small(claims: pd.DataFrame, cache: dict) -> None:
-    """A few claims: their string columns read once into plain object arrays (``_str`` values); columns
+    """A few claims: their string columns read once into plain object arrays (``as_str`` values); columns
     without missing values are noted in ``cache["_clean"]`` (there ``string_objects`` gives the same)."""
     clean = cache.setdefault("_clean", set())
     for c in (*_CLAIM_STR_COLUMNS, "plan_type"):
         if c in cache:
             continue
         s = claims[c]
-        vals = _small_values(s)
+        vals = small_values(s)
         if vals is not None:
-            cache[c] = np.array([v if type(v) is str else str(v) for v in vals], dtype=object)  # = _str(s)
+            cache[c] = np.array([v if type(v) is str else str(v) for v in vals], dtype=object)  # = as_str(s)
             clean.add(c)
         else:
-            cache[c] = _str(s)
+            cache[c] = as_str(s)
 
 
 def _coverage_small(state: HistoryState, patient_ids: np.ndarray) -> CoverageArrays | None:
@@ -173,17 +148,60 @@ def _coverage_small(state: HistoryState, patient_ids: np.ndarray) -> CoverageArr
     return got[1].of_patients(patient_ids.tolist())
 
 
-def _categoricals(
-    claims: pd.DataFrame, la: pd.DataFrame, specialty: np.ndarray, cache: dict | None = None
-) -> dict[str, np.ndarray]:
+#: these lines' keys are dropped from the per-call cache after a batch (recomputed if the claims are recorded)
+_LINE_KEYS = (
+    "samekey",
+    "dupkey",
+    "code_id",
+    "lp",
+    "proc_dx",
+    "proc_pos",
+    "proc_plan",
+    "proc_dx1",
+    "spec_proc",
+    "spec_proc_dx1",
+    "_keys_added",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(families: tuple) -> tuple[list[tuple[str, ...]], list[str]]:
+    """(per family: the tables no later family reads, the numeric columns in table order)."""
+    last_reader = {t: i for i, fam in enumerate(families) for t in fam.TABLES}
+    done = [tuple(t for t in fam.TABLES if last_reader[t] == i) for i, fam in enumerate(families)]
+    return done, table_columns(list(families))
+
+
+def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(categorical columns in :data:`CATEGORICAL` order, numeric columns in table order) of every family;
+    history columns rounded to ``ROUND`` digits."""
+    done, numeric = _plan(tuple(families))
     out: dict[str, np.ndarray] = {}
-    L = line_arrays(la)
-    clean = cache.get("_clean", ()) if cache is not None else ()
-    for c in _CLAIM_CATEGORICALS:
-        out[c] = cache[c] if c in clean else string_objects(claims[c])
-    out["specialty"] = specialty
-    out["main_procedure"] = main_procedures(L, len(claims))
-    return out
+    rounded: list[str] = []
+    for fam, release in zip(families, done):
+        got = fam.compute(ctx)
+        out.update(got)
+        rounded += fam.ROUNDED
+        if ctx.big:
+            for t in release:
+                ctx.release(t)
+    ctx.clear()
+    if ctx.small:  # one rounding pass (same numbers, fewer numpy calls)
+        mat = np.empty((len(rounded), ctx.n))
+        for j, k in enumerate(rounded):
+            mat[j] = out[k]
+        np.round(mat, ROUND, out=mat)
+        for j, k in enumerate(rounded):
+            out[k] = mat[j]
+    else:
+        for k in rounded:
+            out[k] = np.round(np.asarray(out[k], dtype=np.float64), ROUND)
+    if ctx.big:
+        for k in _LINE_KEYS:
+            ctx.cache.pop(k, None)
+        release_memory()
+    cats = {c: out.pop(c) for c in CATEGORICAL if c in out}
+    return cats, {c: out.pop(c) for c in numeric}
 
 
 def _frame(cats: dict[str, np.ndarray], num: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
@@ -208,16 +226,18 @@ def compute_features(
     la: pd.DataFrame | None = None,
     record: bool = False,
     cache: dict | None = None,
+    families: list | None = None,
 ) -> FeatureResult:
     """Features of ``claims`` (typed contract frames) against ``state``.
 
     ``order`` gives each claim's place in submission order (default: after everything in the state,
     in row order). With ``record`` the claims are added to the state afterwards. ``cache`` (optional)
     holds per-call arrays (string keys of claims and lines) shared with the state building.
+    ``families``: the feature families to compute (default: :func:`features.families.registry`).
     """
     rulebook = rulebook or load_rulebook()
-    claims = _range_indexed(claims)
-    lines = _range_indexed(lines)
+    claims = range_indexed(claims)
+    lines = range_indexed(lines)
     cache = {} if cache is None else cache
     small = len(claims) <= SMALL
     if order is None:
@@ -226,32 +246,26 @@ def compute_features(
         _read_small(claims, cache)
     for c in _CLAIM_STR_COLUMNS:
         if c not in cache:
-            cache[c] = _str(claims[c])
+            cache[c] = as_str(claims[c])
     la_in = la
     la = prepare_line_arrays(claims, lines, rulebook, cache["claim_type"]) if la is None else la
     specialty = state.specialty_for(claims, cache if small else None)
     coverage = _coverage_small(state, cache["patient_id"]) if small else state.coverage_for(claims["patient_id"])
-    f_claim, hits_claim = claim_attribute_arrays(claims, la, rulebook, coverage, cache)
-    f_hist, hits_hist = history_features(
-        claims, lines, la, state.tables, specialty, order, rulebook, cache, as_arrays=True
-    )
-    cats = _categoricals(claims, la, specialty, cache)
-    f_claim.update(f_hist)
-    del f_hist
+    ctx = Context(claims, lines, la, rulebook, coverage, state.tables, specialty, order, cache)
+    cats, f = _run_families(ctx, registry() if families is None else families)
+    hit_groups = [ctx.claim_hits, ctx.history_hits]
     if small and la_in is None:
         # frames are built only if read (FeatureResult): the scorer works from the arrays
-        names = list(f_claim)
+        names = list(f)
         mat = np.empty((len(claims), len(names)))
         for j, k in enumerate(names):
-            mat[:, j] = f_claim[k]
-        arrays = FeatureArrays(
-            ids=cache["claim_id"], cats=cats, names=names, mat=mat, hit_groups=[hits_claim, hits_hist], la=la
-        )
+            mat[:, j] = f[k]
+        arrays = FeatureArrays(ids=cache["claim_id"], cats=cats, names=names, mat=mat, hit_groups=hit_groups, la=la)
         if record:
             state.add_claims(claims, lines, la, order, cache)
         return FeatureResult(arrays=arrays)
-    X = _frame(cats, f_claim, pd.Index(cache["claim_id"], name="claim_id"))
-    hits = hits_frame([hits_claim, hits_hist], cache["claim_id"])
+    X = _frame(cats, f, pd.Index(cache["claim_id"], name="claim_id"))
+    hits = hits_frame(hit_groups, cache["claim_id"])
     if la_in is None:
         la = pd.DataFrame(la)
     if record:

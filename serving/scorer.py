@@ -27,7 +27,8 @@ import pandas as pd
 
 from features.model.bundle import ModelBundle, expected_amount
 from features.contract import CAUSES
-from features.families.claim import HIT_COLUMNS
+from features.engine.arrays import range_indexed as _range_indexed
+from features.engine.hits import HIT_COLUMNS
 from features.pipeline import FeatureResult, compute_features
 from features.rulebook import Rulebook, load_rulebook
 from features.engine.state import HistoryState
@@ -90,14 +91,6 @@ def sent_claims(claims: pd.DataFrame, lines: pd.DataFrame, as_sent: list | None)
     if as_sent is None:
         return frames_to_claims(claims, lines)
     return [c.model_dump(mode="json", exclude_none=True) if isinstance(c, Claim) else c for c in as_sent]
-
-
-def _range_indexed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df.reset_index(drop=True)`` unless it already has the index 0..n-1 (no copy then)."""
-    idx = df.index
-    if type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1:
-        return df
-    return df.reset_index(drop=True)
 
 
 #: the hits of claims without any finding (read only)
@@ -227,7 +220,7 @@ class Scorer:
     def warm_up(self) -> None:
         """Build the lazy lookups the first claim would otherwise wait for (the rulebook's code index,
         ~0.3 s; the ICD-10-CM map)."""
-        from features.families.claim import rule_index
+        from features.rulebook.index import rule_index
 
         rule_index(self.rulebook).icd_status(np.array(["E119"], dtype=object))
 

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from features.outputs import fsync_dir
-from features.families.claim import SMALL, prepare_lines
 from features.contract import History
 from features.errors import RecoupError
+from features.engine.arrays import SMALL
 from features.engine.events import EventTable, Vocab
-from features.families.history import (
+from features.engine.lines import prepare_lines
+from features.engine.tables import (
     KEYED_ENTITIES,
     KeyCoder,
     Tables,

@@ -119,9 +119,12 @@ def typed(claims: list[dict], lines: list[dict], **tables) -> History:
     return validate_frames({"claims": pd.DataFrame(claims), "claim_lines": pd.DataFrame(lines), **tables})
 
 
-def tiny_history(codes: dict, rename: dict | None = None, recouped: list[str] = ()) -> History:
+def tiny_history(
+    codes: dict, rename: dict | None = None, recouped: list[str] = (), extra: list[tuple[dict, list[dict]]] = ()
+) -> History:
     """Ten earlier claims of the provider (patients P1..P5) and five of a peer, covered all of 2024;
-    ``recouped``: ids of claims recouped before SUBMITTED; ``rename``: patient id -> new id."""
+    ``recouped``: ids of claims recouped before SUBMITTED; ``rename``: patient id -> new id; ``extra``:
+    more claims (raw rows, as :func:`claim_rows` makes them)."""
     rename = rename or {}
     claims, lines = [], []
     for i in range(15):
@@ -137,6 +140,9 @@ def tiny_history(codes: dict, rename: dict | None = None, recouped: list[str] = 
             codes=codes,
         )
         claims.append({**c, "paid_date": day, "paid_amount": 60.0})
+        lines += ls
+    for c, ls in extra:
+        claims.append(c)
         lines += ls
     patients = [rename.get(f"P{i}", f"P{i}") for i in range(1, 6)]
     coverage = pd.DataFrame(

@@ -1,11 +1,12 @@
-"""features.families.claim: the rulebook's code index agrees with the rulebook's own lookups."""
+"""features.rulebook.index: the rulebook's code index agrees with the rulebook's own lookups."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from features.families.claim import RuleIndex, ymd_of_days
+from features.engine.arrays import ymd_of_days
+from features.rulebook.index import RuleIndex
 from features.rulebook import load_rulebook
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.families.claim import EM_LEVEL
+from features.engine.lines import EM_LEVEL
 from features.rulebook import PTP_BYPASS_MODIFIERS
 from features.engine.state import HistoryState
 from tests.helpers.handmade import SERVICE, claim_rows, features_of, score, tiny_history
@@ -172,7 +172,7 @@ def test_one_claim_per_rule_together(state, rb, codes):
 
 
 def test_em_visit_with_modifier_25_and_no_procedure(state, rb, codes):
-    em = max(EM_LEVEL, key=lambda c: (EM_LEVEL[c], c))  # a level-5 visit code of features.families.claim
+    em = max(EM_LEVEL, key=lambda c: (EM_LEVEL[c], c))  # a level-5 visit code of features.engine.lines
     x, hits = score(state, rb, codes, [(em, 1, ["25"])])
     assert x["em_level"] == EM_LEVEL[em] == 5 and x["has_mod_25"] == 1 and x["mod25_without_procedure"] == 1
     x, _ = score(state, rb, codes, [(em, 1, [])])

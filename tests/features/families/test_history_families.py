@@ -1,5 +1,6 @@
-"""features.families.history on a tiny hand-built history: point in time (earlier claims and known recoupments
-only), windows, smoothing toward peers, the main procedure, same-day NCCI pairs across claims."""
+"""The history families (provider, patient, specialty, procedure, duplicate, NCCI across claims) on a tiny
+hand-built history: point in time (earlier claims and known recoupments only), windows, smoothing toward
+peers, the main procedure, same-day NCCI pairs across claims."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.families.history import main_procedures
+from features.engine.lines import main_procedures
 from features.pipeline import build_feature_table
 from features.engine.state import HistoryState
 from tests.helpers.handmade import NPI, OTHER_NPI, claim_rows, features_of, score, tiny_history

@@ -1,0 +1,28 @@
+"""Claim size: the claim type and how many lines, non-E/M lines and separate procedures it has."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.engine.arrays import group_sum
+from features.families.base import Context
+
+NAME = "claim_size"
+COLUMNS = ("claim_type", "n_lines", "n_non_em_lines", "n_procedure_lines")
+RULES = ()
+TABLES = ()
+ROUNDED = ()
+
+
+def compute(ctx: Context) -> dict[str, np.ndarray]:
+    ci, n = ctx.ci, ctx.n
+    return {
+        "claim_type": ctx.categorical("claim_type"),
+        "n_lines": np.bincount(ci, minlength=n).astype(np.float64),
+        "n_non_em_lines": group_sum(ci, (ctx.L["em_level"] == 0).astype(float), n),
+        "n_procedure_lines": ctx.procedure_lines(),
+    }
+
+
+def reason(x: dict, claim: dict, hits) -> str | None:
+    return f"{x.get('n_lines', 0):.0f} service line(s) on the claim"
