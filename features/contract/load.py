@@ -842,7 +842,7 @@ def _validate(
             out[name] = _vector_column(col, src, index, file, problems)
     typed = pd.DataFrame(out, index=index, copy=False)
     with _quiet(quiet):
-        problems.extend(_table_rules(typed, table, file))
+        problems.extend(_table_rules(typed, table, file, out))
     return typed, problems, notes
 
 
@@ -878,6 +878,7 @@ def _quiet(quiet: bool):
 
 
 _KNOWN = {t: frozenset(c.name for c in cols) for t, cols in TABLES.items()}
+_REQUIRED = {t: frozenset(c.name for c in cols if c.required) for t, cols in TABLES.items()}
 
 
 def validate_table(raw: pd.DataFrame, table: str, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
@@ -888,24 +889,29 @@ def validate_table(raw: pd.DataFrame, table: str, file: str) -> tuple[pd.DataFra
     return typed, problems, notes
 
 
-def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
+def _table_rules(df: pd.DataFrame, table: str, file: str, typed: dict | None = None) -> list[Problem]:
     """The rules across the rows of one table (unique keys, date order), one implementation for every size:
-    Arrow hashing and numpy comparisons cost microseconds on one claim and scale to millions of rows."""
+    Arrow hashing and numpy comparisons cost microseconds on one claim and scale to millions of rows.
+
+    ``typed``: the typed columns of ``df`` as the column checks returned them (saves pandas' column lookups)."""
     problems: list[Problem] = []
-    if any(c.required and c.name not in df.columns for c in TABLES[table]):
+    present = set(df.columns)
+    if not present.issuperset(_REQUIRED[table]):
         return problems  # a required column is missing (already reported): row rules cannot run
+    col = (typed if typed is not None else df).__getitem__
     if table == "claims":
-        dup = _duplicated(_codes(_arrow_str(df["claim_id"])))
+        dup = _duplicated(_codes(_arrow_str(col("claim_id"))))
         if dup.any():
-            problems.append(Problem(file, "claim_id", DUPLICATE_CLAIM_ID, _rows(dup), _examples(df["claim_id"], dup)))
-        bad = _before(df["paid_date"], df["submitted_date"])
+            ids = pd.Series(col("claim_id"))
+            problems.append(Problem(file, "claim_id", DUPLICATE_CLAIM_ID, _rows(dup), _examples(ids, dup)))
+        bad = _before(col("paid_date"), col("submitted_date"))
         if bad.any():
             problems.append(Problem(file, "paid_date", PAID_BEFORE_SUBMITTED, _rows(bad)))
     elif table == "claim_lines":
-        number = df["line_number"].to_numpy().astype(np.int64)  # >= 0 (an invalid number is 0, reported)
-        ids = _codes(_arrow_str(df["claim_id"])).astype(np.int64)
+        number = np.asarray(col("line_number"), dtype=np.int64)  # >= 0 (an invalid number is 0, reported)
+        ids = _codes(_arrow_str(col("claim_id"))).astype(np.int64)
         pair = ids * (int(number.max(initial=0)) + 1) + number
-        dup = _duplicated(_codes(pa.array(pair))) & (number >= 1)
+        dup = _duplicated(pair) & (number >= 1)
         if dup.any():
             problems.append(Problem(file, "line_number", DUPLICATE_LINE_NUMBER, _rows(dup)))
     elif table == "coverage":
@@ -929,21 +935,28 @@ def _codes(values: pa.Array) -> np.ndarray:
 
 
 def _duplicated(codes: np.ndarray) -> np.ndarray:
-    """Rows whose code occurs more than once (``duplicated(keep=False)``)."""
-    return np.bincount(codes)[codes] > 1 if len(codes) else np.zeros(0, dtype=bool)
+    """Rows whose code (an integer >= 0) occurs more than once (``duplicated(keep=False)``): counted directly
+    when the codes are dense (a claim's code and its line numbers), through a hash when they are spread."""
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    if int(codes.max()) > 8 * len(codes) + 1024:
+        codes = _codes(pa.array(codes))
+    return np.bincount(codes)[codes] > 1
 
 
-def _before(later: pd.Series, earlier: pd.Series) -> np.ndarray:
+def _before(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
     """Rows where both dates are present and ``later`` is before ``earlier``."""
-    a, b = later.to_numpy(), earlier.to_numpy()
+    a, b = np.asarray(later), np.asarray(earlier)
     return ~np.isnat(a) & ~np.isnat(b) & (a < b)
 
 
-def _arrow_str(s: pd.Series) -> pa.Array:
-    if isinstance(s.array, pd.arrays.ArrowStringArray):
-        arr = pa.array(s.array)
+def _arrow_str(s: pd.Series | pd.api.extensions.ExtensionArray) -> pa.Array:
+    """A string column (or a typed column's array) as one Arrow ``large_string`` array."""
+    values = s.array if isinstance(s, pd.Series) else s
+    if isinstance(values, pd.arrays.ArrowStringArray):
+        arr = pa.array(values)
     else:
-        arr = pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
+        arr = pa.array(pd.Series(values).astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return pc.cast(arr, pa.large_string())
@@ -951,63 +964,36 @@ def _arrow_str(s: pd.Series) -> pa.Array:
 
 def _isin(values: pd.Series, pool: pd.Series) -> np.ndarray:
     """``values.isin(pool)`` for string columns, via Arrow (pandas' isin on Arrow strings is slow)."""
-    hit = pc.is_in(_arrow_str(values), value_set=pc.unique(_arrow_str(pool)))
+    return _isin_arrow(_arrow_str(values), _arrow_str(pool))
+
+
+def _isin_arrow(values: pa.Array, pool: pa.Array) -> np.ndarray:
+    hit = pc.is_in(values, value_set=pc.unique(pool))
     return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def check_relations(tables: dict[str, pd.DataFrame | None], files: dict[str, str] | None = None) -> list[Problem]:
     """Cross-table rules: every line and recoupment refers to a known claim, every claim has a line.
 
-    ``files`` names the file of each table in the messages (default: the table name).
+    ``files`` names the file of each table in the messages (default: the table name). One implementation for
+    every size (Arrow hash lookups: microseconds on one claim).
     """
     files = files or {}
+    ids = {name: df["claim_id"] for name, df in tables.items() if df is not None and "claim_id" in set(df.columns)}
+    if "claims" not in ids:
+        return []
+    text = {name: _arrow_str(col) for name, col in ids.items()}
     problems: list[Problem] = []
-
-    def ok(name: str) -> pd.DataFrame | None:
-        df = tables.get(name)
-        return df if df is not None and "claim_id" in df.columns else None
-
-    claims = ok("claims")
-    if claims is None:
-        return problems
-    ids = claims["claim_id"]
-    lines = ok("claim_lines")
-    if lines is not None:
-        orphan = ~_isin(lines["claim_id"], ids)
-        if orphan.any():
-            problems.append(
-                Problem(
-                    files.get("claim_lines", "claim_lines"),
-                    "claim_id",
-                    LINE_WITHOUT_CLAIM,
-                    _rows(orphan),
-                    _examples(lines["claim_id"], orphan),
-                )
-            )
-        no_lines = ~_isin(ids, lines["claim_id"])
-        if no_lines.any():
-            problems.append(
-                Problem(
-                    files.get("claims", "claims"),
-                    "claim_id",
-                    CLAIM_WITHOUT_LINES,
-                    _rows(no_lines),
-                    _examples(ids, no_lines),
-                )
-            )
-    rec = ok("recoupments")
-    if rec is not None:
-        unknown = ~_isin(rec["claim_id"], ids)
-        if unknown.any():
-            problems.append(
-                Problem(
-                    files.get("recoupments", "recoupments"),
-                    "claim_id",
-                    RECOUPMENT_WITHOUT_CLAIM,
-                    _rows(unknown),
-                    _examples(rec["claim_id"], unknown),
-                )
-            )
+    for table, pool, message in (
+        ("claim_lines", "claims", LINE_WITHOUT_CLAIM),
+        ("claims", "claim_lines", CLAIM_WITHOUT_LINES),
+        ("recoupments", "claims", RECOUPMENT_WITHOUT_CLAIM),
+    ):
+        if table in text and pool in text:
+            unknown = ~_isin_arrow(text[table], text[pool])
+            if unknown.any():
+                examples = _examples(ids[table], unknown)
+                problems.append(Problem(files.get(table, table), "claim_id", message, _rows(unknown), examples))
     return problems
 
 

@@ -586,3 +586,20 @@ def test_a_huge_value_is_not_echoed(tmp_path):
     err = load_error(tmp_path, _with_text("claims", "claim_id", huge))
     assert f"expected a non-empty identifier of at most {MAX_CHARS['claim_id']} characters" in str(err)
     assert "X" * 100 not in str(err) and len(str(err)) < 1000
+
+
+def test_duplicate_line_numbers_found_at_any_line_number():
+    """Line numbers far apart (up to 999,999) and a missing claim id: duplicates are pairs equal in both."""
+    lines = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "C2", "C2", None, None, "C1"],
+            "line_number": ["999999", "999999", "999999", "1", "7", "7", "1"],
+            "service_date": "2024-01-02",
+            "procedure_code": "99213",
+            "units": "1",
+            "line_charge": "1",
+        }
+    )
+    _, problems, _ = validate_table(lines, "claim_lines", "claim_lines.csv")
+    dup = [p for p in problems if p.column == "line_number"]
+    assert [(p.expected, p.rows) for p in dup] == [("unique line numbers within a claim", [1, 2, 5, 6])]
