@@ -526,7 +526,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
 # ``int``, ``float``, ``bool``, ``None``, lists of codes) and only values whose meaning it is
 # sure of; anything else (another dtype, non-ASCII text, an exponent, a date not shaped
 # YYYY-MM-DD, ...) raises :class:`_Odd` and that column goes through :func:`_vector_column`.
-# tests/features/test_contract_fastpath.py proves both paths give equal frames and problems.
+# tests/features/contract/test_check_paths.py proves both paths give equal frames and problems.
 
 #: tables of at most this many rows are checked row-wise. The row-wise path costs ~23 us per row and
 #: the vectorized one a fixed ~25 ms plus less per row; measured on claims tables from the service: 100
