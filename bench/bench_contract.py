@@ -1,7 +1,7 @@
 """Benchmark: contract validation of one claim (the scoring service) and of a large CSV history.
 
     python bench/bench_contract.py [--calls 1000] [--lines 5] [--claims 1000000] [--skip-load]
-                                   [--check-only [--repeat 3]]
+                                   [--check-only [--repeat 3]] [--sizes]
 
 - ``validate_frames`` of one claim with N lines, built as the service builds it
   (``serving.schemas.raw_frames``: object columns, JSON values): p50 / p99 over ``--calls`` calls, with
@@ -11,7 +11,9 @@
 - ``load_history`` of a fabricated CSV history of ``--claims`` claims (bench_rulebook's fabricator),
   to show that batch loading did not get slower;
 - ``--check-only``: the contract check alone of that history (``validate_table`` of every file and the
-  cross-table rules, the CSV reads excluded), ``--repeat`` times, with the load average of each run.
+  cross-table rules, the CSV reads excluded), ``--repeat`` times, with the load average of each run;
+- ``--sizes``: ``validate_frames`` of 1, 50 and 2,000 text claims of one line each (min and p50), the sizes
+  a request can have (docs/contract.md, "Where the rules live").
 """
 
 from __future__ import annotations
@@ -181,6 +183,29 @@ def bench_check(n_claims: int, repeat: int) -> dict:
     return figures
 
 
+def bench_sizes(sizes: tuple[int, ...] = (1, 50, 2000)) -> dict:
+    """``validate_frames`` of N text claims with one line each (object columns, as the service hands them)."""
+    figures = {}
+    one = text_frames(1)
+    for n in sizes:
+        claims = pd.concat([one["claims"]] * n, ignore_index=True)
+        claims["claim_id"] = [f"C-{i}" for i in range(n)]
+        lines = pd.concat([one["claim_lines"]] * n, ignore_index=True)
+        lines["claim_id"] = claims["claim_id"]
+        tables = {"claims": claims.astype(object), "claim_lines": lines.astype(object)}
+        calls = max(20, 400 // max(1, n // 10))
+        for _ in range(5):
+            validate_frames(tables)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            validate_frames(tables)
+            times.append(time.perf_counter() - t0)
+        figures[n] = (min(times) * 1e3, statistics.median(times) * 1e3)
+        print(f"validate_frames, {n:5d} text claims + lines: min {figures[n][0]:8.3f} ms  p50 {figures[n][1]:8.3f} ms")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=1000)
@@ -189,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-load", action="store_true", help="only the small-frame latencies")
     ap.add_argument("--check-only", action="store_true", help="only the contract check of a large history")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sizes", action="store_true", help="only validate_frames at 1, 50 and 2,000 claims")
     args = ap.parse_args(argv)
+    if args.sizes:
+        bench_sizes()
+        return 0
     if args.check_only:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         bench_check(args.claims, args.repeat)

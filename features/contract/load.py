@@ -1,7 +1,7 @@
-"""The data contract: tables, columns, causes, CARC map; load and validate a claims history directory.
+"""Reading and checking a claims history: files -> typed DataFrames, every problem collected.
 
 A *claims history directory* holds ``claims``, ``claim_lines`` and optionally ``coverage``,
-``providers`` and ``recoupments``, each as ``NAME.csv`` or ``NAME.parquet`` (see CONTRACT.md).
+``providers`` and ``recoupments``, each as ``NAME.csv`` or ``NAME.parquet`` (docs/contract.md).
 ``load_history`` returns typed DataFrames:
 
 - identifiers and codes as pandas strings; enums as categoricals with fixed levels;
@@ -10,11 +10,8 @@ A *claims history directory* holds ``claims``, ``claim_lines`` and optionally ``
 
 Every problem of a file is collected into one :class:`ContractError` that names the file,
 the row numbers (1-based data rows; CSV line = row + 1), the column and what was expected.
-Every amount, quantity and date is bounded (``features/contract/bounds.py``, read through ``Column.upper`` and
-``Column.years`` by both check paths): ``inf``, NaN, 1e308, booleans, non-ASCII digits and dates
-outside the years 1900-2199 are problems like any other. So are the number of items of every list
-(``Column.max_items``) and the length of every free text (``Column.max_chars``): the same bounds as the
-scoring service's and the X12 importer's.
+The rules themselves (patterns, bounds, messages) are in ``features/contract/schema.py``; both check paths
+of a column (row-wise for small tables, vectorized for large ones) read them from there.
 """
 
 from __future__ import annotations
@@ -22,294 +19,63 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import os
-import re
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract.bounds import (
-    DATE_YEARS,
-    MAX_AMOUNT,
-    MAX_CHARS,
-    MAX_DIAGNOSIS_CODES,
-    MAX_DIAGNOSIS_POINTERS,
-    MAX_LINE_NUMBER,
-    MAX_MODIFIERS,
-    MAX_POINTER,
-    MAX_UNITS,
+from features.contract.bounds import MAX_POINTER
+from features.contract.schema import (
+    CAUSES,
+    CLAIM_WITHOUT_LINES,
+    COVERAGE_END_BEFORE_START,
+    DATE_PATTERN,
+    DUPLICATE_CLAIM_ID,
+    DUPLICATE_LINE_NUMBER,
+    DUPLICATE_NPI,
+    FALSE_TEXTS,
+    LINE_WITHOUT_CLAIM,
+    LIST_ITEM_PATTERNS,
+    LOWERED_ENUMS,
+    MISSING_COLUMN,
+    NOT_A_DIRECTORY,
+    NPI_PATTERN,
+    OPTIONAL_TABLES,
+    PAID_BEFORE_SUBMITTED,
+    PLAIN_DECIMAL_PATTERN,
+    POINTER_PATTERN,
+    POS_PATTERN,
+    POS_SHORT_PATTERN,
+    PROCEDURE_PATTERN,
+    RECOUPMENT_WITHOUT_CLAIM,
+    REJECTED_COLUMNS,
+    REJECTED_WITHOUT_LINES,
+    REQUIRED_TABLES,
+    TABLE_EXTENSIONS,
+    TABLES,
+    TRUE_TEXTS,
+    Column,
+    ContractError,
+    History,
+    Problem,
+    blank_value,
+    causes_from_carcs,
+    expected,
+    list_items_expected,
+    missing_file,
+    missing_table,
+    too_few,
+    too_long,
+    too_many,
+    unreadable_file,
 )
 from features.errors import RecoupError
 
 log = logging.getLogger(__name__)
-
-CAUSES: tuple[str, ...] = (
-    "duplicate",
-    "bundling",
-    "units",
-    "procedure_coding",
-    "medical_necessity",
-    "documentation",
-    "eligibility",
-    "other",
-)
-PLAN_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
-CLAIM_TYPES: tuple[str, ...] = ("professional", "institutional")
-FREQUENCY_CODES: tuple[str, ...] = ("1", "7", "8")
-DEFAULT_HORIZON_DAYS = 365
-
-#: CARC (without group prefix) -> cause, per the contract. Anything else maps to ``other``.
-CARC_TO_CAUSE: dict[str, str] = {
-    **dict.fromkeys(["18"], "duplicate"),
-    **dict.fromkeys(["97", "234", "B15"], "bundling"),
-    **dict.fromkeys(["151", "119", "35"], "units"),
-    **dict.fromkeys(["4", "5", "6", "181", "182", "189"], "procedure_coding"),
-    **dict.fromkeys(["11", "50", "167", "146"], "medical_necessity"),
-    **dict.fromkeys(["16", "252", "226"], "documentation"),
-    **dict.fromkeys(["26", "27", "31", "22", "24", "109", "200"], "eligibility"),
-}
-#: The usual CARC a payer puts on a recoupment of each cause (used by the generator).
-CAUSE_TO_CARC: dict[str, str] = {
-    "duplicate": "CO-18",
-    "bundling": "CO-97",
-    "units": "CO-151",
-    "procedure_coding": "CO-4",
-    "medical_necessity": "CO-50",
-    "documentation": "CO-16",
-    "eligibility": "CO-27",
-    "other": "CO-45",
-}
-#: group code prefix of a CARC (``CO-97``, ``CO97``, ``CO 97``): removed before the lookup
-_GROUP_PREFIX = r"^(?:CO|PI|OA|PR|CR)[-\s]?(?=[A-Z]?\d)"
-
-
-def cause_from_carc(carc: str | None) -> str | None:
-    """Map a CARC such as ``CO-97``, ``co97`` or ``97`` to its cause; ``None`` for an empty code.
-
-    Group prefixes ``CO``, ``PI``, ``OA``, ``PR`` and ``CR`` are accepted; any code not in
-    :data:`CARC_TO_CAUSE` maps to ``other``.
-    """
-    if carc is None or (np.ndim(carc) == 0 and pd.isna(carc)):
-        return None
-    text = str(carc).strip().upper()
-    if not text:
-        return None
-    code = re.sub(_GROUP_PREFIX, "", text)
-    return CARC_TO_CAUSE.get(code, "other")
-
-
-def causes_from_carcs(carcs: pd.Series) -> pd.Series:
-    """Vectorized :func:`cause_from_carc` over a Series (missing or empty -> ``None``)."""
-    s = pd.Series(carcs).astype("string").str.strip().str.upper()
-    code = s.str.replace(_GROUP_PREFIX, "", regex=True)
-    out = code.map(CARC_TO_CAUSE).astype("object")
-    out = out.where(code.isna() | (code == "") | out.notna(), "other")
-    out = out.where(~(code.isna() | (code == "")), None)
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Column specifications
-# --------------------------------------------------------------------------------------
-
-
-#: The upper bound of each number kind, unless a column sets its own (the bounds: features/contract/bounds.py).
-_KIND_MAXIMUM = {"money": MAX_AMOUNT, "money_pos": MAX_AMOUNT, "units": MAX_UNITS, "int_pos": MAX_LINE_NUMBER}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One contract column: its name, kind, whether it is required, allowed values and bounds."""
-
-    name: str
-    kind: str  # id | npi | enum | pos | date | money | money_pos | units | int_pos | bool | list_str | list_int | str
-    required: bool = True
-    levels: tuple[str, ...] = ()
-    min_items: int = 0
-    #: the largest allowed number (money, units, int_pos kinds); None: the kind's (``_KIND_MAXIMUM``)
-    maximum: float | None = None
-    #: the first and last allowed year (dates)
-    years: tuple[int, int] = DATE_YEARS
-    #: the most items of a list column (list_str, list_int); None: unbounded
-    max_items: int | None = None
-    #: the longest text of an id / str column, in characters after trimming (other kinds: their pattern)
-    max_chars: int | None = None
-
-    @property
-    def upper(self) -> float:
-        """The largest allowed value of a number column (every check path reads this)."""
-        return self.maximum if self.maximum is not None else _KIND_MAXIMUM[self.kind]
-
-    @property
-    def date_range(self) -> tuple[np.datetime64, np.datetime64]:
-        """The first and last allowed day of a date column."""
-        return np.datetime64(f"{self.years[0]:04d}-01-01", "s"), np.datetime64(f"{self.years[1]:04d}-12-31", "s")
-
-
-TABLES: dict[str, tuple[Column, ...]] = {
-    "claims": (
-        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
-        Column("patient_id", "id", max_chars=MAX_CHARS["patient_id"]),
-        Column("billing_npi", "npi"),
-        Column("rendering_npi", "npi", required=False),
-        Column("payer_id", "id", max_chars=MAX_CHARS["payer_id"]),
-        Column("plan_type", "enum", levels=PLAN_TYPES),
-        Column("claim_type", "enum", levels=CLAIM_TYPES),
-        Column("place_of_service", "pos"),
-        Column("frequency_code", "enum", levels=FREQUENCY_CODES),
-        Column("submitted_date", "date"),
-        Column("total_charge", "money"),
-        Column("diagnosis_codes", "list_str", min_items=1, max_items=MAX_DIAGNOSIS_CODES),
-        Column("prior_auth_number", "str", required=False, max_chars=MAX_CHARS["prior_auth_number"]),
-        Column("has_attachment", "bool", required=False),
-        Column("paid_date", "date", required=False),
-        Column("paid_amount", "money", required=False),
-    ),
-    "claim_lines": (
-        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
-        Column("line_number", "int_pos"),
-        Column("service_date", "date"),
-        Column("procedure_code", "procedure"),
-        Column("modifiers", "list_str", required=False, max_items=MAX_MODIFIERS),
-        Column("units", "units"),
-        Column("line_charge", "money"),
-        Column("diagnosis_pointers", "list_int", required=False, max_items=MAX_DIAGNOSIS_POINTERS),
-        Column("line_paid", "money", required=False),
-    ),
-    "coverage": (
-        Column("patient_id", "id", max_chars=MAX_CHARS["patient_id"]),
-        Column("payer_id", "id", max_chars=MAX_CHARS["payer_id"]),
-        Column("plan_type", "enum", levels=PLAN_TYPES),
-        Column("coverage_start", "date"),
-        Column("coverage_end", "date", required=False),
-    ),
-    "providers": (
-        Column("npi", "npi"),
-        Column("taxonomy_code", "str", required=False, max_chars=MAX_CHARS["taxonomy_code"]),
-        Column("state", "str", required=False, max_chars=MAX_CHARS["state"]),
-    ),
-    "recoupments": (
-        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
-        Column("recouped_date", "date"),
-        Column("recouped_amount", "money_pos"),
-        Column("carc", "str", required=False, max_chars=MAX_CHARS["carc"]),
-        Column("cause", "enum", required=False, levels=CAUSES),
-    ),
-}
-REQUIRED_TABLES = ("claims", "claim_lines")
-OPTIONAL_TABLES = ("coverage", "providers", "recoupments")
-
-_EXPECTED = {
-    "id": "a non-empty identifier",
-    "npi": "a 10-digit NPI",
-    "enum": "one of {levels}",
-    "pos": "a 2-digit place-of-service code",
-    "date": "a date YYYY-MM-DD in the years {first} to {last}",
-    "money": "an amount >= 0 and at most {maximum}",
-    "money_pos": "an amount > 0 and at most {maximum}",
-    "units": "a number > 0 and at most {maximum}",
-    "int_pos": "a whole number >= 1 and at most {maximum}",
-    "bool": "true/false (also 1/0, yes/no, Y/N)",
-    "list_str": "a ';'-separated list of codes",
-    "list_int": f"a ';'-separated list of whole numbers 1..{MAX_POINTER}",
-    "str": "text",
-    "procedure": "a CPT or HCPCS code (5 characters: 5 digits, 4 digits + letter, or letter + 4 digits)",
-}
-_PROCEDURE_RE = r"^(?:\d{4}[0-9A-Z]|[A-Z]\d{4})$"
-_ICD10_RE = r"^[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?$"
-_MODIFIER_RE = r"^[0-9A-Z]{2}$"
-_TRUE = {"true", "t", "1", "yes", "y"}
-_FALSE = {"false", "f", "0", "no", "n", ""}
-
-
-# --------------------------------------------------------------------------------------
-# Problems and errors
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    """Rows of one file that break one rule of one column."""
-
-    file: str
-    column: str
-    expected: str
-    rows: list[int] = field(default_factory=list)  # 1-based data rows
-    examples: list[str] = field(default_factory=list)
-
-    def describe(self, max_rows: int = 5) -> str:
-        if not self.rows:
-            return f"{self.file}: column '{self.column}': expected {self.expected}"
-        shown = ", ".join(str(r) for r in self.rows[:max_rows])
-        more = f", ... and {len(self.rows) - max_rows} more" if len(self.rows) > max_rows else ""
-        ex = ""
-        if self.examples:
-            ex = " (got " + ", ".join(repr(_clip(e)) for e in self.examples[:3]) + ")"
-        plural = "s" if len(self.rows) > 1 else ""
-        return f"{self.file} row{plural} {shown}{more}: column '{self.column}': expected {self.expected}{ex}"
-
-
-#: an example value longer than this is shown cut (a 5,000-character id costs one line of a report, not pages)
-MAX_EXAMPLE_CHARS = 40
-
-
-def _clip(value: str) -> str:
-    if not isinstance(value, str) or len(value) <= MAX_EXAMPLE_CHARS:
-        return value
-    return value[: MAX_EXAMPLE_CHARS - 3] + "..."
-
-
-class ContractError(RecoupError, ValueError):
-    """A claims history (or one claim) does not follow the data contract."""
-
-    def __init__(self, problems: list[Problem], max_shown: int = 20):
-        self.problems = problems
-        lines = [p.describe() for p in problems[:max_shown]]
-        if len(problems) > max_shown:
-            lines.append(f"... and {len(problems) - max_shown} more problems")
-        n_rows = sum(max(len(p.rows), 1) for p in problems)
-        head = f"{len(problems)} contract problem(s) affecting {n_rows} row(s):"
-        super().__init__("\n".join([head, *("  - " + line for line in lines)]))
-
-
-# --------------------------------------------------------------------------------------
-# Typed history
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class History:
-    """The tables of a claims history directory, typed and validated."""
-
-    claims: pd.DataFrame
-    claim_lines: pd.DataFrame
-    coverage: pd.DataFrame | None = None
-    providers: pd.DataFrame | None = None
-    recoupments: pd.DataFrame | None = None
-    source: str = ""
-
-    def tables(self) -> dict[str, pd.DataFrame | None]:
-        return {
-            "claims": self.claims,
-            "claim_lines": self.claim_lines,
-            "coverage": self.coverage,
-            "providers": self.providers,
-            "recoupments": self.recoupments,
-        }
-
-    @property
-    def last_date(self) -> pd.Timestamp:
-        """The last date seen anywhere in the data (the default training as-of date)."""
-        dates = [self.claims["submitted_date"].max(), self.claims["paid_date"].max()]
-        if self.recoupments is not None and len(self.recoupments):
-            dates.append(self.recoupments["recouped_date"].max())
-        return pd.Timestamp(max(d for d in dates if pd.notna(d)))
 
 
 def empty_table(table: str) -> pd.DataFrame:
@@ -318,10 +84,6 @@ def empty_table(table: str) -> pd.DataFrame:
     typed, problems, _ = validate_table(pd.DataFrame(cols), table, f"{table} (empty)")
     assert not problems
     return typed
-
-
-#: The file forms of a contract table, ``NAME.<ext>``.
-TABLE_EXTENSIONS: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
 
 
 def _find_file(directory: Path, table: str) -> Path | None:
@@ -376,10 +138,6 @@ def read_table_file(path: Path) -> pd.DataFrame:
     return df
 
 
-#: The columns of the rows ``load_history(..., skip_invalid=True)`` sets aside.
-REJECTED_COLUMNS = ["claim_id", "submitted_date", "reject_reason"]
-
-
 @overload
 def load_history(
     directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ..., skip_invalid: Literal[False] = ...
@@ -413,7 +171,7 @@ def load_history(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ContractError([Problem(str(directory), "-", "a claims history directory")])
+        raise ContractError([Problem(str(directory), "-", NOT_A_DIRECTORY)])
     needed = REQUIRED_TABLES + (("recoupments",) if require_recoupments else ())
     typed, files, by_table, raw_ids = _read_tables(directory, needed, keep_ids=skip_invalid)
     problems = [p for probs in by_table.values() for p in probs]
@@ -453,14 +211,12 @@ def _read_tables(
         path = _find_file(directory, table)
         if path is None:
             if table in needed:
-                problems[table].append(
-                    Problem(str(directory / f"{table}.csv"), "-", f"a {table} file (.csv or .parquet)")
-                )
+                problems[table].append(Problem(str(directory / f"{table}.csv"), "-", missing_file(table)))
             continue
         try:
             raw = read_table_file(path)
         except Exception as exc:  # unreadable file: report, keep collecting
-            problems[table].append(Problem(str(path), "-", f"a readable CSV/Parquet file ({exc})"))
+            problems[table].append(Problem(str(path), "-", unreadable_file(exc)))
             continue
         files[table] = path.name
         df, probs, _ = validate_table(raw, table, path.name)
@@ -500,7 +256,7 @@ def _set_aside(
                 fatal.append(p)
                 continue
             for r in p.rows:
-                rows.setdefault(r - 1, []).append(f"{p.file} row {r}: column '{p.column}': expected {p.expected}")
+                rows.setdefault(r - 1, []).append(p.row_reason(r))
         bad_rows[table] = rows
     if fatal:
         raise ContractError(fatal)
@@ -522,7 +278,7 @@ def _set_aside(
     has_line = np.zeros(len(claims), dtype=bool)
     has_line[line_pos[~orphan].astype(int)] = True
     for i in np.flatnonzero(~has_line):
-        reasons.setdefault(int(i), []).append("claims: claim without lines in claim_lines")
+        reasons.setdefault(int(i), []).append(REJECTED_WITHOUT_LINES)
     bad = np.zeros(len(claims), dtype=bool)
     bad[list(reasons)] = True
     keep_ids = ids[~bad]
@@ -621,7 +377,7 @@ def _to_list(s: pd.Series, item: str) -> pd.Series:
         in_range = pc.and_(pc.greater_equal(values, -1), pc.less_equal(values, 99))
         ints = pc.cast(pc.if_else(in_range, values, -1), pa.int16())
     else:
-        ok = pc.match_substring_regex(values, r"^\d{1,2}$")
+        ok = pc.match_substring_regex(values, f"^(?:{POINTER_PATTERN.pattern})$")
         ints = pc.if_else(ok, pc.cast(pc.if_else(ok, values, "0"), pa.int16()), pa.scalar(-1, pa.int16()))
     out = pa.ListArray.from_arrays(offsets, ints)
     return pd.Series(pd.arrays.ArrowExtensionArray(out), index=s.index)
@@ -639,45 +395,45 @@ def _over_chars(s: pd.Series, n: int) -> np.ndarray | None:
 def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
     raw_index = index
-    expected = _expected(col)
+    want = expected(col)
     blank = (
         _blank(src)
         if not (isinstance(src.dtype, pd.ArrowDtype) and pa.types.is_list(src.dtype.pyarrow_dtype))
         else src.isna()
     )
     if col.required and col.kind not in ("list_str",) and blank.any():
-        problems.append(Problem(file, col.name, f"a value ({expected})", _rows(blank)))
+        problems.append(Problem(file, col.name, blank_value(col), _rows(blank)))
     k = col.kind
     if k in ("id", "str"):
         s = _as_str(src)
         if col.max_chars is not None:
             bad = _over_chars(s, col.max_chars)
             if bad is not None:
-                problems.append(Problem(file, col.name, _too_long(col), _rows(bad)))
+                problems.append(Problem(file, col.name, too_long(col), _rows(bad)))
     elif k == "npi":
         s = _as_str(src)
-        bad = s.notna() & ~s.str.fullmatch(r"\d{10}").fillna(False)
+        bad = s.notna() & ~s.str.fullmatch(NPI_PATTERN.pattern).fillna(False)
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     elif k == "pos":
         s = _as_str(src)
-        s = s.where(~s.str.fullmatch(r"\d").fillna(False), "0" + s)
-        bad = s.notna() & ~s.str.fullmatch(r"\d{2}").fillna(False)
+        s = s.where(~s.str.fullmatch(POS_SHORT_PATTERN.pattern).fillna(False), "0" + s)
+        bad = s.notna() & ~s.str.fullmatch(POS_PATTERN.pattern).fillna(False)
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
         s = s.astype("category")
     elif k == "procedure":
         s = _as_str(src).str.upper()
-        bad = s.notna() & ~s.str.fullmatch(_PROCEDURE_RE).fillna(False)
+        bad = s.notna() & ~s.str.fullmatch(PROCEDURE_PATTERN.pattern).fillna(False)
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     elif k == "enum":
         s = _as_str(src)
         if col.name in ("plan_type", "claim_type", "cause"):
             s = s.str.lower()
         bad = s.notna() & ~s.isin(col.levels)
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
         s = pd.Categorical(s.where(~bad, pd.NA), categories=list(col.levels))
         s = pd.Series(s, index=raw_index)
     elif k == "date":
@@ -694,7 +450,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
         bad |= s.notna() & ((s < first) | (s > last))
         if bad.any():
             s = s.mask(bad)
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     elif k in ("money", "money_pos", "units", "int_pos"):
         if pd.api.types.is_bool_dtype(src.dtype):  # true/false is not a number (not 1/0)
             txt = src.astype(object).map(lambda v: None if v is None or v is pd.NA else str(v))
@@ -711,7 +467,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
         else:
             bad = notnum | (s <= 0) | too_big
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
         if k == "int_pos":  # invalid or missing -> 0 (already reported)
             s = s.where(~bad, np.nan).fillna(0).astype("int32")
     elif k == "bool":
@@ -719,47 +475,41 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
             s = src.fillna(False).astype(bool)
         else:
             txt = _as_str(src).str.lower().fillna("")
-            bad = ~txt.isin(_TRUE | _FALSE)
+            bad = ~txt.isin(TRUE_TEXTS | FALSE_TEXTS)
             if bad.any():
-                problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
-            s = txt.isin(_TRUE)
+                problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
+            s = txt.isin(TRUE_TEXTS)
     elif k == "list_str":
         s = _to_list(src, "str")
         lengths = s.list.len().fillna(0)
         if col.min_items and col.required:
             bad = lengths < col.min_items
             if bad.any():
-                problems.append(Problem(file, col.name, f"at least {col.min_items} code(s)", _rows(bad)))
+                problems.append(Problem(file, col.name, too_few(col), _rows(bad)))
         if col.max_items is not None:
             bad = lengths > col.max_items
             if bad.any():
-                problems.append(Problem(file, col.name, _too_many(col), _rows(bad)))
-        pattern = _ICD10_RE if col.name == "diagnosis_codes" else _MODIFIER_RE
-        what = (
-            "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)"
-            if col.name == "diagnosis_codes"
-            else "2-character modifiers"
-        )
+                problems.append(Problem(file, col.name, too_many(col), _rows(bad)))
         flat = s.list.flatten()
-        flat_bad = ~flat.str.fullmatch(pattern).fillna(False)
+        flat_bad = ~flat.str.fullmatch(LIST_ITEM_PATTERNS[col.name].pattern).fillna(False)
         bad = pd.Series(False, index=raw_index)
         if flat_bad.any():
             bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
         if bad.any():
-            problems.append(Problem(file, col.name, what, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, list_items_expected(col), _rows(bad), _examples(src, bad)))
     elif k == "list_int":
         s = _to_list(src, "int")
         if col.max_items is not None:
             bad = s.list.len().fillna(0) > col.max_items
             if bad.any():
-                problems.append(Problem(file, col.name, _too_many(col), _rows(bad)))
+                problems.append(Problem(file, col.name, too_many(col), _rows(bad)))
         flat = s.list.flatten()
         flat_bad = (flat < 1) | (flat > MAX_POINTER)
         bad = pd.Series(False, index=raw_index)
         if flat_bad.any():
             bad.loc[flat.index[flat_bad.to_numpy()].unique()] = True
         if bad.any():
-            problems.append(Problem(file, col.name, expected, _rows(bad), _examples(src, bad)))
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     else:  # pragma: no cover - spec typo guard
         raise AssertionError(k)
     return pd.Series(s, index=raw_index) if not isinstance(s, pd.Series) else s
@@ -776,7 +526,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
 # ``int``, ``float``, ``bool``, ``None``, lists of codes) and only values whose meaning it is
 # sure of; anything else (another dtype, non-ASCII text, an exponent, a date not shaped
 # YYYY-MM-DD, ...) raises :class:`_Odd` and that column goes through :func:`_vector_column`.
-# tests/features/test_contract_fastpath.py proves both paths give equal frames and problems.
+# tests/features/contract/test_check_paths.py proves both paths give equal frames and problems.
 
 #: tables of at most this many rows are checked row-wise. The row-wise path costs ~23 us per row and
 #: the vectorized one a fixed ~25 ms plus less per row; measured on claims tables from the service: 100
@@ -792,47 +542,8 @@ class _Odd(Exception):
 _STRING = pd.StringDtype(na_value=pd.NA)  # what ``.astype("string")`` gives
 _DT_NAT = np.iinfo(np.int64).min
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
-_FULL = {
-    "npi": re.compile(r"[0-9]{10}").fullmatch,
-    "pos1": re.compile(r"[0-9]").fullmatch,
-    "pos": re.compile(r"[0-9]{2}").fullmatch,
-    "procedure": re.compile(r"(?:[0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})").fullmatch,
-    "diagnosis_codes": re.compile(r"[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?").fullmatch,
-    "modifiers": re.compile(r"[0-9A-Z]{2}").fullmatch,
-    "pointer": re.compile(r"[0-9]{1,2}").fullmatch,
-    "date": re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})").fullmatch,
-    # plain decimals only (no exponent, inf, nan): parsed by float() exactly as pd.to_numeric does
-    "number": re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)").fullmatch,
-}
 _ENUM_DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {}
-_EXPECTED_TEXT: dict[Column, str] = {}
-_TRUE_FALSE = _TRUE | _FALSE
-_LOWERED_ENUMS = ("plan_type", "claim_type", "cause")
-_LIST_WHAT = {
-    "diagnosis_codes": "ICD-10-CM codes without dots (letter, digit, 1-5 more characters)",
-    "modifiers": "2-character modifiers",
-}
-
-
-def _too_long(col: Column) -> str:
-    """The problem of a text over its column's ``max_chars`` (no example: the value may be huge)."""
-    return f"{_expected(col)} of at most {col.max_chars} characters"
-
-
-def _too_many(col: Column) -> str:
-    """The problem of a list over its column's ``max_items``."""
-    return f"at most {col.max_items} {'code(s)' if col.kind == 'list_str' else 'pointer(s)'}"
-
-
-def _expected(col: Column) -> str:
-    """What a column expects, bounds included (the text of both check paths)."""
-    text = _EXPECTED_TEXT.get(col)
-    if text is None:
-        maximum = f"{col.upper:,}" if col.kind in _KIND_MAXIMUM else ""
-        text = _EXPECTED_TEXT[col] = _EXPECTED[col.kind].format(
-            levels=", ".join(col.levels), maximum=maximum, first=col.years[0], last=col.years[1]
-        )
-    return text
+_TRUE_FALSE = TRUE_TEXTS | FALSE_TEXTS
 
 
 def _enum_dtype(levels: tuple[str, ...]) -> pd.CategoricalDtype:
@@ -871,7 +582,7 @@ def _texts(vals: list) -> list[str | None]:
 
 def _number(text: str) -> float:
     """``pd.to_numeric`` of one plain decimal text (NaN if not a number); :class:`_Odd` if unsure."""
-    if not _FULL["number"](text):  # exponents, inf, nan, "1,5", ...: let pandas decide
+    if not PLAIN_DECIMAL_PATTERN.fullmatch(text):  # exponents, inf, nan, "1,5", ...: let pandas decide
         raise _Odd
     if len(text) > 15 and sum(ch.isdigit() for ch in text) > 15:  # beyond exact decimal -> double for every parser
         raise _Odd
@@ -917,20 +628,16 @@ def _list_items(v: object, has_lists: bool) -> list[str]:
     return out
 
 
-def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], keys: dict[str, list]):
-    """Type and check one column row by row; returns the typed array. Raises :class:`_Odd`.
-
-    ``keys`` receives the Python values of the columns the table rules need (ids, dates, line numbers).
-    """
-    len(vals)
+def _fast_column(col: Column, vals: list, file: str, problems: list[Problem]):
+    """Type and check one column row by row; returns the typed array. Raises :class:`_Odd`."""
     k = col.kind
     name = col.name
     probs: list[Problem] = []
 
-    def report(bad: list[int], expected: str, examples: bool = True) -> None:
+    def report(bad: list[int], message: str, examples: bool = True) -> None:
         if bad:
             probs.append(
-                Problem(file, name, expected, [i + 1 for i in bad], [str(vals[i]) for i in bad[:3]] if examples else [])
+                Problem(file, name, message, [i + 1 for i in bad], [str(vals[i]) for i in bad[:3]] if examples else [])
             )
 
     if k in ("list_str", "list_int"):
@@ -944,74 +651,72 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
             if col.min_items and col.required:
                 report(
                     [i for i, lst in enumerate(lists) if len(lst) < col.min_items],
-                    f"at least {col.min_items} code(s)",
+                    too_few(col),
                     examples=False,
                 )
             if col.max_items is not None:
-                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], _too_many(col), examples=False)
-            match = _FULL["diagnosis_codes" if name == "diagnosis_codes" else "modifiers"]
+                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], too_many(col), examples=False)
+            match = LIST_ITEM_PATTERNS[name].fullmatch
             for i, lst in enumerate(lists):
                 flat.extend(lst)
                 offsets.append(len(flat))
                 if any(not match(x) for x in lst):
                     bad.append(i)
-            report(bad, _LIST_WHAT.get(name, _LIST_WHAT["modifiers"]))
+            report(bad, list_items_expected(col))
             arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.string()))
         else:
             if col.max_items is not None:
-                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], _too_many(col), examples=False)
-            pointer = _FULL["pointer"]
+                report([i for i, lst in enumerate(lists) if len(lst) > col.max_items], too_many(col), examples=False)
+            pointer = POINTER_PATTERN.fullmatch
             for i, lst in enumerate(lists):
                 ints = [int(x) if pointer(x) else -1 for x in lst]
                 flat.extend(ints)
                 offsets.append(len(flat))
                 if any(x < 1 or x > MAX_POINTER for x in ints):
                     bad.append(i)
-            report(bad, _expected(col))
+            report(bad, expected(col))
             arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.int16()))
         problems.extend(probs)
         return pd.arrays.ArrowExtensionArray(arr)
 
     texts = _texts(vals)
-    expected = _expected(col)
+    want = expected(col)
     if col.required and k != "list_str":
-        report([i for i, t in enumerate(texts) if t is None], f"a value ({expected})", examples=False)
+        report([i for i, t in enumerate(texts) if t is None], blank_value(col), examples=False)
     if k in ("id", "str"):
         if col.max_chars is not None:
             n_max = col.max_chars
-            report([i for i, t in enumerate(texts) if t is not None and len(t) > n_max], _too_long(col), examples=False)
+            report([i for i, t in enumerate(texts) if t is not None and len(t) > n_max], too_long(col), examples=False)
         out = _string_array(texts)
-        if name == "claim_id":
-            keys[name] = texts
     elif k == "npi":
-        match = _FULL["npi"]
-        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        match = NPI_PATTERN.fullmatch
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], want)
         out = _string_array(texts)
     elif k == "pos":
-        one = _FULL["pos1"]
+        one = POS_SHORT_PATTERN.fullmatch
         texts = ["0" + t if t is not None and one(t) else t for t in texts]
-        match = _FULL["pos"]
-        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        match = POS_PATTERN.fullmatch
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], want)
         cats = sorted({t for t in texts if t is not None})
         code = {c: j for j, c in enumerate(cats)}
         dtype = pd.CategoricalDtype(pd.Index(cats, dtype=_STRING), ordered=False)
         out = pd.Categorical.from_codes([-1 if t is None else code[t] for t in texts], dtype=dtype)
     elif k == "procedure":
         texts = [None if t is None else t.upper() for t in texts]
-        match = _FULL["procedure"]
-        report([i for i, t in enumerate(texts) if t is not None and not match(t)], expected)
+        match = PROCEDURE_PATTERN.fullmatch
+        report([i for i, t in enumerate(texts) if t is not None and not match(t)], want)
         out = _string_array(texts)
     elif k == "enum":
-        if name in _LOWERED_ENUMS:
+        if name in LOWERED_ENUMS:
             texts = [None if t is None else t.lower() for t in texts]
         levels = col.levels
         dtype = _enum_dtype(levels)
         bad = [i for i, t in enumerate(texts) if t is not None and t not in levels]
-        report(bad, expected)
+        report(bad, want)
         code = {c: j for j, c in enumerate(levels)}
         out = pd.Categorical.from_codes([code.get(t, -1) if t is not None else -1 for t in texts], dtype=dtype)
     elif k == "date":
-        match = _FULL["date"]
+        match = DATE_PATTERN.fullmatch
         first, last = col.years
         secs = []
         bad = []
@@ -1032,9 +737,8 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
             except ValueError:  # 2024-02-30
                 bad.append(i)
                 secs.append(_DT_NAT)
-        report(bad, expected)
+        report(bad, want)
         out = np.array(secs, dtype=np.int64).view("datetime64[s]")
-        keys[name] = secs
     elif k in ("money", "money_pos", "units", "int_pos"):
         nums = [np.nan if t is None else _number(t) for t in texts]
         upper = col.upper
@@ -1052,18 +756,17 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem], ke
                     bad.append(i)
             elif x <= 0:
                 bad.append(i)
-        report(bad, expected)
+        report(bad, want)
         if k == "int_pos":
             badset = set(bad)
             ints = [0 if (i in badset or x != x) else int(x) for i, x in enumerate(nums)]
-            keys[name] = ints
             out = np.array(ints, dtype=np.int32)
         else:
             out = np.array(nums, dtype=np.float64)
     elif k == "bool":
         low = ["" if t is None else t.lower() for t in texts]
-        report([i for i, t in enumerate(low) if t not in _TRUE_FALSE], expected)
-        out = np.array([t in _TRUE for t in low], dtype=bool)
+        report([i for i, t in enumerate(low) if t not in _TRUE_FALSE], want)
+        out = np.array([t in TRUE_TEXTS for t in low], dtype=bool)
     else:  # pragma: no cover - spec typo guard
         raise AssertionError(k)
     problems.extend(probs)
@@ -1082,12 +785,13 @@ def _fast_ok(src: pd.Series) -> bool:
 
 def _validate(
     raw: pd.DataFrame, table: str, file: str, quiet: bool = False
-) -> tuple[pd.DataFrame, list[Problem], list[str], list | None]:
-    """:func:`validate_table` without emitting its warnings (they are returned).
-
-    Also returns the claim ids as Python values (None = missing) when the table has them and was
-    small enough to check row-wise (for :func:`_relations_small`), else None. ``quiet`` silences
+) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+    """:func:`validate_table` without emitting its warnings (they are returned). ``quiet`` silences
     pandas' own warnings in the vectorized checks (as ``validate_frames`` always did).
+
+    Each column of a table of at most :data:`FAST_PATH_MAX_ROWS` rows is checked row-wise
+    (:func:`_fast_column`), unless a value is one it does not handle; the rest column-wise
+    (:func:`_vector_column`). The table rules are one implementation for every size (:func:`_table_rules`).
     """
     spec = TABLES[table]
     problems: list[Problem] = []
@@ -1100,7 +804,7 @@ def _validate(
     n = len(raw)
     fast = 0 < n <= FAST_PATH_MAX_ROWS
     if not fast:
-        return (*_validate_vectorized(raw.reset_index(drop=True), spec, table, file, problems, notes, quiet), None)
+        return _validate_vectorized(raw.reset_index(drop=True), spec, table, file, problems, notes, quiet)
     idx = raw.index
     if not (type(idx) is pd.RangeIndex and idx.start == 0 and idx.step == 1):
         raw = raw.reset_index(drop=True)
@@ -1112,12 +816,11 @@ def _validate(
         pos = {c: j for j, c in enumerate(columns)}
     present = set(columns)
     out: dict[str, object] = {}
-    keys: dict[str, list] = {}
     for col in spec:
         name = col.name
         if name not in present:
             if col.required:
-                problems.append(Problem(file, name, "this required column to be present"))
+                problems.append(Problem(file, name, MISSING_COLUMN))
                 continue
             src = None
             vals = [None] * n
@@ -1129,26 +832,18 @@ def _validate(
             vals = src.tolist() if isinstance(src, pd.Series) and _fast_ok(src) else None
         if vals is not None:
             try:
-                out[name] = _fast_column(col, vals, file, problems, keys)
+                out[name] = _fast_column(col, vals, file, problems)
                 continue
             except _Odd:
-                keys.pop(name, None)
+                pass
         if src is None:
             src = raw[name] if name in present else pd.Series([pd.NA] * n, dtype="string")
         with _quiet(quiet):
             out[name] = _vector_column(col, src, index, file, problems)
     typed = pd.DataFrame(out, index=index, copy=False)
-    if table in ("claims", "claim_lines"):
-        problems.extend(_table_rules_small(typed, table, file, keys))
-    else:
-        with _quiet(quiet):
-            problems.extend(_table_rules(typed, table, file))
-    ids = None
-    if "claim_id" in typed.columns:
-        ids = keys.get("claim_id")
-        if ids is None:
-            ids = [None if v is pd.NA else v for v in typed["claim_id"].tolist()]
-    return typed, problems, notes, ids
+    with _quiet(quiet):
+        problems.extend(_table_rules(typed, table, file, out))
+    return typed, problems, notes
 
 
 def _validate_vectorized(
@@ -1166,7 +861,7 @@ def _validate_vectorized(
         for col in spec:
             if col.name not in raw.columns:
                 if col.required:
-                    problems.append(Problem(file, col.name, "this required column to be present"))
+                    problems.append(Problem(file, col.name, MISSING_COLUMN))
                     continue
                 src = pd.Series([pd.NA] * n, dtype="string")
             else:
@@ -1183,154 +878,50 @@ def _quiet(quiet: bool):
 
 
 _KNOWN = {t: frozenset(c.name for c in cols) for t, cols in TABLES.items()}
+_REQUIRED = {t: frozenset(c.name for c in cols if c.required) for t, cols in TABLES.items()}
 
 
 def validate_table(raw: pd.DataFrame, table: str, file: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Type and check one table. Returns (typed frame, problems, warnings)."""
-    typed, problems, notes, _ = _validate(raw, table, file)
+    typed, problems, notes = _validate(raw, table, file)
     for msg in notes:
         warnings.warn(msg, stacklevel=2)
     return typed, problems, notes
 
 
-def _dup_rows(keys: list) -> list[int]:
-    """Rows whose key occurs more than once (``duplicated(keep=False)``; missing keys equal each other)."""
-    seen: dict = {}
-    for k in keys:
-        seen[k] = seen.get(k, 0) + 1
-    return [i for i, k in enumerate(keys) if seen[k] > 1]
+def _table_rules(df: pd.DataFrame, table: str, file: str, typed: dict | None = None) -> list[Problem]:
+    """The rules across the rows of one table (unique keys, date order), one implementation for every size:
+    Arrow hashing and numpy comparisons cost microseconds on one claim and scale to millions of rows.
 
-
-def _table_rules_small(df: pd.DataFrame, table: str, file: str, keys: dict[str, list]) -> list[Problem]:
-    """:func:`_table_rules` of claims / claim_lines, row by row (small tables).
-
-    ``keys``: Python values of some columns from :func:`_fast_column` (the rest is read from ``df``).
-    """
+    ``typed``: the typed columns of ``df`` as the column checks returned them (saves pandas' column lookups)."""
     problems: list[Problem] = []
-    if any(c.required and c.name not in df.columns for c in TABLES[table]):
-        return problems
-
-    def values(name: str) -> list:
-        v = keys.get(name)
-        if v is None:
-            s = df[name]
-            if s.dtype.kind == "M":
-                v = s.to_numpy().astype("datetime64[s]").view(np.int64).tolist()
-            else:
-                v = [None if x is pd.NA else x for x in s.tolist()]
-        return v
-
-    ids = values("claim_id")
-    if table == "claims":
-        dup = _dup_rows(ids)
-        if dup:
-            problems.append(
-                Problem(
-                    file,
-                    "claim_id",
-                    "unique claim ids (duplicate claim_id)",
-                    [i + 1 for i in dup],
-                    [_shown(ids[i]) for i in dup[:3]],
-                )
-            )
-        paid, sub = values("paid_date"), values("submitted_date")
-        bad = [i for i, (p, s) in enumerate(zip(paid, sub)) if p != _DT_NAT and s != _DT_NAT and p < s]
-        if bad:
-            problems.append(Problem(file, "paid_date", "a date on or after submitted_date", [i + 1 for i in bad]))
-    else:
-        nums = values("line_number")
-        dup = [i for i in _dup_rows(list(zip(ids, nums))) if nums[i] >= 1]
-        if dup:
-            problems.append(Problem(file, "line_number", "unique line numbers within a claim", [i + 1 for i in dup]))
-    return problems
-
-
-def _shown(v: object) -> str:
-    """A typed string value as ``_examples`` shows it."""
-    return "<NA>" if v is None else str(v)
-
-
-def _relations_small(ids: dict[str, list], files: dict[str, str] | None = None) -> list[Problem]:
-    """:func:`check_relations` over claim ids given as Python lists (None = missing)."""
-    files = files or {}
-    problems: list[Problem] = []
-    claims = ids.get("claims")
-    if claims is None:
-        return problems
-
-    pool = set(claims)
-    lines = ids.get("claim_lines")
-    if lines is not None:
-        orphan = [i for i, v in enumerate(lines) if v not in pool]
-        if orphan:
-            problems.append(
-                Problem(
-                    files.get("claim_lines", "claim_lines"),
-                    "claim_id",
-                    "a claim_id present in claims (line without a claim)",
-                    [i + 1 for i in orphan],
-                    [_shown(lines[i]) for i in orphan[:3]],
-                )
-            )
-        have = set(lines)
-        no_lines = [i for i, v in enumerate(claims) if v not in have]
-        if no_lines:
-            problems.append(
-                Problem(
-                    files.get("claims", "claims"),
-                    "claim_id",
-                    "at least one line in claim_lines (claim without lines)",
-                    [i + 1 for i in no_lines],
-                    [_shown(claims[i]) for i in no_lines[:3]],
-                )
-            )
-    rec = ids.get("recoupments")
-    if rec is not None:
-        unknown = [i for i, v in enumerate(rec) if v not in pool]
-        if unknown:
-            problems.append(
-                Problem(
-                    files.get("recoupments", "recoupments"),
-                    "claim_id",
-                    "a claim_id present in claims (recoupment of an unknown claim)",
-                    [i + 1 for i in unknown],
-                    [_shown(rec[i]) for i in unknown[:3]],
-                )
-            )
-    return problems
-
-
-def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
-    problems: list[Problem] = []
-    if any(c.required and c.name not in df.columns for c in TABLES[table]):
+    present = set(df.columns)
+    if not present.issuperset(_REQUIRED[table]):
         return problems  # a required column is missing (already reported): row rules cannot run
+    col = (typed if typed is not None else df).__getitem__
     if table == "claims":
-        dup = df["claim_id"].duplicated(keep=False)
+        dup = _duplicated(_codes(_arrow_str(col("claim_id"))))
         if dup.any():
-            problems.append(
-                Problem(
-                    file,
-                    "claim_id",
-                    "unique claim ids (duplicate claim_id)",
-                    _rows(dup),
-                    _examples(df["claim_id"], dup),
-                )
-            )
-        bad = df["paid_date"].notna() & (df["paid_date"] < df["submitted_date"])
+            ids = pd.Series(col("claim_id"))
+            problems.append(Problem(file, "claim_id", DUPLICATE_CLAIM_ID, _rows(dup), _examples(ids, dup)))
+        bad = _before(col("paid_date"), col("submitted_date"))
         if bad.any():
-            problems.append(Problem(file, "paid_date", "a date on or after submitted_date", _rows(bad)))
+            problems.append(Problem(file, "paid_date", PAID_BEFORE_SUBMITTED, _rows(bad)))
     elif table == "claim_lines":
-        dup = df.duplicated(["claim_id", "line_number"], keep=False) & (df["line_number"] >= 1)
+        number = np.asarray(col("line_number"), dtype=np.int64)  # >= 0 (an invalid number is 0, reported)
+        ids = _codes(_arrow_str(col("claim_id"))).astype(np.int64)
+        pair = ids * (int(number.max(initial=0)) + 1) + number
+        dup = _duplicated(pair) & (number >= 1)
         if dup.any():
-            problems.append(Problem(file, "line_number", "unique line numbers within a claim", _rows(dup)))
+            problems.append(Problem(file, "line_number", DUPLICATE_LINE_NUMBER, _rows(dup)))
     elif table == "coverage":
-        bad = df["coverage_end"].notna() & (df["coverage_end"] < df["coverage_start"])
+        bad = _before(df["coverage_end"], df["coverage_start"])
         if bad.any():
-            problems.append(Problem(file, "coverage_end", "a date on or after coverage_start", _rows(bad)))
+            problems.append(Problem(file, "coverage_end", COVERAGE_END_BEFORE_START, _rows(bad)))
     elif table == "providers":
-        dup = df["npi"].duplicated(keep=False)
+        dup = _duplicated(_codes(_arrow_str(df["npi"])))
         if dup.any():
-            problems.append(Problem(file, "npi", "unique NPIs", _rows(dup), _examples(df["npi"], dup)))
+            problems.append(Problem(file, "npi", DUPLICATE_NPI, _rows(dup), _examples(df["npi"], dup)))
     elif table == "recoupments":
         derived = causes_from_carcs(df["carc"])
         cause = df["cause"].astype("object").where(df["cause"].notna(), derived)
@@ -1338,11 +929,34 @@ def _table_rules(df: pd.DataFrame, table: str, file: str) -> list[Problem]:
     return problems
 
 
-def _arrow_str(s: pd.Series) -> pa.Array:
-    if isinstance(s.array, pd.arrays.ArrowStringArray):
-        arr = pa.array(s.array)
+def _codes(values: pa.Array) -> np.ndarray:
+    """One integer per row, equal for equal values (missing values equal each other)."""
+    return pc.dictionary_encode(values, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
+
+
+def _duplicated(codes: np.ndarray) -> np.ndarray:
+    """Rows whose code (an integer >= 0) occurs more than once (``duplicated(keep=False)``): counted directly
+    when the codes are dense (a claim's code and its line numbers), through a hash when they are spread."""
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    if int(codes.max()) > 8 * len(codes) + 1024:
+        codes = _codes(pa.array(codes))
+    return np.bincount(codes)[codes] > 1
+
+
+def _before(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> np.ndarray:
+    """Rows where both dates are present and ``later`` is before ``earlier``."""
+    a, b = np.asarray(later), np.asarray(earlier)
+    return ~np.isnat(a) & ~np.isnat(b) & (a < b)
+
+
+def _arrow_str(s: pd.Series | pd.api.extensions.ExtensionArray) -> pa.Array:
+    """A string column (or a typed column's array) as one Arrow ``large_string`` array."""
+    values = s.array if isinstance(s, pd.Series) else s
+    if isinstance(values, pd.arrays.ArrowStringArray):
+        arr = pa.array(values)
     else:
-        arr = pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
+        arr = pa.array(pd.Series(values).astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return pc.cast(arr, pa.large_string())
@@ -1350,63 +964,36 @@ def _arrow_str(s: pd.Series) -> pa.Array:
 
 def _isin(values: pd.Series, pool: pd.Series) -> np.ndarray:
     """``values.isin(pool)`` for string columns, via Arrow (pandas' isin on Arrow strings is slow)."""
-    hit = pc.is_in(_arrow_str(values), value_set=pc.unique(_arrow_str(pool)))
+    return _isin_arrow(_arrow_str(values), _arrow_str(pool))
+
+
+def _isin_arrow(values: pa.Array, pool: pa.Array) -> np.ndarray:
+    hit = pc.is_in(values, value_set=pc.unique(pool))
     return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def check_relations(tables: dict[str, pd.DataFrame | None], files: dict[str, str] | None = None) -> list[Problem]:
     """Cross-table rules: every line and recoupment refers to a known claim, every claim has a line.
 
-    ``files`` names the file of each table in the messages (default: the table name).
+    ``files`` names the file of each table in the messages (default: the table name). One implementation for
+    every size (Arrow hash lookups: microseconds on one claim).
     """
     files = files or {}
+    ids = {name: df["claim_id"] for name, df in tables.items() if df is not None and "claim_id" in set(df.columns)}
+    if "claims" not in ids:
+        return []
+    text = {name: _arrow_str(col) for name, col in ids.items()}
     problems: list[Problem] = []
-
-    def ok(name: str) -> pd.DataFrame | None:
-        df = tables.get(name)
-        return df if df is not None and "claim_id" in df.columns else None
-
-    claims = ok("claims")
-    if claims is None:
-        return problems
-    ids = claims["claim_id"]
-    lines = ok("claim_lines")
-    if lines is not None:
-        orphan = ~_isin(lines["claim_id"], ids)
-        if orphan.any():
-            problems.append(
-                Problem(
-                    files.get("claim_lines", "claim_lines"),
-                    "claim_id",
-                    "a claim_id present in claims (line without a claim)",
-                    _rows(orphan),
-                    _examples(lines["claim_id"], orphan),
-                )
-            )
-        no_lines = ~_isin(ids, lines["claim_id"])
-        if no_lines.any():
-            problems.append(
-                Problem(
-                    files.get("claims", "claims"),
-                    "claim_id",
-                    "at least one line in claim_lines (claim without lines)",
-                    _rows(no_lines),
-                    _examples(ids, no_lines),
-                )
-            )
-    rec = ok("recoupments")
-    if rec is not None:
-        unknown = ~_isin(rec["claim_id"], ids)
-        if unknown.any():
-            problems.append(
-                Problem(
-                    files.get("recoupments", "recoupments"),
-                    "claim_id",
-                    "a claim_id present in claims (recoupment of an unknown claim)",
-                    _rows(unknown),
-                    _examples(rec["claim_id"], unknown),
-                )
-            )
+    for table, pool, message in (
+        ("claim_lines", "claims", LINE_WITHOUT_CLAIM),
+        ("claims", "claim_lines", CLAIM_WITHOUT_LINES),
+        ("recoupments", "claims", RECOUPMENT_WITHOUT_CLAIM),
+    ):
+        if table in text and pool in text:
+            unknown = ~_isin_arrow(text[table], text[pool])
+            if unknown.any():
+                examples = _examples(ids[table], unknown)
+                problems.append(Problem(files.get(table, table), "claim_id", message, _rows(unknown), examples))
     return problems
 
 
@@ -1414,96 +1001,17 @@ def validate_frames(tables: dict[str, pd.DataFrame | None], *, max_shown: int = 
     """Validate in-memory raw tables (e.g. from the X12 importer or the generator) into a History."""
     problems: list[Problem] = []
     typed: dict[str, pd.DataFrame | None] = {}
-    small_ids: dict[str, list] = {}  # claim ids of small tables, for _relations_small
-    small = True
     for table in REQUIRED_TABLES + OPTIONAL_TABLES:
         raw = tables.get(table)
         if raw is None:
             if table in REQUIRED_TABLES:
-                problems.append(Problem(table, "-", f"a {table} table"))
+                problems.append(Problem(table, "-", missing_table(table)))
             typed[table] = None
             continue
-        df, probs, _, ids = _validate(raw, table, table, quiet=True)  # warnings not shown
+        df, probs, _ = _validate(raw, table, table, quiet=True)  # warnings not shown
         problems.extend(probs)
         typed[table] = df
-        if ids is not None:
-            small_ids[table] = ids
-        elif "claim_id" in df.columns:
-            small = False
-    problems.extend(_relations_small(small_ids) if small else check_relations(typed))
+    problems.extend(check_relations(typed))
     if problems:
         raise ContractError(problems, max_shown=max_shown)
     return History(**{k: v for k, v in typed.items()})  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------
-
-
-def _list_to_text(s: pd.Series) -> pd.Series:
-    arr = pa.chunked_array(s.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
-    flat = pc.cast(pc.list_flatten(arr), pa.string())
-    parents = pc.list_parent_indices(arr).to_numpy()
-    txt = pd.Series(flat.to_numpy(zero_copy_only=False), dtype=object)
-    joined = txt.groupby(parents).agg(";".join)
-    out = pd.Series("", index=range(len(s)), dtype=object)
-    out.iloc[joined.index.to_numpy()] = joined.to_numpy()
-    out.index = s.index
-    return out
-
-
-_MONEY_COLUMNS = frozenset(c.name for cols in TABLES.values() for c in cols if c.kind in ("money", "money_pos"))
-
-
-def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Render a typed table with ISO dates and ';'-joined lists, ready for CSV."""
-    out = df.copy()
-    for c in out.columns:
-        s = out[c]
-        if pd.api.types.is_float_dtype(s.dtype) and c in _MONEY_COLUMNS:
-            out[c] = s.round(2)  # cents; written in the shortest exact form (120.5, not 120.50)
-        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
-            out[c] = s.dt.strftime("%Y-%m-%d").fillna("")
-        elif isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_list(s.dtype.pyarrow_dtype):
-            out[c] = _list_to_text(s)
-        elif s.dtype == object and len(s) and isinstance(s.iloc[0], (list, tuple)):
-            out[c] = s.map(lambda v: ";".join(map(str, v)) if isinstance(v, (list, tuple)) else "")
-    return out
-
-
-def write_history(history: History | dict[str, pd.DataFrame | None], directory: str | Path, fmt: str = "csv") -> Path:
-    """Write the tables as ``NAME.csv`` or ``NAME.parquet`` into ``directory``, each file atomically
-    (:func:`features.outputs.write_file`). Files of contract tables in another form, or of tables this
-    history does not have, are removed: the directory then holds this history and nothing of an older one.
-    CSV cells are written as they are (no formula escaping: a history is data for programs, and an
-    escape would change the values read back)."""
-    from features.outputs import write_csv, write_parquet, write_error
-
-    if fmt not in ("csv", "parquet"):
-        raise ValueError("fmt must be 'csv' or 'parquet'")
-    directory = Path(directory)
-    tables = history.tables() if isinstance(history, History) else history
-    written: set[str] = set()
-    for name, df in tables.items():
-        if df is None:
-            continue
-        if fmt == "parquet":
-            path = write_parquet(directory / f"{name}.parquet", df)
-        else:
-            path = write_csv(directory / f"{name}.csv", to_contract_frame(df))
-        written.add(path.name)
-    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
-        for ext in TABLE_EXTENSIONS:
-            old = directory / f"{table}{ext}"
-            if old.name not in written and os.path.lexists(old):
-                try:
-                    old.unlink()
-                except OSError as exc:
-                    raise write_error(old, exc) from None
-    return directory
-
-
-def iter_problems_text(err: ContractError) -> Iterable[str]:
-    """The lines of a contract error, for a CLI to print."""
-    return str(err).splitlines()

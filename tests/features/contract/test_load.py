@@ -1,4 +1,4 @@
-"""The data contract: loading, typing and validating a claims history directory (CSV and Parquet)."""
+"""Loading, typing and validating a claims history directory (features/contract/load.py), CSV and Parquet."""
 
 from __future__ import annotations
 
@@ -11,112 +11,32 @@ import pyarrow as pa
 import pytest
 
 from features.contract import (
-    CARC_TO_CAUSE,
-    CAUSE_TO_CARC,
     CAUSES,
     ContractError,
     History,
     Problem,
-    cause_from_carc,
-    causes_from_carcs,
     empty_table,
     load_history,
     validate_frames,
     validate_table,
-    write_history,
 )
+from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
+from tests.helpers.contract_tables import LIST_COLUMNS, TEXT_COLUMNS, good_tables, load_error, problem_line, write_dir
 
 
 DATE = "a date YYYY-MM-DD in the years 1900 to 2199"
+
+
 MONEY = "an amount >= 0 and at most 100,000,000"
+
+
 MONEY_POS = "an amount > 0 and at most 100,000,000"
+
+
 UNITS = "a number > 0 and at most 99,999"
+
+
 LINE = "a whole number >= 1 and at most 999,999"
-
-
-def good_tables() -> dict[str, pd.DataFrame]:
-    """A tiny valid history as raw text tables (what a CSV export holds)."""
-    claims = pd.DataFrame(
-        {
-            "claim_id": ["C1", "C2", "C3"],
-            "patient_id": ["P1", "P2", "P1"],
-            "billing_npi": ["1234567893", "1234567893", "1987654321"],
-            "rendering_npi": ["1234567893", "", ""],
-            "payer_id": ["MCR", "AETNA", "MCD"],
-            "plan_type": ["medicare", "commercial", "medicaid"],
-            "claim_type": ["professional", "professional", "institutional"],
-            "place_of_service": ["11", "11", "22"],
-            "frequency_code": ["1", "1", "7"],
-            "submitted_date": ["2024-01-05", "2024-02-01", "2024-03-01"],
-            "total_charge": ["120.50", "80", "300"],
-            "diagnosis_codes": ["E119;I10", "Z0000", "M545"],
-            "prior_auth_number": ["", "PA1", ""],
-            "has_attachment": ["true", "", "no"],
-            "paid_date": ["2024-01-20", "", ""],
-            "paid_amount": ["100.25", "", ""],
-        }
-    )
-    lines = pd.DataFrame(
-        {
-            "claim_id": ["C1", "C1", "C2", "C3"],
-            "line_number": ["1", "2", "1", "1"],
-            "service_date": ["2024-01-02", "2024-01-02", "2024-01-30", "2024-02-28"],
-            "procedure_code": ["99213", "36415", "99214", "G0008"],
-            "modifiers": ["25", "", "", "RT;LT"],
-            "units": ["1", "2", "1", "1.5"],
-            "line_charge": ["100", "20.5", "80", "300"],
-            "diagnosis_pointers": ["1;2", "1", "1", ""],
-            "line_paid": ["90", "10.25", "", ""],
-        }
-    )
-    coverage = pd.DataFrame(
-        {
-            "patient_id": ["P1", "P2"],
-            "payer_id": ["MCR", "AETNA"],
-            "plan_type": ["medicare", "commercial"],
-            "coverage_start": ["2023-01-01", "2023-06-01"],
-            "coverage_end": ["", "2024-12-31"],
-        }
-    )
-    providers = pd.DataFrame(
-        {"npi": ["1234567893", "1987654321"], "taxonomy_code": ["207Q00000X", ""], "state": ["OH", "TX"]}
-    )
-    recoupments = pd.DataFrame(
-        {
-            "claim_id": ["C1", "C1", "C2", "C3"],
-            "recouped_date": ["2024-06-01", "2024-07-01", "2024-08-01", "2024-09-01"],
-            "recouped_amount": ["50", "10", "5.5", "1"],
-            "carc": ["CO-97", "", "18", "PR-1"],
-            "cause": ["", "", "", ""],
-        }
-    )
-    return {
-        "claims": claims,
-        "claim_lines": lines,
-        "coverage": coverage,
-        "providers": providers,
-        "recoupments": recoupments,
-    }
-
-
-def write_dir(path, tables, fmt="csv"):
-    path.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        if fmt == "csv":
-            df.to_csv(path / f"{name}.csv", index=False)
-        else:
-            df.to_parquet(path / f"{name}.parquet", index=False)
-    return path
-
-
-def load_error(tmp_path, tables, fmt="csv", **kw) -> ContractError:
-    d = write_dir(tmp_path / "h", tables, fmt)
-    with pytest.raises(ContractError) as exc:
-        load_history(d, **kw)
-    return exc.value
-
-
-# ----------------------------------------------------------------------------------- good input
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -177,67 +97,6 @@ def test_recoupment_cause_derived_from_carc(tmp_path):
     t["recoupments"]["cause"] = ""
     h = load_history(write_dir(tmp_path / "h2", t))
     assert h.recoupments["cause"].astype(str).tolist() == ["bundling", "other", "duplicate", "other"]
-
-
-@pytest.mark.parametrize(
-    "carc, cause",
-    [
-        ("CO-97", "bundling"),
-        ("97", "bundling"),
-        ("co-97", "bundling"),
-        (" OA-18 ", "duplicate"),
-        ("PI-B15", "bundling"),
-        ("CO-151", "units"),
-        ("CO-4", "procedure_coding"),
-        ("CO-50", "medical_necessity"),
-        ("CO-16", "documentation"),
-        ("CO-27", "eligibility"),
-        ("CO-45", "other"),
-        ("PR-1", "other"),
-        ("CO97", "bundling"),
-        ("B15", "bundling"),
-        ("18", "duplicate"),
-        ("CO-1", "other"),
-        ("", None),
-        ("  ", None),
-        (None, None),
-        (float("nan"), None),
-        (pd.NA, None),
-    ],
-)
-def test_cause_from_carc(carc, cause):
-    assert cause_from_carc(carc) == cause
-    vec = causes_from_carcs(pd.Series([carc], dtype=object))
-    assert (vec.iloc[0] if pd.notna(vec.iloc[0]) else None) == cause
-
-
-def test_carc_maps_are_consistent():
-    assert set(CARC_TO_CAUSE.values()) <= set(CAUSES)
-    assert set(CAUSE_TO_CARC) == set(CAUSES)
-    for cause, carc in CAUSE_TO_CARC.items():
-        assert cause_from_carc(carc) == cause
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_write_history_round_trip(tmp_path, fmt):
-    h = load_history(write_dir(tmp_path / "raw", good_tables()))
-    write_history(h, tmp_path / "out", fmt=fmt)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"{t}.{fmt}" for t in ("claims", "claim_lines", "coverage", "providers", "recoupments")
-    )
-    back = load_history(tmp_path / "out")
-    for name, df in h.tables().items():
-        pd.testing.assert_frame_equal(getattr(back, name), df, check_exact=True, obj=name)
-
-
-def test_csv_and_parquet_round_trips_agree(tmp_path):
-    h = load_history(write_dir(tmp_path / "raw", good_tables()))
-    h.claim_lines.loc[0, "units"] = 0.333  # fractional units survive the CSV text form exactly
-    a = load_history(write_history(h, tmp_path / "csv", fmt="csv"))
-    b = load_history(write_history(h, tmp_path / "pq", fmt="parquet"))
-    for name in ("claims", "claim_lines", "coverage", "providers", "recoupments"):
-        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
-    assert a.claim_lines["units"].iloc[0] == 0.333
 
 
 def test_optional_tables_may_be_absent_and_recoupments_can_be_required(tmp_path):
@@ -308,21 +167,12 @@ def test_lists_ignore_empty_items_and_case():
     assert h.claims["diagnosis_codes"].iloc[0] == ["E119", "I10"]
 
 
-# ----------------------------------------------------------------------------------- bad input
-
-
-def _problem_line(err: ContractError, needle: str) -> str:
-    hits = [line for line in str(err).splitlines() if needle in line]
-    assert hits, f"{needle!r} not in:\n{err}"
-    return hits[0]
-
-
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_missing_required_column(tmp_path, fmt):
     t = good_tables()
     t["claims"] = t["claims"].drop(columns=["submitted_date"])
     err = load_error(tmp_path, t, fmt)
-    line = _problem_line(err, "submitted_date")
+    line = problem_line(err, "submitted_date")
     assert f"claims.{fmt}" in line and "required column to be present" in line
     assert len(err.problems) == 1  # no follow-up noise (and no crash) from the missing column
 
@@ -394,7 +244,7 @@ def test_bad_value_is_reported_with_file_row_column_expectation(tmp_path, fmt, t
     t = good_tables()
     t[table].loc[1, column] = value  # data row 2
     err = load_error(tmp_path, t, fmt)
-    line = _problem_line(err, f"column '{column}'")
+    line = problem_line(err, f"column '{column}'")
     assert line.strip().startswith(f"- {table}.{fmt} row 2: column '{column}': expected"), line
     assert expected in line
     assert len(err.problems) == 1, str(err)
@@ -492,7 +342,7 @@ def test_first_rows_shown_then_and_k_more(tmp_path):
     lines["units"] = "0"
     t["claim_lines"] = lines
     err = load_error(tmp_path, t)
-    line = _problem_line(err, "column 'units'")
+    line = problem_line(err, "column 'units'")
     assert "claim_lines.csv rows 1, 2, 3, 4, 5, ... and 7 more: column 'units': expected a number > 0" in line
     assert err.problems[0].rows == list(range(1, 13))
 
@@ -539,24 +389,6 @@ def test_validate_frames_raises_contract_error():
 def test_not_a_directory(tmp_path):
     with pytest.raises(ContractError, match="a claims history directory"):
         load_history(tmp_path / "nope")
-
-
-# ----------------------------------------------------------------------------------- bounds
-
-
-def test_bounds_are_defined_once_on_the_columns():
-    """Every amount, units and line number column has a finite documented maximum; dates a year range."""
-    from features.contract import DATE_YEARS, MAX_AMOUNT, MAX_LINE_NUMBER, MAX_UNITS, TABLES
-
-    kinds = {c.name: c for cols in TABLES.values() for c in cols}
-    for name in ("total_charge", "paid_amount", "line_charge", "line_paid", "recouped_amount"):
-        assert kinds[name].upper == MAX_AMOUNT == 100_000_000
-    assert kinds["units"].upper == MAX_UNITS == 99_999
-    assert kinds["line_number"].upper == MAX_LINE_NUMBER
-    for cols in TABLES.values():
-        for c in cols:
-            if c.kind == "date":
-                assert c.years == DATE_YEARS == (1900, 2199)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -631,9 +463,6 @@ def test_the_service_path_rejects_the_same(monkeypatch):
     assert f"column 'units': expected {UNITS}" in texts[0]
 
 
-# ----------------------------------------------------------------------------------- skip_invalid
-
-
 def test_skip_invalid_sets_aside_the_claims_that_break_the_contract(tmp_path):
     """One loader for both modes: strict raises; skip_invalid returns the valid claims and the rejected
     ones, each with the contract's reason (file, row, column), and drops what refers to them."""
@@ -668,52 +497,6 @@ def test_skip_invalid_on_a_valid_history_rejects_nothing_and_row_less_problems_s
     assert "billing_npi" in str(err)
 
 
-# ------------------------------------------------------------------------- counts and lengths
-
-from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_MODIFIERS  # noqa: E402
-
-#: (table, column, what a value over the bound gets) for every bounded text column
-TEXT_COLUMNS = [
-    ("claims", "claim_id", "a non-empty identifier"),
-    ("claim_lines", "claim_id", "a non-empty identifier"),
-    ("recoupments", "claim_id", "a non-empty identifier"),
-    ("claims", "patient_id", "a non-empty identifier"),
-    ("claims", "payer_id", "a non-empty identifier"),
-    ("coverage", "patient_id", "a non-empty identifier"),
-    ("coverage", "payer_id", "a non-empty identifier"),
-    ("claims", "prior_auth_number", "text"),
-    ("providers", "taxonomy_code", "text"),
-    ("providers", "state", "text"),
-    ("recoupments", "carc", "text"),
-]
-#: (table, column, item, most items, noun)
-LIST_COLUMNS = [
-    ("claims", "diagnosis_codes", "E119", MAX_DIAGNOSIS_CODES, "code(s)"),
-    ("claim_lines", "modifiers", "25", MAX_MODIFIERS, "code(s)"),
-    ("claim_lines", "diagnosis_pointers", "1", MAX_DIAGNOSIS_POINTERS, "pointer(s)"),
-]
-
-
-def test_counts_and_lengths_are_read_from_features_bounds():
-    """Every free-text column has a length and every list a count: the values of features/contract/bounds.py."""
-    from features.contract import TABLES
-
-    for cols in TABLES.values():
-        for c in cols:
-            if c.kind in ("id", "str"):
-                key = c.name if c.name in MAX_CHARS else None
-                assert c.max_chars is not None and c.max_chars == MAX_CHARS[key], c.name
-            if c.kind in ("list_str", "list_int"):
-                assert c.max_items is not None, c.name
-    assert {(t, c) for t, c, _ in TEXT_COLUMNS} == {
-        (t, c.name) for t, cols in TABLES.items() for c in cols if c.kind in ("id", "str")
-    }
-    kinds = {c.name: c for c in TABLES["claims"] + TABLES["claim_lines"]}
-    assert kinds["diagnosis_codes"].max_items == MAX_DIAGNOSIS_CODES == 25
-    assert kinds["modifiers"].max_items == MAX_MODIFIERS == 4
-    assert kinds["diagnosis_pointers"].max_items == MAX_DIAGNOSIS_POINTERS == 4
-
-
 def _with_text(table: str, column: str, value: str) -> dict[str, pd.DataFrame]:
     """The good tables with ``value`` in row 1 of ``table.column`` (a claim id renamed in every table)."""
     t = good_tables()
@@ -734,7 +517,7 @@ def test_text_over_its_length_is_refused_naming_file_row_column_and_bound(tmp_pa
     t[table][column] = t[table][column].astype(object)
     t[table].loc[0, column] = "X" * (n + 1)
     err = load_error(tmp_path, t, fmt)
-    line = _problem_line(err, f"column '{column}': expected {what} of at most {n} characters")
+    line = problem_line(err, f"column '{column}': expected {what} of at most {n} characters")
     assert line.strip().startswith(f"- {table}.{fmt} row 1:"), line
 
 
@@ -765,7 +548,7 @@ def test_list_over_its_count_is_refused_and_at_its_count_loads(tmp_path, fmt, ta
         t[table].at[1, column] = _list(item, 1, True)
     t[table].at[2, column] = _list(item, most + 1, as_list)
     err = load_error(tmp_path / "over", t, fmt.split("_")[0])
-    line = _problem_line(err, f"column '{column}': expected at most {most} {noun}")
+    line = problem_line(err, f"column '{column}': expected at most {most} {noun}")
     assert line.strip().startswith(f"- {table}.{fmt.split('_')[0]} row 3:"), line
     t[table].at[2, column] = _list(item, most, as_list)
     h = load_history(write_dir(tmp_path / "at", t, fmt.split("_")[0]))
@@ -803,3 +586,20 @@ def test_a_huge_value_is_not_echoed(tmp_path):
     err = load_error(tmp_path, _with_text("claims", "claim_id", huge))
     assert f"expected a non-empty identifier of at most {MAX_CHARS['claim_id']} characters" in str(err)
     assert "X" * 100 not in str(err) and len(str(err)) < 1000
+
+
+def test_duplicate_line_numbers_found_at_any_line_number():
+    """Line numbers far apart (up to 999,999) and a missing claim id: duplicates are pairs equal in both."""
+    lines = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1", "C2", "C2", None, None, "C1"],
+            "line_number": ["999999", "999999", "999999", "1", "7", "7", "1"],
+            "service_date": "2024-01-02",
+            "procedure_code": "99213",
+            "units": "1",
+            "line_charge": "1",
+        }
+    )
+    _, problems, _ = validate_table(lines, "claim_lines", "claim_lines.csv")
+    dup = [p for p in problems if p.column == "line_number"]
+    assert [(p.expected, p.rows) for p in dup] == [("unique line numbers within a claim", [1, 2, 5, 6])]
