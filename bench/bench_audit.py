@@ -27,8 +27,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-import numpy as np
-import pandas as pd
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from features.model.bundle import bundle_problem  # noqa: E402
 
 CODES = [
     "99213",
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         make_history_dir(args.claims, data)
         print(f"  generated in {time.perf_counter() - t:.0f} s (not timed)", flush=True)
-    if not (bundle / "likelihood.txt").exists():
+    if bundle_problem(bundle) is not None:
         t = time.perf_counter()
         train_bundle(data, bundle)
         print(f"  trained the bench model in {time.perf_counter() - t:.0f} s (not timed)", flush=True)

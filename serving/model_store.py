@@ -2,7 +2,7 @@
 
 In order:
 
-1. ``RECOUP_BUNDLE_DIR``: a bundle folder (likelihood.txt, ..., meta.json, state/) used as is;
+1. ``RECOUP_BUNDLE_DIR``: a bundle folder (the models, spec.json, meta.json, state/) used as is;
 2. the BentoML model store: ``MODEL_NAME:latest`` (promotion, :mod:`training.export`, puts the champion there);
 3. MLflow, when it is importable and has a ``champion`` of ``MODEL_NAME``: its ``bundle`` artifacts are
    downloaded and copied into the BentoML store (so the next start is fast), then used.
@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import RecoupError
+from features.model.bundle import bundle_problem
+from features.model.store import bentoml_module, store_bundle
 from features.settings import MODEL_NAME, bentoml_home, quiet_telemetry, tracking_uri
-from features.engine.state import make_private
 
 log = logging.getLogger(__name__)
 BUNDLE_ENV = "RECOUP_BUNDLE_DIR"
@@ -44,21 +44,14 @@ def _from_env() -> ModelRef | None:
     if not d:
         return None
     p = Path(d)
-    if not (p / "likelihood.txt").exists():
-        raise NoModelError(f"{BUNDLE_ENV}={d} is not a recoup model bundle (no likelihood.txt)")
+    problem = bundle_problem(p)
+    if problem:
+        raise NoModelError(f"{BUNDLE_ENV}={d} is not a recoup model bundle ({problem})")
     return ModelRef(p, BUNDLE_ENV)
 
 
-def _bentoml():
-    quiet_telemetry()
-    bentoml_home()
-    import bentoml
-
-    return bentoml
-
-
 def from_bentoml_store() -> ModelRef | None:
-    bentoml = _bentoml()
+    bentoml = bentoml_module()
     try:
         m = bentoml.models.get(f"{MODEL_NAME}:latest")
     except bentoml.exceptions.NotFound:
@@ -80,23 +73,18 @@ def export_champion_from_mlflow() -> ModelRef | None:
     except Exception:  # no registered model, no alias, empty store
         return None
     version = str(mv.version)
-    bentoml = _bentoml()
+    bentoml = bentoml_module()
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
         bundle = local / "artifacts" / "bundle"
-        if not (bundle / "likelihood.txt").exists():
-            raise NoModelError(f"MLflow champion {MODEL_NAME} v{version} has no bundle artifact")
+        problem = bundle_problem(bundle)
+        if problem:
+            raise NoModelError(f"MLflow champion {MODEL_NAME} v{version} has no bundle artifact ({problem})")
         meta = json.loads((bundle / "meta.json").read_text())
         labels = {"registered_model": MODEL_NAME, "mlflow_version": version, "alias": "champion"}
-        md = {k: meta[k] for k in ("as_of", "horizon_days", "rulebook_version") if k in meta}
-        with bentoml.models.create(MODEL_NAME, labels=labels, metadata=md) as m:
-            shutil.copytree(bundle, m.path, dirs_exist_ok=True)
-            (Path(m.path) / "meta.json").write_text(
-                json.dumps({**meta, "model_version": version}, indent=2, default=str)
-            )
-            make_private(Path(m.path) / "state")  # the copy holds claims: readable by its user only
-    log.info("exported MLflow champion v%s to the BentoML store as %s", version, m.tag)
-    return ModelRef(Path(bentoml.models.get(m.tag).path), f"mlflow:{MODEL_NAME}@champion -> bentoml:{m.tag}", labels)
+        tag = store_bundle(bundle, version, meta, labels)
+    log.info("exported MLflow champion v%s to the BentoML store as %s", version, tag)
+    return ModelRef(Path(bentoml.models.get(tag).path), f"mlflow:{MODEL_NAME}@champion -> bentoml:{tag}", labels)
 
 
 def resolve_model(allow_mlflow: bool = True) -> ModelRef:

@@ -54,6 +54,20 @@ class Calibrator:
         return {"kind": self.kind, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
 
 
+BUNDLE_FILES = ("meta.json", "spec.json", "calibrator.json")
+
+
+def bundle_problem(directory: str | Path) -> str | None:
+    """Why ``directory`` is not a saved bundle (``"no likelihood model"``, ``"no spec.json"``, ...), or None."""
+    d = Path(directory)
+    if not d.is_dir():
+        return "not a folder"
+    if not ((d / "likelihood.json").is_file() or (d / "likelihood.txt").is_file()):
+        return "no likelihood model"
+    missing = [f for f in BUNDLE_FILES if not (d / f).is_file()]
+    return f"no {missing[0]}" if missing else None
+
+
 @dataclass
 class ModelBundle:
     """Estimators, calibrator, feature spec and metadata of one registered model version.
@@ -137,10 +151,11 @@ class ModelBundle:
     def load(cls, directory: str | Path) -> "ModelBundle":
         """A saved bundle (also one saved before estimators: LightGBM models without their ``.json``)."""
         d = Path(directory)
-        if not (d / "likelihood.txt").exists():
+        problem = bundle_problem(d)
+        if problem:
             from features.errors import RecoupError
 
-            raise RecoupError(f"{d} is not a recoup model bundle (no likelihood.txt)")
+            raise RecoupError(f"{d} is not a recoup model bundle ({problem})")
         meta = json.loads((d / "meta.json").read_text())
         # bundles saved before estimators: the models predicted with the training threads
         old = {"num_threads": int(meta.get("num_threads", 0) or 0)}
