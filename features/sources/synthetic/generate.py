@@ -143,7 +143,7 @@ def generate_with_facts(
     rng = np.random.default_rng(cfg.seed)
     cat = catalog_arrays(cfg.rulebook_dir)
     start = np.datetime64(pd.Timestamp(cfg.start_date).date(), "D")
-    days = int((np.datetime64(pd.Timestamp(cfg.end_date).date(), "D") - start).astype(int))
+    days = int((np.datetime64(pd.Timestamp(cfg.end_date).date(), "D") - start) // np.timedelta64(1, "D"))
     if days < 30:
         raise ValueError("end_date must be at least 30 days after start_date")
     n = int(cfg.n_claims)
@@ -283,7 +283,8 @@ def _ids(prefix: str, n: int) -> np.ndarray:
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
 
 
-def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd.DataFrame]:
+def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd.DataFrame, np.ndarray, np.ndarray]:
+    """The history tables and the oracle, in submission order, with the claim and line ranks of that order."""
     n = len(C["visit"])
     order = np.lexsort((np.arange(n), C["sub"]))  # claims in submission order
     rank = np.empty(n, dtype=np.int64)
@@ -298,7 +299,8 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
 
     ct = col(C["ct"])
     billing = npi.take(pa.array(col(C["provider"])))
-    rendering = pa.array(np.where(ct == 0, col(prov.npi[C["provider"]]), None), type=pa.string())
+    # numpy's stubs reject None (an object branch) in np.where
+    rendering = pa.array(np.where(ct == 0, col(prov.npi[C["provider"]]), None), type=pa.string())  # type: ignore[call-overload]
     has_pa = col(C["has_pa"])
     pa_num = np.full(n, None, dtype=object)
     k = int(has_pa.sum())
@@ -433,7 +435,8 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
 
 def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -> str:
     """Counts, the recoupment rate within the horizon and the mix by cause (claims and dollars)."""
-    cl, rec = history.claims, history.recoupments
+    cl, rec, providers = history.claims, history.recoupments, history.providers
+    assert rec is not None and providers is not None  # a generated history has every table
     end = history.last_date
     mature = cl["paid_date"].notna() & (cl["paid_date"] + pd.Timedelta(days=horizon_days) <= end)
     r = rec.merge(cl[["claim_id", "paid_date"]], on="claim_id")
@@ -442,7 +445,7 @@ def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -
     with_carc = r[r["carc"].notna()]
     lines = [
         f"{len(cl):,} claims, {len(history.claim_lines):,} lines, {cl['patient_id'].nunique():,} patients, "
-        f"{len(history.providers):,} providers, {cl['payer_id'].nunique()} payers; {len(rec):,} recoupment rows",
+        f"{len(providers):,} providers, {cl['payer_id'].nunique()} payers; {len(rec):,} recoupment rows",
         f"expected share of claims recouped within {horizon_days} days: {oracle['true_probability'].mean():.2%}; "
         f"on the {int(mature.sum()):,} mature claims: realized "
         f"{r.loc[pos_mature, 'claim_id'].nunique() / max(mature.sum(), 1):.2%}, "
@@ -499,7 +502,9 @@ def generate_to_dir(
     history, oracle = generate_history(cfg, progress=progress)
     bar.set_postfix_str("writing")
     tables = history.tables()
-    rec = tables["recoupments"].copy()
+    rec = history.recoupments
+    assert rec is not None  # a generated history has every table
+    rec = rec.copy()
     # as in a real 835 export: no cause column values; the loader derives them from the CARC
     rec["cause"] = pd.Categorical([None] * len(rec), categories=list(CAUSES))
     tables["recoupments"] = rec

@@ -30,6 +30,8 @@ from features.sources.synthetic.catalog import (
     ROUTINE_MODIFIER,
     SPECIALTIES,
     STATES,
+    Slot,
+    Visit,
 )
 from features.contract import CAUSES, PLAN_TYPES
 
@@ -215,7 +217,10 @@ def catalog_arrays(rulebook_dir: str | None = None) -> CatalogArrays:
 
     # ---- templates
     level_codes: set[str] = set()
-    v_rows, s_rows, a_rows, combo = [], [], [], []
+    v_rows: list[tuple[Visit, int]] = []  # (visit, its first slot row)
+    s_rows: list[tuple[Slot, int]] = []  # (slot, its first alternative row)
+    a_rows: list[tuple[float, int, int]] = []  # (weight, its first combo index, its code count)
+    combo: list[int] = []
     spec_visit_start, spec_visit_count = [], []
     for s in SPECIALTIES:
         spec_visit_start.append(len(v_rows))

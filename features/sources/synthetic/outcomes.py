@@ -196,7 +196,7 @@ def facts(
     F["duplicate"] = C["dup_of_paid"]
     # bundling: PTP pairs on the same claim; split claims carry their pair from construction
     a, b, mi = ptp_pairs(cat, C, L, svc_dates)
-    byp = cat.ptp_bypass_mask[L["mods"]].any(1)
+    byp: np.ndarray = cat.ptp_bypass_mask[L["mods"]].any(1)  # type: ignore[assignment]  # stubs: any(axis) may be a scalar
     bypassed = byp[a] | byp[b]
     err = (mi == 0) | ((mi == 1) & ~bypassed)
     abuse = (mi == 1) & bypassed & (L["inj_bundle"][a] | L["inj_bundle"][b])

@@ -5,7 +5,7 @@ naming the segment and element; a structural problem rejects the whole transacti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS, MAX_LINE_NUMBER
 from features.contract.schema import ICD10_PATTERN, MODIFIER_PATTERN
@@ -66,7 +66,7 @@ class Claims837:
                 self.reject_claim(no, sid, f"a valid value ({exc})")
         self.finish_claim()
 
-    def fail(self, no: int, sid: str, expected: str) -> None:
+    def fail(self, no: int, sid: str, expected: str) -> NoReturn:
         """A structural problem: the whole transaction is rejected."""
         raise X12Error(self.tx.source, no, expected, sid)
 
@@ -228,9 +228,10 @@ class Claims837:
     ) -> None:
         if self.line is None or self.loop != "2400":
             self.fail(no, sid, "LX before a service line")
-        line = self.line
+        line, claim = self.line, self.claim
+        assert claim is not None  # a line (LX) is only ever open inside a claim
         line["kind"] = sid
-        self.claim["line_kind"] = self.claim["line_kind"] or sid  # type: ignore[index]
+        claim["line_kind"] = claim["line_kind"] or sid
         line["qual"], line["code"], line["modifiers"] = procedure(el(seg, comp_i), self.comp)
         # a bad charge or units rejects the line (in _line_rows, with the element named)
         line["sv_segment"], line["charge_el"], line["units_el"] = no, f"{sid}{charge_i:02d}", f"{sid}{units_i:02d}"

@@ -246,11 +246,11 @@ def read_text(path: Path) -> str:
 def import_x12(paths: Iterable[str | Path]) -> ImportResult:
     """Read 837 and 835 files into a validated claims history (see docs/x12.md for the mapping)."""
     t0 = time.perf_counter()
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise RecoupError("no X12 files given")
     parts = []
-    for path in paths:
+    for path in files:
         one = parse_x12(read_text(path), str(path))
         log.info(
             "%s: %d claim(s), %d remittance(s), %d rejected",

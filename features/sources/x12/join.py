@@ -103,8 +103,8 @@ def join(parsed: Parsed) -> tuple[dict[str, list[dict]], ImportSummary, list[Rej
     for o in parsed.offsets:
         if o["reason"] == OFFSET_REASON:
             summary.offsets += 1
-            rec = _offset_recoupment(o, claims, by_payer_number, reversed_amounts, rejected)
-            recoupments.extend([rec] if rec else [])
+            offset = _offset_recoupment(o, claims, by_payer_number, reversed_amounts, rejected)
+            recoupments.extend([offset] if offset else [])
 
     claim_rows = list(claims.values())
     line_rows = [ln for cid in claims for ln in lines[cid]]
@@ -301,12 +301,12 @@ def match_lines(lines: list[dict], svcs: list[dict]) -> list[tuple[dict, dict]]:
         by_code[ln["procedure_code"]].append(ln)
     used: set[int] = set()
     for svc in svcs:
-        ln = by_control.get(svc["control_number"]) if svc["control_number"] else None
-        if ln is None or id(ln) in used:
-            ln = next((x for x in by_code.get(svc["submitted_code"], []) if id(x) not in used), None)
-        if ln is not None:
-            used.add(id(ln))
-            pairs.append((ln, svc))
+        match = by_control.get(svc["control_number"]) if svc["control_number"] else None
+        if match is None or id(match) in used:
+            match = next((x for x in by_code.get(svc["submitted_code"], []) if id(x) not in used), None)
+        if match is not None:
+            used.add(id(match))
+            pairs.append((match, svc))
     return pairs
 
 

@@ -5,6 +5,8 @@ value rejects the whole transaction: a remittance is a money statement, read who
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from features.sources.x12.codes import UNKNOWN_PAYER, npi_or_none
 from features.sources.x12.elements import bounded, bounded_el, components, el, number, procedure, x12_date
 from features.sources.x12.envelope import Transaction
@@ -52,7 +54,7 @@ class Remit835:
             o.update(remittance_date=day, payer_id=payer_id)
         self.out.offsets.extend(self.offsets)
 
-    def fail(self, no: int, sid: str, expected: str) -> None:
+    def fail(self, no: int, sid: str, expected: str) -> NoReturn:
         raise X12Error(self.tx.source, no, expected, sid)
 
     # -- header -----------------------------------------------------------------------
