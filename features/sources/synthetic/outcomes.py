@@ -187,7 +187,6 @@ def facts(
     H = np.zeros((n, len(CAUSES)))
     A = np.zeros((n, len(CAUSES)))
     F: dict[str, np.ndarray] = {}
-    C["provider"]
     # duplicate
     exact = C["dup_of_paid"] & ~C["dup_near"]
     near = C["dup_of_paid"] & C["dup_near"]
