@@ -183,8 +183,8 @@ def load_history(
     if problems:
         raise ContractError(problems, max_shown=max_shown)
     history = History(
-        claims=typed["claims"],  # type: ignore[arg-type]
-        claim_lines=typed["claim_lines"],  # type: ignore[arg-type]
+        claims=typed["claims"],
+        claim_lines=typed["claim_lines"],
         coverage=typed["coverage"],
         providers=typed["providers"],
         recoupments=typed["recoupments"],
@@ -309,7 +309,7 @@ def _set_aside(
         {
             "claim_id": ids.to_numpy()[rej_idx],
             "submitted_date": claims["submitted_date"].to_numpy()[rej_idx],
-            "reject_reason": ["; ".join(dict.fromkeys(reasons[i])) for i in rej_idx],
+            "reject_reason": ["; ".join(dict.fromkeys(reasons[int(i)])) for i in rej_idx],
         }
     )
     return history, rejected
@@ -339,7 +339,7 @@ def _as_str(s: pd.Series) -> pd.Series:
 def _to_list(s: pd.Series, item: str) -> pd.Series:
     """Turn a ';'-separated string column (or an existing list column) into an Arrow list column."""
     if isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_list(s.dtype.pyarrow_dtype):
-        arr = pa.chunked_array(s.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
+        arr = pa.chunked_array(s.array._pa_array).combine_chunks()
     elif s.dtype == object and s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
         values = [
             [str(x) for x in v]
@@ -557,9 +557,9 @@ def _text(v: object) -> str | None:
     """A raw cell as ``_as_str`` sees it: stripped text, or None for missing/blank; :class:`_Odd` if unsure."""
     t = type(v)
     if t is str:
-        if not v.isascii():  # type: ignore[union-attr]
+        if not v.isascii():  # type: ignore[attr-defined]
             raise _Odd
-        return v.strip() or None  # type: ignore[union-attr]
+        return v.strip() or None  # type: ignore[attr-defined]
     if v is None or v is pd.NA:
         return None
     if t is float:
@@ -597,7 +597,7 @@ def _list_items(v: object, has_lists: bool) -> list[str]:
     t = type(v)
     if t is list or t is tuple:
         items = []
-        for x in v:  # type: ignore[union-attr]
+        for x in v:  # type: ignore[attr-defined]
             tx = type(x)
             if tx is str:
                 if not x.isascii():
@@ -606,9 +606,9 @@ def _list_items(v: object, has_lists: bool) -> list[str]:
                 raise _Odd
             items.append(str(x))
     elif t is str:
-        if not v.isascii():  # type: ignore[union-attr]
+        if not v.isascii():  # type: ignore[attr-defined]
             raise _Odd
-        items = v.split(";")  # type: ignore[union-attr]
+        items = v.split(";")  # type: ignore[attr-defined]
     elif v is None or (t is float and v != v):
         return []
     elif v is pd.NA:
@@ -823,7 +823,7 @@ def _validate(
                 problems.append(Problem(file, name, MISSING_COLUMN))
                 continue
             src = None
-            vals = [None] * n
+            vals: list | None = [None] * n
         elif matrix is not None:
             src = None
             vals = matrix[pos[name]].tolist()

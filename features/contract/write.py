@@ -13,7 +13,7 @@ from features.contract.schema import OPTIONAL_TABLES, REQUIRED_TABLES, TABLE_EXT
 
 
 def _list_to_text(s: pd.Series) -> pd.Series:
-    arr = pa.chunked_array(s.array._pa_array).combine_chunks()  # type: ignore[attr-defined]
+    arr = pa.chunked_array(s.array._pa_array).combine_chunks()
     flat = pc.cast(pc.list_flatten(arr), pa.string())
     parents = pc.list_parent_indices(arr).to_numpy()
     txt = pd.Series(flat.to_numpy(zero_copy_only=False), dtype=object)
