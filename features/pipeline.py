@@ -77,6 +77,7 @@ class FeatureResult:
     def X(self) -> pd.DataFrame:
         if self._X is None:
             a = self.arrays
+            assert a is not None  # built without X: from arrays
             self._X = _frame(a.cats, dict(zip(a.names, a.mat.T)), pd.Index(a.ids, name="claim_id"))
         return self._X
 
@@ -87,7 +88,9 @@ class FeatureResult:
     @property
     def hits(self) -> pd.DataFrame:
         if self._hits is None:
-            self._hits = hits_frame(self.arrays.hit_groups, self.arrays.ids)
+            a = self.arrays
+            assert a is not None  # built without hits: from arrays
+            self._hits = hits_frame(a.hit_groups, a.ids)
         return self._hits
 
     @hits.setter
@@ -97,7 +100,9 @@ class FeatureResult:
     @property
     def lines(self) -> pd.DataFrame:
         if self._lines is None:
-            self._lines = pd.DataFrame(self.arrays.la)
+            a = self.arrays
+            assert a is not None  # built without lines: from arrays
+            self._lines = pd.DataFrame(a.la)
         return self._lines
 
     @lines.setter

@@ -79,7 +79,7 @@ def load_champion_dir() -> Path:
 def load_scorer(bundle_dir: str | Path | None = None) -> Scorer:
     """A scorer for batch work: the bundle without its online history state (batch builds its own)."""
     d = Path(bundle_dir) if bundle_dir is not None else load_champion_dir()
-    return Scorer(ModelBundle.load(d), state=None)  # type: ignore[arg-type]
+    return Scorer(ModelBundle.load(d), state=None)
 
 
 # ---------------------------------------------------------------------------------------------- options

@@ -78,7 +78,7 @@ def top_reasons(
         cid = str(x_ids[i])
         x = dict(zip(x_cols, x_vals[i])) if x_rows is None else x_rows[i]
         claim = {c: c_data[j][i] for j, c in enumerate(c_cols)}
-        reasons = []
+        reasons: list[dict] = []
         for j in np.argsort(-F[i], kind="stable"):
             if len(reasons) >= MAX_REASONS or F[i, j] <= 0:  # a reason states a fact that raises risk
                 break

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -33,6 +35,10 @@ from features.pipeline import FeatureResult, compute_features
 from features.rulebook import Rulebook, load_rulebook
 from features.engine.state import HistoryState
 from serving.reasons import rule_hit_records, top_reasons
+
+if TYPE_CHECKING:
+    from serving.journal import RecordJournal
+    from serving.schemas import Claim
 
 log = logging.getLogger(__name__)
 SCORE_FIELDS = [
@@ -83,7 +89,7 @@ def content_hashes(sent: list[dict]) -> np.ndarray:
     return out
 
 
-def sent_claims(claims: pd.DataFrame, lines: pd.DataFrame, as_sent: list | None) -> list[dict]:
+def sent_claims(claims: pd.DataFrame, lines: pd.DataFrame, as_sent: Sequence[Claim | dict] | None) -> list[dict]:
     """The claims as CLAIM dicts: ``as_sent`` (Claim objects or dicts) dumped, else the typed frames
     turned back into CLAIM objects (~1.5 ms per claim)."""
     from serving.schemas import Claim, frames_to_claims
@@ -138,8 +144,10 @@ class ScoreFrame:
                 "risk_band": self.risk_band,
                 "expected_recoupment_amount": self.amount,
             }
+            cp = self.cause_probabilities
+            assert cp is not None  # given with the other arrays when there is no table
             for j, c in enumerate(CAUSES):
-                cols[f"p_{c}"] = self.cause_probabilities[:, j]
+                cols[f"p_{c}"] = cp[:, j]
             self._table = pd.DataFrame(cols, index=self.ids)
         return self._table
 
@@ -156,6 +164,7 @@ class ScoreFrame:
         band = np.asarray(self.risk_band).tolist()
         amount = np.round(np.asarray(self.amount, dtype=np.float64), 2).tolist()
         reasons, hits = self.reasons, self.rule_hits
+        assert self.ids is not None  # from the table or given (checked in __init__)
         for i, cid in enumerate(self.ids.tolist()):
             out.append(
                 {
@@ -180,14 +189,15 @@ def _explain_rows(explain: np.ndarray | bool, n: int) -> np.ndarray:
 
 
 class Scorer:
-    """A loaded model version with its history state."""
+    """A loaded model version with its history state (None for batch work, which builds its own state and
+    calls :meth:`score_features` only)."""
 
-    def __init__(self, bundle: ModelBundle, state: HistoryState, rulebook: Rulebook | None = None):
+    def __init__(self, bundle: ModelBundle, state: HistoryState | None, rulebook: Rulebook | None = None):
         self.bundle = bundle
         self.state = state
         self.rulebook = rulebook or load_rulebook()
         self.lock = threading.Lock()  # the online state is updated in place
-        self.journal = None  # a serving.journal.RecordJournal: recorded claims on disk (restarts, workers)
+        self.journal: RecordJournal | None = None  # recorded claims on disk (restarts, workers)
 
     @classmethod
     def from_dir(cls, bundle_dir: str | Path, journal_dir: str | Path | None = None) -> "Scorer":
@@ -211,9 +221,10 @@ class Scorer:
             j = self.journal
             if j is None:
                 return
+            assert self.state is not None  # a journal comes with a state (from_dir)
             with j.exclusive():
-                self.state = j.catch_up(self.state, self.rulebook)
-                j.compact(self.state)
+                self.state = state = j.catch_up(self.state, self.rulebook)
+                j.compact(state)
             j.close()
             self.journal = None
 
@@ -296,7 +307,7 @@ class Scorer:
         lines: pd.DataFrame,
         explain: bool = True,
         record: bool = True,
-        as_sent: list[dict] | None = None,
+        as_sent: Sequence[Claim | dict] | None = None,
     ) -> list[dict]:
         """Score new claims against the online state; with ``record`` they join the state afterwards.
         Each SCORE gets the additive ``recorded`` field (:data:`RECORDED`).
@@ -308,16 +319,19 @@ class Scorer:
         """
         claims, lines = _range_indexed(claims), _range_indexed(lines)
         with self.lock:
+            state = self.state
+            assert state is not None  # online scoring: a scorer with its history state
             j = self.journal
             with j.exclusive() if j is not None and record else nullcontext():
                 if j is not None:
-                    self.state = j.catch_up(self.state, self.rulebook)
-                status, parts, sent = self._features(claims, lines, record, as_sent)
+                    self.state = state = j.catch_up(state, self.rulebook)
+                status, parts, sent = self._features(state, claims, lines, record, as_sent)
                 fresh = [i for i, st in enumerate(status) if st in ("new", "replaced")]
                 if j is not None and fresh:
+                    assert sent is not None  # recorded claims are dumped
                     j.append([sent[i] for i in fresh])
                     if j.due():
-                        j.compact(self.state)
+                        j.compact(state)
         out: list[dict] = [{}] * len(claims)
         for pos, part, feats in parts:
             recs = self.score_features(feats, part, explain).records(self.model_version)
@@ -327,21 +341,30 @@ class Scorer:
         return out
 
     def _features(
-        self, claims: pd.DataFrame, lines: pd.DataFrame, record: bool, as_sent: list | None
+        self,
+        state: HistoryState,
+        claims: pd.DataFrame,
+        lines: pd.DataFrame,
+        record: bool,
+        as_sent: Sequence[Claim | dict] | None,
     ) -> tuple[list[str], list, list[dict] | None]:
         """(status per claim, [(positions, claims, features), ...], the claims as CLAIM dicts): retries
         (same id and content as a recorded claim) at their recorded place, never recorded again; the
-        others after everything, recorded when ``record``. Call under :attr:`lock`."""
-        versions = self.state.versions(claims["claim_id"].astype(str).tolist())
+        others after everything, recorded when ``record``. Call under :attr:`lock` with :attr:`state`."""
+        versions = state.versions(claims["claim_id"].astype(str).tolist())
         known = any(v is not None for v in versions)
         # the hash is kept for what is recorded, and compared for known ids (what-if of new claims: none)
         sent = sent_claims(claims, lines, as_sent) if record or known else None
         hashes = content_hashes(sent) if sent is not None else None
-        status, retry = [], []
+        status: list[str] = []
+        retry: list[int] = []
+        retry_order: list[int] = []  # their place in submission order
         for i, v in enumerate(versions):
-            if v is not None and v[0] == hashes[i] and v[1] >= 0:
+            # a known id (v) was hashed: ``hashes is not None`` always holds with it
+            if v is not None and hashes is not None and v[0] == hashes[i] and v[1] >= 0:
                 status.append("already_recorded")
                 retry.append(i)
+                retry_order.append(v[1] & _ORDER_MASK)
             elif not record:
                 status.append("not_recorded")
             else:
@@ -350,12 +373,13 @@ class Scorer:
             feats = compute_features(
                 claims,
                 lines,
-                self.state,
+                state,
                 self.rulebook,
                 record=record,
                 cache={} if hashes is None else {"_content_hash": hashes},
             )
             return status, [(range(len(claims)), claims, feats)], sent
+        assert hashes is not None  # retries are known ids: hashed
         parts = []
         retried = set(retry)
         rest = [i for i in range(len(claims)) if i not in retried]
@@ -366,11 +390,11 @@ class Scorer:
             part_lines = lines[lines["claim_id"].isin(part["claim_id"])].reset_index(drop=True)
             order = None
             if pos is retry:  # at their recorded place
-                order = np.array([versions[i][1] & _ORDER_MASK for i in pos], dtype=np.int64)
+                order = np.array(retry_order, dtype=np.int64)
             feats = compute_features(
                 part,
                 part_lines,
-                self.state,
+                state,
                 self.rulebook,
                 order=order,
                 record=rec,

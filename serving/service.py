@@ -399,13 +399,12 @@ class RecoupService:
         conv = claims_to_frames([req.claim], ["claim"])
         if conv.errors:
             return 422, error_entry(req.claim.claim_id, conv.errors[0])
-        # as_sent: a Claim object, which Scorer.score_claims dumps (scorer.sent_claims) though annotated list[dict]
         return 200, self.scorer.score_claims(
             conv.claims,
             conv.lines,
             explain=explain,
             record=record,
-            as_sent=[req.claim],  # type: ignore[list-item]
+            as_sent=[req.claim],
         )[0]
 
     def score_many(self, body: Any, query: dict | None = None) -> tuple[int, Any]:
@@ -438,13 +437,12 @@ class RecoupService:
                 out[i] = error_entry(parsed[at[i]].claim_id, fields)
             if conv.ok:
                 sent = [parsed[at[i]] for i in conv.ok] if record else None
-                # as_sent: Claim objects, which score_claims dumps (scorer.sent_claims) though annotated list[dict]
                 scores = self.scorer.score_claims(
                     conv.claims,
                     conv.lines,
                     explain=explain,
                     record=record,
-                    as_sent=sent,  # type: ignore[arg-type]
+                    as_sent=sent,
                 )
                 for i, s in zip(conv.ok, scores):
                     out[i] = s

@@ -31,7 +31,7 @@ def range_indexed(df: pd.DataFrame) -> pd.DataFrame:
 
 def list_flat(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values, parent row positions) of an Arrow list column."""
-    arr = s.array._pa_array  # type: ignore[attr-defined]
+    arr = s.array._pa_array
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     if len(arr) == 0:
         return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)

@@ -30,8 +30,8 @@ class CoverageArrays:
         """The spans of these patients (each patient's rows in table order, patients in the given order:
         the rows ``HistoryState.coverage_for`` selects)."""
         got = [self._rows.get(p) for p in patient_ids]
-        got = [r for r in got if r is not None]
-        idx = np.concatenate(got) if got else np.zeros(0, dtype=np.int64)
+        found = [r for r in got if r is not None]
+        idx = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         out = object.__new__(CoverageArrays)
         out.patient_id, out.start, out.end, out.payer_id = (
             self.patient_id[idx],

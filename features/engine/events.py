@@ -19,7 +19,9 @@ submitted before them, never themselves or later ones).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -69,7 +71,7 @@ class EventTable:
     prefix: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))
     payload: np.ndarray | None = None
     # unsorted additions since the last merge: key -> list of (time, values, payload)
-    delta: dict = field(default_factory=dict)
+    delta: dict[Any, KeyDelta] = field(default_factory=dict)
     n_delta: int = 0
 
     def __post_init__(self) -> None:
@@ -152,7 +154,7 @@ class EventTable:
                 d = self.delta[k] = KeyDelta(len(self.columns))
             d.add(int(times[i]), values[i].copy(), None if payload is None else payload[i])
         self.n_delta += len(keys)
-        self._delta_table = None
+        self._delta_table: EventTable | None = None
         if self.n_delta > max(MERGE_MIN, len(self.times) // MERGE_FRACTION):
             self.merge()
 
@@ -242,7 +244,8 @@ class EventTable:
             if known.any():
                 pos[known] = self._segmented_searchsorted(k_idx[known], times[known])
         # the key's own running sum at its latest event before T; nothing when there is none
-        rows = self.prefix[pos] if columns is None else self.prefix[np.ix_(pos, columns)]
+        # numpy's stubs type ix_'s arguments as arrays only; a list of ints is what it takes at runtime
+        rows = self.prefix[pos] if columns is None else self.prefix[np.ix_(pos, columns)]  # type: ignore[arg-type]
         sums = rows.astype(np.float64, copy=False)  # a fresh array either way (fancy indexing)
         none = pos == lo
         if none.any():
@@ -325,7 +328,9 @@ class EventTable:
             if len(keys) <= 32:
                 for i, k in enumerate(keys.tolist()):
                     d = self.delta.get(k)
-                    j = -1 if d is None else d.before(int(times[i]))
+                    if d is None:
+                        continue
+                    j = d.before(int(times[i]))
                     if j >= 0 and d.times[j] > tt[i]:  # the latest in time order, as the delta table's
                         tt[i], pay[i] = d.times[j], d.payload_at(j)
             else:
@@ -376,7 +381,9 @@ class EventTable:
         vs: list[np.ndarray] = []
         for i, k in enumerate(keys.tolist()):
             kd = self.delta.get(k)
-            j = -1 if kd is None else kd.before(int(times[i]))
+            if kd is None:
+                continue
+            j = kd.before(int(times[i]))
             if j < 0:
                 continue
             qs.extend([i] * (j + 1))
@@ -391,7 +398,7 @@ class EventTable:
             pay[:] = ps
         else:
             pay = np.full(len(ps), None, dtype=object)
-        out = (np.array(qs, dtype=np.int64), pay)
+        out: tuple[np.ndarray, ...] = (np.array(qs, dtype=np.int64), pay)
         if values:
             out += (np.vstack(vs) if vs else np.zeros((0, len(self.columns))),)
         return out
@@ -405,6 +412,7 @@ class EventTable:
             starts = self.offsets[:-1][counts > 0]
             out[starts] = self.prefix[starts + 1]
             return out
+        assert first is not None  # passed with ev
         out = self.prefix[ev + 1].astype(np.float64)
         out -= self.prefix[np.where(first, 0, ev)]  # row 0 is all zeros
         return out
@@ -571,7 +579,8 @@ def release_memory() -> None:
         _TRIM(0)
 
 
-_TRIM = None
+#: libc's malloc_trim; False where there is none; None until the first call
+_TRIM: Callable[[int], object] | Literal[False] | None = None
 
 
 def _segmented_searchsorted(times: np.ndarray, offsets: np.ndarray, seg: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -109,7 +109,7 @@ class HistoryState:
             specialty_of = dict(
                 zip(p["npi"].astype(str), p["taxonomy_code"].astype("string").fillna(UNKNOWN_SPECIALTY))
             )
-        state = cls(tables={}, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=history.coverage)
+        state = cls(tables=Tables(), claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=history.coverage)
         order = submission_order(claims) if order is None else order
         specialty = state.specialty_for(claims)
         la = prepare_lines(claims, lines, rulebook) if la is None else la
@@ -176,10 +176,10 @@ class HistoryState:
                 k: v for k, v in cov.groupby(cov["patient_id"].astype(str), sort=False).indices.items()
             }
         rows = [self._coverage_by_patient.get(p) for p in patient_ids.astype(str)]
-        rows = [r for r in rows if r is not None]
-        if not rows:
+        found = [r for r in rows if r is not None]
+        if not found:
             return self.coverage.iloc[0:0]
-        return self.coverage.iloc[np.concatenate(rows)]
+        return self.coverage.iloc[np.concatenate(found)]
 
     # ------------------------------------------------------------------ updating
     def add_claims(

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 
 from features.engine.arrays import SMALL, as_str, group_max, group_min, group_sum, rate, small_cached, string_objects
-from features.engine.events import EventTable
 from features.engine.lines import line_arrays, separate_procedures
 from features.engine.tables import (
     BATCH_CLAIMS,
     claim_days,
     claim_entity_keys,
+    Tables,
     claim_times,
     line_keys,
 )
@@ -76,7 +76,7 @@ class Context:
         la,
         rulebook: Rulebook,
         coverage,
-        tables: dict[str, EventTable],
+        tables: Tables,
         specialty: np.ndarray,
         order: np.ndarray,
         cache: dict,

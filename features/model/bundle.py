@@ -159,8 +159,10 @@ class ModelBundle:
         meta = json.loads((d / "meta.json").read_text())
         # bundles saved before estimators: the models predicted with the training threads
         old = {"num_threads": int(meta.get("num_threads", 0) or 0)}
+        likelihood = load_estimator(d, "likelihood", **old)
+        assert likelihood is not None  # bundle_problem checked the likelihood model
         return cls(
-            likelihood=load_estimator(d, "likelihood", **old),
+            likelihood=likelihood,
             cause=load_estimator(d, "cause", n_classes=len(CAUSES), **old),
             calibrator=Calibrator(**json.loads((d / "calibrator.json").read_text())),
             spec=FeatureSpec.from_json((d / "spec.json").read_text()),

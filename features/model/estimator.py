@@ -176,10 +176,10 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
 
 
 #: estimator classes by the name their ``save`` records (``<name>.json``, key ``estimator``)
-ESTIMATORS: dict[str, type] = {"LightGBMClassifier": LightGBMClassifier}
+ESTIMATORS: dict[str, type[LightGBMClassifier]] = {"LightGBMClassifier": LightGBMClassifier}
 
 
-def load_estimator(directory: str | Path, name: str, **defaults: Any):
+def load_estimator(directory: str | Path, name: str, **defaults: Any) -> LightGBMClassifier | None:
     """The estimator saved as ``name`` in ``directory`` (its class named in ``<name>.json``; LightGBM when
     there is none: bundles saved before estimators), or None when there is no such model."""
     d = Path(directory)
