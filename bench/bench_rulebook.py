@@ -21,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.contract import load_history  # noqa: E402
+from features.engine.arrays import ymd_of_days  # noqa: E402
 from features.rulebook import load_rulebook  # noqa: E402
 
 
@@ -139,15 +140,19 @@ def bench_lookups(n_lines: int, seed: int = 0) -> dict:
     ind = _timed(f"ptp_lookup, {n_lines:,} pairs", lambda: rb.ptp_lookup(c1, c2, dates, ctype), figures)
     codes = rb.table("mue_professional")["code"].to_numpy(dtype=object)[rng.integers(0, 14_000, n_lines)]
     units, mai = _timed(f"mue_lookup, {n_lines:,} lines", lambda: rb.mue_lookup(codes, ctype), figures)
+    # the feature families' path: the rulebook's index on code ids and YYYYMMDD dates
+    ri = rb.index
+    ymd = ymd_of_days(dates.astype("datetime64[D]").astype(np.int64))
+    i1, i2, ic = ri.code_ids(c1), ri.code_ids(c2), ri.code_ids(codes)
+    _timed(f"RuleIndex.ptp on code ids, {n_lines:,} pairs", lambda: ri.ptp(i1, i2, ymd, ctype), figures)
+    _timed(f"RuleIndex.mue on code ids, {n_lines:,} lines", lambda: ri.mue(ic, ctype), figures)
     print(f"  PTP edits in force: {np.mean(ind >= 0):.1%}; MUE found: {np.mean(~np.isnan(units)):.1%}")
     return figures
 
 
 def _warm():
     rb = load_rulebook()
-    rb._ptp_index("professional")
-    rb._ptp_index("institutional")
-    rb.mue_lookup(["99213"], "professional")
+    rb.ptp_lookup(["99213"], ["36415"], ["2024-08-01"])  # builds the rulebook's index (rb.index)
     rb.mue_lookup(["99213"], "institutional")
     return rb
 

@@ -1,8 +1,11 @@
 """The packaged CMS rulebook: NCCI PTP and MUE edits, add-on codes, ICD-10-CM, POS, modifiers, CARC.
 
 Tables live as Parquet under ``features/rulebook/data`` (rebuilt by ``python -m features.rulebook.build``).
-All lookups are vectorized: codes are mapped to integer ids once and pairs are found with a binary
-search over sorted int64 keys, so checking millions of lines takes seconds.
+All lookups are vectorized and written once, in the rulebook's index
+(:class:`features.rulebook.index.RuleIndex`, ``Rulebook.index``): codes are mapped to integer ids once
+and pairs are found with a binary search over sorted int64 keys, so checking millions of lines takes
+seconds. ``ptp_lookup``, ``mue_lookup`` and ``icd_status`` here take codes as text (lists, arrays,
+Series with missing values) and dates in any form, and call it.
 
 PTP edits are service-date aware: an edit applies when the service date is on or before its
 deletion date (this copy of the tables has no effective dates). A pair can appear with several
@@ -19,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from features.engine.arrays import ymd_of_days
+from features.rulebook.index import RuleIndex, rule_index
 
 DATA_DIR = Path(__file__).parent / "data"
 #: modifiers that bypass an NCCI PTP edit whose modifier indicator is 1
@@ -76,24 +82,14 @@ def _claim_type_key(claim_type: str) -> str:
     return "institutional" if str(claim_type) == "institutional" else "professional"
 
 
-_DATE_SHIFT = np.int64(100_000_000)  # composite key: pair_key * _DATE_SHIFT + YYYYMMDD
-_NAT_YMD = 99991231  # a missing service date is checked against the edits in force today
-
-
 def _ymd(dates) -> np.ndarray:
-    """Dates (datetime64 of any unit, Timestamps, ISO strings) as int64 ``YYYYMMDD``; NaT -> 99991231."""
+    """Dates (datetime64 of any unit, Timestamps, ISO strings) as int64 ``YYYYMMDD``; a missing date is
+    checked against the edits in force today (99991231)."""
     arr = np.atleast_1d(np.asarray(dates))
     if arr.dtype.kind != "M":
         arr = pd.to_datetime(pd.Series(arr.ravel()), errors="coerce").to_numpy()
     d = arr.astype("datetime64[D]")
-    nat = np.isnat(d)
-    months = d.astype("datetime64[M]")
-    year = months.astype("datetime64[Y]").astype(np.int64) + 1970
-    month = months.astype(np.int64) % 12 + 1
-    day = (d - months).astype(np.int64) + 1
-    out = year * 10000 + month * 100 + day
-    out[nat] = _NAT_YMD
-    return out
+    return ymd_of_days(np.where(np.isnat(d), 10**6, d.astype(np.int64)))
 
 
 def _codes_array(codes, n: int | None = None) -> np.ndarray:
@@ -104,11 +100,9 @@ def _codes_array(codes, n: int | None = None) -> np.ndarray:
     return s.astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
-@dataclass
-class _PtpIndex:
-    vocab: pd.Index
-    keys: np.ndarray  # sorted int64: (id(column_1) * V + id(column_2)) * 1e8 + deletion YYYYMMDD
-    modifier_indicator: np.ndarray  # int8, aligned with keys
+def _claim_types(claim_type: str | np.ndarray | pd.Series) -> str | np.ndarray:
+    """One claim type for all rows, or one per row (anything but ``institutional`` is professional)."""
+    return _claim_type_key(claim_type) if isinstance(claim_type, str) else np.asarray(claim_type, dtype=object)
 
 
 @dataclass
@@ -134,25 +128,14 @@ class Rulebook:
             self._cache[name] = pd.read_parquet(self.data_dir / f"{name}.parquet")
         return self._cache[name]
 
-    # ---------------------------------------------------------------- NCCI PTP
-    def _ptp_index(self, claim_type: str) -> _PtpIndex:
-        key = f"_ptp_idx_{_claim_type_key(claim_type)}"
-        if key not in self._cache:
-            df = self.table(f"ptp_{_claim_type_key(claim_type)}")
-            c1 = df["column_1"].to_numpy(dtype=object)
-            c2 = df["column_2"].to_numpy(dtype=object)
-            vocab = pd.Index(np.unique(np.concatenate([c1, c2]).astype(str)))
-            v = np.int64(len(vocab))
-            pair = vocab.get_indexer(c1).astype(np.int64) * v + vocab.get_indexer(c2).astype(np.int64)
-            k = pair * _DATE_SHIFT + df["deletion_date"].to_numpy().astype(np.int64)
-            order = np.argsort(k, kind="stable")
-            self._cache[key] = _PtpIndex(
-                vocab=vocab,
-                keys=k[order],
-                modifier_indicator=df["modifier_indicator"].to_numpy().astype(np.int8)[order],
-            )
-        return self._cache[key]
+    # ---------------------------------------------------------------- the fast index
+    @property
+    def index(self) -> RuleIndex:
+        """The rulebook's :class:`~features.rulebook.index.RuleIndex` (built on first use, then kept):
+        the one implementation of the PTP, MUE and ICD-10-CM lookups below."""
+        return rule_index(self)
 
+    # ---------------------------------------------------------------- NCCI PTP
     def ptp_lookup(
         self,
         column_1: np.ndarray | pd.Series,
@@ -175,26 +158,8 @@ class Rulebook:
             dint = np.full(n, dint[0], dtype=np.int64)
         if len(c2) != n or len(dint) != n:
             raise ValueError("ptp_lookup: column_1, column_2 and service_date must have the same length")
-        out = np.full(n, -1, dtype=np.int8)
-        if isinstance(claim_type, str):
-            groups = {_claim_type_key(claim_type): np.arange(n)}
-        else:
-            ct = np.where(np.asarray(claim_type, dtype=object) == "institutional", "institutional", "professional")
-            groups = {t: np.flatnonzero(ct == t) for t in ("professional", "institutional")}
-        for ctype, idx in groups.items():
-            if len(idx) == 0:
-                continue
-            ix = self._ptp_index(ctype)
-            i1 = ix.vocab.get_indexer(c1[idx])
-            i2 = ix.vocab.get_indexer(c2[idx])
-            known = (i1 >= 0) & (i2 >= 0)
-            pair = i1.astype(np.int64) * len(ix.vocab) + i2.astype(np.int64)
-            # first row of the pair whose deletion date is on or after the service date
-            pos = np.searchsorted(ix.keys, pair * _DATE_SHIFT + dint[idx], side="left")
-            pos = np.minimum(pos, len(ix.keys) - 1)
-            hit = known & (ix.keys[pos] // _DATE_SHIFT == pair) & (ix.keys[pos] % _DATE_SHIFT >= dint[idx])
-            out[idx[hit]] = ix.modifier_indicator[pos[hit]]
-        return out
+        ri = self.index
+        return ri.ptp(ri.code_ids(c1), ri.code_ids(c2), dint, _claim_types(claim_type))
 
     def ptp_pairs_among(
         self,
@@ -224,38 +189,12 @@ class Rulebook:
         return sub.reset_index(drop=True)
 
     # ---------------------------------------------------------------- MUE
-    def _mue_index(self, ctype: str) -> tuple[pd.Index, np.ndarray, np.ndarray]:
-        key = f"_mue_idx_{ctype}"
-        if key not in self._cache:
-            t = self.table(f"mue_{ctype}")
-            self._cache[key] = (
-                pd.Index(t["code"].astype(str).to_numpy(dtype=object)),
-                t["mue_units"].to_numpy().astype(np.float64),
-                t["mai"].to_numpy().astype(np.int8),
-            )
-        return self._cache[key]
-
     def mue_lookup(
         self, codes: np.ndarray | pd.Series, claim_type: str | np.ndarray | pd.Series = "professional"
     ) -> tuple[np.ndarray, np.ndarray]:
         """(MUE units as float, NaN where none; MAI as int8, 0 where none) per code."""
-        codes = _codes_array(codes)
-        units = np.full(len(codes), np.nan)
-        mai = np.zeros(len(codes), dtype=np.int8)
-        if isinstance(claim_type, str):
-            groups = {_claim_type_key(claim_type): np.arange(len(codes))}
-        else:
-            ct = np.where(np.asarray(claim_type, dtype=object) == "institutional", "institutional", "professional")
-            groups = {t: np.flatnonzero(ct == t) for t in ("professional", "institutional")}
-        for ctype, idx in groups.items():
-            if len(idx) == 0:
-                continue
-            index, t_units, t_mai = self._mue_index(ctype)
-            pos = index.get_indexer(codes[idx])
-            ok = pos >= 0
-            units[idx[ok]] = t_units[pos[ok]]
-            mai[idx[ok]] = t_mai[pos[ok]]
-        return units, mai
+        ri = self.index
+        return ri.mue(ri.code_ids(_codes_array(codes)), _claim_types(claim_type))
 
     # ---------------------------------------------------------------- add-on codes
     @functools.cached_property
@@ -277,23 +216,12 @@ class Rulebook:
         return {k: frozenset() if k in anyp else frozenset(v) for k, v in out.items()}
 
     # ---------------------------------------------------------------- ICD-10-CM
-    @functools.cached_property
-    def _icd_index(self) -> tuple[pd.Index, np.ndarray]:
-        t = self.table("icd10cm")
-        return pd.Index(t["code"].astype(str)), t["billable"].to_numpy()
-
     def icd_status(self, codes: np.ndarray | pd.Series) -> np.ndarray:
         """Per diagnosis code: 0 valid billable, 1 truncated (a category, not a billable leaf), 2 unknown.
 
         Codes are compared without dots and upper-cased (``e11.9`` is ``E119``).
         """
-        index, billable = self._icd_index
-        codes = pd.Series(_codes_array(codes), dtype="string").str.replace(".", "", regex=False).str.upper()
-        pos = index.get_indexer(codes.to_numpy(dtype=object))
-        out = np.full(len(pos), 2, dtype=np.int8)
-        ok = pos >= 0
-        out[ok] = np.where(billable[pos[ok]], 0, 1)
-        return out
+        return self.index.icd_status(_codes_array(codes))
 
     # ---------------------------------------------------------------- vocabularies
     @functools.cached_property

@@ -1,7 +1,8 @@
 """The rulebook's fast index: :class:`RuleIndex`, integer lookups over the rulebook's public tables
-(procedure code ids, PTP edits as sorted int64 keys, MUE limits as arrays), built once per rulebook
-(:func:`rule_index`). It gives the answers of :meth:`Rulebook.ptp_lookup` / ``mue_lookup`` for millions
-of lines at once or one claim in microseconds.
+(procedure code ids, PTP edits as sorted int64 keys, MUE limits as arrays, ICD-10-CM status), built once
+per rulebook (:func:`rule_index`). It is the one implementation of the rulebook's lookups: the feature
+families call it on code ids; :meth:`Rulebook.ptp_lookup`, ``mue_lookup`` and ``icd_status`` normalise
+their inputs (strings, Series, dates) and call it. Millions of lines at once, or one claim in microseconds.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from typing import TYPE_CHECKING
+
 from features.engine.arrays import SMALL, ymd_of_days
-from features.rulebook import Rulebook
+
+if TYPE_CHECKING:  # features.rulebook imports this module
+    from features.rulebook import Rulebook
 
 #: PTP keys are ``pair * DATE_SHIFT + deletion YYYYMMDD``
 DATE_SHIFT = np.int64(100_000_000)
@@ -23,8 +28,8 @@ class RuleIndex:
 
     Procedure codes map to integer ids (a dict for a few codes, a pandas indexer for many); PTP edits
     are sorted int64 keys ``(id1 * V + id2) * 1e8 + deletion YYYYMMDD`` searched with np.searchsorted
-    (the rule of :meth:`Rulebook.ptp_lookup`: the earliest deletion date on or after the service date
-    applies); MUE limits are arrays indexed by code id.
+    (the edit row in force is the one with the earliest deletion date on or after the service date); MUE
+    limits are arrays indexed by code id (the last slot, id -1, is the unknown code).
     """
 
     def __init__(self, rulebook: Rulebook):
@@ -62,7 +67,7 @@ class RuleIndex:
             u[ids] = d["mue_units"].to_numpy().astype(np.float64)
             m[ids] = d["mai"].to_numpy().astype(np.int8)
             self.mue_units[t], self.mue_mai[t] = u, m
-        self._icd: dict | None = None
+        self._icd: dict[str, int] | None = None
 
     def code_ids(self, codes: np.ndarray) -> np.ndarray:
         """Vocabulary id per code, -1 when unknown."""
@@ -72,28 +77,33 @@ class RuleIndex:
         return self.vocab.get_indexer(np.asarray(codes, dtype=object)).astype(np.int64)
 
     @staticmethod
-    def _inst(claim_type: np.ndarray) -> np.ndarray:
+    def _inst(claim_type: str | np.ndarray, n: int) -> np.ndarray:
+        """Per row: is the claim institutional (one claim type for all rows, or one per row)."""
+        if isinstance(claim_type, str):
+            return np.full(n, claim_type == "institutional")
         return np.asarray(claim_type, dtype=object) == "institutional"
 
-    def mue(self, ids: np.ndarray, claim_type: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inst = self._inst(claim_type)
+    def mue(self, ids: np.ndarray, claim_type: str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(MUE units as float, NaN where none; MAI as int8, 0 where none) per code id (-1: unknown)."""
+        inst = self._inst(claim_type, len(ids))
         units = np.where(inst, self.mue_units["institutional"][ids], self.mue_units["professional"][ids])
         mai = np.where(inst, self.mue_mai["institutional"][ids], self.mue_mai["professional"][ids]).astype(np.int8)
         return units, mai
 
-    def ptp(self, id1: np.ndarray, id2: np.ndarray, ymd: np.ndarray, claim_type: np.ndarray) -> np.ndarray:
-        """Modifier indicator of the edit in force (column_1 = id1), -1 where none."""
+    def ptp(self, id1: np.ndarray, id2: np.ndarray, ymd: np.ndarray, claim_type: str | np.ndarray) -> np.ndarray:
+        """Modifier indicator of the edit in force on ``ymd`` (column_1 = id1, column_2 = id2), -1 where none."""
         n = len(id1)
         out = np.full(n, -1, dtype=np.int8)
         if n == 0:
             return out
-        inst = self._inst(claim_type)
+        inst = self._inst(claim_type, n)
         known = (id1 >= 0) & (id2 >= 0)
         pair = id1 * self.V + id2
         for t, m in (("professional", ~inst), ("institutional", inst)):
             if not m.any():
                 continue
             keys = self.ptp_keys[t]
+            # the first row of the pair whose deletion date is on or after the service date
             pos = np.searchsorted(keys, pair[m] * DATE_SHIFT + ymd[m], side="left")
             pos = np.minimum(pos, len(keys) - 1)
             kp = keys[pos]
@@ -103,15 +113,25 @@ class RuleIndex:
         return out
 
     def icd_status(self, dx: np.ndarray) -> np.ndarray:
-        if len(dx) > SMALL:
-            return self.rb.icd_status(dx)
+        """Per diagnosis code: 0 valid billable, 1 truncated (a category, not a billable leaf), 2 unknown
+        or missing. Codes are compared stripped, without dots and upper-cased (``e11.9`` is ``E119``)."""
         if self._icd is None:
             t = self.rb.table("icd10cm")
             self._icd = dict(zip(t["code"].astype(str).tolist(), np.where(t["billable"].to_numpy(), 0, 1).tolist()))
         get = self._icd.get
-        return np.fromiter(
-            (get(str(d).strip().replace(".", "").upper(), 2) for d in dx.tolist()), dtype=np.int8, count=len(dx)
+        dx = np.asarray(dx, dtype=object)
+        if len(dx) <= SMALL:
+            values, inv = dx.tolist(), None
+        else:  # each distinct code once (a missing code gets -1, the last slot: unknown)
+            inv, uniq = pd.factorize(dx)
+            values = uniq.tolist()
+        # non-text values (None, NaN, NA) are unknown: every ICD-10-CM code starts with a letter
+        status = np.fromiter(
+            (get(v.strip().replace(".", "").upper(), 2) if isinstance(v, str) else 2 for v in values),
+            dtype=np.int8,
+            count=len(values),
         )
+        return status if inv is None else np.append(status, np.int8(2))[inv]
 
 
 def _arrow_text(s: pd.Series) -> pa.ChunkedArray:
@@ -123,16 +143,12 @@ def _arrow_text(s: pd.Series) -> pa.ChunkedArray:
     return data.cast(pa.large_string()) if data.type != pa.large_string() else data
 
 
-_RULE_INDEX: dict[int, tuple[Rulebook, RuleIndex]] = {}
-
-
 def rule_index(rulebook: Rulebook) -> RuleIndex:
-    """The cached :class:`RuleIndex` of a rulebook (kept for the rulebook's lifetime)."""
-    got = _RULE_INDEX.get(id(rulebook))
-    if got is None or got[0] is not rulebook:
-        got = (rulebook, RuleIndex(rulebook))
-        _RULE_INDEX[id(rulebook)] = got
-    return got[1]
+    """The :class:`RuleIndex` of a rulebook, built on first use and kept with the rulebook's tables."""
+    got = rulebook._cache.get("rule_index")
+    if got is None:
+        got = rulebook._cache["rule_index"] = RuleIndex(rulebook)
+    return got
 
 
 def ptp_pairs_ids(ri: RuleIndex, a_id, a_bypass, b_id, b_bypass, day, claim_type):
