@@ -75,3 +75,23 @@ def test_cli_docstring_names_each_command_and_the_function_that_runs_it():
         for fn in functions:
             assert fn in defined, f"{command}: {module}.{fn} does not exist"
             assert f"{fn}(" in source, f"{command}: recoup/cli.py never calls {fn}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A helper used by two modules is public (issue #12): no ``from x import _name`` between our packages."""
+    ours = {"features", "serving", "training", "recoup"}
+    bad = []
+    for package in sorted(ours):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ours:
+                    bad += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names if a.name[0] == "_"]
+    assert not bad, bad
+
+
+def test_sources_are_not_imported_by_training_or_serving():
+    """The synthetic generator and the X12 importer are data sources for commands, not shared code."""
+    for package in ("training", "serving", "features/families", "features/engine", "features/model"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            bad = {m for m in imports(path) if m.startswith("features.sources")}
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
