@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import RecoupError
-from features.model.bundle import bundle_problem
+from features.model.layout import bundle_problem
 from features.model.store import bentoml_module, store_bundle
 from features.settings import MODEL_NAME, bentoml_home, quiet_telemetry, tracking_uri
 

@@ -953,6 +953,9 @@ def _before(later: pd.Series | np.ndarray, earlier: pd.Series | np.ndarray) -> n
 def _arrow_str(s: pd.Series | pd.api.extensions.ExtensionArray) -> pa.Array:
     """A string column (or a typed column's array) as one Arrow ``large_string`` array."""
     values = s.array if isinstance(s, pd.Series) else s
+    data = getattr(values, "_pa_array", None)  # a typed column: its Arrow data as is (no copy, no cast)
+    if isinstance(data, pa.ChunkedArray) and data.type == pa.large_string() and data.num_chunks == 1:
+        return data.chunk(0)
     if isinstance(values, pd.arrays.ArrowStringArray):
         arr = pa.array(values)
     else:
@@ -968,7 +971,7 @@ def _isin(values: pd.Series, pool: pd.Series) -> np.ndarray:
 
 
 def _isin_arrow(values: pa.Array, pool: pa.Array) -> np.ndarray:
-    hit = pc.is_in(values, value_set=pc.unique(pool))
+    hit = pc.is_in(values, value_set=pool)
     return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 

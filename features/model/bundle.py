@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CAUSES
+from features.model.layout import bundle_problem
 from features.model.estimator import LightGBMClassifier, load_estimator
 from features.model.spec import FeatureSpec
 
@@ -52,20 +53,6 @@ class Calibrator:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "x": self.x, "y": self.y, "a": self.a, "b": self.b}
-
-
-BUNDLE_FILES = ("meta.json", "spec.json", "calibrator.json")
-
-
-def bundle_problem(directory: str | Path) -> str | None:
-    """Why ``directory`` is not a saved bundle (``"no likelihood model"``, ``"no spec.json"``, ...), or None."""
-    d = Path(directory)
-    if not d.is_dir():
-        return "not a folder"
-    if not ((d / "likelihood.json").is_file() or (d / "likelihood.txt").is_file()):
-        return "no likelihood model"
-    missing = [f for f in BUNDLE_FILES if not (d / f).is_file()]
-    return f"no {missing[0]}" if missing else None
 
 
 @dataclass
