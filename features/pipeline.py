@@ -169,44 +169,57 @@ _LINE_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What running a list of families needs besides the families (built once per family list)."""
+
+    #: per family: the tables no later family reads (a batch drops them after it)
+    done: list[tuple[str, ...]]
+    #: the numeric columns in table order
+    numeric: tuple[str, ...]
+    #: the columns rounded to ``ROUND`` digits, and their positions in ``numeric``
+    rounded: tuple[str, ...]
+    rounded_at: np.ndarray
+
+
 @functools.lru_cache(maxsize=8)
-def _plan(families: tuple) -> tuple[list[tuple[str, ...]], list[str]]:
-    """(per family: the tables no later family reads, the numeric columns in table order)."""
+def _plan(families: tuple) -> _Plan:
     last_reader = {t: i for i, fam in enumerate(families) for t in fam.TABLES}
     done = [tuple(t for t in fam.TABLES if last_reader[t] == i) for i, fam in enumerate(families)]
-    return done, table_columns(list(families))
+    numeric = tuple(table_columns(list(families)))
+    rounded = tuple(c for fam in families for c in fam.ROUNDED)
+    at = {c: j for j, c in enumerate(numeric)}
+    return _Plan(done, numeric, rounded, np.array([at[c] for c in rounded], dtype=np.intp))
 
 
-def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(categorical columns in :data:`CATEGORICAL` order, numeric columns in table order) of every family;
-    history columns rounded to ``ROUND`` digits."""
-    done, numeric = _plan(tuple(families))
+def _run_families(ctx: Context, families: list) -> tuple[dict[str, np.ndarray], list[str], np.ndarray | dict]:
+    """(categorical columns in :data:`CATEGORICAL` order, the numeric column names in table order, their
+    values) of every family; history columns rounded to ``ROUND`` digits. The values: for small inputs one
+    float matrix (a claim per row, a column per name), else a dict of columns."""
+    plan = _plan(tuple(families))
     out: dict[str, np.ndarray] = {}
-    rounded: list[str] = []
-    for fam, release in zip(families, done):
-        got = fam.compute(ctx)
-        out.update(got)
-        rounded += fam.ROUNDED
+    for fam, release in zip(families, plan.done):
+        out.update(fam.compute(ctx))
         if ctx.big:
             for t in release:
                 ctx.release(t)
     ctx.clear()
-    if ctx.small:  # one rounding pass (same numbers, fewer numpy calls)
-        mat = np.empty((len(rounded), ctx.n))
-        for j, k in enumerate(rounded):
-            mat[j] = out[k]
-        np.round(mat, ROUND, out=mat)
-        for j, k in enumerate(rounded):
-            out[k] = mat[j]
-    else:
-        for k in rounded:
-            out[k] = np.round(np.asarray(out[k], dtype=np.float64), ROUND)
+    cats = {c: out[c] for c in CATEGORICAL if c in out}
+    names = list(plan.numeric)
+    if ctx.small:  # straight into the model matrix, one rounding pass (same numbers, fewer numpy calls)
+        mat = np.empty((ctx.n, len(names)))
+        for j, k in enumerate(names):
+            mat[:, j] = out[k]
+        at = plan.rounded_at
+        mat[:, at] = np.round(mat[:, at], ROUND)
+        return cats, names, mat
+    for k in plan.rounded:
+        out[k] = np.round(np.asarray(out[k], dtype=np.float64), ROUND)
     if ctx.big:
         for k in _LINE_KEYS:
             ctx.cache.pop(k, None)
         release_memory()
-    cats = {c: out.pop(c) for c in CATEGORICAL if c in out}
-    return cats, {c: out.pop(c) for c in numeric}
+    return cats, names, {c: out.pop(c) for c in names}
 
 
 def _frame(cats: dict[str, np.ndarray], num: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
@@ -257,18 +270,16 @@ def compute_features(
     specialty = state.specialty_for(claims, cache if small else None)
     coverage = _coverage_small(state, cache["patient_id"]) if small else state.coverage_for(claims["patient_id"])
     ctx = Context(claims, lines, la, rulebook, coverage, state.tables, specialty, order, cache)
-    cats, f = _run_families(ctx, registry() if families is None else families)
+    cats, names, f = _run_families(ctx, registry() if families is None else families)
     hit_groups = [ctx.claim_hits, ctx.history_hits]
-    if small and la_in is None:
-        # frames are built only if read (FeatureResult): the scorer works from the arrays
-        names = list(f)
-        mat = np.empty((len(claims), len(names)))
-        for j, k in enumerate(names):
-            mat[:, j] = f[k]
-        arrays = FeatureArrays(ids=cache["claim_id"], cats=cats, names=names, mat=mat, hit_groups=hit_groups, la=la)
-        if record:
-            state.add_claims(claims, lines, la, order, cache)
-        return FeatureResult(arrays=arrays)
+    if isinstance(f, np.ndarray):
+        if la_in is None:
+            # frames are built only if read (FeatureResult): the scorer works from the arrays
+            arrays = FeatureArrays(ids=cache["claim_id"], cats=cats, names=names, mat=f, hit_groups=hit_groups, la=la)
+            if record:
+                state.add_claims(claims, lines, la, order, cache)
+            return FeatureResult(arrays=arrays)
+        f = dict(zip(names, f.T))
     X = _frame(cats, f, pd.Index(cache["claim_id"], name="claim_id"))
     hits = hits_frame(hit_groups, cache["claim_id"])
     if la_in is None:

@@ -93,6 +93,9 @@ class Context:
         self.claim_hits: list[dict] = []
         self.history_hits: list[dict] = []
         self._memo: dict = {}
+        self._entities: dict[str, dict[str, np.ndarray]] = {}  # entity table -> its sums (column -> array)
+        self._rates: dict[str, np.ndarray] = {}  # entity "all" column -> overall rate, NaN -> 0
+        self._lines: dict[tuple[str, str], np.ndarray] = {}  # (line table, line keys) -> sums
 
     def shared(self, key: str, make: Callable):
         """``make()`` computed once per call (an intermediate several families read)."""
@@ -154,29 +157,37 @@ class Context:
     # ------------------------------------------------------------------ the history
     def times(self) -> np.ndarray:
         """Each claim's event time (its submission day and order)."""
-        return self.shared("times", lambda: claim_times(self.claims, self.order, self.cache))
+        got = self._memo.get("times")  # hot accessors check the memo before building a closure
+        if got is None:
+            got = self._memo["times"] = claim_times(self.claims, self.order, self.cache)
+        return got
 
     def day(self) -> np.ndarray:
         return claim_days(self.claims, self.cache)
 
     def keys(self) -> dict[str, np.ndarray]:
         """The claims' entity keys (provider, patient, payer, specialty, procedure, all)."""
-        return self.shared("keys", lambda: claim_entity_keys(self.claims, self.specialty, self.cache, self.la))
+        got = self._memo.get("keys")
+        if got is None:
+            got = self._memo["keys"] = claim_entity_keys(self.claims, self.specialty, self.cache, self.la)
+        return got
 
     def entity(self, e: str) -> dict[str, np.ndarray]:
         """The sums of entity table ``e`` before each claim (column name -> array)."""
-
-        def make():
+        got = self._entities.get(e)
+        if got is None:
             cols = self.tables[e].columns
             sums = self.tables[e].query(self.keys()[e], self.times())[0]
-            return {c: sums[:, j] for j, c in enumerate(cols)}
-
-        return self.shared("entity:" + e, make)
+            got = self._entities[e] = {c: sums[:, j] for j, c in enumerate(cols)}
+        return got
 
     def overall_rate(self, col: str = "n_recouped") -> np.ndarray:
         """Share of all earlier claims recouped (``col``: overall or ``rc_<cause>``), NaN -> 0."""
-        g = self.entity("all")
-        return self.shared("rate:" + col, lambda: np.nan_to_num(rate(g[col], g["n_claims"])))
+        got = self._rates.get(col)
+        if got is None:
+            g = self.entity("all")
+            got = self._rates[col] = np.nan_to_num(rate(g[col], g["n_claims"]))
+        return got
 
     def specialty_rate(self) -> np.ndarray:
         """The specialty's recoupment rate, smoothed toward the overall rate (10 pseudo-claims)."""
@@ -189,12 +200,13 @@ class Context:
 
     def line_keys(self) -> dict:
         """Integer keys of each line in the state's line tables (see :func:`features.engine.tables.line_keys`)."""
-        return self.shared(
-            "line_keys",
-            lambda: line_keys(
-                self.claims, self.lines, self.la, self.cache, self.specialty, getattr(self.tables, "coder", None)
-            ),
-        )
+        got = self._memo.get("line_keys")
+        if got is None:
+            coder = getattr(self.tables, "coder", None)
+            got = self._memo["line_keys"] = line_keys(
+                self.claims, self.lines, self.la, self.cache, self.specialty, coder
+            )
+        return got
 
     def claim_ids(self) -> np.ndarray:
         lk = self.line_keys()
@@ -202,15 +214,14 @@ class Context:
 
     def line_query(self, table: str, keys: str) -> np.ndarray:
         """Sums of line table ``table`` before each line's claim, by the line keys ``keys`` (once per call)."""
-
-        def make():
+        got = self._lines.get((table, keys))
+        if got is None:
             lk = self.line_keys()
             times = self.times()[self.ci]
             if keys == "proc_dx":  # keyed per (line, diagnosis family): at the lines ``lp``
                 times = times[lk["lp"]]
-            return self.tables[table].query(lk[keys], times)[0]
-
-        return self.shared(f"line:{table}:{keys}", make)
+            got = self._lines[table, keys] = self.tables[table].query(lk[keys], times)[0]
+        return got
 
     def sameday(self) -> tuple:
         """Earlier same-day lines (same patient, provider and service date) of each line:
@@ -248,12 +259,15 @@ class Context:
         """A batch no longer needs ``table``: drop its search index and what was read from it."""
         if table in self.tables:
             self.tables[table].release_index()
-        for k in [k for k in self._memo if k in ("entity:" + table, table) or k.startswith(f"line:{table}:")]:
-            del self._memo[k]
+        self._memo.pop(table, None)
+        self._entities.pop(table, None)
+        for k in [k for k in self._lines if k[0] == table]:
+            del self._lines[k]
 
     def clear(self) -> None:
         """Drop every shared intermediate (the families are done)."""
-        self._memo.clear()
+        for m in (self._memo, self._entities, self._rates, self._lines):
+            m.clear()
 
 
 # ---------------------------------------------------------------------- hits, for the sentences
