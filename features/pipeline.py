@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import History
-from features.engine.arrays import SMALL, as_str, range_indexed, small_values
+from features.engine.arrays import SMALL, as_str, column, range_indexed, small_values
 from features.engine.coverage import CoverageArrays
 from features.engine.events import release_memory
 from features.engine.hits import hits_frame
@@ -131,7 +131,7 @@ def _read_small(claims: pd.DataFrame, cache: dict) -> None:
     for c in (*_CLAIM_STR_COLUMNS, "plan_type"):
         if c in cache:
             continue
-        s = claims[c]
+        s = column(claims, c)
         vals = small_values(s)
         if vals is not None:
             cache[c] = np.array([v if type(v) is str else str(v) for v in vals], dtype=object)  # = as_str(s)
@@ -264,7 +264,7 @@ def compute_features(
         _read_small(claims, cache)
     for c in _CLAIM_STR_COLUMNS:
         if c not in cache:
-            cache[c] = as_str(claims[c])
+            cache[c] = as_str(column(claims, c))
     la_in = la
     la = prepare_line_arrays(claims, lines, rulebook, cache["claim_type"]) if la is None else la
     specialty = state.specialty_for(claims, cache if small else None)

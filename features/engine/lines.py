@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from features.engine.arrays import SMALL, as_str, claim_list_flat, days, list_flat
+from features.engine.arrays import SMALL, as_str, claim_list_flat, column, days, list_flat
 from features.rulebook import PTP_BYPASS_MODIFIERS, Rulebook
 from features.rulebook.index import rule_index
 
@@ -61,8 +61,8 @@ def separate_procedures(codes: np.ndarray, rulebook: Rulebook) -> np.ndarray:
 
 def claim_index(claims: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray:
     """Position in ``claims`` of each line's claim."""
-    cid = claims["claim_id"].to_numpy(dtype=object)
-    lid = lines["claim_id"].to_numpy(dtype=object)
+    cid = np.asarray(column(claims, "claim_id"), dtype=object)
+    lid = np.asarray(column(lines, "claim_id"), dtype=object)
     if len(cid) <= SMALL and len(lid) <= 4 * SMALL:
         pos = {c: i for i, c in enumerate(cid.tolist())}
         idx = np.fromiter((pos.get(c, -1) for c in lid.tolist()), dtype=np.int64, count=len(lid))
@@ -74,8 +74,8 @@ def claim_index(claims: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray:
 
 
 def line_attribute_arrays(lines: pd.DataFrame, claim_type: np.ndarray, rulebook: Rulebook) -> dict:
-    code = as_str(lines["procedure_code"])
-    mods, parent = list_flat(lines["modifiers"])
+    code = as_str(column(lines, "procedure_code"))
+    mods, parent = list_flat(column(lines, "modifiers"))
     n = len(lines)
     mods = np.asarray(mods, dtype=object)
 
@@ -115,14 +115,14 @@ def prepare_line_arrays(
 ) -> dict[str, np.ndarray]:
     """The columns of :func:`prepare_lines` as a dict of arrays (no DataFrame built)."""
     ci = claim_index(claims, lines)
-    ctype = as_str(claims["claim_type"]) if claim_type is None else claim_type
+    ctype = as_str(column(claims, "claim_type")) if claim_type is None else claim_type
     la = line_attribute_arrays(lines, ctype[ci], rulebook)
     la.pop("_code_id")
     la["ci"] = ci
-    la["line_number"] = lines["line_number"].to_numpy()
-    la["units"] = lines["units"].to_numpy(dtype=np.float64)
-    la["charge"] = lines["line_charge"].to_numpy(dtype=np.float64)
-    la["day"] = days(lines["service_date"].to_numpy(dtype="datetime64[D]"))  # days since 1970
+    la["line_number"] = np.asarray(column(lines, "line_number"))
+    la["units"] = np.asarray(column(lines, "units"), dtype=np.float64)
+    la["charge"] = np.asarray(column(lines, "line_charge"), dtype=np.float64)
+    la["day"] = days(np.asarray(column(lines, "service_date"), dtype="datetime64[D]"))  # days since 1970
     return la
 
 

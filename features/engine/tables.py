@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CAUSES
-from features.engine.arrays import as_str, small_cached
+from features.engine.arrays import as_str, column, small_cached
 from features.engine.events import (
     PHASE_CLAIM,
     PHASE_RECOUPMENT,
@@ -40,7 +40,7 @@ def claim_entity_keys(
     cache = cache if cache is not None else {}
     for c in ("billing_npi", "patient_id", "payer_id"):
         if c not in cache:
-            cache[c] = as_str(claims[c])
+            cache[c] = as_str(column(claims, c))
     if "main_procedure" not in cache:
         if la is None:
             raise ValueError("claim_entity_keys needs the claims' lines for the main procedure")
@@ -57,7 +57,7 @@ def claim_entity_keys(
 
 def claim_days(claims: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
     """Submission day numbers (read once per call for small inputs; callers must not modify them)."""
-    return small_cached(cache, "_day", len(claims), lambda: day_number(claims["submitted_date"]))
+    return small_cached(cache, "_day", len(claims), lambda: day_number(column(claims, "submitted_date")))
 
 
 def claim_times(claims: pd.DataFrame, order: np.ndarray, cache: dict | None = None) -> np.ndarray:
@@ -68,9 +68,9 @@ def claim_floats(claims: pd.DataFrame, cache: dict | None) -> tuple[np.ndarray, 
     """(total charge, has attachment, has prior auth) as floats (read once per call for small inputs)."""
     n = len(claims)
     return (
-        small_cached(cache, "_total_charge", n, lambda: claims["total_charge"].to_numpy(dtype=np.float64)),
-        small_cached(cache, "_has_att", n, lambda: claims["has_attachment"].to_numpy(dtype=float)),
-        small_cached(cache, "_has_pa", n, lambda: claims["prior_auth_number"].notna().to_numpy(dtype=float)),
+        small_cached(cache, "_total_charge", n, lambda: np.asarray(column(claims, "total_charge"), dtype=np.float64)),
+        small_cached(cache, "_has_att", n, lambda: np.asarray(column(claims, "has_attachment"), dtype=float)),
+        small_cached(cache, "_has_pa", n, lambda: (~pd.isna(column(claims, "prior_auth_number"))).astype(float)),
     )
 
 
@@ -148,7 +148,7 @@ def line_keys(
     ci = L["ci"]
 
     def claim_ids(vocab: str, col: str) -> np.ndarray:
-        return coder.ids(vocab, out[col] if col in out else as_str(claims[col]), add)
+        return coder.ids(vocab, out[col] if col in out else as_str(column(claims, col)), add)
 
     pn = coder.sub("patient_npi", pack(claim_ids("patient", "patient_id"), claim_ids("npi", "billing_npi")), add)
     samekey = pack(pn[ci], coder.ids("day", L["day"], add))

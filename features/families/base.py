@@ -25,7 +25,17 @@ from typing import Callable, Protocol
 import numpy as np
 import pandas as pd
 
-from features.engine.arrays import SMALL, as_str, group_max, group_min, group_sum, rate, small_cached, string_objects
+from features.engine.arrays import (
+    SMALL,
+    as_str,
+    column,
+    group_max,
+    group_min,
+    group_sum,
+    rate,
+    small_cached,
+    string_objects,
+)
 from features.engine.lines import line_arrays, separate_procedures
 from features.engine.tables import (
     BATCH_CLAIMS,
@@ -108,25 +118,28 @@ class Context:
     def text(self, col: str) -> np.ndarray:
         """A claim string column as str objects (read once per call)."""
         got = self.cache.get(col)
-        return got if got is not None else as_str(self.claims[col])
+        return got if got is not None else as_str(column(self.claims, col))
 
     def categorical(self, col: str) -> np.ndarray:
         """A categorical model input as the claims hold it (missing -> pd.NA)."""
         if col in self.cache.get("_clean", ()):
             return self.cache[col]
-        return string_objects(self.claims[col])
+        return string_objects(column(self.claims, col))
 
     def charge(self) -> np.ndarray:
         return small_cached(
-            self.cache, "_total_charge", self.n, lambda: self.claims["total_charge"].to_numpy(dtype=np.float64)
+            self.cache,
+            "_total_charge",
+            self.n,
+            lambda: np.asarray(column(self.claims, "total_charge"), dtype=np.float64),
         )
 
     def paperwork(self) -> tuple[np.ndarray, np.ndarray]:
         """(has attachment, has prior authorization) as floats."""
         n, c = self.n, self.claims
         return (
-            small_cached(self.cache, "_has_att", n, lambda: c["has_attachment"].to_numpy(dtype=float)),
-            small_cached(self.cache, "_has_pa", n, lambda: c["prior_auth_number"].notna().to_numpy(dtype=float)),
+            small_cached(self.cache, "_has_att", n, lambda: np.asarray(column(c, "has_attachment"), dtype=float)),
+            small_cached(self.cache, "_has_pa", n, lambda: (~pd.isna(column(c, "prior_auth_number"))).astype(float)),
         )
 
     @property
@@ -210,7 +223,7 @@ class Context:
 
     def claim_ids(self) -> np.ndarray:
         lk = self.line_keys()
-        return lk["claim_id"] if "claim_id" in lk else as_str(self.claims["claim_id"])
+        return lk["claim_id"] if "claim_id" in lk else as_str(column(self.claims, "claim_id"))
 
     def line_query(self, table: str, keys: str) -> np.ndarray:
         """Sums of line table ``table`` before each line's claim, by the line keys ``keys`` (once per call)."""

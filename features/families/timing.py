@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.engine.arrays import days
+from features.engine.arrays import column, days
 from features.families.base import Context
 
 NAME = "timing"
@@ -16,7 +16,7 @@ ROUNDED = ()
 
 def compute(ctx: Context) -> dict[str, np.ndarray]:
     first_day, last_day = ctx.service_days()
-    sub_day = days(ctx.claims["submitted_date"].to_numpy(dtype="datetime64[D]"))
+    sub_day = days(np.asarray(column(ctx.claims, "submitted_date"), dtype="datetime64[D]"))
     return {"submission_lag_days": sub_day - last_day, "service_span_days": last_day - first_day}
 
 
