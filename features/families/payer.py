@@ -22,9 +22,10 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     py = ctx.entity("payer")
     w = PAYER_PRIOR_WEIGHT
     f = {"plan_type": ctx.categorical("plan_type"), "payer_id": ctx.categorical("payer_id")}
+    den = py["n_claims"] + w
     for c in CAUSES:
-        f[f"payer_rate_{c}"] = (py[f"rc_{c}"] + w * ctx.overall_rate(f"rc_{c}")) / (py["n_claims"] + w)
-    f["payer_recoup_rate"] = (py["n_recouped"] + w * ctx.overall_rate()) / (py["n_claims"] + w)
+        f[f"payer_rate_{c}"] = (py[f"rc_{c}"] + w * ctx.overall_rate(f"rc_{c}")) / den
+    f["payer_recoup_rate"] = (py["n_recouped"] + w * ctx.overall_rate()) / den
     return f
 
 

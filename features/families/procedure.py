@@ -24,12 +24,13 @@ ROUNDED = COLUMNS[1:]
 
 def compute(ctx: Context) -> dict[str, np.ndarray]:
     pc = ctx.entity("procedure")
+    den = pc["n_claims"] + 20
     f = {
         "main_procedure": ctx.keys()["procedure"],
-        "procedure_recoup_rate": (pc["n_recouped"] + 20 * ctx.overall_rate()) / (pc["n_claims"] + 20),
+        "procedure_recoup_rate": (pc["n_recouped"] + 20 * ctx.overall_rate()) / den,
     }
     for c in RATE_CAUSES:
-        f[f"procedure_rate_{c}"] = (pc[f"rc_{c}"] + 20 * ctx.overall_rate(f"rc_{c}")) / (pc["n_claims"] + 20)
+        f[f"procedure_rate_{c}"] = (pc[f"rc_{c}"] + 20 * ctx.overall_rate(f"rc_{c}")) / den
     proc_n = ctx.line_query("proc", "code_id")[:, 0]
     f["procedure_history_min"] = np.log1p(group_min(ctx.ci, proc_n, ctx.n))
     return f

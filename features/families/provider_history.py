@@ -27,12 +27,13 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     pr, sp = ctx.entity("provider"), ctx.entity("specialty")
     sp_rate = ctx.specialty_rate()
     m = PROVIDER_PRIOR_WEIGHT
-    f = {"provider_recoup_rate": (pr["n_recouped"] + m * sp_rate) / (pr["n_claims"] + m)}
+    pr_den, sp_den = pr["n_claims"] + m, sp["n_claims"] + 10
+    f = {"provider_recoup_rate": (pr["n_recouped"] + m * sp_rate) / pr_den}
     f["provider_recoup_ratio"] = f["provider_recoup_rate"] / np.maximum(sp_rate, 1e-6)
     for c in CAUSES:
         g_c = ctx.overall_rate(f"rc_{c}")
-        sp_c = rate(sp[f"rc_{c}"] + 10 * g_c, sp["n_claims"] + 10)
-        pr_c = (pr[f"rc_{c}"] + m * sp_c) / (pr["n_claims"] + m)
+        sp_c = rate(sp[f"rc_{c}"] + 10 * g_c, sp_den)
+        pr_c = (pr[f"rc_{c}"] + m * sp_c) / pr_den
         f[f"provider_rate_{c}"] = pr_c
         f[f"provider_ratio_{c}"] = pr_c / np.maximum(sp_c, 1e-6)
     return f
