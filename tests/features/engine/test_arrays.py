@@ -42,3 +42,24 @@ def test_ymd_of_days_and_range_indexed():
     df = pd.DataFrame({"a": [1, 2]})
     assert range_indexed(df) is df
     assert range_indexed(df.iloc[::-1]).index.tolist() == [0, 1]
+
+
+def test_column_reads_what_the_series_holds():
+    """``column`` (the fast read of the service's path) gives the Series' own values, for every dtype."""
+    import pandas as pd
+
+    from features.engine.arrays import column
+
+    df = pd.DataFrame(
+        {
+            "s": pd.Series(["a", None], dtype="string"),
+            "f": [1.5, float("nan")],
+            "d": pd.to_datetime(["2024-01-01", None]),
+            "c": pd.Categorical(["x", "y"]),
+        }
+    )
+    for name in df.columns:
+        got, want = column(df, name), df[name].array
+        assert len(got) == 2 and str(pd.Series(got).dtype) == str(df[name].dtype)
+        pd.testing.assert_series_equal(pd.Series(got, name=name), df[name])
+        assert pd.Series(want).equals(pd.Series(got))
