@@ -38,7 +38,7 @@ _BUILTIN: dict[str, Any] = {
         "feature_fraction": 0.8,
         "early_stopping_rounds": 30,
     },
-    "calibration": "isotonic",
+    "calibration": "auto",
     "seed": 7,
     "num_threads": 2,
     "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005},

@@ -78,7 +78,9 @@ def log_and_register(result: TrainResult, cfg: dict, data_dir: Path | None = Non
             experiment_id=experiment_id(mlflow), run_name=f"train-asof-{result.bundle.meta['as_of']}"
         ) as run:
             mlflow.log_params({k: v for k, v in _flatten(cfg).items() if not isinstance(v, list)})
-            mlflow.log_params({f"data.{k}": v for k, v in result.data_summary.items()})
+            mlflow.log_params({f"data.{k}": v for k, v in result.data_summary.items() if k != "warnings"})
+            if result.data_summary.get("warnings"):
+                mlflow.set_tag("training_warnings", " | ".join(result.data_summary["warnings"]))
             mlflow.set_tags(
                 {"rulebook_version": result.bundle.meta["rulebook_version"], "as_of": result.bundle.meta["as_of"]}
             )

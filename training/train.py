@@ -19,7 +19,7 @@ from features.rulebook import load_rulebook
 from features.settings import MODEL_NAME
 from features.model.spec import FeatureSpec
 from features.engine.state import HistoryState
-from training.calibrate import fit_calibrator
+from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
 from training.config import load_config
 from training.labels import make_labels, truncate_history
 from training.metrics import evaluate_frame
@@ -27,6 +27,13 @@ from training.model import fit_cause, fit_likelihood
 from training.split import time_split
 
 log = logging.getLogger(__name__)
+
+# Training warns (log, data summary, bundle meta) below these: fewer train positives than this leave the rarer
+# causes and payers with too few examples to learn from (issue 13: 688 positives cost most of the forward PR-AUC) ...
+MIN_TRAIN_POSITIVES = 2_000
+# ... and claims submitted in a history's first year have cold provider/patient history features (no visible
+# recoupment history yet, while in scoring they are warm): a train slice starting earlier learns from them.
+MIN_HISTORY_DAYS = 365
 
 
 @dataclass
@@ -60,6 +67,27 @@ def _cause_amount_share(labels: pd.DataFrame) -> dict:
     return out
 
 
+def train_warnings(history_start: pd.Timestamp, train: pd.DataFrame) -> list[str]:
+    """Why a train slice (its labels) may be too thin or too cold to learn from: one sentence per reason."""
+    out = []
+    positives = int(train["label"].sum())
+    if positives < MIN_TRAIN_POSITIVES:
+        out.append(
+            f"the train slice has {positives:,} positives ({len(train):,} claims), fewer than {MIN_TRAIN_POSITIVES:,}: "
+            "expect weaker ranking; train as of a later date or on a longer history"
+        )
+    start = train["submitted_date"].min()
+    warm = history_start + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    if start < warm:
+        cold = int((train["submitted_date"] < warm).sum())
+        out.append(
+            f"the train slice begins {start.date()}, {(start - history_start).days} days after the history's first "
+            f"claim ({history_start.date()}): {cold:,} of its {len(train):,} claims were submitted before a year of "
+            f"history existed ({warm.date()}), with cold provider and patient history features"
+        )
+    return out
+
+
 def train_model(
     history: History,
     as_of: str | pd.Timestamp | None = None,
@@ -90,6 +118,9 @@ def train_model(
                 f"horizon {horizon} days): need claims paid more than {horizon} days before --as-of, "
                 "with some recoupments"
             )
+    warnings = train_warnings(h.claims["submitted_date"].min(), labels.loc[part == "train"])
+    for w in warnings:
+        log.warning("%s", w)
     spec = FeatureSpec().fit(feats.X[part == "train"])
     M = spec.transform(feats.X)
     y = labels["label"].to_numpy()
@@ -100,6 +131,19 @@ def train_model(
     lik = fit_likelihood(M[tr], y[tr], M[va], y[va], cfg["likelihood"], seed, threads)
     raw_va = lik.predict_proba(M[va])[:, 1]
     calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"])
+    calibration = {
+        "kind": calibrator.kind,
+        "requested": cfg["calibration"],
+        "valid_positives": int(y[va].sum()),
+        "min_positives_isotonic": MIN_POSITIVES_ISOTONIC,
+    }
+    log.info(
+        "calibration: %s (%s requested; %d validation positives, isotonic from %d)",
+        calibrator.kind,
+        cfg["calibration"],
+        calibration["valid_positives"],
+        MIN_POSITIVES_ISOTONIC,
+    )
     cidx = labels["cause_idx"].to_numpy()
     ptr, pva = tr & (y == 1), va & (y == 1)
     log.info("training cause model on %d recouped claims", ptr.sum())
@@ -126,6 +170,8 @@ def train_model(
             ]
             for p in ("train", "valid", "test")
         },
+        "calibration": calibration,
+        "warnings": warnings,
     }
     p_va = calibrator(raw_va)
     meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
@@ -149,6 +195,10 @@ def train_model(
         "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
         "rulebook_version": rulebook.version,
         **{f"n_{k}": int(v) for k, v in counts.items()},
+        "train_positives": int(y[tr].sum()),
+        "valid_positives": calibration["valid_positives"],
+        "calibration": calibrator.kind,
+        "warnings": warnings,
     }
     return TrainResult(
         bundle=bundle,

@@ -1,4 +1,5 @@
-"""training.calibrate: isotonic and Platt maps are monotone, stay within [0, 1] and fix a miscalibrated score."""
+"""training.calibrate: isotonic and Platt maps are monotone, stay within [0, 1] and fix a miscalibrated score;
+``auto`` picks Platt on few validation positives and isotonic on many."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from features.model.bundle import Calibrator
-from training.calibrate import fit_calibrator
+from training.calibrate import MIN_POSITIVES_ISOTONIC, choose_kind, fit_calibrator
 from training.metrics import expected_calibration_error
 
 
@@ -62,3 +63,47 @@ def test_isotonic_knots_survive_a_json_round_trip():
     again = Calibrator(**json.loads(json.dumps(cal.to_dict())))
     grid = np.linspace(0, 1, 101)
     assert np.array_equal(cal(grid), again(grid))
+
+
+# ------------------------------------------------------------------------------------------------ auto
+def rare(positives: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Raw scores of a rare event (~5 %) with about ``positives`` positives, overconfident like above."""
+    rng = np.random.default_rng(seed)
+    n = positives * 20
+    raw = rng.beta(1, 12, n) * 1.6
+    raw = np.clip(raw, 1e-4, 0.999)
+    y = (rng.random(n) < np.clip(raw * 0.6, 0, 1)).astype(int)
+    return raw, y
+
+
+def test_auto_picks_platt_on_few_positives_and_isotonic_on_many():
+    few_raw, few_y = rare(150)
+    many_raw, many_y = rare(1500)
+    assert few_y.sum() < MIN_POSITIVES_ISOTONIC <= many_y.sum()
+    assert fit_calibrator(few_raw, few_y).kind == "platt"  # auto is the default
+    assert fit_calibrator(many_raw, many_y, "auto").kind == "isotonic"
+    assert choose_kind("auto", MIN_POSITIVES_ISOTONIC - 1) == "platt"
+    assert choose_kind("auto", MIN_POSITIVES_ISOTONIC) == "isotonic"
+    for kind in ("isotonic", "platt", "none"):  # an explicit kind is kept whatever the count
+        assert fit_calibrator(few_raw, few_y, kind).kind == kind
+    with pytest.raises(ValueError, match="calibration must be one of auto, isotonic, platt, none"):
+        fit_calibrator(few_raw, few_y, "beta")
+
+
+@pytest.mark.parametrize("positives", [150, 1500])
+def test_auto_is_monotone_and_within_unit_interval(positives):
+    raw, y = rare(positives)
+    cal = fit_calibrator(raw, y, "auto")
+    grid = np.r_[-0.5, 0.0, np.linspace(0, 1, 501), 1.0, 1.5]
+    out = cal(grid)
+    assert np.all(np.diff(out) >= -1e-12) and out.min() >= 0.0 and out.max() <= 1.0
+    assert out[-1] > out[0]
+
+
+def test_platt_keeps_the_ranking_where_isotonic_ties_claims():
+    raw, y = rare(150)
+    platt = fit_calibrator(raw, y, "auto")(raw)
+    iso = fit_calibrator(raw, y, "isotonic")(raw)
+    assert len(np.unique(platt)) == len(np.unique(raw))  # no ties introduced
+    assert np.array_equal(np.argsort(platt, kind="stable"), np.argsort(raw, kind="stable"))
+    assert len(np.unique(iso)) < len(np.unique(raw)) / 2  # what auto avoids on few positives
