@@ -23,6 +23,27 @@ from training.train import score_frame
 log = logging.getLogger(__name__)
 
 
+def check_window(meta: dict, submitted: pd.Series, since: str | None, until: str | None) -> None:
+    """Refuse a window holding claims submitted within the model's train or validation slice (``split_dates`` in
+    its meta): metrics there would report on claims the model learned from or was early-stopped and calibrated on."""
+    dates = meta.get("split_dates") or {}
+    if "train" not in dates or "valid" not in dates:
+        return  # a bundle without split dates: nothing to check against
+    first, last = pd.Timestamp(dates["train"][0]), pd.Timestamp(dates["valid"][1])
+    inside = (submitted >= first) & (submitted <= last)
+    if since:
+        inside &= submitted >= pd.Timestamp(since)
+    if until:
+        inside &= submitted <= pd.Timestamp(until)
+    if inside.any():
+        raise RecoupError(
+            f"the window [{since or 'start'}, {until or 'end'}] holds claims the model (trained as of "
+            f"{meta.get('as_of')}) learned from: its train slice is {dates['train'][0]}..{dates['train'][1]} and its "
+            f"validation slice {dates['valid'][0]}..{dates['valid'][1]}; evaluate from "
+            f"--since {(last + pd.Timedelta(days=1)).date()} on"
+        )
+
+
 def evaluate_history(
     bundle,
     history,
@@ -33,6 +54,7 @@ def evaluate_history(
 ) -> dict:
     """Metrics of ``bundle`` on matured claims submitted in [since, until] (features as of submission)."""
     capacities = capacities or [0.01, 0.05, 0.10]
+    check_window(bundle.meta, history.claims["submitted_date"], since, until)
     as_of = history.last_date
     log.info("building point-in-time features for %d claims", len(history.claims))
     feats, _ = build_feature_table(history)

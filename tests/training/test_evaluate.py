@@ -1,5 +1,6 @@
-"""`recoup evaluate` on the session's trained model, and the promotion gate: a better challenger passes,
-a worse one (or a worse-calibrated one) is refused, on the champion's predictions of the same window.
+"""`recoup evaluate` on the session's trained model (never on a window the model learned from), and the
+promotion gate: a better challenger passes, a worse one (or a worse-calibrated one) is refused, on the
+champion's predictions of the same window.
 
 Touches training.evaluate (``evaluate_history``), training.registry (``download_bundle``),
 training.metrics (``promotion_gate``) and the CLI."""
@@ -43,7 +44,8 @@ def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
     bundle = ModelBundle.load(trained["bundle_dir"])
     history = trained["history"]
     d = history.claims["submitted_date"]
-    since, until = str(d.quantile(0.2).date()), str(d.quantile(0.6).date())
+    since = str((pd.Timestamp(bundle.meta["split_dates"]["valid"][1]) + pd.Timedelta(days=1)).date())  # first allowed
+    until = str(d[d >= pd.Timestamp(since)].quantile(0.4).date())
     out = evaluate_history(bundle, history, since, until)
     labels = make_labels(history, history.last_date, 365)
     sd = labels["submitted_date"]
@@ -60,6 +62,27 @@ def test_recoup_evaluate_on_a_window_without_outcomes_is_one_line(trained):
     res = runner.invoke(app, ["evaluate", "--data", str(trained["data_dir"]), "--since", "2099-01-01"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert [ln for ln in res.output.splitlines() if ln.strip()][0].startswith("error: no matured claims")
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        ["--until", "{valid_last}"],  # from the start of the history
+        ["--since", "{train_first}", "--until", "{train_last}"],  # inside the train slice
+        ["--since", "{valid_last}"],  # one day of the validation slice, then the latest window
+    ],
+)
+def test_recoup_evaluate_refuses_a_window_the_model_learned_from(trained, window):
+    dates = trained["result"].bundle.meta["split_dates"]
+    fill = {"train_first": dates["train"][0], "train_last": dates["train"][1], "valid_last": dates["valid"][1]}
+    res = runner.invoke(app, ["evaluate", "--data", str(trained["data_dir"])] + [w.format(**fill) for w in window])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    (line,) = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert line.startswith("error: the window [") and " holds claims the model (trained as of " in line
+    assert f"its train slice is {dates['train'][0]}..{dates['train'][1]}" in line
+    assert f"validation slice {dates['valid'][0]}..{dates['valid'][1]}" in line
+    after = (pd.Timestamp(dates["valid"][1]) + pd.Timedelta(days=1)).date()
+    assert line.endswith(f"evaluate from --since {after} on")
 
 
 # ------------------------------------------------------------------------------------------------ promotion gate
