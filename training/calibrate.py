@@ -15,7 +15,7 @@ KINDS = ("auto", "isotonic", "platt", "none")
 # issue 13); Platt's two parameters keep the ranking and need far fewer positives. Around a thousand positives
 # the steps hold enough positives each for isotonic's extra flexibility to pay (Niculescu-Mizil & Caruana 2005
 # find isotonic ahead of Platt from about a thousand calibration cases; on a rare event the positives are what
-# count). Generated histories of 250,000 claims and more reach it (about 1,300+ validation positives).
+# count). Generated histories of 250,000 claims and more reach it (about 1,200 validation positives at 250,000).
 MIN_POSITIVES_ISOTONIC = 1_000
 
 
