@@ -1,0 +1,179 @@
+"""Forward evaluation (issue #13): train as of a date with only what was known then, score the claims
+submitted in the following window, compare with what happened, next to the generator's oracle.
+
+Usage::
+
+    .venv/bin/python bench/bench_forward.py --claims 200000 --seed 11 --as-of-days-before-end 581 --window-days 182
+    .venv/bin/python bench/bench_forward.py --claims 200000 --seed 11 --years 5 --origins 3
+
+For each origin (as-of date = history end - ``--as-of-days-before-end`` - i x ``--step-days``):
+``train_model(history, as_of)`` (it truncates the history itself: claims submitted by then, payments and
+recoupments dated by then, labels matured by then); then ``evaluate_history`` scores the claims submitted in
+(as_of, as_of + window] with point-in-time features and labels them from the FULL history (matured claims
+only); the oracle's ``true_probability`` is measured on the same claims with ``oracle_metrics``. Reported:
+ROC-AUC, PR-AUC (average precision), dollars captured in a 5% review (ranked by expected dollars), ECE (10
+equal-count bins), for the model and the oracle, and the ratios model/oracle. Writes
+``bench/results/forward_<case>.{json,md}``; progress lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KEYS = ("roc_auc", "pr_auc", "dollars_at_5pct", "ece")  # model, oracle; ratios for the first three
+RATIOS = ("roc_auc", "pr_auc", "dollars_at_5pct")
+
+
+def forward_origin(history, oracle: pd.DataFrame, as_of: pd.Timestamp, window_days: int, cfg: dict) -> dict:
+    """Train as of ``as_of``, score the next ``window_days`` of submissions, measure model and oracle."""
+    from training.evaluate import evaluate_history
+    from training.metrics import oracle_metrics
+    from training.train import train_model
+
+    capacities = sorted({*cfg["capacities"], 0.05})
+    t0 = time.perf_counter()
+    result = train_model(history, as_of=as_of, config=cfg)
+    train_s = time.perf_counter() - t0
+    since, until = as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=window_days)
+    horizon = pd.Timedelta(days=int(result.bundle.meta["horizon_days"]))
+    c = history.claims
+    paid = c[c["submitted_date"].between(since, until) & c["paid_date"].notna()]
+    matured_share = float((paid["paid_date"] + horizon <= history.last_date).mean())
+    t1 = time.perf_counter()
+    ev = evaluate_history(result.bundle, history, str(since.date()), str(until.date()), capacities=capacities)
+    scored = ev["scored"]
+    om = oracle_metrics(scored, oracle.reindex(scored.index), capacities)
+    m = ev["metrics"]
+    s = result.data_summary
+    return {
+        "as_of": str(as_of.date()),
+        "window": ev["window"],
+        "window_paid_matured_share": round(matured_share, 4),  # the rest is left out (label not known yet)
+        "history_days_before_as_of": int((as_of - history.claims["submitted_date"].min()).days),
+        "train_matured_claims": s["matured"],
+        "train_matured_positives": int(round(s["matured"] * s["positive_rate_matured"])),
+        "train_slices": {k: s.get(f"n_{k}", 0) for k in ("train", "valid", "test")},
+        "trees": int(result.bundle.meta["n_trees_likelihood"]),
+        "window_claims": int(m["n"]),
+        "window_positives": int(m["positives"]),
+        "model": {k: m[k] for k in KEYS},
+        "oracle": {k: om[k] for k in KEYS},
+        "ratio": {k: m[k] / om[k] for k in RATIOS},
+        "train_s": round(train_s, 1),
+        "evaluate_s": round(time.perf_counter() - t1, 1),
+    }
+
+
+def table(rows: list[dict], markdown: bool) -> str:
+    """One line per origin: window, training data, model / oracle / ratio per metric."""
+    head = ["as_of", "window", "train matured n/pos", "window n/pos", "matured"]
+    for k in KEYS:
+        head += [f"{k} model", f"{k} oracle"] + ([f"{k} ratio"] if k in RATIOS else [])
+    body = []
+    for r in rows:
+        line = [
+            r["as_of"],
+            "..".join(r["window"]),
+            f"{r['train_matured_claims']:,}/{r['train_matured_positives']:,}",
+            f"{r['window_claims']:,}/{r['window_positives']:,}",
+            f"{r['window_paid_matured_share']:.1%}",
+        ]
+        for k in KEYS:
+            fmt = "{:,.0f}" if k.startswith("dollars") else "{:.4f}"
+            line += [fmt.format(r["model"][k]), fmt.format(r["oracle"][k])]
+            line += [f"{r['ratio'][k]:.3f}"] if k in RATIOS else []
+        body.append(line)
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(out + ["| " + " | ".join(b) + " |" for b in body])
+    w = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    return "\n".join("  ".join(c.rjust(w[i]) for i, c in enumerate(line)) for line in [head, *body])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--claims", type=int, default=200_000)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--years", type=float, help="history length (start = end - years); default: the generator's")
+    ap.add_argument("--end-date", default=None, help="history end (default: the generator's)")
+    ap.add_argument("--as-of-days-before-end", type=int, default=581, help="latest origin")
+    ap.add_argument("--window-days", type=int, default=182)
+    ap.add_argument("--origins", type=int, default=1, help="number of as-of dates, stepping back")
+    ap.add_argument("--step-days", type=int, help="days between origins (default: --window-days)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--name", help="result file stem (default: forward_<claims>k_s<seed>_<years>y)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history
+    from training.config import load_config
+
+    gc = GeneratorConfig(n_claims=args.claims, seed=args.seed)
+    if args.end_date:
+        gc.end_date = args.end_date
+    if args.years:
+        start = pd.Timestamp(gc.end_date) - pd.DateOffset(days=round(args.years * 365.25) - 1)
+        gc.start_date = str(start.date())
+    step = args.step_days or args.window_days
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    logging.info("generating %d claims (seed %d, %s..%s)", gc.n_claims, gc.seed, gc.start_date, gc.end_date)
+    history, oracle = generate_history(gc, progress=lambda msg: logging.info("generate: %s", msg))
+    oracle = oracle.set_index(oracle["claim_id"].astype(str))
+    cfg = load_config()
+    end = history.last_date
+    rows = []
+    for i in range(args.origins):
+        as_of = end - pd.Timedelta(days=args.as_of_days_before_end + i * step)
+        logging.info("origin %d/%d: as of %s, window %d days", i + 1, args.origins, as_of.date(), args.window_days)
+        rows.append(forward_origin(history, oracle, as_of, args.window_days, cfg))
+        logging.info("origin %s: %s", as_of.date(), {k: round(v, 3) for k, v in rows[-1]["ratio"].items()})
+    rows.sort(key=lambda r: r["as_of"])
+    years = round((pd.Timestamp(gc.end_date) - pd.Timestamp(gc.start_date)).days / 365.25)
+    name = args.name or f"forward_{args.claims // 1000}k_s{args.seed}_{years}y"
+    result = {
+        "command": " ".join(["bench/bench_forward.py", *sys.argv[1:]]),
+        "date": pd.Timestamp.now().isoformat(timespec="seconds"),
+        "claims": args.claims,
+        "seed": args.seed,
+        "history": [gc.start_date, gc.end_date],
+        "last_date": str(end.date()),
+        "window_days": args.window_days,
+        "load_avg_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+        "cpus": os.cpu_count(),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "origins": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    md = (
+        f"# Forward evaluation: {args.claims:,} claims, seed {args.seed}, history {gc.start_date}..{gc.end_date}\n\n"
+        f"`{result['command']}` on {result['date']} ({result['cpus']} CPUs, load "
+        f"{result['load_avg_before_after'][0]} -> {result['load_avg_before_after'][1]}, {result['total_s']} s)\n\n"
+        "train matured n/pos = claims with a known label at the as-of date / positives among them (train + valid + "
+        "test slices); window n/pos = matured claims submitted in the window / recouped within the horizon; "
+        "matured = share of the window's paid claims whose horizon ended by the history's end (only they are "
+        "scored); dollars at 5% = recouped dollars in the top 5% by expected dollars.\n\n"
+        + table(rows, markdown=True)
+        + "\n"
+    )
+    (args.out / f"{name}.md").write_text(md)
+    print(table(rows, markdown=False))
+    print(f"wrote {args.out / name}.json and .md ({result['total_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
