@@ -19,6 +19,8 @@ import importlib
 import pkgutil
 from types import ModuleType
 
+from features.contract import CAUSES
+
 #: the categorical model inputs, in table order (levels are learned at fit time by FeatureSpec)
 CATEGORICAL = [
     "plan_type",
@@ -39,20 +41,7 @@ TABLE_ORDER = (
     *"submission_lag_days service_span_days has_prior_auth has_attachment is_replacement is_void".split(),
     *"outside_coverage covered_by_other_payer days_outside_coverage days_since_coverage_start".split(),
     *"provider_n_claims provider_recoup_rate provider_recoup_ratio".split(),
-    *(
-        f"{k}_{c}"
-        for c in (
-            "duplicate",
-            "bundling",
-            "units",
-            "procedure_coding",
-            "medical_necessity",
-            "documentation",
-            "eligibility",
-            "other",
-        )
-        for k in ("provider_rate", "provider_ratio", "payer_rate")
-    ),
+    *(f"{k}_{c}" for c in CAUSES for k in ("provider_rate", "provider_ratio", "payer_rate")),
     *"payer_recoup_rate specialty_recoup_rate provider_em_high_share provider_em_high_vs_peers".split(),
     *"provider_em_level_vs_peers provider_mod59_share_vs_peers charge_vs_provider_avg charge_vs_specialty_avg".split(),
     *"provider_claims_90d provider_growth_90d patient_n_claims patient_claims_30d patient_claims_365d".split(),
