@@ -33,39 +33,13 @@ import pandas as pd  # noqa: E402
 
 import features.contract.load as contract  # noqa: E402
 from features.contract import load_history, validate_frames  # noqa: E402
+from tests.helpers.claims import service_claim  # noqa: E402
 
 
 def service_frames(n_lines: int) -> dict[str, pd.DataFrame]:
     from serving.schemas import Claim, raw_frames
 
-    claim = Claim.model_validate(
-        {
-            "claim_id": "C-1",
-            "patient_id": "P-1",
-            "billing_npi": "1234567890",
-            "payer_id": "MCR",
-            "plan_type": "medicare",
-            "claim_type": "professional",
-            "place_of_service": "11",
-            "frequency_code": "1",
-            "submitted_date": "2025-03-04",
-            "total_charge": 250.0,
-            "diagnosis_codes": ["E119", "I10"],
-            "has_attachment": False,
-            "lines": [
-                {
-                    "line_number": i,
-                    "service_date": "2025-03-01",
-                    "procedure_code": "99214",
-                    "modifiers": ["25"] if i == 1 else None,
-                    "units": 1,
-                    "line_charge": 50.0,
-                    "diagnosis_pointers": [1, 2],
-                }
-                for i in range(1, n_lines + 1)
-            ],
-        }
-    )
+    claim = Claim.model_validate(service_claim(n_lines))
     rc, rl, _, _ = raw_frames([claim])
     return {"claims": rc, "claim_lines": rl}
 

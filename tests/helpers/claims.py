@@ -1,4 +1,4 @@
-"""Recent claims of a history as new CLAIM objects for the service (tests and bench/bench_service.py)."""
+"""CLAIM objects for the service: a hand-written one, and recent claims of a history made new (tests and bench/)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,34 @@ def recent_claims(history: History, n: int, tag: str, shift_days: int = 30, skip
 def duplicate_refs(score: dict) -> set:
     """The claims a SCORE's duplicate rule hits point to."""
     return {h.get("ref") for h in score["rule_hits"] if h["rule"] == "duplicate"}
+
+
+def service_claim(n_lines: int = 1, plan_type: str = "medicare") -> dict:
+    """One valid CLAIM as a billing system sends it: ``n_lines`` identical E/M lines (modifier 25 on the
+    first), two diagnoses; ``plan_type`` as sent (the contract lower-cases it)."""
+    return {
+        "claim_id": "C-1",
+        "patient_id": "P-1",
+        "billing_npi": "1234567890",
+        "payer_id": "MCR",
+        "plan_type": plan_type,
+        "claim_type": "professional",
+        "place_of_service": "11",
+        "frequency_code": "1",
+        "submitted_date": "2025-03-04",
+        "total_charge": 250.0,
+        "diagnosis_codes": ["E119", "I10"],
+        "has_attachment": False,
+        "lines": [
+            {
+                "line_number": i,
+                "service_date": "2025-03-01",
+                "procedure_code": "99214",
+                "modifiers": ["25"] if i == 1 else None,
+                "units": 1,
+                "line_charge": 50.0,
+                "diagnosis_pointers": [1, 2],
+            }
+            for i in range(1, n_lines + 1)
+        ],
+    }

@@ -23,6 +23,7 @@ import pytest
 import features.contract.load as contract
 from features.contract.bounds import MAX_CHARS, MAX_DIAGNOSIS_CODES, MAX_DIAGNOSIS_POINTERS
 from features.contract import TABLES, ContractError, Problem, validate_frames, validate_table
+from tests.helpers.claims import service_claim
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ignoring unknown column")
 
@@ -624,34 +625,7 @@ def test_claims_from_the_service_take_the_row_wise_path(monkeypatch):
     """A CLAIM turned into frames by the service is checked without a single vectorized column."""
     from serving.schemas import Claim, raw_frames
 
-    claim = Claim.model_validate(
-        {
-            "claim_id": "C-1",
-            "patient_id": "P-1",
-            "billing_npi": "1234567890",
-            "payer_id": "MCR",
-            "plan_type": "Medicare",
-            "claim_type": "professional",
-            "place_of_service": "11",
-            "frequency_code": "1",
-            "submitted_date": "2025-03-04",
-            "total_charge": 250.0,
-            "diagnosis_codes": ["E119", "I10"],
-            "has_attachment": False,
-            "lines": [
-                {
-                    "line_number": i,
-                    "service_date": "2025-03-01",
-                    "procedure_code": "99214",
-                    "modifiers": ["25"] if i == 1 else None,
-                    "units": 1,
-                    "line_charge": 50.0,
-                    "diagnosis_pointers": [1, 2],
-                }
-                for i in range(1, 6)
-            ],
-        }
-    )
+    claim = Claim.model_validate(service_claim(5, plan_type="Medicare"))
     rc, rl, _, _ = raw_frames([claim])
     calls = []
     real = contract._vector_column
