@@ -16,7 +16,7 @@ from features.pipeline import build_feature_table
 from features.settings import MODEL_NAME
 from training.config import load_config
 from training.labels import make_labels
-from training.metrics import evaluate_frame, oracle_metrics, oracle_scores, sliced
+from training.metrics import evaluate_frame, oracle_metrics, oracle_ratios, oracle_scores, sliced
 from training.registry import download_bundle, experiment_id, open_mlflow
 from training.train import score_frame
 
@@ -84,11 +84,7 @@ def evaluate_history(
     if oracle is not None and oracle["true_probability"].notna().all():
         om = oracle_metrics(scored, oracle, capacities)
         out["oracle"] = om
-        out["ratio"] = {
-            k: metrics[k] / om[k]
-            for k in ("roc_auc", "pr_auc", "cause_top1_accuracy")
-            if om.get(k) and np.isfinite(om[k]) and om[k] > 0
-        }
+        out["ratio"] = oracle_ratios(metrics, om)
     return out
 
 

@@ -154,6 +154,19 @@ def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[
     return om
 
 
+#: the metrics compared with the oracle as model / oracle ratios (logged, kept in the bundle meta, printed)
+ORACLE_RATIO_KEYS = ("roc_auc", "pr_auc", "cause_top1_accuracy")
+
+
+def oracle_ratios(metrics: dict, oracle: dict) -> dict[str, float]:
+    """Model / oracle for :data:`ORACLE_RATIO_KEYS`, where the oracle's figure is finite and positive."""
+    return {
+        k: metrics[k] / oracle[k]
+        for k in ORACLE_RATIO_KEYS
+        if k in metrics and oracle.get(k) and np.isfinite(oracle[k]) and oracle[k] > 0
+    }
+
+
 def promotion_decision(
     challenger: dict[str, float],
     scored: pd.DataFrame,

@@ -18,7 +18,7 @@ import numpy as np
 from features.model.bundle import ModelBundle
 from features.settings import MODEL_NAME, artifact_root, quiet_telemetry, tracking_uri
 from training.export import export_to_bentoml
-from training.metrics import oracle_metrics, oracle_scores, promotion_gate
+from training.metrics import oracle_metrics, oracle_ratios, oracle_scores, promotion_gate
 
 if TYPE_CHECKING:
     from training.train import TrainResult
@@ -90,11 +90,9 @@ def log_and_register(result: TrainResult, cfg: dict, data_dir: Path | None = Non
             if oracle is not None:
                 om = oracle_metrics(result.scored, oracle, cfg["capacities"])
                 mlflow.log_metrics({f"oracle_{k}": float(v) for k, v in om.items() if np.isfinite(v)})
-                for k in ("roc_auc", "pr_auc", "cause_top1_accuracy"):
-                    if om.get(k):
-                        ratio = result.metrics[k] / om[k]
-                        mlflow.log_metric(f"ratio_{k}", ratio)
-                        result.bundle.meta.setdefault("oracle_ratio", {})[k] = ratio
+                for k, ratio in oracle_ratios(result.metrics, om).items():
+                    mlflow.log_metric(f"ratio_{k}", ratio)
+                    result.bundle.meta.setdefault("oracle_ratio", {})[k] = ratio
             write_plots(result, plots, oracle)
             mlflow.log_artifacts(str(plots), "plots")
             result.scored.to_parquet(tmp / "test_predictions.parquet")

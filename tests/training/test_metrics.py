@@ -92,3 +92,14 @@ def test_sliced_skips_small_slices():
     out = sliced(frame, "payer_id", min_n=50)
     assert list(out["payer_id"]) == ["A"] and out["n"].iloc[0] == 60
     assert out["roc_auc"].iloc[0] == 1.0 and out["positive_rate"].iloc[0] == 0.5
+
+
+def test_oracle_ratios_only_where_the_oracle_figure_is_finite_and_positive():
+    from training.metrics import oracle_ratios
+
+    got = oracle_ratios(
+        {"roc_auc": 0.8, "pr_auc": 0.3, "cause_top1_accuracy": 0.5},
+        {"roc_auc": 0.9, "pr_auc": float("nan"), "cause_top1_accuracy": 0.0},
+    )
+    assert got == {"roc_auc": 0.8 / 0.9}
+    assert oracle_ratios({"pr_auc": 0.3}, {"roc_auc": 0.9, "pr_auc": 0.6}) == {"pr_auc": 0.5}
