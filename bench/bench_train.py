@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def one(n: int, seed: int) -> dict:
+def one(n: int, seed: int, labels: str = "immature") -> dict:
     from features.sources.synthetic.generate import GeneratorConfig, generate_history
     from training.config import load_config
     from training.metrics import oracle_metrics
@@ -35,6 +35,7 @@ def one(n: int, seed: int) -> dict:
     history, oracle = generate_history(GeneratorConfig(n_claims=n, seed=seed))
     t_gen = time.perf_counter() - t0
     cfg = load_config()
+    cfg["labels"]["immature"] = labels == "immature"
     t1 = time.perf_counter()
     result = train_model(history, config=cfg)
     t_train = time.perf_counter() - t1
@@ -43,6 +44,8 @@ def one(n: int, seed: int) -> dict:
     m = result.metrics
     return {
         "claims": n,
+        "labels": labels,
+        "train_claims": int(result.data_summary.get("n_train", 0)),
         "lines": int(len(history.claim_lines)),
         "generate_s": round(t_gen, 1),
         "features_s": round(result.timings["features_s"], 1),
@@ -69,29 +72,39 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[250_000, 500_000, 1_000_000])
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--labels",
+        nargs="+",
+        default=["immature"],
+        choices=["immature", "matured"],
+        help="label policies to run back to back per size (matured = before issue #13)",
+    )
+    ap.add_argument("--name", default="train", help="result file stem in --out")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.seed)))
+        print(json.dumps(one(args.one, args.seed, args.labels[0])))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in args.sizes:
-        print(f"== {n:,} claims", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {**os.environ, "RECOUP_HOME": tmp, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"}
-            out = subprocess.run(
-                [sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    (args.out / "train.json").write_text(json.dumps(rows, indent=2))
+        for labels in args.labels:
+            print(f"== {n:,} claims, {labels} labels", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {
+                    **os.environ,
+                    "RECOUP_HOME": tmp,
+                    "MLFLOW_DISABLE_TELEMETRY": "true",
+                    "BENTOML_DO_NOT_TRACK": "true",
+                }
+                cmd = [sys.executable, __file__, "--one", str(n), "--seed", str(args.seed), "--labels", labels]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["load_avg"] = round(os.getloadavg()[0], 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 

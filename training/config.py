@@ -39,6 +39,9 @@ _BUILTIN: dict[str, Any] = {
         "early_stopping_rounds": 30,
     },
     "calibration": "auto",
+    # learn from claims whose horizon has not ended (training.lag): every claim paid at least min_followup_days
+    # before the as-of date, its follow-up entering as an offset log F(follow-up); lag_by: payer | none
+    "labels": {"immature": True, "min_followup_days": 28, "lag_by": "payer"},
     "seed": 7,
     "num_threads": 2,
     "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005},

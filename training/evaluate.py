@@ -16,6 +16,7 @@ from features.pipeline import build_feature_table
 from features.settings import MODEL_NAME
 from training.config import load_config
 from training.labels import make_labels
+from training.lag import LagDistribution, exposure_of, usable_claims
 from training.metrics import evaluate_frame, oracle_metrics, oracle_ratios, oracle_scores, sliced
 from training.registry import download_bundle, experiment_id, open_mlflow
 from training.train import score_frame
@@ -60,19 +61,33 @@ def evaluate_history(
     feats, _ = build_feature_table(history)
     labels = make_labels(history, as_of, int(bundle.meta.get("horizon_days", 365))).loc[feats.X.index]
     sd = labels["submitted_date"]
-    win = labels["mature"].to_numpy().copy()
+    label_cfg = bundle.meta.get("labels") or {}
+    lag = LagDistribution.from_dict(label_cfg["lag"]) if (label_cfg.get("lag") or {}).get("cdf") else None
+    # a model that learned from partially followed claims is measured on them the same way (training.lag)
+    win = usable_claims(labels, label_cfg if lag is not None else {}).to_numpy().copy()
+    exposure = exposure_of(labels, lag)
     if since:
         win &= (sd >= pd.Timestamp(since)).to_numpy()
     if until:
         win &= (sd <= pd.Timestamp(until)).to_numpy()
     if win.sum() == 0 or labels.loc[win, "label"].sum() == 0:
+        need = f"paid_date + {label_cfg['min_followup_days']} days" if lag is not None else "paid_date + horizon"
         raise RecoupError(
-            "no matured claims with outcomes submitted in the window "
-            f"[{since or 'start'}, {until or 'end'}] (labels need paid_date + horizon <= {as_of.date()})"
+            "no claims with outcomes submitted in the window "
+            f"[{since or 'start'}, {until or 'end'}] (labels need {need} <= {as_of.date()})"
         )
     X = feats.X[win]
     claims = history.claims.set_index(history.claims["claim_id"].astype(str)).loc[X.index]
-    scored = score_frame(bundle, bundle.spec.transform(X), claims, labels[win], X)
+    partial = win & (exposure < 1)
+    if partial.any():
+        log.info(
+            "%d of the window's %d claims are not matured: compared with probability x F(follow-up)",
+            partial.sum(),
+            win.sum(),
+        )
+    scored = score_frame(
+        bundle, bundle.spec.transform(X), claims, labels[win], X, exposure=exposure[win] if partial.any() else None
+    )
     metrics = evaluate_frame(scored, capacities)
     out = {
         "metrics": metrics,

@@ -91,14 +91,22 @@ def confusion(true_cause: np.ndarray, cause_proba: np.ndarray) -> pd.DataFrame:
     return pd.crosstab(pd.Series(t, name="true"), pd.Series(pred, name="predicted"), dropna=False)
 
 
+def observable_share(scored: pd.DataFrame) -> np.ndarray | float:
+    """Per claim, the share of its within-horizon risk observable by now (``exposure`` = F(follow-up), when the
+    frame holds partially followed claims; else 1): the metrics compare probability x share with the label."""
+    return scored["exposure"].to_numpy() if "exposure" in scored.columns else 1.0
+
+
 def evaluate_frame(scored: pd.DataFrame, capacities: list[float]) -> dict:
-    """Every metric of a scored frame (label, probability, recouped_amount, expected_amount, true_cause, p_*)."""
+    """Every metric of a scored frame (label, probability, recouped_amount, expected_amount, true_cause, p_*;
+    ``exposure`` when labels are partial: see :func:`observable_share`)."""
     y = scored["label"].to_numpy()
+    e = observable_share(scored)
     m = binary_metrics(
         y,
-        scored["probability"].to_numpy(),
+        scored["probability"].to_numpy() * e,
         scored["recouped_amount"].to_numpy(),
-        scored["expected_amount"].to_numpy(),
+        scored["expected_amount"].to_numpy() * e,
         capacities,
     )
     cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
@@ -112,7 +120,7 @@ def sliced(frame: pd.DataFrame, by: str, min_n: int = 50) -> pd.DataFrame:
     for key, g in frame.groupby(by, observed=True):
         if len(g) < min_n:
             continue
-        y, p = g["label"].to_numpy(), g["probability"].to_numpy()
+        y, p = g["label"].to_numpy(), g["probability"].to_numpy() * observable_share(g)
         two = len(np.unique(y)) == 2
         rows.append(
             {
@@ -135,7 +143,7 @@ def oracle_scores(data_dir: Path | None, index: pd.Index) -> pd.DataFrame | None
 
 def oracle_metrics(scored: pd.DataFrame, oracle: pd.DataFrame, capacities: list[float]) -> dict:
     """The same metrics for the oracle's probabilities and causes, and the model/oracle ratios."""
-    op = oracle["true_probability"].to_numpy(dtype=float)
+    op = oracle["true_probability"].to_numpy(dtype=float) * observable_share(scored)
     base = scored["expected_amount"].to_numpy() / np.maximum(scored["probability"].to_numpy(), 1e-12)
     om = binary_metrics(scored["label"].to_numpy(), op, scored["recouped_amount"].to_numpy(), op * base, capacities)
     pcols = [f"p_{c}" for c in CAUSES]
@@ -199,6 +207,6 @@ def promotion_gate(
     claims)? Always passes when there is no champion yet."""
     if champion is None:
         return {"pass": True, "reason": "no champion yet"}
-    p = champion.probability(champion.spec.transform(result.test_X))
+    p = champion.probability(champion.spec.transform(result.test_X)) * observable_share(result.scored)
     gate = promotion_decision(result.metrics, result.scored, p, cfg["capacities"], cfg["promotion"])
     return {"pass": gate.pop("pass"), "champion_version": champion_version, **gate}

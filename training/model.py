@@ -43,10 +43,15 @@ def fit_likelihood(
     cfg: dict,
     seed: int,
     threads: int,
+    init_score: np.ndarray | None = None,
+    eval_init_score: np.ndarray | None = None,
 ) -> LightGBMClassifier:
-    """Binary model with early stopping on the later (validation) slice (first metric: log loss)."""
+    """Binary model with early stopping on the later (validation) slice (first metric: log loss); optional
+    per-row log-odds offsets for both slices (training.lag)."""
     est = make_estimator(cfg, seed, threads, 2, ["binary_logloss", "average_precision"], "likelihood")
-    return est.fit(M_train, y_train, eval_set=(M_valid, y_valid))
+    return est.fit(
+        M_train, y_train, eval_set=(M_valid, y_valid), init_score=init_score, eval_init_score=eval_init_score
+    )
 
 
 def fit_cause(
@@ -57,6 +62,7 @@ def fit_cause(
     cfg: dict,
     seed: int,
     threads: int,
+    sample_weight: np.ndarray | None = None,
 ) -> LightGBMClassifier | None:
     """Multiclass model over CAUSES on recouped claims (early stopping when the validation slice has 10 or
     more); None when training has fewer than 20 of them."""
@@ -64,4 +70,6 @@ def fit_cause(
         log.warning("only %d recouped claims in training: no cause model", len(c_train))
         return None
     est = make_estimator(cfg, seed, threads, len(CAUSES), "multi_logloss", "cause")
-    return est.fit(M_train, c_train, eval_set=(M_valid, c_valid) if len(c_valid) >= 10 else None)
+    return est.fit(
+        M_train, c_train, eval_set=(M_valid, c_valid) if len(c_valid) >= 10 else None, sample_weight=sample_weight
+    )

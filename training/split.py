@@ -6,13 +6,16 @@ import numpy as np
 import pandas as pd
 
 
-def time_split(labels: pd.DataFrame, valid_fraction: float, test_fraction: float) -> pd.Series:
+def time_split(
+    labels: pd.DataFrame, valid_fraction: float, test_fraction: float, usable: pd.Series | None = None
+) -> pd.Series:
     """``train`` / ``valid`` / ``test`` / ``immature`` per claim, cut on submission dates (no random split).
 
-    Cuts fall between dates, so one day's claims stay in one slice.
+    Only ``usable`` claims (default: ``labels["mature"]``) get a slice; the others are ``immature``. Cuts fall
+    between dates, so one day's claims stay in one slice.
     """
     part = pd.Series("immature", index=labels.index, dtype=object)
-    mature = labels[labels["mature"]]
+    mature = labels[labels["mature"] if usable is None else usable]
     if len(mature) == 0:
         return part
     dates = np.sort(mature["submitted_date"].to_numpy())

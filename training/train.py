@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.model.bundle import ModelBundle, expected_amount
+from features.model.bundle import Calibrator, ModelBundle, expected_amount
 from features.contract import CAUSES, History, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
@@ -22,6 +22,7 @@ from features.engine.state import HistoryState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
 from training.config import load_config
 from training.labels import make_labels, truncate_history
+from training.lag import cause_weights, exposure_of, fit_lag, lag_frame, usable_claims
 from training.metrics import evaluate_frame
 from training.model import fit_cause, fit_likelihood
 from training.split import time_split
@@ -108,17 +109,37 @@ def train_model(
     feats, state = build_feature_table(h, rulebook)
     timings["features_s"] = time.perf_counter() - t0
     labels = make_labels(h, cut, horizon).loc[feats.X.index]
-    part = time_split(labels, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
+    usable = usable_claims(labels, cfg["labels"])
+    part = time_split(labels, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"], usable)
     counts = part.value_counts().to_dict()
     log.info("split: %s", counts)
     for p in ("train", "valid", "test"):
         if counts.get(p, 0) == 0 or labels.loc[part == p, "label"].sum() == 0:
             raise RecoupError(
-                f"not enough matured claims with outcomes for a '{p}' slice (as-of {cut.date()}, "
-                f"horizon {horizon} days): need claims paid more than {horizon} days before --as-of, "
-                "with some recoupments"
+                f"not enough claims with outcomes for a '{p}' slice (as-of {cut.date()}, "
+                f"horizon {horizon} days): need claims paid more than "
+                f"{cfg['labels']['min_followup_days'] if cfg['labels']['immature'] else horizon} days before "
+                "--as-of, with some recoupments"
             )
     warnings = train_warnings(h.claims["submitted_date"].min(), labels.loc[part == "train"])
+    lag = None
+    if cfg["labels"]["immature"]:
+        lags = lag_frame(labels[usable], horizon)
+        lag = fit_lag(lags, horizon, by="payer_id" if cfg["labels"]["lag_by"] == "payer" else None)
+        log.info(
+            "recoupment lag from %d recouped claims: median %d days, 90%% by %d days (%d payers with their own)",
+            lag.n,
+            lag.quantile(0.5),
+            lag.quantile(0.9),
+            len(lag.by),
+        )
+        if lag.identified_days < horizon:
+            warnings.append(
+                f"the longest follow-up in the data is {lag.identified_days} days, shorter than the {horizon}-day "
+                "horizon: recoupments later than that are assumed not to happen (probabilities may be low)"
+            )
+            log.warning("%s", warnings[-1])
+    exposure = exposure_of(labels, lag)
     for w in warnings:
         log.warning("%s", w)
     spec = FeatureSpec().fit(feats.X[part == "train"])
@@ -127,10 +148,33 @@ def train_model(
     tr, va, te = (part == "train").to_numpy(), (part == "valid").to_numpy(), (part == "test").to_numpy()
     seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
     t1 = time.perf_counter()
-    log.info("training likelihood model on %d claims (%d positives)", tr.sum(), y[tr].sum())
-    lik = fit_likelihood(M[tr], y[tr], M[va], y[va], cfg["likelihood"], seed, threads)
+    log.info(
+        "training likelihood model on %d claims (%d positives, %d not matured)",
+        tr.sum(),
+        y[tr].sum(),
+        (tr & ~labels["mature"].to_numpy()).sum(),
+    )
+    offset = None
+    if lag is not None:
+        # log F(follow-up) plus the log-odds of the full-horizon base rate (LightGBM does not boost from the
+        # average when given an offset); the calibrator maps the raw score back to a probability
+        base = float(np.clip(y[tr].sum() / max(exposure[tr].sum(), 1e-9), 1e-6, 1 - 1e-6))
+        offset = np.log(exposure) + np.log(base / (1 - base))
+    lik = fit_likelihood(
+        M[tr],
+        y[tr],
+        M[va],
+        y[va],
+        cfg["likelihood"],
+        seed,
+        threads,
+        init_score=None if offset is None else offset[tr],
+        eval_init_score=None if offset is None else offset[va],
+    )
     raw_va = lik.predict_proba(M[va])[:, 1]
-    calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"])
+    calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"], exposure=None if lag is None else exposure[va])
+    if offset is not None and calibrator.kind == "none":
+        calibrator = Calibrator(kind="platt", a=1.0, b=float(np.log(base / (1 - base))))
     calibration = {
         "kind": calibrator.kind,
         "requested": cfg["calibration"],
@@ -147,7 +191,10 @@ def train_model(
     cidx = labels["cause_idx"].to_numpy()
     ptr, pva = tr & (y == 1), va & (y == 1)
     log.info("training cause model on %d recouped claims", ptr.sum())
-    cause = fit_cause(M[ptr], cidx[ptr].astype(int), M[pva], cidx[pva].astype(int), cfg["cause"], seed, threads)
+    weights = None if lag is None else cause_weights(lag_frame(labels[ptr], horizon), horizon)
+    cause = fit_cause(
+        M[ptr], cidx[ptr].astype(int), M[pva], cidx[pva].astype(int), cfg["cause"], seed, threads, weights
+    )
     timings["models_s"] = time.perf_counter() - t1
     payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
     meta = {
@@ -171,13 +218,19 @@ def train_model(
             for p in ("train", "valid", "test")
         },
         "calibration": calibration,
+        "labels": {**cfg["labels"], "lag": lag.to_dict() if lag is not None else None},
         "warnings": warnings,
     }
     p_va = calibrator(raw_va)
     meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
     scored = score_frame(
-        bundle, M[te], h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]], labels[te], feats.X[te]
+        bundle,
+        M[te],
+        h.claims.set_index(h.claims["claim_id"].astype(str)).loc[M.index[te]],
+        labels[te],
+        feats.X[te],
+        exposure=exposure[te] if lag is not None else None,
     )
     metrics = evaluate_frame(scored, cfg["capacities"])
     bundle.meta["metrics"] = {
@@ -193,6 +246,8 @@ def train_model(
         "horizon_days": horizon,
         "matured": int(labels["mature"].sum()),
         "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
+        "usable": int(usable.sum()),
+        "usable_not_matured": int((usable & ~labels["mature"]).sum()),
         "rulebook_version": rulebook.version,
         **{f"n_{k}": int(v) for k, v in counts.items()},
         "train_positives": int(y[tr].sum()),
@@ -212,9 +267,15 @@ def train_model(
 
 
 def score_frame(
-    bundle: ModelBundle, M: pd.DataFrame, claims: pd.DataFrame, labels: pd.DataFrame, X: pd.DataFrame
+    bundle: ModelBundle,
+    M: pd.DataFrame,
+    claims: pd.DataFrame,
+    labels: pd.DataFrame,
+    X: pd.DataFrame,
+    exposure: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Predictions next to outcomes for evaluation (one row per claim)."""
+    """Predictions next to outcomes for evaluation (one row per claim). ``exposure``: F(follow-up) of claims
+    whose label is still partial (the metrics then compare probability x exposure with it)."""
     p = bundle.probability(M)
     cp = bundle.cause_probabilities(M)
     exp = expected_amount(bundle, p, cp, claims.reset_index(drop=True))
@@ -234,6 +295,8 @@ def score_frame(
     )
     for j, c in enumerate(CAUSES):
         out[f"p_{c}"] = cp[:, j]
+    if exposure is not None:
+        out["exposure"] = exposure
     return out
 
 
@@ -261,7 +324,7 @@ def train_cli(
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
     print(
         f"  trained as of {result.bundle.meta['as_of']} on {result.data_summary['n_train']} claims; "
-        "latest matured window {}..{}".format(*result.bundle.meta["split_dates"]["test"][:2])
+        "latest window {}..{}".format(*result.bundle.meta["split_dates"]["test"][:2])
     )
     print(
         f"  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  "

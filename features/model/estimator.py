@@ -90,12 +90,22 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
             p.update(metric=self.metric)
         return p
 
-    def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray, eval_set: tuple | None = None) -> "LightGBMClassifier":
-        """Train on (X, y); ``eval_set`` = (X_valid, y_valid) for early stopping. Returns self."""
-        dtrain = lgb.Dataset(X, label=y, free_raw_data=True)
+    def fit(
+        self,
+        X: pd.DataFrame | np.ndarray,
+        y: np.ndarray,
+        eval_set: tuple | None = None,
+        sample_weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
+        eval_init_score: np.ndarray | None = None,
+    ) -> "LightGBMClassifier":
+        """Train on (X, y); ``eval_set`` = (X_valid, y_valid) for early stopping. ``init_score`` (and
+        ``eval_init_score`` for the eval set) is a per-row offset on the raw score (log-odds) that the trees
+        learn around and that prediction leaves out; ``sample_weight`` weighs rows. Returns self."""
+        dtrain = lgb.Dataset(X, label=y, weight=sample_weight, init_score=init_score, free_raw_data=True)
         valid_sets, callbacks = [], [_progress(100, self.name)]
         if eval_set is not None:
-            valid_sets = [lgb.Dataset(eval_set[0], label=eval_set[1], reference=dtrain)]
+            valid_sets = [lgb.Dataset(eval_set[0], label=eval_set[1], init_score=eval_init_score, reference=dtrain)]
             if self.early_stopping_rounds is not None:
                 callbacks.append(
                     lgb.early_stopping(int(self.early_stopping_rounds), first_metric_only=True, verbose=False)

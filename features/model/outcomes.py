@@ -37,7 +37,9 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
 
 
 def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """One row per claim (index claim_id): ``mature``, ``label``, ``cause``, ``recouped_amount``.
+    """One row per claim (index claim_id): ``mature``, ``label``, ``cause``, ``recouped_amount``,
+    ``followup_days`` (days from payment to ``as_of``, capped at the horizon; NaN when unpaid),
+    ``first_recouped_days`` (days from payment to the first recoupment within the horizon; NaN when none).
 
     Positive: a recoupment dated within ``horizon_days`` after ``paid_date``. Immature: the horizon
     ends after ``as_of`` (the label is not known yet). Claims that were never paid cannot be recouped
@@ -56,6 +58,9 @@ def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.
             "paid_amount": c["paid_amount"].fillna(0.0).to_numpy(),
             "total_charge": c["total_charge"].to_numpy(),
             "submitted_date": c["submitted_date"].to_numpy(),
+            "payer_id": c["payer_id"].astype(str).to_numpy(),
+            "followup_days": ((as_of - c["paid_date"]).dt.days.clip(lower=0, upper=horizon_days)).to_numpy(dtype=float),
+            "first_recouped_days": np.nan,
         },
         index=pd.Index(c["claim_id"].astype(str), name="claim_id"),
     )
@@ -76,6 +81,7 @@ def make_labels(history: History, as_of: pd.Timestamp, horizon_days: int) -> pd.
             ids = first["claim_id"].astype(str).to_numpy()
             out.loc[ids, "label"] = 1
             out.loc[ids, "cause"] = first["cause"].astype(str).to_numpy()
+            out.loc[ids, "first_recouped_days"] = (first["recouped_date"] - first["paid"]).dt.days.to_numpy(float)
             out.loc[amount.index, "recouped_amount"] = amount.to_numpy()
     out["cause_idx"] = pd.Series(out["cause"]).map({c: i for i, c in enumerate(CAUSES)}).to_numpy()
     return out

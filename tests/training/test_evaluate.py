@@ -40,6 +40,7 @@ def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
     from features.model.bundle import ModelBundle
     from training.evaluate import evaluate_history
     from training.labels import make_labels
+    from training.lag import LagDistribution, exposure_of, usable_claims
 
     bundle = ModelBundle.load(trained["bundle_dir"])
     history = trained["history"]
@@ -49,11 +50,17 @@ def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
     out = evaluate_history(bundle, history, since, until)
     labels = make_labels(history, history.last_date, 365)
     sd = labels["submitted_date"]
-    win = labels["mature"] & (sd >= pd.Timestamp(since)) & (sd <= pd.Timestamp(until))
+    # the model learned from partially followed claims, so it is measured on them: probability x F(follow-up)
+    assert bundle.meta["labels"]["immature"]
+    usable = usable_claims(labels, bundle.meta["labels"])
+    win = usable & (sd >= pd.Timestamp(since)) & (sd <= pd.Timestamp(until))
+    assert (win & ~labels["mature"]).any()
     m = out["metrics"]
     assert m["n"] == win.sum() and m["positives"] == labels.loc[win, "label"].sum()
     assert set(out["scored"].index) == set(labels.index[win])
-    y, p = out["scored"]["label"].to_numpy(), out["scored"]["probability"].to_numpy()
+    F = exposure_of(labels, LagDistribution.from_dict(bundle.meta["labels"]["lag"]))[win.to_numpy()]
+    assert out["scored"]["exposure"].to_numpy() == pytest.approx(F) and (F < 1).any() and (F > 0).all()
+    y, p = out["scored"]["label"].to_numpy(), out["scored"]["probability"].to_numpy() * F
     assert m["pr_auc"] == pytest.approx(binary_metrics(y, p, y, p, [0.1])["pr_auc"])
     assert since <= out["window"][0] <= out["window"][1] <= until
 
@@ -61,7 +68,7 @@ def test_evaluate_history_on_a_window_equals_the_metrics_of_its_claims(trained):
 def test_recoup_evaluate_on_a_window_without_outcomes_is_one_line(trained):
     res = runner.invoke(app, ["evaluate", "--data", str(trained["data_dir"]), "--since", "2099-01-01"])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert [ln for ln in res.output.splitlines() if ln.strip()][0].startswith("error: no matured claims")
+    assert [ln for ln in res.output.splitlines() if ln.strip()][0].startswith("error: no claims with outcomes")
 
 
 @pytest.mark.parametrize(
