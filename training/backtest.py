@@ -431,13 +431,15 @@ class MlflowLog:
         self.params = params
         self.mlflow = open_mlflow()
         self.run = None
+        self.experiment_id = ""
 
     def __enter__(self) -> MlflowLog:
         from training.registry import experiment_id
 
         p = self.params
         name = f"backtest-{p['from']}-{p['to']}-{p['step']}"
-        self.run = self.mlflow.start_run(experiment_id=experiment_id(self.mlflow, EXPERIMENT), run_name=name)
+        self.experiment_id = experiment_id(self.mlflow, EXPERIMENT)
+        self.run = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
         self.mlflow.log_params(p)
         self.mlflow.set_tag("kind", "backtest")
         return self
@@ -445,7 +447,7 @@ class MlflowLog:
     def origin(self, i: int, row: dict) -> None:
         metrics = origin_metrics(row)
         self.mlflow.log_metrics(metrics, step=i)
-        with self.mlflow.start_run(run_name=f"origin-{row['as_of']}", nested=True):
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=f"origin-{row['as_of']}", nested=True):
             self.mlflow.set_tags({"as_of": row["as_of"], "window": "..".join(row["window"]), "origin_index": i})
             self.mlflow.log_metrics(metrics)
 
