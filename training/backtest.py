@@ -324,7 +324,9 @@ def markdown_report(result: dict) -> str:
         f"days\n\nData: `{p['data']}` ({result['history']['claims']:,} claims, {result['history']['first']}.."
         f"{result['history']['last']}); {len(result['origins'])} origins; {result['total_s']} s.\n\n"
     )
-    return head + LEGEND + "\n\n" + format_table(result["origins"], markdown=True) + "\n"
+    warned = [f"- {r['as_of']}: {w}" for r in result["origins"] for w in r.get("warnings", [])]
+    tail = "\n\nTraining warnings:\n\n" + "\n".join(warned) + "\n" if warned else "\n"
+    return head + LEGEND + "\n\n" + format_table(result["origins"], markdown=True) + tail
 
 
 # ---------------------------------------------------------------------------------------------- plots

@@ -192,6 +192,10 @@ def test_backtest_replaces_its_own_output_and_refuses_a_foreign_folder(backtest,
         (["--from", "2024-06-31"], "error: --from must be a date YYYY-MM-DD"),
         (["--to", "2024-01-01"], "error: --to 2024-01-01 is before --from 2024-06-30"),
         (["--to", "2025-09-30", "--window", "6M"], "error: origin 2025-09-30: its 6M window ends 2026-03-30"),
+        (
+            ["--from", "2023-07-10", "--to", "2023-07-10", "--horizon-days", "180"],
+            "error: origin 2023-07-10 (1/1): not enough",
+        ),
     ],
 )
 def test_recoup_backtest_bad_options_are_one_line_and_exit_2(small_history_dir, tmp_path, args, message):
