@@ -217,7 +217,7 @@ def run_backtest(
     history: History,
     oracle: pd.DataFrame | None,
     origins: list[pd.Timestamp],
-    window: pd.DateOffset,
+    window: pd.DateOffset | pd.Timedelta,
     cfg: dict,
     on_origin: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
