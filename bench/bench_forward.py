@@ -10,7 +10,8 @@ For each origin (as-of date = history end - ``--as-of-days-before-end`` - i x ``
 ``train_model(history, as_of)`` (it truncates the history itself: claims submitted by then, payments and
 recoupments dated by then, labels matured by then); then ``evaluate_history`` scores the claims submitted in
 (as_of, as_of + window] with point-in-time features and labels them from the FULL history (matured claims
-only); the oracle's ``true_probability`` is measured on the same claims with ``oracle_metrics``. Reported:
+only); the oracle's ``true_probability`` is measured on the same claims with ``oracle_metrics``. One origin is
+``training.backtest.backtest_origin``, the code path of ``recoup backtest`` (features built once). Reported:
 ROC-AUC, PR-AUC (average precision), dollars captured in a 5% review (ranked by expected dollars), ECE (10
 equal-count bins), for the model and the oracle, and the ratios model/oracle. Writes
 ``bench/results/forward_<case>.{json,md}``; progress lines go to stderr.
@@ -33,46 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 KEYS = ("roc_auc", "pr_auc", "dollars_at_5pct", "ece")  # model, oracle; ratios for the first three
 RATIOS = ("roc_auc", "pr_auc", "dollars_at_5pct")
-
-
-def forward_origin(history, oracle: pd.DataFrame, as_of: pd.Timestamp, window_days: int, cfg: dict) -> dict:
-    """Train as of ``as_of``, score the next ``window_days`` of submissions, measure model and oracle."""
-    from training.evaluate import evaluate_history
-    from training.metrics import oracle_metrics
-    from training.train import train_model
-
-    capacities = sorted({*cfg["capacities"], 0.05})
-    t0 = time.perf_counter()
-    result = train_model(history, as_of=as_of, config=cfg)
-    train_s = time.perf_counter() - t0
-    since, until = as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=window_days)
-    horizon = pd.Timedelta(days=int(result.bundle.meta["horizon_days"]))
-    c = history.claims
-    paid = c[c["submitted_date"].between(since, until) & c["paid_date"].notna()]
-    matured_share = float((paid["paid_date"] + horizon <= history.last_date).mean())
-    t1 = time.perf_counter()
-    ev = evaluate_history(result.bundle, history, str(since.date()), str(until.date()), capacities=capacities)
-    scored = ev["scored"]
-    om = oracle_metrics(scored, oracle.reindex(scored.index), capacities)
-    m = ev["metrics"]
-    s = result.data_summary
-    return {
-        "as_of": str(as_of.date()),
-        "window": ev["window"],
-        "window_paid_matured_share": round(matured_share, 4),  # the rest is left out (label not known yet)
-        "history_days_before_as_of": int((as_of - history.claims["submitted_date"].min()).days),
-        "train_matured_claims": s["matured"],
-        "train_matured_positives": int(round(s["matured"] * s["positive_rate_matured"])),
-        "train_slices": {k: s.get(f"n_{k}", 0) for k in ("train", "valid", "test")},
-        "trees": int(result.bundle.meta["n_trees_likelihood"]),
-        "window_claims": int(m["n"]),
-        "window_positives": int(m["positives"]),
-        "model": {k: m[k] for k in KEYS},
-        "oracle": {k: om[k] for k in KEYS},
-        "ratio": {k: m[k] / om[k] for k in RATIOS},
-        "train_s": round(train_s, 1),
-        "evaluate_s": round(time.perf_counter() - t1, 1),
-    }
 
 
 def table(rows: list[dict], markdown: bool) -> str:
@@ -117,7 +78,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+    from features.outputs import write_text
     from features.sources.synthetic.generate import GeneratorConfig, generate_history
+    from training.backtest import run_backtest
     from training.config import load_config
 
     gc = GeneratorConfig(n_claims=args.claims, seed=args.seed)
@@ -134,13 +97,13 @@ def main() -> int:
     oracle = oracle.set_index(oracle["claim_id"].astype(str))
     cfg = load_config()
     end = history.last_date
-    rows = []
-    for i in range(args.origins):
-        as_of = end - pd.Timedelta(days=args.as_of_days_before_end + i * step)
-        logging.info("origin %d/%d: as of %s, window %d days", i + 1, args.origins, as_of.date(), args.window_days)
-        rows.append(forward_origin(history, oracle, as_of, args.window_days, cfg))
-        logging.info("origin %s: %s", as_of.date(), {k: round(v, 3) for k, v in rows[-1]["ratio"].items()})
-    rows.sort(key=lambda r: r["as_of"])
+    origins = sorted(end - pd.Timedelta(days=args.as_of_days_before_end + i * step) for i in range(args.origins))
+    window = pd.Timedelta(days=args.window_days)
+
+    def ratios(i: int, row: dict) -> None:
+        logging.info("origin %s: %s", row["as_of"], {k: round(row["ratio"][k], 3) for k in RATIOS})
+
+    rows = run_backtest(history, oracle, origins, window, cfg, on_origin=ratios)
     years = round((pd.Timestamp(gc.end_date) - pd.Timestamp(gc.start_date)).days / 365.25)
     name = args.name or f"forward_{args.claims // 1000}k_s{args.seed}_{years}y"
     result = {
@@ -156,8 +119,7 @@ def main() -> int:
         "total_s": round(time.perf_counter() - t0, 1),
         "origins": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    write_text(args.out / f"{name}.json", json.dumps(result, indent=2))
     md = (
         f"# Forward evaluation: {args.claims:,} claims, seed {args.seed}, history {gc.start_date}..{gc.end_date}\n\n"
         f"`{result['command']}` on {result['date']} ({result['cpus']} CPUs, load "
@@ -169,7 +131,7 @@ def main() -> int:
         + table(rows, markdown=True)
         + "\n"
     )
-    (args.out / f"{name}.md").write_text(md)
+    write_text(args.out / f"{name}.md", md)
     print(table(rows, markdown=False))
     print(f"wrote {args.out / name}.json and .md ({result['total_s']} s)")
     return 0

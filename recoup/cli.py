@@ -8,6 +8,7 @@ import graph shows ``recoup.cli`` -> every command module)::
     rebuild-rulebook         features.rulebook.build.main
     train                    training.train.train_cli
     evaluate                 training.evaluate.evaluate_cli
+    backtest                 training.backtest.backtest_cli
     score                    serving.batch.score_cli
     audit                    serving.audit.audit_cli
     serve                    serving.serve.serve_cli
@@ -150,6 +151,48 @@ def evaluate(
         from training.evaluate import evaluate_cli
 
         evaluate_cli(data=data, since=since, until=until, version=version)
+
+    _run(go)
+
+
+@app.command()
+def backtest(
+    data: Path = typer.Option(..., "--data", help="claims history directory (with oracle.csv: oracle figures too)"),
+    start: str = typer.Option(..., "--from", help="first origin (as-of date of training), YYYY-MM-DD"),
+    end: str = typer.Option(..., "--to", help="last origin at most this date, YYYY-MM-DD"),
+    step: str = typer.Option("3M", "--step", help="between origins: a number and D, W, M or Y (3M, 90D, 2W, 1Y)"),
+    window: str = typer.Option(
+        "6M", "--window", help="claims submitted this long after each origin are scored (3M, 182D, 1Y ...)"
+    ),
+    horizon_days: Optional[int] = typer.Option(
+        None, "--horizon-days", min=1, max=3650, help="label horizon in days (default: the config's, 365)"
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML)"),
+    n_estimators: Optional[int] = typer.Option(
+        None, "--n-estimators", min=1, max=100_000, help="cap on the trees of each model (overrides the config)"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="folder for backtest.json/.md/.png/.html (default: RECOUP_HOME/backtest)"
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
+) -> None:
+    """Rolling-origin forward evaluation: train as of each origin, score the next window, compare with outcomes."""
+
+    def go():
+        from training.backtest import backtest_cli
+
+        backtest_cli(
+            data=data,
+            start=start,
+            end=end,
+            step=step,
+            window=window,
+            horizon_days=horizon_days,
+            config=config,
+            n_estimators=n_estimators,
+            out=out,
+            overwrite=overwrite,
+        )
 
     _run(go)
 

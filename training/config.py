@@ -69,3 +69,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             f"remove model_name: {cfg['model_name']!r} from {p or 'the config'}"
         )
     return cfg
+
+
+def with_n_estimators(cfg: dict, n_estimators: int | None) -> dict:
+    """``cfg`` with the trees of both models capped by ``--n-estimators`` (the cause model gets half, at least 10)."""
+    if n_estimators:
+        cfg["likelihood"]["n_estimators"] = int(n_estimators)
+        cfg["cause"]["n_estimators"] = max(int(n_estimators) // 2, 10)
+    return cfg

@@ -12,7 +12,7 @@ import pandas as pd
 
 from features.contract import CAUSES, load_history
 from features.errors import RecoupError
-from features.pipeline import build_feature_table
+from features.pipeline import FeatureResult, build_feature_table
 from features.settings import MODEL_NAME
 from training.config import load_config
 from training.labels import make_labels
@@ -52,13 +52,16 @@ def evaluate_history(
     until: str | None = None,
     data_dir: Path | None = None,
     capacities: list[float] | None = None,
+    feats: FeatureResult | None = None,
 ) -> dict:
-    """Metrics of ``bundle`` on matured claims submitted in [since, until] (features as of submission)."""
+    """Metrics of ``bundle`` on matured claims submitted in [since, until] (features as of submission).
+    ``feats``: ``build_feature_table(history)``'s features when already built (a backtest builds them once)."""
     capacities = capacities or [0.01, 0.05, 0.10]
     check_window(bundle.meta, history.claims["submitted_date"], since, until)
     as_of = history.last_date
-    log.info("building point-in-time features for %d claims", len(history.claims))
-    feats, _ = build_feature_table(history)
+    if feats is None:
+        log.info("building point-in-time features for %d claims", len(history.claims))
+        feats, _ = build_feature_table(history)
     labels = make_labels(history, as_of, int(bundle.meta.get("horizon_days", 365))).loc[feats.X.index]
     sd = labels["submitted_date"]
     label_cfg = bundle.meta.get("labels") or {}

@@ -36,12 +36,13 @@ def open_mlflow() -> ModuleType:
     return mlflow
 
 
-def experiment_id(mlflow: ModuleType) -> str:
-    """The id of the ``recoup`` experiment (created, with its artifacts under RECOUP_HOME, if needed)."""
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+def experiment_id(mlflow: ModuleType, name: str = EXPERIMENT) -> str:
+    """The id of the experiment ``name`` (default ``recoup``; created, with its artifacts under RECOUP_HOME, if
+    needed)."""
+    exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=Path(artifact_root()).as_uri())
+    return mlflow.create_experiment(name, artifact_location=Path(artifact_root()).as_uri())
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -20,7 +20,7 @@ from features.settings import MODEL_NAME
 from features.model.spec import FeatureSpec
 from features.engine.state import HistoryState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
-from training.config import load_config
+from training.config import load_config, with_n_estimators
 from training.labels import make_labels, truncate_history
 from training.lag import cause_weights, exposure_of, fit_lag, lag_frame, usable_claims
 from training.metrics import evaluate_frame
@@ -312,10 +312,7 @@ def train_cli(
     from training.registry import log_and_register
 
     overrides = {"horizon_days": horizon_days}
-    cfg = load_config(config, overrides)
-    if n_estimators:
-        cfg["likelihood"]["n_estimators"] = n_estimators
-        cfg["cause"]["n_estimators"] = max(n_estimators // 2, 10)
+    cfg = with_n_estimators(load_config(config, overrides), n_estimators)
     log.info("loading %s", data)
     history = load_history(data, require_recoupments=True)
     result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
