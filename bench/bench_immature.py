@@ -3,8 +3,8 @@
 Variants: ``matured`` (labels only for claims whose horizon ended: the behaviour before), ``immature-global``
 (every claim paid >= min_followup_days before the as-of date, offset log F(follow-up) with one lag
 distribution), ``immature-payer`` (the same with per-payer lag distributions: the default). Each origin: train as
-of it, score the next ``--window-days`` of submissions on matured labels, next to the oracle (bench_forward's
-``forward_origin``). Writes ``bench/results/immature_<case>.{json,md}``.
+of it, score the next ``--window-days`` of submissions on matured labels, next to the oracle
+(``training.backtest.backtest_origin``). Writes ``bench/results/immature_<case>.{json,md}``.
 
     .venv/bin/python bench/bench_immature.py --claims 200000 --seed 11 --as-of-days-before-end 581
     .venv/bin/python bench/bench_immature.py --claims 200000 --seed 11 --years 5 --origins 3
@@ -25,7 +25,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 VARIANTS: dict[str, dict] = {
     "matured": {"labels": {"immature": False}},
@@ -53,9 +52,9 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from bench_forward import forward_origin
-
+    from features.pipeline import build_feature_table
     from features.sources.synthetic.generate import GeneratorConfig, generate_history
+    from training.backtest import backtest_origin
     from training.config import load_config
 
     gc = GeneratorConfig(n_claims=args.claims, seed=args.seed)
@@ -66,13 +65,14 @@ def main() -> int:
     step = args.step_days or args.window_days
     load0 = os.getloadavg()
     t0 = time.perf_counter()
+    feats, _ = build_feature_table(history)  # point-in-time, the same for every origin and variant
     rows = []
     for i in range(args.origins):
         as_of = history.last_date - pd.Timedelta(days=args.as_of_days_before_end + i * step)
         for name in args.variants.split(","):
             cfg = load_config(overrides=copy.deepcopy(VARIANTS[name]))
             logging.info("origin %s, variant %s", as_of.date(), name)
-            r = forward_origin(history, oracle, as_of, args.window_days, cfg)
+            r = backtest_origin(history, oracle, as_of, pd.Timedelta(days=args.window_days), cfg, feats=feats)
             r["variant"] = name
             rows.append(r)
             logging.info("  %s: %s ece %.4f", name, {k: round(v, 3) for k, v in r["ratio"].items()}, r["model"]["ece"])

@@ -30,6 +30,7 @@ from features.contract import History
 from features.contract.schema import DATE_PATTERN
 from features.errors import RecoupError
 from features.pipeline import FeatureResult
+from training.lag import label_delay_days
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +105,18 @@ def make_origins(start: pd.Timestamp, end: pd.Timestamp, step: pd.DateOffset) ->
 
 
 def check_origins(
-    origins: list[pd.Timestamp], window: pd.DateOffset, first: pd.Timestamp, last: pd.Timestamp, horizon_days: int
+    origins: list[pd.Timestamp], window: pd.DateOffset, first: pd.Timestamp, last: pd.Timestamp, delay_days: int
 ) -> None:
-    """Each origin needs history before it (claims paid more than a horizon earlier to learn from) and its whole
-    window within the data (submitted by ``last``, the history's last date); one line naming the origin if not."""
-    horizon = pd.Timedelta(days=horizon_days)
+    """Each origin needs history before it (claims paid more than ``delay_days`` earlier to learn from:
+    ``training.lag.label_delay_days``) and its whole window within the data (submitted by ``last``, the history's
+    last date); one line naming the origin if not."""
+    delay = pd.Timedelta(days=delay_days)
     for o in origins:
-        if o - first <= horizon:
+        if o - first <= delay:
             raise RecoupError(
                 f"origin {o.date()} leaves {(o - first).days} days of history before it (the first claim is of "
-                f"{first.date()}): training as of it needs claims paid more than the {horizon_days}-day horizon "
-                f"earlier; start --from after {(first + horizon).date()}"
+                f"{first.date()}): training as of it needs claims paid more than {delay_days} days earlier; "
+                f"start --from after {(first + delay).date()}"
             )
         end = o + window
         if end > last:
@@ -492,7 +494,7 @@ def backtest_cli(
     log.info("loading %s", data)
     history = load_history(data, require_recoupments=True)
     first, last = history.claims["submitted_date"].min(), history.last_date
-    check_origins(origins, window_off, first, last, int(cfg["horizon_days"]))
+    check_origins(origins, window_off, first, last, label_delay_days(cfg["labels"], int(cfg["horizon_days"])))
     oracle = read_oracle(data)
     params = {
         "data": str(data),

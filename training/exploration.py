@@ -13,7 +13,9 @@ def outcome_frame(history: History, horizon_days: int = 365) -> pd.DataFrame:
     as_of = history.last_date
     labels = make_labels(history, as_of, horizon_days)
     c = history.claims.set_index(history.claims["claim_id"].astype(str))
-    out = labels.drop(columns="payer_id").join(c[["payer_id", "plan_type", "billing_npi", "claim_type", "place_of_service"]])
+    out = labels.drop(columns="payer_id").join(
+        c[["payer_id", "plan_type", "billing_npi", "claim_type", "place_of_service"]]
+    )
     if history.providers is not None:
         spec = dict(zip(history.providers["npi"].astype(str), history.providers["taxonomy_code"].astype(str)))
         out["specialty"] = out["billing_npi"].astype(str).map(spec).fillna("unknown")

@@ -95,12 +95,18 @@ class LagDistribution:
         )
 
 
+def label_delay_days(label_cfg: dict, horizon_days: int) -> int:
+    """Days a claim must have been paid before the as-of date to be learned from: its whole horizon, or with
+    ``immature`` the minimum follow-up."""
+    return int(label_cfg["min_followup_days"]) if label_cfg.get("immature") else int(horizon_days)
+
+
 def usable_claims(labels: pd.DataFrame, label_cfg: dict) -> pd.Series:
     """The claims a model learns from or is measured on: matured ones, and with ``immature`` every claim paid
     at least ``min_followup_days`` before the as-of date (its label = recouped by then)."""
     if not label_cfg.get("immature"):
         return labels["mature"]
-    return labels["mature"] | (labels["followup_days"] >= int(label_cfg["min_followup_days"]))
+    return labels["mature"] | (labels["followup_days"] >= label_delay_days(label_cfg, 0))
 
 
 def exposure_of(labels: pd.DataFrame, lag: LagDistribution | None) -> np.ndarray:

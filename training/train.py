@@ -22,7 +22,7 @@ from features.engine.state import HistoryState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
 from training.config import load_config, with_n_estimators
 from training.labels import make_labels, truncate_history
-from training.lag import cause_weights, exposure_of, fit_lag, lag_frame, usable_claims
+from training.lag import cause_weights, exposure_of, fit_lag, label_delay_days, lag_frame, usable_claims
 from training.metrics import evaluate_frame
 from training.model import fit_cause, fit_likelihood
 from training.split import time_split
@@ -117,9 +117,8 @@ def train_model(
         if counts.get(p, 0) == 0 or labels.loc[part == p, "label"].sum() == 0:
             raise RecoupError(
                 f"not enough claims with outcomes for a '{p}' slice (as-of {cut.date()}, "
-                f"horizon {horizon} days): need claims paid more than "
-                f"{cfg['labels']['min_followup_days'] if cfg['labels']['immature'] else horizon} days before "
-                "--as-of, with some recoupments"
+                f"horizon {horizon} days): need claims paid more than {label_delay_days(cfg['labels'], horizon)} "
+                "days before --as-of, with some recoupments"
             )
     warnings = train_warnings(h.claims["submitted_date"].min(), labels.loc[part == "train"])
     lag = None
