@@ -34,11 +34,18 @@ from bench_forward import KEYS, RATIOS, forward_origin  # noqa: E402
 MIN_DAYS_BEFORE_AS_OF = 365 + 60  # the label horizon plus two months of matured claims
 
 
-def run(world: str, seed: int, claims: int, as_of_days: int, window_days: int, cfg: dict) -> dict:
-    """One (world, seed): generate, train as of the date, score the next window; a row of the table."""
-    from features.sources.synthetic.generate import generate_history, world_config
+def run(
+    world: str, seed: int, claims: int, as_of_days: int, window_days: int, cfg: dict, years: float | None = None
+) -> dict:
+    """One (world, seed): generate, train as of the date, score the next window; a row of the table.
+    ``years`` sets the history length (start = end - years) of every world but ``short``."""
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history, world_config
 
-    gc = world_config(world, n_claims=claims, seed=seed)
+    kw = {}
+    if years and world != "short":
+        start = pd.Timestamp(GeneratorConfig.end_date) - pd.DateOffset(days=round(years * 365.25) - 1)
+        kw["start_date"] = str(start.date())
+    gc = world_config(world, n_claims=claims, seed=seed, **kw)
     t0 = time.perf_counter()
     history, oracle = generate_history(gc, progress=lambda msg: logging.info("%s s%d generate: %s", world, seed, msg))
     oracle = oracle.set_index(oracle["claim_id"].astype(str))
@@ -104,6 +111,7 @@ def main() -> int:
     ap.add_argument("--claims", type=int, default=150_000, help="claims per history (10,000-2,000,000)")
     ap.add_argument("--worlds", default="baseline,drift,audit-program,ncci-churn,new-providers,cause-mix,mixed")
     ap.add_argument("--seeds", default="11", help="comma-separated seeds, each run in every world")
+    ap.add_argument("--years", type=float, help="history length of every world but short (default: the world's)")
     ap.add_argument("--as-of-days-before-end", type=int, default=581, help="train as of the history end minus this")
     ap.add_argument("--window-days", type=int, default=182, help="score the claims submitted in the next N days")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -120,6 +128,8 @@ def main() -> int:
         ap.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     if not 10_000 <= args.claims <= 2_000_000:
         ap.error("--claims must be within [10000, 2000000]")
+    if args.years is not None and not 1.0 <= args.years <= 15.0:
+        ap.error("--years must be within [1, 15]")
     if not 30 <= args.window_days <= 730 or not args.window_days < args.as_of_days_before_end <= 3650:
         ap.error("--window-days must be 30-730 and below --as-of-days-before-end (at most 3650)")
 
@@ -130,16 +140,19 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = []
     for i, (world, seed) in enumerate((w, s) for w in worlds for s in seeds):
-        logging.info("run %d/%d: world %s, seed %d, %d claims", i + 1, len(worlds) * len(seeds), world, seed, args.claims)
-        rows.append(run(world, seed, args.claims, args.as_of_days_before_end, args.window_days, cfg))
+        logging.info(
+            "run %d/%d: world %s, seed %d, %d claims", i + 1, len(worlds) * len(seeds), world, seed, args.claims
+        )
+        rows.append(run(world, seed, args.claims, args.as_of_days_before_end, args.window_days, cfg, args.years))
     summary = spread(rows)
-    name = args.name or f"worlds_{args.claims // 1000}k"
+    name = args.name or f"worlds_{args.claims // 1000}k" + (f"_{args.years:g}y" if args.years else "")
     result = {
         "command": " ".join(["bench/bench_worlds.py", *sys.argv[1:]]),
         "date": pd.Timestamp.now().isoformat(timespec="seconds"),
         "claims": args.claims,
         "window_days": args.window_days,
         "as_of_days_before_end": args.as_of_days_before_end,
+        "years": args.years,
         "load_avg_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
         "total_s": round(time.perf_counter() - t0, 1),

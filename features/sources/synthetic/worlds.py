@@ -243,7 +243,7 @@ def world_providers(rng: np.random.Generator, prov: Providers, world: World, day
     )
 
 
-def provider_facts(prov: Providers, start: np.datetime64, stop: np.ndarray | None = None) -> pd.DataFrame:
+def provider_facts(prov: Providers, start: np.datetime64) -> pd.DataFrame:
     """Per real provider: onboarding date (NaT: from the start), habit change date and direction."""
     P = len(prov.npi) if prov.base is None else int((prov.base == np.arange(len(prov.base))).sum())
     onboard = np.zeros(P, np.int64) if prov.onboard is None else prov.onboard[:P]
@@ -309,9 +309,9 @@ def payer_effects(
         cols = [CAUSES.index(c) for c in world.audit_causes]
         mult = np.ones((n, len(CAUSES))) if mult is None else mult.copy()
         lag = np.tile(np.asarray(base_lag, float), (n, 1)) if lag is None else lag
-        for c in cols:
-            mult[on, c] *= world.audit_factor
-            lag[on, c] = world.audit_lag_median
+        for ci in cols:
+            mult[on, ci] *= world.audit_factor
+            lag[on, ci] = world.audit_lag_median
     return mult, lag
 
 
