@@ -34,6 +34,10 @@ The oracle (:mod:`features.sources.synthetic.outcomes`)
     expected share of claims recouped within the horizon is ``recoupment_rate`` with the cause mix
     ``cause_mix``. A recoupment lagging past the horizon is written (if before ``end_date``) but
     the claim is not a positive. ``expected_amount`` is the expected dollars recouped in the horizon.
+
+Worlds (:mod:`features.sources.synthetic.worlds`, ``GeneratorConfig.world``, ``world_config(name)``)
+    switch on non-stationarity: providers changing habits, a payer's audit program, NCCI edits changing by
+    quarter, providers joining, causes and lags by payer; all off in the baseline world (byte-identical output).
 """
 
 from __future__ import annotations

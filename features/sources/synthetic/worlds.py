@@ -86,7 +86,8 @@ class World:
 
     @property
     def is_baseline(self) -> bool:
-        return self.switches() == {}
+        """The baseline world: named so and no switch on (``short`` has none but is a named world)."""
+        return self.name == "baseline" and self.switches() == {}
 
     def validate(self, cat: CatalogArrays | None = None) -> None:
         """Raise ``ValueError`` naming the first field out of bounds."""
@@ -201,7 +202,7 @@ def world_providers(rng: np.random.Generator, prov: Providers, world: World, day
     onboard = np.zeros(P, np.int64)
     if world.new_provider_share > 0:
         late = rng.random(P) < world.new_provider_share
-        late[: min(P, 13)] = False  # the rows that guarantee every specialty stay from the start
+        late[np.unique(prov.spec, return_index=True)[1]] = False  # one provider per specialty from the start
         onboard[late] = np.maximum(_day_in(rng, world.onboard_window, days, int(late.sum())), 1)
     idx = np.zeros(0, np.int64)
     if world.drift_share > 0:

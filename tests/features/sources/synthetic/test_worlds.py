@@ -182,3 +182,10 @@ def test_cause_mix_world_shifts_causes_and_lags_by_payer():
     assert b["commercial"] > 1.5 * b["medicare"]
     paid = f[f["paid"].notna()]
     assert paid["cause"].notna().mean() == pytest.approx(paid["p"].mean(), rel=0.1)  # calibrated overall
+
+
+def test_short_world_records_itself(tmp_path):
+    generate_to_dir(tmp_path / "out", n_claims=1500, seed=3, world="short")
+    meta = json.loads((tmp_path / "out" / "world.json").read_text())
+    assert meta["world"] == "short" and meta["switches"] == []
+    assert (pd.Timestamp(meta["generator"]["end_date"]) - pd.Timestamp(meta["generator"]["start_date"])).days == 540
