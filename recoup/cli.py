@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -77,6 +78,19 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
+class _World(str, Enum):
+    """The generator's worlds (features.sources.synthetic.worlds.WORLDS; tests check they match)."""
+
+    baseline = "baseline"
+    drift = "drift"
+    audit_program = "audit-program"
+    ncci_churn = "ncci-churn"
+    new_providers = "new-providers"
+    short = "short"
+    cause_mix = "cause-mix"
+    mixed = "mixed"
+
+
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="directory to write the claims history to"),
@@ -87,6 +101,15 @@ def generate(
     ),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
+    world: _World = typer.Option(
+        "baseline",
+        "--world",
+        help="realism preset: baseline (default, unchanged); drift (20% of providers change habits at a date); "
+        "audit-program (a payer audits coding and documentation from mid-history, faster lag); ncci-churn (PTP "
+        "edits added/deleted by quarter, the added ones unknown to the shipped rulebook); new-providers (30% "
+        "join during the history); short (540 days); cause-mix (coding-heavy mix, causes and lags by payer); "
+        "mixed (all but short). Non-baseline worlds also write DIR/world.json",
+    ),
 ) -> None:
     """Write a synthetic claims history (and DIR/oracle.csv) in the data contract."""
 
@@ -94,7 +117,13 @@ def generate(
         from features.sources.synthetic.generate import generate_to_dir
 
         summary = generate_to_dir(
-            out, n_claims=claims, seed=seed, recoupment_rate=recoupment_rate, fmt=fmt, overwrite=overwrite
+            out,
+            n_claims=claims,
+            seed=seed,
+            recoupment_rate=recoupment_rate,
+            fmt=fmt,
+            overwrite=overwrite,
+            world=world.value,
         )
         typer.echo(summary)
 

@@ -280,3 +280,16 @@ def test_generate_killed_while_writing_leaves_old_or_new_never_a_mix(tmp_path):
         listed = json.loads(after[".recoup-output.json"])["files"]
         assert sorted(listed) == sorted(n for n in after if n != ".recoup-output.json")
         assert len(load_history(out).claims) > 15000
+
+
+def test_generate_world_choice_matches_the_generator_and_records_the_world(tmp_path):
+    from features.sources.synthetic.worlds import WORLDS
+    from recoup.cli import _World
+
+    assert [w.value for w in _World] == list(WORLDS)
+    out = tmp_path / "w"
+    res = runner.invoke(app, ["generate", "--out", str(out), "--claims", "800", "--world", "audit-program"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "world.json").read_text())["world"] == "audit-program"
+    res = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--claims", "800", "--world", "utopia"])
+    assert res.exit_code == 2 and "utopia" in res.output

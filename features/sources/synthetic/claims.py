@@ -126,6 +126,11 @@ def base_claims(
     provider = rng.choice(P, size=n, p=prov.volume)
     patient = prov.panel_lo[provider] + (rng.random(n) * prov.panel_size[provider]).astype(np.int64)
     sub = growth_days(rng, n, days, growth)
+    if prov.onboard is not None:  # a provider that joins later: its claims fall after onboarding (+ 31 days)
+        lo = prov.onboard[provider]
+        sub = np.where(lo > 0, np.minimum(lo + 31 + sub * np.maximum(days - lo - 31, 0) // max(days, 1), days), sub)
+    if prov.switch_day is not None and prov.switch_to is not None:  # changed habits from a date on
+        provider = np.where(sub >= prov.switch_day[provider], prov.switch_to[provider], provider)
     lag = np.minimum(rng.exponential(prov.lag_mean[provider]).astype(np.int64), 30)
     late = rng.random(n) < 0.04
     lag = np.where(late, rng.integers(15, 31, n), lag)

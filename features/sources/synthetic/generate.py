@@ -34,10 +34,15 @@ The oracle (:mod:`features.sources.synthetic.outcomes`)
     expected share of claims recouped within the horizon is ``recoupment_rate`` with the cause mix
     ``cause_mix``. A recoupment lagging past the horizon is written (if before ``end_date``) but
     the claim is not a positive. ``expected_amount`` is the expected dollars recouped in the horizon.
+
+Worlds (:mod:`features.sources.synthetic.worlds`, ``GeneratorConfig.world``, ``world_config(name)``)
+    switch on non-stationarity: providers changing habits, a payer's audit program, NCCI edits changing by
+    quarter, providers joining, causes and lags by payer; all off in the baseline world (byte-identical output).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +65,7 @@ from features.sources.synthetic.claims import (
 from features.sources.synthetic.index import catalog_arrays
 from features.sources.synthetic.outcomes import (
     CI,
+    LAG_MEDIAN,
     documentation_state,
     draw_recoupments,
     facts,
@@ -68,6 +74,16 @@ from features.sources.synthetic.outcomes import (
     recoup_probabilities,
 )
 from features.sources.synthetic.world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
+from features.sources.synthetic.worlds import (
+    World,
+    audit_day,
+    churn_edits,
+    payer_effects,
+    provider_facts,
+    world_preset,
+    world_providers,
+    world_rng,
+)
 
 __all__ = [
     "GeneratorConfig",
@@ -76,6 +92,8 @@ __all__ = [
     "generate_to_dir",
     "summarize",
     "DEFAULT_CAUSE_MIX",
+    "World",
+    "world_config",
 ]
 
 #: share of recoupments (within the horizon, by count) per cause; by dollars documentation leads
@@ -115,10 +133,18 @@ class GeneratorConfig:
     carc_missing: float = 0.10  # share of recoupment rows without a CARC
     mechanisms: MechanismRates = field(default_factory=MechanismRates)
     rulebook_dir: str | None = None
+    world: World = field(default_factory=World)  # switchable realism (features.sources.synthetic.worlds)
 
     def prevalence(self) -> float:
         """Multiplier of error prevalence: errors get more common as the target rate grows."""
         return float(np.clip((max(self.recoupment_rate, 1e-6) / 0.05) ** 0.85, 0.1, 6.0))
+
+
+def world_config(world: str, **kw) -> GeneratorConfig:
+    """A GeneratorConfig of the named world (:data:`~features.sources.synthetic.worlds.WORLDS`); explicit
+    ``kw`` (e.g. ``start_date``) win over the preset's fields."""
+    w, preset = world_preset(world, kw.get("end_date", GeneratorConfig.end_date))
+    return GeneratorConfig(**{**preset, **kw, "world": w})
 
 
 def generate_history(
@@ -147,6 +173,9 @@ def generate_with_facts(
     if days < 30:
         raise ValueError("end_date must be at least 30 days after start_date")
     n = int(cfg.n_claims)
+    world = cfg.world
+    world.validate(cat)
+    wrng = world_rng(cfg.seed)  # the world's draws never shift the baseline stream
     m = cfg.prevalence()
     rates = cfg.mechanisms
     mix = np.array([cfg.cause_mix.get(c, 0.0) for c in CAUSES], dtype=float)
@@ -157,6 +186,8 @@ def generate_with_facts(
     n_pat = max(50, round(n / cfg.claims_per_patient))
     pat = make_patients(rng, cat, n_pat, days, cfg.coverage_event_scale * m)
     prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma)
+    if world.drift_share > 0 or world.new_provider_share > 0:
+        prov = world_providers(wrng, prov, world, days)
 
     step("claims and lines")
     counts = {
@@ -173,6 +204,9 @@ def generate_with_facts(
     L = template_lines(rng, cat, prov, C, rates, m)
     L = inject_errors(rng, cat, prov, C, L, rates, m)
     svc_dates = start + C["svc"]
+    ncci_changes = None
+    if world.ncci_added or world.ncci_removed:
+        cat, ncci_changes = churn_edits(wrng, cat, C, L, world, start, days, svc_dates)
     comply_modifiers(rng, cat, prov, C, L, svc_dates)
     C, L = derived_claims(rng, cat, prov, C, L, counts, days, rates)
 
@@ -183,15 +217,34 @@ def generate_with_facts(
     H, A, found, hidden = facts(cat, prov, C, L, start + C["svc"], rates, m)
 
     step("oracle and recoupments")
+    first_audit = audit_day(world, start, days)
+    hazard_mult, lag_median = payer_effects(world, cat, C["payer"], C["paid_day"], first_audit, LAG_MEDIAN)
     q, p, scales, amount = recoup_probabilities(
-        H, C, cat, pat, found["risk"], cfg.recoupment_rate, mix, cfg.horizon_days, cfg.baseline_hazard, hidden, A
+        H,
+        C,
+        cat,
+        pat,
+        found["risk"],
+        cfg.recoupment_rate,
+        mix,
+        cfg.horizon_days,
+        cfg.baseline_hazard,
+        hidden,
+        A,
+        hazard_mult=hazard_mult,
+        lag_median=lag_median,
     )
     del hidden
-    R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing)
+    R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing, lag_median)
 
     step("typed frames")
     history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, amount, start)
-    return history, oracle, _facts_frames(C, R, found, scales, rank, lrank, history)
+    out = _facts_frames(C, R, found, scales, rank, lrank, history)
+    out["providers"] = provider_facts(prov, start)
+    out["ncci_changes"] = ncci_changes if ncci_changes is not None else pd.DataFrame()
+    audit = None if first_audit is None else str(start + np.timedelta64(first_audit, "D"))
+    out["world"] = pd.DataFrame({"key": ["name", "audit_start"], "value": [world.name, audit]})
+    return history, oracle, out
 
 
 def _facts_frames(C, R, F, scales, rank, lrank, history) -> dict[str, pd.DataFrame]:
@@ -389,11 +442,12 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
         }
     )
     tax = np.where(prov.inst, HOSPITAL_TAXONOMY, cat.spec_taxonomy[prov.spec])
-    providers = pd.DataFrame(
+    real = slice(None) if prov.base is None else slice(int((prov.base == np.arange(len(prov.base))).sum()))
+    providers = pd.DataFrame(  # personas (rows past the real providers) share their provider's NPI
         {
-            "npi": _series(npi),
-            "taxonomy_code": _series(_strings(tax)),
-            "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state])),
+            "npi": _series(_strings(prov.npi[real])),
+            "taxonomy_code": _series(_strings(tax[real])),
+            "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state[real]])),
         }
     )
     # recoupments written before the data end, in date order
@@ -471,6 +525,37 @@ def summarize(history: History, oracle: pd.DataFrame, horizon_days: int = 365) -
     return "\n".join(lines)
 
 
+def world_metadata(cfg: GeneratorConfig, found: dict[str, pd.DataFrame]) -> dict:
+    """What ``world.json`` records: the world, its parameters, the generator's and what the world drew."""
+    prov = found["providers"]
+    w = dict(zip(found["world"]["key"], found["world"]["value"]))
+    changes = found["ncci_changes"]
+    return {
+        "world": cfg.world.name,
+        "parameters": cfg.world.as_dict(),
+        "switches": sorted(cfg.world.switches()),
+        "generator": {
+            "n_claims": cfg.n_claims,
+            "seed": cfg.seed,
+            "recoupment_rate": cfg.recoupment_rate,
+            "start_date": cfg.start_date,
+            "end_date": cfg.end_date,
+            "horizon_days": cfg.horizon_days,
+            "cause_mix": cfg.cause_mix,
+        },
+        "drawn": {
+            "audit_start": w.get("audit_start"),
+            "providers_joining": int(prov["onboard_date"].notna().sum()),
+            "providers_starting_habits": int((prov["habit_change"] == "start").sum()),
+            "providers_stopping_habits": int((prov["habit_change"] == "stop").sum()),
+            "ncci_changes": [
+                {k: (str(v.date()) if isinstance(v, pd.Timestamp) else v) for k, v in r.items()}
+                for r in changes.to_dict("records")
+            ],
+        },
+    }
+
+
 def generate_to_dir(
     out,
     n_claims: int = 20_000,
@@ -478,28 +563,32 @@ def generate_to_dir(
     recoupment_rate: float = 0.05,
     fmt: str = "csv",
     overwrite: bool = False,
+    world: str = "baseline",
     **kw,
 ) -> str:
     """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary.
 
+    ``world`` names a preset of :data:`~features.sources.synthetic.worlds.WORLDS`; any other world also
+    writes ``DIR/world.json`` (its name, parameters and what it drew: audit start, NCCI changes, providers
+    that joined or changed habits), so the baseline output stays byte-identical to a generator without worlds.
     The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an
     earlier ``recoup generate`` output, unless ``overwrite``."""
     from tqdm import tqdm
 
-    from features.outputs import check_dir_output, write_csv, write_dir
+    from features.outputs import check_dir_output, write_csv, write_dir, write_text
 
     if fmt not in ("csv", "parquet"):
         raise ValueError("fmt must be 'csv' or 'parquet'")
     out = Path(out)
     check_dir_output(out, "generate", overwrite)  # before the work, not only after it
-    cfg = GeneratorConfig(n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
+    cfg = world_config(world, n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
     bar = tqdm(total=6, desc="generate", unit="step", disable=n_claims < 50_000, leave=False)
 
     def progress(msg: str) -> None:
         bar.set_postfix_str(msg)
         bar.update(1)
 
-    history, oracle = generate_history(cfg, progress=progress)
+    history, oracle, found = generate_with_facts(cfg, progress=progress)
     bar.set_postfix_str("writing")
     tables = history.tables()
     rec = history.recoupments
@@ -512,6 +601,8 @@ def generate_to_dir(
     def build(d: Path) -> None:
         write_history(tables, d, fmt=fmt)
         write_csv(d / "oracle.csv", oracle, float_format="%.6g")
+        if not cfg.world.is_baseline:
+            write_text(d / "world.json", json.dumps(world_metadata(cfg, found), indent=1, default=str) + "\n")
 
     try:
         write_dir(out, "generate", build, overwrite=overwrite)

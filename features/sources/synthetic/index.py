@@ -115,6 +115,8 @@ class CatalogArrays:
     payer_state: np.ndarray  # state index, -1 national
     payer_ratio: np.ndarray
     payer_audit: np.ndarray  # (P, 8) audit intensity by cause
+    #: effective date (YYYYMMDD) per PTP key, for edits a world adds mid-history; None: every key in force
+    ptp_key_from: np.ndarray | None = None
 
     @property
     def n_codes(self) -> int:
@@ -142,6 +144,8 @@ def ptp_indicator(
     pos = np.searchsorted(cat.ptp_keys, pair * DATE_SHIFT + ymd(dates), side="left")
     pos = np.minimum(pos, len(cat.ptp_keys) - 1)
     hit = (cat.ptp_keys[pos] // DATE_SHIFT == pair) & (cat.ptp_keys[pos] % DATE_SHIFT >= ymd(dates))
+    if cat.ptp_key_from is not None:
+        hit &= cat.ptp_key_from[pos] <= ymd(dates)
     return np.where(hit, cat.ptp_key_mi[pos], -1).astype(np.int8)
 
 

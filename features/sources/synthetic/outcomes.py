@@ -55,10 +55,13 @@ CARCS: dict[str, tuple[tuple[str, float], ...]] = {
 }
 
 
-def lag_cdf(days: float) -> np.ndarray:
-    """P(lag <= days) per cause."""
-    z = (math.log(days) - np.log(LAG_MEDIAN)) / (LAG_SIGMA * math.sqrt(2))
-    return np.array([0.5 * (1 + math.erf(v)) for v in z])
+def lag_cdf(days: float, median: np.ndarray = LAG_MEDIAN) -> np.ndarray:
+    """P(lag <= days) per cause (or per entry of any array of log-normal medians)."""
+    med = np.asarray(median, dtype=float)
+    uniq, inv = np.unique(med, return_inverse=True)  # few distinct medians: erf on those only
+    z = (math.log(days) - np.log(uniq)) / (LAG_SIGMA * math.sqrt(2))
+    out = np.array([0.5 * (1 + math.erf(v)) for v in z])[inv.reshape(-1)].reshape(med.shape)
+    return out
 
 
 def _seg_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
@@ -552,6 +555,8 @@ def recoup_probabilities(
     hidden: Mixture,
     A: np.ndarray,
     iterations: int = 25,
+    hazard_mult: np.ndarray | None = None,
+    lag_median: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(q per cause under the realized hidden draws, the oracle's p per cause within the horizon, the
     scales s, the oracle's expected amount within the horizon).
@@ -560,40 +565,51 @@ def recoup_probabilities(
     configurations of :class:`Mixture`, each a full per-claim vector of within-horizon cause
     probabilities (so the competition of causes inside a claim is mixed correctly). ``s`` is solved on
     this marginal, so ``mean(p) = rate`` and the expected positives follow ``mix`` exactly; the
-    realized ``q`` (same ``s``) has the same expectation by the law of total probability."""
+    realized ``q`` (same ``s``) has the same expectation by the law of total probability.
+
+    A world may add ``hazard_mult`` (n, 8: audit programs, per-plan cause weights) and ``lag_median``
+    (n, 8: lags by payer or program); the oracle then censors each claim with its own lag distribution."""
     n = len(H)
     paid = C["paid"]
     audit = cat.payer_audit[C["payer"]]
     mult = audit * DETECT[None, :] * (np.where(C["late"], 1.3, 1.0) * pat.magnet[C["patient"]])[:, None]
+    if hazard_mult is not None:
+        mult = mult * hazard_mult
     mult[~paid] = 0.0
     base_mix = np.array([0.0, 0.05, 0.0, 0.1, 0.15, 0.45, 0.0, 0.25])
     B = baseline * audit * base_mix[None, :]
     B[:, CI["documentation"]] *= risk / max(risk.mean(), 1e-9)
     B[~paid] = 0.0
-    cfgs = [(r, w, h * mult[r], B[r]) for r, w, h in zip(hidden.rows, hidden.weight, hidden.H)]
-    F = lag_cdf(horizon)
+    F = lag_cdf(horizon) if lag_median is None else lag_cdf(horizon, lag_median)  # (8,) or per claim (n, 8)
+
+    def rows_of(r):
+        return F if F.ndim == 1 else F[r]
+
+    cfgs = [(r, w, h * mult[r], B[r], rows_of(r)) for r, w, h in zip(hidden.rows, hidden.weight, hidden.H)]
     target = rate * n * mix
     s = np.ones(len(CAUSES))
     # solve on a systematic subsample first (fast), then polish on all claims
     step = max(1, n // 150_000)
     for st, its in ((step, iterations), (1, 3)):
         if st > 1:
-            sub = [(r % st == 0) for r, _, _, _ in cfgs]
-            part = [(w[k], E[k], Bk[k]) for k, (_, w, E, Bk) in zip(sub, cfgs)]
+            sub = [(r % st == 0) for r, _, _, _, _ in cfgs]
+            part = [(w[k], E[k], Bk[k], Fk if Fk.ndim == 1 else Fk[k]) for k, (_, w, E, Bk, Fk) in zip(sub, cfgs)]
             frac = len(range(0, n, st)) / n
-            Bs = B[::st]
+            Bs, Fs = B[::st], (F if F.ndim == 1 else F[::st])
         else:
-            part = [(w, E, Bk) for _, w, E, Bk in cfgs]
-            frac, Bs = 1.0, B
-        base_only = _within(-np.expm1(-Bs), F).sum(0)
+            part = [(w, E, Bk, Fk) for _, w, E, Bk, Fk in cfgs]
+            frac, Bs, Fs = 1.0, B, F
+        base_only = _within(-np.expm1(-Bs), Fs).sum(0)
         want = np.maximum(target * frac - base_only, 1e-9)
         for _ in range(its):
-            got = sum((w @ _within(-np.expm1(-(E * s[None, :] + Bk)), F) for w, E, Bk in part), np.zeros(len(CAUSES)))
+            got = sum(
+                (w @ _within(-np.expm1(-(E * s[None, :] + Bk)), Fk) for w, E, Bk, Fk in part), np.zeros(len(CAUSES))
+            )
             s = np.clip(s * want / np.maximum(got - base_only, 1e-12), 1e-4, 1e4)
     p = np.zeros((n, len(CAUSES)))
     amount = np.zeros(n)
-    for (r, w, E, Bk), Ak in zip(cfgs, hidden.A):
-        pk = _within(-np.expm1(-(E * s[None, :] + Bk)), F)
+    for (r, w, E, Bk, Fk), Ak in zip(cfgs, hidden.A):
+        pk = _within(-np.expm1(-(E * s[None, :] + Bk)), Fk)
         p[r] += w[:, None] * pk
         amount[r] += w * (pk * Ak).sum(1)
     q = -np.expm1(-(H * mult * s[None, :] + B))
@@ -604,13 +620,21 @@ def _within(q: np.ndarray, F: np.ndarray) -> np.ndarray:
     tot = q.sum(1, keepdims=True)
     p_any = -np.expm1(np.log1p(-np.minimum(q, 1 - 1e-12)).sum(1, keepdims=True))
     share = np.divide(q, tot, out=np.zeros_like(q), where=tot > 0)
-    return p_any * share * F[None, :]
+    return p_any * share * (F[None, :] if F.ndim == 1 else F)
 
 
 def draw_recoupments(
-    rng: np.random.Generator, q: np.ndarray, A: np.ndarray, C: Arrays, days: int, horizon: int, carc_missing: float
+    rng: np.random.Generator,
+    q: np.ndarray,
+    A: np.ndarray,
+    C: Arrays,
+    days: int,
+    horizon: int,
+    carc_missing: float,
+    lag_median: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Realize one recoupment per recouped claim (cause, lag, amount, CARC); keep rows up to the data end."""
+    """Realize one recoupment per recouped claim (cause, lag, amount, CARC); keep rows up to the data end.
+    ``lag_median`` (n, 8): per-claim lag medians of a world (default: the causes' ``LAG_MEDIAN``)."""
     n = len(q)
     tot = q.sum(1)
     p_any = -np.expm1(np.log1p(-np.minimum(q, 1 - 1e-12)).sum(1))
@@ -618,7 +642,8 @@ def draw_recoupments(
     idx = np.flatnonzero(hit)
     cum = np.cumsum(q[idx], axis=1) / tot[idx, None]
     cause = np.minimum((cum < rng.random(len(idx))[:, None]).sum(1), len(CAUSES) - 1)
-    lag = np.ceil(np.exp(np.log(LAG_MEDIAN[cause]) + LAG_SIGMA * rng.standard_normal(len(idx)))).astype(np.int64)
+    med = LAG_MEDIAN[cause] if lag_median is None else lag_median[idx, cause]
+    lag = np.ceil(np.exp(np.log(med) + LAG_SIGMA * rng.standard_normal(len(idx)))).astype(np.int64)
     lag = np.maximum(lag, 1)
     amount = A[idx, cause]
     paid = np.nan_to_num(C["paid_amount"][idx])

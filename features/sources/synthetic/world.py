@@ -29,6 +29,11 @@ class Providers:
     visit_cum: np.ndarray  # (P, max visits) cumulative visit probabilities
     panel_lo: np.ndarray  # first patient index of the provider's panel
     panel_size: np.ndarray
+    # worlds (features.sources.synthetic.worlds): None in the baseline world
+    base: np.ndarray | None = None  # the real provider of each row (a row past P is a changed-habits persona)
+    onboard: np.ndarray | None = None  # first submission day allowed (0: there from the start)
+    switch_day: np.ndarray | None = None  # from this submission day the provider bills as row switch_to
+    switch_to: np.ndarray | None = None
 
 
 @dataclass
