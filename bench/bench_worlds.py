@@ -7,9 +7,9 @@ Usage::
 
 For each (world, seed): generate the world's history (``world_config``), train as of ``--as-of-days-before-end``
 before its end with only what was known then and score the claims submitted in the next ``--window-days``
-(``bench_forward.forward_origin``: ROC-AUC, PR-AUC, dollars captured in a 5% review, ECE, for the model and the
-generator's oracle of that world, and the ratios model/oracle). A world whose history before the as-of date is
-shorter than the label horizon + 60 days has no matured labels to train on: it is listed as skipped. Writes
+(``training.backtest.backtest_origin``: ROC-AUC, PR-AUC, dollars captured in a 5% review, ECE, for the model and the
+generator's oracle of that world, and the ratios model/oracle). A world with less than 120 days of history before the
+as-of date has too few labelled claims to train on: it is listed as skipped. Writes
 ``bench/results/worlds_<name>.{json,md}``: one row per run and the mean / min / max of each ratio over the runs.
 """
 
@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_forward import KEYS, RATIOS, forward_origin  # noqa: E402
+from bench_forward import KEYS, RATIOS  # noqa: E402
 
-MIN_DAYS_BEFORE_AS_OF = 365 + 60  # the label horizon plus two months of matured claims
+#: history before the as-of date a world needs to be trained on: the labels' delay plus three months of claims
+MIN_DAYS_BEFORE_AS_OF = 120
 
 
 def run(
@@ -57,7 +58,9 @@ def run(
         row["skipped"] = f"{before} days of history before the as-of date (< {MIN_DAYS_BEFORE_AS_OF})"
         logging.info("%s s%d skipped: %s", world, seed, row["skipped"])
         return row
-    row.update(forward_origin(history, oracle, as_of, window_days, cfg))
+    from training.backtest import backtest_origin
+
+    row.update(backtest_origin(history, oracle, as_of, pd.Timedelta(days=window_days), cfg))
     row["total_s"] = round(time.perf_counter() - t0, 1)
     logging.info("%s s%d: %s", world, seed, {k: round(v, 3) for k, v in row["ratio"].items()})
     return row
