@@ -14,6 +14,7 @@ COMMAND_MODULES = {
     "features.rulebook",
     "training.train",
     "training.evaluate",
+    "training.monitor",
     "serving.batch",
     "serving.audit",
     "serving.serve",
