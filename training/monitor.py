@@ -546,7 +546,9 @@ def monitor_cli(
     settings = monitor_settings(load_config(config))
     if reference not in REFERENCES:
         raise RecoupError(f"--reference must be one of {', '.join(REFERENCES)} (got {reference!r})")
-    window_bounds({"as_of": "2000-01-01"}, pd.Timestamp("2000-01-01"), since, until)  # date formats, before the work
+    s, u = parse_day(since, "since"), parse_day(until, "until")  # before the work
+    if s is not None and u is not None and s > u:
+        raise RecoupError(f"--since {s.date()} is after --until {u.date()}")
     target = Path(out) if out else None
     if target is not None:
         check_dir_output(target, "monitor", overwrite)
