@@ -26,6 +26,7 @@ EXPERIMENT = "recoup-monitor"
 #: shares are clipped to at least this before the PSI's log ratio: an empty bin adds a bounded term, never inf
 PSI_EPS = 1e-4
 MISSING, OTHER = "(missing)", "(other)"
+VERDICT_REASONS = 3  # reasons in the printed verdict line (all of them in the report and summary.json)
 #: the monitor settings' bounds (name: (low, high, integer)): one rule, checked by :func:`monitor_settings`
 SETTINGS_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "bins": (2, 100, True),
@@ -471,7 +472,8 @@ def verdict_line(summary: dict) -> str:
         f"({summary['n_now']} claims): "
     )
     if summary["retrain_due"]:
-        return head + "RETRAIN DUE: " + "; ".join(summary["reasons"])
+        shown, more = summary["reasons"][:VERDICT_REASONS], len(summary["reasons"]) - VERDICT_REASONS
+        return head + "RETRAIN DUE: " + "; ".join(shown) + (f"; and {more} more (see the report)" if more > 0 else "")
     figures = f"max top-feature PSI {summary['psi_max_top']:.3f}, score PSI {summary['score']['psi']:.3f}"
     if summary["watch"]:
         return head + f"no retrain due, watch: {'; '.join(summary['watch'])} ({figures})"
