@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from features.errors import RecoupError
 from recoup.cli import app
+from tests.helpers.models import private_store
 from training.config import load_config
 from training.monitor import (
     OTHER,
@@ -196,7 +197,7 @@ def store(recoup_home, small_history_dir, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("monitor_home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECOUP_HOME", str(home))
+        private_store(mp, home)
         cfg = load_config(overrides={"horizon_days": HORIZON})
         cfg["likelihood"]["n_estimators"] = 40
         cfg["cause"]["n_estimators"] = 20
@@ -236,7 +237,7 @@ def test_recoup_monitor_writes_report_summary_and_mlflow_metrics(store, tmp_path
     feats = pd.read_csv(out / "feature_drift.csv")
     assert len(feats) == len(store["result"].bundle.spec.feature_names_) and feats["psi"].notna().all()
 
-    mlflow.set_tracking_uri(tracking_uri())  # this module's store (RECOUP_HOME set by the fixture)
+    mlflow.set_tracking_uri(tracking_uri())  # this module's store (set by the fixture)
     exp = mlflow.get_experiment_by_name("recoup-monitor")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
     assert len(runs) == 1

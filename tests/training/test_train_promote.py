@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from features.errors import RecoupError
 from recoup.cli import app
+from tests.helpers.models import private_store
 from training.config import load_config
 from training.metrics import binary_metrics
 
@@ -30,7 +31,7 @@ def store(recoup_home, small_history_dir, tmp_path_factory):
     from training.train import train_model
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECOUP_HOME", str(tmp_path_factory.mktemp("promote_home")))
+        private_store(mp, tmp_path_factory.mktemp("promote_home"))
         cfg = load_config(overrides={"horizon_days": HORIZON})
         cfg["likelihood"]["n_estimators"] = 40
         cfg["cause"]["n_estimators"] = 20
