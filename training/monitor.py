@@ -137,6 +137,12 @@ class Binner:
 
 
 # ------------------------------------------------------------------------------------------ drift tables
+def _median(x: pd.Series) -> float:
+    v = x.to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
 def feature_drift(
     ref: pd.DataFrame, now: pd.DataFrame, importance: pd.Series, binner: Binner, top_features: int
 ) -> pd.DataFrame:
@@ -158,10 +164,8 @@ def feature_drift(
                 "top": bool(rank[c] <= top_features and share[c] > 0),
                 "missing_ref": float(r.isna().mean()) if len(r) else float("nan"),
                 "missing_now": float(n.isna().mean()) if len(n) else float("nan"),
-                "median_ref": float("nan") if cat else float(np.nanmedian(r.to_numpy(dtype=float))),
-                "median_now": float("nan")
-                if cat or not n.notna().any()
-                else float(np.nanmedian(n.to_numpy(dtype=float))),
+                "median_ref": float("nan") if cat else _median(r),
+                "median_now": float("nan") if cat else _median(n),
             }
         )
     return (
