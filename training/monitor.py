@@ -282,13 +282,21 @@ def retrain_decision(
     PSI >= psi_score_retrain, a payer with min_payer_labels matured claims (min_payer_positives recouped) whose ECE
     exceeds both max_payer_ece and twice its chance level, a payer already recouped (on claims still followed) more
     than 3 standard errors above its prediction, or a model older than max_model_age_days. ``watch`` notes: score
-    PSI >= psi_score_watch, another feature's PSI >= psi_feature_retrain, fewer than min_window_claims claims."""
+    PSI >= psi_score_watch, other features with PSI >= psi_feature_retrain (one note), fewer than
+    min_window_claims claims."""
     due: list[str] = []
     watch: list[str] = []
     lim = s["psi_feature_retrain"]
-    for r in features[features["psi"] >= lim].itertuples():
-        msg = f"feature {r.feature} PSI {r.psi:.3f} >= {lim:g} (gain rank {r.rank})"
-        (due if r.top else watch).append(msg + ("" if r.top else ", not a top feature"))
+    drifting = features[features["psi"] >= lim]
+    for r in drifting[drifting["top"]].itertuples():
+        due.append(f"feature {r.feature} PSI {r.psi:.3f} >= {lim:g} (gain rank {r.rank})")
+    others = drifting[~drifting["top"]]
+    if len(others):
+        worst = others.iloc[int(np.argmax(others["psi"].to_numpy()))]
+        watch.append(
+            f"{len(others)} feature(s) outside the model's top features with PSI >= {lim:g}, the largest "
+            f"{worst['feature']} {worst['psi']:.3f} (gain rank {worst['rank']})"
+        )
     ps = score["psi"]
     if ps >= s["psi_score_retrain"]:
         due.append(f"score PSI {ps:.3f} >= {s['psi_score_retrain']:g}")

@@ -131,6 +131,17 @@ def test_drifted_top_feature_and_score_call_for_a_retrain():
     assert d["features"].iloc[0]["feature"] == "x"  # sorted by PSI
 
 
+def test_drift_of_a_feature_the_model_does_not_use_is_only_a_watch_note():
+    ref, now = frames(5000, 0.0, 5)
+    now["z"] = now["z"] * 4  # z has no gain in the model
+    d = decide(ref, now)
+    assert d["retrain_due"] is False and d["status"] == "watch"
+    assert d["watch"] == [
+        f"1 feature(s) outside the model's top features with PSI >= 0.25, the largest z "
+        f"{d['features'].set_index('feature').loc['z', 'psi']:.3f} (gain rank 3)"
+    ]
+
+
 def test_an_old_model_calls_for_a_retrain_even_without_drift():
     ref, now = frames(2000, 0.0, 3)
     d = decide(ref, now, age_days=SETTINGS["max_model_age_days"] + 1)
