@@ -203,10 +203,10 @@ def refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None = No
         with scorer.lock:
             j = scorer.journal
             with j.exclusive() if j is not None else nullcontext():
+                assert scorer.state is not None  # online scoring: a scorer with its history state
                 if j is not None:
                     scorer.state = j.catch_up(scorer.state, scorer.rulebook)
                 state = scorer.state
-                assert state is not None
                 if sent:  # recorded meanwhile (scored online, another worker's refresh): not again
                     now_known = state.versions([c["claim_id"] for c in sent])
                     sent = [c for c, v in zip(sent, now_known) if v is None]
@@ -241,9 +241,9 @@ def refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None = No
         with scorer.lock:
             j = scorer.journal
             with j.exclusive() if j is not None else nullcontext():
+                assert scorer.state is not None
                 if j is not None:
                     scorer.state = j.catch_up(scorer.state, scorer.rulebook)
-                assert scorer.state is not None
                 scorer.state.refresh_info = {**scorer.state.refresh_info, "last": info}
                 if j is not None:
                     j.append([], refresh=info)
