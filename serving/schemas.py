@@ -378,7 +378,7 @@ class StateInfo(BaseModel):
     refresh_source: str | None = Field(description="where refreshes read from (recoup serve --refresh-from)")
     refresh_every_seconds: int | None = Field(description="the scheduled refresh interval")
     last_refresh: dict[str, Any] | None = Field(description="the last refresh: at, outcome, added counts, error")
-    last_successful_refresh: dict[str, Any] | None
+    last_successful_refresh: dict[str, Any] | None = None
     seconds_since_refresh: float | None = Field(description="since the last successful refresh")
     overdue: bool = Field(description="no successful refresh within twice the interval")
 
@@ -761,7 +761,15 @@ EXAMPLE_MODEL_INFO = {
             "added_recoupments": 37,
             "seconds": 1.8,
         },
-        "last_successful_refresh": None,
+        "last_successful_refresh": {
+            "at": "2026-03-02T10:15:00+00:00",
+            "source": "history folder /data/claims",
+            "upto": "2026-03-02",
+            "outcome": "ok",
+            "added_claims": 412,
+            "added_recoupments": 37,
+            "seconds": 1.8,
+        },
         "seconds_since_refresh": 312.5,
         "overdue": False,
     },
