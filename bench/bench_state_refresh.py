@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_state_refresh.py --claims 60000 --seed 11 --as-of-days-before-end 581
+    .venv/bin/python bench/bench_state_refresh.py --claims 100000 --seed 11 --years 4 --as-of-days-before-end 581
 
 Train as of a date (``train_model``), then score the claims submitted in the next ``--window-days`` online,
 one day's claims per call (``Scorer.score_claims``, no explanations), in submission order, four ways:
@@ -91,7 +91,6 @@ def score_forward(result, state_dir: Path, history, as_of, window_days: int, arm
 
 def refresh_times(result, state_dir: Path, history, as_of, sizes: list[int]) -> list[dict]:
     """Seconds to refresh a fresh state (with a journal) with N new claims and their recoupments."""
-    from features.engine.state import HistoryState
     from features.rulebook import load_rulebook
     from serving.journal import RecordJournal
     from serving.refresh import refresh
@@ -107,7 +106,6 @@ def refresh_times(result, state_dir: Path, history, as_of, sizes: list[int]) -> 
             info = refresh(scorer, MemorySource(history, limit=n))
             again = refresh(scorer, MemorySource(history, limit=n))
             scorer.journal.close()
-        assert isinstance(HistoryState, type)
         rows.append(
             {
                 "new_claims": info["added_claims"],
@@ -127,6 +125,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--claims", type=int, default=60_000)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--years", type=float, help="history length (start = end - years); default: the generator's")
     ap.add_argument("--as-of-days-before-end", type=int, default=581)
     ap.add_argument("--window-days", type=int, default=182)
     ap.add_argument("--sizes", default="100,1000,5000", help="new-claim counts for the refresh timing")
@@ -147,6 +146,8 @@ def main() -> int:
 
     load0 = os.getloadavg()
     gc = GeneratorConfig(n_claims=args.claims, seed=args.seed)
+    if args.years:
+        gc.start_date = str((pd.Timestamp(gc.end_date) - pd.DateOffset(days=round(args.years * 365.25) - 1)).date())
     logging.info("generating %d claims (seed %d)", gc.n_claims, gc.seed)
     history, _ = generate_history(gc)
     end = history.last_date
@@ -157,6 +158,7 @@ def main() -> int:
     horizon = int(result.bundle.meta["horizon_days"])
     labels = make_labels(history, end, horizon)
     res: dict = {
+        "command": " ".join(sys.argv[1:]),
         "claims": args.claims,
         "seed": args.seed,
         "as_of": str(as_of.date()),
@@ -194,7 +196,7 @@ def main() -> int:
             res["arms"][arm][f"{k}_vs_frozen"] = round(res["arms"][arm][k] - frozen[k], 4)
     res["load_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"state_refresh_{args.claims // 1000}k_s{args.seed}"
+    stem = args.out / f"state_refresh_{args.claims // 1000}k_s{args.seed}_{args.years or 3:g}y"
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2))
     md = [
         "| arm | ROC-AUC | PR-AUC | ROC vs frozen | PR vs frozen | labelled (positives) |",

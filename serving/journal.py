@@ -17,6 +17,9 @@ a journal of another model is never applied; folder 0700, files 0600: they hold 
 - A record is one line of JSON, ``{"w": writer, "claims": [CLAIM, ...]}``: the recorded claims as the
   service's CLAIM objects (about 0.7 KB per claim), checked and typed again by the contract when
   applied. Appends are whole lines under the exclusive lock; a reader stops at the last complete line.
+  A state refresh (serving/refresh.py) appends ``{"w", "claims", "recoupments", "refresh"}``: the claims
+  and recoupments it added and its outcome; other workers apply the claims before it first, then its
+  claims, then its recoupments (each counted once: ``HistoryState.add_recoupments``).
 - **Start** (:meth:`RecordJournal.open_state`, in the service's ``__init__``, before it is ready): the
   latest snapshot (else the model's state) is loaded and its generation's journal replayed.
 - **Compaction** (:meth:`RecordJournal.compact`; every ``RECOUP_JOURNAL_COMPACT_CLAIMS`` claims
