@@ -229,3 +229,21 @@ def test_refresh_over_http_on_schedule_and_call(early, tmp_path):
         body = r.json()
         assert (body["refresh"]["added_claims"], body["refresh"]["added_recoupments"]) == (0, 0)
         assert body["state"]["last_refresh"] == body["refresh"]
+
+
+def test_other_workers_apply_the_refresh_from_the_journal(early, tmp_path):
+    """Two workers on one journal folder: what one refreshes, the other applies when it next catches up."""
+    a, b = _scorer(early, tmp_path), _scorer(early, tmp_path)
+    info = refresh(a, HistoryFolder(early["dir"]))
+    assert info["added_recoupments"] > 0
+    assert b.state is not None and b.journal is not None
+    b.state = b.journal.catch_up(b.state, b.rulebook)
+    assert a.state is not None and b.state.latest_day() == a.state.latest_day()
+    assert (
+        b.state.recoupment_seen == a.state.recoupment_seen and len(b.state.recoupment_seen) == info["added_recoupments"]
+    )
+    assert b.state.refresh_info["last_ok"] == info
+    again = refresh(b, HistoryFolder(early["dir"]))
+    assert (again["added_claims"], again["added_recoupments"]) == (0, 0)
+    a.close()
+    b.close()
