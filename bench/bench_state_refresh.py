@@ -128,7 +128,8 @@ def main() -> int:
     ap.add_argument("--years", type=float, help="history length (start = end - years); default: the generator's")
     ap.add_argument("--as-of-days-before-end", type=int, default=581)
     ap.add_argument("--window-days", type=int, default=182)
-    ap.add_argument("--sizes", default="100,1000,5000", help="new-claim counts for the refresh timing")
+    ap.add_argument("--sizes", default="100,1000,10000", help="new-claim counts for the refresh timing")
+    ap.add_argument("--arms", default=",".join(ARMS), help="the arms to score (none: only the timing)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
@@ -168,7 +169,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp) / "state"
         result.state.save(state_dir)
-        for arm in ARMS:
+        arms = [a for a in args.arms.split(",") if a in ARMS]
+        for arm in arms:
             t0 = time.perf_counter()
             p = score_forward(result, state_dir, history, as_of, args.window_days, arm)
             lab = labels.reindex(p.index)
@@ -190,19 +192,22 @@ def main() -> int:
         t = time.perf_counter()
         load_history(folder)
         res["read_folder_s"] = round(time.perf_counter() - t, 2)
-    frozen = res["arms"]["frozen"]
-    for arm in ARMS[1:]:
+    frozen = res["arms"].get("frozen")
+    for arm in arms:
         for k in ("roc_auc", "pr_auc"):
-            res["arms"][arm][f"{k}_vs_frozen"] = round(res["arms"][arm][k] - frozen[k], 4)
+            if frozen is not None and arm != "frozen":
+                res["arms"][arm][f"{k}_vs_frozen"] = round(res["arms"][arm][k] - frozen[k], 4)
     res["load_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"state_refresh_{args.claims // 1000}k_s{args.seed}_{args.years or 3:g}y"
+    stem = (
+        args.out / f"state_refresh_{args.claims // 1000}k_s{args.seed}_{args.years or 3:g}y{'' if arms else '_timing'}"
+    )
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2))
     md = [
         "| arm | ROC-AUC | PR-AUC | ROC vs frozen | PR vs frozen | labelled (positives) |",
         "|---|---|---|---|---|---|",
     ]
-    for arm in ARMS:
+    for arm in arms:
         a = res["arms"][arm]
         md.append(
             f"| {arm} | {a['roc_auc']} | {a['pr_auc']} | {a.get('roc_auc_vs_frozen', 0):+} | "

@@ -309,10 +309,25 @@ class HistoryState:
         :func:`recoupment_keys`), the first of rows that share a key."""
         if not len(recoupments):
             return recoupments
-        rk = pd.Series(recoupment_keys(recoupments))
-        fresh = ~rk.isin(self.recoupment_seen).to_numpy() & ~rk.duplicated().to_numpy()
-        fresh &= recoupments["claim_id"].astype(str).isin(self.all_claim_keys().index).to_numpy()
-        return recoupments[fresh]
+        rk = recoupment_keys(recoupments)
+        seen = self.recoupment_seen
+        fresh = np.fromiter((k not in seen for k in rk.tolist()), dtype=bool, count=len(rk))
+        fresh &= ~pd.Series(rk, dtype=object).duplicated().to_numpy()
+        ids = recoupments["claim_id"].astype(str).to_numpy(dtype=object)
+        recent = self._recent
+        known = np.fromiter((c in recent for c in ids.tolist()), dtype=bool, count=len(ids))
+        if len(self.claim_keys):
+            known |= pd.Index(ids, dtype=object).isin(self.claim_keys.index)
+        return recoupments[fresh & known]
+
+    def _keys_of(self, claim_ids: np.ndarray) -> pd.DataFrame:
+        """The entity keys of these known claim ids (as :meth:`all_claim_keys` rows), without folding the
+        recently recorded claims into ``claim_keys``."""
+        uniq = list(dict.fromkeys(claim_ids.tolist()))
+        rows = [self._known(c) for c in uniq]
+        return pd.DataFrame(
+            [r[2:] for r in rows], columns=list(KEYED_ENTITIES), index=pd.Index(uniq, name="claim_id", dtype=object)
+        )
 
     def add_recoupments(self, recoupments: pd.DataFrame) -> int:
         """Record new recoupments of known claims, each once (:meth:`new_recoupments`: one seen by an
@@ -321,7 +336,8 @@ class HistoryState:
         rec = self.new_recoupments(recoupments)
         if not len(rec):
             return 0
-        for name, (k, times, vals, payload) in recoupment_events(rec, self.all_claim_keys()).items():
+        keys = self._keys_of(rec["claim_id"].astype(str).to_numpy(dtype=object))
+        for name, (k, times, vals, payload) in recoupment_events(rec, keys).items():
             self.tables[name].append(k, times, table_values(name, vals), payload)
         self.recoupment_seen.update(recoupment_keys(rec).tolist())
         return len(rec)
