@@ -324,10 +324,13 @@ class HistoryState:
         """The entity keys of these known claim ids (as :meth:`all_claim_keys` rows), without folding the
         recently recorded claims into ``claim_keys``."""
         uniq = list(dict.fromkeys(claim_ids.tolist()))
-        rows = [self._known(c) for c in uniq]
-        return pd.DataFrame(
-            [r[2:] for r in rows], columns=list(KEYED_ENTITIES), index=pd.Index(uniq, name="claim_id", dtype=object)
-        )
+        rows = []
+        for c in uniq:
+            row = self._known(c)
+            if row is None:
+                raise KeyError(f"claim {c!r} is not in the state")  # new_recoupments keeps known claims only
+            rows.append(row[2:])
+        return pd.DataFrame(rows, columns=list(KEYED_ENTITIES), index=pd.Index(uniq, name="claim_id", dtype=object))
 
     def add_recoupments(self, recoupments: pd.DataFrame) -> int:
         """Record new recoupments of known claims, each once (:meth:`new_recoupments`: one seen by an
