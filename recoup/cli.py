@@ -384,6 +384,17 @@ def serve(
         None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS (with --ssl-keyfile)"
     ),
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile"),
+    refresh_from: Optional[Path] = typer.Option(
+        None,
+        "--refresh-from",
+        help="a claims history folder (the data contract) whose claims and recoupments dated after the "
+        "model's as-of date and up to today join the service's state on a schedule and on POST /refresh",
+    ),
+    refresh_every: Optional[str] = typer.Option(
+        None,
+        "--refresh-every",
+        help="how often to refresh from --refresh-from: 1m to 1d, e.g. 15m, 2h, 1d (default 15m)",
+    ),
 ) -> None:
     """Start the BentoML scoring service with the champion and its history state."""
 
@@ -397,6 +408,8 @@ def serve(
             allowed_hosts=allowed_host,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
+            refresh_from=refresh_from,
+            refresh_every=refresh_every,
         )
 
     _run(go)
