@@ -49,6 +49,8 @@ NUMERIC_SETTINGS: dict[str, tuple[type, float, float, float]] = {
     "RECOUP_MAX_BODY_BYTES": (int, 16 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     "RECOUP_JOURNAL_COMPACT_CLAIMS": (int, 20_000, 1, 10_000_000),
     "RECOUP_JOURNAL_COMPACT_SECONDS": (float, 3600, 1, 10_000_000),
+    # the service's state refresh interval, seconds (serving/refresh.py; `recoup serve --refresh-every`)
+    "RECOUP_REFRESH_EVERY": (int, 900, 60, 86_400),
 }
 
 

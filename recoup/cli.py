@@ -9,6 +9,7 @@ import graph shows ``recoup.cli`` -> every command module)::
     train                    training.train.train_cli
     evaluate                 training.evaluate.evaluate_cli
     backtest                 training.backtest.backtest_cli
+    monitor                  training.monitor.monitor_cli
     score                    serving.batch.score_cli
     audit                    serving.audit.audit_cli
     serve                    serving.serve.serve_cli
@@ -149,19 +150,38 @@ def import_x12(
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="claims history directory"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="train on what was known on this date"),
-    horizon_days: int = typer.Option(365, "--horizon-days", min=1),
-    promote: bool = typer.Option(False, "--promote", help="make the new version the champion"),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="train on what was known on this date, YYYY-MM-DD (default: the data's last date)"
+    ),
+    horizon_days: int = typer.Option(
+        365, "--horizon-days", min=1, help="label: recouped within this many days after payment"
+    ),
+    promote: bool = typer.Option(
+        False, "--promote", help="make the new version the champion unconditionally (not with --promote-if-better)"
+    ),
+    promote_if_better: bool = typer.Option(
+        False,
+        "--promote-if-better",
+        help="make the new version the champion only if it passes the promotion gate against the champion on the "
+        "forward part of the latest window (docs/training.md); not with --promote",
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML)"),
-    n_estimators: Optional[int] = typer.Option(None, "--n-estimators", help="override the config"),
+    n_estimators: Optional[int] = typer.Option(None, "--n-estimators", help="override the config's tree count"),
 ) -> None:
-    """Train the likelihood and cause models, log to MLflow and register a version."""
+    """Train the likelihood and cause models, log to MLflow and register a version (challenger; champion with
+    --promote, or with --promote-if-better through the gate)."""
 
     def go():
         from training.train import train_cli
 
         train_cli(
-            data=data, as_of=as_of, horizon_days=horizon_days, promote=promote, config=config, n_estimators=n_estimators
+            data=data,
+            as_of=as_of,
+            horizon_days=horizon_days,
+            promote=promote,
+            config=config,
+            n_estimators=n_estimators,
+            promote_if_better=promote_if_better,
         )
 
     _run(go)
@@ -221,6 +241,47 @@ def backtest(
             n_estimators=n_estimators,
             out=out,
             overwrite=overwrite,
+        )
+
+    _run(go)
+
+
+@app.command()
+def monitor(
+    data: Path = typer.Option(..., "--data", help="claims history directory (up to now)"),
+    version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="first submission date of the window, YYYY-MM-DD (default: the day after the as-of date)"
+    ),
+    until: Optional[str] = typer.Option(
+        None, "--until", help="last submission date of the window, YYYY-MM-DD (default: the data's last date)"
+    ),
+    reference: str = typer.Option(
+        "train",
+        "--reference",
+        help="the model's slice to compare with: train (what it learned from) or test (its latest window)",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="folder for report.html, summary.json and CSVs (default: RECOUP_HOME/monitor/AS-OF_UNTIL)"
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML) with the monitor thresholds"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
+) -> None:
+    """Drift watch: feature, payer and score drift of the claims scored since training, calibration by payer;
+    says whether a retrain is due (HTML report, JSON summary, MLflow experiment recoup-monitor)."""
+
+    def go():
+        from training.monitor import monitor_cli
+
+        monitor_cli(
+            data=data,
+            version=version,
+            since=since,
+            until=until,
+            out=out,
+            config=config,
+            overwrite=overwrite,
+            reference=reference,
         )
 
     _run(go)
@@ -323,6 +384,17 @@ def serve(
         None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS (with --ssl-keyfile)"
     ),
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile"),
+    refresh_from: Optional[Path] = typer.Option(
+        None,
+        "--refresh-from",
+        help="a claims history folder (the data contract) whose claims and recoupments dated after the "
+        "model's as-of date and up to today join the service's state on a schedule and on POST /refresh",
+    ),
+    refresh_every: Optional[str] = typer.Option(
+        None,
+        "--refresh-every",
+        help="how often to refresh from --refresh-from: 1m to 1d, e.g. 15m, 2h, 1d (default 15m)",
+    ),
 ) -> None:
     """Start the BentoML scoring service with the champion and its history state."""
 
@@ -336,6 +408,8 @@ def serve(
             allowed_hosts=allowed_host,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
+            refresh_from=refresh_from,
+            refresh_every=refresh_every,
         )
 
     _run(go)

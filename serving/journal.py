@@ -17,6 +17,9 @@ a journal of another model is never applied; folder 0700, files 0600: they hold 
 - A record is one line of JSON, ``{"w": writer, "claims": [CLAIM, ...]}``: the recorded claims as the
   service's CLAIM objects (about 0.7 KB per claim), checked and typed again by the contract when
   applied. Appends are whole lines under the exclusive lock; a reader stops at the last complete line.
+  A state refresh (serving/refresh.py) appends ``{"w", "claims", "recoupments", "refresh"}``: the claims
+  and recoupments it added and its outcome; other workers apply the claims before it first, then its
+  claims, then its recoupments (each counted once: ``HistoryState.add_recoupments``).
 - **Start** (:meth:`RecordJournal.open_state`, in the service's ``__init__``, before it is ready): the
   latest snapshot (else the model's state) is loaded and its generation's journal replayed.
 - **Compaction** (:meth:`RecordJournal.compact`; every ``RECOUP_JOURNAL_COMPACT_CLAIMS`` claims
@@ -55,6 +58,7 @@ from typing import Iterator
 import orjson
 from pydantic import ValidationError
 
+from features.errors import RecoupError
 from features.pipeline import compute_features
 from features.rulebook import Rulebook
 from features.settings import env_number
@@ -231,6 +235,14 @@ class RecordJournal:
             self.replayed = self.claims_in_gen
         return state
 
+    def reload(self, rulebook: Rulebook) -> HistoryState:
+        """The state as the folder holds it (latest snapshot, journal replayed), this worker's own records
+        included (it takes a new writer id): undoes changes made to a state in memory (a failed refresh)."""
+        if self.base_dir is None:
+            raise RuntimeError("RecordJournal.open_state first")
+        self.writer = f"{os.getpid()}-{secrets.token_hex(4)}"
+        return self.open_state(self.base_dir, rulebook)
+
     def _moved(self) -> bool:
         """Whether a compaction happened since this worker last looked (cheap: one fstat, one stat)."""
         return os.fstat(self._open_fd()).st_nlink == 0 or (self.dir / f"snapshot-{self.gen + 1}").exists()
@@ -283,9 +295,16 @@ class RecordJournal:
                 log.error("journal %s: line %d after byte %d unreadable; skipped", self.path.name, k + 1, start)
                 continue
             self._count(n)
-            if not mine:
+            if mine:
+                continue
+            done += 1
+            if "refresh" not in rec:
                 pending.extend(claims)
-                done += 1
+                continue
+            if pending:  # a refresh record: the claims before it first, then its claims and recoupments
+                record(state, pending, rulebook)
+                pending = []
+            _apply_refresh(state, rec, rulebook)
         if pending:
             record(state, pending, rulebook)
         self.applied += done
@@ -296,10 +315,14 @@ class RecordJournal:
         if n and self.first_claim_at is None:
             self.first_claim_at = time.monotonic()
 
-    def append(self, sent: list[dict]) -> None:
+    def append(self, sent: list[dict], recoupments: list[dict] | None = None, refresh: dict | None = None) -> None:
         """Append this worker's recorded claims, as CLAIM dicts (:func:`serving.scorer.sent_claims`; call
-        under :meth:`exclusive`, after :meth:`catch_up`). A failed write is cut off again."""
-        text = orjson.dumps({"w": self.writer, "claims": sent})
+        under :meth:`exclusive`, after :meth:`catch_up`). A state refresh (serving/refresh.py) adds the
+        recoupments it added and its outcome (``refresh``). A failed write is cut off again."""
+        body: dict = {"w": self.writer, "claims": sent}
+        if refresh is not None:
+            body.update(recoupments=recoupments or [], refresh=refresh)
+        text = orjson.dumps(body)
         fd = self._open_fd()
         size = os.fstat(fd).st_size
         # after a line a dead writer left unfinished, start on a new line (that one is skipped)
@@ -344,11 +367,27 @@ class RecordJournal:
         return True
 
 
-def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
+def _apply_refresh(state: HistoryState, rec: dict, rulebook: Rulebook) -> None:
+    """Apply another worker's state refresh record: its claims, its recoupments, its outcome."""
+    from serving.refresh import recoupment_frame
+
+    try:
+        record(state, rec.get("claims") or [], rulebook)
+        if rec.get("recoupments"):
+            state.add_recoupments(recoupment_frame(rec["recoupments"]))
+    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the worker
+        log.error("journal refresh record not applied (%s)", type(exc).__name__)
+    info = rec.get("refresh") or {}
+    state.refresh_info = {**state.refresh_info, "last": info}
+    if info.get("outcome") == "ok":
+        state.refresh_info["last_ok"] = info
+
+
+def record(state: HistoryState, claims: list[dict], rulebook: Rulebook, strict: bool = False) -> None:
     """Add claims scored elsewhere (CLAIM objects, in the order they were recorded) to ``state``, after
     everything in it, through ``compute_features(..., record=True)`` as their worker added them; in as
     few calls as claim ids allow (a call holds each id, as validated, once). A group that fails is
-    logged and skipped."""
+    logged and skipped (``strict``: raises instead, for a state refresh to undo)."""
     chunk: list[Claim] = []
     raw: list[dict] = []  # the same claims as journaled: hashed as their worker hashed them
     seen: set = set()
@@ -356,18 +395,24 @@ def record(state: HistoryState, claims: list[dict], rulebook: Rulebook) -> None:
     def flush() -> None:
         try:
             conv = claims_to_frames(chunk)
+            if conv.errors and strict:
+                raise RecoupError(f"{len(conv.errors)} claim(s) do not validate")
             if conv.errors:  # cannot happen (they passed when recorded): say so, keep serving
                 log.error("%d journal claim(s) no longer validate; not applied", len(conv.errors))
             if conv.ok:
                 hashes = content_hashes([raw[i] for i in conv.ok])
                 compute_features(conv.claims, conv.lines, state, rulebook, record=True, cache={"_content_hash": hashes})
         except Exception as exc:  # noqa: BLE001 - one bad group must not stop the worker
+            if strict:
+                raise
             log.error("%d journal claim(s) not applied (%s)", len(chunk), type(exc).__name__)
 
     for c in claims:
         try:
             model = Claim.model_validate(c)
         except ValidationError:
+            if strict:
+                raise
             log.error("a journal claim no longer validates; not applied")
             continue
         if model.claim_id in seen:

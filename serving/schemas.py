@@ -369,6 +369,27 @@ class Limits(BaseModel):
     body_bytes: int
 
 
+class StateInfo(BaseModel):
+    """The history state's staleness (``GET /model`` ``state``; serving/refresh.py)."""
+
+    model_config = ConfigDict(extra="allow")
+    as_of: str | None = Field(description="date of the latest claim or recoupment the state holds")
+    model_as_of: str | None = Field(description="the model's as-of date (the refresh adds events after it)")
+    refresh_source: str | None = Field(description="where refreshes read from (recoup serve --refresh-from)")
+    refresh_every_seconds: int | None = Field(description="the scheduled refresh interval")
+    last_refresh: dict[str, Any] | None = Field(description="the last refresh: at, outcome, added counts, error")
+    last_successful_refresh: dict[str, Any] | None = None
+    seconds_since_refresh: float | None = Field(description="since the last successful refresh")
+    overdue: bool = Field(description="no successful refresh within twice the interval")
+
+
+class RefreshAnswer(BaseModel):
+    """The body of ``POST /refresh``."""
+
+    refresh: dict[str, Any] = Field(description="at, source, upto, outcome, added_claims, added_recoupments, seconds")
+    state: StateInfo
+
+
 class ModelInfo(BaseModel):
     """The body of ``GET /model``."""
 
@@ -383,6 +404,7 @@ class ModelInfo(BaseModel):
     source: str = Field(description="where the model was loaded from")
     limits: Limits
     workers: int
+    state: StateInfo | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -725,6 +747,32 @@ EXAMPLE_MODEL_INFO = {
         "body_bytes": MAX_BODY_BYTES,
     },
     "workers": 1,
+    "state": {
+        "as_of": "2026-03-02",
+        "model_as_of": "2026-01-31",
+        "refresh_source": "history folder /data/claims",
+        "refresh_every_seconds": 900,
+        "last_refresh": {
+            "at": "2026-03-02T10:15:00+00:00",
+            "source": "history folder /data/claims",
+            "upto": "2026-03-02",
+            "outcome": "ok",
+            "added_claims": 412,
+            "added_recoupments": 37,
+            "seconds": 1.8,
+        },
+        "last_successful_refresh": {
+            "at": "2026-03-02T10:15:00+00:00",
+            "source": "history folder /data/claims",
+            "upto": "2026-03-02",
+            "outcome": "ok",
+            "added_claims": 412,
+            "added_recoupments": 37,
+            "seconds": 1.8,
+        },
+        "seconds_since_refresh": 312.5,
+        "overdue": False,
+    },
 }
 
 _FLAG_TEXTS = ["true", "false", "1", "0", "yes", "no", "on", "off"]  # serving.service._flag, any case
@@ -770,6 +818,17 @@ def route_docs(route: str) -> dict:
     }
     if route == "model":
         return {"responses": {200: _json(model=ModelInfo, example=EXAMPLE_MODEL_INFO, description="the model")}}
+    if route == "refresh":
+        state: Any = EXAMPLE_MODEL_INFO["state"]
+        example = {"refresh": state["last_refresh"], "state": state}
+        return {
+            "responses": {
+                200: _json(model=RefreshAnswer, example=example, description="what the refresh added"),
+                403: _json(model=ErrorBody, description="this API key may not refresh (RECOUP_REFRESH_KEYS)"),
+                409: _json(model=ErrorBody, description="no refresh source (recoup serve --refresh-from DIR)"),
+                500: _json(model=ErrorBody, description="the refresh failed (why, in one line); state unchanged"),
+            }
+        }
     request, example = {
         "score": (ScoreRequest, EXAMPLE_SCORE_REQUEST),
         "score_batch": (BatchRequest, EXAMPLE_BATCH_REQUEST),

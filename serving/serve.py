@@ -155,6 +155,22 @@ def _security_env(env: dict[str, str], host: str, allowed_hosts: list[str] | Non
     return "no API key configured: only calls from this machine are accepted (recoup keys create NAME)"
 
 
+def _refresh_env(env: dict[str, str], refresh_from: Path | None, refresh_every: str | None) -> str | None:
+    """Check ``--refresh-from``/``--refresh-every`` and pass them to the service; returns the line to print."""
+    from serving.refresh import EVERY_ENV, SOURCE_ENV, parse_interval
+
+    if refresh_from is None:
+        if refresh_every is not None:
+            raise RecoupError("--refresh-every needs --refresh-from DIR (the claims history folder to refresh from)")
+        return None
+    folder = Path(refresh_from).resolve()
+    if not folder.is_dir():
+        raise RecoupError(f"--refresh-from {refresh_from}: not a directory (a claims history folder)")
+    seconds = parse_interval(refresh_every if refresh_every is not None else "15m")
+    env[SOURCE_ENV], env[EVERY_ENV] = str(folder), str(seconds)
+    return f"state refresh from {folder} every {seconds} s (and on POST /refresh)"
+
+
 def serve_cli(
     port: int = 3000,
     host: str = "127.0.0.1",
@@ -162,12 +178,15 @@ def serve_cli(
     allowed_hosts: list[str] | None = None,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
+    refresh_from: Path | None = None,
+    refresh_every: str | None = None,
 ) -> int:
     """Check there is a model (exporting MLflow's champion to the BentoML store if needed), then serve.
 
     ``workers`` (default ``RECOUP_SERVICE_WORKERS`` or 1): worker processes; several share the claims
     they record through a journal (serving/journal.py). Security (docs/service.md): a host other than
-    loopback needs an API key (and with 0.0.0.0 an allowed Host name); TLS with both cert and key."""
+    loopback needs an API key (and with 0.0.0.0 an allowed Host name); TLS with both cert and key.
+    ``refresh_from``/``refresh_every``: the state keeps learning from a history folder (serving/refresh.py)."""
     from serving import model_store
 
     check_port(port)
@@ -184,6 +203,7 @@ def serve_cli(
             raise RecoupError(f"{opt} {f}: no such file")
     if ssl_certfile is not None and ssl_keyfile is not None:
         check_tls_files(Path(ssl_certfile), Path(ssl_keyfile))
+    refresh_line = _refresh_env(env, refresh_from, refresh_every)
     key_status = _security_env(env, host, allowed_hosts)
     check_port_free(host, port)
     ref = model_store.resolve_model()  # NoModelError (a RecoupError): one line, exit code 2
@@ -191,6 +211,8 @@ def serve_cli(
     print(f"recoup scoring service: model from {ref.source}", flush=True)
     print(f"starting on {where}  (ready when {url}/readyz answers 200; Ctrl-C to stop)", flush=True)
     print(key_status, flush=True)
+    if refresh_line:
+        print(refresh_line, flush=True)
     auth = " -H 'authorization: Bearer KEY'" if "required" in key_status else ""
     print(
         "example:\n  curl -s -X POST "

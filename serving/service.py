@@ -4,7 +4,8 @@ Endpoints (CONTRACT.md, "The scoring service"):
 
 - ``POST /score``        ``{"claim": CLAIM}``       -> SCORE, or 4xx ``{"claim_id", "error"}``
 - ``POST /score_batch``  ``{"claims": [CLAIM...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]`` in order
-- ``GET  /model``        name, version, as-of date, horizon, rulebook version, metrics
+- ``GET  /model``        name, version, as-of date, horizon, rulebook version, metrics, the state's staleness
+- ``POST /refresh``      new claims and recoupments from the refresh source into the state (serving/refresh.py)
 - ``GET  /readyz``, ``GET /livez`` (BentoML's own probes; ready once the model and state are loaded)
 
 Additive options, in the body or as query parameters: ``explain`` (default true: reasons) and
@@ -345,6 +346,15 @@ class RecoupService:
         gc.collect()
         gc.freeze()
         self.limiter = anyio.CapacityLimiter(THREADS)
+        from serving.refresh import Refresher, source_from_env
+
+        # the state keeps learning (recoup serve --refresh-from/--refresh-every): one worker refreshes on
+        # the schedule, the others apply its journal records
+        self.refresh_source, self.refresh_every = source_from_env()
+        self.refresher: Refresher | None = None
+        if self.refresh_source is not None and self.refresh_every and server_context.worker_index in (None, 1):
+            self.refresher = Refresher(self.scorer, self.refresh_source, self.refresh_every)
+            self.refresher.start()
         if WORKERS > 1:  # split the cores between the workers' LightGBM threads
             self.scorer.bundle.meta["num_threads"] = max(1, (os.cpu_count() or 1) // WORKERS)
         meta = self.scorer.bundle.meta
@@ -375,6 +385,9 @@ class RecoupService:
     @bentoml.on_shutdown
     def compact_journal(self) -> None:
         """At shutdown: the journal's claims into a snapshot (the next start replays nothing)."""
+        refresher = getattr(self, "refresher", None)
+        if refresher is not None:
+            refresher.stop()
         scorer = getattr(self, "scorer", None)
         if scorer is not None:
             scorer.close()
@@ -475,7 +488,34 @@ class RecoupService:
 
     @app.get("/model", summary="The model being served", response_model=None, **route_docs("model"))
     async def model(self) -> Response:
-        return json_response(self.model_info)
+        return json_response({**self.model_info, "state": await anyio.to_thread.run_sync(self._state_info)})
+
+    def _state_info(self) -> dict:
+        from serving.refresh import status
+
+        return status(self.scorer, self.refresh_source, self.refresh_every)
+
+    @app.post(
+        "/refresh",
+        summary="Add new claims and recoupments from the refresh source to the history state",
+        response_model=None,
+        **route_docs("refresh"),
+    )
+    async def refresh_state(self, request: Request) -> Response:
+        """Body ``{}``. Needs an API key once keys exist (every path does); with ``RECOUP_REFRESH_KEYS``
+        (key names, comma-separated) only those keys."""
+        from serving.refresh import refresh
+
+        if self.refresh_source is None:
+            raise ClientError(409, "no_refresh_source", "no refresh source: start with recoup serve --refresh-from DIR")
+        allowed = {k.strip() for k in os.environ.get("RECOUP_REFRESH_KEYS", "").split(",") if k.strip()}
+        key = (request.scope.get("recoup") or {}).get("key")
+        if allowed and key not in allowed:
+            raise ClientError(403, "forbidden", "this API key may not refresh the state (RECOUP_REFRESH_KEYS)")
+        info = await anyio.to_thread.run_sync(refresh, self.scorer, self.refresh_source, limiter=self.limiter)
+        if info["outcome"] != "ok":
+            return error_response(500, "refresh_failed", f"refresh failed, state unchanged: {info['error']}")
+        return json_response({"refresh": info, "state": await anyio.to_thread.run_sync(self._state_info)})
 
 
 class _GuardedService(type(RecoupService)):  # type: ignore[misc]

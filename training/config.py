@@ -44,7 +44,22 @@ _BUILTIN: dict[str, Any] = {
     "labels": {"immature": True, "min_followup_days": 28, "lag_by": "payer"},
     "seed": 7,
     "num_threads": 2,
-    "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005},
+    "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005, "min_window_positives": 10},
+    "monitor": {
+        "bins": 10,
+        "max_levels": 20,
+        "top_features": 10,
+        "payer_top_features": 5,
+        "psi_feature_retrain": 0.25,
+        "psi_score_watch": 0.1,
+        "psi_score_retrain": 0.25,
+        "min_payer_claims": 100,
+        "max_payer_ece": 0.03,
+        "min_payer_labels": 200,
+        "min_payer_positives": 10,
+        "max_model_age_days": 180,
+        "min_window_claims": 200,
+    },
     "capacities": [0.01, 0.05, 0.10],
 }
 

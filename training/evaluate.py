@@ -165,7 +165,7 @@ def evaluate_cli(data: Path, since: str | None, until: str | None, version: str 
             ) from None
         if since is None and until is None:
             since = bundle.meta.get("split_dates", {}).get("test", [None])[0]
-            log.info("no window given: evaluating from the model's latest matured window on (%s)", since)
+            log.info("no window given: evaluating from the model's latest window on (%s)", since)
         result = evaluate_history(bundle, history, since, until, data_dir=data, capacities=cfg["capacities"])
         print(
             f"model {name} version {bundle.meta.get('model_version', version or 'champion')} "

@@ -199,14 +199,74 @@ def promotion_decision(
     }
 
 
+def gate_reasons(gate: dict, promotion: dict) -> list[str]:
+    """The gate's decision in words: one sentence per criterion of :func:`promotion_decision`."""
+    gain, ece_up = gate["challenger_pr_auc"] - gate["champion_pr_auc"], gate["challenger_ece"] - gate["champion_ece"]
+    g_ok, e_ok = gain > promotion["min_pr_auc_gain"], ece_up <= promotion["max_ece_increase"]
+    return [
+        f"PR-AUC {gate['challenger_pr_auc']:.4f} vs champion {gate['champion_pr_auc']:.4f}: gain {gain:+.4f} "
+        f"{'>' if g_ok else '<='} {promotion['min_pr_auc_gain']:g} required",
+        f"ECE {gate['challenger_ece']:.4f} vs champion {gate['champion_ece']:.4f}: change {ece_up:+.4f} "
+        f"{'<=' if e_ok else '>'} {promotion['max_ece_increase']:g} allowed",
+    ]
+
+
+def forward_mask(champion_meta: dict, submitted: pd.Series | None, index: pd.Index) -> np.ndarray:
+    """Which claims of the challenger's latest window (``index``) lie after the champion's validation slice
+    (``split_dates`` in its meta), i.e. are forward for the champion too. All of them when the dates are unknown."""
+    last = (champion_meta.get("split_dates") or {}).get("valid", [None, None])[1]
+    if submitted is None or last is None:
+        return np.ones(len(index), dtype=bool)
+    return (pd.to_datetime(submitted.reindex(index)) > pd.Timestamp(last)).to_numpy()
+
+
 def promotion_gate(
-    result: TrainResult, cfg: dict, champion: ModelBundle | None, champion_version: str | None = None
+    result: TrainResult,
+    cfg: dict,
+    champion: ModelBundle | None,
+    champion_version: str | None = None,
+    submitted: pd.Series | None = None,
 ) -> dict:
     """Does the challenger ``result`` beat the ``champion`` bundle on PR-AUC on the same latest window,
     without worse calibration (:func:`promotion_decision`, on the champion's probabilities for those
-    claims)? Always passes when there is no champion yet."""
+    claims)? Always passes when there is no champion yet.
+
+    With ``submitted`` (submission dates by claim id) the window is cut to the claims submitted after the
+    champion's validation slice, so that neither model has learned from, early-stopped or calibrated on any claim
+    compared (a forward window for both); the gate fails when that window has fewer than
+    ``promotion["min_window_positives"]`` recouped claims. ``reasons`` says why, in words."""
     if champion is None:
         return {"pass": True, "reason": "no champion yet"}
-    p = champion.probability(champion.spec.transform(result.test_X)) * observable_share(result.scored)
-    gate = promotion_decision(result.metrics, result.scored, p, cfg["capacities"], cfg["promotion"])
-    return {"pass": gate.pop("pass"), "champion_version": champion_version, **gate}
+    rules = cfg["promotion"]
+    keep = forward_mask(champion.meta, submitted, result.scored.index)
+    scored, X = result.scored[keep], result.test_X[keep]
+    positives = int(scored["label"].sum())
+    window = {"n": int(keep.sum()), "positives": positives, "n_dropped": int((~keep).sum())}
+    need = int(rules.get("min_window_positives", 1))
+    if positives < max(need, 1) or scored["label"].nunique() < 2:
+        reason = (
+            f"the forward window (claims of the latest window submitted after the champion's validation "
+            f"slice) has {window['n']} claims and {positives} recouped, fewer than the {need} required: no fair "
+            "comparison; keep the champion, or promote by hand with --promote"
+        )
+        return {"pass": False, "champion_version": champion_version, "window": window, "reasons": [reason]}
+    e = observable_share(scored)  # partially followed claims: probability x F(follow-up) against the label
+    p = champion.probability(champion.spec.transform(X)) * e
+    metrics = result.metrics
+    if not keep.all():
+        y = scored["label"].to_numpy()
+        pr = scored["probability"].to_numpy() * e
+        metrics = binary_metrics(y, pr, scored["recouped_amount"].to_numpy(), pr, cfg["capacities"])
+    gate = promotion_decision(metrics, scored, p, cfg["capacities"], rules)
+    reasons = gate_reasons(gate, rules)
+    if window["n_dropped"]:
+        reasons.append(
+            f"{window['n_dropped']} claims of the window left out: inside the champion's train/validation slices"
+        )
+    return {
+        "pass": gate.pop("pass"),
+        "champion_version": champion_version,
+        **gate,
+        "window": window,
+        "reasons": reasons,
+    }

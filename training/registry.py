@@ -14,7 +14,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
+from features.errors import RecoupError
 from features.model.bundle import ModelBundle
 from features.settings import MODEL_NAME, artifact_root, quiet_telemetry, tracking_uri
 from training.export import export_to_bentoml
@@ -56,12 +58,30 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def log_and_register(result: TrainResult, cfg: dict, data_dir: Path | None = None, promote: bool = False) -> dict:
+#: the one message for the two promotion flags given together
+BOTH_FLAGS = (
+    "--promote and --promote-if-better are mutually exclusive: --promote makes the new version the champion "
+    "unconditionally, --promote-if-better only when it passes the promotion gate; give one"
+)
+
+
+def log_and_register(
+    result: TrainResult,
+    cfg: dict,
+    data_dir: Path | None = None,
+    promote: bool = False,
+    promote_if_better: bool = False,
+    submitted: pd.Series | None = None,
+) -> dict:
     """Log the run (params, data summary, metrics, plots, bundle) and register a new model version.
 
-    The new version gets the alias ``challenger``; it becomes ``champion`` with ``promote`` or when it
-    passes the promotion gate against the current champion on the same latest window.
+    The new version gets the alias ``challenger``. It becomes ``champion`` with ``promote`` (unconditionally),
+    or with ``promote_if_better`` when it passes the promotion gate against the current champion on the forward
+    part of the latest window (:func:`training.metrics.promotion_gate`, ``submitted``: submission dates by claim
+    id). Without either flag it stays challenger; the gate is still run and reported (``gate``), as advice.
     """
+    if promote and promote_if_better:
+        raise RecoupError(BOTH_FLAGS)
     mlflow = open_mlflow()
     from mlflow import MlflowClient
 
@@ -129,8 +149,12 @@ def log_and_register(result: TrainResult, cfg: dict, data_dir: Path | None = Non
             champion = alias_version(client, name, "champion")
             with tempfile.TemporaryDirectory() as champ_dir:
                 champ = None if champion is None else download_bundle(name, champion, Path(champ_dir))
-                gate = promotion_gate(result, cfg, champ, champion)
-            promote = gate["pass"]
+                gate = promotion_gate(result, cfg, champ, champion, submitted)
+            client.set_tag(run.info.run_id, "promotion_gate", "pass" if gate["pass"] else "fail")
+            client.set_tag(
+                run.info.run_id, "promotion_reasons", " | ".join(gate.get("reasons") or [gate.get("reason", "")])
+            )
+            promote = promote_if_better and gate["pass"]
         if promote:
             client.set_registered_model_alias(name, "champion", version)
             export_to_bentoml(bundle_dir, name, version, result.bundle.meta)

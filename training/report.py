@@ -37,7 +37,7 @@ def plot_roc_pr(scored: pd.DataFrame, out: Path, oracle: pd.Series | None = None
         f2, t2, _ = roc_curve(y, oracle.to_numpy())
         ax.plot(f2, t2, "--", label="oracle")
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (latest matured window)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (latest window)")
     ax.legend()
     paths.append(_save(fig, out / "roc_curve.png"))
     fig, ax = plt.subplots(figsize=(5, 4.5))

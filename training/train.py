@@ -306,16 +306,22 @@ def train_cli(
     promote: bool,
     config: Path | None,
     n_estimators: int | None = None,
+    promote_if_better: bool = False,
 ) -> None:
     """Entry point of `recoup train`."""
-    from training.registry import log_and_register
+    from training.registry import BOTH_FLAGS, log_and_register
 
+    if promote and promote_if_better:
+        raise RecoupError(BOTH_FLAGS)
     overrides = {"horizon_days": horizon_days}
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
     log.info("loading %s", data)
     history = load_history(data, require_recoupments=True)
     result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
-    info = log_and_register(result, cfg, data_dir=data, promote=promote)
+    submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
+    info = log_and_register(
+        result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
+    )
     m = result.metrics
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
     print(
@@ -326,6 +332,20 @@ def train_cli(
         f"  ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  "
         f"cause top-1 {m['cause_top1_accuracy']:.3f}"
     )
-    if info.get("gate"):
-        print(f"  promotion gate: {info['gate']}")
+    gate = info.get("gate")
+    if gate:
+        print("  " + gate_verdict(gate, promote_if_better, info["champion"]))
+        for reason in gate.get("reasons") or [gate.get("reason", "")]:
+            print(f"    - {reason}")
     print(f"  MLflow run {info['run_id']} in {info['tracking_uri']}")
+
+
+def gate_verdict(gate: dict, promote_if_better: bool, promoted: bool) -> str:
+    """The promotion gate's decision line of `recoup train`."""
+    versus = f"champion version {gate['champion_version']}" if gate.get("champion_version") else "no champion"
+    head = f"promotion gate vs {versus}: {'PASS' if gate['pass'] else 'FAIL'}"
+    if promoted:
+        return head + " -> promoted to champion"
+    if promote_if_better:
+        return head + " -> not promoted; the champion stays"
+    return head + " (advice only: not promoted without --promote-if-better or --promote)"

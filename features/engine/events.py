@@ -54,6 +54,11 @@ def encode_time(day: np.ndarray, phase: int | np.ndarray, order: np.ndarray | in
     return (day << _DAY_SHIFT) | (np.asarray(phase, dtype=np.int64) << _PHASE_SHIFT) | np.asarray(order, dtype=np.int64)
 
 
+def day_of_time(time: int) -> int:
+    """The day number of an event time (see :func:`encode_time`)."""
+    return int(time) >> _DAY_SHIFT
+
+
 def time_of_day_start(day: np.ndarray) -> np.ndarray:
     """The earliest time of a day (before its recoupments and claims)."""
     return np.asarray(day, dtype=np.int64) << _DAY_SHIFT

@@ -32,7 +32,7 @@ from features.outputs import fsync_dir
 from features.contract import History
 from features.errors import RecoupError
 from features.engine.arrays import SMALL
-from features.engine.events import EventTable, Vocab
+from features.engine.events import EventTable, Vocab, day_number, day_of_time
 from features.engine.lines import prepare_lines
 from features.engine.tables import (
     KEYED_ENTITIES,
@@ -51,6 +51,20 @@ UNKNOWN_SPECIALTY = "unknown"
 #: the version columns of ``claim_keys`` (content hash, 0 = unknown; claim event time, -1 = unknown)
 VERSION_COLUMNS = ("content_hash", "time")
 _ENTITY_TABLES = (*KEYED_ENTITIES, "all")
+#: the identity of a recoupment (the same one read twice is counted once): these columns, joined
+RECOUPMENT_KEY = ("claim_id", "recouped_date", "recouped_amount", "cause")
+_KEY_SEP = "\x1f"
+
+
+def recoupment_keys(recoupments: pd.DataFrame) -> np.ndarray:
+    """One text key per recoupment row: claim id, recouped day, amount in cents, cause (:data:`RECOUPMENT_KEY`)."""
+    if not len(recoupments):
+        return np.zeros(0, dtype=object)
+    day = day_number(recoupments["recouped_date"]).astype(str)
+    cents = np.round(recoupments["recouped_amount"].to_numpy(dtype=np.float64) * 100).astype(np.int64).astype(str)
+    cause = recoupments["cause"].astype("string").fillna("").to_numpy(dtype=object) if "cause" in recoupments else ""
+    ids = recoupments["claim_id"].astype(str).to_numpy(dtype=object)
+    return ids + _KEY_SEP + day.astype(object) + _KEY_SEP + cents.astype(object) + _KEY_SEP + cause
 
 
 def make_private(path: str | Path) -> None:
@@ -90,6 +104,11 @@ class HistoryState:
     #: folded into ``claim_keys``; emptied by :meth:`all_claim_keys`, so bounded by what is recorded
     #: between two saves)
     _recent: dict = field(default_factory=dict, repr=False)
+    #: keys (:func:`recoupment_keys`) of the recoupments added after the state was built
+    #: (:meth:`add_recoupments`): one read again is not counted twice
+    recoupment_seen: set[str] = field(default_factory=set, repr=False)
+    #: what the last refreshes did (serving.refresh): kept with the state, shown by the service
+    refresh_info: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -285,14 +304,57 @@ class HistoryState:
             self._recent = {}
         return self.claim_keys
 
+    def new_recoupments(self, recoupments: pd.DataFrame) -> pd.DataFrame:
+        """The rows :meth:`add_recoupments` would add: of claims the state holds, not seen before (by
+        :func:`recoupment_keys`), the first of rows that share a key."""
+        if not len(recoupments):
+            return recoupments
+        rk = recoupment_keys(recoupments)
+        seen = self.recoupment_seen
+        fresh = np.fromiter((k not in seen for k in rk.tolist()), dtype=bool, count=len(rk))
+        fresh &= ~pd.Series(rk, dtype=object).duplicated().to_numpy()
+        ids = recoupments["claim_id"].astype(str).to_numpy(dtype=object)
+        recent = self._recent
+        known = np.fromiter((c in recent for c in ids.tolist()), dtype=bool, count=len(ids))
+        if len(self.claim_keys):
+            known |= pd.Index(ids, dtype=object).isin(self.claim_keys.index)
+        return recoupments[fresh & known]
+
+    def _keys_of(self, claim_ids: np.ndarray) -> pd.DataFrame:
+        """The entity keys of these known claim ids (as :meth:`all_claim_keys` rows), without folding the
+        recently recorded claims into ``claim_keys``."""
+        uniq = list(dict.fromkeys(claim_ids.tolist()))
+        rows = []
+        for c in uniq:
+            row = self._known(c)
+            if row is None:
+                raise KeyError(f"claim {c!r} is not in the state")  # new_recoupments keeps known claims only
+            rows.append(row[2:])
+        return pd.DataFrame(rows, columns=list(KEYED_ENTITIES), index=pd.Index(uniq, name="claim_id", dtype=object))
+
     def add_recoupments(self, recoupments: pd.DataFrame) -> int:
-        """Record new recoupments of known claims; returns how many were recorded."""
-        events = recoupment_events(recoupments, self.all_claim_keys())
-        n = 0
-        for name, (keys, times, vals, payload) in events.items():
-            self.tables[name].append(keys, times, table_values(name, vals), payload)
-            n = len(keys)
-        return n
+        """Record new recoupments of known claims, each once (:meth:`new_recoupments`: one seen by an
+        earlier call, or twice in this one, is skipped); returns how many were recorded. Recoupments of
+        claims the state does not hold are skipped and not remembered (they count once their claim is in)."""
+        rec = self.new_recoupments(recoupments)
+        if not len(rec):
+            return 0
+        keys = self._keys_of(rec["claim_id"].astype(str).to_numpy(dtype=object))
+        for name, (k, times, vals, payload) in recoupment_events(rec, keys).items():
+            self.tables[name].append(k, times, table_values(name, vals), payload)
+        self.recoupment_seen.update(recoupment_keys(rec).tolist())
+        return len(rec)
+
+    def latest_day(self) -> pd.Timestamp | None:
+        """The date of the latest event the state holds (claim or recoupment), None when empty."""
+        table = self.tables.get("all")
+        if table is None:
+            return None
+        t = [int(table.times.max())] if len(table.times) else []
+        t += [max(item[0] for item in d) for d in table.delta.values() if len(d)]
+        if not t:
+            return None
+        return pd.Timestamp(day_of_time(max(t)), unit="D")
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
@@ -334,12 +396,17 @@ class HistoryState:
         self.all_claim_keys().reset_index().to_parquet(directory / "claim_keys.parquet", index=False)
         if self.coverage is not None:
             self.coverage.to_parquet(directory / "coverage.parquet", index=False)
+        if self.recoupment_seen:
+            seen = pd.DataFrame({"key": sorted(self.recoupment_seen)})
+            seen.to_parquet(directory / "recoupment_seen.parquet", index=False)
         manifest = {
             "next_order": self.next_order,
             "tables": sorted(self.tables),
             "vocabs": sorted(coder.vocabs),
             "specialty_of": self.specialty_of,
             "has_coverage": self.coverage is not None,
+            "has_recoupment_seen": bool(self.recoupment_seen),
+            "refresh_info": self.refresh_info,
         }
         (directory / "state.json").write_text(json.dumps(manifest))
 
@@ -373,10 +440,15 @@ class HistoryState:
         if coverage is not None:
             for c in ("coverage_start", "coverage_end"):
                 coverage[c] = coverage[c].astype("datetime64[s]")
+        seen: set[str] = set()
+        if manifest.get("has_recoupment_seen"):
+            seen = set(pd.read_parquet(directory / "recoupment_seen.parquet")["key"].tolist())
         return cls(
             tables=tables,
             claim_keys=keys,
             specialty_of=manifest["specialty_of"],
             coverage=coverage,
             next_order=int(manifest["next_order"]),
+            recoupment_seen=seen,
+            refresh_info=manifest.get("refresh_info") or {},
         )

@@ -12,7 +12,7 @@ from recoup.cli import app
 
 runner = CliRunner()
 X12_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "x12" / "pyx12" / "embedded_835id.txt"
-COMMANDS = ("generate", "import-x12", "train", "evaluate", "score", "audit", "serve", "demo")
+COMMANDS = ("generate", "import-x12", "train", "evaluate", "monitor", "score", "audit", "serve", "demo")
 
 
 def test_help_lists_the_contract_commands():

@@ -15,6 +15,7 @@ COMMAND_MODULES = {
     "training.train",
     "training.evaluate",
     "training.backtest",
+    "training.monitor",
     "serving.batch",
     "serving.audit",
     "serving.serve",

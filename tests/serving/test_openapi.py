@@ -19,7 +19,12 @@ from serving.schemas import (
     MAX_MODIFIERS,
 )
 
-ROUTES = {("/score", "post"): "ScoreRequest", ("/score_batch", "post"): "BatchRequest", ("/model", "get"): None}
+ROUTES = {
+    ("/score", "post"): "ScoreRequest",
+    ("/score_batch", "post"): "BatchRequest",
+    ("/model", "get"): None,
+    ("/refresh", "post"): None,
+}
 
 
 @pytest.fixture(scope="module")
