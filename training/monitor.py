@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.errors import RecoupError
 from features.model.bundle import ModelBundle
+from training.lag import LagDistribution, exposure_of
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +243,10 @@ def calibration_by_payer(frame: pd.DataFrame, bins: int = 5) -> pd.DataFrame:
     """Predicted vs observed per payer. ``frame``: payer_id, probability, label, mature (horizon ended), paid.
 
     Matured claims: ECE (``bins`` equal-count bins), its chance level (:func:`ece_noise`), mean predicted and
-    observed rate. Paid claims still followed (horizon not ended): the rate recouped so far is only a lower bound of
-    the final rate, so it is compared one way: ``partial_excess_z`` > 0 means more recouped already than predicted
-    for the whole horizon (z in binomial standard errors)."""
+    observed rate. Paid claims still followed (horizon not ended): with ``exposure`` in the frame (F(follow-up) of
+    the model's lag distribution, training.lag) the rate recouped so far is compared with probability x F, the
+    share expected by now, both ways; without it the rate so far is only a lower bound of the final rate, read one
+    way. ``partial_excess_z`` > 0 means more recouped already than predicted (z in binomial standard errors)."""
     from training.metrics import expected_calibration_error
 
     rows = []
@@ -253,6 +255,8 @@ def calibration_by_payer(frame: pd.DataFrame, bins: int = 5) -> pd.DataFrame:
         part = g[~g["mature"] & g["paid"]]
         y, p = m["label"].to_numpy(dtype=float), m["probability"].to_numpy(dtype=float)
         pp, yp = part["probability"].to_numpy(dtype=float), part["label"].to_numpy(dtype=float)
+        if "exposure" in part.columns:
+            pp = pp * part["exposure"].to_numpy(dtype=float)
         se = np.sqrt(np.sum(pp * (1 - pp))) / len(pp) if len(pp) else float("nan")
         rows.append(
             {
@@ -267,10 +271,11 @@ def calibration_by_payer(frame: pd.DataFrame, bins: int = 5) -> pd.DataFrame:
                 "partial_predicted": float(pp.mean()) if len(pp) else float("nan"),
                 "partial_observed_so_far": float(yp.mean()) if len(yp) else float("nan"),
                 "partial_excess_z": float((yp.mean() - pp.mean()) / se) if len(pp) and se > 0 else float("nan"),
+                "exposure_used": "exposure" in frame.columns,
             }
         )
     cols = ["payer_id", "n_labelled", "positives", "mean_predicted", "observed", "ece", "ece_noise", "partial_n"]
-    cols += ["partial_predicted", "partial_observed_so_far", "partial_excess_z"]
+    cols += ["partial_predicted", "partial_observed_so_far", "partial_excess_z", "exposure_used"]
     return pd.DataFrame(rows, columns=cols).sort_values("n_labelled", ascending=False).reset_index(drop=True)
 
 
@@ -311,11 +316,20 @@ def retrain_decision(
                 f"payer {r.payer_id}: ECE {r.ece:.3f} > {s['max_payer_ece']:g} on {r.n_labelled} matured claims "
                 f"(observed {r.observed:.3f} vs predicted {r.mean_predicted:.3f}; chance level {r.ece_noise:.3f})"
             )
-    for r in calibration[calibration["partial_excess_z"] > 3].itertuples():
+    two_way = "exposure_used" in calibration.columns and bool(calibration["exposure_used"].any())
+    c = calibration
+    # as for matured claims: enough claims still followed, and enough recouped seen or expected by now
+    followed = (c["partial_n"] >= s["min_payer_labels"]) & (
+        c[["partial_observed_so_far", "partial_predicted"]].max(axis=1) * c["partial_n"] >= s["min_payer_positives"]
+    )
+    for r in c[followed & (c["partial_excess_z"].abs() > 3)].itertuples():
+        if r.partial_excess_z < 0 and not two_way:
+            continue  # without the lag distribution a low rate so far says nothing
+        side = "above" if r.partial_excess_z > 0 else "below"
+        by = "by now" if two_way else "for the whole horizon"
         due.append(
             f"payer {r.payer_id}: {r.partial_observed_so_far:.3f} of {r.partial_n} claims still followed are "
-            f"already recouped, above the {r.partial_predicted:.3f} predicted for the whole horizon "
-            f"(z {r.partial_excess_z:.1f})"
+            f"already recouped, {side} the {r.partial_predicted:.3f} predicted {by} (z {r.partial_excess_z:.1f})"
         )
     if age_days > s["max_model_age_days"]:
         due.append(f"model as of {age_days} days before the data's last date (> {s['max_model_age_days']})")
@@ -404,6 +418,7 @@ def monitor_history(
     score = score_drift(p_ref, p_now, settings["bins"])
     payers = payer_drift(Xr, Xn, p_ref, p_now, binner, top, settings["bins"], settings["min_payer_claims"])
     labels = make_labels(history, history.last_date, int(meta.get("horizon_days", 365))).loc[Xn.index]
+    lag = (meta.get("labels") or {}).get("lag")
     cal_frame = pd.DataFrame(
         {
             "payer_id": Xn["payer_id"].astype(str).to_numpy(),
@@ -414,6 +429,8 @@ def monitor_history(
         },
         index=Xn.index,
     )
+    if lag and lag.get("cdf"):  # the model's lag distribution: partially followed claims compared both ways
+        cal_frame["exposure"] = exposure_of(labels, LagDistribution.from_dict(lag))
     calibration = calibration_by_payer(cal_frame)
     age = int((history.last_date - pd.Timestamp(meta["as_of"])).days)
     decision = retrain_decision(feats, score, calibration, age, len(Xn), settings)

@@ -186,6 +186,20 @@ def test_claims_still_followed_only_count_when_already_above_the_prediction():
     assert "already recouped" in retrain_decision(empty, {"psi": 0.0}, high, 0, n, SETTINGS)["reasons"][0]
 
 
+def test_with_the_lag_distribution_claims_still_followed_are_compared_both_ways():
+    n = 2000
+    # followed for half of the risk (F = 0.5): 5% predicted for the horizon -> 2.5% expected by now
+    base = {"payer_id": "P", "probability": np.full(n, 0.05), "mature": False, "paid": True, "exposure": 0.5}
+    as_expected = calibration_by_payer(pd.DataFrame({**base, "label": np.r_[np.ones(50), np.zeros(n - 50)]}))
+    low = calibration_by_payer(pd.DataFrame({**base, "label": np.r_[np.ones(5), np.zeros(n - 5)]}))
+    assert as_expected.loc[0, "partial_predicted"] == pytest.approx(0.025)
+    assert abs(as_expected.loc[0, "partial_excess_z"]) < 1 and low.loc[0, "partial_excess_z"] < -3
+    empty = pd.DataFrame({"feature": [], "psi": [], "rank": [], "top": []})
+    assert not retrain_decision(empty, {"psi": 0.0}, as_expected, 0, n, SETTINGS)["retrain_due"]
+    (reason,) = retrain_decision(empty, {"psi": 0.0}, low, 0, n, SETTINGS)["reasons"]
+    assert "already recouped, below the 0.025 predicted by now" in reason
+
+
 def test_settings_are_bounded_with_a_message_naming_the_field():
     cfg = load_config()
     cfg["monitor"]["bins"] = 1
