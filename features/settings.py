@@ -51,6 +51,8 @@ NUMERIC_SETTINGS: dict[str, tuple[type, float, float, float]] = {
     "RECOUP_JOURNAL_COMPACT_SECONDS": (float, 3600, 1, 10_000_000),
     # the service's state refresh interval, seconds (serving/refresh.py; `recoup serve --refresh-every`)
     "RECOUP_REFRESH_EVERY": (int, 900, 60, 86_400),
+    # seconds between two called refreshes (POST /refresh) of a worker; 0: no minimum
+    "RECOUP_REFRESH_MIN_GAP": (int, 10, 0, 3600),
 }
 
 

@@ -10,6 +10,7 @@ Layout, in ``$RECOUP_JOURNAL_DIR/model-<version>-<fingerprint>/`` (one folder pe
 a journal of another model is never applied; folder 0700, files 0600: they hold claims)::
 
     lock             flock: recording and compaction are exclusive, (re)loading is shared
+    refresh.lock     flock, never waited for: one state refresh at a time (serving/refresh.py single_flight)
     snapshot-<g>/    a saved history state: the model's state plus every journal of a generation < g
     journal-<g>.bin  the claims recorded in generation g, on top of snapshot-<g> (generation 0: on top of
                      the model's own state)

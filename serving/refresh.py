@@ -10,29 +10,39 @@ retraining or restarting:
 - **idempotent**: a claim id the state already holds (training history, recorded online, an earlier
   refresh) is not added again; a recoupment is counted once (key: claim id, date, amount, cause;
   :func:`features.engine.state.recoupment_keys`); refreshing twice with the same data adds nothing;
+- **one bad claim skipped, not the refresh**: a claim the service's CLAIM schema refuses (e.g. more lines
+  than ``MAX_LINES_PER_CLAIM``, which the data contract allows) is skipped and counted by reason kind
+  (field and error type, never its data); the others and the recoupments of known claims are applied;
 - **atomic**: the source is read and the claims turned into CLAIM objects outside the scorer's lock;
   under it (and the journal's exclusive lock) they are checked against the current state and applied
-  as a recorded claim is (``serving.journal.record``), then the recoupments; if applying fails the state
-  is reloaded from the journal (snapshot + records: the state as before) and the failure reported;
+  as a recorded claim is (``serving.journal.record``), then the recoupments, then journaled; if anything
+  fails once the state was changed (applying, the journal write) the state is reloaded from the journal
+  (snapshot + records: the state as before) and the failure reported;
+- **single flight**: one refresh at a time per journal folder (all workers; :func:`single_flight`); a
+  refresh asked for while one runs does nothing and says so (``outcome: busy``; ``POST /refresh``: 409);
 - **shared and kept**: the added claims and recoupments and the outcome are one journal record
   (serving/journal.py), so every worker applies them and a restart replays them (compaction saves them
   in the snapshot, with the outcome: ``HistoryState.refresh_info``).
 
 A failed refresh (a bad file) changes nothing; it is logged without claim data (the contract error's
-first line or the exception type) and shown in ``GET /model``.
+first line or the exception type) and shown in ``GET /model``. :func:`refresh` never raises.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
+import math
+import os
 import re
 import threading
 import time
-from contextlib import nullcontext
+from collections import Counter
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import pandas as pd
 
@@ -53,6 +63,10 @@ _INTERVAL = re.compile(r"^\s*(\d{1,6})\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 #: the recoupment columns a refresh journals (what the state's events need)
 RECOUPMENT_FIELDS = ("claim_id", "recouped_date", "recouped_amount", "cause")
+#: the answer to a refresh asked for while one runs (``POST /refresh``: 409)
+BUSY = "a refresh is already running"
+#: the journal folder's file whose lock a refresh holds (serving/journal.py's layout)
+LOCK_FILE = "refresh.lock"
 
 
 def parse_interval(text: str, option: str = "--refresh-every") -> int:
@@ -161,6 +175,63 @@ def recoupment_frame(records: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _reason(field: str, kind: str) -> str:
+    """``claim.lines[3].units`` + ``too_long`` -> ``lines.units: too_long`` (no index, no value)."""
+    path = re.sub(r"\[\d+\]", "", field)
+    return f"{path.removeprefix('claim.').removeprefix('claim') or 'claim'}: {kind}"
+
+
+def valid_claims(sent: list[dict]) -> tuple[list[dict], Counter]:
+    """The CLAIM dicts the service's schema and the contract accept, and the others counted by reason kind
+    (field and error type: never claim data or ids)."""
+    from pydantic import ValidationError
+
+    from serving.schemas import Claim, claims_to_frames
+
+    ok: list[dict] = []
+    models: list = []
+    reasons: Counter = Counter()
+    for c in sent:
+        try:
+            models.append(Claim.model_validate(c))
+            ok.append(c)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            reasons[_reason(".".join(str(p) for p in first["loc"] if not isinstance(p, int)), first["type"])] += 1
+    if not models:
+        return ok, reasons
+    conv = claims_to_frames(models)
+    for i, fields in conv.errors.items():
+        reasons[_reason(fields[0]["field"] if fields else "claim", "contract")] += 1
+    return [ok[i] for i in conv.ok], reasons
+
+
+@contextmanager
+def single_flight(scorer: Scorer) -> Iterator[bool]:
+    """Whether this call may refresh ``scorer``'s state: no other refresh runs in this process (the
+    scorer's ``refresh_lock``) nor, with a journal, in another worker (a lock on its folder's
+    :data:`LOCK_FILE`). Never waits."""
+    lock = scorer.refresh_lock
+    if not lock.acquire(blocking=False):
+        yield False
+        return
+    fd = None
+    try:
+        free = True
+        j = scorer.journal
+        if j is not None:
+            fd = os.open(j.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                free = False
+        yield free
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+        lock.release()
+
+
 def apply_increments(
     state: HistoryState, sent: list[dict], recoupments: pd.DataFrame, rulebook
 ) -> tuple[int, pd.DataFrame]:
@@ -184,22 +255,35 @@ def _window(scorer: Scorer, now: pd.Timestamp | None) -> tuple[pd.Timestamp, pd.
 
 def refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None = None) -> dict:
     """Add what ``source`` has in ``(model as-of, now]`` (``now``: today, UTC) to ``scorer``'s state
-    (see the module docstring); returns the outcome (also kept in ``state.refresh_info``)."""
+    (see the module docstring); returns the outcome (also kept in ``state.refresh_info``), ``busy``
+    without doing anything while another refresh runs. Never raises."""
+    with single_flight(scorer) as free:
+        if not free:
+            log.warning("state refresh from %s not started: %s", source.describe(), BUSY)
+            return {"at": _utc_now(), "source": source.describe(), "outcome": "busy", "error": BUSY}
+        return _refresh(scorer, source, now)
+
+
+def _refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None) -> dict:
     from serving.schemas import frames_to_claims
 
     t0 = time.perf_counter()
     after, upto = _window(scorer, now)
     info: dict = {"at": _utc_now(), "source": source.describe(), "upto": str(upto.date())}
+    undone = True  # the state as before the refresh (until it was changed and could not be undone)
     try:
         inc = source.read(after, upto) if upto > after else None
         sent: list[dict] = []
+        skipped: Counter = Counter()
         recs = inc.recoupments if inc is not None else pd.DataFrame(columns=list(RECOUPMENT_FIELDS))
         if inc is not None and len(inc.claims):
             with scorer.lock:  # a first cut against the state (cheap); checked again below
                 assert scorer.state is not None
                 versions = scorer.state.versions(inc.claims["claim_id"].astype(str).tolist())
             unknown = inc.claims[[v is None for v in versions]].sort_values("submitted_date", kind="stable")
-            sent = frames_to_claims(unknown, inc.lines[inc.lines["claim_id"].isin(unknown["claim_id"])])
+            sent, skipped = valid_claims(
+                frames_to_claims(unknown, inc.lines[inc.lines["claim_id"].isin(unknown["claim_id"])])
+            )
         with scorer.lock:
             j = scorer.journal
             with j.exclusive() if j is not None else nullcontext():
@@ -210,34 +294,74 @@ def refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None = No
                 if sent:  # recorded meanwhile (scored online, another worker's refresh): not again
                     now_known = state.versions([c["claim_id"] for c in sent])
                     sent = [c for c, v in zip(sent, now_known) if v is None]
-                try:
+                before = state.refresh_info
+                try:  # from here the state changes: any failure undoes it
                     n_claims, fresh = apply_increments(state, sent, recs, scorer.rulebook)
-                    n_rec = len(fresh)
+                    info.update(
+                        outcome="ok",
+                        added_claims=n_claims,
+                        added_recoupments=len(fresh),
+                        skipped_claims=sum(skipped.values()),
+                        skipped_reasons=dict(sorted(skipped.items())),
+                        seconds=round(time.perf_counter() - t0, 3),
+                    )
+                    state.refresh_info = {"last": info, "last_ok": info}
+                    if j is not None:
+                        j.append(sent, recoupments=recoupment_records(fresh), refresh=info)
                 except Exception:
-                    if j is not None:  # the state as before: the snapshot and the journal
-                        scorer.state = j.reload(scorer.rulebook)
+                    state.refresh_info = before
+                    undone = _undo(scorer)
                     raise
-                info.update(
-                    outcome="ok",
-                    added_claims=n_claims,
-                    added_recoupments=n_rec,
-                    seconds=round(time.perf_counter() - t0, 3),
-                )
-                state.refresh_info = {"last": info, "last_ok": info}
-                if j is not None:
-                    j.append(sent, recoupments=recoupment_records(fresh), refresh=info)
-                    if j.due():
-                        j.compact(state)
+                _compact(j, state)
         log.info(
-            "state refresh from %s: %d claims, %d recoupments added in %.1fs",
+            "state refresh from %s: %d claims, %d recoupments added, %d claims skipped%s in %.1fs",
             info["source"],
-            n_claims,
-            n_rec,
+            info["added_claims"],
+            info["added_recoupments"],
+            info["skipped_claims"],
+            f" ({', '.join(f'{k} x{n}' for k, n in info['skipped_reasons'].items())})" if skipped else "",
             info["seconds"],
         )
     except Exception as exc:  # noqa: BLE001 - reported, the state is as before
+        info = {k: v for k, v in info.items() if k in ("at", "source", "upto")}
         info.update(outcome="failed", error=safe_error(exc), seconds=round(time.perf_counter() - t0, 3))
-        log.error("state refresh from %s failed: %s; the state is unchanged", info["source"], info["error"])
+        if not undone:
+            info["error"] += "; NOT undone: the state in memory may hold part of it until a restart"
+        log.error(
+            "state refresh from %s failed: %s%s", info["source"], info["error"], "; the state is unchanged" * undone
+        )
+        _keep_failure(scorer, info)
+    return info
+
+
+def _undo(scorer: Scorer) -> bool:
+    """After a failure once the state was changed: the state as the journal holds it (snapshot + records,
+    the state before this refresh). False when that is impossible (no journal, or reloading failed)."""
+    j = scorer.journal
+    if j is None:
+        return False
+    try:
+        scorer.state = j.reload(scorer.rulebook)
+    except Exception as exc:  # noqa: BLE001 - reported with the refresh's failure
+        log.error("state refresh: reloading the state from the journal failed (%s)", type(exc).__name__)
+        return False
+    return True
+
+
+def _compact(j, state: HistoryState) -> None:
+    """Compact the journal when due; a failure is logged (the refresh is journaled already: it stands)."""
+    if j is None or not j.due():
+        return
+    try:
+        j.compact(state)
+    except Exception as exc:  # noqa: BLE001 - retried at the next record or refresh
+        log.error("journal compaction after a state refresh failed (%s); retried later", type(exc).__name__)
+
+
+def _keep_failure(scorer: Scorer, info: dict) -> None:
+    """The failed outcome into the state and the journal (every worker shows it); if even that fails
+    (the disk), it is logged: the outcome is still returned."""
+    try:
         with scorer.lock:
             j = scorer.journal
             with j.exclusive() if j is not None else nullcontext():
@@ -247,7 +371,8 @@ def refresh(scorer: Scorer, source: RefreshSource, now: pd.Timestamp | None = No
                 scorer.state.refresh_info = {**scorer.state.refresh_info, "last": info}
                 if j is not None:
                     j.append([], refresh=info)
-    return info
+    except Exception as exc:  # noqa: BLE001 - refresh() never raises
+        log.error("state refresh failure not journaled (%s)", type(exc).__name__)
 
 
 def status(scorer: Scorer, source: RefreshSource | None, every: int | None) -> dict:
@@ -272,6 +397,25 @@ def status(scorer: Scorer, source: RefreshSource | None, every: int | None) -> d
     }
 
 
+class CallGap:
+    """The minimum time between two called refreshes of a worker (``RECOUP_REFRESH_MIN_GAP``, seconds; 0:
+    none): ``POST /refresh`` answers 429 with ``Retry-After`` within it."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+        self.last: float | None = None
+
+    def wait(self) -> int:
+        """Seconds before the next called refresh may run (0: now)."""
+        if self.last is None or not self.seconds:
+            return 0
+        return max(0, math.ceil(self.seconds - (time.monotonic() - self.last)))
+
+    def ran(self) -> None:
+        """A called refresh ran (not one refused as busy)."""
+        self.last = time.monotonic()
+
+
 class Refresher:
     """Refreshes a scorer's state from a source every ``every`` seconds, in a daemon thread (the first
     refresh at start)."""
@@ -289,5 +433,8 @@ class Refresher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            refresh(self.scorer, self.source)  # never raises: a failure is reported and kept
+            try:
+                refresh(self.scorer, self.source)  # reports and keeps its failures
+            except Exception as exc:  # noqa: BLE001 - whatever happens, the schedule goes on
+                log.error("scheduled state refresh raised %s; next in %d s", type(exc).__name__, self.every)
             self._stop.wait(self.every)

@@ -377,7 +377,9 @@ class StateInfo(BaseModel):
     model_as_of: str | None = Field(description="the model's as-of date (the refresh adds events after it)")
     refresh_source: str | None = Field(description="where refreshes read from (recoup serve --refresh-from)")
     refresh_every_seconds: int | None = Field(description="the scheduled refresh interval")
-    last_refresh: dict[str, Any] | None = Field(description="the last refresh: at, outcome, added counts, error")
+    last_refresh: dict[str, Any] | None = Field(
+        description="the last refresh: at, outcome, added counts, skipped claims and their reason kinds, error"
+    )
     last_successful_refresh: dict[str, Any] | None = None
     seconds_since_refresh: float | None = Field(description="since the last successful refresh")
     overdue: bool = Field(description="no successful refresh within twice the interval")
@@ -386,7 +388,10 @@ class StateInfo(BaseModel):
 class RefreshAnswer(BaseModel):
     """The body of ``POST /refresh``."""
 
-    refresh: dict[str, Any] = Field(description="at, source, upto, outcome, added_claims, added_recoupments, seconds")
+    refresh: dict[str, Any] = Field(
+        description="at, source, upto, outcome, added_claims, added_recoupments, skipped_claims, skipped_reasons,"
+        " seconds; error when failed"
+    )
     state: StateInfo
 
 
@@ -759,6 +764,8 @@ EXAMPLE_MODEL_INFO = {
             "outcome": "ok",
             "added_claims": 412,
             "added_recoupments": 37,
+            "skipped_claims": 1,
+            "skipped_reasons": {"lines: too_long": 1},
             "seconds": 1.8,
         },
         "last_successful_refresh": {
@@ -768,6 +775,8 @@ EXAMPLE_MODEL_INFO = {
             "outcome": "ok",
             "added_claims": 412,
             "added_recoupments": 37,
+            "skipped_claims": 1,
+            "skipped_reasons": {"lines: too_long": 1},
             "seconds": 1.8,
         },
         "seconds_since_refresh": 312.5,
@@ -825,7 +834,14 @@ def route_docs(route: str) -> dict:
             "responses": {
                 200: _json(model=RefreshAnswer, example=example, description="what the refresh added"),
                 403: _json(model=ErrorBody, description="this API key may not refresh (RECOUP_REFRESH_KEYS)"),
-                409: _json(model=ErrorBody, description="no refresh source (recoup serve --refresh-from DIR)"),
+                409: _json(
+                    model=ErrorBody,
+                    description="no refresh source (recoup serve --refresh-from DIR), or a refresh is already running",
+                ),
+                429: _json(
+                    model=ErrorBody,
+                    description="called again within RECOUP_REFRESH_MIN_GAP seconds (Retry-After: seconds to wait)",
+                ),
                 500: _json(model=ErrorBody, description="the refresh failed (why, in one line); state unchanged"),
             }
         }

@@ -197,6 +197,7 @@ class Scorer:
         self.state = state
         self.rulebook = rulebook or load_rulebook()
         self.lock = threading.Lock()  # the online state is updated in place
+        self.refresh_lock = threading.Lock()  # one state refresh at a time (serving.refresh.single_flight)
         self.journal: RecordJournal | None = None  # recorded claims on disk (restarts, workers)
 
     @classmethod

@@ -346,12 +346,13 @@ class RecoupService:
         gc.collect()
         gc.freeze()
         self.limiter = anyio.CapacityLimiter(THREADS)
-        from serving.refresh import Refresher, source_from_env
+        from serving.refresh import CallGap, Refresher, source_from_env
 
         # the state keeps learning (recoup serve --refresh-from/--refresh-every): one worker refreshes on
         # the schedule, the others apply its journal records
         self.refresh_source, self.refresh_every = source_from_env()
         self.refresher: Refresher | None = None
+        self._refresh_gap = CallGap(int(env_number("RECOUP_REFRESH_MIN_GAP")))
         if self.refresh_source is not None and self.refresh_every and server_context.worker_index in (None, 1):
             self.refresher = Refresher(self.scorer, self.refresh_source, self.refresh_every)
             self.refresher.start()
@@ -512,9 +513,19 @@ class RecoupService:
         key = (request.scope.get("recoup") or {}).get("key")
         if allowed and key not in allowed:
             raise ClientError(403, "forbidden", "this API key may not refresh the state (RECOUP_REFRESH_KEYS)")
+        wait = self._refresh_gap.wait()
+        if wait:
+            r = error_response(
+                429, "too_many_refreshes", f"a refresh was called less than {self._refresh_gap.seconds} s ago"
+            )
+            r.headers["Retry-After"] = str(wait)
+            return r
         info = await anyio.to_thread.run_sync(refresh, self.scorer, self.refresh_source, limiter=self.limiter)
+        if info["outcome"] == "busy":
+            return error_response(409, "refresh_running", info["error"])
+        self._refresh_gap.ran()
         if info["outcome"] != "ok":
-            return error_response(500, "refresh_failed", f"refresh failed, state unchanged: {info['error']}")
+            return error_response(500, "refresh_failed", f"refresh failed: {info['error']}")
         return json_response({"refresh": info, "state": await anyio.to_thread.run_sync(self._state_info)})
 
 

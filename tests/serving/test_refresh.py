@@ -3,6 +3,7 @@ scorer's state once, point in time, atomically; over HTTP behind the API key; sh
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -14,7 +15,7 @@ import pytest
 
 from features.contract import load_history
 from features.errors import RecoupError
-from serving.refresh import HistoryFolder, Increments, in_window, parse_interval, refresh, status
+from serving.refresh import LOCK_FILE, HistoryFolder, Increments, in_window, parse_interval, refresh, status
 from serving.scorer import Scorer
 from tests.helpers.server import bentoml_server, model_env
 
@@ -206,6 +207,7 @@ def test_refresh_over_http_on_schedule_and_call(early, tmp_path):
         RECOUP_REFRESH_FROM=str(early["dir"]),
         RECOUP_REFRESH_EVERY="3600",
         RECOUP_REFRESH_KEYS="admin",
+        RECOUP_REFRESH_MIN_GAP="3600",
     )
     with bentoml_server(env, tmp_path / "server.log") as url:
         auth = {"authorization": f"Bearer {admin}"}
@@ -224,11 +226,27 @@ def test_refresh_over_http_on_schedule_and_call(early, tmp_path):
         assert httpx.post(f"{url}/refresh", json={}).status_code == 401
         r = httpx.post(f"{url}/refresh", json={}, headers={"authorization": f"Bearer {user}"})
         assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+        (folder,) = (tmp_path / "journal").glob("model-*")
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a refresh running (this stands for another worker's)
+            r = httpx.post(f"{url}/refresh", json={}, headers=auth, timeout=60)
+        finally:
+            os.close(fd)
+        assert r.status_code == 409 and r.json()["error"] == {
+            "type": "refresh_running",
+            "message": "a refresh is already running",
+            "fields": [],
+        }
+        assert httpx.get(f"{url}/model", headers=auth, timeout=30).json()["state"]["last_refresh"] == st["last_refresh"]
         r = httpx.post(f"{url}/refresh", json={}, headers=auth, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["refresh"]["added_claims"], body["refresh"]["added_recoupments"]) == (0, 0)
         assert body["state"]["last_refresh"] == body["refresh"]
+        r = httpx.post(f"{url}/refresh", json={}, headers=auth, timeout=60)  # within RECOUP_REFRESH_MIN_GAP
+        assert r.status_code == 429 and r.json()["error"]["type"] == "too_many_refreshes"
+        assert 3500 < int(r.headers["retry-after"]) <= 3600
 
 
 def test_other_workers_apply_the_refresh_from_the_journal(early, tmp_path):
@@ -247,3 +265,137 @@ def test_other_workers_apply_the_refresh_from_the_journal(early, tmp_path):
     assert (again["added_claims"], again["added_recoupments"]) == (0, 0)
     a.close()
     b.close()
+
+
+def _long_claim_folder(early, tmp_path) -> tuple:
+    """A copy of the history whose first claim after the model's as-of date has 60 lines (the data contract
+    takes it; the service's CLAIM schema allows MAX_LINES_PER_CLAIM)."""
+    from serving.schemas import MAX_LINES_PER_CLAIM
+
+    d = tmp_path / "long"
+    shutil.copytree(early["dir"], d)
+    h = early["history"]
+    cid = str(h.claims.loc[h.claims["submitted_date"] > early["as_of"], "claim_id"].iloc[0])
+    lines = pd.read_csv(d / "claim_lines.csv", dtype=str, keep_default_na=False)
+    one = lines[lines["claim_id"] == cid].head(1)
+    many = pd.concat([one] * 60, ignore_index=True).assign(line_number=[str(i) for i in range(1, 61)])
+    pd.concat([lines[lines["claim_id"] != cid], many], ignore_index=True).to_csv(d / "claim_lines.csv", index=False)
+    assert 60 > MAX_LINES_PER_CLAIM
+    assert (load_history(d).claim_lines["claim_id"] == cid).sum() == 60  # the contract accepts it
+    return d, cid
+
+
+def test_a_claim_the_schema_refuses_is_skipped_not_the_refresh(early, tmp_path, caplog):
+    """One 60-line claim: the others and the recoupments of known claims are added, it is counted by reason
+    kind (no claim data in the outcome or the log); the next refresh adds nothing and does not fail."""
+    folder, cid = _long_claim_folder(early, tmp_path)
+    h = early["history"]
+    s = _scorer(early, tmp_path / "journal")
+    with caplog.at_level(logging.INFO):
+        info = refresh(s, HistoryFolder(folder))
+    n_claims, n_rec = _expected(early)
+    inc = in_window(h.claims, h.claim_lines, h.recoupments, early["as_of"], pd.Timestamp.max)
+    its_rec = int((inc.recoupments["claim_id"] == cid).sum())
+    assert info["outcome"] == "ok", info
+    assert (info["added_claims"], info["added_recoupments"]) == (n_claims - 1, n_rec - its_rec)
+    assert (info["skipped_claims"], info["skipped_reasons"]) == (1, {"lines: too_long": 1})
+    assert s.state is not None and s.state.versions([cid]) == [None]
+    assert "1 claims skipped (lines: too_long x1)" in caplog.text and cid not in caplog.text and cid not in str(info)
+    assert status(s, None, None)["last_refresh"]["skipped_reasons"] == {"lines: too_long": 1}
+    again = refresh(s, HistoryFolder(folder))
+    assert (again["outcome"], again["added_claims"], again["added_recoupments"], again["skipped_claims"]) == (
+        "ok",
+        0,
+        0,
+        1,
+    )
+    s.close()
+
+
+class _CountingSource(HistoryFolder):
+    """A history folder that counts its reads (the work a refresh does)."""
+
+    reads = 0
+
+    def read(self, after, upto) -> Increments:
+        self.reads += 1
+        return super().read(after, upto)
+
+
+def test_a_refresh_while_one_runs_does_nothing(early, tmp_path):
+    """Single flight: while this worker's refresh runs (its lock held) or another worker's (the journal
+    folder's refresh lock held through another descriptor), a refresh reads nothing and says busy."""
+    from serving.refresh import BUSY
+
+    s = _scorer(early, tmp_path)
+    src = _CountingSource(early["dir"])
+    fp = _fingerprint(s)
+    with s.refresh_lock:
+        info = refresh(s, src)
+    assert (info["outcome"], info["error"], src.reads) == ("busy", BUSY, 0)
+    assert s.journal is not None
+    fd = os.open(s.journal.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's refresh
+        assert refresh(s, src)["outcome"] == "busy" and src.reads == 0
+    finally:
+        os.close(fd)
+    assert _fingerprint(s) == fp and status(s, None, None)["last_refresh"] is None  # no work, nothing kept
+    assert refresh(s, src)["added_claims"] == _expected(early)[0] and src.reads == 1  # free again
+    s.close()
+
+
+def test_a_failed_journal_write_leaves_the_state_as_before(early, tmp_path):
+    """The claims and recoupments are applied, then the journal append fails (disk full): the state is
+    reloaded (as before), the outcome says failed, and a refresh once the disk is back adds everything."""
+    s = _scorer(early, tmp_path)
+    assert s.journal is not None and s.state is not None
+    fp = _fingerprint(s)
+    ids = early["history"].claims.loc[early["history"].claims["submitted_date"] > early["as_of"], "claim_id"]
+    append = s.journal.append
+
+    def disk_full(sent, recoupments=None, refresh=None):  # fault injection: only the refresh's own record
+        if refresh is not None and refresh.get("outcome") == "ok":
+            raise OSError(28, "No space left on device")
+        return append(sent, recoupments=recoupments, refresh=refresh)
+
+    s.journal.append = disk_full  # type: ignore[method-assign]
+    info = refresh(s, HistoryFolder(early["dir"]))
+    assert info["outcome"] == "failed" and info["error"].startswith("OSError") and "NOT undone" not in info["error"]
+    assert _fingerprint(s) == fp and set(s.state.versions(ids.astype(str).tolist())) == {None}
+    assert status(s, None, None)["last_refresh"]["outcome"] == "failed"
+    assert status(s, None, None)["last_successful_refresh"] is None
+    s.journal.append = append  # type: ignore[method-assign]
+    assert refresh(s, HistoryFolder(early["dir"]))["added_claims"] == _expected(early)[0]
+    s.close()
+
+
+class _RaisingOnce(HistoryFolder):
+    """A source whose first ``describe`` raises (a plug-in's bug: outside what refresh() reports); the
+    second stops the refresher given (after that refresh)."""
+
+    def __init__(self, directory, stop):
+        super().__init__(directory)
+        self.calls, self.stop = 0, stop
+
+    def describe(self) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug of the source")
+        self.stop()
+        return super().describe()
+
+
+def test_the_refresher_survives_an_exception(early, tmp_path, caplog):
+    from serving.refresh import Refresher
+
+    s = _scorer(early, tmp_path)
+    r = Refresher(s, HistoryFolder(early["dir"]), 3600)
+    r.source = _RaisingOnce(early["dir"], r.stop)
+    r.every = 0  # the next round at once (run here, in this thread: deterministic)
+    with caplog.at_level(logging.INFO):
+        r._run()
+    assert "scheduled state refresh raised RuntimeError" in caplog.text and "a bug of the source" not in caplog.text
+    last = status(s, None, None)["last_refresh"]
+    assert last["outcome"] == "ok" and last["added_claims"] == _expected(early)[0]  # the schedule went on
+    s.close()
