@@ -166,7 +166,9 @@ def train(
         "forward part of the latest window (docs/training.md); not with --promote",
     ),
     config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML)"),
-    n_estimators: Optional[int] = typer.Option(None, "--n-estimators", help="override the config's tree count"),
+    n_estimators: Optional[int] = typer.Option(
+        None, "--n-estimators", min=1, max=100_000, help="cap on the trees of each model (overrides the config)"
+    ),
 ) -> None:
     """Train the likelihood and cause models, log to MLflow and register a version (challenger; champion with
     --promote, or with --promote-if-better through the gate)."""

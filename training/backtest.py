@@ -166,7 +166,7 @@ def backtest_origin(
     ``oracle``: the generator's oracle indexed by claim_id (``true_probability``), or None. ``feats``: the full
     history's point-in-time features when already built (they do not depend on the origin)."""
     from training.evaluate import evaluate_history
-    from training.metrics import oracle_metrics
+    from training.metrics import observable_share, oracle_metrics
     from training.train import train_model
 
     capacities = sorted({*cfg["capacities"], REPORTED_CAPACITY})
@@ -201,7 +201,10 @@ def backtest_origin(
         "window_claims": int(m["n"]),
         "window_positives": int(m["positives"]),
         "model": _finite(m),
-        "reliability": reliability(scored["label"].to_numpy(), scored["probability"].to_numpy()),
+        # against the labels as known: probability x F(follow-up) for claims still followed (observable_share)
+        "reliability": reliability(
+            scored["label"].to_numpy(), scored["probability"].to_numpy() * observable_share(scored)
+        ),
     }
     o = None if oracle is None else oracle.reindex(scored.index)
     if o is not None and o["true_probability"].notna().all():
@@ -312,8 +315,9 @@ def format_table(rows: list[dict], markdown: bool = False) -> str:
 LEGEND = (
     "origin = the as-of date of training; window = first..last submission date of the scored claims (submitted "
     "after the origin, within the window); train n/pos = claims / positives of the model's train slice; window "
-    "n/pos = matured claims scored / recouped within the horizon; matured = share of the window's paid claims whose "
-    "horizon ended by the history's last date (only they are scored); dollars_at_5pct = recouped dollars in the top "
+    "n/pos = claims scored / recouped; matured = share of the window's paid claims whose horizon ended by the "
+    "history's last date (the others are scored when followed at least the model's minimum follow-up, against "
+    "probability x F(follow-up); see docs/training.md); dollars_at_5pct = recouped dollars in the top "
     "5% of the window by expected dollars; ECE over 10 equal-count bins."
 )
 

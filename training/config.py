@@ -64,6 +64,29 @@ _BUILTIN: dict[str, Any] = {
 }
 
 
+#: the ``labels`` section: allowed values of each field (one rule, checked by :func:`check_labels`)
+LAG_BY = ("payer", "none")
+MAX_MIN_FOLLOWUP_DAYS = 3650
+
+
+def check_labels(cfg: dict, source: object = "the config") -> dict:
+    """The ``labels`` section, each field checked, with a one-line error naming it."""
+    lc = cfg.get("labels")
+    if not isinstance(lc, dict):
+        raise RecoupError(f"labels in {source} must be a section with immature, min_followup_days and lag_by")
+    if not isinstance(lc.get("immature"), bool):
+        raise RecoupError(f"labels.immature in {source} must be true or false (got {lc.get('immature')!r})")
+    m = lc.get("min_followup_days")
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_MIN_FOLLOWUP_DAYS:
+        raise RecoupError(
+            f"labels.min_followup_days in {source} must be a whole number of days in [1, {MAX_MIN_FOLLOWUP_DAYS}] "
+            f"(got {m!r})"
+        )
+    if lc.get("lag_by") not in LAG_BY:
+        raise RecoupError(f"labels.lag_by in {source} must be one of {', '.join(LAG_BY)} (got {lc.get('lag_by')!r})")
+    return lc
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
@@ -83,6 +106,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             f"model_name is fixed to {MODEL_NAME!r} (the service looks the model up by it); "
             f"remove model_name: {cfg['model_name']!r} from {p or 'the config'}"
         )
+    check_labels(cfg, p or "the config")
     return cfg
 
 

@@ -17,7 +17,7 @@ recoupment with lag ``l`` on a claim followed ``T`` days is observed only becaus
 
     F(t) = prod_{s > t} (1 - d_s / R_s),   d_s = #{lag = s},   R_s = #{lag <= s <= T}
 
-on weekly steps. Beyond the longest follow-up seen, F is not identified and is taken as 1 (no recoupment assumed
+on days, kept weekly. Beyond the longest follow-up seen, F is not identified and is taken as 1 (no recoupment assumed
 that late); training warns when the history is that short.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-#: days per step of the estimator (weekly: daily counts are too thin on small histories)
+#: F is estimated per day and kept (in the bundle) every this many days, interpolated in between
 STEP_DAYS = 7
 #: a payer gets its own lag distribution from this many recouped claims; below, it shares the global one
 MIN_PAYER_POSITIVES = 200
@@ -119,21 +119,23 @@ def exposure_of(labels: pd.DataFrame, lag: LagDistribution | None) -> np.ndarray
 
 
 def product_limit(lag: np.ndarray, followup: np.ndarray, horizon_days: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reverse-time product-limit F on weekly steps 0..horizon: (days, cdf), cdf[-1] = 1.
+    """Reverse-time product-limit F(t) = P(lag <= t), estimated on days 0..horizon and kept every
+    :data:`STEP_DAYS` days (and at the horizon): (days, cdf), cdf[-1] = 1.
 
     ``lag`` (days from payment to the first recoupment, <= horizon) and ``followup`` (days the claim was followed,
     >= lag, capped at the horizon) of recouped claims."""
-    steps = horizon_days // STEP_DAYS + 1
-    days = np.minimum(np.arange(steps + 1) * STEP_DAYS, horizon_days)
-    lag_s = np.minimum(np.asarray(lag, dtype=np.int64) // STEP_DAYS, steps)
-    fu_s = np.minimum(np.asarray(followup, dtype=np.int64) // STEP_DAYS, steps)
-    d = np.bincount(lag_s, minlength=steps + 1).astype(float)
-    at_risk = np.cumsum(d) - np.concatenate([[0.0], np.cumsum(np.bincount(fu_s, minlength=steps + 1))[:-1]])
+    n = horizon_days + 1
+    lag_d = np.clip(np.asarray(lag, dtype=np.int64), 0, horizon_days)
+    fu_d = np.clip(np.asarray(followup, dtype=np.int64), 0, horizon_days)
+    d = np.bincount(lag_d, minlength=n).astype(float)
+    # R_s = #{lag <= s} - #{followup < s}: the recouped claims whose lag s would have been seen
+    at_risk = np.cumsum(d) - np.concatenate([[0.0], np.cumsum(np.bincount(fu_d, minlength=n))[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(at_risk > 0, 1.0 - d / np.maximum(at_risk, 1.0), 1.0)
-    # F(step k) = product of the factors of the steps after k
-    tail = np.concatenate([np.cumprod(factor[::-1])[::-1][1:], [1.0]])
-    return days.astype(int), np.clip(tail, 0.0, 1.0)
+    # F(t) = product of the factors of the days after t
+    cdf = np.clip(np.concatenate([np.cumprod(factor[::-1])[::-1][1:], [1.0]]), 0.0, 1.0)
+    days = np.unique(np.r_[np.arange(0, horizon_days + 1, STEP_DAYS), horizon_days])
+    return days.astype(int), cdf[days]
 
 
 def lag_frame(labels: pd.DataFrame, horizon_days: int) -> pd.DataFrame:

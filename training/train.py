@@ -123,7 +123,9 @@ def train_model(
     warnings = train_warnings(h.claims["submitted_date"].min(), labels.loc[part == "train"])
     lag = None
     if cfg["labels"]["immature"]:
-        lags = lag_frame(labels[usable], horizon)
+        # F from the train and validation slices and matured claims: the test slice (the reported metrics) stays
+        # held out; the validation slice's recent lags count, since lags drift and calibration is fitted there
+        lags = lag_frame(labels[usable & ((part != "test") | labels["mature"])], horizon)
         lag = fit_lag(lags, horizon, by="payer_id" if cfg["labels"]["lag_by"] == "payer" else None)
         log.info(
             "recoupment lag from %d recouped claims: median %d days, 90%% by %d days (%d payers with their own)",
