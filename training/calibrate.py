@@ -7,7 +7,7 @@ from scipy.optimize import minimize
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.model.bundle import Calibrator
+from features.model.bundle import Calibrator, logit
 
 KINDS = ("auto", "isotonic", "platt", "none")
 # ``auto`` fits isotonic only when the validation slice has at least this many positives, else Platt. Isotonic
@@ -27,10 +27,6 @@ def choose_kind(kind: str, positives: int) -> str:
     if kind != "auto":
         return kind
     return "isotonic" if positives >= MIN_POSITIVES_ISOTONIC else "platt"
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(p, 1e-9, 1 - 1e-9) / np.clip(1 - p, 1e-9, 1))
 
 
 def _platt_exposed(z: np.ndarray, y: np.ndarray, exposure: np.ndarray, a0: float, b0: float) -> tuple[float, float]:
@@ -64,11 +60,11 @@ def fit_calibrator(
     if kind == "none" or len(np.unique(y)) < 2:
         return Calibrator(kind="none")
     if kind == "platt":
-        logit = _logit(raw).reshape(-1, 1)
-        lr = LogisticRegression(C=1e6).fit(logit, y)
+        z = logit(raw).reshape(-1, 1)
+        lr = LogisticRegression(C=1e6).fit(z, y)
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         if exposure is not None:
-            a, b = _platt_exposed(logit[:, 0], y, np.asarray(exposure, dtype=np.float64), a, b)
+            a, b = _platt_exposed(z[:, 0], y, np.asarray(exposure, dtype=np.float64), a, b)
         return Calibrator(kind="platt", a=a, b=b)
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
     if exposure is not None:

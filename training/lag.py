@@ -142,13 +142,11 @@ def lag_frame(labels: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """Recouped claims among ``labels`` (make_labels' frame, with ``followup_days``) with the lag in days from
     payment to their first recoupment within the horizon."""
     pos = labels[(labels["label"] == 1) & labels["followup_days"].notna()]
-    if len(pos) == 0 or "first_recouped_days" not in labels.columns:
-        return pd.DataFrame(columns=["lag", "followup", "payer_id", "cause"])
     return pd.DataFrame(
         {
             "lag": np.clip(pos["first_recouped_days"].to_numpy(dtype=float), 0, horizon_days),
             "followup": pos["followup_days"].to_numpy(dtype=float),
-            "payer_id": pos["payer_id"].astype(str).to_numpy() if "payer_id" in pos else "",
+            "payer_id": pos["payer_id"].astype(str).to_numpy(),
             "cause": pos["cause"].astype(str).to_numpy(),
         },
         index=pos.index,

@@ -32,6 +32,11 @@ from features.model.estimator import LightGBMClassifier, load_estimator
 from features.model.spec import FeatureSpec
 
 
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), bounded away from 0 and 1 (the scale Platt scaling works on)."""
+    return np.log(np.clip(p, 1e-9, 1 - 1e-9) / np.clip(1 - p, 1e-9, 1))
+
+
 @dataclass
 class Calibrator:
     """Piecewise-linear (isotonic) or logistic (Platt) map from raw score to probability."""
@@ -47,8 +52,7 @@ class Calibrator:
         if self.kind == "isotonic" and self.x:
             return np.interp(raw, self.x, self.y)
         if self.kind == "platt":
-            logit = np.log(np.clip(raw, 1e-9, 1 - 1e-9) / np.clip(1 - raw, 1e-9, 1))
-            return 1.0 / (1.0 + np.exp(-(self.a * logit + self.b)))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit(raw) + self.b)))
         return raw
 
     def to_dict(self) -> dict:
