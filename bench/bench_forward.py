@@ -36,6 +36,16 @@ KEYS = ("roc_auc", "pr_auc", "dollars_at_5pct", "ece")  # model, oracle; ratios 
 RATIOS = ("roc_auc", "pr_auc", "dollars_at_5pct")
 
 
+def metric_cells(r: dict) -> list[str]:
+    """Model, oracle and (for :data:`RATIOS`) ratio of each of :data:`KEYS` for one result row."""
+    cells = []
+    for k in KEYS:
+        fmt = "{:,.0f}" if k.startswith("dollars") else "{:.4f}"
+        cells += [fmt.format(r["model"][k]), fmt.format(r["oracle"][k])]
+        cells += [f"{r['ratio'][k]:.3f}"] if k in RATIOS else []
+    return cells
+
+
 def table(rows: list[dict], markdown: bool) -> str:
     """One line per origin: window, training data, model / oracle / ratio per metric."""
     head = ["as_of", "window", "train matured n/pos", "window n/pos", "matured"]
@@ -49,11 +59,8 @@ def table(rows: list[dict], markdown: bool) -> str:
             f"{r['train_matured_claims']:,}/{r['train_matured_positives']:,}",
             f"{r['window_claims']:,}/{r['window_positives']:,}",
             f"{r['window_paid_matured_share']:.1%}",
+            *metric_cells(r),
         ]
-        for k in KEYS:
-            fmt = "{:,.0f}" if k.startswith("dollars") else "{:.4f}"
-            line += [fmt.format(r["model"][k]), fmt.format(r["oracle"][k])]
-            line += [f"{r['ratio'][k]:.3f}"] if k in RATIOS else []
         body.append(line)
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_forward import KEYS, RATIOS  # noqa: E402
+from bench_forward import KEYS, RATIOS, metric_cells  # noqa: E402
 
 #: history before the as-of date a world needs to be trained on: the labels' delay plus three months of claims
 MIN_DAYS_BEFORE_AS_OF = 120
@@ -90,11 +90,8 @@ def table(rows: list[dict], summary: dict) -> str:
             r["as_of"],
             f"{r['train_matured_claims']:,}/{r['train_matured_positives']:,}",
             f"{r['window_claims']:,}/{r['window_positives']:,}",
+            *metric_cells(r),
         ]
-        for k in KEYS:
-            fmt = "{:,.0f}" if k.startswith("dollars") else "{:.4f}"
-            line += [fmt.format(r["model"][k]), fmt.format(r["oracle"][k])]
-            line += [f"{r['ratio'][k]:.3f}"] if k in RATIOS else []
         out.append("| " + " | ".join(line) + " |")
     out += ["", "| ratio model/oracle (ECE: model) | mean | min | max |", "|---|---|---|---|"]
     out += [f"| {k} | {v['mean']:.3f} | {v['min']:.3f} | {v['max']:.3f} |" for k, v in summary.items()]
