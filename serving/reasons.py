@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.families import family, family_of, family_of_rule
-from features.families.base import hit_dicts
+from features.families.base import Reference, hit_dicts
 from features.rulebook import Rulebook
 
 MAX_REASONS = 5
@@ -31,10 +31,10 @@ def _family_members(feature_names: tuple[str, ...]) -> tuple[list[str], list[np.
     return fam_names, [np.flatnonzero(families == fam) for fam in fam_names]
 
 
-def _reason_text(fam: str, x: dict, claim: dict, hits) -> str | None:
+def _reason_text(fam: str, x: dict, claim: dict, hits, ref: Reference) -> str | None:
     """The sentence of family ``fam`` for one claim (None: no fact of it raises the risk)."""
     got = family(fam)
-    return got.reason(x, claim, hits) if got is not None else None
+    return got.reason(x, claim, hits, ref) if got is not None else None
 
 
 #: the claim fields the sentences use
@@ -51,10 +51,17 @@ _CLAIM_FIELDS = (
 
 
 def top_reasons(
-    contrib: np.ndarray, feature_names: list[str], X: pd.DataFrame | tuple, hits: pd.DataFrame, claims: pd.DataFrame
+    contrib: np.ndarray,
+    feature_names: list[str],
+    X: pd.DataFrame | tuple,
+    hits: pd.DataFrame,
+    claims: pd.DataFrame,
+    reference: Reference | None = None,
 ) -> dict[str, list[dict]]:
     """Per claim: up to 5 families with the largest positive TreeSHAP contributions, as sentences (none
-    that lowers the risk, even when fewer remain)."""
+    that lowers the risk, even when fewer remain). ``reference``: the typical feature values (the bundle's
+    ``feature_reference``); without it, sentences that compare with the typical claim are left out."""
+    ref = reference or {}
     fam_names, members = _family_members(tuple(feature_names))
     F = np.zeros((contrib.shape[0], len(fam_names)))
     body = contrib[:, :-1]
@@ -82,7 +89,7 @@ def top_reasons(
         for j in np.argsort(-F[i], kind="stable"):
             if len(reasons) >= MAX_REASONS or F[i, j] <= 0:  # a reason states a fact that raises risk
                 break
-            text = _reason_text(fam_names[j], x, claim, by_claim)
+            text = _reason_text(fam_names[j], x, claim, by_claim, ref)
             if text:
                 reasons.append({"code": fam_names[j], "text": text, "contribution": round(float(F[i, j]), 4)})
         out[cid] = reasons

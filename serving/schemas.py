@@ -698,7 +698,7 @@ EXAMPLE_SCORE = {
         {"cause": "medical_necessity", "probability": 0.2},
         {"cause": "units", "probability": 0.1},
     ],
-    "reasons": [{"code": "charges", "text": "claim charge $250", "contribution": 0.312}],
+    "reasons": [{"code": "charges", "text": "charge $250 is 2.1x the provider's average claim", "contribution": 0.31}],
     "rule_hits": [
         {
             "rule": "duplicate",

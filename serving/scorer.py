@@ -290,6 +290,7 @@ class Scorer:
                 view,
                 hits,
                 claims if every or len(claims) != len(M) else claims.iloc[idx],
+                reference=b.meta.get("feature_reference"),
             )
         return ScoreFrame(
             reasons=reasons,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.model.bundle import Calibrator, ModelBundle, expected_amount
+from features.model.bundle import Calibrator, ModelBundle, expected_amount, feature_reference
 from features.contract import CAUSES, History, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
@@ -220,6 +220,7 @@ def train_model(
         },
         "calibration": calibration,
         "labels": {**cfg["labels"], "lag": lag.to_dict() if lag is not None else None},
+        "feature_reference": feature_reference(feats.X[tr]),
         "warnings": warnings,
     }
     p_va = calibrator(raw_va)

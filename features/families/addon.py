@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import group_sum
-from features.families.base import Context, hits_of
+from features.families.base import Context, Reference, hits_of
 
 NAME = "addon"
 COLUMNS = ("n_addon_without_primary",)
@@ -43,7 +43,7 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return {"n_addon_without_primary": out}
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     h = hits_of(hits, str(claim["claim_id"]), "addon_without_primary")
     return f"add-on code {h[0]['code']} billed without its primary procedure" if len(h) else None
 

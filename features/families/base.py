@@ -7,9 +7,10 @@ emits, the history ``TABLES`` it queries, the ``ROUNDED`` columns (point-in-time
 - ``compute(ctx) -> dict[str, np.ndarray]``: its columns (one value per claim), appending rule-hit parts
   to ``ctx.claim_hits`` (findings on the claim alone) or ``ctx.history_hits`` (findings against the
   history);
-- ``reason(x, claim, hits) -> str | None``: the sentence of its reason for one claim (``x`` the feature
-  row as a dict, ``claim`` the claim's fields, ``hits`` the claim's hits as :func:`hit_dicts` gives
-  them), or None when the family states no fact that raises the risk;
+- ``reason(x, claim, hits, ref) -> str | None``: the sentence of its reason for one claim (``x`` the
+  feature row as a dict, ``claim`` the claim's fields, ``hits`` the claim's hits as :func:`hit_dicts`
+  gives them, ``ref`` the typical value of each feature: :data:`Reference`), or None when the family
+  states no fact that raises the risk (a sentence is checked against its features: :func:`above`);
 
 and, when it emits rules, ``hit_text(hit, plan) -> str``: the sentence of one hit (``plan``: the
 claim's plan type).
@@ -20,7 +21,7 @@ methods of :class:`Context`, computed once per call.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,14 @@ from features.rulebook.index import RuleIndex, rule_index
 
 #: history features are rounded to this many digits (point-in-time sums: the same in batch and online)
 ROUND = 9
+#: the typical value of each numeric feature: its median on the model's train slice (bundle meta
+#: ``feature_reference``); empty for a bundle without it, and then no sentence that needs a comparison is said
+Reference = Mapping[str, float]
+#: a count, rate or share raises the risk when it is at least this multiple of its typical value
+RAISES = 1.3
+#: a pairing (a diagnosis with a procedure, a procedure at a place of service) on fewer than this share of
+#: peers' claims is rare
+RARE_SHARE = 0.05
 #: support shares (peers' claims for a procedure with ...) need this many peer claims of the procedure
 MIN_SUPPORT_COUNT = 20
 
@@ -65,7 +74,7 @@ class Family(Protocol):
 
     def compute(self, ctx: "Context") -> dict[str, np.ndarray]: ...
 
-    def reason(self, x: dict, claim: dict, hits: dict[str, list[dict]]) -> str | None: ...
+    def reason(self, x: dict, claim: dict, hits: dict[str, list[dict]], ref: "Reference") -> str | None: ...
 
 
 class Context:
@@ -293,6 +302,25 @@ def hit_dicts(hits: pd.DataFrame) -> dict[str, list[dict]]:
     for row in zip(*data):
         out.setdefault(str(row[ci]), []).append(dict(zip(cols, row)))
     return out
+
+
+def num(x: Mapping, col: str) -> float:
+    """A feature value as a float (NaN when missing or not a number)."""
+    v = x.get(col)
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+    return f
+
+
+def above(x: Mapping, ref: Mapping, col: str, factor: float = RAISES) -> tuple[float, float] | None:
+    """(value, typical value) when feature ``col`` is at least ``factor`` times its typical value (and above
+    zero); None otherwise, and when either is unknown."""
+    v, r = num(x, col), num(ref, col)
+    if np.isnan(v) or np.isnan(r) or v <= 0 or v < factor * r:
+        return None
+    return v, r
 
 
 def hits_of(hits, claim_id: str, rule: str) -> list[dict]:

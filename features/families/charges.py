@@ -4,16 +4,18 @@ average claim."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from features.engine.arrays import group_max, rate
-from features.families.base import Context
+from features.families.base import Context, Reference, num
 
 NAME = "charges"
 COLUMNS = ("total_charge", "max_line_charge", "charge_per_unit", "charge_vs_provider_avg", "charge_vs_specialty_avg")
 RULES = ()
 TABLES = ("provider", "specialty")
 ROUNDED = ("charge_vs_provider_avg", "charge_vs_specialty_avg")
+
+#: a charge this many times the provider's or the specialty's average claim is a reason for risk
+HIGH_CHARGE_RATIO = 1.5
 
 
 def compute(ctx: Context) -> dict[str, np.ndarray]:
@@ -32,8 +34,9 @@ def _money(x: float) -> str:
     return f"${x:,.0f}"
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    r = x.get("charge_vs_provider_avg", np.nan)
-    if pd.notna(r) and r > 1.5:
-        return f"charge {_money(claim['total_charge'])} is {r:.1f}x this provider's average claim"
-    return f"claim charge {_money(claim['total_charge'])}"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    for col, whose in (("charge_vs_provider_avg", "this provider's"), ("charge_vs_specialty_avg", "the specialty's")):
+        r = num(x, col)
+        if r > HIGH_CHARGE_RATIO:
+            return f"charge {_money(claim['total_charge'])} is {r:.1f}x {whose} average claim"
+    return None  # a charge near its averages is no reason for risk

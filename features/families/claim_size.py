@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import group_sum
-from features.families.base import Context
+from features.families.base import Context, Reference, above
 
 NAME = "claim_size"
 COLUMNS = ("claim_type", "n_lines", "n_non_em_lines", "n_procedure_lines")
@@ -24,5 +24,8 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     }
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    return f"{x.get('n_lines', 0):.0f} service line(s) on the claim"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    got = above(x, ref, "n_lines")
+    if got is None or got[0] < 2:
+        return None
+    return f"{got[0]:.0f} service lines on the claim (a typical claim has {got[1]:.0f})"

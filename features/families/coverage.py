@@ -8,7 +8,7 @@ import pandas as pd
 
 from features.engine.arrays import as_str, days, factorize, group_max
 from features.engine.coverage import CoverageArrays
-from features.families.base import Context
+from features.families.base import Context, Reference
 
 NAME = "coverage"
 COLUMNS = ("outside_coverage", "covered_by_other_payer", "days_outside_coverage", "days_since_coverage_start")
@@ -91,7 +91,7 @@ def coverage_arrays(
     return out
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     if x.get("outside_coverage") == 1:
         d = x.get("days_outside_coverage")
         other = " (the patient was covered by another payer then)" if x.get("covered_by_other_payer") == 1 else ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import claim_list_flat
-from features.families.base import Context, hits_of
+from features.families.base import Context, Reference, hits_of
 
 NAME = "diagnosis"
 COLUMNS = ("n_dx", "n_dx_z", "n_dx_r", "n_dx_invalid", "n_dx_truncated")
@@ -33,7 +33,7 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     cid = str(claim["claim_id"])
     h = hits_of(hits, cid, "truncated_icd") + hits_of(hits, cid, "invalid_icd")
     if len(h):

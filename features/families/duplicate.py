@@ -8,7 +8,7 @@ import pandas as pd
 
 from features.engine.arrays import group_min
 from features.engine.events import EventTable
-from features.families.base import Context, hits_of
+from features.families.base import Context, Reference, hits_of
 
 NAME = "duplicate"
 COLUMNS = (
@@ -92,7 +92,7 @@ def _latest_other_claim(
     return pay, tt
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     h = hits_of(hits, str(claim["claim_id"]), "duplicate")
     if len(h):
         r = h[0]

@@ -4,10 +4,9 @@ principal diagnosis (overall and within the provider's specialty)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from features.engine.arrays import group_max, group_min
-from features.families.base import MIN_SUPPORT_COUNT, Context
+from features.families.base import Context, MIN_SUPPORT_COUNT, RARE_SHARE, Reference, num
 
 NAME = "dx_support"
 COLUMNS = ("dx_support_min", "dx_principal_support_min", "dx_principal_pairs_min", "dx_principal_support_specialty_min")
@@ -55,19 +54,19 @@ def claim_principal(claim) -> str:
     return str(items[0]) if items else "on this claim"
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    p1 = x.get("dx_principal_support_specialty_min", np.nan)
-    if p1 is None or pd.isna(p1):
-        p1 = x.get("dx_principal_support_min", np.nan)
-    if p1 is not None and pd.notna(p1) and p1 < 0.05:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    p1 = num(x, "dx_principal_support_specialty_min")
+    if np.isnan(p1):
+        p1 = num(x, "dx_principal_support_min")
+    if p1 < RARE_SHARE:
         return (
             f"the principal diagnosis {claim_principal(claim)} rarely goes with these procedures "
             f"(peers: {p1:.1%} of such claims)"
         )
-    s = x.get("dx_support_min")
-    if pd.notna(s):
+    s = num(x, "dx_support_min")
+    if s < RARE_SHARE:
         return (
             f"the diagnoses on this claim rarely go with its procedures (peers billed this pairing on "
-            f"{s:.0%} of such claims)"
+            f"{s:.1%} of such claims)"
         )
     return None

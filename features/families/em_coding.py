@@ -4,10 +4,9 @@ levels compared with peers of its specialty."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from features.engine.arrays import group_max, rate
-from features.families.base import Context
+from features.families.base import Context, Reference, num
 
 NAME = "em_coding"
 COLUMNS = (
@@ -38,15 +37,14 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     }
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    lvl = x.get("em_level", 0)
-    if lvl and lvl >= 4:
-        share = x.get("provider_em_high_share", np.nan)
-        peers = share - x.get("provider_em_high_vs_peers", 0)
-        extra = (
-            f"; this provider bills level 4-5 in {share:.0%} of visits vs {peers:.0%} for peers"
-            if pd.notna(share) and pd.notna(peers)
-            else ""
-        )
-        return f"E/M level {lvl:.0f} with {x.get('n_dx', 0):.0f} diagnosis code(s){extra}"
-    return None
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    lvl = num(x, "em_level")
+    if not lvl >= 4:
+        return None
+    share, vs = num(x, "provider_em_high_share"), num(x, "provider_em_high_vs_peers")
+    extra = (  # the provider's habit only when it is above its peers'
+        f"; this provider bills level 4-5 in {share:.0%} of visits vs {share - vs:.0%} for peers"
+        if vs > 0.01 and share - vs >= 0
+        else ""
+    )
+    return f"E/M level {lvl:.0f} with {num(x, 'n_dx'):.0f} diagnosis code(s){extra}"

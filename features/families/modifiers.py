@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import group_max, group_sum, rate
-from features.families.base import Context
+from features.families.base import Context, Reference
 
 NAME = "modifiers"
 COLUMNS = (
@@ -36,7 +36,7 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     if x.get("mod25_without_procedure") == 1:
         return "modifier 25 on an E/M visit with no other procedure on the claim"
     if x.get("has_mod_59") == 1 or x.get("has_mod_x") == 1:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from features.engine.arrays import factorize, group_ids, group_max, group_sum
-from features.families.base import Context, hits_of
+from features.families.base import Context, Reference, hits_of
 from features.rulebook import MAI_TEXT
 
 NAME = "mue"
@@ -69,6 +69,6 @@ def hit_text(r: dict, plan: str) -> str:
     return f"{r['value']:g} units of {r['code']} exceed the {who} limit of {r['limit']:g} {per} (MUE)"
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     h = hits_of(hits, str(claim["claim_id"]), "mue")
     return hit_text(h[0], str(claim.get("plan_type", ""))) if len(h) else None

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from features.engine.arrays import group_ids, pairs_within
-from features.families.base import Context, hits_of
+from features.families.base import Context, Reference, hits_of
 from features.rulebook.index import ptp_pairs_ids
 
 NAME = "ncci"
@@ -121,7 +121,7 @@ def hit_text(r: dict, plan: str) -> str:
     return f"{r['code']} and {r['other_code']} billed the same day for this patient {where}; {tail}"
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     h = hits_of(hits, str(claim["claim_id"]), "ncci_ptp")
     if len(h):
         return hit_text(h[0], "")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from features.engine.arrays import group_max
-from features.families.base import MIN_SUPPORT_COUNT, Context
+from features.families.base import Context, MIN_SUPPORT_COUNT, Reference
 
 NAME = "paperwork"
 COLUMNS = (
@@ -39,7 +39,7 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     parts = []
     for what, has, exp in (
         ("prior authorization number", "has_prior_auth", "prior_auth_expected"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.events import time_of_day_start
-from features.families.base import Context
+from features.families.base import Context, Reference, above, num
 
 NAME = "patient_history"
 COLUMNS = (
@@ -37,9 +37,11 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     }
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    n30 = x.get("patient_claims_30d", 0)
-    rec = x.get("patient_n_recouped", 0)
-    if rec:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    rec = num(x, "patient_n_recouped")
+    if rec > 0:
         return f"this patient already had {rec:.0f} recouped claim(s)"
-    return f"this patient had {n30:.0f} claim(s) in the last 30 days"
+    got = above(x, ref, "patient_claims_30d")
+    if got is None or got[0] < 2:
+        return None  # few recent claims are no reason for risk
+    return f"in the last 30 days this patient had {got[0]:.0f} claims (typically {got[1]:.0f})"

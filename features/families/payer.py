@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from features.contract import CAUSES
-from features.families.base import Context
+from features.families.base import Context, Reference, above
 
 NAME = "payer"
 COLUMNS = ("plan_type", "payer_id", *(f"payer_rate_{c}" for c in CAUSES), "payer_recoup_rate")
@@ -29,7 +28,14 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    rates = {c: x.get(f"payer_rate_{c}", np.nan) for c in CAUSES}
-    c, r = max(rates.items(), key=lambda kv: -np.inf if pd.isna(kv[1]) else kv[1])
-    return f"payer {claim['payer_id']} recoups {c.replace('_', ' ')} on {r:.1%} of claims"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    best: tuple[float, str, float, float] | None = None
+    for c in CAUSES:
+        got = above(x, ref, f"payer_rate_{c}")
+        if got is not None and (best is None or got[0] / max(got[1], 1e-12) > best[0]):
+            best = (got[0] / max(got[1], 1e-12), c, *got)
+    if best is None:
+        return None  # a payer recouping no more than usual is no reason for risk
+    _, c, r, typical = best
+    cause = c.replace("_", " ")
+    return f"payer {claim['payer_id']} recouped {cause} on {r:.1%} of earlier claims (typically {typical:.1%})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import group_min
-from features.families.base import MIN_SUPPORT_COUNT, Context
+from features.families.base import Context, MIN_SUPPORT_COUNT, RARE_SHARE, Reference, num
 
 NAME = "place_of_service"
 COLUMNS = ("place_of_service", "pos_support_min")
@@ -21,5 +21,8 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return {"place_of_service": ctx.categorical("place_of_service"), "pos_support_min": group_min(ctx.ci, r, ctx.n)}
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    return f"place of service {claim['place_of_service']} is unusual for these procedures"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    s = num(x, "pos_support_min")
+    if not s < RARE_SHARE:  # NaN (too few peers) or a usual place
+        return None
+    return f"place of service {claim['place_of_service']} is rare for these procedures (peers: {s:.1%} of such claims)"

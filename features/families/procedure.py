@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.engine.arrays import group_min
-from features.families.base import Context
+from features.families.base import Context, Reference, above
 
 NAME = "procedure"
 #: the causes a procedure's own history speaks to
@@ -36,5 +36,11 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    return f"procedure {x.get('main_procedure')} is often recouped"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    got = above(x, ref, "procedure_recoup_rate")
+    if got is None:
+        return None
+    return (
+        f"procedure {x.get('main_procedure')} was recouped on {got[0]:.1%} of earlier claims "
+        f"(a typical claim's procedure: {got[1]:.1%})"
+    )

@@ -8,7 +8,7 @@ import pandas as pd
 
 from features.contract import CAUSES
 from features.engine.arrays import rate
-from features.families.base import Context
+from features.families.base import Context, Reference
 
 NAME = "provider_history"
 COLUMNS = (
@@ -39,7 +39,7 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return f
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     ratios = {c: x.get(f"provider_ratio_{c}", np.nan) for c in CAUSES}
     c, r = max(ratios.items(), key=lambda kv: -np.inf if pd.isna(kv[1]) else kv[1])
     if pd.notna(r) and r >= 1.3:

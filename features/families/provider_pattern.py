@@ -4,10 +4,9 @@ before."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from features.engine.events import time_of_day_start
-from features.families.base import Context
+from features.families.base import Context, Reference, num
 
 NAME = "provider_pattern"
 COLUMNS = ("provider_n_claims", "provider_claims_90d", "provider_growth_90d")
@@ -33,8 +32,8 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     }
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    g = x.get("provider_growth_90d", np.nan)
-    if pd.notna(g) and g > 1.5:
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    g = num(x, "provider_growth_90d")
+    if g > 1.5:
         return f"this provider's claim volume grew {g:.1f}x over the last 90 days"
-    return "this provider's billing pattern differs from peers"
+    return None

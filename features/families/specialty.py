@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.families.base import Context
+from features.families.base import Context, Reference, above
 
 NAME = "specialty"
 COLUMNS = ("specialty", "specialty_recoup_rate")
@@ -17,5 +17,11 @@ def compute(ctx: Context) -> dict[str, np.ndarray]:
     return {"specialty": ctx.specialty, "specialty_recoup_rate": ctx.specialty_rate()}
 
 
-def reason(x: dict, claim: dict, hits) -> str | None:
-    return f"claims of this specialty ({x.get('specialty')}) are recouped more often"
+def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
+    got = above(x, ref, "specialty_recoup_rate")
+    if got is None:
+        return None
+    return (
+        f"claims of this specialty ({x.get('specialty')}) were recouped on {got[0]:.1%} of earlier claims "
+        f"(a typical claim's specialty: {got[1]:.1%})"
+    )

@@ -37,6 +37,19 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(np.clip(p, 1e-9, 1 - 1e-9) / np.clip(1 - p, 1e-9, 1))
 
 
+def feature_reference(X: pd.DataFrame) -> dict[str, float]:
+    """The typical value of each numeric feature: its median over ``X`` (the train slice), missing values left
+    out. Kept in the bundle's meta (``feature_reference``) so that a reason compares a claim with it."""
+    out: dict[str, float] = {}
+    for c in X.columns:
+        s = X[c]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            v = pd.to_numeric(s, errors="coerce").median()
+            if pd.notna(v) and np.isfinite(v):
+                out[str(c)] = round(float(v), 6)
+    return out
+
+
 @dataclass
 class Calibrator:
     """Piecewise-linear (isotonic) or logistic (Platt) map from raw score to probability."""

@@ -58,6 +58,31 @@ def test_output_fields(scored_csv):
     assert all(isinstance(json.loads(r), list) and json.loads(r) for r in explained["reasons"])
 
 
+_NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def test_every_reason_states_a_fact_that_raises_the_risk(scored_csv, trained):
+    """The sentences of a real model's reasons against their own numbers: a value compared with the typical one
+    (the bundle's ``feature_reference``) is the larger, a provider compared with peers bills more, a rare pairing is
+    under 5 %, and no count of zero is a reason."""
+    import re
+
+    assert trained["result"].bundle.meta["feature_reference"]["n_lines"] >= 1
+    df = batch.read_frame(scored_csv[0])
+    texts = [r["text"] for cell in df["reasons"] if cell for r in json.loads(cell)]
+    assert texts
+    for text in texts:
+        if m := re.search(
+            rf"{_NUMBER}%?[^(]*\((?:typically|a typical claim has|a typical claim's \w+:) {_NUMBER}%?\)$", text
+        ):
+            assert float(m.group(1)) >= float(m.group(2)), text
+        if m := re.search(rf"in {_NUMBER}% of visits vs {_NUMBER}% for peers", text):
+            assert float(m.group(1)) > float(m.group(2)), text
+        if m := re.search(rf"rarely goes? with .*peers[^)]* {_NUMBER}%", text):
+            assert float(m.group(1)) < 5, text
+        assert not re.search(r"\b0 (claim|unit|service line|recouped)", text), text
+
+
 def test_parity_with_scorer(trained, window):
     """Batch numbers, causes, rule hits and reasons equal Scorer.score_features on the same features."""
     history = trained["history"]

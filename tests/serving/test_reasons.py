@@ -37,18 +37,31 @@ def test_every_feature_has_a_family(risky):
     assert [c for c in X.columns if family_of(c) == "other"] == []
 
 
+#: typical feature values (a bundle's ``feature_reference``) for the hand-built claims
+TYPICAL = {"total_units": 2.0, "n_lines": 1.0, "submission_lag_days": 3.0, "patient_claims_30d": 1.0}
+
+
 def test_reasons_follow_the_contributions_and_agree_with_the_claim(risky, codes):
     X, hits, claims = risky
     names = list(X.columns)
-    c = contributions(names, n_mue_exceeded=0.9, n_dx_invalid=0.5, total_charge=0.2, submission_lag_days=0.1)
-    reasons = top_reasons(c, names, X, hits, claims)["R1"]
-    assert [r["code"] for r in reasons] == ["mue", "diagnosis", "charges", "timing"]
-    assert [r["contribution"] for r in reasons] == [0.9, 0.5, 0.2, 0.1]
+    c = contributions(names, n_mue_exceeded=0.9, n_dx_invalid=0.5, total_units=0.3, total_charge=0.2)
+    reasons = top_reasons(c, names, X, hits, claims, reference=TYPICAL)["R1"]
+    assert [r["code"] for r in reasons] == ["mue", "diagnosis", "units"]  # a $100 charge states no risk
+    assert [r["contribution"] for r in reasons] == [0.9, 0.5, 0.3]
     mue = reasons[0]["text"]
     assert f"8 units of {codes['mue6']}" in mue and "limit of 6" in mue and "Medicare" in mue
     assert codes["dx_invalid"] in reasons[1]["text"] and "not a valid" in reasons[1]["text"]
-    assert "$100" in reasons[2]["text"]
-    assert f"{X['submission_lag_days'].iloc[0]:.0f} days" in reasons[3]["text"]
+    assert reasons[2]["text"] == "8 units billed in total (a typical claim has 2)"
+
+
+def test_sentences_that_compare_need_the_typical_values(risky):
+    """Without a reference (a bundle trained before it was kept), no comparison is made up."""
+    X, hits, claims = risky
+    names = list(X.columns)
+    c = contributions(names, n_mue_exceeded=0.9, total_units=0.3, submission_lag_days=0.2)
+    assert [r["code"] for r in top_reasons(c, names, X, hits, claims)["R1"]] == ["mue"]
+    late = {**TYPICAL, "submission_lag_days": 0.5}  # 9 days is 18x the typical lag, yet not late
+    assert [r["code"] for r in top_reasons(c, names, X, hits, claims, reference=late)["R1"]] == ["mue", "units"]
 
 
 def test_no_reason_from_a_family_whose_facts_do_not_raise_the_risk(risky):
@@ -64,20 +77,32 @@ def test_no_reason_from_a_family_whose_facts_do_not_raise_the_risk(risky):
     assert reasons[0]["code"] == "mue"
 
 
-def test_at_most_five_and_only_positive_ones(risky):
-    X, hits, claims = risky
-    names = list(X.columns)
+def test_at_most_five_and_only_positive_ones(risky, codes, rb):
+    a, b = codes["ptp_never"]
+    st = HistoryState.from_history(tiny_history(codes), rb)
+    claim, rows = claim_rows(
+        "R2",
+        [(codes["mue6"], 8, []), (a, 1, []), (b, 1, []), (codes["addon"], 1, [])],
+        dx=[codes["dx_invalid"]],
+        codes=codes,
+    )
+    h = typed([claim], rows)
+    res = compute_features(h.claims, h.claim_lines, st, rb)
     ups = (
         "n_mue_exceeded",
+        "ptp_pairs",
+        "n_addon_without_primary",
         "n_dx_invalid",
-        "total_charge",
-        "submission_lag_days",
         "n_lines",
         "total_units",
-        "patient_claims_30d",
+        "has_prior_auth",
     )
+    names = list(res.X.columns)
     c = contributions(names, **{f: 1.0 - 0.1 * i for i, f in enumerate(ups)})
-    assert len(top_reasons(c, names, X, hits, claims)["R1"]) == MAX_REASONS
+    reasons = top_reasons(c, names, res.X, res.hits, h.claims, reference=TYPICAL)["R2"]
+    assert len(reasons) == MAX_REASONS, reasons
+    X, hits, claims = risky
+    names = list(X.columns)
     c = contributions(
         names, n_mue_exceeded=0.9, total_charge=-0.2, n_lines=-0.3, submission_lag_days=-0.4, total_units=-0.5
     )

@@ -11,6 +11,7 @@ from features.engine.lines import EM_LEVEL
 from features.engine.state import HistoryState
 from features.families import family, registry
 from features.families.base import hit_dicts
+from features.model.bundle import feature_reference
 from features.pipeline import compute_features
 from tests.helpers.handmade import NPI, OTHER_NPI, PAYER, claim_rows, tiny_history, typed
 
@@ -61,9 +62,19 @@ def _run(state, rb, c, rows) -> tuple[dict, dict, dict]:
     return x, h.claims.iloc[0].to_dict(), hit_dicts(res.hits) if len(res.hits) else {}
 
 
-def _reason(name, state, rb, c, rows) -> str | None:
+@pytest.fixture(scope="module")
+def typical(codes, rb) -> dict[str, float]:
+    """The reference the reasons compare with: the features of one plain claim on the clean history."""
+    c, rows = _claim(codes, cid="TYPICAL")
+    h = typed([c], rows)
+    return feature_reference(
+        compute_features(h.claims, h.claim_lines, HistoryState.from_history(tiny_history(codes), rb), rb).X
+    )
+
+
+def _reason(name, state, rb, c, rows, ref) -> str | None:
     x, claim, hits = _run(state, rb, c, rows)
-    return family(name).reason(x, claim, hits)
+    return family(name).reason(x, claim, hits, ref)
 
 
 def _case(codes, name):
@@ -85,8 +96,11 @@ def _case(codes, name):
             f"the principal diagnosis {codes['dx_invalid']} rarely goes with these procedures",
         ),
         "paperwork": (_claim(codes), "no prior authorization number, though peers send one with"),
-        "claim_size": (_claim(codes, [(codes["plain"], 1, []), (codes["primary"], 1, [])]), "2 service line(s)"),
-        "procedure": (_claim(codes), f"procedure {codes['plain']} is often recouped"),
+        "claim_size": (
+            _claim(codes, [(codes["plain"], 1, []), (codes["primary"], 1, [])]),
+            "2 service lines on the claim (a typical claim has 1)",
+        ),
+        "procedure": (_claim(codes), f"procedure {codes['plain']} was recouped on"),
         "addon": (_claim(codes, [(codes["addon"], 1, [])]), f"add-on code {codes['addon']} billed without"),
         "modifiers": (_claim(codes, [(em5, 1, ["25"])]), "modifier 25 on an E/M visit with no other procedure"),
         "provider_history": (_claim(codes), "this provider's claims were recouped for"),
@@ -97,10 +111,13 @@ def _case(codes, name):
         ),
         "units": (_claim(codes, [(codes["mue6"], 4, [])]), "4 units billed in total"),
         "patient_history": (_claim(codes, patient="P4"), "this patient already had 1 recouped claim(s)"),
-        "payer": (_claim(codes), f"payer {PAYER} recoups"),
+        "payer": (_claim(codes), f"payer {PAYER} recouped"),
         "specialty": (_claim(codes), "claims of this specialty ("),
-        "place_of_service": (_claim(codes, claim={"place_of_service": "22"}), "place of service 22 is unusual"),
-        "timing": (_claim(codes), "submitted 9 days after the service"),
+        "place_of_service": (
+            _claim(codes, claim={"place_of_service": "22"}),
+            "place of service 22 is rare for these procedures",
+        ),
+        "timing": (_claim(codes, service="2024-03-01", submitted="2024-04-15"), "submitted 45 days after the service"),
     }[name]
 
 
@@ -108,9 +125,9 @@ FAMILIES = sorted(f.NAME for f in registry())
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_the_familys_signal_fires_and_its_reason_says_it(name, peers, rb, codes):
+def test_the_familys_signal_fires_and_its_reason_says_it(name, peers, rb, codes, typical):
     (c, rows), words = _case(codes, name)
-    text = _reason(name, peers, rb, c, rows)
+    text = _reason(name, peers, rb, c, rows, typical)
     assert text is not None and words in text, text
 
 
@@ -192,3 +209,52 @@ def test_renaming_the_claim_changes_none_of_the_familys_features(name, peers, rb
     c2, rows2 = dict(c, claim_id="RENAMED"), [dict(r, claim_id="RENAMED") for r in rows]
     y = _run(peers, rb, c2, rows2)[0]
     assert pd.Series({k: x[k] for k in cols}).equals(pd.Series({k: y[k] for k in cols}))
+
+
+# ------------------------------------------------------------------------------------- sentences vs features
+@pytest.mark.parametrize(
+    ("name", "x"),
+    [
+        # "this provider bills level 4-5 in 32% vs 35% for peers": the provider's clause only when above peers
+        (
+            "em_coding",
+            {"em_level": 4.0, "n_dx": 2.0, "provider_em_high_share": 0.32, "provider_em_high_vs_peers": -0.03},
+        ),
+        # "this patient had 0 claim(s) in the last 30 days"
+        ("patient_history", {"patient_n_recouped": 0.0, "patient_claims_30d": 0.0}),
+        ("patient_history", {"patient_n_recouped": 0.0, "patient_claims_30d": 1.0}),
+        # "rarely goes with these procedures (peers: 34%)"
+        ("dx_support", {"dx_principal_support_min": 0.34, "dx_support_min": 0.34}),
+        ("place_of_service", {"pos_support_min": 0.4}),
+        ("charges", {"charge_vs_provider_avg": 1.1, "charge_vs_specialty_avg": 0.9}),
+        ("timing", {"submission_lag_days": 12.0}),
+        ("units", {"total_units": 1.0}),
+        ("claim_size", {"n_lines": 1.0}),
+        ("procedure", {"procedure_recoup_rate": 0.01, "main_procedure": "99213"}),
+        ("specialty", {"specialty_recoup_rate": 0.01, "specialty": "207Q00000X"}),
+        ("payer", {"payer_rate_duplicate": 0.001, "payer_recoup_rate": 0.01}),
+        ("provider_pattern", {"provider_growth_90d": 1.0}),
+    ],
+)
+def test_a_fact_that_does_not_raise_the_risk_is_not_said(name, x):
+    typical = {
+        "patient_claims_30d": 1.0,
+        "submission_lag_days": 10.0,
+        "total_units": 1.0,
+        "n_lines": 1.0,
+        "procedure_recoup_rate": 0.02,
+        "specialty_recoup_rate": 0.02,
+        "payer_rate_duplicate": 0.002,
+    }
+    claim = {"claim_id": "C1", "payer_id": "P", "place_of_service": "11", "total_charge": 100.0, "diagnosis_codes": []}
+    text = family(name).reason(x, claim, {}, typical)
+    assert text is None or "this provider bills" not in text, text
+    if name != "em_coding":
+        assert text is None, text
+
+
+def test_an_em_provider_above_its_peers_is_said():
+    x = {"em_level": 5.0, "n_dx": 1.0, "provider_em_high_share": 0.6, "provider_em_high_vs_peers": 0.25}
+    assert family("em_coding").reason(x, {}, {}, {}) == (
+        "E/M level 5 with 1 diagnosis code(s); this provider bills level 4-5 in 60% of visits vs 35% for peers"
+    )

@@ -64,7 +64,7 @@ def _tiny_family(name: str = "tiny", column: str = "n_tiny_lines") -> types.Modu
             def compute(ctx):
                 return {{{column!r}: np.bincount(ctx.ci, minlength=ctx.n) * 10.0}}
 
-            def reason(x, claim, hits):
+            def reason(x, claim, hits, ref):
                 return f"{{x[{column!r}]:.0f}} tiny lines"
             """
         ),
@@ -99,7 +99,7 @@ def test_the_pipeline_computes_a_new_family_after_the_others(codes, rb):
     res = compute_features(h.claims, h.claim_lines, st, rb, families=check([*registry(), tiny]))
     assert list(res.X.columns) == CATEGORICAL + list(TABLE_ORDER) + ["n_tiny_lines"]
     assert res.X["n_tiny_lines"].iloc[0] == 20.0
-    assert tiny.reason(res.X.iloc[0].to_dict(), {}, {}) == "20 tiny lines"
+    assert tiny.reason(res.X.iloc[0].to_dict(), {}, {}, {}) == "20 tiny lines"
     # the registry is untouched: the default table has no such column
     assert "n_tiny_lines" not in compute_features(h.claims, h.claim_lines, st, rb).X.columns
 
