@@ -3,14 +3,13 @@ JavaScript, no external references; it opens from disk and can be mailed as one 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 
 import numpy as np
 
 from features.contract import CAUSES
+from features.figures import data_uri, figure
 
 MAX_TABLE_ROWS = 5000  # the HTML table stops here (the CSV/Parquet have the whole worklist)
 TOP_GROUPS = 15
@@ -42,23 +41,13 @@ def _money(x) -> str:
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(fig, dpi=90)
 
 
 def charts(wl) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     r = wl.ranked
     out: dict[str, str] = {}
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = figure(figsize=(6, 3.4))
     p = r["recoupment_probability"].to_numpy() if len(r) else np.zeros(1)
     ax.hist(p, bins=40, color="#4c78a8")
     ax.set_yscale("log")
@@ -67,7 +56,7 @@ def charts(wl) -> dict[str, str]:
     ax.set_title("Risk distribution")
     out["risk distribution"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = figure(figsize=(6, 3.4))
     bc = wl.by_cause.sort_values()
     ax.barh([c.replace("_", " ") for c in bc.index], bc.to_numpy(), color="#f58518")
     ax.set_xlabel("expected recoupment dollars")
@@ -75,14 +64,14 @@ def charts(wl) -> dict[str, str]:
     out["dollars at risk by cause"] = _png(fig)
 
     for key, title in (("billing_npi", "provider (billing NPI)"), ("payer_id", "payer")):
-        fig, ax = plt.subplots(figsize=(6, 3.4))
+        fig, ax = figure(figsize=(6, 3.4))
         g = r.groupby(key)["expected_recoupment_dollars"].sum().sort_values(ascending=False).head(TOP_GROUPS)[::-1]
         ax.barh(g.index.astype(str), g.to_numpy(), color="#54a24b")
         ax.set_xlabel("expected recoupment dollars")
         ax.set_title(f"Dollars at risk by {title}" + (f", top {TOP_GROUPS}" if len(g) >= TOP_GROUPS else ""))
         out[f"dollars at risk by {key}"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = figure(figsize=(6, 3.4))
     n = len(r)
     k = np.arange(0, n + 1)
     cum = np.concatenate([[0.0], np.cumsum(r["expected_recoupment_dollars"].to_numpy())])

@@ -339,13 +339,10 @@ def markdown_report(result: dict) -> str:
 def plot_backtest(rows: list[dict], path: Path) -> Path:
     """One PNG: ROC-AUC, PR-AUC, dollars at 5%, ECE per origin (model and oracle), model/oracle ratios and the
     calibration of each origin's window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from features.figures import figure
 
     x = pd.to_datetime([r["as_of"] for r in rows])
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    fig, axes = figure(2, 3, figsize=(15, 8.5))
     titles = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "dollars_at_5pct": "Dollars captured, 5% review", "ece": "ECE"}
     for ax, k in zip(axes.flat[:4], TABLE_KEYS):
         ax.plot(x, [r["model"].get(k) for r in rows], "o-", label="model")
@@ -376,8 +373,7 @@ def plot_backtest(rows: list[dict], path: Path) -> Path:
             a.set_xticks(x, [d.strftime("%Y-%m-%d") for d in x])
         a.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=100)  # the caller writes atomically
     return path
 
 

@@ -4,11 +4,11 @@ external references; no claim or patient identifiers (only features, payers and 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import numpy as np
+
+from features.figures import data_uri, figure
 import pandas as pd
 
 MAX_FEATURES_PLOTTED = 20
@@ -29,31 +29,21 @@ def _esc(x) -> str:
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(fig, dpi=90)
 
 
 def plots(result: dict) -> dict[str, str]:
     """Title -> PNG data URI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     s = result["summary"]["settings"]
     out: dict[str, str] = {}
     f = result["features"].dropna(subset=["psi"]).head(MAX_FEATURES_PLOTTED)[::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.25 * len(f) + 1.5))
+    fig, ax = figure(figsize=(6.5, 0.25 * len(f) + 1.5))
     ax.barh(f["feature"], f["psi"], color=np.where(f["top"], "#e45756", "#4c78a8"))
     ax.axvline(s["psi_feature_retrain"], ls="--", color="grey")
     ax.set(xlabel="PSI (red: a top feature of the model)", title="Population drift by feature (largest)")
     out["feature PSI"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = figure(figsize=(6.5, 3.8))
     p_ref, p_now = result["p_ref"], result["p_now"]
     hi = float(np.quantile(np.r_[p_ref, p_now], 0.995)) or 1.0
     bins = np.linspace(0, hi, 40).tolist()
@@ -69,7 +59,7 @@ def plots(result: dict) -> dict[str, str]:
 
     cf = result["cal_frame"]
     cf = cf[cf["mature"]]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = figure(figsize=(6.5, 4.2))
     if len(cf):
         top = cf["payer_id"].value_counts().index[:MAX_PAYERS_PLOTTED]
         hi = 1e-6

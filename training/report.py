@@ -5,32 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-from features.contract import CAUSES  # noqa: E402
-from training.metrics import confusion  # noqa: E402
+from features.contract import CAUSES
+from features.figures import figure, save_png
+from training.metrics import confusion
 
 if TYPE_CHECKING:
     from training.train import TrainResult
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def plot_roc_pr(scored: pd.DataFrame, out: Path, oracle: pd.Series | None = None) -> list[Path]:
     y, p = scored["label"].to_numpy(), scored["probability"].to_numpy()
     paths = []
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = figure(figsize=(5, 4.5))
     fpr, tpr, _ = roc_curve(y, p)
     ax.plot(fpr, tpr, label="model")
     if oracle is not None:
@@ -40,7 +34,7 @@ def plot_roc_pr(scored: pd.DataFrame, out: Path, oracle: pd.Series | None = None
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (latest window)")
     ax.legend()
     paths.append(_save(fig, out / "roc_curve.png"))
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = figure(figsize=(5, 4.5))
     pr, rc, _ = precision_recall_curve(y, p)
     ax.plot(rc, pr, label="model")
     if oracle is not None:
@@ -59,7 +53,7 @@ def plot_calibration(scored: pd.DataFrame, out: Path, bins: int = 10) -> Path:
     chunks = [c for c in np.array_split(order, bins) if len(c)]
     mp = [p[c].mean() for c in chunks]
     my = [y[c].mean() for c in chunks]
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = figure(figsize=(5, 4.5))
     hi = max(max(mp), max(my)) * 1.05 + 1e-6
     ax.plot([0, hi], [0, hi], ":", color="grey", label="perfect")
     ax.plot(mp, my, "o-", label="model")
@@ -76,7 +70,7 @@ def plot_lift_dollars(scored: pd.DataFrame, out: Path) -> Path:
     y = scored["label"].to_numpy()[order]
     d = scored["recouped_amount"].to_numpy()[order]
     x = np.arange(1, len(y) + 1) / len(y)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = figure(1, 2, figsize=(10, 4.2))
     axes[0].plot(x, np.cumsum(y) / max(y.sum(), 1), label="claims captured")
     axes[0].plot(x, np.cumsum(d) / max(d.sum(), 1e-9), label="dollars captured")
     axes[0].plot([0, 1], [0, 1], ":", color="grey", label="random review")
@@ -97,7 +91,7 @@ def plot_importance(
     importance: pd.Series, out: Path, name: str = "feature_importance.png", title: str = "Feature importance (gain)"
 ) -> Path:
     top = importance.sort_values(ascending=True).tail(25)
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig, ax = figure(figsize=(7, 7))
     ax.barh(top.index, top.to_numpy())
     ax.set(title=title)
     return _save(fig, out / name)
@@ -106,7 +100,7 @@ def plot_importance(
 def plot_cause_confusion(scored: pd.DataFrame, out: Path) -> Path:
     cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
     cm = confusion(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = figure(figsize=(7, 6))
     ax.imshow(cm.to_numpy(), cmap="Blues")
     ax.set_xticks(range(len(CAUSES)), CAUSES, rotation=45, ha="right")
     ax.set_yticks(range(len(CAUSES)), CAUSES)
@@ -123,7 +117,7 @@ def plot_dollars_by_cause(scored: pd.DataFrame, out: Path) -> Path:
         (scored["expected_amount"].to_numpy()[:, None] * cp / np.maximum(cp.sum(1, keepdims=True), 1e-12)).sum(0),
         index=CAUSES,
     ).sort_values()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(figsize=(6, 4))
     ax.barh(by.index, by.to_numpy())
     ax.set(xlabel="expected recoupment dollars", title="Dollars at risk by cause")
     return _save(fig, out / "dollars_by_cause.png")
