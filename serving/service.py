@@ -1,6 +1,6 @@
 """The BentoML scoring service: validate, call the plain :class:`serving.scorer.Scorer`, return.
 
-Endpoints (CONTRACT.md, "The scoring service"):
+Endpoints (docs/contract.md, "The scoring service"):
 
 - ``POST /score``        ``{"claim": CLAIM}``       -> SCORE, or 4xx ``{"claim_id", "error"}``
 - ``POST /score_batch``  ``{"claims": [CLAIM...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]`` in order
