@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ CLAIM_ID_REUSED = (
 CLAIM_WITHOUT_LINES_HERE = "claim_lines rows in the same ingest for a claim added or replaced (claim without lines)"
 #: test hook: ``<point>:<seconds>`` sleeps at ``staged`` (parts staged, manifest not committed) or ``committed``
 #: (manifest committed, parts not yet renamed) -- the kill -9 tests stop a real ingest there
+QUARANTINED = "quarantined"
 PAUSE_ENV = "RECOUP_STORE_TEST_PAUSE"
 _ROWS_PREFIX = re.compile(r"^rows? [0-9, ]+(?:, \.\.\. and [0-9]+ more)?: ")
 
@@ -336,8 +338,10 @@ class _Batch:
             if st in (ADDED, REPLACED) and cid not in self.lined:
                 out.setdefault(self.status_unit[cid], []).append(cid)
         return {
-            key: [f"{next(u.source for u, _, _ in self.good if u.key == key)}: {len(ids)} claim(s): expected "
-                  f"{CLAIM_WITHOUT_LINES_HERE}"]
+            key: [
+                f"{next(u.source for u, _, _ in self.good if u.key == key)}: {len(ids)} claim(s): expected "
+                f"{CLAIM_WITHOUT_LINES_HERE}"
+            ]
             for key, ids in out.items()
         }
 
@@ -357,7 +361,7 @@ def _prepare_store(store: Path) -> None:
 
 
 def ingest(
-    paths: list[str | Path], store: str | Path, *, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+    paths: Sequence[str | Path], store: str | Path, *, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
 ) -> IngestSummary:
     """Ingest ``paths`` into ``store`` (created when new). Strict by default: a problem in any unit raises a
     :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
@@ -374,7 +378,7 @@ def ingest(
     for k, v in skipped_more.items():
         skipped_files[k] = skipped_files.get(k, 0) + v
     if problems:
-        raise RecoupError(_refusal(problems))
+        raise RecoupError(_refusal(problems, hint=False))
     _prepare_store(store)
     with writer_lock(store, wait):
         conn = mf.connect(store, create=True)
@@ -430,10 +434,9 @@ def ingest(
     return summary
 
 
-def _refusal(problems: list[str]) -> str:
-    head = (
-        f"{len(problems)} problem(s); nothing was written (--skip-invalid ingests the good units and quarantines "
-        "the bad ones):"
+def _refusal(problems: list[str], hint: bool = True) -> str:
+    head = f"{len(problems)} problem(s); nothing was written" + (
+        " (--skip-invalid ingests the good units and quarantines the bad ones):" if hint else ":"
     )
     return "\n".join([head, *("  - " + p for p in problems)])
 
@@ -492,7 +495,9 @@ def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, star
         for u, f, rows in batch.good
     ]
     units += [
-        mf.unit_row(u.key, u.kind, f.sha256, u.segment, u.control, {"problems": len(u.problems)}, batch.ingest, "quarantined")
+        mf.unit_row(
+            u.key, u.kind, f.sha256, u.segment, u.control, {"problems": len(u.problems)}, batch.ingest, QUARANTINED
+        )
         for u, f in batch.bad
     ]
     return mf.Commit(
@@ -507,3 +512,12 @@ def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, star
         claims=batch.versions,
         recoupment_keys=batch.recoup_keys,
     )
+
+
+def ingest_cli(
+    paths: Sequence[str | Path], into: Path, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+) -> IngestSummary:
+    """``recoup ingest``: ingest and print the summary (problems: one line each, exit 2, nothing written)."""
+    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait)
+    print(summary)
+    return summary

@@ -122,7 +122,8 @@ def ingested_units(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:
 def claim_versions(conn: sqlite3.Connection, claim_ids: Iterable[str]) -> dict[str, ClaimVersion]:
     out: dict[str, ClaimVersion] = {}
     for chunk in _chunks(list(set(claim_ids))):
-        q = f"SELECT claim_id, version, frequency, content, month FROM claim_index WHERE claim_id IN ({','.join('?' * len(chunk))})"
+        marks = ",".join("?" * len(chunk))
+        q = f"SELECT claim_id, version, frequency, content, month FROM claim_index WHERE claim_id IN ({marks})"
         for cid, version, freq, content, month in conn.execute(q, chunk):
             out[cid] = ClaimVersion(int(version), freq, int(content), month)
     return out
@@ -180,7 +181,9 @@ def commit(conn: sqlite3.Connection, c: Commit) -> None:
     """Write one ingest's rows in a single transaction (all or nothing)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)", [(s, n, z, c.ingest) for s, n, z in c.files])
+        conn.executemany(
+            "INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)", [(s, n, z, c.ingest) for s, n, z in c.files]
+        )
         conn.executemany(f"INSERT OR REPLACE INTO units VALUES ({','.join('?' * 13)})", c.units)
         conn.executemany(
             "INSERT INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -98,7 +98,9 @@ class Stager:
             folders.add(tmp.parent)
             refs = sorted(self.refs.get((table, month), ()))
             self.parts.append(
-                Part(rel, table, month, data.num_rows, self.ingest, refs[0] if refs else None, refs[-1] if refs else None)
+                Part(
+                    rel, table, month, data.num_rows, self.ingest, refs[0] if refs else None, refs[-1] if refs else None
+                )
             )
         for folder in folders:
             fsync_dir(folder)
