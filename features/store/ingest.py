@@ -26,6 +26,7 @@ from features.errors import RecoupError
 from features.store import manifest as mf
 from features.store.layout import (
     DEFAULT_WAIT,
+    LOCK,
     MANIFEST,
     fsync_dir,
     quarantine_dir,
@@ -355,7 +356,7 @@ def _pause(point: str) -> None:
 def _prepare_store(store: Path) -> None:
     if store.exists() and not store.is_dir():
         raise RecoupError(f"{store}: not a folder; --into takes a store folder")
-    if store.is_dir() and not (store / MANIFEST).exists() and any(store.iterdir()):
+    if store.is_dir() and not (store / MANIFEST).exists() and any(p.name != LOCK for p in store.iterdir()):
         raise RecoupError(f"{store}: a folder that is not a claims store and not empty; give a new or empty folder")
     store.mkdir(parents=True, exist_ok=True)
 
