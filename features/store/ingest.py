@@ -368,7 +368,6 @@ def ingest(
     :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
     good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``."""
     t0 = time.perf_counter()
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     store = Path(store)
     if not paths:
         raise RecoupError("no input given: name X12 files, contract table files or folders")
@@ -382,6 +381,7 @@ def ingest(
         raise RecoupError(_refusal(problems, hint=False))
     _prepare_store(store)
     with writer_lock(store, wait):
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # holding the lock
         conn = mf.connect(store, create=True)
         try:
             renamed, deleted = recover(store, *mf.committed(conn))
