@@ -36,7 +36,9 @@ def _until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"the ingest ended early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"the ingest ended early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}"
+            )
         assert time.monotonic() < deadline, "the ingest never reached the point of the test"
         time.sleep(0.05)
 
