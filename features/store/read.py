@@ -69,9 +69,27 @@ def _read_part(store: Path, part: mf.Part) -> pa.Table:
     if not path.exists() and staged(path).exists():  # committed, not yet renamed by its (running) ingest
         path = staged(path)
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, partitioning=None)  # the month is in the rows' own dates
     except (OSError, pa.ArrowException) as exc:
         raise RecoupError(f"{path}: a part listed in the store manifest cannot be read ({exc})") from None
+
+
+def _read_table(store: Path, parts: list[mf.Part]) -> pa.Table:
+    """The rows of the parts of one table: one Arrow dataset read (files in parallel); parts of differing schemas
+    (a column added later) one by one, unified."""
+    import pyarrow.dataset as ds
+
+    paths = []
+    for part in parts:
+        path = store / part.file
+        paths.append(str(path if path.exists() or not staged(path).exists() else staged(path)))
+    try:
+        return ds.dataset(paths, format="parquet", partitioning=None).to_table()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pieces = [_read_part(store, p) for p in parts]
+        return pa.concat_tables(pieces, promote_options="permissive")
+    except (OSError, pa.ArrowException) as exc:
+        raise RecoupError(f"{store}: a part listed in the store manifest cannot be read ({exc})") from None
 
 
 def read_parts(store: str | Path, *, since: str | None = None, until: str | None = None) -> StoreRead:
@@ -89,8 +107,7 @@ def read_parts(store: str | Path, *, since: str | None = None, until: str | None
         if not parts:
             tables[table] = None
             continue
-        pieces = [_read_part(store, p) for p in parts]
-        tables[table] = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+        tables[table] = _read_table(store, parts)
     return StoreRead(tables, ranged=lo is not None or hi is not None)
 
 

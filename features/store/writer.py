@@ -32,12 +32,13 @@ def months_of(dates: pd.Series) -> np.ndarray:
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
-    """A frame as Arrow with one schema per table across parts: categoricals as strings, no pandas metadata."""
+    """A frame as Arrow with one schema per table across parts (texts as large strings, enums dictionary-encoded
+    strings), without pandas metadata."""
     t = pa.Table.from_pandas(df, preserve_index=False)
     cols = []
     for f, col in zip(t.schema, t.columns):
         if pa.types.is_dictionary(f.type):
-            col = col.cast(pa.large_string())
+            col = col.cast(pa.dictionary(pa.int32(), pa.string()))
         elif pa.types.is_string(f.type):
             col = col.cast(pa.large_string())
         elif pa.types.is_null(f.type):
