@@ -164,7 +164,7 @@ class _Decision:
 class _Batch:
     """The state of one ingest run: the claim index as this ingest changes it, and what it stages."""
 
-    def __init__(self, conn, store: Path, ingest: int, stager: Stager, excluded: set[str]):
+    def __init__(self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]]):
         self.conn = conn
         self.store = store
         self.ingest = ingest
@@ -321,7 +321,9 @@ class _Batch:
                     self.already += 1
                     continue
                 self.unit_keys.add(unit.key)
-                if unit.key in self.excluded or unit.problems:
+                if unit.key in self.excluded:  # found bad at the end of an earlier pass
+                    unit.problems.extend(self.excluded[unit.key])
+                if unit.problems:
                     self.bad.append((unit, f))
                     continue
                 d = self.decide(unit)
@@ -388,7 +390,7 @@ def ingest(
             if renamed or deleted:
                 log.info("store: finished an interrupted ingest (%d part(s) published, %d dropped)", renamed, deleted)
             ingest_id = mf.next_ingest_id(conn)
-            excluded: set[str] = set()
+            excluded: dict[str, list[str]] = {}
             while True:
                 stager = Stager(store, ingest_id)
                 batch = _Batch(conn, store, ingest_id, stager, excluded)
@@ -397,7 +399,7 @@ def ingest(
                     late = batch.late_problems()
                     if late and skip_invalid:
                         stager.discard()
-                        excluded |= set(late)
+                        excluded.update(late)
                         continue
                     for key, probs in late.items():
                         unit = next(u for u, _, _ in batch.good if u.key == key)

@@ -201,3 +201,18 @@ def test_missing_paths_and_unknown_files_are_problems(tmp_path):
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path, history_dir):
     with pytest.raises(RecoupError, match="not a claims store and not empty"):
         ingest([history_dir], history_dir)
+
+
+def test_claims_without_lines_are_quarantined_with_their_reason(tmp_path):
+    t = good_tables()
+    more = t["claims"].assign(claim_id=["E1", "E2", "E3"])
+    lone = write_dir(tmp_path / "lone", {"claims": more})
+    s = ingest([write_dir(tmp_path / "h", t), lone], tmp_path / "store", skip_invalid=True)
+    assert (s.units, s.units_ingested, s.units_rejected, s.claims_added) == (6, 5, 1, 3)
+    assert s.rejected == {
+        "3 claim(s): expected claim_lines rows in the same ingest for a claim added or replaced "
+        "(claim without lines)": 1
+    }
+    reasons = (Path(s.quarantine or "") / "reasons.txt").read_text()
+    assert "0001-claims.csv: " in reasons and "claim without lines" in reasons
+    assert set(read_store(tmp_path / "store").claims["claim_id"]) == {"C1", "C2", "C3"}
