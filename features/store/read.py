@@ -20,6 +20,8 @@ from features.store.layout import MONTH_PATTERN, PARTITION_COLUMNS, staged
 from features.store.unit import CONTRACT_TABLES, REMITTANCE_TABLES, STORE_TABLES
 from features.store.writer import PRIVATE_COLUMNS
 
+#: stored columns a read leaves out (the unit key of every row: for the manifest's users, not for the contract view)
+SKIPPED_COLUMNS = ("_unit",)
 #: the order of a row's version: (_ingest, _seq) as one integer
 _SEQ_SPAN = 1 << 31
 
@@ -31,6 +33,7 @@ class StoreRead:
     tables: dict[str, pa.Table | None]
     counts: dict[str, int] = field(default_factory=dict)
     ranged: bool = False  # only some months were read
+    versioned: bool = True  # some claim_id has more than one stored version (False: known from the manifest)
 
 
 def _month(value: str | None, name: str) -> str | None:
@@ -84,10 +87,12 @@ def _read_table(store: Path, parts: list[mf.Part]) -> pa.Table:
         path = store / part.file
         paths.append(str(path if path.exists() or not staged(path).exists() else staged(path)))
     try:
-        return ds.dataset(paths, format="parquet", partitioning=None).to_table()
+        dataset = ds.dataset(paths, format="parquet", partitioning=None)
+        return dataset.to_table(columns=[c for c in dataset.schema.names if c not in SKIPPED_COLUMNS])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pieces = [_read_part(store, p) for p in parts]
-        return pa.concat_tables(pieces, promote_options="permissive")
+        table = pa.concat_tables(pieces, promote_options="permissive")
+        return table.drop_columns([c for c in SKIPPED_COLUMNS if c in table.column_names])
     except (OSError, pa.ArrowException) as exc:
         raise RecoupError(f"{store}: a part listed in the store manifest cannot be read ({exc})") from None
 
@@ -100,6 +105,8 @@ def read_parts(store: str | Path, *, since: str | None = None, until: str | None
     conn = mf.connect(store, readonly=True)
     try:
         listed = {t: _parts(conn, t, lo, hi) for t in STORE_TABLES}
+        versions = conn.execute("SELECT count(*) FROM claim_index").fetchone()[0]
+        rows = conn.execute("SELECT coalesce(sum(rows), 0) FROM parts WHERE tbl='claims'").fetchone()[0]
     finally:
         conn.close()
     tables: dict[str, pa.Table | None] = {}
@@ -108,7 +115,7 @@ def read_parts(store: str | Path, *, since: str | None = None, until: str | None
             tables[table] = None
             continue
         tables[table] = _read_table(store, parts)
-    return StoreRead(tables, ranged=lo is not None or hi is not None)
+    return StoreRead(tables, ranged=lo is not None or hi is not None, versioned=rows != versions)
 
 
 def _version(t: pa.Table) -> np.ndarray:
@@ -132,8 +139,8 @@ def resolve(read: StoreRead) -> StoreRead:
     counts = dict(read.counts)
     claims = t.get("claims")
     if claims is None:
-        return StoreRead(t, counts, read.ranged)
-    multi = pc.count_distinct(claims["claim_id"]).as_py() < claims.num_rows
+        return StoreRead(t, counts, read.ranged, read.versioned)
+    multi = read.versioned and pc.count_distinct(claims["claim_id"]).as_py() < claims.num_rows
     n_void = 0
     if multi:  # a void (frequency 8) that superseded an earlier version takes the claim out of the view
         ids_all = pd.Series(claims["claim_id"].to_numpy(zero_copy_only=False))
@@ -155,7 +162,7 @@ def resolve(read: StoreRead) -> StoreRead:
             lines = lines.filter(pc.is_in(lines["claim_id"], ids))
         t["claim_lines"] = lines
     rec = t.get("recoupments")
-    if rec is not None:
+    if rec is not None and (multi or read.ranged):  # (an ingest checks that a recoupment's claim is known)
         inside = pc.is_in(rec["claim_id"], ids)
         counts["recoupments_outside_view"] = rec.num_rows - (pc.sum(inside).as_py() or 0)
         t["recoupments"] = rec.filter(inside)
@@ -163,12 +170,13 @@ def resolve(read: StoreRead) -> StoreRead:
         t["providers"] = _latest(t["providers"], "npi")
     cov = t.get("coverage")
     if cov is not None:
-        cols = [c.name for c in TABLES["coverage"] if c.name in cov.column_names]
-        df = cov.select(cols).to_pandas()
-        keep = ~df.duplicated()
-        if not keep.all():
-            t["coverage"] = cov.filter(pa.array(keep.to_numpy()))
-    return StoreRead(t, counts, read.ranged)
+        version = _version(cov)
+        if len(version) and version.min() < version.max():  # from several units: a row sent again is dropped
+            cols = [c.name for c in TABLES["coverage"] if c.name in cov.column_names]
+            keep = ~cov.select(cols).to_pandas().duplicated().to_numpy()
+            if not keep.all():
+                t["coverage"] = cov.filter(pa.array(keep))
+    return StoreRead(t, counts, read.ranged, read.versioned)
 
 
 def _to_pandas(t: pa.Table, private: bool) -> pd.DataFrame:
