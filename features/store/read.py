@@ -109,12 +109,11 @@ def read_parts(store: str | Path, *, since: str | None = None, until: str | None
         rows = conn.execute("SELECT coalesce(sum(rows), 0) FROM parts WHERE tbl='claims'").fetchone()[0]
     finally:
         conn.close()
-    tables: dict[str, pa.Table | None] = {}
-    for table, parts in listed.items():
-        if not parts:
-            tables[table] = None
-            continue
-        tables[table] = _read_table(store, parts)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # Arrow releases the GIL: tables are read side by side
+        futures = {t: pool.submit(_read_table, store, parts) for t, parts in listed.items() if parts}
+        tables: dict[str, pa.Table | None] = {t: futures[t].result() if t in futures else None for t in listed}
     return StoreRead(tables, ranged=lo is not None or hi is not None, versioned=rows != versions)
 
 
