@@ -308,6 +308,7 @@ class _Batch:
         self.counts.update(d.counts)
         for reason, n in unit.skipped.items():
             self.skipped[reason] += n
+        unit.tables = {}  # staged: the rows are not held until the end of the ingest (file by file)
         self.good.append((unit, f, rows))
 
     def run(self, files: list[InputFile]) -> None:
@@ -323,12 +324,11 @@ class _Batch:
                 self.unit_keys.add(unit.key)
                 if unit.key in self.excluded:  # found bad at the end of an earlier pass
                     unit.problems.extend(self.excluded[unit.key])
-                if unit.problems:
-                    self.bad.append((unit, f))
-                    continue
-                d = self.decide(unit)
-                if d.problems:
+                if not unit.problems:
+                    d = self.decide(unit)
                     unit.problems.extend(d.problems)
+                if unit.problems:
+                    unit.tables = {}
                     self.bad.append((unit, f))
                     continue
                 self.accept(unit, f, d)
