@@ -5,6 +5,8 @@ import graph shows ``recoup.cli`` -> every command module)::
 
     generate                 features.sources.synthetic.generate.generate_to_dir
     import-x12               features.sources.x12.importer.import_x12_cli
+    ingest                   features.store.ingest.ingest_cli
+    store info               features.store.info.store_info_cli
     rebuild-rulebook         features.rulebook.build.main
     train                    training.train.train_cli
     evaluate                 training.evaluate.evaluate_cli
@@ -148,8 +150,54 @@ def import_x12(
 
 
 @app.command()
+def ingest(
+    paths: List[str] = typer.Argument(
+        ...,
+        help="X12 837/835 files, contract table files (claims, claim_lines, coverage, providers, recoupments as "
+        ".csv/.csv.gz/.parquet), folders (read recursively) or glob patterns",
+    ),
+    into: Path = typer.Option(..., "--into", help="the claims store folder (created when new; docs/store.md)"),
+    skip_invalid: bool = typer.Option(
+        False,
+        "--skip-invalid",
+        help="ingest the good units and put the bad ones with their reasons in STORE/quarantine/<ingest>/ "
+        "(default: any problem and nothing is written)",
+    ),
+    wait: float = typer.Option(
+        60.0, "--wait", min=0.0, max=86_400.0, help="seconds to wait for another ingest into the same store to finish"
+    ),
+) -> None:
+    """Add files to a claims store, atomically and idempotently (what is already there is counted, not added)."""
+
+    def go():
+        from features.store.ingest import ingest_cli
+
+        ingest_cli(paths, into, skip_invalid=skip_invalid, wait=wait)
+
+    _run(go)
+
+
+store_app = typer.Typer(no_args_is_help=True, help="Claims stores (docs/store.md).")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("info")
+def store_info(
+    store: Path = typer.Argument(..., help="the claims store folder"),
+) -> None:
+    """Claims by month and payer, last ingest, units and quarantine, label maturity under the default horizon."""
+
+    def go():
+        from features.store.info import store_info_cli
+
+        store_info_cli(store)
+
+    _run(go)
+
+
+@app.command()
 def train(
-    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     as_of: Optional[str] = typer.Option(
         None, "--as-of", help="train on what was known on this date, YYYY-MM-DD (default: the data's last date)"
     ),
@@ -191,7 +239,7 @@ def train(
 
 @app.command()
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     since: Optional[str] = typer.Option(None, "--since"),
     until: Optional[str] = typer.Option(None, "--until"),
     version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
@@ -208,7 +256,11 @@ def evaluate(
 
 @app.command()
 def backtest(
-    data: Path = typer.Option(..., "--data", help="claims history directory (with oracle.csv: oracle figures too)"),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="claims history directory (with oracle.csv: oracle figures too) or claims store",
+    ),
     start: str = typer.Option(..., "--from", help="first origin (as-of date of training), YYYY-MM-DD"),
     end: str = typer.Option(..., "--to", help="last origin at most this date, YYYY-MM-DD"),
     step: str = typer.Option("3M", "--step", help="between origins: a number and D, W, M or Y (3M, 90D, 2W, 1Y)"),
@@ -250,7 +302,7 @@ def backtest(
 
 @app.command()
 def monitor(
-    data: Path = typer.Option(..., "--data", help="claims history directory (up to now)"),
+    data: Path = typer.Option(..., "--data", help="claims history directory or claims store (up to now)"),
     version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
     since: Optional[str] = typer.Option(
         None, "--since", help="first submission date of the window, YYYY-MM-DD (default: the day after the as-of date)"
@@ -291,7 +343,7 @@ def monitor(
 
 @app.command()
 def score(
-    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     out: Path = typer.Option(..., "--out", help="output .csv or .parquet"),
     since: Optional[str] = typer.Option(None, "--since"),
     until: Optional[str] = typer.Option(None, "--until"),
@@ -328,7 +380,7 @@ def score(
 
 @app.command()
 def audit(
-    data: Path = typer.Option(..., "--data", help="claims history directory"),
+    data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     out: Path = typer.Option(..., "--out", help="directory for worklist and report"),
     since: Optional[str] = typer.Option(None, "--since"),
     until: Optional[str] = typer.Option(None, "--until"),

@@ -172,6 +172,8 @@ def load_history(
     directory = Path(directory)
     if not directory.is_dir():
         raise ContractError([Problem(str(directory), "-", NOT_A_DIRECTORY)])
+    if (directory / "manifest.sqlite").is_file():  # a claims store (docs/store.md): its contract view
+        return _load_store(directory, require_recoupments, max_shown, skip_invalid)
     needed = REQUIRED_TABLES + (("recoupments",) if require_recoupments else ())
     typed, files, by_table, raw_ids = _read_tables(directory, needed, keep_ids=skip_invalid)
     problems = [p for probs in by_table.values() for p in probs]
@@ -190,6 +192,18 @@ def load_history(
         recoupments=typed["recoupments"],
         source=str(directory),
     )
+    return (history, pd.DataFrame(columns=REJECTED_COLUMNS)) if skip_invalid else history
+
+
+def _load_store(
+    directory: Path, require_recoupments: bool, max_shown: int, skip_invalid: bool
+) -> History | tuple[History, pd.DataFrame]:
+    """A claims store read as a History (a store holds only valid claims: nothing is ever set aside)."""
+    from features.store.read import read_store
+
+    history = read_store(directory, max_shown=max_shown)
+    if require_recoupments and history.recoupments is None:
+        raise ContractError([Problem(str(directory), "-", missing_table("recoupments"))])
     return (history, pd.DataFrame(columns=REJECTED_COLUMNS)) if skip_invalid else history
 
 

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMAND_MODULES = {
     "features.sources.synthetic.generate",
     "features.sources.x12.importer",
+    "features.store.ingest",
+    "features.store.info",
     "features.rulebook",
     "training.train",
     "training.evaluate",

@@ -1,0 +1,526 @@
+"""``recoup ingest PATH... --into STORE``: files into a store, atomically and idempotently (docs/store.md).
+
+:func:`ingest` expands the paths, reads each file's units (:mod:`features.store.sources`) one file at a time,
+decides what each unit adds (unit already ingested; claim versions; recoupment duplicates), stages the new rows
+(:class:`~features.store.writer.Stager`), commits the manifest last and then publishes the parts, all under the
+store's writer lock. Strict by default: any problem and nothing is written."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.contract.schema import LINE_WITHOUT_CLAIM, RECOUPMENT_WITHOUT_CLAIM, TABLES, Problem
+from features.errors import RecoupError
+from features.store import manifest as mf
+from features.store.layout import (
+    DEFAULT_WAIT,
+    LOCK,
+    MANIFEST,
+    fsync_dir,
+    quarantine_dir,
+    recover,
+    staged_quarantine_dir,
+    writer_lock,
+)
+from features.store.sources import InputFile, classify, expand, units_of
+from features.store.unit import STORE_TABLES, Unit
+from features.store.writer import Stager, months_of
+
+log = logging.getLogger(__name__)
+
+#: what a claim row of a unit does to the store
+ADDED, REPLACED, VOIDED, PRESENT = "added", "replaced", "voided", "already present"
+#: a claim_id known with other content, sent again as an original (frequency 1)
+CLAIM_ID_REUSED = (
+    "a claim_id not used by another claim (this claim_id is in the store with other content; "
+    "send a replacement, frequency_code 7, or a void, 8)"
+)
+#: a claim added or replaced by this ingest without any line
+CLAIM_WITHOUT_LINES_HERE = "claim_lines rows in the same ingest for a claim added or replaced (claim without lines)"
+#: test hook: ``<point>:<seconds>`` sleeps at ``staged`` (parts staged, manifest not committed) or ``committed``
+#: (manifest committed, parts not yet renamed) -- the kill -9 tests stop a real ingest there
+QUARANTINED = "quarantined"
+PAUSE_ENV = "RECOUP_STORE_TEST_PAUSE"
+_ROWS_PREFIX = re.compile(r"^rows? [0-9, ]+(?:, \.\.\. and [0-9]+ more)?: ")
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest; units = ingested + already ingested + rejected; claims read in ingested units =
+    added + replaced + voided + already present."""
+
+    store: str
+    ingest: int | None = None
+    files: int = 0
+    files_skipped: dict[str, int] = field(default_factory=dict)
+    units: int = 0
+    units_ingested: int = 0
+    units_already: int = 0
+    units_rejected: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    claims_added: int = 0
+    claims_replaced: int = 0
+    claims_voided: int = 0
+    claims_present: int = 0
+    lines_stored: int = 0
+    lines_skipped: int = 0
+    recoupments_added: int = 0
+    recoupments_duplicate: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    quarantine: str | None = None
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        kinds = ", ".join(f"{n} x {k}" for k, n in sorted(self.by_kind.items())) or "none"
+        out = [
+            f"ingest {self.ingest if self.ingest is not None else '-'} into {self.store}: {self.files} file(s)",
+            f"  units: {self.units} ({kinds}) = {self.units_ingested} ingested + {self.units_already} already "
+            f"ingested + {self.units_rejected} rejected",
+            f"  claims: {self.claims_added} added, {self.claims_replaced} replaced, {self.claims_voided} voided, "
+            f"{self.claims_present} already present",
+            f"  claim lines: {self.lines_stored} stored, {self.lines_skipped} of claims already present skipped",
+            f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
+            f"  remittances: {self.rows.get('remittances', 0)} claim payments, "
+            f"{self.rows.get('remittance_lines', 0)} service lines, {self.rows.get('offsets', 0)} offsets",
+        ]
+        if self.files_skipped:
+            out.append("  files skipped: " + "; ".join(f"{n} {k}" for k, n in sorted(self.files_skipped.items())))
+        if self.skipped:
+            out.append("  left out on purpose: " + "; ".join(f"{n} x {k}" for k, n in sorted(self.skipped.items())))
+        if self.rejected:
+            out.append(f"  rejected units by reason (quarantined in {self.quarantine}):")
+            for reason, n in sorted(self.rejected.items(), key=lambda kv: -kv[1])[:12]:
+                out.append(f"    {n} x {reason}")
+        out.append(f"  took {self.seconds:.2f} s")
+        return "\n".join(out)
+
+
+def _reason(unit: Unit, problem: str) -> str:
+    """A problem without its file and row numbers (to count rejections by reason)."""
+    text = problem
+    for prefix in (unit.source + " ", unit.source + ": ", unit.source):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    return _ROWS_PREFIX.sub("", text).strip()
+
+
+def content_hash(df: pd.DataFrame, table: str) -> np.ndarray:
+    """One int64 per row from its contract columns (equal rows, equal hash; private columns ignored)."""
+    from features.contract.write import to_contract_frame
+
+    cols = [c.name for c in TABLES[table] if c.name in df.columns]
+    text = to_contract_frame(df[cols])
+    text = pd.DataFrame({c: text[c].astype("string").fillna("") for c in cols})
+    return pd.util.hash_pandas_object(text, index=False).to_numpy().view(np.int64)
+
+
+def recoupment_keys(df: pd.DataFrame) -> np.ndarray:
+    """The identity of a contract recoupment: (claim_id, recouped_date, recouped_amount in cents, carc)."""
+    carc = df["carc"] if "carc" in df.columns else pd.Series("", index=df.index)
+    key = pd.DataFrame(
+        {
+            "claim_id": df["claim_id"].astype("string"),
+            "date": pd.to_datetime(df["recouped_date"]).dt.strftime("%Y-%m-%d"),
+            "cents": (pd.to_numeric(df["recouped_amount"]) * 100).round().astype("Int64").astype("string"),
+            "carc": carc.astype("string").fillna("").str.strip().str.upper(),
+        }
+    )
+    return pd.util.hash_pandas_object(key, index=False).to_numpy().view(np.int64)
+
+
+def _problem(unit: Unit, column: str, expected: str, rows: np.ndarray) -> str:
+    return Problem(unit.source, column, expected, [int(r) + 1 for r in rows]).describe()
+
+
+@dataclass
+class _Decision:
+    """What one good unit adds: rows per table, new claim versions, statuses and counts."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    versions: dict[str, mf.ClaimVersion] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    line_refs: np.ndarray | None = None
+    lined: set[str] = field(default_factory=set)
+    recoup_keys: set[int] = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+
+class _Batch:
+    """The state of one ingest run: the claim index as this ingest changes it, and what it stages."""
+
+    def __init__(self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]]):
+        self.conn = conn
+        self.store = store
+        self.ingest = ingest
+        self.stager = stager
+        self.excluded = excluded
+        self.versions: dict[str, mf.ClaimVersion] = {}
+        self.statuses: dict[str, str] = {}
+        self.status_unit: dict[str, str] = {}
+        self.lined: set[str] = set()
+        self.recoup_keys: set[int] = set()
+        self.unit_keys: set[str] = set()
+        self.seq = 0
+        self.good: list[tuple[Unit, InputFile, dict]] = []
+        self.bad: list[tuple[Unit, InputFile]] = []
+        self.counts: Counter = Counter()
+        self.rows: Counter = Counter()
+        self.skipped: Counter = Counter()
+        self.by_kind: Counter = Counter()
+        self.units = 0
+        self.already = 0
+
+    def known(self, ids: np.ndarray) -> dict[str, mf.ClaimVersion]:
+        out = mf.claim_versions(self.conn, [i for i in pd.unique(ids) if i not in self.versions])
+        out.update({i: self.versions[i] for i in pd.unique(ids) if i in self.versions})
+        return out
+
+    def decide(self, unit: Unit) -> _Decision:
+        d = _Decision()
+        claims = unit.tables.get("claims")
+        if claims is not None and len(claims):
+            self._claims(unit, claims, d)
+        lines = unit.tables.get("claim_lines")
+        if lines is not None and len(lines):
+            self._lines(unit, lines, d)
+        rec = unit.tables.get("recoupments")
+        if rec is not None and len(rec):
+            self._recoupments(unit, rec, d)
+        for name, df in unit.tables.items():
+            if name in ("claims", "claim_lines", "recoupments") or df is None or not len(df):
+                continue
+            if name not in STORE_TABLES:
+                d.problems.append(f"{unit.source}: internal: rows of an unknown table {name!r}")
+                continue
+            d.tables[name] = df
+        return d
+
+    def _claims(self, unit: Unit, claims: pd.DataFrame, d: _Decision) -> None:
+        ids = claims["claim_id"].astype(str).to_numpy(dtype=object)
+        freq = claims["frequency_code"].astype(str).to_numpy(dtype=object)
+        content = content_hash(claims, "claims")
+        months = months_of(claims["submitted_date"])
+        known = self.known(ids)
+        keep = np.zeros(len(ids), dtype=bool)
+        reused = []
+        for i, cid in enumerate(ids):
+            k = known.get(cid)
+            if k is None:  # a new claim_id, whatever its frequency (a 7 or 8 of a never-seen claim is kept as sent)
+                status = ADDED
+            elif k.content == content[i]:
+                status = PRESENT
+            elif freq[i] == "7":
+                status = REPLACED
+            elif freq[i] == "8":
+                status = VOIDED
+            else:
+                reused.append(i)
+                continue
+            d.statuses[cid] = status
+            d.counts[status] += 1
+            if status != PRESENT:
+                keep[i] = True
+                d.versions[cid] = mf.ClaimVersion(self.ingest, freq[i], int(content[i]), str(months[i]))
+        if reused:
+            d.problems.append(_problem(unit, "claim_id", CLAIM_ID_REUSED, np.asarray(reused)))
+        if keep.any():
+            d.tables["claims"] = claims[keep] if not keep.all() else claims
+
+    def _lines(self, unit: Unit, lines: pd.DataFrame, d: _Decision) -> None:
+        ids = lines["claim_id"].astype(str).to_numpy(dtype=object)
+        status = {**self.statuses, **d.statuses}
+        versions = {**self.versions, **d.versions}
+        unknown = [i for i, cid in enumerate(ids) if cid not in status]
+        if unknown:
+            known = self.known(ids[unknown])
+            missing = np.asarray([i for i in unknown if ids[i] not in known])
+            if len(missing):
+                d.problems.append(_problem(unit, "claim_id", LINE_WITHOUT_CLAIM, missing))
+                return
+        keep = np.asarray([status.get(cid) in (ADDED, REPLACED, VOIDED) for cid in ids], dtype=bool)
+        d.counts["lines_skipped"] += int((~keep).sum())
+        if keep.any():
+            kept = lines[keep] if not keep.all() else lines
+            d.tables["claim_lines"] = kept
+            d.line_refs = np.asarray([versions[c].month for c in ids[keep]], dtype=object)
+            d.lined.update(ids[keep].tolist())
+            d.counts["lines_stored"] += int(keep.sum())
+
+    def _recoupments(self, unit: Unit, rec: pd.DataFrame, d: _Decision) -> None:
+        ids = rec["claim_id"].astype(str).to_numpy(dtype=object)
+        versions = {**self.versions, **d.versions}
+        pending = [i for i, cid in enumerate(ids) if cid not in versions]
+        if pending:
+            known = self.known(ids[pending])
+            missing = np.asarray([i for i in pending if ids[i] not in known])
+            if len(missing):
+                d.problems.append(_problem(unit, "claim_id", RECOUPMENT_WITHOUT_CLAIM, missing))
+                return
+        keys = recoupment_keys(rec)
+        stored = mf.known_recoupments(self.conn, keys.tolist())
+        keep = np.zeros(len(keys), dtype=bool)
+        for i, k in enumerate(keys.tolist()):
+            if k in stored or k in self.recoup_keys or k in d.recoup_keys:
+                continue
+            keep[i] = True
+            d.recoup_keys.add(k)
+        d.counts["recoupments_added"] += int(keep.sum())
+        d.counts["recoupments_duplicate"] += int((~keep).sum())
+        if keep.any():
+            d.tables["recoupments"] = rec[keep] if not keep.all() else rec
+
+    def accept(self, unit: Unit, f: InputFile, d: _Decision) -> None:
+        """Stage a good unit's rows and fold its decisions into the batch."""
+        self.seq += 1
+        rows = {}
+        for name, df in d.tables.items():
+            out = df.copy()
+            out["_ingest"] = np.int64(self.ingest)
+            out["_seq"] = np.int32(self.seq)
+            out["_unit"] = unit.key
+            self.stager.add(name, out, refs=d.line_refs if name == "claim_lines" else None)
+            rows[name] = len(out)
+            self.rows[name] += len(out)
+        self.versions.update(d.versions)
+        for cid, st in d.statuses.items():
+            if st == PRESENT and cid in self.statuses:
+                continue  # sent again in this ingest: what the first copy did stands
+            self.statuses[cid] = st
+            self.status_unit[cid] = unit.key
+        self.lined.update(d.lined)
+        self.recoup_keys.update(d.recoup_keys)
+        self.counts.update(d.counts)
+        for reason, n in unit.skipped.items():
+            self.skipped[reason] += n
+        unit.tables = {}  # staged: the rows are not held until the end of the ingest (file by file)
+        self.good.append((unit, f, rows))
+
+    def run(self, files: list[InputFile]) -> None:
+        for n, f in enumerate(files, 1):
+            k = 0
+            for unit in units_of(f):
+                k += 1
+                self.units += 1
+                self.by_kind[unit.kind] += 1
+                if unit.key in self.unit_keys or mf.ingested_units(self.conn, [unit.key]):
+                    self.already += 1
+                    continue
+                self.unit_keys.add(unit.key)
+                if unit.key in self.excluded:  # found bad at the end of an earlier pass
+                    unit.problems.extend(self.excluded[unit.key])
+                if not unit.problems:
+                    d = self.decide(unit)
+                    unit.problems.extend(d.problems)
+                if unit.problems:
+                    unit.tables = {}
+                    self.bad.append((unit, f))
+                    continue
+                self.accept(unit, f, d)
+            log.info("ingest [%d/%d] %s: %d unit(s)", n, len(files), f.path.name, k)
+
+    def late_problems(self) -> dict[str, list[str]]:
+        """Claims added or replaced by this ingest without a line, by the key of the unit that sent them."""
+        out: dict[str, list[str]] = {}
+        for cid, st in self.statuses.items():
+            if st in (ADDED, REPLACED) and cid not in self.lined:
+                out.setdefault(self.status_unit[cid], []).append(cid)
+        return {
+            key: [
+                f"{next(u.source for u, _, _ in self.good if u.key == key)}: {len(ids)} claim(s): expected "
+                f"{CLAIM_WITHOUT_LINES_HERE}"
+            ]
+            for key, ids in out.items()
+        }
+
+
+def _pause(point: str) -> None:
+    spec = os.environ.get(PAUSE_ENV, "")
+    if spec.partition(":")[0] == point:
+        time.sleep(float(spec.partition(":")[2] or 0))
+
+
+def _prepare_store(store: Path) -> None:
+    if store.exists() and not store.is_dir():
+        raise RecoupError(f"{store}: not a folder; --into takes a store folder")
+    if store.is_dir() and not (store / MANIFEST).exists() and any(p.name != LOCK for p in store.iterdir()):
+        raise RecoupError(f"{store}: a folder that is not a claims store and not empty; give a new or empty folder")
+    store.mkdir(parents=True, exist_ok=True)
+
+
+def ingest(
+    paths: Sequence[str | Path], store: str | Path, *, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+) -> IngestSummary:
+    """Ingest ``paths`` into ``store`` (created when new). Strict by default: a problem in any unit raises a
+    :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
+    good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``."""
+    t0 = time.perf_counter()
+    store = Path(store)
+    if not paths:
+        raise RecoupError("no input given: name X12 files, contract table files or folders")
+    files, problems, skipped_files = expand(list(paths))
+    given = {Path(str(p)) for p in paths}
+    inputs, more, skipped_more = classify(files, given)
+    problems += more
+    for k, v in skipped_more.items():
+        skipped_files[k] = skipped_files.get(k, 0) + v
+    if problems:
+        raise RecoupError(_refusal(problems, hint=False))
+    _prepare_store(store)
+    with writer_lock(store, wait):
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # holding the lock
+        conn = mf.connect(store, create=True)
+        try:
+            renamed, deleted = recover(store, *mf.committed(conn))
+            if renamed or deleted:
+                log.info("store: finished an interrupted ingest (%d part(s) published, %d dropped)", renamed, deleted)
+            ingest_id = mf.next_ingest_id(conn)
+            excluded: dict[str, list[str]] = {}
+            while True:
+                stager = Stager(store, ingest_id)
+                batch = _Batch(conn, store, ingest_id, stager, excluded)
+                try:
+                    batch.run(inputs)
+                    late = batch.late_problems()
+                    if late and skip_invalid:
+                        stager.discard()
+                        excluded.update(late)
+                        continue
+                    for key, probs in late.items():
+                        unit = next(u for u, _, _ in batch.good if u.key == key)
+                        unit.problems.extend(probs)
+                        batch.bad.append((unit, next(f for u, f, _ in batch.good if u.key == key)))
+                    if batch.bad and not skip_invalid:
+                        raise RecoupError(_refusal([p for u, _ in batch.bad for p in u.problems]))
+                    stager.flush()
+                except BaseException:
+                    stager.discard()
+                    raise
+                break
+            summary = _summary(batch, store, inputs, skipped_files)
+            summary.ingest = ingest_id
+            qdir = _stage_quarantine(store, ingest_id, batch.bad) if batch.bad else None
+            if qdir is not None:
+                summary.quarantine = str(quarantine_dir(store, ingest_id))
+            summary.seconds = time.perf_counter() - t0
+            _pause("staged")
+            try:
+                mf.commit(conn, _commit(batch, inputs, summary, started, skip_invalid))
+            except BaseException:
+                stager.discard()
+                if qdir is not None:
+                    shutil.rmtree(qdir, ignore_errors=True)
+                raise
+            _pause("committed")
+            stager.publish()
+            if qdir is not None:
+                os.replace(qdir, quarantine_dir(store, ingest_id))
+                fsync_dir(qdir.parent)
+        finally:
+            conn.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _refusal(problems: list[str], hint: bool = True) -> str:
+    head = f"{len(problems)} problem(s); nothing was written" + (
+        " (--skip-invalid ingests the good units and quarantines the bad ones):" if hint else ":"
+    )
+    return "\n".join([head, *("  - " + p for p in problems)])
+
+
+def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files: dict[str, int]) -> IngestSummary:
+    c = batch.counts
+    rejected: Counter = Counter()
+    for unit, _ in batch.bad:
+        rejected[_reason(unit, unit.problems[0]) if unit.problems else "excluded"] += 1
+    return IngestSummary(
+        store=str(store),
+        files=len(inputs),
+        files_skipped=dict(skipped_files),
+        units=batch.units,
+        units_ingested=len(batch.good),
+        units_already=batch.already,
+        units_rejected=len(batch.bad),
+        by_kind=dict(batch.by_kind),
+        claims_added=c[ADDED],
+        claims_replaced=c[REPLACED],
+        claims_voided=c[VOIDED],
+        claims_present=c[PRESENT],
+        lines_stored=c["lines_stored"],
+        lines_skipped=c["lines_skipped"],
+        recoupments_added=c["recoupments_added"],
+        recoupments_duplicate=c["recoupments_duplicate"],
+        rows=dict(batch.rows),
+        skipped=dict(batch.skipped),
+        rejected=dict(rejected),
+    )
+
+
+def _stage_quarantine(store: Path, ingest_id: int, bad: list[tuple[Unit, InputFile]]) -> Path:
+    """Copies of the files of rejected units and ``reasons.txt``, staged (published after the commit)."""
+    tmp = staged_quarantine_dir(store, ingest_id)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    copied: dict[Path, str] = {}
+    lines = []
+    for unit, f in bad:
+        if f.path not in copied:
+            name = f"{len(copied) + 1:04d}-{f.path.name}"
+            shutil.copyfile(f.path, tmp / name)
+            copied[f.path] = name
+        where = f" (segment {unit.segment})" if unit.segment is not None else ""
+        for p in unit.problems:
+            lines.append(f"{copied[f.path]}{where}: {p}")
+    (tmp / "reasons.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fsync_dir(tmp)
+    return tmp
+
+
+def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, started: str, skip: bool) -> mf.Commit:
+    units = [
+        mf.unit_row(u.key, u.kind, f.sha256, u.segment, u.control, rows, batch.ingest, "ingested")
+        for u, f, rows in batch.good
+    ]
+    units += [
+        mf.unit_row(
+            u.key, u.kind, f.sha256, u.segment, u.control, {"problems": len(u.problems)}, batch.ingest, QUARANTINED
+        )
+        for u, f in batch.bad
+    ]
+    return mf.Commit(
+        ingest=batch.ingest,
+        started=started,
+        finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        summary=asdict(summary),
+        options={"skip_invalid": skip},
+        files=[(f.sha256, str(f.path), f.size) for f in inputs],
+        units=units,
+        parts=batch.stager.parts,
+        claims=batch.versions,
+        recoupment_keys=batch.recoup_keys,
+    )
+
+
+def ingest_cli(
+    paths: Sequence[str | Path], into: Path, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+) -> IngestSummary:
+    """``recoup ingest``: ingest and print the summary (problems: one line each, exit 2, nothing written)."""
+    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait)
+    print(summary)
+    return summary

@@ -1,0 +1,155 @@
+"""Input files -> :class:`~features.store.unit.Unit`: expanding paths (files, folders, globs), telling an X12 file
+from a contract table file by content and name, and reading a contract table file as one unit."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from features.store.unit import CONTRACT_TABLES, Unit
+
+#: bytes read to tell an X12 file by its start
+SNIFF_BYTES = 4096
+BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+#: the order of kinds in one ingest: claims first, so that lines and recoupments of the same ingest find them
+KIND_ORDER = {"claims": 0, "x12": 1, "claim_lines": 2}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    kind: str  # "x12" or a contract table name
+    sha256: str
+    size: int
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_x12(path: Path) -> bool:
+    """An X12 file: starts with ``ISA`` (after a byte order mark and blanks; UTF-16 read without its zero bytes)."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    for bom in BOMS:
+        if head.startswith(bom):
+            head = head[len(bom) :]
+            break
+    return head.replace(b"\x00", b"").lstrip().upper().startswith(b"ISA")
+
+
+def table_of(path: Path) -> str | None:
+    """The contract table a file holds by its name (``claims.csv``, ``claim_lines.parquet``, ``coverage.csv.gz``)."""
+    name = path.name.lower()
+    for ext in (".csv.gz", ".csv", ".parquet"):
+        if name.endswith(ext) and name[: -len(ext)] in CONTRACT_TABLES:
+            return name[: -len(ext)]
+    return None
+
+
+def expand(paths: list[str | Path]) -> tuple[list[Path], list[str], dict[str, int]]:
+    """(files, problems, skipped by reason). Folders are read recursively (hidden entries skipped); a path with
+    ``*?[`` is a glob; a path that does not exist (or a glob matching nothing) is a problem naming it."""
+    files: list[Path] = []
+    problems: list[str] = []
+    skipped: dict[str, int] = {}
+    for raw in paths:
+        text = str(raw)
+        if any(ch in text for ch in "*?[") and not os.path.exists(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                problems.append(f"{text}: no file matches this pattern")
+            candidates = [Path(m) for m in matches]
+        else:
+            candidates = [Path(text)]
+        for p in candidates:
+            if p.is_dir():
+                for root, dirs, names in os.walk(p):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for name in sorted(names):
+                        if name.startswith("."):
+                            skipped["hidden files in folders"] = skipped.get("hidden files in folders", 0) + 1
+                            continue
+                        files.append(Path(root) / name)
+            elif p.is_file():
+                files.append(p)
+            elif p.exists() or p.is_symlink():
+                problems.append(f"{p}: not a regular file or folder")
+            else:
+                problems.append(f"{p}: no such file or folder")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, problems, skipped
+
+
+def classify(files: list[Path], given: set[Path]) -> tuple[list[InputFile], list[str], dict[str, int]]:
+    """Input files in ingest order (claims, X12, claim_lines, the rest; by path within a kind), problems and
+    skipped counts. A file found in a folder that is neither X12 nor a contract table is skipped (counted); one
+    named on the command line is a problem."""
+    out: list[InputFile] = []
+    problems: list[str] = []
+    skipped: dict[str, int] = {}
+    for f in files:
+        try:
+            kind = table_of(f) or ("x12" if is_x12(f) else None)
+            if kind is None:
+                if f in given:
+                    problems.append(
+                        f"{f}: expected an X12 837/835 file (starting with ISA) or a contract table file "
+                        f"({', '.join(CONTRACT_TABLES)} as .csv, .csv.gz or .parquet)"
+                    )
+                else:
+                    reason = "files in folders that are neither X12 nor a contract table"
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            out.append(InputFile(f, kind, sha256_of(f), f.stat().st_size))
+        except OSError as exc:
+            problems.append(f"{f}: cannot read the file ({exc.strerror or exc})")
+    out.sort(key=lambda i: (KIND_ORDER.get(i.kind, 3), str(i.path)))
+    return out, problems, skipped
+
+
+def table_unit(f: InputFile) -> Unit:
+    """One contract table file as a unit (key ``table:<name>:<sha256>``); rows typed by the contract's checks, each
+    problem one line naming the file, rows and column."""
+    from features.contract import read_table_file, validate_table
+
+    unit = Unit(key=f"table:{f.kind}:{f.sha256}", kind=f.kind, source=str(f.path))
+    try:
+        raw = read_table_file(f.path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is this file's problem
+        unit.problems.append(f"{f.path}: expected a readable CSV/Parquet file ({type(exc).__name__}: {exc})")
+        return unit
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        typed, problems, _ = validate_table(raw, f.kind, str(f.path))
+    unit.problems.extend(p.describe() for p in problems)
+    unit.tables[f.kind] = typed.reset_index(drop=True)
+    return unit
+
+
+def units_of(f: InputFile) -> Iterator[Unit]:
+    """The units of one input file."""
+    if f.kind != "x12":
+        yield table_unit(f)
+        return
+    try:
+        from features.sources.x12 import units_from_x12  # type: ignore[attr-defined]
+    except ImportError:
+        from features.store.x12_standin import units_from_x12
+    yield from units_from_x12(f.path)

@@ -1,0 +1,218 @@
+"""features/store/ingest.py: contract table files into a store, idempotent, versioned, strict or quarantining."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import load_history
+from features.errors import RecoupError
+from features.store.ingest import ingest
+from features.store.layout import writer_lock
+from features.store.read import read_parts, read_store
+from tests.features.store.conftest import assert_same_history
+from tests.helpers.contract_tables import good_tables, write_dir
+
+
+def _files(store: Path) -> dict[str, tuple[int, str]]:
+    """Every Parquet part of a store: (mtime_ns, sha256 of its bytes) by path."""
+    return {
+        str(p.relative_to(store)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in store.rglob("*.parquet")
+    }
+
+
+def _raw_tables(store: Path) -> dict[str, pd.DataFrame]:
+    """Every stored row of every table, private columns included, in a canonical order."""
+    out = {}
+    for name, tbl in read_parts(store).tables.items():
+        if tbl is not None:
+            df = tbl.to_pandas()
+            out[name] = df.sort_values(list(df.columns[:3]), kind="stable").reset_index(drop=True)
+    return out
+
+
+def test_a_generated_history_reads_back_equal_to_its_folder(history_dir, tmp_path):
+    summary = ingest([history_dir], tmp_path / "store")
+    assert summary.units == summary.units_ingested == 5 and summary.units_already == summary.units_rejected == 0
+    expected = load_history(history_dir)
+    assert summary.claims_added == len(expected.claims) and summary.lines_stored == len(expected.claim_lines)
+    assert_same_history(read_store(tmp_path / "store"), expected)
+    assert_same_history(load_history(tmp_path / "store"), expected)  # every --data command takes a store
+
+
+def test_ingesting_twice_equals_ingesting_once(history_dir, tmp_path):
+    store = tmp_path / "store"
+    ingest([history_dir], store)
+    once, files = _raw_tables(store), _files(store)
+    again = ingest([history_dir, history_dir / "claims.csv"], store)
+    assert again.units_already == again.units == 5 and again.units_ingested == 0
+    assert again.claims_added == 0 and again.rows == {}
+    assert _files(store) == files
+    twice = _raw_tables(store)
+    assert once.keys() == twice.keys()
+    for name in once:
+        pd.testing.assert_frame_equal(once[name], twice[name], obj=name)
+
+
+def test_the_same_rows_in_other_files_are_already_present_or_duplicates(tmp_path):
+    """Same claims in a file with other bytes (Parquet, not CSV): claims already present, their lines skipped,
+    recoupments deduplicated on (claim_id, date, amount, carc)."""
+    t = good_tables()
+    store = tmp_path / "store"
+    ingest([write_dir(tmp_path / "csv", t)], store)
+    before = _raw_tables(store)
+    s = ingest([write_dir(tmp_path / "pq", t, fmt="parquet")], store)
+    assert s.units_ingested == 5 and s.units_already == 0
+    assert (s.claims_present, s.claims_added, s.lines_skipped, s.lines_stored) == (3, 0, 4, 0)
+    assert (s.recoupments_added, s.recoupments_duplicate) == (0, 4)
+    after = _raw_tables(store)
+    for name in ("claims", "claim_lines", "recoupments"):
+        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    h = read_store(store)
+    assert len(h.providers) == 2 and len(h.coverage) == 2  # latest per NPI; coverage deduplicated by row
+
+
+def _claim_files(tmp_path: Path, name: str, claims: pd.DataFrame, lines: pd.DataFrame) -> Path:
+    return write_dir(tmp_path / name, {"claims": claims, "claim_lines": lines})
+
+
+def test_replacement_void_and_reused_claim_id(tmp_path):
+    t = good_tables()
+    store = tmp_path / "store"
+    ingest([write_dir(tmp_path / "day1", t)], store)
+
+    c1 = t["claims"].iloc[[0]].assign(frequency_code="7", total_charge="150")
+    l1 = t["claim_lines"].iloc[[0]].assign(line_charge="150", procedure_code="99215")
+    s = ingest([_claim_files(tmp_path, "replace", c1, l1)], store)
+    assert (s.claims_replaced, s.claims_added, s.lines_stored) == (1, 0, 1)
+    h = read_store(store)
+    assert h.claims.set_index("claim_id").loc["C1", "total_charge"] == 150
+    lines = h.claim_lines[h.claim_lines["claim_id"] == "C1"]
+    assert lines["procedure_code"].tolist() == ["99215"]  # the replacement's lines only
+
+    c2 = t["claims"].iloc[[1]].assign(frequency_code="8")
+    s = ingest([_claim_files(tmp_path, "void", c2, t["claim_lines"].iloc[[2]])], store)
+    assert s.claims_voided == 1
+    h = read_store(store)
+    assert "C2" not in set(h.claims["claim_id"]) and "C2" not in set(h.claim_lines["claim_id"])
+    assert "C2" not in set(h.recoupments["claim_id"])
+    assert len(read_parts(store).tables["claims"]) == 5  # nothing deleted: versions stay in the store
+
+    c3 = t["claims"].iloc[[2]].assign(frequency_code="1", total_charge="999")
+    with pytest.raises(RecoupError) as err:
+        ingest([_claim_files(tmp_path, "reuse", c3, t["claim_lines"].iloc[[3]])], store)
+    msg = str(err.value)
+    assert "reuse/claims.csv row 1: column 'claim_id': expected a claim_id not used by another claim" in msg
+    assert "C3" not in msg  # no claim ids in messages
+    assert_same_history(read_store(store), h)
+
+
+def test_claims_without_their_lines_are_refused(tmp_path):
+    t = good_tables()
+    with pytest.raises(RecoupError, match=r"claims.csv: 3 claim\(s\): expected claim_lines rows in the same ingest"):
+        ingest([write_dir(tmp_path / "h", {"claims": t["claims"]})], tmp_path / "store")
+    with pytest.raises(RecoupError, match=r"rows 1, 2, 3, 4: column 'claim_id': expected a claim_id present in claims"):
+        ingest([write_dir(tmp_path / "l", {"claim_lines": t["claim_lines"]})], tmp_path / "store")
+
+
+def test_append_of_a_later_month_writes_only_new_parts(history_small, tmp_path):
+    from features.contract import write_history
+
+    h = history_small
+    cut = pd.Timestamp("2025-06-01")
+    early = h.claims["submitted_date"] < cut
+    ids = set(h.claims.loc[early, "claim_id"])
+
+    def part(keep_early: bool) -> dict:
+        sel = ids if keep_early else set(h.claims["claim_id"]) - ids
+        out = {
+            "claims": h.claims[h.claims["claim_id"].isin(sel)],
+            "claim_lines": h.claim_lines[h.claim_lines["claim_id"].isin(sel)],
+            "recoupments": h.recoupments[h.recoupments["claim_id"].isin(sel)],
+        }
+        if keep_early:
+            out.update(coverage=h.coverage, providers=h.providers)
+        return out
+
+    store = tmp_path / "store"
+    write_history(part(True), tmp_path / "a")
+    write_history(part(False), tmp_path / "b")
+    ingest([tmp_path / "a"], store)
+    old = _files(store)
+    s = ingest([tmp_path / "b"], store)
+    assert s.claims_added == len(h.claims) - len(ids)
+    new = _files(store)
+    assert {k: new[k] for k in old} == old  # old parts untouched (bytes and mtimes)
+    assert all("part-000002-" in k for k in set(new) - set(old)) and len(new) > len(old)
+    write_history(h, tmp_path / "whole")
+    assert_same_history(read_store(store), load_history(tmp_path / "whole"))
+    ranged = read_store(store, since="2025-06", until="2025-12")
+    assert set(ranged.claims["claim_id"]) == set(h.claims["claim_id"]) - ids
+
+
+def test_strict_writes_nothing_and_skip_invalid_quarantines(tmp_path):
+    t = good_tables()
+    good = write_dir(tmp_path / "good", t)
+    bad_claims = t["claims"].assign(claim_id=["D1", "D2", "D3"], billing_npi=["123", "1234567893", "x"])
+    bad = write_dir(tmp_path / "bad", {"claims": bad_claims, "claim_lines": t["claim_lines"].assign(claim_id="D1")})
+    store = tmp_path / "store"
+    with pytest.raises(RecoupError) as err:
+        ingest([good, bad], store)
+    lines = str(err.value).splitlines()
+    assert "nothing was written" in lines[0]
+    assert any("bad/claims.csv rows 1, 3: column 'billing_npi': expected a 10-digit NPI" in x for x in lines)
+    assert not list(store.rglob("*.parquet")) and not list(store.rglob("*.tmp"))
+
+    s = ingest([good, bad], store, skip_invalid=True)
+    assert s.units == 7 and s.units_ingested == 5 and s.units_rejected == 2 and s.claims_added == 3
+    q = Path(s.quarantine or "")
+    assert q == store / "quarantine" / str(s.ingest) and q.is_dir()
+    reasons = (q / "reasons.txt").read_text()
+    assert "column 'billing_npi': expected a 10-digit NPI" in reasons
+    assert "claim_lines.csv" in reasons  # the lines of the bad claims: their claims are not in the store
+    assert sorted(p.name for p in q.iterdir() if p.name != "reasons.txt") == ["0001-claims.csv", "0002-claim_lines.csv"]
+    assert set(read_store(store).claims["claim_id"]) == {"C1", "C2", "C3"}
+    assert "billing_npi" in str(s) and "rejected units by reason" in str(s)
+
+
+def test_an_ingest_waits_for_the_lock_then_fails_clearly(tmp_path, history_dir):
+    store = tmp_path / "store"
+    store.mkdir()
+    with writer_lock(store, wait=0):
+        with pytest.raises(RecoupError, match=r"another ingest is writing to .*store \(pid \d+\); waited 0.3 s"):
+            ingest([history_dir], store, wait=0.3)
+    assert ingest([history_dir], store, wait=0.3).units_ingested == 5
+
+
+def test_missing_paths_and_unknown_files_are_problems(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(RecoupError) as err:
+        ingest([tmp_path / "nope", str(tmp_path / "*.x12"), tmp_path / "notes.txt"], tmp_path / "store")
+    msg = str(err.value)
+    assert "nope: no such file or folder" in msg and "*.x12: no file matches this pattern" in msg
+    assert "notes.txt: expected an X12 837/835 file" in msg
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_folder_that_is_not_a_store_is_refused(tmp_path, history_dir):
+    with pytest.raises(RecoupError, match="not a claims store and not empty"):
+        ingest([history_dir], history_dir)
+
+
+def test_claims_without_lines_are_quarantined_with_their_reason(tmp_path):
+    t = good_tables()
+    more = t["claims"].assign(claim_id=["E1", "E2", "E3"])
+    lone = write_dir(tmp_path / "lone", {"claims": more})
+    s = ingest([write_dir(tmp_path / "h", t), lone], tmp_path / "store", skip_invalid=True)
+    assert (s.units, s.units_ingested, s.units_rejected, s.claims_added) == (6, 5, 1, 3)
+    assert s.rejected == {
+        "3 claim(s): expected claim_lines rows in the same ingest for a claim added or replaced "
+        "(claim without lines)": 1
+    }
+    reasons = (Path(s.quarantine or "") / "reasons.txt").read_text()
+    assert "0001-claims.csv: " in reasons and "claim without lines" in reasons
+    assert set(read_store(tmp_path / "store").claims["claim_id"]) == {"C1", "C2", "C3"}
