@@ -8,18 +8,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+__all__ = ["ImportResult", "import_parsed", "import_x12", "import_x12_cli", "parse_x12", "read_text"]
 
 from features.errors import RecoupError
 from features.sources.x12.claims837 import Claims837
 from features.sources.x12.codes import claim_type_of_version
 from features.sources.x12.envelope import split_transactions
 from features.sources.x12.errors import Rejection, X12Error
+from features.sources.x12.files import read_text
 from features.sources.x12.join import ImportSummary, join
 from features.sources.x12.parsed import Parsed
 from features.sources.x12.remit835 import Remit835
@@ -216,31 +217,6 @@ def _flatten_remittances(parsed: Parsed) -> None:
                         **a,
                     }
                 )
-
-
-#: the largest X12 file read (the whole file is held in memory; interchanges are far smaller in practice)
-MAX_FILE_BYTES = 2 * 1024**3
-
-
-def read_text(path: Path) -> str:
-    """Read an X12 file as text (UTF-8, else Latin-1); ``RecoupError`` when it cannot be read."""
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):  # /dev/zero would fill memory, a FIFO would wait forever
-            raise RecoupError(f"{path}: not a regular file, expected an X12 file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise RecoupError(
-                f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file may have here; split it"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecoupError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if b"\x00" in data[:4096].replace(b"\x00\x00", b""):
-        raise RecoupError(f"{path}: not a text file (binary data), expected X12")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 def import_x12(paths: Iterable[str | Path]) -> ImportResult:

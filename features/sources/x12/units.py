@@ -1,0 +1,243 @@
+"""X12 files as store units: :func:`units_from_x12` yields one :class:`~features.store.unit.Unit` per ``ST..SE``
+transaction, keyed by the real-world transaction (so that the same transaction read again, from the same file, a
+copy or another file carrying it, has the same key), with its rows in the store's tables: an 837's claims, lines and
+providers (contract columns, without the paid fields the 835s give when the store is read), an 835's raw
+remittances, service lines, adjustments and offsets (:data:`features.store.remit.REMITTANCE_COLUMNS`). See
+docs/x12.md "Store units"."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from features.errors import RecoupError
+from features.sources.x12.claims837 import Claims837
+from features.sources.x12.codes import UNKNOWN_NPI, claim_type_of_version
+from features.sources.x12.envelope import Transaction, split_transactions
+from features.sources.x12.errors import Rejection, X12Error
+from features.sources.x12.files import read_text
+from features.sources.x12.join import reversal_carc
+from features.sources.x12.parsed import Parsed
+from features.sources.x12.remit835 import Remit835
+from features.store.remit import REMITTANCE_TYPES
+from features.store.unit import Unit
+
+log = logging.getLogger(__name__)
+
+#: contract columns an 837 does not give: the 835 join fills them when the store is read
+PAID_COLUMNS = {"claims": ("paid_date", "paid_amount"), "claim_lines": ("line_paid",)}
+#: 837 rejections that are left out on purpose (the contract has no place for them), counted in ``Unit.skipped``
+SKIPPED_REASONS = {
+    "SV1: procedure not a CPT/HCPCS code": "line without a CPT/HCPCS code (SV1)",
+    "SV2: procedure not a CPT/HCPCS code": "line without a CPT/HCPCS code (SV2)",
+    "SV2: procedure no HCPCS code (revenue code only)": "line with a revenue code only (SV2)",
+    "CLM: expected at least one service line with a CPT/HCPCS code": "claim without a CPT/HCPCS line",
+}
+DUPLICATE_CLAIM = "claim id repeated in the transaction (the first kept)"
+
+
+def units_from_x12(path: str | Path) -> Iterator[Unit]:
+    """One unit per transaction of the X12 file ``path``; a file that cannot be read (or envelope segments outside
+    any transaction) gives one unit keyed ``file:<sha256>`` with its problems."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = read_text(path)
+    except RecoupError as exc:
+        yield _file_unit(path, source, [str(exc)])
+        return
+    sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    try:
+        txs, rejected = split_transactions(text, source)
+    except X12Error as exc:
+        yield _file_unit(path, source, [str(exc)], sha)
+        return
+    warnings = [r for r in rejected if r.kind == "warning"]
+    envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
+    for tx in txs:
+        yield transaction_unit(tx, sha, [w for w in warnings if w.segment == tx.segments[-1][0]])
+    if envelope_problems or not txs:
+        yield _file_unit(path, source, envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"], sha)
+
+
+def _file_unit(path: Path, source: str, problems: list[str], sha: str | None = None) -> Unit:
+    if sha is None:
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            sha = hashlib.sha256(source.encode()).hexdigest()
+    return Unit(key=f"file:{sha}", kind="x12", source=source, problems=problems)
+
+
+def _problem(r: Rejection) -> str:
+    where = f"segment {r.segment}" if r.segment else "start of file"
+    return f"{r.source}: {where}: {r.reason}"
+
+
+def transaction_key(tx: Transaction, sha: str, trace: str = "", payer: str = "") -> str:
+    """The identity of a transaction: ``x12:835:<payer>:<TRN02>`` for a payment with a trace number, else
+    ``x12:<ST01>:<ISA06>:<ISA13>:<GS06>:<ST02>`` (file hash and ST segment number when there is no ISA)."""
+    if tx.code == "835" and trace:
+        return f"x12:835:{payer}:{trace}"
+    if not tx.interchange_control:
+        return f"x12:{tx.code}:file-{sha[:16]}:{tx.start}"
+    return f"x12:{tx.code}:{tx.sender}:{tx.interchange_control}:{tx.group_control}:{tx.control}"
+
+
+def transaction_unit(tx: Transaction, sha: str, warnings: list[Rejection] | None = None) -> Unit:
+    """The unit of one transaction: rows, problems (the mapper's rejections) and what was skipped."""
+    control = {"sender": tx.sender, "isa13": tx.interchange_control, "gs06": tx.group_control, "st02": tx.control}
+    control["version"] = tx.version
+    if warnings:
+        control["warnings"] = "; ".join(w.reason for w in warnings)
+    kind = {"professional": "837P", "institutional": "837I"}.get(claim_type_of_version(tx.version), tx.code)
+    unit = Unit(key=transaction_key(tx, sha), kind=kind, source=tx.source, segment=tx.start, control=control)
+    parsed = Parsed()
+    try:
+        if tx.code == "837":
+            if claim_type_of_version(tx.version) == "dental":
+                raise X12Error(tx.source, tx.start, "837P or 837I (dental 837D is not supported)", "ST")
+            Claims837(tx, parsed).run()
+            _claims_tables(unit, parsed)
+        elif tx.code == "835":
+            mapper = Remit835(tx, parsed, 0)
+            mapper.run()
+            unit.kind = "835"
+            trace, payer = mapper.trace, mapper.payer["trn"] or mapper.payer_id
+            unit.key = transaction_key(tx, sha, trace, payer)
+            control.update(trn02=trace, payer=mapper.payer_id)
+            _remittance_tables(unit, parsed)
+        else:
+            raise X12Error(tx.source, tx.start, f"an 837 or 835 transaction, got {tx.code or '?'}", "ST")
+    except X12Error as exc:
+        where = f"segment {exc.segment}" + (f" ({exc.segment_id})" if exc.segment_id else "")
+        unit.problems.append(f"{tx.source}: {where}: expected {exc.expected}")
+        unit.tables = {}
+        return unit
+    for r in parsed.rejected:
+        if r.kind == "warning":
+            continue
+        skipped = SKIPPED_REASONS.get(r.reason)
+        if skipped:
+            unit.skipped[skipped] = unit.skipped.get(skipped, 0) + 1
+        else:
+            unit.problems.append(_problem(r))
+    return unit
+
+
+def _joined(value: object) -> str:
+    return ";".join(map(str, value)) if isinstance(value, list) else ""
+
+
+def _claims_tables(unit: Unit, parsed: Parsed) -> None:
+    from features.contract import TABLES
+
+    claims, lines, seen = [], [], set()
+    lines_by_key: dict[tuple, list[dict]] = {}
+    for ln in parsed.lines:
+        lines_by_key.setdefault(ln["_key"], []).append(ln)
+    for c in parsed.claims:
+        if c["claim_id"] in seen:
+            unit.skipped[DUPLICATE_CLAIM] = unit.skipped.get(DUPLICATE_CLAIM, 0) + 1
+            continue
+        seen.add(c["claim_id"])
+        claims.append(c)
+        lines.extend(lines_by_key.get(c["_key"], []))
+    providers = list({p["npi"]: p for p in reversed(parsed.providers) if p["npi"] != UNKNOWN_NPI}.values())[::-1]
+    for table, rows in (("claims", claims), ("claim_lines", lines), ("providers", providers)):
+        cols = [c.name for c in TABLES[table] if c.name not in PAID_COLUMNS.get(table, ())]
+        df = pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+        for col in ("diagnosis_codes", "modifiers", "diagnosis_pointers"):
+            if col in df.columns:
+                df[col] = df[col].map(_joined)
+        unit.tables[table] = df
+
+
+def _remittance_tables(unit: Unit, parsed: Parsed) -> None:
+    trace = unit.control.get("trn02", "")
+    remits, lines, adjustments = [], [], []
+    for r in parsed.remittances:
+        rid = f"{unit.key}#{r['seq']}"
+        base = {"remittance_id": rid, "remittance_date": r["remittance_date"], "payer_id": r["payer_id"]}
+        base["claim_id"] = r["claim_id"]
+        remits.append(
+            {
+                **base,
+                "trace_number": trace,
+                "status": r["status"],
+                "charge": r["charge"],
+                "paid": r["paid"],
+                "patient_responsibility": r["patient_responsibility"],
+                "payer_claim_number": r["payer_claim_number"],
+                "filing_code": r["filing_code"],
+                "facility_code": r["facility_code"],
+                "frequency_code": r["frequency_raw"],
+                "payee_npi": r["payee_npi"],
+                "carc": reversal_carc(r),
+                "segment": r["segment"],
+            }
+        )
+        for a in r["_adjustments"]:
+            adjustments.append({**base, "line_seq": None, **_adjustment(a)})
+        for s in r["_lines"]:
+            lines.append(
+                {
+                    **base,
+                    "line_seq": s["line_seq"],
+                    "procedure_code": s["procedure_code"],
+                    "modifiers": ";".join(s["modifiers"]),
+                    "submitted_code": s["submitted_code"],
+                    "charge": s["charge"],
+                    "paid": s["paid"],
+                    "units_paid": s["units_paid"],
+                    "units_billed": s["units_billed"],
+                    "allowed": s["allowed"],
+                    "service_date": s["start_date"],
+                    "control_number": s["control_number"],
+                    "remark_codes": ";".join(s["remark_codes"]),
+                }
+            )
+            for a in s["_adjustments"]:
+                adjustments.append({**base, "line_seq": s["line_seq"], **_adjustment(a)})
+    offsets = [
+        {
+            "remittance_date": o["remittance_date"],
+            "payer_id": o["payer_id"],
+            "trace_number": trace,
+            "provider": o["provider"],
+            "reason": o["reason"],
+            "reference": o["reference"],
+            "amount": o["amount"],
+            "segment": o["segment"],
+        }
+        for o in parsed.offsets
+    ]
+    for table, rows in (
+        ("remittances", remits),
+        ("remittance_lines", lines),
+        ("adjustments", adjustments),
+        ("offsets", offsets),
+    ):
+        unit.tables[table] = remittance_frame(table, rows)
+
+
+def _adjustment(a: dict) -> dict:
+    return {"group": a["group"], "reason": a["reason"], "amount": a["amount"], "quantity": a["quantity"]}
+
+
+def remittance_frame(table: str, rows: list[dict]) -> pd.DataFrame:
+    """Rows of a raw 835 table in its columns and types (:data:`~features.store.remit.REMITTANCE_TYPES`)."""
+    cols = REMITTANCE_TYPES[table]
+    df = pd.DataFrame.from_records(rows, columns=list(cols))
+    for col, kind in cols.items():
+        if kind == "float":
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        elif kind == "int":
+            df[col] = pd.array(df[col], dtype="Int64")
+        else:
+            df[col] = df[col].astype("object")
+    return df
