@@ -28,6 +28,7 @@ class Remit835:
         self.production_date: str | None = None
         self.payer = {"id": "", "ref_2u": "", "trn": "", "name": ""}
         self.trace = ""  # TRN02, the payer's trace number of the payment (check or EFT number)
+        self.total = ""  # BPR02, the payment's total, as 0.00
         self.payee_npi: str | None = None
         self.loop = "header"
         self.clp: dict | None = None
@@ -66,6 +67,8 @@ class Remit835:
     # -- header -----------------------------------------------------------------------
     def on_BPR(self, no: int, seg: list[str]) -> None:
         self.bpr_date = x12_date(el(seg, 16))
+        total = number(el(seg, 2), "BPR02")
+        self.total = "" if total is None else f"{total:.2f}"
 
     def on_TRN(self, no: int, seg: list[str]) -> None:
         self.payer["trn"] = bounded_el(seg, 3, "payer_id")

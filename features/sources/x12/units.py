@@ -59,7 +59,7 @@ def units_from_x12(path: str | Path) -> Iterator[Unit]:
     warnings = [r for r in rejected if r.kind == "warning"]
     envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
     for tx in txs:
-        yield transaction_unit(tx, sha, [w for w in warnings if w.segment == tx.segments[-1][0]])
+        yield transaction_unit(tx, [w for w in warnings if w.segment == tx.segments[-1][0]])
     if envelope_problems or not txs:
         yield _file_unit(path, source, envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"], sha)
 
@@ -78,24 +78,36 @@ def _problem(r: Rejection) -> str:
     return f"{r.source}: {where}: {r.reason}"
 
 
-def transaction_key(tx: Transaction, sha: str, trace: str = "", payer: str = "") -> str:
-    """The identity of a transaction: ``x12:835:<payer>:<TRN02>`` for a payment with a trace number, else
-    ``x12:<ST01>:<ISA06>:<ISA13>:<GS06>:<ST02>`` (file hash and ST segment number when there is no ISA)."""
-    if tx.code == "835" and trace:
-        return f"x12:835:{payer}:{trace}"
-    if not tx.interchange_control:
-        return f"x12:{tx.code}:file-{sha[:16]}:{tx.start}"
-    return f"x12:{tx.code}:{tx.sender}:{tx.interchange_control}:{tx.group_control}:{tx.control}"
+def transaction_digest(tx: Transaction) -> str:
+    """SHA-256 of the transaction's segments (ST..SE) written with ``*``, ``:`` and ``~``: the same whatever the
+    delimiters, line breaks or encoding of the file."""
+    comp = tx.delims.component
+    text = "~".join("*".join(seg).replace(comp, ":") if comp != ":" else "*".join(seg) for _, seg in tx.segments)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def transaction_unit(tx: Transaction, sha: str, warnings: list[Rejection] | None = None) -> Unit:
+def transaction_key(tx: Transaction, digest: str, payment: tuple[str, str, str, str] | None = None) -> str:
+    """The identity of a transaction. An 835 with a trace number: ``x12:835:<payer>:<TRN02>:<date>:<BPR02>`` (the
+    payment: the same in a 4010 and a 5010 copy; the date and total tell apart the payments that published samples
+    give the same trace number). Else ``x12:<ST01>:<ISA06>:<ISA13>:<GS06>:<ST02>:<digest>``: the control numbers and
+    the first 16 hex digits of :func:`transaction_digest` (senders and samples reuse control numbers for different
+    transactions; a copy of the file has the same digest)."""
+    if tx.code == "835" and payment and payment[1]:
+        return "x12:835:" + ":".join(payment)
+    controls = (tx.sender, tx.interchange_control, tx.group_control, tx.control)
+    return f"x12:{tx.code}:" + ":".join(controls) + f":{digest[:16]}"
+
+
+def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -> Unit:
     """The unit of one transaction: rows, problems (the mapper's rejections) and what was skipped."""
     control = {"sender": tx.sender, "isa13": tx.interchange_control, "gs06": tx.group_control, "st02": tx.control}
     control["version"] = tx.version
     if warnings:
         control["warnings"] = "; ".join(w.reason for w in warnings)
     kind = {"professional": "837P", "institutional": "837I"}.get(claim_type_of_version(tx.version), tx.code)
-    unit = Unit(key=transaction_key(tx, sha), kind=kind, source=tx.source, segment=tx.start, control=control)
+    digest = transaction_digest(tx)
+    control["digest"] = digest
+    unit = Unit(key=transaction_key(tx, digest), kind=kind, source=tx.source, segment=tx.start, control=control)
     parsed = Parsed()
     try:
         if tx.code == "837":
@@ -108,8 +120,9 @@ def transaction_unit(tx: Transaction, sha: str, warnings: list[Rejection] | None
             mapper.run()
             unit.kind = "835"
             trace, payer = mapper.trace, mapper.payer["trn"] or mapper.payer_id
-            unit.key = transaction_key(tx, sha, trace, payer)
-            control.update(trn02=trace, payer=mapper.payer_id)
+            day = mapper.bpr_date or mapper.production_date or tx.date or ""
+            unit.key = transaction_key(tx, digest, (payer, trace, day, mapper.total))
+            control.update(trn02=trace, payer=mapper.payer_id, trn03=mapper.payer["trn"], date=day, total=mapper.total)
             _remittance_tables(unit, parsed)
         else:
             raise X12Error(tx.source, tx.start, f"an 837 or 835 transaction, got {tx.code or '?'}", "ST")
