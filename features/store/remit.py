@@ -196,7 +196,7 @@ def _per_claim(r: pd.DataFrame) -> pd.DataFrame:
     """Per claim with remittances: original payment, net paid, whether a correction followed a reversal."""
     g = r.groupby("claim_id", sort=True)
     first_rev = r["pos"].where(r["reversal"]).groupby(r["claim_id"]).min()
-    first_rev_full = r["claim_id"].map(first_rev)
+    first_rev_full = r["claim_id"].map(first_rev).astype("float64")
     before = r["payment"] & (first_rev_full.isna() | (r["pos"] < first_rev_full))
     after = r["payment"] & (r["pos"] > first_rev_full)
     per = pd.DataFrame(index=g.size().index)
@@ -373,8 +373,8 @@ def _offset_recoupments(
 
 
 def _union_recoupments(given: pd.DataFrame | None, new: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame | None:
-    if given is None and not len(new):
-        return None
+    if not len(new):
+        return given
     reference = given["recouped_date"] if given is not None else claims["submitted_date"]
     new = new.sort_values(["claim_id", "recouped_date", "recouped_amount"], kind="mergesort").reset_index(drop=True)
     new["recouped_date"] = _like(pd.to_datetime(new["recouped_date"]).astype("datetime64[ns]"), reference)
