@@ -89,18 +89,24 @@ DUPLICATE_KEY = ["payer_id", "claim_id", "payer_claim_number", "status", "charge
 REVERSAL_KEY = ["payer_id", "claim_id", "payer_claim_number", "amount"]
 OFFSET_KEY = ["payer_id", "provider", "reason", "reference", "amount", "date"]
 COUNTS = (
-    "remittances",
-    "remittances_matched",
-    "remittances_waiting",
-    "duplicates_skipped",
+    "remittances",  # CLP rows given = remittances_matched + remittances_waiting + remittances_duplicate
+    "remittances_matched",  # joined to a claim of the store
+    "remittances_waiting",  # their claim is not in the store (yet): kept as remittances, no claim made up
+    "remittances_duplicate",  # the same CLP sent again, or a reversal of an already reversed payment
+    "offsets_duplicate",  # the same PLB offset sent again
+    "duplicates_skipped",  # remittances_duplicate + offsets_duplicate
     "claims_paid",
-    "reversals",
-    "corrections",
-    "offsets",
-    "offsets_waiting",
-    "offsets_settling_reversal",
-    "recoupments_added",
-    "negative_payments",
+    "reversals",  # reversals (CLP02 = 22) of the store's claims, each reversed payment once
+    "corrections",  # claims paid again after a reversal
+    "reversals_without_payment",  # the reversed payment is not in the store: its amount stands in for it
+    "recoupments_from_reversals",
+    "offsets",  # WO offsets that are recoupments
+    "offsets_waiting",  # WO offsets naming no claim of the store
+    "offsets_settling_reversal",  # WO offsets of the same claim and amount as a reversal (not counted twice)
+    "recoupments_added",  # recoupments_from_reversals + offsets
+    "negative_payments",  # CLP04 < 0 outside a reversal: not a payment
+    "negative_line_paid",  # matched SVC03 summing below 0: line_paid 0
+    "paid_date_raised",  # payment dated before the claim's submission: paid_date = submitted_date
 )
 
 
@@ -120,20 +126,26 @@ def apply_remittances(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str,
     if claims is None:
         return out, counts
     known = pd.Index(claims["claim_id"].astype(str).unique())
-    r = _remittances(remits, counts)
+    r = _classify(_remittances(remits, counts), counts)
     r["known"] = r["claim_id"].isin(known)
     counts["remittances_waiting"] = int((~r["known"]).sum())
     counts["remittances_matched"] = int(r["known"].sum())
-    r = _classify(r[r["known"]].copy(), counts)
+    r = r[r["known"]].reset_index(drop=True)
+    counts["negative_payments"] = int(((r["status"] != REVERSAL) & (r["paid"] < 0)).sum())
+    r["pos"] = r.groupby("claim_id").cumcount()
+    counts["reversals"] = int(r["reversal"].sum())
     per_claim = _per_claim(r)
     counts["corrections"] = int(per_claim["corrected"].sum())
+    counts["reversals_without_payment"] = int(per_claim["inferred"].sum())
     claims = _paid_claims(claims, per_claim, counts)
     out["claims"] = claims
     if out["claim_lines"] is not None:
-        out["claim_lines"] = _paid_lines(out["claim_lines"], r, tables.get("remittance_lines"), per_claim)
+        out["claim_lines"] = _paid_lines(out["claim_lines"], r, tables.get("remittance_lines"), per_claim, counts)
     new = _reversal_recoupments(r, per_claim, counts)
+    counts["recoupments_from_reversals"] = len(new)
     new = pd.concat([new, _offset_recoupments(offsets, remits, known, new, counts)], ignore_index=True)
     counts["recoupments_added"] = len(new)
+    counts["duplicates_skipped"] = counts["remittances_duplicate"] + counts["offsets_duplicate"]
     out["recoupments"] = _union_recoupments(out["recoupments"], new, claims)
     return out, counts
 
@@ -173,22 +185,19 @@ def _remittances(remits: pd.DataFrame | None, counts: dict[str, int]) -> pd.Data
     order = ["claim_id", "date", "rank", "payer_id", "payer_claim_number", "status", "paid", "charge", "remittance_id"]
     r = r.sort_values(order, kind="mergesort", na_position="last").reset_index(drop=True)
     dup = r.duplicated(DUPLICATE_KEY)
-    counts["duplicates_skipped"] += int(dup.sum())
+    counts["remittances_duplicate"] += int(dup.sum())
     return r[~dup].reset_index(drop=True)
 
 
 def _classify(r: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
-    """Payments, reversals (each original payment reversed once) and the position of each CLP in its claim."""
+    """Payments and reversals (a payment is reversed once: later reversals of it are duplicates)."""
     r["amount"] = r["paid"].abs()
     reversals = r[(r["status"] == REVERSAL) & (r["amount"] > 0)]
     repeated = reversals.index[reversals.duplicated(REVERSAL_KEY)]  # the earliest reversal of a payment is kept
-    counts["duplicates_skipped"] += len(repeated)
+    counts["remittances_duplicate"] += len(repeated)
     r = r.drop(index=repeated).reset_index(drop=True)
     r["reversal"] = (r["status"] == REVERSAL) & (r["amount"] > 0)
     r["payment"] = (r["status"] != REVERSAL) & (r["paid"] > 0)
-    counts["negative_payments"] += int(((r["status"] != REVERSAL) & (r["paid"] < 0)).sum())
-    counts["reversals"] = int(r["reversal"].sum())
-    r["pos"] = r.groupby("claim_id").cumcount()
     return r
 
 
@@ -235,7 +244,9 @@ def _paid_claims(claims: pd.DataFrame, per: pd.DataFrame, counts: dict[str, int]
     p.index = claims.index
     submitted = _dates(claims["submitted_date"])
     paid_date = p["first_payment_date"].where(~p["inferred"].fillna(False).astype(bool), submitted)
-    paid_date = paid_date.where(paid_date.isna() | (paid_date >= submitted), submitted)
+    early = paid_date.notna() & (paid_date < submitted) & (p["paid_amount"] > 0)
+    counts["paid_date_raised"] = int(early.sum())
+    paid_date = paid_date.where(~early, submitted)
     paid_date = paid_date.where(p["paid_amount"] > 0)
     amount = pd.to_numeric(claims["paid_amount"], errors="coerce").astype("float64")
     claims["paid_amount"] = amount.where(~has, p["paid_amount"])
@@ -245,7 +256,9 @@ def _paid_claims(claims: pd.DataFrame, per: pd.DataFrame, counts: dict[str, int]
     return claims
 
 
-def _paid_lines(lines: pd.DataFrame, r: pd.DataFrame, svc: pd.DataFrame | None, per: pd.DataFrame) -> pd.DataFrame:
+def _paid_lines(
+    lines: pd.DataFrame, r: pd.DataFrame, svc: pd.DataFrame | None, per: pd.DataFrame, counts: dict[str, int]
+) -> pd.DataFrame:
     """``line_paid``: SVC03 of the CLPs that make the paid amount, matched to the claim lines by submitted procedure
     code and order (the k-th SVC of code X in a CLP pays the k-th line of code X of the claim)."""
     lines = lines.copy()
@@ -280,6 +293,7 @@ def _paid_lines(lines: pd.DataFrame, r: pd.DataFrame, svc: pd.DataFrame | None, 
         ln["k"] = ln.groupby(["claim_id", "code"]).cumcount()
         m = s.merge(ln, on=["claim_id", "code", "k"])
         total = (m["paid"] * m["weight"]).groupby(m["row"]).sum().reindex(lines.index, fill_value=0.0)
+    counts["negative_line_paid"] = int((has & (total < -0.004)).sum())
     current = pd.to_numeric(lines["line_paid"], errors="coerce").astype("float64")
     lines["line_paid"] = current.where(~has, total.clip(lower=0.0).round(2))
     return lines
@@ -350,7 +364,7 @@ def _offset_recoupments(
     )
     o = o[o["reason"] == WRITE_OFF].sort_values(OFFSET_KEY, kind="mergesort")
     dup = o.duplicated(OFFSET_KEY)
-    counts["duplicates_skipped"] += int(dup.sum())
+    counts["offsets_duplicate"] = int(dup.sum())
     o = o[~dup & (o["amount"] > 0)]
     by_number: dict[str, str] = {}
     if remits is not None and len(remits):

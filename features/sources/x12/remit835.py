@@ -54,11 +54,12 @@ class Remit835:
         self.payer_id = payer_id
         for r in self.rows:
             r.update(remittance_date=day, payer_id=payer_id, payer_name=self.payer["name"], payee_npi=self.payee_npi)
+            r["trace_number"] = self.trace
             self.out.remittances.append(r)
             for ln in r["_lines"]:
                 ln["remittance_date"] = day
         for o in self.offsets:
-            o.update(remittance_date=day, payer_id=payer_id)
+            o.update(remittance_date=day, payer_id=payer_id, trace_number=self.trace)
         self.out.offsets.extend(self.offsets)
 
     def fail(self, no: int, sid: str, expected: str) -> NoReturn:

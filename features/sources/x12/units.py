@@ -123,7 +123,7 @@ def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -
             day = mapper.bpr_date or mapper.production_date or tx.date or ""
             unit.key = transaction_key(tx, digest, (payer, trace, day, mapper.total))
             control.update(trn02=trace, payer=mapper.payer_id, trn03=mapper.payer["trn"], date=day, total=mapper.total)
-            _remittance_tables(unit, parsed)
+            unit.tables.update(remittance_tables(parsed, unit.key))
         else:
             raise X12Error(tx.source, tx.start, f"an 837 or 835 transaction, got {tx.code or '?'}", "ST")
     except X12Error as exc:
@@ -170,17 +170,17 @@ def _claims_tables(unit: Unit, parsed: Parsed) -> None:
         unit.tables[table] = df
 
 
-def _remittance_tables(unit: Unit, parsed: Parsed) -> None:
-    trace = unit.control.get("trn02", "")
+def remittance_tables(parsed: Parsed, prefix: str) -> dict[str, pd.DataFrame]:
+    """The raw 835 tables of parsed remittances; ``remittance_id`` = ``<prefix>#<CLP number>``."""
     remits, lines, adjustments = [], [], []
     for r in parsed.remittances:
-        rid = f"{unit.key}#{r['seq']}"
+        rid = f"{prefix}#{r['seq']}"
         base = {"remittance_id": rid, "remittance_date": r["remittance_date"], "payer_id": r["payer_id"]}
         base["claim_id"] = r["claim_id"]
         remits.append(
             {
                 **base,
-                "trace_number": trace,
+                "trace_number": r["trace_number"],
                 "status": r["status"],
                 "charge": r["charge"],
                 "paid": r["paid"],
@@ -220,7 +220,7 @@ def _remittance_tables(unit: Unit, parsed: Parsed) -> None:
         {
             "remittance_date": o["remittance_date"],
             "payer_id": o["payer_id"],
-            "trace_number": trace,
+            "trace_number": o["trace_number"],
             "provider": o["provider"],
             "reason": o["reason"],
             "reference": o["reference"],
@@ -229,13 +229,12 @@ def _remittance_tables(unit: Unit, parsed: Parsed) -> None:
         }
         for o in parsed.offsets
     ]
-    for table, rows in (
-        ("remittances", remits),
-        ("remittance_lines", lines),
-        ("adjustments", adjustments),
-        ("offsets", offsets),
-    ):
-        unit.tables[table] = remittance_frame(table, rows)
+    return {
+        "remittances": remittance_frame("remittances", remits),
+        "remittance_lines": remittance_frame("remittance_lines", lines),
+        "adjustments": remittance_frame("adjustments", adjustments),
+        "offsets": remittance_frame("offsets", offsets),
+    }
 
 
 def _adjustment(a: dict) -> dict:

@@ -293,6 +293,10 @@ def test_any_row_order_gives_the_same_result() -> None:
     offsets = [plb("B", 60.0, "2024-02-01"), plb("ICN-B", 5.0, "2024-02-03"), plb("A", 1.0, "2024-05-01")]
     t = tables(BASE_CLAIMS, BASE_LINES, remits, svcs, offsets)
     reference, ref_counts = apply_remittances(t)
+    c = ref_counts
+    assert c["remittances"] == 8 == c["remittances_matched"] + c["remittances_waiting"] + c["remittances_duplicate"]
+    assert (c["remittances_waiting"], c["remittances_duplicate"], c["corrections"]) == (1, 2, 1)
+    assert c["recoupments_added"] == c["recoupments_from_reversals"] + c["offsets"] == 3
     for seed in range(5):
         out, counts = apply_remittances(_shuffled(t, seed))
         assert counts == ref_counts
