@@ -375,9 +375,9 @@ def _offset_recoupments(
     o = o.assign(claim_id=claim)
     counts["offsets_waiting"] = int(o["claim_id"].isna().sum())
     o = o[o["claim_id"].notna()]
-    settled = pd.Series(
-        list(zip(o["claim_id"], o["amount"])), index=o.index, dtype="object"
-    ).isin(set(zip(reversals["claim_id"], reversals["recouped_amount"].round(2))))
+    settled = pd.Series(list(zip(o["claim_id"], o["amount"])), index=o.index, dtype="object").isin(
+        set(zip(reversals["claim_id"], reversals["recouped_amount"].round(2)))
+    )
     counts["offsets_settling_reversal"] = int(settled.sum())
     o = o[~settled]
     counts["offsets"] = len(o)

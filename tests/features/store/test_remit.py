@@ -257,7 +257,9 @@ def test_contract_recoupments_and_paid_fields_are_kept() -> None:
 
 def test_typed_frames_keep_their_types() -> None:
     """Frames read back typed (datetime columns, as from Parquet) get datetime paid dates and recoupment dates."""
-    t = tables(BASE_CLAIMS, BASE_LINES, [clp("T1#1", "A", "1", 9.0, "2024-01-20"), clp("T2#1", "A", "22", -9.0, "2024-02-01")])
+    t = tables(
+        BASE_CLAIMS, BASE_LINES, [clp("T1#1", "A", "1", 9.0, "2024-01-20"), clp("T2#1", "A", "22", -9.0, "2024-02-01")]
+    )
     t["claims"]["submitted_date"] = pd.to_datetime(t["claims"]["submitted_date"])
     out, _ = apply_remittances(t)
     assert out["claims"].paid_date.iloc[0] == pd.Timestamp("2024-01-20")
@@ -267,7 +269,9 @@ def test_typed_frames_keep_their_types() -> None:
 
 def _shuffled(t: dict, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {k: (v.sample(frac=1.0, random_state=rng.integers(1 << 31)) if v is not None else None) for k, v in t.items()}
+    return {
+        k: (v.sample(frac=1.0, random_state=rng.integers(1 << 31)) if v is not None else None) for k, v in t.items()
+    }
 
 
 def _canonical(out: dict) -> dict:
