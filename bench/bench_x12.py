@@ -1,6 +1,10 @@
 """Throughput of the X12 importer: the 624-claim imsweb file, and ~100 MB made by repeating real files.
 
-Usage: ``python bench/bench_x12.py [--mb 100] [--files 4] [--workers 2] [--samples DIR]``
+Usage: ``python bench/bench_x12.py [--mb 100] [--files 4] [--workers 2] [--samples DIR] [--stage all|units|import]``
+
+Stage ``units`` (run first, so that the peak RSS printed is its own): the files read as store units
+(:func:`features.sources.x12.units.units_from_x12`), their tables concatenated and the read-time 835 join
+(:func:`features.store.remit.apply_remittances`) applied, as a store does when it ingests and is read.
 
 The large input repeats the sample 837/835 files (tests/data/x12, or /work/shared/x12) with the
 claim ids (CLM01, CLP01, PLB WO references) made unique per copy, so that every stage does real
@@ -15,6 +19,7 @@ import argparse
 import gc
 import os
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -27,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 from features.contract import write_history  # noqa: E402
 from features.sources.x12 import importer as x12  # noqa: E402
 from features.sources.x12.parsed import Parsed  # noqa: E402
+from features.sources.x12.units import units_from_x12  # noqa: E402
+from features.store.remit import apply_remittances  # noqa: E402
 
 _ID = re.compile(r"((?:^|~)\s*(?:CLM|CLP)\*)([^*~]+)")
 
@@ -83,6 +90,33 @@ def run_parallel(paths: list[Path], workers: int) -> x12.ImportResult:
     return x12.import_parsed(parts, started=t0)
 
 
+def run_units(paths: list[Path]) -> None:
+    """Units of every file, their tables concatenated, the 835 join: times and peak RSS."""
+    import pandas as pd
+
+    t = time.perf_counter()
+    frames: dict[str, list] = {}
+    n_units = n_bad = 0
+    for path in paths:
+        for unit in units_from_x12(path):
+            n_units += 1
+            n_bad += not unit.ok
+            for name, df in unit.tables.items():
+                frames.setdefault(name, []).append(df)
+    t_units = time.perf_counter() - t
+    tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in frames.items()}
+    t_concat = time.perf_counter() - t - t_units
+    t2 = time.perf_counter()
+    out, counts = apply_remittances(tables)
+    t_join = time.perf_counter() - t2
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"units: {n_units} units ({n_bad} with problems) in {t_units:.1f} s, concat {t_concat:.1f} s, "
+        f"apply_remittances {t_join:.1f} s ({len(out['claims'])} claims, {counts['remittances']} CLPs, "
+        f"{counts['recoupments_added']} recoupments); peak RSS {rss:.0f} MB"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=100.0)
@@ -90,11 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     default = Path("/work/shared/x12") if Path("/work/shared/x12").exists() else ROOT / "tests/data/x12"
     ap.add_argument("--samples", type=Path, default=default)
+    ap.add_argument("--stage", choices=("all", "units", "import"), default="all")
     args = ap.parse_args(argv)
     print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
 
     imsweb = args.samples / "imsweb-x12-parser/x12_multiple_transactions.txt"
-    if imsweb.exists():
+    if imsweb.exists() and args.stage != "units":
         t = time.perf_counter()
         r = x12.import_x12([imsweb])
         print(
@@ -108,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
         paths = generate(tmp_path, sample_files(args.samples), args.mb, args.files)
         size = sum(p.stat().st_size for p in paths) / 1e6
         print(f"generated {size:.1f} MB in {len(paths)} files in {time.perf_counter() - t:.1f} s")
+        if args.stage in ("all", "units"):
+            run_units(paths)
+        if args.stage == "units":
+            return
         for workers in sorted({1, args.workers}):
             t = time.perf_counter()
             result = run_parallel(paths, workers)

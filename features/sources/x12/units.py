@@ -12,8 +12,10 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
+from features.contract.schema import TABLES
 from features.errors import RecoupError
 from features.sources.x12.claims837 import Claims837
 from features.sources.x12.codes import UNKNOWN_NPI, claim_type_of_version
@@ -38,6 +40,15 @@ SKIPPED_REASONS = {
     "CLM: expected at least one service line with a CPT/HCPCS code": "claim without a CPT/HCPCS line",
 }
 DUPLICATE_CLAIM = "claim id repeated in the transaction (the first kept)"
+#: contract list columns, ';'-joined in the unit tables as in the contract's CSV files
+LIST_COLUMNS = ("diagnosis_codes", "modifiers", "diagnosis_pointers")
+#: the columns of the contract tables an 837 gives (contract order, without the paid fields)
+CONTRACT_COLUMNS = {
+    table: [c.name for c in TABLES[table] if c.name not in PAID_COLUMNS.get(table, ())]
+    for table in ("claims", "claim_lines", "providers")
+}
+#: every table a unit can hold, in order
+TABLE_KINDS = tuple(CONTRACT_COLUMNS) + tuple(REMITTANCE_TYPES)
 
 
 def units_from_x12(path: str | Path) -> Iterator[Unit]:
@@ -58,8 +69,24 @@ def units_from_x12(path: str | Path) -> Iterator[Unit]:
         return
     warnings = [r for r in rejected if r.kind == "warning"]
     envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
+    units, spans = [], []
+    rows: dict[str, list[dict]] = {name: [] for name in TABLE_KINDS}
+    warnings_at = {w.segment: w for w in warnings}
     for tx in txs:
-        yield transaction_unit(tx, [w for w in warnings if w.segment == tx.segments[-1][0]])
+        end = tx.segments[-1][0]
+        unit, unit_rows = _transaction_rows(tx, [warnings_at[end]] if end in warnings_at else [])
+        span = {}
+        for name, records in unit_rows.items():
+            span[name] = (len(rows[name]), len(rows[name]) + len(records))
+            rows[name].extend(records)
+        units.append(unit)
+        spans.append(span)
+    # one frame per table for the whole file, each unit's table a slice of it (its index: the row's position in the
+    # file's table): a frame per transaction costs more than reading it, and files hold thousands of transactions
+    frames = {name: _frame(name, records) for name, records in rows.items()}
+    for unit, span in zip(units, spans):
+        unit.tables = {name: frames[name].iloc[a:b] for name, (a, b) in span.items()}
+        yield unit
     if envelope_problems or not txs:
         yield _file_unit(path, source, envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"], sha)
 
@@ -100,6 +127,13 @@ def transaction_key(tx: Transaction, digest: str, payment: tuple[str, str, str, 
 
 def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -> Unit:
     """The unit of one transaction: rows, problems (the mapper's rejections) and what was skipped."""
+    unit, rows = _transaction_rows(tx, warnings)
+    unit.tables = {name: _frame(name, records) for name, records in rows.items()}
+    return unit
+
+
+def _transaction_rows(tx: Transaction, warnings: list[Rejection] | None) -> tuple[Unit, dict[str, list[dict]]]:
+    """A transaction's unit (without tables) and its rows by table."""
     control = {"sender": tx.sender, "isa13": tx.interchange_control, "gs06": tx.group_control, "st02": tx.control}
     control["version"] = tx.version
     if warnings:
@@ -114,7 +148,7 @@ def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -
             if claim_type_of_version(tx.version) == "dental":
                 raise X12Error(tx.source, tx.start, "837P or 837I (dental 837D is not supported)", "ST")
             Claims837(tx, parsed).run()
-            _claims_tables(unit, parsed)
+            rows = _claims_rows(unit, parsed)
         elif tx.code == "835":
             mapper = Remit835(tx, parsed, 0)
             mapper.run()
@@ -123,14 +157,13 @@ def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -
             day = mapper.bpr_date or mapper.production_date or tx.date or ""
             unit.key = transaction_key(tx, digest, (payer, trace, day, mapper.total))
             control.update(trn02=trace, payer=mapper.payer_id, trn03=mapper.payer["trn"], date=day, total=mapper.total)
-            unit.tables.update(remittance_tables(parsed, unit.key))
+            rows = remittance_rows(parsed, unit.key)
         else:
             raise X12Error(tx.source, tx.start, f"an 837 or 835 transaction, got {tx.code or '?'}", "ST")
     except X12Error as exc:
         where = f"segment {exc.segment}" + (f" ({exc.segment_id})" if exc.segment_id else "")
         unit.problems.append(f"{tx.source}: {where}: expected {exc.expected}")
-        unit.tables = {}
-        return unit
+        return unit, {}
     for r in parsed.rejected:
         if r.kind == "warning":
             continue
@@ -139,16 +172,14 @@ def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -
             unit.skipped[skipped] = unit.skipped.get(skipped, 0) + 1
         else:
             unit.problems.append(_problem(r))
-    return unit
+    return unit, rows
 
 
 def _joined(value: object) -> str:
     return ";".join(map(str, value)) if isinstance(value, list) else ""
 
 
-def _claims_tables(unit: Unit, parsed: Parsed) -> None:
-    from features.contract import TABLES
-
+def _claims_rows(unit: Unit, parsed: Parsed) -> dict[str, list[dict]]:
     claims, lines, seen = [], [], set()
     lines_by_key: dict[tuple, list[dict]] = {}
     for ln in parsed.lines:
@@ -158,20 +189,30 @@ def _claims_tables(unit: Unit, parsed: Parsed) -> None:
             unit.skipped[DUPLICATE_CLAIM] = unit.skipped.get(DUPLICATE_CLAIM, 0) + 1
             continue
         seen.add(c["claim_id"])
-        claims.append(c)
-        lines.extend(lines_by_key.get(c["_key"], []))
+        claims.append({k: _joined(v) if k == "diagnosis_codes" else v for k, v in c.items() if k[0] != "_"})
+        for ln in lines_by_key.get(c["_key"], []):
+            lines.append({k: _joined(v) if k in LIST_COLUMNS else v for k, v in ln.items() if k[0] != "_"})
     providers = list({p["npi"]: p for p in reversed(parsed.providers) if p["npi"] != UNKNOWN_NPI}.values())[::-1]
-    for table, rows in (("claims", claims), ("claim_lines", lines), ("providers", providers)):
-        cols = [c.name for c in TABLES[table] if c.name not in PAID_COLUMNS.get(table, ())]
-        df = pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
-        for col in ("diagnosis_codes", "modifiers", "diagnosis_pointers"):
-            if col in df.columns:
-                df[col] = df[col].map(_joined)
-        unit.tables[table] = df
+    return {"claims": claims, "claim_lines": lines, "providers": providers}
+
+
+def _frame(table: str, rows: list[dict]) -> pd.DataFrame:
+    """Rows of one store table as a frame: contract tables in their columns (without the paid fields), raw 835
+    tables in their columns and types."""
+    if table in REMITTANCE_TYPES:
+        return remittance_frame(table, rows)
+    cols = CONTRACT_COLUMNS[table]
+    with pd.option_context("future.infer_string", False):  # numpy object columns: cheap to slice per unit
+        return pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
 
 
 def remittance_tables(parsed: Parsed, prefix: str) -> dict[str, pd.DataFrame]:
     """The raw 835 tables of parsed remittances; ``remittance_id`` = ``<prefix>#<CLP number>``."""
+    return {name: remittance_frame(name, rows) for name, rows in remittance_rows(parsed, prefix).items()}
+
+
+def remittance_rows(parsed: Parsed, prefix: str) -> dict[str, list[dict]]:
+    """Rows of the raw 835 tables (:data:`~features.store.remit.REMITTANCE_TYPES`) of parsed remittances."""
     remits, lines, adjustments = [], [], []
     for r in parsed.remittances:
         rid = f"{prefix}#{r['seq']}"
@@ -229,12 +270,7 @@ def remittance_tables(parsed: Parsed, prefix: str) -> dict[str, pd.DataFrame]:
         }
         for o in parsed.offsets
     ]
-    return {
-        "remittances": remittance_frame("remittances", remits),
-        "remittance_lines": remittance_frame("remittance_lines", lines),
-        "adjustments": remittance_frame("adjustments", adjustments),
-        "offsets": remittance_frame("offsets", offsets),
-    }
+    return {"remittances": remits, "remittance_lines": lines, "adjustments": adjustments, "offsets": offsets}
 
 
 def _adjustment(a: dict) -> dict:
@@ -243,13 +279,14 @@ def _adjustment(a: dict) -> dict:
 
 def remittance_frame(table: str, rows: list[dict]) -> pd.DataFrame:
     """Rows of a raw 835 table in its columns and types (:data:`~features.store.remit.REMITTANCE_TYPES`)."""
-    cols = REMITTANCE_TYPES[table]
-    df = pd.DataFrame.from_records(rows, columns=list(cols))
-    for col, kind in cols.items():
+    data: dict[str, object] = {}
+    for col, kind in REMITTANCE_TYPES[table].items():
+        values = [r.get(col) for r in rows]
         if kind == "float":
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+            data[col] = np.array([np.nan if v is None else v for v in values], dtype="float64")
         elif kind == "int":
-            df[col] = pd.array(df[col], dtype="Int64")
+            data[col] = pd.array(values, dtype="Int64")
         else:
-            df[col] = df[col].astype("object")
-    return df
+            data[col] = np.array(values, dtype=object)
+    with pd.option_context("future.infer_string", False):  # numpy object columns: cheap to slice per unit
+        return pd.DataFrame(data, columns=list(REMITTANCE_TYPES[table]))
