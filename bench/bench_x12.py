@@ -2,9 +2,10 @@
 
 Usage: ``python bench/bench_x12.py [--mb 100] [--files 4] [--workers 2] [--samples DIR] [--stage all|units|import]``
 
-Stage ``units`` (run first, so that the peak RSS printed is its own): the files read as store units
-(:func:`features.sources.x12.units.units_from_x12`), their tables concatenated and the read-time 835 join
-(:func:`features.store.remit.apply_remittances`) applied, as a store does when it ingests and is read.
+Stage ``units`` (run first, so that the peak RSS printed is its own): the files read for a store
+(:func:`features.sources.x12.units.read_x12` without per-unit slices, its frames concatenated), the read-time 835
+join (:func:`features.store.remit.apply_remittances`) on all the rows, then
+:func:`features.sources.x12.units.units_from_x12` alone (a slice per unit and table).
 
 The large input repeats the sample 837/835 files (tests/data/x12, or /work/shared/x12) with the
 claim ids (CLM01, CLP01, PLB WO references) made unique per copy, so that every stage does real
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from features.contract import write_history  # noqa: E402
 from features.sources.x12 import importer as x12  # noqa: E402
 from features.sources.x12.parsed import Parsed  # noqa: E402
-from features.sources.x12.units import units_from_x12  # noqa: E402
+from features.sources.x12.units import read_x12, units_from_x12  # noqa: E402
 from features.store.remit import apply_remittances  # noqa: E402
 
 _ID = re.compile(r"((?:^|~)\s*(?:CLM|CLP)\*)([^*~]+)")
@@ -91,30 +92,34 @@ def run_parallel(paths: list[Path], workers: int) -> x12.ImportResult:
 
 
 def run_units(paths: list[Path]) -> None:
-    """Units of every file, their tables concatenated, the 835 join: times and peak RSS."""
+    """The fast path a store can take (``read_x12(slices=False)``: one frame per table per file, rows selected by
+    ``_unit``), the 835 join on all the rows, then ``units_from_x12`` (a slice per unit and table): times, peak RSS."""
     import pandas as pd
 
     t = time.perf_counter()
     frames: dict[str, list] = {}
     n_units = n_bad = 0
     for path in paths:
-        for unit in units_from_x12(path):
-            n_units += 1
-            n_bad += not unit.ok
-            for name, df in unit.tables.items():
-                frames.setdefault(name, []).append(df)
-    t_units = time.perf_counter() - t
+        read = read_x12(path, slices=False)
+        n_units += len(read.units)
+        n_bad += sum(not u.ok for u in read.units)
+        for name, df in read.tables.items():
+            frames.setdefault(name, []).append(df)
     tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in frames.items()}
-    t_concat = time.perf_counter() - t - t_units
-    t2 = time.perf_counter()
+    t_read = time.perf_counter() - t
+    t = time.perf_counter()
     out, counts = apply_remittances(tables)
-    t_join = time.perf_counter() - t2
+    t_join = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"units: {n_units} units ({n_bad} with problems) in {t_units:.1f} s, concat {t_concat:.1f} s, "
+        f"read_x12(slices=False) + concat: {n_units} units ({n_bad} with problems) in {t_read:.1f} s; "
         f"apply_remittances {t_join:.1f} s ({len(out['claims'])} claims, {counts['remittances']} CLPs, "
-        f"{counts['recoupments_added']} recoupments); peak RSS {rss:.0f} MB"
+        f"{counts['remittances_waiting']} waiting, {counts['recoupments_added']} recoupments); peak RSS {rss:.0f} MB"
     )
+    del frames, tables, out
+    t = time.perf_counter()
+    n = sum(1 for path in paths for _ in units_from_x12(path))
+    print(f"units_from_x12 (a slice per unit and table): {n} units in {time.perf_counter() - t:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,13 +5,11 @@ prints the summary and writes the history directory). See docs/x12.md."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 __all__ = ["ImportResult", "import_parsed", "import_x12", "import_x12_cli", "parse_x12", "read_text"]
 
@@ -24,7 +22,7 @@ from features.sources.x12.files import expand_paths, read_text
 from features.sources.x12.join import ImportSummary, join
 from features.sources.x12.parsed import Parsed
 from features.sources.x12.remit835 import Remit835
-from features.sources.x12.units import remittance_tables
+from features.sources.x12.units import gc_paused, remittance_tables
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +34,8 @@ def parse_x12(text: str, source: str) -> Parsed:
     A bad transaction is recorded in ``.rejected`` and the others are still parsed.
     """
     out = Parsed()
-    with _gc_paused():
+    with gc_paused():
         return _parse_into(out, text, source)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: parsing allocates millions of small acyclic objects."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _parse_into(out: Parsed, text: str, source: str) -> Parsed:
@@ -270,7 +256,7 @@ def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportRe
                 s["remittance_seq"] = r["seq"]
         seq += len(one.remittances)
         parsed.extend(one)
-    with _gc_paused():
+    with gc_paused():
         _flatten_remittances(parsed)
         rows, summary, rejected = join(parsed)
     summary.files = len(parts)

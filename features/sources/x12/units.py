@@ -7,8 +7,11 @@ docs/x12.md "Store units"."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,44 +54,74 @@ CONTRACT_COLUMNS = {
 TABLE_KINDS = tuple(CONTRACT_COLUMNS) + tuple(REMITTANCE_TYPES)
 
 
+@dataclass
+class X12File:
+    """An X12 file read for a store: its units and, for each store table, ONE frame of the rows of all its units with
+    a ``_unit`` column (the unit key). With ``slices``, each unit's ``tables`` are its slices of these frames."""
+
+    units: list[Unit]
+    tables: dict[str, pd.DataFrame]
+
+
 def units_from_x12(path: str | Path) -> Iterator[Unit]:
     """One unit per transaction of the X12 file ``path``; a file that cannot be read (or envelope segments outside
-    any transaction) gives one unit keyed ``file:<sha256>`` with its problems."""
+    any transaction) gives one unit keyed ``file:<sha256>`` with its problems. Each unit's ``tables`` are slices of
+    the file's frames (:func:`read_x12`; their index is the row's position in the file's table)."""
+    yield from read_x12(path).units
+
+
+def read_x12(path: str | Path, slices: bool = True) -> X12File:
+    """The units of ``path`` and the file's frames. ``slices=False`` leaves the units' ``tables`` empty: a caller
+    that ingests thousands of small transactions selects the rows of the units it keeps by ``_unit`` in
+    :attr:`X12File.tables` instead (a frame per transaction costs more than reading the transaction)."""
     path = Path(path)
     source = str(path)
     try:
         text = read_text(path)
     except RecoupError as exc:
-        yield _file_unit(path, source, [str(exc)])
-        return
+        return X12File([_file_unit(path, source, [str(exc)])], {})
     sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    try:
-        txs, rejected = split_transactions(text, source)
-    except X12Error as exc:
-        yield _file_unit(path, source, [str(exc)], sha)
-        return
-    warnings = [r for r in rejected if r.kind == "warning"]
-    envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
-    units, spans = [], []
-    rows: dict[str, list[dict]] = {name: [] for name in TABLE_KINDS}
-    warnings_at = {w.segment: w for w in warnings}
-    for tx in txs:
-        end = tx.segments[-1][0]
-        unit, unit_rows = _transaction_rows(tx, [warnings_at[end]] if end in warnings_at else [])
-        span = {}
-        for name, records in unit_rows.items():
-            span[name] = (len(rows[name]), len(rows[name]) + len(records))
-            rows[name].extend(records)
-        units.append(unit)
-        spans.append(span)
-    # one frame per table for the whole file, each unit's table a slice of it (its index: the row's position in the
-    # file's table): a frame per transaction costs more than reading it, and files hold thousands of transactions
-    frames = {name: _frame(name, records) for name, records in rows.items()}
-    for unit, span in zip(units, spans):
-        unit.tables = {name: frames[name].iloc[a:b] for name, (a, b) in span.items()}
-        yield unit
+    with gc_paused():
+        try:
+            txs, rejected = split_transactions(text, source)
+        except X12Error as exc:
+            return X12File([_file_unit(path, source, [str(exc)], sha)], {})
+        warnings_at = {r.segment: r for r in rejected if r.kind == "warning"}
+        envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
+        units, spans = [], []
+        rows: dict[str, list[dict]] = {name: [] for name in TABLE_KINDS}
+        for tx in txs:
+            end = tx.segments[-1][0]
+            unit, unit_rows = _transaction_rows(tx, [warnings_at[end]] if end in warnings_at else [])
+            span = {}
+            for name, records in unit_rows.items():
+                span[name] = (len(rows[name]), len(rows[name]) + len(records))
+                rows[name].extend(records)
+                for r in records:
+                    r["_unit"] = unit.key
+            units.append(unit)
+            spans.append(span)
+        frames = {name: _frame(name, records, ["_unit"]) for name, records in rows.items()}
+    if slices:
+        bases = {name: frame.drop(columns="_unit") for name, frame in frames.items()}
+        for unit, span in zip(units, spans):
+            unit.tables = {name: bases[name].iloc[a:b] for name, (a, b) in span.items()}
     if envelope_problems or not txs:
-        yield _file_unit(path, source, envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"], sha)
+        problems = envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"]
+        units.append(_file_unit(path, source, problems, sha))
+    return X12File(units, frames)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing allocates millions of small acyclic objects."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _file_unit(path: Path, source: str, problems: list[str], sha: str | None = None) -> Unit:
@@ -128,7 +161,8 @@ def transaction_key(tx: Transaction, digest: str, payment: tuple[str, str, str, 
 def transaction_unit(tx: Transaction, warnings: list[Rejection] | None = None) -> Unit:
     """The unit of one transaction: rows, problems (the mapper's rejections) and what was skipped."""
     unit, rows = _transaction_rows(tx, warnings)
-    unit.tables = {name: _frame(name, records) for name, records in rows.items()}
+    with gc_paused():
+        unit.tables = {name: _frame(name, records) for name, records in rows.items()}
     return unit
 
 
@@ -196,12 +230,12 @@ def _claims_rows(unit: Unit, parsed: Parsed) -> dict[str, list[dict]]:
     return {"claims": claims, "claim_lines": lines, "providers": providers}
 
 
-def _frame(table: str, rows: list[dict]) -> pd.DataFrame:
+def _frame(table: str, rows: list[dict], extra: list[str] | None = None) -> pd.DataFrame:
     """Rows of one store table as a frame: contract tables in their columns (without the paid fields), raw 835
-    tables in their columns and types."""
+    tables in their columns and types; then the ``extra`` columns."""
     if table in REMITTANCE_TYPES:
-        return remittance_frame(table, rows)
-    cols = CONTRACT_COLUMNS[table]
+        return remittance_frame(table, rows, extra)
+    cols = CONTRACT_COLUMNS[table] + (extra or [])
     with pd.option_context("future.infer_string", False):  # numpy object columns: cheap to slice per unit
         return pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
 
@@ -277,10 +311,12 @@ def _adjustment(a: dict) -> dict:
     return {"group": a["group"], "reason": a["reason"], "amount": a["amount"], "quantity": a["quantity"]}
 
 
-def remittance_frame(table: str, rows: list[dict]) -> pd.DataFrame:
-    """Rows of a raw 835 table in its columns and types (:data:`~features.store.remit.REMITTANCE_TYPES`)."""
+def remittance_frame(table: str, rows: list[dict], extra: list[str] | None = None) -> pd.DataFrame:
+    """Rows of a raw 835 table in its columns and types (:data:`~features.store.remit.REMITTANCE_TYPES`), then the
+    ``extra`` columns (text)."""
     data: dict[str, object] = {}
-    for col, kind in REMITTANCE_TYPES[table].items():
+    kinds = {**REMITTANCE_TYPES[table], **dict.fromkeys(extra or [], "str")}
+    for col, kind in kinds.items():
         values = [r.get(col) for r in rows]
         if kind == "float":
             data[col] = np.array([np.nan if v is None else v for v in values], dtype="float64")
@@ -289,4 +325,4 @@ def remittance_frame(table: str, rows: list[dict]) -> pd.DataFrame:
         else:
             data[col] = np.array(values, dtype=object)
     with pd.option_context("future.infer_string", False):  # numpy object columns: cheap to slice per unit
-        return pd.DataFrame(data, columns=list(REMITTANCE_TYPES[table]))
+        return pd.DataFrame(data, columns=list(kinds))

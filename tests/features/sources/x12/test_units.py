@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from features.contract import TABLES
-from features.sources.x12.units import units_from_x12
+from features.sources.x12.units import read_x12, units_from_x12
 from features.store.remit import REMITTANCE_COLUMNS
 from features.store.unit import STORE_TABLES
 from tests.helpers.x12 import (
@@ -178,3 +178,23 @@ def test_reversal_unit_keeps_its_carc(tmp_path: Path) -> None:
     assert list(r.status) == ["22"] and list(r.paid) == [-120.0] and list(r.carc) == ["CO-18"]
     o = u.tables["offsets"]
     assert list(o.reason) == ["WO", "WO", "WO", "CS"] and list(o.reference) == ["C2", "C1", "NOPE", ""]
+
+
+def test_read_x12_frames_hold_every_units_rows_by_key(tmp_path: Path) -> None:
+    """The fast path of a store: one frame per table per file, the rows of a unit selected by ``_unit``."""
+    text = (
+        interchange(CLAIMS_837)
+        + interchange([s.replace("CLM*C2*", "CLM*C9*") for s in CLAIMS_837], control="000000002")
+        + interchange(PAYMENT_835, st="835", version="005010X221A1", func="HP", control="000000003")
+    )
+    path = write(tmp_path, "three.x12", text)
+    fast = read_x12(path, slices=False)
+    assert [u.tables for u in fast.units] == [{}, {}, {}]
+    units = _units(path)
+    assert [u.key for u in units] == [u.key for u in fast.units]
+    for u in units:
+        for name, df in u.tables.items():
+            rows = fast.tables[name]
+            mine = rows[rows["_unit"] == u.key].drop(columns="_unit")
+            pd.testing.assert_frame_equal(mine, df)
+    assert list(fast.tables["claims"].claim_id) == ["C1", "C2", "C1", "C9"]
