@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 #: Columns of the raw 835 tables as stored, with their kinds (``str``, ``float``, ``int``; ``date`` = ISO
 #: ``YYYY-MM-DD`` text). Every table is partitioned by month of :data:`DATE_COLUMN`; the store adds ``_ingest`` and
@@ -118,6 +120,11 @@ def apply_remittances(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str,
     raw remittance tables (:data:`REMITTANCE_COLUMNS`; absent or empty = none); the result holds the five contract
     tables only. Claims with remittances get ``paid_date``/``paid_amount`` and their lines ``line_paid`` from them;
     other claims keep the paid values they came with (empty for 837 claims)."""
+    with pd.option_context("future.infer_string", False):  # numpy object text: fast hashing (see _text)
+        return _apply(tables)
+
+
+def _apply(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str, pd.DataFrame | None], dict[str, int]]:
     out: dict[str, pd.DataFrame | None] = {k: tables.get(k) for k in CONTRACT}
     counts = dict.fromkeys(COUNTS, 0)
     claims = out["claims"]
@@ -125,14 +132,15 @@ def apply_remittances(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str,
     offsets = tables.get("offsets")
     if claims is None:
         return out, counts
-    known = pd.Index(claims["claim_id"].astype(str).unique())
+    known = pd.Index(_text(claims["claim_id"]).unique(), dtype=object)
     r = _classify(_remittances(remits, counts), counts)
     r["known"] = r["claim_id"].isin(known)
     counts["remittances_waiting"] = int((~r["known"]).sum())
     counts["remittances_matched"] = int(r["known"].sum())
     r = r[r["known"]].reset_index(drop=True)
     counts["negative_payments"] = int(((r["status"] != REVERSAL) & (r["paid"] < 0)).sum())
-    r["pos"] = r.groupby("claim_id").cumcount()
+    r["cid"] = pd.factorize(r["claim_id"])[0]  # integer claim codes: cheap groupbys
+    r["pos"] = r.groupby("cid", sort=False).cumcount()
     counts["reversals"] = int(r["reversal"].sum())
     per_claim = _per_claim(r)
     counts["corrections"] = int(per_claim["corrected"].sum())
@@ -159,7 +167,12 @@ def _cents(s: pd.Series) -> pd.Series:
 
 
 def _text(s: pd.Series) -> pd.Series:
-    return s.astype("object").where(s.notna(), "").astype(str)
+    """Text as numpy objects ('' for missing): hashing, sorting and ``isin`` on them are fast (pyarrow-backed
+    strings' ``isin`` goes through Python objects one by one)."""
+    values = s.to_numpy(dtype=object, na_value="")
+    if len(values) and not all(isinstance(v, str) for v in values[:1000]):
+        values = np.array([v if isinstance(v, str) else str(v) for v in values], dtype=object)
+    return pd.Series(values, index=s.index, dtype=object)
 
 
 def _remittances(remits: pd.DataFrame | None, counts: dict[str, int]) -> pd.DataFrame:
@@ -176,14 +189,14 @@ def _remittances(remits: pd.DataFrame | None, counts: dict[str, int]) -> pd.Data
             "status": _text(r["status"]),
             "charge": _cents(r["charge"]),
             "paid": _cents(r["paid"]),
-            "carc": r["carc"].astype("object").where(r["carc"].notna() & (r["carc"].astype(str) != ""), None),
+            "carc": _text(r["carc"]).replace("", None),
             "date": _dates(r["remittance_date"]),
         }
     )
     # same date: a reversal before a payment (an 835 reverses, then corrects; it never pays, then reverses)
     r["rank"] = np.where(r["status"] == REVERSAL, 0, 1)
     order = ["claim_id", "date", "rank", "payer_id", "payer_claim_number", "status", "paid", "charge", "remittance_id"]
-    r = r.sort_values(order, kind="mergesort", na_position="last").reset_index(drop=True)
+    r = r.take(_order(r, order)).reset_index(drop=True)
     dup = r.duplicated(DUPLICATE_KEY)
     counts["remittances_duplicate"] += int(dup.sum())
     return r[~dup].reset_index(drop=True)
@@ -203,27 +216,34 @@ def _classify(r: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
 
 def _per_claim(r: pd.DataFrame) -> pd.DataFrame:
     """Per claim with remittances: original payment, net paid, whether a correction followed a reversal."""
-    g = r.groupby("claim_id", sort=True)
-    first_rev = r["pos"].where(r["reversal"]).groupby(r["claim_id"]).min()
-    first_rev_full = r["claim_id"].map(first_rev).astype("float64")
+    cid = r["cid"]
+    first_rev = r["pos"].where(r["reversal"]).groupby(cid).min()
+    first_rev_full = cid.map(first_rev).astype("float64")
     before = r["payment"] & (first_rev_full.isna() | (r["pos"] < first_rev_full))
     after = r["payment"] & (r["pos"] > first_rev_full)
-    per = pd.DataFrame(index=g.size().index)
-    per["paid_before"] = r["paid"].where(before, 0.0).groupby(r["claim_id"]).sum()
-    per["paid_total"] = r["paid"].where(r["payment"], 0.0).groupby(r["claim_id"]).sum()
-    per["reversed"] = r["amount"].where(r["reversal"], 0.0).groupby(r["claim_id"]).sum()
-    first_rev_rows = r[r["reversal"]].drop_duplicates("claim_id").set_index("claim_id")
+    per = pd.DataFrame(index=pd.RangeIndex(int(cid.max()) + 1 if len(r) else 0))
+    per["paid_before"] = r["paid"].where(before, 0.0).groupby(cid).sum()
+    per["paid_total"] = r["paid"].where(r["payment"], 0.0).groupby(cid).sum()
+    per["reversed"] = r["amount"].where(r["reversal"], 0.0).groupby(cid).sum()
+    first_rev_rows = r[r["reversal"]].drop_duplicates("cid").set_index("cid")
     per["first_reversal_amount"] = first_rev_rows["amount"].reindex(per.index).fillna(0.0)
     per["first_reversal_date"] = first_rev_rows["date"].reindex(per.index)
     per["first_reversal_carc"] = first_rev_rows["carc"].reindex(per.index)
-    per["corrected"] = after.groupby(r["claim_id"]).any().reindex(per.index, fill_value=False).astype(bool)
+    per["corrected"] = after.groupby(cid).any().reindex(per.index, fill_value=False).astype(bool)
     per["inferred"] = (per["paid_before"] <= 0) & (per["first_reversal_amount"] > 0)
     per["original"] = per["paid_before"].where(~per["inferred"], per["first_reversal_amount"])
     inferred_extra = per["first_reversal_amount"].where(per["inferred"], 0.0)
     per["net"] = (per["paid_total"] + inferred_extra - per["reversed"]).clip(lower=0.0).round(2)
     per["paid_amount"] = per["net"].where(per["corrected"], per["original"]).round(2)
-    per["first_payment_date"] = r["date"].where(r["payment"]).groupby(r["claim_id"]).min().reindex(per.index)
+    per["first_payment_date"] = r["date"].where(r["payment"]).groupby(cid).min().reindex(per.index)
+    per.index = pd.Index(r.drop_duplicates("cid").sort_values("cid")["claim_id"].to_numpy(), dtype=object)
     return per
+
+
+def _order(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Row positions of ``df`` sorted by ``keys`` (missing last), by Arrow: sorting Python strings is slow."""
+    table = pa.table({k: pa.array(df[k], from_pandas=True) for k in keys})
+    return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys], null_placement="at_end").to_numpy()
 
 
 def _like(dates: pd.Series, reference: pd.Series) -> pd.Series:
@@ -238,7 +258,7 @@ def _paid_claims(claims: pd.DataFrame, per: pd.DataFrame, counts: dict[str, int]
     for col in ("paid_date", "paid_amount"):
         if col not in claims.columns:
             claims[col] = None
-    ids = claims["claim_id"].astype(str)
+    ids = _text(claims["claim_id"])
     has = ids.isin(per.index)
     p = per.reindex(ids.to_numpy())
     p.index = claims.index
@@ -264,7 +284,7 @@ def _paid_lines(
     lines = lines.copy()
     if "line_paid" not in lines.columns:
         lines["line_paid"] = np.nan
-    has = lines["claim_id"].astype(str).isin(per.index)
+    has = _text(lines["claim_id"]).isin(per.index)
     if not has.any():
         return lines
     weights = _weights(r, per)
@@ -280,17 +300,19 @@ def _paid_lines(
             }
         )
         s = s.merge(weights, on="remittance_id")
-        s = s[s["weight"] != 0].sort_values(["remittance_id", "line_seq"], kind="mergesort")
-        s["k"] = s.groupby(["remittance_id", "code"]).cumcount()
+        s = s[s["weight"] != 0]
+        s = s.take(_order(s, ["remittance_id", "line_seq"]))
+        s["k"] = s.groupby(["remittance_id", "code"], sort=False).cumcount()
         ln = pd.DataFrame(
             {
                 "row": lines.index,
-                "claim_id": lines["claim_id"].astype(str).to_numpy(),
+                "claim_id": _text(lines["claim_id"]).to_numpy(),
                 "code": _text(lines["procedure_code"]).to_numpy(),
                 "line_number": pd.to_numeric(lines["line_number"], errors="coerce").to_numpy(),
             }
-        ).sort_values(["claim_id", "line_number"], kind="mergesort")
-        ln["k"] = ln.groupby(["claim_id", "code"]).cumcount()
+        )
+        ln = ln.take(_order(ln, ["claim_id", "line_number"]))
+        ln["k"] = ln.groupby(["claim_id", "code"], sort=False).cumcount()
         m = s.merge(ln, on=["claim_id", "code", "k"])
         total = (m["paid"] * m["weight"]).groupby(m["row"]).sum().reindex(lines.index, fill_value=0.0)
     counts["negative_line_paid"] = int((has & (total < -0.004)).sum())
@@ -303,8 +325,8 @@ def _weights(r: pd.DataFrame, per: pd.DataFrame) -> pd.DataFrame:
     """How each CLP's service lines count in ``line_paid`` (same rule as the paid amount): payments +1; when a
     correction followed a reversal, reversals +1 too (their SVC03 are negative: net = corrected); a reversal whose
     original payment is not in the store stands in for it (-1 x its negative SVC03)."""
-    corrected = r["claim_id"].map(per["corrected"]).astype(bool)
-    inferred = r["claim_id"].map(per["inferred"]).astype(bool)
+    corrected = pd.Series(per["corrected"].to_numpy()[r["cid"].to_numpy()], index=r.index)
+    inferred = pd.Series(per["inferred"].to_numpy()[r["cid"].to_numpy()], index=r.index)
     first_rev = r.index.isin(r[r["reversal"]].drop_duplicates("claim_id").index)
     weight = np.where(r["payment"], 1.0, 0.0)
     weight = np.where(r["reversal"] & corrected & ~inferred, 1.0, weight)
@@ -314,7 +336,7 @@ def _weights(r: pd.DataFrame, per: pd.DataFrame) -> pd.DataFrame:
 
 def _reversal_recoupments(r: pd.DataFrame, per: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
     """One recoupment per reversed payment; after a correction, one for what was finally taken back."""
-    plain = r[r["reversal"] & ~r["claim_id"].map(per["corrected"]).astype(bool)]
+    plain = r[r["reversal"] & ~pd.Series(per["corrected"].to_numpy()[r["cid"].to_numpy()], index=r.index)]
     rows = pd.DataFrame(
         {
             "claim_id": plain["claim_id"],
