@@ -1,6 +1,7 @@
 """Throughput of the X12 importer: the 624-claim imsweb file, and ~100 MB made by repeating real files.
 
 Usage: ``python bench/bench_x12.py [--mb 100] [--files 4] [--workers 2] [--samples DIR] [--stage all|units|import]``
+and ``python bench/bench_x12.py --stage join --claims 200000`` (the 835 join on synthetic frames at scale).
 
 Stage ``units`` (run first, so that the peak RSS printed is its own): the files read for a store
 (:func:`features.sources.x12.units.read_x12` without per-unit slices, its frames concatenated), the read-time 835
@@ -122,6 +123,52 @@ def run_units(paths: list[Path]) -> None:
     print(f"units_from_x12 (a slice per unit and table): {n} units in {time.perf_counter() - t:.1f} s")
 
 
+def run_join(n: int) -> None:
+    """``apply_remittances`` at scale: ``n`` claims of 2 lines, 90% paid (2 SVC each), 5% of them reversed."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"C{i}" for i in range(n)], dtype=object)
+    submitted = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
+    claims = pd.DataFrame({"claim_id": ids, "submitted_date": submitted})
+    codes = np.array(["99213", "85025"], dtype=object)
+    lines = pd.DataFrame(
+        {"claim_id": np.repeat(ids, 2), "line_number": np.tile([1, 2], n), "procedure_code": np.tile(codes, n)}
+    )
+    paid = rng.choice(n, int(n * 0.9), replace=False)
+    back = paid[: n // 20]
+    rid = np.array([f"T{i // 50}#{i % 50}" for i in range(len(paid))], dtype=object)
+    day = claims["submitted_date"].to_numpy()[paid] + np.timedelta64(20, "D")
+
+    def clps(rows: np.ndarray, status: str, amount: float, dates: np.ndarray, names: np.ndarray) -> pd.DataFrame:
+        icn = np.array([f"I{i}" for i in rows], dtype=object)
+        return pd.DataFrame(
+            {"remittance_id": names, "claim_id": ids[rows], "payer_id": "P", "payer_claim_number": icn}
+            | {"status": status, "charge": 150.0 * np.sign(amount), "paid": amount, "remittance_date": dates}
+        )
+
+    back_ids = np.array([f"R{i}" for i in range(len(back))], dtype=object)
+    back_days = day[: len(back)] + np.timedelta64(60, "D")
+    remits = pd.concat([clps(paid, "1", 100.0, day, rid), clps(back, "22", -100.0, back_days, back_ids)])
+    svc = pd.DataFrame(
+        {
+            "remittance_id": np.repeat(rid, 2),
+            "claim_id": np.repeat(ids[paid], 2),
+            "line_seq": np.tile([1, 2], len(paid)),
+        }
+        | {"submitted_code": np.tile(codes, len(paid)), "paid": 50.0}
+    )
+    t = time.perf_counter()
+    _, counts = apply_remittances(
+        {"claims": claims, "claim_lines": lines, "remittances": remits, "remittance_lines": svc}
+    )
+    print(
+        f"apply_remittances: {n} claims, {len(remits)} CLPs, {len(svc)} SVC: {time.perf_counter() - t:.1f} s "
+        f"({counts['recoupments_added']} recoupments)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=100.0)
@@ -129,8 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     default = Path("/work/shared/x12") if Path("/work/shared/x12").exists() else ROOT / "tests/data/x12"
     ap.add_argument("--samples", type=Path, default=default)
-    ap.add_argument("--stage", choices=("all", "units", "import"), default="all")
+    ap.add_argument("--stage", choices=("all", "units", "import", "join"), default="all")
+    ap.add_argument("--claims", type=int, default=200_000, help="claims of the synthetic join (--stage join)")
     args = ap.parse_args(argv)
+    if args.stage == "join":
+        run_join(args.claims)
+        return
     print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
 
     imsweb = args.samples / "imsweb-x12-parser/x12_multiple_transactions.txt"
