@@ -23,6 +23,9 @@ class Transaction:
     date: str | None  # GS04, else ISA09 (ISO)
     delims: Delimiters
     segments: list[Segment]  # ST .. SE inclusive
+    sender: str = ""  # ISA06 (interchange sender id)
+    interchange_control: str = ""  # ISA13
+    group_control: str = ""  # GS06
 
     @property
     def start(self) -> int:
@@ -49,6 +52,7 @@ def _split_interchange(
     isa_day: str | None = None
     gs_day: str | None = None
     version = ""
+    envelope = ("", "", "")  # ISA06, ISA13, GS06
     current: list[Segment] | None = None
     for no, seg in segments:
         sid = seg[0]
@@ -70,7 +74,7 @@ def _split_interchange(
                 rejected.append(Rejection(source, no, "file", "expected ST before SE"))
                 continue
             current.append((no, seg))
-            txs.append(_make_transaction(source, delims, current, version, gs_day or isa_day, rejected))
+            txs.append(_make_transaction(source, delims, current, version, gs_day or isa_day, envelope, rejected))
             current = None
         elif current is not None:
             if sid in ("GS", "GE", "IEA", "ISA"):
@@ -82,9 +86,11 @@ def _split_interchange(
                 current.append((no, seg))
         elif sid == "ISA":
             isa_day = isa_date(el(seg, 9))
+            envelope = (el(seg, 6), el(seg, 13), "")
         elif sid == "GS":
             gs_day = x12_date(el(seg, 4)) or isa_day
             version = el(seg, 8)
+            envelope = (envelope[0], envelope[1], el(seg, 6))
         elif sid in ("GE", "IEA"):
             continue
         else:
@@ -109,7 +115,13 @@ def _segment_id_ok(seg: list[str]) -> bool:
 
 
 def _make_transaction(
-    source: str, delims: Delimiters, segs: list[Segment], version: str, day: str | None, rejected: list[Rejection]
+    source: str,
+    delims: Delimiters,
+    segs: list[Segment],
+    version: str,
+    day: str | None,
+    envelope: tuple[str, str, str],
+    rejected: list[Rejection],
 ) -> Transaction:
     st, se = segs[0][1], segs[-1][1]
     count = el(se, 1)
@@ -119,4 +131,5 @@ def _make_transaction(
                 source, segs[-1][0], "warning", f"SE01 says {count or '?'} segments, the transaction has {len(segs)}"
             )
         )
-    return Transaction(source, el(st, 1), el(st, 2), el(st, 3) or version, day, delims, segs)
+    sender, isa13, gs06 = envelope
+    return Transaction(source, el(st, 1), el(st, 2), el(st, 3) or version, day, delims, segs, sender, isa13, gs06)

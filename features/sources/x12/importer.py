@@ -5,24 +5,24 @@ prints the summary and writes the history directory). See docs/x12.md."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
+
+__all__ = ["ImportResult", "import_parsed", "import_x12", "import_x12_cli", "parse_x12", "read_text"]
 
 from features.errors import RecoupError
 from features.sources.x12.claims837 import Claims837
 from features.sources.x12.codes import claim_type_of_version
 from features.sources.x12.envelope import split_transactions
 from features.sources.x12.errors import Rejection, X12Error
+from features.sources.x12.files import expand_paths, read_text
 from features.sources.x12.join import ImportSummary, join
 from features.sources.x12.parsed import Parsed
 from features.sources.x12.remit835 import Remit835
+from features.sources.x12.units import gc_paused, remittance_tables
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,8 @@ def parse_x12(text: str, source: str) -> Parsed:
     A bad transaction is recorded in ``.rejected`` and the others are still parsed.
     """
     out = Parsed()
-    with _gc_paused():
+    with gc_paused():
         return _parse_into(out, text, source)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: parsing allocates millions of small acyclic objects."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _parse_into(out: Parsed, text: str, source: str) -> Parsed:
@@ -172,7 +160,7 @@ def _frames(rows: dict[str, list[dict]], parsed: Parsed) -> dict[str, Any]:
     tables: dict[str, Any] = {
         "claims": frame("claims", rows["claims"]),
         "claim_lines": frame("claim_lines", rows["claim_lines"]),
-        "recoupments": frame("recoupments", rows["recoupments"]),
+        "recoupments": frame("recoupments", []),
         "providers": frame("providers", rows["providers"]),
     }
     remits = [{k: v for k, v in r.items() if not k.startswith("_") and k != "dates"} for r in parsed.remittances]
@@ -218,37 +206,16 @@ def _flatten_remittances(parsed: Parsed) -> None:
                 )
 
 
-#: the largest X12 file read (the whole file is held in memory; interchanges are far smaller in practice)
-MAX_FILE_BYTES = 2 * 1024**3
-
-
-def read_text(path: Path) -> str:
-    """Read an X12 file as text (UTF-8, else Latin-1); ``RecoupError`` when it cannot be read."""
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):  # /dev/zero would fill memory, a FIFO would wait forever
-            raise RecoupError(f"{path}: not a regular file, expected an X12 file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise RecoupError(
-                f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,} bytes an X12 file may have here; split it"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecoupError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if b"\x00" in data[:4096].replace(b"\x00\x00", b""):
-        raise RecoupError(f"{path}: not a text file (binary data), expected X12")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 def import_x12(paths: Iterable[str | Path]) -> ImportResult:
-    """Read 837 and 835 files into a validated claims history (see docs/x12.md for the mapping)."""
+    """Read 837 and 835 files (files, folders, globs: :func:`~features.sources.x12.files.expand_paths`) into a
+    validated claims history (see docs/x12.md for the mapping)."""
     t0 = time.perf_counter()
-    files = [Path(p) for p in paths]
-    if not files:
+    given = list(paths)
+    if not given:
         raise RecoupError("no X12 files given")
+    files, problems = expand_paths(given)
+    if problems:
+        raise RecoupError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     parts = []
     for path in files:
         one = parse_x12(read_text(path), str(path))
@@ -263,9 +230,20 @@ def import_x12(paths: Iterable[str | Path]) -> ImportResult:
     return import_parsed(parts, started=t0)
 
 
+#: placeholder counts of the summary, from the counts of :func:`features.store.remit.apply_remittances`
+PAID_PLACEHOLDERS = {
+    "negative_payments": "negative CLP04 of a remittance that is not a reversal (not a payment)",
+    "negative_line_paid": "line_paid 0 (negative SVC03 in a payment)",
+    "reversals_without_payment": "paid_date = submitted_date (original payment not in the files, reversal only)",
+    "paid_date_raised": "paid_date raised to submitted_date (835 dated before the 837)",
+}
+
+
 def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportResult:
-    """Join the parsed files (one :class:`Parsed` per file, in order) and validate the history."""
+    """Join the parsed files (one :class:`Parsed` per file, in order) and validate the history. The 835 side is
+    :func:`features.store.remit.apply_remittances`, the rules a store follows when it is read."""
     from features.contract import validate_frames
+    from features.store.remit import apply_remittances
 
     t0 = started if started is not None else time.perf_counter()
     parsed = Parsed()
@@ -278,7 +256,7 @@ def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportRe
                 s["remittance_seq"] = r["seq"]
         seq += len(one.remittances)
         parsed.extend(one)
-    with _gc_paused():
+    with gc_paused():
         _flatten_remittances(parsed)
         rows, summary, rejected = join(parsed)
     summary.files = len(parts)
@@ -286,10 +264,37 @@ def import_parsed(parts: list[Parsed], started: float | None = None) -> ImportRe
     if not parsed.transactions:
         first = next((str(r) for r in rejected if r.kind != "warning"), "no 837 or 835 transaction found")
         raise RecoupError(f"nothing importable in {len(parts)} file(s): {first}")
+    raw = {"claims": tables["claims"], "claim_lines": tables["claim_lines"], "recoupments": None}
+    applied, counts = apply_remittances({**raw, **remittance_tables(parsed, "import")})
+    tables["claims"], tables["claim_lines"] = applied["claims"], applied["claim_lines"]
+    if applied["recoupments"] is not None:
+        tables["recoupments"] = applied["recoupments"]
+    _count_remittances(summary, counts)
     contract_tables = {k: tables[k] for k in ("claims", "claim_lines", "recoupments", "providers")}
     history = validate_frames(contract_tables)
     summary.seconds = time.perf_counter() - t0
     return ImportResult(tables=tables, history=history, summary=summary, rejected=rejected)
+
+
+def _count_remittances(summary: ImportSummary, counts: dict[str, int]) -> None:
+    for name in (
+        "remittances",
+        "remittances_matched",
+        "remittances_waiting",
+        "remittances_duplicate",
+        "reversals",
+        "corrections",
+        "offsets",
+        "offsets_waiting",
+        "offsets_settling_reversal",
+        "recoupments_from_reversals",
+    ):
+        setattr(summary, name, counts[name])
+    summary.recoupments = counts["recoupments_added"]
+    summary.paid_claims = counts["claims_paid"]
+    for name, text in PAID_PLACEHOLDERS.items():
+        if counts[name]:
+            summary.placeholders[text] = counts[name]
 
 
 def import_x12_cli(files: list[Path], out: Path, overwrite: bool = False) -> ImportResult:

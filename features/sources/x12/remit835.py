@@ -14,6 +14,10 @@ from features.sources.x12.errors import X12Error
 from features.sources.x12.parsed import Parsed, segment_handlers
 
 
+#: the longest TRN02 (trace number) read: the 835 guide's maximum length of the element
+MAX_TRACE_CHARS = 50
+
+
 class Remit835:
     """State machine over one 835: header (BPR/TRN/DTM/N1), claims (CLP, 2100), lines (SVC, 2110), PLB."""
 
@@ -23,6 +27,8 @@ class Remit835:
         self.bpr_date: str | None = None
         self.production_date: str | None = None
         self.payer = {"id": "", "ref_2u": "", "trn": "", "name": ""}
+        self.trace = ""  # TRN02, the payer's trace number of the payment (check or EFT number)
+        self.total = ""  # BPR02, the payment's total, as 0.00
         self.payee_npi: str | None = None
         self.loop = "header"
         self.clp: dict | None = None
@@ -45,13 +51,15 @@ class Remit835:
         if day is None:
             raise X12Error(self.tx.source, self.tx.start, "a payment date (BPR16 or DTM*405)", "ST")
         payer_id = self.payer["id"] or self.payer["ref_2u"] or self.payer["trn"] or self.payer["name"] or UNKNOWN_PAYER
+        self.payer_id = payer_id
         for r in self.rows:
             r.update(remittance_date=day, payer_id=payer_id, payer_name=self.payer["name"], payee_npi=self.payee_npi)
+            r["trace_number"] = self.trace
             self.out.remittances.append(r)
             for ln in r["_lines"]:
                 ln["remittance_date"] = day
         for o in self.offsets:
-            o.update(remittance_date=day, payer_id=payer_id)
+            o.update(remittance_date=day, payer_id=payer_id, trace_number=self.trace)
         self.out.offsets.extend(self.offsets)
 
     def fail(self, no: int, sid: str, expected: str) -> NoReturn:
@@ -60,9 +68,15 @@ class Remit835:
     # -- header -----------------------------------------------------------------------
     def on_BPR(self, no: int, seg: list[str]) -> None:
         self.bpr_date = x12_date(el(seg, 16))
+        total = number(el(seg, 2), "BPR02")
+        self.total = "" if total is None else f"{total:.2f}"
 
     def on_TRN(self, no: int, seg: list[str]) -> None:
         self.payer["trn"] = bounded_el(seg, 3, "payer_id")
+        if not self.trace:
+            self.trace = el(seg, 2)
+            if len(self.trace) > MAX_TRACE_CHARS:
+                raise ValueError(f"TRN02 of at most {MAX_TRACE_CHARS} characters")
 
     def on_N1(self, no: int, seg: list[str]) -> None:
         entity = el(seg, 1)

@@ -83,7 +83,10 @@ def tokenize(text: str, source: str) -> Iterator[tuple[Delimiters, list[Segment]
             )
         first = False
         segments: list[Segment] = []
-        for raw in text[pos:end].split(delims.segment):
+        chunk = text[pos:end]
+        if delims.segment not in "\r\n" and ("\n" in chunk or "\r" in chunk):
+            chunk = chunk.replace("\r", "").replace("\n", "")  # line breaks after (or wrapping) segments
+        for raw in chunk.split(delims.segment):
             raw = raw.strip()
             if raw:
                 n += 1
