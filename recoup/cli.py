@@ -49,6 +49,10 @@ _OVERWRITE_DIR = (
 )
 
 
+_SINCE = "first submission date of the window, YYYY-MM-DD (default: the first date of the data)"
+_UNTIL = "last submission date of the window, YYYY-MM-DD (default: the last date of the data)"
+
+
 def _run(fn: Callable, *args, **kwargs):
     """Run a command: telemetry off; a RecoupError is one line and exit 2, Ctrl-C exit 130."""
     quiet_telemetry()
@@ -69,8 +73,24 @@ def _run(fn: Callable, *args, **kwargs):
         raise typer.Exit(130) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"recoup {version('recoup')}")
+        except PackageNotFoundError:  # run from a checkout that is not installed
+            typer.echo("recoup (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -79,6 +99,13 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
     for noisy in ("alembic", "urllib3", "bentoml", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+class _Format(str, Enum):
+    """Table file formats of a written history."""
+
+    csv = "csv"
+    parquet = "parquet"
 
 
 class _World(str, Enum):
@@ -102,7 +129,7 @@ def generate(
     recoupment_rate: float = typer.Option(
         0.05, "--recoupment-rate", min=0.0, max=0.5, help="target share of claims recouped"
     ),
-    fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+    fmt: _Format = typer.Option("csv", "--format", help="file format of the tables: csv or parquet"),
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
     world: _World = typer.Option(
         "baseline",
@@ -124,7 +151,7 @@ def generate(
             n_claims=claims,
             seed=seed,
             recoupment_rate=recoupment_rate,
-            fmt=fmt,
+            fmt=fmt.value,
             overwrite=overwrite,
             world=world.value,
         )
@@ -135,16 +162,21 @@ def generate(
 
 @app.command("import-x12")
 def import_x12(
-    files: List[Path] = typer.Argument(..., help="837 and 835 files"),
-    out: Path = typer.Option(..., "--out", help="claims history directory to write"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
+    files: List[Path] = typer.Argument(..., help="837 and 835 files, folders (searched recursively) or globs"),
+    out: Path = typer.Option(..., "--out", help="the claims store to ingest into: new, empty or a store"),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="ingest the good transactions; put the bad ones in the store's quarantine"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a folder that is not a store (e.g. an old import-x12 CSV folder) whole"
+    ),
 ) -> None:
-    """Turn X12 837 (claims) and 835 (remittance) files into a claims history directory."""
+    """Alias of `recoup ingest PATH... --into DIR` (X12 837/835 into a claims store; docs/store.md)."""
 
     def go():
         from features.sources.x12.importer import import_x12_cli
 
-        import_x12_cli(files, out, overwrite=overwrite)
+        import_x12_cli(files, out, overwrite=overwrite, skip_invalid=skip_invalid)
 
     _run(go)
 
@@ -240,8 +272,10 @@ def train(
 @app.command()
 def evaluate(
     data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
-    since: Optional[str] = typer.Option(None, "--since"),
-    until: Optional[str] = typer.Option(None, "--until"),
+    since: Optional[str] = typer.Option(
+        None, "--since", help=_SINCE.replace("the first date of the data", "the start of the model's latest window")
+    ),
+    until: Optional[str] = typer.Option(None, "--until", help=_UNTIL),
     version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
 ) -> None:
     """Metrics of the champion on claims submitted in the window (with the oracle when present)."""
@@ -345,8 +379,8 @@ def monitor(
 def score(
     data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     out: Path = typer.Option(..., "--out", help="output .csv or .parquet"),
-    since: Optional[str] = typer.Option(None, "--since"),
-    until: Optional[str] = typer.Option(None, "--until"),
+    since: Optional[str] = typer.Option(None, "--since", help=_SINCE),
+    until: Optional[str] = typer.Option(None, "--until", help=_UNTIL),
     explain: str = typer.Option(
         "top:1000", "--explain", help="which rows get reasons: none, all, or top:N by dollars at risk"
     ),
@@ -382,8 +416,8 @@ def score(
 def audit(
     data: Path = typer.Option(..., "--data", help="claims history directory or claims store"),
     out: Path = typer.Option(..., "--out", help="directory for worklist and report"),
-    since: Optional[str] = typer.Option(None, "--since"),
-    until: Optional[str] = typer.Option(None, "--until"),
+    since: Optional[str] = typer.Option(None, "--since", help=_SINCE),
+    until: Optional[str] = typer.Option(None, "--until", help=_UNTIL),
     capacity: Optional[int] = typer.Option(None, "--capacity", min=1, help="number of reviews"),
     budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.1, help="review budget in hours"),
     minutes_per_review: float = typer.Option(20.0, "--minutes-per-review", min=1.0),

@@ -356,11 +356,18 @@ def _pause(point: str) -> None:
 
 
 def _prepare_store(store: Path) -> None:
+    from features.outputs import check_writable, refuse_symlink, write_error
+
+    refuse_symlink(store)
+    check_writable(store)  # a parent that is a file, or not writable: one line naming it
     if store.exists() and not store.is_dir():
         raise RecoupError(f"{store}: not a folder; --into takes a store folder")
     if store.is_dir() and not (store / MANIFEST).exists() and any(p.name != LOCK for p in store.iterdir()):
         raise RecoupError(f"{store}: a folder that is not a claims store and not empty; give a new or empty folder")
-    store.mkdir(parents=True, exist_ok=True)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(store, exc) from None
 
 
 def ingest(

@@ -222,17 +222,35 @@ def test_generate_on_a_full_disk_keeps_the_old_history(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["h"]
 
 
-def test_import_x12_refuses_a_used_folder(tmp_path):
+def test_import_x12_is_ingest_into_a_store_and_refuses_a_used_folder(tmp_path):
+    from features.contract import load_history
+
+    X12_PAIR = [str(X12_SAMPLE), str(X12_SAMPLE.parents[1] / "badx12" / "X222-ambulance.edi")]
     out = tmp_path / "h"
     assert runner.invoke(app, ["generate", "--out", str(out), "--claims", "100"]).exit_code == 0
-    line = _one_error_line(runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out)]))
-    assert "not an earlier output of `recoup import-x12`" in line
-    assert (out / "oracle.csv").exists()
-    res = runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out), "--overwrite"])
+    before = _snapshot(out)
+    line = _one_error_line(runner.invoke(app, ["import-x12", *X12_PAIR, "--out", str(out)]))
+    assert "not a claims store" in line and "--overwrite" in line
+    assert _snapshot(out) == before
+    res = runner.invoke(app, ["import-x12", *X12_PAIR, "--out", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert not (out / "oracle.csv").exists() and not (out / "coverage.csv").exists()
-    res = runner.invoke(app, ["import-x12", str(X12_SAMPLE), "--out", str(out)])  # its own output
-    assert res.exit_code == 0, res.output
+    assert not (out / "oracle.csv").exists() and (out / "manifest.sqlite").is_file()
+    store = tmp_path / "s"
+    assert runner.invoke(app, ["ingest", *X12_PAIR, "--into", str(store)]).exit_code == 0
+    assert_frame_equal_histories(load_history(out), load_history(store))
+    res = runner.invoke(app, ["import-x12", *X12_PAIR, "--out", str(out)])  # a store: appended to
+    assert res.exit_code == 0 and "already ingested" in res.output, res.output
+    assert_frame_equal_histories(load_history(out), load_history(store))
+
+
+def assert_frame_equal_histories(a, b) -> None:
+    import pandas as pd
+
+    for name, df in a.tables().items():
+        other = b.tables()[name]
+        assert (df is None) == (other is None), name
+        if df is not None:
+            pd.testing.assert_frame_equal(df.reset_index(drop=True), other.reset_index(drop=True), obj=name)
 
 
 def test_history_with_a_table_in_two_forms_stops(tmp_path, monkeypatch):

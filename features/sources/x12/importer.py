@@ -297,17 +297,24 @@ def _count_remittances(summary: ImportSummary, counts: dict[str, int]) -> None:
             summary.placeholders[text] = counts[name]
 
 
-def import_x12_cli(files: list[Path], out: Path, overwrite: bool = False) -> ImportResult:
-    """``recoup import-x12``: import, print the summary, write the claims history directory as CSV.
-
-    The folder is replaced whole (:func:`features.outputs.write_dir`): it must be new, empty or an
-    earlier ``recoup import-x12`` output, unless ``overwrite``."""
-    from features.contract import write_history
+def import_x12_cli(files: list[Path], out: Path, overwrite: bool = False, skip_invalid: bool = False) -> object:
+    """``recoup import-x12 PATH... --out DIR``: a thin alias of ``recoup ingest PATH... --into DIR`` (one way of
+    reading X12: the store's, docs/store.md). ``DIR`` new, empty or a store: the files are ingested into it (a store
+    is appended to, idempotently). Any other folder (e.g. the CSV folder an earlier version of this command wrote)
+    is refused unless ``overwrite``, which replaces it whole by a new store holding these files."""
     from features.outputs import check_dir_output, write_dir
+    from features.store.ingest import ingest, ingest_cli
+    from features.store.layout import is_store
 
-    check_dir_output(out, "import-x12", overwrite)  # before the work, not only after it
-    result = import_x12(files)
-    write_dir(out, "import-x12", lambda d: write_history(result.history, d), overwrite=overwrite)
-    print(result.summary)
-    print(f"wrote {out}")
-    return result
+    out = check_dir_output(out, "import-x12", overwrite=True)  # links, files, the current folder: refused
+    if is_store(out) or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return ingest_cli(files, out, skip_invalid=skip_invalid)
+    if not overwrite:
+        raise RecoupError(
+            f"{out}: not a claims store (import-x12 now ingests into a store, docs/store.md); give a new folder, "
+            "a store, or --overwrite to replace this folder by a new store"
+        )
+    got: list[object] = []
+    write_dir(out, "import-x12", lambda d: got.append(ingest(files, d, skip_invalid=skip_invalid)), overwrite=True)
+    print(got[0])
+    return got[0]

@@ -34,7 +34,10 @@ def test_bad_isa_header(tmp_path: Path) -> None:
     with pytest.raises(X12Error, match=r"segment 1 \(ISA\): expected an ISA header with its element separator"):
         parse_x12("ISA00" + text[5:], "bad.837")
     with pytest.raises(RecoupError, match=r"junk\.txt: segment 1: expected an ISA interchange header"):
+        import_x12([write(tmp_path, "junk.txt", "hello world")])
+    with pytest.raises(RecoupError, match=r"junk\.txt: expected an X12 837/835 file \(starting with ISA\)"):
         import_x12_cli([write(tmp_path, "junk.txt", "hello world")], tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.sqlite").exists()
 
 
 def test_tokenize_takes_each_interchanges_delimiters_and_numbers_segments_across_the_file() -> None:
