@@ -3,6 +3,7 @@ calibration, metrics, MLflow run and registered version (challenger; champion wh
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -66,6 +67,18 @@ def _cause_amount_share(labels: pd.DataFrame) -> dict:
         g = pos[pos["cause"] == c]
         out[c] = float(np.clip((g["recouped_amount"] / g["paid_amount"]).mean(), 0, 1)) if len(g) >= 5 else 1.0
     return out
+
+
+def history_digest(history: History) -> str:
+    """A content digest (SHA-256, hex) of a history's tables: their names, columns and every value, whatever the
+    files they were read from (the training dataset's digest in MLflow)."""
+    h = hashlib.sha256()
+    for name, frame in history.tables().items():
+        if frame is None:
+            continue
+        h.update(f"{name}:{','.join(map(str, frame.columns))}:{len(frame)};".encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def train_warnings(history_start: pd.Timestamp, train: pd.DataFrame) -> list[str]:
@@ -251,6 +264,7 @@ def train_model(
         "usable": int(usable.sum()),
         "usable_not_matured": int((usable & ~labels["mature"]).sum()),
         "rulebook_version": rulebook.version,
+        "digest": history_digest(h),
         **{f"n_{k}": int(v) for k, v in counts.items()},
         "train_positives": int(y[tr].sum()),
         "valid_positives": calibration["valid_positives"],
@@ -311,20 +325,23 @@ def train_cli(
     n_estimators: int | None = None,
     promote_if_better: bool = False,
 ) -> None:
-    """Entry point of `recoup train`."""
-    from training.registry import BOTH_FLAGS, log_and_register
+    """Entry point of `recoup train`: one MLflow run spans loading, features, training and registering."""
+    from training.registry import BOTH_FLAGS, log_and_register, training_run
 
     if promote and promote_if_better:
         raise RecoupError(BOTH_FLAGS)
     overrides = {"horizon_days": horizon_days}
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
-    log.info("loading %s", data)
-    history = load_history(data, require_recoupments=True)
-    result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
-    submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
-    info = log_and_register(
-        result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
-    )
+    with training_run(as_of):
+        log.info("loading %s", data)
+        history = load_history(data, require_recoupments=True)
+        result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+        submitted = pd.Series(
+            history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str)
+        )
+        info = log_and_register(
+            result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
+        )
     m = result.metrics
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
     print(
