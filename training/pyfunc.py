@@ -55,13 +55,18 @@ def plain_frame(X: pd.DataFrame) -> pd.DataFrame:
 
 def signature_and_example(bundle: ModelBundle, X: pd.DataFrame) -> tuple:
     """(signature, input example) of the registered model from a few rows of the feature table ``X``: the
-    inputs are the feature columns as the pyfunc takes them, the outputs what it predicts for them."""
-    from mlflow.models import infer_signature
+    inputs are the feature columns as the pyfunc takes them (all required; values may be missing), the outputs
+    what it predicts for them."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     example = plain_frame(X.iloc[:EXAMPLE_ROWS])
     model = RecoupPyfunc()
     model.bundle = bundle
-    return infer_signature(example, model.predict(None, example)), example
+    inferred = infer_signature(example, model.predict(None, example))
+    # every feature column is required (missing values in it are fine), whether the example has a gap or not
+    inputs = Schema([ColSpec(c.type, c.name, required=True) for c in inferred.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs), example
 
 
 def stage_code(dst: Path) -> tuple[Path, list[str]]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -39,6 +41,8 @@ DESCRIPTION_TAG = "mlflow.note.content"
 def open_mlflow() -> ModuleType:
     """The ``mlflow`` module, pointed at the project's tracking store (telemetry off)."""
     quiet_telemetry()
+    # the model declares its own pinned requirements (training.pyfunc): not the project's whole uv lock file
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -95,7 +99,7 @@ def log_training_data(mlflow: ModuleType, result: TrainResult, data_dir: Path, s
     """The claims history the model was trained on as the run's ``training`` dataset: source = its folder,
     digest = its content as of the training date (``data_summary['digest']``), schema = the feature table the
     model takes, profile and tags = rows (claims), lines, as-of, date range."""
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     s = result.data_summary
@@ -117,7 +121,9 @@ def log_training_data(mlflow: ModuleType, result: TrainResult, data_dir: Path, s
         def to_dict(self) -> dict[str, str]:
             return {**super().to_dict(), "profile": json.dumps(profile)}
 
-    source = LocalArtifactDatasetSource(str(Path(data_dir).resolve()))
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": all are the local file source
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(Path(data_dir).resolve()))
     name = f"{Path(data_dir).resolve().name}-asof-{s['as_of']}"
     dataset = ClaimsHistory(source=source, name=name, digest=s["digest"][:36], schema=schema)
     mlflow.log_input(dataset, context="training", tags={k: str(v) for k, v in profile.items()})

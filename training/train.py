@@ -77,7 +77,13 @@ def history_digest(history: History) -> str:
         if frame is None:
             continue
         h.update(f"{name}:{','.join(map(str, frame.columns))}:{len(frame)};".encode())
-        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        for column in frame.columns:
+            values = frame[column]
+            try:
+                hashed = pd.util.hash_pandas_object(values, index=False)
+            except TypeError:  # list-like cells (codes of a claim): hashed by their text
+                hashed = pd.util.hash_pandas_object(values.map(str), index=False)
+            h.update(hashed.to_numpy().tobytes())
     return h.hexdigest()
 
 
@@ -325,20 +331,19 @@ def train_cli(
     n_estimators: int | None = None,
     promote_if_better: bool = False,
 ) -> None:
-    """Entry point of `recoup train`: one MLflow run spans loading, features, training and registering."""
+    """Entry point of `recoup train`: the data is loaded (and checked), then one MLflow run spans features,
+    training, evaluation and registering."""
     from training.registry import BOTH_FLAGS, log_and_register, training_run
 
     if promote and promote_if_better:
         raise RecoupError(BOTH_FLAGS)
     overrides = {"horizon_days": horizon_days}
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
+    log.info("loading %s", data)
+    history = load_history(data, require_recoupments=True)
     with training_run(as_of):
-        log.info("loading %s", data)
-        history = load_history(data, require_recoupments=True)
         result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
-        submitted = pd.Series(
-            history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str)
-        )
+        submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
         info = log_and_register(
             result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
         )
