@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.model.bundle import ModelBundle
@@ -79,7 +80,7 @@ def test_registered_model_has_a_signature_an_input_example_and_its_code(trained)
     X = trained["result"].test_X
     inputs = model.signature.inputs
     assert inputs.input_names() == list(X.columns) and all(c.required for c in inputs.inputs)
-    types = {c.name: str(c.type) for c in inputs.inputs}
+    types = {c.name: c.type.name for c in inputs.inputs}
     assert types["payer_id"] == types["specialty"] == "string" and types["total_charge"] == "double"
     assert model.signature.outputs.input_names()[0] == "recoupment_probability"
     assert "expected_recoupment_amount" in model.signature.outputs.input_names()
@@ -117,16 +118,17 @@ def test_run_records_its_data_description_curves_and_the_experiment_kind(trained
     assert f"as of **{meta['as_of']}**" in note and f"{summary['claims']:,} claims" in note
     assert str(trained["data_dir"]) in note and summary["digest"] in note
     assert run.data.tags["mlflow.runName"] == f"train-asof-{meta['as_of']}"
-    # per boosting iteration curves on the validation slice: one value per tree, steps 1..n
-    n = meta["n_trees_likelihood"]
+    # per boosting iteration curves on the validation slice: one value per tree trained, steps 1..n; early
+    # stopping kept the trees up to the curve's best (lowest) log loss
+    curve = result.bundle.likelihood.evals_result_["valid"]["binary_logloss"]
     for metric in ("binary_logloss", "average_precision"):
         history = client.get_metric_history(info["run_id"], f"valid_likelihood_{metric}")
-        assert sorted(m.step for m in history) == list(range(1, n + 1))
-    lik = result.bundle.likelihood.evals_result_["valid"]["binary_logloss"]
+        assert sorted(m.step for m in history) == list(range(1, len(curve) + 1))
     history = sorted(client.get_metric_history(info["run_id"], "valid_likelihood_binary_logloss"), key=lambda m: m.step)
-    assert [m.value for m in history] == lik
+    assert [m.value for m in history] == curve
+    assert int(np.argmin(curve)) + 1 == meta["n_trees_likelihood"] <= len(curve)
     cause = client.get_metric_history(info["run_id"], "valid_cause_multi_logloss")
-    assert len(cause) == meta["n_trees_cause"]
+    assert len(cause) == len(result.bundle.cause.evals_result_["valid"]["multi_logloss"]) >= meta["n_trees_cause"]
     # MLflow 3's UI opens the experiment in its classic ML view
     assert mlflow.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
