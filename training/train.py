@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.model.bundle import Calibrator, ModelBundle, expected_amount, feature_reference
 from features.contract import CAUSES, History, load_history
@@ -78,13 +80,25 @@ def history_digest(history: History) -> str:
             continue
         h.update(f"{name}:{','.join(map(str, frame.columns))}:{len(frame)};".encode())
         for column in frame.columns:
-            values = frame[column]
-            try:
-                hashed = pd.util.hash_pandas_object(values, index=False)
-            except TypeError:  # list-like cells (codes of a claim): hashed by their text
-                hashed = pd.util.hash_pandas_object(values.map(str), index=False)
-            h.update(hashed.to_numpy().tobytes())
+            for part in _hash_parts(frame[column]):
+                h.update(part)
     return h.hexdigest()
+
+
+def _hash_parts(values: pd.Series) -> list[bytes]:
+    """Per-value hashes of a column as bytes; a list column (codes of a claim, Arrow lists) as its list lengths
+    (-1: missing) and the hashes of its flattened items."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+        arr = pa.chunked_array([pa.array(values)]).combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy()
+        items = pd.Series(pc.list_flatten(arr).to_pandas(types_mapper=pd.ArrowDtype))
+        return [lengths.astype(np.int64).tobytes(), *_hash_parts(items)]
+    try:
+        hashed = pd.util.hash_pandas_object(values, index=False)
+    except TypeError:  # other list-like cells: by their text
+        hashed = pd.util.hash_pandas_object(values.map(str), index=False)
+    return [hashed.to_numpy().tobytes()]
 
 
 def train_warnings(history_start: pd.Timestamp, train: pd.DataFrame) -> list[str]:
