@@ -1,4 +1,5 @@
-"""Plots for a trained model: ROC, PR, calibration, lift and dollars captured, importance, SHAP, causes."""
+"""Plots for a trained model: ROC, PR, calibration, lift and dollars captured, importance, SHAP (bars and
+beeswarm), causes."""
 
 from __future__ import annotations
 
@@ -97,16 +98,33 @@ def plot_importance(
     return _save(fig, out / name)
 
 
+#: SHAP beeswarm: features shown (largest mean |SHAP| first), points per feature at most, half-height of a row
+BEESWARM_FEATURES = 15
+BEESWARM_POINTS = 2000
+BEESWARM_HALF_HEIGHT = 0.4
+#: text on a cell darker than this relative luminance (0 black .. 1 white) is white, else black
+DARK_LUMINANCE = 0.45
+
+
+def text_colour(rgba: tuple[float, ...]) -> str:
+    """``"white"`` on a dark background colour (relative luminance, sRGB, below :data:`DARK_LUMINANCE`), else
+    ``"black"``: numbers stay readable on every cell of a heat map."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return "white" if lum < DARK_LUMINANCE else "black"
+
+
 def plot_cause_confusion(scored: pd.DataFrame, out: Path) -> Path:
     cp = scored[[f"p_{c}" for c in CAUSES]].to_numpy()
     cm = confusion(scored["true_cause"].where(scored["label"] == 1).to_numpy(), cp)
     fig, ax = figure(figsize=(7, 6))
-    ax.imshow(cm.to_numpy(), cmap="Blues")
+    im = ax.imshow(cm.to_numpy(), cmap="Blues")
     ax.set_xticks(range(len(CAUSES)), CAUSES, rotation=45, ha="right")
     ax.set_yticks(range(len(CAUSES)), CAUSES)
     for i in range(len(CAUSES)):
         for j in range(len(CAUSES)):
-            ax.text(j, i, str(int(cm.iloc[i, j])), ha="center", va="center", fontsize=8)
+            n = int(cm.iloc[i, j])
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color=text_colour(im.cmap(im.norm(n))))
     ax.set(xlabel="predicted cause", ylabel="true cause", title="Cause confusion (recouped claims)")
     return _save(fig, out / "cause_confusion.png")
 
@@ -121,6 +139,63 @@ def plot_dollars_by_cause(scored: pd.DataFrame, out: Path) -> Path:
     ax.barh(by.index, by.to_numpy())
     ax.set(xlabel="expected recoupment dollars", title="Dollars at risk by cause")
     return _save(fig, out / "dollars_by_cause.png")
+
+
+def swarm_offsets(x: np.ndarray, half_height: float = BEESWARM_HALF_HEIGHT, bins: int = 60) -> np.ndarray:
+    """Vertical offsets of a beeswarm row: points in the same x bin spread out alternately above and below the
+    row (0, +1, -1, +2, ...), scaled so the most crowded bin spans ``half_height`` each side; so a row's height
+    shows where the values are dense."""
+    if len(x) == 0:
+        return np.zeros(0)
+    lo, hi = float(np.min(x)), float(np.max(x))
+    b = np.minimum(((x - lo) / max(hi - lo, 1e-12) * bins).astype(int), bins - 1)
+    order = np.argsort(b, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=bins))[:-1]])
+    rank = np.empty(len(x), dtype=int)
+    rank[order] = np.arange(len(x)) - starts[b[order]]
+    step = np.where(rank % 2 == 1, (rank + 1) // 2, -(rank // 2))
+    return step / max(int(np.abs(step).max()), 1) * half_height
+
+
+def colour_values(column: pd.Series) -> np.ndarray:
+    """A feature's values as colours 0..1 for the beeswarm: percentile rank among the shown rows (so skewed
+    features still spread), NaN for missing values and for categories (they have no order)."""
+    if not pd.api.types.is_numeric_dtype(column.dtype) or isinstance(column.dtype, pd.CategoricalDtype):
+        return np.full(len(column), np.nan)
+    return column.astype(float).rank(pct=True).to_numpy()
+
+
+def plot_shap_beeswarm(
+    contrib: np.ndarray, M: pd.DataFrame, out: Path, top: int = BEESWARM_FEATURES, name: str = "shap_beeswarm.png"
+) -> Path:
+    """SHAP beeswarm: per feature (the ``top`` largest mean |SHAP|, largest at the top) one point per claim at
+    its contribution to the log-odds, coloured by the feature's value (low blue .. high red; grey: missing or a
+    category). Direction, not only size: red points right of zero mean high values raise the risk."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(M), size=min(len(M), BEESWARM_POINTS), replace=False))
+    contrib, M = contrib[rows], M.iloc[rows]
+    names = list(M.columns)
+    order = np.argsort(-np.abs(contrib).mean(0), kind="stable")[:top][::-1]
+    cmap = colormaps["coolwarm"]
+    fig, ax = figure(figsize=(8, 0.42 * len(order) + 1.6))
+    for y, j in enumerate(order):
+        x = contrib[:, j]
+        c = colour_values(M[names[j]])
+        known = ~np.isnan(c)
+        yy = y + swarm_offsets(x)
+        ax.scatter(x[~known], yy[~known], s=6, color="#9e9e9e", alpha=0.6, linewidths=0, rasterized=True)
+        ax.scatter(x[known], yy[known], s=6, c=cmap(c[known]), alpha=0.8, linewidths=0, rasterized=True)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(order)), [names[j] for j in order])
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.set(xlabel="SHAP value (contribution to the log-odds of recoupment)", title="SHAP beeswarm, latest window")
+    bar = fig.colorbar(ScalarMappable(cmap=cmap), ax=ax, fraction=0.04, pad=0.02, ticks=[0, 1])
+    bar.ax.set_yticklabels(["low", "high"])
+    bar.set_label("feature value (grey: missing or a category)")
+    return _save(fig, out / name)
 
 
 def write_plots(result: TrainResult, out: Path, oracle: pd.DataFrame | None) -> None:
@@ -141,3 +216,4 @@ def write_plots(result: TrainResult, out: Path, oracle: pd.DataFrame | None) -> 
         contrib = result.bundle.contributions(M)[:, :-1]
         shap = pd.Series(np.abs(contrib).mean(0), index=result.bundle.spec.feature_names_)
         plot_importance(shap, out, "shap_summary.png", "Mean |SHAP| (log-odds), latest window")
+        plot_shap_beeswarm(contrib, M, out)

@@ -3,6 +3,7 @@ calibration, metrics, MLflow run and registered version (challenger; champion wh
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.model.bundle import Calibrator, ModelBundle, expected_amount, feature_reference
 from features.contract import CAUSES, History, load_history
@@ -66,6 +69,36 @@ def _cause_amount_share(labels: pd.DataFrame) -> dict:
         g = pos[pos["cause"] == c]
         out[c] = float(np.clip((g["recouped_amount"] / g["paid_amount"]).mean(), 0, 1)) if len(g) >= 5 else 1.0
     return out
+
+
+def history_digest(history: History) -> str:
+    """A content digest (SHA-256, hex) of a history's tables: their names, columns and every value, whatever the
+    files they were read from (the training dataset's digest in MLflow)."""
+    h = hashlib.sha256()
+    for name, frame in history.tables().items():
+        if frame is None:
+            continue
+        h.update(f"{name}:{','.join(map(str, frame.columns))}:{len(frame)};".encode())
+        for column in frame.columns:
+            for part in _hash_parts(frame[column]):
+                h.update(part)
+    return h.hexdigest()
+
+
+def _hash_parts(values: pd.Series) -> list[bytes]:
+    """Per-value hashes of a column as bytes; a list column (codes of a claim, Arrow lists) as its list lengths
+    (-1: missing) and the hashes of its flattened items."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+        arr = pa.chunked_array([pa.array(values)]).combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy()
+        items = pd.Series(pc.list_flatten(arr).to_pandas(types_mapper=pd.ArrowDtype))
+        return [lengths.astype(np.int64).tobytes(), *_hash_parts(items)]
+    try:
+        hashed = pd.util.hash_pandas_object(values, index=False)
+    except TypeError:  # other list-like cells: by their text
+        hashed = pd.util.hash_pandas_object(values.map(str), index=False)
+    return [hashed.to_numpy().tobytes()]
 
 
 def train_warnings(history_start: pd.Timestamp, train: pd.DataFrame) -> list[str]:
@@ -251,6 +284,7 @@ def train_model(
         "usable": int(usable.sum()),
         "usable_not_matured": int((usable & ~labels["mature"]).sum()),
         "rulebook_version": rulebook.version,
+        "digest": history_digest(h),
         **{f"n_{k}": int(v) for k, v in counts.items()},
         "train_positives": int(y[tr].sum()),
         "valid_positives": calibration["valid_positives"],
@@ -311,8 +345,9 @@ def train_cli(
     n_estimators: int | None = None,
     promote_if_better: bool = False,
 ) -> None:
-    """Entry point of `recoup train`."""
-    from training.registry import BOTH_FLAGS, log_and_register
+    """Entry point of `recoup train`: the data is loaded (and checked), then one MLflow run spans features,
+    training, evaluation and registering."""
+    from training.registry import BOTH_FLAGS, log_and_register, training_run
 
     if promote and promote_if_better:
         raise RecoupError(BOTH_FLAGS)
@@ -320,11 +355,12 @@ def train_cli(
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
     log.info("loading %s", data)
     history = load_history(data, require_recoupments=True)
-    result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
-    submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
-    info = log_and_register(
-        result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
-    )
+    with training_run(as_of):
+        result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+        submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
+        info = log_and_register(
+            result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
+        )
     m = result.metrics
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
     print(

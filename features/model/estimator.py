@@ -104,7 +104,9 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         learn around and that prediction leaves out; ``sample_weight`` weighs rows. Returns self."""
         dtrain = lgb.Dataset(X, label=y, weight=sample_weight, init_score=init_score, free_raw_data=True)
         valid_sets, callbacks = [], [_progress(100, self.name)]
+        evals: dict[str, dict[str, list[float]]] = {}
         if eval_set is not None:
+            callbacks.append(lgb.record_evaluation(evals))
             valid_sets = [lgb.Dataset(eval_set[0], label=eval_set[1], init_score=eval_init_score, reference=dtrain)]
             if self.early_stopping_rounds is not None:
                 callbacks.append(
@@ -119,6 +121,9 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
         )
         self._learn(booster)
+        #: the eval set's metrics after each boosting iteration, {"valid": {metric: [value, ...]}} (empty without
+        #: an eval set; not saved: a loaded estimator has none)
+        self.evals_result_ = evals
         return self
 
     def _learn(self, booster: lgb.Booster) -> None:
