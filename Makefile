@@ -23,7 +23,9 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	@touch $@
 
+## also Debian's chromium for the browser test of the service's pages, when missing and run as root
 setup: $(VENV)/.synced
+	@.ci/ensure-chromium
 
 ## Plain-pip alternative to uv (same pinned versions, exported from uv.lock)
 setup-pip:
