@@ -89,3 +89,14 @@ def test_the_bentofile_names_the_service_and_its_packages():
     for req in spec["python"]["packages"]:
         pkg, pin = req.split("==")
         assert lock.get(pkg) == pin, f"bentofile.yaml pins {req}, requirements.lock has {lock.get(pkg)}"
+
+
+def test_the_store_model_loads_through_the_module_it_names(trained):
+    """``bentoml.models.get(tag).load_model()`` imports model.yaml's ``module`` and calls its ``load_model``."""
+    import bentoml
+
+    from serving.scorer import Scorer
+
+    model = bentoml.models.get(f"recoup-risk:{Path(trained['bundle_dir']).name}")
+    scorer = model.load_model()
+    assert isinstance(scorer, Scorer) and scorer.model_version == model.info.labels["mlflow_version"]
