@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export RECOUP_HOME ?= $(CURDIR)/work
 export BENTOML_HOME ?= $(RECOUP_HOME)/bentoml
 
-.PHONY: setup setup-pip demo lint typecheck format test test-fast test-slow lock bench audit-deps clean
+.PHONY: setup setup-pip demo bento lint typecheck format test test-fast test-slow lock bench audit-deps clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -23,7 +23,9 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	@touch $@
 
+## also Debian's chromium for the browser test of the service's pages, when missing and run as root
 setup: $(VENV)/.synced
+	@.ci/ensure-chromium
 
 ## Plain-pip alternative to uv (same pinned versions, exported from uv.lock)
 setup-pip:
@@ -33,6 +35,11 @@ setup-pip:
 
 demo: setup
 	$(VENV)/bin/recoup demo
+
+## The scoring service as a Bento, with the champion of $(BENTOML_HOME)'s store (after `make demo` or
+## `recoup train --promote`); then `bentoml containerize recoup:latest`. See docs/service.md, "Building a Bento".
+bento: setup
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/bentoml build
 
 ## Lint, format check and type check (ruff, mypy; their settings in pyproject.toml); `make format` rewrites the files
 lint: setup typecheck

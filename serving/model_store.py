@@ -114,3 +114,11 @@ def bento_model_tag() -> str | None:
     except Exception:  # pragma: no cover - unreadable store: load (and fail clearly) at start instead
         return None
     return None if ref is None else ref.source.removeprefix("bentoml:")
+
+
+def load_model(bento_model: object) -> object:
+    """A :class:`serving.scorer.Scorer` of a model in the BentoML store (``bentoml.models.get(tag).load_model()``:
+    the store's ``model.yaml`` names this module), without a journal: claims it records stay in memory."""
+    from serving.scorer import Scorer
+
+    return Scorer.from_dir(Path(str(getattr(bento_model, "path"))))

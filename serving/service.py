@@ -45,11 +45,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from features.settings import MODEL_NAME, env_number
 from serving import http as _http
-from serving import model_store
+from serving import model_store, pages
 from serving.security import Guard, note_claims
 from serving.schemas import (
     LIMITS,
@@ -206,8 +206,8 @@ def _flag(query: dict, name: str, body_value: bool) -> bool:
 # the app
 # --------------------------------------------------------------------------------------
 
-app = FastAPI(
-    title="recoup scoring service", version="1", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None
+app = FastAPI(  # /docs is ours (serving/pages.py): Swagger UI from the service itself, not a CDN
+    title="recoup scoring service", version="1", docs_url=None, openapi_url="/openapi.json", redoc_url=None
 )
 # the request bodies too (the handlers read the raw request); replacing app.openapi is FastAPI's documented way
 app.openapi = openapi_with_bodies(app)  # type: ignore[method-assign]
@@ -267,6 +267,36 @@ class _CatchAll:
 
 
 app.add_middleware(_CatchAll)
+
+
+# --------------------------------------------------------------------------------------
+# pages for people (serving/pages.py): every asset from the service, none from the internet
+# --------------------------------------------------------------------------------------
+
+
+@app.get("/docs", include_in_schema=False)
+async def docs_page() -> Response:
+    return HTMLResponse(pages.docs_html(app.openapi_url or "/openapi.json"))
+
+
+def _asset_route(name: str) -> None:
+    async def serve_asset() -> Response:
+        body = await anyio.to_thread.run_sync(pages.asset, name)
+        return Response(body, media_type=pages.ASSETS[name], headers={"cache-control": "public, max-age=3600"})
+
+    app.add_api_route(pages.ASSET_PREFIX + name, serve_asset, methods=["GET"], include_in_schema=False)
+
+
+for _name in pages.ASSETS:  # one exact path each: serving.security.Guard serves known paths only
+    _asset_route(_name)
+
+
+@app.get("/contract", include_in_schema=False)
+async def contract_page() -> Response:
+    path = pages.contract_path()
+    if path is None:
+        return error_response(404, "not_found", "docs/contract.md is not part of this installation")
+    return HTMLResponse(pages.contract_html(path.read_text(encoding="utf-8")))
 
 
 def _claim_count(body: Any) -> int | None:
@@ -486,6 +516,11 @@ class RecoupService:
     async def score_batch(self, request: Request) -> Response:
         """Body ``{"claims": [CLAIM, ...]}`` -> ``[SCORE | {"claim_id", "error"}, ...]``, same order."""
         return await self._run(self.score_many, request)
+
+    @app.get("/", include_in_schema=False)
+    async def home(self) -> Response:
+        """What this service is, the model it serves, and links to the docs (serving/pages.py)."""
+        return HTMLResponse(pages.index_html(self.model_info))
 
     @app.get("/model", summary="The model being served", response_model=None, **route_docs("model"))
     async def model(self) -> Response:

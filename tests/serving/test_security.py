@@ -300,7 +300,7 @@ def test_unknown_paths_are_json_404_and_do_not_grow_metrics(keyed):
         for i in range(300):
             r = c.get(f"{url}/no-such-path-{i}")
             assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
-        for path in ("/", "/schema.json", "/docs.json", "/score/", "/static_content/x.js"):
+        for path in ("/schema.json", "/docs.json", "/score/", "/static_content/x.js", "/docs/assets/index.css"):
             assert c.get(f"{url}{path}").status_code == 404
         _is_error(c.get(f"{url}/nothing"), 404, "not_found")
         _is_error(c.get(f"{url}/score"), 405, "method_not_allowed")
