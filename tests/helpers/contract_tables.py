@@ -20,6 +20,7 @@ TEXT_COLUMNS = [
     ("claims", "prior_auth_number", "text"),
     ("providers", "taxonomy_code", "text"),
     ("providers", "state", "text"),
+    ("providers", "name", "text"),
     ("recoupments", "carc", "text"),
 ]
 
