@@ -139,7 +139,7 @@ def test_worklist_csv_is_flat_and_formula_safe(trained, tmp_path):
     scorer = batch.load_scorer(trained["bundle_dir"])
     bs = batch.score_window(trained["history"], scorer)
     wl = audit.build_worklist(bs, scorer, capacity=30)
-    wl.worklist.loc[0, "reason_2"] = "=HYPERLINK(\"http://evil.example\")"
+    wl.worklist.loc[0, "reason_2"] = '=HYPERLINK("http://evil.example")'
     wl.worklist.loc[1, "rule_hit_1"] = "+1+1"
     audit.write_worklist(wl, tmp_path / "w")
     csv = pd.read_csv(tmp_path / "w" / "worklist.csv", dtype=str, keep_default_na=False)
@@ -149,7 +149,7 @@ def test_worklist_csv_is_flat_and_formula_safe(trained, tmp_path):
     cells = csv.to_numpy().ravel()
     assert not any(str(v).lstrip("'").startswith(("[", "{")) for v in cells), "JSON in a cell"
     assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in cells)
-    assert csv.loc[0, "reason_2"] == "'=HYPERLINK(\"http://evil.example\")" and csv.loc[1, "rule_hit_1"] == "'+1+1"
+    assert csv.loc[0, "reason_2"] == '\'=HYPERLINK("http://evil.example")' and csv.loc[1, "rule_hit_1"] == "'+1+1"
     for i in range(2, len(pq)):  # the flat columns are the JSON's first texts, in order
         reasons = [r["text"] for r in json.loads(pq.loc[i, "reasons"])]
         hits = [r["text"] for r in json.loads(pq.loc[i, "rule_hits"])]

@@ -25,7 +25,16 @@ from features.sources.x12.codes import (
     plan_type,
     valid_procedure,
 )
-from features.sources.x12.elements import bounded, bounded_el, components, el, expected_number, number, procedure, x12_date
+from features.sources.x12.elements import (
+    bounded,
+    bounded_el,
+    components,
+    el,
+    expected_number,
+    number,
+    procedure,
+    x12_date,
+)
 from features.sources.x12.envelope import Transaction
 from features.sources.x12.errors import Rejection, X12Error
 from features.sources.x12.parsed import Parsed, segment_handlers
