@@ -89,6 +89,8 @@ BACKTEST_WINDOW_DAYS = 182
 #: claims counted as paid in time for the suggested window: this quantile of days from submission to payment
 PAY_LAG_QUANTILE = 0.95
 UNKNOWN_SPECIALTY = "specialty not given"
+#: the capacity curve shows 0 .. this many times the capacity (where the decision is), not every paid claim
+CURVE_ZOOM = 3
 #: a NUCC health care provider taxonomy code (10 characters, ending in X)
 TAXONOMY_CODE = re.compile(r"\b[0-9]{3}[0-9A-Z]{6}X\b")
 
@@ -342,7 +344,8 @@ def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: p
             oc, od = _caught(ids[np.argsort(-score, kind="stable")], k, tm)
             res["oracle"] = {"claims": oc, "dollars": round(od, 2)}
     # capacity curves (dollars caught at each k) for the chart
-    grid = np.unique(np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int))
+    coarse = np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int)
+    grid = np.unique(np.concatenate([coarse, np.arange(0, min(n_mature, CURVE_ZOOM * max(capacity, 10)) + 1)]))
     cum_model = np.concatenate([[0], np.cumsum(tm["recouped_amount"].to_numpy())])
     res["curve"] = {
         "k": grid.tolist(),
@@ -587,9 +590,9 @@ def no_backtest_reason(summary: dict) -> str:
 def _score_matured(data: Path, skip_invalid: bool | None, bundle_dir: Path | None):
     """Load the champion and the history, pick :func:`matured_window`, score it."""
     from features.contract import REJECTED_COLUMNS, load_history
-    from serving.batch import _skip_invalid_default, load_scorer, score_window
+    from serving.batch import skip_invalid_default, load_scorer, score_window
 
-    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
+    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
     t = time.perf_counter()
     if skip:

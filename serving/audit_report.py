@@ -10,11 +10,10 @@ import numpy as np
 
 from features.contract import CAUSES
 from features.figures import data_uri, figure
+from serving.audit import CURVE_ZOOM, no_backtest_reason, window_flags
 
 MAX_TABLE_ROWS = 5000  # the HTML table stops here (the CSV/Parquet have the whole worklist)
 TOP_GROUPS = 15
-#: the capacity curve shows 0 .. this many times the capacity (where the decision is), not every paid claim
-CURVE_ZOOM = 3
 MAX_LABEL_CHARS = 42  # a chart's bar label (provider name, specialty) is cut here
 
 CSS = """
@@ -185,7 +184,6 @@ def _summary_html(wl) -> str:
 
 
 def _backtest_html(bt: dict | None, summary: dict | None = None) -> str:
-    from serving.audit import no_backtest_reason, window_flags
 
     summary = summary or {}
     if not bt:
@@ -199,7 +197,7 @@ def _backtest_html(bt: dict | None, summary: dict | None = None) -> str:
             "from their outcomes, so on them the backtest flatters it. An out-of-sample backtest audits claims "
             "submitted after the model's training date (`recoup train --as-of` an earlier date).</p>"
         )
-    if bt["n_immature"] and mw.get("since"):
+    if bt["n_immature"] and mw.get("since") and summary.get("window") != [mw["since"], mw["until"]]:
         notes += (
             f"<p class='muted'>For a window whose outcomes are all known: <code>{_esc(window_flags(mw))}</code> "
             "(or <code>--matured</code>).</p>"
