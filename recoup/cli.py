@@ -425,6 +425,12 @@ def audit(
         False, "--skip-invalid", help="audit the valid claims and list the invalid ones as rejected"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_DIR),
+    matured: bool = typer.Option(
+        False,
+        "--matured",
+        help="audit the claims whose outcomes are known as of the data's last date, so the report has a backtest "
+        "(instead of --since/--until)",
+    ),
 ) -> None:
     """Ranked review worklist by expected recoupment dollars, with an HTML report."""
 
@@ -441,6 +447,7 @@ def audit(
             minutes_per_review=minutes_per_review,
             skip_invalid=skip_invalid or None,
             overwrite=overwrite,
+            matured=matured,
         )
 
     _run(go)

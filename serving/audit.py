@@ -19,13 +19,18 @@ The worklist is the top of that ranking within ``capacity`` reviews or ``budget_
 
 Backtest: when the data has recoupments and claims of the window whose horizon has passed (mature),
 the report shows what reviewing the top of the ranking would actually have caught, against random
-review, against the oracle (``DIR/oracle.csv``) and against hindsight.
+review, against the oracle (``DIR/oracle.csv``) and against hindsight. :func:`matured_window` says which
+submission window has known outcomes (``--matured`` audits it).
+
+Providers are shown with their name when the history's providers table has one and with their
+specialty's NUCC label (the packaged taxonomy), never a bare taxonomy code.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +51,9 @@ WORKLIST_COLUMNS = [
     "rank",
     "claim_id",
     "billing_npi",
+    "provider_name",
+    "specialty",
+    "specialty_code",
     "payer_id",
     "plan_type",
     "submitted_date",
@@ -55,14 +63,160 @@ WORKLIST_COLUMNS = [
     "risk_band",
     "top_cause",
     "top_cause_probability",
+    "second_cause",
+    "second_cause_probability",
     "amount_at_risk",
     "expected_recoupment_dollars",
     "cumulative_expected_dollars",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "rule_hit_1",
+    "rule_hit_2",
+    "rule_hit_3",
+    "rule_hit_count",
     "causes",
     "reasons",
     "rule_hits",
     "model_version",
 ]
+#: flat text columns: the first N reasons and rule hits (the CSV for people has these, not the JSON)
+FLAT_ITEMS = 3
+#: JSON columns: in worklist.parquet for programs, left out of worklist.csv (spreadsheets)
+JSON_COLUMNS = ("causes", "reasons", "rule_hits")
+#: a backtest window: this many days of submissions (unless the model's held-out slice gives one)
+BACKTEST_WINDOW_DAYS = 182
+#: claims counted as paid in time for the suggested window: this quantile of days from submission to payment
+PAY_LAG_QUANTILE = 0.95
+UNKNOWN_SPECIALTY = "specialty not given"
+#: the capacity curve shows 0 .. this many times the capacity (where the decision is), not every paid claim
+CURVE_ZOOM = 3
+#: a NUCC health care provider taxonomy code (10 characters, ending in X)
+TAXONOMY_CODE = re.compile(r"\b[0-9]{3}[0-9A-Z]{6}X\b")
+
+
+# ---------------------------------------------------------------------------------------------- providers
+def taxonomy_labels() -> dict[str, str]:
+    """NUCC taxonomy code -> its label (the display name; else classification, specialization), read from
+    the packaged rulebook's ``nucc_taxonomy`` table."""
+    from features.rulebook import load_rulebook
+
+    t = load_rulebook().table("nucc_taxonomy").fillna("")
+    base = t["classification"].str.cat(t["specialization"].where(t["specialization"] == "", ", " + t["specialization"]))
+    label = t["display_name"].where(t["display_name"].str.strip() != "", base).str.strip()
+    return dict(zip(t["code"].astype(str), label))
+
+
+def specialty_label(code, labels: dict[str, str]) -> str:
+    """The label of a taxonomy code; an unknown code is shown as such, a missing one as not given."""
+    if code is None or (isinstance(code, float) and np.isnan(code)) or not str(code).strip():
+        return UNKNOWN_SPECIALTY
+    code = str(code).strip()
+    return labels.get(code, f"taxonomy {code} (not in the NUCC list)")
+
+
+def label_taxonomy_codes(text: str, labels: dict[str, str]) -> str:
+    """``text`` with each known taxonomy code replaced by its label (a reason names the specialty)."""
+    return TAXONOMY_CODE.sub(lambda m: labels.get(m.group(0), m.group(0)), text) if text else text
+
+
+def provider_table(history: History, npis, labels: dict[str, str]) -> pd.DataFrame:
+    """Index npi: ``provider_name`` (the providers table's optional ``name``; empty when absent),
+    ``specialty_code``, ``specialty`` (its NUCC label)."""
+    idx = pd.Index(pd.unique(np.asarray(npis, dtype=object)).astype(str), name="npi")
+    out = pd.DataFrame({"provider_name": "", "specialty_code": ""}, index=idx)
+    p = history.providers
+    if p is not None and len(p):
+        p = p.assign(npi=p["npi"].astype(str)).drop_duplicates("npi", keep="last").set_index("npi")
+        got = p.reindex(idx)
+        if "name" in got.columns:
+            out["provider_name"] = got["name"].astype("string").fillna("").str.strip().to_numpy(dtype=object)
+        if "taxonomy_code" in got.columns:
+            out["specialty_code"] = got["taxonomy_code"].astype("string").fillna("").to_numpy(dtype=object)
+    out["specialty"] = [specialty_label(c, labels) for c in out["specialty_code"]]
+    return out
+
+
+def provider_display(npi: str, providers: pd.DataFrame | None) -> str:
+    """``Name (NPI)`` when the history names the provider, else ``NPI``."""
+    if providers is None or npi not in providers.index:
+        return str(npi)
+    name = providers.at[npi, "provider_name"]
+    return f"{name} ({npi})" if name else str(npi)
+
+
+# ---------------------------------------------------------------------------------------------- flat columns
+def _texts(items_json: str, labels: dict[str, str]) -> list[str]:
+    try:
+        items = json.loads(items_json) if items_json else []
+    except (TypeError, ValueError):
+        return []
+    return [label_taxonomy_codes(str(i.get("text", "")), labels) for i in items if isinstance(i, dict)]
+
+
+def flat_items(column: pd.Series, prefix: str, labels: dict[str, str]) -> pd.DataFrame:
+    """``<prefix>_1..FLAT_ITEMS`` text columns from a JSON list column (``[{"text": ...}]``)."""
+    texts = [_texts(v, labels) for v in column]
+    return pd.DataFrame(
+        {f"{prefix}_{j + 1}": [t[j] if len(t) > j else "" for t in texts] for j in range(FLAT_ITEMS)},
+        index=column.index,
+    )
+
+
+def csv_frame(worklist: pd.DataFrame) -> pd.DataFrame:
+    """The worklist for spreadsheets: flat columns only (no JSON in cells)."""
+    return worklist.drop(columns=[c for c in JSON_COLUMNS if c in worklist.columns])
+
+
+# ---------------------------------------------------------------------------------------------- matured window
+def matured_window(
+    history: History,
+    horizon_days: int,
+    split_dates: dict | None = None,
+    days: int = BACKTEST_WINDOW_DAYS,
+    as_of: pd.Timestamp | None = None,
+) -> dict:
+    """The submission window whose outcomes are known as of the data's last date (``as_of``).
+
+    A claim's outcome is known ``horizon_days`` after its payment, so claims submitted by
+    ``as_of - horizon - L`` are mature, L being the :data:`PAY_LAG_QUANTILE` of the days from submission
+    to payment. The window starts at the model's held-out (test) slice when ``split_dates`` puts it before
+    ``until`` (``held_out``: the model neither trained nor calibrated on these claims, nor on later ones),
+    else ``days`` before ``until`` (then the model trained on them: a model trained with immature labels,
+    as of the data's end, has its test slice after ``until``). ``since`` and ``until`` are None when the
+    history is too short."""
+    c = history.claims
+    as_of = pd.Timestamp(as_of if as_of is not None else history.last_date)
+    paid = c["paid_date"].notna()
+    lag_days = (c.loc[paid, "paid_date"] - c.loc[paid, "submitted_date"]).dt.days
+    lag = int(np.ceil(lag_days.quantile(PAY_LAG_QUANTILE))) if len(lag_days) else 0
+    first = pd.Timestamp(c["submitted_date"].min())
+    until = (as_of - pd.Timedelta(days=horizon_days + max(lag, 0))).normalize()
+    res: dict[str, Any] = {
+        "as_of": str(as_of.date()),
+        "horizon_days": int(horizon_days),
+        "pay_lag_days": lag,
+        "paid_by": str((as_of - pd.Timedelta(days=horizon_days)).date()),
+        "first_submitted": str(first.date()),
+        "since": None,
+        "until": None,
+        "held_out": False,
+    }
+    if pd.isna(first) or until < first:
+        return res
+    test = (split_dates or {}).get("test") or [None, None]
+    t0 = pd.Timestamp(test[0]) if test[0] else None
+    if t0 is not None and first <= t0 <= until:
+        since, res["held_out"] = t0, True
+    else:
+        since = max(first, until - pd.Timedelta(days=days))
+    res.update({"since": str(since.date()), "until": str(until.date())})
+    return res
+
+
+def window_flags(mw: dict) -> str:
+    """``--since A --until B`` of a matured window ("" when there is none)."""
+    return f"--since {mw['since']} --until {mw['until']}" if mw.get("since") else ""
 
 
 # ---------------------------------------------------------------------------------------------- amounts
@@ -190,7 +344,8 @@ def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: p
             oc, od = _caught(ids[np.argsort(-score, kind="stable")], k, tm)
             res["oracle"] = {"claims": oc, "dollars": round(od, 2)}
     # capacity curves (dollars caught at each k) for the chart
-    grid = np.unique(np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int))
+    coarse = np.linspace(0, n_mature, num=min(n_mature, 200) + 1).astype(int)
+    grid = np.unique(np.concatenate([coarse, np.arange(0, min(n_mature, CURVE_ZOOM * max(capacity, 10)) + 1)]))
     cum_model = np.concatenate([[0], np.cumsum(tm["recouped_amount"].to_numpy())])
     res["curve"] = {
         "k": grid.tolist(),
@@ -198,6 +353,17 @@ def backtest(ranked: pd.DataFrame, truth: pd.DataFrame, capacity: int, oracle: p
         "random": (grid * dol_total / n_mature).round(2).tolist(),
     }
     return res
+
+
+def _in_sample(ranked: pd.DataFrame, truth: pd.DataFrame, split_dates: dict) -> dict:
+    """How many matured candidates were submitted before the model's held-out (test) slice: the model
+    trained or calibrated on them, so the backtest flatters it there."""
+    test = split_dates.get("test") or [None]
+    if not test[0]:
+        return {"held_out_since": None, "n_in_sample": 0}
+    mature = truth["mature"].reindex(ranked["claim_id"].to_numpy()).fillna(False).to_numpy(dtype=bool)
+    before = (pd.to_datetime(ranked["submitted_date"]) < pd.Timestamp(test[0])).to_numpy()
+    return {"held_out_since": str(test[0]), "n_in_sample": int((mature & before).sum())}
 
 
 # ---------------------------------------------------------------------------------------------- worklist
@@ -210,6 +376,7 @@ class Worklist:
     summary: dict
     backtest: dict | None = None
     timings: dict = field(default_factory=dict)
+    providers: pd.DataFrame | None = None  # index npi: provider_name, specialty_code, specialty
 
 
 def review_capacity(n: int, capacity: int | None, budget_hours: float | None, minutes_per_review: float) -> int:
@@ -230,7 +397,10 @@ def build_worklist(
     data_dir: Path | None = None,
     as_of: pd.Timestamp | None = None,
     horizon_days: int | None = None,
+    window: dict | None = None,
 ) -> Worklist:
+    """Rank the window's paid claims, keep the top within the capacity, explain them, backtest them.
+    ``window``: the :func:`matured_window` of the whole history (else computed from ``bs.history``)."""
     t0 = time.perf_counter()
     c = bs.claims
     paid_mask = (c["paid_date"].notna() & (c["paid_amount"].fillna(0) > 0)).to_numpy()
@@ -280,9 +450,24 @@ def build_worklist(
     ctext, tcause, tprob = causes_json(top[[f"p_{k}" for k in CAUSES]])
     top["top_cause"] = tcause
     top["top_cause_probability"] = tprob
+    pcs = top[[f"p_{k}" for k in CAUSES]].to_numpy(dtype=np.float64)
+    second = np.argsort(-pcs, axis=1, kind="stable")[:, 1] if len(top) else np.zeros(0, dtype=int)
+    top["second_cause"] = np.asarray(CAUSES, dtype=object)[second]
+    top["second_cause_probability"] = np.round(pcs[np.arange(len(top)), second], 6) if len(top) else []
     top["causes"] = ctext
-    top["reasons"] = [json.dumps(bs.reasons[i], default=str) if i in bs.reasons else "" for i in top["claim_id"]]
+    labels = taxonomy_labels()
+    top["reasons"] = [
+        json.dumps([{**r, "text": label_taxonomy_codes(str(r.get("text", "")), labels)} for r in bs.reasons[i]])
+        if i in bs.reasons
+        else ""
+        for i in top["claim_id"]
+    ]
     top["rule_hits"] = bs.rule_hits.reindex(top["claim_id"].to_numpy()).fillna("[]").to_numpy()
+    providers = provider_table(bs.history, ranked["billing_npi"].to_numpy(), labels)
+    for col in ("provider_name", "specialty", "specialty_code"):
+        top[col] = providers[col].reindex(top["billing_npi"].to_numpy()).to_numpy(dtype=object)
+    top = top.join(flat_items(top["reasons"], "reason", labels)).join(flat_items(top["rule_hits"], "rule_hit", labels))
+    top["rule_hit_count"] = [len(_texts(v, labels)) for v in top["rule_hits"]]
     top["model_version"] = bs.model_version
     for col in ("amount_at_risk", "expected_recoupment_dollars", "cumulative_expected_dollars"):
         top[col] = top[col].round(2)
@@ -315,14 +500,18 @@ def build_worklist(
     by_cause = pd.Series(per_cause.sum(axis=0), index=list(CAUSES))
     bt = None
     rec = bs.history.recoupments
+    horizon = horizon_days or int(scorer.bundle.meta.get("horizon_days", DEFAULT_HORIZON_DAYS))
+    as_of = as_of if as_of is not None else (bs.data_end if bs.data_end is not None else bs.history.last_date)
+    split_dates = scorer.bundle.meta.get("split_dates") or {}
+    summary["has_recoupments"] = bool(rec is not None and len(rec))
+    summary["matured_window"] = window or matured_window(bs.history, horizon, split_dates, as_of=as_of)
     if rec is not None and len(rec) and len(ranked):
-        horizon = horizon_days or int(scorer.bundle.meta.get("horizon_days", DEFAULT_HORIZON_DAYS))
-        as_of = as_of if as_of is not None else (bs.data_end if bs.data_end is not None else bs.history.last_date)
         truth = outcomes(bs.history, as_of, horizon)
         oracle = read_oracle(data_dir) if data_dir is not None else None
         bt = backtest(ranked, truth, max(cap, 0), oracle)
         if bt is not None:
             bt.update({"as_of": str(pd.Timestamp(as_of).date()), "horizon_days": horizon})
+            bt.update(_in_sample(ranked, truth, split_dates))
             t = truth.reindex(top["claim_id"].to_numpy())
             worklist["outcome_known"] = t["mature"].fillna(False).to_numpy(dtype=bool)
             worklist["recouped"] = np.where(worklist["outcome_known"], t["label"].fillna(0).to_numpy(), np.nan)
@@ -339,6 +528,7 @@ def build_worklist(
         capacity=cap,
         summary=summary,
         backtest=bt,
+        providers=providers,
         timings={"rank_s": t1 - t0, "reasons_s": t2 - t1, "finish_s": time.perf_counter() - t2},
     )
 
@@ -347,8 +537,9 @@ WORKLIST_FILES = ("worklist.csv", "worklist.parquet", "report.html")
 
 
 def write_worklist(wl: Worklist, out: Path, overwrite: bool = False) -> dict[str, Path]:
-    """Write worklist.csv (formula-like cells escaped: a reviewer opens it in a spreadsheet),
-    worklist.parquet and report.html as one folder, replaced whole (:func:`features.outputs.write_dir`)."""
+    """Write worklist.csv (for spreadsheets: flat columns, no JSON, formula-like cells escaped),
+    worklist.parquet (every column, the JSON ones too, for programs) and report.html as one folder,
+    replaced whole (:func:`features.outputs.write_dir`)."""
     from features.outputs import write_csv, write_dir, write_parquet, write_text
     from serving.audit_report import render_report
 
@@ -359,12 +550,67 @@ def write_worklist(wl: Worklist, out: Path, overwrite: bool = False) -> dict[str
     html = render_report(wl)
 
     def build(d: Path) -> None:
-        write_csv(d / "worklist.csv", df, for_people=True)
+        write_csv(d / "worklist.csv", csv_frame(df), for_people=True)
         write_parquet(d / "worklist.parquet", df)
         write_text(d / "report.html", html)
 
     write_dir(out, "audit", build, overwrite=overwrite, files=WORKLIST_FILES)
     return {"csv": out / "worklist.csv", "parquet": out / "worklist.parquet", "html": out / "report.html"}
+
+
+def no_backtest_reason(summary: dict) -> str:
+    """Why a window has no backtest, and which window would have one (one paragraph, plain text)."""
+    mw = summary.get("matured_window") or {}
+    if not summary.get("has_recoupments", True):
+        return "the data holds no recoupments, so no claim's outcome is known."
+    if not mw:
+        return "no claim of the window has a known outcome yet."
+    why = (
+        f"a claim's outcome is known {mw['horizon_days']} days after its payment and the data ends "
+        f"{mw['as_of']}, so only claims paid by {mw['paid_by']} have one; none of this window's paid claims were. "
+    )
+    if not mw.get("since"):
+        return why + (
+            f"This history (claims from {mw['first_submitted']}) is too short for any: it needs claims submitted "
+            f"{mw['horizon_days'] + mw['pay_lag_days']} days before its last date."
+        )
+    held = (
+        " (held out from the model's training)"
+        if mw.get("held_out")
+        else f" (the model trained on these claims; for an out-of-sample backtest, train as of {mw['since']} or "
+        "earlier: `recoup train --as-of`)"
+    )
+    return why + (
+        f"Claims submitted up to {mw['until']} have known outcomes ({PAY_LAG_QUANTILE:.0%} of claims are paid "
+        f"within {mw['pay_lag_days']} days); for a backtest, audit {mw['since']} to {mw['until']}{held}: "
+        f"`recoup audit ... {window_flags(mw)}` or `--matured`."
+    )
+
+
+def _score_matured(data: Path, skip_invalid: bool | None, bundle_dir: Path | None):
+    """Load the champion and the history, pick :func:`matured_window`, score it."""
+    from features.contract import REJECTED_COLUMNS, load_history
+    from serving.batch import skip_invalid_default, load_scorer, score_window
+
+    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
+    scorer = load_scorer(bundle_dir)
+    t = time.perf_counter()
+    if skip:
+        history, rejected = load_history(data, skip_invalid=True)
+    else:
+        history, rejected = load_history(data), pd.DataFrame(columns=REJECTED_COLUMNS)
+    load_s = time.perf_counter() - t
+    meta = scorer.bundle.meta
+    mw = matured_window(history, int(meta.get("horizon_days", DEFAULT_HORIZON_DAYS)), meta.get("split_dates"))
+    if not mw["since"]:
+        raise RecoupError(
+            f"--matured: no claim of {data} has a known outcome yet (data from {mw['first_submitted']} to "
+            f"{mw['as_of']}; outcomes are known {mw['horizon_days']} days after payment)"
+        )
+    log.info("matured window: claims submitted %s to %s", mw["since"], mw["until"])
+    bs = score_window(history, scorer, pd.Timestamp(mw["since"]), pd.Timestamp(mw["until"]), rejected)
+    bs.timings["load_s"] = load_s
+    return scorer, bs, mw
 
 
 def _check_out(data: Path, out: Path, overwrite: bool) -> None:
@@ -389,10 +635,16 @@ def audit_cli(
     skip_invalid: bool | None = None,
     bundle_dir: Path | None = None,
     overwrite: bool = False,
+    matured: bool = False,
 ) -> dict:
     """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out`` (a new or empty folder,
-    an earlier audit output, or any folder with ``overwrite``; it is replaced whole)."""
+    an earlier audit output, or any folder with ``overwrite``; it is replaced whole).
+
+    ``matured``: audit the window whose outcomes are known (:func:`matured_window`), so the report has a
+    backtest; not with ``since``/``until``."""
     t0 = time.perf_counter()
+    if matured and (since or until):
+        raise RecoupError("--matured picks the window itself; leave out --since and --until")
     s, u = parse_date(since, "since"), parse_date(until, "until")
     if s is not None and u is not None and s > u:
         raise RecoupError("--since is after --until")
@@ -403,8 +655,12 @@ def audit_cli(
     if minutes_per_review <= 0:
         raise RecoupError("--minutes-per-review must be positive")
     _check_out(Path(data), Path(out), overwrite)  # before the work, not only after it
-    scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
-    wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data))
+    if matured:
+        scorer, bs, mw = _score_matured(Path(data), skip_invalid, bundle_dir)
+        s, u = pd.Timestamp(mw["since"]), pd.Timestamp(mw["until"])
+    else:
+        (scorer, bs), mw = score_data(data, s, u, skip_invalid, bundle_dir), None
+    wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data), window=mw)
     wl.summary.update(
         {
             "window": [
@@ -431,6 +687,8 @@ def audit_cli(
             f"claims / ${b['model']['dollars']:,.0f} vs random {b['random']['claims']:.1f} / "
             f"${b['random']['dollars']:,.0f}"
         )
+    else:
+        print(f"no backtest: {no_backtest_reason(sm)}")
     print(f"wrote {paths['csv']}, {paths['parquet'].name}, {paths['html'].name} ({secs} s)")
     return {
         **sm,

@@ -10,9 +10,11 @@ import numpy as np
 
 from features.contract import CAUSES
 from features.figures import data_uri, figure
+from serving.audit import CURVE_ZOOM, no_backtest_reason, window_flags
 
 MAX_TABLE_ROWS = 5000  # the HTML table stops here (the CSV/Parquet have the whole worklist)
 TOP_GROUPS = 15
+MAX_LABEL_CHARS = 42  # a chart's bar label (provider name, specialty) is cut here
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2733;max-width:1400px}
@@ -66,30 +68,69 @@ def charts(wl) -> dict[str, str]:
     for key, title in (("billing_npi", "provider (billing NPI)"), ("payer_id", "payer")):
         fig, ax = figure(figsize=(6, 3.4))
         g = r.groupby(key)["expected_recoupment_dollars"].sum().sort_values(ascending=False).head(TOP_GROUPS)[::-1]
-        ax.barh(g.index.astype(str), g.to_numpy(), color="#54a24b")
+        names = [_provider_bar(str(v), wl.providers) for v in g.index] if key == "billing_npi" else g.index.astype(str)
+        ax.barh(names, g.to_numpy(), color="#54a24b")
+        ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("expected recoupment dollars")
         ax.set_title(f"Dollars at risk by {title}" + (f", top {TOP_GROUPS}" if len(g) >= TOP_GROUPS else ""))
         out[f"dollars at risk by {key}"] = _png(fig)
 
+    out["capacity curve"] = _png(capacity_figure(wl))
+    return out
+
+
+def _cut(text: str, n: int = MAX_LABEL_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _provider_bar(npi: str, providers) -> str:
+    """A provider's bar label: its name (else NPI) and its specialty's label."""
+    if providers is None or npi not in providers.index:
+        return npi
+    name, spec = providers.at[npi, "provider_name"], providers.at[npi, "specialty"]
+    return f"{_cut(name or npi, 24)} · {_cut(spec, 24)}"
+
+
+def curve_limit(n: int, capacity: int) -> int:
+    """The capacity curve's x-axis end: :data:`CURVE_ZOOM` x the capacity (at least 10 claims), never
+    beyond the paid claims; all of them when the capacity reviews every claim."""
+    if n <= 0:
+        return 1
+    if capacity <= 0 or capacity >= n:
+        return n
+    return int(min(n, max(CURVE_ZOOM * capacity, 10)))
+
+
+def capacity_figure(wl):
+    """Dollars caught vs claims reviewed, zoomed on 0..:func:`curve_limit` with the capacity marked."""
+    r = wl.ranked
     fig, ax = figure(figsize=(6, 3.4))
     n = len(r)
-    k = np.arange(0, n + 1)
+    xmax = curve_limit(n, int(wl.capacity or 0))
+    k = np.arange(0, xmax + 1)
     cum = np.concatenate([[0.0], np.cumsum(r["expected_recoupment_dollars"].to_numpy())])
-    ax.plot(k, cum, label="ranked review (expected)", color="#4c78a8")
-    ax.plot(k, k * (cum[-1] / n if n else 0), label="random review (expected)", color="#9d9da0", ls="--")
+    mean = cum[-1] / n if n else 0.0
+    ax.plot(k, cum[: xmax + 1], label="ranked review (expected)", color="#4c78a8")
+    ax.plot(k, k * mean, label="random review (expected)", color="#9d9da0", ls="--")
+    top = [float(cum[min(xmax, n)]), xmax * mean]
     bt = wl.backtest
     if bt and bt.get("curve"):
-        ax.plot(bt["curve"]["k"], bt["curve"]["model"], label="ranked review (actual, matured)", color="#e45756")
-        ax.plot(bt["curve"]["k"], bt["curve"]["random"], label="random review (actual)", color="#e45756", ls=":")
+        ck = np.asarray(bt["curve"]["k"])
+        seen = ck <= xmax
+        for key, label, ls in (("model", "ranked review (actual, matured)", "-"), ("random", "random (actual)", ":")):
+            y = np.asarray(bt["curve"][key])[seen]
+            ax.plot(ck[seen], y, label=label, color="#e45756", ls=ls)
+            top.append(float(y.max()) if len(y) else 0.0)
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, max(max(top), 1.0) * 1.08)
     if wl.capacity:
         ax.axvline(wl.capacity, color="#333", lw=0.8)
-        ax.text(wl.capacity, ax.get_ylim()[1] * 0.95, " capacity", fontsize=8, va="top")
-    ax.set_xlabel("claims reviewed")
+        ax.text(wl.capacity, ax.get_ylim()[1] * 0.95, f" capacity {wl.capacity:,}", fontsize=8, va="top")
+    ax.set_xlabel("claims reviewed" + (f" (first {xmax:,} of {n:,} paid claims)" if xmax < n else ""))
     ax.set_ylabel("dollars")
     ax.set_title("Capacity curve")
-    ax.legend(fontsize=7)
-    out["capacity curve"] = _png(fig)
-    return out
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
 
 
 def _list_html(text: str, key: str, limit: int = 5) -> str:
@@ -142,11 +183,24 @@ def _summary_html(wl) -> str:
     return body + meta + "</p>"
 
 
-def _backtest_html(bt: dict | None) -> str:
+def _backtest_html(bt: dict | None, summary: dict | None = None) -> str:
+
+    summary = summary or {}
     if not bt:
-        return (
-            "<p class='muted'>Outcomes are not known for this window yet (no recoupments in the data, or no "
-            "claim whose horizon has passed), so there is no backtest.</p>"
+        return f"<p class='muted' id='no-backtest'>No backtest: {_esc(no_backtest_reason(summary))}</p>"
+    mw = summary.get("matured_window") or {}
+    notes = ""
+    if bt.get("n_in_sample"):
+        notes += (
+            f"<p class='muted' id='in-sample'>{bt['n_in_sample']:,} of the {bt['n_mature']:,} matured claims were "
+            f"submitted before {_esc(bt['held_out_since'])}, where the model was trained and calibrated: it learned "
+            "from their outcomes, so on them the backtest flatters it. An out-of-sample backtest audits claims "
+            "submitted after the model's training date (`recoup train --as-of` an earlier date).</p>"
+        )
+    if bt["n_immature"] and mw.get("since") and summary.get("window") != [mw["since"], mw["until"]]:
+        notes += (
+            f"<p class='muted'>For a window whose outcomes are all known: <code>{_esc(window_flags(mw))}</code> "
+            "(or <code>--matured</code>).</p>"
         )
     rows = [("ranked review (this worklist's order)", bt["model"]), ("random review (expected)", bt["random"])]
     if "oracle" in bt:
@@ -161,8 +215,8 @@ def _backtest_html(bt: dict | None) -> str:
         f"(horizon {bt['horizon_days']} days after payment; {bt['n_immature']:,} are too recent and left out). "
         f"They had {bt['positives']:,} recoupments worth {_money(bt['recouped_dollars'])}. Reviewing the top "
         f"{bt['capacity']:,} of them would have caught:</p>"
-        f"<table><tr><th>review strategy</th><th>recouped claims caught</th><th>dollars caught</th></tr>{tr}"
-        "</table>"
+        f"<table id='backtest'><tr><th>review strategy</th><th>recouped claims caught</th><th>dollars caught</th>"
+        f"</tr>{tr}</table>{notes}"
     )
 
 
@@ -187,9 +241,12 @@ def _worklist_html(wl) -> str:
         rows = g.get_group(npi).sort_values("rank")
         top = rows["top_cause"].value_counts()
         pattern = ", ".join(f"{c.replace('_', ' ')} ({n})" for c, n in top.head(3).items())
+        first = rows.iloc[0]
+        who = f"{first['provider_name']}, NPI {npi}" if first.get("provider_name") else f"NPI {npi}"
         parts.append(
-            f"<tr class='provider'><td colspan='{len(heads)}'>Provider {_esc(npi)}: {len(rows):,} claim(s), "
-            f"expected {_money(prov_total[npi])}; most likely causes: {_esc(pattern)}</td></tr>"
+            f"<tr class='provider'><td colspan='{len(heads)}'>Provider {_esc(who)} ({_esc(first.get('specialty', ''))})"
+            f": {len(rows):,} claim(s), expected {_money(prov_total[npi])}; most likely causes: {_esc(pattern)}"
+            "</td></tr>"
         )
         for r in rows.itertuples(index=False):
             cells = [
@@ -229,7 +286,7 @@ Causes: {_esc(causes)}. Generated by recoup; this file is self-contained.</p>
 <h2>Summary</h2>
 {_summary_html(wl)}
 <h2>Backtest</h2>
-{_backtest_html(wl.backtest)}
+{_backtest_html(wl.backtest, wl.summary)}
 <h2>Charts</h2>
 <div class="charts">{chart_html}</div>
 <h2>Worklist by provider</h2>

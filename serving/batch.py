@@ -497,7 +497,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return unescape_formulas(df, text)
 
 
-def _skip_invalid_default() -> bool:
+def skip_invalid_default() -> bool:
     return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -509,7 +509,7 @@ def score_data(
     bundle_dir: Path | None,
 ) -> tuple[Scorer, BatchScores]:
     """Load the champion and a history directory, and score the window (shared by score and audit)."""
-    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
+    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
     t_load = time.perf_counter()
     if skip:

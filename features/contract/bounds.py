@@ -47,6 +47,7 @@ MAX_CHARS: dict[str, int] = {
     "prior_auth_number": 50,  # REF02 of REF*G1
     "taxonomy_code": 50,  # PRV03 (NUCC taxonomy codes are 10)
     "state": 2,  # N402
+    "name": 100,  # provider name: NM103 (60) + ", " + NM104 (35) of NM1*85
     "carc": 8,  # CAS01 group (2) + '-' + CAS02 reason (5), e.g. CO-97
     "place_of_service": 2,  # CLM05-1
     "frequency_code": 1,  # CLM05-3

@@ -206,6 +206,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("npi", "npi"),
         Column("taxonomy_code", "str", required=False, max_chars=MAX_CHARS["taxonomy_code"]),
         Column("state", "str", required=False, max_chars=MAX_CHARS["state"]),
+        Column("name", "str", required=False, max_chars=MAX_CHARS["name"]),
     ),
     "recoupments": (
         Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),

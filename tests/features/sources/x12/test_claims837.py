@@ -38,7 +38,28 @@ def test_ambulance_claim_fields() -> None:
     assert [list(m) for m in lines.modifiers] == [["RH"]] * 4
     assert list(lines.diagnosis_pointers[0]) == [1, 2, 3, 4]
     providers = r.history.providers.set_index("npi")
-    assert providers.loc["2366554859"].tolist() == ["3416L0300X", "CO"]
+    assert providers.loc["2366554859"].tolist() == ["3416L0300X", "CO", "AAA AMBULANCE SERVICE"]
+
+
+@pytest.mark.parametrize(
+    "nm1, name",
+    [
+        ("NM1*85*2*CLINIC*****XX*1234567893", "CLINIC"),  # an organisation: NM103
+        ("NM1*85*1*SMITH*ANNA****XX*1234567893", "SMITH, ANNA"),  # a person: NM103, NM104
+        ("NM1*85*1*SMITH*****XX*1234567893", "SMITH"),
+    ],
+)
+def test_billing_provider_name(nm1: str, name: str) -> None:
+    """The providers table's optional name (the audit report shows it) is NM1*85's NM103/NM104."""
+    body = [nm1 if s.startswith("NM1*85*") else s for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "name.837")
+    assert [r["name"] for r in p.providers] == [name] * len(p.providers) and p.providers
+
+
+def test_billing_provider_name_over_its_length_rejects_the_claims() -> None:
+    body = [f"NM1*85*1*{'S' * 60}*{'A' * 40}****XX*1234567893" if s.startswith("NM1*85*") else s for s in CLAIMS_837]
+    p = parse_x12(interchange(body), "long.837")
+    assert not p.claims and any(f"NM103 of at most {MAX_CHARS['name']} characters" in str(r) for r in p.rejected)
 
 
 def test_uhin_icd10_and_ranges() -> None:
