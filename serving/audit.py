@@ -42,6 +42,7 @@ import pandas as pd
 from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
 from features.errors import RecoupError
 from features.model.outcomes import make_labels, read_oracle
+from features.rulebook import taxonomy_labels
 from serving.batch import BatchScores, add_reasons, causes_json, parse_date, score_data
 
 log = logging.getLogger(__name__)
@@ -96,17 +97,6 @@ TAXONOMY_CODE = re.compile(r"\b[0-9]{3}[0-9A-Z]{6}X\b")
 
 
 # ---------------------------------------------------------------------------------------------- providers
-def taxonomy_labels() -> dict[str, str]:
-    """NUCC taxonomy code -> its label (the display name; else classification, specialization), read from
-    the packaged rulebook's ``nucc_taxonomy`` table."""
-    from features.rulebook import load_rulebook
-
-    t = load_rulebook().table("nucc_taxonomy").fillna("")
-    base = t["classification"].str.cat(t["specialization"].where(t["specialization"] == "", ", " + t["specialization"]))
-    label = t["display_name"].where(t["display_name"].str.strip() != "", base).str.strip()
-    return dict(zip(t["code"].astype(str), label))
-
-
 def specialty_label(code, labels: dict[str, str]) -> str:
     """The label of a taxonomy code; an unknown code is shown as such, a missing one as not given."""
     if code is None or (isinstance(code, float) and np.isnan(code)) or not str(code).strip():
@@ -117,7 +107,14 @@ def specialty_label(code, labels: dict[str, str]) -> str:
 
 def label_taxonomy_codes(text: str, labels: dict[str, str]) -> str:
     """``text`` with each known taxonomy code replaced by its label (a reason names the specialty)."""
-    return TAXONOMY_CODE.sub(lambda m: labels.get(m.group(0), m.group(0)), text) if text else text
+    if not text:
+        return text
+
+    def label(m: re.Match) -> str:
+        got = labels.get(m.group(0))
+        return m.group(0) if not got or got in text else got  # a sentence naming it already keeps the code
+
+    return TAXONOMY_CODE.sub(label, text)
 
 
 def provider_table(history: History, npis, labels: dict[str, str]) -> pd.DataFrame:

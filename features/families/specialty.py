@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.rulebook import taxonomy_labels
 from features.families.base import Context, Reference, above
 
 NAME = "specialty"
@@ -21,7 +22,10 @@ def reason(x: dict, claim: dict, hits, ref: Reference) -> str | None:
     got = above(x, ref, "specialty_recoup_rate")
     if got is None:
         return None
+    code = str(x.get("specialty") or "")
+    label = taxonomy_labels().get(code)
+    name = label or code  # the NUCC label; the bare code only when the list lacks it
     return (
-        f"claims of this specialty ({x.get('specialty')}) were recouped on {got[0]:.1%} of earlier claims "
+        f"claims of this specialty ({name}) were recouped on {got[0]:.1%} of earlier claims "
         f"(a typical claim's specialty: {got[1]:.1%})"
     )

@@ -245,3 +245,13 @@ class Rulebook:
 def load_rulebook(data_dir: str | None = None) -> Rulebook:
     """The packaged rulebook (cached per data folder)."""
     return Rulebook(Path(data_dir) if data_dir else DATA_DIR)
+
+
+@functools.lru_cache(maxsize=1)
+def taxonomy_labels() -> dict[str, str]:
+    """NUCC taxonomy code -> its label (the display name; else classification, specialization), from the packaged
+    rulebook's ``nucc_taxonomy`` table (cached)."""
+    t = load_rulebook().table("nucc_taxonomy").fillna("")
+    base = t["classification"].str.cat(t["specialization"].where(t["specialization"] == "", ", " + t["specialization"]))
+    label = t["display_name"].where(t["display_name"].str.strip() != "", base).str.strip()
+    return dict(zip(t["code"].astype(str), label))
