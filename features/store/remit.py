@@ -130,7 +130,10 @@ def _apply(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str, pd.DataFra
     claims = out["claims"]
     remits = tables.get("remittances")
     offsets = tables.get("offsets")
-    if claims is None:
+    if claims is None:  # no claim yet: every remittance waits for its claim
+        if remits is not None and len(remits):
+            counts["remittances_waiting"] = len(_classify(_remittances(remits, counts), counts))
+            counts["duplicates_skipped"] = counts["remittances_duplicate"]
         return out, counts
     known = pd.Index(_text(claims["claim_id"]).unique(), dtype=object)
     r = _classify(_remittances(remits, counts), counts)
