@@ -76,7 +76,8 @@ class StoreInfo:
         if r:
             out.append(
                 f"  recoupments: {r['recoupments']} = {r['contract']} from recoupments files + "
-                f"{r['recoupments_added']} from 835s ({r['recoupments_from_reversals']} reversals, {r['offsets']} PLB WO offsets; "
+                f"{r['recoupments_added']} from 835s ({r['recoupments_from_reversals']} reversals, "
+                f"{r['offsets']} PLB WO offsets; "
                 f"{r['offsets_duplicate']} duplicate offsets skipped, {r['offsets_waiting']} offsets waiting for "
                 "their claim)"
             )
