@@ -7,6 +7,7 @@ store's writer lock. Strict by default: any problem and nothing is written."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -34,7 +35,7 @@ from features.store.layout import (
     staged_quarantine_dir,
     writer_lock,
 )
-from features.store.sources import InputFile, classify, expand, units_of
+from features.store.sources import WORKERS, FileUnits, InputFile, classify, expand, read_files
 from features.store.unit import STORE_TABLES, Unit
 from features.store.writer import Stager, months_of
 
@@ -175,8 +176,11 @@ class _Decision:
 class _Batch:
     """The state of one ingest run: the claim index as this ingest changes it, and what it stages."""
 
-    def __init__(self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]]):
+    def __init__(
+        self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]], workers: int = WORKERS
+    ):
         self.conn = conn
+        self.workers = workers
         self.store = store
         self.ingest = ingest
         self.stager = stager
@@ -342,53 +346,60 @@ class _Batch:
             self.good.append((unit, f, rows))
 
     def run(self, files: list[InputFile]) -> None:
-        for i, f in enumerate(files, 1):
+        todo = []
+        for f in files:
             done = mf.complete_file(self.conn, f.sha256)
-            if done is not None:  # every unit of this very file is in the store: not read again
-                self.files_already += 1
-                for kind, k in done.items():
-                    self.by_kind[kind] += k
-                    self.units += k
-                    self.already += k
-                log.info("ingest [%d/%d] %s: already ingested", i, len(files), f.path.name)
+            if done is None:
+                todo.append(f)
                 continue
-            read = units_of(f)
-            self.file_kinds[f.sha256] = Counter(u.kind for u in read.units)
-            stored = mf.ingested_units(self.conn, [u.key for u in read.units])
-            good: list[int] = []
-            for n, unit in enumerate(read.units):
-                self.units += 1
-                self.by_kind[unit.kind] += 1
-                if unit.key in self.unit_keys or unit.key in stored:
-                    self.already += 1
-                    continue
-                self.unit_keys.add(unit.key)
-                if unit.key in self.excluded:  # found bad at the end of an earlier pass
-                    unit.problems.extend(self.excluded[unit.key])
-                if unit.problems:
-                    self.bad.append((unit, f))
-                else:
-                    good.append(n)
-            while good:  # a unit found bad leaves the file's decision, which is made again without it
-                units = [read.units[n] for n in good]
-                position = np.full(len(read.units), -1, dtype=np.int64)
-                position[good] = np.arange(len(good))
-                tables = {}
-                for name, df in read.tables.items():
-                    at = position[df["_n"].to_numpy()]
-                    mine = at >= 0
-                    sub = df[mine] if not mine.all() else df.copy()
-                    sub["_n"] = at[mine]
-                    tables[name] = sub
-                d = self.decide(units, tables)
-                if not d.problems:
-                    self.accept(units, f, d)
-                    break
-                for k, problems in d.problems.items():
-                    units[k].problems.extend(problems)
-                    self.bad.append((units[k], f))
-                good = [n for k, n in enumerate(good) if k not in d.problems]
-            log.info("ingest [%d/%d] %s: %d unit(s)", i, len(files), f.path.name, len(read.units))
+            self.files_already += 1  # every unit of this very file is in the store: not read again
+            for kind, k in done.items():
+                self.by_kind[kind] += k
+                self.units += k
+                self.already += k
+            log.info("ingest: %s already ingested whole, not read again", f.path.name)
+        with contextlib.closing(read_files(todo, self.workers)) as reads:
+            for i, (f, read) in enumerate(zip(todo, reads), 1):
+                self._file(f, read, i, len(todo))
+
+    def _file(self, f: InputFile, read: FileUnits, i: int, n_files: int) -> None:
+        """Decide on the units of one file read, stage the good ones."""
+        self.file_kinds[f.sha256] = Counter(u.kind for u in read.units)
+        stored = mf.ingested_units(self.conn, [u.key for u in read.units])
+        good: list[int] = []
+        for n, unit in enumerate(read.units):
+            self.units += 1
+            self.by_kind[unit.kind] += 1
+            if unit.key in self.unit_keys or unit.key in stored:
+                self.already += 1
+                continue
+            self.unit_keys.add(unit.key)
+            if unit.key in self.excluded:  # found bad at the end of an earlier pass
+                unit.problems.extend(self.excluded[unit.key])
+            if unit.problems:
+                self.bad.append((unit, f))
+            else:
+                good.append(n)
+        while good:  # a unit found bad leaves the file's decision, which is made again without it
+            units = [read.units[n] for n in good]
+            position = np.full(len(read.units), -1, dtype=np.int64)
+            position[good] = np.arange(len(good))
+            tables = {}
+            for name, df in read.tables.items():
+                at = position[df["_n"].to_numpy()]
+                mine = at >= 0
+                sub = df[mine] if not mine.all() else df.copy()
+                sub["_n"] = at[mine]
+                tables[name] = sub
+            d = self.decide(units, tables)
+            if not d.problems:
+                self.accept(units, f, d)
+                break
+            for k, problems in d.problems.items():
+                units[k].problems.extend(problems)
+                self.bad.append((units[k], f))
+            good = [n for k, n in enumerate(good) if k not in d.problems]
+        log.info("ingest [%d/%d] %s: %d unit(s)", i, n_files, f.path.name, len(read.units))
 
     def complete_files(self) -> dict[str, dict[str, int]]:
         """Files read in this ingest none of whose units was rejected: units by kind (a later ingest skips them)."""
@@ -425,11 +436,17 @@ def _prepare_store(store: Path) -> None:
 
 
 def ingest(
-    paths: Sequence[str | Path], store: str | Path, *, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+    paths: Sequence[str | Path],
+    store: str | Path,
+    *,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
 ) -> IngestSummary:
     """Ingest ``paths`` into ``store`` (created when new). Strict by default: a problem in any unit raises a
-    :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
-    good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``."""
+        :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
+        good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``. Large X12
+    inputs are parsed in ``workers`` processes (:func:`features.store.sources.read_files`; 1: in this process)."""
     t0 = time.perf_counter()
     store = Path(store)
     if not paths:
@@ -454,7 +471,7 @@ def ingest(
             excluded: dict[str, list[str]] = {}
             while True:
                 stager = Stager(store, ingest_id)
-                batch = _Batch(conn, store, ingest_id, stager, excluded)
+                batch = _Batch(conn, store, ingest_id, stager, excluded, workers)
                 try:
                     batch.run(inputs)
                     late = batch.late_problems()
@@ -581,9 +598,13 @@ def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, star
 
 
 def ingest_cli(
-    paths: Sequence[str | Path], into: Path, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+    paths: Sequence[str | Path],
+    into: Path,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
 ) -> IngestSummary:
     """``recoup ingest``: ingest and print the summary (problems: one line each, exit 2, nothing written)."""
-    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait)
+    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait, workers=workers)
     print(summary)
     return summary

@@ -124,12 +124,18 @@ def apply_remittances(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str,
         return _apply(tables)
 
 
+def _empty(frame: pd.DataFrame | None) -> bool:
+    return frame is None or not len(frame)
+
+
 def _apply(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str, pd.DataFrame | None], dict[str, int]]:
     out: dict[str, pd.DataFrame | None] = {k: tables.get(k) for k in CONTRACT}
     counts = dict.fromkeys(COUNTS, 0)
     claims = out["claims"]
     remits = tables.get("remittances")
     offsets = tables.get("offsets")
+    if _empty(remits) and _empty(offsets):  # nothing to join (a store of contract tables): the tables as they are
+        return out, counts
     if claims is None:  # no claim yet: every remittance waits for its claim
         if remits is not None and len(remits):
             counts["remittances_waiting"] = len(_classify(_remittances(remits, counts), counts))

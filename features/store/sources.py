@@ -11,6 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -210,3 +211,41 @@ def x12_units(f: InputFile) -> FileUnits:
 def units_of(f: InputFile) -> FileUnits:
     """The units of one input file: an X12 file's transactions, or a contract table file as one unit."""
     return x12_units(f) if f.kind == "x12" else table_units(f)
+
+
+#: X12 bytes from which files are parsed in worker processes (below, spawning them costs more than it saves)
+PARALLEL_MIN_BYTES = 8_000_000
+#: processes that parse X12 files by default: 1 (2 were slower and doubled the memory on the 2-core box measured:
+#: docs/store.md "Figures")
+WORKERS = 1
+
+
+def read_files(files: list[InputFile], workers: int = WORKERS) -> Iterator[FileUnits]:
+    """The units of each file, in order. When the X12 files are large, they are parsed in ``workers`` processes
+    (spawned: they inherit no file descriptor, so not the store's lock), ``workers`` files at a time while the
+    caller which decides on and stages one file while the next ones are parsed."""
+    x12_bytes = sum(f.size for f in files if f.kind == "x12")
+    if workers < 2 or x12_bytes < PARALLEL_MIN_BYTES or sum(f.kind == "x12" for f in files) < 2:
+        for f in files:
+            yield units_of(f)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        ahead: deque[Future] = deque()
+        todo = iter(files)
+        for f in todo:
+            ahead.append(pool.submit(units_of, f))
+            if len(ahead) >= workers:
+                break
+        while ahead:
+            result = ahead.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append(pool.submit(units_of, nxt))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

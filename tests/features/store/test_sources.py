@@ -250,3 +250,19 @@ def test_the_shared_samples_with_skip_invalid(tmp_path):
     _check_sums(s)
     assert s.units_ingested > 40
     assert len(read_store(tmp_path / "store").claims) == s.claims_added
+
+
+def test_files_parsed_in_worker_processes_give_the_same_store(tmp_path, monkeypatch):
+    import features.store.sources as sources
+
+    f837, f835 = _files(tmp_path)
+    rev = write(tmp_path, "rev.835", interchange(REVERSAL_835, **V835_4010, control="000000002"))
+    ingest([f837, f835, rev], tmp_path / "one", workers=1)
+    monkeypatch.setattr(sources, "PARALLEL_MIN_BYTES", 0)  # small files: parsed in 2 spawned processes all the same
+    s = ingest([f837, f835, rev], tmp_path / "two", workers=2)
+    assert (s.units_ingested, s.claims_added) == (3, 2)
+    one, two = _raw(tmp_path / "one"), _raw(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for name in one:
+        pd.testing.assert_frame_equal(one[name], two[name], obj=name)
+    assert_same_history(read_store(tmp_path / "two"), read_store(tmp_path / "one"))
