@@ -82,6 +82,7 @@ class IngestSummary:
     lines_skipped: int = 0
     recoupments_added: int = 0
     recoupments_duplicate: int = 0
+    remittances_waiting: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -99,8 +100,11 @@ class IngestSummary:
             f"{self.claims_present} already present",
             f"  claim lines: {self.lines_stored} stored, {self.lines_skipped} of claims already present skipped",
             f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
-            f"  remittances: {self.rows.get('remittances', 0)} claim payments, "
-            f"{self.rows.get('remittance_lines', 0)} service lines, {self.rows.get('offsets', 0)} offsets",
+            f"  remittances: {self.rows.get('remittances', 0)} claim payments = "
+            f"{self.rows.get('remittances', 0) - self.remittances_waiting} of claims in the store + "
+            f"{self.remittances_waiting} waiting for their claim (no 837 yet); "
+            f"{self.rows.get('remittance_lines', 0)} service lines, {self.rows.get('offsets', 0)} offsets "
+            "(their payments, recoupments and duplicates: `recoup store info`)",
         ]
         if self.files_skipped:
             out.append("  files skipped: " + "; ".join(f"{n} {k}" for k, n in sorted(self.files_skipped.items())))
@@ -201,6 +205,7 @@ class _Batch:
         self.units = 0
         self.already = 0
         self.files_already = 0
+        self.remitted: list[np.ndarray] = []  # claim_id of every remittance (CLP) row staged
         self.file_kinds: dict[str, Counter] = {}  # sha256 -> units by kind of each file read in this ingest
 
     def known(self, ids) -> dict[str, mf.ClaimVersion]:
@@ -328,6 +333,8 @@ class _Batch:
             out["_seq"] = seqs[n]
             out["_unit"] = keys[n]
             self.stager.add(name, out, refs=d.line_refs if name == "claim_lines" else None)
+            if name == "remittances":
+                self.remitted.append(out["claim_id"].astype(str).to_numpy(dtype=object))
             for i, k in zip(*np.unique(n, return_counts=True)):
                 per_unit[int(i)][name] = int(k)
             self.rows[name] += len(out)
@@ -400,6 +407,15 @@ class _Batch:
                 self.bad.append((units[k], f))
             good = [n for k, n in enumerate(good) if k not in d.problems]
         log.info("ingest [%d/%d] %s: %d unit(s)", i, n_files, f.path.name, len(read.units))
+
+    def remittances_waiting(self) -> int:
+        """Remittance (CLP) rows staged whose claim_id the store does not know once this ingest commits: they wait
+        for their 837 (docs/x12.md "Store semantics"; a claim voided later also leaves its remittances waiting)."""
+        if not self.remitted:
+            return 0
+        ids = np.concatenate(self.remitted)
+        known = self.known(ids)
+        return int(sum(cid not in known for cid in ids))
 
     def complete_files(self) -> dict[str, dict[str, int]]:
         """Files read in this ingest none of whose units was rejected: units by kind (a later ingest skips them)."""
@@ -545,6 +561,7 @@ def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files:
         lines_skipped=c["lines_skipped"],
         recoupments_added=c["recoupments_added"],
         recoupments_duplicate=c["recoupments_duplicate"],
+        remittances_waiting=batch.remittances_waiting(),
         rows=dict(batch.rows),
         skipped=dict(batch.skipped),
         rejected=dict(rejected),

@@ -75,7 +75,9 @@ def test_835_then_837_equals_837_then_835(tmp_path):
     f837, f835 = _files(tmp_path)
     ingest([f837], tmp_path / "a")
     ingest([f835], tmp_path / "a")
-    ingest([f835], tmp_path / "b")
+    s = ingest([f835], tmp_path / "b")
+    assert (s.rows["remittances"], s.remittances_waiting) == (2, 2)
+    assert "2 claim payments = 0 of claims in the store + 2 waiting for their claim" in str(s)
     with pytest.raises(RecoupError, match="has no claims"):  # a remittance alone makes no claim
         read_store(tmp_path / "b")
     assert store_info(tmp_path / "b").waiting["remittances_waiting"] == 2
@@ -234,6 +236,7 @@ def test_the_repo_samples_strictly_and_with_skip_invalid(tmp_path):
     w = info.waiting
     assert w["remittances"] == w["remittances_matched"] + w["remittances_waiting"] + w["remittances_duplicate"]
     assert w["remittances"] == s.rows["remittances"] > 0 and w["remittances_waiting"] > 0
+    assert s.remittances_waiting == w["remittances_waiting"] + w["remittances_duplicate"]  # (no claim: no join)
     assert info.recoupments["recoupments_added"] == (
         info.recoupments["recoupments_from_reversals"] + info.recoupments["offsets"]
     )
