@@ -11,7 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Generator
 
 import numpy as np
 import pandas as pd
@@ -220,7 +220,7 @@ PARALLEL_MIN_BYTES = 8_000_000
 WORKERS = 1
 
 
-def read_files(files: list[InputFile], workers: int = WORKERS) -> Iterator[FileUnits]:
+def read_files(files: list[InputFile], workers: int = WORKERS) -> Generator[FileUnits, None, None]:
     """The units of each file, in order. When the X12 files are large, they are parsed in ``workers`` processes
     (spawned: they inherit no file descriptor, so not the store's lock), ``workers`` files at a time while the
     caller which decides on and stages one file while the next ones are parsed."""
