@@ -14,6 +14,14 @@ from features.contract.schema import DEFAULT_HORIZON_DAYS
 from features.store import manifest as mf
 from features.store.read import contract_tables, read_parts, resolve
 
+#: the 835 join's counts of recoupments shown (recoupments_added = from reversals + offsets)
+RECOUPMENT_COUNTS = (
+    "recoupments_added",
+    "recoupments_from_reversals",
+    "offsets",
+    "offsets_duplicate",
+    "offsets_waiting",
+)
 #: months shown in the claims-by-month table (the latest ones; the total counts them all)
 MAX_MONTHS_SHOWN = 36
 #: payers shown as columns (the largest; the others summed as "other")
@@ -36,7 +44,8 @@ class StoreInfo:
     matured: int = 0
     paid: int = 0
     next_maturity: tuple[str, int, _dt.date] | None = None  # (paid month, claims, date it matures)
-    waiting: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)  # the 835 join's remittance counts (remittances_*)
+    recoupments: dict[str, int] = field(default_factory=dict)  # contract + 835 recoupments, with their parts
 
     def __str__(self) -> str:
         out = [
@@ -57,8 +66,21 @@ class StoreInfo:
         if self.next_maturity:
             month, n, day = self.next_maturity
             out.append(f"  next to mature: {n} claims paid in {month}, from {day}")
-        for k, n in sorted(self.waiting.items()):
-            out.append(f"  {k.replace('_', ' ')}: {n}")
+        w, r = self.waiting, self.recoupments
+        if w.get("remittances"):
+            out.append(
+                f"  remittances: {w['remittances']} claim payments (CLP) = {w.get('remittances_matched', 0)} joined to "
+                f"their claim + {w.get('remittances_waiting', 0)} waiting for their claim (no 837 yet) + "
+                f"{w.get('remittances_duplicate', 0)} duplicates skipped"
+            )
+        if r:
+            out.append(
+                f"  recoupments: {r['recoupments']} = {r['contract']} from recoupments files + "
+                f"{r['recoupments_added']} from 835s ({r['recoupments_from_reversals']} reversals, "
+                f"{r['offsets']} PLB WO offsets; "
+                f"{r['offsets_duplicate']} duplicate offsets skipped, {r['offsets_waiting']} offsets waiting for "
+                "their claim)"
+            )
         if len(self.by_month_payer):
             out.append("  claims by submission month and payer:")
             out.extend("    " + line for line in self.by_month_payer.to_string().splitlines())
@@ -82,7 +104,15 @@ def store_info(store: str | Path, today: _dt.date | None = None, horizon_days: i
     finally:
         conn.close()
     tables, counts = contract_tables(resolve(read_parts(store)))
-    info.waiting = {k: v for k, v in counts.items() if k.startswith("remittances") and v}
+    info.waiting = {k: v for k, v in counts.items() if k.startswith("remittances")}
+    rec = tables.get("recoupments")
+    total = 0 if rec is None else len(rec)
+    added = counts.get("recoupments_added", 0)
+    info.recoupments = {
+        "recoupments": total,
+        "contract": total - added,
+        **{k: counts.get(k, 0) for k in RECOUPMENT_COUNTS},
+    }
     claims = tables.get("claims")
     if claims is None or not len(claims):
         return info

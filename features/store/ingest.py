@@ -7,6 +7,7 @@ store's writer lock. Strict by default: any problem and nothing is written."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -34,7 +35,7 @@ from features.store.layout import (
     staged_quarantine_dir,
     writer_lock,
 )
-from features.store.sources import InputFile, classify, expand, units_of
+from features.store.sources import WORKERS, FileUnits, InputFile, classify, expand, read_files
 from features.store.unit import STORE_TABLES, Unit
 from features.store.writer import Stager, months_of
 
@@ -53,7 +54,9 @@ CLAIM_WITHOUT_LINES_HERE = "claim_lines rows in the same ingest for a claim adde
 #: (manifest committed, parts not yet renamed) -- the kill -9 tests stop a real ingest there
 QUARANTINED = "quarantined"
 PAUSE_ENV = "RECOUP_STORE_TEST_PAUSE"
-_ROWS_PREFIX = re.compile(r"^rows? [0-9, ]+(?:, \.\.\. and [0-9]+ more)?: ")
+_ROWS_PREFIX = re.compile(
+    r"^(?:rows? [0-9, ]+(?:, \.\.\. and [0-9]+ more)?: |segment [0-9]+(?: \([^)]*\))?: (?:[0-9]+ row\(s\)[^:]*: )?)"
+)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class IngestSummary:
     store: str
     ingest: int | None = None
     files: int = 0
+    files_already: int = 0
     files_skipped: dict[str, int] = field(default_factory=dict)
     units: int = 0
     units_ingested: int = 0
@@ -78,6 +82,7 @@ class IngestSummary:
     lines_skipped: int = 0
     recoupments_added: int = 0
     recoupments_duplicate: int = 0
+    remittances_waiting: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -87,15 +92,19 @@ class IngestSummary:
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} x {k}" for k, n in sorted(self.by_kind.items())) or "none"
         out = [
-            f"ingest {self.ingest if self.ingest is not None else '-'} into {self.store}: {self.files} file(s)",
+            f"ingest {self.ingest if self.ingest is not None else '-'} into {self.store}: {self.files} file(s)"
+            + (f" ({self.files_already} already ingested whole, not read again)" if self.files_already else ""),
             f"  units: {self.units} ({kinds}) = {self.units_ingested} ingested + {self.units_already} already "
             f"ingested + {self.units_rejected} rejected",
             f"  claims: {self.claims_added} added, {self.claims_replaced} replaced, {self.claims_voided} voided, "
             f"{self.claims_present} already present",
             f"  claim lines: {self.lines_stored} stored, {self.lines_skipped} of claims already present skipped",
             f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
-            f"  remittances: {self.rows.get('remittances', 0)} claim payments, "
-            f"{self.rows.get('remittance_lines', 0)} service lines, {self.rows.get('offsets', 0)} offsets",
+            f"  remittances: {self.rows.get('remittances', 0)} claim payments = "
+            f"{self.rows.get('remittances', 0) - self.remittances_waiting} of claims in the store + "
+            f"{self.remittances_waiting} waiting for their claim (no 837 yet); "
+            f"{self.rows.get('remittance_lines', 0)} service lines, {self.rows.get('offsets', 0)} offsets "
+            "(their payments, recoupments and duplicates: `recoup store info`)",
         ]
         if self.files_skipped:
             out.append("  files skipped: " + "; ".join(f"{n} {k}" for k, n in sorted(self.files_skipped.items())))
@@ -144,28 +153,38 @@ def recoupment_keys(df: pd.DataFrame) -> np.ndarray:
 
 
 def _problem(unit: Unit, column: str, expected: str, rows: np.ndarray) -> str:
+    """One line naming the unit's file and rows (a table file) or transaction segment (X12), column and rule."""
+    if unit.segment is not None:
+        return (
+            f"{unit.source}: segment {unit.segment} ({unit.kind} transaction): {len(rows)} row(s): "
+            f"column '{column}': expected {expected}"
+        )
     return Problem(unit.source, column, expected, [int(r) + 1 for r in rows]).describe()
 
 
 @dataclass
 class _Decision:
-    """What one good unit adds: rows per table, new claim versions, statuses and counts."""
+    """What the good units of one file add: rows per table (with ``_n``, the unit of each row), new claim versions,
+    the status of each claim row by (unit, claim_id), counts; problems by unit."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     versions: dict[str, mf.ClaimVersion] = field(default_factory=dict)
-    statuses: dict[str, str] = field(default_factory=dict)
+    statuses: list[tuple[int, str, str]] = field(default_factory=list)  # (unit, claim_id, status) in row order
     line_refs: np.ndarray | None = None
     lined: set[str] = field(default_factory=set)
     recoup_keys: set[int] = field(default_factory=set)
     counts: Counter = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
+    problems: dict[int, list[str]] = field(default_factory=dict)
 
 
 class _Batch:
     """The state of one ingest run: the claim index as this ingest changes it, and what it stages."""
 
-    def __init__(self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]]):
+    def __init__(
+        self, conn, store: Path, ingest: int, stager: Stager, excluded: dict[str, list[str]], workers: int = WORKERS
+    ):
         self.conn = conn
+        self.workers = workers
         self.store = store
         self.ingest = ingest
         self.stager = stager
@@ -185,42 +204,49 @@ class _Batch:
         self.by_kind: Counter = Counter()
         self.units = 0
         self.already = 0
+        self.files_already = 0
+        self.remitted: list[np.ndarray] = []  # claim_id of every remittance (CLP) row staged
+        self.file_kinds: dict[str, Counter] = {}  # sha256 -> units by kind of each file read in this ingest
 
-    def known(self, ids: np.ndarray) -> dict[str, mf.ClaimVersion]:
-        out = mf.claim_versions(self.conn, [i for i in pd.unique(ids) if i not in self.versions])
-        out.update({i: self.versions[i] for i in pd.unique(ids) if i in self.versions})
+    def known(self, ids) -> dict[str, mf.ClaimVersion]:
+        ids = pd.unique(np.asarray(ids, dtype=object))
+        out = mf.claim_versions(self.conn, [i for i in ids if i not in self.versions])
+        out.update({i: self.versions[i] for i in ids if i in self.versions})
         return out
 
-    def decide(self, unit: Unit) -> _Decision:
+    def decide(self, units: list[Unit], tables: dict[str, pd.DataFrame]) -> _Decision:
+        """What ``units`` (the good new units of one file, in order) add, their rows being ``tables`` (``_n`` = the
+        unit's position in ``units``)."""
         d = _Decision()
-        claims = unit.tables.get("claims")
+        claims = tables.get("claims")
         if claims is not None and len(claims):
-            self._claims(unit, claims, d)
-        lines = unit.tables.get("claim_lines")
+            self._claims(units, claims, d)
+        lines = tables.get("claim_lines")
         if lines is not None and len(lines):
-            self._lines(unit, lines, d)
-        rec = unit.tables.get("recoupments")
+            self._lines(units, lines, d)
+        rec = tables.get("recoupments")
         if rec is not None and len(rec):
-            self._recoupments(unit, rec, d)
-        for name, df in unit.tables.items():
+            self._recoupments(units, rec, d)
+        for name, df in tables.items():
             if name in ("claims", "claim_lines", "recoupments") or df is None or not len(df):
                 continue
             if name not in STORE_TABLES:
-                d.problems.append(f"{unit.source}: internal: rows of an unknown table {name!r}")
+                d.problems.setdefault(0, []).append(f"{units[0].source}: internal: rows of an unknown table {name!r}")
                 continue
             d.tables[name] = df
         return d
 
-    def _claims(self, unit: Unit, claims: pd.DataFrame, d: _Decision) -> None:
+    def _claims(self, units: list[Unit], claims: pd.DataFrame, d: _Decision) -> None:
         ids = claims["claim_id"].astype(str).to_numpy(dtype=object)
         freq = claims["frequency_code"].astype(str).to_numpy(dtype=object)
+        unit_of = claims["_n"].to_numpy()
         content = content_hash(claims, "claims")
         months = months_of(claims["submitted_date"])
         known = self.known(ids)
         keep = np.zeros(len(ids), dtype=bool)
-        reused = []
+        reused: dict[int, list[int]] = {}
         for i, cid in enumerate(ids):
-            k = known.get(cid)
+            k = d.versions.get(cid) or known.get(cid)
             if k is None:  # a new claim_id, whatever its frequency (a 7 or 8 of a never-seen claim is kept as sent)
                 status = ADDED
             elif k.content == content[i]:
@@ -230,30 +256,36 @@ class _Batch:
             elif freq[i] == "8":
                 status = VOIDED
             else:
-                reused.append(i)
+                reused.setdefault(int(unit_of[i]), []).append(i)
                 continue
-            d.statuses[cid] = status
+            d.statuses.append((int(unit_of[i]), cid, status))
             d.counts[status] += 1
             if status != PRESENT:
                 keep[i] = True
                 d.versions[cid] = mf.ClaimVersion(self.ingest, freq[i], int(content[i]), str(months[i]))
-        if reused:
-            d.problems.append(_problem(unit, "claim_id", CLAIM_ID_REUSED, np.asarray(reused)))
+        for n, rows in reused.items():
+            rows_in_unit = claims.index.to_numpy()[rows]
+            d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", CLAIM_ID_REUSED, rows_in_unit))
         if keep.any():
             d.tables["claims"] = claims[keep] if not keep.all() else claims
 
-    def _lines(self, unit: Unit, lines: pd.DataFrame, d: _Decision) -> None:
+    def _lines(self, units: list[Unit], lines: pd.DataFrame, d: _Decision) -> None:
         ids = lines["claim_id"].astype(str).to_numpy(dtype=object)
-        status = {**self.statuses, **d.statuses}
+        unit_of = lines["_n"].to_numpy()
+        here = {(n, cid): st for n, cid, st in d.statuses}  # the claim in the same unit (an X12 transaction)
+        status = {**self.statuses, **{cid: st for _, cid, st in d.statuses}}
         versions = {**self.versions, **d.versions}
-        unknown = [i for i, cid in enumerate(ids) if cid not in status]
+        st = [here.get((int(n), cid)) or status.get(cid) for n, cid in zip(unit_of, ids)]
+        unknown = [i for i, s in enumerate(st) if s is None]
         if unknown:
             known = self.known(ids[unknown])
-            missing = np.asarray([i for i in unknown if ids[i] not in known])
-            if len(missing):
-                d.problems.append(_problem(unit, "claim_id", LINE_WITHOUT_CLAIM, missing))
+            missing = [i for i in unknown if ids[i] not in known]
+            for n in sorted({int(unit_of[i]) for i in missing}):
+                rows = lines.index.to_numpy()[[i for i in missing if unit_of[i] == n]]
+                d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", LINE_WITHOUT_CLAIM, rows))
+            if missing:
                 return
-        keep = np.asarray([status.get(cid) in (ADDED, REPLACED, VOIDED) for cid in ids], dtype=bool)
+        keep = np.asarray([s in (ADDED, REPLACED, VOIDED) for s in st], dtype=bool)
         d.counts["lines_skipped"] += int((~keep).sum())
         if keep.any():
             kept = lines[keep] if not keep.all() else lines
@@ -262,15 +294,18 @@ class _Batch:
             d.lined.update(ids[keep].tolist())
             d.counts["lines_stored"] += int(keep.sum())
 
-    def _recoupments(self, unit: Unit, rec: pd.DataFrame, d: _Decision) -> None:
+    def _recoupments(self, units: list[Unit], rec: pd.DataFrame, d: _Decision) -> None:
         ids = rec["claim_id"].astype(str).to_numpy(dtype=object)
+        unit_of = rec["_n"].to_numpy()
         versions = {**self.versions, **d.versions}
         pending = [i for i, cid in enumerate(ids) if cid not in versions]
         if pending:
             known = self.known(ids[pending])
-            missing = np.asarray([i for i in pending if ids[i] not in known])
-            if len(missing):
-                d.problems.append(_problem(unit, "claim_id", RECOUPMENT_WITHOUT_CLAIM, missing))
+            missing = [i for i in pending if ids[i] not in known]
+            for n in sorted({int(unit_of[i]) for i in missing}):
+                rows = rec.index.to_numpy()[[i for i in missing if unit_of[i] == n]]
+                d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", RECOUPMENT_WITHOUT_CLAIM, rows))
+            if missing:
                 return
         keys = recoupment_keys(rec)
         stored = mf.known_recoupments(self.conn, keys.tolist())
@@ -285,54 +320,107 @@ class _Batch:
         if keep.any():
             d.tables["recoupments"] = rec[keep] if not keep.all() else rec
 
-    def accept(self, unit: Unit, f: InputFile, d: _Decision) -> None:
-        """Stage a good unit's rows and fold its decisions into the batch."""
-        self.seq += 1
-        rows = {}
+    def accept(self, units: list[Unit], f: InputFile, d: _Decision) -> None:
+        """Stage the good units' rows and fold their decisions into the batch."""
+        seqs = np.arange(self.seq + 1, self.seq + 1 + len(units), dtype=np.int32)
+        keys = np.asarray([u.key for u in units], dtype=object)
+        self.seq += len(units)
+        per_unit: list[dict[str, int]] = [{} for _ in units]
         for name, df in d.tables.items():
-            out = df.copy()
+            n = df["_n"].to_numpy()
+            out = df.drop(columns="_n")
             out["_ingest"] = np.int64(self.ingest)
-            out["_seq"] = np.int32(self.seq)
-            out["_unit"] = unit.key
+            out["_seq"] = seqs[n]
+            out["_unit"] = keys[n]
             self.stager.add(name, out, refs=d.line_refs if name == "claim_lines" else None)
-            rows[name] = len(out)
+            if name == "remittances":
+                self.remitted.append(out["claim_id"].astype(str).to_numpy(dtype=object))
+            for i, k in zip(*np.unique(n, return_counts=True)):
+                per_unit[int(i)][name] = int(k)
             self.rows[name] += len(out)
         self.versions.update(d.versions)
-        for cid, st in d.statuses.items():
+        for n, cid, st in d.statuses:
             if st == PRESENT and cid in self.statuses:
                 continue  # sent again in this ingest: what the first copy did stands
             self.statuses[cid] = st
-            self.status_unit[cid] = unit.key
+            self.status_unit[cid] = units[n].key
         self.lined.update(d.lined)
         self.recoup_keys.update(d.recoup_keys)
         self.counts.update(d.counts)
-        for reason, n in unit.skipped.items():
-            self.skipped[reason] += n
-        unit.tables = {}  # staged: the rows are not held until the end of the ingest (file by file)
-        self.good.append((unit, f, rows))
+        for unit, rows in zip(units, per_unit):
+            for reason, k in unit.skipped.items():
+                self.skipped[reason] += k
+            self.good.append((unit, f, rows))
 
     def run(self, files: list[InputFile]) -> None:
-        for n, f in enumerate(files, 1):
-            k = 0
-            for unit in units_of(f):
-                k += 1
-                self.units += 1
-                self.by_kind[unit.kind] += 1
-                if unit.key in self.unit_keys or mf.ingested_units(self.conn, [unit.key]):
-                    self.already += 1
-                    continue
-                self.unit_keys.add(unit.key)
-                if unit.key in self.excluded:  # found bad at the end of an earlier pass
-                    unit.problems.extend(self.excluded[unit.key])
-                if not unit.problems:
-                    d = self.decide(unit)
-                    unit.problems.extend(d.problems)
-                if unit.problems:
-                    unit.tables = {}
-                    self.bad.append((unit, f))
-                    continue
-                self.accept(unit, f, d)
-            log.info("ingest [%d/%d] %s: %d unit(s)", n, len(files), f.path.name, k)
+        todo = []
+        for f in files:
+            done = mf.complete_file(self.conn, f.sha256)
+            if done is None:
+                todo.append(f)
+                continue
+            self.files_already += 1  # every unit of this very file is in the store: not read again
+            for kind, k in done.items():
+                self.by_kind[kind] += k
+                self.units += k
+                self.already += k
+            log.info("ingest: %s already ingested whole, not read again", f.path.name)
+        with contextlib.closing(read_files(todo, self.workers)) as reads:
+            for i, (f, read) in enumerate(zip(todo, reads), 1):
+                self._file(f, read, i, len(todo))
+
+    def _file(self, f: InputFile, read: FileUnits, i: int, n_files: int) -> None:
+        """Decide on the units of one file read, stage the good ones."""
+        self.file_kinds[f.sha256] = Counter(u.kind for u in read.units)
+        stored = mf.ingested_units(self.conn, [u.key for u in read.units])
+        good: list[int] = []
+        for n, unit in enumerate(read.units):
+            self.units += 1
+            self.by_kind[unit.kind] += 1
+            if unit.key in self.unit_keys or unit.key in stored:
+                self.already += 1
+                continue
+            self.unit_keys.add(unit.key)
+            if unit.key in self.excluded:  # found bad at the end of an earlier pass
+                unit.problems.extend(self.excluded[unit.key])
+            if unit.problems:
+                self.bad.append((unit, f))
+            else:
+                good.append(n)
+        while good:  # a unit found bad leaves the file's decision, which is made again without it
+            units = [read.units[n] for n in good]
+            position = np.full(len(read.units), -1, dtype=np.int64)
+            position[good] = np.arange(len(good))
+            tables = {}
+            for name, df in read.tables.items():
+                at = position[df["_n"].to_numpy()]
+                mine = at >= 0
+                sub = df[mine] if not mine.all() else df.copy()
+                sub["_n"] = at[mine]
+                tables[name] = sub
+            d = self.decide(units, tables)
+            if not d.problems:
+                self.accept(units, f, d)
+                break
+            for k, problems in d.problems.items():
+                units[k].problems.extend(problems)
+                self.bad.append((units[k], f))
+            good = [n for k, n in enumerate(good) if k not in d.problems]
+        log.info("ingest [%d/%d] %s: %d unit(s)", i, n_files, f.path.name, len(read.units))
+
+    def remittances_waiting(self) -> int:
+        """Remittance (CLP) rows staged whose claim_id the store does not know once this ingest commits: they wait
+        for their 837 (docs/x12.md "Store semantics"; a claim voided later also leaves its remittances waiting)."""
+        if not self.remitted:
+            return 0
+        ids = np.concatenate(self.remitted)
+        known = self.known(ids)
+        return int(sum(cid not in known for cid in ids))
+
+    def complete_files(self) -> dict[str, dict[str, int]]:
+        """Files read in this ingest none of whose units was rejected: units by kind (a later ingest skips them)."""
+        bad = {f.sha256 for _, f in self.bad}
+        return {sha: dict(kinds) for sha, kinds in self.file_kinds.items() if sha not in bad}
 
     def late_problems(self) -> dict[str, list[str]]:
         """Claims added or replaced by this ingest without a line, by the key of the unit that sent them."""
@@ -371,11 +459,17 @@ def _prepare_store(store: Path) -> None:
 
 
 def ingest(
-    paths: Sequence[str | Path], store: str | Path, *, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+    paths: Sequence[str | Path],
+    store: str | Path,
+    *,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
 ) -> IngestSummary:
     """Ingest ``paths`` into ``store`` (created when new). Strict by default: a problem in any unit raises a
-    :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
-    good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``."""
+        :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
+        good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``. Large X12
+    inputs are parsed in ``workers`` processes (:func:`features.store.sources.read_files`; 1: in this process)."""
     t0 = time.perf_counter()
     store = Path(store)
     if not paths:
@@ -400,7 +494,7 @@ def ingest(
             excluded: dict[str, list[str]] = {}
             while True:
                 stager = Stager(store, ingest_id)
-                batch = _Batch(conn, store, ingest_id, stager, excluded)
+                batch = _Batch(conn, store, ingest_id, stager, excluded, workers)
                 try:
                     batch.run(inputs)
                     late = batch.late_problems()
@@ -459,6 +553,7 @@ def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files:
     return IngestSummary(
         store=str(store),
         files=len(inputs),
+        files_already=batch.files_already,
         files_skipped=dict(skipped_files),
         units=batch.units,
         units_ingested=len(batch.good),
@@ -473,6 +568,7 @@ def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files:
         lines_skipped=c["lines_skipped"],
         recoupments_added=c["recoupments_added"],
         recoupments_duplicate=c["recoupments_duplicate"],
+        remittances_waiting=batch.remittances_waiting(),
         rows=dict(batch.rows),
         skipped=dict(batch.skipped),
         rejected=dict(rejected),
@@ -521,13 +617,18 @@ def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, star
         parts=batch.stager.parts,
         claims=batch.versions,
         recoupment_keys=batch.recoup_keys,
+        complete_files=batch.complete_files(),
     )
 
 
 def ingest_cli(
-    paths: Sequence[str | Path], into: Path, skip_invalid: bool = False, wait: float = DEFAULT_WAIT
+    paths: Sequence[str | Path],
+    into: Path,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
 ) -> IngestSummary:
     """``recoup ingest``: ingest and print the summary (problems: one line each, exit 2, nothing written)."""
-    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait)
+    summary = ingest(paths, into, skip_invalid=skip_invalid, wait=wait, workers=workers)
     print(summary)
     return summary

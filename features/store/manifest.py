@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -15,6 +15,11 @@ from features.store.layout import MANIFEST
 
 #: the schema this code writes; a manifest with a newer one is refused (an older code must not misread it)
 SCHEMA_VERSION = 1
+
+#: files every unit of which is in the store (ingested by that ingest or before): a later ingest skips them unread.
+#: Added after the first stores were made: created on any writable open (``IF NOT EXISTS``), absent = none.
+COMPLETE_FILES_DDL = """CREATE TABLE IF NOT EXISTS complete_files (
+    sha256 TEXT PRIMARY KEY, kinds TEXT NOT NULL, ingest INTEGER NOT NULL)"""
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -37,6 +42,7 @@ DDL = (
         claim_id TEXT PRIMARY KEY, version INTEGER NOT NULL, frequency TEXT NOT NULL, content INTEGER NOT NULL,
         month TEXT NOT NULL) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS recoupment_keys (key INTEGER PRIMARY KEY)",
+    COMPLETE_FILES_DDL,
 )
 #: control values kept as columns of ``units`` (Unit.control keys, lower case)
 CONTROL_COLUMNS = ("isa13", "gs06", "st02", "trn02", "sender", "payer")
@@ -74,6 +80,8 @@ def connect(store: Path, *, create: bool = False, readonly: bool = False) -> sql
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
             version = SCHEMA_VERSION
+        elif version is not None and not readonly and version <= SCHEMA_VERSION:
+            conn.execute(COMPLETE_FILES_DDL)
     except sqlite3.DatabaseError as exc:
         raise RecoupError(f"{path}: cannot read the store manifest ({exc})") from None
     if version is None:
@@ -117,6 +125,12 @@ def ingested_units(conn: sqlite3.Connection, keys: Iterable[str]) -> set[str]:
         q = f"SELECT key FROM units WHERE status='ingested' AND key IN ({','.join('?' * len(chunk))})"
         out.update(r[0] for r in conn.execute(q, chunk))
     return out
+
+
+def complete_file(conn: sqlite3.Connection, sha256: str) -> dict[str, int] | None:
+    """Units by kind of a file all of whose units are in the store, or None (not seen, or some unit rejected)."""
+    row = conn.execute("SELECT kinds FROM complete_files WHERE sha256=?", (sha256,)).fetchone()
+    return None if row is None else {str(k): int(v) for k, v in json.loads(row[0]).items()}
 
 
 def claim_versions(conn: sqlite3.Connection, claim_ids: Iterable[str]) -> dict[str, ClaimVersion]:
@@ -167,6 +181,7 @@ class Commit:
     parts: list[Part]
     claims: dict[str, ClaimVersion]
     recoupment_keys: set[int]
+    complete_files: dict[str, dict[str, int]] = field(default_factory=dict)  # sha256 -> units by kind
 
 
 def unit_row(
@@ -194,6 +209,10 @@ def commit(conn: sqlite3.Connection, c: Commit) -> None:
             [(cid, v.version, v.frequency, v.content, v.month) for cid, v in c.claims.items()],
         )
         conn.executemany("INSERT OR IGNORE INTO recoupment_keys VALUES (?)", [(k,) for k in c.recoupment_keys])
+        conn.executemany(
+            "INSERT OR IGNORE INTO complete_files VALUES (?, ?, ?)",
+            [(sha, json.dumps(kinds, sort_keys=True), c.ingest) for sha, kinds in c.complete_files.items()],
+        )
         conn.execute(
             "INSERT INTO ingests VALUES (?, ?, ?, ?, ?)",
             (c.ingest, c.started, c.finished, json.dumps(c.summary, sort_keys=True), json.dumps(c.options)),

@@ -167,15 +167,20 @@ def resolve(read: StoreRead) -> StoreRead:
         t["recoupments"] = rec.filter(inside)
     if t.get("providers") is not None:
         t["providers"] = _latest(t["providers"], "npi")
-    cov = t.get("coverage")
-    if cov is not None:
-        version = _version(cov)
-        if len(version) and version.min() < version.max():  # from several units: a row sent again is dropped
-            cols = [c.name for c in TABLES["coverage"] if c.name in cov.column_names]
-            keep = ~cov.select(cols).to_pandas().duplicated().to_numpy()
-            if not keep.all():
-                t["coverage"] = cov.filter(pa.array(keep))
+    if t.get("coverage") is not None:
+        t["coverage"] = _coverage(t["coverage"])
     return StoreRead(t, counts, read.ranged, read.versioned)
+
+
+def _coverage(cov: pa.Table) -> pa.Table:
+    """Coverage rows sent by several units: a row sent again is dropped."""
+    version = _version(cov)
+    if len(version) and version.min() < version.max():
+        cols = [c.name for c in TABLES["coverage"] if c.name in cov.column_names]
+        keep = ~cov.select(cols).to_pandas().duplicated().to_numpy()
+        if not keep.all():
+            return cov.filter(pa.array(keep))
+    return cov
 
 
 def _to_pandas(t: pa.Table, private: bool) -> pd.DataFrame:
@@ -199,6 +204,65 @@ def contract_tables(read: StoreRead) -> tuple[dict[str, pd.DataFrame | None], di
     return out, {**read.counts, **counts}
 
 
+def _plain(store: Path) -> dict[str, list[mf.Part]] | None:
+    """The live parts of each contract table when the store's contract view is its stored rows as they are: one
+    version per claim_id and no 835 row (nothing to resolve or join); else None."""
+    conn = mf.connect(store, readonly=True)
+    try:
+        versions = conn.execute("SELECT count(*) FROM claim_index").fetchone()[0]
+        rows = conn.execute("SELECT coalesce(sum(rows), 0) FROM parts WHERE tbl='claims'").fetchone()[0]
+        marks = ",".join("?" * len(REMITTANCE_TABLES))
+        remits = conn.execute(f"SELECT count(*) FROM parts WHERE tbl IN ({marks})", REMITTANCE_TABLES).fetchone()[0]
+        if rows != versions or remits:
+            return None
+        return {t: mf.live_parts(conn, t) for t in CONTRACT_TABLES}
+    finally:
+        conn.close()
+
+
+def _read_plain(store: Path, listed: dict[str, list[mf.Part]], max_shown: int) -> History:
+    """A plain store (:func:`_plain`) read and checked table by table: each table is checked by the contract's rules
+    (the ones :func:`features.contract.validate_frames` applies: every column and row rule, then the relations) as
+    soon as it is read, while the next tables are still being read (Arrow reads without the GIL)."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from features.contract import ContractError, check_relations, validate_table
+    from features.contract.schema import OPTIONAL_TABLES, REQUIRED_TABLES
+
+    def read(table: str) -> pd.DataFrame | None:
+        if not listed.get(table):
+            return None
+        t = _read_table(store, listed[table])
+        if table == "providers":
+            t = _latest(t, "npi")
+        elif table == "coverage":
+            t = _coverage(t)
+        return _to_pandas(t, private=False)
+
+    order = REQUIRED_TABLES + OPTIONAL_TABLES
+    problems = []
+    typed: dict[str, pd.DataFrame | None] = {}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {t: pool.submit(read, t) for t in order}
+        for table in order:
+            raw = futures[table].result()
+            if raw is None:
+                typed[table] = None
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # as validate_frames: notes are not shown
+                df, probs, _ = validate_table(raw, table, table)
+            problems.extend(probs)
+            typed[table] = df
+    if typed.get("claims") is None or typed.get("claim_lines") is None:
+        raise RecoupError(f"{store}: the store has no claims yet")
+    problems.extend(check_relations(typed))
+    if problems:
+        raise ContractError(problems, max_shown=max_shown)
+    return History(**typed)  # type: ignore[arg-type]
+
+
 def read_store(
     store: str | Path, *, since: str | None = None, until: str | None = None, max_shown: int = 20
 ) -> History:
@@ -207,6 +271,11 @@ def read_store(
     from features.contract import validate_frames
 
     store = Path(store)
+    plain = _plain(store) if since is None and until is None else None
+    if plain is not None:
+        history = _read_plain(store, plain, max_shown)
+        history.source = str(store)
+        return history
     tables, _ = contract_tables(resolve(read_parts(store, since=since, until=until)))
     if tables.get("claims") is None or tables.get("claim_lines") is None:
         raise RecoupError(f"{store}: the store has no claims{' in these months' if since or until else ''} yet")

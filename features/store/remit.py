@@ -124,13 +124,22 @@ def apply_remittances(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str,
         return _apply(tables)
 
 
+def _empty(frame: pd.DataFrame | None) -> bool:
+    return frame is None or not len(frame)
+
+
 def _apply(tables: dict[str, pd.DataFrame | None]) -> tuple[dict[str, pd.DataFrame | None], dict[str, int]]:
     out: dict[str, pd.DataFrame | None] = {k: tables.get(k) for k in CONTRACT}
     counts = dict.fromkeys(COUNTS, 0)
     claims = out["claims"]
     remits = tables.get("remittances")
     offsets = tables.get("offsets")
-    if claims is None:
+    if _empty(remits) and _empty(offsets):  # nothing to join (a store of contract tables): the tables as they are
+        return out, counts
+    if claims is None:  # no claim yet: every remittance waits for its claim
+        if remits is not None and len(remits):
+            counts["remittances_waiting"] = len(_classify(_remittances(remits, counts), counts))
+            counts["duplicates_skipped"] = counts["remittances_duplicate"]
         return out, counts
     known = pd.Index(_text(claims["claim_id"]).unique(), dtype=object)
     r = _classify(_remittances(remits, counts), counts)

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -61,6 +61,9 @@ class X12File:
 
     units: list[Unit]
     tables: dict[str, pd.DataFrame]
+    #: for each unit, the rows it holds in :attr:`tables`: ``{table: (start, stop)}`` (several units of a file may
+    #: share a key, e.g. a transaction repeated: positions tell their rows apart, ``_unit`` does not)
+    spans: list[dict[str, tuple[int, int]]] = field(default_factory=list)
 
 
 def units_from_x12(path: str | Path) -> Iterator[Unit]:
@@ -79,13 +82,13 @@ def read_x12(path: str | Path, slices: bool = True) -> X12File:
     try:
         text = read_text(path)
     except RecoupError as exc:
-        return X12File([_file_unit(path, source, [str(exc)])], {})
+        return X12File([_file_unit(path, source, [str(exc)])], {}, [{}])
     sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     with gc_paused():
         try:
             txs, rejected = split_transactions(text, source)
         except X12Error as exc:
-            return X12File([_file_unit(path, source, [str(exc)], sha)], {})
+            return X12File([_file_unit(path, source, [str(exc)], sha)], {}, [{}])
         warnings_at = {r.segment: r for r in rejected if r.kind == "warning"}
         envelope_problems = [_problem(r) for r in rejected if r.kind != "warning"]
         units, spans = [], []
@@ -109,7 +112,8 @@ def read_x12(path: str | Path, slices: bool = True) -> X12File:
     if envelope_problems or not txs:
         problems = envelope_problems or [f"{source}: expected an 837 or 835 transaction (ST)"]
         units.append(_file_unit(path, source, problems, sha))
-    return X12File(units, frames)
+        spans.append({})
+    return X12File(units, frames, spans)
 
 
 @contextlib.contextmanager
