@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 MODEL_NAME = "recoup-risk"  # the MLflow registered model and the BentoML store entry: training writes, serving reads
 
@@ -40,6 +43,59 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+#: the one format of every log line the commands write (stderr): BentoML's, so the service's lines look the same
+LOG_FORMAT = "%(asctime)s [%(levelname)s] [%(name)s] %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+#: a line of :data:`LOG_FORMAT` (tests check the commands' stderr against it)
+LOG_LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] \[[\w.:-]+\] \S"
+#: our packages: their log lines are shown from INFO (DEBUG with --verbose), their warnings as log lines
+OWN_PACKAGES = ("features", "training", "serving", "recoup")
+
+
+def setup_cli_logging(verbose: bool = False) -> None:
+    """Logging of a ``recoup`` command (the CLI only; a library user keeps their own setup): one format
+    (:data:`LOG_FORMAT`) on stderr; our packages from INFO (DEBUG with ``verbose``); other libraries' log
+    lines only from ERROR (WARNING with ``verbose``) and their Python warnings not at all (all with
+    ``verbose``): a user cannot act on them. Our own warnings become log lines of the same format. MLflow is
+    told not to install its own handler (``MLFLOW_CONFIGURE_LOGGING``), so its lines, if any, share the format."""
+    import sys
+    import warnings
+
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if verbose else logging.ERROR)
+    for name in OWN_PACKAGES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", category=UserWarning, module=rf"({'|'.join(OWN_PACKAGES)})(\.|$)")
+
+
+@contextmanager
+def stderr_to_debug_log(log: logging.Logger) -> Iterator[None]:
+    """Within: what is printed to ``sys.stderr`` around logging (MLflow's "Successfully registered model ...",
+    "Created version ...") becomes DEBUG lines of ``log`` (shown with ``--verbose``), in the one format. Log
+    handlers made before keep their stream. For commands only (it swaps the process's ``sys.stderr``)."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.debug("%s", line.strip())
 
 
 #: numeric settings read from the environment: name -> (type, default, minimum, maximum)
