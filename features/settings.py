@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -60,39 +61,59 @@ def setup_cli_logging(verbose: bool = False) -> None:
     lines only from ERROR (WARNING with ``verbose``) and their Python warnings not at all (all with
     ``verbose``): a user cannot act on them. Our own warnings become log lines of the same format. MLflow is
     told not to install its own handler (``MLFLOW_CONFIGURE_LOGGING``), so its lines, if any, share the format."""
-    import sys
     import warnings
 
     os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
-    root.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):  # once per process
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        root.addHandler(handler)
     root.setLevel(logging.WARNING if verbose else logging.ERROR)
     for name in OWN_PACKAGES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("py.warnings").setLevel(logging.WARNING)
-    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING)  # those the filters let through
+    warnings.showwarning = _warning_as_log_line
     if not verbose:
         warnings.filterwarnings("ignore")
         warnings.filterwarnings("default", category=UserWarning, module=rf"({'|'.join(OWN_PACKAGES)})(\.|$)")
 
 
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one log line of the ``py.warnings`` logger: its message only, no source line."""
+    logging.getLogger("py.warnings").warning("%s", str(message).strip().replace("\n", " "))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to the ``sys.stderr`` of the moment (a test runner may swap it between commands)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 @contextmanager
-def stderr_to_debug_log(log: logging.Logger) -> Iterator[None]:
-    """Within: what is printed to ``sys.stderr`` around logging (MLflow's "Successfully registered model ...",
-    "Created version ...") becomes DEBUG lines of ``log`` (shown with ``--verbose``), in the one format. Log
-    handlers made before keep their stream. For commands only (it swaps the process's ``sys.stderr``)."""
-    import contextlib
+def mlflow_prints_to_debug_log(log: logging.Logger) -> Iterator[None]:
+    """Within: what MLflow prints to stderr around logging ("Successfully registered model ...", "Created
+    version ...") becomes DEBUG lines of ``log`` (shown with ``--verbose``), in the one format. For commands:
+    it swaps the writer of MLflow's stream for the block (imports MLflow)."""
     import io
 
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
+
     buffer = io.StringIO()
+    stream.write, stream.flush = buffer.write, buffer.flush  # type: ignore[method-assign]
     try:
-        with contextlib.redirect_stderr(buffer):
-            yield
+        yield
     finally:
+        del stream.write, stream.flush
         for line in buffer.getvalue().splitlines():
             if line.strip():
                 log.debug("%s", line.strip())

@@ -20,7 +20,7 @@ from features.errors import RecoupError
 from features.pipeline import build_feature_table
 from features.progress import duration
 from features.rulebook import load_rulebook
-from features.settings import MODEL_NAME, stderr_to_debug_log, tracking_uri
+from features.settings import MODEL_NAME, mlflow_prints_to_debug_log, tracking_uri
 from features.model.spec import FeatureSpec
 from features.engine.state import HistoryState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
@@ -366,7 +366,7 @@ def train_cli(
         result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
         log.info("logging the run to MLflow (metrics, plots, the packaged model) and registering the model")
         submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
-        with stderr_to_debug_log(log):  # MLflow's prints ("Successfully registered model"): the summary says it
+        with mlflow_prints_to_debug_log(log):  # MLflow's prints ("Successfully registered model"): the summary says it
             info = log_and_register(
                 result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
             )
