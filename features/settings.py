@@ -90,7 +90,7 @@ class _StderrHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
@@ -109,7 +109,7 @@ def mlflow_prints_to_debug_log(log: logging.Logger) -> Iterator[None]:
     from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
 
     buffer = io.StringIO()
-    stream.write, stream.flush = buffer.write, buffer.flush  # type: ignore[method-assign]
+    stream.write, stream.flush = buffer.write, buffer.flush
     try:
         yield
     finally:

@@ -102,7 +102,7 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         if eval_set is not None:
             callbacks.append(lgb.record_evaluation(evals))
             valid_sets = [lgb.Dataset(eval_set[0], label=eval_set[1], init_score=eval_init_score, reference=dtrain)]
-            if stops:
+            if self.early_stopping_rounds is not None:
                 callbacks.append(
                     lgb.early_stopping(int(self.early_stopping_rounds), first_metric_only=True, verbose=False)
                 )
