@@ -84,3 +84,20 @@ def test_a_data_folder_that_does_not_exist_is_one_line(tmp_path):
         "or a claims store (`recoup ingest`)"
     )
     assert "Traceback" not in res.stderr
+
+
+def test_jupyterlab_is_the_notebook_extra_installed_by_make_setup():
+    """README: JupyterLab is the `notebook` extra; `make setup` installs every extra of uv.lock, `make setup-pip`
+    requirements.lock: both locks hold it, at a version within the extra's bounds."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (req,) = [Requirement(r) for r in extras["notebook"] if r.startswith("jupyterlab")]
+    assert {s.operator for s in req.specifier} == {">=", "<"}  # bounded both ways
+    assert "--all-extras" in (ROOT / "Makefile").read_text()
+    pins = re.findall(r"^jupyterlab==(\S+)", (ROOT / "requirements.lock").read_text(), re.M)
+    locked = re.findall(r'^name = "jupyterlab"\nversion = "([^"]+)"', (ROOT / "uv.lock").read_text(), re.M)
+    assert pins == locked and len(pins) == 1 and req.specifier.contains(pins[0])
+    assert ".venv/bin/jupyter lab notebooks/" in README.read_text()
