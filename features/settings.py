@@ -60,12 +60,15 @@ def setup_cli_logging(verbose: bool = False) -> None:
     (:data:`LOG_FORMAT`) on stderr; our packages from INFO (DEBUG with ``verbose``); other libraries' log
     lines only from ERROR (WARNING with ``verbose``) and their Python warnings not at all (all with
     ``verbose``): a user cannot act on them. Our own warnings become log lines of the same format. MLflow is
-    told not to install its own handler (``MLFLOW_CONFIGURE_LOGGING``), so its lines, if any, share the format."""
+    told not to install its own handler (``MLFLOW_CONFIGURE_LOGGING``), so its lines, if any, share the format.
+    Like ``logging.basicConfig``, nothing is changed when the process has set up logging before (a test runner)."""
     import warnings
 
     os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
     root = logging.getLogger()
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):  # once per process
+    if root.handlers and not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        return  # logging set up by the process that runs the command (a test runner, an application): as it is
+    if not root.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
         root.addHandler(handler)

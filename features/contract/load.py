@@ -146,7 +146,7 @@ class NotAHistoryError(ContractError):
         what = "is a file, not a folder" if directory.exists() else "does not exist"
         RecoupError.__init__(
             self,
-            f"{directory}: {what}; expected a claims history folder (`recoup generate`, `recoup demo`) "
+            f"{directory}: {what}; expected a claims history directory (`recoup generate`, `recoup demo`) "
             "or a claims store (`recoup ingest`)",
         )
 

@@ -80,7 +80,7 @@ def test_a_data_folder_that_does_not_exist_is_one_line(tmp_path):
     res = run_recoup(["train", "--data", "work/nothing"], tmp_path / "work", tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1] == (
-        "error: work/nothing: does not exist; expected a claims history folder (`recoup generate`, `recoup demo`) "
+        "error: work/nothing: does not exist; expected a claims history directory (`recoup generate`, `recoup demo`) "
         "or a claims store (`recoup ingest`)"
     )
     assert "Traceback" not in res.stderr
