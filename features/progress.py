@@ -34,9 +34,9 @@ def boosting_progress(
 ) -> Callable:
     """A LightGBM callback that logs ``name: 75/1000 trees, valid binary_logloss 0.1812, 12 s, ETA 2 min 31 s``
     every ``every`` iterations (at most one line per ``min_seconds``). The ETA is the time the remaining
-    iterations up to ``total`` take at the pace so far; with ``early_stopping`` it is an upper bound."""
-    start: list[float] = []  # the first iteration's start, and the last line's time
-    last = [0.0]
+    iterations up to ``total`` take at the pace since the last line; with ``early_stopping`` an upper bound."""
+    start: list[float] = []  # the end of the first iteration
+    last = [0.0, 1.0]  # the time and iteration of the last line (the first iteration's until one is logged)
 
     def callback(env) -> None:
         now = clock()
@@ -46,9 +46,10 @@ def boosting_progress(
         done = env.iteration + 1
         if done % every or done >= total or (now - last[0] < min_seconds and done != every):
             return
-        last[0] = now
-        elapsed = now - start[0]  # since the end of the first iteration
-        eta = elapsed / max(done - 1, 1) * (total - done)
+        pace = (now - last[0]) / max(done - last[1], 1)  # the recent pace: trees get cheaper as training goes
+        last[:] = [now, done]
+        elapsed = now - start[0]
+        eta = pace * (total - done)
         metric = ""
         if env.evaluation_result_list:
             _, name_, value = env.evaluation_result_list[0][:3]

@@ -60,3 +60,18 @@ def test_duration_for_people():
         "3 min 05 s",
         "62 min 05 s",
     ]
+
+
+def test_the_eta_follows_the_recent_pace(caplog):
+    """Slow first trees (2 s each up to 25), then 0.25 s: the next line's ETA is at the new pace."""
+    calls = [0]
+
+    def clock() -> float:
+        calls[0] += 1
+        return 2.0 * min(calls[0], 25) + 0.25 * max(calls[0] - 25, 0)
+
+    with caplog.at_level(logging.INFO, logger="features.progress"):
+        _train(100, boosting_progress("likelihood", 100, early_stopping=False, clock=clock))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].endswith(", 48 s, ETA 2 min 30 s")  # 75 trees at 2 s
+    assert lines[1].endswith(", 54 s, ETA 12 s")  # since the last line 0.25 s a tree; 50 left
