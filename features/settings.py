@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 MODEL_NAME = "recoup-risk"  # the MLflow registered model and the BentoML store entry: training writes, serving reads
 
@@ -40,6 +44,82 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+#: the one format of every log line the commands write (stderr): BentoML's, so the service's lines look the same
+LOG_FORMAT = "%(asctime)s [%(levelname)s] [%(name)s] %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+#: a line of :data:`LOG_FORMAT` (tests check the commands' stderr against it)
+LOG_LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] \[[\w.:-]+\] \S"
+#: our packages: their log lines are shown from INFO (DEBUG with --verbose), their warnings as log lines
+OWN_PACKAGES = ("features", "training", "serving", "recoup")
+
+
+def setup_cli_logging(verbose: bool = False) -> None:
+    """Logging of a ``recoup`` command (the CLI only; a library user keeps their own setup): one format
+    (:data:`LOG_FORMAT`) on stderr; our packages from INFO (DEBUG with ``verbose``); other libraries' log
+    lines only from ERROR (WARNING with ``verbose``) and their Python warnings not at all (all with
+    ``verbose``): a user cannot act on them. Our own warnings become log lines of the same format. MLflow is
+    told not to install its own handler (``MLFLOW_CONFIGURE_LOGGING``), so its lines, if any, share the format.
+    Like ``logging.basicConfig``, nothing is changed when the process has set up logging before (a test runner)."""
+    import warnings
+
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+    root = logging.getLogger()
+    if root.handlers and not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        return  # logging set up by the process that runs the command (a test runner, an application): as it is
+    if not root.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING if verbose else logging.ERROR)
+    for name in OWN_PACKAGES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING)  # those the filters let through
+    warnings.showwarning = _warning_as_log_line
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", category=UserWarning, module=rf"({'|'.join(OWN_PACKAGES)})(\.|$)")
+
+
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one log line of the ``py.warnings`` logger: its message only, no source line."""
+    logging.getLogger("py.warnings").warning("%s", str(message).strip().replace("\n", " "))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to the ``sys.stderr`` of the moment (a test runner may swap it between commands)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextmanager
+def mlflow_prints_to_debug_log(log: logging.Logger) -> Iterator[None]:
+    """Within: what MLflow prints to stderr around logging ("Successfully registered model ...", "Created
+    version ...") becomes DEBUG lines of ``log`` (shown with ``--verbose``), in the one format. For commands:
+    it swaps the writer of MLflow's stream for the block (imports MLflow)."""
+    import io
+
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
+
+    buffer = io.StringIO()
+    stream.write, stream.flush = buffer.write, buffer.flush
+    try:
+        yield
+    finally:
+        del stream.write, stream.flush
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.debug("%s", line.strip())
 
 
 #: numeric settings read from the environment: name -> (type, default, minimum, maximum)

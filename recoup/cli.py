@@ -24,8 +24,6 @@ top of this module they would make ``recoup --help`` take 5-6 s instead of 0.3 s
 
 from __future__ import annotations
 
-import logging
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -33,7 +31,7 @@ from typing import Callable, List, Optional
 import typer
 
 from features.errors import RecoupError
-from features.settings import quiet_telemetry
+from features.settings import quiet_telemetry, setup_cli_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -86,19 +84,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging; also other libraries' warnings"),
     show_version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version and exit"
     ),
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("alembic", "urllib3", "bentoml", "matplotlib", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    setup_cli_logging(verbose)
 
 
 class _Format(str, Enum):

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from features.outputs import write_text
+from features.progress import duration
 from features.settings import recoup_home
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,17 @@ def claim_json(history, claim_id: str) -> dict:
     return claim
 
 
+STEPS = 4
+
+
 def _step(n: int, text: str) -> float:
-    print(f"\n[{n}/4] {text}", flush=True)
+    """Log the start of step ``n`` (a log line like every other: progress on stderr, results on stdout)."""
+    log.info("step %d/%d: %s", n, STEPS, text)
     return time.perf_counter()
+
+
+def _done(n: int, t: float) -> None:
+    log.info("step %d/%d done in %s", n, STEPS, duration(time.perf_counter() - t))
 
 
 def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port: int = 3000) -> None:
@@ -44,13 +53,13 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     data = demo / "history"
     t = _step(1, f"generating a synthetic claims history of {claims:,} claims in {data}")
     print(generate_to_dir(data, n_claims=claims, seed=seed, overwrite=True))  # the demo's own folder
-    print(f"      done in {time.perf_counter() - t:.0f} s")
-
-    from training.train import train_cli
+    _done(1, t)
 
     t = _step(2, "training the likelihood and cause models, logging to MLflow, promoting to champion")
+    from training.train import train_cli
+
     train_cli(data=data, as_of=None, horizon_days=365, promote=True, config=None)
-    print(f"      done in {time.perf_counter() - t:.0f} s")
+    _done(2, t)
 
     t = _step(3, "scoring the last 6 months of paid claims and writing the audit worklist and report")
     history = load_history(data)
@@ -69,13 +78,14 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
         minutes_per_review=20.0,
         overwrite=True,
     )
-    print(f"      done in {time.perf_counter() - t:.0f} s")
+    _done(3, t)
 
     # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)
     recent = history.claims.sort_values("submitted_date").iloc[-1]["claim_id"]
     example = demo / "example_claim.json"
     write_text(example, json.dumps({"claim": claim_json(history, recent)}, indent=2))
-    print("\nAudit report:   ", (audit_dir / "report.html").resolve())
+    print("\nClaims history: ", data.resolve())
+    print("Audit report:   ", (audit_dir / "report.html").resolve())
     print("Worklist:       ", (audit_dir / "worklist.csv").resolve())
     print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}")
     print("Try the service (in another terminal once it is up):")
@@ -88,4 +98,4 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
 
         serve_cli(port=port, host="127.0.0.1")
     else:
-        print("\n[4/4] skipped starting the service (--no-serve); start it with `recoup serve`")
+        log.info("step 4/%d skipped (--no-serve): start the service with `recoup serve`", STEPS)

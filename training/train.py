@@ -18,8 +18,9 @@ from features.model.bundle import Calibrator, ModelBundle, expected_amount, feat
 from features.contract import CAUSES, History, load_history
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
+from features.progress import duration
 from features.rulebook import load_rulebook
-from features.settings import MODEL_NAME
+from features.settings import MODEL_NAME, mlflow_prints_to_debug_log, tracking_uri
 from features.model.spec import FeatureSpec
 from features.engine.state import HistoryState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
@@ -205,6 +206,7 @@ def train_model(
         init_score=None if offset is None else offset[tr],
         eval_init_score=None if offset is None else offset[va],
     )
+    log.info("likelihood model: %d trees in %s", lik.n_iter_, duration(time.perf_counter() - t1))
     raw_va = lik.predict_proba(M[va])[:, 1]
     calibrator = fit_calibrator(raw_va, y[va], cfg["calibration"], exposure=None if lag is None else exposure[va])
     if offset is not None and calibrator.kind == "none":
@@ -225,11 +227,15 @@ def train_model(
     cidx = labels["cause_idx"].to_numpy()
     ptr, pva = tr & (y == 1), va & (y == 1)
     log.info("training cause model on %d recouped claims", ptr.sum())
+    t2 = time.perf_counter()
     weights = None if lag is None else cause_weights(lag_frame(labels[ptr], horizon), horizon)
     cause = fit_cause(
         M[ptr], cidx[ptr].astype(int), M[pva], cidx[pva].astype(int), cfg["cause"], seed, threads, weights
     )
     timings["models_s"] = time.perf_counter() - t1
+    if cause is not None:
+        log.info("cause model: %d trees in %s", cause.n_iter_, duration(time.perf_counter() - t2))
+    log.info("scoring the latest window (%d claims) and computing metrics", te.sum())
     payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
     meta = {
         "model_name": MODEL_NAME,
@@ -355,12 +361,15 @@ def train_cli(
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
     log.info("loading %s", data)
     history = load_history(data, require_recoupments=True)
+    log.info("opening the MLflow run in %s", tracking_uri())
     with training_run(as_of):
         result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+        log.info("logging the run to MLflow (metrics, plots, the packaged model) and registering the model")
         submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
-        info = log_and_register(
-            result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
-        )
+        with mlflow_prints_to_debug_log(log):  # MLflow's prints ("Successfully registered model"): the summary says it
+            info = log_and_register(
+                result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted
+            )
     m = result.metrics
     print(f"model {info['name']} version {info['version']} ({'champion' if info['champion'] else 'challenger'})")
     print(

@@ -138,6 +138,19 @@ def read_table_file(path: Path) -> pd.DataFrame:
     return df
 
 
+class NotAHistoryError(ContractError):
+    """The path given as a history is no folder: one line that says so (missing, or a file)."""
+
+    def __init__(self, directory: Path):
+        self.problems = [Problem(str(directory), "-", NOT_A_DIRECTORY)]
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
+        RecoupError.__init__(
+            self,
+            f"{directory}: {what}; expected a claims history directory (`recoup generate`, `recoup demo`) "
+            "or a claims store (`recoup ingest`)",
+        )
+
+
 @overload
 def load_history(
     directory: str | Path, *, require_recoupments: bool = ..., max_shown: int = ..., skip_invalid: Literal[False] = ...
@@ -171,7 +184,7 @@ def load_history(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ContractError([Problem(str(directory), "-", NOT_A_DIRECTORY)])
+        raise NotAHistoryError(directory)
     if (directory / "manifest.sqlite").is_file():  # a claims store (docs/store.md): its contract view
         return _load_store(directory, require_recoupments, max_shown, skip_invalid)
     needed = REQUIRED_TABLES + (("recoupments",) if require_recoupments else ())

@@ -21,6 +21,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
+from features.progress import boosting_progress
+
 log = logging.getLogger(__name__)
 
 #: predictions use threads from this many rows (measured, 100 rows of real features on 2 cores: cause model
@@ -35,15 +37,6 @@ def _fitted(est) -> None:
     ``check_is_fitted``, which costs more than predicting one row)."""
     if not hasattr(est, "booster_"):
         raise NotFittedError(f"this {type(est).__name__} is not fitted yet: call fit() or load() first")
-
-
-def _progress(every: int, name: str):
-    def cb(env: lgb.callback.CallbackEnv) -> None:
-        if (env.iteration + 1) % every == 0 and env.evaluation_result_list:
-            _, metric, value, _ = env.evaluation_result_list[-1][:4]
-            log.info("%s: %d trees, valid %s %.4f", name, env.iteration + 1, metric, value)
-
-    return cb
 
 
 class LightGBMClassifier(ClassifierMixin, BaseEstimator):
@@ -103,7 +96,8 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         ``eval_init_score`` for the eval set) is a per-row offset on the raw score (log-odds) that the trees
         learn around and that prediction leaves out; ``sample_weight`` weighs rows. Returns self."""
         dtrain = lgb.Dataset(X, label=y, weight=sample_weight, init_score=init_score, free_raw_data=True)
-        valid_sets, callbacks = [], [_progress(100, self.name)]
+        stops = eval_set is not None and self.early_stopping_rounds is not None
+        valid_sets, callbacks = [], [boosting_progress(self.name, int(self.n_estimators), early_stopping=stops)]
         evals: dict[str, dict[str, list[float]]] = {}
         if eval_set is not None:
             callbacks.append(lgb.record_evaluation(evals))

@@ -583,7 +583,8 @@ def generate_to_dir(
     out = Path(out)
     check_dir_output(out, "generate", overwrite)  # before the work, not only after it
     cfg = world_config(world, n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
-    bar = tqdm(total=6, desc="generate", unit="step", disable=n_claims < 50_000, leave=False)
+    # a bar for large histories, on a terminal only (disable=None: off when stderr is not a TTY, e.g. a log file)
+    bar = tqdm(total=6, desc="generate", unit="step", disable=True if n_claims < 50_000 else None, leave=False)
 
     def progress(msg: str) -> None:
         bar.set_postfix_str(msg)
