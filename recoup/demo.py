@@ -78,6 +78,9 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
         minutes_per_review=20.0,
         overwrite=True,
     )
+    # the same review on the latest window whose outcomes are known: its report has a backtest
+    backtest_dir = demo / "audit-backtest"
+    audit_cli(data=data, out=backtest_dir, capacity=500, overwrite=True, matured=True)
     _done(3, t)
 
     # a claim to try: resubmit a recent claim (the service will flag it as a duplicate)
@@ -87,6 +90,7 @@ def run_demo(claims: int = 60_000, seed: int = 7, serve_after: bool = True, port
     print("\nClaims history: ", data.resolve())
     print("Audit report:   ", (audit_dir / "report.html").resolve())
     print("Worklist:       ", (audit_dir / "worklist.csv").resolve())
+    print("Backtest report:", (backtest_dir / "report.html").resolve(), "(a window whose outcomes are known)")
     print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}")
     print("Try the service (in another terminal once it is up):")
     print(

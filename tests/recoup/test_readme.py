@@ -63,6 +63,9 @@ def test_readme_commands_work_after_the_demo(tmp_path):
     lines = check_log(demo.stderr)
     assert sum("[recoup.demo] step " in line for line in lines) == 7  # 3 steps started and done, 1 skipped
     assert (home / "demo" / "history" / "claims.csv").exists()
+    # the demo's second report reviews a window whose outcomes are known: it has a backtest (#16)
+    report = (home / "demo" / "audit-backtest" / "report.html").read_text(encoding="utf-8")
+    assert "id='backtest'" in report and "id='no-backtest'" not in report
     ran = []
     for command in readme_commands(README.read_text()):
         if not command.startswith(PREFIX + " ") or any(command.startswith(".venv/bin/" + s) for s in SKIPPED):
