@@ -311,3 +311,18 @@ def test_generate_world_choice_matches_the_generator_and_records_the_world(tmp_p
     assert json.loads((out / "world.json").read_text())["world"] == "audit-program"
     res = runner.invoke(app, ["generate", "--out", str(tmp_path / "x"), "--claims", "800", "--world", "utopia"])
     assert res.exit_code == 2 and "utopia" in res.output
+
+
+def test_version_and_choices_and_date_formats_in_help():
+    from importlib.metadata import version
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"recoup {version('recoup')}"
+    res = runner.invoke(app, ["generate", "--out", "x", "--format", "xlsx"], terminal_width=200)
+    flat = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and "Traceback" not in res.output and "'xlsx' is not one of 'csv', 'parquet'" in flat
+    for cmd in ("evaluate", "score", "audit", "monitor"):
+        text = " ".join(runner.invoke(app, [cmd, "--help"], terminal_width=200).output.split())
+        assert "--since" in text and "YYYY-MM-DD" in text, cmd
+    text = " ".join(runner.invoke(app, ["train", "--help"]).output.replace("│", " ").split())
+    assert "label: recouped within this many days after payment" in text
