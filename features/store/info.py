@@ -147,7 +147,10 @@ def _by_month_payer(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 def store_info_cli(store: Path) -> StoreInfo:
-    """``recoup store info``: print what the store holds."""
-    info = store_info(store)
+    """``recoup store info``: print what the store holds (a damaged manifest is one line)."""
+    from features.store.manifest import store_errors
+
+    with store_errors(store):
+        info = store_info(store)
     print(info)
     return info

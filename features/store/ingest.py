@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: what a claim row of a unit does to the store
 ADDED, REPLACED, VOIDED, PRESENT = "added", "replaced", "voided", "already present"
+#: an original (frequency 1) that arrives after the replacement or void of its claim_id: not stored (the later
+#: version wins whatever the order of arrival), counted
+SUPERSEDED = "superseded"
 #: a claim_id known with other content, sent again as an original (frequency 1)
 CLAIM_ID_REUSED = (
     "a claim_id not used by another claim (this claim_id is in the store with other content; "
@@ -62,7 +65,7 @@ _ROWS_PREFIX = re.compile(
 @dataclass
 class IngestSummary:
     """Counts of one ingest; units = ingested + already ingested + rejected; claims read in ingested units =
-    added + replaced + voided + already present."""
+    added + replaced + voided + already present + superseded (an original arriving after its replacement or void)."""
 
     store: str
     ingest: int | None = None
@@ -78,6 +81,7 @@ class IngestSummary:
     claims_replaced: int = 0
     claims_voided: int = 0
     claims_present: int = 0
+    claims_superseded: int = 0
     lines_stored: int = 0
     lines_skipped: int = 0
     recoupments_added: int = 0
@@ -97,7 +101,8 @@ class IngestSummary:
             f"  units: {self.units} ({kinds}) = {self.units_ingested} ingested + {self.units_already} already "
             f"ingested + {self.units_rejected} rejected",
             f"  claims: {self.claims_added} added, {self.claims_replaced} replaced, {self.claims_voided} voided, "
-            f"{self.claims_present} already present",
+            f"{self.claims_present} already present, {self.claims_superseded} superseded (originals arriving after "
+            "their replacement or void)",
             f"  claim lines: {self.lines_stored} stored, {self.lines_skipped} of claims already present skipped",
             f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
             f"  remittances: {self.rows.get('remittances', 0)} claim payments = "
@@ -255,12 +260,14 @@ class _Batch:
                 status = REPLACED
             elif freq[i] == "8":
                 status = VOIDED
+            elif k.frequency in ("7", "8"):  # the original arrives after its replacement or void: it lost already
+                status = SUPERSEDED
             else:
                 reused.setdefault(int(unit_of[i]), []).append(i)
                 continue
             d.statuses.append((int(unit_of[i]), cid, status))
             d.counts[status] += 1
-            if status != PRESENT:
+            if status not in (PRESENT, SUPERSEDED):
                 keep[i] = True
                 d.versions[cid] = mf.ClaimVersion(self.ingest, freq[i], int(content[i]), str(months[i]))
         for n, rows in reused.items():
@@ -467,14 +474,32 @@ def ingest(
     workers: int = WORKERS,
 ) -> IngestSummary:
     """Ingest ``paths`` into ``store`` (created when new). Strict by default: a problem in any unit raises a
-        :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
-        good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``. Large X12
-    inputs are parsed in ``workers`` processes (:func:`features.store.sources.read_files`; 1: in this process)."""
+    :class:`RecoupError` listing every problem (one line each) and nothing is written. With ``skip_invalid`` the
+    good units are ingested and the bad ones copied with their reasons to ``STORE/quarantine/<ingest>/``. Large X12
+    inputs are parsed in ``workers`` processes (:func:`features.store.sources.read_files`; 1: in this process).
+    A damaged manifest or a failed write (a full disk) is one line; the store is left as it was."""
+    with mf.store_errors(store, writing=True):
+        return _ingest(paths, store, skip_invalid=skip_invalid, wait=wait, workers=workers)
+
+
+def _ingest(
+    paths: Sequence[str | Path],
+    store: str | Path,
+    *,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
+) -> IngestSummary:
+    """:func:`ingest` itself."""
     t0 = time.perf_counter()
     store = Path(store)
     if not paths:
         raise RecoupError("no input given: name X12 files, contract table files or folders")
     files, problems, skipped_files = expand(list(paths))
+    inside = _inside(files, store)  # the store's own files (its quarantine copies, parts) are never input
+    if inside:
+        files = [p for p in files if p not in inside]
+        skipped_files["files inside the store"] = skipped_files.get("files inside the store", 0) + len(inside)
     given = {Path(str(p)) for p in paths}
     inputs, more, skipped_more = classify(files, given)
     problems += more
@@ -523,19 +548,42 @@ def ingest(
             try:
                 mf.commit(conn, _commit(batch, inputs, summary, started, skip_invalid))
             except BaseException:
+                if _committed(conn, ingest_id):  # interrupted just after COMMIT: the parts are the store's now
+                    _publish(stager, qdir, store, ingest_id)
+                    raise
                 stager.discard()
                 if qdir is not None:
                     shutil.rmtree(qdir, ignore_errors=True)
                 raise
             _pause("committed")
-            stager.publish()
-            if qdir is not None:
-                os.replace(qdir, quarantine_dir(store, ingest_id))
-                fsync_dir(qdir.parent)
+            _publish(stager, qdir, store, ingest_id)
         finally:
             conn.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _committed(conn, ingest_id: int) -> bool:
+    """Whether the manifest holds ingest ``ingest_id`` (its transaction committed)."""
+    try:
+        return conn.execute("SELECT 1 FROM ingests WHERE id = ?", (ingest_id,)).fetchone() is not None
+    except Exception:
+        return False
+
+
+def _publish(stager: Stager, qdir: Path | None, store: Path, ingest_id: int) -> None:
+    """Rename the committed ingest's staged parts and quarantine into place (recovery on the next open finishes it
+    if this is interrupted)."""
+    stager.publish()
+    if qdir is not None:
+        os.replace(qdir, quarantine_dir(store, ingest_id))
+        fsync_dir(qdir.parent)
+
+
+def _inside(files: list[Path], store: Path) -> set[Path]:
+    """The files that lie inside ``store`` (e.g. a store kept in its own inbox folder)."""
+    root = store.resolve()
+    return {p for p in files if p.resolve().is_relative_to(root)}
 
 
 def _refusal(problems: list[str], hint: bool = True) -> str:
@@ -564,6 +612,7 @@ def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files:
         claims_replaced=c[REPLACED],
         claims_voided=c[VOIDED],
         claims_present=c[PRESENT],
+        claims_superseded=c[SUPERSEDED],
         lines_stored=c["lines_stored"],
         lines_skipped=c["lines_skipped"],
         recoupments_added=c["recoupments_added"],
@@ -584,7 +633,8 @@ def _stage_quarantine(store: Path, ingest_id: int, bad: list[tuple[Unit, InputFi
     lines = []
     for unit, f in bad:
         if f.path not in copied:
-            name = f"{len(copied) + 1:04d}-{f.path.name}"
+            tail = f.path.name.encode("utf-8", "replace")[-100:].decode("utf-8", "ignore")  # names: <= 255 bytes
+            name = f"{len(copied) + 1:04d}-{tail}"
             shutil.copyfile(f.path, tmp / name)
             copied[f.path] = name
         where = f" (segment {unit.segment})" if unit.segment is not None else ""

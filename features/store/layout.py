@@ -120,7 +120,10 @@ def writer_lock(store: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
     """Hold the store's writer lock (``fcntl.flock`` on ``STORE/.lock``; released by the kernel when the process
     dies, so a killed ingest never leaves the store locked). Waits up to ``wait`` seconds for another writer."""
     path = store / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link (a .lock planted as a symlink would have its target truncated)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise RecoupError(f"{path}: cannot open the store's lock ({exc.strerror}); it must be a regular file") from None
     try:
         deadline = time.monotonic() + max(wait, 0.0)
         while True:

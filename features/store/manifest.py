@@ -222,3 +222,25 @@ def commit(conn: sqlite3.Connection, c: Commit) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def store_errors(store: Path | str, writing: bool = False):
+    """A decorator's worth of translation for one store operation: a damaged manifest (``sqlite3.DatabaseError``)
+    and, when ``writing``, a failed write (disk full, permissions: ``OSError``) become one-line errors naming the
+    store; nothing else is caught."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _guard() -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise RecoupError(f"{Path(store) / MANIFEST}: cannot read the store manifest ({exc})") from None
+        except OSError as exc:
+            if not writing:
+                raise
+            from features.outputs import write_error
+
+            raise write_error(store, exc) from None
+
+    return _guard()

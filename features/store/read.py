@@ -268,9 +268,13 @@ def read_store(
 ) -> History:
     """A store as a validated :class:`History` (``source`` = the store); ``since``/``until`` (months YYYY-MM, or
     dates: their month) read only the claims submitted in those months, pruning the other partitions."""
+    with mf.store_errors(store):
+        return _read_store(Path(store), since, until, max_shown)
+
+
+def _read_store(store: Path, since: str | None, until: str | None, max_shown: int) -> History:
     from features.contract import validate_frames
 
-    store = Path(store)
     plain = _plain(store) if since is None and until is None else None
     if plain is not None:
         history = _read_plain(store, plain, max_shown)

@@ -9,7 +9,7 @@ import glob
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generator
 
@@ -85,6 +85,9 @@ def expand(paths: list[str | Path]) -> tuple[list[Path], list[str], dict[str, in
                         if name.startswith("."):
                             skipped["hidden files in folders"] = skipped.get("hidden files in folders", 0) + 1
                             continue
+                        if not (Path(root) / name).is_file():  # a FIFO, a device, a dangling link: never read
+                            skipped["not regular files in folders"] = skipped.get("not regular files in folders", 0) + 1
+                            continue
                         files.append(Path(root) / name)
             elif p.is_file():
                 files.append(p)
@@ -158,7 +161,7 @@ def table_units(f: InputFile) -> FileUnits:
         unit.problems.append(f"{f.path}: expected a readable CSV/Parquet file ({type(exc).__name__}: {exc})")
         return FileUnits([unit], {})
     typed, problems = _typed(raw, f.kind, str(f.path))
-    unit.problems.extend(p.describe() for p in problems)
+    unit.problems.extend(replace(p, examples=[]).describe() for p in problems)  # rows named, values never (ids)
     typed = typed.reset_index(drop=True)
     typed["_n"] = np.zeros(len(typed), dtype=np.int64)
     return FileUnits([unit], {f.kind: typed})

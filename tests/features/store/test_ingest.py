@@ -102,13 +102,58 @@ def test_replacement_void_and_reused_claim_id(tmp_path):
     assert "C2" not in set(h.recoupments["claim_id"])
     assert len(read_parts(store).tables["claims"]) == 5  # nothing deleted: versions stay in the store
 
+    # an original arriving after its replacement (C3 was stored as a frequency 7): superseded, the view unchanged
     c3 = t["claims"].iloc[[2]].assign(frequency_code="1", total_charge="999")
+    s = ingest([_claim_files(tmp_path, "late-original", c3, t["claim_lines"].iloc[[3]])], store)
+    assert (s.claims_superseded, s.claims_added, s.lines_stored) == (1, 0, 0)
+    assert_same_history(read_store(store), h)
+
+    c4 = t["claims"].iloc[[0]].assign(claim_id="C4", frequency_code="1")
+    ingest([_claim_files(tmp_path, "new", c4, t["claim_lines"].iloc[[0]].assign(claim_id="C4"))], store)
+    h = read_store(store)
     with pytest.raises(RecoupError) as err:
-        ingest([_claim_files(tmp_path, "reuse", c3, t["claim_lines"].iloc[[3]])], store)
+        ingest(
+            [
+                _claim_files(
+                    tmp_path, "reuse", c4.assign(total_charge="999"), t["claim_lines"].iloc[[0]].assign(claim_id="C4")
+                )
+            ],
+            store,
+        )
     msg = str(err.value)
     assert "reuse/claims.csv row 1: column 'claim_id': expected a claim_id not used by another claim" in msg
-    assert "C3" not in msg  # no claim ids in messages
+    assert "C4" not in msg  # no claim ids in messages
     assert_same_history(read_store(store), h)
+
+
+def test_an_original_arriving_after_its_replacement_or_void_is_superseded(tmp_path):
+    """A replacement (7) ingested before its original gives the same view as after it; an original after its void
+    is superseded too (not refused), the void staying as sent (docs/store.md, "Claim versions")."""
+    t = good_tables()
+    orig, lines = t["claims"].iloc[[0]], t["claim_lines"].iloc[[0]]
+    later_lines = lines.assign(line_charge="150")
+    for kind, later in (("replacement", orig.assign(frequency_code="7", total_charge="150")), ("void", None)):
+        later = orig.assign(frequency_code="8") if later is None else later
+        first, second = tmp_path / f"{kind}-a", tmp_path / f"{kind}-b"
+        ingest([_claim_files(tmp_path, f"{kind}-o1", orig, lines)], first)
+        ingest([_claim_files(tmp_path, f"{kind}-r1", later, later_lines)], first)
+        ingest([_claim_files(tmp_path, f"{kind}-r2", later, later_lines)], second)
+        s = ingest([_claim_files(tmp_path, f"{kind}-o2", orig, lines)], second)  # not refused
+        assert (s.claims_superseded, s.claims_added, s.lines_stored) == (1, 0, 0), kind
+        if kind == "replacement":
+            a, b = read_store(first), read_store(second)
+            pd.testing.assert_frame_equal(a.claims, b.claims, obj="claims")
+            pd.testing.assert_frame_equal(a.claim_lines, b.claim_lines, obj="lines")
+        else:  # the void of a claim the store had not seen stays as sent (a history folder's frequency-8 row)
+            assert _view(first).empty and _view(second)["frequency_code"].astype(str).tolist() == ["8"]
+
+
+def _view(store: Path) -> pd.DataFrame:
+    """The contract view's claims (or an empty frame when every claim was voided)."""
+    try:
+        return read_store(store).claims
+    except RecoupError:
+        return pd.DataFrame()
 
 
 def test_claims_without_their_lines_are_refused(tmp_path):
@@ -216,3 +261,72 @@ def test_claims_without_lines_are_quarantined_with_their_reason(tmp_path):
     reasons = (Path(s.quarantine or "") / "reasons.txt").read_text()
     assert "0001-claims.csv: " in reasons and "claim without lines" in reasons
     assert set(read_store(tmp_path / "store").claims["claim_id"]) == {"C1", "C2", "C3"}
+
+
+# ------------------------------------------------------------------------------------------- hostile inputs
+def test_a_lock_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path):
+    t = good_tables()
+    store = tmp_path / "store"
+    ingest([write_dir(tmp_path / "h", t)], store)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (store / ".lock").unlink()
+    (store / ".lock").symlink_to(victim)
+    with pytest.raises(RecoupError, match=r"\.lock: cannot open the store's lock .*must be a regular file"):
+        ingest([write_dir(tmp_path / "h2", t)], store)
+    assert victim.read_text() == "precious"
+
+
+def test_a_fifo_in_an_input_folder_is_skipped_not_read(tmp_path):
+    import os
+
+    t = good_tables()
+    folder = write_dir(tmp_path / "in", t)
+    os.mkfifo(folder / "pipe.837")
+    s = ingest([folder], tmp_path / "store")  # would block forever reading the FIFO
+    assert s.files_skipped.get("not regular files in folders") == 1 and s.claims_added == 3
+
+
+def test_a_store_inside_its_inbox_never_reads_itself(tmp_path):
+    t = good_tables()
+    inbox = write_dir(tmp_path / "inbox", t)
+    (inbox / "bad.837").write_text("ISA*garbage~")
+    for i in range(3):
+        s = ingest([inbox], inbox / "store", skip_invalid=True)
+        assert s.files == 6, s  # the five tables and bad.837, never the store's own parts or quarantine copies
+        assert (s.files_skipped.get("files inside the store", 0) > 0) == (i > 0)
+        assert sorted(p.name for p in Path(s.quarantine or "").iterdir()) == ["0001-bad.837", "reasons.txt"]
+
+
+def test_table_problems_name_rows_never_values(tmp_path):
+    t = good_tables()
+    t["claims"] = t["claims"].assign(billing_npi=t["claims"]["patient_id"])  # patient ids where NPIs go
+    with pytest.raises(RecoupError) as err:
+        ingest([write_dir(tmp_path / "h", t)], tmp_path / "store")
+    msg = str(err.value)
+    assert "column 'billing_npi'" in msg and "rows 1, 2, 3" in msg
+    assert not any(p in msg for p in t["claims"]["patient_id"].astype(str))
+
+
+def test_a_damaged_manifest_is_one_line(tmp_path):
+    t = good_tables()
+    store = tmp_path / "store"
+    ingest([write_dir(tmp_path / "h", t)], store)
+    for extra in store.glob("manifest.sqlite-*"):
+        extra.unlink()
+    data = bytearray((store / "manifest.sqlite").read_bytes())
+    data[4096:] = b"\xff" * (len(data) - 4096)  # every page but the header's
+    (store / "manifest.sqlite").write_bytes(bytes(data))
+    for call in (lambda: read_store(store), lambda: ingest([write_dir(tmp_path / "h2", t)], store)):
+        with pytest.raises(RecoupError, match=r"manifest.sqlite: cannot read the store manifest \(database disk"):
+            call()
+
+
+def test_a_bad_file_with_a_long_name_is_quarantined(tmp_path):
+    t = good_tables()
+    inbox = write_dir(tmp_path / "inbox", t)
+    (inbox / ("L" * 240 + ".837")).write_text("ISA*garbage~")
+    s = ingest([inbox], tmp_path / "store", skip_invalid=True)
+    assert s.units_rejected == 1 and s.quarantine is not None
+    names = [p.name for p in Path(s.quarantine).iterdir()]
+    assert "reasons.txt" in names and all(len(n.encode()) <= 255 for n in names)
