@@ -234,6 +234,9 @@ def store_errors(store: Path | str, writing: bool = False):
     def _guard() -> Iterator[None]:
         try:
             yield
+        except sqlite3.OperationalError as exc:  # I/O: a full disk, a file size limit, permissions
+            what = "write" if writing else "read"
+            raise RecoupError(f"{Path(store) / MANIFEST}: cannot {what} the store manifest ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise RecoupError(f"{Path(store) / MANIFEST}: cannot read the store manifest ({exc})") from None
         except OSError as exc:

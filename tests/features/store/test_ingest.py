@@ -330,3 +330,39 @@ def test_a_bad_file_with_a_long_name_is_quarantined(tmp_path):
     assert s.units_rejected == 1 and s.quarantine is not None
     names = [p.name for p in Path(s.quarantine).iterdir()]
     assert "reasons.txt" in names and all(len(n.encode()) <= 255 for n in names)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_store_as_it_was(tmp_path):
+    """RLIMIT_FSIZE (writes past it fail with EFBIG, like a full disk) in a real `recoup ingest` process."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from features.contract import write_history
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history
+
+    store = tmp_path / "store"
+    ingest([write_dir(tmp_path / "h", good_tables())], store)
+    before = {
+        p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file() and "manifest" not in p.name
+    }
+    big = write_history(generate_history(GeneratorConfig(n_claims=3000, seed=4))[0], tmp_path / "big", fmt="parquet")
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+        from recoup.cli import app
+        sys.argv = ["recoup", "ingest", {str(big)!r}, "--into", {str(store)!r}]
+        app()
+    """)
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("File too large" in errors[0] or "cannot write the store manifest" in errors[0])
+    after = {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file() and "manifest" not in p.name}
+    assert after.keys() == before.keys()  # nothing staged left, no part added
+    assert len(read_store(store).claims) == 3
