@@ -1,0 +1,323 @@
+"""Today's single-process baseline for issue #15 (docs/scale.md, "Today: one process").
+
+Usage::
+
+    python bench/bench_scale.py [--claims 1000000 300000] [--seed 11] [--history-dir DIR]
+        [--n-estimators 20] [--skip-train] [--out bench/results/scale_baseline.json]
+
+For each ``--claims`` size, the synthetic generator's history (a cached Parquet folder
+``history_<n>_s<seed>`` read from ``--history-dir``, else generated into ``--cache``) goes through
+these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/self/status) is its own:
+
+- ``load``: ``load_history`` alone (what the history itself costs in memory);
+- ``features``: ``load_history`` + ``build_feature_table`` (the training table and the full state);
+- ``train``: ``training.train.train_model`` with ``--n-estimators`` trees (cause model: half), then the
+  bundle and its history state saved into a temp folder as training does (``bundle.save``;
+  ``state.save(bundle/state)``); the state's size on disk and per event table (keys, events, array bytes);
+- ``serve``: in a fresh process, the service's start path (``Scorer.from_dir(bundle, journal_dir=...)``
+  + ``warm_up``, as ``serving.service`` does, without BentoML's HTTP layer), then one claim scored
+  (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS.
+
+Load averages (``os.getloadavg``) are written before and after each step. Prints one line per step and
+writes all figures as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def proc_status() -> dict[str, float]:
+    """Resident (VmRSS) and peak resident (VmHWM) memory of this process, GB."""
+    out: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0]) * 1024 / 1e9
+    return {"rss_gb": round(out["VmRSS"], 3), "peak_rss_gb": round(out["VmHWM"], 3)}
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def emit(fig: dict) -> None:
+    """A child's figures: the last line of its stdout."""
+    print(json.dumps(fig), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- children
+def child_generate(n: int, seed: int, folder: str) -> None:
+    from features.contract import write_history
+    from features.sources.synthetic.generate import GeneratorConfig, generate_history
+
+    t0 = time.perf_counter()
+    history, _ = generate_history(GeneratorConfig(n_claims=n, seed=seed))
+    tmp = Path(folder).with_name(Path(folder).name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_history(history, tmp, fmt="parquet")
+    os.replace(tmp, folder)
+    emit({"seconds": round(time.perf_counter() - t0, 1), **proc_status()})
+
+
+def child_load(history: str) -> None:
+    from features.contract import load_history
+
+    t0 = time.perf_counter()
+    h = load_history(history)
+    emit(
+        {
+            "claims": len(h.claims),
+            "lines": len(h.claim_lines),
+            "recoupments": 0 if h.recoupments is None else len(h.recoupments),
+            "seconds": round(time.perf_counter() - t0, 1),
+            **proc_status(),
+        }
+    )
+
+
+def child_features(history: str) -> None:
+    from features.contract import load_history
+    from features.pipeline import build_feature_table
+    from features.rulebook import load_rulebook
+
+    h = load_history(history)
+    after_load = proc_status()["rss_gb"]
+    t0 = time.perf_counter()
+    res, state = build_feature_table(h, load_rulebook())
+    emit(
+        {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "rss_after_load_gb": after_load,
+            "rows": len(res.X),
+            "columns": res.X.shape[1],
+            **proc_status(),
+        }
+    )
+
+
+def table_sizes(state) -> dict[str, dict]:
+    """Per event table of the state: keys, events, columns and the bytes of its arrays."""
+    out = {}
+    for name, t in state.tables.items():
+        arrays = [t.times, t.offsets, t.prefix] + ([t.payload] if t.payload is not None else [])
+        out[name] = {
+            "keys": len(t.keys),
+            "events": len(t.times),
+            "columns": len(t.columns),
+            "array_mb": round(sum(a.nbytes for a in arrays) / 1e6, 1),
+        }
+    return out
+
+
+def child_train(history: str, bundle_dir: str, n_estimators: int) -> None:
+    import pandas as pd
+
+    from features.contract import load_history
+    from training.config import load_config, with_n_estimators
+    from training.train import train_model
+
+    h = load_history(history)
+    t0 = time.perf_counter()
+    result = train_model(h, config=with_n_estimators(load_config(), n_estimators))
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bundle = Path(bundle_dir)
+    result.bundle.save(bundle)
+    result.state.save(bundle / "state")
+    save_s = time.perf_counter() - t0
+    # the latest claim, moved a day after the history, as the probe the serve step scores
+    last = h.claims.sort_values("submitted_date").iloc[[-1]].copy()
+    lines = h.claim_lines[h.claim_lines["claim_id"] == last["claim_id"].iloc[0]].copy()
+    last["claim_id"] = lines["claim_id"] = "SCALE-PROBE-1"
+    last["submitted_date"] = last["submitted_date"] + pd.Timedelta(days=1)
+    last.to_pickle(bundle.parent / "probe_claims.pkl")  # list columns: pickle, not Parquet
+    lines.to_pickle(bundle.parent / "probe_lines.pkl")
+    emit(
+        {
+            "train_seconds": round(train_s, 1),
+            "timings": {k: round(v, 1) for k, v in result.timings.items()},
+            "save_seconds": round(save_s, 1),
+            "trees_likelihood": result.bundle.likelihood.booster_.num_trees(),
+            "state_on_disk_mb": round(dir_bytes(bundle / "state") / 1e6, 1),
+            "bundle_on_disk_mb": round((dir_bytes(bundle) - dir_bytes(bundle / "state")) / 1e6, 1),
+            "state_claim_keys": len(result.state.all_claim_keys()),
+            "state_tables": table_sizes(result.state),
+            **proc_status(),
+        }
+    )
+
+
+def child_serve(bundle_dir: str, journal_dir: str) -> None:
+    t_imports0 = time.perf_counter()
+    import pandas as pd
+
+    from serving.scorer import Scorer
+
+    imports_s = time.perf_counter() - t_imports0
+    after_imports = proc_status()["rss_gb"]
+    t0 = time.perf_counter()
+    scorer = Scorer.from_dir(bundle_dir, journal_dir=journal_dir)
+    load_s = time.perf_counter() - t0
+    after_load = proc_status()["rss_gb"]
+    t0 = time.perf_counter()
+    scorer.warm_up()
+    warm_s = time.perf_counter() - t0
+    ready_s = time.perf_counter() - T_START
+    after_warm = proc_status()
+    probe = Path(bundle_dir).parent
+    claims = pd.read_pickle(probe / "probe_claims.pkl")
+    lines = pd.read_pickle(probe / "probe_lines.pkl")
+    t0 = time.perf_counter()
+    records = scorer.score_claims(claims, lines, explain=True, record=False)
+    first_ms = (time.perf_counter() - t0) * 1000
+    scorer.close()
+    emit(
+        {
+            "imports_seconds": round(imports_s, 1),
+            "load_seconds": round(load_s, 1),
+            "warm_up_seconds": round(warm_s, 1),
+            "ready_seconds_in_process": round(ready_s, 1),
+            "rss_after_imports_gb": after_imports,
+            "rss_after_load_gb": after_load,
+            "rss_ready_gb": after_warm["rss_gb"],
+            "first_score_ms": round(first_ms, 1),
+            "scored": len(records),
+            **proc_status(),
+        }
+    )
+
+
+CHILDREN = {
+    "generate": lambda a: child_generate(int(a[0]), int(a[1]), a[2]),
+    "load": lambda a: child_load(a[0]),
+    "features": lambda a: child_features(a[0]),
+    "train": lambda a: child_train(a[0], a[1], int(a[2])),
+    "serve": lambda a: child_serve(a[0], a[1]),
+}
+
+
+# ---------------------------------------------------------------------------------------------- parent
+def run_step(name: str, *args: object) -> dict:
+    """Run one step in a child process; its figures plus wall time (from spawn) and load averages."""
+    before = load_avg()
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        print(f"{name}: child failed ({out.returncode}): {out.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return {"failed": out.returncode, "stderr_tail": out.stderr[-1000:]}
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    fig.update(wall_seconds=round(wall, 1), load_before=before, load_after=load_avg())
+    print(f"{name}: {json.dumps(fig)}", flush=True)
+    return fig
+
+
+def history_for(n: int, seed: int, history_dir: Path | None, cache: Path) -> tuple[Path, dict | None]:
+    """The cached history folder of ``n`` claims (read-only from ``history_dir``), else generated."""
+    name = f"history_{n}_s{seed}"
+    for d in (history_dir, cache):
+        if d is not None and (d / name / "claims.parquet").exists():
+            return d / name, None
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / name, run_step("generate", n, seed, cache / name)
+
+
+def bench_size(n: int, args: argparse.Namespace) -> dict:
+    folder, generated = history_for(n, args.seed, args.history_dir, args.cache)
+    fig: dict = {"claims_asked": n, "history": str(folder)}
+    if generated is not None:
+        fig["generate"] = generated
+    fig["load"] = run_step("load", folder)
+    fig["features"] = run_step("features", folder)
+    if args.skip_train:
+        return fig
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        bundle = Path(tmp) / "bundle"
+        fig["train"] = run_step("train", folder, bundle, args.n_estimators)
+        if "failed" not in fig["train"]:
+            fig["serve"] = run_step("serve", bundle, Path(tmp) / "journal")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--claims", type=int, nargs="+", default=[1_000_000], help="history sizes in claims, each measured in turn"
+    )
+    ap.add_argument("--seed", type=int, default=11, help="generator seed of the histories")
+    ap.add_argument(
+        "--history-dir",
+        type=Path,
+        default=None,
+        help="folder holding cached Parquet histories named history_<claims>_s<seed> (read only)",
+    )
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / "work" / "bench",
+        help="where histories not found in --history-dir are generated and kept",
+    )
+    ap.add_argument(
+        "--n-estimators", type=int, default=20, help="trees of the likelihood model (cause model: half, >= 10)"
+    )
+    ap.add_argument("--skip-train", action="store_true", help="only load and feature table (no model, no service)")
+    ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON to this file")
+    ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        CHILDREN[args.child[0]](args.child[1:])
+        return 0
+    import numpy as np
+    import pandas as pd
+
+    figures: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+            "python": sys.version.split()[0],
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+        },
+        "load_at_start": load_avg(),
+        "command": "python bench/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "n_estimators": args.n_estimators,
+        "sizes": [bench_size(n, args) for n in args.claims],
+        "load_at_end": load_avg(),
+    }
+    text = json.dumps(figures, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, args.out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
