@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_x12 import sample_files  # noqa: E402
+from bench.bench_x12 import generate, sample_files  # noqa: E402
 
 
 def unique_copy(text: str, k: int) -> str:
@@ -47,27 +47,6 @@ def unique_copy(text: str, k: int) -> str:
             el[2] = f"{el[2]}-{k}"
         out.append("*".join(el))
     return "~".join(out)
-
-
-def generate(out_dir: Path, samples: list[Path], megabytes: float, n_files: int) -> list[Path]:
-    import re
-
-    texts = [re.sub(r"~\s+", "~", p.read_text()) for p in samples]
-    target = int(megabytes * 1_000_000 / n_files)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths, k = [], 0
-    for i in range(n_files):
-        path = out_dir / f"mixed_{i}.x12"
-        size = 0
-        with path.open("w") as fh:
-            while size < target:
-                for t in texts:
-                    chunk = unique_copy(t, k)
-                    fh.write(chunk)
-                    size += len(chunk)
-                    k += 1
-        paths.append(path)
-    return paths
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -140,7 +119,7 @@ def main() -> None:
     paths = sorted(data.glob("mixed_*.x12")) if data.is_dir() else []
     if len(paths) != args.files:
         shutil.rmtree(data, ignore_errors=True)
-        paths = generate(data, sample_files(args.samples), args.mb, args.files)
+        paths = generate(data, sample_files(args.samples), args.mb, args.files, copy=unique_copy, stem="mixed")
     size = sum(p.stat().st_size for p in paths) / 1e6
     print(f"input: {size:.1f} MB in {len(paths)} files ({data}); load average {os.getloadavg()}")
     store = args.workdir / "ingest_store"

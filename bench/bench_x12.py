@@ -27,6 +27,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,20 +57,30 @@ def unique_copy(text: str, k: int) -> str:
     return _ID.sub(lambda m: f"{m.group(1)}{m.group(2)}-{k}", text)
 
 
-def generate(out_dir: Path, samples: list[Path], megabytes: float, n_files: int) -> list[Path]:
+def generate(
+    out_dir: Path,
+    samples: list[Path],
+    megabytes: float,
+    n_files: int,
+    copy: Callable[[str, int], str] = unique_copy,
+    stem: str = "big",
+) -> list[Path]:
+    """``n_files`` files of ``megabytes`` in all, repeating the samples, each repetition made unique by ``copy``
+    (numbered once per sample copy)."""
     texts = [re.sub(r"~\s+", "~", p.read_text()) for p in samples]
     target = int(megabytes * 1_000_000 / n_files)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths, k = [], 0
     for i in range(n_files):
-        path = out_dir / f"big_{i}.x12"
+        path = out_dir / f"{stem}_{i}.x12"
         size = 0
         with path.open("w") as fh:
             while size < target:
                 for t in texts:
-                    chunk = unique_copy(t, k)
+                    chunk = copy(t, k)
                     fh.write(chunk)
                     size += len(chunk)
-                k += 1
+                    k += 1
         paths.append(path)
     return paths
 

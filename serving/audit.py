@@ -586,17 +586,10 @@ def no_backtest_reason(summary: dict) -> str:
 
 def _score_matured(data: Path, skip_invalid: bool | None, bundle_dir: Path | None):
     """Load the champion and the history, pick :func:`matured_window`, score it."""
-    from features.contract import REJECTED_COLUMNS, load_history
-    from serving.batch import skip_invalid_default, load_scorer, score_window
+    from serving.batch import load_data, load_scorer, score_window
 
-    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
-    t = time.perf_counter()
-    if skip:
-        history, rejected = load_history(data, skip_invalid=True)
-    else:
-        history, rejected = load_history(data), pd.DataFrame(columns=REJECTED_COLUMNS)
-    load_s = time.perf_counter() - t
+    history, rejected, load_s = load_data(data, skip_invalid)
     meta = scorer.bundle.meta
     mw = matured_window(history, int(meta.get("horizon_days", DEFAULT_HORIZON_DAYS)), meta.get("split_dates"))
     if not mw["since"]:

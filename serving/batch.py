@@ -501,6 +501,18 @@ def skip_invalid_default() -> bool:
     return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
 
 
+def load_data(data: str | Path, skip_invalid: bool | None) -> tuple[History, pd.DataFrame, float]:
+    """(history, rejected claims, seconds): strictly, or with the invalid claims set aside (``skip_invalid``; None:
+    ``RECOUP_SKIP_INVALID``)."""
+    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
+    t = time.perf_counter()
+    if skip:
+        history, rejected = load_history(data, skip_invalid=True)
+    else:
+        history, rejected = load_history(data), pd.DataFrame(columns=REJECTED_COLUMNS)
+    return history, rejected, time.perf_counter() - t
+
+
 def score_data(
     data: str | Path,
     since: pd.Timestamp | None,
@@ -509,14 +521,8 @@ def score_data(
     bundle_dir: Path | None,
 ) -> tuple[Scorer, BatchScores]:
     """Load the champion and a history directory, and score the window (shared by score and audit)."""
-    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
     scorer = load_scorer(bundle_dir)
-    t_load = time.perf_counter()
-    if skip:
-        history, rejected = load_history(data, skip_invalid=True)
-    else:
-        history, rejected = load_history(data), pd.DataFrame(columns=REJECTED_COLUMNS)
-    load_s = time.perf_counter() - t_load
+    history, rejected, load_s = load_data(data, skip_invalid)
     bs = score_window(history, scorer, since, until, rejected)
     bs.timings["load_s"] = load_s
     return scorer, bs

@@ -284,14 +284,8 @@ class _Batch:
         versions = {**self.versions, **d.versions}
         st = [here.get((int(n), cid)) or status.get(cid) for n, cid in zip(unit_of, ids)]
         unknown = [i for i, s in enumerate(st) if s is None]
-        if unknown:
-            known = self.known(ids[unknown])
-            missing = [i for i in unknown if ids[i] not in known]
-            for n in sorted({int(unit_of[i]) for i in missing}):
-                rows = lines.index.to_numpy()[[i for i in missing if unit_of[i] == n]]
-                d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", LINE_WITHOUT_CLAIM, rows))
-            if missing:
-                return
+        if self._missing_claims(units, lines, ids, unit_of, unknown, LINE_WITHOUT_CLAIM, d):
+            return
         keep = np.asarray([s in (ADDED, REPLACED, VOIDED) for s in st], dtype=bool)
         d.counts["lines_skipped"] += int((~keep).sum())
         if keep.any():
@@ -301,19 +295,27 @@ class _Batch:
             d.lined.update(ids[keep].tolist())
             d.counts["lines_stored"] += int(keep.sum())
 
+    def _missing_claims(
+        self, units: list[Unit], df: pd.DataFrame, ids, unit_of, candidates: list[int], expected: str, d: _Decision
+    ) -> bool:
+        """Whether some of the ``candidates`` rows (positions) name a claim the store does not know: each such unit
+        gets one problem naming its rows."""
+        if not candidates:
+            return False
+        known = self.known(ids[candidates])
+        missing = [i for i in candidates if ids[i] not in known]
+        for n in sorted({int(unit_of[i]) for i in missing}):
+            rows = df.index.to_numpy()[[i for i in missing if unit_of[i] == n]]
+            d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", expected, rows))
+        return bool(missing)
+
     def _recoupments(self, units: list[Unit], rec: pd.DataFrame, d: _Decision) -> None:
         ids = rec["claim_id"].astype(str).to_numpy(dtype=object)
         unit_of = rec["_n"].to_numpy()
         versions = {**self.versions, **d.versions}
         pending = [i for i, cid in enumerate(ids) if cid not in versions]
-        if pending:
-            known = self.known(ids[pending])
-            missing = [i for i in pending if ids[i] not in known]
-            for n in sorted({int(unit_of[i]) for i in missing}):
-                rows = rec.index.to_numpy()[[i for i in missing if unit_of[i] == n]]
-                d.problems.setdefault(n, []).append(_problem(units[n], "claim_id", RECOUPMENT_WITHOUT_CLAIM, rows))
-            if missing:
-                return
+        if self._missing_claims(units, rec, ids, unit_of, pending, RECOUPMENT_WITHOUT_CLAIM, d):
+            return
         keys = recoupment_keys(rec)
         stored = mf.known_recoupments(self.conn, keys.tolist())
         keep = np.zeros(len(keys), dtype=bool)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from features.errors import RecoupError
+from features.outputs import fsync_path
 
 MANIFEST = "manifest.sqlite"
 LOCK = ".lock"
@@ -70,12 +71,9 @@ def staged_quarantine_dir(store: Path, ingest: int) -> Path:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make the entries of a directory (new names, renames) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make the entries of a directory (new names, renames) durable; unlike :func:`features.outputs.fsync_dir`, a
+    failure is not ignored (a store's commit depends on it)."""
+    fsync_path(path)
 
 
 def staged_files(store: Path) -> Iterator[Path]:
