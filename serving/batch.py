@@ -497,14 +497,14 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return unescape_formulas(df, text)
 
 
-def skip_invalid_default() -> bool:
+def _skip_invalid_default() -> bool:
     return os.environ.get("RECOUP_SKIP_INVALID", "").strip().lower() in ("1", "true", "yes")
 
 
 def load_data(data: str | Path, skip_invalid: bool | None) -> tuple[History, pd.DataFrame, float]:
     """(history, rejected claims, seconds): strictly, or with the invalid claims set aside (``skip_invalid``; None:
     ``RECOUP_SKIP_INVALID``)."""
-    skip = skip_invalid_default() if skip_invalid is None else skip_invalid
+    skip = _skip_invalid_default() if skip_invalid is None else skip_invalid
     t = time.perf_counter()
     if skip:
         history, rejected = load_history(data, skip_invalid=True)
