@@ -464,7 +464,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
             problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     elif k == "enum":
         s = _as_str(src)
-        if col.name in ("plan_type", "claim_type", "cause"):
+        if col.name in LOWERED_ENUMS:
             s = s.str.lower()
         bad = s.notna() & ~s.isin(col.levels)
         if bad.any():
