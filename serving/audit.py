@@ -376,6 +376,15 @@ class Worklist:
     providers: pd.DataFrame | None = None  # index npi: provider_name, specialty_code, specialty
 
 
+def already_reviewed(history: History, claim_ids: pd.Series) -> np.ndarray:
+    """Which of ``claim_ids`` have a review outcome in the data (the store's ``reviews`` table): the worklist leaves
+    them out, whatever the outcome (docs/audit.md)."""
+    rev = history.reviews
+    if rev is None or not len(rev):
+        return np.zeros(len(claim_ids), dtype=bool)
+    return claim_ids.astype(str).isin(set(rev["claim_id"].astype(str))).to_numpy(dtype=bool)
+
+
 def review_capacity(n: int, capacity: int | None, budget_hours: float | None, minutes_per_review: float) -> int:
     caps = [n]
     if capacity is not None:
@@ -401,6 +410,8 @@ def build_worklist(
     t0 = time.perf_counter()
     c = bs.claims
     paid_mask = (c["paid_date"].notna() & (c["paid_amount"].fillna(0) > 0)).to_numpy()
+    reviewed = already_reviewed(bs.history, c["claim_id"]) & paid_mask
+    paid_mask = paid_mask & ~reviewed
     idx = np.flatnonzero(paid_mask)
     share = {k: float(v) for k, v in scorer.bundle.meta.get("cause_amount_share", {}).items()}
     risk = amounts_at_risk(bs, idx, share)
@@ -488,6 +499,7 @@ def build_worklist(
         "expected_dollars_random": round(cap * mean, 2),
         "capacity": capacity,
         "budget_hours": budget_hours,
+        "reviewed_left_out": int(reviewed.sum()),
     }
     summary["lift_vs_random"] = (
         round(summary["expected_dollars_at_capacity"] / summary["expected_dollars_random"], 2)
@@ -679,6 +691,8 @@ def audit_cli(
         )
     else:
         print(f"no backtest: {no_backtest_reason(sm)}")
+    if sm["reviewed_left_out"]:
+        print(f"{sm['reviewed_left_out']} claim(s) already reviewed left out (their outcomes are in the data's reviews)")
     print(f"wrote {paths['csv']}, {paths['parquet'].name}, {paths['html'].name} ({secs} s)")
     return {
         **sm,

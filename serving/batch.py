@@ -159,6 +159,9 @@ def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
     rec = history.recoupments
     if rec is not None:
         rec = rec[rec["claim_id"].isin(ids)].reset_index(drop=True)
+    rev = history.reviews
+    if rev is not None:
+        rev = rev[rev["claim_id"].isin(ids)].reset_index(drop=True)
     return History(
         claims=claims,
         claim_lines=lines,
@@ -166,6 +169,7 @@ def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
         providers=history.providers,
         recoupments=rec,
         source=history.source,
+        reviews=rev,
     )
 
 

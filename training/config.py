@@ -40,8 +40,9 @@ _BUILTIN: dict[str, Any] = {
     },
     "calibration": "auto",
     # learn from claims whose horizon has not ended (training.lag): every claim paid at least min_followup_days
-    # before the as-of date, its follow-up entering as an offset log F(follow-up); lag_by: payer | none
-    "labels": {"immature": True, "min_followup_days": 28, "lag_by": "payer"},
+    # before the as-of date, its follow-up entering as an offset log F(follow-up); lag_by: payer | none; reviews: a
+    # claim whose audit review confirms its label is mature from the review on (training.reviews)
+    "labels": {"immature": True, "min_followup_days": 28, "lag_by": "payer", "reviews": True},
     "seed": 7,
     "num_threads": 2,
     "promotion": {"min_pr_auc_gain": 0.0, "max_ece_increase": 0.005, "min_window_positives": 10},
@@ -84,6 +85,8 @@ def check_labels(cfg: dict, source: object = "the config") -> dict:
         )
     if lc.get("lag_by") not in LAG_BY:
         raise RecoupError(f"labels.lag_by in {source} must be one of {', '.join(LAG_BY)} (got {lc.get('lag_by')!r})")
+    if not isinstance(lc.get("reviews", True), bool):
+        raise RecoupError(f"labels.reviews in {source} must be true or false (got {lc.get('reviews')!r})")
     return lc
 
 

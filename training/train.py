@@ -28,6 +28,7 @@ from training.config import load_config, with_n_estimators
 from training.labels import make_labels, truncate_history
 from training.lag import cause_weights, exposure_of, fit_lag, label_delay_days, lag_frame, usable_claims
 from training.metrics import evaluate_frame
+from training.reviews import review_evidence
 from training.model import fit_cause, fit_likelihood
 from training.split import time_split
 
@@ -143,6 +144,11 @@ def train_model(
     feats, state = build_feature_table(h, rulebook)
     timings["features_s"] = time.perf_counter() - t0
     labels = make_labels(h, cut, horizon).loc[feats.X.index]
+    reviewed = np.zeros(len(labels), dtype=bool)
+    review_counts: dict[str, int] = {}
+    if cfg["labels"].get("reviews", True) and h.reviews is not None:
+        labels, reviewed, review_counts = review_evidence(labels, h.reviews, cut, horizon)
+        log.info("review outcomes: %s", review_counts)
     usable = usable_claims(labels, cfg["labels"])
     part = time_split(labels, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"], usable)
     counts = part.value_counts().to_dict()
@@ -159,7 +165,7 @@ def train_model(
     if cfg["labels"]["immature"]:
         # F from the train and validation slices and matured claims: the test slice (the reported metrics) stays
         # held out; the validation slice's recent lags count, since lags drift and calibration is fitted there
-        lags = lag_frame(labels[usable & ((part != "test") | labels["mature"])], horizon)
+        lags = lag_frame(labels[usable & ((part != "test") | labels["mature"]) & ~reviewed], horizon)
         lag = fit_lag(lags, horizon, by="payer_id" if cfg["labels"]["lag_by"] == "payer" else None)
         log.info(
             "recoupment lag from %d recouped claims: median %d days, 90%% by %d days (%d payers with their own)",
@@ -289,6 +295,7 @@ def train_model(
         "positive_rate_matured": float(labels.loc[labels["mature"], "label"].mean()),
         "usable": int(usable.sum()),
         "usable_not_matured": int((usable & ~labels["mature"]).sum()),
+        **review_counts,
         "rulebook_version": rulebook.version,
         "digest": history_digest(h),
         **{f"n_{k}": int(v) for k, v in counts.items()},

@@ -14,7 +14,8 @@ from features.contract import CAUSES, History
 
 
 def truncate_history(history: History, as_of: pd.Timestamp) -> History:
-    """What was known on ``as_of``: claims submitted by then, recoupments dated by then, payments made by then."""
+    """What was known on ``as_of``: claims submitted by then, recoupments and reviews dated by then, payments made by
+    then."""
     claims = history.claims[history.claims["submitted_date"] <= as_of].copy()
     late_pay = claims["paid_date"] > as_of
     claims.loc[late_pay, "paid_date"] = pd.NaT
@@ -26,6 +27,9 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
         r = history.recoupments
         rec = r[r["claim_id"].isin(ids) & (r["recouped_date"] <= as_of)].reset_index(drop=True)
     cov = history.coverage
+    rev = history.reviews
+    if rev is not None:
+        rev = rev[rev["claim_id"].isin(ids) & (rev["reviewed_at"] <= as_of)].reset_index(drop=True)
     return History(
         claims=claims.reset_index(drop=True),
         claim_lines=lines.reset_index(drop=True),
@@ -33,6 +37,7 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
         providers=history.providers,
         recoupments=rec,
         source=history.source,
+        reviews=rev,
     )
 
 

@@ -209,3 +209,34 @@ def test_audit_out_refused_when_used_or_holding_the_data(trained, window, tmp_pa
     (tmp_path / "afile").write_text("x")
     with pytest.raises(RecoupError, match="is a file, not a folder"):
         audit.audit_cli(trained["data_dir"], tmp_path / "afile" / "out", capacity=5)
+
+
+# ------------------------------------------------------------------------------------------ reviewed claims
+def test_claims_already_reviewed_are_left_out(trained, window, audited, tmp_path, capsys):
+    """Claims with a review outcome in the store (any outcome) leave the worklist; the summary counts them."""
+    from features.store.ingest import ingest
+    from features.store.reviews import record_reviews
+
+    out, summary = audited
+    assert summary["reviewed_left_out"] == 0
+    top = pd.read_csv(out / "worklist.csv", dtype={"claim_id": str})["claim_id"].head(3).tolist()
+    store = tmp_path / "store"
+    ingest([trained["data_dir"]], store)
+    record_reviews(
+        store,
+        pd.DataFrame(
+            {
+                "claim_id": top,
+                "reviewed_at": [window[1]] * 3,
+                "outcome": ["no_issue", "error_found", "appealed_upheld"],
+                "reviewer": ["u1", "u2", "u1"],
+            }
+        ),
+    )
+    capsys.readouterr()
+    s = audit.audit_cli(store, tmp_path / "out", since=window[0], until=window[1], capacity=60)
+    assert "3 claim(s) already reviewed left out" in capsys.readouterr().out
+    w = pd.read_csv(tmp_path / "out" / "worklist.csv", dtype={"claim_id": str})
+    assert s["reviewed_left_out"] == 3 and len(w) == 60
+    assert not set(top) & set(w["claim_id"])
+    assert s["paid_claims"] == summary["paid_claims"] - 3

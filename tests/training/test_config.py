@@ -12,7 +12,7 @@ from training.config import load_config
 
 
 def test_the_defaults_learn_from_immature_labels_per_payer():
-    assert load_config()["labels"] == {"immature": True, "min_followup_days": 28, "lag_by": "payer"}
+    assert load_config()["labels"] == {"immature": True, "min_followup_days": 28, "lag_by": "payer", "reviews": True}
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ def test_the_defaults_learn_from_immature_labels_per_payer():
         ({"min_followup_days": -5}, r"labels\.min_followup_days .* in \[1, 3650\] \(got -5\)"),
         ({"min_followup_days": 2.5}, r"labels\.min_followup_days"),
         ({"lag_by": "payers"}, r"labels\.lag_by .* one of payer, none \(got 'payers'\)"),
+        ({"reviews": "yes"}, r"labels\.reviews .* must be true or false \(got 'yes'\)"),
     ],
 )
 def test_a_bad_labels_field_is_named(labels, field):
