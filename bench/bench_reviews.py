@@ -117,7 +117,9 @@ def run_seed(args, seed: int) -> dict:
     feats["refunds"] = feats["evidence"] = build_feature_table(reviewed)[0]
     end = history.last_date
     window = pd.Timedelta(days=args.window_days)
-    origins = sorted(end - pd.Timedelta(days=args.as_of_days_before_end + i * args.step_days) for i in range(args.origins))
+    origins = sorted(
+        end - pd.Timedelta(days=args.as_of_days_before_end + i * args.step_days) for i in range(args.origins)
+    )
     rows = []
     for origin in origins:
         row: dict = {"seed": seed, "as_of": str(origin.date())}
@@ -142,7 +144,12 @@ def table(rows: list[dict], markdown: bool) -> str:
         head += [f"{k} {arm}" for arm in ARMS]
     body = []
     for r in rows:
-        line = [str(r["seed"]), r["as_of"], f"{r['reviews_by_as_of']:,}", f"{r['window_claims']:,}/{r['window_positives']:,}"]
+        line = [
+            str(r["seed"]),
+            r["as_of"],
+            f"{r['reviews_by_as_of']:,}",
+            f"{r['window_claims']:,}/{r['window_positives']:,}",
+        ]
         for k in KEYS:
             fmt = "{:,.0f}" if k.startswith("dollars") else "{:.4f}"
             line += [fmt.format(r[arm][k]) for arm in ARMS]

@@ -692,7 +692,9 @@ def audit_cli(
     else:
         print(f"no backtest: {no_backtest_reason(sm)}")
     if sm["reviewed_left_out"]:
-        print(f"{sm['reviewed_left_out']} claim(s) already reviewed left out (their outcomes are in the data's reviews)")
+        print(
+            f"{sm['reviewed_left_out']} claim(s) already reviewed left out (their outcomes are in the data's reviews)"
+        )
     print(f"wrote {paths['csv']}, {paths['parquet'].name}, {paths['html'].name} ({secs} s)")
     return {
         **sm,
