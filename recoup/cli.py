@@ -176,8 +176,8 @@ def import_x12(
 def ingest(
     paths: List[str] = typer.Argument(
         ...,
-        help="X12 837/835 files, contract table files (claims, claim_lines, coverage, providers, recoupments as "
-        ".csv/.csv.gz/.parquet), folders (read recursively) or glob patterns",
+        help="X12 837/835 files, contract table files (claims, claim_lines, coverage, providers, recoupments, "
+        "reviews as .csv/.csv.gz/.parquet), folders (read recursively) or glob patterns",
     ),
     into: Path = typer.Option(..., "--into", help="the claims store folder (created when new; docs/store.md)"),
     skip_invalid: bool = typer.Option(
