@@ -10,6 +10,8 @@ import pandas as pd
 
 from features.errors import RecoupError
 
+#: this module is the stand-in (WB-LOOP's real one has no such name)
+STAND_IN = True
 REVIEW_COLUMNS = ("claim_id", "reviewed_at", "outcome", "refund_amount", "cause", "carc", "reviewer")
 
 

@@ -440,7 +440,7 @@ def create_app(cfg: Config) -> Any:
         Route("/claim/{claim_id:path}", page(claim_page), name="claim"),
         Route("/provider/{npi:str}", page(provider_page), name="provider"),
         Route("/dashboard", page(dashboard_page), name="dashboard"),
-        Route("/healthz", healthz, name="healthz"),
+        Route("/readyz", healthz, name="readyz"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

@@ -201,7 +201,12 @@ def _base(run_id: int, f: Filters, viewer: User) -> tuple[Any, list]:
     if f.payer:
         conds.append(worklist.c.payer_id == f.payer)
     if f.provider:
-        conds.append(or_(worklist.c.billing_npi == f.provider, worklist.c.provider_name.like(f"{_like(f.provider)}%")))
+        conds.append(
+            or_(
+                worklist.c.billing_npi == f.provider,
+                worklist.c.provider_name.like(f"{_like(f.provider)}%", escape="\\"),
+            )
+        )
     if f.specialty:
         conds.append(worklist.c.specialty == f.specialty)
     if f.band:
@@ -211,7 +216,7 @@ def _base(run_id: int, f: Filters, viewer: User) -> tuple[Any, list]:
     if f.max_dollars is not None:
         conds.append(worklist.c.expected_recoupment_dollars <= f.max_dollars)
     if f.q:
-        conds.append(worklist.c.claim_id.like(f"{_like(f.q)}%"))
+        conds.append(worklist.c.claim_id.like(f"{_like(f.q)}%", escape="\\"))
     if f.status:
         conds.append(_status_col() == f.status)
     if f.assignee == "none":
