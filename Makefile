@@ -23,9 +23,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	@touch $@
 
-## also Debian's chromium for the browser test of the service's pages, when missing and run as root
+## also Debian's chromium (browser tests) and postgresql (tests with a real server), when missing and run as root
 setup: $(VENV)/.synced
 	@.ci/ensure-chromium
+	@.ci/ensure-postgresql
 
 ## Plain-pip alternative to uv (same pinned versions, exported from uv.lock)
 setup-pip:

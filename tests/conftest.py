@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pytest
 
+from tests.helpers.postgres import postgres_database, postgres_url  # noqa: F401  (fixtures for every test)
+
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"

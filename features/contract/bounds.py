@@ -49,6 +49,7 @@ MAX_CHARS: dict[str, int] = {
     "state": 2,  # N402
     "name": 100,  # provider name: NM103 (60) + ", " + NM104 (35) of NM1*85
     "carc": 8,  # CAS01 group (2) + '-' + CAS02 reason (5), e.g. CO-97
+    "reviewer": 64,  # reviews: an opaque reviewer id (a workbench user id or a hash; never a person's name)
     "place_of_service": 2,  # CLM05-1
     "frequency_code": 1,  # CLM05-3
     "procedure_code": 48,  # SV101-2

@@ -52,12 +52,17 @@ from features.contract.schema import (
     POS_SHORT_PATTERN,
     PROCEDURE_PATTERN,
     RECOUPMENT_WITHOUT_CLAIM,
+    REFUND_MISSING,
+    REFUND_WITHOUT_FINDING,
+    REFUND_OUTCOMES,
     REJECTED_COLUMNS,
     REJECTED_WITHOUT_LINES,
     REQUIRED_TABLES,
+    REVIEW_WITHOUT_CLAIM,
     TABLE_EXTENSIONS,
     TABLES,
     TRUE_TEXTS,
+    UNKNOWN_CARC,
     Column,
     ContractError,
     History,
@@ -71,6 +76,7 @@ from features.contract.schema import (
     too_few,
     too_long,
     too_many,
+    unknown_carcs,
     unreadable_file,
 )
 from features.errors import RecoupError
@@ -204,6 +210,7 @@ def load_history(
         providers=typed["providers"],
         recoupments=typed["recoupments"],
         source=str(directory),
+        reviews=typed["reviews"],
     )
     return (history, pd.DataFrame(columns=REJECTED_COLUMNS)) if skip_invalid else history
 
@@ -320,7 +327,7 @@ def _set_aside(
         ok[list(bad_rows[table])] = False
         if (~ok).any():
             log.warning("dropping %d invalid row(s) of %s", int((~ok).sum()), table)
-        if table == "recoupments":
+        if table in ("recoupments", "reviews"):
             ok &= _isin(raw_ids[table], keep_ids)
         ctx[table] = df[ok].reset_index(drop=True)
     history = History(
@@ -330,6 +337,7 @@ def _set_aside(
         providers=ctx["providers"],
         recoupments=ctx["recoupments"],
         source=str(directory),
+        reviews=ctx["reviews"],
     )
     rej_idx = np.flatnonzero(bad)
     rejected = pd.DataFrame(
@@ -456,7 +464,7 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
             problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
     elif k == "enum":
         s = _as_str(src)
-        if col.name in ("plan_type", "claim_type", "cause"):
+        if col.name in LOWERED_ENUMS:
             s = s.str.lower()
         bad = s.notna() & ~s.isin(col.levels)
         if bad.any():
@@ -953,6 +961,26 @@ def _table_rules(df: pd.DataFrame, table: str, file: str, typed: dict | None = N
         derived = causes_from_carcs(df["carc"])
         cause = df["cause"].astype("object").where(df["cause"].notna(), derived)
         df["cause"] = pd.Categorical(cause.fillna("other"), categories=list(CAUSES))
+    elif table == "reviews":
+        problems.extend(_review_rules(df, file))
+    return problems
+
+
+def _review_rules(df: pd.DataFrame, file: str) -> list[Problem]:
+    """A refunded review names its amount; only a finding (error_found, refunded) has one; a CARC is a known one."""
+    problems: list[Problem] = []
+    outcome = df["outcome"].astype("object").to_numpy()
+    amount = pd.to_numeric(df["refund_amount"], errors="coerce").fillna(0).to_numpy(dtype=float)
+    missing = (outcome == "refunded") & ~(amount > 0)
+    if missing.any():
+        problems.append(Problem(file, "refund_amount", REFUND_MISSING, _rows(missing)))
+    finding = np.isin(outcome.astype(str), REFUND_OUTCOMES)
+    stray = ~finding & (amount > 0) & pd.notna(outcome)
+    if stray.any():
+        problems.append(Problem(file, "refund_amount", REFUND_WITHOUT_FINDING, _rows(stray)))
+    unknown = unknown_carcs(df["carc"])
+    if unknown.any():
+        problems.append(Problem(file, "carc", UNKNOWN_CARC, _rows(unknown), _examples(df["carc"], unknown)))
     return problems
 
 
@@ -1018,6 +1046,7 @@ def check_relations(tables: dict[str, pd.DataFrame | None], files: dict[str, str
         ("claim_lines", "claims", LINE_WITHOUT_CLAIM),
         ("claims", "claim_lines", CLAIM_WITHOUT_LINES),
         ("recoupments", "claims", RECOUPMENT_WITHOUT_CLAIM),
+        ("reviews", "claims", REVIEW_WITHOUT_CLAIM),
     ):
         if table in text and pool in text:
             unknown = ~_isin_arrow(text[table], text[pool])

@@ -9,6 +9,7 @@ amounts, counts and lengths are in ``features/contract/bounds.py``, read here th
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -70,11 +71,15 @@ CAUSES: tuple[str, ...] = (
     "eligibility",
     "other",
 )
+#: the outcomes of an audit review of one claim (the ``reviews`` table; docs/contract.md)
+REVIEW_OUTCOMES: tuple[str, ...] = ("no_issue", "error_found", "refunded", "appealed_upheld", "appealed_overturned")
+#: outcomes whose ``refund_amount`` (> 0) is a voluntary refund, i.e. a recoupment (``features.contract.reviews``)
+REFUND_OUTCOMES: tuple[str, ...] = ("error_found", "refunded")
 PLAN_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
 CLAIM_TYPES: tuple[str, ...] = ("professional", "institutional")
 FREQUENCY_CODES: tuple[str, ...] = ("1", "7", "8")
 #: enum columns read case-insensitively (lowered before the check)
-LOWERED_ENUMS: tuple[str, ...] = ("plan_type", "claim_type", "cause")
+LOWERED_ENUMS: tuple[str, ...] = ("plan_type", "claim_type", "cause", "outcome")
 #: the texts of a boolean column (lowered, trimmed; an empty cell is false)
 TRUE_TEXTS = frozenset({"true", "t", "1", "yes", "y"})
 FALSE_TEXTS = frozenset({"false", "f", "0", "no", "n", ""})
@@ -116,6 +121,24 @@ def cause_from_carc(carc: str | None) -> str | None:
         return None
     code = CARC_GROUP_PREFIX.sub("", text)
     return CARC_TO_CAUSE.get(code, "other")
+
+
+@functools.cache
+def carc_codes() -> frozenset[str]:
+    """The claim adjustment reason codes (CARC, without group prefix) of the packaged X12 code list."""
+    from features.rulebook import DATA_DIR
+
+    t = pd.read_parquet(DATA_DIR / "adjustment_codes.parquet", columns=["code", "type"])
+    return frozenset(t.loc[t["type"] == "CARC", "code"].astype(str).str.strip().str.upper())
+
+
+def unknown_carcs(carcs: pd.Series) -> np.ndarray:
+    """Rows whose CARC (group prefix allowed: ``CO-97``, ``co97``, ``97``) is given but not a packaged code."""
+    s = pd.Series(carcs).astype("string").str.strip().str.upper()
+    code = s.str.replace(CARC_GROUP_PREFIX.pattern, "", regex=True)
+    given = (code.notna() & (code != "")).to_numpy(dtype=bool)
+    known = code.isin(carc_codes()).to_numpy(dtype=bool)
+    return given & ~known
 
 
 def causes_from_carcs(carcs: pd.Series) -> pd.Series:
@@ -215,9 +238,18 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("carc", "str", required=False, max_chars=MAX_CHARS["carc"]),
         Column("cause", "enum", required=False, levels=CAUSES),
     ),
+    "reviews": (
+        Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
+        Column("reviewed_at", "date"),
+        Column("outcome", "enum", levels=REVIEW_OUTCOMES),
+        Column("refund_amount", "money", required=False),
+        Column("cause", "enum", required=False, levels=CAUSES),
+        Column("carc", "str", required=False, max_chars=MAX_CHARS["carc"]),
+        Column("reviewer", "id", max_chars=MAX_CHARS["reviewer"]),
+    ),
 }
 REQUIRED_TABLES = ("claims", "claim_lines")
-OPTIONAL_TABLES = ("coverage", "providers", "recoupments")
+OPTIONAL_TABLES = ("coverage", "providers", "recoupments", "reviews")
 #: The file forms of a contract table, ``NAME.<ext>``.
 TABLE_EXTENSIONS: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
 #: The columns of the rows ``load_history(..., skip_invalid=True)`` sets aside.
@@ -260,6 +292,11 @@ DUPLICATE_NPI = "unique NPIs"
 LINE_WITHOUT_CLAIM = "a claim_id present in claims (line without a claim)"
 CLAIM_WITHOUT_LINES = "at least one line in claim_lines (claim without lines)"
 RECOUPMENT_WITHOUT_CLAIM = "a claim_id present in claims (recoupment of an unknown claim)"
+REVIEW_WITHOUT_CLAIM = "a claim_id present in claims (review of an unknown claim)"
+# reviews
+REFUND_MISSING = "a refund_amount > 0 for a 'refunded' review"
+REFUND_WITHOUT_FINDING = "no refund_amount (or 0) for a review that is not error_found or refunded"
+UNKNOWN_CARC = "a CARC of the packaged code list (features/rulebook/data/adjustment_codes.parquet), e.g. CO-97 or 97"
 #: the reason of a claim set aside by ``load_history(..., skip_invalid=True)`` because it has no valid line
 REJECTED_WITHOUT_LINES = "claims: claim without lines in claim_lines"
 # whole files
@@ -393,6 +430,8 @@ class History:
     providers: pd.DataFrame | None = None
     recoupments: pd.DataFrame | None = None
     source: str = ""
+    #: audit review outcomes (optional; ``error_found``/``refunded`` ones are already among ``recoupments``)
+    reviews: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame | None]:
         return {
@@ -401,6 +440,7 @@ class History:
             "coverage": self.coverage,
             "providers": self.providers,
             "recoupments": self.recoupments,
+            "reviews": self.reviews,
         }
 
     @property

@@ -22,7 +22,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from features.contract.schema import LINE_WITHOUT_CLAIM, RECOUPMENT_WITHOUT_CLAIM, TABLES, Problem
+from features.contract.schema import (
+    LINE_WITHOUT_CLAIM,
+    RECOUPMENT_WITHOUT_CLAIM,
+    REVIEW_WITHOUT_CLAIM,
+    TABLES,
+    Problem,
+)
 from features.errors import RecoupError
 from features.store import manifest as mf
 from features.store.layout import (
@@ -86,6 +92,9 @@ class IngestSummary:
     lines_skipped: int = 0
     recoupments_added: int = 0
     recoupments_duplicate: int = 0
+    reviews_added: int = 0
+    reviews_replaced: int = 0
+    reviews_already: int = 0
     remittances_waiting: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -105,6 +114,14 @@ class IngestSummary:
             "their replacement or void)",
             f"  claim lines: {self.lines_stored} stored, {self.lines_skipped} of claims already present skipped",
             f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
+            *(
+                [
+                    f"  reviews: {self.reviews_added} added, {self.reviews_replaced} replaced (same claim, day and "
+                    f"outcome, other content), {self.reviews_already} already recorded"
+                ]
+                if self.reviews_added or self.reviews_replaced or self.reviews_already
+                else []
+            ),
             f"  remittances: {self.rows.get('remittances', 0)} claim payments = "
             f"{self.rows.get('remittances', 0) - self.remittances_waiting} of claims in the store + "
             f"{self.remittances_waiting} waiting for their claim (no 837 yet); "
@@ -157,6 +174,18 @@ def recoupment_keys(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(key, index=False).to_numpy().view(np.int64)
 
 
+def review_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The identity of a review, (claim_id, reviewed_at, outcome), and the hash of its contract columns."""
+    key = pd.DataFrame(
+        {
+            "claim_id": df["claim_id"].astype("string"),
+            "date": pd.to_datetime(df["reviewed_at"]).dt.strftime("%Y-%m-%d"),
+            "outcome": df["outcome"].astype("string"),
+        }
+    )
+    return pd.util.hash_pandas_object(key, index=False).to_numpy().view(np.int64), content_hash(df, "reviews")
+
+
 def _problem(unit: Unit, column: str, expected: str, rows: np.ndarray) -> str:
     """One line naming the unit's file and rows (a table file) or transaction segment (X12), column and rule."""
     if unit.segment is not None:
@@ -178,6 +207,7 @@ class _Decision:
     line_refs: np.ndarray | None = None
     lined: set[str] = field(default_factory=set)
     recoup_keys: set[int] = field(default_factory=set)
+    review_keys: dict[int, int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     problems: dict[int, list[str]] = field(default_factory=dict)
 
@@ -199,6 +229,7 @@ class _Batch:
         self.status_unit: dict[str, str] = {}
         self.lined: set[str] = set()
         self.recoup_keys: set[int] = set()
+        self.review_keys: dict[int, int] = {}
         self.unit_keys: set[str] = set()
         self.seq = 0
         self.good: list[tuple[Unit, InputFile, dict]] = []
@@ -232,8 +263,11 @@ class _Batch:
         rec = tables.get("recoupments")
         if rec is not None and len(rec):
             self._recoupments(units, rec, d)
+        rev = tables.get("reviews")
+        if rev is not None and len(rev):
+            self._reviews(units, rev, d)
         for name, df in tables.items():
-            if name in ("claims", "claim_lines", "recoupments") or df is None or not len(df):
+            if name in ("claims", "claim_lines", "recoupments", "reviews") or df is None or not len(df):
                 continue
             if name not in STORE_TABLES:
                 d.problems.setdefault(0, []).append(f"{units[0].source}: internal: rows of an unknown table {name!r}")
@@ -329,6 +363,29 @@ class _Batch:
         if keep.any():
             d.tables["recoupments"] = rec[keep] if not keep.all() else rec
 
+    def _reviews(self, units: list[Unit], rev: pd.DataFrame, d: _Decision) -> None:
+        """Reviews of claims the store knows: a new (claim_id, reviewed_at, outcome) is added; the same one with the
+        same content is already recorded; with other content it is stored and replaces the earlier one at read."""
+        ids = rev["claim_id"].astype(str).to_numpy(dtype=object)
+        unit_of = rev["_n"].to_numpy()
+        versions = {**self.versions, **d.versions}
+        pending = [i for i, cid in enumerate(ids) if cid not in versions]
+        if self._missing_claims(units, rev, ids, unit_of, pending, REVIEW_WITHOUT_CLAIM, d):
+            return
+        keys, content = review_keys(rev)
+        stored = mf.known_reviews(self.conn, keys.tolist())
+        keep = np.zeros(len(keys), dtype=bool)
+        for i, (k, c) in enumerate(zip(keys.tolist(), content.tolist())):
+            before = d.review_keys.get(k, self.review_keys.get(k, stored.get(k)))
+            if before == c:
+                d.counts["reviews_already"] += 1
+                continue
+            d.counts["reviews_added" if before is None else "reviews_replaced"] += 1
+            keep[i] = True
+            d.review_keys[k] = c
+        if keep.any():
+            d.tables["reviews"] = rev[keep] if not keep.all() else rev
+
     def accept(self, units: list[Unit], f: InputFile, d: _Decision) -> None:
         """Stage the good units' rows and fold their decisions into the batch."""
         seqs = np.arange(self.seq + 1, self.seq + 1 + len(units), dtype=np.int32)
@@ -355,13 +412,15 @@ class _Batch:
             self.status_unit[cid] = units[n].key
         self.lined.update(d.lined)
         self.recoup_keys.update(d.recoup_keys)
+        self.review_keys.update(d.review_keys)
         self.counts.update(d.counts)
         for unit, rows in zip(units, per_unit):
             for reason, k in unit.skipped.items():
                 self.skipped[reason] += k
             self.good.append((unit, f, rows))
 
-    def run(self, files: list[InputFile]) -> None:
+    def run(self, files: list[InputFile], given: Sequence[tuple[InputFile, FileUnits]] = ()) -> None:
+        """Decide on the units of ``files`` (read here) and of ``given`` (units made in memory, after the files)."""
         todo = []
         for f in files:
             done = mf.complete_file(self.conn, f.sha256)
@@ -377,6 +436,16 @@ class _Batch:
         with contextlib.closing(read_files(todo, self.workers)) as reads:
             for i, (f, read) in enumerate(zip(todo, reads), 1):
                 self._file(f, read, i, len(todo))
+        for f, read in given:
+            done = mf.complete_file(self.conn, f.sha256)
+            if done is not None:  # the very same rows were recorded before
+                self.files_already += 1
+                for kind, k in done.items():
+                    self.by_kind[kind] += k
+                    self.units += k
+                    self.already += k
+                continue
+            self._file(f, read, 1, 1)
 
     def _file(self, f: InputFile, read: FileUnits, i: int, n_files: int) -> None:
         """Decide on the units of one file read, stage the good ones."""
@@ -510,6 +579,25 @@ def _ingest(
     if problems:
         raise RecoupError(_refusal(problems, hint=False))
     _prepare_store(store)
+    return write_units(store, inputs, skipped_files, skip_invalid=skip_invalid, wait=wait, workers=workers, t0=t0)
+
+
+def write_units(
+    store: Path,
+    inputs: list[InputFile],
+    skipped_files: dict[str, int] | None = None,
+    *,
+    skip_invalid: bool = False,
+    wait: float = DEFAULT_WAIT,
+    workers: int = WORKERS,
+    t0: float | None = None,
+    given: Sequence[tuple[InputFile, FileUnits]] = (),
+) -> IngestSummary:
+    """One ingest of the files ``inputs`` and of the in-memory units ``given`` into the (prepared) ``store``, under
+    its writer lock: decide, stage, commit the manifest last, publish (docs/store.md, "Atomicity")."""
+    t0 = time.perf_counter() if t0 is None else t0
+    skipped_files = skipped_files or {}
+    every = [*inputs, *(f for f, _ in given)]
     with writer_lock(store, wait):
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # holding the lock
         conn = mf.connect(store, create=True)
@@ -523,7 +611,7 @@ def _ingest(
                 stager = Stager(store, ingest_id)
                 batch = _Batch(conn, store, ingest_id, stager, excluded, workers)
                 try:
-                    batch.run(inputs)
+                    batch.run(inputs, given)
                     late = batch.late_problems()
                     if late and skip_invalid:
                         stager.discard()
@@ -540,7 +628,7 @@ def _ingest(
                     stager.discard()
                     raise
                 break
-            summary = _summary(batch, store, inputs, skipped_files)
+            summary = _summary(batch, store, every, skipped_files)
             summary.ingest = ingest_id
             qdir = _stage_quarantine(store, ingest_id, batch.bad) if batch.bad else None
             if qdir is not None:
@@ -548,7 +636,7 @@ def _ingest(
             summary.seconds = time.perf_counter() - t0
             _pause("staged")
             try:
-                mf.commit(conn, _commit(batch, inputs, summary, started, skip_invalid))
+                mf.commit(conn, _commit(batch, every, summary, started, skip_invalid))
             except BaseException:
                 if _committed(conn, ingest_id):  # interrupted just after COMMIT: the parts are the store's now
                     _publish(stager, qdir, store, ingest_id)
@@ -619,6 +707,9 @@ def _summary(batch: _Batch, store: Path, inputs: list[InputFile], skipped_files:
         lines_skipped=c["lines_skipped"],
         recoupments_added=c["recoupments_added"],
         recoupments_duplicate=c["recoupments_duplicate"],
+        reviews_added=c["reviews_added"],
+        reviews_replaced=c["reviews_replaced"],
+        reviews_already=c["reviews_already"],
         remittances_waiting=batch.remittances_waiting(),
         rows=dict(batch.rows),
         skipped=dict(batch.skipped),
@@ -670,6 +761,7 @@ def _commit(batch: _Batch, inputs: list[InputFile], summary: IngestSummary, star
         claims=batch.versions,
         recoupment_keys=batch.recoup_keys,
         complete_files=batch.complete_files(),
+        review_keys=batch.review_keys,
     )
 
 

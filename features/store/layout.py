@@ -32,6 +32,7 @@ PARTITION_COLUMNS: dict[str, str | None] = {
     "coverage": "coverage_start",
     "providers": None,
     "recoupments": "recouped_date",
+    "reviews": "reviewed_at",
     "remittances": "remittance_date",
     "remittance_lines": "remittance_date",
     "adjustments": "remittance_date",

@@ -21,6 +21,10 @@ SCHEMA_VERSION = 1
 COMPLETE_FILES_DDL = """CREATE TABLE IF NOT EXISTS complete_files (
     sha256 TEXT PRIMARY KEY, kinds TEXT NOT NULL, ingest INTEGER NOT NULL)"""
 
+#: audit reviews stored (``features.store.reviews``): key = hash of (claim_id, reviewed_at, outcome), content = hash of
+#: the row's contract columns. Added after the first stores were made: created on any writable open, absent = none.
+REVIEW_KEYS_DDL = "CREATE TABLE IF NOT EXISTS review_keys (key INTEGER PRIMARY KEY, content INTEGER NOT NULL)"
+
 DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS ingests (
@@ -43,6 +47,7 @@ DDL = (
         month TEXT NOT NULL) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS recoupment_keys (key INTEGER PRIMARY KEY)",
     COMPLETE_FILES_DDL,
+    REVIEW_KEYS_DDL,
 )
 #: control values kept as columns of ``units`` (Unit.control keys, lower case)
 CONTROL_COLUMNS = ("isa13", "gs06", "st02", "trn02", "sender", "payer")
@@ -82,6 +87,7 @@ def connect(store: Path, *, create: bool = False, readonly: bool = False) -> sql
             version = SCHEMA_VERSION
         elif version is not None and not readonly and version <= SCHEMA_VERSION:
             conn.execute(COMPLETE_FILES_DDL)
+            conn.execute(REVIEW_KEYS_DDL)
     except sqlite3.DatabaseError as exc:
         raise RecoupError(f"{path}: cannot read the store manifest ({exc})") from None
     if version is None:
@@ -151,6 +157,15 @@ def known_recoupments(conn: sqlite3.Connection, keys: Iterable[int]) -> set[int]
     return out
 
 
+def known_reviews(conn: sqlite3.Connection, keys: Iterable[int]) -> dict[int, int]:
+    """The content hash of each stored review among ``keys`` (hash of claim_id, reviewed_at, outcome)."""
+    out: dict[int, int] = {}
+    for chunk in _chunks(list(set(keys))):
+        q = f"SELECT key, content FROM review_keys WHERE key IN ({','.join('?' * len(chunk))})"
+        out.update((int(k), int(c)) for k, c in conn.execute(q, chunk))
+    return out
+
+
 @dataclass(frozen=True)
 class Part:
     file: str  # relative to the store
@@ -182,6 +197,7 @@ class Commit:
     claims: dict[str, ClaimVersion]
     recoupment_keys: set[int]
     complete_files: dict[str, dict[str, int]] = field(default_factory=dict)  # sha256 -> units by kind
+    review_keys: dict[int, int] = field(default_factory=dict)  # review key -> content hash
 
 
 def unit_row(
@@ -209,6 +225,7 @@ def commit(conn: sqlite3.Connection, c: Commit) -> None:
             [(cid, v.version, v.frequency, v.content, v.month) for cid, v in c.claims.items()],
         )
         conn.executemany("INSERT OR IGNORE INTO recoupment_keys VALUES (?)", [(k,) for k in c.recoupment_keys])
+        conn.executemany("INSERT OR REPLACE INTO review_keys VALUES (?, ?)", list(c.review_keys.items()))
         conn.executemany(
             "INSERT OR IGNORE INTO complete_files VALUES (?, ?, ?)",
             [(sha, json.dumps(kinds, sort_keys=True), c.ingest) for sha, kinds in c.complete_files.items()],

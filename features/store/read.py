@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.contract.reviews import apply_reviews
 from features.contract.schema import TABLES, History
 from features.errors import RecoupError
 from features.store import manifest as mf
@@ -165,11 +166,29 @@ def resolve(read: StoreRead) -> StoreRead:
         inside = pc.is_in(rec["claim_id"], ids)
         counts["recoupments_outside_view"] = rec.num_rows - (pc.sum(inside).as_py() or 0)
         t["recoupments"] = rec.filter(inside)
+    rev = t.get("reviews")
+    if rev is not None:
+        rev = latest_reviews(rev)
+        if multi or n_void or read.ranged:
+            rev = rev.filter(pc.is_in(rev["claim_id"], ids))
+        t["reviews"] = rev
     if t.get("providers") is not None:
         t["providers"] = _latest(t["providers"], "npi")
     if t.get("coverage") is not None:
         t["coverage"] = _coverage(t["coverage"])
     return StoreRead(t, counts, read.ranged, read.versioned)
+
+
+def latest_reviews(rev: pa.Table) -> pa.Table:
+    """The latest stored row of each review (claim_id, reviewed_at, outcome): a correction replaces the earlier row."""
+    day = pc.strftime(pc.cast(rev["reviewed_at"], pa.timestamp("s")), format="%Y-%m-%d")
+    key = pc.binary_join_element_wise(
+        pc.cast(rev["claim_id"], pa.large_string()),
+        pc.cast(day, pa.large_string()),
+        pc.cast(pc.cast(rev["outcome"], pa.string()), pa.large_string()),
+        pa.scalar("|", pa.large_string()),
+    )
+    return _latest(rev.append_column("_key", key), "_key").drop_columns(["_key"])
 
 
 def _coverage(cov: pa.Table) -> pa.Table:
@@ -201,6 +220,7 @@ def contract_tables(read: StoreRead) -> tuple[dict[str, pd.DataFrame | None], di
         tbl = read.tables.get(name)
         frames[name] = None if tbl is None else _to_pandas(tbl, private=True)
     out, counts = apply_remittances(frames)
+    out["reviews"] = frames.get("reviews")  # not the 835's business: joined to the recoupments after the checks
     return out, {**read.counts, **counts}
 
 
@@ -238,6 +258,8 @@ def _read_plain(store: Path, listed: dict[str, list[mf.Part]], max_shown: int) -
             t = _latest(t, "npi")
         elif table == "coverage":
             t = _coverage(t)
+        elif table == "reviews":
+            t = latest_reviews(t)
         return _to_pandas(t, private=False)
 
     order = REQUIRED_TABLES + OPTIONAL_TABLES
@@ -260,7 +282,7 @@ def _read_plain(store: Path, listed: dict[str, list[mf.Part]], max_shown: int) -
     problems.extend(check_relations(typed))
     if problems:
         raise ContractError(problems, max_shown=max_shown)
-    return History(**typed)  # type: ignore[arg-type]
+    return apply_reviews(History(**typed))[0]  # type: ignore[arg-type]
 
 
 def read_store(
@@ -283,6 +305,6 @@ def _read_store(store: Path, since: str | None, until: str | None, max_shown: in
     tables, _ = contract_tables(resolve(read_parts(store, since=since, until=until)))
     if tables.get("claims") is None or tables.get("claim_lines") is None:
         raise RecoupError(f"{store}: the store has no claims{' in these months' if since or until else ''} yet")
-    history = validate_frames(tables, max_shown=max_shown)
+    history = apply_reviews(validate_frames(tables, max_shown=max_shown))[0]
     history.source = str(store)
     return history

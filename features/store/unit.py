@@ -9,7 +9,7 @@ import pandas as pd
 
 #: Tables a store keeps. The contract's five, plus the raw 835 rows that are joined to their claims when the store is
 #: read (so that the order of ingestion does not matter: an 835 before its 837 waits as a remittance).
-CONTRACT_TABLES = ("claims", "claim_lines", "coverage", "providers", "recoupments")
+CONTRACT_TABLES = ("claims", "claim_lines", "coverage", "providers", "recoupments", "reviews")
 REMITTANCE_TABLES = ("remittances", "remittance_lines", "adjustments", "offsets")
 STORE_TABLES = CONTRACT_TABLES + REMITTANCE_TABLES
 

@@ -22,6 +22,9 @@ TEXT_COLUMNS = [
     ("providers", "state", "text"),
     ("providers", "name", "text"),
     ("recoupments", "carc", "text"),
+    ("reviews", "claim_id", "a non-empty identifier"),
+    ("reviews", "carc", "text"),
+    ("reviews", "reviewer", "a non-empty identifier"),
 ]
 
 
@@ -33,8 +36,8 @@ LIST_COLUMNS = [
 ]
 
 
-def good_tables() -> dict[str, pd.DataFrame]:
-    """A tiny valid history as raw text tables (what a CSV export holds)."""
+def good_tables(reviews: bool = False) -> dict[str, pd.DataFrame]:
+    """A tiny valid history as raw text tables (what a CSV export holds); ``reviews``: with a reviews table."""
     claims = pd.DataFrame(
         {
             "claim_id": ["C1", "C2", "C3"],
@@ -94,13 +97,26 @@ def good_tables() -> dict[str, pd.DataFrame]:
             "cause": ["", "", "", ""],
         }
     )
-    return {
+    out = {
         "claims": claims,
         "claim_lines": lines,
         "coverage": coverage,
         "providers": providers,
         "recoupments": recoupments,
     }
+    if reviews:
+        out["reviews"] = pd.DataFrame(
+            {
+                "claim_id": ["C1", "C2"],
+                "reviewed_at": ["2024-05-01", "2024-05-02"],
+                "outcome": ["error_found", "no_issue"],
+                "refund_amount": ["20", ""],
+                "cause": ["bundling", ""],
+                "carc": ["CO-97", ""],
+                "reviewer": ["u1", "u2"],
+            }
+        )
+    return out
 
 
 def write_dir(path, tables, fmt="csv"):

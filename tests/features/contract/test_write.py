@@ -18,6 +18,9 @@ def test_write_history_round_trip(tmp_path, fmt):
     )
     back = load_history(tmp_path / "out")
     for name, df in h.tables().items():
+        if df is None:  # reviews: none in these tables
+            assert getattr(back, name) is None, name
+            continue
         pd.testing.assert_frame_equal(getattr(back, name), df, check_exact=True, obj=name)
 
 
