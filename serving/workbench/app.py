@@ -379,7 +379,9 @@ def create_app(cfg: Config) -> Any:
                 return {}
             import pandas as pd
 
-            return cfg.record(cfg.store, pd.DataFrame([row]))
+            frame = pd.DataFrame([row])
+            frame["reviewed_at"] = pd.to_datetime(frame["reviewed_at"])
+            return cfg.record(cfg.store, frame)
 
         try:
             queries.apply_change(

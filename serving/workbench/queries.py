@@ -495,10 +495,18 @@ def parse_change(form: Mapping[str, str], viewer: User, user_ids: set[int]) -> t
         ch.cause = cause or None
     carc = (form.get("carc") or "").strip().upper()
     if carc and status in OUTCOMES:
-        if not CARC_RE.match(carc):
-            errs["carc"] = "CARC: a claim adjustment reason code such as 45, CO-97 or B15"
+        if len(carc) > 8 or not CARC_RE.match(carc) or _unknown_carc(carc):
+            errs["carc"] = "CARC: a claim adjustment reason code of the packaged list, such as 45, CO-97 or B15"
         ch.carc = carc
     return (None if errs else ch), errs
+
+
+def _unknown_carc(carc: str) -> bool:
+    import pandas as pd
+
+    from features.contract.schema import unknown_carcs
+
+    return bool(unknown_carcs(pd.Series([carc]))[0])
 
 
 def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predicted: float | None, record) -> dict:
@@ -544,7 +552,7 @@ def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predic
             record(
                 {
                     "claim_id": claim_id,
-                    "reviewed_at": t,
+                    "reviewed_at": t.date(),
                     "outcome": ch.status,
                     "refund_amount": ch.refund_amount,
                     "cause": ch.cause,

@@ -3,6 +3,8 @@ the session's trained model, and a fresh SQLite database per test (PostgreSQL in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -59,7 +61,7 @@ def users(engine):
 
 
 class Recorder:
-    """Collects what the app hands to record_reviews (the store side is WB-LOOP's, tested there)."""
+    """Records what the app hands to the store's record_reviews (then calls it, for real)."""
 
     def __init__(self):
         self.calls: list[pd.DataFrame] = []
@@ -72,15 +74,24 @@ class Recorder:
 
 
 @pytest.fixture
-def app_client(engine, loaded, users, wb_store):
+def store_copy(wb_store, tmp_path):
+    """A copy of the store this test may write reviews into."""
+    import shutil
+
+    return Path(shutil.copytree(wb_store, tmp_path / "store"))
+
+
+@pytest.fixture
+def app_client(engine, loaded, users, store_copy):
     from starlette.testclient import TestClient
 
     from serving.workbench.app import Config, create_app
 
     rec = Recorder()
-    cfg = Config(engine=engine, store=wb_store, hosts=["testserver", "localhost"], record=rec)
+    cfg = Config(engine=engine, store=store_copy, hosts=["testserver", "localhost"], record=rec)
     with TestClient(create_app(cfg), base_url="http://testserver") as c:
         c.recorder = rec  # type: ignore[attr-defined]
+        c.store = store_copy  # type: ignore[attr-defined]
         yield c
 
 

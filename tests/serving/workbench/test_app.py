@@ -116,6 +116,11 @@ def test_error_found_is_validated_kept_and_recorded(lead, wb_audit):
         "reviewer": rows.iloc[0]["reviewer"],
     }
     assert not rows.iloc[0]["reviewer"].startswith("len")  # an opaque id, not the name
+    from features.contract import load_history
+
+    rec = load_history(lead.store).recoupments
+    mine = rec[rec["claim_id"].astype(str) == cid]
+    assert len(mine) == 1 and float(mine["recouped_amount"].iloc[0]) == 1234.5 and mine["cause"].iloc[0] == "units"
     dash = lead.get("/dashboard").text
     assert 'id="reviews-done">1<' in dash and 'id="found">$1,234.50<' in dash and "<svg" in dash
     assert lead.get("/?status=error_found").text.count('class="claim-link"') == 1

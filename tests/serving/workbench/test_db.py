@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from features.errors import RecoupError
 
 try:  # WB-LOOP's session fixture (branch s17-wb-loop): a real PostgreSQL server started by the tests
-    from tests.helpers.postgres import postgres_url  # noqa: F401
+    from tests.helpers.postgres import postgres_database, postgres_url  # noqa: F401
 
     HAVE_POSTGRES = True
 except ImportError:
@@ -21,23 +21,19 @@ except ImportError:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
-    """An engine at the latest schema, on SQLite (a file) or PostgreSQL (emptied afterwards)."""
-    from serving.workbench.db import make_engine, metadata, upgrade
+    """An engine at the latest schema, on SQLite (a file) or PostgreSQL (a fresh database)."""
+    from serving.workbench.db import make_engine, upgrade
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'wb.sqlite'}"
     else:
         if not HAVE_POSTGRES:
             pytest.skip("tests/helpers/postgres.py (postgres_url, WB-LOOP's branch s17-wb-loop) is not merged yet")
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("postgres_database")
     engine = make_engine(url)
     upgrade(engine)
     yield engine
-    if request.param == "postgresql":
-        with engine.begin() as conn:
-            metadata.drop_all(conn)
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    engine.dispose()
+    engine.dispose()  # a PostgreSQL database is dropped by its fixture
 
 
 @pytest.fixture
@@ -195,6 +191,7 @@ def test_review_changes_keep_an_audit_trail_and_reviewers_see_theirs(db, run, wb
         ({"status": "refunded", "refund_amount": "1e12", "cause": "units"}, "refund_amount"),
         ({"status": "error_found", "refund_amount": "10", "cause": "vibes"}, "cause"),
         ({"status": "no_issue", "carc": "=1+1"}, "carc"),
+        ({"status": "no_issue", "carc": "CO-999"}, "carc"),
         ({"status": "in_review", "assignee": "999"}, "assignee"),
         ({"status": "done"}, "status"),
         ({"status": "no_issue", "note": "x" * 2001}, "note"),
