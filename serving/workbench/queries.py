@@ -216,7 +216,12 @@ def _base(run_id: int, f: Filters, viewer: User) -> tuple[Any, list]:
     if f.max_dollars is not None:
         conds.append(worklist.c.expected_recoupment_dollars <= f.max_dollars)
     if f.q:
-        conds.append(worklist.c.claim_id.like(f"{_like(f.q)}%", escape="\\"))
+        # the range lets the claim_id index find the prefix; LIKE keeps the exact meaning
+        conds += [
+            worklist.c.claim_id >= f.q,
+            worklist.c.claim_id < f.q + "\U0010ffff",
+            worklist.c.claim_id.like(f"{_like(f.q)}%", escape="\\"),
+        ]
     if f.status:
         conds.append(_status_col() == f.status)
     if f.assignee == "none":

@@ -96,11 +96,11 @@ def page(served):
             browser.close()
 
 
-def _shot(page, name: str) -> None:
+def _shot(page, name: str, full: bool = True) -> None:
     d = os.environ.get("RECOUP_WORKBENCH_SHOTS")
     if d:
         Path(d).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(d) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(d) / f"{name}.png"), full_page=full)
 
 
 def test_review_loop_in_the_browser(page, served):
@@ -116,7 +116,7 @@ def test_review_loop_in_the_browser(page, served):
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("#worklist")
-    _shot(page, "worklist")
+    _shot(page, "worklist", full=False)
     causes = page.locator("select[name=cause] option").all_inner_texts()
     cause = next(c for c in causes[1:] if c)
     page.select_option("select[name=cause]", cause)  # the script submits the filter on change
