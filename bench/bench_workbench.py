@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     upgrade(engine)
     wl = make_worklist(a.rows)
     t0 = time.perf_counter()
-    run = insert_run(engine, wl, "bench" + str(time.time_ns()), str(work), None)
+    insert_run(engine, wl, "bench" + str(time.time_ns()), str(work), None)
     load_s = time.perf_counter() - t0
     lead = User(add_user(engine, "lead", "lead", PASSWORD), "lead", "lead")
     rev = User(add_user(engine, "rev", "reviewer", PASSWORD), "rev", "reviewer")
@@ -154,14 +154,20 @@ def main(argv: list[str] | None = None) -> dict:
     cases = {
         "first page": "/",
         "filter: cause": "/?cause=units",
-        "filter: cause + payer + risk + dollars": "/?cause=bundling&payer=PAYER-3&band=high&min_dollars=20&max_dollars=500",
+        "filter: cause + payer + risk + dollars": "/?cause=bundling&payer=PAYER-3&band=high"
+        "&min_dollars=20&max_dollars=500",
         "filter: specialty, sort by probability": "/?specialty=Specialty+4&sort=probability&order=asc",
         "filter: status in review": "/?status=in_review",
         "search: claim id": f"/?q={wl['claim_id'].iloc[777]}",
         "page 500": "/?page=500",
         "claim page": f"/claim/{wl['claim_id'].iloc[3]}",
     }
-    out: dict = {"rows": a.rows, "repeats": a.repeats, "load_s": round(load_s, 2), "database": str(engine.url.drivername)}
+    out: dict = {
+        "rows": a.rows,
+        "repeats": a.repeats,
+        "load_s": round(load_s, 2),
+        "database": str(engine.url.drivername),
+    }
     try:
         for who in ("lead", "rev"):
             with httpx.Client(base_url=base) as c:
