@@ -20,7 +20,7 @@ def bars(
     left, bottom, pad = 56, 28, 8
     plot_w, plot_h = width - left - pad, height - bottom - 24
     group = plot_w / max(n, 1)
-    bw = max(2.0, group * 0.8 / max(len(names), 1))
+    bw = min(40.0, max(2.0, group * 0.8 / max(len(names), 1)))
     out = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',

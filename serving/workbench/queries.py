@@ -597,7 +597,10 @@ def dashboard(engine: Engine, viewer: User, weeks: int = 12) -> dict:
         stmt = stmt.where(reviews.c.updated_by == viewer.id)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(stmt)]
-        open_ = conn.execute(select(func.count()).select_from(reviews).where(reviews.c.status == "in_review")).scalar()
+        in_review = select(func.count()).select_from(reviews).where(reviews.c.status == "in_review")
+        if not viewer.is_lead:
+            in_review = in_review.where(reviews.c.assignee_id == viewer.id)
+        open_ = conn.execute(in_review).scalar()
 
     def summary(rs: list[dict]) -> dict:
         n = len(rs)

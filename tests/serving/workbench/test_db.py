@@ -181,6 +181,10 @@ def test_review_changes_keep_an_audit_trail_and_reviewers_see_theirs(db, run, wb
     assert d["total"]["predicted"] == 10.0 and d["reviewers"][0]["reviewer"] == "rafa"
     assert d["weeks"][0]["week"] <= dt.date.today().isoformat()
     assert queries.dashboard(db, rita)["total"]["reviews"] == 0  # a reviewer sees their own
+    ch, _ = queries.parse_change({"status": "in_review"}, rita, ids)
+    queries.apply_change(db, b, ch, rita, 5.0, recorded.append)
+    assert queries.dashboard(db, rita)["in_review"] == 1 and queries.dashboard(db, rafa)["in_review"] == 0
+    assert queries.dashboard(db, lena)["in_review"] == 1
 
 
 @pytest.mark.parametrize(
