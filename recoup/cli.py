@@ -16,6 +16,7 @@ import graph shows ``recoup.cli`` -> every command module)::
     audit                    serving.audit.audit_cli
     serve                    serving.serve.serve_cli
     keys create|list|revoke  serving.security.keys_create_cli, keys_list_cli, keys_revoke_cli
+    workbench migrate|user   serving.workbench.cli.workbench_cli, migrate_cli, user_add_cli
     demo                     recoup.demo.run_demo
 
 The imports are inside the commands because the stage modules load numpy, pandas and LightGBM: at the
@@ -558,6 +559,77 @@ def keys_revoke(
         from serving.security import keys_revoke_cli
 
         keys_revoke_cli(name)
+
+    _run(go)
+
+
+workbench_app = typer.Typer(
+    help="The audit workbench (docs/workbench.md): `recoup workbench --data STORE` serves it; "
+    "`recoup workbench user add NAME --role lead` creates a user.",
+)
+app.add_typer(workbench_app, name="workbench")
+workbench_user_app = typer.Typer(no_args_is_help=True, help="Users of the workbench.")
+workbench_app.add_typer(workbench_user_app, name="user")
+
+
+class WorkbenchRole(str, Enum):
+    reviewer = "reviewer"
+    lead = "lead"
+
+
+@workbench_app.callback(invoke_without_command=True)
+def workbench(
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Option(None, "--data", help="the claims store (claim details, where outcomes go)"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port to listen on (1-65535)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (put HTTPS in front off loopback)"),
+    audit: Optional[Path] = typer.Option(
+        None,
+        "--audit",
+        help="a `recoup audit` output folder to load (default: the newest one under RECOUP_HOME)",
+    ),
+    allowed_host: Optional[List[str]] = typer.Option(
+        None, "--allowed-host", help="a Host header name browsers may use besides the loopback names (repeatable)"
+    ),
+) -> None:
+    """Serve the audit workbench: worklist, claims, providers, review outcomes, dashboard, export.
+    Database: RECOUP_DATABASE_URL, else SQLite in RECOUP_HOME."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go():
+        from serving.workbench.cli import workbench_cli
+
+        if data is None:
+            raise RecoupError("--data STORE is required to serve the workbench")
+        workbench_cli(data=data, port=port, host=host, audit=audit, allowed_hosts=allowed_host)
+
+    _run(go)
+
+
+@workbench_app.command("migrate")
+def workbench_migrate() -> None:
+    """Bring the workbench database to the latest schema (also done at every start)."""
+
+    def go():
+        from serving.workbench.cli import migrate_cli
+
+        migrate_cli()
+
+    _run(go)
+
+
+@workbench_user_app.command("add")
+def workbench_user_add(
+    name: str = typer.Argument(..., help="the user's login name (letters, digits, . _ -)"),
+    role: WorkbenchRole = typer.Option(..., "--role", help="lead (assigns, sees everyone's work) or reviewer"),
+) -> None:
+    """Create a user; the password from RECOUP_WORKBENCH_PASSWORD, else asked (hidden, twice)."""
+
+    def go():
+        from serving.workbench.cli import user_add_cli
+
+        user_add_cli(name, role.value)
 
     _run(go)
 

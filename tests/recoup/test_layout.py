@@ -22,6 +22,7 @@ COMMAND_MODULES = {
     "serving.audit",
     "serving.serve",
     "serving.security",
+    "serving.workbench.cli",
     "recoup.demo",
 }
 

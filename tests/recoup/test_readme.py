@@ -20,6 +20,7 @@ PREFIX = ".venv/bin/recoup"
 #: README commands not run, by their first words, with the reason
 SKIPPED = {
     "recoup serve": "starts the service (a server on a port; tests/serving test it)",
+    "recoup workbench": "starts the workbench (a server) or asks for a password; tests/serving/workbench test both",
 }
 #: what the README's other commands are (not recoup's): not run here, with the reason
 OTHERS = {
