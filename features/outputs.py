@@ -302,7 +302,10 @@ def write_dir(
 
 # ------------------------------------------------------------------------------------------ CSV injection
 def _escape_value(v):
-    if isinstance(v, str) and v.startswith(FORMULA_START + (ESCAPE,)):
+    # also after leading blanks: some spreadsheets drop them on import and read " =1+1" as a formula
+    if isinstance(v, str) and (
+        v.startswith(FORMULA_START + (ESCAPE,)) or v.lstrip(" \t\r\n").startswith(FORMULA_START)
+    ):
         return ESCAPE + v
     return v
 
@@ -318,8 +321,8 @@ def _text_columns(df: pd.DataFrame) -> list:
 
 
 def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells starting with ``= + - @``, tab or carriage return (or the escape itself)
-    get a leading ``'``; numeric columns are left as numbers (a negative amount is not a formula)."""
+    """A copy whose text cells starting with ``= + - @``, tab or carriage return (also after leading blanks, or
+    the escape itself) get a leading ``'``; numeric columns are left as numbers (a negative amount is not a formula)."""
     out = df.copy()
     for c in _text_columns(out):
         out[c] = out[c].map(_escape_value, na_action="ignore")

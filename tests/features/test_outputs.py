@@ -272,6 +272,13 @@ def test_formula_cells_are_escaped_numbers_are_not(tmp_path):
     np.testing.assert_array_equal(back["amount"], df["amount"])
 
 
+def test_formulas_after_leading_blanks_are_escaped():
+    df = pd.DataFrame({"name": ["  =1+1", "\n@SUM(A1)", " +1", "a =b", "  plain", " - ok"]})
+    esc = escape_formulas(df)["name"].tolist()
+    assert esc == ["'  =1+1", "'\n@SUM(A1)", "' +1", "a =b", "  plain", "' - ok"]
+    assert unescape_formulas(pd.DataFrame({"name": esc}))["name"].tolist() == df["name"].tolist()
+
+
 def test_write_csv_for_people_escapes(tmp_path):
     df = pd.DataFrame({"claim_id": ["=1+1", "C1"], "paid": [-3.5, 2.0]})
     write_csv(tmp_path / "w.csv", df, for_people=True)
