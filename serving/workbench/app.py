@@ -6,6 +6,7 @@ not its path: claim ids are patient data)."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 import os
 import secrets
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -118,6 +120,10 @@ class Guard:
         except ValueError:
             if status[0] == 0:
                 await _plain(send_with_headers, 400, "bad request")
+        except Exception as exc:  # noqa: BLE001 - Starlette re-raises after its 500 page: the server would log it
+            log.error("internal error %s (message not logged: it may hold claim data)", type(exc).__name__)
+            if status[0] == 0:
+                await _plain(send_with_headers, 500, "internal error; see the workbench log")
         finally:
             route = scope.get("route")
             name = getattr(route, "name", None) or ("static" if scope["path"].startswith("/static/") else "other")
@@ -189,13 +195,16 @@ def create_app(cfg: Config) -> Any:
         return RedirectResponse("/login?" + urlencode({"next": nxt[:512]}), status_code=303)
 
     def page(handler):
-        """A page that needs a session: ``handler(request, session)``."""
+        """A page that needs a session: ``handler(request, session)``; a plain (not async) handler runs in the
+        thread pool, as does every database or store call: one slow request never stalls the others."""
 
         async def wrapped(request: Request) -> Response:
-            s = session_of(request)
+            s = await run_in_threadpool(session_of, request)
             if s is None:
                 return to_login(request)
-            return await handler(request, s)
+            if inspect.iscoroutinefunction(handler):
+                return await handler(request, s)
+            return await run_in_threadpool(handler, request, s)
 
         wrapped.__name__ = handler.__name__
         return wrapped
@@ -237,12 +246,12 @@ def create_app(cfg: Config) -> Any:
         wait = limiter.blocked_for(name)
         if wait > 0:
             return login_page(request, f"Too many failed attempts; try again in {int(wait // 60) + 1} minute(s).", 429)
-        user = auth.authenticate(cfg.engine, name, password[: auth.MAX_PASSWORD + 1])
+        user = await run_in_threadpool(auth.authenticate, cfg.engine, name, password[: auth.MAX_PASSWORD + 1])
         if user is None:
             limiter.failed(name)
             return login_page(request, "Wrong name or password.", 401)
         limiter.succeeded(name)
-        token, _ = auth.start_session(cfg.engine, user, cfg.limits)
+        token, _ = await run_in_threadpool(auth.start_session, cfg.engine, user, cfg.limits)
         resp = RedirectResponse(_safe_next(data.get("next")) or "/", status_code=303)
         resp.set_cookie(
             auth.COOKIE,
@@ -257,10 +266,10 @@ def create_app(cfg: Config) -> Any:
         return resp
 
     async def logout(request: Request) -> Response:
-        s = session_of(request)
+        s = await run_in_threadpool(session_of, request)
         if await form_of(request, s) is None:
             return forbidden(request, s, "The form expired (CSRF token missing or wrong); reload the page.")
-        auth.end_session(cfg.engine, request.cookies.get(auth.COOKIE))
+        await run_in_threadpool(auth.end_session, cfg.engine, request.cookies.get(auth.COOKIE))
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(auth.COOKIE, path="/")
         return resp
@@ -269,7 +278,7 @@ def create_app(cfg: Config) -> Any:
     def no_run(request: Request, s: auth.Session) -> HTMLResponse:
         return forbidden(request, s, "No audit run is loaded: start the workbench with --audit DIR.", 404)
 
-    async def worklist(request: Request, s: auth.Session) -> Response:
+    def worklist(request: Request, s: auth.Session) -> Response:
         rid = run_id()
         if rid is None:
             return no_run(request, s)
@@ -292,7 +301,7 @@ def create_app(cfg: Config) -> Any:
         resp = render(request, "worklist.html", ctx, 400 if f.errors else 200)
         return resp
 
-    async def export(request: Request, s: auth.Session) -> Response:
+    def export(request: Request, s: auth.Session) -> Response:
         from serving.workbench import export as ex
 
         rid = run_id()
@@ -339,7 +348,7 @@ def create_app(cfg: Config) -> Any:
             "form": {},
         }
 
-    async def claim_page(request: Request, s: auth.Session) -> Response:
+    def claim_page(request: Request, s: auth.Session) -> Response:
         rid = run_id()
         if rid is None:
             return no_run(request, s)
@@ -353,12 +362,15 @@ def create_app(cfg: Config) -> Any:
         return render(request, "claim.html", ctx)
 
     async def claim_review(request: Request, s: auth.Session) -> Response:
-        rid = run_id()
-        if rid is None:
-            return no_run(request, s)
         data = await form_of(request, s)
         if data is None:
             return forbidden(request, s, "The form expired (CSRF token missing or wrong); reload the page.")
+        return await run_in_threadpool(save_review, request, s, data)
+
+    def save_review(request: Request, s: auth.Session, data: dict[str, str]) -> Response:
+        rid = run_id()
+        if rid is None:
+            return no_run(request, s)
         claim_id = request.path_params["claim_id"]
         c = queries.claim(cfg.engine, rid, claim_id)
         if c is None:
@@ -381,18 +393,33 @@ def create_app(cfg: Config) -> Any:
             frame["reviewed_at"] = pd.to_datetime(frame["reviewed_at"])
             return cfg.record(cfg.store, frame)
 
+        v = (data.get("version") or "").strip()
         try:
             queries.apply_change(
-                cfg.engine, c["claim_id"], change, s.user, c.get("expected_recoupment_dollars"), record
+                cfg.engine,
+                c["claim_id"],
+                change,
+                s.user,
+                c.get("expected_recoupment_dollars"),
+                record,
+                version=int(v) if v.isascii() and v.isdigit() and len(v) < 10 else None,
             )
         except RecoupError as exc:
             ctx = claim_ctx(s, rid, c)
             ctx.update(errors={"store": f"not saved: the store refused the outcome ({exc})"}, form=data)
             return render(request, "claim.html", ctx, 409)
+        except queries.Conflict:
+            fresh = queries.claim(cfg.engine, rid, c["claim_id"]) or c
+            if not may_see(s, fresh):
+                return forbidden(request, s, "Not saved: this claim was assigned to another reviewer meanwhile.", 409)
+            ctx = claim_ctx(s, rid, fresh)
+            msg = "not saved: someone changed this review meanwhile (see its history); check it and save again"
+            ctx.update(errors={"store": msg}, form=data)
+            return render(request, "claim.html", ctx, 409)
         return RedirectResponse(f"{request.url.path.rsplit('/review', 1)[0]}?saved=1", status_code=303)
 
     # ------------------------------------------------------------------ provider, dashboard
-    async def provider_page(request: Request, s: auth.Session) -> Response:
+    def provider_page(request: Request, s: auth.Session) -> Response:
         rid = run_id()
         if rid is None:
             return no_run(request, s)
@@ -419,7 +446,7 @@ def create_app(cfg: Config) -> Any:
         }
         return render(request, "provider.html", ctx)
 
-    async def dashboard_page(request: Request, s: auth.Session) -> Response:
+    def dashboard_page(request: Request, s: auth.Session) -> Response:
         d = queries.dashboard(cfg.engine, s.user)
         chart = charts.bars(
             [w["week"][5:] for w in d["weeks"]],
@@ -451,7 +478,21 @@ def create_app(cfg: Config) -> Any:
         log.error("internal error %s (message not logged: it may hold claim data)", type(exc).__name__)
         return HTMLResponse("<!DOCTYPE html><title>Error</title><p>Internal error; see the workbench log.</p>", 500)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error})
+    async def db_unavailable(request: Request, exc: Exception) -> Response:
+        log.error("database unavailable: %s (message not logged: it may hold claim data)", type(exc).__name__)
+        return HTMLResponse(
+            "<!DOCTYPE html><title>Busy</title><p>The workbench database is busy or unreachable; nothing was "
+            "saved. Try again in a moment.</p>",
+            503,
+            headers={"retry-after": "5"},
+        )
+
+    from sqlalchemy.exc import OperationalError
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found, 500: server_error, OperationalError: db_unavailable},
+    )
     app.state.cfg = cfg
     return Guard(app, cfg.hosts)
 

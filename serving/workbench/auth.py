@@ -183,9 +183,19 @@ class LoginLimiter:
             self._fails.pop(name.lower(), None)
 
 
+def _dummy() -> str:
+    """A hash to compare against when the name is unknown (made once)."""
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = hash_password("not a password of anyone")
+    return _DUMMY
+
+
 def authenticate(engine: Engine, name: str, password: str) -> User | None:
     """The active user ``name`` if ``password`` is theirs, else None (the same scrypt work either way)."""
-    global _DUMMY
+    if not NAME_RE.match(name or ""):  # never a user's name (and PostgreSQL refuses a NUL): the same work
+        verify_password(password, _dummy())
+        return None
     with engine.connect() as conn:
         row = conn.execute(
             select(users.c.id, users.c.name, users.c.role, users.c.password_hash, users.c.active).where(
@@ -193,9 +203,7 @@ def authenticate(engine: Engine, name: str, password: str) -> User | None:
             )
         ).first()
     if row is None or not row.active:
-        if _DUMMY is None:
-            _DUMMY = hash_password("not a password of anyone")
-        verify_password(password, _DUMMY)
+        verify_password(password, _dummy())
         return None
     return User(row.id, row.name, row.role) if verify_password(password, row.password_hash) else None
 

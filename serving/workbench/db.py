@@ -160,6 +160,8 @@ reviews = Table(
     Column("predicted_dollars", Float, nullable=True),  # the worklist's expected dollars when the outcome was set
     Column("updated_at", DateTime, nullable=False),
     Column("updated_by", Integer, ForeignKey("users.id"), nullable=False),
+    # +1 at every change: a save from a page showing an older version is refused (two people on one claim)
+    Column("version", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_reviews_status", "status"),
     Index("ix_reviews_assignee", "assignee_id"),
 )
@@ -234,7 +236,8 @@ def make_engine(url: str | None = None) -> Engine:
     elif not u.drivername.startswith("postgresql"):
         raise RecoupError(f"{redacted(url)}: only SQLite and PostgreSQL databases are supported")
     try:
-        engine = create_engine(u, pool_pre_ping=True, **kw)
+        # hide_parameters: a database error's message never holds the values (claim ids are patient data)
+        engine = create_engine(u, pool_pre_ping=True, hide_parameters=True, **kw)
     except (NoSuchModuleError, ImportError) as exc:
         raise RecoupError(f"{redacted(url)}: no database driver ({exc})") from None
     if u.drivername.startswith("sqlite"):

@@ -79,13 +79,31 @@ class Invalid(ValueError):
         self.field, self.message = field_name, message
 
 
-def _text(params: Mapping[str, str], name: str, limit: int = MAX_TEXT) -> str | None:
+#: control characters refused in any text field (PostgreSQL cannot store NUL; none belongs in a filter or id);
+#: a note may hold tabs and line ends
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NOTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _text(params: Mapping[str, str], name: str, limit: int = MAX_TEXT, multiline: bool = False) -> str | None:
     v = (params.get(name) or "").strip()
     if not v:
         return None
     if len(v) > limit:
         raise Invalid(name, f"{name}: at most {limit} characters")
+    if (_CONTROL_NOTE if multiline else _CONTROL).search(v):
+        raise Invalid(name, f"{name}: control characters are not allowed")
     return v
+
+
+def _digits(v: str, max_len: int = 9) -> bool:
+    """Whether ``v`` is a whole number of ASCII digits (``str.isdigit`` also takes '²', which int() refuses)."""
+    return v.isascii() and v.isdigit() and len(v) <= max_len
+
+
+def clean_id(v: str, limit: int = MAX_TEXT) -> str | None:
+    """A claim id or NPI from a URL, or None when it cannot be one (too long, control characters)."""
+    return None if len(v) > limit or _CONTROL.search(v) else v
 
 
 def _money(params: Mapping[str, str], name: str, label: str | None = None) -> float | None:
@@ -105,7 +123,7 @@ def _int(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -
     v = (params.get(name) or "").strip()
     if not v:
         return default
-    if not v.isdigit() or not (lo <= int(v) <= hi):
+    if not _digits(v) or not (lo <= int(v) <= hi):
         raise Invalid(name, f"{name}: a whole number from {lo} to {hi}")
     return int(v)
 
@@ -184,7 +202,7 @@ class Filters:
 
 def _assignee(params: Mapping[str, str]) -> str | None:
     v = _text(params, "assignee")
-    if v is not None and v not in ("me", "none") and not (v.isdigit() and len(v) < 10):
+    if v is not None and v not in ("me", "none") and not _digits(v):
         raise Invalid("assignee", "assignee: a user, 'me' or 'none'")
     return v
 
@@ -204,7 +222,7 @@ def _base(run_id: int, f: Filters, viewer: User) -> tuple[Any, list]:
         conds.append(
             or_(
                 worklist.c.billing_npi == f.provider,
-                worklist.c.provider_name.like(f"{_like(f.provider)}%", escape="\\"),
+                worklist.c.provider_name.ilike(f"{_like(f.provider)}%", escape="\\"),  # the same on SQLite and PG
             )
         )
     if f.specialty:
@@ -267,7 +285,8 @@ LIST_COLUMNS = (
 def _ordered(stmt: Select, f: Filters) -> Select:
     col = SORTS[f.sort]
     key = col.desc() if f.order == "desc" else col.asc()
-    return stmt.order_by(key, worklist.c.rank.asc())
+    # missing values last either way (SQLite puts NULLs first ascending, PostgreSQL first descending)
+    return stmt.order_by(key.nulls_last(), worklist.c.rank.asc())
 
 
 def worklist_page(engine: Engine, run_id: int, f: Filters, viewer: User) -> tuple[list[dict], int]:
@@ -320,10 +339,10 @@ def filter_options(engine: Engine, run_id: int) -> dict[str, list]:
 # ---------------------------------------------------------------------------------------------- claims, providers
 def claim(engine: Engine, run_id: int, claim_id: str) -> dict | None:
     """The worklist row of ``claim_id`` (its JSON columns parsed), with its review; None when not in the run."""
+    if clean_id(claim_id) is None:
+        return None
     with engine.connect() as conn:
-        row = conn.execute(
-            select(worklist).where(worklist.c.run_id == run_id, worklist.c.claim_id == claim_id[:MAX_TEXT])
-        ).first()
+        row = conn.execute(select(worklist).where(worklist.c.run_id == run_id, worklist.c.claim_id == claim_id)).first()
         if row is None:
             return None
         out = dict(row._mapping)
@@ -378,8 +397,10 @@ def claim_ids_present(engine: Engine, run_id: int, ids: list[str]) -> set[str]:
 def provider(engine: Engine, run_id: int, npi: str) -> dict | None:
     """The provider ``npi`` of run ``run_id``: name, specialty, history on file, its worklist by month and by
     cause, and peers of the same specialty (by expected dollars)."""
+    if clean_id(npi, 16) is None:
+        return None
     with engine.connect() as conn:
-        row = conn.execute(select(providers).where(providers.c.run_id == run_id, providers.c.npi == npi[:16])).first()
+        row = conn.execute(select(providers).where(providers.c.run_id == run_id, providers.c.npi == npi)).first()
         if row is None:
             return None
         out = dict(row._mapping)
@@ -436,9 +457,11 @@ def provider(engine: Engine, run_id: int, npi: str) -> dict | None:
 
 def provider_history(engine: Engine, run_id: int, npi: str) -> dict:
     """The provider's claims and recoupments on file (from the store at load time), or {}."""
+    if clean_id(npi, 16) is None:
+        return {}
     with engine.connect() as conn:
         d = conn.execute(
-            select(providers.c.details).where(providers.c.run_id == run_id, providers.c.npi == npi[:16])
+            select(providers.c.details).where(providers.c.run_id == run_id, providers.c.npi == npi)
         ).scalar()
     return json.loads(d) if d else {}
 
@@ -471,14 +494,14 @@ def parse_change(form: Mapping[str, str], viewer: User, user_ids: set[int]) -> t
         return None, errs
     ch = Change(status=status)
     try:
-        ch.note = _text(form, "note", MAX_NOTE)
+        ch.note = _text(form, "note", MAX_NOTE, multiline=True)
     except Invalid as exc:
         errs[exc.field] = exc.message
     if status == "in_review":
         a = (form.get("assignee") or "").strip()
         if not a or a == "me":
             ch.assignee_id = viewer.id
-        elif a.isdigit() and len(a) < 10 and int(a) in user_ids:
+        elif _digits(a) and int(a) in user_ids:
             ch.assignee_id = int(a)
         else:
             errs["assignee"] = "choose a user to assign"
@@ -514,13 +537,33 @@ def _unknown_carc(carc: str) -> bool:
     return bool(unknown_carcs(pd.Series([carc]))[0])
 
 
-def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predicted: float | None, record) -> dict:
+class Conflict(Exception):
+    """The review changed since the page was shown (another person saved it meanwhile): nothing was saved."""
+
+
+def apply_change(
+    engine: Engine,
+    claim_id: str,
+    ch: Change,
+    viewer: User,
+    predicted: float | None,
+    record,
+    version: int | None = None,
+) -> dict:
     """Set the review of ``claim_id`` and append its event, in one transaction; an outcome is handed to ``record``
     (a callable taking the store rows as a dict) inside it, so a failed store write leaves the database as it was.
-    Returns the event."""
+    ``version``: the review's version the page showed; when the review is at another one (someone saved it
+    meanwhile), :class:`Conflict` and nothing is saved. The store is written before the database rows, so the
+    database's write lock (SQLite's is one for the whole file) is not held while the store is (an ingest may hold
+    the store for a while). Returns the event."""
+    from sqlalchemy.exc import IntegrityError
+
     t = now()
     with engine.begin() as conn:
         cur = review(conn, claim_id)
+        at = int(cur.get("version") or 0)
+        if version is not None and version != at:
+            raise Conflict(claim_id)
         before = cur.get("status", "not_reviewed")
         assignee = ch.assignee_id if ch.status == "in_review" else cur.get("assignee_id")
         if ch.status == "not_reviewed":
@@ -535,11 +578,8 @@ def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predic
             "predicted_dollars": predicted,
             "updated_at": t,
             "updated_by": viewer.id,
+            "version": at + 1,
         }
-        if "claim_id" in cur:
-            conn.execute(update(reviews).where(reviews.c.claim_id == claim_id).values(**values))
-        else:
-            conn.execute(insert(reviews).values(claim_id=claim_id, **values))
         ev = {
             "claim_id": claim_id,
             "at": t,
@@ -552,7 +592,6 @@ def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predic
             "carc": ch.carc,
             "note": ch.note,
         }
-        conn.execute(insert(review_events).values(**ev))
         if ch.status in OUTCOMES:
             record(
                 {
@@ -565,6 +604,18 @@ def apply_change(engine: Engine, claim_id: str, ch: Change, viewer: User, predic
                     "reviewer": reviewer_id(viewer),
                 }
             )
+        if "claim_id" in cur:  # only if nobody changed it since it was read (a row lock on PostgreSQL)
+            res = conn.execute(
+                update(reviews).where(reviews.c.claim_id == claim_id, reviews.c.version == at).values(**values)
+            )
+            if res.rowcount != 1:
+                raise Conflict(claim_id)
+        else:
+            try:
+                conn.execute(insert(reviews).values(claim_id=claim_id, **values))
+            except IntegrityError:  # another first save of this claim got in first
+                raise Conflict(claim_id) from None
+        conn.execute(insert(review_events).values(**ev))
     return ev
 
 

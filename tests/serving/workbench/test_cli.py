@@ -13,7 +13,7 @@ def test_workbench_commands(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOUP_DATABASE_URL", f"sqlite:///{tmp_path / 'wb.sqlite'}")
     run = CliRunner().invoke
     r = run(app, ["workbench", "migrate"])
-    assert r.exit_code == 0 and "at revision 0001" in r.output
+    assert r.exit_code == 0 and "at revision 0002" in r.output
     monkeypatch.setenv("RECOUP_WORKBENCH_PASSWORD", PASSWORD)
     r = run(app, ["workbench", "user", "add", "lena", "--role", "lead"])
     assert r.exit_code == 0 and "user 'lena' (lead) created" in r.output

@@ -61,7 +61,7 @@ def test_migrations_create_the_declared_schema_and_are_idempotent(db):
 
     from serving.workbench.db import metadata, upgrade
 
-    assert upgrade(db) == "0001"  # again: nothing to do
+    assert upgrade(db) == "0002"  # again: nothing to do
     with db.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
@@ -217,3 +217,69 @@ def test_bad_database_url_is_one_line(tmp_path):
     with pytest.raises(RecoupError, match="cannot open the database") as ei:
         upgrade(make_engine("postgresql://u:secret@127.0.0.1:1/db"))
     assert "secret" not in str(ei.value)
+
+
+def test_sqlite_and_postgresql_filter_and_sort_alike(db, run, people):
+    """Provider-name search ignores case and missing values sort last, on both (SQLite's LIKE ignored case and
+    PostgreSQL's did not; NULLs came first ascending on SQLite, first descending on PostgreSQL); a NUL in a filter
+    is a message (PostgreSQL refuses NUL in text)."""
+    from sqlalchemy import update
+
+    from serving.workbench import queries
+    from serving.workbench.db import worklist
+
+    lead = people["lena"]
+    with db.begin() as conn:
+        ids = list(
+            conn.execute(
+                select(worklist.c.claim_id).where(worklist.c.run_id == run).order_by(worklist.c.rank).limit(3)
+            ).scalars()
+        )
+        conn.execute(update(worklist).where(worklist.c.claim_id == ids[0]).values(provider_name="Smith Family Clinic"))
+        conn.execute(update(worklist).where(worklist.c.claim_id.in_(ids[1:])).values(specialty=None, paid_amount=None))
+    rows, n = queries.worklist_page(db, run, queries.Filters.parse({"provider": "smith fam"}), lead)
+    assert n == 1 and rows[0]["claim_id"] == ids[0]
+    rows, n = queries.worklist_page(db, run, queries.Filters.parse({"provider": "SMITH F"}), lead)
+    assert n == 1
+    for sort in ("specialty", "paid"):
+        for order in ("asc", "desc"):
+            f = queries.Filters.parse({"sort": sort, "order": order, "per_page": "200"})
+            rows, n = queries.worklist_page(db, run, f, lead)
+            col = "specialty" if sort == "specialty" else "paid_amount"
+            assert rows[0][col] is not None, (sort, order)
+            last = queries.worklist_page(
+                db, run, queries.Filters.parse({**f.params(), "page": str(-(-n // 200))}), lead
+            )
+            assert [r["claim_id"] for r in last[0][-2:]] == sorted(ids[1:], key=ids.index), (sort, order)
+    f = queries.Filters.parse({"q": "CLM\x00", "payer": "\x00"})
+    assert len(f.errors) == 2 and f.q is None and f.payer is None
+    assert queries.claim(db, run, "CLM\x00") is None and queries.provider(db, run, "1\x00") is None
+
+
+def test_a_database_at_the_first_schema_upgrades_with_its_reviews(db, people):
+    """0001 -> 0002 (reviews.version) keeps the reviews there, at version 0; on both databases."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from serving.workbench import queries
+    from serving.workbench.db import migrations_dir, upgrade
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with db.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    t = dt.datetime(2026, 1, 5, 9, 0)
+    with db.begin() as conn:
+        conn.execute(
+            text("INSERT INTO reviews (claim_id, status, updated_at, updated_by) VALUES ('C1', 'no_issue', :t, :u)"),
+            {"t": t, "u": people["rafa"].id},
+        )
+    assert upgrade(db) == "0002"
+    with db.connect() as conn:
+        assert queries.review(conn, "C1")["version"] == 0
+    ch = queries.Change("in_review")
+    queries.apply_change(db, "C1", ch, people["lena"], None, lambda r: None, version=0)
+    with pytest.raises(queries.Conflict):
+        queries.apply_change(db, "C1", ch, people["rita"], None, lambda r: None, version=0)
