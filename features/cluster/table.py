@@ -35,12 +35,13 @@ from features.engine.lines import prepare_lines
 from features.engine.state import ENUMERATED_TABLES, UNKNOWN_SPECIALTY, HistoryState, submission_order
 from features.engine.tables import (
     KEYED_ENTITIES,
+    TABLE_COLUMNS,
     KeyCoder,
     Tables,
-    build_tables,
     claim_entity_keys,
     claim_events,
     recoupment_events,
+    table_values,
 )
 from features.engine.events import Vocab
 from features.errors import RecoupError
@@ -110,7 +111,8 @@ class StoreSource:
 
 
 def _store_source(store: Path) -> StoreSource | None:
-    """The store's parts when its contract view is its rows as stored (one version per claim, no 835 part); else None."""
+    """The store's parts when its contract view is its rows as stored (one version per claim, no 835 part), else
+    None."""
     from features.store import manifest as mf
     from features.store.read import _plain
 
@@ -122,7 +124,7 @@ def _store_source(store: Path) -> StoreSource | None:
             claims = mf.live_parts(conn, "claims")
             by_month: dict[str, list[Any]] = {}
             for p in claims:
-                by_month.setdefault(p.month, []).append(p)
+                by_month.setdefault(p.month or "", []).append(p)
             return StoreSource(
                 str(store),
                 by_month,
@@ -150,7 +152,8 @@ def _typed(raw: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def _read_parts(store: str, parts: list[Any], filter_ids: Any = None) -> pd.DataFrame | None:
-    """Rows of these parts (in their manifest order), optionally only those of some claim ids, as read_store reads them."""
+    """Rows of these parts (in their manifest order), optionally only those of some claim ids, as read_store reads
+    them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -211,7 +214,8 @@ def _part_data(
     specialty_of: dict[str, str],
     rulebook: Rulebook,
 ) -> PartData:
-    """Read (store) or cut (history) the claims submitted in ``months`` and their lines, in the row order of a full read."""
+    """Read (store) or cut (history) the claims submitted in ``months`` and their lines, in the row order of a full
+    read."""
     if isinstance(source, History):
         c = source.claims
         m = month_of_days(c["submitted_date"].to_numpy(dtype="datetime64[D]"))
@@ -321,14 +325,6 @@ def _copy_coder(coder: KeyCoder) -> KeyCoder:
     return KeyCoder(out)
 
 
-def _table_events(tab: EventTable) -> tuple:
-    """(keys, times, own values, payload) of a table's events (its delta merged)."""
-    tab.merge()
-    kdt = np.int64 if tab.keys.dtype == np.int64 else object
-    keys = np.repeat(tab.keys.to_numpy(dtype=kdt), np.diff(tab.offsets))
-    return keys, tab.times, tab._own_values().astype(np.float64, copy=False), tab.payload
-
-
 def _window_state(
     summary: HistoryState | None,
     part: PartData,
@@ -336,18 +332,29 @@ def _window_state(
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
 ) -> HistoryState:
-    """``T_p``: the summary's events plus the partition's claim and recoupment events, built into tables."""
+    """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
+    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise)."""
     coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
-    parts: list[dict[str, tuple]] = []
-    if summary is not None:
-        parts.append({name: _table_events(t) for name, t in summary.tables.items() if len(t.times)})
     order = offset + part.local_order
-    parts.append(claim_events(part.claims, part.lines, part.la, part.specialty, order, {}, coder))
+    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, {}, coder)]
     if recs is not None and len(recs):
         ck = recs.drop_duplicates("claim_id")
         ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
         parts.append(recoupment_events(recs, ck[list(KEYED_ENTITIES)]))
-    tables = build_tables(parts, coder)
+    tables = Tables(coder=coder)
+    for name, cols in TABLE_COLUMNS.items():
+        got = [p.pop(name) for p in parts if name in p]
+        old = summary.tables.get(name) if summary is not None else None
+        base = old if old is not None else EventTable(columns=list(cols))
+        if not got:
+            tables[name] = base
+            continue
+        keys = np.concatenate([g[0] for g in got])
+        times = np.concatenate([g[1] for g in got])
+        vals = np.vstack([table_values(name, g[2]) for g in got])
+        pays = [g[3] for g in got if g[3] is not None]
+        payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
+        tables[name] = base.extended(keys, times, vals, payload)
     return HistoryState(
         tables=tables,
         claim_keys=pd.DataFrame(),
@@ -506,7 +513,9 @@ def _dd(futures: list, meta: pd.DataFrame):
     import dask
     import dask.dataframe as dd
 
-    return dd.from_delayed([dask.delayed(f) for f in futures], meta=meta, verify_meta=False)
+    # the partitions as computed: no conversion of object columns to Arrow strings (hit values mix numbers and text)
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed([dask.delayed(f) for f in futures], meta=meta, verify_meta=False)
 
 
 def feature_table(
