@@ -331,12 +331,15 @@ def _window_state(
     offset: int,
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
-) -> HistoryState:
+) -> tuple[HistoryState, HistoryState]:
     """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
-    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise)."""
+    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), and the same restricted to
+    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task)."""
     coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
     order = offset + part.local_order
-    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, {}, coder)]
+    cache: dict = {}
+    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, cache, coder)]
+    entity_keys = claim_entity_keys(part.claims, part.specialty, cache, part.la)
     if recs is not None and len(recs):
         ck = recs.drop_duplicates("claim_id")
         ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
@@ -355,13 +358,36 @@ def _window_state(
         pays = [g[3] for g in got if g[3] is not None]
         payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
         tables[name] = base.extended(keys, times, vals, payload)
-    return HistoryState(
+    full = HistoryState(
         tables=tables,
         claim_keys=pd.DataFrame(),
         specialty_of=specialty_of,
         coverage=None,
         next_order=int(offset + len(part.claims)),
     )
+    # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
+    asked = Tables(coder=coder)
+    for name, tab in tables.items():
+        q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
+        asked[name] = tab if q is None else tab.select_keys(q)
+    view = HistoryState(
+        tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=full.next_order
+    )
+    return full, view
+
+
+#: the line keys (``features.engine.tables.line_keys``) each line table is asked by
+_LINE_KEY_OF = {
+    "dup": "dupkey",
+    "sameday": "samekey",
+    "proc": "code_id",
+    "proc_dx": "proc_dx",
+    "proc_pos": "proc_pos",
+    "proc_plan": "proc_plan",
+    "proc_dx1": "proc_dx1",
+    "spec_proc": "spec_proc",
+    "spec_proc_dx1": "spec_proc_dx1",
+}
 
 
 def _fold(state: HistoryState, next_start_day: int | None) -> HistoryState:
@@ -427,6 +453,7 @@ def _final_state(folded: HistoryState, keys: list[pd.DataFrame], coverage: pd.Da
     ck = ck.drop(columns=["_part"], errors="ignore")
     ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
     ck = ck.set_index(pd.Index(ck.pop("claim_id").to_numpy(dtype=object), name="claim_id", dtype=object))
+    ck = ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
     return HistoryState(
         tables=folded.tables,
         claim_keys=ck,
@@ -594,13 +621,14 @@ def feature_table(
     summary = None
     outs = []
     for p in range(P):
-        window = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of)
+        both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of)
         nxt = starts[p + 1] if p + 1 < P else None
-        summary = client.submit(_fold, window, nxt)
+        summary = client.submit(_fold, client.submit(_pick, both, 0), nxt)
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
-            outs.append((p, client.submit(_features, window, parts[p], offsets[p], coverage, rb, sel)))
-        del window
+            view = client.submit(_pick, both, 1)
+            outs.append((p, client.submit(_features, view, parts[p], offsets[p], coverage, rb, sel)))
+        del both
     keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
     final = client.submit(_final_state, summary, keys, coverage)
     if not outs:

@@ -503,6 +503,35 @@ class EventTable:
             compensation=tab.compensation,  # per key: each key keeps its last event
         )
 
+    def select_keys(self, keys: np.ndarray) -> "EventTable":
+        """The events of these keys only (unknown ones ignored), with their prefix rows and compensation as they
+        are: every query of one of these keys is answered as by this table. The delta is merged first."""
+        tab = self
+        if self.n_delta:
+            tab = replace(self, delta=dict(self.delta))
+            tab.merge()
+        if not len(tab.keys):
+            return tab._copy_arrays()
+        pos = tab.key_positions(np.asarray(pd.unique(tab._as_key_array(keys))))
+        pos = np.sort(pos[pos >= 0])
+        counts = np.diff(tab.offsets)[pos]
+        offsets = np.zeros(len(pos) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = tab.offsets[pos]
+        ev = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]), dtype=np.int64)
+        prefix = np.empty((len(ev) + 1, len(tab.columns)), dtype=tab.prefix.dtype)
+        prefix[0] = 0
+        prefix[1:] = tab.prefix[ev + 1]
+        return EventTable(
+            columns=list(tab.columns),
+            keys=tab.keys[pos],
+            offsets=offsets,
+            times=tab.times[ev],
+            prefix=prefix,
+            payload=None if tab.payload is None else tab.payload[ev],
+            compensation=None if tab.compensation is None else tab.compensation[pos],
+        )
+
     def _copy_arrays(self) -> "EventTable":
         """The same table, arrays copied (the delta is empty)."""
         return EventTable(
