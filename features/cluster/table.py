@@ -587,6 +587,9 @@ def feature_table(
             rec_months = client.submit(_rec_months, source).result()
     plan = make_plan(month_list, months)
     P = len(plan.groups)
+    want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]
+    if not any(want):
+        raise RecoupError("no claims submitted in the months asked (since/until)")
     say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
     rb = client.scatter(rulebook, broadcast=True)
     ref = client.submit(_reference_tables, source)
@@ -617,7 +620,6 @@ def feature_table(
     by_claim = [client.submit(_collect, joined, "_part", p) for p in range(P)]
     # the chain of summaries, and the features of each partition
     starts = plan.starts()
-    want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]
     summary = None
     outs = []
     for p in range(P):
@@ -631,8 +633,6 @@ def feature_table(
         del both
     keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
     final = client.submit(_final_state, summary, keys, coverage)
-    if not outs:
-        raise RecoupError("no claims submitted in the months asked (since/until)")
     xs = [client.submit(_x, f) for _, f in outs]
     hs = [client.submit(_hits, f) for _, f in outs]
     cl = [client.submit(_claims, parts[p]) for p, _ in outs]
