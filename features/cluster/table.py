@@ -267,7 +267,7 @@ def _recoupments(source: StoreSource | History, months: list[str] | None) -> pd.
 
 # ---------------------------------------------------------------------- the join of recoupments with claim keys
 def _bucket_of(ids: pd.Series | np.ndarray, buckets: int) -> np.ndarray:
-    h = pd.util.hash_array(np.asarray(ids, dtype=object).astype(str).astype(object))
+    h = pd.util.hash_array(pd.Series(ids).astype(str).to_numpy(dtype=object))
     return (h % np.uint64(buckets)).astype(np.int64)
 
 
@@ -290,13 +290,15 @@ def _join_bucket(keys: list[pd.DataFrame | None], recs: list[pd.DataFrame | None
     if not r or not k:
         return None
     rec = pd.concat(r, ignore_index=True)
-    kf = pd.concat(k, ignore_index=True).drop_duplicates("claim_id", keep="last").set_index("claim_id")
-    ids = rec["claim_id"].astype(str)
-    hit = ids.isin(kf.index).to_numpy()
+    ids = rec["claim_id"].astype(str).to_numpy(dtype=object)
+    wanted = pd.Index(pd.unique(ids))
+    k = [x[wanted.get_indexer(x["claim_id"].to_numpy(dtype=object)) >= 0] for x in k]  # only claims recouped
+    kf = pd.concat(k, ignore_index=True).drop_duplicates("claim_id", keep="last")
+    at = pd.Index(kf["claim_id"].to_numpy(dtype=object)).get_indexer(ids)
+    hit = at >= 0
     rec = rec[hit].reset_index(drop=True)
-    got = kf.loc[ids[hit].to_numpy()].reset_index(drop=True)
     for c in (*KEYED_ENTITIES, "_part"):
-        rec[c] = got[c].to_numpy()
+        rec[c] = kf[c].to_numpy()[at[hit]]
     return rec
 
 
@@ -474,6 +476,10 @@ def _pick(seq: Any, i: int) -> Any:
     return seq[i]
 
 
+def _offset(sizes: list[int]) -> int:
+    return int(sum(sizes))
+
+
 def _size(part: PartData) -> int:
     return len(part.claims)
 
@@ -595,40 +601,44 @@ def feature_table(
     ref = client.submit(_reference_tables, source)
     specialty_of = client.submit(_pick, ref, 0)
     coverage = client.submit(_pick, ref, 1)
-    parts = [client.submit(_part_data, source, g, i, specialty_of, rb) for i, g in enumerate(plan.groups)]
-    sizes = client.gather([client.submit(_size, p) for p in parts])
-    offsets = [int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]])] if sizes else []
+    # the chain first (it is the critical path), then the reads and joins it needs, then the features
+    chain, early = {"priority": 20}, {"priority": 10}
+    parts = [client.submit(_part_data, source, g, i, specialty_of, rb, **early) for i, g in enumerate(plan.groups)]
+    size_f = [client.submit(_size, p, **early) for p in parts]
+    offsets = [client.submit(_offset, size_f[:p], **early) for p in range(P)]  # claims before each partition
     # recoupments by the partition of their date, joined with their claims' keys in buckets
     rp = plan.partition_of_months(np.array(rec_months, dtype=str)) if rec_months else np.zeros(0, dtype=np.int64)
     rec_groups: dict[int, list[str]] = {}
     for m, p in zip(rec_months, rp.tolist()):
         rec_groups.setdefault(int(p), []).append(m)
     rec_frames = [
-        client.submit(_tag, client.submit(_recoupments, source, ms), p) for p, ms in sorted(rec_groups.items())
+        client.submit(_tag, client.submit(_recoupments, source, ms, **early), p, **early)
+        for p, ms in sorted(rec_groups.items())
     ]
-    key_split = [client.submit(_split_keys, p, buckets) for p in parts]
-    rec_split = [client.submit(_split, r, buckets) for r in rec_frames]
+    key_split = [client.submit(_split_keys, p, buckets, **early) for p in parts]
+    rec_split = [client.submit(_split, r, buckets, **early) for r in rec_frames]
     joined = [
         client.submit(
             _join_bucket,
-            [client.submit(_pick, k, b) for k in key_split],
-            [client.submit(_pick, r, b) for r in rec_split],
+            [client.submit(_pick, k, b, **early) for k in key_split],
+            [client.submit(_pick, r, b, **early) for r in rec_split],
+            **early,
         )
         for b in range(buckets)
     ]
-    by_date = [client.submit(_collect, joined, "_rp", p) for p in range(P)]
+    by_date = [client.submit(_collect, joined, "_rp", p, **early) for p in range(P)]
     by_claim = [client.submit(_collect, joined, "_part", p) for p in range(P)]
     # the chain of summaries, and the features of each partition
     starts = plan.starts()
     summary = None
     outs = []
     for p in range(P):
-        both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of)
+        both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of, **chain)
         nxt = starts[p + 1] if p + 1 < P else None
-        summary = client.submit(_fold, client.submit(_pick, both, 0), nxt)
+        summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, **chain)
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
-            view = client.submit(_pick, both, 1)
+            view = client.submit(_pick, both, 1, **chain)
             outs.append((p, client.submit(_features, view, parts[p], offsets[p], coverage, rb, sel)))
         del both
     keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
@@ -642,7 +652,7 @@ def feature_table(
     c_meta = client.submit(_head, cl[0]).result()
     r_meta = client.submit(_rec_meta, rc).result()
     rc = [client.submit(_or_empty, r, r_meta) for r in rc]
-    n = int(sum(sizes))
+    n = int(sum(client.gather(size_f)))
     say(f"feature table on the cluster: {n} claims submitted, {len(outs)} partitions of features")
     return ClusterTable(
         X=_dd(xs, x_meta),
