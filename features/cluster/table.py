@@ -7,9 +7,10 @@ the single process's full state answers it at the partition's claim times:
 
 - ``T_p = build(S_p + the events of partition p)`` (its claims' events, and the recoupments dated in it);
 - ``S_{p+1} = fold(T_p)``: the windowed tables (``patient``, ``provider``: queried 30, 90, 180 and 365 days back)
-  folded before ``a_{p+1} - W`` (:data:`LOOKBACK_DAYS`), every other table before ``a_{p+1}`` (queried only at a
-  claim's own time); the enumerated tables (same-day lines, duplicates) keep every event of the keys active in the
-  last :data:`KEEP_DAYS` days (:meth:`features.engine.state.HistoryState.fold_before`).
+  folded before ``a_{p+1} - W`` (:data:`LOOKBACK_DAYS`), the tables whose events are only summed before ``a_{p+1}``
+  (queried only at a claim's own time); the enumerated tables (same-day lines, duplicates: their earlier events are
+  listed) keep every event, so every partition sees what the full state shows. The end state
+  (:meth:`ClusterTable.state`, for the service) folds their keys quiet for :data:`KEEP_DAYS` days.
 
 The chain ``S_0 -> T_0 -> S_1 -> ...`` is a sequence of small tasks (its size grows with the keys and the window, not
 the history's length); :func:`features.pipeline.compute_features` of each partition's claims against its ``T_p`` runs
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 
 #: W: the longest look-back of any feature (patient claims in the last 365 days) plus a day
 LOOKBACK_DAYS = 366
-#: R: the enumerated tables (same-day lines, duplicates) keep every event of the keys active in the last R days
+#: R: the end state's enumerated tables (same-day lines, duplicates) keep every event of the keys active in the last
+#: R days (one folded event per other key)
 KEEP_DAYS = 365
 #: the tables queried before a claim's own time (windows of 30/365 days: patient; 90/180 days: provider)
 WINDOWED_TABLES = ("patient", "provider")
@@ -392,19 +394,25 @@ _LINE_KEY_OF = {
 }
 
 
-def _fold(state: HistoryState, next_start_day: int | None) -> HistoryState:
+def _fold(state: HistoryState, next_start_day: int | None, keep_days: int | None = None) -> HistoryState:
     """``S_{p+1}``: the windowed tables folded before ``a_{p+1} - W``, the others before ``a_{p+1}`` (everything of
-    T_p when there is no next partition), the enumerated tables keeping their keys active in the last R days."""
+    T_p when there is no next partition); the enumerated tables as they are (``keep_days`` None: their every event
+    is listed again later, as the full state does), else folded but for the keys active in the last ``keep_days``."""
     if next_start_day is None:
         last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
         next_start_day = (last >> 33) + 1
     start = int(time_of_day_start(np.array([next_start_day]))[0])
     window = int(time_of_day_start(np.array([next_start_day - LOOKBACK_DAYS]))[0])
-    keep = int(time_of_day_start(np.array([next_start_day - KEEP_DAYS]))[0])
     folded = {}
     for name, tab in state.tables.items():
-        cutoff = window if name in WINDOWED_TABLES else start
-        folded[name] = tab.fold_before(cutoff, keep if name in ENUMERATED_TABLES else None)
+        if name in ENUMERATED_TABLES:
+            if keep_days is None:
+                folded[name] = tab
+            else:
+                keep = int(time_of_day_start(np.array([next_start_day - keep_days]))[0])
+                folded[name] = tab.fold_before(start, keep)
+            continue
+        folded[name] = tab.fold_before(window if name in WINDOWED_TABLES else start)
     return HistoryState(
         tables=Tables(folded, coder=state.tables.coder),
         claim_keys=pd.DataFrame(),
@@ -449,8 +457,13 @@ def _features(
     return res.X, res.hits
 
 
-def _final_state(folded: HistoryState, keys: list[pd.DataFrame], coverage: pd.DataFrame | None) -> HistoryState:
-    """The state after the last partition (every claim's keys with their times, the coverage)."""
+def _final_state(
+    folded: HistoryState, keys: list[pd.DataFrame], coverage: pd.DataFrame | None, keep_days: int | None
+) -> HistoryState:
+    """The state after the last partition (every claim's keys with their times, the coverage), the enumerated
+    tables folded but for the keys active in the last ``keep_days`` (None: as they are)."""
+    if keep_days is not None:
+        folded = _fold(folded, None, keep_days)
     ck = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame(columns=["claim_id", *KEYED_ENTITIES, "time"])
     ck = ck.drop(columns=["_part"], errors="ignore")
     ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
@@ -532,14 +545,19 @@ class ClusterTable:
     claims: Any
     recoupments: Any
     client: Any
-    _state: Any
+    _end: Any  # (the folded state after the last partition, every partition's claim keys, the coverage)
     n_claims: int
     partitions: int
 
-    def state(self) -> HistoryState:
+    def state(self, keep_days: int | None = KEEP_DAYS) -> HistoryState:
         """The folded state after the last claim (for the bundle): the windowed tables keep their last W days of
-        events, the others one event per key (plus the enumerated tables' recently active keys), every claim's keys."""
-        return self.client.gather(self._state)
+        events, the others one event per key; the enumerated tables (same-day lines, duplicates) every event of
+        their keys active in the last ``keep_days`` (None: every event) and one folded event per other key; every
+        claim's keys. Queries after the last event give the full state's sums."""
+        if keep_days is not None and not 0 <= keep_days <= 100 * 366:
+            raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
+        summary, keys, coverage = self._end
+        return self.client.submit(_final_state, summary, keys, coverage, keep_days).result()
 
 
 def _dd(futures: list, meta: pd.DataFrame):
@@ -642,7 +660,6 @@ def feature_table(
             outs.append((p, client.submit(_features, view, parts[p], offsets[p], coverage, rb, sel)))
         del both
     keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
-    final = client.submit(_final_state, summary, keys, coverage)
     xs = [client.submit(_x, f) for _, f in outs]
     hs = [client.submit(_hits, f) for _, f in outs]
     cl = [client.submit(_claims, parts[p]) for p, _ in outs]
@@ -660,7 +677,7 @@ def feature_table(
         claims=_dd(cl, c_meta),
         recoupments=_dd(rc, r_meta),
         client=client,
-        _state=final,
+        _end=(summary, keys, coverage),
         n_claims=n,
         partitions=len(outs),
     )

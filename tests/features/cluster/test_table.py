@@ -126,6 +126,12 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
             a = np.sort(full.query(full.keys.to_numpy(), np.full(len(full.keys), t_end))[0], axis=0)
             b = np.sort(small_tab.query(small_tab.keys.to_numpy(), np.full(len(small_tab.keys), t_end))[0], axis=0)
             assert np.array_equal(a, b), name
+    # the enumerated tables: every event when asked (what each partition's state holds), quiet keys folded by default
+    whole = table.state(keep_days=None)
+    for name in ("dup", "sameday"):
+        assert len(whole.tables[name].times) == len(state.tables[name].times) > len(end.tables[name].times)
+    with pytest.raises(RecoupError, match="keep_days"):
+        table.state(keep_days=-1)
 
 
 def test_months_since_until_and_a_history_folder(client, small):
