@@ -108,10 +108,12 @@ def child_features(history: str) -> None:
     h = load_history(history)
     after_load = proc_status()["rss_gb"]
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds()
     res, state = build_feature_table(h, load_rulebook())
     emit(
         {
             "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(cpu_seconds() - cpu0, 1),
             "rss_after_load_gb": after_load,
             "rows": len(res.X),
             "columns": res.X.shape[1],
@@ -212,14 +214,32 @@ def child_serve(bundle_dir: str, journal_dir: str) -> None:
     )
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
 def _vm_hwm_gb() -> dict[str, float]:
-    """This process's peak and current resident memory (GB), run inside each Dask process."""
-    out = {}
+    """This process's peak and current resident memory (GB) and CPU seconds, run inside each Dask process."""
+    out = {"cpu_seconds": cpu_seconds()}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, rest = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             out[key] = round(int(rest.split()[0]) * 1024 / 1e9, 3)
-    return {"pid": os.getpid(), "peak_rss_gb": out.get("VmHWM", 0.0), "rss_gb": out.get("VmRSS", 0.0)}
+    return {
+        "pid": os.getpid(),
+        "peak_rss_gb": out.get("VmHWM", 0.0),
+        "rss_gb": out.get("VmRSS", 0.0),
+        "cpu_seconds": out["cpu_seconds"],
+    }
+
+
+def _warm_up() -> None:
+    import features.cluster.table  # noqa: F401
+    import features.pipeline  # noqa: F401
 
 
 def child_cluster(store: str, spec: str, months: int) -> None:
@@ -231,10 +251,16 @@ def child_cluster(store: str, spec: str, months: int) -> None:
     from features.cluster.table import feature_table
 
     with connect(spec) as client:
+        client.run(_warm_up)  # the workers' imports: start-up, not the table's work
+        cpu0 = {w["pid"]: w["cpu_seconds"] for w in client.run(_vm_hwm_gb).values()}
+        cpu_client0 = cpu_seconds()
         t0 = time.perf_counter()
         table = feature_table(client, store, months=months)
         rows = int(table.X.map_partitions(len).compute().sum())
         features_s = time.perf_counter() - t0
+        busy = client.run(_vm_hwm_gb)
+        cpu = round(sum(w["cpu_seconds"] - cpu0.get(w["pid"], 0.0) for w in busy.values()), 1)
+        cpu_client = round(cpu_seconds() - cpu_client0, 1)
         t0 = time.perf_counter()
         state = table.state()
         state_s = time.perf_counter() - t0
@@ -243,6 +269,8 @@ def child_cluster(store: str, spec: str, months: int) -> None:
         emit(
             {
                 "seconds": round(features_s, 1),
+                "cpu_seconds_workers": cpu,
+                "cpu_seconds_client_and_scheduler": cpu_client,
                 "state_seconds": round(state_s, 1),
                 "rows": rows,
                 "partitions": table.partitions,

@@ -195,6 +195,29 @@ def _reference_tables(source: StoreSource | History) -> tuple[dict[str, str], pd
     return specialty_of, coverage
 
 
+def _frame_bytes(df: pd.DataFrame) -> int:
+    """A frame's memory, text cells counted at ~60 bytes (no per-cell walk: Dask asks often)."""
+    if not isinstance(df, pd.DataFrame):
+        return 0
+    n = int(df.memory_usage(index=True, deep=False).sum())
+    return n + 60 * len(df) * sum(1 for t in df.dtypes if t.kind == "O")
+
+
+def _table_bytes(tab: EventTable) -> int:
+    arrays = [tab.times, tab.offsets, tab.prefix] + [a for a in (tab.payload, tab.compensation) if a is not None]
+    n = sum(a.nbytes for a in arrays) + 8 * len(tab.keys)
+    return n + (60 * len(tab.keys) if tab.keys.dtype == object else 0)
+
+
+class ChainState(HistoryState):
+    """A state of the chain (``T_p``, its view, ``S_p``) that tells Dask its size (for spilling to disk)."""
+
+    def __sizeof__(self) -> int:
+        return sum(_table_bytes(t) for t in self.tables.values()) + sum(
+            8 * len(v) for v in self.tables.coder.vocabs.values()
+        )
+
+
 @dataclass
 class PartData:
     """One partition's claims, lines, line frame, order within the partition, specialties and entity keys."""
@@ -207,6 +230,9 @@ class PartData:
     keys: pd.DataFrame  # claim_id, KEYED_ENTITIES, _part
     first_month: str = ""
     extra: dict = field(default_factory=dict)
+
+    def __sizeof__(self) -> int:  # what Dask's memory manager counts (spilling): the frames' memory
+        return sum(_frame_bytes(f) for f in (self.claims, self.lines, self.la, self.keys)) + 16 * len(self.claims)
 
 
 def _part_data(
@@ -362,7 +388,7 @@ def _window_state(
         pays = [g[3] for g in got if g[3] is not None]
         payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
         tables[name] = base.extended(keys, times, vals, payload)
-    full = HistoryState(
+    full = ChainState(
         tables=tables,
         claim_keys=pd.DataFrame(),
         specialty_of=specialty_of,
@@ -374,7 +400,7 @@ def _window_state(
     for name, tab in tables.items():
         q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
         asked[name] = tab if q is None else tab.select_keys(q)
-    view = HistoryState(
+    view = ChainState(
         tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=full.next_order
     )
     return full, view
@@ -413,7 +439,7 @@ def _fold(state: HistoryState, next_start_day: int | None, keep_days: int | None
                 folded[name] = tab.fold_before(start, keep)
             continue
         folded[name] = tab.fold_before(window if name in WINDOWED_TABLES else start)
-    return HistoryState(
+    return ChainState(
         tables=Tables(folded, coder=state.tables.coder),
         claim_keys=pd.DataFrame(),
         specialty_of=state.specialty_of,
