@@ -5,19 +5,21 @@ Time partitions with a carried summary ("a prefix scan over time"). The claims a
 partitions ``p`` of ``months`` months, ``[a_p, b_p)``. Each partition's state ``T_p`` holds every event table as
 the single process's full state answers it at the partition's claim times:
 
-- ``T_p = build(S_p + the events of partition p)`` (its claims' events, and the recoupments dated in it);
+- ``T_p = S_p`` extended by the events of partition p (its claims' events, and the recoupments dated in it:
+  :meth:`EventTable.extended` continues each key's running sums from the summary's, bitwise);
 - ``S_{p+1} = fold(T_p)``: the windowed tables (``patient``, ``provider``: queried 30, 90, 180 and 365 days back)
   folded before ``a_{p+1} - W`` (:data:`LOOKBACK_DAYS`), the tables whose events are only summed before ``a_{p+1}``
   (queried only at a claim's own time); the enumerated tables (same-day lines, duplicates: their earlier events are
   listed) keep every event, so every partition sees what the full state shows. The end state
   (:meth:`ClusterTable.state`, for the service) folds their keys quiet for :data:`KEEP_DAYS` days.
 
-The chain ``S_0 -> T_0 -> S_1 -> ...`` is a sequence of small tasks (its size grows with the keys and the window, not
-the history's length); :func:`features.pipeline.compute_features` of each partition's claims against its ``T_p`` runs
-in parallel tasks. Partitions are read from the store by month (a plain store: one version per claim, no 835 part),
-each task reading only its months. Recoupments get their claim's entity keys by a hash join on claim_id in
-:data:`BUCKETS` buckets. The within-day order is the single process's: each claim's order is the number of claims
-before its month plus its rank by (submitted date, row position) within the months read in manifest order.
+The chain ``S_0 -> T_0 -> S_1 -> ...`` is a sequence of tasks (its state grows with the keys and the window, and
+with the lines of the enumerated tables); :func:`features.pipeline.compute_features` of each partition's claims
+against a view of its ``T_p`` (the keys they ask) runs in parallel tasks. Partitions are read from the store by
+month (a plain store: one version per claim, no 835 part), each task reading only its months. Recoupments get their
+claim's entity keys by a hash join on claim_id in :data:`BUCKETS` buckets. The within-day order is the single
+process's: each claim's order is the number of claims in earlier partitions plus its rank by (submitted date, row
+position) within its months, read in manifest order.
 """
 
 from __future__ import annotations
