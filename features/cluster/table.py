@@ -118,10 +118,10 @@ def _store_source(store: Path) -> StoreSource | None:
     """The store's parts when its contract view is its rows as stored (one version per claim, no 835 part), else
     None."""
     from features.store import manifest as mf
-    from features.store.read import _plain
+    from features.store.read import plain_parts
 
     with mf.store_errors(store):
-        if _plain(store) is None:
+        if plain_parts(store) is None:
             return None
         conn = mf.connect(store, readonly=True)
         try:
@@ -158,37 +158,21 @@ def _typed(raw: pd.DataFrame, table: str) -> pd.DataFrame:
 def _read_parts(store: str, parts: list[Any], filter_ids: Any = None) -> pd.DataFrame | None:
     """Rows of these parts (in their manifest order), optionally only those of some claim ids, as read_store reads
     them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from features.store.read import _read_table, _to_pandas
+    from features.store.read import read_part_rows
 
     if not parts:
         return None
-    t = _read_table(Path(store), parts)
-    if filter_ids is not None:
-        t = t.filter(pc.is_in(t["claim_id"], value_set=pa.array(filter_ids, type=t["claim_id"].type)))
-    return _to_pandas(t, private=False)
+    return read_part_rows(store, parts, filter_ids)
 
 
 def _reference_tables(source: StoreSource | History) -> tuple[dict[str, str], pd.DataFrame | None]:
     """(specialty of each NPI, coverage spans): read once, small next to the claims."""
-    from features.store.read import _coverage, _latest, _read_table, _to_pandas
-
     if isinstance(source, History):
         providers, coverage = source.providers, source.coverage
     else:
-        store = Path(source.path)
-        providers = (
-            _typed(_to_pandas(_latest(_read_table(store, source.providers), "npi"), private=False), "providers")
-            if source.providers
-            else None
-        )
-        coverage = (
-            _typed(_to_pandas(_coverage(_read_table(store, source.coverage)), private=False), "coverage")
-            if source.coverage
-            else None
-        )
+        raw_p, raw_c = _read_parts(source.path, source.providers), _read_parts(source.path, source.coverage)
+        providers = None if raw_p is None else _typed(raw_p, "providers")
+        coverage = None if raw_c is None else _typed(raw_c, "coverage")
     specialty_of: dict[str, str] = {}
     if providers is not None and len(providers):
         specialty_of = dict(
@@ -611,11 +595,11 @@ def feature_table(
     """The feature table of ``data`` (a store, a contract history folder, or a loaded History) computed on the
     cluster of ``client``: the claims submitted in ``since``..``until`` (months YYYY-MM; default all) as known at
     their submission (the history before ``since`` is read for the state). ``months``: months per partition."""
-    from features.store.read import _month
+    from features.store.read import month_argument
 
     say = progress or (lambda msg: log.info(msg))
     rulebook = rulebook or load_rulebook()
-    lo, hi = _month(since, "since"), _month(until, "until")
+    lo, hi = month_argument(since, "since"), month_argument(until, "until")
     if not 1 <= buckets <= 1024:
         raise RecoupError(f"buckets: expected 1 to 1024, got {buckets}")
     source: Any
