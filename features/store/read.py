@@ -308,3 +308,30 @@ def _read_store(store: Path, since: str | None, until: str | None, max_shown: in
     history = apply_reviews(validate_frames(tables, max_shown=max_shown))[0]
     history.source = str(store)
     return history
+
+
+# ---------------------------------------------------------------------- reading by partition (features.cluster.table)
+def plain_parts(store: str | Path) -> dict[str, list[mf.Part]] | None:
+    """The live parts of each contract table when the store's contract view is its rows as stored (one version per
+    claim_id, no 835 part: nothing to resolve across months), else None. Such a store can be read month by month."""
+    return _plain(Path(store))
+
+
+def read_part_rows(store: str | Path, parts: list[mf.Part], claim_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows of these parts in the contract's columns (raw, for the contract's checks), in the order a full read
+    gives them; only those of ``claim_ids`` when given. For the providers and coverage: latest per NPI, deduplicated,
+    as a full read."""
+    t = _read_table(Path(store), parts)
+    if claim_ids is not None:
+        t = t.filter(pc.is_in(t["claim_id"], value_set=pa.array(claim_ids, type=t["claim_id"].type)))
+    table = Path(parts[0].file).parts[0] if parts else ""
+    if table == "providers":
+        t = _latest(t, "npi")
+    elif table == "coverage":
+        t = _coverage(t)
+    return _to_pandas(t, private=False)
+
+
+def month_argument(value: str | None, name: str) -> str | None:
+    """A month option (YYYY-MM, or a date: its month) checked; None stays None."""
+    return _month(value, name)
