@@ -433,6 +433,82 @@ class EventTable:
         extra = [p for tt, _, p in self.delta.get(key, ()) if tt < t]
         return idx, np.array(extra, dtype=object)
 
+    # ------------------------------------------------------------------ folding
+    def fold_before(self, cutoff: int, keep_keys_since: int | None = None) -> "EventTable":
+        """A smaller table answering every query at ``T >= cutoff`` as this one does (bitwise).
+
+        Per key, the events with time < ``cutoff`` become ONE event at the time of the latest of them,
+        with that event's payload and the key's running sum there as its prefix row (the same stored
+        number, int32 or float64: no re-summing). The later events keep their prefix rows as they are, so a
+        query at ``T >= cutoff`` reads the same rows. Keys with an event at or after ``keep_keys_since``
+        keep all their events (for the tables whose events are enumerated: same-day lines, duplicates).
+        What differs: queries before ``cutoff``, and enumerations (:meth:`payloads_before`, looking before
+        a key's latest event) of a folded key with several folded events. The delta is merged into the
+        result (this table is left as it is). The folded event's own value (:meth:`_own_values`,
+        :meth:`to_frame`) is the running sum; a table rebuilt from own values (:meth:`build`) gets the
+        same running sums for integer-valued columns (counts) and sums within rounding for the others
+        (the grouped cumulative sum is Kahan-compensated and the compensation is not carried)."""
+        tab = self
+        if self.n_delta:
+            tab = EventTable(
+                columns=list(self.columns),
+                keys=self.keys,
+                offsets=self.offsets,
+                times=self.times,
+                prefix=self.prefix,
+                payload=self.payload,
+                delta=dict(self.delta),
+                n_delta=self.n_delta,
+            )
+            tab.merge()
+        counts = np.diff(tab.offsets)
+        n_keys = len(counts)
+        starts = tab.offsets[:-1]
+        # events before the cutoff are a leading run of each key (times sorted within a key)
+        n_before = np.zeros(n_keys, dtype=np.int64)
+        if n_keys:
+            seg = np.repeat(np.arange(n_keys, dtype=np.int64), counts)
+            n_before = np.bincount(seg, weights=(tab.times < cutoff), minlength=n_keys).astype(np.int64)
+            del seg
+        fold = n_before > 1  # a single folded event is that event (its own value is its running sum)
+        if keep_keys_since is not None and n_keys:
+            last_time = tab.times[np.maximum(tab.offsets[1:] - 1, 0)]
+            fold &= ~((counts > 0) & (last_time >= keep_keys_since))
+        if not fold.any():
+            return tab if tab is not self else self._copy_arrays()
+        # keep: every event but the folded ones other than each key's latest folded one
+        drop_len = np.where(fold, n_before - 1, 0)
+        ev_key_start = np.repeat(starts, counts)
+        nth = np.arange(len(tab.times), dtype=np.int64) - ev_key_start
+        keep = nth >= np.repeat(drop_len, counts)
+        del ev_key_start, nth
+        idx = np.flatnonzero(keep)
+        new_counts = counts - drop_len
+        offsets = np.zeros(n_keys + 1, dtype=np.int64)
+        np.cumsum(new_counts, out=offsets[1:])
+        prefix = np.empty((len(idx) + 1, len(tab.columns)), dtype=tab.prefix.dtype)
+        prefix[0] = 0
+        prefix[1:] = tab.prefix[idx + 1]
+        return EventTable(
+            columns=list(tab.columns),
+            keys=tab.keys,
+            offsets=offsets,
+            times=tab.times[idx],
+            prefix=prefix,
+            payload=None if tab.payload is None else tab.payload[idx],
+        )
+
+    def _copy_arrays(self) -> "EventTable":
+        """The same table, arrays copied (the delta is empty)."""
+        return EventTable(
+            columns=list(self.columns),
+            keys=self.keys,
+            offsets=self.offsets.copy(),
+            times=self.times.copy(),
+            prefix=self.prefix.copy(),
+            payload=None if self.payload is None else self.payload.copy(),
+        )
+
     # ------------------------------------------------------------------ persistence
     def to_frame(self) -> pd.DataFrame:
         self.merge()

@@ -54,6 +54,9 @@ _ENTITY_TABLES = (*KEYED_ENTITIES, "all")
 #: the identity of a recoupment (the same one read twice is counted once): these columns, joined
 RECOUPMENT_KEY = ("claim_id", "recouped_date", "recouped_amount", "cause")
 _KEY_SEP = "\x1f"
+#: tables whose events are enumerated, not only summed (``payloads_before`` of same-day lines; the duplicate
+#: check looks before a claim's own event): a fold keeps every event of their recently active keys
+ENUMERATED_TABLES = ("sameday", "dup")
 
 # the compact state the service loads (:meth:`HistoryState.compact`; docs/scale.md, "The service's state")
 #: the longest look-back of any history feature: the patient's claims in the last 365 days
@@ -216,6 +219,39 @@ class HistoryState:
         if not found:
             return self.coverage.iloc[0:0]
         return self.coverage.iloc[np.concatenate(found)]
+
+    # ------------------------------------------------------------------ folding
+    def fold_before(
+        self, cutoff: int, keep_keys_since: int | None = None, keep_claims_since: int | None = None
+    ) -> "HistoryState":
+        """The state answering every feature query at ``T >= cutoff`` as this one does: each event table
+        folded (:meth:`EventTable.fold_before`); the enumerated tables (:data:`ENUMERATED_TABLES`) keep
+        every event of the keys active since ``keep_keys_since``. What a state needs besides its tables:
+        the key coder (kept whole: its vocabularies grow with the number of distinct values, not events),
+        the providers' specialties (kept: one per NPI) and the coverage spans (kept: a claim may be
+        submitted long after its service dates, whose spans are read). The claim keys are needed only to
+        attribute recoupments of known claims and to tell replacements online: those with a time before
+        ``keep_claims_since`` are left out when it is given (time -1, unknown, kept)."""
+        tables = Tables(
+            {
+                name: tab.fold_before(cutoff, keep_keys_since if name in ENUMERATED_TABLES else None)
+                for name, tab in self.tables.items()
+            },
+            coder=self._coder(),
+        )
+        keys = self.all_claim_keys()
+        if keep_claims_since is not None and len(keys) and "time" in keys.columns:
+            t = keys["time"].to_numpy(dtype=np.int64)
+            keys = keys[(t >= keep_claims_since) | (t < 0)]
+        return HistoryState(
+            tables=tables,
+            claim_keys=keys,
+            specialty_of=dict(self.specialty_of),
+            coverage=self.coverage,
+            next_order=self.next_order,
+            recoupment_seen=set(self.recoupment_seen),
+            refresh_info=dict(self.refresh_info),
+        )
 
     # ------------------------------------------------------------------ updating
     def add_claims(
