@@ -400,7 +400,7 @@ class HistoryState:
                 tables[name] = _recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
             if "dup" in tables:
                 _renumber_sameday(tables["dup"], coder)
-            t = keys["time"].to_numpy(dtype=np.int64)
+            t = keys["time"].to_numpy(dtype=np.int64, copy=True)
             old = (t >= 0) & (t < cutoff)
             keys.loc[old, "content_hash"] = 0
             keys.loc[old, "time"] = -1

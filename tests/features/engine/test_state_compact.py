@@ -110,13 +110,15 @@ def test_new_claims_get_the_full_states_features(history, states, rb):
 
 def test_the_compact_state_is_smaller_and_says_how_it_was_made(history, states):
     full, compact = states
-    end = history.claims["submitted_date"].max().normalize()
+    end = full.latest_day()  # the latest claim or recoupment
+    assert end is not None
     info = compact.compaction
     assert info["last_day"] == str(end.date()) and info["retention_days"] == 400
     assert info["exact_from"] == str((end - (400 - LOOKBACK_DAYS) * DAYS).date())
     assert not full.compaction
     for name, t in compact.tables.items():
-        assert len(t.times) < len(full.tables[name].times) / 2, name
+        few_keys = len(full.tables[name].keys) < 500  # global and per-procedure sums: a third of the events
+        assert len(t.times) < len(full.tables[name].times) / (2 if few_keys else 1), name
         assert len(t.keys) <= len(full.tables[name].keys), name
     assert len(compact.tables.coder.vocabs["sameday"]) < len(full.tables.coder.vocabs["sameday"])
     # versions only inside the window; every claim of these three years still attributable to recoupments
@@ -190,8 +192,11 @@ def test_old_service_dates_and_old_claims_follow_the_retention_rules(history, st
     # the compact one does not compare it (its keys were dropped)
     late = _renamed(history, old_ids, "LATE", end + 3 * DAYS, move_service=False)
     a, b = compute_features(*late, full, rb), compute_features(*late, compact, rb)
-    assert (a.X["dup_lines_matched"] > 0).all() and (b.X["dup_lines_matched"] == 0).all()
-    assert (b.X["sameday_prior_lines"] == 0).all()
+    assert (a.X["dup_lines_matched"] > 0).all()
+    # kept only where the same service date and code came again since the cutoff (a resubmission)
+    seen = b.X["dup_lines_matched"] > 0
+    assert (~seen).sum() >= 30 and (b.X.loc[~seen, "sameday_prior_lines"] == 0).all()
+    pd.testing.assert_frame_equal(a.X[seen], b.X[seen], check_exact=True)
     # its other features (entity sums, windows, procedure lines) are the full state's
     same = [c for c in a.X.columns if not c.startswith(("dup_", "sameday", "ptp_cross"))]
     pd.testing.assert_frame_equal(a.X[same], b.X[same], check_exact=True)
@@ -208,7 +213,8 @@ def test_old_service_dates_and_old_claims_follow_the_retention_rules(history, st
 def test_claims_beyond_the_recoupment_window_are_dropped(history, states, rb):
     full, _ = states
     small = full.compact(recoupment_days=600)
-    end = history.claims["submitted_date"].max().normalize()
+    end = full.latest_day()
+    assert end is not None
     sub = history.claims.set_index("claim_id")["submitted_date"]
     gone = sub[sub < end - 600 * DAYS].index
     assert small.compaction["claims_dropped"] == len(gone) > 0
