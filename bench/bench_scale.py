@@ -3,7 +3,7 @@
 Usage::
 
     python bench/bench_scale.py [--claims 1000000 300000] [--seed 11] [--history-dir DIR]
-        [--n-estimators 20] [--skip-train] [--out bench/results/scale_baseline.json]
+        [--n-estimators 20] [--skip-train | --service-only] [--out bench/results/scale_baseline.json]
 
 For each ``--claims`` size, the synthetic generator's history (a cached Parquet folder
 ``history_<n>_s<seed>`` read from ``--history-dir``, else generated into ``--cache``) goes through
@@ -16,7 +16,10 @@ these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/s
   ``state.save(bundle/state)``); the state's size on disk and per event table (keys, events, array bytes);
 - ``serve``: in a fresh process, the service's start path (``Scorer.from_dir(bundle, journal_dir=...)``
   + ``warm_up``, as ``serving.service`` does, without BentoML's HTTP layer), then one claim scored
-  (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS.
+  (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS;
+- ``compact`` then ``serve`` again: the full state of the ``train`` step made compact as training now saves
+  it (``HistoryState.compact``, docs/scale.md "The service's state") into a copy of the bundle, and the same
+  service start with it (``serve_compact``). ``--service-only`` skips ``load`` and ``features``.
 
 Load averages (``os.getloadavg``) are written before and after each step. Prints one line per step and
 writes all figures as JSON to ``--out``.
@@ -206,12 +209,45 @@ def child_serve(bundle_dir: str, journal_dir: str) -> None:
     )
 
 
+def child_compact(bundle_dir: str, out_dir: str) -> None:
+    """The bundle's full state loaded, made compact and saved into a copy of the bundle at ``out_dir``."""
+    from features.engine.state import HistoryState
+
+    src, out = Path(bundle_dir), Path(out_dir)
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("state"))
+    full = HistoryState.load(src / "state")
+    t0 = time.perf_counter()
+    compact = full.compact()
+    compact_s = time.perf_counter() - t0
+    compact.save(out / "state")
+    emit(
+        {
+            "compact_seconds": round(compact_s, 1),
+            "state_on_disk_mb": round(dir_bytes(out / "state") / 1e6, 1),
+            "state_claim_keys": len(compact.all_claim_keys()),
+            "compaction": compact.compaction,
+            "state_tables": table_sizes(compact),
+            **proc_status(),
+        }
+    )
+
+
+def bench_service_compact(tmp: Path, bundle: Path) -> dict:
+    """``compact`` and ``serve_compact``: the service started with the compact state (a copy of the bundle)."""
+    compact = tmp / "bundle_compact"
+    fig = {"compact": run_step("compact", bundle, compact)}
+    if "failed" not in fig["compact"]:
+        fig["serve_compact"] = run_step("serve", compact, tmp / "journal_compact")
+    return fig
+
+
 CHILDREN = {
     "generate": lambda a: child_generate(int(a[0]), int(a[1]), a[2]),
     "load": lambda a: child_load(a[0]),
     "features": lambda a: child_features(a[0]),
     "train": lambda a: child_train(a[0], a[1], int(a[2])),
     "serve": lambda a: child_serve(a[0], a[1]),
+    "compact": lambda a: child_compact(a[0], a[1]),
 }
 
 
@@ -251,8 +287,9 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
     fig: dict = {"claims_asked": n, "history": str(folder)}
     if generated is not None:
         fig["generate"] = generated
-    fig["load"] = run_step("load", folder)
-    fig["features"] = run_step("features", folder)
+    if not args.service_only:
+        fig["load"] = run_step("load", folder)
+        fig["features"] = run_step("features", folder)
     if args.skip_train:
         return fig
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
@@ -260,6 +297,7 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         fig["train"] = run_step("train", folder, bundle, args.n_estimators)
         if "failed" not in fig["train"]:
             fig["serve"] = run_step("serve", bundle, Path(tmp) / "journal")
+            fig.update(bench_service_compact(Path(tmp), bundle))
     return fig
 
 
@@ -285,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         "--n-estimators", type=int, default=20, help="trees of the likelihood model (cause model: half, >= 10)"
     )
     ap.add_argument("--skip-train", action="store_true", help="only load and feature table (no model, no service)")
+    ap.add_argument(
+        "--service-only", action="store_true", help="only training and the service (full, then compact state)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON to this file")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

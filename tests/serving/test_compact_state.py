@@ -83,3 +83,36 @@ def test_the_service_scores_as_with_the_full_state(trained, rb):
     later = recent_claims(h, 40, "LATER", 15, skip=10)
     both(later, record=False)
     both(later)
+
+
+def test_a_refresh_and_its_journal_replay_on_the_compact_state(trained, rb, tmp_path):
+    """A model as of 120 days before the history's end: the refresh adds the claims and recoupments since
+    (recoupments of claims older than the retention window too) to the full and the compact state alike,
+    and a second worker replays it from the journal onto the compact state."""
+    from features.model.outcomes import truncate_history
+    from serving.refresh import HistoryFolder, refresh
+
+    h = trained["history"]
+    end = h.claims["submitted_date"].max()
+    cut = end - pd.Timedelta(days=120)
+    bundle = ModelBundle.load(trained["bundle_dir"])
+    bundle.meta["as_of"] = str(cut.date())
+    full = HistoryState.from_history(truncate_history(h, cut), rb)
+    for name, state in (("full", full), ("compact", full.compact())):
+        bundle.save(tmp_path / name)
+        state.save(tmp_path / name / "state")
+    scorers = [Scorer.from_dir(tmp_path / n, journal_dir=tmp_path / f"j-{n}") for n in ("full", "compact")]
+    try:
+        outcomes = [refresh(s, HistoryFolder(trained["data_dir"]), now=end + pd.Timedelta(days=1)) for s in scorers]
+        assert outcomes[0]["outcome"] == outcomes[1]["outcome"] == "ok"
+        for k in ("added_claims", "added_recoupments"):
+            assert outcomes[0][k] == outcomes[1][k] > 0, k
+        second = Scorer.from_dir(tmp_path / "compact", journal_dir=tmp_path / "j-compact")  # another worker
+        probe = recent_claims(h, 40, "AFTER", 5, skip=0)
+        want = _score(scorers[0], probe, record=False)
+        for s in (scorers[1], second):
+            _same(_score(s, probe, record=False), want)
+        second.close()
+    finally:
+        for s in scorers:
+            s.close()
