@@ -32,7 +32,15 @@ from features.outputs import fsync_dir
 from features.contract import History
 from features.errors import RecoupError
 from features.engine.arrays import SMALL
-from features.engine.events import EventTable, Vocab, day_number, day_of_time, pack, time_of_day_start
+from features.engine.events import (
+    EventTable,
+    Vocab,
+    day_number,
+    day_of_time,
+    pack,
+    release_memory,
+    time_of_day_start,
+)
 from features.engine.lines import prepare_lines
 from features.engine.tables import (
     KEYED_ENTITIES,
@@ -564,6 +572,7 @@ class HistoryState:
         seen: set[str] = set()
         if manifest.get("has_recoupment_seen"):
             seen = set(pd.read_parquet(directory / "recoupment_seen.parquet")["key"].tolist())
+        release_memory()  # the Parquet reads' and the builds' temporaries: back to the OS (the service's RSS)
         return cls(
             tables=tables,
             claim_keys=keys,
