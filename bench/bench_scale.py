@@ -19,7 +19,10 @@ these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/s
   (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS;
 - ``compact`` then ``serve`` again: the full state of the ``train`` step made compact as training now saves
   it (``HistoryState.compact``, docs/scale.md "The service's state") into a copy of the bundle, and the same
-  service start with it (``serve_compact``). ``--service-only`` skips ``load`` and ``features``.
+  service start with it (``serve_compact``). ``--service-only`` skips ``load`` and ``features``;
+- ``span`` (``--state-span``): the states (full and compact) of the last 1, 2 and 3 years of the history, the
+  same claims per day: events, array bytes, claim keys and size on disk (how each grows with the history's
+  length in time).
 
 Load averages (``os.getloadavg``) are written before and after each step. Prints one line per step and
 writes all figures as JSON to ``--out``.
@@ -232,6 +235,46 @@ def child_compact(bundle_dir: str, out_dir: str) -> None:
     )
 
 
+def child_span(history: str, years: str) -> None:
+    """Full and compact states of the history's last ``years`` (comma-separated) years: their sizes."""
+    import pandas as pd
+
+    from features.contract import History, load_history
+    from features.engine.state import HistoryState
+    from features.rulebook import load_rulebook
+
+    h = load_history(history)
+    rb = load_rulebook()
+    end = h.claims["submitted_date"].max()
+    out = []
+    for y in [int(v) for v in years.split(",")]:
+        claims = h.claims[h.claims["submitted_date"] > end - pd.Timedelta(days=365 * y)].reset_index(drop=True)
+        ids = claims["claim_id"]
+        rec = None if h.recoupments is None else h.recoupments[h.recoupments["claim_id"].isin(ids)]
+        part = History(
+            claims=claims,
+            claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
+            coverage=h.coverage,
+            providers=h.providers,
+            recoupments=rec,
+        )
+        full = HistoryState.from_history(part, rb)
+        fig: dict = {"years": y, "claims": len(claims)}
+        with tempfile.TemporaryDirectory(prefix="bench_span_") as tmp:
+            for name, st in (("full", full), ("compact", full.compact())):
+                st.save(Path(tmp) / name)
+                sizes = table_sizes(st)
+                fig[name] = {
+                    "events": sum(t["events"] for t in sizes.values()),
+                    "array_mb": round(sum(t["array_mb"] for t in sizes.values()), 1),
+                    "claim_keys": len(st.all_claim_keys()),
+                    "on_disk_mb": round(dir_bytes(Path(tmp) / name) / 1e6, 1),
+                }
+        del full
+        out.append(fig)
+    emit({"spans": out, **proc_status()})
+
+
 def bench_service_compact(tmp: Path, bundle: Path) -> dict:
     """``compact`` and ``serve_compact``: the service started with the compact state (a copy of the bundle)."""
     compact = tmp / "bundle_compact"
@@ -248,6 +291,7 @@ CHILDREN = {
     "train": lambda a: child_train(a[0], a[1], int(a[2])),
     "serve": lambda a: child_serve(a[0], a[1]),
     "compact": lambda a: child_compact(a[0], a[1]),
+    "span": lambda a: child_span(a[0], a[1]),
 }
 
 
@@ -290,6 +334,8 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
     if not args.service_only:
         fig["load"] = run_step("load", folder)
         fig["features"] = run_step("features", folder)
+    if args.state_span:
+        fig["span"] = run_step("span", folder, "1,2,3")
     if args.skip_train:
         return fig
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
@@ -325,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-train", action="store_true", help="only load and feature table (no model, no service)")
     ap.add_argument(
         "--service-only", action="store_true", help="only training and the service (full, then compact state)"
+    )
+    ap.add_argument(
+        "--state-span", action="store_true", help="also the full and compact states of the last 1, 2, 3 years"
     )
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON to this file")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
