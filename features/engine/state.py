@@ -12,6 +12,11 @@ Claims recorded online keep their *version*: a content hash (given by the caller
 recorded again) from a replacement (same id, new content: the previous version is superseded, see
 :meth:`HistoryState.add_claims`). Claims of the training history have no hash (0: unknown).
 
+The service asks only after the state's last event, so the state saved with a model is compact
+(:meth:`HistoryState.compact`): old events folded into per-key summaries, old service-date keys dropped, claim
+versions kept for a window; it grows with the number of keys and the recent window, not the history's length
+(docs/scale.md, "The service's state").
+
 A saved state holds claims (patient ids included): :meth:`HistoryState.save` writes it atomically
 (temporary folder, fsync, rename) with files 0600 in a folder 0700 (:func:`make_private`).
 """
