@@ -401,16 +401,17 @@ class HistoryState:
         last = self.latest_day()
         tables = Tables(coder=coder)
         info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
-        if last is None:  # nothing to fold
-            for name, table in self.tables.items():
-                table.merge()
-                tables[name] = table
-        else:
-            last_day = int(day_number(np.array([last.to_datetime64()]))[0])
-            cutoff = int(time_of_day_start(np.array([last_day - retention_days]))[0])
-            for name, table in self.tables.items():
-                table.merge()
-                tables[name] = _recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+        # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
+        last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
+        cutoff = (
+            np.iinfo(np.int64).min
+            if last_day is None
+            else int(time_of_day_start(np.array([last_day - retention_days]))[0])
+        )
+        for name, table in self.tables.items():
+            table.merge()
+            tables[name] = _recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+        if last is not None and last_day is not None:
             if "dup" in tables:
                 _renumber_sameday(tables["dup"], coder)
             t = keys["time"].to_numpy(dtype=np.int64, copy=True)

@@ -243,3 +243,4 @@ def test_an_empty_state_compacts_to_an_empty_state(rb):
     small = state.compact()
     assert small.latest_day() is None and not len(small.all_claim_keys())
     assert np.all([len(t.times) == 0 for t in small.tables.values()])
+    assert not any(small.tables[n] is t for n, t in state.tables.items())  # its own tables
