@@ -244,3 +244,19 @@ def test_an_empty_state_compacts_to_an_empty_state(rb):
     assert small.latest_day() is None and not len(small.all_claim_keys())
     assert np.all([len(t.times) == 0 for t in small.tables.values()])
     assert not any(small.tables[n] is t for n, t in state.tables.items())  # its own tables
+
+
+def test_versions_of_claims_recorded_before_a_later_cutoff_are_forgotten(history, states, rb):
+    """A claim recorded online, then a year and more of recording: a compaction after that forgets its version
+    (the service then takes a resend for a replacement, docs/scale.md); a recent one keeps it."""
+    full, _ = states
+    end = history.claims["submitted_date"].max()
+    ids = _by_submission(history).iloc[-2:]
+    early = _renamed(history, ids[:1], "EARLY", end + 1 * DAYS, move_service=True)
+    late = _renamed(history, ids[1:], "LATE", end + 450 * DAYS, move_service=True)
+    for (c, ln), h in ((early, 11), (late, 12)):
+        compute_features(c, ln, full, rb, record=True, cache={"_content_hash": np.array([h], dtype=np.int64)})
+    again = full.compact()
+    assert again.compaction["cutoff_day"] > str((end + 1 * DAYS).date())
+    assert full.versions(["EARLY-0"])[0][0] == 11 and again.versions(["EARLY-0"]) == [(0, -1)]
+    assert again.versions(["LATE-0"]) == full.versions(["LATE-0"]) and full.versions(["LATE-0"])[0][0] == 12
