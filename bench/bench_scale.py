@@ -3,7 +3,8 @@
 Usage::
 
     python bench/bench_scale.py [--claims 1000000 300000] [--seed 11] [--history-dir DIR]
-        [--n-estimators 20] [--skip-train | --service-only] [--out bench/results/scale_baseline.json]
+        [--n-estimators 20] [--skip-train | --service-only] [--state-span] [--out bench/results/scale_baseline.json]
+        [--cluster local:2 [--months 3] [--skip-single]]
 
 For each ``--claims`` size, the synthetic generator's history (a cached Parquet folder
 ``history_<n>_s<seed>`` read from ``--history-dir``, else generated into ``--cache``) goes through
@@ -23,6 +24,11 @@ these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/s
 - ``span`` (``--state-span``): the states (full and compact) of the last 1, 2 and 3 years of the history, the
   same claims per day: events, array bytes, claim keys and size on disk (how each grows with the history's
   length in time).
+
+- ``cluster`` (with ``--cluster``): the feature table on a Dask cluster (``features.cluster.table``) from a store
+  of the same history (``store_<n>_s<seed>``, read from ``--history-dir`` or ingested into ``--cache``): time until
+  every partition of X is computed, then the folded end state gathered; peak RSS of this process (client; the
+  scheduler of a LocalCluster runs in it), the scheduler and each worker (``client.run``).
 
 Load averages (``os.getloadavg``) are written before and after each step. Prints one line per step and
 writes all figures as JSON to ``--out``.
@@ -108,10 +114,12 @@ def child_features(history: str) -> None:
     h = load_history(history)
     after_load = proc_status()["rss_gb"]
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds()
     res, state = build_feature_table(h, load_rulebook())
     emit(
         {
             "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(cpu_seconds() - cpu0, 1),
             "rss_after_load_gb": after_load,
             "rows": len(res.X),
             "columns": res.X.shape[1],
@@ -284,7 +292,92 @@ def bench_service_compact(tmp: Path, bundle: Path) -> dict:
     return fig
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
+def _vm_hwm_gb() -> dict[str, float]:
+    """This process's peak and current resident memory (GB) and CPU seconds, run inside each Dask process."""
+    out = {"cpu_seconds": cpu_seconds()}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(rest.split()[0]) * 1024 / 1e9, 3)
+    return {
+        "pid": os.getpid(),
+        "peak_rss_gb": out.get("VmHWM", 0.0),
+        "rss_gb": out.get("VmRSS", 0.0),
+        "cpu_seconds": out["cpu_seconds"],
+    }
+
+
+def _warm_up() -> None:
+    import features.cluster.table  # noqa: F401
+    import features.pipeline  # noqa: F401
+
+
+def child_cluster(store: str, spec: str, months: int) -> None:
+    """The feature table on a cluster (``features.cluster.table.feature_table``) of a store: seconds until every
+    partition of X is computed (held by the workers, not collected), then ``state()`` (the folded end state and
+    every claim's keys, gathered into this process); peak memory of this process (client and, for a LocalCluster,
+    the scheduler: same process), of the scheduler and of each worker process."""
+    from features.cluster.client import connect
+    from features.cluster.table import feature_table
+
+    with connect(spec) as client:
+        client.run(_warm_up)  # the workers' imports: start-up, not the table's work
+        cpu0 = {w["pid"]: w["cpu_seconds"] for w in client.run(_vm_hwm_gb).values()}
+        cpu_client0 = cpu_seconds()
+        t0 = time.perf_counter()
+        table = feature_table(client, store, months=months)
+        rows = int(table.X.map_partitions(len).compute().sum())
+        features_s = time.perf_counter() - t0
+        busy = client.run(_vm_hwm_gb)
+        cpu = round(sum(w["cpu_seconds"] - cpu0.get(w["pid"], 0.0) for w in busy.values()), 1)
+        cpu_client = round(cpu_seconds() - cpu_client0, 1)
+        t0 = time.perf_counter()
+        state = table.state()
+        state_s = time.perf_counter() - t0
+        workers = client.run(_vm_hwm_gb)
+        scheduler = client.run_on_scheduler(_vm_hwm_gb)
+        emit(
+            {
+                "seconds": round(features_s, 1),
+                "cpu_seconds_workers": cpu,
+                "cpu_seconds_client_and_scheduler": cpu_client,
+                "state_seconds": round(state_s, 1),
+                "rows": rows,
+                "partitions": table.partitions,
+                "months_per_partition": months,
+                "end_state_events": int(sum(len(t.times) for t in state.tables.values())),
+                "end_state_tables": table_sizes(state),
+                "client": proc_status(),
+                "scheduler": scheduler,
+                "workers": sorted(workers.values(), key=lambda w: w["pid"]),
+                **proc_status(),
+            }
+        )
+
+
+def child_ingest(history: str, store: str) -> None:
+    """A store of the history folder (``recoup ingest``'s function), for the cluster step's reads by month."""
+    from features.store.ingest import ingest
+
+    t0 = time.perf_counter()
+    tmp = Path(store).with_name(Path(store).name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ingest([Path(history)], tmp)
+    os.replace(tmp, store)
+    emit({"seconds": round(time.perf_counter() - t0, 1), **proc_status()})
+
+
 CHILDREN = {
+    "cluster": lambda a: child_cluster(a[0], a[1], int(a[2])),
+    "ingest": lambda a: child_ingest(a[0], a[1]),
     "generate": lambda a: child_generate(int(a[0]), int(a[1]), a[2]),
     "load": lambda a: child_load(a[0]),
     "features": lambda a: child_features(a[0]),
@@ -326,16 +419,32 @@ def history_for(n: int, seed: int, history_dir: Path | None, cache: Path) -> tup
     return cache / name, run_step("generate", n, seed, cache / name)
 
 
+def store_for(n: int, seed: int, folder: Path, history_dir: Path | None, cache: Path) -> tuple[Path, dict | None]:
+    """The cached store ``store_<n>_s<seed>`` of the history (read-only from ``history_dir``), else ingested."""
+    name = f"store_{n}_s{seed}"
+    for d in (history_dir, cache):
+        if d is not None and (d / name / "manifest.sqlite").exists():
+            return d / name, None
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / name, run_step("ingest", folder, cache / name)
+
+
 def bench_size(n: int, args: argparse.Namespace) -> dict:
     folder, generated = history_for(n, args.seed, args.history_dir, args.cache)
     fig: dict = {"claims_asked": n, "history": str(folder)}
     if generated is not None:
         fig["generate"] = generated
-    if not args.service_only:
+    if not (args.skip_single or args.service_only):
         fig["load"] = run_step("load", folder)
         fig["features"] = run_step("features", folder)
     if args.state_span:
         fig["span"] = run_step("span", folder, "1,2,3")
+    if args.cluster:
+        store, ingested = store_for(n, args.seed, folder, args.history_dir, args.cache)
+        fig["store"] = str(store)
+        if ingested is not None:
+            fig["ingest"] = ingested
+        fig["cluster_features"] = run_step("cluster", store, args.cluster, args.months)
     if args.skip_train:
         return fig
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
@@ -375,6 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--state-span", action="store_true", help="also the full and compact states of the last 1, 2, 3 years"
     )
+    ap.add_argument(
+        "--cluster",
+        default=None,
+        help="also the feature table on this cluster (local[:N] or a scheduler address), from a store of the history",
+    )
+    ap.add_argument("--months", type=int, default=3, help="months per partition of the cluster feature table")
+    ap.add_argument("--skip-single", action="store_true", help="leave out the single-process load and feature table")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON to this file")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

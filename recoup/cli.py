@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Annotated, Callable, List, Optional
 
 import typer
 
@@ -49,6 +49,25 @@ _OVERWRITE_DIR = (
 
 _SINCE = "first submission date of the window, YYYY-MM-DD (default: the first date of the data)"
 _UNTIL = "last submission date of the window, YYYY-MM-DD (default: the last date of the data)"
+
+
+#: the one ``--cluster`` option of train, evaluate, score, audit and generate (features/cluster/client.py)
+ClusterOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cluster",
+        help="Dask scheduler address or local[:N]; default $RECOUP_DASK_SCHEDULER; without it, one process",
+    ),
+]
+
+
+def _cluster_kw(cluster: Optional[str]) -> dict:
+    """``{"cluster": spec}`` when a cluster is asked for (the option or RECOUP_DASK_SCHEDULER), else nothing: a
+    command without a cluster calls its function exactly as before (no Dask)."""
+    from features.cluster.client import cluster_spec
+
+    spec = cluster_spec(cluster)
+    return {"cluster": spec} if spec else {}
 
 
 def _run(fn: Callable, *args, **kwargs):
@@ -131,6 +150,7 @@ def generate(
         "join during the history); short (540 days); cause-mix (coding-heavy mix, causes and lags by payer); "
         "mixed (all but short). Non-baseline worlds also write DIR/world.json",
     ),
+    cluster: ClusterOption = None,
 ) -> None:
     """Write a synthetic claims history (and DIR/oracle.csv) in the data contract."""
 
@@ -145,6 +165,7 @@ def generate(
             fmt=fmt.value,
             overwrite=overwrite,
             world=world.value,
+            **_cluster_kw(cluster),
         )
         typer.echo(summary)
 
@@ -240,6 +261,7 @@ def train(
     n_estimators: Optional[int] = typer.Option(
         None, "--n-estimators", min=1, max=100_000, help="cap on the trees of each model (overrides the config)"
     ),
+    cluster: ClusterOption = None,
 ) -> None:
     """Train the likelihood and cause models, log to MLflow and register a version (challenger; champion with
     --promote, or with --promote-if-better through the gate)."""
@@ -255,6 +277,7 @@ def train(
             config=config,
             n_estimators=n_estimators,
             promote_if_better=promote_if_better,
+            cluster=cluster,
         )
 
     _run(go)
@@ -268,13 +291,14 @@ def evaluate(
     ),
     until: Optional[str] = typer.Option(None, "--until", help=_UNTIL),
     version: Optional[str] = typer.Option(None, "--version", help="model version (default: champion)"),
+    cluster: ClusterOption = None,
 ) -> None:
     """Metrics of the champion on claims submitted in the window (with the oracle when present)."""
 
     def go():
         from training.evaluate import evaluate_cli
 
-        evaluate_cli(data=data, since=since, until=until, version=version)
+        evaluate_cli(data=data, since=since, until=until, version=version, cluster=cluster)
 
     _run(go)
 
@@ -384,6 +408,7 @@ def score(
         help="replace --out even when it is not an earlier score output "
         "(an earlier output is replaced anyway; always atomically)",
     ),
+    cluster: ClusterOption = None,
 ) -> None:
     """Score the claims submitted in the window, each with the history known on its submission date."""
 
@@ -398,6 +423,7 @@ def score(
             explain=explain,
             skip_invalid=skip_invalid or None,
             overwrite=overwrite,
+            **_cluster_kw(cluster),
         )
 
     _run(go)
@@ -422,6 +448,7 @@ def audit(
         help="audit the claims whose outcomes are known as of the data's last date, so the report has a backtest "
         "(instead of --since/--until)",
     ),
+    cluster: ClusterOption = None,
 ) -> None:
     """Ranked review worklist by expected recoupment dollars, with an HTML report."""
 
@@ -439,6 +466,7 @@ def audit(
             skip_invalid=skip_invalid or None,
             overwrite=overwrite,
             matured=matured,
+            **_cluster_kw(cluster),
         )
 
     _run(go)

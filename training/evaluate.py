@@ -149,8 +149,16 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_cli(data: Path, since: str | None, until: str | None, version: str | None = None) -> None:
-    """Entry point of `recoup evaluate`."""
+def evaluate_cli(
+    data: Path, since: str | None, until: str | None, version: str | None = None, cluster: str | None = None
+) -> None:
+    """Entry point of `recoup evaluate`; ``cluster``: the --cluster option (features/cluster/client.py)."""
+    from features.cluster.client import cluster_spec, parse_spec
+
+    spec = cluster_spec(cluster)
+    if spec:
+        parse_spec(spec)  # a bad --cluster fails before anything is loaded
+        raise RecoupError("recoup evaluate --cluster: not available yet")
     cfg = load_config()
     name = MODEL_NAME
     history = load_history(data, require_recoupments=True)

@@ -350,6 +350,7 @@ def train_cli(
     config: Path | None,
     n_estimators: int | None = None,
     promote_if_better: bool = False,
+    cluster: str | None = None,
 ) -> None:
     """Entry point of `recoup train`: the data is loaded (and checked), then one MLflow run spans features,
     training, evaluation and registering."""
@@ -357,6 +358,12 @@ def train_cli(
 
     if promote and promote_if_better:
         raise RecoupError(BOTH_FLAGS)
+    from features.cluster.client import cluster_spec, parse_spec
+
+    spec = cluster_spec(cluster)
+    if spec:
+        parse_spec(spec)  # a bad --cluster fails before anything is loaded
+        raise RecoupError("recoup train --cluster: not available yet")
     overrides = {"horizon_days": horizon_days}
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
     log.info("loading %s", data)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -78,6 +78,10 @@ class EventTable:
     # unsorted additions since the last merge: key -> list of (time, values, payload)
     delta: dict[Any, KeyDelta] = field(default_factory=dict)
     n_delta: int = 0
+    #: per key and column, the Kahan compensation of the running sum after the key's last event (what
+    #: :meth:`extended` continues from, so that its sums are bitwise those of one build of all events); None
+    #: when unknown (a table from :meth:`build`: exact for integer-valued columns, whose compensation is 0)
+    compensation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.prefix.shape[1] != len(self.columns):
@@ -496,6 +500,36 @@ class EventTable:
             times=tab.times[idx],
             prefix=prefix,
             payload=None if tab.payload is None else tab.payload[idx],
+            compensation=tab.compensation,  # per key: each key keeps its last event
+        )
+
+    def select_keys(self, keys: np.ndarray) -> "EventTable":
+        """The events of these keys only (unknown ones ignored), with their prefix rows and compensation as they
+        are: every query of one of these keys is answered as by this table. The delta is merged first."""
+        tab = self
+        if self.n_delta:
+            tab = replace(self, delta=dict(self.delta))
+            tab.merge()
+        if not len(tab.keys):
+            return tab._copy_arrays()
+        pos = tab.key_positions(np.asarray(pd.unique(tab._as_key_array(keys))))
+        pos = np.sort(pos[pos >= 0])
+        counts = np.diff(tab.offsets)[pos]
+        offsets = np.zeros(len(pos) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = tab.offsets[pos]
+        ev = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]), dtype=np.int64)
+        prefix = np.empty((len(ev) + 1, len(tab.columns)), dtype=tab.prefix.dtype)
+        prefix[0] = 0
+        prefix[1:] = tab.prefix[ev + 1]
+        return EventTable(
+            columns=list(tab.columns),
+            keys=tab.keys[pos],
+            offsets=offsets,
+            times=tab.times[ev],
+            prefix=prefix,
+            payload=None if tab.payload is None else tab.payload[ev],
+            compensation=None if tab.compensation is None else tab.compensation[pos],
         )
 
     def _copy_arrays(self) -> "EventTable":
@@ -507,6 +541,118 @@ class EventTable:
             times=self.times.copy(),
             prefix=self.prefix.copy(),
             payload=None if self.payload is None else self.payload.copy(),
+            compensation=None if self.compensation is None else self.compensation.copy(),
+        )
+
+    def extended(
+        self, keys: np.ndarray, times: np.ndarray, values: np.ndarray, payload: np.ndarray | None = None
+    ) -> "EventTable":
+        """This table with more events, each later than every event of its key here (not checked: the caller's
+        time partitions guarantee it). The events here keep their prefix rows; the new ones get the running sums
+        one :meth:`build` of all the events would give, bitwise: integer-valued columns by a grouped cumulative
+        sum plus the key's last sum (exact), the others by continuing the Kahan-compensated sum of
+        :func:`segment_cumsum` from the key's last sum and :attr:`compensation` (a loop over those columns'
+        new events). Ties in time keep the order given, as in :meth:`build`. The delta is merged first."""
+        tab = self
+        if self.n_delta:
+            tab = replace(self, delta=dict(self.delta))
+            tab.merge()
+        width = len(tab.columns)
+        keys = np.asarray(keys)
+        n = len(keys)
+        vals = np.asarray(values, dtype=np.float64).reshape(n, width)
+        if not n:
+            return tab if tab is not self else self._copy_arrays()
+        int_keys = keys.dtype.kind in "iu" or (tab.keys.dtype == np.int64 and len(tab.keys) > 0)
+        kdt = np.int64 if int_keys else object
+        if not len(tab.keys):
+            old_keys = pd.Index([], dtype=kdt)
+        else:
+            old_keys = tab.keys
+        codes, uniques = pd.factorize(keys.astype(kdt, copy=False), sort=False)
+        order = np.lexsort((np.asarray(times, dtype=np.int64), codes))
+        codes = codes[order]
+        vals = vals[order]
+        new_times = np.asarray(times, dtype=np.int64)[order]
+        new_pay = None if payload is None else np.asarray(payload)[order]
+        uniq = pd.Index(np.asarray(uniques, dtype=kdt), dtype=kdt)
+        pos = index_positions(old_keys, uniq.to_numpy()) if len(old_keys) else np.full(len(uniq), -1, np.int64)
+        added = pos < 0
+        all_keys = old_keys.append(uniq[added]) if added.any() else old_keys
+        if all_keys.dtype != kdt:
+            all_keys = pd.Index(all_keys.to_numpy(dtype=kdt), dtype=kdt)
+        slot = pos.copy()  # each new key's position in all_keys
+        slot[added] = len(old_keys) + np.arange(int(added.sum()))
+        n_keys = len(all_keys)
+        old_counts = np.zeros(n_keys, dtype=np.int64)
+        old_counts[: len(old_keys)] = np.diff(tab.offsets)
+        new_counts = np.bincount(slot[codes], minlength=n_keys).astype(np.int64)
+        offsets = np.zeros(n_keys + 1, dtype=np.int64)
+        np.cumsum(old_counts + new_counts, out=offsets[1:])
+        # where each event goes: a key's events here, then its new ones
+        n_old = len(tab.times)
+        old_seg = np.repeat(np.arange(len(old_keys), dtype=np.int64), old_counts[: len(old_keys)])
+        old_dest = offsets[old_seg] + (np.arange(n_old, dtype=np.int64) - tab.offsets[:-1][old_seg])
+        seg = slot[codes]  # sorted by (code, time): segments of the new events, in order of first sight
+        first_of_code = np.zeros(len(uniq), dtype=np.int64)
+        code_counts = np.bincount(codes, minlength=len(uniq))
+        np.cumsum(code_counts[:-1], out=first_of_code[1:])
+        nth = np.arange(n, dtype=np.int64) - first_of_code[codes]
+        new_dest = offsets[seg] + old_counts[seg] + nth
+        total = n_old + n
+        out_times = np.empty(total, dtype=np.int64)
+        out_times[old_dest] = tab.times
+        out_times[new_dest] = new_times
+        out_pay = None
+        if tab.payload is not None or new_pay is not None:
+            dts = {p.dtype for p in (tab.payload, new_pay) if p is not None and len(p)}
+            out_pay = np.empty(total, dtype=dts.pop() if len(dts) == 1 else object)
+            if tab.payload is not None:
+                out_pay[old_dest] = tab.payload
+            if new_pay is not None:
+                out_pay[new_dest] = new_pay
+        # each new key's starting point: its last running sum here and the compensation after it
+        base = np.zeros((len(uniq), width))
+        comp = np.zeros((len(uniq), width))
+        known = pos >= 0
+        if known.any():
+            last_row = tab.offsets[pos[known] + 1]  # prefix row of the key's last event
+            base[known] = tab.prefix[last_row]
+            if tab.compensation is not None:
+                comp[known] = tab.compensation[pos[known]]
+        new_prefix = np.empty((n, width))
+        new_comp = np.zeros((len(uniq), width))
+        for j in range(width):
+            col = vals[:, j]
+            exact = (
+                np.isfinite(col).all()
+                and np.array_equal(col, np.rint(col))
+                and np.isfinite(base[:, j]).all()
+                and np.array_equal(base[:, j], np.rint(base[:, j]))
+                and not comp[:, j].any()
+                and np.abs(col).sum() + np.abs(base[:, j]).max(initial=0.0) < 2.0**52
+            )
+            if exact:  # integers: every partial sum exact, the compensation stays 0
+                segment_cumsum(col.reshape(n, 1), code_counts, out=new_prefix[:, j : j + 1])
+                new_prefix[:, j] += base[codes, j]
+            else:
+                new_prefix[:, j], new_comp[:, j] = _kahan_continue(col, code_counts, base[:, j], comp[:, j])
+        prefix = np.empty((total + 1, width))
+        prefix[0] = 0.0
+        prefix[1:][old_dest] = tab.prefix[1:]
+        prefix[1:][new_dest] = new_prefix
+        compensation = np.zeros((n_keys, width))
+        if tab.compensation is not None:
+            compensation[: len(old_keys)] = tab.compensation
+        compensation[slot] = new_comp
+        return EventTable(
+            columns=list(tab.columns),
+            keys=all_keys,
+            offsets=offsets,
+            times=out_times,
+            prefix=_compact_prefix(prefix),
+            payload=out_pay,
+            compensation=compensation,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -630,6 +776,38 @@ def _kernel_cumsum(out: np.ndarray, vals: np.ndarray, labels: np.ndarray, n_grou
 def _grouped_cumsum(vals: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The same through the public ``groupby`` (one more n x k temporary)."""
     return pd.DataFrame(vals, copy=False).groupby(labels, sort=False).cumsum(skipna=False).to_numpy()
+
+
+def _kahan_continue(
+    col: np.ndarray, counts: np.ndarray, start: np.ndarray, comp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums of ``col`` per segment (``counts`` events each) continued from each segment's ``start`` sum and
+    Kahan ``comp``ensation: the steps of pandas' grouped cumulative sum (:func:`segment_cumsum`, ``skipna=False``),
+    so that a sum split at any point and continued here is bitwise the sum of one pass. Returns (sums, the
+    compensation after each segment)."""
+    values = col.tolist()
+    out = [0.0] * len(values)
+    ends = np.cumsum(counts).tolist()
+    acc_l, comp_l = start.tolist(), comp.tolist()
+    i = 0
+    for s, end in enumerate(ends):
+        acc, c = acc_l[s], comp_l[s]
+        while i < end:
+            v = values[i]
+            if acc != acc:  # NaN so far: stays NaN
+                out[i] = acc
+            elif v != v:
+                acc = v
+                out[i] = v
+            else:
+                y = v - c
+                t = acc + y
+                c = t - acc - y
+                acc = t
+                out[i] = t
+            i += 1
+        acc_l[s], comp_l[s] = acc, c
+    return np.array(out, dtype=np.float64), np.array(comp_l, dtype=np.float64)
 
 
 def _compact_prefix(prefix: np.ndarray) -> np.ndarray:

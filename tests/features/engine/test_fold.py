@@ -162,3 +162,49 @@ def test_history_state_fold_answers_like_the_full_state(keep):
     assert len(folded.tables["all"].times) < len(state.tables["all"].times)
     assert (folded.claim_keys["time"] >= cutoff).all()
     assert isinstance(folded, HistoryState) and folded.next_order == state.next_order
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events, st.integers(1, 4))
+def test_extended_in_time_slices_is_bitwise_one_build(ev, slices):
+    """Floats (cents, large amounts) included: extending slice by slice continues each key's Kahan-compensated
+    running sum, so the prefix rows are those of one build of every event."""
+    k, t, v, _, int_keys, _ = ev
+    keys, times, _, payload = _events(k, t, [[0.0]] * len(t), int_keys)
+    vals = np.column_stack([np.ones(len(t)), np.asarray(v, dtype=np.float64), np.asarray(v) * 0.01 + 0.1])
+    full = EventTable.build(["n", "x", "y"], keys, times, vals, payload)
+    tab = EventTable(columns=["n", "x", "y"])
+    bounds = np.linspace(0, 51, slices + 1).astype(int)
+    bounds[-1] = 51
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        m = (times >= lo) & (times < hi)
+        tab = tab.extended(keys[m], times[m], vals[m], payload[m])
+        if hi < 51:
+            tab = tab.fold_before(int(hi) - 3)  # folding between slices keeps the running sums
+    uniq = pd.unique(keys)
+    ts = np.arange(48, 53, dtype=np.int64)
+    a, b = _all_queries(full, uniq, ts), _all_queries(tab, uniq, ts)
+    assert a[0].tobytes() == b[0].tobytes()
+    assert a[1].tolist() == b[1].tolist() and a[2].tolist() == b[2].tolist()
+    if not len(tab.times) or slices == 1:
+        assert tab.prefix.astype(np.float64).tobytes() == full.prefix.astype(np.float64).tobytes()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events, st.lists(st.integers(0, 8), max_size=5))
+def test_select_keys_answers_the_selected_keys_as_the_table(ev, chosen):
+    k, t, v, cutoff, int_keys, _ = ev
+    keys, times, vals, payload = _events(k, t, [[x, 1.0] for x in v], int_keys)
+    full = EventTable.build(["x", "n"], keys, times, vals, payload).fold_before(cutoff)
+    pick = np.asarray(chosen, dtype=np.int64) if int_keys else np.array([f"k{c}" for c in chosen], dtype=object)
+    sub = full.select_keys(pick)
+    present = [c for c in pd.unique(pick).tolist() if c in set(keys.tolist())]
+    assert sorted(sub.keys.tolist()) == sorted(present)
+    if present:
+        q = np.array(present, dtype=keys.dtype)
+        ts = np.arange(0, 53, dtype=np.int64)
+        a, b = _all_queries(full, q, ts), _all_queries(sub, q, ts)
+        assert a[0].tobytes() == b[0].tobytes() and a[1].tolist() == b[1].tolist()
+        assert a[2].tolist() == b[2].tolist()
+        tq = np.full(len(q), 10**6, dtype=np.int64)
+        assert full.payloads_before(q, tq)[1].tolist() == sub.payloads_before(q, tq)[1].tolist()

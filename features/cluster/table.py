@@ -1,0 +1,728 @@
+"""The feature table on a Dask cluster, identical to :func:`features.pipeline.build_feature_table` (docs/scale.md,
+"The feature table on a cluster").
+
+Time partitions with a carried summary ("a prefix scan over time"). The claims are split by submission month into
+partitions ``p`` of ``months`` months, ``[a_p, b_p)``. Each partition's state ``T_p`` holds every event table as
+the single process's full state answers it at the partition's claim times:
+
+- ``T_p = S_p`` extended by the events of partition p (its claims' events, and the recoupments dated in it:
+  :meth:`EventTable.extended` continues each key's running sums from the summary's, bitwise);
+- ``S_{p+1} = fold(T_p)``: the windowed tables (``patient``, ``provider``: queried 30, 90, 180 and 365 days back)
+  folded before ``a_{p+1} - W`` (:data:`LOOKBACK_DAYS`), the tables whose events are only summed before ``a_{p+1}``
+  (queried only at a claim's own time); the enumerated tables (same-day lines, duplicates: their earlier events are
+  listed) keep every event, so every partition sees what the full state shows. The end state
+  (:meth:`ClusterTable.state`, for the service) folds their keys quiet for :data:`KEEP_DAYS` days.
+
+The chain ``S_0 -> T_0 -> S_1 -> ...`` is a sequence of tasks (its state grows with the keys and the window, and
+with the lines of the enumerated tables); :func:`features.pipeline.compute_features` of each partition's claims
+against a view of its ``T_p`` (the keys they ask) runs in parallel tasks. Partitions are read from the store by
+month (a plain store: one version per claim, no 835 part), each task reading only its months. Recoupments get their
+claim's entity keys by a hash join on claim_id in :data:`BUCKETS` buckets. The within-day order is the single
+process's: each claim's order is the number of claims in earlier partitions plus its rank by (submitted date, row
+position) within its months, read in manifest order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from features.contract import History
+from features.engine.events import EventTable, day_number, encode_time, time_of_day_start, PHASE_CLAIM
+from features.engine.lines import prepare_lines
+from features.engine.state import ENUMERATED_TABLES, UNKNOWN_SPECIALTY, HistoryState, submission_order
+from features.engine.tables import (
+    KEYED_ENTITIES,
+    TABLE_COLUMNS,
+    KeyCoder,
+    Tables,
+    claim_entity_keys,
+    claim_events,
+    recoupment_events,
+    table_values,
+)
+from features.engine.events import Vocab
+from features.errors import RecoupError
+from features.rulebook import Rulebook, load_rulebook
+
+log = logging.getLogger(__name__)
+
+#: W: the longest look-back of any feature (patient claims in the last 365 days) plus a day
+LOOKBACK_DAYS = 366
+#: R: the end state's enumerated tables (same-day lines, duplicates) keep every event of the keys active in the last
+#: R days (one folded event per other key)
+KEEP_DAYS = 365
+#: the tables queried before a claim's own time (windows of 30/365 days: patient; 90/180 days: provider)
+WINDOWED_TABLES = ("patient", "provider")
+#: buckets of the hash join of recoupments with their claims' keys
+BUCKETS = 8
+#: months per partition, by default
+DEFAULT_MONTHS = 3
+MAX_MONTHS = 120
+
+
+# ---------------------------------------------------------------------- the plan
+def month_start_day(month: str) -> int:
+    """The day number (days since 1970-01-01) of a month's first day."""
+    return int(np.datetime64(f"{month}-01", "D").astype(np.int64))
+
+
+def month_of_days(days: np.ndarray) -> np.ndarray:
+    """The month (YYYY-MM) of each day number."""
+    return np.asarray(days, dtype="datetime64[D]").astype("datetime64[M]").astype(str)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Partitions of the submission months: ``groups[p]`` the months of partition p (consecutive, sorted)."""
+
+    groups: list[list[str]]
+
+    def starts(self) -> list[int]:
+        return [month_start_day(g[0]) for g in self.groups]
+
+    def partition_of_months(self, months: np.ndarray) -> np.ndarray:
+        """The partition holding each month (a month before the first: 0; between two: the earlier one)."""
+        firsts = np.array([g[0] for g in self.groups])
+        return np.maximum(np.searchsorted(firsts, np.asarray(months, dtype=str), side="right") - 1, 0)
+
+
+def make_plan(months: list[str], per_partition: int) -> Plan:
+    if not 1 <= per_partition <= MAX_MONTHS:
+        raise RecoupError(f"months per partition: expected 1 to {MAX_MONTHS}, got {per_partition}")
+    months = sorted(set(months))
+    if not months:
+        raise RecoupError("the history has no claims")
+    return Plan([months[i : i + per_partition] for i in range(0, len(months), per_partition)])
+
+
+# ---------------------------------------------------------------------- sources
+@dataclass
+class StoreSource:
+    """A plain store read by month: the claims parts of each month and the line parts (with their claims' months)."""
+
+    path: str
+    claim_parts: dict[str, list[Any]]  # month -> parts
+    line_parts: list[Any]
+    recoupment_parts: list[Any]
+    providers: list[Any]
+    coverage: list[Any]
+
+
+def _store_source(store: Path) -> StoreSource | None:
+    """The store's parts when its contract view is its rows as stored (one version per claim, no 835 part), else
+    None."""
+    from features.store import manifest as mf
+    from features.store.read import _plain
+
+    with mf.store_errors(store):
+        if _plain(store) is None:
+            return None
+        conn = mf.connect(store, readonly=True)
+        try:
+            claims = mf.live_parts(conn, "claims")
+            by_month: dict[str, list[Any]] = {}
+            for p in claims:
+                by_month.setdefault(p.month or "", []).append(p)
+            return StoreSource(
+                str(store),
+                by_month,
+                mf.live_parts(conn, "claim_lines"),
+                mf.live_parts(conn, "recoupments"),
+                mf.live_parts(conn, "providers"),
+                mf.live_parts(conn, "coverage"),
+            )
+        finally:
+            conn.close()
+
+
+def _typed(raw: pd.DataFrame, table: str) -> pd.DataFrame:
+    """One table typed and checked by the contract's rules (what ``read_store`` applies to each table)."""
+    import warnings
+
+    from features.contract import ContractError, validate_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df, problems, _ = validate_table(raw, table, table)
+    if problems:
+        raise ContractError(problems)
+    return df
+
+
+def _read_parts(store: str, parts: list[Any], filter_ids: Any = None) -> pd.DataFrame | None:
+    """Rows of these parts (in their manifest order), optionally only those of some claim ids, as read_store reads
+    them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from features.store.read import _read_table, _to_pandas
+
+    if not parts:
+        return None
+    t = _read_table(Path(store), parts)
+    if filter_ids is not None:
+        t = t.filter(pc.is_in(t["claim_id"], value_set=pa.array(filter_ids, type=t["claim_id"].type)))
+    return _to_pandas(t, private=False)
+
+
+def _reference_tables(source: StoreSource | History) -> tuple[dict[str, str], pd.DataFrame | None]:
+    """(specialty of each NPI, coverage spans): read once, small next to the claims."""
+    from features.store.read import _coverage, _latest, _read_table, _to_pandas
+
+    if isinstance(source, History):
+        providers, coverage = source.providers, source.coverage
+    else:
+        store = Path(source.path)
+        providers = (
+            _typed(_to_pandas(_latest(_read_table(store, source.providers), "npi"), private=False), "providers")
+            if source.providers
+            else None
+        )
+        coverage = (
+            _typed(_to_pandas(_coverage(_read_table(store, source.coverage)), private=False), "coverage")
+            if source.coverage
+            else None
+        )
+    specialty_of: dict[str, str] = {}
+    if providers is not None and len(providers):
+        specialty_of = dict(
+            zip(providers["npi"].astype(str), providers["taxonomy_code"].astype("string").fillna(UNKNOWN_SPECIALTY))
+        )
+    return specialty_of, coverage
+
+
+def _frame_bytes(df: pd.DataFrame) -> int:
+    """A frame's memory, text cells counted at ~60 bytes (no per-cell walk: Dask asks often)."""
+    if not isinstance(df, pd.DataFrame):
+        return 0
+    n = int(df.memory_usage(index=True, deep=False).sum())
+    return n + 60 * len(df) * sum(1 for t in df.dtypes if t.kind == "O")
+
+
+def _table_bytes(tab: EventTable) -> int:
+    arrays = [tab.times, tab.offsets, tab.prefix] + [a for a in (tab.payload, tab.compensation) if a is not None]
+    n = sum(a.nbytes for a in arrays) + 8 * len(tab.keys)
+    return n + (60 * len(tab.keys) if tab.keys.dtype == object else 0)
+
+
+class ChainState(HistoryState):
+    """A state of the chain (``T_p``, its view, ``S_p``) that tells Dask its size (for spilling to disk)."""
+
+    def __sizeof__(self) -> int:
+        return sum(_table_bytes(t) for t in self.tables.values()) + sum(
+            8 * len(v) for v in self.tables.coder.vocabs.values()
+        )
+
+
+@dataclass
+class PartData:
+    """One partition's claims, lines, line frame, order within the partition, specialties and entity keys."""
+
+    claims: pd.DataFrame
+    lines: pd.DataFrame
+    la: pd.DataFrame
+    local_order: np.ndarray
+    specialty: np.ndarray
+    keys: pd.DataFrame  # claim_id, KEYED_ENTITIES, _part
+    first_month: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __sizeof__(self) -> int:  # what Dask's memory manager counts (spilling): the frames' memory
+        return sum(_frame_bytes(f) for f in (self.claims, self.lines, self.la, self.keys)) + 16 * len(self.claims)
+
+
+def _part_data(
+    source: StoreSource | History,
+    months: list[str],
+    index: int,
+    specialty_of: dict[str, str],
+    rulebook: Rulebook,
+) -> PartData:
+    """Read (store) or cut (history) the claims submitted in ``months`` and their lines, in the row order of a full
+    read."""
+    if isinstance(source, History):
+        c = source.claims
+        m = month_of_days(c["submitted_date"].to_numpy(dtype="datetime64[D]"))
+        claims = c[np.isin(m, months)].reset_index(drop=True)
+        ids = claims["claim_id"].astype(str)
+        ln = source.claim_lines
+        lines = ln[ln["claim_id"].astype(str).isin(ids)].reset_index(drop=True)
+    else:
+        parts = [p for mo in months for p in source.claim_parts.get(mo, [])]
+        parts.sort(key=lambda p: (p.ingest, p.file))  # manifest order, as a full read
+        claims = _typed(_read_parts(source.path, parts), "claims")
+        lo, hi = months[0], months[-1]
+        lparts = [
+            p
+            for p in source.line_parts
+            if (p.ref_min is None or p.ref_min <= hi) and (p.ref_max is None or p.ref_max >= lo)
+        ]
+        ids = claims["claim_id"].astype(str).to_numpy(dtype=object)
+        raw = _read_parts(source.path, lparts, filter_ids=ids)
+        if raw is None:
+            raise RecoupError(f"{source.path}: claims of {lo}..{hi} have no lines in the store")
+        lines = _typed(raw, "claim_lines")
+    la = prepare_lines(claims, lines, rulebook)
+    npi = claims["billing_npi"].astype(str)
+    specialty = npi.map(specialty_of).fillna(UNKNOWN_SPECIALTY).to_numpy(dtype=object)
+    cache: dict = {}
+    keys = claim_entity_keys(claims, specialty, cache, la)
+    kf = pd.DataFrame({"claim_id": claims["claim_id"].astype(str).to_numpy(dtype=object)})
+    for k in KEYED_ENTITIES:
+        kf[k] = keys[k]
+    kf["_part"] = np.int64(index)
+    return PartData(claims, lines, la, submission_order(claims), specialty, kf, months[0])
+
+
+def _recoupments(source: StoreSource | History, months: list[str] | None) -> pd.DataFrame | None:
+    """The recoupments dated in these months (None: all), typed."""
+    if isinstance(source, History):
+        rec = source.recoupments
+        if rec is None or not len(rec):
+            return None
+        if months is None:
+            return rec
+        m = month_of_days(rec["recouped_date"].to_numpy(dtype="datetime64[D]"))
+        return rec[np.isin(m, months)].reset_index(drop=True)
+    parts = [p for p in source.recoupment_parts if months is None or p.month in months]
+    raw = _read_parts(source.path, parts)
+    return None if raw is None else _typed(raw, "recoupments")
+
+
+# ---------------------------------------------------------------------- the join of recoupments with claim keys
+def _bucket_of(ids: pd.Series | np.ndarray, buckets: int) -> np.ndarray:
+    h = pd.util.hash_array(pd.Series(ids).astype(str).to_numpy(dtype=object))
+    return (h % np.uint64(buckets)).astype(np.int64)
+
+
+def _split(df: pd.DataFrame | None, buckets: int) -> list[pd.DataFrame | None]:
+    if df is None or not len(df):
+        return [None] * buckets
+    b = _bucket_of(df["claim_id"], buckets)
+    return [df[b == i] for i in range(buckets)]
+
+
+def _split_keys(part: PartData, buckets: int) -> list[pd.DataFrame | None]:
+    return _split(part.keys, buckets)
+
+
+def _join_bucket(keys: list[pd.DataFrame | None], recs: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+    """Recoupments of one bucket with their claims' keys (inner: a recoupment of an unknown claim is dropped, as the
+    single process's state does) and the partition of the claim (``_part``)."""
+    r = [x for x in recs if x is not None and len(x)]
+    k = [x for x in keys if x is not None and len(x)]
+    if not r or not k:
+        return None
+    rec = pd.concat(r, ignore_index=True)
+    ids = rec["claim_id"].astype(str).to_numpy(dtype=object)
+    wanted = pd.Index(pd.unique(ids))
+    k = [x[wanted.get_indexer(x["claim_id"].to_numpy(dtype=object)) >= 0] for x in k]  # only claims recouped
+    kf = pd.concat(k, ignore_index=True).drop_duplicates("claim_id", keep="last")
+    at = pd.Index(kf["claim_id"].to_numpy(dtype=object)).get_indexer(ids)
+    hit = at >= 0
+    rec = rec[hit].reset_index(drop=True)
+    for c in (*KEYED_ENTITIES, "_part"):
+        rec[c] = kf[c].to_numpy()[at[hit]]
+    return rec
+
+
+def _collect(joined: list[pd.DataFrame | None], col: str, value: int) -> pd.DataFrame | None:
+    got = [j[j[col].to_numpy() == value] for j in joined if j is not None]
+    got = [g for g in got if len(g)]
+    return pd.concat(got, ignore_index=True) if got else None
+
+
+def _tag(rec: pd.DataFrame | None, index: int) -> pd.DataFrame | None:
+    if rec is None:
+        return None
+    rec = rec.copy()
+    rec["_rp"] = np.int64(index)
+    return rec
+
+
+# ---------------------------------------------------------------------- the chain
+def _copy_coder(coder: KeyCoder) -> KeyCoder:
+    out = {}
+    for name, v in coder.vocabs.items():
+        c = Vocab()
+        c.index = v.index
+        c.extra = dict(v.extra)
+        out[name] = c
+    return KeyCoder(out)
+
+
+def _window_state(
+    summary: HistoryState | None,
+    part: PartData,
+    offset: int,
+    recs: pd.DataFrame | None,
+    specialty_of: dict[str, str],
+) -> tuple[HistoryState, HistoryState]:
+    """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
+    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), and the same restricted to
+    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task)."""
+    coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
+    order = offset + part.local_order
+    cache: dict = {}
+    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, cache, coder)]
+    entity_keys = claim_entity_keys(part.claims, part.specialty, cache, part.la)
+    if recs is not None and len(recs):
+        ck = recs.drop_duplicates("claim_id")
+        ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
+        parts.append(recoupment_events(recs, ck[list(KEYED_ENTITIES)]))
+    tables = Tables(coder=coder)
+    for name, cols in TABLE_COLUMNS.items():
+        got = [p.pop(name) for p in parts if name in p]
+        old = summary.tables.get(name) if summary is not None else None
+        base = old if old is not None else EventTable(columns=list(cols))
+        if not got:
+            tables[name] = base
+            continue
+        keys = np.concatenate([g[0] for g in got])
+        times = np.concatenate([g[1] for g in got])
+        vals = np.vstack([table_values(name, g[2]) for g in got])
+        pays = [g[3] for g in got if g[3] is not None]
+        payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
+        tables[name] = base.extended(keys, times, vals, payload)
+    full = ChainState(
+        tables=tables,
+        claim_keys=pd.DataFrame(),
+        specialty_of=specialty_of,
+        coverage=None,
+        next_order=int(offset + len(part.claims)),
+    )
+    # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
+    asked = Tables(coder=coder)
+    for name, tab in tables.items():
+        q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
+        asked[name] = tab if q is None else tab.select_keys(q)
+    view = ChainState(
+        tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=full.next_order
+    )
+    return full, view
+
+
+#: the line keys (``features.engine.tables.line_keys``) each line table is asked by
+_LINE_KEY_OF = {
+    "dup": "dupkey",
+    "sameday": "samekey",
+    "proc": "code_id",
+    "proc_dx": "proc_dx",
+    "proc_pos": "proc_pos",
+    "proc_plan": "proc_plan",
+    "proc_dx1": "proc_dx1",
+    "spec_proc": "spec_proc",
+    "spec_proc_dx1": "spec_proc_dx1",
+}
+
+
+def _fold(state: HistoryState, next_start_day: int | None, keep_days: int | None = None) -> HistoryState:
+    """``S_{p+1}``: the windowed tables folded before ``a_{p+1} - W``, the others before ``a_{p+1}`` (everything of
+    T_p when there is no next partition); the enumerated tables as they are (``keep_days`` None: their every event
+    is listed again later, as the full state does), else folded but for the keys active in the last ``keep_days``."""
+    if next_start_day is None:
+        last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
+        next_start_day = (last >> 33) + 1
+    start = int(time_of_day_start(np.array([next_start_day]))[0])
+    window = int(time_of_day_start(np.array([next_start_day - LOOKBACK_DAYS]))[0])
+    folded = {}
+    for name, tab in state.tables.items():
+        if name in ENUMERATED_TABLES:
+            if keep_days is None:
+                folded[name] = tab
+            else:
+                keep = int(time_of_day_start(np.array([next_start_day - keep_days]))[0])
+                folded[name] = tab.fold_before(start, keep)
+            continue
+        folded[name] = tab.fold_before(window if name in WINDOWED_TABLES else start)
+    return ChainState(
+        tables=Tables(folded, coder=state.tables.coder),
+        claim_keys=pd.DataFrame(),
+        specialty_of=state.specialty_of,
+        coverage=None,
+        next_order=state.next_order,
+    )
+
+
+def _features(
+    window: HistoryState,
+    part: PartData,
+    offset: int,
+    coverage: pd.DataFrame | None,
+    rulebook: Rulebook,
+    months: list[str] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(X, hits) of the partition's claims (only those submitted in ``months`` when given)."""
+    from features.pipeline import compute_features
+
+    claims, lines, la, order = part.claims, part.lines, part.la, offset + part.local_order
+    if months is not None:
+        m = month_of_days(claims["submitted_date"].to_numpy(dtype="datetime64[D]"))
+        keep = np.isin(m, months)
+        if not keep.all():
+            claims = claims[keep].reset_index(drop=True)
+            ids = claims["claim_id"].astype(str)
+            lines = lines[lines["claim_id"].astype(str).isin(ids)].reset_index(drop=True)
+            la = prepare_lines(claims, lines, rulebook)
+            order = order[keep]
+    cov = coverage
+    if coverage is not None and len(coverage):
+        cov = coverage[coverage["patient_id"].astype(str).isin(claims["patient_id"].astype(str))]
+    state = HistoryState(
+        tables=window.tables,
+        claim_keys=pd.DataFrame(),
+        specialty_of=window.specialty_of,
+        coverage=cov,
+        next_order=window.next_order,
+    )
+    res = compute_features(claims, lines, state, rulebook, order=order, la=la, cache={})
+    return res.X, res.hits
+
+
+def _final_state(
+    folded: HistoryState, keys: list[pd.DataFrame], coverage: pd.DataFrame | None, keep_days: int | None
+) -> HistoryState:
+    """The state after the last partition (every claim's keys with their times, the coverage), the enumerated
+    tables folded but for the keys active in the last ``keep_days`` (None: as they are)."""
+    if keep_days is not None:
+        folded = _fold(folded, None, keep_days)
+    ck = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame(columns=["claim_id", *KEYED_ENTITIES, "time"])
+    ck = ck.drop(columns=["_part"], errors="ignore")
+    ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
+    ck = ck.set_index(pd.Index(ck.pop("claim_id").to_numpy(dtype=object), name="claim_id", dtype=object))
+    ck = ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
+    return HistoryState(
+        tables=folded.tables,
+        claim_keys=ck,
+        specialty_of=folded.specialty_of,
+        coverage=coverage,
+        next_order=folded.next_order,
+    )
+
+
+def _keys_with_time(part: PartData, offset: int) -> pd.DataFrame:
+    kf = part.keys.copy()
+    day = day_number(part.claims["submitted_date"])
+    kf["time"] = encode_time(day, PHASE_CLAIM, offset + part.local_order)
+    return kf
+
+
+def _pick(seq: Any, i: int) -> Any:
+    return seq[i]
+
+
+def _offset(sizes: list[int]) -> int:
+    return int(sum(sizes))
+
+
+def _size(part: PartData) -> int:
+    return len(part.claims)
+
+
+def _head(df: pd.DataFrame) -> pd.DataFrame:
+    return df.iloc[:0]
+
+
+def _x(pair: tuple) -> pd.DataFrame:
+    return pair[0]
+
+
+def _hits(pair: tuple) -> pd.DataFrame:
+    return pair[1]
+
+
+def _claims(part: PartData) -> pd.DataFrame:
+    return part.claims
+
+
+def _load(path: str) -> History:
+    from features.contract import load_history
+
+    return load_history(path)
+
+
+def _months_of(history: History) -> list[str]:
+    days = history.claims["submitted_date"].to_numpy(dtype="datetime64[D]")
+    return sorted(set(month_of_days(days).tolist()))
+
+
+def _rec_months(source: StoreSource | History) -> list[str]:
+    if isinstance(source, History):
+        rec = source.recoupments
+        if rec is None or not len(rec):
+            return []
+        return sorted(set(month_of_days(rec["recouped_date"].to_numpy(dtype="datetime64[D]")).tolist()))
+    return sorted({p.month for p in source.recoupment_parts if p.month})
+
+
+# ---------------------------------------------------------------------- the table
+@dataclass
+class ClusterTable:
+    """The feature table on the cluster: ``X`` (index claim_id, the columns and dtypes of build_feature_table's),
+    ``hits``, ``claims`` (the claim rows, in the same partitions as X) and ``recoupments`` (each partition's claims'
+    recoupments, for labels), as Dask DataFrames of computed partitions; :meth:`state` the folded state at the end."""
+
+    X: Any
+    hits: Any
+    claims: Any
+    recoupments: Any
+    client: Any
+    _end: Any  # (the folded state after the last partition, every partition's claim keys, the coverage)
+    n_claims: int
+    partitions: int
+
+    def state(self, keep_days: int | None = KEEP_DAYS) -> HistoryState:
+        """The folded state after the last claim (for the bundle): the windowed tables keep their last W days of
+        events, the others one event per key; the enumerated tables (same-day lines, duplicates) every event of
+        their keys active in the last ``keep_days`` (None: every event) and one folded event per other key; every
+        claim's keys. Queries after the last event give the full state's sums."""
+        if keep_days is not None and not 0 <= keep_days <= 100 * 366:
+            raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
+        summary, keys, coverage = self._end
+        return self.client.submit(_final_state, summary, keys, coverage, keep_days).result()
+
+
+def _dd(futures: list, meta: pd.DataFrame):
+    import dask
+    import dask.dataframe as dd
+
+    # the partitions as computed: no conversion of object columns to Arrow strings (hit values mix numbers and text)
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed([dask.delayed(f) for f in futures], meta=meta, verify_meta=False)
+
+
+def feature_table(
+    client,
+    data: str | Path | History,
+    rulebook: Rulebook | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    *,
+    months: int = DEFAULT_MONTHS,
+    buckets: int = BUCKETS,
+    progress: Callable[[str], None] | None = None,
+) -> ClusterTable:
+    """The feature table of ``data`` (a store, a contract history folder, or a loaded History) computed on the
+    cluster of ``client``: the claims submitted in ``since``..``until`` (months YYYY-MM; default all) as known at
+    their submission (the history before ``since`` is read for the state). ``months``: months per partition."""
+    from features.store.read import _month
+
+    say = progress or (lambda msg: log.info(msg))
+    rulebook = rulebook or load_rulebook()
+    lo, hi = _month(since, "since"), _month(until, "until")
+    if not 1 <= buckets <= 1024:
+        raise RecoupError(f"buckets: expected 1 to 1024, got {buckets}")
+    source: Any
+    if isinstance(data, History):
+        source = client.scatter(data)
+        month_list = _months_of(data)
+        rec_months = _rec_months(data)
+    else:
+        path = Path(data)
+        if not path.is_dir():
+            raise RecoupError(f"{path}: not a store or a claims history folder")
+        store = _store_source(path) if (path / "manifest.sqlite").is_file() else None
+        if store is not None:
+            source = store
+            month_list = sorted(m for m in store.claim_parts if m)
+            rec_months = _rec_months(store)
+        else:  # a history folder, or a store with versions or 835 data: loaded whole by one task
+            say("reading the history in one task (not a plain store: versions, 835 data or a folder)")
+            source = client.submit(_load, str(path), pure=False)
+            month_list = client.submit(_months_of, source).result()
+            rec_months = client.submit(_rec_months, source).result()
+    plan = make_plan(month_list, months)
+    P = len(plan.groups)
+    want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]
+    if not any(want):
+        raise RecoupError("no claims submitted in the months asked (since/until)")
+    say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
+    rb = client.scatter(rulebook, broadcast=True)
+    ref = client.submit(_reference_tables, source)
+    specialty_of = client.submit(_pick, ref, 0)
+    coverage = client.submit(_pick, ref, 1)
+    # the chain first (it is the critical path), then the reads and joins it needs, then the features
+    chain, early = {"priority": 20}, {"priority": 10}
+    parts = [client.submit(_part_data, source, g, i, specialty_of, rb, **early) for i, g in enumerate(plan.groups)]
+    size_f = [client.submit(_size, p, **early) for p in parts]
+    offsets = [client.submit(_offset, size_f[:p], **early) for p in range(P)]  # claims before each partition
+    # recoupments by the partition of their date, joined with their claims' keys in buckets
+    rp = plan.partition_of_months(np.array(rec_months, dtype=str)) if rec_months else np.zeros(0, dtype=np.int64)
+    rec_groups: dict[int, list[str]] = {}
+    for m, p in zip(rec_months, rp.tolist()):
+        rec_groups.setdefault(int(p), []).append(m)
+    rec_frames = [
+        client.submit(_tag, client.submit(_recoupments, source, ms, **early), p, **early)
+        for p, ms in sorted(rec_groups.items())
+    ]
+    key_split = [client.submit(_split_keys, p, buckets, **early) for p in parts]
+    rec_split = [client.submit(_split, r, buckets, **early) for r in rec_frames]
+    joined = [
+        client.submit(
+            _join_bucket,
+            [client.submit(_pick, k, b, **early) for k in key_split],
+            [client.submit(_pick, r, b, **early) for r in rec_split],
+            **early,
+        )
+        for b in range(buckets)
+    ]
+    by_date = [client.submit(_collect, joined, "_rp", p, **early) for p in range(P)]
+    by_claim = [client.submit(_collect, joined, "_part", p) for p in range(P)]
+    # the chain of summaries, and the features of each partition
+    starts = plan.starts()
+    summary = None
+    outs = []
+    for p in range(P):
+        both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of, **chain)
+        nxt = starts[p + 1] if p + 1 < P else None
+        summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, **chain)
+        if want[p]:
+            sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
+            view = client.submit(_pick, both, 1, **chain)
+            outs.append((p, client.submit(_features, view, parts[p], offsets[p], coverage, rb, sel)))
+        del both
+    keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
+    xs = [client.submit(_x, f) for _, f in outs]
+    hs = [client.submit(_hits, f) for _, f in outs]
+    cl = [client.submit(_claims, parts[p]) for p, _ in outs]
+    rc = [by_claim[p] for p, _ in outs]
+    x_meta = client.submit(_head, xs[0]).result()
+    h_meta = client.submit(_head, hs[0]).result()
+    c_meta = client.submit(_head, cl[0]).result()
+    r_meta = client.submit(_rec_meta, rc).result()
+    rc = [client.submit(_or_empty, r, r_meta) for r in rc]
+    n = int(sum(client.gather(size_f)))
+    say(f"feature table on the cluster: {n} claims submitted, {len(outs)} partitions of features")
+    return ClusterTable(
+        X=_dd(xs, x_meta),
+        hits=_dd(hs, h_meta),
+        claims=_dd(cl, c_meta),
+        recoupments=_dd(rc, r_meta),
+        client=client,
+        _end=(summary, keys, coverage),
+        n_claims=n,
+        partitions=len(outs),
+    )
+
+
+def _rec_meta(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
+    for f in frames:
+        if f is not None:
+            return f.iloc[:0]
+    return pd.DataFrame(
+        {
+            "claim_id": pd.Series(dtype=object),
+            "recouped_date": pd.Series(dtype="datetime64[s]"),
+            "recouped_amount": pd.Series(dtype=float),
+        }
+    )
+
+
+def _or_empty(frame: pd.DataFrame | None, meta: pd.DataFrame) -> pd.DataFrame:
+    return meta if frame is None else frame

@@ -1,0 +1,169 @@
+"""The feature table on a real 2-worker LocalCluster equals build_feature_table's: every column of X (values and
+dtypes, same rows in the same order) and every hit, on a generated history spanning three years (so the chain of
+folded summaries runs through many partitions further apart than the longest look-back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.cluster.client import connect
+from features.cluster.table import LOOKBACK_DAYS, feature_table, make_plan
+from features.contract import write_history
+from features.engine.events import day_number
+from features.engine.state import HistoryState
+from features.errors import RecoupError
+from features.pipeline import build_feature_table
+from features.sources.synthetic.generate import GeneratorConfig, generate_history
+from features.store.ingest import ingest
+from features.store.read import read_store
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connect("local:2") as c:
+        yield c
+
+
+def _history_store(root: Path, n_claims: int, seed: int) -> tuple[Path, Path]:
+    hist, _ = generate_history(GeneratorConfig(n_claims=n_claims, seed=seed))
+    folder = write_history(hist, root / "history", fmt="parquet")
+    store = root / "store"
+    ingest([folder], store)
+    return folder, store
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    folder, store = _history_store(tmp_path_factory.mktemp("cluster_table"), 2500, 5)
+    history = read_store(store)
+    result, state = build_feature_table(history)
+    return folder, store, history, result, state
+
+
+def assert_same_x(single: pd.DataFrame, cluster: pd.DataFrame) -> None:
+    """Every column equal: the same dtype, the same values (NaN where NaN; floats bitwise), the same rows in order."""
+    assert list(cluster.columns) == list(single.columns)
+    assert cluster.index.name == single.index.name == "claim_id"
+    assert cluster.index.tolist() == single.index.tolist()
+    for c in single.columns:
+        a, b = single[c], cluster[c]
+        assert a.dtype == b.dtype, c
+        if a.dtype.kind == "f":
+            av, bv = a.to_numpy(), b.to_numpy()
+            same = (av.view(np.int64) == bv.view(np.int64)) | (np.isnan(av) & np.isnan(bv))
+            assert same.all(), f"{c}: {int((~same).sum())} rows differ"
+        else:
+            assert a.isna().tolist() == b.isna().tolist(), c
+            assert a[a.notna()].tolist() == b[b.notna()].tolist(), c
+
+
+def _value(v) -> str:
+    """A hit value as text: missing (None, NaN, NA) as one, numbers by their float repr (exact), text as it is."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return "<missing>"
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return repr(float(v))
+    return repr(str(v))
+
+
+def _sorted_hits(h: pd.DataFrame) -> list[tuple]:
+    """The hits as a sorted list of rows (a partition's hits come in its claims' order, the whole table's in the
+    single process's: the same rows, compared value by value; the frames' dtypes follow their content)."""
+    return sorted(tuple(_value(v) for v in row) for row in h.itertuples(index=False))
+
+
+@pytest.fixture(scope="module")
+def table(client, small):
+    return feature_table(client, small[1], months=3)
+
+
+def test_every_column_and_hit_equal_the_single_process(table, small):
+    _, store, history, single, _ = small
+    assert table.partitions == 12  # 36 months: the chain folds the summary 11 times, 3 months << W
+    X = table.X.compute()
+    assert_same_x(single.X, X)
+    hits = table.hits.compute()
+    assert list(hits.columns) == list(single.hits.columns) and len(single.hits) > 0
+    assert _sorted_hits(hits) == _sorted_hits(single.hits)
+    claims = table.claims.compute()
+    assert claims["claim_id"].tolist() == history.claims["claim_id"].tolist()
+    # the point-in-time rules the table must keep: claims submitted on the same day (order by row position) and
+    # recoupments dated on a claim's submission day; the history has both
+    day = day_number(history.claims["submitted_date"])
+    assert (pd.Series(day).value_counts() > 1).sum() > 50
+    rec_days = set(day_number(history.recoupments["recouped_date"]).tolist())
+    assert len(rec_days & set(day.tolist())) > 20
+    assert (X["sameday_prior_lines"] > 0).sum() > 0 and (X["patient_claims_365d"] > 0).sum() > 0
+    recs = table.recoupments.compute()
+    assert sorted(recs["claim_id"].tolist()) == sorted(history.recoupments["claim_id"].astype(str).tolist())
+
+
+def test_the_end_state_answers_like_the_single_process_state(table, small):
+    state = small[4]
+    end: HistoryState = table.state()
+    assert end.next_order == state.next_order
+    pd.testing.assert_frame_equal(end.claim_keys, state.claim_keys)  # every claim's keys and time, in order
+    t_end = max(int(t.times.max()) for t in state.tables.values() if len(t.times)) + 1
+    for name, full in state.tables.items():
+        small_tab = end.tables[name]
+        assert len(small_tab.times) <= len(full.times)
+        if name in ("patient", "provider"):  # the last W days of events stay, the rest is one event per key
+            last_day = t_end >> 33
+            old = (full.times >> 33) < last_day - LOOKBACK_DAYS
+            assert len(small_tab.times) < len(full.times) and old.any()
+        # the keys are the full state's; int line keys are coded by each state's vocabularies
+        if full.keys.dtype == object:
+            keys = full.keys.to_numpy()
+            q = np.full(len(keys), t_end, dtype=np.int64)
+            a, b = full.query(keys, q)[0], small_tab.query(keys, q)[0]
+            assert np.array_equal(a, b), name
+        else:
+            assert len(small_tab.keys) == len(full.keys), name
+            a = np.sort(full.query(full.keys.to_numpy(), np.full(len(full.keys), t_end))[0], axis=0)
+            b = np.sort(small_tab.query(small_tab.keys.to_numpy(), np.full(len(small_tab.keys), t_end))[0], axis=0)
+            assert np.array_equal(a, b), name
+    # the enumerated tables: every event when asked (what each partition's state holds), quiet keys folded by default
+    whole = table.state(keep_days=None)
+    for name in ("dup", "sameday"):
+        assert len(whole.tables[name].times) == len(state.tables[name].times) > len(end.tables[name].times)
+    with pytest.raises(RecoupError, match="keep_days"):
+        table.state(keep_days=-1)
+
+
+def test_months_since_until_and_a_history_folder(client, small):
+    folder, store, history, single, _ = small
+    part = feature_table(client, store, since="2024-03", until="2024-08", months=6)
+    X = part.X.compute()
+    sub = history.claims["submitted_date"].dt.strftime("%Y-%m")
+    ids = history.claims["claim_id"][(sub >= "2024-03") & (sub <= "2024-08")].astype(str)
+    assert_same_x(single.X.loc[ids.to_numpy()], X)
+    # a history folder (not a store): read whole by one task, then the same partitions
+    folder_table = feature_table(client, folder, months=12)
+    assert_same_x(single.X, folder_table.X.compute())
+
+
+def test_bad_arguments_are_one_line(client, small, tmp_path):
+    _, store, *_ = small
+    with pytest.raises(RecoupError, match="months per partition"):
+        feature_table(client, store, months=0)
+    with pytest.raises(RecoupError, match="not a store"):
+        feature_table(client, tmp_path / "missing")
+    with pytest.raises(RecoupError, match="expected a month"):
+        feature_table(client, store, since="March")
+    with pytest.raises(RecoupError, match="no claims"):
+        feature_table(client, store, since="2031-01")
+    assert [len(g) for g in make_plan(["2024-01", "2024-02", "2024-05"], 2).groups] == [2, 1]
+
+
+@pytest.mark.slow
+def test_fifty_thousand_claims_equal_the_single_process(client, tmp_path):
+    _, store = _history_store(tmp_path, 50_000, 13)
+    history = read_store(store)
+    single, _ = build_feature_table(history)
+    table = feature_table(client, store, months=3)
+    assert_same_x(single.X, table.X.compute())
+    assert _sorted_hits(table.hits.compute()) == _sorted_hits(single.hits)
