@@ -619,6 +619,7 @@ def _recent_keys(table: EventTable, since: int) -> EventTable:
         times=table.times[ev],
         prefix=np.concatenate([table.prefix[:1], table.prefix[1:][ev]]),
         payload=None if table.payload is None else table.payload[ev],
+        compensation=None if table.compensation is None else table.compensation[keep],
     )
 
 
