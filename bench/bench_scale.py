@@ -3,7 +3,7 @@
 Usage::
 
     python bench/bench_scale.py [--claims 1000000 300000] [--seed 11] [--history-dir DIR]
-        [--n-estimators 20] [--skip-train] [--out bench/results/scale_baseline.json]
+        [--n-estimators 20] [--skip-train | --service-only] [--state-span] [--out bench/results/scale_baseline.json]
         [--cluster local:2 [--months 3] [--skip-single]]
 
 For each ``--claims`` size, the synthetic generator's history (a cached Parquet folder
@@ -17,7 +17,13 @@ these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/s
   ``state.save(bundle/state)``); the state's size on disk and per event table (keys, events, array bytes);
 - ``serve``: in a fresh process, the service's start path (``Scorer.from_dir(bundle, journal_dir=...)``
   + ``warm_up``, as ``serving.service`` does, without BentoML's HTTP layer), then one claim scored
-  (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS.
+  (``record=False``): import / load / warm-up seconds, RSS after imports and after load, peak RSS;
+- ``compact`` then ``serve`` again: the full state of the ``train`` step made compact as training now saves
+  it (``HistoryState.compact``, docs/scale.md "The service's state") into a copy of the bundle, and the same
+  service start with it (``serve_compact``). ``--service-only`` skips ``load`` and ``features``;
+- ``span`` (``--state-span``): the states (full and compact) of the last 1, 2 and 3 years of the history, the
+  same claims per day: events, array bytes, claim keys and size on disk (how each grows with the history's
+  length in time).
 
 - ``cluster`` (with ``--cluster``): the feature table on a Dask cluster (``features.cluster.table``) from a store
   of the same history (``store_<n>_s<seed>``, read from ``--history-dir`` or ingested into ``--cache``): time until
@@ -214,6 +220,78 @@ def child_serve(bundle_dir: str, journal_dir: str) -> None:
     )
 
 
+def child_compact(bundle_dir: str, out_dir: str) -> None:
+    """The bundle's full state loaded, made compact and saved into a copy of the bundle at ``out_dir``."""
+    from features.engine.state import HistoryState
+
+    src, out = Path(bundle_dir), Path(out_dir)
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("state"))
+    full = HistoryState.load(src / "state")
+    t0 = time.perf_counter()
+    compact = full.compact()
+    compact_s = time.perf_counter() - t0
+    compact.save(out / "state")
+    emit(
+        {
+            "compact_seconds": round(compact_s, 1),
+            "state_on_disk_mb": round(dir_bytes(out / "state") / 1e6, 1),
+            "state_claim_keys": len(compact.all_claim_keys()),
+            "compaction": compact.compaction,
+            "state_tables": table_sizes(compact),
+            **proc_status(),
+        }
+    )
+
+
+def child_span(history: str, years: str) -> None:
+    """Full and compact states of the history's last ``years`` (comma-separated) years: their sizes."""
+    import pandas as pd
+
+    from features.contract import History, load_history
+    from features.engine.state import HistoryState
+    from features.rulebook import load_rulebook
+
+    h = load_history(history)
+    rb = load_rulebook()
+    end = h.claims["submitted_date"].max()
+    out = []
+    for y in [int(v) for v in years.split(",")]:
+        claims = h.claims[h.claims["submitted_date"] > end - pd.Timedelta(days=365 * y)].reset_index(drop=True)
+        ids = claims["claim_id"]
+        rec = None if h.recoupments is None else h.recoupments[h.recoupments["claim_id"].isin(ids)]
+        part = History(
+            claims=claims,
+            claim_lines=h.claim_lines[h.claim_lines["claim_id"].isin(ids)].reset_index(drop=True),
+            coverage=h.coverage,
+            providers=h.providers,
+            recoupments=rec,
+        )
+        full = HistoryState.from_history(part, rb)
+        fig: dict = {"years": y, "claims": len(claims)}
+        with tempfile.TemporaryDirectory(prefix="bench_span_") as tmp:
+            for name, st in (("full", full), ("compact", full.compact())):
+                st.save(Path(tmp) / name)
+                sizes = table_sizes(st)
+                fig[name] = {
+                    "events": sum(t["events"] for t in sizes.values()),
+                    "array_mb": round(sum(t["array_mb"] for t in sizes.values()), 1),
+                    "claim_keys": len(st.all_claim_keys()),
+                    "on_disk_mb": round(dir_bytes(Path(tmp) / name) / 1e6, 1),
+                }
+        del full
+        out.append(fig)
+    emit({"spans": out, **proc_status()})
+
+
+def bench_service_compact(tmp: Path, bundle: Path) -> dict:
+    """``compact`` and ``serve_compact``: the service started with the compact state (a copy of the bundle)."""
+    compact = tmp / "bundle_compact"
+    fig = {"compact": run_step("compact", bundle, compact)}
+    if "failed" not in fig["compact"]:
+        fig["serve_compact"] = run_step("serve", compact, tmp / "journal_compact")
+    return fig
+
+
 def cpu_seconds() -> float:
     """CPU time (user + system) of this process so far."""
     import resource
@@ -305,6 +383,8 @@ CHILDREN = {
     "features": lambda a: child_features(a[0]),
     "train": lambda a: child_train(a[0], a[1], int(a[2])),
     "serve": lambda a: child_serve(a[0], a[1]),
+    "compact": lambda a: child_compact(a[0], a[1]),
+    "span": lambda a: child_span(a[0], a[1]),
 }
 
 
@@ -354,9 +434,11 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
     fig: dict = {"claims_asked": n, "history": str(folder)}
     if generated is not None:
         fig["generate"] = generated
-    if not args.skip_single:
+    if not (args.skip_single or args.service_only):
         fig["load"] = run_step("load", folder)
         fig["features"] = run_step("features", folder)
+    if args.state_span:
+        fig["span"] = run_step("span", folder, "1,2,3")
     if args.cluster:
         store, ingested = store_for(n, args.seed, folder, args.history_dir, args.cache)
         fig["store"] = str(store)
@@ -370,6 +452,7 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         fig["train"] = run_step("train", folder, bundle, args.n_estimators)
         if "failed" not in fig["train"]:
             fig["serve"] = run_step("serve", bundle, Path(tmp) / "journal")
+            fig.update(bench_service_compact(Path(tmp), bundle))
     return fig
 
 
@@ -395,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         "--n-estimators", type=int, default=20, help="trees of the likelihood model (cause model: half, >= 10)"
     )
     ap.add_argument("--skip-train", action="store_true", help="only load and feature table (no model, no service)")
+    ap.add_argument(
+        "--service-only", action="store_true", help="only training and the service (full, then compact state)"
+    )
+    ap.add_argument(
+        "--state-span", action="store_true", help="also the full and compact states of the last 1, 2, 3 years"
+    )
     ap.add_argument(
         "--cluster",
         default=None,

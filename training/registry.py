@@ -234,8 +234,8 @@ def log_and_register(
             result.bundle.meta["run_id"] = run.info.run_id
             bundle_dir = tmp / "bundle"
             result.bundle.save(bundle_dir)
-            log.info("saving the history state with the model")
-            result.state.save(bundle_dir / "state")
+            log.info("saving the history state with the model (compact: the service asks after its last event)")
+            result.state.compact().save(bundle_dir / "state")
             model_code, code_paths = stage_code(tmp / "model_code")
             info = mlflow.pyfunc.log_model(
                 name="model",

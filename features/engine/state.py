@@ -12,6 +12,11 @@ Claims recorded online keep their *version*: a content hash (given by the caller
 recorded again) from a replacement (same id, new content: the previous version is superseded, see
 :meth:`HistoryState.add_claims`). Claims of the training history have no hash (0: unknown).
 
+The service asks only after the state's last event, so the state saved with a model is compact
+(:meth:`HistoryState.compact`): old events folded into per-key summaries, old service-date keys dropped, claim
+versions kept for a window; it grows with the number of keys and the recent window, not the history's length
+(docs/scale.md, "The service's state").
+
 A saved state holds claims (patient ids included): :meth:`HistoryState.save` writes it atomically
 (temporary folder, fsync, rename) with files 0600 in a folder 0700 (:func:`make_private`).
 """
@@ -32,7 +37,15 @@ from features.outputs import fsync_dir
 from features.contract import History
 from features.errors import RecoupError
 from features.engine.arrays import SMALL
-from features.engine.events import EventTable, Vocab, day_number, day_of_time
+from features.engine.events import (
+    EventTable,
+    Vocab,
+    day_number,
+    day_of_time,
+    pack,
+    release_memory,
+    time_of_day_start,
+)
 from features.engine.lines import prepare_lines
 from features.engine.tables import (
     KEYED_ENTITIES,
@@ -57,6 +70,21 @@ _KEY_SEP = "\x1f"
 #: tables whose events are enumerated, not only summed (``payloads_before`` of same-day lines; the duplicate
 #: check looks before a claim's own event): a fold keeps every event of their recently active keys
 ENUMERATED_TABLES = ("sameday", "dup")
+
+# the compact state the service loads (:meth:`HistoryState.compact`; docs/scale.md, "The service's state")
+#: the longest look-back of any history feature: the patient's claims in the last 365 days
+LOOKBACK_DAYS = 365
+#: days of events kept beyond the look-back: a claim submitted up to this many days before the state's last
+#: event is still answered exactly as by the full state
+MARGIN_DAYS = 35
+#: events of the last this many days are kept as they are; older ones are folded or dropped
+RETENTION_DAYS = LOOKBACK_DAYS + MARGIN_DAYS
+#: claims whose later recoupments the compact state can still attribute: those submitted in the last three years
+#: (Medicare's recovery audit look-back)
+RECOUPMENT_DAYS = 3 * 365 + 1
+#: line tables keyed by the service date (patient, provider, day[, code]): read event by event (same-day
+#: lines, the duplicate's claim), so their old keys are dropped, not folded
+SERVICE_DATE_TABLES = ("dup", "sameday")
 
 
 def recoupment_keys(recoupments: pd.DataFrame) -> np.ndarray:
@@ -112,6 +140,8 @@ class HistoryState:
     recoupment_seen: set[str] = field(default_factory=set, repr=False)
     #: what the last refreshes did (serving.refresh): kept with the state, shown by the service
     refresh_info: dict = field(default_factory=dict)
+    #: how the state was compacted (:meth:`compact`), empty for a full state
+    compaction: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -340,6 +370,74 @@ class HistoryState:
             self._recent = {}
         return self.claim_keys
 
+    # ------------------------------------------------------------------ compaction
+    def compact(self, retention_days: int = RETENTION_DAYS, recoupment_days: int = RECOUPMENT_DAYS) -> "HistoryState":
+        """A copy of the state for the service, whose size grows with the number of keys and the recent
+        window, not with the history's length (docs/scale.md, "The service's state"). With ``last`` the day
+        of the latest event and the cutoff the start of day ``last - retention_days``:
+
+        - per-key and global tables (entities, procedure lines): each key's events before the cutoff are
+          folded into one (:meth:`EventTable.fold_before`): sums and latest payloads asked at the cutoff or
+          later are the full state's, bit for bit;
+        - ``dup`` and ``sameday`` (keyed by service date, read event by event): the keys with an event since
+          the cutoff are kept whole, the others dropped (a claim for a service date before the cutoff is not
+          compared with them); the same-day vocabulary keeps only the ids the kept duplicate keys use;
+        - claim keys: the version (content hash, time) of the claims since the cutoff, so retries and
+          replacements of them are handled as by the full state; older claims keep their entity keys with
+          the version unknown (a replacement of one supersedes nothing: its old version stays counted, as
+          with a state saved before versions were kept); claims submitted before ``last - recoupment_days``
+          are dropped (a recoupment of one is skipped, like one of a claim the state never held).
+
+        Exact for claims submitted from ``last - retention_days + LOOKBACK_DAYS`` on (``exact_from`` in
+        :attr:`compaction`). This state is not changed (its deltas are merged)."""
+        for name, days, low in (
+            ("retention_days", retention_days, LOOKBACK_DAYS),
+            ("recoupment_days", recoupment_days, retention_days),
+        ):
+            if not isinstance(days, (int, np.integer)) or not low <= days <= MAX_DAYS:
+                raise RecoupError(f"{name} must be a whole number of days from {low} to {MAX_DAYS}, got {days!r}")
+        coder = _copy_coder(self._coder())
+        keys = self.all_claim_keys().copy()
+        last = self.latest_day()
+        tables = Tables(coder=coder)
+        info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
+        # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
+        last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
+        cutoff = (
+            np.iinfo(np.int64).min
+            if last_day is None
+            else int(time_of_day_start(np.array([last_day - retention_days]))[0])
+        )
+        for name, table in self.tables.items():
+            table.merge()
+            tables[name] = _recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+        if last is not None and last_day is not None:
+            if "dup" in tables:
+                _renumber_sameday(tables["dup"], coder)
+            t = keys["time"].to_numpy(dtype=np.int64, copy=True)
+            old = (t >= 0) & (t < cutoff)
+            keys.loc[old, "content_hash"] = 0
+            keys.loc[old, "time"] = -1
+            gone = (t >= 0) & (t < int(time_of_day_start(np.array([last_day - recoupment_days]))[0]))
+            keys = keys[~gone]
+            info.update(
+                last_day=str(last.date()),
+                cutoff_day=str((last - pd.Timedelta(days=retention_days)).date()),
+                exact_from=str((last - pd.Timedelta(days=retention_days - LOOKBACK_DAYS)).date()),
+                claims_dropped=int(gone.sum()),
+                versions_dropped=int((old & ~gone).sum()),
+            )
+        return HistoryState(
+            tables=tables,
+            claim_keys=keys,
+            specialty_of=dict(self.specialty_of),
+            coverage=self.coverage,
+            next_order=self.next_order,
+            recoupment_seen=set(self.recoupment_seen),
+            refresh_info=dict(self.refresh_info),
+            compaction=info,
+        )
+
     def new_recoupments(self, recoupments: pd.DataFrame) -> pd.DataFrame:
         """The rows :meth:`add_recoupments` would add: of claims the state holds, not seen before (by
         :func:`recoupment_keys`), the first of rows that share a key."""
@@ -443,6 +541,7 @@ class HistoryState:
             "has_coverage": self.coverage is not None,
             "has_recoupment_seen": bool(self.recoupment_seen),
             "refresh_info": self.refresh_info,
+            "compaction": self.compaction,
         }
         (directory / "state.json").write_text(json.dumps(manifest))
 
@@ -479,6 +578,7 @@ class HistoryState:
         seen: set[str] = set()
         if manifest.get("has_recoupment_seen"):
             seen = set(pd.read_parquet(directory / "recoupment_seen.parquet")["key"].tolist())
+        release_memory()  # the Parquet reads' and the builds' temporaries: back to the OS (the service's RSS)
         return cls(
             tables=tables,
             claim_keys=keys,
@@ -487,4 +587,53 @@ class HistoryState:
             next_order=int(manifest["next_order"]),
             recoupment_seen=seen,
             refresh_info=manifest.get("refresh_info") or {},
+            compaction=manifest.get("compaction") or {},
         )
+
+
+#: the largest retention a compaction takes (100 years)
+MAX_DAYS = 36_500
+
+
+def _copy_coder(coder: KeyCoder) -> KeyCoder:
+    """A key coder of its own (vocabularies copied: the two states record claims independently)."""
+    return KeyCoder({name: Vocab(v.values().copy()) for name, v in coder.vocabs.items()})
+
+
+def _recent_keys(table: EventTable, since: int) -> EventTable:
+    """``table`` with only the keys that have an event at or after ``since``, each with all its events (rows
+    copied: the same running sums and payloads, nothing recomputed)."""
+    table.merge()
+    counts = np.diff(table.offsets)
+    last = np.full(len(counts), np.iinfo(np.int64).min, dtype=np.int64)
+    has = counts > 0
+    last[has] = table.times[table.offsets[1:][has] - 1]
+    keep = last >= since
+    ev = np.repeat(keep, counts)
+    offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(counts[keep], out=offsets[1:])
+    return EventTable(
+        columns=list(table.columns),
+        keys=table.keys[keep],
+        offsets=offsets,
+        times=table.times[ev],
+        prefix=np.concatenate([table.prefix[:1], table.prefix[1:][ev]]),
+        payload=None if table.payload is None else table.payload[ev],
+        compensation=None if table.compensation is None else table.compensation[keep],
+    )
+
+
+def _renumber_sameday(dup: EventTable, coder: KeyCoder) -> None:
+    """Keep in the ``sameday`` vocabulary only the same-day keys of the kept duplicate keys (``dup`` keys are
+    ``pack(sameday id, code id)``; nothing else reads that vocabulary), renumbered in their order."""
+    vocab = coder.vocabs.get("sameday")
+    if vocab is None or not len(vocab) or dup.keys.dtype != np.int64:
+        return
+    k = dup.keys.to_numpy(dtype=np.int64)
+    ok = k >= 0
+    hi, lo = k >> 31, k & ((1 << 31) - 1)
+    used = np.unique(hi[ok])
+    new = k.copy()
+    new[ok] = pack(np.searchsorted(used, hi[ok]), lo[ok])
+    dup.keys = pd.Index(new, dtype=np.int64)
+    coder.vocabs["sameday"] = Vocab(pd.Index(vocab.values().to_numpy()[used], dtype=np.int64))

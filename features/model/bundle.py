@@ -8,7 +8,8 @@ Layout::
     calibrator.json   maps raw likelihood scores to calibrated probabilities (isotonic or Platt)
     spec.json         feature list and categorical levels (features.model.spec.FeatureSpec)
     meta.json         model name/version, horizon, as-of date, rulebook version, metrics, causes
-    state/            the history state (features.engine.state.HistoryState) as of training: it holds claims,
+    state/            the history state (features.engine.state.HistoryState) as of training, compact (only what
+                      the service asks after the last event: HistoryState.compact); it holds claims,
                       so the folder is 0700 and its files 0600 (features.engine.state.make_private)
 
 Both training (writes) and serving (reads) use this module; it needs only numpy, pandas and the estimators'
