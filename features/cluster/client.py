@@ -180,7 +180,7 @@ def connect(spec: str | None) -> Iterator[Any]:
                     dashboard_address=None,
                 )
                 client = Client(cluster, timeout=timeout)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker process did not start
                 if cluster is not None:
                     cluster.close()
                 raise RecoupError(f"could not start {target.describe()}: {exc}") from None
