@@ -33,7 +33,7 @@ import pandas as pd
 
 from features.contract import CAUSES, History
 from features.errors import RecoupError
-from features.model.bundle import Calibrator, ModelBundle, feature_reference
+from features.model.bundle import Calibrator, ModelBundle
 from features.model.estimator import LightGBMClassifier
 from features.model.outcomes import make_labels
 from features.model.spec import FeatureSpec
@@ -176,13 +176,14 @@ def _loss_curve(M: pd.DataFrame, booster_text: str, features: list[str], target:
     if n_classes == 2:
         raw = M[OFFSET].to_numpy(dtype=np.float64).copy()
         for i in range(n_iter):
-            raw += booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True)
+            raw += np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
             out[i] = np.where(y == 1, np.logaddexp(0, -raw), np.logaddexp(0, raw)).sum()
     else:
         raw2 = np.zeros((len(M), n_classes))
         rows = np.arange(len(M))
         for i in range(n_iter):
-            raw2 += booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True).reshape(len(M), -1)
+            step = np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
+            raw2 += step.reshape(len(M), -1)
             lse = np.logaddexp.reduce(raw2, axis=1)
             out[i] = (lse - raw2[rows, y]).sum()
     return out
@@ -323,7 +324,7 @@ def _fit_spec(train: Any, columns: list[str]) -> FeatureSpec:
     spec.categorical_ = [c for c in CATEGORICAL if c in spec.feature_names_]
     spec.categories_ = {}
     for c in spec.categorical_:
-        counts = train[c].astype("string").value_counts().compute()
+        counts = train[c].astype("string").value_counts(split_out=1).compute()
         spec.categories_[c] = sorted(counts[counts >= spec.min_level_count].index.astype(str).tolist())
     return spec
 
@@ -424,7 +425,7 @@ def _train_dask(
 def _payer_paid_ratio(frame: Any) -> tuple[dict, float]:
     """training.train._payer_paid_ratio on the train and validation slices, as sums per payer."""
     f = frame[(frame[PART] <= 1) & ~frame[C + "paid_amount"].isnull() & (frame[C + "total_charge"] > 0)]
-    sums = f.groupby(C + "payer_id")[[C + "paid_amount", C + "total_charge"]].sum().compute()
+    sums = f.groupby(C + "payer_id")[[C + "paid_amount", C + "total_charge"]].sum(split_out=1).compute()
     if sums.empty:
         return {}, 0.6
     ratio = (sums[C + "paid_amount"] / sums[C + "total_charge"]).clip(0, 1)
@@ -490,7 +491,7 @@ def train_model_cluster(
         raise RecoupError(f"no claims submitted on or before --as-of {cut.date()}")
     timings["features_s"] = time.perf_counter() - t0
 
-    usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts().compute()
+    usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts(split_out=1).compute()
     if usable_days.empty:
         raise RecoupError(
             f"not enough claims with outcomes for a 'train' slice (as-of {cut.date()}, horizon {horizon} days)"
@@ -502,7 +503,7 @@ def train_model_cluster(
     pos_frame = frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]].compute()
     pos = labels_of(pos_frame)
     pos_part = pos_frame[PART].to_numpy()
-    counts = frame[PART].value_counts().compute()
+    counts = frame[PART].value_counts(split_out=1).compute()
     names = {0: "train", 1: "valid", 2: "test", 3: "immature"}
     split_counts = {names[int(k)]: int(v) for k, v in counts.items()}
     log.info("split: %s", split_counts)
@@ -749,7 +750,7 @@ def evaluate_cluster(
 
     capacities = capacities or [0.01, 0.05, 0.10]
     ct = feature_table(client, data, load_rulebook(), since=since)
-    days = ct.claims["submitted_date"].value_counts().compute()
+    days = ct.claims["submitted_date"].value_counts(split_out=1).compute()
     check_window(bundle.meta, pd.Series(days.index), since, until)
     as_of = last_date(ct, data)
     horizon = int(bundle.meta.get("horizon_days", 365))

@@ -131,6 +131,8 @@ def _quiet_distributed() -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "Shuffle ... initialized / deactivated" at WARNING for every distributed join or group-by: routine
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
 
 
 def dask_directory() -> Path:
@@ -178,6 +180,8 @@ def connect(spec: str | None) -> Iterator[Any]:
                     memory_limit=limit,
                     local_directory=str(dask_directory()),
                     dashboard_address=None,
+                    # the scheduler's HTTP routes (health, metrics; no dashboard) on a free loopback port, not 8787
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 )
                 client = Client(cluster, timeout=timeout)
             except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker process did not start
