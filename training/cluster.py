@@ -475,7 +475,7 @@ def train_model_cluster(
     claims by claim id, for the promotion gate)."""
     from features.cluster.table import feature_table
     from training.config import load_config
-    from training.train import TrainResult, _cause_amount_share, slice_warnings
+    from training.train import TrainResult, cause_amount_share, slice_warnings
 
     cfg = config or load_config()
     horizon = int(horizon_days or cfg["horizon_days"])
@@ -627,7 +627,7 @@ def train_model_cluster(
         "n_trees_cause": cause.n_iter_ if cause is not None else 0,
         "payer_paid_ratio": payer_ratio,
         "paid_ratio_default": default_ratio,
-        "cause_amount_share": _cause_amount_share(pos[pos_part <= 1]),
+        "cause_amount_share": cause_amount_share(pos[pos_part <= 1]),
         "num_threads": threads,
         "split_dates": split_dates_meta,
         "calibration": calibration,

@@ -64,7 +64,8 @@ def _payer_paid_ratio(claims: pd.DataFrame) -> tuple[dict, float]:
     return {k: float(v) for k, v in ratio.items()}, float(paid["paid_amount"].sum() / paid["total_charge"].sum())
 
 
-def _cause_amount_share(labels: pd.DataFrame) -> dict:
+def cause_amount_share(labels: pd.DataFrame) -> dict:
+    """Per cause, the mean share of the payment recouped (recouped claims with a payment; 1 with fewer than 5)."""
     pos = labels[(labels["label"] == 1) & (labels["paid_amount"] > 0)]
     out = {}
     for c in CAUSES:
@@ -259,7 +260,7 @@ def train_model(
         "n_trees_cause": cause.n_iter_ if cause is not None else 0,
         "payer_paid_ratio": payer_ratio,
         "paid_ratio_default": default_ratio,
-        "cause_amount_share": _cause_amount_share(labels[tr | va]),
+        "cause_amount_share": cause_amount_share(labels[tr | va]),
         "num_threads": threads,
         "split_dates": {
             p: [
