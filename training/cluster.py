@@ -65,6 +65,7 @@ Y, C = "_y_", "_c_"  # prefixes: labels, claim columns (scoring needs the claim'
 PART = "_part"  # 0 train, 1 valid, 2 test, 3 not usable (time_split's "immature")
 SLICES = ("train", "valid", "test")
 EXPOSURE, OFFSET, WEIGHT = "_exposure", "_offset", "_weight"
+LIGHTGBM_NETWORK_TIMEOUT_MIN = 20
 
 
 # ---------------------------------------------------------------------------------------------- per partition
@@ -373,6 +374,8 @@ def _train_dask(
     params = est._booster_params()
     params.pop("num_threads", None)  # lightgbm.dask sets each worker's from its Dask threads
     params.pop("metric", None)  # no eval set on the workers: validation is computed below
+    # minutes LightGBM's workers wait for each other (its default, 120, would hold a job that long when one dies)
+    params["time_out"] = LIGHTGBM_NETWORK_TIMEOUT_MIN
     train = _nonempty(train)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
     if train.npartitions < workers:  # every worker trains on a share (lightgbm.dask uses the workers holding data)
@@ -499,6 +502,7 @@ def train_model_cluster(
     d_valid, d_test = split_dates(usable_days, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
     frame = base.map_partitions(_with_part, d_valid, d_test, meta=_with_part(base._meta, d_valid, d_test))
     frame = client.persist(frame)
+    del base  # its partitions are released once the frame holds its own (one copy of the table on the cluster)
     # the recouped claims' labels (one row per recouped claim) in this process: lags, weights, cause shares
     pos_frame = frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]].compute()
     pos = labels_of(pos_frame)

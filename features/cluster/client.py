@@ -34,6 +34,7 @@ MAX_WORKERS = 64
 DEFAULT_TIMEOUT_S = 10.0
 MAX_MEMORY_PER_WORKER = 8 * 1024**3
 MIN_MEMORY_PER_WORKER = 256 * 1024**2
+NO_WORKERS_TIMEOUT_S = 300
 
 _LOCAL = re.compile(r"^local(?::(\d{1,3}))?$")
 _ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -163,7 +164,13 @@ def connect(spec: str | None) -> Iterator[Any]:
 
     timeout = connect_timeout()
     cluster = None
-    with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s", "logging.distributed": "warning"}):
+    settings = {
+        "distributed.comm.timeouts.connect": f"{timeout}s",
+        "logging.distributed": "warning",
+        # a local cluster whose workers all died fails its waiting tasks instead of waiting for workers forever
+        "distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_TIMEOUT_S}s",
+    }
+    with dask.config.set(settings):
         if target.kind == "local":
             limit = memory_limit(target.workers)
             log.info(

@@ -24,7 +24,7 @@ def client(recoup_home):
     from features.cluster.client import connect
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECOUP_DASK_MEMORY_LIMIT", "1GiB")
+        mp.setenv("RECOUP_DASK_MEMORY_LIMIT", "2GiB")
         with connect("local:2") as c:
             yield c
 
