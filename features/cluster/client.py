@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,10 @@ def connect(spec: str | None) -> Iterator[Any]:
                 limit / 1024**3,
                 dask_directory(),
             )
+            # the worker processes are spawned with this process's sys.path: put the folder of the packages this
+            # process runs first, so that they import the same code (not another copy on the path, e.g. a model's)
+            saved_path = list(sys.path)
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
             try:
                 cluster = LocalCluster(
                     n_workers=target.workers,
@@ -195,6 +200,8 @@ def connect(spec: str | None) -> Iterator[Any]:
                 if cluster is not None:
                     cluster.close()
                 raise RecoupError(f"could not start {target.describe()}: {exc}") from None
+            finally:
+                sys.path[:] = saved_path
         else:
             log.info("connecting to %s", target.describe())
             try:
