@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ MAX_WORKERS = 64
 DEFAULT_TIMEOUT_S = 10.0
 MAX_MEMORY_PER_WORKER = 8 * 1024**3
 MIN_MEMORY_PER_WORKER = 256 * 1024**2
+NO_WORKERS_TIMEOUT_S = 300
 
 _LOCAL = re.compile(r"^local(?::(\d{1,3}))?$")
 _ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -131,6 +133,8 @@ def _quiet_distributed() -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "Shuffle ... initialized / deactivated" at WARNING for every distributed join or group-by: routine
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
 
 
 def dask_directory() -> Path:
@@ -161,7 +165,13 @@ def connect(spec: str | None) -> Iterator[Any]:
 
     timeout = connect_timeout()
     cluster = None
-    with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s", "logging.distributed": "warning"}):
+    settings = {
+        "distributed.comm.timeouts.connect": f"{timeout}s",
+        "logging.distributed": "warning",
+        # a local cluster whose workers all died fails its waiting tasks instead of waiting for workers forever
+        "distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_TIMEOUT_S}s",
+    }
+    with dask.config.set(settings):
         if target.kind == "local":
             limit = memory_limit(target.workers)
             log.info(
@@ -170,6 +180,10 @@ def connect(spec: str | None) -> Iterator[Any]:
                 limit / 1024**3,
                 dask_directory(),
             )
+            # the worker processes are spawned with this process's sys.path: put the folder of the packages this
+            # process runs first, so that they import the same code (not another copy on the path, e.g. a model's)
+            saved_path = list(sys.path)
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
             try:
                 cluster = LocalCluster(
                     n_workers=target.workers,
@@ -178,12 +192,16 @@ def connect(spec: str | None) -> Iterator[Any]:
                     memory_limit=limit,
                     local_directory=str(dask_directory()),
                     dashboard_address=None,
+                    # the scheduler's HTTP routes (health, metrics; no dashboard) on a free loopback port, not 8787
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 )
                 client = Client(cluster, timeout=timeout)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker process did not start
                 if cluster is not None:
                     cluster.close()
                 raise RecoupError(f"could not start {target.describe()}: {exc}") from None
+            finally:
+                sys.path[:] = saved_path
         else:
             log.info("connecting to %s", target.describe())
             try:

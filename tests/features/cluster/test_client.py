@@ -108,3 +108,21 @@ def test_cli_bad_cluster_is_exit_2_without_traceback(tmp_path):
     )
     assert out.returncode == 2, out.stderr
     assert "error: --cluster" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_without_a_cluster_nothing_of_dask_is_imported():
+    """The single-process path: the training, evaluation and scoring modules and the option's resolution load
+    neither dask nor distributed."""
+    code = (
+        "import sys, os\n"
+        "os.environ.pop('RECOUP_DASK_SCHEDULER', None)\n"
+        "import recoup.cli, training.train, training.evaluate, serving.batch, serving.audit\n"
+        "from features.cluster.client import cluster_spec, connect\n"
+        "assert recoup.cli._cluster_kw(None) == {}\n"
+        "with connect(cluster_spec(None)) as c:\n"
+        "    assert c is None\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
