@@ -149,7 +149,7 @@ def window_mask(claims: pd.DataFrame, since: pd.Timestamp | None, until: pd.Time
     return m
 
 
-def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
+def truncate_after(history: History, until: pd.Timestamp | None) -> History:
     """Drop claims submitted after ``until`` (they cannot affect point-in-time features of the window)."""
     if until is None:
         return history
@@ -305,7 +305,7 @@ def score_window(
     """Model scores and rule hits of every claim submitted in [since, until] (no reasons yet)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    hist = _truncate_after(history, until)
+    hist = truncate_after(history, until)
     inwin = window_mask(hist.claims, since, until)
     rej = rejected if rejected is not None else pd.DataFrame(columns=REJECTED_COLUMNS)
     if len(rej):  # contract rejections: only those in the window (or with an unreadable date) are input rows

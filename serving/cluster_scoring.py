@@ -282,10 +282,10 @@ def batch_scores(cs: ClusterScores, history: History, until, data_end) -> BatchS
     """A :class:`BatchScores` for :func:`serving.audit.build_worklist` from the cluster's scores: the model table
     and rule hits collected, the scored claims' rows from ``history`` (truncated after ``until`` like
     :func:`serving.batch.score_window`), the NCCI/MUE hits, and reasons computed on the cluster."""
-    from serving.batch import _truncate_after
+    from serving.batch import truncate_after
 
     table, rule_hits, failed = cs.collect()
-    hist = _truncate_after(history, until)
+    hist = truncate_after(history, until)
     hc = hist.claims
     at = pd.Index(hc["claim_id"].astype(str)).get_indexer(table.index.astype(str))
     if (at < 0).any():
