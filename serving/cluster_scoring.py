@@ -73,8 +73,13 @@ def resolve_bundle(bundle_dir: str | Path | None) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------------- partition tasks
 def _window(X: pd.DataFrame, claims: pd.DataFrame, since, until) -> tuple[np.ndarray, pd.DataFrame]:
-    pos = np.flatnonzero(window_mask(claims, since, until))
-    return pos, claims.iloc[pos].reset_index(drop=True)
+    """(rows of ``X``, claim rows) of the partition's claims submitted in the window, in the claims' order; rows
+    are matched by claim id (a partition's claims may hold more months than its X)."""
+    cl = claims.iloc[np.flatnonzero(window_mask(claims, since, until))]
+    pos = pd.Index(X.index.astype(str)).get_indexer(cl["claim_id"].astype(str))
+    if (pos < 0).any():
+        raise RecoupError("the cluster feature table has claims of the window without features")
+    return pos, cl.reset_index(drop=True)
 
 
 def score_part(
@@ -116,12 +121,21 @@ def top_part(part: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def reasons_part(
-    X: pd.DataFrame, claims: pd.DataFrame, hits: pd.DataFrame, path: str, digest: str, ids: frozenset | None
+    X: pd.DataFrame,
+    claims: pd.DataFrame,
+    hits: pd.DataFrame,
+    path: str,
+    digest: str,
+    ids: frozenset | None,
+    since=None,
+    until=None,
 ) -> pd.DataFrame:
-    """TreeSHAP reasons (JSON-ready lists) of the partition's claims in ``ids`` (None: every claim), with
+    """TreeSHAP reasons (JSON-ready lists) of the partition's claims in ``ids`` (None: every claim of the window), with
     :meth:`Scorer.score_features` itself, as :func:`serving.batch.add_reasons` calls it."""
+    claims = claims[claims["claim_id"].astype(str).isin(X.index.astype(str))]  # the claims with features
+    claims = claims.iloc[pd.Index(claims["claim_id"].astype(str)).get_indexer(X.index.astype(str))]  # X's order
     cid = claims["claim_id"].astype(str)
-    sel = np.flatnonzero(cid.isin(ids).to_numpy()) if ids is not None else np.arange(len(claims))
+    sel = np.flatnonzero(cid.isin(ids).to_numpy() if ids is not None else window_mask(claims, since, until))
     if not len(sel):
         return pd.DataFrame({"reasons": pd.Series([], dtype=object)}, index=pd.Index([], dtype=object, name="claim_id"))
     scorer = worker_scorer(path, digest)
@@ -240,6 +254,8 @@ class ClusterScores:
             self.path,
             self.digest,
             sel,
+            self.since,
+            self.until,
             meta=meta,
             align_dataframes=False,
         ).compute()
@@ -290,6 +306,8 @@ def batch_scores(cs: ClusterScores, history: History, until, data_end) -> BatchS
     at = pd.Index(hc["claim_id"].astype(str)).get_indexer(table.index.astype(str))
     if (at < 0).any():
         raise RecoupError("the cluster scored claims that the history does not have")
+    order = np.argsort(at, kind="stable")  # the history's row order, as the single process ranks ties
+    table, at = table.iloc[order], at[order]
     claims = hc.iloc[at].reset_index(drop=True)
     feats = FeatureResult(X=pd.DataFrame(), hits=cs.hits_for_amounts(), lines=pd.DataFrame())
     return BatchScores(

@@ -149,11 +149,18 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_cli(data: Path, since: str | None, until: str | None, version: str | None = None) -> None:
-    """Entry point of `recoup evaluate`."""
+def evaluate_cli(
+    data: Path, since: str | None, until: str | None, version: str | None = None, cluster: str | None = None
+) -> None:
+    """Entry point of `recoup evaluate`; ``cluster``: the --cluster option (features/cluster/client.py)."""
+    from features.cluster.client import cluster_spec, parse_spec
+
+    spec = cluster_spec(cluster)
+    if spec:
+        parse_spec(spec)  # a bad --cluster fails before anything is loaded
     cfg = load_config()
     name = MODEL_NAME
-    history = load_history(data, require_recoupments=True)
+    history = None if spec else load_history(data, require_recoupments=True)
     mlflow = open_mlflow()
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -166,7 +173,14 @@ def evaluate_cli(data: Path, since: str | None, until: str | None, version: str 
         if since is None and until is None:
             since = bundle.meta.get("split_dates", {}).get("test", [None])[0]
             log.info("no window given: evaluating from the model's latest window on (%s)", since)
-        result = evaluate_history(bundle, history, since, until, data_dir=data, capacities=cfg["capacities"])
+        if spec:
+            from features.cluster.client import connect
+            from training.cluster import evaluate_cluster
+
+            with connect(spec) as client:
+                result = evaluate_cluster(client, bundle, data, since, until, capacities=cfg["capacities"])
+        else:
+            result = evaluate_history(bundle, history, since, until, data_dir=data, capacities=cfg["capacities"])
         print(
             f"model {name} version {bundle.meta.get('model_version', version or 'champion')} "
             f"(trained as of {bundle.meta['as_of']}); window {result['window'][0]}..{result['window'][1]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,20 +105,30 @@ def _hash_parts(values: pd.Series) -> list[bytes]:
 
 def train_warnings(history_start: pd.Timestamp, train: pd.DataFrame) -> list[str]:
     """Why a train slice (its labels) may be too thin or too cold to learn from: one sentence per reason."""
+    warm = history_start + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    return slice_warnings(
+        history_start,
+        positives=int(train["label"].sum()),
+        n=len(train),
+        start=train["submitted_date"].min(),
+        cold=int((train["submitted_date"] < warm).sum()),
+    )
+
+
+def slice_warnings(history_start: pd.Timestamp, positives: int, n: int, start: pd.Timestamp, cold: int) -> list[str]:
+    """:func:`train_warnings` from the train slice's counts: its positives, claims, first submission date and the
+    claims submitted before a year of history existed (the cluster path computes them without collecting rows)."""
     out = []
-    positives = int(train["label"].sum())
     if positives < MIN_TRAIN_POSITIVES:
         out.append(
-            f"the train slice has {positives:,} positives ({len(train):,} claims), fewer than {MIN_TRAIN_POSITIVES:,}: "
+            f"the train slice has {positives:,} positives ({n:,} claims), fewer than {MIN_TRAIN_POSITIVES:,}: "
             "expect weaker ranking; train as of a later date or on a longer history"
         )
-    start = train["submitted_date"].min()
     warm = history_start + pd.Timedelta(days=MIN_HISTORY_DAYS)
     if start < warm:
-        cold = int((train["submitted_date"] < warm).sum())
         out.append(
             f"the train slice begins {start.date()}, {(start - history_start).days} days after the history's first "
-            f"claim ({history_start.date()}): {cold:,} of its {len(train):,} claims were submitted before a year of "
+            f"claim ({history_start.date()}): {cold:,} of its {n:,} claims were submitted before a year of "
             f"history existed ({warm.date()}), with cold provider and patient history features"
         )
     return out
@@ -350,6 +361,7 @@ def train_cli(
     config: Path | None,
     n_estimators: int | None = None,
     promote_if_better: bool = False,
+    cluster: str | None = None,
 ) -> None:
     """Entry point of `recoup train`: the data is loaded (and checked), then one MLflow run spans features,
     training, evaluation and registering."""
@@ -357,15 +369,32 @@ def train_cli(
 
     if promote and promote_if_better:
         raise RecoupError(BOTH_FLAGS)
+    from features.cluster.client import cluster_spec, parse_spec
+
+    spec = cluster_spec(cluster)
+    if spec:
+        parse_spec(spec)  # a bad --cluster fails before anything is loaded
     overrides = {"horizon_days": horizon_days}
     cfg = with_n_estimators(load_config(config, overrides), n_estimators)
-    log.info("loading %s", data)
-    history = load_history(data, require_recoupments=True)
-    log.info("opening the MLflow run in %s", tracking_uri())
-    with training_run(as_of):
-        result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+    with ExitStack() as stack:
+        if spec:
+            from features.cluster.client import connect
+            from training.cluster import train_model_cluster
+
+            client = stack.enter_context(connect(spec))
+            log.info("opening the MLflow run in %s", tracking_uri())
+            stack.enter_context(training_run(as_of))
+            result, submitted = train_model_cluster(client, data, as_of=as_of, horizon_days=horizon_days, config=cfg)
+        else:
+            log.info("loading %s", data)
+            history = load_history(data, require_recoupments=True)
+            log.info("opening the MLflow run in %s", tracking_uri())
+            stack.enter_context(training_run(as_of))
+            result = train_model(history, as_of=as_of, horizon_days=horizon_days, config=cfg)
+            submitted = pd.Series(
+                history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str)
+            )
         log.info("logging the run to MLflow (metrics, plots, the packaged model) and registering the model")
-        submitted = pd.Series(history.claims["submitted_date"].to_numpy(), index=history.claims["claim_id"].astype(str))
         with mlflow_prints_to_debug_log(log):  # MLflow's prints ("Successfully registered model"): the summary says it
             info = log_and_register(
                 result, cfg, data_dir=data, promote=promote, promote_if_better=promote_if_better, submitted=submitted

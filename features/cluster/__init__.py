@@ -1,2 +1,4 @@
-"""Running the pipeline on a Dask cluster (issue #15, docs/scale.md): the client, the feature table by time
-partitions. Nothing here is imported on the single-process path."""
+"""The same pipeline on a Dask cluster (``--cluster ADDRESS|local[:N]``, docs/scale.md).
+
+Nothing here is imported on the single-process path: ``client.cluster_spec`` reads the option and the environment
+without importing Dask; ``client.connect`` imports ``distributed`` only when there is a cluster."""

@@ -1,58 +1,214 @@
-"""STAND-IN (DASK-SCORE) until DASK-TRAIN's client.py is merged: the agreed interface, minimal.
+"""Which Dask cluster a command runs on, and the connection to it.
 
-``cluster_spec(option)`` -> the option, else ``RECOUP_DASK_SCHEDULER``; ``""`` or unset = no cluster.
-``connect(spec)`` yields a :class:`distributed.Client` (``local[:N]``: a LocalCluster of N worker processes, one
-thread each; else a scheduler address) or None without a spec."""
+``cluster_spec(option)``: the ``--cluster`` option, else ``RECOUP_DASK_SCHEDULER``; empty = no cluster (one
+process, as without Dask). ``connect(spec)``: a context manager yielding a ``distributed.Client`` (or None
+without a spec):
+
+- ``local`` / ``local:N``: a LocalCluster of N worker processes (default 2, at most 64), one thread each, a memory
+  limit per worker (``RECOUP_DASK_MEMORY_LIMIT``, e.g. ``4GB``; default min(8 GB, RAM / N)), spilling to disk in
+  ``RECOUP_HOME/dask``, no dashboard. It is stopped when the block ends.
+- ``tcp://host:port`` / ``tls://host:port`` (or ``host:port``): a running scheduler; ``PATH`` of an existing file: a
+  scheduler file (``dask scheduler --scheduler-file PATH``). TLS certificates come from Dask's configuration
+  (``distributed.comm.tls.*``, e.g. ``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``; docs/scale.md).
+
+A malformed spec, or a scheduler that does not answer within ``RECOUP_DASK_CONNECT_TIMEOUT`` seconds (default 10),
+is one RecoupError line."""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
 from features.errors import RecoupError
 
+ENV = "RECOUP_DASK_SCHEDULER"
+MEMORY_ENV = "RECOUP_DASK_MEMORY_LIMIT"
+TIMEOUT_ENV = "RECOUP_DASK_CONNECT_TIMEOUT"
+DEFAULT_WORKERS = 2
+MAX_WORKERS = 64
+DEFAULT_TIMEOUT_S = 10.0
+MAX_MEMORY_PER_WORKER = 8 * 1024**3
+MIN_MEMORY_PER_WORKER = 256 * 1024**2
+
+_LOCAL = re.compile(r"^local(?::(\d{1,3}))?$")
+_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed spec: a local cluster of ``workers`` processes, a scheduler ``address`` or a ``scheduler_file``."""
+
+    kind: str  # "local" | "address" | "file"
+    workers: int = 0
+    address: str = ""
+    scheduler_file: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "local":
+            return f"a local Dask cluster of {self.workers} worker processes"
+        if self.kind == "file":
+            return f"the Dask scheduler of {self.scheduler_file}"
+        return f"the Dask scheduler at {self.address}"
+
 
 def cluster_spec(option: str | None) -> str | None:
-    spec = option if option is not None else os.environ.get("RECOUP_DASK_SCHEDULER", "")
-    spec = spec.strip()
-    return spec or None
+    """The cluster to use: ``option`` when given (``""`` = none, overriding the environment), else
+    ``RECOUP_DASK_SCHEDULER``; None = one process, no Dask."""
+    value = option if option is not None else os.environ.get(ENV, "")
+    value = value.strip()
+    return value or None
 
 
-@contextlib.contextmanager
+def parse_spec(spec: str) -> Target:
+    """``local[:N]``, a scheduler address or a scheduler file; anything else is a RecoupError."""
+    text = spec.strip()
+    m = _LOCAL.match(text)
+    if m:
+        n = int(m.group(1)) if m.group(1) else DEFAULT_WORKERS
+        if not 1 <= n <= MAX_WORKERS:
+            raise RecoupError(f"--cluster local:N needs 1 to {MAX_WORKERS} workers, got {n}")
+        return Target("local", workers=n)
+    if text.startswith("local"):
+        raise RecoupError(f"--cluster: expected local or local:N (N from 1 to {MAX_WORKERS}), got {text[:40]!r}")
+    m = _ADDRESS.match(text)
+    if m:
+        port = int(m.group(2))
+        if not 1 <= port <= 65535:
+            raise RecoupError(f"--cluster: port {port} of {text[:60]!r} is not from 1 to 65535")
+        return Target("address", address=text if "://" in text else f"tcp://{text}")
+    if Path(text).is_file():
+        return Target("file", scheduler_file=str(Path(text).resolve()))
+    raise RecoupError(
+        f"--cluster (or {ENV}): expected local, local:N, a scheduler address tcp://HOST:PORT or an existing "
+        f"scheduler file, got {text[:60]!r}"
+    )
+
+
+def memory_limit(workers: int) -> int:
+    """Bytes per local worker: ``RECOUP_DASK_MEMORY_LIMIT`` (``4GB``, ``512MiB`` or bytes), else min(8 GB, RAM / N)."""
+    import psutil  # a dependency of distributed
+    from dask.utils import parse_bytes
+
+    ram = int(psutil.virtual_memory().total)
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if not text:
+        return max(MIN_MEMORY_PER_WORKER, min(MAX_MEMORY_PER_WORKER, ram // max(workers, 1)))
+    try:
+        value = int(parse_bytes(text))
+    except (ValueError, TypeError):
+        value = -1
+    if not MIN_MEMORY_PER_WORKER <= value <= ram:
+        raise RecoupError(
+            f"{MEMORY_ENV} must be a size from 256MiB to the machine's {ram / 1024**3:.0f} GiB, got {text[:20]!r}"
+        )
+    return value
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler (``RECOUP_DASK_CONNECT_TIMEOUT``, 1 to 600; default 10)."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 600.0:
+        raise RecoupError(f"{TIMEOUT_ENV} must be a number of seconds from 1 to 600, got {text[:20]!r}")
+    return value
+
+
+def _quiet_distributed() -> None:
+    """Dask's own log lines from WARNING, in this process and the worker processes it starts (they read
+    ``DASK_LOGGING__DISTRIBUTED`` when they import distributed)."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # "Shuffle ... initialized / deactivated" at WARNING for every distributed join or group-by: routine
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+
+
+def dask_directory() -> Path:
+    """Workers' scratch and spill folder: ``RECOUP_HOME/dask``."""
+    from features.settings import recoup_home
+
+    d = recoup_home() / "dask"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextmanager
 def connect(spec: str | None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``spec`` (see the module), closed (and a local cluster stopped) at the end;
+    None without a spec (nothing of Dask is imported then)."""
     if not spec:
         yield None
         return
-    from distributed import Client, LocalCluster
-
-    if spec == "local" or spec.startswith("local:"):
-        try:
-            n = int(spec.split(":", 1)[1]) if ":" in spec else 2
-        except ValueError:
-            raise RecoupError(f"--cluster local:N needs a number of workers (got {spec!r})") from None
-        if not 1 <= n <= 64:
-            raise RecoupError(f"--cluster local:N: N must be within 1-64 (got {n})")
-        home = os.environ.get("RECOUP_HOME", "work")
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            local_directory=os.path.join(home, "dask"),
-        )
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
-        return
+    target = parse_spec(spec)
+    _quiet_distributed()
     try:
-        client = Client(spec, timeout=10)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise RecoupError(f"--cluster {spec}: cannot reach the scheduler ({type(exc).__name__})") from None
+        from distributed import Client, LocalCluster
+    except ModuleNotFoundError as exc:
+        raise RecoupError(
+            f"--cluster needs Dask ({exc.name} is missing): install the extra 'cluster' (make setup)"
+        ) from None
+    import dask
+
+    timeout = connect_timeout()
+    cluster = None
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s", "logging.distributed": "warning"}):
+        if target.kind == "local":
+            limit = memory_limit(target.workers)
+            log.info(
+                "starting %s (1 thread, %.1f GiB each, spilling to %s)",
+                target.describe(),
+                limit / 1024**3,
+                dask_directory(),
+            )
+            try:
+                cluster = LocalCluster(
+                    n_workers=target.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    memory_limit=limit,
+                    local_directory=str(dask_directory()),
+                    dashboard_address=None,
+                    # the scheduler's HTTP routes (health, metrics; no dashboard) on a free loopback port, not 8787
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                )
+                client = Client(cluster, timeout=timeout)
+            except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker process did not start
+                if cluster is not None:
+                    cluster.close()
+                raise RecoupError(f"could not start {target.describe()}: {exc}") from None
+        else:
+            log.info("connecting to %s", target.describe())
+            try:
+                if target.kind == "file":
+                    client = Client(scheduler_file=target.scheduler_file, timeout=timeout)
+                else:
+                    client = Client(target.address, timeout=timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise RecoupError(
+                    f"cannot reach {target.describe()} within {timeout:g} s ({reason}); check the address, that the "
+                    "scheduler runs and that this machine may reach it"
+                ) from None
     try:
         yield client
     finally:
         client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def worker_count(client: Any) -> int:
+    """Workers connected to ``client``'s scheduler now."""
+    return len(client.scheduler_info(n_workers=-1).get("workers", {})) if client is not None else 0

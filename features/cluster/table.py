@@ -18,6 +18,8 @@ class ClusterTable:
     hits: Any  # dask.dataframe.DataFrame (the hits of each partition's claims, same partitions as X)
     claims: Any  # dask.dataframe.DataFrame (the claim rows, same partitions and order as X)
     _state: Any = None
+    recoupments: Any = None  # dask.dataframe.DataFrame (DASK-TRAIN's training reads it when present)
+    n_lines: int | None = None
 
     def state(self):
         return self._state
@@ -57,7 +59,11 @@ def feature_table(
     inside = at >= 0
     hparts = [hits[inside & (hit_part == k)] for k in range(n)]
     with dask.config.set({"dataframe.convert-string": False}):
-        return _table(dd, X, hits, cl, bounds, hparts, state)
+        table = _table(dd, X, hits, cl, bounds, hparts, state)
+        rec = history.recoupments if history.recoupments is not None else pd.DataFrame()
+        table.recoupments = dd.from_pandas(rec, npartitions=1, sort=False)
+        table.n_lines = int(len(history.claim_lines))
+        return table
 
 
 def _table(dd, X, hits, cl, bounds, hparts, state) -> ClusterTable:

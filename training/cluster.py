@@ -1,0 +1,805 @@
+"""`recoup train --cluster` and `recoup evaluate --cluster`: the same training on a Dask cluster (docs/scale.md).
+
+The feature table comes from :func:`features.cluster.table.feature_table` (time partitions, never one process);
+labels are made per partition with :func:`features.model.outcomes.make_labels` after a distributed join of the
+recoupments with the claims' payment dates; the split dates, the categorical levels, the slices' counts and the
+payer ratios are distributed reductions; the two models are trained with ``lightgbm.dask`` and come back as local
+boosters into the SAME bundle (:class:`features.model.bundle.ModelBundle`), which the service serves unchanged.
+
+What is collected into this process (small, or bounded by the latest window): the recoupments within their
+horizon (one row per recoupment), the recouped claims' labels (lags, cause weights, cause shares), the validation
+slice's raw scores (one column: the calibrator), and the latest window's predictions and features (metrics,
+promotion gate, plots), as in the single process.
+
+Early stopping: ``lightgbm.dask`` does not support it (LightGBM issues #3712, #4189, #6351: each worker would
+stop on its own share of the eval set and the others hang), so each model is trained to its full ``n_estimators``
+and cut afterwards at the iteration LightGBM's ``early_stopping`` callback would have chosen: the validation
+slice's first metric (log loss) after every iteration is summed over the partitions on the cluster and the same
+rule (best so far, stop after ``early_stopping_rounds`` without a strict improvement) picks the trees to keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CAUSES, History
+from features.errors import RecoupError
+from features.model.bundle import Calibrator, ModelBundle
+from features.model.estimator import LightGBMClassifier
+from features.model.outcomes import make_labels
+from features.model.spec import FeatureSpec
+from features.progress import duration
+from features.rulebook import load_rulebook
+from features.settings import MODEL_NAME
+from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
+from training.lag import LagDistribution, cause_weights, exposure_of, fit_lag, label_delay_days, lag_frame
+from training.metrics import evaluate_frame
+from training.model import make_estimator
+
+log = logging.getLogger(__name__)
+
+#: label columns of make_labels kept next to the features (prefixed: X has payer_id, total_charge ...)
+LABEL_COLUMNS = (
+    "mature",
+    "label",
+    "cause",
+    "recouped_amount",
+    "paid_amount",
+    "total_charge",
+    "submitted_date",
+    "payer_id",
+    "followup_days",
+    "first_recouped_days",
+    "cause_idx",
+)
+Y, C = "_y_", "_c_"  # prefixes: labels, claim columns (scoring needs the claim's own paid amount and payer)
+PART = "_part"  # 0 train, 1 valid, 2 test, 3 not usable (time_split's "immature")
+SLICES = ("train", "valid", "test")
+EXPOSURE, OFFSET, WEIGHT = "_exposure", "_offset", "_weight"
+
+
+# ---------------------------------------------------------------------------------------------- per partition
+def _claim_ids(claims: pd.DataFrame) -> pd.Index:
+    """A claims partition's claim ids as text (from its claim_id column, else its index)."""
+    ids = claims["claim_id"] if "claim_id" in claims.columns else claims.index.to_series()
+    return pd.Index(ids.astype(str).to_numpy(), name="claim_id")
+
+
+def _as_known(claims: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    """Claims as known on ``cut`` (truncate_history's rule): a payment after it is not known yet."""
+    c = claims.copy()
+    late = c["paid_date"] > cut
+    c.loc[late, "paid_date"] = pd.NaT
+    c.loc[late, "paid_amount"] = np.nan
+    return c
+
+
+def _assemble(
+    X: pd.DataFrame, claims: pd.DataFrame, recoupments: pd.DataFrame, cut: pd.Timestamp, horizon: int, label_cfg: dict
+) -> pd.DataFrame:
+    """One partition: its features, its labels as of ``cut`` (``make_labels``, the single process's code, on its
+    claims and their recoupments), ``usable``, and the claim columns scoring needs; index claim_id as X's."""
+    c = claims.copy()
+    c.index = _claim_ids(claims)
+    c = c.reindex(pd.Index(X.index.astype(str), name="claim_id"))
+    c["claim_id"] = c.index.to_numpy()
+    c = _as_known(c.reset_index(drop=True), cut)
+    r = recoupments[recoupments["claim_id"].astype(str).isin(c["claim_id"])]
+    labels = make_labels(History(claims=c, claim_lines=c.iloc[:0], recoupments=r), cut, horizon)
+    out = X.copy()
+    for col in LABEL_COLUMNS:
+        out[Y + col] = labels[col].to_numpy()
+    out[Y + "cause"] = out[Y + "cause"].astype(object)
+    delay = label_delay_days(label_cfg, 0) if label_cfg.get("immature") else None
+    usable = labels["mature"] if delay is None else labels["mature"] | (labels["followup_days"] >= delay)
+    out[Y + "usable"] = usable.to_numpy(dtype=bool)
+    out[C + "paid_amount"] = c["paid_amount"].to_numpy(dtype=np.float64)
+    out[C + "total_charge"] = c["total_charge"].to_numpy(dtype=np.float64)
+    out[C + "payer_id"] = c["payer_id"].astype(str).to_numpy(dtype=object)
+    return out
+
+
+def _with_part(frame: pd.DataFrame, d_valid: pd.Timestamp, d_test: pd.Timestamp) -> pd.DataFrame:
+    """time_split's slices from its two cut dates (same comparisons)."""
+    sd = frame[Y + "submitted_date"]
+    part = np.where(sd < d_valid, 0, np.where(sd < d_test, 1, 2))
+    out = frame.copy()
+    out[PART] = np.where(frame[Y + "usable"].to_numpy(dtype=bool), part, 3).astype(np.int8)
+    return out
+
+
+def labels_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """The make_labels frame held in a partition's prefixed columns."""
+    return pd.DataFrame({col: frame[Y + col].to_numpy() for col in LABEL_COLUMNS}, index=frame.index)
+
+
+def _with_model(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    lag: LagDistribution | None,
+    log_odds_base: float | None,
+    weights: pd.Series,
+) -> pd.DataFrame:
+    """The model matrix (spec.transform: categoricals over the spec's levels, the same in every partition)
+    next to label, slice, exposure, offset and cause weight."""
+    M = spec.transform(frame)
+    labels = labels_of(frame)
+    exposure = exposure_of(labels, lag)
+    extra = {
+        Y + "label": labels["label"].to_numpy(dtype=np.int64),
+        Y + "cause_idx": labels["cause_idx"].fillna(-1).to_numpy(dtype=np.int64),
+        PART: frame[PART].to_numpy(),
+        EXPOSURE: exposure,
+        OFFSET: np.log(exposure) + log_odds_base if log_odds_base is not None else np.zeros(len(M)),
+        WEIGHT: weights.reindex(M.index.astype(str)).fillna(1.0).to_numpy(dtype=np.float64),
+    }
+    M = pd.concat([M, pd.DataFrame(extra, index=M.index)], axis=1)
+    return M
+
+
+def _numpy_matrix(M: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Float matrix of a model frame: categoricals as their level codes, NaN when missing (what the bundle
+    predicts from, :meth:`ModelBundle.matrix`)."""
+    out = np.empty((len(M), len(features)))
+    for j, c in enumerate(features):
+        s = M[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes = s.cat.codes.to_numpy().astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            out[:, j] = s.to_numpy(dtype=np.float64)
+    return out
+
+
+def _loss_curve(M: pd.DataFrame, booster_text: str, features: list[str], target: str, n_classes: int) -> np.ndarray:
+    """Sum over a partition's rows of the log loss after each boosting iteration (binary: with the row's
+    offset, as ``eval_init_score``)."""
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_str=booster_text)
+    n_iter = booster.current_iteration()
+    if len(M) == 0:
+        return np.zeros(n_iter)
+    mat = _numpy_matrix(M, features)
+    y = M[target].to_numpy(dtype=np.int64)
+    out = np.empty(n_iter)
+    if n_classes == 2:
+        raw = M[OFFSET].to_numpy(dtype=np.float64).copy()
+        for i in range(n_iter):
+            raw += np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
+            out[i] = np.where(y == 1, np.logaddexp(0, -raw), np.logaddexp(0, raw)).sum()
+    else:
+        raw2 = np.zeros((len(M), n_classes))
+        rows = np.arange(len(M))
+        for i in range(n_iter):
+            step = np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
+            raw2 += step.reshape(len(M), -1)
+            lse = np.logaddexp.reduce(raw2, axis=1)
+            out[i] = (lse - raw2[rows, y]).sum()
+    return out
+
+
+def _raw_scores(M: pd.DataFrame, booster_text: str, features: list[str]) -> pd.DataFrame:
+    """The (uncalibrated) likelihood of a partition's rows, next to label and exposure: what calibration fits on."""
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_str=booster_text)
+    p = booster.predict(_numpy_matrix(M, features)) if len(M) else np.zeros(0)
+    return pd.DataFrame(
+        {"raw": np.asarray(p, dtype=np.float64), "label": M[Y + "label"].to_numpy(), "exposure": M[EXPOSURE]},
+        index=M.index,
+    )
+
+
+def _score_part(frame: pd.DataFrame, M: pd.DataFrame, bundle: ModelBundle, with_exposure: bool) -> pd.DataFrame:
+    """score_frame on one partition's rows (the single process's function)."""
+    from training.train import score_frame
+
+    if len(frame) == 0:
+        return _scored_empty(frame.index, with_exposure)
+    claims = pd.DataFrame(
+        {
+            "payer_id": frame[C + "payer_id"].to_numpy(),
+            "total_charge": frame[C + "total_charge"].to_numpy(),
+            "paid_amount": frame[C + "paid_amount"].to_numpy(),
+        },
+        index=frame.index,
+    )
+    features = [c for c in frame.columns if not c.startswith((Y, C, "_"))]
+    return score_frame(
+        bundle,
+        M[bundle.spec.feature_names_],
+        claims,
+        labels_of(frame),
+        frame[features],
+        exposure=M[EXPOSURE].to_numpy() if with_exposure else None,
+    )
+
+
+def _scored_empty(index: pd.Index, with_exposure: bool) -> pd.DataFrame:
+    """score_frame's columns and dtypes without rows (a partition with no claim of the window)."""
+    out = pd.DataFrame(
+        {
+            "label": np.zeros(0, dtype=np.int64),
+            "true_cause": np.zeros(0, dtype=object),
+            "recouped_amount": np.zeros(0),
+            "probability": np.zeros(0),
+            "expected_amount": np.zeros(0),
+            "payer_id": np.zeros(0, dtype=object),
+            "plan_type": np.zeros(0, dtype=object),
+            "specialty": np.zeros(0, dtype=object),
+            "total_charge": np.zeros(0),
+        },
+        index=index[:0],
+    )
+    for c in CAUSES:
+        out[f"p_{c}"] = np.zeros(0)
+    if with_exposure:
+        out["exposure"] = np.zeros(0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- driver helpers
+def _history_source(ct: Any, data: Path) -> Any:
+    """The recoupments as a dask DataFrame: the table's own when it has them, else read here (small)."""
+    import dask.dataframe as dd
+
+    rec = getattr(ct, "recoupments", None)
+    if rec is not None:
+        return rec
+    from features.contract import load_history
+
+    log.warning("the feature table gives no recoupments: reading them in this process")
+    r = load_history(data, require_recoupments=True).recoupments
+    return dd.from_pandas(r if r is not None else pd.DataFrame(), npartitions=1)
+
+
+def _recoupments_within(ct: Any, data: Path, cut: pd.Timestamp, horizon: int) -> pd.DataFrame:
+    """Recoupments dated within their claim's horizon after payment and by ``cut`` (the only ones make_labels
+    counts): a distributed join of the recoupments with the claims' payment dates, on claim_id."""
+    rec = _history_source(ct, data)
+    if len(rec.columns) == 0:
+        return pd.DataFrame({"claim_id": pd.Series([], dtype=object)})
+
+    def paid(c: pd.DataFrame) -> pd.DataFrame:
+        pd_ = c["paid_date"].where(c["paid_date"] <= cut)
+        return pd.DataFrame({"claim_id": _claim_ids(c).to_numpy(dtype=object), "_paid": pd_.to_numpy()})
+
+    def ids(r: pd.DataFrame) -> pd.DataFrame:
+        return r.assign(claim_id=r["claim_id"].astype(str).astype(object))
+
+    meta_paid = paid(ct.claims._meta)
+    joined = rec.map_partitions(ids, meta=ids(rec._meta)).merge(
+        ct.claims.map_partitions(paid, meta=meta_paid), on="claim_id", how="inner"
+    )
+    h = pd.Timedelta(days=horizon)
+
+    def within(j: pd.DataFrame) -> pd.DataFrame:
+        r, p = j["recouped_date"], j["_paid"]
+        return j[p.notna() & (r >= p) & (r <= p + h) & (r <= cut)]
+
+    kept = joined.map_partitions(within, meta=joined._meta)
+    return kept.drop(columns="_paid").compute().reset_index(drop=True)
+
+
+def _kth(counts: pd.Series, k: int) -> pd.Timestamp:
+    """The k-th (0-based) smallest date of a multiset given as date -> count (sorted by date)."""
+    cum = counts.to_numpy().cumsum()
+    return pd.Timestamp(counts.index[int(np.searchsorted(cum, k, side="right"))])
+
+
+def split_dates(day_counts: pd.Series, valid_fraction: float, test_fraction: float) -> tuple[pd.Timestamp, ...]:
+    """time_split's two cut dates from the usable claims' submission dates counted per date."""
+    counts = day_counts.sort_index()
+    n = int(counts.sum())
+    return (
+        _kth(counts, min(int(n * (1 - valid_fraction - test_fraction)), n - 1)),
+        _kth(counts, min(int(n * (1 - test_fraction)), n - 1)),
+    )
+
+
+def _nonempty(frame: Any) -> Any:
+    """The partitions of a dask DataFrame that hold rows (LightGBM's workers each need some)."""
+    sizes = frame.map_partitions(len).compute()
+    keep = [i for i, n in enumerate(sizes) if n > 0]
+    return frame.partitions[keep]
+
+
+def _fit_spec(train: Any, columns: list[str]) -> FeatureSpec:
+    """FeatureSpec.fit on the train slice, its level counts summed over the partitions."""
+    spec = FeatureSpec()
+    spec.feature_names_ = [c for c in columns if c not in spec.exclude]
+    from features.pipeline import CATEGORICAL
+
+    spec.categorical_ = [c for c in CATEGORICAL if c in spec.feature_names_]
+    spec.categories_ = {}
+    for c in spec.categorical_:
+        counts = train[c].astype("string").value_counts(split_out=1).compute()
+        spec.categories_[c] = sorted(counts[counts >= spec.min_level_count].index.astype(str).tolist())
+    return spec
+
+
+def _feature_reference(train: Any, columns: list[str]) -> dict[str, float]:
+    """feature_reference's medians over the train slice, from Dask's approximate quantiles (docs/scale.md)."""
+    meta = train._meta[columns]
+    numeric = [
+        c
+        for c in columns
+        if pd.api.types.is_numeric_dtype(meta[c].dtype) and not pd.api.types.is_bool_dtype(meta[c].dtype)
+    ]
+    med = train[numeric].quantile(0.5).compute()
+    return {str(c): round(float(v), 6) for c, v in med.items() if pd.notna(v) and np.isfinite(v)}
+
+
+def _early_stop(curve: np.ndarray, rounds: int | None) -> int:
+    """Trees kept: LightGBM's early_stopping rule on a per-iteration loss curve (strict improvement, stop after
+    ``rounds`` iterations without one); all of them without ``rounds``."""
+    if rounds is None or len(curve) == 0:
+        return len(curve)
+    best, best_i = np.inf, 0
+    for i, v in enumerate(curve):
+        if v < best:
+            best, best_i = v, i
+        elif i - best_i >= rounds:
+            break
+    return best_i + 1
+
+
+def _train_dask(
+    client: Any,
+    train: Any,
+    valid: Any,
+    features: list[str],
+    target: str,
+    est: LightGBMClassifier,
+    offsets: bool,
+    weights: bool,
+) -> LightGBMClassifier:
+    """Train ``est``'s model with lightgbm.dask on the ``train`` partitions, cut it at the early-stopping
+    iteration on ``valid`` (None: no early stopping) and return it as the local estimator of the bundle."""
+    import lightgbm as lgb
+    from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
+
+    params = est._booster_params()
+    params.pop("num_threads", None)  # lightgbm.dask sets each worker's from its Dask threads
+    params.pop("metric", None)  # no eval set on the workers: validation is computed below
+    train = _nonempty(train)
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    if train.npartitions < workers:  # every worker trains on a share (lightgbm.dask uses the workers holding data)
+        train = _nonempty(client.persist(train.repartition(npartitions=workers)))
+    kw: dict[str, Any] = {}
+    if offsets:
+        kw["init_score"] = train[OFFSET]
+    if weights:
+        kw["sample_weight"] = train[WEIGHT]
+    if est.n_classes == 2:
+        # binary: the classifier's label encoding is 0 -> 0, 1 -> 1 on every worker as long as each has a negative
+        lows = train[target].map_partitions(lambda s: s.min() if len(s) else 0).compute()
+        if (np.asarray(lows) > 0).any():
+            raise RecoupError("a partition of the train slice holds only recouped claims: repartition the data")
+        model: Any = DaskLGBMClassifier(client=client, n_estimators=int(est.n_estimators), **params)
+    else:
+        # multiclass over all CAUSES whether a worker sees each or not: the classifier would re-encode the causes
+        # present on each worker (lightgbm.sklearn's label encoder), so the same booster (objective multiclass,
+        # num_class) is trained through the regressor's interface, which passes the labels as they are
+        model = DaskLGBMRegressor(client=client, n_estimators=int(est.n_estimators), **params)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as said:
+        warnings.simplefilter("ignore", UserWarning)  # "Parameter n_jobs will be ignored": Dask sets the threads
+        model.fit(train[features], train[target], **kw)
+    for line in said.getvalue().splitlines():  # lightgbm.dask prints ("Finding random open ports for workers")
+        log.debug("lightgbm.dask: %s", line)
+    log.info("%s: trained on %d partitions across %d workers", est.name, train.npartitions, workers)
+    booster = model.to_local().booster_
+    text = booster.model_to_string()
+    metric = "binary_logloss" if est.n_classes == 2 else "multi_logloss"
+    keep = booster.current_iteration()
+    evals: dict = {}
+    if valid is not None and est.early_stopping_rounds is not None:
+        import dask
+
+        shared = client.scatter(text, broadcast=True)
+        parts = valid.to_delayed()
+        n_valid = int(valid.map_partitions(len).compute().sum())
+        sums = dask.compute(*[dask.delayed(_loss_curve)(p, shared, features, target, est.n_classes) for p in parts])
+        curve = np.sum(sums, axis=0) / max(n_valid, 1)
+        keep = _early_stop(curve, int(est.early_stopping_rounds))
+        stop = min(len(curve), keep + int(est.early_stopping_rounds))
+        evals = {"valid": {metric: [float(v) for v in curve[:stop]]}}
+        log.info("%s: %d of %d trees kept (validation %s, early stopping)", est.name, keep, len(curve), metric)
+    local = lgb.Booster(model_str=booster.model_to_string(num_iteration=keep))
+    est._learn(local)
+    est.evals_result_ = evals
+    return est
+
+
+def _payer_paid_ratio(frame: Any) -> tuple[dict, float]:
+    """training.train._payer_paid_ratio on the train and validation slices, as sums per payer."""
+    f = frame[(frame[PART] <= 1) & ~frame[C + "paid_amount"].isnull() & (frame[C + "total_charge"] > 0)]
+    sums = f.groupby(C + "payer_id")[[C + "paid_amount", C + "total_charge"]].sum(split_out=1).compute()
+    if sums.empty:
+        return {}, 0.6
+    ratio = (sums[C + "paid_amount"] / sums[C + "total_charge"]).clip(0, 1)
+    total = float(sums[C + "paid_amount"].sum() / sums[C + "total_charge"].sum())
+    return {str(k): float(v) for k, v in ratio.items()}, total
+
+
+def last_date(ct: Any, data: Path) -> pd.Timestamp:
+    """History.last_date on the cluster: the latest submission, payment or recoupment date."""
+    import dask
+
+    c = ct.claims
+    rec = _history_source(ct, data)
+    parts = [c["submitted_date"].max(), c["paid_date"].max()]
+    if "recouped_date" in rec.columns:
+        parts.append(rec["recouped_date"].max())
+    dates = dask.compute(*parts)
+    return pd.Timestamp(max(d for d in dates if pd.notna(d)))
+
+
+def _base(ct: Any, data: Path, cut: pd.Timestamp, horizon: int, label_cfg: dict, client: Any) -> Any:
+    """Features and labels of every claim, persisted on the cluster."""
+    import dask
+
+    t = time.perf_counter()
+    recs = _recoupments_within(ct, data, cut, horizon)
+    log.info("labels: %d recoupments within their horizon (joined on the cluster)", len(recs))
+    shared = dask.delayed(recs)
+    meta = _assemble(ct.X._meta, ct.claims._meta, recs.iloc[:0], cut, horizon, label_cfg)
+    base = ct.X.map_partitions(_assemble, ct.claims, shared, cut, horizon, label_cfg, meta=meta, align_dataframes=False)
+    base = client.persist(base)
+    log.info(
+        "features and labels of %d partitions on the cluster in %s", base.npartitions, duration(time.perf_counter() - t)
+    )
+    return base
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train_model_cluster(
+    client: Any,
+    data: Path,
+    as_of: str | pd.Timestamp | None = None,
+    horizon_days: int | None = None,
+    config: dict | None = None,
+) -> tuple[Any, pd.Series]:
+    """training.train.train_model on a Dask cluster: (TrainResult, submission dates of the latest window's
+    claims by claim id, for the promotion gate)."""
+    from features.cluster.table import feature_table
+    from training.config import load_config
+    from training.train import TrainResult, _cause_amount_share, slice_warnings
+
+    cfg = config or load_config()
+    horizon = int(horizon_days or cfg["horizon_days"])
+    timings: dict[str, float] = {}
+    rulebook = load_rulebook()
+    t0 = time.perf_counter()
+    log.info("building the point-in-time feature table on the cluster")
+    ct = feature_table(client, data, rulebook, until=None if as_of is None else str(pd.Timestamp(as_of).date()))
+    cut = pd.Timestamp(as_of) if as_of else last_date(ct, data)
+    base = _base(ct, data, cut, horizon, cfg["labels"], client)
+    n_claims = int(base.map_partitions(len).compute().sum())
+    if n_claims == 0:
+        raise RecoupError(f"no claims submitted on or before --as-of {cut.date()}")
+    timings["features_s"] = time.perf_counter() - t0
+
+    usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts(split_out=1).compute()
+    if usable_days.empty:
+        raise RecoupError(
+            f"not enough claims with outcomes for a 'train' slice (as-of {cut.date()}, horizon {horizon} days)"
+        )
+    d_valid, d_test = split_dates(usable_days, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
+    frame = base.map_partitions(_with_part, d_valid, d_test, meta=_with_part(base._meta, d_valid, d_test))
+    frame = client.persist(frame)
+    # the recouped claims' labels (one row per recouped claim) in this process: lags, weights, cause shares
+    pos_frame = frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]].compute()
+    pos = labels_of(pos_frame)
+    pos_part = pos_frame[PART].to_numpy()
+    counts = frame[PART].value_counts(split_out=1).compute()
+    names = {0: "train", 1: "valid", 2: "test", 3: "immature"}
+    split_counts = {names[int(k)]: int(v) for k, v in counts.items()}
+    log.info("split: %s", split_counts)
+    for i, p in enumerate(SLICES):
+        if split_counts.get(p, 0) == 0 or not (pos_part == i).any():
+            raise RecoupError(
+                f"not enough claims with outcomes for a '{p}' slice (as-of {cut.date()}, "
+                f"horizon {horizon} days): need claims paid more than {label_delay_days(cfg['labels'], horizon)} "
+                "days before --as-of, with some recoupments"
+            )
+    sd = frame[Y + "submitted_date"]
+    first_submitted, last_submitted = (pd.Timestamp(v) for v in _compute(client, sd.min(), sd.max()))
+    train_sd = frame[frame[PART] == 0][Y + "submitted_date"]
+    warm = first_submitted + pd.Timedelta(days=365)
+    train_start, cold = _compute(client, train_sd.min(), (train_sd < warm).sum())
+    cautions = slice_warnings(
+        first_submitted,
+        positives=int((pos_part == 0).sum()),
+        n=split_counts["train"],
+        start=pd.Timestamp(train_start),
+        cold=int(cold),
+    )
+    lag = None
+    if cfg["labels"]["immature"]:
+        keep = (pos_part < 3) & ((pos_part != 2) | pos["mature"].to_numpy(dtype=bool))
+        lag = fit_lag(
+            lag_frame(pos[keep], horizon), horizon, by="payer_id" if cfg["labels"]["lag_by"] == "payer" else None
+        )
+        log.info(
+            "recoupment lag from %d recouped claims: median %d days, 90%% by %d days (%d payers with their own)",
+            lag.n,
+            lag.quantile(0.5),
+            lag.quantile(0.9),
+            len(lag.by),
+        )
+        if lag.identified_days < horizon:
+            cautions.append(
+                f"the longest follow-up in the data is {lag.identified_days} days, shorter than the {horizon}-day "
+                "horizon: recoupments later than that are assumed not to happen (probabilities may be low)"
+            )
+    for w in cautions:
+        log.warning("%s", w)
+    feature_columns = [c for c in ct.X.columns]
+    train_rows = frame[frame[PART] == 0]
+    spec = _fit_spec(train_rows, feature_columns)
+    log_odds = None
+    base_rate = None
+    if lag is not None:
+        exp_train = frame[frame[PART] == 0].map_partitions(
+            lambda f: pd.Series([exposure_of(labels_of(f), lag).sum()]), meta=pd.Series(dtype=np.float64)
+        )
+        exposure_sum = float(exp_train.sum().compute())
+        base_rate = float(np.clip((pos_part == 0).sum() / max(exposure_sum, 1e-9), 1e-6, 1 - 1e-6))
+        log_odds = float(np.log(base_rate / (1 - base_rate)))
+    ptr = (pos_part == 0) & pos["label"].to_numpy(dtype=bool)
+    weights = pd.Series(dtype=np.float64)
+    if lag is not None:
+        lf = lag_frame(pos[ptr], horizon)
+        weights = pd.Series(cause_weights(lf, horizon), index=lf.index.astype(str))
+    model_meta = _with_model(frame._meta, spec, lag, log_odds, weights)
+    M = frame.map_partitions(_with_model, spec, lag, log_odds, weights, meta=model_meta)
+    M = client.persist(M)
+    features = list(spec.feature_names_)
+    seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
+    t1 = time.perf_counter()
+    log.info("training the likelihood model on the cluster: %d claims (%d positives)", split_counts["train"], ptr.sum())
+    lik_est = make_estimator(cfg["likelihood"], seed, threads, 2, ["binary_logloss", "average_precision"], "likelihood")
+    lik = _train_dask(
+        client, M[M[PART] == 0], M[M[PART] == 1], features, Y + "label", lik_est, offsets=lag is not None, weights=False
+    )
+    log.info("likelihood model: %d trees in %s", lik.n_iter_, duration(time.perf_counter() - t1))
+    lik_text = lik.booster_.model_to_string()
+    shared = client.scatter(lik_text, broadcast=True)
+    valid_rows = M[M[PART] == 1]
+    raw_meta = _raw_scores(M._meta, lik_text, features)
+    va = valid_rows.map_partitions(_raw_scores, shared, features, meta=raw_meta).compute()
+    raw_va, y_va = va["raw"].to_numpy(), va["label"].to_numpy()
+    calibrator = fit_calibrator(
+        raw_va, y_va, cfg["calibration"], exposure=None if lag is None else va["exposure"].to_numpy()
+    )
+    if log_odds is not None and calibrator.kind == "none":
+        calibrator = Calibrator(kind="platt", a=1.0, b=log_odds)
+    calibration = {
+        "kind": calibrator.kind,
+        "requested": cfg["calibration"],
+        "valid_positives": int(y_va.sum()),
+        "min_positives_isotonic": MIN_POSITIVES_ISOTONIC,
+    }
+    log.info("calibration: %s on %d validation claims (one column collected)", calibrator.kind, len(raw_va))
+    pva = (pos_part == 1) & pos["label"].to_numpy(dtype=bool)
+    t2 = time.perf_counter()
+    cause = None
+    if ptr.sum() < 20:
+        log.warning("only %d recouped claims in training: no cause model", ptr.sum())
+    else:
+        log.info("training the cause model on the cluster: %d recouped claims", ptr.sum())
+        cause_est = make_estimator(cfg["cause"], seed, threads, len(CAUSES), "multi_logloss", "cause")
+        recouped = M[M[Y + "label"] == 1]
+        cause = _train_dask(
+            client,
+            recouped[recouped[PART] == 0],
+            recouped[recouped[PART] == 1] if pva.sum() >= 10 else None,
+            features,
+            Y + "cause_idx",
+            cause_est,
+            offsets=False,
+            weights=lag is not None,
+        )
+        log.info("cause model: %d trees in %s", cause.n_iter_, duration(time.perf_counter() - t2))
+    timings["models_s"] = time.perf_counter() - t1
+    payer_ratio, default_ratio = _payer_paid_ratio(frame)
+    split_dates_meta = _split_dates_meta(frame, client)
+    meta = {
+        "model_name": MODEL_NAME,
+        "as_of": str(cut.date()),
+        "horizon_days": horizon,
+        "rulebook_version": rulebook.version,
+        "causes": list(CAUSES),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "n_trees_likelihood": lik.n_iter_,
+        "n_trees_cause": cause.n_iter_ if cause is not None else 0,
+        "payer_paid_ratio": payer_ratio,
+        "paid_ratio_default": default_ratio,
+        "cause_amount_share": _cause_amount_share(pos[pos_part <= 1]),
+        "num_threads": threads,
+        "split_dates": split_dates_meta,
+        "calibration": calibration,
+        "labels": {**cfg["labels"], "lag": lag.to_dict() if lag is not None else None},
+        "feature_reference": _feature_reference(train_rows, feature_columns),
+        "warnings": cautions,
+        "trained_on": f"dask cluster ({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers)",
+    }
+    p_va = calibrator(raw_va)
+    meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
+    bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
+    log.info("scoring the latest window (%d claims) on the cluster and computing metrics", split_counts["test"])
+    test_frame, test_M = frame[frame[PART] == 2], M[M[PART] == 2]
+    scored_meta = _score_part(frame._meta, M._meta, bundle, lag is not None)
+    scored = test_frame.map_partitions(
+        _score_part, test_M, bundle, lag is not None, meta=scored_meta, align_dataframes=False
+    ).compute()
+    test_X, submitted = _compute(client, test_frame[feature_columns], test_frame[Y + "submitted_date"])
+    metrics = evaluate_frame(scored, cfg["capacities"])
+    bundle.meta["metrics"] = {
+        k: v for k, v in metrics.items() if not k.startswith("cause_precision") and not k.startswith("cause_recall")
+    }
+    timings["total_s"] = time.perf_counter() - t0
+    matured, pos_matured, usable_n, usable_immature = _compute(
+        client,
+        frame[Y + "mature"].sum(),
+        frame[frame[Y + "mature"]][Y + "label"].sum(),
+        frame[Y + "usable"].sum(),
+        (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
+    )
+    summary = {
+        "claims": n_claims,
+        "lines": int(getattr(ct, "n_lines", None) or _compute(client, frame["n_lines"].sum())[0]),
+        "first_submitted": str(first_submitted.date()),
+        "last_submitted": str(last_submitted.date()),
+        "as_of": str(cut.date()),
+        "horizon_days": horizon,
+        "matured": int(matured),
+        "positive_rate_matured": float(pos_matured / matured) if matured else float("nan"),
+        "usable": int(usable_n),
+        "usable_not_matured": int(usable_immature),
+        "rulebook_version": rulebook.version,
+        "digest": table_digest(frame, feature_columns),
+        **{f"n_{k}": int(v) for k, v in split_counts.items()},
+        "train_positives": int(ptr.sum()),
+        "valid_positives": calibration["valid_positives"],
+        "calibration": calibrator.kind,
+        "warnings": cautions,
+        "cluster_workers": len(client.scheduler_info(n_workers=-1).get("workers", {})),
+    }
+    result = TrainResult(
+        bundle=bundle,
+        state=ct.state(),
+        metrics=metrics,
+        scored=scored,
+        data_summary=summary,
+        timings=timings,
+        test_X=test_X,
+    )
+    return result, pd.Series(submitted.to_numpy(), index=submitted.index.astype(str))
+
+
+def _compute(client: Any, *things: Any) -> tuple:
+    """Several dask results in one pass over the persisted data."""
+    import dask
+
+    del client  # the default client of the connection computes
+    return dask.compute(*things)
+
+
+def _split_dates_meta(frame: Any, client: Any) -> dict:
+    """First and last submission date of each slice (the bundle's ``split_dates``)."""
+    sd = frame[Y + "submitted_date"]
+    parts = []
+    for i in range(3):
+        s = sd[frame[PART] == i]
+        parts += [s.min(), s.max()]
+    v = _compute(client, *parts)
+    return {
+        p: [str(pd.Timestamp(v[2 * i]).date()), str(pd.Timestamp(v[2 * i + 1]).date())] for i, p in enumerate(SLICES)
+    }
+
+
+def table_digest(frame: Any, columns: list[str]) -> str:
+    """A content digest (SHA-256, hex) of the training table as known on the as-of date: each partition's
+    claim ids, features and labels hashed on its worker, the partitions' hashes in order (the cluster path's
+    dataset digest; the single process hashes the history's tables instead)."""
+    import hashlib
+
+    def part_hash(f: pd.DataFrame) -> pd.Series:
+        h = hashlib.sha256()
+        h.update(pd.util.hash_pandas_object(f.index.to_series(), index=False).to_numpy().tobytes())
+        for c in [*columns, Y + "label", Y + "submitted_date"]:
+            col = f[c]
+            try:
+                hashed = pd.util.hash_pandas_object(col, index=False)
+            except TypeError:
+                hashed = pd.util.hash_pandas_object(col.map(str), index=False)
+            h.update(hashed.to_numpy().tobytes())
+        return pd.Series([h.hexdigest()])
+
+    hashes = frame.map_partitions(part_hash, meta=pd.Series(dtype=object)).compute()
+    return hashlib.sha256("".join(hashes.tolist()).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate_cluster(
+    client: Any,
+    bundle: ModelBundle,
+    data: Path,
+    since: str | None = None,
+    until: str | None = None,
+    capacities: list[float] | None = None,
+) -> dict:
+    """training.evaluate.evaluate_history on a cluster: features of the window's claims on the cluster, the
+    bundle applied per partition (map_partitions), the window's predictions collected for the metrics."""
+    from features.cluster.table import feature_table
+    from training.evaluate import check_window
+    from training.metrics import oracle_metrics, oracle_ratios, oracle_scores, sliced
+
+    capacities = capacities or [0.01, 0.05, 0.10]
+    ct = feature_table(client, data, load_rulebook(), since=since)
+    days = ct.claims["submitted_date"].value_counts(split_out=1).compute()
+    check_window(bundle.meta, pd.Series(days.index), since, until)
+    as_of = last_date(ct, data)
+    horizon = int(bundle.meta.get("horizon_days", 365))
+    label_cfg = bundle.meta.get("labels") or {}
+    lag = LagDistribution.from_dict(label_cfg["lag"]) if (label_cfg.get("lag") or {}).get("cdf") else None
+    base = _base(ct, data, as_of, horizon, label_cfg if lag is not None else {}, client)
+    win = base[Y + "usable"]
+    if since:
+        win = win & (base[Y + "submitted_date"] >= pd.Timestamp(since))
+    if until:
+        win = win & (base[Y + "submitted_date"] <= pd.Timestamp(until))
+    frame = base[win]
+    frame = frame.map_partitions(lambda f: f.assign(**{PART: np.int8(2)}), meta=base._meta.assign(**{PART: np.int8(2)}))
+    none = pd.Series(dtype=np.float64)
+    M = frame.map_partitions(
+        _with_model, bundle.spec, lag, 0.0, none, meta=_with_model(frame._meta, bundle.spec, lag, 0.0, none)
+    )
+    n, positives, partial = _compute(
+        client, frame[Y + "label"].count(), frame[Y + "label"].sum(), (M[EXPOSURE] < 1).sum()
+    )
+    if n == 0 or positives == 0:
+        need = f"paid_date + {label_cfg['min_followup_days']} days" if lag is not None else "paid_date + horizon"
+        raise RecoupError(
+            "no claims with outcomes submitted in the window "
+            f"[{since or 'start'}, {until or 'end'}] (labels need {need} <= {as_of.date()})"
+        )
+    if partial:
+        log.info("%d of the window's %d claims are not matured: compared with probability x F(follow-up)", partial, n)
+    log.info("scoring %d claims of the window on the cluster", n)
+    scored = frame.map_partitions(
+        _score_part,
+        M,
+        bundle,
+        bool(partial),
+        meta=_score_part(base._meta.assign(**{PART: np.int8(2)}), M._meta, bundle, bool(partial)),
+        align_dataframes=False,
+    ).compute()
+    sd = frame[Y + "submitted_date"]
+    first, last = _compute(client, sd.min(), sd.max())
+    metrics = evaluate_frame(scored, capacities)
+    out = {
+        "metrics": metrics,
+        "scored": scored,
+        "slices": {by: sliced(scored, by) for by in ("payer_id", "plan_type", "specialty")},
+        "window": [str(pd.Timestamp(first).date()), str(pd.Timestamp(last).date())],
+    }
+    oracle = oracle_scores(data, scored.index)
+    if oracle is not None and oracle["true_probability"].notna().all():
+        om = oracle_metrics(scored, oracle, capacities)
+        out["oracle"] = om
+        out["ratio"] = oracle_ratios(metrics, om)
+    return out
