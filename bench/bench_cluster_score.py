@@ -5,7 +5,8 @@
 
 Each measurement runs in a fresh subprocess, so its peak RSS (``resource.getrusage``) is its own; with the cluster
 the driver's peak and each worker's peak (``client.run`` at the end) are reported. ``generate``: one process =
-``generate_history`` + Parquet tables + oracle (what ``recoup generate --format parquet`` does); cluster =
+``generate_history`` + Parquet tables + oracle (what ``recoup generate --format parquet`` does), and the same plus
+``recoup ingest`` into a store (the cluster's output); cluster =
 ``recoup generate --cluster local:N`` (shards + ingest into a store). ``score``: a store of ``--claims`` generated
 on the cluster and a small model (trained in this process on ``--train-claims``, few trees) are prepared untimed,
 then ``recoup score --explain top:1000`` in one process and with ``--cluster local:N``; the outputs are compared.
@@ -65,13 +66,26 @@ def gen_single(n: int, seed: int) -> dict:
     return {"seconds": round(time.perf_counter() - t0, 1), "driver_rss_mb": _rss_mb()}
 
 
+def gen_single_store(n: int, seed: int) -> dict:
+    """One process, the same output as the cluster's: the history into a store (generate, Parquet, ``ingest``)."""
+    from features.store.ingest import ingest
+
+    r = gen_single(n, seed)
+    t0 = time.perf_counter()
+    ingest([SCRATCH / "single"], SCRATCH / "single_store", workers=1)
+    r["ingest_s"] = round(time.perf_counter() - t0, 1)
+    r["seconds"] = round(r["seconds"] + r["ingest_s"], 1)
+    r["driver_rss_mb"] = _rss_mb()
+    return r
+
+
 def gen_cluster(n: int, seed: int, workers: int, out: Path | None = None) -> dict:
     from features.sources.synthetic.partitioned import generate_partitioned, shard_count
 
     cluster, client = _local(workers)
     try:
         t0 = time.perf_counter()
-        generate_partitioned(client, out or SCRATCH / "store", n, seed=seed, overwrite=True, progress=False)
+        text = generate_partitioned(client, out or SCRATCH / "store", n, seed=seed, overwrite=True, progress=False)
         secs = time.perf_counter() - t0
         peaks = _worker_peaks(client)
     finally:
@@ -82,6 +96,7 @@ def gen_cluster(n: int, seed: int, workers: int, out: Path | None = None) -> dic
         "shards": shard_count(n),
         "driver_rss_mb": _rss_mb(),
         "worker_rss_mb": peaks,
+        "tasks": text.splitlines()[0].split("(", 1)[1].rstrip(")"),
     }
 
 
@@ -130,7 +145,8 @@ def score_run(n: int, workers: int, cluster: bool) -> dict:
 # ---------------------------------------------------------------------------------------------- driver
 def _sub(*args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True, env=env)
+    cmd = [sys.executable, __file__, "generate", "--one", *args]  # "generate": the positional, unused with --one
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -149,11 +165,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-claims", type=int, default=30_000)
     ap.add_argument("--skip-single", action="store_true", help="only the cluster (sizes one process cannot do)")
     ap.add_argument("--one", nargs="*", help=argparse.SUPPRESS)  # internal: one measurement, print JSON
-    args, rest = ap.parse_known_args(argv)
+    args = ap.parse_args(argv)
     if args.one is not None:
         kind, n = args.one[0], int(args.one[1])
         fn = {
             "gen_single": lambda: gen_single(n, args.seed),
+            "gen_single_store": lambda: gen_single_store(n, args.seed),
             "gen_cluster": lambda: gen_cluster(n, args.seed, args.workers),
             "prepare": lambda: prepare_score(n, args.train_claims, args.seed, args.workers),
             "score_single": lambda: score_run(n, args.workers, False),
@@ -166,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for n in args.claims:
             if args.what == "generate":
-                runs = ([] if args.skip_single else ["gen_single"]) + ["gen_cluster"]
+                runs = ([] if args.skip_single else ["gen_single", "gen_single_store"]) + ["gen_cluster"]
             else:
                 print(f"{n:,} claims: prepared {_sub('prepare', str(n), *common)} ({_load()})", flush=True)
                 runs = ([] if args.skip_single else ["score_single"]) + ["score_cluster"]

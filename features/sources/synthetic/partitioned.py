@@ -95,6 +95,7 @@ def generate_shard(
     from features.outputs import write_parquet
     from features.sources.synthetic.generate import Shard, generate_with_facts, world_config
 
+    t0 = time.perf_counter()
     cfg = world_config(world, n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate)
     history, oracle, _ = generate_with_facts(cfg, shard=Shard(index, count))
     tables = history.tables()
@@ -107,22 +108,25 @@ def generate_shard(
     folder.mkdir(parents=True, exist_ok=True)
     write_history(tables, folder, fmt="parquet")
     write_parquet(Path(stage) / "oracle" / f"part-{index:04d}.parquet", oracle)
-    return shard_stats(history, oracle, pd.Timestamp(cfg.end_date), cfg.horizon_days)
+    stats = shard_stats(history, oracle, pd.Timestamp(cfg.end_date), cfg.horizon_days)
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
 
 
-def ingest_shard(folder: str, store: str, after: Any = None) -> int:
+def ingest_shard(folder: str, store: str, after: Any = None) -> float:
     """One task: ingest a shard folder into the store (``after``: the previous shard's ingest, so they run in shard
-    order), then remove the folder; return the claims ingested."""
+    order), then remove the folder; return the seconds it took."""
     from features.store.ingest import ingest
 
     del after  # a dependency only
-    summary = ingest([folder], store, workers=1)
+    t0 = time.perf_counter()
+    ingest([folder], store, workers=1)
     shutil.rmtree(folder, ignore_errors=True)
-    return int(summary.claims_added)
+    return time.perf_counter() - t0
 
 
-def summary_text(out: Path, stats: list[dict[str, Any]], horizon_days: int, k: int) -> str:
-    """What ``recoup generate`` prints, from the shards' sums."""
+def summary_text(out: Path, stats: list[dict[str, Any]], horizon_days: int, k: int, ingest_s: list[float]) -> str:
+    """What ``recoup generate`` prints, from the shards' sums (and the tasks' seconds)."""
 
     def total(key: str) -> Any:
         return sum(s[key] for s in stats)
@@ -130,7 +134,8 @@ def summary_text(out: Path, stats: list[dict[str, Any]], horizon_days: int, k: i
     n, mature = total("claims"), total("mature")
     payers = len(set().union(*[set(s["payers"]) for s in stats]))
     lines = [
-        f"wrote {out} (a claims store, {k} shard(s))",
+        f"wrote {out} (a claims store, {k} shard(s): generated in {_span([s['seconds'] for s in stats])} s, "
+        f"ingested in {_span(ingest_s)} s each)",
         f"{n:,} claims, {total('lines'):,} lines, {total('patients'):,} patients, {total('providers'):,} providers, "
         f"{payers} payers; {total('recoupments'):,} recoupment rows",
         f"expected share of claims recouped within {horizon_days} days: {total('oracle_sum') / max(n, 1):.2%}; "
@@ -145,6 +150,11 @@ def summary_text(out: Path, stats: list[dict[str, Any]], horizon_days: int, k: i
             f"  {c:<18} {claims[i] / max(claims.sum(), 1e-12):6.1%} | {dollars[i] / max(dollars.sum(), 1e-9):6.1%}"
         )
     return "\n".join(lines)
+
+
+def _span(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
 
 
 def generate_partitioned(
@@ -177,17 +187,21 @@ def generate_partitioned(
     sizes = shard_sizes(n_claims, k)
     stage = out.parent / f".{out.name}.shards-{secrets.token_hex(4)}"
     stats: list[dict[str, Any]] = []
+    ingest_s: list[float] = []
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
         gens = [
-            client.submit(generate_shard, str(stage), i, k, sizes[i], seed, recoupment_rate, world, pure=False)
+            client.submit(
+                generate_shard, str(stage), i, k, sizes[i], seed, recoupment_rate, world, pure=False, priority=-i
+            )
             for i in range(k)
         ]
         prev = None
         ingests = []
         for i in range(k):
-            prev = client.submit(_after, gens[i], str(stage / f"{i:04d}"), str(tmp), prev, pure=False)
+            # an ingest runs as soon as its shard and the previous ingest are done (before more generation)
+            prev = client.submit(_after, gens[i], str(stage / f"{i:04d}"), str(tmp), prev, pure=False, priority=100)
             ingests.append(prev)
         done = 0
         for fut in as_completed(ingests):
@@ -200,15 +214,16 @@ def generate_partitioned(
                     flush=True,
                 )
         stats.extend(g.result() for g in gens)
+        ingest_s.extend(f.result() for f in ingests)
         shutil.move(str(stage / "oracle"), str(tmp / "oracle"))
 
     try:
         write_dir(out, "generate", build, overwrite=overwrite)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return summary_text(out, stats, GeneratorConfig.horizon_days, k)
+    return summary_text(out, stats, GeneratorConfig.horizon_days, k, ingest_s)
 
 
-def _after(_stats: dict, folder: str, store: str, prev: Any) -> int:
+def _after(_stats: dict, folder: str, store: str, prev: Any) -> float:
     """Ingest a generated shard (its stats are the dependency on its generation task)."""
     return ingest_shard(folder, store, prev)
