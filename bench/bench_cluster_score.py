@@ -10,7 +10,9 @@ the driver's peak and each worker's peak (``client.run`` at the end) are reporte
 ``recoup generate --cluster local:N`` (shards + ingest into a store). ``score``: a store of ``--claims`` generated
 on the cluster and a small model (trained in this process on ``--train-claims``, few trees) are prepared untimed,
 then ``recoup score --explain top:1000`` in one process and with ``--cluster local:N``; the outputs are compared.
-The load average is printed with each line. Scratch goes under work/bench_cluster (removed at the end).
+The load average is printed with each line. ``BENCH_NO_MALLOC_TRIM=1``: workers started without Dask's
+``MALLOC_TRIM_THRESHOLD_=65536`` (which makes numpy-heavy tasks ~2.5x slower here: docs/scale.md). Scratch goes
+under work/bench_cluster (removed at the end).
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ def _worker_peaks(client) -> list[float]:
 
 
 def _local(workers: int):
+    import dask
     from distributed import Client, LocalCluster
+
+    if os.environ.get("BENCH_NO_MALLOC_TRIM"):  # workers without Dask's MALLOC_TRIM_THRESHOLD_=65536 (docs/scale.md)
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
     cluster = LocalCluster(
         n_workers=workers,
