@@ -43,7 +43,7 @@ from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
 from features.errors import RecoupError
 from features.model.outcomes import make_labels, read_oracle
 from features.rulebook import taxonomy_labels
-from serving.batch import BatchScores, add_reasons, causes_json, parse_date, score_data
+from serving.batch import BatchScores, add_reasons, causes_json, cluster_option, parse_date, score_data
 
 log = logging.getLogger(__name__)
 WHOLE_CLAIM_CAUSES = ("duplicate", "eligibility")
@@ -615,6 +615,45 @@ def _score_matured(data: Path, skip_invalid: bool | None, bundle_dir: Path | Non
     return scorer, bs, mw
 
 
+def _audit_on_cluster(
+    spec: str,
+    data: Path,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+    matured: bool,
+    bundle_dir: Path | None,
+    capacity: int | None,
+    budget_hours: float | None,
+    minutes_per_review: float,
+) -> tuple[BatchScores, Worklist, pd.Timestamp | None, pd.Timestamp | None]:
+    """The audit with features, scores, rule hits and the worklist's reasons computed on the cluster
+    (:mod:`serving.cluster_scoring`); the ranking, amounts at risk and backtest run here on the collected scores
+    with :func:`build_worklist` itself, on the history's claims, lines and recoupments read in this process."""
+    from features.cluster.client import connect
+    from serving.batch import load_data
+    from serving.cluster_scoring import ClusterScores, batch_scores, resolve_bundle, worker_scorer
+
+    bundle = resolve_bundle(bundle_dir)
+    scorer = worker_scorer(*bundle)
+    history, _, load_s = load_data(data, False)
+    mw = None
+    if matured:
+        meta = scorer.bundle.meta
+        mw = matured_window(history, int(meta.get("horizon_days", DEFAULT_HORIZON_DAYS)), meta.get("split_dates"))
+        if not mw["since"]:
+            raise RecoupError(f"--matured: no claim of {data} has a known outcome yet")
+        since, until = pd.Timestamp(mw["since"]), pd.Timestamp(mw["until"])
+    with connect(spec) as client:
+        cs = ClusterScores(client, data, bundle, since, until)
+        try:
+            bs = batch_scores(cs, history, until, history.last_date)
+            bs.timings["load_s"] = load_s
+            wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=data, window=mw)
+        finally:
+            cs.release()
+    return bs, wl, since, until
+
+
 def _check_out(data: Path, out: Path, overwrite: bool) -> None:
     """Refuse an output folder that would replace the input (``--data`` inside ``--out``), then the
     usual output checks."""
@@ -638,12 +677,14 @@ def audit_cli(
     bundle_dir: Path | None = None,
     overwrite: bool = False,
     matured: bool = False,
+    cluster: str | None = None,
 ) -> dict:
     """``recoup audit``: worklist.csv, worklist.parquet and report.html in ``out`` (a new or empty folder,
     an earlier audit output, or any folder with ``overwrite``; it is replaced whole).
 
     ``matured``: audit the window whose outcomes are known (:func:`matured_window`), so the report has a
-    backtest; not with ``since``/``until``."""
+    backtest; not with ``since``/``until``. ``cluster`` (or ``RECOUP_DASK_SCHEDULER``): features, scores and
+    reasons on a Dask cluster (:func:`_audit_on_cluster`), the same worklist."""
     t0 = time.perf_counter()
     if matured and (since or until):
         raise RecoupError("--matured picks the window itself; leave out --since and --until")
@@ -657,12 +698,18 @@ def audit_cli(
     if minutes_per_review <= 0:
         raise RecoupError("--minutes-per-review must be positive")
     _check_out(Path(data), Path(out), overwrite)  # before the work, not only after it
-    if matured:
-        scorer, bs, mw = _score_matured(Path(data), skip_invalid, bundle_dir)
-        s, u = pd.Timestamp(mw["since"]), pd.Timestamp(mw["until"])
+    spec = cluster_option(cluster, skip_invalid)
+    if spec:
+        bs, wl, s, u = _audit_on_cluster(
+            spec, Path(data), s, u, matured, bundle_dir, capacity, budget_hours, minutes_per_review
+        )
     else:
-        (scorer, bs), mw = score_data(data, s, u, skip_invalid, bundle_dir), None
-    wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data), window=mw)
+        if matured:
+            scorer, bs, mw = _score_matured(Path(data), skip_invalid, bundle_dir)
+            s, u = pd.Timestamp(mw["since"]), pd.Timestamp(mw["until"])
+        else:
+            (scorer, bs), mw = score_data(data, s, u, skip_invalid, bundle_dir), None
+        wl = build_worklist(bs, scorer, capacity, budget_hours, minutes_per_review, data_dir=Path(data), window=mw)
     wl.summary.update(
         {
             "window": [

@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,8 @@ class BatchScores:
     reasons: dict[str, list[dict]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     data_end: pd.Timestamp | None = None  # last date of the data as given (outcomes are known up to it)
+    #: reasons computed elsewhere (the cluster: :mod:`serving.cluster_scoring`): claim ids -> {claim_id: reasons}
+    explainer: Callable[[list[str]], dict[str, list[dict]]] | None = None
 
 
 def window_mask(claims: pd.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None) -> np.ndarray:
@@ -146,7 +149,7 @@ def window_mask(claims: pd.DataFrame, since: pd.Timestamp | None, until: pd.Time
     return m
 
 
-def _truncate_after(history: History, until: pd.Timestamp | None) -> History:
+def truncate_after(history: History, until: pd.Timestamp | None) -> History:
     """Drop claims submitted after ``until`` (they cannot affect point-in-time features of the window)."""
     if until is None:
         return history
@@ -255,6 +258,46 @@ def fast_rule_hits(hits: pd.DataFrame, claims: pd.DataFrame, unseen: pd.DataFram
     return out
 
 
+SCORE_COLUMNS = ["recoupment_probability", "risk_band", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]
+
+
+def score_rows(
+    scorer: Scorer, X: pd.DataFrame, positions: np.ndarray, claims: pd.DataFrame, progress: bool = True
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """(model table, failed (claim_id, reason)) of the rows ``positions`` of ``X`` (``claims`` aligned with them),
+    in chunks of :data:`CHUNK`; a chunk whose scoring raises is retried row by row, and rows with a non-finite
+    output fail. Shared by the single process and the cluster (one call per partition)."""
+    n_win = len(positions)
+    parts: list[pd.DataFrame] = []
+    failed: list[tuple[str, str]] = []
+    n_chunks = max(1, -(-n_win // CHUNK))
+    chunks = _progress(range(n_chunks), n_chunks, "scoring") if progress else range(n_chunks)
+    for k in chunks:
+        sl = slice(k * CHUNK, min(n_win, (k + 1) * CHUNK))
+        if sl.start >= sl.stop:
+            continue
+        Xc = X.iloc[positions[sl]]
+        cc = claims.iloc[sl]
+        try:
+            parts.append(model_table(scorer, Xc, cc))
+        except Exception as exc:  # retry row by row: one bad claim must not take the others down
+            log.warning("scoring a chunk failed (%s); retrying claim by claim", type(exc).__name__)
+            for i in range(sl.start, sl.stop):
+                try:
+                    parts.append(model_table(scorer, X.iloc[positions[i : i + 1]], claims.iloc[i : i + 1]))
+                except Exception as exc1:
+                    failed.append((str(claims["claim_id"].iat[i]), f"scoring failed: {type(exc1).__name__}"))
+        if progress:
+            log.info("scored %d / %d", sl.stop, n_win)
+    table = pd.concat(parts) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    # non-finite outputs -> rejected
+    num = table[["recoupment_probability", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]]
+    finite = np.isfinite(num.to_numpy(dtype=np.float64)).all(axis=1)
+    for cid in table.index[~finite]:
+        failed.append((str(cid), "the model produced a non-finite score (check total_charge and paid_amount)"))
+    return table[finite], failed
+
+
 def score_window(
     history: History,
     scorer: Scorer,
@@ -266,7 +309,7 @@ def score_window(
     """Model scores and rule hits of every claim submitted in [since, until] (no reasons yet)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    hist = _truncate_after(history, until)
+    hist = truncate_after(history, until)
     inwin = window_mask(hist.claims, since, until)
     rej = rejected if rejected is not None else pd.DataFrame(columns=REJECTED_COLUMNS)
     if len(rej):  # contract rejections: only those in the window (or with an unreadable date) are input rows
@@ -290,34 +333,8 @@ def score_window(
     positions = np.flatnonzero(inwin)
     claims = hist.claims.iloc[positions].reset_index(drop=True)
     t1 = time.perf_counter()
-    parts: list[pd.DataFrame] = []
-    failed: list[tuple[str, str]] = []
-    n_chunks = max(1, -(-n_win // CHUNK))
-    for k in _progress(range(n_chunks), n_chunks, "scoring"):
-        sl = slice(k * CHUNK, min(n_win, (k + 1) * CHUNK))
-        if sl.start >= sl.stop:
-            continue
-        Xc = feats.X.iloc[positions[sl]]
-        cc = claims.iloc[sl]
-        try:
-            parts.append(model_table(scorer, Xc, cc))
-        except Exception as exc:  # retry row by row: one bad claim must not take the others down
-            log.warning("scoring a chunk failed (%s); retrying claim by claim", type(exc).__name__)
-            for i in range(sl.start, sl.stop):
-                try:
-                    parts.append(model_table(scorer, feats.X.iloc[positions[i : i + 1]], claims.iloc[i : i + 1]))
-                except Exception as exc1:
-                    failed.append((str(claims["claim_id"].iat[i]), f"scoring failed: {type(exc1).__name__}"))
-        log.info("scored %d / %d", sl.stop, n_win)
-    cols = ["recoupment_probability", "risk_band", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]
-    table = pd.concat(parts) if parts else pd.DataFrame(columns=cols)
+    table, failed = score_rows(scorer, feats.X, positions, claims)
     timings["model_s"] = time.perf_counter() - t1
-    # non-finite outputs -> rejected
-    num = table[["recoupment_probability", "expected_recoupment_amount"] + [f"p_{c}" for c in CAUSES]]
-    finite = np.isfinite(num.to_numpy(dtype=np.float64)).all(axis=1)
-    for cid in table.index[~finite]:
-        failed.append((str(cid), "the model produced a non-finite score (check total_charge and paid_amount)"))
-    table = table[finite]
     if failed:
         rej = pd.concat([rej, pd.DataFrame(failed, columns=["claim_id", "reject_reason"])], ignore_index=True)
     keep = pd.Index(claims["claim_id"].astype(str)).isin(table.index)
@@ -351,6 +368,10 @@ def add_reasons(bs: BatchScores, scorer: Scorer, claim_ids: list[str] | np.ndarr
     if not len(ids):
         return
     t = time.perf_counter()
+    if bs.explainer is not None:
+        bs.reasons.update(bs.explainer([str(i) for i in ids]))
+        bs.timings["reasons_s"] = bs.timings.get("reasons_s", 0.0) + time.perf_counter() - t
+        return
     idx = pd.Index(bs.claims["claim_id"].astype(str)).get_indexer(ids)
     idx = np.sort(idx[idx >= 0])
     step = 20_000
@@ -410,11 +431,17 @@ def causes_json(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def output_frame(bs: BatchScores) -> pd.DataFrame:
     """The SCORE fields flattened, one row per input claim (scored first in claim order, then rejected)."""
-    t = bs.table
+    return output_rows(bs.table, bs.reasons, bs.rule_hits, bs.rejected, bs.model_version)
+
+
+def output_rows(
+    t: pd.DataFrame, reasons_of: dict[str, list[dict]], rule_hits: pd.Series, rejected: pd.DataFrame, version: str
+) -> pd.DataFrame:
+    """:func:`output_frame` from its parts (the cluster path has no :class:`BatchScores`)."""
     causes, top, top_p = causes_json(t)
     reasons = np.array(
-        [json.dumps(bs.reasons[c], default=str) if c in bs.reasons else "" for c in t.index]
-        if len(bs.reasons)
+        [json.dumps(reasons_of[c], default=str) if c in reasons_of else "" for c in t.index]
+        if len(reasons_of)
         else [""] * len(t),
         dtype=object,
     )
@@ -428,18 +455,18 @@ def output_frame(bs: BatchScores) -> pd.DataFrame:
             "top_cause_probability": top_p,
             "causes": causes,
             "reasons": reasons,
-            "rule_hits": bs.rule_hits.reindex(t.index).fillna("[]").to_numpy(dtype=object),
-            "model_version": bs.model_version,
+            "rule_hits": rule_hits.reindex(t.index).fillna("[]").to_numpy(dtype=object),
+            "model_version": version,
             "status": "scored",
             "reject_reason": "",
         }
     )
-    rej = pd.DataFrame({c: pd.Series([None] * len(bs.rejected), dtype=object) for c in OUTPUT_COLUMNS})
-    if len(bs.rejected):
-        rej["claim_id"] = bs.rejected["claim_id"].astype(str).to_numpy()
-        rej["reject_reason"] = bs.rejected["reject_reason"].astype(str).to_numpy()
+    rej = pd.DataFrame({c: pd.Series([None] * len(rejected), dtype=object) for c in OUTPUT_COLUMNS})
+    if len(rejected):
+        rej["claim_id"] = rejected["claim_id"].astype(str).to_numpy()
+        rej["reject_reason"] = rejected["reject_reason"].astype(str).to_numpy()
         rej["status"] = "rejected"
-        rej["model_version"] = bs.model_version
+        rej["model_version"] = version
         for c in ("causes", "reasons", "rule_hits", "risk_band", "top_cause"):
             rej[c] = ""
         for c in ("recoupment_probability", "expected_recoupment_amount", "top_cause_probability"):
@@ -532,6 +559,37 @@ def score_data(
     return scorer, bs
 
 
+def cluster_option(cluster: str | None, skip_invalid: bool | None) -> str | None:
+    """The cluster spec of ``--cluster`` / ``RECOUP_DASK_SCHEDULER`` (None: this process, as before)."""
+    from features.cluster.client import cluster_spec
+
+    spec = cluster_spec(cluster)
+    if spec and skip_invalid:
+        raise RecoupError(
+            "--skip-invalid is not available with --cluster: ingest the data into a store first "
+            "(`recoup ingest`; a store holds only valid claims)"
+        )
+    return spec
+
+
+def _score_on_cluster(
+    spec: str, data, since, until, explain: str, bundle_dir: Path | None
+) -> tuple[pd.DataFrame, str, dict[str, float]]:
+    """(output rows, model version, timings) of ``recoup score --cluster``."""
+    from features.cluster.client import connect
+    from serving.cluster_scoring import ClusterScores, resolve_bundle
+
+    bundle = resolve_bundle(bundle_dir)
+    with connect(spec) as client:
+        cs = ClusterScores(client, data, bundle, since, until)
+        try:
+            reasons = cs.reasons(cs.explain_ids(explain))
+            table, rule_hits, failed = cs.collect()
+        finally:
+            cs.release()
+    return output_rows(table, reasons, rule_hits, failed, cs.scorer.model_version), cs.scorer.model_version, cs.timings
+
+
 def score_cli(
     data: Path,
     out: Path,
@@ -541,10 +599,13 @@ def score_cli(
     skip_invalid: bool | None = None,
     bundle_dir: Path | None = None,
     overwrite: bool = False,
+    cluster: str | None = None,
 ) -> dict:
     """``recoup score``: write one output row per input claim; print counts read/scored/rejected.
 
-    An existing ``out`` is replaced (atomically) only when it is an earlier score output or ``overwrite``."""
+    An existing ``out`` is replaced (atomically) only when it is an earlier score output or ``overwrite``.
+    ``cluster`` (or ``RECOUP_DASK_SCHEDULER``): features, scores and reasons on a Dask cluster
+    (:mod:`serving.cluster_scoring`), the same output."""
     t0 = time.perf_counter()
     s, u = parse_date(since, "since"), parse_date(until, "until")
     if s is not None and u is not None and s > u:
@@ -554,24 +615,29 @@ def score_cli(
     if not out.name.lower().endswith(SCORE_SUFFIXES):
         raise RecoupError(f"--out must end in .csv, .csv.gz or .parquet (got {str(out)!r})")
     check_file_output(out, overwrite, is_score_output)  # before the work, not only after it
-    scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
-    add_reasons(bs, scorer, select_explain(bs.table, explain))
-    t_out = time.perf_counter()
-    df = output_frame(bs)
+    spec = cluster_option(cluster, skip_invalid)
+    if spec:
+        df, version, timings = _score_on_cluster(spec, data, s, u, explain, bundle_dir)
+        t_out = time.perf_counter()
+    else:
+        scorer, bs = score_data(data, s, u, skip_invalid, bundle_dir)
+        add_reasons(bs, scorer, select_explain(bs.table, explain))
+        t_out = time.perf_counter()
+        df, version, timings = output_frame(bs), bs.model_version, bs.timings
     write_frame(df, out)
-    bs.timings["output_s"] = time.perf_counter() - t_out
+    timings["output_s"] = time.perf_counter() - t_out
     n_sc = int((df["status"] == "scored").sum())
     summary = {
         "read": len(df),
         "scored": n_sc,
         "rejected": len(df) - n_sc,
         "out": str(out),
-        "model_version": bs.model_version,
+        "model_version": version,
         "seconds": round(time.perf_counter() - t0, 1),
-        "timings": {k: round(v, 1) for k, v in bs.timings.items()},
+        "timings": {k: round(v, 1) for k, v in timings.items()},
     }
     print(
         f"read {summary['read']}, scored {summary['scored']}, rejected {summary['rejected']} -> {out} "
-        f"(model version {bs.model_version}, {summary['seconds']} s)"
+        f"(model version {version}, {summary['seconds']} s)"
     )
     return summary

@@ -73,8 +73,9 @@ from features.sources.synthetic.outcomes import (
     payments,
     recoup_probabilities,
 )
-from features.sources.synthetic.world import HOSPITAL_TAXONOMY, OPEN, make_patients, make_providers
+from features.sources.synthetic.world import HOSPITAL_TAXONOMY, NPI_RANGE, OPEN, make_patients, make_providers
 from features.sources.synthetic.worlds import (
+    WORLD_STREAM,
     World,
     audit_day,
     churn_edits,
@@ -155,18 +156,44 @@ def generate_history(
     return history, oracle
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` of a partitioned generation (:mod:`features.sources.synthetic.partitioned`): an
+    independent sub-world (its own providers, patients, claims and recoupments; the same payers, catalog, dates
+    and targets) with its own random stream, ids prefixed by the shard and NPIs from its own sub-range."""
+
+    index: int
+    count: int
+
+    def rng(self, seed: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([int(seed), stream, self.index, self.count])
+
+    def npi_range(self) -> tuple[int, int]:
+        lo, hi = NPI_RANGE
+        width = (hi - lo) // self.count
+        return lo + self.index * width, lo + (self.index + 1) * width
+
+    def prefix(self, kind: str) -> str:
+        return f"{kind}{self.index:04d}-"
+
+
+#: the random stream of a shard (the single process uses ``default_rng(seed)``; worlds use WORLD_STREAM)
+SHARD_STREAM = 1515
+
+
 def generate_with_facts(
-    config: GeneratorConfig, progress: Callable[[str], None] | None = None
+    config: GeneratorConfig, progress: Callable[[str], None] | None = None, shard: Shard | None = None
 ) -> tuple[History, pd.DataFrame, dict[str, pd.DataFrame]]:
     """:func:`generate_history` plus the generator's ground-truth error facts (for tests and docs):
     ``facts["claims"]`` (one row per claim, in claim order: kind and boolean facts),
     ``facts["ptp_pairs"]`` (claim_id, column-1 and column-2 line numbers of erroneous NCCI pairs),
     ``facts["units_lines"]`` (claim_id, line_number of lines over the MUE),
     ``facts["recoupments"]`` (every drawn recoupment, also after the data end: claim_id, cause,
-    lag_days, within_horizon, written) and ``facts["scales"]`` (the solved per-cause scales)."""
+    lag_days, within_horizon, written) and ``facts["scales"]`` (the solved per-cause scales).
+    ``shard``: this config's claims as one :class:`Shard` of a partitioned generation (None: the whole history)."""
     step = progress or (lambda _msg: None)
     cfg = config
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed) if shard is None else shard.rng(cfg.seed, SHARD_STREAM)
     cat = catalog_arrays(cfg.rulebook_dir)
     start = np.datetime64(pd.Timestamp(cfg.start_date).date(), "D")
     days = int((np.datetime64(pd.Timestamp(cfg.end_date).date(), "D") - start) // np.timedelta64(1, "D"))
@@ -175,7 +202,8 @@ def generate_with_facts(
     n = int(cfg.n_claims)
     world = cfg.world
     world.validate(cat)
-    wrng = world_rng(cfg.seed)  # the world's draws never shift the baseline stream
+    # the world's draws never shift the baseline stream
+    wrng = world_rng(cfg.seed) if shard is None else shard.rng(cfg.seed, WORLD_STREAM)
     m = cfg.prevalence()
     rates = cfg.mechanisms
     mix = np.array([cfg.cause_mix.get(c, 0.0) for c in CAUSES], dtype=float)
@@ -185,7 +213,10 @@ def generate_with_facts(
     n_prov = max(cfg.min_providers, round(n / cfg.claims_per_provider))
     n_pat = max(50, round(n / cfg.claims_per_patient))
     pat = make_patients(rng, cat, n_pat, days, cfg.coverage_event_scale * m)
-    prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma)
+    if shard is None:
+        prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma)
+    else:
+        prov = make_providers(rng, cat, n_prov, n_pat, pat.state, cfg.habit_sigma, shard.npi_range())
     if world.drift_share > 0 or world.new_provider_share > 0:
         prov = world_providers(wrng, prov, world, days)
 
@@ -238,7 +269,8 @@ def generate_with_facts(
     R = draw_recoupments(rng, q, A, C, days, cfg.horizon_days, cfg.carc_missing, lag_median)
 
     step("typed frames")
-    history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, amount, start)
+    ids = ("CLM", "PAT") if shard is None else (shard.prefix("CLM"), shard.prefix("PAT"))
+    history, oracle, rank, lrank = _frames(rng, cat, prov, pat, C, L, R, p, amount, start, ids)
     out = _facts_frames(C, R, found, scales, rank, lrank, history)
     out["providers"] = provider_facts(prov, start)
     out["ncci_changes"] = ncci_changes if ncci_changes is not None else pd.DataFrame()
@@ -336,14 +368,17 @@ def _ids(prefix: str, n: int) -> np.ndarray:
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
 
 
-def _frames(rng, cat, prov, pat, C, L, R, p, amount, start) -> tuple[History, pd.DataFrame, np.ndarray, np.ndarray]:
-    """The history tables and the oracle, in submission order, with the claim and line ranks of that order."""
+def _frames(
+    rng, cat, prov, pat, C, L, R, p, amount, start, ids: tuple[str, str] = ("CLM", "PAT")
+) -> tuple[History, pd.DataFrame, np.ndarray, np.ndarray]:
+    """The history tables and the oracle, in submission order, with the claim and line ranks of that order;
+    ``ids``: the prefixes of claim and patient ids."""
     n = len(C["visit"])
     order = np.lexsort((np.arange(n), C["sub"]))  # claims in submission order
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
-    claim_ids = _strings(_ids("CLM", n))
-    pat_ids = _strings(_ids("PAT", len(pat.state)))
+    claim_ids = _strings(_ids(ids[0], n))
+    pat_ids = _strings(_ids(ids[1], len(pat.state)))
     npi = _strings(prov.npi)
     payer_ids = _strings(cat.payer_ids)
 
@@ -565,9 +600,15 @@ def generate_to_dir(
     fmt: str = "csv",
     overwrite: bool = False,
     world: str = "baseline",
+    cluster: str | None = None,
+    shards: int | None = None,
     **kw,
 ) -> str:
     """Write the history (``write_history``, csv or parquet) and ``DIR/oracle.csv``; return a summary.
+
+    ``cluster`` (a :func:`features.cluster.client.connect` spec, or ``RECOUP_DASK_SCHEDULER``) or ``shards``:
+    generate in shards on a Dask cluster into a claims store instead
+    (:func:`features.sources.synthetic.partitioned.generate_partitioned`; ``fmt`` is not used).
 
     ``world`` names a preset of :data:`~features.sources.synthetic.worlds.WORLDS`; any other world also
     writes ``DIR/world.json`` (its name, parameters and what it drew: audit start, NCCI changes, providers
@@ -580,6 +621,8 @@ def generate_to_dir(
 
     if fmt not in ("csv", "parquet"):
         raise ValueError("fmt must be 'csv' or 'parquet'")
+    if cluster is not None or shards is not None:
+        return _generate_on_cluster(out, n_claims, seed, recoupment_rate, overwrite, world, cluster, shards, kw)
     out = Path(out)
     check_dir_output(out, "generate", overwrite)  # before the work, not only after it
     cfg = world_config(world, n_claims=n_claims, seed=seed, recoupment_rate=recoupment_rate, **kw)
@@ -612,3 +655,17 @@ def generate_to_dir(
     finally:
         bar.close()
     return f"wrote {out}\n" + summarize(history, oracle, cfg.horizon_days)
+
+
+def _generate_on_cluster(out, n_claims, seed, recoupment_rate, overwrite, world, cluster, shards, kw) -> str:
+    """``generate_to_dir`` with a cluster: the partitioned generation into a claims store."""
+    from features.cluster.client import cluster_spec, connect
+    from features.sources.synthetic.partitioned import generate_partitioned
+
+    if kw:
+        raise ValueError(f"generation in shards takes no generator options besides the world (got {sorted(kw)})")
+    spec = cluster_spec(cluster) or "local"
+    with connect(spec) as client:
+        return generate_partitioned(
+            client, out, n_claims, seed, recoupment_rate, world=world, shards=shards, overwrite=overwrite
+        )

@@ -53,9 +53,16 @@ class Patients:
 OPEN = np.int64(10**6)
 
 
-def npis(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Unique 10-digit NPIs with a valid Luhn check digit (prefix 80840, as CMS specifies)."""
-    base = np.unique(rng.integers(100_000_000, 300_000_000, size=2 * n + 10))  # 9 digits, starts 1 or 2
+#: the 9-digit NPI bases drawn (the NPI starts 1 or 2)
+NPI_RANGE = (100_000_000, 300_000_000)
+
+
+def npis(rng: np.random.Generator, n: int, lo_hi: tuple[int, int] = NPI_RANGE) -> np.ndarray:
+    """Unique 10-digit NPIs with a valid Luhn check digit (prefix 80840, as CMS specifies), bases in ``lo_hi``
+    (a sub-range keeps the NPIs of a generation shard apart from the other shards')."""
+    base = np.unique(rng.integers(lo_hi[0], lo_hi[1], size=2 * n + 10))  # 9 digits, starts 1 or 2
+    if len(base) < n:
+        raise ValueError(f"NPI range {lo_hi} too small for {n} providers")
     base = rng.permutation(base)[:n]
     digits = (base[:, None] // 10 ** np.arange(8, -1, -1)) % 10
     # Luhn over "80840" + 9 digits, doubling every second digit from the right of the payload
@@ -74,6 +81,7 @@ def make_providers(
     n_patients: int,
     patient_state: np.ndarray,
     habit_sigma: float,
+    npi_range: tuple[int, int] = NPI_RANGE,
 ) -> Providers:
     S = len(cat.spec_keys)
     spec = rng.choice(S, size=n_providers, p=cat.spec_share)
@@ -108,7 +116,18 @@ def make_providers(
     size = np.minimum(size, block)
     lo = order_lo[state] + (rng.random(n_providers) * (block - size + 1)).astype(np.int64)
     return Providers(
-        npis(rng, n_providers), spec, inst, state, volume, habit, comply, markup, lag_mean, visit_cum, lo, size
+        npis(rng, n_providers, npi_range),
+        spec,
+        inst,
+        state,
+        volume,
+        habit,
+        comply,
+        markup,
+        lag_mean,
+        visit_cum,
+        lo,
+        size,
     )
 
 
