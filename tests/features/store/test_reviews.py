@@ -76,10 +76,10 @@ def test_recording_again_is_idempotent_and_a_correction_replaces(store, history_
     first = record_reviews(store, rows)
     again = record_reviews(store, rows)
     assert again["reviews_added"] == 0 and again["files_already"] == 1
-    with_other = pd.concat([rows, reviews([(a, "2024-03-05", "no_issue", None, None, None, "u3")])])
+    with_other = pd.concat([rows, reviews([(a, "2024-03-01", "no_issue", None, None, None, "u3")])])  # earlier
     mixed = record_reviews(store, with_other)  # a new call holding an old row and a new one
     assert (mixed["reviews_added"], mixed["reviews_already"]) == (1, 1)
-    fixed = record_reviews(store, rows.assign(refund_amount=90.0))  # same claim, day, outcome: other amount
+    fixed = record_reviews(store, rows.assign(refund_amount=90.0))  # same claim, time, outcome: other amount
     assert (fixed["reviews_added"], fixed["reviews_replaced"]) == (0, 1)
     h = load_history(store)
     assert len(h.reviews) == 2
