@@ -178,7 +178,9 @@ class Column:
     """One contract column: its name, kind, whether it is required, allowed values and bounds."""
 
     name: str
-    kind: str  # id | npi | enum | pos | date | datetime | money | money_pos | units | int_pos | bool | list_str | list_int | str
+    #: id | npi | enum | pos | date | datetime (a date or a UTC time) | money | money_pos | units | int_pos | bool |
+    #: list_str | list_int | str
+    kind: str
     required: bool = True
     levels: tuple[str, ...] = ()
     min_items: int = 0
