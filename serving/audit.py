@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CAUSES, DEFAULT_HORIZON_DAYS, History
+from features.contract.reviews import UNREVIEWED_OUTCOMES, latest_outcomes
 from features.errors import RecoupError
 from features.model.outcomes import make_labels, read_oracle
 from features.rulebook import taxonomy_labels
@@ -378,11 +379,14 @@ class Worklist:
 
 def already_reviewed(history: History, claim_ids: pd.Series) -> np.ndarray:
     """Which of ``claim_ids`` have a review outcome in the data (the store's ``reviews`` table): the worklist leaves
-    them out, whatever the outcome (docs/audit.md)."""
+    them out, whatever the outcome, unless the claim's latest review is ``withdrawn`` (its outcome was taken back: it
+    is not reviewed; docs/audit.md)."""
     rev = history.reviews
     if rev is None or not len(rev):
         return np.zeros(len(claim_ids), dtype=bool)
-    return claim_ids.astype(str).isin(set(rev["claim_id"].astype(str))).to_numpy(dtype=bool)
+    latest = latest_outcomes(rev)
+    reviewed = set(latest.index[~latest.isin(UNREVIEWED_OUTCOMES).to_numpy()])
+    return claim_ids.astype(str).isin(reviewed).to_numpy(dtype=bool)
 
 
 def review_capacity(n: int, capacity: int | None, budget_hours: float | None, minutes_per_review: float) -> int:

@@ -5,7 +5,8 @@ A claim an auditor reviewed in full has a known outcome before its payer's horiz
 recoupment in the store's view) a confirmed positive. With ``labels.reviews: true`` such a claim's label counts as
 mature from its review on: it is learned from at once (even if paid less than ``min_followup_days`` ago) with its full
 weight (follow-up = the horizon, so F = 1 and no offset), and the refund's date, which is the reviewer's and not the
-payer's, is kept out of the recoupment-lag estimate."""
+payer's, is kept out of the recoupment-lag estimate. The LATEST review of a claim (by ``reviewed_at``, a date or a UTC
+time) decides: a finding changed to ``no_issue`` is a negative, one ``withdrawn`` is no evidence at all."""
 
 from __future__ import annotations
 
@@ -22,19 +23,23 @@ POSITIVE_OUTCOMES = (*REFUND_OUTCOMES, "appealed_upheld")
 
 
 def final_outcomes(reviews: pd.DataFrame | None, as_of: pd.Timestamp) -> pd.Series:
-    """The latest outcome (by day, then lifecycle order) of each claim's reviews dated by ``as_of`` (index claim_id)."""
+    """The latest outcome (by time, then lifecycle order) of each claim's reviews made by the end of ``as_of``'s day
+    (index claim_id). A claim whose latest review is ``withdrawn`` has that outcome: neither a negative nor a
+    positive."""
     if reviews is None or not len(reviews):
         return pd.Series(dtype=object)
+    at = pd.to_datetime(reviews["reviewed_at"])
     r = pd.DataFrame(
         {
             "claim_id": reviews["claim_id"].astype(str).to_numpy(dtype=object),
-            "day": pd.to_datetime(reviews["reviewed_at"]).to_numpy(),
+            "at": at.to_numpy(),
+            "day": at.dt.normalize().to_numpy(),
             "outcome": reviews["outcome"].astype(str).to_numpy(dtype=object),
         }
     )
-    r = r[r["day"] <= np.datetime64(pd.Timestamp(as_of))]
+    r = r[r["day"] <= np.datetime64(pd.Timestamp(as_of).normalize())]
     r["rank"] = r["outcome"].map(OUTCOME_RANK).fillna(-1)
-    r = r.sort_values(["claim_id", "day", "rank"], kind="mergesort")
+    r = r.sort_values(["claim_id", "at", "rank"], kind="mergesort")
     return r.drop_duplicates("claim_id", keep="last").set_index("claim_id")["outcome"]
 
 

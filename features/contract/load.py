@@ -34,6 +34,7 @@ from features.contract.schema import (
     CLAIM_WITHOUT_LINES,
     COVERAGE_END_BEFORE_START,
     DATE_PATTERN,
+    DATETIME_PATTERN,
     DUPLICATE_CLAIM_ID,
     DUPLICATE_LINE_NUMBER,
     DUPLICATE_NPI,
@@ -427,6 +428,27 @@ def _over_chars(s: pd.Series, n: int) -> np.ndarray | None:
     return np.asarray(pc.fill_null(pc.greater(lengths, n), False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _vector_datetime(src: pd.Series, index: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """A datetime column (a date, or a UTC time to the second) as naive UTC ``datetime64[s]``, and its bad rows.
+    Datetimes are taken as they are (with a zone: converted to UTC; fractions of a second dropped)."""
+    if pd.api.types.is_datetime64_any_dtype(src.dtype):
+        d = pd.to_datetime(src)
+        if getattr(d.dt, "tz", None) is not None:
+            d = d.dt.tz_convert("UTC").dt.tz_localize(None)
+        return d.dt.floor("s").astype("datetime64[s]"), pd.Series(False, index=index)
+    txt = _as_str(src)
+    parts = txt.str.extract(f"^(?:{DATETIME_PATTERN.pattern})$")
+    time = parts[3].fillna("00") + ":" + parts[4].fillna("00") + ":" + parts[5].fillna("00")
+    iso = parts[0] + "-" + parts[1] + "-" + parts[2] + "T" + time
+    s = pd.to_datetime(iso, format="%Y-%m-%dT%H:%M:%S", errors="coerce")
+    clock = pd.to_numeric(parts[3], errors="coerce").gt(23) | pd.to_numeric(parts[4], errors="coerce").gt(59)
+    clock |= pd.to_numeric(parts[5], errors="coerce").gt(59)  # strptime takes a leap second (60)
+    s = s.mask(clock.fillna(False).to_numpy(dtype=bool))
+    # ASCII digits only (the pattern's [0-9] admits no other, but pandas would)
+    bad = txt.notna() & (s.isna() | ~txt.str.isascii().fillna(True))
+    return s.astype("datetime64[s]"), bad
+
+
 def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, problems: list[Problem]) -> pd.Series:
     """Type and check one column with vectorized pandas/pyarrow (any size, any input dtype)."""
     raw_index = index
@@ -483,6 +505,13 @@ def _vector_column(col: Column, src: pd.Series, index: pd.Index, file: str, prob
             s = s.astype("datetime64[s]")
         first, last = col.date_range
         bad |= s.notna() & ((s < first) | (s > last))
+        if bad.any():
+            s = s.mask(bad)
+            problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
+    elif k == "datetime":
+        s, bad = _vector_datetime(src, raw_index)
+        first, last = col.date_range
+        bad |= s.notna() & ((s < first) | (s >= last + np.timedelta64(1, "D")))
         if bad.any():
             s = s.mask(bad)
             problems.append(Problem(file, col.name, want, _rows(bad), _examples(src, bad)))
@@ -772,6 +801,33 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem]):
             except ValueError:  # 2024-02-30
                 bad.append(i)
                 secs.append(_DT_NAT)
+        report(bad, want)
+        out = np.array(secs, dtype=np.int64).view("datetime64[s]")
+    elif k == "datetime":
+        match = DATETIME_PATTERN.fullmatch
+        first, last = col.years
+        secs = []
+        bad = []
+        for i, t in enumerate(texts):
+            if t is None:
+                secs.append(_DT_NAT)
+                continue
+            m = match(t)
+            if m is None:
+                raise _Odd  # let the vectorized path decide (and word it)
+            y, mo, d = int(m[1]), int(m[2]), int(m[3])
+            hh, mm, ss = (int(m[j]) if m[j] is not None else 0 for j in (4, 5, 6))
+            if not (first <= y <= last) or not (1 <= mo <= 12) or not (1 <= d <= 31) or hh > 23 or mm > 59 or ss > 59:
+                bad.append(i)
+                secs.append(_DT_NAT)
+                continue
+            try:
+                day = _dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+            except ValueError:  # 2024-02-30
+                bad.append(i)
+                secs.append(_DT_NAT)
+                continue
+            secs.append(day * 86400 + hh * 3600 + mm * 60 + ss)
         report(bad, want)
         out = np.array(secs, dtype=np.int64).view("datetime64[s]")
     elif k in ("money", "money_pos", "units", "int_pos"):

@@ -1,11 +1,14 @@
 """Audit review outcomes in the contract view (docs/contract.md, "reviews"): a voluntary refund is a recoupment.
 
-:func:`refund_recoupments` turns the ``error_found`` / ``refunded`` reviews of a claim into ONE recoupment (dated
-the first such review, of the latest amount, with the reviewer's cause and CARC); an ``appealed_overturned`` review
-cancels the refunds reviewed before it. :func:`apply_reviews` unions them with the other recoupments (a table's,
-an 835's) without counting a claim's money twice: a recoupment of the same claim dated on or after the refund counts
-only for what exceeds the refund (the refund already gave that money back); one dated before it stands, and the
-reviewer's refund is what was still owed. Both are pure functions of the set of rows (never of their order).
+A claim's reviews are ordered by ``reviewed_at`` (a date, i.e. its midnight, or a UTC time to the second), then, at
+the same time, by the lifecycle order of :data:`REVIEW_OUTCOMES`: the LATEST review decides. :func:`refund_recoupments`
+turns the ``error_found`` / ``refunded`` reviews of a claim made after its last cancelling review (``no_issue``: the
+finding was changed to nothing found; ``withdrawn``: the outcome was taken back; ``appealed_overturned``: the finding
+was wrong) into ONE recoupment (dated the day of the first such review, of the latest amount, with the reviewer's
+cause and CARC). :func:`apply_reviews` unions them with the other recoupments (a table's, an 835's) without counting a
+claim's money twice: a recoupment of the same claim dated on or after the refund counts only for what exceeds the
+refund (the refund already gave that money back); one dated before it stands, and the reviewer's refund is what was
+still owed. Both are pure functions of the set of rows (never of their order).
 
 Applied when a STORE is read (:mod:`features.store.read`), where the given recoupments are known apart from the
 reviews; a history folder is a contract view already (its ``recoupments`` hold the refunds when it was written from
@@ -19,14 +22,18 @@ import pandas as pd
 from features.contract.schema import CAUSES, REFUND_OUTCOMES, REVIEW_OUTCOMES, History, causes_from_carcs
 
 RECOUPMENT_COLUMNS = ["claim_id", "recouped_date", "recouped_amount", "carc", "cause"]
-#: the order of outcomes recorded on the same day (a claim's lifecycle)
+#: the order of outcomes recorded at the same time (a date-only review is at its midnight): a claim's lifecycle
 OUTCOME_RANK = {o: i for i, o in enumerate(REVIEW_OUTCOMES)}
+#: outcomes that cancel the refunds reviewed before them (a later refund counts again)
+CANCELLING_OUTCOMES = ("no_issue", "appealed_overturned", "withdrawn")
+#: outcomes after which a claim counts as not reviewed (back on the audit's worklist)
+UNREVIEWED_OUTCOMES = ("withdrawn",)
 #: amounts are compared in cents (a remainder below one cent is no recoupment)
 CENT = 0.005
 
 
 def _ordered(reviews: pd.DataFrame) -> pd.DataFrame:
-    """The reviews sorted by claim, day and lifecycle rank (then amount, for a total order)."""
+    """The reviews sorted by claim, time and lifecycle rank (then amount, for a total order)."""
     r = pd.DataFrame(
         {
             "claim_id": reviews["claim_id"].astype(str).to_numpy(dtype=object),
@@ -43,29 +50,43 @@ def _ordered(reviews: pd.DataFrame) -> pd.DataFrame:
     return r.sort_values(["claim_id", "reviewed_at", "rank", "refund_amount"], kind="mergesort").reset_index(drop=True)
 
 
+def latest_outcomes(reviews: pd.DataFrame | None) -> pd.Series:
+    """The outcome of each claim's latest review (by ``reviewed_at``, then lifecycle order; index claim_id)."""
+    if reviews is None or not len(reviews):
+        return pd.Series(dtype=object)
+    r = _ordered(reviews)
+    return r.drop_duplicates("claim_id", keep="last").set_index("claim_id")["outcome"]
+
+
 def refund_recoupments(reviews: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """One recoupment per claim whose current review history holds a refund: the ``error_found``/``refunded``
-    reviews with ``refund_amount`` > 0 after the claim's last ``appealed_overturned`` review; dated the first of
-    them, of the last one's amount, cause and CARC (the last given of each; the cause from the CARC when only that
-    was given, else ``other``). Returns (recoupments, counts)."""
-    counts = {"refunds": 0, "refunds_cancelled_by_appeal": 0}
+    reviews with ``refund_amount`` > 0 after the claim's last cancelling review (``no_issue``, ``withdrawn``,
+    ``appealed_overturned``); dated the day of the first of them, of the last one's amount, cause and CARC (the last
+    given of each; the cause from the CARC when only that was given, else ``other``). Returns (recoupments, counts):
+    ``refunds``, and the claims whose refunds were all cancelled, by an overturned appeal
+    (``refunds_cancelled_by_appeal``) or by a later ``no_issue`` / ``withdrawn`` (``refunds_withdrawn``)."""
+    counts = {"refunds": 0, "refunds_cancelled_by_appeal": 0, "refunds_withdrawn": 0}
     empty = pd.DataFrame({c: pd.Series(dtype="object") for c in RECOUPMENT_COLUMNS})
     if reviews is None or not len(reviews):
         return empty, counts
     r = _ordered(reviews)
     pos = np.arange(len(r))
-    overturned = np.where(r["outcome"] == "appealed_overturned", pos, -1)
-    last_overturn = pd.Series(overturned).groupby(r["claim_id"].to_numpy()).transform("max").to_numpy()
-    refund = r["outcome"].isin(REFUND_OUTCOMES).to_numpy() & (r["refund_amount"].fillna(0).to_numpy() > CENT)
     ids = r["claim_id"].to_numpy()
-    before = pd.Series(refund & (pos < last_overturn)).groupby(ids).any()
-    after = pd.Series(refund & (pos > last_overturn)).groupby(ids).any()
-    counts["refunds_cancelled_by_appeal"] = int((before & ~after).sum())
-    live = r[refund & (pos > last_overturn)]
+    cancelling = r["outcome"].isin(CANCELLING_OUTCOMES).to_numpy()
+    last_cancel = pd.Series(np.where(cancelling, pos, -1)).groupby(ids).transform("max").to_numpy()
+    by_appeal = (r["outcome"].to_numpy() == "appealed_overturned")[np.maximum(last_cancel, 0)] & (last_cancel >= 0)
+    refund = r["outcome"].isin(REFUND_OUTCOMES).to_numpy() & (r["refund_amount"].fillna(0).to_numpy() > CENT)
+    before = pd.Series(refund & (pos < last_cancel)).groupby(ids).any()
+    after = pd.Series(refund & (pos > last_cancel)).groupby(ids).any()
+    appeal = pd.Series(by_appeal).groupby(ids).any()
+    cancelled = before & ~after
+    counts["refunds_cancelled_by_appeal"] = int((cancelled & appeal).sum())
+    counts["refunds_withdrawn"] = int((cancelled & ~appeal).sum())
+    live = r[refund & (pos > last_cancel)]
     if not len(live):
         return empty, counts
     g = live.groupby("claim_id", sort=True)
-    first = g["reviewed_at"].min()
+    first = g["reviewed_at"].min().dt.normalize()  # a recoupment is dated by its day
     last = g[["refund_amount", "cause", "carc"]].last()  # the last non-missing value of each column
     cause = last["cause"].astype("object")
     cause = cause.where(cause.notna(), causes_from_carcs(last["carc"]).to_numpy()).fillna("other")

@@ -49,6 +49,11 @@ POS_SHORT_PATTERN = re.compile(r"[0-9]")
 POINTER_PATTERN = re.compile(r"[0-9]{1,2}")
 #: a date YYYY-MM-DD (year, month, day as groups; the calendar and ``Column.years`` decide the rest)
 DATE_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+#: a date, or a UTC time of a day to the second: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS (``T`` or a space), optionally
+#: ending in ``Z`` or ``+00:00`` (groups: year, month, day, hour, minute, second; a date alone is its midnight)
+DATETIME_PATTERN = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:Z|\+00:00)?)?"
+)
 #: a plain decimal (no exponent, inf, nan): the numbers the row-wise checker reads itself (``float()`` reads
 #: them exactly as ``pd.to_numeric`` does); any other text goes to pandas
 PLAIN_DECIMAL_PATTERN = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
@@ -72,7 +77,16 @@ CAUSES: tuple[str, ...] = (
     "other",
 )
 #: the outcomes of an audit review of one claim (the ``reviews`` table; docs/contract.md)
-REVIEW_OUTCOMES: tuple[str, ...] = ("no_issue", "error_found", "refunded", "appealed_upheld", "appealed_overturned")
+#: in the order of a claim's lifecycle (the order of a claim's outcomes recorded at the same time); ``withdrawn``: the
+#: claim's earlier outcome was taken back (it counts as not reviewed)
+REVIEW_OUTCOMES: tuple[str, ...] = (
+    "no_issue",
+    "error_found",
+    "refunded",
+    "appealed_upheld",
+    "appealed_overturned",
+    "withdrawn",
+)
 #: outcomes whose ``refund_amount`` (> 0) is a voluntary refund, i.e. a recoupment (``features.contract.reviews``)
 REFUND_OUTCOMES: tuple[str, ...] = ("error_found", "refunded")
 PLAN_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
@@ -164,7 +178,9 @@ class Column:
     """One contract column: its name, kind, whether it is required, allowed values and bounds."""
 
     name: str
-    kind: str  # id | npi | enum | pos | date | money | money_pos | units | int_pos | bool | list_str | list_int | str
+    #: id | npi | enum | pos | date | datetime (a date or a UTC time) | money | money_pos | units | int_pos | bool |
+    #: list_str | list_int | str
+    kind: str
     required: bool = True
     levels: tuple[str, ...] = ()
     min_items: int = 0
@@ -240,7 +256,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
     "reviews": (
         Column("claim_id", "id", max_chars=MAX_CHARS["claim_id"]),
-        Column("reviewed_at", "date"),
+        Column("reviewed_at", "datetime"),
         Column("outcome", "enum", levels=REVIEW_OUTCOMES),
         Column("refund_amount", "money", required=False),
         Column("cause", "enum", required=False, levels=CAUSES),
@@ -266,6 +282,7 @@ EXPECTED = {
     "enum": "one of {levels}",
     "pos": "a 2-digit place-of-service code",
     "date": "a date YYYY-MM-DD in the years {first} to {last}",
+    "datetime": "a date YYYY-MM-DD or a UTC time YYYY-MM-DDTHH:MM:SS[Z] in the years {first} to {last}",
     "money": "an amount >= 0 and at most {maximum}",
     "money_pos": "an amount > 0 and at most {maximum}",
     "units": "a number > 0 and at most {maximum}",

@@ -25,6 +25,19 @@ def _list_to_text(s: pd.Series) -> pd.Series:
 
 
 _MONEY_COLUMNS = frozenset(c.name for cols in TABLES.values() for c in cols if c.kind in ("money", "money_pos"))
+_DATETIME_COLUMNS = frozenset(c.name for cols in TABLES.values() for c in cols if c.kind == "datetime")
+
+
+def datetime_text(s: pd.Series) -> pd.Series:
+    """A datetime column as contract text: ``YYYY-MM-DD`` at midnight (so a date stays the same text), else the UTC
+    time ``YYYY-MM-DDTHH:MM:SSZ``; missing: ``""``."""
+    d = pd.to_datetime(s)
+    if getattr(d.dt, "tz", None) is not None:
+        d = d.dt.tz_convert("UTC").dt.tz_localize(None)
+    d = d.dt.floor("s")
+    day = d.dt.strftime("%Y-%m-%d")
+    full = d.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return full.where(d != d.dt.normalize(), day).fillna("")
 
 
 def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -34,6 +47,8 @@ def to_contract_frame(df: pd.DataFrame) -> pd.DataFrame:
         s = out[c]
         if pd.api.types.is_float_dtype(s.dtype) and c in _MONEY_COLUMNS:
             out[c] = s.round(2)  # cents; written in the shortest exact form (120.5, not 120.50)
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype) and c in _DATETIME_COLUMNS:
+            out[c] = datetime_text(s)
         elif pd.api.types.is_datetime64_any_dtype(s.dtype):
             out[c] = s.dt.strftime("%Y-%m-%d").fillna("")
         elif isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_list(s.dtype.pyarrow_dtype):

@@ -29,7 +29,8 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
     cov = history.coverage
     rev = history.reviews
     if rev is not None:
-        rev = rev[rev["claim_id"].isin(ids) & (rev["reviewed_at"] <= as_of)].reset_index(drop=True)
+        made = pd.to_datetime(rev["reviewed_at"]).dt.normalize() <= as_of  # a review at a time: known on its day
+        rev = rev[rev["claim_id"].isin(ids) & made].reset_index(drop=True)
     return History(
         claims=claims.reset_index(drop=True),
         claim_lines=lines.reset_index(drop=True),

@@ -116,7 +116,7 @@ class IngestSummary:
             f"  recoupments: {self.recoupments_added} added, {self.recoupments_duplicate} duplicates skipped",
             *(
                 [
-                    f"  reviews: {self.reviews_added} added, {self.reviews_replaced} replaced (same claim, day and "
+                    f"  reviews: {self.reviews_added} added, {self.reviews_replaced} replaced (same claim, time and "
                     f"outcome, other content), {self.reviews_already} already recorded"
                 ]
                 if self.reviews_added or self.reviews_replaced or self.reviews_already
@@ -175,11 +175,14 @@ def recoupment_keys(df: pd.DataFrame) -> np.ndarray:
 
 
 def review_keys(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The identity of a review, (claim_id, reviewed_at, outcome), and the hash of its contract columns."""
+    """The identity of a review, (claim_id, reviewed_at to the second, outcome), and the hash of its contract columns
+    (a time at midnight is written as its date: a date-only review keeps the key it always had)."""
+    from features.contract.write import datetime_text
+
     key = pd.DataFrame(
         {
             "claim_id": df["claim_id"].astype("string"),
-            "date": pd.to_datetime(df["reviewed_at"]).dt.strftime("%Y-%m-%d"),
+            "date": datetime_text(df["reviewed_at"]),
             "outcome": df["outcome"].astype("string"),
         }
     )

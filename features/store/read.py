@@ -180,8 +180,9 @@ def resolve(read: StoreRead) -> StoreRead:
 
 
 def latest_reviews(rev: pa.Table) -> pa.Table:
-    """The latest stored row of each review (claim_id, reviewed_at, outcome): a correction replaces the earlier row."""
-    day = pc.strftime(pc.cast(rev["reviewed_at"], pa.timestamp("s")), format="%Y-%m-%d")
+    """The latest stored row of each review (claim_id, reviewed_at to the second, outcome): a correction replaces the
+    earlier row."""
+    day = pc.strftime(pc.cast(rev["reviewed_at"], pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
     key = pc.binary_join_element_wise(
         pc.cast(rev["claim_id"], pa.large_string()),
         pc.cast(day, pa.large_string()),

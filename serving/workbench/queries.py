@@ -552,18 +552,21 @@ def apply_change(
 ) -> dict:
     """Set the review of ``claim_id`` and append its event, in one transaction; an outcome is handed to ``record``
     (a callable taking the store rows as a dict) inside it, so a failed store write leaves the database as it was.
+    A change from an outcome to no outcome (not reviewed, in review) records ``withdrawn``: the store's latest review
+    of the claim decides, so the earlier outcome (and a refund derived from it) no longer counts. The store row is
+    dated with the change's UTC time (:func:`change_time`: strictly after the claim's previous change).
     ``version``: the review's version the page showed; when the review is at another one (someone saved it
     meanwhile), :class:`Conflict` and nothing is saved. The store is written before the database rows, so the
     database's write lock (SQLite's is one for the whole file) is not held while the store is (an ingest may hold
     the store for a while). Returns the event."""
     from sqlalchemy.exc import IntegrityError
 
-    t = now()
     with engine.begin() as conn:
         cur = review(conn, claim_id)
         at = int(cur.get("version") or 0)
         if version is not None and version != at:
             raise Conflict(claim_id)
+        t = change_time(now(), cur.get("updated_at"))
         before = cur.get("status", "not_reviewed")
         assignee = ch.assignee_id if ch.status == "in_review" else cur.get("assignee_id")
         if ch.status == "not_reviewed":
@@ -592,15 +595,17 @@ def apply_change(
             "carc": ch.carc,
             "note": ch.note,
         }
-        if ch.status in OUTCOMES:
+        outcome = store_outcome(before, ch.status)
+        if outcome is not None:
+            withdrawn = outcome == WITHDRAWN
             record(
                 {
                     "claim_id": claim_id,
-                    "reviewed_at": t.date(),
-                    "outcome": ch.status,
-                    "refund_amount": ch.refund_amount,
-                    "cause": ch.cause,
-                    "carc": ch.carc,
+                    "reviewed_at": t,
+                    "outcome": outcome,
+                    "refund_amount": None if withdrawn else ch.refund_amount,
+                    "cause": None if withdrawn else ch.cause,
+                    "carc": None if withdrawn else ch.carc,
                     "reviewer": reviewer_id(viewer),
                 }
             )
@@ -617,6 +622,27 @@ def apply_change(
                 raise Conflict(claim_id) from None
         conn.execute(insert(review_events).values(**ev))
     return ev
+
+
+#: the store outcome of a change that takes an outcome back (``features.contract.schema.REVIEW_OUTCOMES``)
+WITHDRAWN = "withdrawn"
+
+
+def store_outcome(before: str, after: str) -> str | None:
+    """The outcome a change writes to the store: the new outcome; ``withdrawn`` when an outcome is reset (to not
+    reviewed or in review); None when neither status is an outcome (nothing for the store)."""
+    if after in OUTCOMES:
+        return after
+    return WITHDRAWN if before in OUTCOMES else None
+
+
+def change_time(t: dt.datetime, previous: dt.datetime | None) -> dt.datetime:
+    """The time of a change (naive UTC, to the second): ``t``, or one second after the claim's previous change when
+    that is not earlier (two changes within one second, a clock set back): a claim's changes, and so its store
+    reviews, are strictly ordered in time, and the store's latest review is the workbench's last change."""
+    if previous is not None and t <= previous:
+        return previous.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return t
 
 
 def reviewer_id(user: User) -> str:

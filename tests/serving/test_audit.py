@@ -240,3 +240,33 @@ def test_claims_already_reviewed_are_left_out(trained, window, audited, tmp_path
     assert s["reviewed_left_out"] == 3 and len(w) == 60
     assert not set(top) & set(w["claim_id"])
     assert s["paid_claims"] == summary["paid_claims"] - 3
+
+
+def test_a_claim_whose_latest_review_is_withdrawn_is_back_on_the_worklist(trained, window, audited, tmp_path):
+    """An outcome taken back (``withdrawn``, what the workbench writes when a status is reset) makes the claim
+    unreviewed again; a claim whose outcome was changed (no issue after an error found) stays reviewed."""
+    from features.store.ingest import ingest
+    from features.store.reviews import record_reviews
+
+    out, summary = audited
+    top = pd.read_csv(out / "worklist.csv", dtype={"claim_id": str})["claim_id"].head(3).tolist()
+    store = tmp_path / "store"
+    ingest([trained["data_dir"]], store)
+    at = f"{window[1]}T10:00:00Z"
+    later = f"{window[1]}T10:00:01Z"
+    record_reviews(
+        store,
+        pd.DataFrame(
+            {
+                "claim_id": [top[0], top[0], top[1], top[1], top[2]],
+                "reviewed_at": [at, later, at, later, at],
+                "outcome": ["error_found", "withdrawn", "error_found", "no_issue", "withdrawn"],
+                "refund_amount": [100.0, None, 100.0, None, None],
+                "reviewer": ["u1"] * 5,
+            }
+        ),
+    )
+    s = audit.audit_cli(store, tmp_path / "out", since=window[0], until=window[1], capacity=60)
+    w = pd.read_csv(tmp_path / "out" / "worklist.csv", dtype={"claim_id": str})
+    assert s["reviewed_left_out"] == 1 and s["paid_claims"] == summary["paid_claims"] - 1
+    assert top[0] in set(w["claim_id"]) and top[2] in set(w["claim_id"]) and top[1] not in set(w["claim_id"])

@@ -67,6 +67,40 @@ def test_the_last_outcome_of_a_claim_decides():
     assert final_outcomes(reviews, pd.Timestamp("2024-03-15")).to_dict() == {"a": "refunded", "b": "error_found"}
 
 
+def test_the_latest_review_by_time_decides_and_withdrawn_is_no_evidence():
+    reviews = typed_reviews(
+        [
+            ("neg", "2024-03-01T10:00:00Z", "error_found", 50.0, "u1"),
+            ("neg", "2024-03-01T15:30:00Z", "no_issue", None, "u1"),  # changed the same day: nothing found
+            ("pos", "2024-03-01T10:00:00Z", "no_issue", None, "u1"),
+            ("pos", "2024-03-01T10:00:01Z", "refunded", 50.0, "u1"),
+            ("contra", "2024-03-01T09:00:00Z", "no_issue", None, "u1"),
+            ("contra", "2024-03-01T09:10:00Z", "withdrawn", None, "u1"),  # taken back: no evidence, no contradiction
+            ("late", "2024-04-01T23:59:59Z", "no_issue", None, "u1"),  # on the as-of day: known
+        ]
+    )
+    final = final_outcomes(reviews, pd.Timestamp("2024-04-01"))
+    assert final.to_dict() == {"neg": "no_issue", "pos": "refunded", "contra": "withdrawn", "late": "no_issue"}
+    out, confirmed, counts = review_evidence(labels_frame(), reviews, pd.Timestamp("2024-04-01"), 365)
+    assert confirmed.tolist() == [True, True, False, False, True, False]
+    assert counts == {"review_negatives": 2, "review_positives": 1, "review_contradicted": 0}
+    truncated = truncate_history(
+        replace(_history_of(reviews), reviews=reviews), pd.Timestamp("2024-04-01")
+    ).reviews  # a review at a time of the as-of day is known on that day
+    assert len(truncated) == len(reviews)
+
+
+def _history_of(reviews: pd.DataFrame):
+    from features.contract import History
+
+    ids = sorted(set(reviews["claim_id"].astype(str)))
+    claims = pd.DataFrame(
+        {"claim_id": ids, "submitted_date": pd.Timestamp("2024-01-02"), "paid_date": pd.Timestamp("2024-01-20")}
+    ).assign(paid_amount=10.0)
+    lines = pd.DataFrame({"claim_id": ids})
+    return History(claims=claims, claim_lines=lines, recoupments=None, reviews=reviews)
+
+
 @pytest.mark.parametrize("use", [True, False])
 def test_training_uses_review_evidence_only_when_configured(trained, use):
     from training.train import train_model

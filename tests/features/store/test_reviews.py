@@ -76,10 +76,10 @@ def test_recording_again_is_idempotent_and_a_correction_replaces(store, history_
     first = record_reviews(store, rows)
     again = record_reviews(store, rows)
     assert again["reviews_added"] == 0 and again["files_already"] == 1
-    with_other = pd.concat([rows, reviews([(a, "2024-03-05", "no_issue", None, None, None, "u3")])])
+    with_other = pd.concat([rows, reviews([(a, "2024-03-01", "no_issue", None, None, None, "u3")])])  # earlier
     mixed = record_reviews(store, with_other)  # a new call holding an old row and a new one
     assert (mixed["reviews_added"], mixed["reviews_already"]) == (1, 1)
-    fixed = record_reviews(store, rows.assign(refund_amount=90.0))  # same claim, day, outcome: other amount
+    fixed = record_reviews(store, rows.assign(refund_amount=90.0))  # same claim, time, outcome: other amount
     assert (fixed["reviews_added"], fixed["reviews_replaced"]) == (0, 1)
     h = load_history(store)
     assert len(h.reviews) == 2
@@ -171,7 +171,136 @@ def test_one_refund_per_claim_and_an_overturned_appeal_cancels_it():
         "units",
     )
     assert out.loc["C", "cause"] == "other"
-    assert counts == {"refunds": 2, "refunds_cancelled_by_appeal": 1}
+    assert counts == {"refunds": 2, "refunds_cancelled_by_appeal": 1, "refunds_withdrawn": 0}
+
+
+def test_the_latest_review_decides_a_later_no_issue_or_withdrawn_cancels_the_refund():
+    r = reviews(
+        [
+            ("A", "2024-03-02T10:00:00Z", "error_found", 100.0, "units", None, "u1"),
+            ("A", "2024-03-02T15:30:00Z", "no_issue", None, None, None, "u1"),  # same day, later: nothing found
+            ("B", "2024-03-02T10:00:00Z", "error_found", 100.0, "units", None, "u1"),
+            ("B", "2024-03-02T10:00:01Z", "withdrawn", None, None, None, "u1"),
+            ("C", "2024-03-02T10:00:00Z", "no_issue", None, None, None, "u1"),
+            ("C", "2024-03-02T11:00:00Z", "error_found", 50.0, "units", None, "u1"),  # a finding after no issue
+            ("D", "2024-03-02T10:00:00Z", "error_found", 70.0, "units", None, "u1"),
+            ("D", "2024-03-03T09:00:00Z", "withdrawn", None, None, None, "u1"),
+            ("D", "2024-03-04T16:20:00Z", "refunded", 60.0, None, None, "u1"),  # a new outcome after the reset
+            ("E", "2024-03-02T10:00:00Z", "error_found", 20.0, "units", None, "u1"),
+            ("E", "2024-03-05T10:00:00Z", "appealed_upheld", None, None, None, "u1"),  # keeps the refund
+        ]
+    )
+    from features.contract import validate_table
+
+    typed, problems, _ = validate_table(r, "reviews", "reviews")
+    assert not problems and typed["reviewed_at"].iloc[1] == pd.Timestamp("2024-03-02 15:30:00")
+    out, counts = refund_recoupments(typed.sample(frac=1, random_state=5))
+    out = out.set_index("claim_id")
+    assert sorted(out.index) == ["C", "D", "E"]
+    assert out["recouped_amount"].to_dict() == {"C": 50.0, "D": 60.0, "E": 20.0}
+    # a recoupment is dated by the day of the first refund after the last cancelling review
+    assert out["recouped_date"].to_dict() == {
+        "C": pd.Timestamp("2024-03-02"),
+        "D": pd.Timestamp("2024-03-04"),
+        "E": pd.Timestamp("2024-03-02"),
+    }
+    assert counts == {"refunds": 3, "refunds_cancelled_by_appeal": 0, "refunds_withdrawn": 2}
+
+
+def test_store_read_after_error_found_then_no_issue_the_same_day(store, history_small):
+    a, b = paid_ids(history_small, 2)
+    record_reviews(store, reviews([(a, "2024-03-02T10:00:00Z", "error_found", 100.0, "units", None, "u1")]))
+    record_reviews(store, reviews([(b, "2024-03-02T10:00:00Z", "error_found", 100.0, "units", None, "u1")]))
+    assert recouped(load_history(store), a)["recouped_amount"].tolist() == [100.0]
+    out = record_reviews(store, reviews([(a, "2024-03-02T15:30:00Z", "no_issue", None, None, None, "u1")]))
+    assert out["reviews_added"] == 1
+    h = load_history(store)
+    assert recouped(h, a).empty and len(h.reviews) == 3
+    assert len(h.recoupments) == len(history_small.recoupments) + 1  # b's refund only
+    assert h.reviews["reviewed_at"].dtype == "datetime64[s]"
+    assert sorted(h.reviews.loc[h.reviews["claim_id"].astype(str) == a, "reviewed_at"]) == [
+        pd.Timestamp("2024-03-02 10:00:00"),
+        pd.Timestamp("2024-03-02 15:30:00"),
+    ]
+    record_reviews(store, reviews([(b, "2024-03-02T10:05:00Z", "withdrawn", None, None, None, "u1")]))
+    h = load_history(store)
+    assert recouped(h, b).empty and len(h.recoupments) == len(history_small.recoupments)
+
+
+def test_recording_with_times_is_idempotent_to_the_second(store, history_small):
+    (a,) = paid_ids(history_small, 1)
+    row = reviews([(a, "2024-03-02T10:00:00Z", "error_found", 100.0, "units", None, "u1")])
+    assert record_reviews(store, row)["reviews_added"] == 1
+    again = record_reviews(store, row.assign(reviewed_at="2024-03-02 10:00:00"))  # the same time written otherwise
+    assert (again["reviews_added"], again["reviews_replaced"], again["files_already"]) == (0, 0, 1)  # same rows
+    fixed = record_reviews(store, row.assign(refund_amount=90.0))  # same claim, time and outcome: a correction
+    assert (fixed["reviews_added"], fixed["reviews_replaced"]) == (0, 1)
+    later = record_reviews(store, row.assign(reviewed_at="2024-03-02T10:00:01Z", refund_amount=80.0))
+    assert later["reviews_added"] == 1  # one second later: another review
+    midnight = record_reviews(store, row.assign(reviewed_at="2024-03-02T00:00:00Z"))
+    assert midnight["reviews_added"] == 1
+    day = record_reviews(store, pd.concat([row.assign(reviewed_at="2024-03-02"), row.assign(reviewed_at="2024-03-03")]))
+    assert (day["reviews_added"], day["reviews_already"]) == (1, 1)  # a date is its midnight: the same review
+    h = load_history(store)
+    assert len(h.reviews) == 4
+    assert recouped(h, a)[["recouped_date", "recouped_amount"]].values.tolist() == [[pd.Timestamp("2024-03-02"), 100.0]]
+
+
+def test_date_only_reviews_keep_their_keys_and_read_as_before(store, history_small):
+    """Stores written before times existed keyed a review by its day's text: a date-only review still has that key
+    (recording it again is "already recorded"), and date-only reviews of one day keep the lifecycle order."""
+    from features.contract import validate_table
+    from features.store.ingest import review_keys
+
+    a, b = paid_ids(history_small, 2)
+    rows = reviews(
+        [
+            (a, "2024-03-02", "no_issue", None, None, None, "u1"),
+            (a, "2024-03-02", "error_found", 100.0, "units", None, "u1"),  # same day: later in the lifecycle
+            (b, "2024-03-02", "refunded", 40.0, None, None, "u1"),
+            (b, "2024-03-09", "appealed_overturned", None, None, None, "u2"),
+        ]
+    )
+    typed = validate_table(rows, "reviews", "reviews")[0]
+    old_key = pd.DataFrame(
+        {
+            "claim_id": typed["claim_id"].astype("string"),
+            "date": typed["reviewed_at"].dt.strftime("%Y-%m-%d"),
+            "outcome": typed["outcome"].astype("string"),
+        }
+    )
+    assert (review_keys(typed)[0] == pd.util.hash_pandas_object(old_key, index=False).to_numpy().view("int64")).all()
+    record_reviews(store, rows)
+    h = load_history(store)
+    assert recouped(h, a)[["recouped_date", "recouped_amount"]].values.tolist() == [[pd.Timestamp("2024-03-02"), 100.0]]
+    assert recouped(h, b).empty
+    d = store.parent / "view"
+    write_history(h, d)
+    assert "2024-03-02," in (d / "reviews.csv").read_text() and "T00:00" not in (d / "reviews.csv").read_text()
+
+
+def test_times_round_trip_through_a_contract_folder(tmp_path, history_small):
+    (a,) = paid_ids(history_small, 1)
+    d = tmp_path / "with_reviews"
+    write_history(history_small, d)
+    reviews(
+        [
+            (a, "2024-03-02T10:00:00Z", "error_found", 12.0, "duplicate", None, "u1"),
+            (a, "2024-03-02T10:00:05Z", "withdrawn", None, None, None, "u1"),
+        ]
+    ).to_csv(d / "reviews.csv", index=False)
+    folder = load_history(d)
+    assert folder.reviews["reviewed_at"].tolist() == [
+        pd.Timestamp("2024-03-02 10:00:00"),
+        pd.Timestamp("2024-03-02 10:00:05"),
+    ]
+    out = tmp_path / "out"
+    write_history(folder, out)
+    text = (out / "reviews.csv").read_text()
+    assert "2024-03-02T10:00:00Z" in text and "2024-03-02T10:00:05Z" in text
+    ingest([d], tmp_path / "s")
+    h = load_history(tmp_path / "s")
+    assert len(h.reviews) == 2 and recouped(h, a).empty
 
 
 def test_no_double_count_through_the_store(store, history_small, tmp_path):

@@ -126,6 +126,76 @@ def test_error_found_is_validated_kept_and_recorded(lead, wb_audit):
     assert lead.get("/?status=error_found").text.count('class="claim-link"') == 1
 
 
+def test_changing_an_outcome_changes_what_the_store_derives(lead, wb_audit):
+    """error found $100 -> no issue -> error found $60 -> not reviewed, saved one after the other (within a second):
+    each save is a store review at the change's UTC time, strictly after the previous one; the store's latest
+    review decides the refund, the reset writes ``withdrawn`` and the audit counts the claim as not reviewed."""
+    import datetime as dt
+
+    from features.contract import load_history
+    from serving.audit import already_reviewed
+
+    wl = pd.read_parquet(wb_audit / "worklist.parquet")
+    cid = str(wl["claim_id"].iloc[4])
+
+    def save(**fields) -> None:
+        page = lead.get(f"/claim/{cid}").text
+        version = re.search(r'name="version" value="(\d+)"', page).group(1)
+        r = lead.post(
+            f"/claim/{cid}/review",
+            data={"csrf": csrf_of(page), "version": version, **fields},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+
+    def refund(history) -> list[float]:
+        rec = history.recoupments
+        return rec.loc[rec["claim_id"].astype(str) == cid, "recouped_amount"].tolist()
+
+    before = load_history(lead.store)
+    assert refund(before) == []
+    start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    save(status="error_found", refund_amount="100", cause="units")
+    assert refund(load_history(lead.store)) == [100.0]
+    save(status="no_issue")
+    h = load_history(lead.store)
+    assert refund(h) == [] and len(h.recoupments) == len(before.recoupments)
+    save(status="error_found", refund_amount="60", cause="units")
+    assert refund(load_history(lead.store)) == [60.0]
+    save(status="not_reviewed")
+    h = load_history(lead.store)
+    assert refund(h) == [] and len(h.recoupments) == len(before.recoupments)
+    save(status="in_review", assignee="")  # no outcome before or after: nothing for the store
+    calls = pd.concat(lead.recorder.calls, ignore_index=True)
+    assert calls["outcome"].tolist() == ["error_found", "no_issue", "error_found", "withdrawn"]
+    assert calls.loc[3, ["refund_amount", "cause", "carc"]].isna().all()
+    times = calls["reviewed_at"].tolist()
+    assert all(a < b for a, b in zip(times, times[1:])) and times[0] >= pd.Timestamp(start)
+    assert times[0] <= pd.Timestamp(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) + pd.Timedelta(seconds=5)
+    mine = h.reviews[h.reviews["claim_id"].astype(str) == cid].sort_values("reviewed_at")
+    assert mine["outcome"].astype(str).tolist() == calls["outcome"].tolist()
+    assert mine["reviewed_at"].tolist() == times  # the store keeps the times to the second
+    assert not already_reviewed(h, pd.Series([cid]))[0]  # back on the next audit's worklist
+    page = lead.get(f"/claim/{cid}").text
+    assert "error found" in page and "no issue" in page  # the workbench's own history keeps every change
+
+
+def test_what_a_change_writes_to_the_store_and_when():
+    import datetime as dt
+
+    from serving.workbench.queries import change_time, store_outcome
+
+    assert store_outcome("not_reviewed", "no_issue") == "no_issue"
+    assert store_outcome("error_found", "refunded") == "refunded"
+    assert store_outcome("error_found", "not_reviewed") == "withdrawn"
+    assert store_outcome("no_issue", "in_review") == "withdrawn"  # re-opened: the outcome no longer stands
+    assert store_outcome("in_review", "not_reviewed") is None and store_outcome("not_reviewed", "in_review") is None
+    t = dt.datetime(2024, 3, 2, 10, 0, 0)
+    assert change_time(t, None) == t and change_time(t, t - dt.timedelta(seconds=1)) == t
+    assert change_time(t, t) == t + dt.timedelta(seconds=1)
+    assert change_time(t, t + dt.timedelta(seconds=5)) == t + dt.timedelta(seconds=6)  # a clock set back
+
+
 def test_provider_page(lead, wb_audit):
     wl = pd.read_parquet(wb_audit / "worklist.parquet")
     row = wl.iloc[0]
