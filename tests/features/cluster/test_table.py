@@ -223,10 +223,8 @@ def test_a_store_with_reviews_equals_the_single_process(client, small, tmp_path)
     rows = [(cid, "2024-05-02", "refunded", 50.0, "units", None, "u1") for cid in clean[:30]]
     rows += [(cid, "2024-06-03", "no_issue", None, None, None, "u2") for cid in clean[30:]]
     rows += [(cid, "2024-07-04", "error_found", 75.0, "units", None, "u1") for cid in recouped]
-    record_reviews(
-        copy,
-        pd.DataFrame(rows, columns=["claim_id", "reviewed_at", "outcome", "refund_amount", "cause", "carc", "reviewer"]),
-    )
+    cols = ["claim_id", "reviewed_at", "outcome", "refund_amount", "cause", "carc", "reviewer"]
+    record_reviews(copy, pd.DataFrame(rows, columns=cols))
     h = read_store(copy)
     assert len(h.recoupments) > len(history.recoupments)
     single, _ = build_feature_table(h)
