@@ -410,7 +410,7 @@ def _train_dask(
     if valid is not None and est.early_stopping_rounds is not None:
         import dask
 
-        shared = client.scatter(text, broadcast=True)
+        shared = client.scatter(text, broadcast=True, hash=False)  # own key: the same text is scattered again later
         parts = valid.to_delayed()
         n_valid = int(valid.map_partitions(len).compute().sum())
         sums = dask.compute(*[dask.delayed(_loss_curve)(p, shared, features, target, est.n_classes) for p in parts])
@@ -582,7 +582,7 @@ def train_model_cluster(
     )
     log.info("likelihood model: %d trees in %s", lik.n_iter_, duration(time.perf_counter() - t1))
     lik_text = lik.booster_.model_to_string()
-    shared = client.scatter(lik_text, broadcast=True)
+    shared = client.scatter(lik_text, broadcast=True, hash=False)
     valid_rows = M[M[PART] == 1]
     raw_meta = _raw_scores(M._meta, lik_text, features)
     va = valid_rows.map_partitions(_raw_scores, shared, features, meta=raw_meta).compute()

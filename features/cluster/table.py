@@ -639,7 +639,7 @@ def feature_table(
         raise RecoupError(f"buckets: expected 1 to 1024, got {buckets}")
     source: Any
     if isinstance(data, History):
-        source = client.scatter(data)
+        source = client.scatter(data, hash=False)
         month_list = _months_of(data)
         rec_months = _rec_months(data)
     else:
@@ -667,7 +667,7 @@ def feature_table(
     if not any(want):
         raise RecoupError("no claims submitted in the months asked (since/until)")
     say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
-    rb = client.scatter(rulebook, broadcast=True)
+    rb = client.scatter(rulebook, broadcast=True, hash=False)
     ref = client.submit(_reference_tables, source)
     specialty_of = client.submit(_pick, ref, 0)
     coverage = client.submit(_pick, ref, 1)
