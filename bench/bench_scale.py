@@ -28,7 +28,10 @@ these steps, each in its own child process so its peak RSS (``VmHWM`` of /proc/s
 - ``cluster`` (with ``--cluster``): the feature table on a Dask cluster (``features.cluster.table``) from a store
   of the same history (``store_<n>_s<seed>``, read from ``--history-dir`` or ingested into ``--cache``): time until
   every partition of X is computed, then the folded end state gathered; peak RSS of this process (client; the
-  scheduler of a LocalCluster runs in it), the scheduler and each worker (``client.run``).
+  scheduler of a LocalCluster runs in it), the scheduler and each worker (``client.run``);
+- ``cluster_train`` (with ``--cluster``, unless ``--skip-train``): ``recoup train --cluster``'s training
+  (``training.cluster.train_model_cluster``, ``--n-estimators`` trees) on a fresh cluster, the bundle and its
+  compact state saved; the same memory figures. ``--skip-single`` leaves out every single-process step.
 
 Load averages (``os.getloadavg``) are written before and after each step. Prints one line per step and
 writes all figures as JSON to ``--out``.
@@ -363,6 +366,46 @@ def child_cluster(store: str, spec: str, months: int) -> None:
         )
 
 
+def child_cluster_train(store: str, spec: str, bundle_dir: str, n_estimators: int) -> None:
+    """``recoup train --cluster``'s training (``training.cluster.train_model_cluster``: the feature table, labels
+    and both models on the cluster) with ``n_estimators`` trees, then the bundle and its compact state saved as
+    training saves them; time, and the peak memory of this process (client and, for a LocalCluster, the
+    scheduler), the scheduler and each worker."""
+    from features.cluster.client import connect
+    from training.cluster import train_model_cluster
+    from training.config import load_config, with_n_estimators
+
+    with connect(spec) as client:
+        client.run(_warm_up)
+        t0 = time.perf_counter()
+        result, _ = train_model_cluster(client, Path(store), config=with_n_estimators(load_config(), n_estimators))
+        train_s = time.perf_counter() - t0
+        workers = client.run(_vm_hwm_gb)
+        scheduler = client.run_on_scheduler(_vm_hwm_gb)
+    t0 = time.perf_counter()
+    bundle = Path(bundle_dir)
+    result.bundle.save(bundle)
+    compact = result.state.compact()
+    compact.save(bundle / "state")
+    save_s = time.perf_counter() - t0
+    emit(
+        {
+            "train_seconds": round(train_s, 1),
+            "timings": {k: round(v, 1) for k, v in result.timings.items()},
+            "save_seconds": round(save_s, 1),
+            "claims": result.data_summary["claims"],
+            "trees_likelihood": result.bundle.likelihood.booster_.num_trees(),
+            "roc_auc": round(float(result.metrics["roc_auc"]), 4),
+            "state_on_disk_mb": round(dir_bytes(bundle / "state") / 1e6, 1),
+            "state_events": int(sum(len(t.times) for t in compact.tables.values())),
+            "client": proc_status(),
+            "scheduler": scheduler,
+            "workers": sorted(workers.values(), key=lambda w: w["pid"]),
+            **proc_status(),
+        }
+    )
+
+
 def child_ingest(history: str, store: str) -> None:
     """A store of the history folder (``recoup ingest``'s function), for the cluster step's reads by month."""
     from features.store.ingest import ingest
@@ -377,6 +420,7 @@ def child_ingest(history: str, store: str) -> None:
 
 CHILDREN = {
     "cluster": lambda a: child_cluster(a[0], a[1], int(a[2])),
+    "cluster_train": lambda a: child_cluster_train(a[0], a[1], a[2], int(a[3])),
     "ingest": lambda a: child_ingest(a[0], a[1]),
     "generate": lambda a: child_generate(int(a[0]), int(a[1]), a[2]),
     "load": lambda a: child_load(a[0]),
@@ -445,7 +489,12 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         if ingested is not None:
             fig["ingest"] = ingested
         fig["cluster_features"] = run_step("cluster", store, args.cluster, args.months)
-    if args.skip_train:
+        if not args.skip_train:
+            with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+                fig["cluster_train"] = run_step(
+                    "cluster_train", store, args.cluster, Path(tmp) / "bundle", args.n_estimators
+                )
+    if args.skip_train or args.skip_single:
         return fig
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         bundle = Path(tmp) / "bundle"
@@ -490,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also the feature table on this cluster (local[:N] or a scheduler address), from a store of the history",
     )
     ap.add_argument("--months", type=int, default=3, help="months per partition of the cluster feature table")
-    ap.add_argument("--skip-single", action="store_true", help="leave out the single-process load and feature table")
+    ap.add_argument(
+        "--skip-single",
+        action="store_true",
+        help="leave out every single-process step (load, features, training, service)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON to this file")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

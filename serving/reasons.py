@@ -120,6 +120,9 @@ def rule_hit_records(
             v = r.get(k)
             if v is not None and not (isinstance(v, float) and np.isnan(v)):
                 rec[k] = v.item() if hasattr(v, "item") else v
+        if isinstance(rec.get("line_number"), float) and float(rec["line_number"]).is_integer():
+            # a line number is whole: 2, not 2.0 (a hits frame's column is float when some hit has none)
+            rec["line_number"] = int(rec["line_number"])
         out.setdefault(cid, []).append(rec)
     if isinstance(unseen, pd.DataFrame):
         items = [

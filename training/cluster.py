@@ -410,7 +410,7 @@ def _train_dask(
     if valid is not None and est.early_stopping_rounds is not None:
         import dask
 
-        shared = client.scatter(text, broadcast=True)
+        shared = client.scatter(text, broadcast=True, hash=False)  # own key: the same text is scattered again later
         parts = valid.to_delayed()
         n_valid = int(valid.map_partitions(len).compute().sum())
         sums = dask.compute(*[dask.delayed(_loss_curve)(p, shared, features, target, est.n_classes) for p in parts])
@@ -486,7 +486,9 @@ def train_model_cluster(
     rulebook = load_rulebook()
     t0 = time.perf_counter()
     log.info("building the point-in-time feature table on the cluster")
-    ct = feature_table(client, data, rulebook, until=None if as_of is None else str(pd.Timestamp(as_of).date()))
+    ct = feature_table(
+        client, data, rulebook, until=None if as_of is None else str(pd.Timestamp(as_of).date()), with_state=True
+    )
     cut = pd.Timestamp(as_of) if as_of else last_date(ct, data)
     base = _base(ct, data, cut, horizon, cfg["labels"], client)
     n_claims = int(base.map_partitions(len).compute().sum())
@@ -580,7 +582,7 @@ def train_model_cluster(
     )
     log.info("likelihood model: %d trees in %s", lik.n_iter_, duration(time.perf_counter() - t1))
     lik_text = lik.booster_.model_to_string()
-    shared = client.scatter(lik_text, broadcast=True)
+    shared = client.scatter(lik_text, broadcast=True, hash=False)
     valid_rows = M[M[PART] == 1]
     raw_meta = _raw_scores(M._meta, lik_text, features)
     va = valid_rows.map_partitions(_raw_scores, shared, features, meta=raw_meta).compute()
@@ -664,7 +666,7 @@ def train_model_cluster(
     )
     summary = {
         "claims": n_claims,
-        "lines": int(getattr(ct, "n_lines", None) or _compute(client, frame["n_lines"].sum())[0]),
+        "lines": int(ct.n_lines),
         "first_submitted": str(first_submitted.date()),
         "last_submitted": str(last_submitted.date()),
         "as_of": str(cut.date()),
@@ -684,7 +686,7 @@ def train_model_cluster(
     }
     result = TrainResult(
         bundle=bundle,
-        state=ct.state(),
+        state=ct.bundle_state(),
         metrics=metrics,
         scored=scored,
         data_summary=summary,

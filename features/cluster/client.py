@@ -170,6 +170,9 @@ def connect(spec: str | None) -> Iterator[Any]:
         "logging.distributed": "warning",
         # a local cluster whose workers all died fails its waiting tasks instead of waiting for workers forever
         "distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_TIMEOUT_S}s",
+        # local workers without Dask's MALLOC_TRIM_THRESHOLD_=65536: it turns off glibc's dynamic mmap threshold,
+        # so every large numpy array is a fresh mmap (numpy-heavy tasks ~2.5x slower here; docs/scale.md)
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }
     with dask.config.set(settings):
         if target.kind == "local":

@@ -35,7 +35,13 @@ import pandas as pd
 from features.contract import History
 from features.engine.events import EventTable, day_number, encode_time, time_of_day_start, PHASE_CLAIM
 from features.engine.lines import prepare_lines
-from features.engine.state import ENUMERATED_TABLES, UNKNOWN_SPECIALTY, HistoryState, submission_order
+from features.engine.state import (
+    ENUMERATED_TABLES,
+    RETENTION_DAYS,
+    UNKNOWN_SPECIALTY,
+    HistoryState,
+    submission_order,
+)
 from features.engine.tables import (
     KEYED_ENTITIES,
     TABLE_COLUMNS,
@@ -121,7 +127,8 @@ def _store_source(store: Path) -> StoreSource | None:
     from features.store.read import plain_parts
 
     with mf.store_errors(store):
-        if plain_parts(store) is None:
+        listed = plain_parts(store)
+        if listed is None or listed.get("reviews"):  # review refunds are netted against recoupments across months
             return None
         conn = mf.connect(store, readonly=True)
         try:
@@ -227,13 +234,17 @@ def _part_data(
     index: int,
     specialty_of: dict[str, str],
     rulebook: Rulebook,
+    until: pd.Timestamp | None = None,
 ) -> PartData:
-    """Read (store) or cut (history) the claims submitted in ``months`` and their lines, in the row order of a full
-    read."""
+    """Read (store) or cut (history) the claims submitted in ``months`` (and by ``until``) and their lines, in the
+    row order of a full read."""
     if isinstance(source, History):
         c = source.claims
         m = month_of_days(c["submitted_date"].to_numpy(dtype="datetime64[D]"))
-        claims = c[np.isin(m, months)].reset_index(drop=True)
+        keep = np.isin(m, months)
+        if until is not None:
+            keep &= (c["submitted_date"] <= until).to_numpy(dtype=bool)
+        claims = c[keep].reset_index(drop=True)
         ids = claims["claim_id"].astype(str)
         ln = source.claim_lines
         lines = ln[ln["claim_id"].astype(str).isin(ids)].reset_index(drop=True)
@@ -241,6 +252,8 @@ def _part_data(
         parts = [p for mo in months for p in source.claim_parts.get(mo, [])]
         parts.sort(key=lambda p: (p.ingest, p.file))  # manifest order, as a full read
         claims = _typed(_read_parts(source.path, parts), "claims")
+        if until is not None:
+            claims = claims[(claims["submitted_date"] <= until).to_numpy(dtype=bool)].reset_index(drop=True)
         lo, hi = months[0], months[-1]
         lparts = [
             p
@@ -264,19 +277,24 @@ def _part_data(
     return PartData(claims, lines, la, submission_order(claims), specialty, kf, months[0])
 
 
-def _recoupments(source: StoreSource | History, months: list[str] | None) -> pd.DataFrame | None:
-    """The recoupments dated in these months (None: all), typed."""
+def _recoupments(
+    source: StoreSource | History, months: list[str] | None, until: pd.Timestamp | None = None
+) -> pd.DataFrame | None:
+    """The recoupments dated in these months (None: all) and by ``until``, typed."""
     if isinstance(source, History):
         rec = source.recoupments
         if rec is None or not len(rec):
             return None
-        if months is None:
-            return rec
-        m = month_of_days(rec["recouped_date"].to_numpy(dtype="datetime64[D]"))
-        return rec[np.isin(m, months)].reset_index(drop=True)
-    parts = [p for p in source.recoupment_parts if months is None or p.month in months]
-    raw = _read_parts(source.path, parts)
-    return None if raw is None else _typed(raw, "recoupments")
+        if months is not None:
+            m = month_of_days(rec["recouped_date"].to_numpy(dtype="datetime64[D]"))
+            rec = rec[np.isin(m, months)].reset_index(drop=True)
+    else:
+        parts = [p for p in source.recoupment_parts if months is None or p.month in months]
+        raw = _read_parts(source.path, parts)
+        rec = None if raw is None else _typed(raw, "recoupments")
+    if rec is not None and until is not None:
+        rec = rec[(rec["recouped_date"] <= until).to_numpy(dtype=bool)].reset_index(drop=True)
+    return rec
 
 
 # ---------------------------------------------------------------------- the join of recoupments with claim keys
@@ -560,6 +578,8 @@ class ClusterTable:
     _end: Any  # (the folded state after the last partition, every partition's claim keys, the coverage)
     n_claims: int
     partitions: int
+    n_lines: int = 0
+    _recent: Any = None  # the state for the bundle (see bundle_state), when asked for
 
     def state(self, keep_days: int | None = KEEP_DAYS) -> HistoryState:
         """The folded state after the last claim (for the bundle): the windowed tables keep their last W days of
@@ -570,6 +590,16 @@ class ClusterTable:
             raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
         summary, keys, coverage = self._end
         return self.client.submit(_final_state, summary, keys, coverage, keep_days).result()
+
+    def bundle_state(self) -> HistoryState:
+        """The state saved with a model: the history as known at the table's end (``until``), with every event
+        since the last partition that starts before the service's retention cutoff (``RETENTION_DAYS`` before the
+        last month), the earlier ones folded; :meth:`HistoryState.compact` of it is the single process's compact
+        state (the same events, the same running sums)."""
+        if self._recent is None:
+            raise RecoupError("the feature table was built without its state (with_state=False)")
+        _, keys, coverage = self._end
+        return self.client.submit(_final_state, self._recent, keys, coverage, None).result()
 
 
 def _dd(futures: list, meta: pd.DataFrame):
@@ -591,20 +621,25 @@ def feature_table(
     months: int = DEFAULT_MONTHS,
     buckets: int = BUCKETS,
     progress: Callable[[str], None] | None = None,
+    with_state: bool = False,
 ) -> ClusterTable:
     """The feature table of ``data`` (a store, a contract history folder, or a loaded History) computed on the
-    cluster of ``client``: the claims submitted in ``since``..``until`` (months YYYY-MM; default all) as known at
-    their submission (the history before ``since`` is read for the state). ``months``: months per partition."""
+    cluster of ``client``: the claims submitted in ``since``..``until`` (``since`` a month YYYY-MM or a date's
+    month; default all) as known at their submission (the history before ``since`` is read for the state).
+    ``until`` (a month: its last day, or a date) also ends the history read: claims submitted and recoupments dated
+    after it are left out, as ``truncate_history`` leaves them out (payments are the caller's business).
+    ``months``: months per partition. ``with_state``: also build :meth:`ClusterTable.bundle_state` (training)."""
     from features.store.read import month_argument
 
     say = progress or (lambda msg: log.info(msg))
     rulebook = rulebook or load_rulebook()
     lo, hi = month_argument(since, "since"), month_argument(until, "until")
+    until_day = _until_day(until, hi)
     if not 1 <= buckets <= 1024:
         raise RecoupError(f"buckets: expected 1 to 1024, got {buckets}")
     source: Any
     if isinstance(data, History):
-        source = client.scatter(data)
+        source = client.scatter(data, hash=False)
         month_list = _months_of(data)
         rec_months = _rec_months(data)
     else:
@@ -621,19 +656,26 @@ def feature_table(
             source = client.submit(_load, str(path), pure=False)
             month_list = client.submit(_months_of, source).result()
             rec_months = client.submit(_rec_months, source).result()
+    if hi is not None:  # the history as known on ``until``: nothing after it is read
+        month_list = [m for m in month_list if m <= hi]
+        rec_months = [m for m in rec_months if m <= hi]
+    if not month_list:
+        raise RecoupError("no claims submitted in the months asked (since/until)")
     plan = make_plan(month_list, months)
     P = len(plan.groups)
     want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]
     if not any(want):
         raise RecoupError("no claims submitted in the months asked (since/until)")
     say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
-    rb = client.scatter(rulebook, broadcast=True)
+    rb = client.scatter(rulebook, broadcast=True, hash=False)
     ref = client.submit(_reference_tables, source)
     specialty_of = client.submit(_pick, ref, 0)
     coverage = client.submit(_pick, ref, 1)
     # the chain first (it is the critical path), then the reads and joins it needs, then the features
     chain, early = {"priority": 20}, {"priority": 10}
-    parts = [client.submit(_part_data, source, g, i, specialty_of, rb, **early) for i, g in enumerate(plan.groups)]
+    parts = [
+        client.submit(_part_data, source, g, i, specialty_of, rb, until_day, **early) for i, g in enumerate(plan.groups)
+    ]
     size_f = [client.submit(_size, p, **early) for p in parts]
     offsets = [client.submit(_offset, size_f[:p], **early) for p in range(P)]  # claims before each partition
     # recoupments by the partition of their date, joined with their claims' keys in buckets
@@ -642,7 +684,7 @@ def feature_table(
     for m, p in zip(rec_months, rp.tolist()):
         rec_groups.setdefault(int(p), []).append(m)
     rec_frames = [
-        client.submit(_tag, client.submit(_recoupments, source, ms, **early), p, **early)
+        client.submit(_tag, client.submit(_recoupments, source, ms, until_day, **early), p, **early)
         for p, ms in sorted(rec_groups.items())
     ]
     key_split = [client.submit(_split_keys, p, buckets, **early) for p in parts]
@@ -662,7 +704,19 @@ def feature_table(
     starts = plan.starts()
     summary = None
     outs = []
+    # the bundle's state: from the last summary whose start is before the service's retention cutoff, every later
+    # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state)
+    last_month = max(month_list + rec_months)
+    last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
+    p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
+    recent = None
     for p in range(P):
+        if p == p_star:
+            recent = summary
+        if p >= p_star and with_state:
+            recent = client.submit(
+                _pick, client.submit(_window_state, recent, parts[p], offsets[p], by_date[p], specialty_of), 0
+            )
         both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of, **chain)
         nxt = starts[p + 1] if p + 1 < P else None
         summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, **chain)
@@ -682,6 +736,7 @@ def feature_table(
     r_meta = client.submit(_rec_meta, rc).result()
     rc = [client.submit(_or_empty, r, r_meta) for r in rc]
     n = int(sum(client.gather(size_f)))
+    n_lines = int(sum(client.gather([client.submit(_n_lines, p) for p in parts])))
     say(f"feature table on the cluster: {n} claims submitted, {len(outs)} partitions of features")
     return ClusterTable(
         X=_dd(xs, x_meta),
@@ -692,7 +747,30 @@ def feature_table(
         _end=(summary, keys, coverage),
         n_claims=n,
         partitions=len(outs),
+        n_lines=n_lines,
+        _recent=recent if with_state else None,
     )
+
+
+def _day(ts: pd.Timestamp) -> int:
+    return int(np.datetime64(ts.date(), "D").astype(np.int64))
+
+
+def _n_lines(part: PartData) -> int:
+    return len(part.lines)
+
+
+def _until_day(until: str | None, month: str | None) -> pd.Timestamp | None:
+    """``until`` as the last day it covers: a month (YYYY-MM) its last day, a date that day."""
+    if until is None or month is None:
+        return None
+    text = str(until).strip()
+    if len(text) == 7:
+        return pd.Timestamp(f"{month}-01") + pd.offsets.MonthEnd(0)
+    try:
+        return pd.Timestamp(text).normalize()
+    except ValueError as e:
+        raise RecoupError(f"until: expected a month (YYYY-MM) or a date, got {until!r}") from e
 
 
 def _rec_meta(frames: list[pd.DataFrame | None]) -> pd.DataFrame:

@@ -167,3 +167,68 @@ def test_fifty_thousand_claims_equal_the_single_process(client, tmp_path):
     table = feature_table(client, store, months=3)
     assert_same_x(single.X, table.X.compute())
     assert _sorted_hits(table.hits.compute()) == _sorted_hits(single.hits)
+
+
+def _answers(state: HistoryState, t_end: int) -> dict[str, np.ndarray]:
+    """Every table's sums for every key after the state's last event (int line keys: sorted rows, each state codes
+    them by its own vocabularies)."""
+    out = {}
+    for name, tab in state.tables.items():
+        keys = tab.keys.to_numpy() if hasattr(tab.keys, "to_numpy") else np.asarray(tab.keys)
+        got = tab.query(keys, np.full(len(keys), t_end, dtype=np.int64))[0]
+        out[name] = got[np.argsort(keys, kind="stable")] if keys.dtype == object else np.sort(got, axis=0)
+    return out
+
+
+def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like_the_single_one(client, small):
+    """``until`` a date: the table and the bundle's state are truncate_history's (no claim, recoupment after it);
+    compacted, the state is the single process's compact state: the same events held, the same answers."""
+    from features.model.outcomes import truncate_history
+
+    _, store, history, _, _ = small
+    as_of = pd.Timestamp("2025-06-17")
+    h = truncate_history(history, as_of)
+    single, full = build_feature_table(h)
+    table = feature_table(client, store, until=str(as_of.date()), months=3, with_state=True)
+    assert_same_x(single.X, table.X.compute())
+    assert table.n_claims == len(h.claims) and table.n_lines == len(h.claim_lines)
+    recs = table.recoupments.compute()
+    assert len(recs) == len(h.recoupments) and (recs["recouped_date"] <= as_of).all()
+    a, b = full.compact(), table.bundle_state().compact()
+    assert a.compaction == b.compaction
+    pd.testing.assert_frame_equal(a.claim_keys, b.claim_keys)
+    t_end = max(int(t.times.max()) for t in full.tables.values() if len(t.times)) + 1
+    for name, tab in a.tables.items():
+        assert len(tab.times) == len(b.tables[name].times), name
+    got, want = _answers(b, t_end), _answers(a, t_end)
+    for name in want:
+        assert np.array_equal(got[name], want[name], equal_nan=True), name
+    with pytest.raises(RecoupError, match="without its state"):
+        feature_table(client, store, until="2024-02", months=3).bundle_state()
+
+
+def test_a_store_with_reviews_equals_the_single_process(client, small, tmp_path):
+    """Review refunds become recoupments when the store is read (netted against the payer's): the table reads such a
+    store whole and gives the single process's features."""
+    import shutil
+
+    from features.store.reviews import record_reviews
+
+    _, store, history, _, _ = small
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    c = history.claims[history.claims["paid_date"].notna()]
+    recouped = c[c["claim_id"].isin(history.recoupments["claim_id"])]["claim_id"].astype(str).head(5).tolist()
+    clean = c[~c["claim_id"].isin(history.recoupments["claim_id"])]["claim_id"].astype(str).head(40).tolist()
+    rows = [(cid, "2024-05-02", "refunded", 50.0, "units", None, "u1") for cid in clean[:30]]
+    rows += [(cid, "2024-06-03", "no_issue", None, None, None, "u2") for cid in clean[30:]]
+    rows += [(cid, "2024-07-04", "error_found", 75.0, "units", None, "u1") for cid in recouped]
+    cols = ["claim_id", "reviewed_at", "outcome", "refund_amount", "cause", "carc", "reviewer"]
+    record_reviews(copy, pd.DataFrame(rows, columns=cols))
+    h = read_store(copy)
+    assert len(h.recoupments) > len(history.recoupments)
+    single, _ = build_feature_table(h)
+    assert not single.X.equals(small[3].X)  # the refunds change features (provider recoupment history)
+    table = feature_table(client, copy, months=6)
+    assert_same_x(single.X, table.X.compute())
+    assert len(table.recoupments.compute()) == len(h.recoupments)
