@@ -474,7 +474,14 @@ def store_for(n: int, seed: int, folder: Path, history_dir: Path | None, cache: 
 
 
 def bench_size(n: int, args: argparse.Namespace) -> dict:
-    folder, generated = history_for(n, args.seed, args.history_dir, args.cache)
+    store_name = f"store_{n}_s{args.seed}"
+    given = args.history_dir / store_name if args.history_dir is not None else None
+    if args.cluster and args.skip_single and given is not None and (given / "manifest.sqlite").exists():
+        # a store generated on the cluster (`recoup generate --cluster`: 10M claims do not fit the single
+        # generator): the cluster steps read it, no Parquet history is needed
+        folder, generated = given, None
+    else:
+        folder, generated = history_for(n, args.seed, args.history_dir, args.cache)
     fig: dict = {"claims_asked": n, "history": str(folder)}
     if generated is not None:
         fig["generate"] = generated
@@ -494,6 +501,9 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
                 fig["cluster_train"] = run_step(
                     "cluster_train", store, args.cluster, Path(tmp) / "bundle", args.n_estimators
                 )
+                if "failed" not in fig["cluster_train"]:
+                    # the service on the cluster-trained bundle: its compact state built from n claims
+                    fig["serve_cluster_bundle"] = run_step("serve", Path(tmp) / "bundle", Path(tmp) / "journal")
     if args.skip_train or args.skip_single:
         return fig
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
