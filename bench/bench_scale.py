@@ -495,7 +495,8 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         fig["store"] = str(store)
         if ingested is not None:
             fig["ingest"] = ingested
-        fig["cluster_features"] = run_step("cluster", store, args.cluster, args.months)
+        if not args.skip_cluster_table:
+            fig["cluster_features"] = run_step("cluster", store, args.cluster, args.months)
         if not args.skip_train:
             with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
                 fig["cluster_train"] = run_step(
@@ -547,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cluster",
         default=None,
         help="also the feature table on this cluster (local[:N] or a scheduler address), from a store of the history",
+    )
+    ap.add_argument(
+        "--skip-cluster-table",
+        action="store_true",
+        help="with --cluster: no separate feature-table step (the training step builds and times its table)",
     )
     ap.add_argument("--months", type=int, default=3, help="months per partition of the cluster feature table")
     ap.add_argument(
