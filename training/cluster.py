@@ -39,7 +39,6 @@ from features.model.outcomes import make_labels
 from features.model.spec import FeatureSpec
 from features.progress import duration
 from features.rulebook import load_rulebook
-from features.settings import MODEL_NAME
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
 from training.lag import LagDistribution, cause_weights, exposure_of, fit_lag, label_delay_days, lag_frame
 from training.metrics import evaluate_frame
@@ -478,7 +477,7 @@ def train_model_cluster(
     claims by claim id, for the promotion gate)."""
     from features.cluster.table import feature_table
     from training.config import load_config
-    from training.train import TrainResult, cause_amount_share, slice_warnings
+    from training.train import TrainResult, bundle_meta, cause_amount_share, headline_metrics, slice_warnings
 
     cfg = config or load_config()
     horizon = int(horizon_days or cfg["horizon_days"])
@@ -622,28 +621,24 @@ def train_model_cluster(
     timings["models_s"] = time.perf_counter() - t1
     payer_ratio, default_ratio = _payer_paid_ratio(frame)
     split_dates_meta = _split_dates_meta(frame, client)
-    meta = {
-        "model_name": MODEL_NAME,
-        "as_of": str(cut.date()),
-        "horizon_days": horizon,
-        "rulebook_version": rulebook.version,
-        "causes": list(CAUSES),
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "n_trees_likelihood": lik.n_iter_,
-        "n_trees_cause": cause.n_iter_ if cause is not None else 0,
-        "payer_paid_ratio": payer_ratio,
-        "paid_ratio_default": default_ratio,
-        "cause_amount_share": cause_amount_share(pos[pos_part <= 1]),
-        "num_threads": threads,
-        "split_dates": split_dates_meta,
-        "calibration": calibration,
-        "labels": {**cfg["labels"], "lag": lag.to_dict() if lag is not None else None},
-        "feature_reference": _feature_reference(train_rows, feature_columns),
-        "warnings": cautions,
-        "trained_on": f"dask cluster ({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers)",
-    }
-    p_va = calibrator(raw_va)
-    meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
+    meta = bundle_meta(
+        cut=cut,
+        horizon=horizon,
+        rulebook_version=rulebook.version,
+        lik=lik,
+        cause=cause,
+        paid_ratios=(payer_ratio, default_ratio),
+        cause_share=cause_amount_share(pos[pos_part <= 1]),
+        threads=threads,
+        split_dates=split_dates_meta,
+        calibration=calibration,
+        labels=cfg["labels"],
+        lag=lag,
+        reference=_feature_reference(train_rows, feature_columns),
+        warnings=cautions,
+        p_valid=calibrator(raw_va),
+    )
+    meta["trained_on"] = f"dask cluster ({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers)"
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
     log.info("scoring the latest window (%d claims) on the cluster and computing metrics", split_counts["test"])
     test_frame, test_M = frame[frame[PART] == 2], M[M[PART] == 2]
@@ -653,9 +648,7 @@ def train_model_cluster(
     ).compute()
     test_X, submitted = _compute(client, test_frame[feature_columns], test_frame[Y + "submitted_date"])
     metrics = evaluate_frame(scored, cfg["capacities"])
-    bundle.meta["metrics"] = {
-        k: v for k, v in metrics.items() if not k.startswith("cause_precision") and not k.startswith("cause_recall")
-    }
+    bundle.meta["metrics"] = headline_metrics(metrics)
     timings["total_s"] = time.perf_counter() - t0
     matured, pos_matured, usable_n, usable_immature = _compute(
         client,

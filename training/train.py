@@ -9,6 +9,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,6 +137,53 @@ def slice_warnings(history_start: pd.Timestamp, positives: int, n: int, start: p
     return out
 
 
+def bundle_meta(
+    *,
+    cut: pd.Timestamp,
+    horizon: int,
+    rulebook_version: str,
+    lik: Any,
+    cause: Any,
+    paid_ratios: tuple[dict, float],
+    cause_share: dict,
+    threads: int,
+    split_dates: dict,
+    calibration: dict,
+    labels: dict,
+    lag: Any,
+    reference: dict,
+    warnings: list[str],
+    p_valid: np.ndarray,
+) -> dict:
+    """The bundle's meta of a trained model (one process or a cluster: the same keys); risk bands from the
+    calibrated validation probabilities ``p_valid``."""
+    return {
+        "model_name": MODEL_NAME,
+        "as_of": str(cut.date()),
+        "horizon_days": horizon,
+        "rulebook_version": rulebook_version,
+        "causes": list(CAUSES),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "n_trees_likelihood": lik.n_iter_,
+        "n_trees_cause": cause.n_iter_ if cause is not None else 0,
+        "payer_paid_ratio": paid_ratios[0],
+        "paid_ratio_default": paid_ratios[1],
+        "cause_amount_share": cause_share,
+        "num_threads": threads,
+        "split_dates": split_dates,
+        "calibration": calibration,
+        "labels": {**labels, "lag": lag.to_dict() if lag is not None else None},
+        "feature_reference": reference,
+        "warnings": warnings,
+        "risk_bands": {"medium": float(np.quantile(p_valid, 0.80)), "high": float(np.quantile(p_valid, 0.95))},
+    }
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The metrics kept in the bundle's meta (per-cause precision and recall left out)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("cause_precision", "cause_recall"))}
+
+
 def train_model(
     history: History,
     as_of: str | pd.Timestamp | None = None,
@@ -255,33 +303,30 @@ def train_model(
         log.info("cause model: %d trees in %s", cause.n_iter_, duration(time.perf_counter() - t2))
     log.info("scoring the latest window (%d claims) and computing metrics", te.sum())
     payer_ratio, default_ratio = _payer_paid_ratio(h.claims[tr | va])
-    meta = {
-        "model_name": MODEL_NAME,
-        "as_of": str(cut.date()),
-        "horizon_days": horizon,
-        "rulebook_version": rulebook.version,
-        "causes": list(CAUSES),
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "n_trees_likelihood": lik.n_iter_,
-        "n_trees_cause": cause.n_iter_ if cause is not None else 0,
-        "payer_paid_ratio": payer_ratio,
-        "paid_ratio_default": default_ratio,
-        "cause_amount_share": cause_amount_share(labels[tr | va]),
-        "num_threads": threads,
-        "split_dates": {
-            p: [
-                str(labels.loc[part == p, "submitted_date"].min().date()),
-                str(labels.loc[part == p, "submitted_date"].max().date()),
-            ]
-            for p in ("train", "valid", "test")
-        },
-        "calibration": calibration,
-        "labels": {**cfg["labels"], "lag": lag.to_dict() if lag is not None else None},
-        "feature_reference": feature_reference(feats.X[tr]),
-        "warnings": warnings,
+    split_dates = {
+        p: [
+            str(labels.loc[part == p, "submitted_date"].min().date()),
+            str(labels.loc[part == p, "submitted_date"].max().date()),
+        ]
+        for p in ("train", "valid", "test")
     }
-    p_va = calibrator(raw_va)
-    meta["risk_bands"] = {"medium": float(np.quantile(p_va, 0.80)), "high": float(np.quantile(p_va, 0.95))}
+    meta = bundle_meta(
+        cut=cut,
+        horizon=horizon,
+        rulebook_version=rulebook.version,
+        lik=lik,
+        cause=cause,
+        paid_ratios=(payer_ratio, default_ratio),
+        cause_share=cause_amount_share(labels[tr | va]),
+        threads=threads,
+        split_dates=split_dates,
+        calibration=calibration,
+        labels=cfg["labels"],
+        lag=lag,
+        reference=feature_reference(feats.X[tr]),
+        warnings=warnings,
+        p_valid=calibrator(raw_va),
+    )
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
     scored = score_frame(
         bundle,
@@ -292,9 +337,7 @@ def train_model(
         exposure=exposure[te] if lag is not None else None,
     )
     metrics = evaluate_frame(scored, cfg["capacities"])
-    bundle.meta["metrics"] = {
-        k: v for k, v in metrics.items() if not k.startswith("cause_precision") and not k.startswith("cause_recall")
-    }
+    bundle.meta["metrics"] = headline_metrics(metrics)
     timings["total_s"] = time.perf_counter() - t0
     summary = {
         "claims": int(len(h.claims)),
