@@ -40,6 +40,7 @@ from features.engine.state import (
     RETENTION_DAYS,
     UNKNOWN_SPECIALTY,
     HistoryState,
+    _recent_keys,
     submission_order,
 )
 from features.engine.tables import (
@@ -69,6 +70,8 @@ WINDOWED_TABLES = ("patient", "provider")
 BUCKETS = 8
 #: months per partition, by default
 DEFAULT_MONTHS = 3
+#: partitions read ahead of the last one whose features are done (their rows are what a worker holds)
+AHEAD = 2
 MAX_MONTHS = 120
 
 
@@ -235,9 +238,10 @@ def _part_data(
     specialty_of: dict[str, str],
     rulebook: Rulebook,
     until: pd.Timestamp | None = None,
+    after: Any = None,
 ) -> PartData:
     """Read (store) or cut (history) the claims submitted in ``months`` (and by ``until``) and their lines, in the
-    row order of a full read."""
+    row order of a full read (``after``: a result this read waits for, unused)."""
     if isinstance(source, History):
         c = source.claims
         m = month_of_days(c["submitted_date"].to_numpy(dtype="datetime64[D]"))
@@ -277,6 +281,67 @@ def _part_data(
     return PartData(claims, lines, la, submission_order(claims), specialty, kf, months[0])
 
 
+@dataclass
+class PartKeys:
+    """What the whole plan needs of a partition before its turn (small: no claim rows, no lines): every claim's
+    entity keys (``keys``: claim_id, KEYED_ENTITIES, ``_part``), their submission days and order within the
+    partition, the number of claims and lines, and the range of the lines' service-to-submission lags in days
+    (None: a line without a service date, no bound)."""
+
+    keys: pd.DataFrame
+    day: np.ndarray
+    local_order: np.ndarray
+    n_lines: int
+    lags: tuple[int, int] | None
+
+    def __sizeof__(self) -> int:
+        return _frame_bytes(self.keys) + 16 * len(self.day)
+
+
+#: a service day before this is no date (NaT read as days: the lags are then unbounded)
+_NO_DAY = -(10**6)
+
+
+def _lag_range(part: PartData) -> tuple[int, int] | None:
+    """(min, max) over the partition's lines of submission day minus service day; None when a line has none."""
+    la = part.la
+    if not len(la):
+        return (0, 0)
+    day = np.asarray(la["day"].to_numpy(), dtype=np.int64)
+    if (day < _NO_DAY).any():
+        return None
+    sub = day_number(part.claims["submitted_date"])[np.asarray(la["ci"].to_numpy(), dtype=np.int64)]
+    lag = sub - day
+    return int(lag.min()), int(lag.max())
+
+
+def _part_keys(
+    source: StoreSource | History,
+    months: list[str],
+    index: int,
+    specialty_of: dict[str, str],
+    rulebook: Rulebook,
+    until: pd.Timestamp | None = None,
+) -> PartKeys:
+    """The partition read once for its keys (the recoupment join and the end state need every partition's): its
+    rows are read again, in turn, for its events and features (a bounded number of partitions in memory)."""
+    part = _part_data(source, months, index, specialty_of, rulebook, until)
+    day = day_number(part.claims["submitted_date"])
+    return PartKeys(part.keys, day, part.local_order, len(part.lines), _lag_range(part))
+
+
+def _span(ranges: list[tuple[int, int] | None]) -> int | None:
+    """Days an event of the enumerated tables (keyed by service day) can be asked after it: the widest lag minus
+    the narrowest (a claim submitted on T asks service days from T - max lag; their events were submitted from
+    that day + min lag); None (every event kept) when some line has no service date."""
+    if any(r is None for r in ranges):
+        return None
+    got = [r for r in ranges if r is not None]
+    if not got:
+        return 0
+    return max(r[1] for r in got) - min(0, min(r[0] for r in got))
+
+
 def _recoupments(
     source: StoreSource | History, months: list[str] | None, until: pd.Timestamp | None = None
 ) -> pd.DataFrame | None:
@@ -310,7 +375,7 @@ def _split(df: pd.DataFrame | None, buckets: int) -> list[pd.DataFrame | None]:
     return [df[b == i] for i in range(buckets)]
 
 
-def _split_keys(part: PartData, buckets: int) -> list[pd.DataFrame | None]:
+def _split_keys(part: PartKeys, buckets: int) -> list[pd.DataFrame | None]:
     return _split(part.keys, buckets)
 
 
@@ -424,10 +489,14 @@ _LINE_KEY_OF = {
 }
 
 
-def _fold(state: HistoryState, next_start_day: int | None, keep_days: int | None = None) -> HistoryState:
+def _fold(
+    state: HistoryState, next_start_day: int | None, keep_days: int | None = None, span: int | None = None
+) -> HistoryState:
     """``S_{p+1}``: the windowed tables folded before ``a_{p+1} - W``, the others before ``a_{p+1}`` (everything of
-    T_p when there is no next partition); the enumerated tables as they are (``keep_days`` None: their every event
-    is listed again later, as the full state does), else folded but for the keys active in the last ``keep_days``."""
+    T_p when there is no next partition); the enumerated tables (``keep_days`` None) keep every event of the keys
+    a later claim can ask: keys (service days) whose latest event is before ``a_{p+1} - span`` are dropped (see
+    :func:`_span`; None: none dropped), the others listed whole as the full state lists them; with ``keep_days``
+    folded but for the keys active in the last ``keep_days``."""
     if next_start_day is None:
         last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
         next_start_day = (last >> 33) + 1
@@ -437,7 +506,8 @@ def _fold(state: HistoryState, next_start_day: int | None, keep_days: int | None
     for name, tab in state.tables.items():
         if name in ENUMERATED_TABLES:
             if keep_days is None:
-                folded[name] = tab
+                asked = None if span is None else int(time_of_day_start(np.array([next_start_day - span]))[0])
+                folded[name] = tab if asked is None else _recent_keys(tab, asked)
             else:
                 keep = int(time_of_day_start(np.array([next_start_day - keep_days]))[0])
                 folded[name] = tab.fold_before(start, keep)
@@ -508,10 +578,9 @@ def _final_state(
     )
 
 
-def _keys_with_time(part: PartData, offset: int) -> pd.DataFrame:
+def _keys_with_time(part: PartKeys, offset: int) -> pd.DataFrame:
     kf = part.keys.copy()
-    day = day_number(part.claims["submitted_date"])
-    kf["time"] = encode_time(day, PHASE_CLAIM, offset + part.local_order)
+    kf["time"] = encode_time(part.day, PHASE_CLAIM, offset + part.local_order)
     return kf
 
 
@@ -523,8 +592,8 @@ def _offset(sizes: list[int]) -> int:
     return int(sum(sizes))
 
 
-def _size(part: PartData) -> int:
-    return len(part.claims)
+def _size(part: PartKeys) -> int:
+    return len(part.day)
 
 
 def _head(df: pd.DataFrame) -> pd.DataFrame:
@@ -539,8 +608,12 @@ def _hits(pair: tuple) -> pd.DataFrame:
     return pair[1]
 
 
-def _claims(part: PartData) -> pd.DataFrame:
-    return part.claims
+def _claims(part: PartData, months: list[str] | None = None) -> pd.DataFrame:
+    """The partition's claim rows (only those submitted in ``months`` when given: the rows of its X)."""
+    if months is None:
+        return part.claims
+    m = month_of_days(part.claims["submitted_date"].to_numpy(dtype="datetime64[D]"))
+    return part.claims[np.isin(m, months)].reset_index(drop=True)
 
 
 def _load(path: str) -> History:
@@ -667,68 +740,87 @@ def feature_table(
     if not any(want):
         raise RecoupError("no claims submitted in the months asked (since/until)")
     say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
-    rb = client.scatter(rulebook, broadcast=True, hash=False)
+    # the rulebook travels in the tasks (it pickles to its sources): a worker lost is a task retried, not data lost
+    rb = rulebook
     ref = client.submit(_reference_tables, source)
     specialty_of = client.submit(_pick, ref, 0)
     coverage = client.submit(_pick, ref, 1)
-    # the chain first (it is the critical path), then the reads and joins it needs, then the features
-    chain, early = {"priority": 20}, {"priority": 10}
-    parts = [
-        client.submit(_part_data, source, g, i, specialty_of, rb, until_day, **early) for i, g in enumerate(plan.groups)
+    # the chain first (it is the critical path), then the partitions in time order
+    chain = {"priority": 10 * P + 20}
+
+    def order(p: int, extra: int = 0) -> dict:
+        return {"priority": 10 * (P - p) + extra}
+
+    # every partition read once for its keys (the recoupment join, the end state, the lags): only keys kept
+    pkeys = [
+        client.submit(_part_keys, source, g, i, specialty_of, rb, until_day, **order(i, 1))
+        for i, g in enumerate(plan.groups)
     ]
-    size_f = [client.submit(_size, p, **early) for p in parts]
-    offsets = [client.submit(_offset, size_f[:p], **early) for p in range(P)]  # claims before each partition
+    size_f = [client.submit(_size, k, **order(i, 1)) for i, k in enumerate(pkeys)]
+    offsets = [client.submit(_offset, size_f[:p], **order(p, 1)) for p in range(P)]  # claims before each partition
+    span = client.submit(_span, [client.submit(_lags, k) for k in pkeys], **chain)
     # recoupments by the partition of their date, joined with their claims' keys in buckets
     rp = plan.partition_of_months(np.array(rec_months, dtype=str)) if rec_months else np.zeros(0, dtype=np.int64)
     rec_groups: dict[int, list[str]] = {}
     for m, p in zip(rec_months, rp.tolist()):
         rec_groups.setdefault(int(p), []).append(m)
     rec_frames = [
-        client.submit(_tag, client.submit(_recoupments, source, ms, until_day, **early), p, **early)
+        client.submit(_tag, client.submit(_recoupments, source, ms, until_day, **order(p, 1)), p, **order(p, 1))
         for p, ms in sorted(rec_groups.items())
     ]
-    key_split = [client.submit(_split_keys, p, buckets, **early) for p in parts]
-    rec_split = [client.submit(_split, r, buckets, **early) for r in rec_frames]
+    key_split = [client.submit(_split_keys, k, buckets, **order(i, 1)) for i, k in enumerate(pkeys)]
+    rec_split = [client.submit(_split, r, buckets, **order(0, 1)) for r in rec_frames]
     joined = [
         client.submit(
             _join_bucket,
-            [client.submit(_pick, k, b, **early) for k in key_split],
-            [client.submit(_pick, r, b, **early) for r in rec_split],
-            **early,
+            [client.submit(_pick, k, b) for k in key_split],
+            [client.submit(_pick, r, b) for r in rec_split],
+            **order(0, 1),
         )
         for b in range(buckets)
     ]
-    by_date = [client.submit(_collect, joined, "_rp", p, **early) for p in range(P)]
+    by_date = [client.submit(_collect, joined, "_rp", p, **order(p, 1)) for p in range(P)]
     by_claim = [client.submit(_collect, joined, "_part", p) for p in range(P)]
-    # the chain of summaries, and the features of each partition
+    # the chain of summaries, and the features of each partition: partition p's rows are read again when the
+    # partitions up to p - AHEAD are done (at most AHEAD + 1 partitions' rows held at once)
     starts = plan.starts()
     summary = None
     outs = []
+    cl = []
     # the bundle's state: from the last summary whose start is before the service's retention cutoff, every later
     # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state)
     last_month = max(month_list + rec_months)
     last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
     recent = None
+    done: list[Any] = []
     for p in range(P):
+        after = done[p - AHEAD] if p >= AHEAD else None
+        part = client.submit(_part_data, source, plan.groups[p], p, specialty_of, rb, until_day, after, **order(p))
         if p == p_star:
             recent = summary
+        waits: list[Any] = []
         if p >= p_star and with_state:
             recent = client.submit(
-                _pick, client.submit(_window_state, recent, parts[p], offsets[p], by_date[p], specialty_of), 0
+                _pick, client.submit(_window_state, recent, part, offsets[p], by_date[p], specialty_of, **chain), 0
             )
-        both = client.submit(_window_state, summary, parts[p], offsets[p], by_date[p], specialty_of, **chain)
+            waits.append(recent)
+        both = client.submit(_window_state, summary, part, offsets[p], by_date[p], specialty_of, **chain)
         nxt = starts[p + 1] if p + 1 < P else None
-        summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, **chain)
+        summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, None, span, **chain)
+        waits.append(both)
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
             view = client.submit(_pick, both, 1, **chain)
-            outs.append((p, client.submit(_features, view, parts[p], offsets[p], coverage, rb, sel)))
-        del both
-    keys = [client.submit(_keys_with_time, p, o) for p, o in zip(parts, offsets)]
+            feats = client.submit(_features, view, part, offsets[p], coverage, rb, sel, **order(p, 2))
+            outs.append((p, feats))
+            cl.append(client.submit(_claims, part, sel, **order(p, 2)))
+            waits[-1] = feats
+        done.append(client.submit(_done, *waits, **order(p, 2)))
+        del both, part
+    keys = [client.submit(_keys_with_time, k, o) for k, o in zip(pkeys, offsets)]
     xs = [client.submit(_x, f) for _, f in outs]
     hs = [client.submit(_hits, f) for _, f in outs]
-    cl = [client.submit(_claims, parts[p]) for p, _ in outs]
     rc = [by_claim[p] for p, _ in outs]
     x_meta = client.submit(_head, xs[0]).result()
     h_meta = client.submit(_head, hs[0]).result()
@@ -736,7 +828,7 @@ def feature_table(
     r_meta = client.submit(_rec_meta, rc).result()
     rc = [client.submit(_or_empty, r, r_meta) for r in rc]
     n = int(sum(client.gather(size_f)))
-    n_lines = int(sum(client.gather([client.submit(_n_lines, p) for p in parts])))
+    n_lines = int(sum(client.gather([client.submit(_n_lines, k) for k in pkeys])))
     say(f"feature table on the cluster: {n} claims submitted, {len(outs)} partitions of features")
     return ClusterTable(
         X=_dd(xs, x_meta),
@@ -756,8 +848,17 @@ def _day(ts: pd.Timestamp) -> int:
     return int(np.datetime64(ts.date(), "D").astype(np.int64))
 
 
-def _n_lines(part: PartData) -> int:
-    return len(part.lines)
+def _n_lines(part: PartKeys) -> int:
+    return part.n_lines
+
+
+def _lags(part: PartKeys) -> tuple[int, int] | None:
+    return part.lags
+
+
+def _done(*results: Any) -> int:
+    """A small result that exists once ``results`` do (a later read waits on it: bounded partitions in memory)."""
+    return 1
 
 
 def _until_day(until: str | None, month: str | None) -> pd.Timestamp | None:

@@ -112,6 +112,11 @@ class Rulebook:
     data_dir: Path = DATA_DIR
     _cache: dict = field(default_factory=dict, repr=False)
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its folder, not its loaded tables: a copy sent to a Dask worker (or saved) is the rulebook
+        :func:`load_rulebook` gives there (the packaged one when this is), loaded once per process."""
+        return (load_rulebook, () if Path(self.data_dir) == DATA_DIR else (str(self.data_dir),))
+
     # ---------------------------------------------------------------- metadata
     @functools.cached_property
     def meta(self) -> dict:

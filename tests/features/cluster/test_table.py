@@ -13,8 +13,8 @@ import pytest
 from features.cluster.client import connect
 from features.cluster.table import LOOKBACK_DAYS, feature_table, make_plan
 from features.contract import write_history
-from features.engine.events import day_number
-from features.engine.state import HistoryState
+from features.engine.events import day_number, time_of_day_start
+from features.engine.state import HistoryState, _recent_keys
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
 from features.sources.synthetic.generate import GeneratorConfig, generate_history
@@ -108,6 +108,13 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
     assert end.next_order == state.next_order
     pd.testing.assert_frame_equal(end.claim_keys, state.claim_keys)  # every claim's keys and time, in order
     t_end = max(int(t.times.max()) for t in state.tables.values() if len(t.times)) + 1
+    # a claim after the end asks service days from (day after the last event) - the widest lag; their events were
+    # submitted from that day + the narrowest lag (never later than the service day here)
+    h = small[2]
+    lines = h.claim_lines.merge(h.claims[["claim_id", "submitted_date"]], on="claim_id")
+    lag = day_number(lines["submitted_date"]) - day_number(lines["service_date"])
+    span = int(lag.max()) - min(0, int(lag.min()))
+    asked_from = int(time_of_day_start(np.array([(t_end >> 33) + 1 - span]))[0])
     for name, full in state.tables.items():
         small_tab = end.tables[name]
         assert len(small_tab.times) <= len(full.times)
@@ -122,14 +129,19 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
             a, b = full.query(keys, q)[0], small_tab.query(keys, q)[0]
             assert np.array_equal(a, b), name
         else:
+            if name in ("dup", "sameday"):  # keyed by service day: only the keys a later claim can still ask
+                full = _recent_keys(full, asked_from)
+                assert 0 < len(full.keys) < len(state.tables[name].keys), name
             assert len(small_tab.keys) == len(full.keys), name
             a = np.sort(full.query(full.keys.to_numpy(), np.full(len(full.keys), t_end))[0], axis=0)
             b = np.sort(small_tab.query(small_tab.keys.to_numpy(), np.full(len(small_tab.keys), t_end))[0], axis=0)
             assert np.array_equal(a, b), name
-    # the enumerated tables: every event when asked (what each partition's state holds), quiet keys folded by default
+    # the enumerated tables: every event of those keys when asked (what each partition's state holds), the keys
+    # quiet for a year folded by default
     whole = table.state(keep_days=None)
     for name in ("dup", "sameday"):
-        assert len(whole.tables[name].times) == len(state.tables[name].times) > len(end.tables[name].times)
+        asked = _recent_keys(state.tables[name], asked_from)
+        assert len(whole.tables[name].times) == len(asked.times) >= len(end.tables[name].times)
     with pytest.raises(RecoupError, match="keep_days"):
         table.state(keep_days=-1)
 
