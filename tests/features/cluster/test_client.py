@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from features.cluster.client import ENV, MEMORY_ENV, cluster_spec, connect, memory_limit, parse_spec, worker_count
+from features.cluster.client import (
+    ENV,
+    MEMORY_ENV,
+    cluster_spec,
+    connect,
+    memory_limit,
+    parse_spec,
+    trim_memory,
+    worker_count,
+)
 from features.errors import RecoupError
 
 
@@ -77,6 +86,10 @@ def test_local_cluster_starts_computes_and_stops(recoup_home, monkeypatch):
         assert {w["memory_limit"] for w in info.values()} == {512 * 1024**2}
         assert all(str(recoup_home) in w["local_directory"] for w in info.values())
         assert client.submit(sum, [1, 2, 3]).result() == 6
+        # every worker gives freed heap memory back after its tasks (it runs without Dask's malloc setting)
+        plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
+        assert all("recoup-trim-memory" in names for names in plugins.values())
+        assert set(client.run(trim_memory).values()) <= {0, 1}
         cluster = client.cluster
     assert cluster.status.name == "closed"
     assert client.status == "closed"
