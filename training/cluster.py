@@ -21,6 +21,7 @@ rule (best so far, stop after ``early_stopping_rounds`` without a strict improve
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import time
@@ -63,7 +64,9 @@ LABEL_COLUMNS = (
 Y, C = "_y_", "_c_"  # prefixes: labels, claim columns (scoring needs the claim's own paid amount and payer)
 PART = "_part"  # 0 train, 1 valid, 2 test, 3 not usable (time_split's "immature")
 SLICES = ("train", "valid", "test")
-EXPOSURE, OFFSET, WEIGHT = "_exposure", "_offset", "_weight"
+#: the model matrix's dtype for lightgbm.dask (half of float64's memory on the workers, and LightGBM bins float32
+#: without a copy); validation, calibration, scoring and the service predict from float64 (see _train_dask)
+TRAIN_DTYPE = np.float32
 LIGHTGBM_NETWORK_TIMEOUT_MIN = 20
 
 
@@ -122,86 +125,130 @@ def labels_of(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({col: frame[Y + col].to_numpy() for col in LABEL_COLUMNS}, index=frame.index)
 
 
-def _with_model(
+def _rows(frame: pd.DataFrame, part: int, recouped: bool = False) -> pd.DataFrame:
+    """A partition's rows of one slice (``PART``), only the recouped ones with ``recouped`` (the cause model's)."""
+    keep = frame[PART].to_numpy() == part
+    if recouped:
+        keep &= frame[Y + "label"].to_numpy() == 1
+    return frame[keep]
+
+
+def _matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: Any = np.float64) -> np.ndarray:
+    """The model matrix of a partition's rows as numpy, in one allocation of ``dtype``: numeric columns as they
+    are, categorical ones as the code of their spec level (``FeatureSpec._codes``), NaN when missing or unseen:
+    what :meth:`FeatureSpec.transform_arrays` gives (the service's matrix) and what LightGBM makes of
+    :meth:`FeatureSpec.transform`'s categoricals."""
+    cats = set(spec.categorical_)
+    out = np.empty((len(frame), len(spec.feature_names_)), dtype=dtype)
+    for j, c in enumerate(spec.feature_names_):
+        if c in cats:
+            out[:, j] = spec._codes(c, frame[c].to_numpy(dtype=object))
+        else:
+            out[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def _offset(rows: pd.DataFrame, lag: LagDistribution | None, log_odds_base: float | None) -> np.ndarray:
+    """Each row's offset on the likelihood's raw score: log F(follow-up) plus the base log-odds (0 without a lag)."""
+    if log_odds_base is None:
+        return np.zeros(len(rows))
+    return np.log(exposure_of(labels_of(rows), lag)) + log_odds_base
+
+
+def _cause_idx(rows: pd.DataFrame) -> np.ndarray:
+    return rows[Y + "cause_idx"].fillna(-1).to_numpy(dtype=np.int64)
+
+
+def _train_arrays(
     frame: pd.DataFrame,
     spec: FeatureSpec,
     lag: LagDistribution | None,
     log_odds_base: float | None,
     weights: pd.Series,
-) -> pd.DataFrame:
-    """The model matrix (spec.transform: categoricals over the spec's levels, the same in every partition)
-    next to label, slice, exposure, offset and cause weight."""
-    M = spec.transform(frame)
-    labels = labels_of(frame)
-    exposure = exposure_of(labels, lag)
-    extra = {
-        Y + "label": labels["label"].to_numpy(dtype=np.int64),
-        Y + "cause_idx": labels["cause_idx"].fillna(-1).to_numpy(dtype=np.int64),
-        PART: frame[PART].to_numpy(),
-        EXPOSURE: exposure,
-        OFFSET: np.log(exposure) + log_odds_base if log_odds_base is not None else np.zeros(len(M)),
-        WEIGHT: weights.reindex(M.index.astype(str)).fillna(1.0).to_numpy(dtype=np.float64),
-    }
-    M = pd.concat([M, pd.DataFrame(extra, index=M.index)], axis=1)
-    return M
+    recouped: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A partition's training rows for lightgbm.dask: the model matrix (``TRAIN_DTYPE``), the target and the
+    likelihood's offset (``recouped``: the cause model's target and inverse-lag weight) of its train slice."""
+    rows = _rows(frame, 0, recouped)
+    X = _matrix(rows, spec, TRAIN_DTYPE)
+    if recouped:
+        extra = weights.reindex(rows.index.astype(str)).fillna(1.0).to_numpy(dtype=np.float64)
+        return X, _cause_idx(rows), extra
+    return X, rows[Y + "label"].to_numpy(dtype=np.int64), _offset(rows, lag, log_odds_base)
 
 
-def _numpy_matrix(M: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Float matrix of a model frame: categoricals as their level codes, NaN when missing (what the bundle
-    predicts from, :meth:`ModelBundle.matrix`)."""
-    out = np.empty((len(M), len(features)))
-    for j, c in enumerate(features):
-        s = M[c]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            codes = s.cat.codes.to_numpy().astype(np.float64)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
-        else:
-            out[:, j] = s.to_numpy(dtype=np.float64)
-    return out
+def _train_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """A partition's train-slice rows and, of them, recouped ones (one row)."""
+    train = frame[PART].to_numpy() == 0
+    pos = train & (frame[Y + "label"].to_numpy() == 1)
+    return pd.DataFrame({"n": [int(train.sum())], "pos": [int(pos.sum())]})
 
 
-def _loss_curve(M: pd.DataFrame, booster_text: str, features: list[str], target: str, n_classes: int) -> np.ndarray:
-    """Sum over a partition's rows of the log loss after each boosting iteration (binary: with the row's
-    offset, as ``eval_init_score``)."""
+def _valid_test(frame: pd.DataFrame) -> pd.DataFrame:
+    """A partition's validation and test rows (what is needed of the table once the models' rows are built)."""
+    part = frame[PART].to_numpy()
+    return frame[(part == 1) | (part == 2)]
+
+
+def _loss_curve(
+    frame: pd.DataFrame,
+    booster_text: str,
+    spec: FeatureSpec,
+    lag: LagDistribution | None,
+    log_odds_base: float | None,
+    recouped: bool,
+    n_classes: int,
+) -> np.ndarray:
+    """Sum over a partition's validation rows (``recouped``: its recouped ones) of the log loss after each
+    boosting iteration (binary: with the row's offset, as ``eval_init_score``)."""
     import lightgbm as lgb
 
     booster = lgb.Booster(model_str=booster_text)
     n_iter = booster.current_iteration()
-    if len(M) == 0:
+    rows = _rows(frame, 1, recouped)
+    if len(rows) == 0:
         return np.zeros(n_iter)
-    mat = _numpy_matrix(M, features)
-    y = M[target].to_numpy(dtype=np.int64)
+    mat = _matrix(rows, spec)
     out = np.empty(n_iter)
     if n_classes == 2:
-        raw = M[OFFSET].to_numpy(dtype=np.float64).copy()
+        y = rows[Y + "label"].to_numpy(dtype=np.int64)
+        raw = _offset(rows, lag, log_odds_base).astype(np.float64)
         for i in range(n_iter):
             raw += np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
             out[i] = np.where(y == 1, np.logaddexp(0, -raw), np.logaddexp(0, raw)).sum()
     else:
-        raw2 = np.zeros((len(M), n_classes))
-        rows = np.arange(len(M))
+        y = _cause_idx(rows)
+        raw2 = np.zeros((len(rows), n_classes))
+        idx = np.arange(len(rows))
         for i in range(n_iter):
             step = np.asarray(booster.predict(mat, start_iteration=i, num_iteration=1, raw_score=True))
-            raw2 += step.reshape(len(M), -1)
+            raw2 += step.reshape(len(rows), -1)
             lse = np.logaddexp.reduce(raw2, axis=1)
-            out[i] = (lse - raw2[rows, y]).sum()
+            out[i] = (lse - raw2[idx, y]).sum()
     return out
 
 
-def _raw_scores(M: pd.DataFrame, booster_text: str, features: list[str]) -> pd.DataFrame:
-    """The (uncalibrated) likelihood of a partition's rows, next to label and exposure: what calibration fits on."""
+def _raw_scores(frame: pd.DataFrame, booster_text: str, spec: FeatureSpec, lag: LagDistribution | None) -> pd.DataFrame:
+    """The (uncalibrated) likelihood of a partition's validation rows, next to label and exposure: what calibration
+    fits on."""
     import lightgbm as lgb
 
     booster = lgb.Booster(model_str=booster_text)
-    p = booster.predict(_numpy_matrix(M, features)) if len(M) else np.zeros(0)
+    rows = _rows(frame, 1)
+    p = booster.predict(_matrix(rows, spec)) if len(rows) else np.zeros(0)
     return pd.DataFrame(
-        {"raw": np.asarray(p, dtype=np.float64), "label": M[Y + "label"].to_numpy(), "exposure": M[EXPOSURE]},
-        index=M.index,
+        {
+            "raw": np.asarray(p, dtype=np.float64),
+            "label": rows[Y + "label"].to_numpy(dtype=np.int64),
+            "exposure": exposure_of(labels_of(rows), lag),
+        },
+        index=rows.index,
     )
 
 
-def _score_part(frame: pd.DataFrame, M: pd.DataFrame, bundle: ModelBundle, with_exposure: bool) -> pd.DataFrame:
+def _score_part(
+    frame: pd.DataFrame, bundle: ModelBundle, lag: LagDistribution | None, with_exposure: bool
+) -> pd.DataFrame:
     """score_frame on one partition's rows (the single process's function)."""
     from training.train import score_frame
 
@@ -216,13 +263,14 @@ def _score_part(frame: pd.DataFrame, M: pd.DataFrame, bundle: ModelBundle, with_
         index=frame.index,
     )
     features = [c for c in frame.columns if not c.startswith((Y, C, "_"))]
+    labels = labels_of(frame)
     return score_frame(
         bundle,
-        M[bundle.spec.feature_names_],
+        bundle.spec.transform(frame),
         claims,
-        labels_of(frame),
+        labels,
         frame[features],
-        exposure=M[EXPOSURE].to_numpy() if with_exposure else None,
+        exposure=exposure_of(labels, lag) if with_exposure else None,
     )
 
 
@@ -308,13 +356,6 @@ def split_dates(day_counts: pd.Series, valid_fraction: float, test_fraction: flo
     )
 
 
-def _nonempty(frame: Any) -> Any:
-    """The partitions of a dask DataFrame that hold rows (LightGBM's workers each need some)."""
-    sizes = frame.map_partitions(len).compute()
-    keep = [i for i, n in enumerate(sizes) if n > 0]
-    return frame.partitions[keep]
-
-
 def _fit_spec(train: Any, columns: list[str]) -> FeatureSpec:
     """FeatureSpec.fit on the train slice, its level counts summed over the partitions."""
     spec = FeatureSpec()
@@ -341,6 +382,48 @@ def _feature_reference(train: Any, columns: list[str]) -> dict[str, float]:
     return {str(c): round(float(v), 6) for c, v in med.items() if pd.notna(v) and np.isfinite(v)}
 
 
+def _train_inputs(
+    client: Any,
+    frame: Any,
+    counts: pd.DataFrame,
+    spec: FeatureSpec,
+    lag: LagDistribution | None,
+    log_odds_base: float | None,
+    weights: pd.Series,
+    recouped: bool,
+) -> tuple[Any, Any, Any]:
+    """The train slice's rows for lightgbm.dask as Dask arrays persisted on the cluster (matrix, target, offset or
+    weight; see :func:`_train_arrays`), one chunk per partition that holds some: the workers hold these (float32)
+    instead of a second frame of the table. ``counts``: :func:`_train_counts` of every partition."""
+    import dask
+    import dask.array as da
+
+    n = counts["pos" if recouped else "n"].to_numpy()
+    width = len(spec.feature_names_)
+    shared = dask.delayed(spec), dask.delayed(lag), dask.delayed(weights)  # one key each, not a copy per task
+    xs, ys, es = [], [], []
+    for part, k in zip(frame.to_delayed(), n.tolist()):
+        if k == 0:
+            continue
+        x, y, e = dask.delayed(_train_arrays, nout=3)(part, shared[0], shared[1], log_odds_base, shared[2], recouped)
+        xs.append(da.from_delayed(x, shape=(k, width), dtype=TRAIN_DTYPE))
+        ys.append(da.from_delayed(y, shape=(k,), dtype=np.int64))
+        es.append(da.from_delayed(e, shape=(k,), dtype=np.float64))
+    if not xs:
+        raise RecoupError("no rows to train on in the train slice")
+    out = client.persist([da.concatenate(xs), da.concatenate(ys), da.concatenate(es)])
+    return out[0], out[1], out[2]
+
+
+def _categoricals(spec: FeatureSpec) -> tuple[list[int], list[list[str]]]:
+    """The positions of the spec's categorical columns in the model matrix and their levels in that order: what
+    LightGBM takes as ``categorical_feature`` and records as ``pandas_categorical`` from a frame of
+    :meth:`FeatureSpec.transform` (so a booster trained on :func:`_matrix` is the one trained on that frame)."""
+    cats = set(spec.categorical_)
+    positions = [j for j, c in enumerate(spec.feature_names_) if c in cats]
+    return positions, [list(spec.categories_[spec.feature_names_[j]]) for j in positions]
+
+
 def _early_stop(curve: np.ndarray, rounds: int | None) -> int:
     """Trees kept: LightGBM's early_stopping rule on a per-iteration loss curve (strict improvement, stop after
     ``rounds`` iterations without one); all of them without ``rounds``."""
@@ -357,36 +440,48 @@ def _early_stop(curve: np.ndarray, rounds: int | None) -> int:
 
 def _train_dask(
     client: Any,
-    train: Any,
+    train: tuple[Any, Any, Any],
     valid: Any,
-    features: list[str],
-    target: str,
+    n_valid: int,
+    spec: FeatureSpec,
+    lag: LagDistribution | None,
+    log_odds_base: float | None,
     est: LightGBMClassifier,
-    offsets: bool,
-    weights: bool,
+    extra: str | None,
 ) -> LightGBMClassifier:
-    """Train ``est``'s model with lightgbm.dask on the ``train`` partitions, cut it at the early-stopping
-    iteration on ``valid`` (None: no early stopping) and return it as the local estimator of the bundle."""
+    """Train ``est``'s model with lightgbm.dask on ``train`` (:func:`_train_inputs`: matrix, target and the
+    third array passed as ``extra``, ``init_score`` or ``sample_weight``, or not at all), cut it at the
+    early-stopping iteration on the validation rows of ``valid`` (a frame of the table's partitions, ``n_valid``
+    such rows; None: no early stopping) and return it as the local estimator of the bundle.
+
+    The matrix is ``TRAIN_DTYPE`` (float32): LightGBM bins those values, so each split's threshold lies between two
+    float32 values seen in training and the training rows' float64 values fall on the same side of it as their
+    float32 ones; validation, calibration, scoring and the service predict from the float64 matrix. The booster
+    gets the spec's feature names, categorical columns (by position) and levels (``pandas_categorical``): the
+    model string of a frame with the spec's categoricals (the same bundle, ``ModelBundle.numpy_ok``)."""
+    import dask
     import lightgbm as lgb
     from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 
+    recouped = est.n_classes != 2
     params = est._booster_params()
     params.pop("num_threads", None)  # lightgbm.dask sets each worker's from its Dask threads
     params.pop("metric", None)  # no eval set on the workers: validation is computed below
     # minutes LightGBM's workers wait for each other (its default, 120, would hold a job that long when one dies)
     params["time_out"] = LIGHTGBM_NETWORK_TIMEOUT_MIN
-    train = _nonempty(train)
+    X, y, third = train
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-    if train.npartitions < workers:  # every worker trains on a share (lightgbm.dask uses the workers holding data)
-        train = _nonempty(client.persist(train.repartition(npartitions=workers)))
+    if X.numblocks[0] < workers:  # every worker trains on a share (lightgbm.dask uses the workers holding data)
+        rows = -(-int(X.shape[0]) // workers)
+        X, y, third = client.persist([X.rechunk((rows, X.shape[1])), y.rechunk((rows,)), third.rechunk((rows,))])
     kw: dict[str, Any] = {}
-    if offsets:
-        kw["init_score"] = train[OFFSET]
-    if weights:
-        kw["sample_weight"] = train[WEIGHT]
+    if extra is not None:
+        kw[extra] = third
+    features = list(spec.feature_names_)
+    categorical, levels = _categoricals(spec)
     if est.n_classes == 2:
         # binary: the classifier's label encoding is 0 -> 0, 1 -> 1 on every worker as long as each has a negative
-        lows = train[target].map_partitions(lambda s: s.min() if len(s) else 0).compute()
+        lows = dask.compute(*[dask.delayed(np.min)(b) for b in y.to_delayed().ravel().tolist()])
         if (np.asarray(lows) > 0).any():
             raise RecoupError("a partition of the train slice holds only recouped claims: repartition the data")
         model: Any = DaskLGBMClassifier(client=client, n_estimators=int(est.n_estimators), **params)
@@ -397,22 +492,23 @@ def _train_dask(
         model = DaskLGBMRegressor(client=client, n_estimators=int(est.n_estimators), **params)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as said:
         warnings.simplefilter("ignore", UserWarning)  # "Parameter n_jobs will be ignored": Dask sets the threads
-        model.fit(train[features], train[target], **kw)
+        model.fit(X, y, feature_name=features, categorical_feature=categorical, **kw)
     for line in said.getvalue().splitlines():  # lightgbm.dask prints ("Finding random open ports for workers")
         log.debug("lightgbm.dask: %s", line)
-    log.info("%s: trained on %d partitions across %d workers", est.name, train.npartitions, workers)
+    log.info("%s: trained on %d partitions across %d workers", est.name, X.numblocks[0], workers)
+    del X, y, third, kw, train
     booster = model.to_local().booster_
+    del model
+    booster.pandas_categorical = levels
     text = booster.model_to_string()
     metric = "binary_logloss" if est.n_classes == 2 else "multi_logloss"
     keep = booster.current_iteration()
     evals: dict = {}
     if valid is not None and est.early_stopping_rounds is not None:
-        import dask
-
-        shared = client.scatter(text, broadcast=True, hash=False)  # own key: the same text is scattered again later
+        shared = dask.delayed(text)  # a key of the graph (recomputed if a worker is lost), not scattered data
+        args = (dask.delayed(spec), dask.delayed(lag), log_odds_base, recouped, est.n_classes)
         parts = valid.to_delayed()
-        n_valid = int(valid.map_partitions(len).compute().sum())
-        sums = dask.compute(*[dask.delayed(_loss_curve)(p, shared, features, target, est.n_classes) for p in parts])
+        sums = dask.compute(*[dask.delayed(_loss_curve)(p, shared, *args) for p in parts])
         curve = np.sum(sums, axis=0) / max(n_valid, 1)
         keep = _early_stop(curve, int(est.early_stopping_rounds))
         stop = min(len(curve), keep + int(est.early_stopping_rounds))
@@ -474,7 +570,11 @@ def train_model_cluster(
     config: dict | None = None,
 ) -> tuple[Any, pd.Series]:
     """training.train.train_model on a Dask cluster: (TrainResult, submission dates of the latest window's
-    claims by claim id, for the promotion gate)."""
+    claims by claim id, for the promotion gate).
+
+    What the workers hold, in turn (docs/scale.md, "Training"): the feature table; the table with its labels
+    (the table's own partitions and state released once the latter is gathered here); the same with the slices;
+    then, for the models, the train slice's float32 model matrices and the validation and test rows only."""
     from features.cluster.table import feature_table
     from training.config import load_config
     from training.train import TrainResult, bundle_meta, cause_amount_share, headline_metrics, slice_warnings
@@ -493,6 +593,18 @@ def train_model_cluster(
     n_claims = int(base.map_partitions(len).compute().sum())
     if n_claims == 0:
         raise RecoupError(f"no claims submitted on or before --as-of {cut.date()}")
+    feature_columns = [c for c in ct.X.columns]
+    n_lines = int(ct.n_lines)
+    # the table's partitions (features, hits, claims, recoupments) are released now that the labelled table holds
+    # its own; then the bundle's state is gathered here and its futures released too (Dask still knows how to
+    # recompute them all): the workers keep the labelled table only
+    ct.X = ct.hits = ct.claims = ct.recoupments = None
+    _release()
+    t_state = time.perf_counter()
+    state = ct.bundle_state()
+    del ct
+    _release()
+    log.info("the bundle's history state gathered in %s", duration(time.perf_counter() - t_state))
     timings["features_s"] = time.perf_counter() - t0
 
     usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts(split_out=1).compute()
@@ -524,6 +636,7 @@ def train_model_cluster(
     train_sd = frame[frame[PART] == 0][Y + "submitted_date"]
     warm = first_submitted + pd.Timedelta(days=365)
     train_start, cold = _compute(client, train_sd.min(), (train_sd < warm).sum())
+    del sd, train_sd
     cautions = slice_warnings(
         first_submitted,
         positives=int((pos_part == 0).sum()),
@@ -551,40 +664,73 @@ def train_model_cluster(
             )
     for w in cautions:
         log.warning("%s", w)
-    feature_columns = [c for c in ct.X.columns]
     train_rows = frame[frame[PART] == 0]
     spec = _fit_spec(train_rows, feature_columns)
+    reference = _feature_reference(train_rows, feature_columns)
     log_odds = None
     base_rate = None
     if lag is not None:
-        exp_train = frame[frame[PART] == 0].map_partitions(
-            lambda f: pd.Series([exposure_of(labels_of(f), lag).sum()]), meta=pd.Series(dtype=np.float64)
+        fitted = lag
+        exp_train = train_rows.map_partitions(
+            lambda f: pd.Series([exposure_of(labels_of(f), fitted).sum()]), meta=pd.Series(dtype=np.float64)
         )
         exposure_sum = float(exp_train.sum().compute())
+        del exp_train
         base_rate = float(np.clip((pos_part == 0).sum() / max(exposure_sum, 1e-9), 1e-6, 1 - 1e-6))
         log_odds = float(np.log(base_rate / (1 - base_rate)))
+    del train_rows
     ptr = (pos_part == 0) & pos["label"].to_numpy(dtype=bool)
+    pva = (pos_part == 1) & pos["label"].to_numpy(dtype=bool)
     weights = pd.Series(dtype=np.float64)
     if lag is not None:
         lf = lag_frame(pos[ptr], horizon)
         weights = pd.Series(cause_weights(lf, horizon), index=lf.index.astype(str))
-    model_meta = _with_model(frame._meta, spec, lag, log_odds, weights)
-    M = frame.map_partitions(_with_model, spec, lag, log_odds, weights, meta=model_meta)
-    M = client.persist(M)
-    features = list(spec.feature_names_)
-    seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
+    # what needs every row of the table, before the models: then the workers keep the models' rows only
+    payer_ratio, default_ratio = _payer_paid_ratio(frame)
+    split_dates_meta = _split_dates_meta(frame, client)
+    digest = table_digest(frame, feature_columns)
+    matured, pos_matured, usable_n, usable_immature = _compute(
+        client,
+        frame[Y + "mature"].sum(),
+        frame[frame[Y + "mature"]][Y + "label"].sum(),
+        frame[Y + "usable"].sum(),
+        (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
+    )
     t1 = time.perf_counter()
+    part_counts = frame.map_partitions(_train_counts, meta=_train_counts(frame._meta)).compute()
+    lik_inputs = _train_inputs(client, frame, part_counts, spec, lag, log_odds, weights, recouped=False)
+    cause_inputs = None
+    if ptr.sum() >= 20:
+        cause_inputs = _train_inputs(client, frame, part_counts, spec, lag, log_odds, weights, recouped=True)
+    vt = client.persist(frame.map_partitions(_valid_test, meta=frame._meta))
+    from distributed import wait
+
+    wait([vt, *lik_inputs, *(cause_inputs or ())])
+    del frame  # the workers now hold the models' rows and the validation and test rows, not the whole table
+    _release()
+    seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
     log.info("training the likelihood model on the cluster: %d claims (%d positives)", split_counts["train"], ptr.sum())
     lik_est = make_estimator(cfg["likelihood"], seed, threads, 2, ["binary_logloss", "average_precision"], "likelihood")
     lik = _train_dask(
-        client, M[M[PART] == 0], M[M[PART] == 1], features, Y + "label", lik_est, offsets=lag is not None, weights=False
+        client,
+        lik_inputs,
+        vt,
+        split_counts["valid"],
+        spec,
+        lag,
+        log_odds,
+        lik_est,
+        "init_score" if lag is not None else None,
     )
+    del lik_inputs  # the likelihood's matrices are released
+    _release()
     log.info("likelihood model: %d trees in %s", lik.n_iter_, duration(time.perf_counter() - t1))
     lik_text = lik.booster_.model_to_string()
-    shared = client.scatter(lik_text, broadcast=True, hash=False)
-    valid_rows = M[M[PART] == 1]
-    raw_meta = _raw_scores(M._meta, lik_text, features)
-    va = valid_rows.map_partitions(_raw_scores, shared, features, meta=raw_meta).compute()
+    import dask
+
+    shared = dask.delayed(lik_text)  # a key of the graph (recomputed if a worker is lost), not scattered data
+    raw_meta = _raw_scores(vt._meta, lik_text, spec, lag)
+    va = vt.map_partitions(_raw_scores, shared, spec, lag, meta=raw_meta).compute()
     raw_va, y_va = va["raw"].to_numpy(), va["label"].to_numpy()
     calibrator = fit_calibrator(
         raw_va, y_va, cfg["calibration"], exposure=None if lag is None else va["exposure"].to_numpy()
@@ -598,29 +744,28 @@ def train_model_cluster(
         "min_positives_isotonic": MIN_POSITIVES_ISOTONIC,
     }
     log.info("calibration: %s on %d validation claims (one column collected)", calibrator.kind, len(raw_va))
-    pva = (pos_part == 1) & pos["label"].to_numpy(dtype=bool)
     t2 = time.perf_counter()
     cause = None
-    if ptr.sum() < 20:
+    if cause_inputs is None:
         log.warning("only %d recouped claims in training: no cause model", ptr.sum())
     else:
         log.info("training the cause model on the cluster: %d recouped claims", ptr.sum())
         cause_est = make_estimator(cfg["cause"], seed, threads, len(CAUSES), "multi_logloss", "cause")
-        recouped = M[M[Y + "label"] == 1]
         cause = _train_dask(
             client,
-            recouped[recouped[PART] == 0],
-            recouped[recouped[PART] == 1] if pva.sum() >= 10 else None,
-            features,
-            Y + "cause_idx",
+            cause_inputs,
+            vt if pva.sum() >= 10 else None,
+            int(pva.sum()),
+            spec,
+            lag,
+            log_odds,
             cause_est,
-            offsets=False,
-            weights=lag is not None,
+            "sample_weight" if lag is not None else None,
         )
+        del cause_inputs
+        _release()
         log.info("cause model: %d trees in %s", cause.n_iter_, duration(time.perf_counter() - t2))
     timings["models_s"] = time.perf_counter() - t1
-    payer_ratio, default_ratio = _payer_paid_ratio(frame)
-    split_dates_meta = _split_dates_meta(frame, client)
     meta = bundle_meta(
         cut=cut,
         horizon=horizon,
@@ -634,32 +779,24 @@ def train_model_cluster(
         calibration=calibration,
         labels=cfg["labels"],
         lag=lag,
-        reference=_feature_reference(train_rows, feature_columns),
+        reference=reference,
         warnings=cautions,
         p_valid=calibrator(raw_va),
     )
     meta["trained_on"] = f"dask cluster ({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers)"
     bundle = ModelBundle(likelihood=lik, cause=cause, calibrator=calibrator, spec=spec, meta=meta)
     log.info("scoring the latest window (%d claims) on the cluster and computing metrics", split_counts["test"])
-    test_frame, test_M = frame[frame[PART] == 2], M[M[PART] == 2]
-    scored_meta = _score_part(frame._meta, M._meta, bundle, lag is not None)
-    scored = test_frame.map_partitions(
-        _score_part, test_M, bundle, lag is not None, meta=scored_meta, align_dataframes=False
-    ).compute()
+    test_frame = vt.map_partitions(_rows, 2, meta=vt._meta)
+    scored_meta = _score_part(vt._meta, bundle, lag, lag is not None)
+    scored = test_frame.map_partitions(_score_part, bundle, lag, lag is not None, meta=scored_meta).compute()
     test_X, submitted = _compute(client, test_frame[feature_columns], test_frame[Y + "submitted_date"])
+    del test_frame, vt
     metrics = evaluate_frame(scored, cfg["capacities"])
     bundle.meta["metrics"] = headline_metrics(metrics)
     timings["total_s"] = time.perf_counter() - t0
-    matured, pos_matured, usable_n, usable_immature = _compute(
-        client,
-        frame[Y + "mature"].sum(),
-        frame[frame[Y + "mature"]][Y + "label"].sum(),
-        frame[Y + "usable"].sum(),
-        (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
-    )
     summary = {
         "claims": n_claims,
-        "lines": int(ct.n_lines),
+        "lines": n_lines,
         "first_submitted": str(first_submitted.date()),
         "last_submitted": str(last_submitted.date()),
         "as_of": str(cut.date()),
@@ -669,7 +806,7 @@ def train_model_cluster(
         "usable": int(usable_n),
         "usable_not_matured": int(usable_immature),
         "rulebook_version": rulebook.version,
-        "digest": table_digest(frame, feature_columns),
+        "digest": digest,
         **{f"n_{k}": int(v) for k, v in split_counts.items()},
         "train_positives": int(ptr.sum()),
         "valid_positives": calibration["valid_positives"],
@@ -679,7 +816,7 @@ def train_model_cluster(
     }
     result = TrainResult(
         bundle=bundle,
-        state=ct.bundle_state(),
+        state=state,
         metrics=metrics,
         scored=scored,
         data_summary=summary,
@@ -687,6 +824,13 @@ def train_model_cluster(
         test_X=test_X,
     )
     return result, pd.Series(submitted.to_numpy(), index=submitted.index.astype(str))
+
+
+def _release() -> None:
+    """Drop the futures of collections deleted by the caller now: Dask collections hold their futures in
+    reference cycles, which only the cyclic garbage collector frees (measured at 1M claims: without it, the
+    deleted table's partitions stayed on the workers through training)."""
+    gc.collect()
 
 
 def _compute(client: Any, *things: Any) -> tuple:
@@ -756,6 +900,8 @@ def evaluate_cluster(
     label_cfg = bundle.meta.get("labels") or {}
     lag = LagDistribution.from_dict(label_cfg["lag"]) if (label_cfg.get("lag") or {}).get("cdf") else None
     base = _base(ct, data, as_of, horizon, label_cfg if lag is not None else {}, client)
+    del ct  # the table's own partitions are released once the labelled ones are computed
+    _release()
     win = base[Y + "usable"]
     if since:
         win = win & (base[Y + "submitted_date"] >= pd.Timestamp(since))
@@ -763,13 +909,10 @@ def evaluate_cluster(
         win = win & (base[Y + "submitted_date"] <= pd.Timestamp(until))
     frame = base[win]
     frame = frame.map_partitions(lambda f: f.assign(**{PART: np.int8(2)}), meta=base._meta.assign(**{PART: np.int8(2)}))
-    none = pd.Series(dtype=np.float64)
-    M = frame.map_partitions(
-        _with_model, bundle.spec, lag, 0.0, none, meta=_with_model(frame._meta, bundle.spec, lag, 0.0, none)
+    not_matured = frame.map_partitions(
+        lambda f: pd.Series([int((exposure_of(labels_of(f), lag) < 1).sum())]), meta=pd.Series(dtype=np.int64)
     )
-    n, positives, partial = _compute(
-        client, frame[Y + "label"].count(), frame[Y + "label"].sum(), (M[EXPOSURE] < 1).sum()
-    )
+    n, positives, partial = _compute(client, frame[Y + "label"].count(), frame[Y + "label"].sum(), not_matured.sum())
     if n == 0 or positives == 0:
         need = f"paid_date + {label_cfg['min_followup_days']} days" if lag is not None else "paid_date + horizon"
         raise RecoupError(
@@ -780,12 +923,7 @@ def evaluate_cluster(
         log.info("%d of the window's %d claims are not matured: compared with probability x F(follow-up)", partial, n)
     log.info("scoring %d claims of the window on the cluster", n)
     scored = frame.map_partitions(
-        _score_part,
-        M,
-        bundle,
-        bool(partial),
-        meta=_score_part(base._meta.assign(**{PART: np.int8(2)}), M._meta, bundle, bool(partial)),
-        align_dataframes=False,
+        _score_part, bundle, lag, bool(partial), meta=_score_part(frame._meta, bundle, lag, bool(partial))
     ).compute()
     sd = frame[Y + "submitted_date"]
     first, last = _compute(client, sd.min(), sd.max())

@@ -158,3 +158,36 @@ def test_early_stopping_rule():
     assert _early_stop(curve, 3) == 6  # best 2.9 at iteration 6; 7, 8, 9 no better -> stop before seeing 2.0
     assert _early_stop(curve, 10) == 10
     assert _early_stop(curve, None) == 10
+
+
+def test_the_model_matrix_trains_the_booster_of_the_spec_frame(trained):
+    """lightgbm.dask gets numpy model matrices (training.cluster._matrix) with the spec's feature names, categorical
+    positions and levels: in float64 LightGBM learns from them the very booster (model string, pandas_categorical
+    included) it learns from spec.transform's frame of categoricals, which the bundle was built on."""
+    import lightgbm as lgb
+
+    from training.cluster import _categoricals, _matrix
+
+    bundle = trained["result"].bundle
+    spec, X = bundle.spec, trained["result"].test_X
+    y = (np.random.default_rng(3).random(len(X)) < 0.3).astype(int)
+    params = {"objective": "binary", "seed": 1, "deterministic": True, "force_col_wise": True, "verbosity": -1}
+    from_frame = lgb.train(params, lgb.Dataset(spec.transform(X), label=y), 5)
+    positions, levels = _categoricals(spec)
+    data = lgb.Dataset(_matrix(X, spec), label=y, feature_name=list(spec.feature_names_), categorical_feature=positions)
+    from_matrix = lgb.train(params, data, 5)
+    from_matrix.pandas_categorical = levels
+    assert positions and from_matrix.model_to_string() == from_frame.model_to_string()
+
+
+def test_float32_training_rows_route_float64_values_alike(cluster_model):
+    """The workers train on float32 model matrices (training.cluster.TRAIN_DTYPE); validation, scoring and the
+    service predict from float64. On the latest window (claims not trained on) both models give the same
+    predictions for the float64 matrix and for its float32 rounding: no value falls between a float32 value and a
+    learned threshold."""
+    bundle, test_X = cluster_model["result"].bundle, cluster_model["result"].test_X
+    m64 = np.asarray(bundle.matrix(test_X), dtype=np.float64)
+    m32 = m64.astype(np.float32).astype(np.float64)
+    assert (m32 != m64)[~np.isnan(m64)].any()  # some values do change when rounded
+    for est in (bundle.likelihood, bundle.cause):
+        np.testing.assert_array_equal(est.predict_proba(m64), est.predict_proba(m32))
