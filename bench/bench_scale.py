@@ -146,7 +146,6 @@ def table_sizes(state) -> dict[str, dict]:
 
 
 def child_train(history: str, bundle_dir: str, n_estimators: int) -> None:
-    import pandas as pd
 
     from features.contract import load_history
     from training.config import load_config, with_n_estimators
@@ -161,13 +160,7 @@ def child_train(history: str, bundle_dir: str, n_estimators: int) -> None:
     result.bundle.save(bundle)
     result.state.save(bundle / "state")
     save_s = time.perf_counter() - t0
-    # the latest claim, moved a day after the history, as the probe the serve step scores
-    last = h.claims.sort_values("submitted_date").iloc[[-1]].copy()
-    lines = h.claim_lines[h.claim_lines["claim_id"] == last["claim_id"].iloc[0]].copy()
-    last["claim_id"] = lines["claim_id"] = "SCALE-PROBE-1"
-    last["submitted_date"] = last["submitted_date"] + pd.Timedelta(days=1)
-    last.to_pickle(bundle.parent / "probe_claims.pkl")  # list columns: pickle, not Parquet
-    lines.to_pickle(bundle.parent / "probe_lines.pkl")
+    write_probe(h, bundle.parent)
     emit(
         {
             "train_seconds": round(train_s, 1),
@@ -181,6 +174,18 @@ def child_train(history: str, bundle_dir: str, n_estimators: int) -> None:
             **proc_status(),
         }
     )
+
+
+def write_probe(h, folder: Path) -> None:
+    """The latest claim of ``h``, moved a day after the history, as the probe the serve step scores."""
+    import pandas as pd
+
+    last = h.claims.sort_values("submitted_date", kind="stable").iloc[[-1]].copy()
+    lines = h.claim_lines[h.claim_lines["claim_id"] == last["claim_id"].iloc[0]].copy()
+    last["claim_id"] = lines["claim_id"] = "SCALE-PROBE-1"
+    last["submitted_date"] = last["submitted_date"] + pd.Timedelta(days=1)
+    last.to_pickle(folder / "probe_claims.pkl")  # list columns: pickle, not Parquet
+    lines.to_pickle(folder / "probe_lines.pkl")
 
 
 def child_serve(bundle_dir: str, journal_dir: str) -> None:
@@ -388,6 +393,9 @@ def child_cluster_train(store: str, spec: str, bundle_dir: str, n_estimators: in
     compact = result.state.compact()
     compact.save(bundle / "state")
     save_s = time.perf_counter() - t0
+    from features.store.read import read_store
+
+    write_probe(read_store(store, since=str(result.bundle.meta["as_of"])[:7]), bundle.parent)  # the last month
     emit(
         {
             "train_seconds": round(train_s, 1),
