@@ -445,16 +445,22 @@ def run_step(name: str, *args: object) -> dict:
     """Run one step in a child process; its figures plus wall time (from spawn) and load averages."""
     before = load_avg()
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", name, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    # the child's log (progress, Dask's warnings such as a worker restarted) as it runs, beside this one's
+    with tempfile.NamedTemporaryFile("w+", prefix=f"bench_scale_{name}_", suffix=".log", delete=False) as err:
+        print(f"{name}: running, log in {err.name}", file=sys.stderr, flush=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", name, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        err.seek(0)
+        stderr = err.read()
     wall = time.perf_counter() - t0
     if out.returncode != 0:
-        print(f"{name}: child failed ({out.returncode}): {out.stderr[-3000:]}", file=sys.stderr, flush=True)
-        return {"failed": out.returncode, "stderr_tail": out.stderr[-1000:]}
+        print(f"{name}: child failed ({out.returncode}): {stderr[-3000:]}", file=sys.stderr, flush=True)
+        return {"failed": out.returncode, "stderr_tail": stderr[-1000:]}
     fig = json.loads(out.stdout.strip().splitlines()[-1])
     fig.update(wall_seconds=round(wall, 1), load_before=before, load_after=load_avg())
     print(f"{name}: {json.dumps(fig)}", flush=True)
@@ -572,6 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
+        import logging
+
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         CHILDREN[args.child[0]](args.child[1:])
         return 0
     import numpy as np

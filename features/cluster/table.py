@@ -574,7 +574,7 @@ def _final_state(
     ck = ck.drop(columns=["_part"], errors="ignore")
     for c in ("claim_id", *KEYED_ENTITIES):
         if c in ck.columns:
-            ck[c] = ck[c].to_numpy(dtype=object)
+            ck[c] = _shared_strings(ck[c])
     ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
     ck = ck.set_index(pd.Index(ck.pop("claim_id").to_numpy(dtype=object), name="claim_id", dtype=object))
     ck = ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
@@ -585,6 +585,16 @@ def _final_state(
         coverage=coverage,
         next_order=folded.next_order,
     )
+
+
+def _shared_strings(col: pd.Series) -> np.ndarray:
+    """A text column as an object array whose equal values are one Python string (a patient's claims share it: 10M
+    claims' entity keys take pointers, not 10M strings per column; pickled, each string is sent once)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    values = np.asarray(pd.Series(uniques).to_numpy(dtype=object), dtype=object)
+    out = values[np.maximum(codes, 0)] if len(values) else np.full(len(codes), None, dtype=object)
+    out[codes < 0] = None
+    return out
 
 
 def _keys_with_time(part: PartKeys, offset: int) -> pd.DataFrame:
