@@ -341,7 +341,7 @@ def child_cluster(store: str, spec: str, months: int) -> None:
         cpu0 = {w["pid"]: w["cpu_seconds"] for w in client.run(_vm_hwm_gb).values()}
         cpu_client0 = cpu_seconds()
         t0 = time.perf_counter()
-        table = feature_table(client, store, months=months)
+        table = feature_table(client, store, months=int(months) or None)
         rows = int(table.X.map_partitions(len).compute().sum())
         features_s = time.perf_counter() - t0
         busy = client.run(_vm_hwm_gb)
@@ -568,7 +568,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --cluster: no separate feature-table step (the training step builds and times its table)",
     )
-    ap.add_argument("--months", type=int, default=3, help="months per partition of the cluster feature table")
+    ap.add_argument(
+        "--months",
+        type=int,
+        default=0,
+        help="months per partition of the cluster feature table (0: chosen as recoup train chooses, auto_months)",
+    )
     ap.add_argument(
         "--skip-single",
         action="store_true",

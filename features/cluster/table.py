@@ -69,8 +69,11 @@ KEEP_DAYS = 365
 WINDOWED_TABLES = ("patient", "provider")
 #: buckets of the hash join of recoupments with their claims' keys
 BUCKETS = 8
-#: months per partition, by default
+#: months per partition, by default: at most this many ...
 DEFAULT_MONTHS = 3
+#: ... and as many as keep a partition within this many claims (a partition's features take about the single
+#: process's memory for its claims: ~1.7 GB at 300k)
+PARTITION_CLAIMS = 300_000
 #: partitions read ahead of the last one whose features are done (their rows are what a worker holds)
 AHEAD = 2
 MAX_MONTHS = 120
@@ -641,9 +644,20 @@ def _load(path: str) -> History:
     return load_history(path)
 
 
-def _months_of(history: History) -> list[str]:
+def _months_of(history: History) -> dict[str, int]:
+    """Claims submitted per month."""
     days = history.claims["submitted_date"].to_numpy(dtype="datetime64[D]")
-    return sorted(set(month_of_days(days).tolist()))
+    months, n = np.unique(month_of_days(days), return_counts=True)
+    return {str(m): int(c) for m, c in zip(months, n)}
+
+
+def auto_months(per_month: list[int]) -> int:
+    """Months per partition: the most, up to :data:`DEFAULT_MONTHS`, whose partitions all hold at most
+    :data:`PARTITION_CLAIMS` claims (one month when even one month holds more)."""
+    m = DEFAULT_MONTHS
+    while m > 1 and any(sum(per_month[i : i + m]) > PARTITION_CLAIMS for i in range(0, len(per_month), m)):
+        m -= 1
+    return m
 
 
 def _rec_months(source: StoreSource | History) -> list[str]:
@@ -710,7 +724,7 @@ def feature_table(
     since: str | None = None,
     until: str | None = None,
     *,
-    months: int = DEFAULT_MONTHS,
+    months: int | None = None,
     buckets: int = BUCKETS,
     progress: Callable[[str], None] | None = None,
     with_state: bool = False,
@@ -720,7 +734,8 @@ def feature_table(
     month; default all) as known at their submission (the history before ``since`` is read for the state).
     ``until`` (a month: its last day, or a date) also ends the history read: claims submitted and recoupments dated
     after it are left out, as ``truncate_history`` leaves them out (payments are the caller's business).
-    ``months``: months per partition. ``with_state``: also build :meth:`ClusterTable.bundle_state` (training)."""
+    ``months``: months per partition (None: :func:`auto_months`). ``with_state``: also build
+    :meth:`ClusterTable.bundle_state` (training)."""
     from features.store.read import month_argument
 
     say = progress or (lambda msg: log.info(msg))
@@ -732,7 +747,7 @@ def feature_table(
     source: Any
     if isinstance(data, History):
         source = client.scatter(data, hash=False)
-        month_list = _months_of(data)
+        counts = _months_of(data)
         rec_months = _rec_months(data)
     else:
         path = Path(data)
@@ -741,18 +756,21 @@ def feature_table(
         store = _store_source(path) if (path / "manifest.sqlite").is_file() else None
         if store is not None:
             source = store
-            month_list = sorted(m for m in store.claim_parts if m)
+            counts = {m: sum(int(p.rows) for p in ps) for m, ps in store.claim_parts.items() if m}
             rec_months = _rec_months(store)
         else:  # a history folder, or a store with versions or 835 data: loaded whole by one task
             say("reading the history in one task (not a plain store: versions, 835 data or a folder)")
             source = client.submit(_load, str(path), pure=False)
-            month_list = client.submit(_months_of, source).result()
+            counts = client.submit(_months_of, source).result()
             rec_months = client.submit(_rec_months, source).result()
+    month_list = sorted(counts)
     if hi is not None:  # the history as known on ``until``: nothing after it is read
         month_list = [m for m in month_list if m <= hi]
         rec_months = [m for m in rec_months if m <= hi]
     if not month_list:
         raise RecoupError("no claims submitted in the months asked (since/until)")
+    if months is None:
+        months = auto_months([counts[m] for m in month_list])
     plan = make_plan(month_list, months)
     P = len(plan.groups)
     want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]

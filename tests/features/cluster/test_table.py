@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from features.cluster.client import connect
-from features.cluster.table import LOOKBACK_DAYS, feature_table, make_plan
+from features.cluster.table import LOOKBACK_DAYS, auto_months, feature_table, make_plan
 from features.contract import write_history
 from features.engine.events import day_number, time_of_day_start
 from features.engine.state import HistoryState, _recent_keys
@@ -169,6 +169,11 @@ def test_bad_arguments_are_one_line(client, small, tmp_path):
     with pytest.raises(RecoupError, match="no claims"):
         feature_table(client, store, since="2031-01")
     assert [len(g) for g in make_plan(["2024-01", "2024-02", "2024-05"], 2).groups] == [2, 1]
+    # months per partition by default: as many (up to 3) as keep every partition within 300k claims
+    assert auto_months([100_000] * 12) == 3
+    assert auto_months([100_000] * 4 + [200_000] * 8) == 1
+    assert auto_months([150_000] * 12) == 2
+    assert auto_months([400_000] * 3) == 1 and auto_months([]) == 3
 
 
 @pytest.mark.slow
