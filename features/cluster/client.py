@@ -166,7 +166,7 @@ def connect(spec: str | None) -> Iterator[Any]:
 
     timeout = connect_timeout()
     cluster = None
-    settings = {
+    settings: dict[str, Any] = {
         "distributed.comm.timeouts.connect": f"{timeout}s",
         "logging.distributed": "warning",
         # a local cluster whose workers all died fails its waiting tasks instead of waiting for workers forever
@@ -175,6 +175,10 @@ def connect(spec: str | None) -> Iterator[Any]:
         # so every large numpy array is a fresh mmap (numpy-heavy tasks ~2.5x slower here; docs/scale.md)
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }
+    if target.kind == "local":
+        # results spilled to disk earlier than Dask's 60/70 %: a partition's features and the summary chain need
+        # room beside what a worker holds (10M claims: a worker at the default reached its limit and restarted)
+        settings.update({"distributed.worker.memory.target": SPILL_TARGET, "distributed.worker.memory.spill": SPILL_AT})
     with dask.config.set(settings):
         if target.kind == "local":
             limit = memory_limit(target.workers)
@@ -231,6 +235,9 @@ def connect(spec: str | None) -> Iterator[Any]:
             cluster.close()
 
 
+#: fractions of a local worker's memory limit at which it starts spilling results to disk (by estimate, then by
+#: the process's memory); Dask's defaults are 0.6 and 0.7
+SPILL_TARGET, SPILL_AT = 0.4, 0.5
 #: seconds between two returns of freed heap memory to the system on a worker (see :class:`TrimMemory`)
 TRIM_EVERY_S = 1.0
 

@@ -75,7 +75,7 @@ DEFAULT_MONTHS = 3
 #: process's memory for its claims: ~1.7 GB at 300k)
 PARTITION_CLAIMS = 300_000
 #: partitions read ahead of the last one whose features are done (their rows are what a worker holds)
-AHEAD = 2
+AHEAD = 1
 MAX_MONTHS = 120
 
 
@@ -439,7 +439,8 @@ def _window_state(
     offset: int,
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
-) -> tuple[HistoryState, HistoryState]:
+    with_view: bool = True,
+) -> tuple[HistoryState, HistoryState | None]:
     """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
     summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), and the same restricted to
     the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task)."""
@@ -473,6 +474,8 @@ def _window_state(
         coverage=None,
         next_order=int(offset + len(part.claims)),
     )
+    if not with_view:
+        return full, None
     # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
     asked = Tables(coder=coder)
     for name, tab in tables.items():
@@ -839,7 +842,9 @@ def feature_table(
         waits: list[Any] = []
         if p >= p_star and with_state:
             recent = client.submit(
-                _pick, client.submit(_window_state, recent, part, offsets[p], by_date[p], specialty_of, **chain), 0
+                _pick,
+                client.submit(_window_state, recent, part, offsets[p], by_date[p], specialty_of, False, **chain),
+                0,
             )
             waits.append(recent)
         both = client.submit(_window_state, summary, part, offsets[p], by_date[p], specialty_of, **chain)

@@ -90,6 +90,9 @@ def test_local_cluster_starts_computes_and_stops(recoup_home, monkeypatch):
         plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
         assert all("recoup-trim-memory" in names for names in plugins.values())
         assert set(client.run(trim_memory).values()) <= {0, 1}
+        # and spills results to disk from 40-50 % of its limit (room for a partition's work beside them)
+        fractions = client.run(lambda dask_worker: (dask_worker.memory_manager.memory_target_fraction,))
+        assert set(fractions.values()) == {(0.4,)}
         cluster = client.cluster
     assert cluster.status.name == "closed"
     assert client.status == "closed"
