@@ -135,14 +135,14 @@ def _rows(frame: pd.DataFrame, part: int, recouped: bool = False) -> pd.DataFram
 
 def _matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: Any = np.float64) -> np.ndarray:
     """The model matrix of a partition's rows as numpy, in one allocation of ``dtype``: numeric columns as they
-    are, categorical ones as the code of their spec level (``FeatureSpec._codes``), NaN when missing or unseen:
+    are, categorical ones as the code of their spec level (``FeatureSpec.level_codes``), NaN when missing or unseen:
     what :meth:`FeatureSpec.transform_arrays` gives (the service's matrix) and what LightGBM makes of
     :meth:`FeatureSpec.transform`'s categoricals."""
     cats = set(spec.categorical_)
     out = np.empty((len(frame), len(spec.feature_names_)), dtype=dtype)
     for j, c in enumerate(spec.feature_names_):
         if c in cats:
-            out[:, j] = spec._codes(c, frame[c].to_numpy(dtype=object))
+            out[:, j] = spec.level_codes(c, frame[c].to_numpy(dtype=object))
         else:
             out[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
     return out

@@ -42,7 +42,7 @@ class FeatureSpec:
         self._check_columns(X.columns)
         out = X[self.feature_names_].copy()
         for c in self.categorical_:
-            codes = self._codes(c, X[c].to_numpy(dtype=object))
+            codes = self.level_codes(c, X[c].to_numpy(dtype=object))
             codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
             out[c] = pd.Categorical.from_codes(codes, categories=self.categories_[c])
         num = [c for c in self.feature_names_ if c not in self.categorical_]
@@ -94,17 +94,17 @@ class FeatureSpec:
     def transform_arrays(self, cats: dict[str, np.ndarray], names: list[str], mat: np.ndarray) -> np.ndarray:
         """The model matrix as float64 numpy, from categorical columns ``cats`` (object arrays) and numeric
         columns ``names`` (the columns of ``mat``, any order): numeric columns as they are, categorical ones
-        as the code of their level (:meth:`_codes`), NaN when missing or unseen (what LightGBM makes of
+        as the code of their level (:meth:`level_codes`), NaN when missing or unseen (what LightGBM makes of
         :meth:`transform`'s categoricals)."""
         spec_pos, mat_pos = self._array_plan(tuple(names), tuple(cats))
         out = np.empty((mat.shape[0], len(self.feature_names_)))
         if len(spec_pos):
             out[:, spec_pos] = mat[:, mat_pos]
         for c, j in self._cat_positions().items():
-            out[:, j] = self._codes(c, cats[c])
+            out[:, j] = self.level_codes(c, cats[c])
         return out
 
-    def _codes(self, c: str, values: np.ndarray) -> np.ndarray:
+    def level_codes(self, c: str, values: np.ndarray) -> np.ndarray:
         """The level code of each value of categorical column ``c`` (float64; NaN when missing or unseen),
         matched as text. One dict lookup per value: cheaper than pandas at every size (measured, one column
         of 300 levels: 1 row 0.8 us vs 1.4 ms for ``pd.Categorical``; 1M rows 0.33 s vs 0.59 s)."""
