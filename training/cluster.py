@@ -315,7 +315,9 @@ def _history_source(ct: Any, data: Path) -> Any:
 def _recoupments_within(ct: Any, data: Path, cut: pd.Timestamp, horizon: int) -> pd.DataFrame:
     """Recoupments dated within their claim's horizon after payment and by ``cut`` (the only ones make_labels
     counts): a distributed join of the recoupments with the claims' payment dates, on claim_id."""
-    rec = _history_source(ct, data)
+    import dask.dataframe as dd
+
+    rec: Any = _history_source(ct, data)
     if len(rec.columns) == 0:
         return pd.DataFrame({"claim_id": pd.Series([], dtype=object)})
 
@@ -327,9 +329,19 @@ def _recoupments_within(ct: Any, data: Path, cut: pd.Timestamp, horizon: int) ->
         return r.assign(claim_id=r["claim_id"].astype(str).astype(object))
 
     meta_paid = paid(ct.claims._meta)
-    joined = rec.map_partitions(ids, meta=ids(rec._meta)).merge(
-        ct.claims.map_partitions(paid, meta=meta_paid), on="claim_id", how="inner"
-    )
+    own: Any = getattr(ct, "recoupments", None)
+    if own is not None and own is rec and own.npartitions == ct.claims.npartitions:
+        # the table's recoupments are partitioned with their claims: joined partition by partition (no shuffle of
+        # every claim: at 10M claims that shuffle held more than a worker's memory)
+        def pair(r: pd.DataFrame, c: pd.DataFrame) -> pd.DataFrame:
+            return ids(r).merge(paid(c), on="claim_id", how="inner")
+
+        meta = ids(own._meta).merge(meta_paid, on="claim_id", how="inner")
+        joined = dd.map_partitions(pair, own, ct.claims, meta=meta, align_dataframes=False)
+    else:
+        joined = rec.map_partitions(ids, meta=ids(rec._meta)).merge(
+            ct.claims.map_partitions(paid, meta=meta_paid), on="claim_id", how="inner"
+        )
     h = pd.Timedelta(days=horizon)
 
     def within(j: pd.DataFrame) -> pd.DataFrame:
