@@ -41,7 +41,7 @@ from features.engine.state import (
     RETENTION_DAYS,
     UNKNOWN_SPECIALTY,
     HistoryState,
-    _recent_keys,
+    recent_keys,
     submission_order,
 )
 from features.engine.tables import (
@@ -519,7 +519,7 @@ def _fold(
         if name in ENUMERATED_TABLES:
             if keep_days is None:
                 asked = None if span is None else int(time_of_day_start(np.array([next_start_day - span]))[0])
-                folded[name] = tab if asked is None else _recent_keys(tab, asked)
+                folded[name] = tab if asked is None else recent_keys(tab, asked)
             else:
                 keep = int(time_of_day_start(np.array([next_start_day - keep_days]))[0])
                 folded[name] = tab.fold_before(start, keep)

@@ -410,7 +410,7 @@ class HistoryState:
         )
         for name, table in self.tables.items():
             table.merge()
-            tables[name] = _recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+            tables[name] = recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
         if last is not None and last_day is not None:
             if "dup" in tables:
                 _renumber_sameday(tables["dup"], coder)
@@ -600,7 +600,7 @@ def _copy_coder(coder: KeyCoder) -> KeyCoder:
     return KeyCoder({name: Vocab(v.values().copy()) for name, v in coder.vocabs.items()})
 
 
-def _recent_keys(table: EventTable, since: int) -> EventTable:
+def recent_keys(table: EventTable, since: int) -> EventTable:
     """``table`` with only the keys that have an event at or after ``since``, each with all its events (rows
     copied: the same running sums and payloads, nothing recomputed)."""
     table.merge()

@@ -14,7 +14,7 @@ from features.cluster.client import connect
 from features.cluster.table import LOOKBACK_DAYS, auto_months, feature_table, make_plan
 from features.contract import write_history
 from features.engine.events import day_number, time_of_day_start
-from features.engine.state import HistoryState, _recent_keys
+from features.engine.state import HistoryState, recent_keys
 from features.errors import RecoupError
 from features.pipeline import build_feature_table
 from features.sources.synthetic.generate import GeneratorConfig, generate_history
@@ -130,7 +130,7 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
             assert np.array_equal(a, b), name
         else:
             if name in ("dup", "sameday"):  # keyed by service day: only the keys a later claim can still ask
-                full = _recent_keys(full, asked_from)
+                full = recent_keys(full, asked_from)
                 assert 0 < len(full.keys) < len(state.tables[name].keys), name
             assert len(small_tab.keys) == len(full.keys), name
             a = np.sort(full.query(full.keys.to_numpy(), np.full(len(full.keys), t_end))[0], axis=0)
@@ -140,7 +140,7 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
     # quiet for a year folded by default
     whole = table.state(keep_days=None)
     for name in ("dup", "sameday"):
-        asked = _recent_keys(state.tables[name], asked_from)
+        asked = recent_keys(state.tables[name], asked_from)
         assert len(whole.tables[name].times) == len(asked.times) >= len(end.tables[name].times)
     with pytest.raises(RecoupError, match="keep_days"):
         table.state(keep_days=-1)
