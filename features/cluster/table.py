@@ -698,7 +698,13 @@ class ClusterTable:
         if keep_days is not None and not 0 <= keep_days <= 100 * 366:
             raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
         summary, keys, coverage = self._end
-        return self.client.submit(_final_state, summary, keys, coverage, keep_days).result()
+        return self._gathered(summary, keys, coverage, keep_days)
+
+    def _gathered(self, summary: Any, keys: list, coverage: Any, keep_days: int | None) -> HistoryState:
+        """The end state built in this process from the summary and every partition's keys gathered (built on a
+        worker, 10M claims' keys and the state beside what the worker holds took it past its limit)."""
+        got = self.client.gather([summary, coverage, *keys])
+        return _final_state(got[0], got[2:], got[1], keep_days)
 
     def bundle_state(self) -> HistoryState:
         """The state saved with a model: the history as known at the table's end (``until``), with every event
@@ -708,7 +714,7 @@ class ClusterTable:
         if self._recent is None:
             raise RecoupError("the feature table was built without its state (with_state=False)")
         _, keys, coverage = self._end
-        return self.client.submit(_final_state, self._recent, keys, coverage, None).result()
+        return self._gathered(self._recent, keys, coverage, None)
 
 
 def _dd(futures: list, meta: pd.DataFrame):
