@@ -75,7 +75,7 @@ DEFAULT_MONTHS = 3
 #: process's memory for its claims: ~1.7 GB at 300k)
 PARTITION_CLAIMS = 300_000
 #: partitions read ahead of the last one whose features are done (their rows are what a worker holds)
-AHEAD = 1
+AHEAD = 2
 MAX_MONTHS = 120
 
 
