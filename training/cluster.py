@@ -26,12 +26,14 @@ import io
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.cluster.parts import PartReader, frame_of, read_part, scratch, write_part
 from features.contract import CAUSES, History
 from features.errors import RecoupError
 from features.model.bundle import Calibrator, ModelBundle
@@ -298,58 +300,131 @@ def _scored_empty(index: pd.Index, with_exposure: bool) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- driver helpers
-def _history_source(ct: Any, data: Path) -> Any:
-    """The recoupments as a dask DataFrame: the table's own when it has them, else read here (small)."""
-    import dask.dataframe as dd
+@dataclass(frozen=True)
+class LabelSink:
+    """The feature table's sink (:func:`features.cluster.table.feature_table`): each partition's features with
+    their labels as of ``cut`` (None: the history's last date) written to ``folder`` as soon as they are computed;
+    a worker then holds no table between the steps of training."""
 
-    rec = getattr(ct, "recoupments", None)
-    if rec is not None:
-        return rec
-    from features.contract import load_history
+    folder: str
+    cut: pd.Timestamp | None
+    horizon: int
+    label_cfg: dict
 
-    log.warning("the feature table gives no recoupments: reading them in this process")
-    r = load_history(data, require_recoupments=True).recoupments
-    return dd.from_pandas(r if r is not None else pd.DataFrame(), npartitions=1)
+    def __call__(
+        self, index: int, feats: tuple, claims: pd.DataFrame, recs: pd.DataFrame | None, last: pd.Timestamp
+    ) -> dict:
+        cut = self.cut if self.cut is not None else last
+        r = recs if recs is not None else pd.DataFrame({"claim_id": pd.Series([], dtype=object)})
+        frame = _assemble(feats[0], claims, r, cut, self.horizon, self.label_cfg)
+        n_recs = int(frame[Y + "label"].sum())
+        path = write_part(frame, self.folder, index)
+        return {
+            "path": path,
+            "rows": len(frame),
+            "meta": frame.iloc[:0],
+            "columns": list(feats[0].columns),
+            "pos": n_recs,
+        }
 
 
-def _recoupments_within(ct: Any, data: Path, cut: pd.Timestamp, horizon: int) -> pd.DataFrame:
-    """Recoupments dated within their claim's horizon after payment and by ``cut`` (the only ones make_labels
-    counts): a distributed join of the recoupments with the claims' payment dates, on claim_id."""
-    import dask.dataframe as dd
+@dataclass(frozen=True)
+class Labelled(PartReader):
+    """A labelled partition read back; with ``cuts`` (time_split's two dates) also its slice (``PART``), computed
+    from the submission date and ``usable`` as :func:`_with_part` does."""
 
-    rec: Any = _history_source(ct, data)
-    if len(rec.columns) == 0:
-        return pd.DataFrame({"claim_id": pd.Series([], dtype=object)})
+    cuts: tuple[pd.Timestamp, pd.Timestamp] | None = None
 
-    def paid(c: pd.DataFrame) -> pd.DataFrame:
-        pd_ = c["paid_date"].where(c["paid_date"] <= cut)
-        return pd.DataFrame({"claim_id": _claim_ids(c).to_numpy(dtype=object), "_paid": pd_.to_numpy()})
+    def __call__(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        cols = list(self.meta.columns) if columns is None else list(columns)
+        if PART not in cols or self.cuts is None:
+            return read_part(path, self.meta, cols)
+        need = [c for c in cols if c != PART]
+        read = need + [c for c in (Y + "submitted_date", Y + "usable") if c not in need]
+        df = _with_part(read_part(path, self.meta, read), *self.cuts)
+        return df[cols]
 
-    def ids(r: pd.DataFrame) -> pd.DataFrame:
-        return r.assign(claim_id=r["claim_id"].astype(str).astype(object))
 
-    meta_paid = paid(ct.claims._meta)
-    own: Any = getattr(ct, "recoupments", None)
-    if own is not None and own is rec and own.npartitions == ct.claims.npartitions:
-        # the table's recoupments are partitioned with their claims: joined partition by partition (no shuffle of
-        # every claim: at 10M claims that shuffle held more than a worker's memory)
-        def pair(r: pd.DataFrame, c: pd.DataFrame) -> pd.DataFrame:
-            return ids(r).merge(paid(c), on="claim_id", how="inner")
+@dataclass
+class LabelledTable:
+    """The labelled feature table written by :class:`LabelSink` (one file per partition) and what is known of it."""
 
-        meta = ids(own._meta).merge(meta_paid, on="claim_id", how="inner")
-        joined = dd.map_partitions(pair, own, ct.claims, meta=meta, align_dataframes=False)
-    else:
-        joined = rec.map_partitions(ids, meta=ids(rec._meta)).merge(
-            ct.claims.map_partitions(paid, meta=meta_paid), on="claim_id", how="inner"
-        )
-    h = pd.Timedelta(days=horizon)
+    paths: list[str]
+    meta: pd.DataFrame
+    columns: list[str]  # the feature columns
+    n_claims: int
+    n_lines: int
+    cut: pd.Timestamp
+    state: Any = None
 
-    def within(j: pd.DataFrame) -> pd.DataFrame:
-        r, p = j["recouped_date"], j["_paid"]
-        return j[p.notna() & (r >= p) & (r <= p + h) & (r <= cut)]
+    def frame(self, cuts: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> Any:
+        """The table as a Dask DataFrame read from its files (with ``cuts``: and its ``PART`` column)."""
+        meta = self.meta if cuts is None else _with_part(self.meta, *cuts)
+        return frame_of(self.paths, Labelled(meta, cuts), meta)
 
-    kept = joined.map_partitions(within, meta=joined._meta)
-    return kept.drop(columns="_paid").compute().reset_index(drop=True)
+
+def labelled_table(
+    client: Any,
+    data: Path,
+    folder: str,
+    cut: pd.Timestamp | None,
+    horizon: int,
+    label_cfg: dict,
+    *,
+    until: str | None = None,
+    since: str | None = None,
+    with_state: bool = False,
+) -> LabelledTable:
+    """The feature table of ``data`` computed on the cluster, each partition labelled (``make_labels`` as of
+    ``cut``, None: the history's last date, with the recoupments of its own claims) and written to ``folder`` as it
+    is done; with ``with_state`` the bundle's history state, gathered here. Nothing of the table stays on the
+    workers."""
+    from distributed import wait
+
+    from features.cluster.table import feature_table
+
+    t = time.perf_counter()
+    ct = feature_table(
+        client,
+        data,
+        load_rulebook(),
+        since=since,
+        until=until,
+        with_state=with_state,
+        sink=LabelSink(folder, cut, horizon, label_cfg),
+    )
+    sunk = ct.sunk or []
+    wait(sunk)
+    got = client.gather(sunk)
+    last = ct.last_date.result()
+    del sunk
+    ct.sunk = None
+    state = None
+    if with_state:
+        t_state = time.perf_counter()
+        state = ct.bundle_state()
+        log.info("the bundle's history state gathered in %s", duration(time.perf_counter() - t_state))
+    n_lines = int(ct.n_lines)
+    del ct
+    _release()
+    if not got:
+        raise RecoupError("no claims submitted in the months asked")
+    out = LabelledTable(
+        paths=[g["path"] for g in got],
+        meta=got[0]["meta"],
+        columns=list(got[0]["columns"]),
+        n_claims=int(sum(g["rows"] for g in got)),
+        n_lines=n_lines,
+        cut=pd.Timestamp(cut if cut is not None else last),
+        state=state,
+    )
+    log.info(
+        "features and labels of %d claims in %d partitions written to the scratch folder in %s",
+        out.n_claims,
+        len(got),
+        duration(time.perf_counter() - t),
+    )
+    return out
 
 
 def _kth(counts: pd.Series, k: int) -> pd.Timestamp:
@@ -543,36 +618,6 @@ def _payer_paid_ratio(frame: Any) -> tuple[dict, float]:
     return {str(k): float(v) for k, v in ratio.items()}, total
 
 
-def last_date(ct: Any, data: Path) -> pd.Timestamp:
-    """History.last_date on the cluster: the latest submission, payment or recoupment date."""
-    import dask
-
-    c = ct.claims
-    rec = _history_source(ct, data)
-    parts = [c["submitted_date"].max(), c["paid_date"].max()]
-    if "recouped_date" in rec.columns:
-        parts.append(rec["recouped_date"].max())
-    dates = dask.compute(*parts)
-    return pd.Timestamp(max(d for d in dates if pd.notna(d)))
-
-
-def _base(ct: Any, data: Path, cut: pd.Timestamp, horizon: int, label_cfg: dict, client: Any) -> Any:
-    """Features and labels of every claim, persisted on the cluster."""
-    import dask
-
-    t = time.perf_counter()
-    recs = _recoupments_within(ct, data, cut, horizon)
-    log.info("labels: %d recoupments within their horizon (joined on the cluster)", len(recs))
-    shared = dask.delayed(recs)
-    meta = _assemble(ct.X._meta, ct.claims._meta, recs.iloc[:0], cut, horizon, label_cfg)
-    base = ct.X.map_partitions(_assemble, ct.claims, shared, cut, horizon, label_cfg, meta=meta, align_dataframes=False)
-    base = client.persist(base)
-    log.info(
-        "features and labels of %d partitions on the cluster in %s", base.npartitions, duration(time.perf_counter() - t)
-    )
-    return base
-
-
 # ---------------------------------------------------------------------------------------------- training
 def train_model_cluster(
     client: Any,
@@ -584,10 +629,22 @@ def train_model_cluster(
     """training.train.train_model on a Dask cluster: (TrainResult, submission dates of the latest window's
     claims by claim id, for the promotion gate).
 
-    What the workers hold, in turn (docs/scale.md, "Training"): the feature table; the table with its labels
-    (the table's own partitions and state released once the latter is gathered here); the same with the slices;
-    then, for the models, the train slice's float32 model matrices and the validation and test rows only."""
-    from features.cluster.table import feature_table
+    What the workers hold (docs/scale.md, "Training"): the feature table's partitions while they are computed, each
+    written with its labels to a scratch folder (:func:`features.cluster.parts.scratch`, removed at the end) as
+    soon as it is done; every later pass reads the columns it needs from those files; for the models, the train
+    slice's float32 model matrices."""
+    with scratch(client, "train") as folder:
+        return _train_model_cluster(client, data, folder, as_of, horizon_days, config)
+
+
+def _train_model_cluster(
+    client: Any,
+    data: Path,
+    folder: str,
+    as_of: str | pd.Timestamp | None,
+    horizon_days: int | None,
+    config: dict | None,
+) -> tuple[Any, pd.Series]:
     from training.config import load_config
     from training.train import TrainResult, bundle_meta, cause_amount_share, headline_metrics, slice_warnings
 
@@ -597,37 +654,32 @@ def train_model_cluster(
     rulebook = load_rulebook()
     t0 = time.perf_counter()
     log.info("building the point-in-time feature table on the cluster")
-    ct = feature_table(
-        client, data, rulebook, until=None if as_of is None else str(pd.Timestamp(as_of).date()), with_state=True
+    until = None if as_of is None else str(pd.Timestamp(as_of).date())
+    table = labelled_table(
+        client,
+        data,
+        folder,
+        None if as_of is None else pd.Timestamp(as_of),
+        horizon,
+        cfg["labels"],
+        until=until,
+        with_state=True,
     )
-    cut = pd.Timestamp(as_of) if as_of else last_date(ct, data)
-    base = _base(ct, data, cut, horizon, cfg["labels"], client)
-    n_claims = int(base.map_partitions(len).compute().sum())
+    cut, state, n_claims, n_lines = table.cut, table.state, table.n_claims, table.n_lines
     if n_claims == 0:
         raise RecoupError(f"no claims submitted on or before --as-of {cut.date()}")
-    feature_columns = [c for c in ct.X.columns]
-    n_lines = int(ct.n_lines)
-    # the table's partitions (features, hits, claims, recoupments) are released now that the labelled table holds
-    # its own; then the bundle's state is gathered here and its futures released too (Dask still knows how to
-    # recompute them all): the workers keep the labelled table only
-    ct.X = ct.hits = ct.claims = ct.recoupments = None
-    _release()
-    t_state = time.perf_counter()
-    state = ct.bundle_state()
-    del ct
-    _release()
-    log.info("the bundle's history state gathered in %s", duration(time.perf_counter() - t_state))
+    feature_columns = table.columns
     timings["features_s"] = time.perf_counter() - t0
 
+    base = table.frame()
     usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts(split_out=1).compute()
     if usable_days.empty:
         raise RecoupError(
             f"not enough claims with outcomes for a 'train' slice (as-of {cut.date()}, horizon {horizon} days)"
         )
     d_valid, d_test = split_dates(usable_days, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
-    frame = base.map_partitions(_with_part, d_valid, d_test, meta=_with_part(base._meta, d_valid, d_test))
-    frame = client.persist(frame)
-    del base  # its partitions are released once the frame holds its own (one copy of the table on the cluster)
+    del base
+    frame = table.frame((d_valid, d_test))  # read from the files by every pass (only the columns it asks)
     # the recouped claims' labels (one row per recouped claim) in this process: lags, weights, cause shares
     pos_frame = frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]].compute()
     pos = labels_of(pos_frame)
@@ -683,7 +735,7 @@ def train_model_cluster(
     base_rate = None
     if lag is not None:
         fitted = lag
-        exp_train = train_rows.map_partitions(
+        exp_train = train_rows[[Y + c for c in LABEL_COLUMNS]].map_partitions(
             lambda f: pd.Series([exposure_of(labels_of(f), fitted).sum()]), meta=pd.Series(dtype=np.float64)
         )
         exposure_sum = float(exp_train.sum().compute())
@@ -697,7 +749,7 @@ def train_model_cluster(
     if lag is not None:
         lf = lag_frame(pos[ptr], horizon)
         weights = pd.Series(cause_weights(lf, horizon), index=lf.index.astype(str))
-    # what needs every row of the table, before the models: then the workers keep the models' rows only
+    # what needs every row of the table, before the models
     payer_ratio, default_ratio = _payer_paid_ratio(frame)
     split_dates_meta = _split_dates_meta(frame, client)
     digest = table_digest(frame, feature_columns)
@@ -709,16 +761,18 @@ def train_model_cluster(
         (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
     )
     t1 = time.perf_counter()
-    part_counts = frame.map_partitions(_train_counts, meta=_train_counts(frame._meta)).compute()
+    counted = frame[[PART, Y + "label"]]
+    part_counts = counted.map_partitions(_train_counts, meta=_train_counts(counted._meta)).compute()
     lik_inputs = _train_inputs(client, frame, part_counts, spec, lag, log_odds, weights, recouped=False)
     cause_inputs = None
     if ptr.sum() >= 20:
         cause_inputs = _train_inputs(client, frame, part_counts, spec, lag, log_odds, weights, recouped=True)
-    vt = client.persist(frame.map_partitions(_valid_test, meta=frame._meta))
+    # the validation and test rows: read from the files by each pass that needs them (not held on the workers)
+    vt = frame.map_partitions(_valid_test, meta=frame._meta)
     from distributed import wait
 
-    wait([vt, *lik_inputs, *(cause_inputs or ())])
-    del frame  # the workers now hold the models' rows and the validation and test rows, not the whole table
+    wait([*lik_inputs, *(cause_inputs or ())])
+    del frame
     _release()
     seed, threads = int(cfg["seed"]), int(cfg["num_threads"])
     log.info("training the likelihood model on the cluster: %d claims (%d positives)", split_counts["train"], ptr.sum())
@@ -897,23 +951,34 @@ def evaluate_cluster(
     until: str | None = None,
     capacities: list[float] | None = None,
 ) -> dict:
-    """training.evaluate.evaluate_history on a cluster: features of the window's claims on the cluster, the
-    bundle applied per partition (map_partitions), the window's predictions collected for the metrics."""
-    from features.cluster.table import feature_table
+    """training.evaluate.evaluate_history on a cluster: features and labels of the window's claims on the cluster
+    (written to a scratch folder as computed), the bundle applied per partition (map_partitions), the window's
+    predictions collected for the metrics."""
+    with scratch(client, "evaluate") as folder:
+        return _evaluate_cluster(client, bundle, data, folder, since, until, capacities)
+
+
+def _evaluate_cluster(
+    client: Any,
+    bundle: ModelBundle,
+    data: Path,
+    folder: str,
+    since: str | None,
+    until: str | None,
+    capacities: list[float] | None,
+) -> dict:
     from training.evaluate import check_window
     from training.metrics import oracle_metrics, oracle_ratios, oracle_scores, sliced
 
     capacities = capacities or [0.01, 0.05, 0.10]
-    ct = feature_table(client, data, load_rulebook(), since=since)
-    days = ct.claims["submitted_date"].value_counts(split_out=1).compute()
-    check_window(bundle.meta, pd.Series(days.index), since, until)
-    as_of = last_date(ct, data)
     horizon = int(bundle.meta.get("horizon_days", 365))
     label_cfg = bundle.meta.get("labels") or {}
     lag = LagDistribution.from_dict(label_cfg["lag"]) if (label_cfg.get("lag") or {}).get("cdf") else None
-    base = _base(ct, data, as_of, horizon, label_cfg if lag is not None else {}, client)
-    del ct  # the table's own partitions are released once the labelled ones are computed
-    _release()
+    table = labelled_table(client, data, folder, None, horizon, label_cfg if lag is not None else {}, since=since)
+    base = table.frame()
+    days = base[Y + "submitted_date"].value_counts(split_out=1).compute()
+    check_window(bundle.meta, pd.Series(days.index), since, until)
+    as_of = table.cut
     win = base[Y + "usable"]
     if since:
         win = win & (base[Y + "submitted_date"] >= pd.Timestamp(since))
@@ -921,7 +986,7 @@ def evaluate_cluster(
         win = win & (base[Y + "submitted_date"] <= pd.Timestamp(until))
     frame = base[win]
     frame = frame.map_partitions(lambda f: f.assign(**{PART: np.int8(2)}), meta=base._meta.assign(**{PART: np.int8(2)}))
-    not_matured = frame.map_partitions(
+    not_matured = frame[[Y + c for c in LABEL_COLUMNS]].map_partitions(
         lambda f: pd.Series([int((exposure_of(labels_of(f), lag) < 1).sum())]), meta=pd.Series(dtype=np.int64)
     )
     n, positives, partial = _compute(client, frame[Y + "label"].count(), frame[Y + "label"].sum(), not_matured.sum())

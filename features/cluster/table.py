@@ -297,6 +297,7 @@ class PartKeys:
     local_order: np.ndarray
     n_lines: int
     lags: tuple[int, int] | None
+    last: pd.Timestamp | None = None  # the latest submission or payment date (None: no date)
 
     def __sizeof__(self) -> int:
         return _frame_bytes(self.keys) + 16 * len(self.day)
@@ -336,7 +337,9 @@ def _part_keys(
     keys = part.keys.copy()
     for c in ("claim_id", *KEYED_ENTITIES):  # one buffer per column, not a Python string per cell (10M claims)
         keys[c] = keys[c].astype(KEY_DTYPE)
-    return PartKeys(keys, day, part.local_order, len(part.lines), _lag_range(part))
+    dates = pd.concat([part.claims["submitted_date"], part.claims["paid_date"]]).dropna()
+    last = pd.Timestamp(dates.max()) if len(dates) else None
+    return PartKeys(keys, day, part.local_order, len(part.lines), _lag_range(part), last)
 
 
 def _span(ranges: list[tuple[int, int] | None]) -> int | None:
@@ -677,7 +680,8 @@ def _rec_months(source: StoreSource | History) -> list[str]:
 class ClusterTable:
     """The feature table on the cluster: ``X`` (index claim_id, the columns and dtypes of build_feature_table's),
     ``hits``, ``claims`` (the claim rows, in the same partitions as X) and ``recoupments`` (each partition's claims'
-    recoupments, for labels), as Dask DataFrames of computed partitions; :meth:`state` the folded state at the end."""
+    recoupments, for labels), as Dask DataFrames of computed partitions (None with a sink: ``sunk`` instead);
+    :meth:`state` the folded state at the end."""
 
     X: Any
     hits: Any
@@ -689,6 +693,8 @@ class ClusterTable:
     partitions: int
     n_lines: int = 0
     _recent: Any = None  # the state for the bundle (see bundle_state), when asked for
+    last_date: Any = None  # a future: History.last_date of what was read
+    sunk: list | None = None  # futures: the sink's result per partition of features (see feature_table)
 
     def state(self, keep_days: int | None = KEEP_DAYS) -> HistoryState:
         """The folded state after the last claim (for the bundle): the windowed tables keep their last W days of
@@ -737,6 +743,7 @@ def feature_table(
     buckets: int = BUCKETS,
     progress: Callable[[str], None] | None = None,
     with_state: bool = False,
+    sink: Callable[..., Any] | None = None,
 ) -> ClusterTable:
     """The feature table of ``data`` (a store, a contract history folder, or a loaded History) computed on the
     cluster of ``client``: the claims submitted in ``since``..``until`` (``since`` a month YYYY-MM or a date's
@@ -744,7 +751,12 @@ def feature_table(
     ``until`` (a month: its last day, or a date) also ends the history read: claims submitted and recoupments dated
     after it are left out, as ``truncate_history`` leaves them out (payments are the caller's business).
     ``months``: months per partition (None: :func:`auto_months`). ``with_state``: also build
-    :meth:`ClusterTable.bundle_state` (training)."""
+    :meth:`ClusterTable.bundle_state` (training).
+
+    ``sink``: called on a worker as each partition's features are done, ``sink(p, (X, hits), claims, recoupments,
+    last_date)`` (its claim rows, the recoupments of its claims or None, the history's last date); its small
+    results are :attr:`ClusterTable.sunk` and the table keeps no partition (``X``, ``hits``, ``claims`` and
+    ``recoupments`` are None): what the sink does not keep is released at once."""
     from features.store.read import month_argument
 
     say = progress or (lambda msg: log.info(msg))
@@ -827,6 +839,10 @@ def feature_table(
     ]
     by_date = [client.submit(_collect, joined, "_rp", p, **order(p, 1)) for p in range(P)]
     by_claim = [client.submit(_collect, joined, "_part", p) for p in range(P)]
+    # History.last_date of what is read: the latest submission, payment or recoupment date
+    last = client.submit(
+        _last_date, [client.submit(_last_of, k) for k in pkeys], [client.submit(_rec_last, r) for r in rec_frames]
+    )
     # the chain of summaries, and the features of each partition: partition p's rows are read again when the
     # partitions up to p - AHEAD are done (at most AHEAD + 1 partitions' rows held at once)
     starts = plan.starts()
@@ -840,6 +856,7 @@ def feature_table(
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
     recent = None
     done: list[Any] = []
+    sunk: list[Any] = []
     for p in range(P):
         after = done[p - AHEAD] if p >= AHEAD else None
         part = client.submit(_part_data, source, plan.groups[p], p, specialty_of, rb, until_day, after, **order(p))
@@ -861,12 +878,36 @@ def feature_table(
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
             view = client.submit(_pick, both, 1, **chain)
             feats = client.submit(_features, view, part, offsets[p], coverage, rb, sel, **order(p, 2))
-            outs.append((p, feats))
-            cl.append(client.submit(_claims, part, sel, **order(p, 2)))
-            waits[-1] = feats
+            rows = client.submit(_claims, part, sel, **order(p, 2))
+            if sink is None:
+                outs.append((p, feats))
+                cl.append(rows)
+                waits[-1] = feats
+            else:
+                sunk.append(client.submit(sink, p, feats, rows, by_claim[p], last, **order(p, 3)))
+                waits[-1] = sunk[-1]
+            del rows
         done.append(client.submit(_done, *waits, **order(p, 2)))
         del both, part
     keys = [client.submit(_keys_with_time, k, o) for k, o in zip(pkeys, offsets)]
+    n = int(sum(client.gather(size_f)))
+    n_lines = int(sum(client.gather([client.submit(_n_lines, k) for k in pkeys])))
+    if sink is not None:
+        say(f"feature table on the cluster: {n} claims submitted, {len(sunk)} partitions of features to the sink")
+        return ClusterTable(
+            X=None,
+            hits=None,
+            claims=None,
+            recoupments=None,
+            client=client,
+            _end=(summary, keys, coverage),
+            n_claims=n,
+            partitions=len(sunk),
+            n_lines=n_lines,
+            _recent=recent if with_state else None,
+            last_date=last,
+            sunk=sunk,
+        )
     xs = [client.submit(_x, f) for _, f in outs]
     hs = [client.submit(_hits, f) for _, f in outs]
     rc = [by_claim[p] for p, _ in outs]
@@ -875,8 +916,6 @@ def feature_table(
     c_meta = client.submit(_head, cl[0]).result()
     r_meta = client.submit(_rec_meta, rc).result()
     rc = [client.submit(_or_empty, r, r_meta) for r in rc]
-    n = int(sum(client.gather(size_f)))
-    n_lines = int(sum(client.gather([client.submit(_n_lines, k) for k in pkeys])))
     say(f"feature table on the cluster: {n} claims submitted, {len(outs)} partitions of features")
     return ClusterTable(
         X=_dd(xs, x_meta),
@@ -889,7 +928,27 @@ def feature_table(
         partitions=len(outs),
         n_lines=n_lines,
         _recent=recent if with_state else None,
+        last_date=last,
     )
+
+
+def _last_of(part: PartKeys) -> pd.Timestamp | None:
+    return part.last
+
+
+def _rec_last(rec: pd.DataFrame | None) -> pd.Timestamp | None:
+    if rec is None or not len(rec):
+        return None
+    v = rec["recouped_date"].max()
+    return None if pd.isna(v) else pd.Timestamp(v)
+
+
+def _last_date(parts: list[pd.Timestamp | None], recs: list[pd.Timestamp | None]) -> pd.Timestamp:
+    """History.last_date from each partition's and each recoupment frame's latest date."""
+    got = [d for d in [*parts, *recs] if d is not None]
+    if not got:
+        raise RecoupError("the history has no dates")
+    return max(got)
 
 
 def _day(ts: pd.Timestamp) -> int:

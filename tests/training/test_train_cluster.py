@@ -76,6 +76,11 @@ def test_the_cluster_model_is_registered_as_the_single_process_bundle(cluster_mo
     assert meta["payer_paid_ratio"] == pytest.approx(local.bundle.meta["payer_paid_ratio"], rel=1e-12)
     assert meta["labels"]["lag"] == local.bundle.meta["labels"]["lag"]
     assert result.bundle.numpy_ok()  # the boosters learned the spec's levels: the service's fast path applies
+    # the labelled table was written to a scratch folder of the run's own, removed when training ended
+    from features.cluster.client import dask_directory
+
+    parts = dask_directory() / "parts"
+    assert parts.is_dir() and list(parts.iterdir()) == []
 
 
 def test_quality_is_comparable_with_the_single_process_model(cluster_model, trained):

@@ -249,3 +249,23 @@ def test_a_store_with_reviews_equals_the_single_process(client, small, tmp_path)
     table = feature_table(client, copy, months=6)
     assert_same_x(single.X, table.X.compute())
     assert len(table.recoupments.compute()) == len(h.recoupments)
+
+
+def _keep(p: int, feats: tuple, claims: pd.DataFrame, recs: pd.DataFrame | None, last: pd.Timestamp) -> tuple:
+    """A sink that returns what it is given (a real sink writes it and returns a little)."""
+    return p, feats[0], claims, recs, last
+
+
+def test_a_sink_gets_every_partition_and_the_table_keeps_none(client, small):
+    """With a sink each partition's features, claim rows and recoupments go to it as they are done, with the
+    history's last date (History.last_date); the table then holds no partition of its own."""
+    _, store, history, single, _ = small
+    table = feature_table(client, store, months=6, sink=_keep)
+    assert table.X is None and table.claims is None and table.hits is None and table.recoupments is None
+    got = client.gather(table.sunk)
+    assert [g[0] for g in got] == list(range(6))
+    assert_same_x(single.X, pd.concat([g[1] for g in got]))
+    assert pd.concat([g[2] for g in got])["claim_id"].tolist() == history.claims["claim_id"].tolist()
+    recs = pd.concat([g[3] for g in got if g[3] is not None])
+    assert sorted(recs["claim_id"].astype(str)) == sorted(history.recoupments["claim_id"].astype(str))
+    assert all(g[4] == history.last_date for g in got) and table.last_date.result() == history.last_date

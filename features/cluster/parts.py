@@ -1,0 +1,112 @@
+"""Partitions written to a folder that every worker and the client reach, and read back as a Dask DataFrame
+(docs/scale.md, "Training on a cluster").
+
+A task writes its partition as soon as it is computed (Parquet: a temporary name, then a rename), so the workers
+keep no table in memory between steps; each later pass reads only the columns it asks (Dask's column projection
+reaches :meth:`PartReader.__call__`). A lost worker loses no written partition: what is on disk is read again,
+not recomputed through the chain of states.
+
+The folder (:func:`scratch`): ``RECOUP_DASK_SCRATCH`` (a shared path, or an fsspec URL such as
+``s3://bucket/recoup`` with its filesystem package installed), else ``RECOUP_HOME/dask/parts`` on a local cluster.
+Each run writes in a folder of its own, removed when the run ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pandas as pd
+
+from features.errors import RecoupError
+
+SCRATCH_ENV = "RECOUP_DASK_SCRATCH"
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(url)
+
+
+@contextmanager
+def scratch(client: Any, label: str = "table") -> Iterator[str]:
+    """A new folder for one run's partitions (removed at the end). A remote scheduler's workers do not see this
+    machine's folders: ``RECOUP_DASK_SCRATCH`` must then name a folder they share with it."""
+    root = os.environ.get(SCRATCH_ENV, "").strip()
+    if not root:
+        if getattr(client, "cluster", None) is None:
+            raise RecoupError(
+                f"{SCRATCH_ENV} is not set: on a remote cluster the workers write the labelled table to a folder "
+                "that they and this process share (a network path, or a URL such as s3://bucket/recoup)"
+            )
+        from features.cluster.client import dask_directory
+
+        root = str(dask_directory() / "parts")
+    fs, base = _fs(root)
+    folder = f"{base.rstrip('/')}/{label}-{uuid.uuid4().hex[:12]}"
+    try:
+        fs.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise RecoupError(f"{SCRATCH_ENV}: cannot create {folder}: {e.strerror or e}") from e
+    url = folder if "://" not in root else f"{root.split('://', 1)[0]}://{folder}"
+    try:
+        yield url
+    finally:
+        try:
+            fs.rm(folder, recursive=True)
+        except FileNotFoundError:
+            pass
+
+
+def write_part(frame: pd.DataFrame, folder: str, index: int) -> str:
+    """Write one partition as ``part-<index>.parquet`` in ``folder``, atomically (a temporary name, then a rename:
+    a retried task overwrites it whole, a reader never sees half a file); its path."""
+    fs, base = _fs(folder)
+    name = f"part-{index:05d}.parquet"
+    final = f"{base}/{name}"
+    tmp = f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open(tmp, "wb") as out:
+        frame.to_parquet(out, index=True)
+    fs.mv(tmp, final)
+    return final if "://" not in folder else f"{folder.split('://', 1)[0]}://{final}"
+
+
+def read_part(path: str, meta: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """A written partition's ``columns`` (default all), with ``meta``'s dtypes and index dtype (Parquet gives
+    text back as strings and dates in its own units)."""
+    cols = list(meta.columns) if columns is None else list(columns)
+    df = pd.read_parquet(path, columns=cols)
+    for c in cols:
+        if df[c].dtype != meta[c].dtype:
+            df[c] = df[c].astype(meta[c].dtype)
+    if df.index.dtype != meta.index.dtype:
+        df.index = df.index.astype(meta.index.dtype)
+    df.index.name = meta.index.name
+    return df
+
+
+@dataclass(frozen=True)
+class PartReader:
+    """Reads a written partition (``from_map``'s function: its ``columns`` argument takes Dask's projection)."""
+
+    meta: pd.DataFrame
+
+    def __call__(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_part(path, self.meta, columns)
+
+
+def frame_of(paths: list[str], reader: Any, meta: pd.DataFrame) -> Any:
+    """The written partitions as one Dask DataFrame (``reader(path, columns=...)`` reads one; ``meta`` its empty
+    frame), in the order of ``paths``."""
+    import dask
+    import dask.dataframe as dd
+
+    if not paths:
+        raise RecoupError("no partitions were written")
+    # object columns stay object (the table's dtypes), not Arrow strings
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(reader, paths, meta=meta, enforce_metadata=False, label="read-parts")
