@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.cluster.parts import PartReader, frame_of, read_part, scratch, write_part
+from features.cluster.parts import PartReader, frame_of, part_bytes, read_part, scratch, write_part
 from features.contract import CAUSES, History
 from features.errors import RecoupError
 from features.model.bundle import Calibrator, ModelBundle
@@ -314,17 +314,20 @@ class LabelSink:
     def __call__(
         self, index: int, feats: tuple, claims: pd.DataFrame, recs: pd.DataFrame | None, last: pd.Timestamp
     ) -> dict:
+        t0 = time.perf_counter()
         cut = self.cut if self.cut is not None else last
         r = recs if recs is not None else pd.DataFrame({"claim_id": pd.Series([], dtype=object)})
         frame = _assemble(feats[0], claims, r, cut, self.horizon, self.label_cfg)
-        n_recs = int(frame[Y + "label"].sum())
+        t1 = time.perf_counter()
         path = write_part(frame, self.folder, index)
         return {
             "path": path,
             "rows": len(frame),
             "meta": frame.iloc[:0],
             "columns": list(feats[0].columns),
-            "pos": n_recs,
+            "label_s": t1 - t0,
+            "write_s": time.perf_counter() - t1,
+            "bytes": part_bytes(path),
         }
 
 
@@ -394,6 +397,8 @@ def labelled_table(
         sink=LabelSink(folder, cut, horizon, label_cfg),
     )
     sunk = ct.sunk or []
+    if with_state:
+        ct.collect_recent()  # the bundle state's events come here as each partition's are done
     wait(sunk)
     got = client.gather(sunk)
     last = ct.last_date.result()
@@ -419,10 +424,14 @@ def labelled_table(
         state=state,
     )
     log.info(
-        "features and labels of %d claims in %d partitions written to the scratch folder in %s",
+        "features and labels of %d claims in %d partitions written to the scratch folder in %s (labels %.1f s, "
+        "writes %.1f s summed over the partitions; %.0f MB on disk)",
         out.n_claims,
         len(got),
         duration(time.perf_counter() - t),
+        sum(g["label_s"] for g in got),
+        sum(g["write_s"] for g in got),
+        sum(g["bytes"] for g in got) / 1e6,
     )
     return out
 
@@ -443,30 +452,40 @@ def split_dates(day_counts: pd.Series, valid_fraction: float, test_fraction: flo
     )
 
 
-def _fit_spec(train: Any, columns: list[str]) -> FeatureSpec:
-    """FeatureSpec.fit on the train slice, its level counts summed over the partitions."""
-    spec = FeatureSpec()
-    spec.feature_names_ = [c for c in columns if c not in spec.exclude]
+def _spec_of(columns: list[str]) -> FeatureSpec:
+    """A FeatureSpec with the feature names and categorical columns of ``columns``; its levels still to learn."""
     from features.pipeline import CATEGORICAL
 
+    spec = FeatureSpec()
+    spec.feature_names_ = [c for c in columns if c not in spec.exclude]
     spec.categorical_ = [c for c in CATEGORICAL if c in spec.feature_names_]
-    spec.categories_ = {}
-    for c in spec.categorical_:
-        counts = train[c].astype("string").value_counts(split_out=1).compute()
-        spec.categories_[c] = sorted(counts[counts >= spec.min_level_count].index.astype(str).tolist())
     return spec
 
 
-def _feature_reference(train: Any, columns: list[str]) -> dict[str, float]:
-    """feature_reference's medians over the train slice, from Dask's approximate quantiles (docs/scale.md)."""
-    meta = train._meta[columns]
-    numeric = [
+def _level_counts(train: Any, spec: FeatureSpec) -> list[Any]:
+    """The train slice's count of each level of each categorical column (lazy: computed with the others)."""
+    return [train[c].astype("string").value_counts(split_out=1) for c in spec.categorical_]
+
+
+def _with_levels(spec: FeatureSpec, counts: list[pd.Series]) -> FeatureSpec:
+    """FeatureSpec.fit's levels from the level counts summed over the partitions."""
+    spec.categories_ = {
+        c: sorted(n[n >= spec.min_level_count].index.astype(str).tolist()) for c, n in zip(spec.categorical_, counts)
+    }
+    return spec
+
+
+def _numeric(meta: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [
         c
         for c in columns
         if pd.api.types.is_numeric_dtype(meta[c].dtype) and not pd.api.types.is_bool_dtype(meta[c].dtype)
     ]
-    med = train[numeric].quantile(0.5).compute()
-    return {str(c): round(float(v), 6) for c, v in med.items() if pd.notna(v) and np.isfinite(v)}
+
+
+def _reference(medians: pd.Series) -> dict[str, float]:
+    """feature_reference's medians over the train slice, from Dask's approximate quantiles (docs/scale.md)."""
+    return {str(c): round(float(v), 6) for c, v in medians.items() if pd.notna(v) and np.isfinite(v)}
 
 
 def _train_inputs(
@@ -607,10 +626,14 @@ def _train_dask(
     return est
 
 
-def _payer_paid_ratio(frame: Any) -> tuple[dict, float]:
-    """training.train._payer_paid_ratio on the train and validation slices, as sums per payer."""
+def _payer_sums(frame: Any) -> Any:
+    """The train and validation slices' paid amounts and charges summed per payer (lazy)."""
     f = frame[(frame[PART] <= 1) & ~frame[C + "paid_amount"].isnull() & (frame[C + "total_charge"] > 0)]
-    sums = f.groupby(C + "payer_id")[[C + "paid_amount", C + "total_charge"]].sum(split_out=1).compute()
+    return f.groupby(C + "payer_id")[[C + "paid_amount", C + "total_charge"]].sum(split_out=1)
+
+
+def _payer_paid_ratio(sums: pd.DataFrame) -> tuple[dict, float]:
+    """training.train._payer_paid_ratio from the sums per payer."""
     if sums.empty:
         return {}, 0.6
     ratio = (sums[C + "paid_amount"] / sums[C + "total_charge"]).clip(0, 1)
@@ -672,21 +695,36 @@ def _train_model_cluster(
     timings["features_s"] = time.perf_counter() - t0
 
     base = table.frame()
-    usable_days = base[base[Y + "usable"]][Y + "submitted_date"].value_counts(split_out=1).compute()
+    sd_col = Y + "submitted_date"
+    # the claims per submission day, all and usable: the split dates, the slices' sizes and dates, the warnings
+    all_days, usable_days = _compute(
+        client, base[sd_col].value_counts(split_out=1), base[base[Y + "usable"]][sd_col].value_counts(split_out=1)
+    )
     if usable_days.empty:
         raise RecoupError(
             f"not enough claims with outcomes for a 'train' slice (as-of {cut.date()}, horizon {horizon} days)"
         )
     d_valid, d_test = split_dates(usable_days, cfg["split"]["valid_fraction"], cfg["split"]["test_fraction"])
     del base
+    usable_days = usable_days.sort_index()
+    day_part = np.where(usable_days.index < d_valid, 0, np.where(usable_days.index < d_test, 1, 2))
+    slice_days = [usable_days[day_part == i] for i in range(3)]
+    names = {0: "train", 1: "valid", 2: "test", 3: "immature"}
+    split_counts = {names[i]: int(d.sum()) for i, d in enumerate(slice_days) if d.sum()}
+    if int(all_days.sum()) > int(usable_days.sum()):
+        split_counts["immature"] = int(all_days.sum()) - int(usable_days.sum())
     frame = table.frame((d_valid, d_test))  # read from the files by every pass (only the columns it asks)
     # the recouped claims' labels (one row per recouped claim) in this process: lags, weights, cause shares
-    pos_frame = frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]].compute()
+    pos_frame, matured, pos_matured, usable_n, usable_immature = _compute(
+        client,
+        frame[frame[Y + "label"] == 1][[Y + c for c in LABEL_COLUMNS] + [PART]],
+        frame[Y + "mature"].sum(),
+        frame[frame[Y + "mature"]][Y + "label"].sum(),
+        frame[Y + "usable"].sum(),
+        (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
+    )
     pos = labels_of(pos_frame)
     pos_part = pos_frame[PART].to_numpy()
-    counts = frame[PART].value_counts(split_out=1).compute()
-    names = {0: "train", 1: "valid", 2: "test", 3: "immature"}
-    split_counts = {names[int(k)]: int(v) for k, v in counts.items()}
     log.info("split: %s", split_counts)
     for i, p in enumerate(SLICES):
         if split_counts.get(p, 0) == 0 or not (pos_part == i).any():
@@ -695,19 +733,20 @@ def _train_model_cluster(
                 f"horizon {horizon} days): need claims paid more than {label_delay_days(cfg['labels'], horizon)} "
                 "days before --as-of, with some recoupments"
             )
-    sd = frame[Y + "submitted_date"]
-    first_submitted, last_submitted = (pd.Timestamp(v) for v in _compute(client, sd.min(), sd.max()))
-    train_sd = frame[frame[PART] == 0][Y + "submitted_date"]
+    first_submitted, last_submitted = pd.Timestamp(all_days.index.min()), pd.Timestamp(all_days.index.max())
     warm = first_submitted + pd.Timedelta(days=365)
-    train_start, cold = _compute(client, train_sd.min(), (train_sd < warm).sum())
-    del sd, train_sd
+    train_days = slice_days[0]
     cautions = slice_warnings(
         first_submitted,
         positives=int((pos_part == 0).sum()),
         n=split_counts["train"],
-        start=pd.Timestamp(train_start),
-        cold=int(cold),
+        start=pd.Timestamp(train_days.index.min()),
+        cold=int(train_days[train_days.index < warm].sum()),
     )
+    split_dates_meta = {
+        p: [str(pd.Timestamp(d.index.min()).date()), str(pd.Timestamp(d.index.max()).date())]
+        for p, d in zip(SLICES, slice_days)
+    }
     lag = None
     if cfg["labels"]["immature"]:
         keep = (pos_part < 3) & ((pos_part != 2) | pos["mature"].to_numpy(dtype=bool))
@@ -728,41 +767,46 @@ def _train_model_cluster(
             )
     for w in cautions:
         log.warning("%s", w)
+    # what needs every row of the table, before the models, in one pass: the levels, the reference medians, the
+    # lag's exposure, the payers' ratios, the digest, the train slice's rows per partition
     train_rows = frame[frame[PART] == 0]
-    spec = _fit_spec(train_rows, feature_columns)
-    reference = _feature_reference(train_rows, feature_columns)
+    spec = _spec_of(feature_columns)
+    counted = frame[[PART, Y + "label"]]
+    lazy: dict[str, Any] = {
+        "levels": _level_counts(train_rows, spec),
+        "medians": train_rows[_numeric(frame._meta, feature_columns)].quantile(0.5),
+        "payers": _payer_sums(frame),
+        "digest": table_digest(frame, feature_columns),
+        "parts": counted.map_partitions(_train_counts, meta=_train_counts(counted._meta)),
+    }
+    if lag is not None:
+        fitted = lag
+        lazy["exposure"] = (
+            train_rows[[Y + c for c in LABEL_COLUMNS]]
+            .map_partitions(
+                lambda f: pd.Series([exposure_of(labels_of(f), fitted).sum()]), meta=pd.Series(dtype=np.float64)
+            )
+            .sum()
+        )
+    (got,) = _compute(client, lazy)
+    del lazy, train_rows, counted
+    spec = _with_levels(spec, got["levels"])
+    reference = _reference(got["medians"])
+    payer_ratio, default_ratio = _payer_paid_ratio(got["payers"])
+    digest = _digest(got["digest"])
+    part_counts = got["parts"]
     log_odds = None
     base_rate = None
     if lag is not None:
-        fitted = lag
-        exp_train = train_rows[[Y + c for c in LABEL_COLUMNS]].map_partitions(
-            lambda f: pd.Series([exposure_of(labels_of(f), fitted).sum()]), meta=pd.Series(dtype=np.float64)
-        )
-        exposure_sum = float(exp_train.sum().compute())
-        del exp_train
-        base_rate = float(np.clip((pos_part == 0).sum() / max(exposure_sum, 1e-9), 1e-6, 1 - 1e-6))
+        base_rate = float(np.clip((pos_part == 0).sum() / max(float(got["exposure"]), 1e-9), 1e-6, 1 - 1e-6))
         log_odds = float(np.log(base_rate / (1 - base_rate)))
-    del train_rows
     ptr = (pos_part == 0) & pos["label"].to_numpy(dtype=bool)
     pva = (pos_part == 1) & pos["label"].to_numpy(dtype=bool)
     weights = pd.Series(dtype=np.float64)
     if lag is not None:
         lf = lag_frame(pos[ptr], horizon)
         weights = pd.Series(cause_weights(lf, horizon), index=lf.index.astype(str))
-    # what needs every row of the table, before the models
-    payer_ratio, default_ratio = _payer_paid_ratio(frame)
-    split_dates_meta = _split_dates_meta(frame, client)
-    digest = table_digest(frame, feature_columns)
-    matured, pos_matured, usable_n, usable_immature = _compute(
-        client,
-        frame[Y + "mature"].sum(),
-        frame[frame[Y + "mature"]][Y + "label"].sum(),
-        frame[Y + "usable"].sum(),
-        (frame[Y + "usable"] & ~frame[Y + "mature"]).sum(),
-    )
     t1 = time.perf_counter()
-    counted = frame[[PART, Y + "label"]]
-    part_counts = counted.map_partitions(_train_counts, meta=_train_counts(counted._meta)).compute()
     lik_inputs = _train_inputs(client, frame, part_counts, spec, lag, log_odds, weights, recouped=False)
     cause_inputs = None
     if ptr.sum() >= 20:
@@ -907,23 +951,10 @@ def _compute(client: Any, *things: Any) -> tuple:
     return dask.compute(*things)
 
 
-def _split_dates_meta(frame: Any, client: Any) -> dict:
-    """First and last submission date of each slice (the bundle's ``split_dates``)."""
-    sd = frame[Y + "submitted_date"]
-    parts = []
-    for i in range(3):
-        s = sd[frame[PART] == i]
-        parts += [s.min(), s.max()]
-    v = _compute(client, *parts)
-    return {
-        p: [str(pd.Timestamp(v[2 * i]).date()), str(pd.Timestamp(v[2 * i + 1]).date())] for i, p in enumerate(SLICES)
-    }
-
-
-def table_digest(frame: Any, columns: list[str]) -> str:
-    """A content digest (SHA-256, hex) of the training table as known on the as-of date: each partition's
-    claim ids, features and labels hashed on its worker, the partitions' hashes in order (the cluster path's
-    dataset digest; the single process hashes the history's tables instead)."""
+def table_digest(frame: Any, columns: list[str]) -> Any:
+    """The partitions' hashes (lazy) behind a content digest (:func:`_digest`: SHA-256, hex) of the training table
+    as known on the as-of date: each partition's claim ids, features and labels hashed on its worker (the cluster
+    path's dataset digest; the single process hashes the history's tables instead)."""
     import hashlib
 
     def part_hash(f: pd.DataFrame) -> pd.Series:
@@ -938,7 +969,14 @@ def table_digest(frame: Any, columns: list[str]) -> str:
             h.update(hashed.to_numpy().tobytes())
         return pd.Series([h.hexdigest()])
 
-    hashes = frame.map_partitions(part_hash, meta=pd.Series(dtype=object)).compute()
+    cols = [*columns, Y + "label", Y + "submitted_date"]
+    return frame[cols].map_partitions(part_hash, meta=pd.Series(dtype=object))
+
+
+def _digest(hashes: pd.Series) -> str:
+    """The digest of the partitions' hashes (:func:`table_digest`), in order."""
+    import hashlib
+
     return hashlib.sha256("".join(hashes.tolist()).encode()).hexdigest()
 
 

@@ -69,17 +69,29 @@ def write_part(frame: pd.DataFrame, folder: str, index: int) -> str:
     name = f"part-{index:05d}.parquet"
     final = f"{base}/{name}"
     tmp = f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open(tmp, "wb") as out:
-        frame.to_parquet(out, index=True)
-    fs.mv(tmp, final)
+    try:
+        with fs.open(tmp, "wb") as out:
+            frame.to_parquet(out, index=True)
+        fs.mv(tmp, final)
+    except OSError as e:
+        raise RecoupError(f"{folder}: cannot write partition {index} ({e.strerror or e})") from None
     return final if "://" not in folder else f"{folder.split('://', 1)[0]}://{final}"
+
+
+def part_bytes(path: str) -> int:
+    """A written partition's size on disk."""
+    fs, p = _fs(path)
+    return int(fs.size(p))
 
 
 def read_part(path: str, meta: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """A written partition's ``columns`` (default all), with ``meta``'s dtypes and index dtype (Parquet gives
     text back as strings and dates in its own units)."""
     cols = list(meta.columns) if columns is None else list(columns)
-    df = pd.read_parquet(path, columns=cols)
+    try:
+        df = pd.read_parquet(path, columns=cols)
+    except OSError as e:  # the run's folder removed or unreachable while it runs
+        raise RecoupError(f"{path}: cannot read a written partition ({e.strerror or e})") from None
     for c in cols:
         if df[c].dtype != meta[c].dtype:
             df[c] = df[c].astype(meta[c].dtype)

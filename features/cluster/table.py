@@ -443,10 +443,14 @@ def _window_state(
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
     with_view: bool = True,
-) -> tuple[HistoryState, HistoryState | None]:
+    with_delta: bool = False,
+    with_coder: bool = False,
+) -> tuple[HistoryState, HistoryState | None, Delta | None]:
     """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
-    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), and the same restricted to
-    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task)."""
+    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), the same restricted to
+    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task;
+    None without ``with_view``), and with ``with_delta`` those events (:class:`Delta`; ``with_coder``: with the
+    key coder after them)."""
     coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
     order = offset + part.local_order
     cache: dict = {}
@@ -457,6 +461,7 @@ def _window_state(
         ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
         parts.append(recoupment_events(recs, ck[list(KEYED_ENTITIES)]))
     tables = Tables(coder=coder)
+    events: dict[str, tuple] = {}
     for name, cols in TABLE_COLUMNS.items():
         got = [p.pop(name) for p in parts if name in p]
         old = summary.tables.get(name) if summary is not None else None
@@ -470,15 +475,19 @@ def _window_state(
         pays = [g[3] for g in got if g[3] is not None]
         payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
         tables[name] = base.extended(keys, times, vals, payload)
+        if with_delta:
+            events[name] = (keys, times, vals, payload)
+    next_order = int(offset + len(part.claims))
+    delta = Delta(events, next_order, coder if with_coder else None) if with_delta else None
     full = ChainState(
         tables=tables,
         claim_keys=pd.DataFrame(),
         specialty_of=specialty_of,
         coverage=None,
-        next_order=int(offset + len(part.claims)),
+        next_order=next_order,
     )
     if not with_view:
-        return full, None
+        return full, None, delta
     # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
     asked = Tables(coder=coder)
     for name, tab in tables.items():
@@ -487,7 +496,45 @@ def _window_state(
     view = ChainState(
         tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=full.next_order
     )
-    return full, view
+    return full, view, delta
+
+
+@dataclass
+class Delta:
+    """One partition's events, per table, as the chain appended them (keys coded by the chain's coder; ``coder``:
+    that coder after them, for the last partition only): the bundle's state is its summary extended by these, in
+    order (:func:`recent_state`), in the client."""
+
+    events: dict[str, tuple]  # table -> (keys, times, values, payload or None)
+    next_order: int
+    coder: KeyCoder | None = None
+
+    def __sizeof__(self) -> int:
+        return sum(sum(int(getattr(a, "nbytes", 0)) for a in ev) for ev in self.events.values())
+
+
+def recent_state(base: HistoryState | None, deltas: list[Delta], specialty_of: dict[str, str]) -> ChainState:
+    """``base`` extended by each partition's events in order, table by table (each delta's arrays released as
+    they are used): the tables :meth:`EventTable.extended` gives in the chain, bitwise, with the last coder."""
+    if not deltas or deltas[-1].coder is None:
+        raise RecoupError("the bundle's state needs the events of the last partition with its key coder")
+    tables = Tables(coder=deltas[-1].coder)
+    for name, cols in TABLE_COLUMNS.items():
+        old = base.tables.get(name) if base is not None else None
+        tab = old if old is not None else EventTable(columns=list(cols))
+        for d in deltas:
+            ev = d.events.pop(name, None)
+            if ev is not None:
+                tab = tab.extended(*ev)
+            del ev
+        tables[name] = tab
+    return ChainState(
+        tables=tables,
+        claim_keys=pd.DataFrame(),
+        specialty_of=specialty_of,
+        coverage=None,
+        next_order=deltas[-1].next_order,
+    )
 
 
 #: the line keys (``features.engine.tables.line_keys``) each line table is asked by
@@ -719,8 +766,31 @@ class ClusterTable:
         state (the same events, the same running sums)."""
         if self._recent is None:
             raise RecoupError("the feature table was built without its state (with_state=False)")
+        self.collect_recent()
+        base, deltas, specialty_of = self._recent
         _, keys, coverage = self._end
-        return self._gathered(self._recent, keys, coverage, None)
+        got = self.client.gather([base, specialty_of, coverage, *keys])
+        self._recent = None  # the deltas are consumed
+        recent = recent_state(got[0], deltas, got[1])
+        return _final_state(recent, got[3:], got[2], None)
+
+    def collect_recent(self) -> None:
+        """Gather the bundle state's partition events into this process as each is computed, releasing them on the
+        workers (they would otherwise wait there for the end of the table)."""
+        if self._recent is None:
+            return
+        from distributed import as_completed
+
+        base, deltas, specialty_of = self._recent
+        futures = [d for d in deltas if not isinstance(d, Delta)]
+        if futures:
+            at = {f.key: i for i, f in enumerate(deltas) if not isinstance(f, Delta)}
+            got = list(deltas)
+            for fut in as_completed(futures):
+                got[at[fut.key]] = fut.result()
+                fut.release()
+            del futures, fut
+            self._recent = (base, got, specialty_of)
 
 
 def _dd(futures: list, meta: pd.DataFrame):
@@ -850,30 +920,29 @@ def feature_table(
     outs = []
     cl = []
     # the bundle's state: from the last summary whose start is before the service's retention cutoff, every later
-    # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state)
+    # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state):
+    # the chain hands those partitions' events (Delta) to the client, which appends them (recent_state)
     last_month = max(month_list + rec_months)
     last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
-    recent = None
+    recent_base = None
+    deltas: list[Any] = []
     done: list[Any] = []
     sunk: list[Any] = []
     for p in range(P):
         after = done[p - AHEAD] if p >= AHEAD else None
         part = client.submit(_part_data, source, plan.groups[p], p, specialty_of, rb, until_day, after, **order(p))
         if p == p_star:
-            recent = summary
-        waits: list[Any] = []
-        if p >= p_star and with_state:
-            recent = client.submit(
-                _pick,
-                client.submit(_window_state, recent, part, offsets[p], by_date[p], specialty_of, False, **chain),
-                0,
-            )
-            waits.append(recent)
-        both = client.submit(_window_state, summary, part, offsets[p], by_date[p], specialty_of, **chain)
+            recent_base = summary
+        delta = with_state and p >= p_star
+        both = client.submit(
+            _window_state, summary, part, offsets[p], by_date[p], specialty_of, True, delta, p == P - 1, **chain
+        )
+        if delta:
+            deltas.append(client.submit(_pick, both, 2, **chain))
         nxt = starts[p + 1] if p + 1 < P else None
         summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, None, span, **chain)
-        waits.append(both)
+        waits: list[Any] = [both]
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
             view = client.submit(_pick, both, 1, **chain)
@@ -904,7 +973,7 @@ def feature_table(
             n_claims=n,
             partitions=len(sunk),
             n_lines=n_lines,
-            _recent=recent if with_state else None,
+            _recent=(recent_base, deltas, specialty_of) if with_state else None,
             last_date=last,
             sunk=sunk,
         )
@@ -927,7 +996,7 @@ def feature_table(
         n_claims=n,
         partitions=len(outs),
         n_lines=n_lines,
-        _recent=recent if with_state else None,
+        _recent=(recent_base, deltas, specialty_of) if with_state else None,
         last_date=last,
     )
 

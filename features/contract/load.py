@@ -779,8 +779,10 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem]):
         report(bad, want)
         code = {c: j for j, c in enumerate(levels)}
         out = pd.Categorical.from_codes([code.get(t, -1) if t is not None else -1 for t in texts], dtype=dtype)
-    elif k == "date":
-        match = DATE_PATTERN.fullmatch
+    elif k in ("date", "datetime"):
+        # one loop for both: a date's pattern has three groups, a datetime's six (its time optional: midnight)
+        match = (DATE_PATTERN if k == "date" else DATETIME_PATTERN).fullmatch
+        timed = k == "datetime"
         first, last = col.years
         secs = []
         bad = []
@@ -790,33 +792,9 @@ def _fast_column(col: Column, vals: list, file: str, problems: list[Problem]):
                 continue
             m = match(t)
             if m is None:
-                raise _Odd  # pandas accepts e.g. 2024-1-5: let it decide
+                raise _Odd  # pandas accepts e.g. 2024-1-5 (and words a bad time): let the vectorized path decide
             y, mo, d = int(m[1]), int(m[2]), int(m[3])  # ASCII digits (the pattern's [0-9])
-            if not (first <= y <= last) or not (1 <= mo <= 12) or not (1 <= d <= 31):
-                bad.append(i)
-                secs.append(_DT_NAT)
-                continue
-            try:
-                secs.append((_dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86400)
-            except ValueError:  # 2024-02-30
-                bad.append(i)
-                secs.append(_DT_NAT)
-        report(bad, want)
-        out = np.array(secs, dtype=np.int64).view("datetime64[s]")
-    elif k == "datetime":
-        match = DATETIME_PATTERN.fullmatch
-        first, last = col.years
-        secs = []
-        bad = []
-        for i, t in enumerate(texts):
-            if t is None:
-                secs.append(_DT_NAT)
-                continue
-            m = match(t)
-            if m is None:
-                raise _Odd  # let the vectorized path decide (and word it)
-            y, mo, d = int(m[1]), int(m[2]), int(m[3])
-            hh, mm, ss = (int(m[j]) if m[j] is not None else 0 for j in (4, 5, 6))
+            hh, mm, ss = (int(m[j]) if m[j] is not None else 0 for j in (4, 5, 6)) if timed else (0, 0, 0)
             if not (first <= y <= last) or not (1 <= mo <= 12) or not (1 <= d <= 31) or hh > 23 or mm > 59 or ss > 59:
                 bad.append(i)
                 secs.append(_DT_NAT)

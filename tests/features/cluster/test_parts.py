@@ -67,6 +67,11 @@ def test_a_rewritten_part_replaces_the_old_one_whole(tmp_path):
     path = write_part(_frame(2, 50), str(tmp_path), 3)  # a retried task
     assert [p.name for p in tmp_path.iterdir()] == ["part-00003.parquet"]  # no temporary file left
     assert read_part(path, _frame().iloc[:0]).index.tolist() == ["C50", "C51"]
+    Path(path).unlink()
+    with pytest.raises(RecoupError, match="part-00003.parquet: cannot read a written partition"):
+        read_part(path, _frame().iloc[:0])
+    with pytest.raises(RecoupError, match="missing: cannot write partition 4"):
+        write_part(_frame(), str(tmp_path / "missing"), 4)
 
 
 class _Remote:
