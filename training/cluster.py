@@ -382,8 +382,6 @@ def labelled_table(
     ``cut``, None: the history's last date, with the recoupments of its own claims) and written to ``folder`` as it
     is done; with ``with_state`` the bundle's history state, gathered here. Nothing of the table stays on the
     workers."""
-    from distributed import wait
-
     from features.cluster.table import feature_table
 
     t = time.perf_counter()
@@ -396,19 +394,15 @@ def labelled_table(
         with_state=with_state,
         sink=LabelSink(folder, cut, horizon, label_cfg),
     )
-    sunk = ct.sunk or []
-    if with_state:
-        ct.collect_recent()  # the bundle state's events come here as each partition's are done
-    wait(sunk)
-    got = client.gather(sunk)
+    got = ct.collect()  # the sink's results (and the bundle state's events) here as each partition's are done
     last = ct.last_date.result()
-    del sunk
-    ct.sunk = None
     state = None
     if with_state:
         t_state = time.perf_counter()
-        state = ct.bundle_state()
-        log.info("the bundle's history state gathered in %s", duration(time.perf_counter() - t_state))
+        # compacted at once (what training saves): the state as built is released before training needs memory
+        state = ct.bundle_state().compact()
+        _release()
+        log.info("the bundle's history state built and compacted in %s", duration(time.perf_counter() - t_state))
     n_lines = int(ct.n_lines)
     del ct
     _release()

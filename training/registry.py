@@ -235,7 +235,9 @@ def log_and_register(
             bundle_dir = tmp / "bundle"
             result.bundle.save(bundle_dir)
             log.info("saving the history state with the model (compact: the service asks after its last event)")
-            result.state.compact().save(bundle_dir / "state")
+            # a state already compact (the cluster's: compacted as soon as it is built) is saved as it is
+            state = result.state if result.state.compaction else result.state.compact()
+            state.save(bundle_dir / "state")
             model_code, code_paths = stage_code(tmp / "model_code")
             info = mlflow.pyfunc.log_model(
                 name="model",

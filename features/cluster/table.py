@@ -74,8 +74,11 @@ DEFAULT_MONTHS = 3
 #: ... and as many as keep a partition within this many claims (a partition's features take about the single
 #: process's memory for its claims: ~1.7 GB at 300k)
 PARTITION_CLAIMS = 300_000
-#: partitions read ahead of the last one whose features are done (their rows are what a worker holds)
+#: partitions read ahead of the last one whose features are done (their rows are what a worker holds) ...
 AHEAD = 2
+#: ... and in a history of more than LARGE_CLAIMS claims, whose chain state is large (~0.8 GB at 10M claims): with
+#: two read ahead, a worker's peaks passed its 8 GB limit at 10M
+AHEAD_LARGE, LARGE_CLAIMS = 1, 5_000_000
 MAX_MONTHS = 120
 
 
@@ -774,6 +777,41 @@ class ClusterTable:
         recent = recent_state(got[0], deltas, got[1])
         return _final_state(recent, got[3:], got[2], None)
 
+    def collect(self) -> list:
+        """With a sink: every claim's keys, the sink's results and the bundle state's partition events gathered
+        into this process as each is computed, and released on the workers (a worker lost later loses none of
+        them: nothing already written is recomputed through the chain); the sink's results in partition order."""
+        from distributed import as_completed
+
+        summary, keys, coverage = self._end
+        got_keys = self.client.gather(keys)
+        self._end = (summary, got_keys, coverage)
+        for k in keys:
+            k.release()
+        del keys
+        sunk = list(self.sunk or [])
+        self.sunk = None
+        deltas: list = []
+        if self._recent is not None:
+            base, deltas, specialty_of = self._recent
+            deltas = list(deltas)
+        where = {f.key: ("s", i) for i, f in enumerate(sunk)}
+        where.update({f.key: ("d", i) for i, f in enumerate(deltas) if not isinstance(f, Delta)})
+        out: list = [None] * len(sunk)
+        futures = [*sunk, *(d for d in deltas if not isinstance(d, Delta))]
+        del sunk
+        for fut in as_completed(futures):
+            kind, i = where[fut.key]
+            if kind == "s":
+                out[i] = fut.result()
+            else:
+                deltas[i] = fut.result()
+            fut.release()
+        del futures
+        if self._recent is not None:
+            self._recent = (base, deltas, specialty_of)
+        return out
+
     def collect_recent(self) -> None:
         """Gather the bundle state's partition events into this process as each is computed, releasing them on the
         workers (they would otherwise wait there for the end of the table)."""
@@ -864,6 +902,7 @@ def feature_table(
         months = auto_months([counts[m] for m in month_list])
     plan = make_plan(month_list, months)
     P = len(plan.groups)
+    ahead = AHEAD if sum(counts[m] for m in month_list) <= LARGE_CLAIMS else AHEAD_LARGE
     want = [[m for m in g if (lo is None or m >= lo) and (hi is None or m <= hi)] for g in plan.groups]
     if not any(want):
         raise RecoupError("no claims submitted in the months asked (since/until)")
@@ -914,7 +953,7 @@ def feature_table(
         _last_date, [client.submit(_last_of, k) for k in pkeys], [client.submit(_rec_last, r) for r in rec_frames]
     )
     # the chain of summaries, and the features of each partition: partition p's rows are read again when the
-    # partitions up to p - AHEAD are done (at most AHEAD + 1 partitions' rows held at once)
+    # partitions up to p - ahead are done (at most ahead + 1 partitions' rows held at once)
     starts = plan.starts()
     summary = None
     outs = []
@@ -930,7 +969,7 @@ def feature_table(
     done: list[Any] = []
     sunk: list[Any] = []
     for p in range(P):
-        after = done[p - AHEAD] if p >= AHEAD else None
+        after = done[p - ahead] if p >= ahead else None
         part = client.submit(_part_data, source, plan.groups[p], p, specialty_of, rb, until_day, after, **order(p))
         if p == p_star:
             recent_base = summary
