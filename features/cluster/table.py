@@ -540,6 +540,25 @@ def recent_state(base: HistoryState | None, deltas: list[Delta], specialty_of: d
     )
 
 
+def _step(
+    summary: HistoryState | None,
+    part: PartData,
+    offset: int,
+    recs: pd.DataFrame | None,
+    specialty_of: dict[str, str],
+    with_delta: bool,
+    with_coder: bool,
+    next_start_day: int | None,
+    span: int | None,
+) -> tuple[HistoryState, HistoryState | None, Delta | None]:
+    """One step of the chain in one task: (``S_{p+1}``, the view of ``T_p`` for the partition's features, its
+    events); ``T_p`` itself is folded and dropped here, not held (or spilled) as a result of its own."""
+    full, view, delta = _window_state(summary, part, offset, recs, specialty_of, True, with_delta, with_coder)
+    nxt = _fold(full, next_start_day, None, span)
+    del full
+    return nxt, view, delta
+
+
 #: the line keys (``features.engine.tables.line_keys``) each line table is asked by
 _LINE_KEY_OF = {
     "dup": "dupkey",
@@ -974,13 +993,13 @@ def feature_table(
         if p == p_star:
             recent_base = summary
         delta = with_state and p >= p_star
+        nxt = starts[p + 1] if p + 1 < P else None
         both = client.submit(
-            _window_state, summary, part, offsets[p], by_date[p], specialty_of, True, delta, p == P - 1, **chain
+            _step, summary, part, offsets[p], by_date[p], specialty_of, delta, p == P - 1, nxt, span, **chain
         )
         if delta:
             deltas.append(client.submit(_pick, both, 2, **chain))
-        nxt = starts[p + 1] if p + 1 < P else None
-        summary = client.submit(_fold, client.submit(_pick, both, 0, **chain), nxt, None, span, **chain)
+        summary = client.submit(_pick, both, 0, **chain)
         waits: list[Any] = [both]
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
