@@ -1019,22 +1019,17 @@ def feature_table(
     keys = [client.submit(_keys_with_time, k, o) for k, o in zip(pkeys, offsets)]
     n = int(sum(client.gather(size_f)))
     n_lines = int(sum(client.gather([client.submit(_n_lines, k) for k in pkeys])))
+    common: dict[str, Any] = {
+        "client": client,
+        "_end": (summary, keys, coverage),
+        "n_claims": n,
+        "n_lines": n_lines,
+        "_recent": (recent_base, deltas, specialty_of) if with_state else None,
+        "last_date": last,
+    }
     if sink is not None:
         say(f"feature table on the cluster: {n} claims submitted, {len(sunk)} partitions of features to the sink")
-        return ClusterTable(
-            X=None,
-            hits=None,
-            claims=None,
-            recoupments=None,
-            client=client,
-            _end=(summary, keys, coverage),
-            n_claims=n,
-            partitions=len(sunk),
-            n_lines=n_lines,
-            _recent=(recent_base, deltas, specialty_of) if with_state else None,
-            last_date=last,
-            sunk=sunk,
-        )
+        return ClusterTable(X=None, hits=None, claims=None, recoupments=None, partitions=len(sunk), sunk=sunk, **common)
     xs = [client.submit(_x, f) for _, f in outs]
     hs = [client.submit(_hits, f) for _, f in outs]
     rc = [by_claim[p] for p, _ in outs]
@@ -1049,13 +1044,8 @@ def feature_table(
         hits=_dd(hs, h_meta),
         claims=_dd(cl, c_meta),
         recoupments=_dd(rc, r_meta),
-        client=client,
-        _end=(summary, keys, coverage),
-        n_claims=n,
         partitions=len(outs),
-        n_lines=n_lines,
-        _recent=(recent_base, deltas, specialty_of) if with_state else None,
-        last_date=last,
+        **common,
     )
 
 
