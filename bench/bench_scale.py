@@ -390,7 +390,7 @@ def child_cluster_train(store: str, spec: str, bundle_dir: str, n_estimators: in
     t0 = time.perf_counter()
     bundle = Path(bundle_dir)
     result.bundle.save(bundle)
-    compact = result.state if result.state.compaction else result.state.compact()  # as training/registry.py does
+    compact = result.state.compacted()  # as training/registry.py does
     compact.save(bundle / "state")
     save_s = time.perf_counter() - t0
     from features.store.read import read_store

@@ -1017,7 +1017,7 @@ def _evaluate_cluster(
     if until:
         win = win & (base[Y + "submitted_date"] <= pd.Timestamp(until))
     frame = base[win]
-    frame = frame.map_partitions(lambda f: f.assign(**{PART: np.int8(2)}), meta=base._meta.assign(**{PART: np.int8(2)}))
+    frame = frame.assign(**{PART: np.int8(2)})  # every row of the window is scored (a column: reads stay projected)
     not_matured = frame[[Y + c for c in LABEL_COLUMNS]].map_partitions(
         lambda f: pd.Series([int((exposure_of(labels_of(f), lag) < 1).sum())]), meta=pd.Series(dtype=np.int64)
     )

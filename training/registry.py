@@ -236,8 +236,7 @@ def log_and_register(
             result.bundle.save(bundle_dir)
             log.info("saving the history state with the model (compact: the service asks after its last event)")
             # a state already compact (the cluster's: compacted as soon as it is built) is saved as it is
-            state = result.state if result.state.compaction else result.state.compact()
-            state.save(bundle_dir / "state")
+            result.state.compacted().save(bundle_dir / "state")
             model_code, code_paths = stage_code(tmp / "model_code")
             info = mlflow.pyfunc.log_model(
                 name="model",

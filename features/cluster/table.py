@@ -445,14 +445,13 @@ def _window_state(
     offset: int,
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
-    with_view: bool = True,
     with_delta: bool = False,
     with_coder: bool = False,
-) -> tuple[HistoryState, HistoryState | None, Delta | None]:
+) -> tuple[HistoryState, HistoryState, Delta | None]:
     """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
     summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), the same restricted to
-    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task;
-    None without ``with_view``), and with ``with_delta`` those events (:class:`Delta`; ``with_coder``: with the
+    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task),
+    and with ``with_delta`` those events (:class:`Delta`; ``with_coder``: with the
     key coder after them)."""
     coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
     order = offset + part.local_order
@@ -489,8 +488,6 @@ def _window_state(
         coverage=None,
         next_order=next_order,
     )
-    if not with_view:
-        return full, None, delta
     # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
     asked = Tables(coder=coder)
     for name, tab in tables.items():
@@ -550,10 +547,10 @@ def _step(
     with_coder: bool,
     next_start_day: int | None,
     span: int | None,
-) -> tuple[HistoryState, HistoryState | None, Delta | None]:
+) -> tuple[HistoryState, HistoryState, Delta | None]:
     """One step of the chain in one task: (``S_{p+1}``, the view of ``T_p`` for the partition's features, its
     events); ``T_p`` itself is folded and dropped here, not held (or spilled) as a result of its own."""
-    full, view, delta = _window_state(summary, part, offset, recs, specialty_of, True, with_delta, with_coder)
+    full, view, delta = _window_state(summary, part, offset, recs, specialty_of, with_delta, with_coder)
     nxt = _fold(full, next_start_day, None, span)
     del full
     return nxt, view, delta
@@ -800,54 +797,33 @@ class ClusterTable:
         """With a sink: every claim's keys, the sink's results and the bundle state's partition events gathered
         into this process as each is computed, and released on the workers (a worker lost later loses none of
         them: nothing already written is recomputed through the chain); the sink's results in partition order."""
-        from distributed import as_completed
-
         summary, keys, coverage = self._end
-        got_keys = self.client.gather(keys)
-        self._end = (summary, got_keys, coverage)
-        for k in keys:
-            k.release()
-        del keys
-        sunk = list(self.sunk or [])
-        self.sunk = None
-        deltas: list = []
+        self._end = (summary, _gather_each(keys), coverage)
+        sunk, self.sunk = list(self.sunk or []), None
+        base, deltas, specialty_of = self._recent if self._recent is not None else (None, [], None)
+        got = _gather_each([*sunk, *deltas])  # one loop: the events leave the workers while sinks still run
         if self._recent is not None:
-            base, deltas, specialty_of = self._recent
-            deltas = list(deltas)
-        where = {f.key: ("s", i) for i, f in enumerate(sunk)}
-        where.update({f.key: ("d", i) for i, f in enumerate(deltas) if not isinstance(f, Delta)})
-        out: list = [None] * len(sunk)
-        futures = [*sunk, *(d for d in deltas if not isinstance(d, Delta))]
-        del sunk
-        for fut in as_completed(futures):
-            kind, i = where[fut.key]
-            if kind == "s":
-                out[i] = fut.result()
-            else:
-                deltas[i] = fut.result()
-            fut.release()
-        del futures
-        if self._recent is not None:
-            self._recent = (base, deltas, specialty_of)
-        return out
+            self._recent = (base, got[len(sunk) :], specialty_of)
+        return got[: len(sunk)]
 
     def collect_recent(self) -> None:
         """Gather the bundle state's partition events into this process as each is computed, releasing them on the
         workers (they would otherwise wait there for the end of the table)."""
-        if self._recent is None:
-            return
-        from distributed import as_completed
+        if self._recent is not None:
+            base, deltas, specialty_of = self._recent
+            self._recent = (base, _gather_each(deltas), specialty_of)
 
-        base, deltas, specialty_of = self._recent
-        futures = [d for d in deltas if not isinstance(d, Delta)]
-        if futures:
-            at = {f.key: i for i, f in enumerate(deltas) if not isinstance(f, Delta)}
-            got = list(deltas)
-            for fut in as_completed(futures):
-                got[at[fut.key]] = fut.result()
-                fut.release()
-            del futures, fut
-            self._recent = (base, got, specialty_of)
+
+def _gather_each(items: list) -> list:
+    """``items`` with each future replaced by its result as soon as it is computed, and released on the workers."""
+    from distributed import Future, as_completed
+
+    out = list(items)
+    at = {x.key: i for i, x in enumerate(items) if isinstance(x, Future)}
+    for fut in as_completed([x for x in items if isinstance(x, Future)]):
+        out[at[fut.key]] = fut.result()
+        fut.release()
+    return out
 
 
 def _dd(futures: list, meta: pd.DataFrame):

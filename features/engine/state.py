@@ -371,6 +371,10 @@ class HistoryState:
         return self.claim_keys
 
     # ------------------------------------------------------------------ compaction
+    def compacted(self) -> "HistoryState":
+        """This state if it is compact already (:attr:`compaction` set), else :meth:`compact` of it."""
+        return self if self.compaction else self.compact()
+
     def compact(self, retention_days: int = RETENTION_DAYS, recoupment_days: int = RECOUPMENT_DAYS) -> "HistoryState":
         """A copy of the state for the service, whose size grows with the number of keys and the recent
         window, not with the history's length (docs/scale.md, "The service's state"). With ``last`` the day
