@@ -334,14 +334,15 @@ def child_cluster(store: str, spec: str, months: int) -> None:
     every claim's keys, gathered into this process); peak memory of this process (client and, for a LocalCluster,
     the scheduler: same process), of the scheduler and of each worker process."""
     from features.cluster.client import connect
+    from features.cluster.parts import scratch
     from features.cluster.table import feature_table
 
-    with connect(spec) as client:
+    with connect(spec) as client, scratch(client, "bench") as folder:
         client.run(_warm_up)  # the workers' imports: start-up, not the table's work
         cpu0 = {w["pid"]: w["cpu_seconds"] for w in client.run(_vm_hwm_gb).values()}
         cpu_client0 = cpu_seconds()
         t0 = time.perf_counter()
-        table = feature_table(client, store, months=int(months) or None)
+        table = feature_table(client, store, months=int(months) or None, folder=folder)
         rows = int(table.X.map_partitions(len).compute().sum())
         features_s = time.perf_counter() - t0
         busy = client.run(_vm_hwm_gb)

@@ -58,7 +58,7 @@ ClusterOption = Annotated[
     typer.Option(
         "--cluster",
         help="Dask scheduler address or local[:N]; default $RECOUP_DASK_SCHEDULER; without it, one process "
-        "(train/evaluate on a remote scheduler: $RECOUP_DASK_SCRATCH, a folder the workers share; docs/scale.md)",
+        "(on a remote scheduler: $RECOUP_DASK_SCRATCH, a folder the workers share; docs/scale.md)",
     ),
 ]
 

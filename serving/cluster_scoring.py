@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -177,6 +178,7 @@ class ClusterScores:
     def __init__(self, client, data, bundle: tuple[str, str], since, until):
         import dask.dataframe as dd
 
+        from features.cluster.parts import scratch
         from features.cluster.table import feature_table
 
         t0 = time.perf_counter()
@@ -184,12 +186,19 @@ class ClusterScores:
         self.path, self.digest = bundle
         self.scorer = worker_scorer(self.path, self.digest)
         self.since, self.until = since, until
-        ct = feature_table(
-            client,
-            data,
-            since=None if since is None else str(pd.Timestamp(since).date()),
-            until=None if until is None else str(pd.Timestamp(until).date()),
-        )
+        # the chain's states go to a scratch folder that lives until release() (a lost partition reads them again)
+        self._scratch = ExitStack()
+        try:
+            ct = feature_table(
+                client,
+                data,
+                since=None if since is None else str(pd.Timestamp(since).date()),
+                until=None if until is None else str(pd.Timestamp(until).date()),
+                folder=self._scratch.enter_context(scratch(client, "score")),
+            )
+        except BaseException:
+            self._scratch.close()
+            raise
         if not ct.X.npartitions == ct.claims.npartitions == ct.hits.npartitions:
             raise RecoupError("the cluster feature table's X, claims and hits have different partitions")
         self.X, self.claims, self.hits = client.persist([ct.X, ct.claims, ct.hits])
@@ -287,11 +296,13 @@ class ClusterScores:
         return h[h["rule"].isin(["ncci_ptp", "mue"])].compute().reset_index(drop=True)
 
     def release(self) -> None:
+        """Release the partitions on the workers and remove the scratch folder."""
         for obj in (self.parts, self.X, self.claims, self.hits):
             try:
                 self.client.cancel(obj)
             except Exception:  # noqa: BLE001 - best effort: the client closes anyway
                 pass
+        self._scratch.close()
 
 
 def batch_scores(cs: ClusterScores, history: History, until, data_end) -> BatchScores:

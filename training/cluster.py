@@ -391,6 +391,7 @@ def labelled_table(
         load_rulebook(),
         since=since,
         until=until,
+        folder=folder,
         with_state=with_state,
         sink=LabelSink(folder, cut, horizon, label_cfg),
     )

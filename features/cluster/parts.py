@@ -14,10 +14,11 @@ Each run writes in a folder of its own, removed when the run ends, whatever happ
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -40,8 +41,9 @@ def scratch(client: Any, label: str = "table") -> Iterator[str]:
     if not root:
         if getattr(client, "cluster", None) is None:
             raise RecoupError(
-                f"{SCRATCH_ENV} is not set: on a remote cluster the workers write the labelled table to a folder "
-                "that they and this process share (a network path, or a URL such as s3://bucket/recoup)"
+                f"{SCRATCH_ENV} is not set: on a remote cluster the workers write the chain's states (and, to train, "
+                "the labelled table) to a folder that they and this process share (a network path, or a URL such as "
+                "s3://bucket/recoup)"
             )
         from features.cluster.client import dask_directory
 
@@ -75,7 +77,64 @@ def write_part(frame: pd.DataFrame, folder: str, index: int) -> str:
         fs.mv(tmp, final)
     except OSError as e:
         raise RecoupError(f"{folder}: cannot write partition {index} ({e.strerror or e})") from None
-    return final if "://" not in folder else f"{folder.split('://', 1)[0]}://{final}"
+    return _url(folder, final)
+
+
+def _url(folder: str, path: str) -> str:
+    """``path`` (the filesystem's own form) as a URL of ``folder``'s protocol."""
+    return path if "://" not in folder else f"{folder.split('://', 1)[0]}://{path}"
+
+
+@contextmanager
+def stream_writer(folder: str, name: str) -> Iterator[Callable[[Any], None]]:
+    """Write ``name`` in ``folder`` as a stream of pickled items (``put(item)`` for each), atomically: a temporary
+    name, renamed when the block ends without error (a retried task replaces the file whole; a reader never sees
+    half of it). For what this run's own tasks write and read back (the chain's states), never for input data."""
+    fs, base = _fs(folder)
+    final, tmp = f"{base}/{name}", f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with fs.open(tmp, "wb") as out:
+            yield lambda item: pickle.dump(item, out, protocol=5)
+        fs.mv(tmp, final)
+    except OSError as e:
+        raise RecoupError(f"{folder}: cannot write {name} ({e.strerror or e})") from None
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def stream_items(path: str) -> Iterator[Any]:
+    """The items of a stream written by :func:`stream_writer`, in order (each read as it is asked)."""
+    fs, p = _fs(path)
+    try:
+        with fs.open(p, "rb") as f:
+            while True:
+                try:
+                    yield pickle.load(f)
+                except EOFError:
+                    return
+    except OSError as e:  # the run's folder removed or unreachable while it runs
+        raise RecoupError(f"{path}: cannot read a written state ({e.strerror or e})") from None
+
+
+def remove(path: str) -> None:
+    """Remove a written file (none: nothing to do)."""
+    fs, p = _fs(path)
+    try:
+        fs.rm(p)
+    except FileNotFoundError:
+        pass
+
+
+def subfolder(folder: str, label: str) -> str:
+    """A new folder inside ``folder`` (a URL of its protocol)."""
+    fs, base = _fs(folder)
+    sub = f"{base.rstrip('/')}/{label}-{uuid.uuid4().hex[:12]}"
+    try:
+        fs.makedirs(sub, exist_ok=True)
+    except OSError as e:
+        raise RecoupError(f"{folder}: cannot create {sub}: {e.strerror or e}") from e
+    return _url(folder, sub)
 
 
 def part_bytes(path: str) -> int:

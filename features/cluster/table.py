@@ -54,7 +54,7 @@ from features.engine.tables import (
     recoupment_events,
     table_values,
 )
-from features.engine.events import Vocab
+from features.cluster.parts import remove, stream_items, stream_writer, subfolder
 from features.errors import RecoupError
 from features.rulebook import Rulebook, load_rulebook
 
@@ -128,6 +128,37 @@ class StoreSource:
     recoupment_parts: list[Any]
     providers: list[Any]
     coverage: list[Any]
+
+
+def _months_source(source: Any, months: list[str]) -> Any:
+    """What a task reading ``months``' claims needs of the store (their claims parts and the line parts whose
+    claims may fall in them), not the whole manifest: every task argument is a copy on the worker (10M claims:
+    ~8,600 parts each). A History (a future) as it is."""
+    if not isinstance(source, StoreSource):
+        return source
+    lo, hi = months[0], months[-1]
+    lines = [
+        p
+        for p in source.line_parts
+        if (p.ref_min is None or p.ref_min <= hi) and (p.ref_max is None or p.ref_max >= lo)
+    ]
+    claims = {m: source.claim_parts[m] for m in months if m in source.claim_parts}
+    return StoreSource(source.path, claims, lines, [], [], [])
+
+
+def _recoupment_source(source: Any, months: list[str] | None) -> Any:
+    """What a task reading the recoupments of ``months`` (None: all) needs of the store."""
+    if not isinstance(source, StoreSource):
+        return source
+    parts = [p for p in source.recoupment_parts if months is None or p.month in months]
+    return StoreSource(source.path, {}, [], parts, [], [])
+
+
+def _reference_source(source: Any) -> Any:
+    """What the task reading the providers and the coverage needs of the store."""
+    if not isinstance(source, StoreSource):
+        return source
+    return StoreSource(source.path, {}, [], [], source.providers, source.coverage)
 
 
 def _store_source(store: Path) -> StoreSource | None:
@@ -245,10 +276,9 @@ def _part_data(
     specialty_of: dict[str, str],
     rulebook: Rulebook,
     until: pd.Timestamp | None = None,
-    after: Any = None,
 ) -> PartData:
     """Read (store) or cut (history) the claims submitted in ``months`` (and by ``until``) and their lines, in the
-    row order of a full read (``after``: a result this read waits for, unused)."""
+    row order of a full read."""
     if isinstance(source, History):
         c = source.claims
         m = month_of_days(c["submitted_date"].to_numpy(dtype="datetime64[D]"))
@@ -429,74 +459,8 @@ def _tag(rec: pd.DataFrame | None, index: int) -> pd.DataFrame | None:
 
 
 # ---------------------------------------------------------------------- the chain
-def _copy_coder(coder: KeyCoder) -> KeyCoder:
-    out = {}
-    for name, v in coder.vocabs.items():
-        c = Vocab()
-        c.index = v.index
-        c.extra = dict(v.extra)
-        out[name] = c
-    return KeyCoder(out)
-
-
-def _window_state(
-    summary: HistoryState | None,
-    part: PartData,
-    offset: int,
-    recs: pd.DataFrame | None,
-    specialty_of: dict[str, str],
-    with_delta: bool = False,
-    with_coder: bool = False,
-) -> tuple[HistoryState, HistoryState, Delta | None]:
-    """``T_p``: the summary's tables extended by the partition's claim and recoupment events (all later than the
-    summary's: :meth:`EventTable.extended` continues each key's running sums bitwise), the same restricted to
-    the keys the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task),
-    and with ``with_delta`` those events (:class:`Delta`; ``with_coder``: with the
-    key coder after them)."""
-    coder = _copy_coder(summary.tables.coder) if summary is not None else KeyCoder()
-    order = offset + part.local_order
-    cache: dict = {}
-    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, cache, coder)]
-    entity_keys = claim_entity_keys(part.claims, part.specialty, cache, part.la)
-    if recs is not None and len(recs):
-        ck = recs.drop_duplicates("claim_id")
-        ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
-        parts.append(recoupment_events(recs, ck[list(KEYED_ENTITIES)]))
-    tables = Tables(coder=coder)
-    events: dict[str, tuple] = {}
-    for name, cols in TABLE_COLUMNS.items():
-        got = [p.pop(name) for p in parts if name in p]
-        old = summary.tables.get(name) if summary is not None else None
-        base = old if old is not None else EventTable(columns=list(cols))
-        if not got:
-            tables[name] = base
-            continue
-        keys = np.concatenate([g[0] for g in got])
-        times = np.concatenate([g[1] for g in got])
-        vals = np.vstack([table_values(name, g[2]) for g in got])
-        pays = [g[3] for g in got if g[3] is not None]
-        payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
-        tables[name] = base.extended(keys, times, vals, payload)
-        if with_delta:
-            events[name] = (keys, times, vals, payload)
-    next_order = int(offset + len(part.claims))
-    delta = Delta(events, next_order, coder if with_coder else None) if with_delta else None
-    full = ChainState(
-        tables=tables,
-        claim_keys=pd.DataFrame(),
-        specialty_of=specialty_of,
-        coverage=None,
-        next_order=next_order,
-    )
-    # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
-    asked = Tables(coder=coder)
-    for name, tab in tables.items():
-        q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
-        asked[name] = tab if q is None else tab.select_keys(q)
-    view = ChainState(
-        tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=full.next_order
-    )
-    return full, view, delta
+#: a chain state on disk (written by each step, read by the next): a header, then each table in order
+_STATE_NAME = "state-{:05d}.pkl"
 
 
 @dataclass
@@ -537,8 +501,30 @@ def recent_state(base: HistoryState | None, deltas: list[Delta], specialty_of: d
     )
 
 
+def _state_items(path: str | None) -> tuple[dict, Any]:
+    """(header, the tables as an iterator of (name, EventTable)) of a chain state on disk (None: the empty state
+    before the first partition)."""
+    if path is None:
+        return {"coder": KeyCoder(), "last_time": None}, None
+    items = stream_items(path)
+    return next(items), items
+
+
+def load_state(path: str, specialty_of: dict[str, str]) -> ChainState:
+    """A chain state written by :func:`_step`, whole."""
+    header, items = _state_items(path)
+    tables = Tables(dict(items), coder=header["coder"])
+    return ChainState(
+        tables=tables,
+        claim_keys=pd.DataFrame(),
+        specialty_of=specialty_of,
+        coverage=None,
+        next_order=header["next_order"],
+    )
+
+
 def _step(
-    summary: HistoryState | None,
+    src: str | None,
     part: PartData,
     offset: int,
     recs: pd.DataFrame | None,
@@ -547,13 +533,71 @@ def _step(
     with_coder: bool,
     next_start_day: int | None,
     span: int | None,
-) -> tuple[HistoryState, HistoryState, Delta | None]:
-    """One step of the chain in one task: (``S_{p+1}``, the view of ``T_p`` for the partition's features, its
-    events); ``T_p`` itself is folded and dropped here, not held (or spilled) as a result of its own."""
-    full, view, delta = _window_state(summary, part, offset, recs, specialty_of, with_delta, with_coder)
-    nxt = _fold(full, next_start_day, None, span)
-    del full
-    return nxt, view, delta
+    folder: str,
+    index: int,
+) -> tuple[HistoryState, Delta | None]:
+    """One step of the chain: ``S_p`` read from ``src`` (None: empty), ``T_p`` = it extended by partition p's claim
+    and recoupment events (:meth:`EventTable.extended` continues each key's running sums bitwise), ``S_{p+1}`` =
+    ``T_p`` folded (:func:`_fold_table`) and written to ``folder`` as state ``index``. Returns the view of ``T_p``
+    the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task) and, with
+    ``with_delta``, its events (:class:`Delta`; ``with_coder``: with the key coder after them).
+
+    Table by table: each table of ``S_p`` is read, extended, folded, written and dropped before the next is read,
+    so a worker holds one table's versions at a time, not three states. The state on disk is what makes the chain
+    restartable: a step retried after a lost worker reads its input again, it does not recompute the chain."""
+    header, items = _state_items(src)
+    coder = header["coder"]
+    order = offset + part.local_order
+    cache: dict = {}
+    parts = [claim_events(part.claims, part.lines, part.la, part.specialty, order, cache, coder)]
+    entity_keys = claim_entity_keys(part.claims, part.specialty, cache, part.la)
+    if recs is not None and len(recs):
+        ck = recs.drop_duplicates("claim_id")
+        ck.index = pd.Index(ck["claim_id"].astype(str).to_numpy(dtype=object), dtype=object)
+        parts.append(recoupment_events(recs, ck[list(KEYED_ENTITIES)]))
+    times = [header["last_time"]] + [int(p[name][1].max()) for p in parts for name in p if len(p[name][1])]
+    last_time = max((t for t in times if t is not None), default=None)
+    if next_start_day is None:  # the last partition: fold everything before the day after the last event
+        next_start_day = (0 if last_time is None else last_time >> 33) + 1
+    next_order = int(offset + len(part.claims))
+    asked = Tables(coder=coder)
+    events: dict[str, tuple] = {}
+    with stream_writer(folder, _STATE_NAME.format(index)) as put:
+        put({"coder": coder, "last_time": last_time, "next_order": next_order})  # the coder is final: events made
+        for name, cols in TABLE_COLUMNS.items():
+            old = _next_table(items, name, src)
+            tab = old if old is not None else EventTable(columns=list(cols))
+            del old
+            got = [p.pop(name) for p in parts if name in p]
+            if got:
+                keys = np.concatenate([g[0] for g in got])
+                ts = np.concatenate([g[1] for g in got])
+                vals = np.vstack([table_values(name, g[2]) for g in got])
+                pays = [g[3] for g in got if g[3] is not None]
+                payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
+                tab = tab.extended(keys, ts, vals, payload)
+                if with_delta:
+                    events[name] = (keys, ts, vals, payload)
+            put((name, _fold_table(name, tab, next_start_day, None, span)))
+            # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
+            q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
+            asked[name] = tab if q is None else tab.select_keys(q)
+            del tab
+    delta = Delta(events, next_order, coder if with_coder else None) if with_delta else None
+    view = ChainState(
+        tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=next_order
+    )
+    return view, delta
+
+
+def _next_table(items: Any, name: str, src: str | None) -> EventTable | None:
+    """The next table of a state read in order (None: no state)."""
+    if items is None:
+        return None
+    got = next(items, None)
+    if got is None or got[0] != name:
+        raise RecoupError(f"{src}: a chain state without its table {name!r} in order (written by another version?)")
+    return got[1]
 
 
 #: the line keys (``features.engine.tables.line_keys``) each line table is asked by
@@ -570,30 +614,30 @@ _LINE_KEY_OF = {
 }
 
 
-def _fold(
-    state: HistoryState, next_start_day: int | None, keep_days: int | None = None, span: int | None = None
-) -> HistoryState:
-    """``S_{p+1}``: the windowed tables folded before ``a_{p+1} - W``, the others before ``a_{p+1}`` (everything of
-    T_p when there is no next partition); the enumerated tables (``keep_days`` None) keep every event of the keys
-    a later claim can ask: keys (service days) whose latest event is before ``a_{p+1} - span`` are dropped (see
-    :func:`_span`; None: none dropped), the others listed whole as the full state lists them; with ``keep_days``
-    folded but for the keys active in the last ``keep_days``."""
-    if next_start_day is None:
-        last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
-        next_start_day = (last >> 33) + 1
+def _fold_table(
+    name: str, tab: EventTable, next_start_day: int, keep_days: int | None = None, span: int | None = None
+) -> EventTable:
+    """One table of ``S_{p+1}``: windowed tables folded before ``a_{p+1} - W``, the others before ``a_{p+1}``; an
+    enumerated table (``keep_days`` None) keeps every event of the keys a later claim can ask: keys (service days)
+    whose latest event is before ``a_{p+1} - span`` are dropped (see :func:`_span`; None: none dropped), the others
+    listed whole as the full state lists them; with ``keep_days`` folded but for the keys active in the last
+    ``keep_days``."""
     start = int(time_of_day_start(np.array([next_start_day]))[0])
+    if name in ENUMERATED_TABLES:
+        if keep_days is None:
+            if span is None:
+                return tab
+            return recent_keys(tab, int(time_of_day_start(np.array([next_start_day - span]))[0]))
+        return tab.fold_before(start, int(time_of_day_start(np.array([next_start_day - keep_days]))[0]))
     window = int(time_of_day_start(np.array([next_start_day - LOOKBACK_DAYS]))[0])
-    folded = {}
-    for name, tab in state.tables.items():
-        if name in ENUMERATED_TABLES:
-            if keep_days is None:
-                asked = None if span is None else int(time_of_day_start(np.array([next_start_day - span]))[0])
-                folded[name] = tab if asked is None else recent_keys(tab, asked)
-            else:
-                keep = int(time_of_day_start(np.array([next_start_day - keep_days]))[0])
-                folded[name] = tab.fold_before(start, keep)
-            continue
-        folded[name] = tab.fold_before(window if name in WINDOWED_TABLES else start)
+    return tab.fold_before(window if name in WINDOWED_TABLES else start)
+
+
+def _fold(state: HistoryState, keep_days: int | None = None) -> HistoryState:
+    """The state after its last event, every table folded by :func:`_fold_table` before the next day."""
+    last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
+    next_start_day = (last >> 33) + 1
+    folded = {name: _fold_table(name, tab, next_start_day, keep_days) for name, tab in state.tables.items()}
     return ChainState(
         tables=Tables(folded, coder=state.tables.coder),
         claim_keys=pd.DataFrame(),
@@ -644,7 +688,7 @@ def _final_state(
     """The state after the last partition (every claim's keys with their times, the coverage), the enumerated
     tables folded but for the keys active in the last ``keep_days`` (None: as they are)."""
     if keep_days is not None:
-        folded = _fold(folded, None, keep_days)
+        folded = _fold(folded, keep_days)
     ck = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame(columns=["claim_id", *KEYED_ENTITIES, "time"])
     ck = ck.drop(columns=["_part"], errors="ignore")
     for c in ("claim_id", *KEYED_ENTITIES):
@@ -754,29 +798,28 @@ class ClusterTable:
     claims: Any
     recoupments: Any
     client: Any
-    _end: Any  # (the folded state after the last partition, every partition's claim keys, the coverage)
+    _end: Any  # (the path of the chain's state after the last partition, every partition's claim keys, the coverage)
     n_claims: int
     partitions: int
     n_lines: int = 0
-    _recent: Any = None  # the state for the bundle (see bundle_state), when asked for
+    _recent: Any = None  # (the path of the state the bundle's is built from, the later partitions' events)
     last_date: Any = None  # a future: History.last_date of what was read
-    sunk: list | None = None  # futures: the sink's result per partition of features (see feature_table)
+    sunk: list | None = None  # the sink's result per partition of features (see feature_table), as they come
+    specialty_of: Any = None  # a future: the specialty of each NPI
+    _spent: list = field(default_factory=list)  # the chain's states to remove once the sink's results are here
 
     def state(self, keep_days: int | None = KEEP_DAYS) -> HistoryState:
         """The folded state after the last claim (for the bundle): the windowed tables keep their last W days of
         events, the others one event per key; the enumerated tables (same-day lines, duplicates) every event of
         their keys active in the last ``keep_days`` (None: every event) and one folded event per other key; every
-        claim's keys. Queries after the last event give the full state's sums."""
+        claim's keys. Queries after the last event give the full state's sums. Built in this process from the
+        chain's last state on disk and the gathered keys (built on a worker, at 10M claims it took that worker past
+        its limit)."""
         if keep_days is not None and not 0 <= keep_days <= 100 * 366:
             raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
-        summary, keys, coverage = self._end
-        return self._gathered(summary, keys, coverage, keep_days)
-
-    def _gathered(self, summary: Any, keys: list, coverage: Any, keep_days: int | None) -> HistoryState:
-        """The end state built in this process from the summary and every partition's keys gathered (built on a
-        worker, 10M claims' keys and the state beside what the worker holds took it past its limit)."""
-        got = self.client.gather([summary, coverage, *keys])
-        return _final_state(got[0], got[2:], got[1], keep_days)
+        path, keys, coverage = self._end
+        got = self.client.gather([self.specialty_of, coverage, *keys])
+        return _final_state(load_state(path, got[0]), got[2:], got[1], keep_days)
 
     def bundle_state(self) -> HistoryState:
         """The state saved with a model: the history as known at the table's end (``until``), with every event
@@ -785,33 +828,43 @@ class ClusterTable:
         state (the same events, the same running sums)."""
         if self._recent is None:
             raise RecoupError("the feature table was built without its state (with_state=False)")
-        self.collect_recent()
-        base, deltas, specialty_of = self._recent
+        self.collect()
+        path, deltas = self._recent
         _, keys, coverage = self._end
-        got = self.client.gather([base, specialty_of, coverage, *keys])
+        got = self.client.gather([self.specialty_of, coverage, *keys])
         self._recent = None  # the deltas are consumed
-        recent = recent_state(got[0], deltas, got[1])
-        return _final_state(recent, got[3:], got[2], None)
+        recent = recent_state(None if path is None else load_state(path, got[0]), deltas, got[0])
+        return _final_state(recent, got[2:], got[1], None)
 
     def collect(self) -> list:
-        """With a sink: every claim's keys, the sink's results and the bundle state's partition events gathered
-        into this process as each is computed, and released on the workers (a worker lost later loses none of
-        them: nothing already written is recomputed through the chain); the sink's results in partition order."""
-        summary, keys, coverage = self._end
-        self._end = (summary, _gather_each(keys), coverage)
-        sunk, self.sunk = list(self.sunk or []), None
-        base, deltas, specialty_of = self._recent if self._recent is not None else (None, [], None)
-        got = _gather_each([*sunk, *deltas])  # one loop: the events leave the workers while sinks still run
-        if self._recent is not None:
-            self._recent = (base, got[len(sunk) :], specialty_of)
-        return got[: len(sunk)]
+        """Every claim's keys, the sink's results and the bundle state's partition events gathered into this
+        process (most were as the chain ran), released on the workers; the sink's results in partition order."""
+        path, keys, coverage = self._end
+        deltas = self._recent[1] if self._recent is not None else []
+        sunk = self.sunk or []
+        got = _gather_each([*keys, *sunk, *deltas])
+        keys[:], sunk[:], deltas[:] = (
+            got[: len(keys)],
+            got[len(keys) : len(keys) + len(sunk)],
+            got[len(keys) + len(sunk) :],
+        )
+        while self._spent:  # no retry reads them any more
+            remove(self._spent.pop())
+        return list(sunk)
 
-    def collect_recent(self) -> None:
-        """Gather the bundle state's partition events into this process as each is computed, releasing them on the
-        workers (they would otherwise wait there for the end of the table)."""
-        if self._recent is not None:
-            base, deltas, specialty_of = self._recent
-            self._recent = (base, _gather_each(deltas), specialty_of)
+
+def _gather_ready(items: list) -> set[Any]:
+    """Replace, in ``items``, each future already computed by its result, released on the workers (without
+    waiting for the others); the keys gathered."""
+    from distributed import Future
+
+    ready = [(i, x) for i, x in enumerate(items) if isinstance(x, Future) and x.done() and x.status == "finished"]
+    if ready:
+        got = ready[0][1].client.gather([x for _, x in ready])
+        for (i, x), g in zip(ready, got):
+            items[i] = g
+            x.release()
+    return {x.key for _, x in ready}
 
 
 def _gather_each(items: list) -> list:
@@ -842,6 +895,7 @@ def feature_table(
     since: str | None = None,
     until: str | None = None,
     *,
+    folder: str,
     months: int | None = None,
     buckets: int = BUCKETS,
     progress: Callable[[str], None] | None = None,
@@ -854,7 +908,9 @@ def feature_table(
     ``until`` (a month: its last day, or a date) also ends the history read: claims submitted and recoupments dated
     after it are left out, as ``truncate_history`` leaves them out (payments are the caller's business).
     ``months``: months per partition (None: :func:`auto_months`). ``with_state``: also build
-    :meth:`ClusterTable.bundle_state` (training).
+    :meth:`ClusterTable.bundle_state` (training). ``folder``: a folder that the workers and this process share
+    (:func:`features.cluster.parts.scratch`), where the chain writes its states; the caller removes it after the
+    table's last use (the table's partitions may need them again if a worker is lost).
 
     ``sink``: called on a worker as each partition's features are done, ``sink(p, (X, hits), claims, recoupments,
     last_date)`` (its claim rows, the recoupments of its claims or None, the history's last date); its small
@@ -904,7 +960,7 @@ def feature_table(
     say(f"feature table on the cluster: {len(month_list)} months in {P} partitions")
     # the rulebook travels in the tasks (it pickles to its sources): a worker lost is a task retried, not data lost
     rb = rulebook
-    ref = client.submit(_reference_tables, source)
+    ref = client.submit(_reference_tables, _reference_source(source))
     specialty_of = client.submit(_pick, ref, 0)
     coverage = client.submit(_pick, ref, 1)
     # the chain first (it is the critical path), then the partitions in time order
@@ -915,7 +971,7 @@ def feature_table(
 
     # every partition read once for its keys (the recoupment join, the end state, the lags): only keys kept
     pkeys = [
-        client.submit(_part_keys, source, g, i, specialty_of, rb, until_day, **order(i, 1))
+        client.submit(_part_keys, _months_source(source, g), g, i, specialty_of, rb, until_day, **order(i, 1))
         for i, g in enumerate(plan.groups)
     ]
     size_f = [client.submit(_size, k, **order(i, 1)) for i, k in enumerate(pkeys)]
@@ -927,7 +983,12 @@ def feature_table(
     for m, p in zip(rec_months, rp.tolist()):
         rec_groups.setdefault(int(p), []).append(m)
     rec_frames = [
-        client.submit(_tag, client.submit(_recoupments, source, ms, until_day, **order(p, 1)), p, **order(p, 1))
+        client.submit(
+            _tag,
+            client.submit(_recoupments, _recoupment_source(source, ms), ms, until_day, **order(p, 1)),
+            p,
+            **order(p, 1),
+        )
         for p, ms in sorted(rec_groups.items())
     ]
     key_split = [client.submit(_split_keys, k, buckets, **order(i, 1)) for i, k in enumerate(pkeys)]
@@ -947,61 +1008,106 @@ def feature_table(
     last = client.submit(
         _last_date, [client.submit(_last_of, k) for k in pkeys], [client.submit(_rec_last, r) for r in rec_frames]
     )
-    # the chain of summaries, and the features of each partition: partition p's rows are read again when the
-    # partitions up to p - ahead are done (at most ahead + 1 partitions' rows held at once)
+    keys: list[Any] = [client.submit(_keys_with_time, k, o) for k, o in zip(pkeys, offsets)]
+    n_lines_f = [client.submit(_n_lines, k) for k in pkeys]
+    del pkeys  # what was read for the keys is released once these are computed (read again if one is lost)
+    # the chain, driven from here one step at a time: step p reads S_p from the folder and writes S_{p+1} there.
+    # A step's input is a file, not a result on a worker, so a worker lost costs one step retried, not the chain
+    # recomputed from the first partition. Partition p's rows are read again when the partitions up to p - ahead
+    # are done (at most ahead + 1 partitions' rows held at once).
+    chain_dir = subfolder(folder, "chain")
+    paths: list[str | None] = [None] + [f"{chain_dir}/{_STATE_NAME.format(p + 1)}" for p in range(P)]
     starts = plan.starts()
-    summary = None
-    outs = []
-    cl = []
     # the bundle's state: from the last summary whose start is before the service's retention cutoff, every later
     # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state):
     # the chain hands those partitions' events (Delta) to the client, which appends them (recent_state)
     last_month = max(month_list + rec_months)
     last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
-    recent_base = None
+    keep = {paths[p_star], paths[P]}  # read again by this process at the end
     deltas: list[Any] = []
     done: list[Any] = []
     sunk: list[Any] = []
+    outs: list[tuple[int, Any]] = []
+    cl: list[Any] = []
+    needed: dict[int, list[Any]] = {}  # S_p's file is removed once these are gathered (a retry of step p reads it)
+    gathered: set[Any] = set()
+
+    def read(p: int) -> Any:
+        """Partition p's rows, read once the work of partition p - ahead is done (waited for here, not as a task's
+        input: a lost result of an earlier partition is then not recomputed through its chain step)."""
+        if p >= ahead:
+            wait([f for f in done[p - ahead] if f.key not in gathered])
+            done[p - ahead] = []
+        src = _months_source(source, plan.groups[p])
+        return client.submit(_part_data, src, plan.groups[p], p, specialty_of, rb, until_day, **order(p))
+
+    def tidy() -> None:
+        """Gather what is computed (keys, sink results, events), release it on the workers, remove the states
+        no retry can need any more."""
+        for seq in (keys, sunk, deltas):
+            gathered.update(_gather_ready(seq))
+        for q, futs in list(needed.items()):
+            if all(f is None or f.key in gathered for f in futs):
+                src = paths[q]
+                if src is not None and src not in keep:
+                    remove(src)
+                del needed[q]
+
+    from distributed import wait
+
+    part = read(0)
     for p in range(P):
-        after = done[p - ahead] if p >= ahead else None
-        part = client.submit(_part_data, source, plan.groups[p], p, specialty_of, rb, until_day, after, **order(p))
-        if p == p_star:
-            recent_base = summary
         delta = with_state and p >= p_star
         nxt = starts[p + 1] if p + 1 < P else None
-        both = client.submit(
-            _step, summary, part, offsets[p], by_date[p], specialty_of, delta, p == P - 1, nxt, span, **chain
-        )
+        step = client.submit(
+            _step, paths[p], part, offsets[p], by_date[p], specialty_of, delta, p == P - 1, nxt, span, chain_dir,
+            p + 1, **chain,
+        )  # fmt: skip
+        view = client.submit(_pick, step, 0, **chain)
+        watch: list[Any] = []
         if delta:
-            deltas.append(client.submit(_pick, both, 2, **chain))
-        summary = client.submit(_pick, both, 0, **chain)
-        waits: list[Any] = [both]
+            deltas.append(client.submit(_pick, step, 1, **chain))
+            watch.append(deltas[-1])
+        waits: list[Any] = [] if want[p] else [step]
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
-            view = client.submit(_pick, both, 1, **chain)
             feats = client.submit(_features, view, part, offsets[p], coverage, rb, sel, **order(p, 2))
             rows = client.submit(_claims, part, sel, **order(p, 2))
             if sink is None:
                 outs.append((p, feats))
                 cl.append(rows)
-                waits[-1] = feats
+                waits.append(feats)
             else:
                 sunk.append(client.submit(sink, p, feats, rows, by_claim[p], last, **order(p, 3)))
-                waits[-1] = sunk[-1]
-            del rows
-        done.append(client.submit(_done, *waits, **order(p, 2)))
-        del both, part
-    keys = [client.submit(_keys_with_time, k, o) for k, o in zip(pkeys, offsets)]
+                waits.append(sunk[-1])
+                watch.append(sunk[-1])
+            del rows, feats
+        done.append(waits)
+        if sink is not None:  # without one, the features stay on the workers: every state is kept for them
+            needed[p] = [step, *watch]
+        del view
+        if p + 1 < P:
+            part = read(p + 1)
+        wait([step])  # its state written: the next step reads it
+        if step.status == "error":
+            step.result()  # raises the step's error here
+        if p in needed:
+            needed[p][0] = None
+        tidy()
+        del step
+    del part
     n = int(sum(client.gather(size_f)))
-    n_lines = int(sum(client.gather([client.submit(_n_lines, k) for k in pkeys])))
+    n_lines = int(sum(client.gather(n_lines_f)))
     common: dict[str, Any] = {
         "client": client,
-        "_end": (summary, keys, coverage),
+        "_end": (paths[P], keys, coverage),
         "n_claims": n,
         "n_lines": n_lines,
-        "_recent": (recent_base, deltas, specialty_of) if with_state else None,
+        "_recent": (paths[p_star], deltas) if with_state else None,
+        "specialty_of": specialty_of,
         "last_date": last,
+        "_spent": [src for q in needed if (src := paths[q]) is not None and src not in keep],
     }
     if sink is not None:
         say(f"feature table on the cluster: {n} claims submitted, {len(sunk)} partitions of features to the sink")
@@ -1054,11 +1160,6 @@ def _n_lines(part: PartKeys) -> int:
 
 def _lags(part: PartKeys) -> tuple[int, int] | None:
     return part.lags
-
-
-def _done(*results: Any) -> int:
-    """A small result that exists once ``results`` do (a later read waits on it: bounded partitions in memory)."""
-    return 1
 
 
 def _until_day(until: str | None, month: str | None) -> pd.Timestamp | None:

@@ -72,7 +72,8 @@ def test_top_by_dollars_and_reasons(single, distributed_scores):
     assert all(got[i] == bs.reasons[i] and got[i] for i in ids)
 
 
-def test_score_cli_same_file(cluster, trained, window, tmp_path):
+def test_score_cli_same_file(cluster, trained, window, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOUP_DASK_SCRATCH", str(tmp_path / "scratch"))  # a scheduler address: a shared folder
     since, until = (str(t.date()) for t in window)
     kw = dict(since=since, until=until, explain="top:25", bundle_dir=trained["bundle_dir"])
     batch.score_cli(trained["data_dir"], tmp_path / "one.parquet", **kw)
@@ -82,7 +83,8 @@ def test_score_cli_same_file(cluster, trained, window, tmp_path):
     assert summary["scored"] == len(one) and (dask_["reasons"] != "").sum() == 25
 
 
-def test_audit_cli_same_worklist(cluster, trained, tmp_path):
+def test_audit_cli_same_worklist(cluster, trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECOUP_DASK_SCRATCH", str(tmp_path / "scratch"))
     kw = dict(capacity=30, bundle_dir=trained["bundle_dir"], matured=True)
     a = audit.audit_cli(trained["data_dir"], tmp_path / "one", **kw)
     b = audit.audit_cli(trained["data_dir"], tmp_path / "dask", cluster=cluster.scheduler.address, **kw)

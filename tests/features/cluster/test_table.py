@@ -4,6 +4,8 @@ folded summaries runs through many partitions further apart than the longest loo
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,12 @@ from features.store.read import read_store
 def client():
     with connect("local:2") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> str:
+    """The folder where the tables' chains write their states."""
+    return str(tmp_path_factory.mktemp("chain"))
 
 
 def _history_store(root: Path, n_claims: int, seed: int) -> tuple[Path, Path]:
@@ -77,8 +85,8 @@ def _sorted_hits(h: pd.DataFrame) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def table(client, small):
-    return feature_table(client, small[1], months=3)
+def table(client, small, chain):
+    return feature_table(client, small[1], months=3, folder=chain)
 
 
 def test_every_column_and_hit_equal_the_single_process(table, small):
@@ -146,28 +154,28 @@ def test_the_end_state_answers_like_the_single_process_state(table, small):
         table.state(keep_days=-1)
 
 
-def test_months_since_until_and_a_history_folder(client, small):
+def test_months_since_until_and_a_history_folder(client, chain, small):
     folder, store, history, single, _ = small
-    part = feature_table(client, store, since="2024-03", until="2024-08", months=6)
+    part = feature_table(client, store, since="2024-03", until="2024-08", months=6, folder=chain)
     X = part.X.compute()
     sub = history.claims["submitted_date"].dt.strftime("%Y-%m")
     ids = history.claims["claim_id"][(sub >= "2024-03") & (sub <= "2024-08")].astype(str)
     assert_same_x(single.X.loc[ids.to_numpy()], X)
     # a history folder (not a store): read whole by one task, then the same partitions
-    folder_table = feature_table(client, folder, months=12)
+    folder_table = feature_table(client, folder, months=12, folder=chain)
     assert_same_x(single.X, folder_table.X.compute())
 
 
-def test_bad_arguments_are_one_line(client, small, tmp_path):
+def test_bad_arguments_are_one_line(client, chain, small, tmp_path):
     _, store, *_ = small
     with pytest.raises(RecoupError, match="months per partition"):
-        feature_table(client, store, months=0)
+        feature_table(client, store, months=0, folder=chain)
     with pytest.raises(RecoupError, match="not a store"):
-        feature_table(client, tmp_path / "missing")
+        feature_table(client, tmp_path / "missing", folder=chain)
     with pytest.raises(RecoupError, match="expected a month"):
-        feature_table(client, store, since="March")
+        feature_table(client, store, since="March", folder=chain)
     with pytest.raises(RecoupError, match="no claims"):
-        feature_table(client, store, since="2031-01")
+        feature_table(client, store, since="2031-01", folder=chain)
     assert [len(g) for g in make_plan(["2024-01", "2024-02", "2024-05"], 2).groups] == [2, 1]
     # months per partition by default: as many (up to 3) as keep every partition within 300k claims
     assert auto_months([100_000] * 12) == 3
@@ -177,11 +185,11 @@ def test_bad_arguments_are_one_line(client, small, tmp_path):
 
 
 @pytest.mark.slow
-def test_fifty_thousand_claims_equal_the_single_process(client, tmp_path):
+def test_fifty_thousand_claims_equal_the_single_process(client, chain, tmp_path):
     _, store = _history_store(tmp_path, 50_000, 13)
     history = read_store(store)
     single, _ = build_feature_table(history)
-    table = feature_table(client, store, months=3)
+    table = feature_table(client, store, months=3, folder=chain)
     assert_same_x(single.X, table.X.compute())
     assert _sorted_hits(table.hits.compute()) == _sorted_hits(single.hits)
 
@@ -197,7 +205,7 @@ def _answers(state: HistoryState, t_end: int) -> dict[str, np.ndarray]:
     return out
 
 
-def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like_the_single_one(client, small):
+def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like_the_single_one(client, chain, small):
     """``until`` a date: the table and the bundle's state are truncate_history's (no claim, recoupment after it);
     compacted, the state is the single process's compact state: the same events held, the same answers."""
     from features.model.outcomes import truncate_history
@@ -206,7 +214,7 @@ def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like
     as_of = pd.Timestamp("2025-06-17")
     h = truncate_history(history, as_of)
     single, full = build_feature_table(h)
-    table = feature_table(client, store, until=str(as_of.date()), months=3, with_state=True)
+    table = feature_table(client, store, until=str(as_of.date()), months=3, with_state=True, folder=chain)
     assert_same_x(single.X, table.X.compute())
     assert table.n_claims == len(h.claims) and table.n_lines == len(h.claim_lines)
     recs = table.recoupments.compute()
@@ -221,10 +229,10 @@ def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like
     for name in want:
         assert np.array_equal(got[name], want[name], equal_nan=True), name
     with pytest.raises(RecoupError, match="without its state"):
-        feature_table(client, store, until="2024-02", months=3).bundle_state()
+        feature_table(client, store, until="2024-02", months=3, folder=chain).bundle_state()
 
 
-def test_a_store_with_reviews_equals_the_single_process(client, small, tmp_path):
+def test_a_store_with_reviews_equals_the_single_process(client, chain, small, tmp_path):
     """Review refunds become recoupments when the store is read (netted against the payer's): the table reads such a
     store whole and gives the single process's features."""
     import shutil
@@ -246,7 +254,7 @@ def test_a_store_with_reviews_equals_the_single_process(client, small, tmp_path)
     assert len(h.recoupments) > len(history.recoupments)
     single, _ = build_feature_table(h)
     assert not single.X.equals(small[3].X)  # the refunds change features (provider recoupment history)
-    table = feature_table(client, copy, months=6)
+    table = feature_table(client, copy, months=6, folder=chain)
     assert_same_x(single.X, table.X.compute())
     assert len(table.recoupments.compute()) == len(h.recoupments)
 
@@ -256,16 +264,52 @@ def _keep(p: int, feats: tuple, claims: pd.DataFrame, recs: pd.DataFrame | None,
     return p, feats[0], claims, recs, last
 
 
-def test_a_sink_gets_every_partition_and_the_table_keeps_none(client, small):
+def test_a_sink_gets_every_partition_and_the_table_keeps_none(client, chain, small):
     """With a sink each partition's features, claim rows and recoupments go to it as they are done, with the
     history's last date (History.last_date); the table then holds no partition of its own."""
     _, store, history, single, _ = small
-    table = feature_table(client, store, months=6, sink=_keep)
+    table = feature_table(client, store, months=6, sink=_keep, folder=chain)
     assert table.X is None and table.claims is None and table.hits is None and table.recoupments is None
-    got = client.gather(table.sunk)
+    got = table.collect()
     assert [g[0] for g in got] == list(range(6))
     assert_same_x(single.X, pd.concat([g[1] for g in got]))
     assert pd.concat([g[2] for g in got])["claim_id"].tolist() == history.claims["claim_id"].tolist()
     recs = pd.concat([g[3] for g in got if g[3] is not None])
     assert sorted(recs["claim_id"].astype(str)) == sorted(history.recoupments["claim_id"].astype(str))
     assert all(g[4] == history.last_date for g in got) and table.last_date.result() == history.last_date
+    # the chain's states: the ones a retry could need are removed as the sink's results come in; the last (the end
+    # state) and the one the bundle's state starts from are kept for this process
+    folder = max(Path(chain).glob("chain-*"), key=lambda f: f.stat().st_mtime)
+    states = sorted(f.name for f in folder.glob("*.pkl"))
+    assert "state-00006.pkl" in states and len(states) <= 2, states
+    assert not list(Path(chain).glob("chain-*/.*.tmp"))
+
+
+@dataclass(frozen=True)
+class _DieOnce:
+    """A sink whose worker process dies (no clean exit) the first time it gets partition ``at``."""
+
+    marker: str
+    at: int
+
+    def __call__(self, p: int, feats: tuple, claims: pd.DataFrame, recs, last) -> tuple:
+        if p == self.at and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)
+        return p, feats[0]
+
+
+def test_a_worker_lost_mid_chain_costs_a_step_not_the_chain(client, chain, small, tmp_path):
+    """A worker dies in the middle of the table: the step whose result it held is retried from its state on disk
+    (the chain is not recomputed from the first partition) and the table still equals the single process's."""
+    from distributed import get_task_stream
+
+    _, store, _, single, _ = small
+    marker = tmp_path / "died"
+    with get_task_stream(client) as ts:
+        table = feature_table(client, store, months=3, sink=_DieOnce(str(marker), 6), folder=chain)
+        got = table.collect()
+    assert marker.exists()  # a worker did die
+    assert_same_x(single.X, pd.concat([g[1] for g in got]))
+    steps = [t for t in ts.data if str(t["key"]).startswith("_step-")]
+    assert table.partitions == 12 and len(steps) <= 12 + 2, len(steps)
