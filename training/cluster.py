@@ -401,7 +401,7 @@ def labelled_table(
     if with_state:
         t_state = time.perf_counter()
         # compacted at once (what training saves): the state as built is released before training needs memory
-        state = ct.bundle_state().compact()
+        state = ct.bundle_state()
         _release()
         log.info("the bundle's history state built and compacted in %s", duration(time.perf_counter() - t_state))
     n_lines = int(ct.n_lines)

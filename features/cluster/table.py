@@ -25,22 +25,24 @@ position) within its months, read in manifest order.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from features.contract import History
-from features.engine.events import EventTable, day_number, encode_time, time_of_day_start, PHASE_CLAIM
+from features.engine.events import EventTable, day_number, day_of_time, encode_time, time_of_day_start, PHASE_CLAIM
 from features.engine.lines import prepare_lines
 from features.engine.state import (
     ENUMERATED_TABLES,
     RETENTION_DAYS,
     UNKNOWN_SPECIALTY,
     HistoryState,
+    compact_state,
     recent_keys,
     submission_order,
 )
@@ -461,44 +463,8 @@ def _tag(rec: pd.DataFrame | None, index: int) -> pd.DataFrame | None:
 # ---------------------------------------------------------------------- the chain
 #: a chain state on disk (written by each step, read by the next): a header, then each table in order
 _STATE_NAME = "state-{:05d}.pkl"
-
-
-@dataclass
-class Delta:
-    """One partition's events, per table, as the chain appended them (keys coded by the chain's coder; ``coder``:
-    that coder after them, for the last partition only): the bundle's state is its summary extended by these, in
-    order (:func:`recent_state`), in the client."""
-
-    events: dict[str, tuple]  # table -> (keys, times, values, payload or None)
-    next_order: int
-    coder: KeyCoder | None = None
-
-    def __sizeof__(self) -> int:
-        return sum(sum(int(getattr(a, "nbytes", 0)) for a in ev) for ev in self.events.values())
-
-
-def recent_state(base: HistoryState | None, deltas: list[Delta], specialty_of: dict[str, str]) -> ChainState:
-    """``base`` extended by each partition's events in order, table by table (each delta's arrays released as
-    they are used): the tables :meth:`EventTable.extended` gives in the chain, bitwise, with the last coder."""
-    if not deltas or deltas[-1].coder is None:
-        raise RecoupError("the bundle's state needs the events of the last partition with its key coder")
-    tables = Tables(coder=deltas[-1].coder)
-    for name, cols in TABLE_COLUMNS.items():
-        old = base.tables.get(name) if base is not None else None
-        tab = old if old is not None else EventTable(columns=list(cols))
-        for d in deltas:
-            ev = d.events.pop(name, None)
-            if ev is not None:
-                tab = tab.extended(*ev)
-            del ev
-        tables[name] = tab
-    return ChainState(
-        tables=tables,
-        claim_keys=pd.DataFrame(),
-        specialty_of=specialty_of,
-        coverage=None,
-        next_order=deltas[-1].next_order,
-    )
+#: a partition's events on disk (for the bundle's state): each table in order, with its events or None
+_DELTA_NAME = "delta-{:05d}.pkl"
 
 
 def _state_items(path: str | None) -> tuple[dict, Any]:
@@ -530,17 +496,17 @@ def _step(
     recs: pd.DataFrame | None,
     specialty_of: dict[str, str],
     with_delta: bool,
-    with_coder: bool,
     next_start_day: int | None,
     span: int | None,
     folder: str,
     index: int,
-) -> tuple[HistoryState, Delta | None]:
+) -> HistoryState:
     """One step of the chain: ``S_p`` read from ``src`` (None: empty), ``T_p`` = it extended by partition p's claim
     and recoupment events (:meth:`EventTable.extended` continues each key's running sums bitwise), ``S_{p+1}`` =
-    ``T_p`` folded (:func:`_fold_table`) and written to ``folder`` as state ``index``. Returns the view of ``T_p``
-    the partition's claims ask (:meth:`EventTable.select_keys`: the same answers, for the features task) and, with
-    ``with_delta``, its events (:class:`Delta`; ``with_coder``: with the key coder after them).
+    ``T_p`` folded (:func:`_fold_table`) and written to ``folder`` as state ``index``; with ``with_delta`` the
+    partition's events too, per table (``delta-<index>.pkl``: what the bundle's state appends, see
+    :meth:`ClusterTable.bundle_state`). Returns the view of ``T_p`` the partition's claims ask
+    (:meth:`EventTable.select_keys`: the same answers, for the features task).
 
     Table by table: each table of ``S_p`` is read, extended, folded, written and dropped before the next is read,
     so a worker holds one table's versions at a time, not three states. The state on disk is what makes the chain
@@ -561,14 +527,16 @@ def _step(
         next_start_day = (0 if last_time is None else last_time >> 33) + 1
     next_order = int(offset + len(part.claims))
     asked = Tables(coder=coder)
-    events: dict[str, tuple] = {}
-    with stream_writer(folder, _STATE_NAME.format(index)) as put:
+    with ExitStack() as files:
+        put = files.enter_context(stream_writer(folder, _STATE_NAME.format(index)))
+        put_delta = files.enter_context(stream_writer(folder, _DELTA_NAME.format(index))) if with_delta else None
         put({"coder": coder, "last_time": last_time, "next_order": next_order})  # the coder is final: events made
         for name, cols in TABLE_COLUMNS.items():
             old = _next_table(items, name, src)
             tab = old if old is not None else EventTable(columns=list(cols))
             del old
             got = [p.pop(name) for p in parts if name in p]
+            events = None
             if got:
                 keys = np.concatenate([g[0] for g in got])
                 ts = np.concatenate([g[1] for g in got])
@@ -576,18 +544,18 @@ def _step(
                 pays = [g[3] for g in got if g[3] is not None]
                 payload = np.concatenate(pays) if pays and len(pays) == len(got) else None
                 tab = tab.extended(keys, ts, vals, payload)
-                if with_delta:
-                    events[name] = (keys, ts, vals, payload)
+                events = (keys, ts, vals, payload)
+            if put_delta is not None:
+                put_delta((name, events))
+            del events
             put((name, _fold_table(name, tab, next_start_day, None, span)))
             # what the partition's claims ask: only their keys (the same answers; small search indexes to build)
             q = entity_keys.get(name) if name in entity_keys else cache.get(_LINE_KEY_OF.get(name, ""))
             asked[name] = tab if q is None else tab.select_keys(q)
             del tab
-    delta = Delta(events, next_order, coder if with_coder else None) if with_delta else None
-    view = ChainState(
+    return ChainState(
         tables=asked, claim_keys=pd.DataFrame(), specialty_of=specialty_of, coverage=None, next_order=next_order
     )
-    return view, delta
 
 
 def _next_table(items: Any, name: str, src: str | None) -> EventTable | None:
@@ -689,6 +657,18 @@ def _final_state(
     tables folded but for the keys active in the last ``keep_days`` (None: as they are)."""
     if keep_days is not None:
         folded = _fold(folded, keep_days)
+    return HistoryState(
+        tables=folded.tables,
+        claim_keys=_claim_keys(keys),
+        specialty_of=folded.specialty_of,
+        coverage=coverage,
+        next_order=folded.next_order,
+    )
+
+
+def _claim_keys(keys: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every claim's keys as the single process's state holds them (index claim_id; the entity keys as object
+    columns whose equal values share one string; version unknown: ``content_hash`` 0), from each partition's."""
     ck = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame(columns=["claim_id", *KEYED_ENTITIES, "time"])
     ck = ck.drop(columns=["_part"], errors="ignore")
     for c in ("claim_id", *KEYED_ENTITIES):
@@ -696,14 +676,7 @@ def _final_state(
             ck[c] = _shared_strings(ck[c])
     ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
     ck = ck.set_index(pd.Index(ck.pop("claim_id").to_numpy(dtype=object), name="claim_id", dtype=object))
-    ck = ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
-    return HistoryState(
-        tables=folded.tables,
-        claim_keys=ck,
-        specialty_of=folded.specialty_of,
-        coverage=coverage,
-        next_order=folded.next_order,
-    )
+    return ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
 
 
 def _shared_strings(col: pd.Series) -> np.ndarray:
@@ -822,32 +795,56 @@ class ClusterTable:
         return _final_state(load_state(path, got[0]), got[2:], got[1], keep_days)
 
     def bundle_state(self) -> HistoryState:
-        """The state saved with a model: the history as known at the table's end (``until``), with every event
-        since the last partition that starts before the service's retention cutoff (``RETENTION_DAYS`` before the
-        last month), the earlier ones folded; :meth:`HistoryState.compact` of it is the single process's compact
-        state (the same events, the same running sums)."""
+        """The state saved with a model, compact: the single process's :meth:`HistoryState.compact` of its full
+        state as known at the table's end (``until``): the same events, the same running sums, the same claim keys.
+        Built in this process table by table from the files (the summary of the last partition that starts before
+        the service's retention cutoff, ``RETENTION_DAYS`` before the last month, extended by every later
+        partition's events, as the chain extended them), each table compacted as soon as it is built
+        (:func:`compact_state`): this process never holds the recent events of every table at once."""
         if self._recent is None:
             raise RecoupError("the feature table was built without its state (with_state=False)")
         self.collect()
-        path, deltas = self._recent
-        _, keys, coverage = self._end
-        got = self.client.gather([self.specialty_of, coverage, *keys])
-        self._recent = None  # the deltas are consumed
-        recent = recent_state(None if path is None else load_state(path, got[0]), deltas, got[0])
-        return _final_state(recent, got[2:], got[1], None)
+        base, deltas = self._recent
+        path, keys, coverage = self._end
+        specialty_of, cov = self.client.gather([self.specialty_of, coverage])
+        header, _ = _state_items(path)  # the coder after the last partition, the next order, the last event
+        ck = _claim_keys(keys)
+        keys.clear()
+        last = header["last_time"]
+        self._recent = None
+
+        def full_tables() -> Iterator[tuple[str, EventTable]]:
+            _, base_items = _state_items(base)
+            streams = [stream_items(d) for d in deltas]
+            for name, cols in TABLE_COLUMNS.items():
+                tab = _next_table(base_items, name, base)
+                tab = tab if tab is not None else EventTable(columns=list(cols))
+                for d, items in zip(deltas, streams):
+                    got = next(items, None)
+                    if got is None or got[0] != name:
+                        raise RecoupError(f"{d}: a partition's events without the table {name!r} in order")
+                    if got[1] is not None:
+                        tab = tab.extended(*got[1])
+                yield name, tab
+                del tab
+
+        return compact_state(
+            full_tables(),
+            header["coder"],
+            ck,
+            None if last is None else pd.Timestamp(day_of_time(last), unit="D"),
+            specialty_of=specialty_of,
+            coverage=cov,
+            next_order=header["next_order"],
+        )
 
     def collect(self) -> list:
-        """Every claim's keys, the sink's results and the bundle state's partition events gathered into this
-        process (most were as the chain ran), released on the workers; the sink's results in partition order."""
+        """Every claim's keys and the sink's results gathered into this process (most were as the chain ran),
+        released on the workers; the sink's results in partition order."""
         path, keys, coverage = self._end
-        deltas = self._recent[1] if self._recent is not None else []
         sunk = self.sunk or []
-        got = _gather_each([*keys, *sunk, *deltas])
-        keys[:], sunk[:], deltas[:] = (
-            got[: len(keys)],
-            got[len(keys) : len(keys) + len(sunk)],
-            got[len(keys) + len(sunk) :],
-        )
+        got = _gather_each([*keys, *sunk])
+        keys[:], sunk[:] = got[: len(keys)], got[len(keys) :]
         while self._spent:  # no retry reads them any more
             remove(self._spent.pop())
         return list(sunk)
@@ -1020,12 +1017,12 @@ def feature_table(
     starts = plan.starts()
     # the bundle's state: from the last summary whose start is before the service's retention cutoff, every later
     # partition's events unfolded (HistoryState.compact then folds it as it folds the single process's full state):
-    # the chain hands those partitions' events (Delta) to the client, which appends them (recent_state)
+    # the chain writes those partitions' events too, which this process appends (ClusterTable.bundle_state)
     last_month = max(month_list + rec_months)
     last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
     keep = {paths[p_star], paths[P]}  # read again by this process at the end
-    deltas: list[Any] = []
+    deltas: list[str] = []
     done: list[Any] = []
     sunk: list[Any] = []
     outs: list[tuple[int, Any]] = []
@@ -1045,7 +1042,7 @@ def feature_table(
     def tidy() -> None:
         """Gather what is computed (keys, sink results, events), release it on the workers, remove the states
         no retry can need any more."""
-        for seq in (keys, sunk, deltas):
+        for seq in (keys, sunk):
             gathered.update(_gather_ready(seq))
         for q, futs in list(needed.items()):
             if all(f is None or f.key in gathered for f in futs):
@@ -1061,14 +1058,12 @@ def feature_table(
         delta = with_state and p >= p_star
         nxt = starts[p + 1] if p + 1 < P else None
         step = client.submit(
-            _step, paths[p], part, offsets[p], by_date[p], specialty_of, delta, p == P - 1, nxt, span, chain_dir,
-            p + 1, **chain,
-        )  # fmt: skip
-        view = client.submit(_pick, step, 0, **chain)
+            _step, paths[p], part, offsets[p], by_date[p], specialty_of, delta, nxt, span, chain_dir, p + 1, **chain
+        )
+        view = step  # the view of T_p its features ask
         watch: list[Any] = []
         if delta:
-            deltas.append(client.submit(_pick, step, 1, **chain))
-            watch.append(deltas[-1])
+            deltas.append(f"{chain_dir}/{_DELTA_NAME.format(p + 1)}")
         waits: list[Any] = [] if want[p] else [step]
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]

@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -394,52 +395,20 @@ class HistoryState:
 
         Exact for claims submitted from ``last - retention_days + LOOKBACK_DAYS`` on (``exact_from`` in
         :attr:`compaction`). This state is not changed (its deltas are merged)."""
-        for name, days, low in (
-            ("retention_days", retention_days, LOOKBACK_DAYS),
-            ("recoupment_days", recoupment_days, retention_days),
-        ):
-            if not isinstance(days, (int, np.integer)) or not low <= days <= MAX_DAYS:
-                raise RecoupError(f"{name} must be a whole number of days from {low} to {MAX_DAYS}, got {days!r}")
-        coder = _copy_coder(self._coder())
-        keys = self.all_claim_keys().copy()
-        last = self.latest_day()
-        tables = Tables(coder=coder)
-        info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
-        # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
-        last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
-        cutoff = (
-            np.iinfo(np.int64).min
-            if last_day is None
-            else int(time_of_day_start(np.array([last_day - retention_days]))[0])
-        )
-        for name, table in self.tables.items():
+        for table in self.tables.values():
             table.merge()
-            tables[name] = recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
-        if last is not None and last_day is not None:
-            if "dup" in tables:
-                _renumber_sameday(tables["dup"], coder)
-            t = keys["time"].to_numpy(dtype=np.int64, copy=True)
-            old = (t >= 0) & (t < cutoff)
-            keys.loc[old, "content_hash"] = 0
-            keys.loc[old, "time"] = -1
-            gone = (t >= 0) & (t < int(time_of_day_start(np.array([last_day - recoupment_days]))[0]))
-            keys = keys[~gone]
-            info.update(
-                last_day=str(last.date()),
-                cutoff_day=str((last - pd.Timedelta(days=retention_days)).date()),
-                exact_from=str((last - pd.Timedelta(days=retention_days - LOOKBACK_DAYS)).date()),
-                claims_dropped=int(gone.sum()),
-                versions_dropped=int((old & ~gone).sum()),
-            )
-        return HistoryState(
-            tables=tables,
-            claim_keys=keys,
+        return compact_state(
+            iter(self.tables.items()),
+            _copy_coder(self._coder()),
+            self.all_claim_keys().copy(),
+            self.latest_day(),
             specialty_of=dict(self.specialty_of),
             coverage=self.coverage,
             next_order=self.next_order,
             recoupment_seen=set(self.recoupment_seen),
             refresh_info=dict(self.refresh_info),
-            compaction=info,
+            retention_days=retention_days,
+            recoupment_days=recoupment_days,
         )
 
     def new_recoupments(self, recoupments: pd.DataFrame) -> pd.DataFrame:
@@ -597,6 +566,67 @@ class HistoryState:
 
 #: the largest retention a compaction takes (100 years)
 MAX_DAYS = 36_500
+
+
+def compact_state(
+    tables: Iterator[tuple[str, EventTable]],
+    coder: KeyCoder,
+    keys: pd.DataFrame,
+    last: pd.Timestamp | None,
+    *,
+    specialty_of: dict[str, str],
+    coverage: pd.DataFrame | None,
+    next_order: int,
+    recoupment_seen: set | None = None,
+    refresh_info: dict | None = None,
+    retention_days: int = RETENTION_DAYS,
+    recoupment_days: int = RECOUPMENT_DAYS,
+) -> HistoryState:
+    """The compact state (:meth:`HistoryState.compact`) of the full tables given one at a time (each compacted
+    as it comes: a caller building them one by one never holds two full tables), the claim keys and the key coder
+    (both owned: changed in place) and the date of the latest event (``last``)."""
+    for name, days, low in (
+        ("retention_days", retention_days, LOOKBACK_DAYS),
+        ("recoupment_days", recoupment_days, retention_days),
+    ):
+        if not isinstance(days, (int, np.integer)) or not low <= days <= MAX_DAYS:
+            raise RecoupError(f"{name} must be a whole number of days from {low} to {MAX_DAYS}, got {days!r}")
+    out = Tables(coder=coder)
+    info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
+    # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
+    last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
+    cutoff = (
+        np.iinfo(np.int64).min if last_day is None else int(time_of_day_start(np.array([last_day - retention_days]))[0])
+    )
+    for name, table in tables:
+        out[name] = recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+        del table
+    if last is not None and last_day is not None:
+        if "dup" in out:
+            _renumber_sameday(out["dup"], coder)
+        t = keys["time"].to_numpy(dtype=np.int64, copy=True)
+        old = (t >= 0) & (t < cutoff)
+        keys.loc[old, "content_hash"] = 0
+        keys.loc[old, "time"] = -1
+        gone = (t >= 0) & (t < int(time_of_day_start(np.array([last_day - recoupment_days]))[0]))
+        keys = keys[~gone]
+        info.update(
+            last_day=str(last.date()),
+            cutoff_day=str((last - pd.Timedelta(days=retention_days)).date()),
+            exact_from=str((last - pd.Timedelta(days=retention_days - LOOKBACK_DAYS)).date()),
+            claims_dropped=int(gone.sum()),
+            versions_dropped=int((old & ~gone).sum()),
+        )
+    return HistoryState(
+        tables=out,
+        claim_keys=keys,
+        specialty_of=specialty_of,
+        coverage=coverage,
+        next_order=next_order,
+        recoupment_seen=recoupment_seen if recoupment_seen is not None else set(),
+        refresh_info=refresh_info if refresh_info is not None else {},
+        compaction=info,
+    )
 
 
 def _copy_coder(coder: KeyCoder) -> KeyCoder:

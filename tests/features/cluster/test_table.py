@@ -219,7 +219,7 @@ def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like
     assert table.n_claims == len(h.claims) and table.n_lines == len(h.claim_lines)
     recs = table.recoupments.compute()
     assert len(recs) == len(h.recoupments) and (recs["recouped_date"] <= as_of).all()
-    a, b = full.compact(), table.bundle_state().compact()
+    a, b = full.compact(), table.bundle_state()  # built compact, table by table
     assert a.compaction == b.compaction
     pd.testing.assert_frame_equal(a.claim_keys, b.claim_keys)
     t_end = max(int(t.times.max()) for t in full.tables.values() if len(t.times)) + 1
