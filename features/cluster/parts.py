@@ -52,6 +52,8 @@ def scratch(client: Any, label: str = "table") -> Iterator[str]:
     folder = f"{base.rstrip('/')}/{label}-{uuid.uuid4().hex[:12]}"
     try:
         fs.makedirs(folder, exist_ok=True)
+        if "://" not in root:  # the chain's states are pickles the workers load: nobody else may write there
+            os.chmod(folder, 0o700)
     except OSError as e:
         raise RecoupError(f"{SCRATCH_ENV}: cannot create {folder}: {e.strerror or e}") from e
     url = folder if "://" not in root else f"{root.split('://', 1)[0]}://{folder}"

@@ -9,7 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cluster.parts import SCRATCH_ENV, PartReader, frame_of, read_part, scratch, write_part
+from features.cluster.parts import (
+    SCRATCH_ENV,
+    PartReader,
+    frame_of,
+    read_part,
+    remove,
+    scratch,
+    stream_items,
+    stream_writer,
+    subfolder,
+    write_part,
+)
 from features.errors import RecoupError
 
 
@@ -88,6 +99,7 @@ def test_scratch_is_removed_whatever_happens_and_a_remote_cluster_needs_a_shared
     with scratch(_Local(), "train") as folder:
         write_part(_frame(), folder, 0)
         assert Path(folder).parent == tmp_path / "home" / "dask" / "parts"
+        assert Path(folder).stat().st_mode & 0o777 == 0o700  # the workers load pickles from it: nobody else writes
     assert not Path(folder).exists()
     with pytest.raises(ValueError, match="boom"), scratch(_Local()) as folder:
         write_part(_frame(), folder, 0)
@@ -100,3 +112,28 @@ def test_scratch_is_removed_whatever_happens_and_a_remote_cluster_needs_a_shared
     with scratch(_Remote(), "evaluate") as folder:
         assert Path(folder).parent == tmp_path / "shared" and Path(folder).name.startswith("evaluate-")
     assert list((tmp_path / "shared").iterdir()) == []
+
+
+def test_a_stream_is_written_whole_or_not_at_all_and_read_back_in_order(tmp_path):
+    """The chain's states: items read back in order, one at a time; a write that fails leaves no file (and no
+    temporary one), a rewrite replaces the file whole; a missing file is one RecoupError naming it."""
+    folder = subfolder(str(tmp_path), "chain")
+    with stream_writer(folder, "state-00001.pkl") as put:
+        put({"header": 1})
+        put(("patient", np.arange(3)))
+    items = stream_items(f"{folder}/state-00001.pkl")
+    assert next(items) == {"header": 1}
+    name, arr = next(items)
+    assert name == "patient" and arr.tolist() == [0, 1, 2] and next(items, None) is None
+    with pytest.raises(ValueError, match="boom"), stream_writer(folder, "state-00001.pkl") as put:
+        put({"header": 2})
+        raise ValueError("boom")
+    assert sorted(p.name for p in Path(folder).iterdir()) == ["state-00001.pkl"]  # the old one, whole
+    assert next(stream_items(f"{folder}/state-00001.pkl")) == {"header": 1}
+    with stream_writer(folder, "state-00001.pkl") as put:
+        put({"header": 3})
+    assert list(stream_items(f"{folder}/state-00001.pkl")) == [{"header": 3}]
+    remove(f"{folder}/state-00001.pkl")
+    remove(f"{folder}/state-00001.pkl")  # already gone: nothing to do
+    with pytest.raises(RecoupError, match="state-00001.pkl"):
+        next(stream_items(f"{folder}/state-00001.pkl"))
