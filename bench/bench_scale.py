@@ -406,7 +406,7 @@ def child_cluster_train(store: str, spec: str, bundle_dir: str, n_estimators: in
             "trees_likelihood": result.bundle.likelihood.booster_.num_trees(),
             "roc_auc": round(float(result.metrics["roc_auc"]), 4),
             "state_on_disk_mb": round(dir_bytes(bundle / "state") / 1e6, 1),
-            "state_events": int(sum(len(t.times) for t in compact.tables.values())),
+            "state_events": compact.n_events(),
             "client": proc_status(),
             "scheduler": scheduler,
             "workers": sorted(workers.values(), key=lambda w: w["pid"]),

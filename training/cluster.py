@@ -25,6 +25,7 @@ import gc
 import io
 import logging
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.cluster.client import dask_directory
 from features.cluster.parts import PartReader, frame_of, part_bytes, read_part, scratch, write_part
 from features.contract import CAUSES, History
+from features.engine.state import SavedState
 from features.errors import RecoupError
 from features.model.bundle import Calibrator, ModelBundle
 from features.model.estimator import LightGBMClassifier
@@ -401,7 +404,8 @@ def labelled_table(
     if with_state:
         t_state = time.perf_counter()
         # compacted at once (what training saves): the state as built is released before training needs memory
-        state = ct.bundle_state()
+        # written to this machine's disk at once and dropped: the command does not hold it through training
+        state = SavedState(ct.bundle_state(), dask_directory() / "states" / f"bundle-{uuid.uuid4().hex[:12]}")
         _release()
         log.info("the bundle's history state built and compacted in %s", duration(time.perf_counter() - t_state))
     n_lines = int(ct.n_lines)
@@ -893,8 +897,13 @@ def _train_model_cluster(
     log.info("scoring the latest window (%d claims) on the cluster and computing metrics", split_counts["test"])
     test_frame = vt.map_partitions(_rows, 2, meta=vt._meta)
     scored_meta = _score_part(vt._meta, bundle, lag, lag is not None)
-    scored = test_frame.map_partitions(_score_part, bundle, lag, lag is not None, meta=scored_meta).compute()
-    test_X, submitted = _compute(client, test_frame[feature_columns], test_frame[Y + "submitted_date"])
+    scored = _gather_frame(
+        client, test_frame.map_partitions(_score_part, bundle, lag, lag is not None, meta=scored_meta)
+    )
+    latest = _gather_frame(client, test_frame[[*feature_columns, Y + "submitted_date"]])
+    submitted = latest.pop(Y + "submitted_date")
+    test_X = latest
+    del latest
     del test_frame, vt
     metrics = evaluate_frame(scored, cfg["capacities"])
     bundle.meta["metrics"] = headline_metrics(metrics)
@@ -936,6 +945,16 @@ def _release() -> None:
     reference cycles, which only the cyclic garbage collector frees (measured at 1M claims: without it, the
     deleted table's partitions stayed on the workers through training)."""
     gc.collect()
+
+
+def _gather_frame(client: Any, frame: Any) -> pd.DataFrame:
+    """A Dask DataFrame's partitions gathered into this process and concatenated here (``compute`` concatenates
+    them on one worker first: at 10M claims the latest window, 1.4M rows of ~110 features, took that worker past
+    its memory limit)."""
+    futures = client.compute(frame.to_delayed())
+    parts = client.gather(futures)
+    del futures
+    return pd.concat(parts) if parts else frame._meta
 
 
 def _compute(client: Any, *things: Any) -> tuple:

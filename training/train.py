@@ -24,7 +24,7 @@ from features.progress import duration
 from features.rulebook import load_rulebook
 from features.settings import MODEL_NAME, mlflow_prints_to_debug_log, tracking_uri
 from features.model.spec import FeatureSpec
-from features.engine.state import HistoryState
+from features.engine.state import HistoryState, SavedState
 from training.calibrate import MIN_POSITIVES_ISOTONIC, fit_calibrator
 from training.config import load_config, with_n_estimators
 from training.labels import make_labels, truncate_history
@@ -49,7 +49,9 @@ class TrainResult:
     """A trained bundle (not yet saved), its state, metrics and the frames behind them."""
 
     bundle: ModelBundle
-    state: HistoryState  # the history state after the last claim (saved with the model for the service)
+    #: the history state after the last claim (saved with the model for the service; the cluster's: already
+    #: compact and written to disk)
+    state: HistoryState | SavedState
     metrics: dict
     scored: pd.DataFrame  # test-slice predictions: label, probability, causes, dollars, slices
     data_summary: dict

@@ -668,22 +668,39 @@ def _final_state(
 
 def _claim_keys(keys: list[pd.DataFrame]) -> pd.DataFrame:
     """Every claim's keys as the single process's state holds them (index claim_id; the entity keys as object
-    columns whose equal values share one string; version unknown: ``content_hash`` 0), from each partition's."""
-    ck = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame(columns=["claim_id", *KEYED_ENTITIES, "time"])
-    ck = ck.drop(columns=["_part"], errors="ignore")
-    for c in ("claim_id", *KEYED_ENTITIES):
-        if c in ck.columns:
-            ck[c] = _shared_strings(ck[c])
+    columns whose equal values share one string; version unknown: ``content_hash`` 0), from each partition's
+    (consumed: each partition's frame is released once converted, so its Arrow strings and their Python copies are
+    not both held for every claim)."""
+    if not keys:
+        ck = pd.DataFrame(columns=[*KEYED_ENTITIES, "time"])
+        ck["content_hash"] = np.zeros(0, dtype=np.int64)
+        ck.index = pd.Index([], dtype=object, name="claim_id")
+        return ck[[*KEYED_ENTITIES, "content_hash", "time"]]
+    shared: dict[str, dict] = {c: {} for c in KEYED_ENTITIES}
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in ("claim_id", *KEYED_ENTITIES, "time")}
+    keys.reverse()
+    while keys:
+        kf = keys.pop()
+        cols["claim_id"].append(_shared_strings(kf["claim_id"], None))
+        for c in KEYED_ENTITIES:
+            cols[c].append(_shared_strings(kf[c], shared[c]))
+        cols["time"].append(kf["time"].to_numpy(dtype=np.int64))
+        del kf
+    index = pd.Index(np.concatenate(cols.pop("claim_id")), name="claim_id", dtype=object)
+    ck = pd.DataFrame({c: np.concatenate(cols.pop(c)) for c in KEYED_ENTITIES}, index=index)
     ck["content_hash"] = np.zeros(len(ck), dtype=np.int64)
-    ck = ck.set_index(pd.Index(ck.pop("claim_id").to_numpy(dtype=object), name="claim_id", dtype=object))
-    return ck[[*KEYED_ENTITIES, "content_hash", "time"]]  # the single process's columns, in its order
+    ck["time"] = np.concatenate(cols.pop("time"))
+    return ck  # the single process's columns, in its order
 
 
-def _shared_strings(col: pd.Series) -> np.ndarray:
-    """A text column as an object array whose equal values are one Python string (a patient's claims share it: 10M
-    claims' entity keys take pointers, not 10M strings per column; pickled, each string is sent once)."""
+def _shared_strings(col: pd.Series, shared: dict | None) -> np.ndarray:
+    """A text column as an object array whose equal values are one Python string, across calls when given the same
+    ``shared`` (a patient's claims share it: 10M claims' entity keys take pointers, not 10M strings per column;
+    pickled, each string is sent once); missing values None."""
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     values = np.asarray(pd.Series(uniques).to_numpy(dtype=object), dtype=object)
+    if shared is not None and len(values):
+        values = np.array([shared.setdefault(v, v) for v in values.tolist()] + [None], dtype=object)[:-1]
     out = values[np.maximum(codes, 0)] if len(values) else np.full(len(codes), None, dtype=object)
     out[codes < 0] = None
     return out
@@ -791,6 +808,8 @@ class ClusterTable:
         if keep_days is not None and not 0 <= keep_days <= 100 * 366:
             raise RecoupError(f"keep_days: expected 0 to {100 * 366} days, got {keep_days}")
         path, keys, coverage = self._end
+        if keys is None:
+            raise RecoupError("the claims' keys went into the bundle's state (bundle_state): build state() before it")
         got = self.client.gather([self.specialty_of, coverage, *keys])
         return _final_state(load_state(path, got[0]), got[2:], got[1], keep_days)
 
@@ -808,8 +827,8 @@ class ClusterTable:
         path, keys, coverage = self._end
         specialty_of, cov = self.client.gather([self.specialty_of, coverage])
         header, _ = _state_items(path)  # the coder after the last partition, the next order, the last event
-        ck = _claim_keys(keys)
-        keys.clear()
+        ck = _claim_keys(keys)  # consumed: state() has no keys after this
+        self._end = (path, None, coverage)
         last = header["last_time"]
         self._recent = None
 
@@ -842,6 +861,7 @@ class ClusterTable:
         """Every claim's keys and the sink's results gathered into this process (most were as the chain ran),
         released on the workers; the sink's results in partition order."""
         path, keys, coverage = self._end
+        keys = keys if keys is not None else []
         sunk = self.sunk or []
         got = _gather_each([*keys, *sunk])
         keys[:], sunk[:] = got[: len(keys)], got[len(keys) :]

@@ -28,7 +28,8 @@ import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
-from typing import Iterator
+import weakref
+from typing import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,36 @@ def recoupment_keys(recoupments: pd.DataFrame) -> np.ndarray:
     cause = recoupments["cause"].astype("string").fillna("").to_numpy(dtype=object) if "cause" in recoupments else ""
     ids = recoupments["claim_id"].astype(str).to_numpy(dtype=object)
     return ids + _KEY_SEP + day.astype(object) + _KEY_SEP + cents.astype(object) + _KEY_SEP + cause
+
+
+def _publish(directory: Path, write: Callable[[Path], None]) -> Path:
+    """``write`` a folder's files into a temporary folder next to ``directory`` (0700, files 0600, each fsynced),
+    renamed in place of the previous one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{secrets.token_hex(4)}"
+    tmp.mkdir(mode=0o700)
+    try:
+        write(tmp)
+        make_private(tmp)
+        for f in tmp.iterdir():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(tmp)
+        old = None
+        if directory.exists():
+            old = directory.parent / f".{directory.name}.old-{secrets.token_hex(4)}"
+            os.rename(directory, old)
+        os.rename(tmp, directory)
+        fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return directory
 
 
 def make_private(path: str | Path) -> None:
@@ -467,32 +498,11 @@ class HistoryState:
     def save(self, directory: str | Path) -> Path:
         """Write the state into ``directory`` atomically: a temporary folder next to it (0700, files 0600,
         each fsynced), renamed in place of the previous one."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.parent / f".{directory.name}.tmp-{secrets.token_hex(4)}"
-        tmp.mkdir(mode=0o700)
-        try:
-            self._write(tmp)
-            make_private(tmp)
-            for f in tmp.iterdir():
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(tmp)
-            old = None
-            if directory.exists():
-                old = directory.parent / f".{directory.name}.old-{secrets.token_hex(4)}"
-                os.rename(directory, old)
-            os.rename(tmp, directory)
-            fsync_dir(directory.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return directory
+        return _publish(Path(directory), self._write)
+
+    def n_events(self) -> int:
+        """Events held, all tables."""
+        return int(sum(len(t.times) for t in self.tables.values()))
 
     def _write(self, directory: Path) -> None:
         for name, table in self.tables.items():
@@ -566,6 +576,36 @@ class HistoryState:
 
 #: the largest retention a compaction takes (100 years)
 MAX_DAYS = 36_500
+
+
+class SavedState:
+    """A compact state already written to a folder of this machine (:meth:`HistoryState.save`): the cluster's
+    training writes the bundle's state as soon as it is built, so the command does not hold it in memory through
+    training; :meth:`save` copies it where the bundle goes. The folder is removed with this object (or at exit)."""
+
+    def __init__(self, state: HistoryState, directory: str | Path) -> None:
+        self.directory = state.save(directory)
+        self.events = state.n_events()
+        self.compaction = dict(state.compaction)
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.directory), True)
+
+    def compacted(self) -> "SavedState":
+        return self
+
+    def n_events(self) -> int:
+        return self.events
+
+    def load(self) -> HistoryState:
+        return HistoryState.load(self.directory)
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the state's files into ``directory`` atomically (as :meth:`HistoryState.save` writes them)."""
+
+        def copy(tmp: Path) -> None:
+            for f in self.directory.iterdir():
+                shutil.copyfile(f, tmp / f.name)
+
+        return _publish(Path(directory), copy)
 
 
 def compact_state(

@@ -260,3 +260,27 @@ def test_versions_of_claims_recorded_before_a_later_cutoff_are_forgotten(history
     assert again.compaction["cutoff_day"] > str((end + 1 * DAYS).date())
     assert full.versions(["EARLY-0"])[0][0] == 11 and again.versions(["EARLY-0"]) == [(0, -1)]
     assert again.versions(["LATE-0"]) == full.versions(["LATE-0"]) and full.versions(["LATE-0"])[0][0] == 12
+
+
+def test_a_saved_state_copies_whole_and_is_removed_with_its_handle(states, tmp_path):
+    """The cluster's training writes the bundle's state at once and keeps a handle (SavedState): saved with a
+    bundle it is the same files as the state's own save; its folder goes when the handle goes."""
+    import gc
+
+    from features.engine.state import SavedState
+
+    compact = states[1]
+    saved = SavedState(compact, tmp_path / "held")
+    assert saved.compacted() is saved and saved.n_events() == compact.n_events() > 0
+    compact.save(tmp_path / "direct")
+    saved.save(tmp_path / "bundle" / "state")
+    direct = sorted(f.name for f in (tmp_path / "direct").iterdir())
+    assert sorted(f.name for f in (tmp_path / "bundle" / "state").iterdir()) == direct
+    for name in direct:
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "bundle" / "state" / name).read_bytes()
+    assert (tmp_path / "bundle" / "state").stat().st_mode & 0o777 == 0o700
+    loaded = saved.load()
+    assert loaded.compaction == compact.compaction and loaded.n_events() == compact.n_events()
+    del saved
+    gc.collect()
+    assert not (tmp_path / "held").exists()
