@@ -153,6 +153,13 @@ def _coverage_small(state: HistoryState, patient_ids: np.ndarray) -> CoverageArr
     return got[1].of_patients(patient_ids.tolist())
 
 
+def warm_up(state: HistoryState) -> None:
+    """Build the state's lookups that scoring a first claim would otherwise build (hash tables of keys, the
+    coverage spans by patient): a service does this before it takes requests."""
+    state.warm_up()
+    _coverage_small(state, np.zeros(0, dtype=object))
+
+
 #: these lines' keys are dropped from the per-call cache after a batch (recomputed if the claims are recorded)
 _LINE_KEYS = (
     "samekey",

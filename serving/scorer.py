@@ -231,10 +231,13 @@ class Scorer:
 
     def warm_up(self) -> None:
         """Build the lazy lookups the first claim would otherwise wait for (the rulebook's code index,
-        ~0.3 s; the ICD-10-CM map)."""
+        ~0.3 s; the ICD-10-CM map; the history state's key hash tables and coverage index)."""
+        from features.pipeline import warm_up
         from features.rulebook.index import rule_index
 
         rule_index(self.rulebook).icd_status(np.array(["E119"], dtype=object))
+        if self.state is not None:
+            warm_up(self.state)
 
     @property
     def model_version(self) -> str:

@@ -483,6 +483,21 @@ class HistoryState:
         self.recoupment_seen.update(recoupment_keys(rec).tolist())
         return len(rec)
 
+    def warm_up(self) -> None:
+        """Build the hash tables that the first lookups would otherwise build (every table's keys, the key
+        vocabularies, the claim ids): at 10M claims the service's first claim took 12 s without them."""
+        for table in self.tables.values():
+            table.merge()
+            if len(table.keys):
+                table.keys.get_indexer(table.keys[:1])
+        for vocab in self._coder().vocabs.values():
+            index = vocab.values()
+            if len(index):
+                index.get_indexer(index[:1])
+        keys = self.claim_keys
+        if len(keys):
+            keys.index.get_indexer(keys.index[:1])
+
     def latest_day(self) -> pd.Timestamp | None:
         """The date of the latest event the state holds (claim or recoupment), None when empty."""
         table = self.tables.get("all")
