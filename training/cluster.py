@@ -37,7 +37,6 @@ import pandas as pd
 from features.cluster.client import dask_directory
 from features.cluster.parts import PartReader, frame_of, part_bytes, read_part, scratch, write_part
 from features.contract import CAUSES, History
-from features.engine.state import SavedState
 from features.errors import RecoupError
 from features.model.bundle import Calibrator, ModelBundle
 from features.model.estimator import LightGBMClassifier
@@ -405,7 +404,7 @@ def labelled_table(
         t_state = time.perf_counter()
         # compacted at once (what training saves): the state as built is released before training needs memory
         # written to this machine's disk at once and dropped: the command does not hold it through training
-        state = SavedState(ct.bundle_state(), dask_directory() / "states" / f"bundle-{uuid.uuid4().hex[:12]}")
+        state = ct.save_bundle_state(dask_directory() / "states" / f"bundle-{uuid.uuid4().hex[:12]}")
         _release()
         log.info("the bundle's history state built and compacted in %s", duration(time.perf_counter() - t_state))
     n_lines = int(ct.n_lines)

@@ -42,7 +42,9 @@ from features.engine.state import (
     RETENTION_DAYS,
     UNKNOWN_SPECIALTY,
     HistoryState,
+    SavedState,
     compact_state,
+    save_compact_state,
     recent_keys,
     submission_order,
 )
@@ -819,7 +821,21 @@ class ClusterTable:
         Built in this process table by table from the files (the summary of the last partition that starts before
         the service's retention cutoff, ``RETENTION_DAYS`` before the last month, extended by every later
         partition's events, as the chain extended them), each table compacted as soon as it is built
-        (:func:`compact_state`): this process never holds the recent events of every table at once."""
+        (:func:`compact_state`): this process never holds the recent events of every table at once. Consumes the
+        claims' keys (:meth:`state` is no longer available)."""
+        args, kw = self._bundle_parts()
+        return compact_state(*args, **kw)
+
+    def save_bundle_state(self, directory: str | Path) -> SavedState:
+        """:meth:`bundle_state` written to ``directory`` as it is built (:func:`save_compact_state`): each table
+        is written as soon as it is compacted, so this process holds neither the recent events of every table nor
+        the compact state (10M claims: ~6 GB in memory)."""
+        args, kw = self._bundle_parts()
+        return save_compact_state(directory, *args, **kw)
+
+    def _bundle_parts(self) -> tuple[tuple, dict]:
+        """The arguments of :func:`compact_state`: (the full tables one at a time, the coder, the claim keys, the
+        last event's date), and the rest by keyword."""
         if self._recent is None:
             raise RecoupError("the feature table was built without its state (with_state=False)")
         self.collect()
@@ -847,15 +863,9 @@ class ClusterTable:
                 yield name, tab
                 del tab
 
-        return compact_state(
-            full_tables(),
-            header["coder"],
-            ck,
-            None if last is None else pd.Timestamp(day_of_time(last), unit="D"),
-            specialty_of=specialty_of,
-            coverage=cov,
-            next_order=header["next_order"],
-        )
+        last_date = None if last is None else pd.Timestamp(day_of_time(last), unit="D")
+        kw = {"specialty_of": specialty_of, "coverage": cov, "next_order": header["next_order"]}
+        return (full_tables(), header["coder"], ck, last_date), kw
 
     def collect(self) -> list:
         """Every claim's keys and the sink's results gathered into this process (most were as the chain ran),

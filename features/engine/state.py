@@ -100,6 +100,46 @@ def recoupment_keys(recoupments: pd.DataFrame) -> np.ndarray:
     return ids + _KEY_SEP + day.astype(object) + _KEY_SEP + cents.astype(object) + _KEY_SEP + cause
 
 
+def _write_events(directory: Path, name: str, table: EventTable) -> None:
+    """One event table's file of a saved state."""
+    table.to_frame().to_parquet(directory / f"events_{name}.parquet", index=False)
+
+
+def _write_rest(
+    directory: Path,
+    *,
+    tables: list[str],
+    coder: KeyCoder,
+    claim_keys: pd.DataFrame,
+    coverage: pd.DataFrame | None,
+    recoupment_seen: set,
+    next_order: int,
+    specialty_of: dict[str, str],
+    refresh_info: dict,
+    compaction: dict,
+) -> None:
+    """A saved state's files but the event tables' (written by :func:`_write_events`): the vocabularies, the claim
+    keys, the coverage, the recoupments seen and ``state.json``."""
+    for name, vocab in coder.vocabs.items():
+        vocab.to_frame().to_parquet(directory / f"vocab_{name}.parquet", index=False)
+    claim_keys.reset_index().to_parquet(directory / "claim_keys.parquet", index=False)
+    if coverage is not None:
+        coverage.to_parquet(directory / "coverage.parquet", index=False)
+    if recoupment_seen:
+        pd.DataFrame({"key": sorted(recoupment_seen)}).to_parquet(directory / "recoupment_seen.parquet", index=False)
+    manifest = {
+        "next_order": next_order,
+        "tables": tables,
+        "vocabs": sorted(coder.vocabs),
+        "specialty_of": specialty_of,
+        "has_coverage": coverage is not None,
+        "has_recoupment_seen": bool(recoupment_seen),
+        "refresh_info": refresh_info,
+        "compaction": compaction,
+    }
+    (directory / "state.json").write_text(json.dumps(manifest))
+
+
 def _publish(directory: Path, write: Callable[[Path], None]) -> Path:
     """``write`` a folder's files into a temporary folder next to ``directory`` (0700, files 0600, each fsynced),
     renamed in place of the previous one."""
@@ -522,27 +562,19 @@ class HistoryState:
 
     def _write(self, directory: Path) -> None:
         for name, table in self.tables.items():
-            table.to_frame().to_parquet(directory / f"events_{name}.parquet", index=False)
-        coder = self._coder()
-        for name, vocab in coder.vocabs.items():
-            vocab.to_frame().to_parquet(directory / f"vocab_{name}.parquet", index=False)
-        self.all_claim_keys().reset_index().to_parquet(directory / "claim_keys.parquet", index=False)
-        if self.coverage is not None:
-            self.coverage.to_parquet(directory / "coverage.parquet", index=False)
-        if self.recoupment_seen:
-            seen = pd.DataFrame({"key": sorted(self.recoupment_seen)})
-            seen.to_parquet(directory / "recoupment_seen.parquet", index=False)
-        manifest = {
-            "next_order": self.next_order,
-            "tables": sorted(self.tables),
-            "vocabs": sorted(coder.vocabs),
-            "specialty_of": self.specialty_of,
-            "has_coverage": self.coverage is not None,
-            "has_recoupment_seen": bool(self.recoupment_seen),
-            "refresh_info": self.refresh_info,
-            "compaction": self.compaction,
-        }
-        (directory / "state.json").write_text(json.dumps(manifest))
+            _write_events(directory, name, table)
+        _write_rest(
+            directory,
+            tables=sorted(self.tables),
+            coder=self._coder(),
+            claim_keys=self.all_claim_keys(),
+            coverage=self.coverage,
+            recoupment_seen=self.recoupment_seen,
+            next_order=self.next_order,
+            specialty_of=self.specialty_of,
+            refresh_info=self.refresh_info,
+            compaction=self.compaction,
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> "HistoryState":
@@ -599,11 +631,14 @@ class SavedState:
     training writes the bundle's state as soon as it is built, so the command does not hold it in memory through
     training; :meth:`save` copies it where the bundle goes. The folder is removed with this object (or at exit)."""
 
-    def __init__(self, state: HistoryState, directory: str | Path) -> None:
-        self.directory = state.save(directory)
-        self.events = state.n_events()
-        self.compaction = dict(state.compaction)
+    def __init__(self, directory: Path, events: int, compaction: dict) -> None:
+        self.directory, self.events, self.compaction = directory, events, compaction
         self._remove = weakref.finalize(self, shutil.rmtree, str(self.directory), True)
+
+    @classmethod
+    def of(cls, state: HistoryState, directory: str | Path) -> "SavedState":
+        """``state`` saved to ``directory``."""
+        return cls(state.save(directory), state.n_events(), dict(state.compaction))
 
     def compacted(self) -> "SavedState":
         return self
@@ -624,6 +659,58 @@ class SavedState:
         return _publish(Path(directory), copy)
 
 
+def _compaction(last: pd.Timestamp | None, retention_days: int, recoupment_days: int) -> tuple[int | None, int]:
+    """(the day of ``last``, the cutoff time) of a compaction, its bounds checked."""
+    for name, days, low in (
+        ("retention_days", retention_days, LOOKBACK_DAYS),
+        ("recoupment_days", recoupment_days, retention_days),
+    ):
+        if not isinstance(days, (int, np.integer)) or not low <= days <= MAX_DAYS:
+            raise RecoupError(f"{name} must be a whole number of days from {low} to {MAX_DAYS}, got {days!r}")
+    # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
+    last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
+    cutoff = (
+        np.iinfo(np.int64).min if last_day is None else int(time_of_day_start(np.array([last_day - retention_days]))[0])
+    )
+    return last_day, cutoff
+
+
+def _compact_tables(
+    tables: Iterator[tuple[str, EventTable]], cutoff: int, coder: KeyCoder, renumber: bool
+) -> Iterator[tuple[str, EventTable]]:
+    """Each full table compacted as it comes (the duplicate table's same-day ids renumbered in ``coder``)."""
+    for name, table in tables:
+        out = recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
+        del table
+        if name == "dup" and renumber:
+            _renumber_sameday(out, coder)
+        yield name, out
+
+
+def _compact_keys(
+    keys: pd.DataFrame, last: pd.Timestamp | None, last_day: int | None, cutoff: int, retention_days: int,
+    recoupment_days: int,
+) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The claim keys of a compact state and the ``compaction`` info."""
+    info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
+    if last is None or last_day is None:
+        return keys, info
+    t = keys["time"].to_numpy(dtype=np.int64, copy=True)
+    old = (t >= 0) & (t < cutoff)
+    keys.loc[old, "content_hash"] = 0
+    keys.loc[old, "time"] = -1
+    gone = (t >= 0) & (t < int(time_of_day_start(np.array([last_day - recoupment_days]))[0]))
+    keys = keys[~gone]
+    info.update(
+        last_day=str(last.date()),
+        cutoff_day=str((last - pd.Timedelta(days=retention_days)).date()),
+        exact_from=str((last - pd.Timedelta(days=retention_days - LOOKBACK_DAYS)).date()),
+        claims_dropped=int(gone.sum()),
+        versions_dropped=int((old & ~gone).sum()),
+    )
+    return keys, info
+
+
 def compact_state(
     tables: Iterator[tuple[str, EventTable]],
     coder: KeyCoder,
@@ -641,38 +728,9 @@ def compact_state(
     """The compact state (:meth:`HistoryState.compact`) of the full tables given one at a time (each compacted
     as it comes: a caller building them one by one never holds two full tables), the claim keys and the key coder
     (both owned: changed in place) and the date of the latest event (``last``)."""
-    for name, days, low in (
-        ("retention_days", retention_days, LOOKBACK_DAYS),
-        ("recoupment_days", recoupment_days, retention_days),
-    ):
-        if not isinstance(days, (int, np.integer)) or not low <= days <= MAX_DAYS:
-            raise RecoupError(f"{name} must be a whole number of days from {low} to {MAX_DAYS}, got {days!r}")
-    out = Tables(coder=coder)
-    info: dict = {"retention_days": int(retention_days), "recoupment_days": int(recoupment_days)}
-    # nothing to fold in an empty state (the tables are copied all the same: the two states are independent)
-    last_day = None if last is None else int(day_number(np.array([last.to_datetime64()]))[0])
-    cutoff = (
-        np.iinfo(np.int64).min if last_day is None else int(time_of_day_start(np.array([last_day - retention_days]))[0])
-    )
-    for name, table in tables:
-        out[name] = recent_keys(table, cutoff) if name in SERVICE_DATE_TABLES else table.fold_before(cutoff)
-        del table
-    if last is not None and last_day is not None:
-        if "dup" in out:
-            _renumber_sameday(out["dup"], coder)
-        t = keys["time"].to_numpy(dtype=np.int64, copy=True)
-        old = (t >= 0) & (t < cutoff)
-        keys.loc[old, "content_hash"] = 0
-        keys.loc[old, "time"] = -1
-        gone = (t >= 0) & (t < int(time_of_day_start(np.array([last_day - recoupment_days]))[0]))
-        keys = keys[~gone]
-        info.update(
-            last_day=str(last.date()),
-            cutoff_day=str((last - pd.Timedelta(days=retention_days)).date()),
-            exact_from=str((last - pd.Timedelta(days=retention_days - LOOKBACK_DAYS)).date()),
-            claims_dropped=int(gone.sum()),
-            versions_dropped=int((old & ~gone).sum()),
-        )
+    last_day, cutoff = _compaction(last, retention_days, recoupment_days)
+    out = Tables(dict(_compact_tables(tables, cutoff, coder, last_day is not None)), coder=coder)
+    keys, info = _compact_keys(keys, last, last_day, cutoff, retention_days, recoupment_days)
     return HistoryState(
         tables=out,
         claim_keys=keys,
@@ -683,6 +741,48 @@ def compact_state(
         refresh_info=refresh_info if refresh_info is not None else {},
         compaction=info,
     )
+
+
+def save_compact_state(
+    directory: str | Path,
+    tables: Iterator[tuple[str, EventTable]],
+    coder: KeyCoder,
+    keys: pd.DataFrame,
+    last: pd.Timestamp | None,
+    *,
+    specialty_of: dict[str, str],
+    coverage: pd.DataFrame | None,
+    next_order: int,
+) -> "SavedState":
+    """:func:`compact_state` written to ``directory`` as it is made (the files of :meth:`HistoryState.save`,
+    published atomically): each table is written and dropped as soon as it is compacted, so the caller never holds
+    the compact state either (at 10M claims it is ~6 GB in memory)."""
+    last_day, cutoff = _compaction(last, RETENTION_DAYS, RECOUPMENT_DAYS)
+    counted: dict = {}
+
+    def write(tmp: Path) -> None:
+        names, events = [], 0
+        for name, table in _compact_tables(tables, cutoff, coder, last_day is not None):
+            _write_events(tmp, name, table)
+            names.append(name)
+            events += len(table.times)
+            del table
+        ck, info = _compact_keys(keys, last, last_day, cutoff, RETENTION_DAYS, RECOUPMENT_DAYS)
+        _write_rest(
+            tmp,
+            tables=sorted(names),
+            coder=coder,
+            claim_keys=ck,
+            coverage=coverage,
+            recoupment_seen=set(),
+            next_order=next_order,
+            specialty_of=specialty_of,
+            refresh_info={},
+            compaction=info,
+        )
+        counted.update(events=events, compaction=info)
+
+    return SavedState(_publish(Path(directory), write), counted["events"], counted["compaction"])
 
 
 def _copy_coder(coder: KeyCoder) -> KeyCoder:

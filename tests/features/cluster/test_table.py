@@ -205,7 +205,9 @@ def _answers(state: HistoryState, t_end: int) -> dict[str, np.ndarray]:
     return out
 
 
-def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like_the_single_one(client, chain, small):
+def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like_the_single_one(
+    client, chain, small, tmp_path
+):
     """``until`` a date: the table and the bundle's state are truncate_history's (no claim, recoupment after it);
     compacted, the state is the single process's compact state: the same events held, the same answers."""
     from features.model.outcomes import truncate_history
@@ -219,7 +221,10 @@ def test_until_a_date_is_the_history_as_known_and_the_bundle_state_compacts_like
     assert table.n_claims == len(h.claims) and table.n_lines == len(h.claim_lines)
     recs = table.recoupments.compute()
     assert len(recs) == len(h.recoupments) and (recs["recouped_date"] <= as_of).all()
-    a, b = full.compact(), table.bundle_state()  # built compact, table by table
+    # built compact, table by table, and written as it is built (what training saves); as the service loads it
+    saved = table.save_bundle_state(tmp_path / "state")  # removed with its handle
+    a, b = HistoryState.load(full.compact().save(tmp_path / "single")), saved.load()
+    assert saved.n_events() == b.n_events() and saved.compaction == a.compaction
     assert a.compaction == b.compaction
     pd.testing.assert_frame_equal(a.claim_keys, b.claim_keys)
     t_end = max(int(t.times.max()) for t in full.tables.values() if len(t.times)) + 1

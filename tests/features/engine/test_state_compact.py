@@ -270,7 +270,7 @@ def test_a_saved_state_copies_whole_and_is_removed_with_its_handle(states, tmp_p
     from features.engine.state import SavedState
 
     compact = states[1]
-    saved = SavedState(compact, tmp_path / "held")
+    saved = SavedState.of(compact, tmp_path / "held")
     assert saved.compacted() is saved and saved.n_events() == compact.n_events() > 0
     compact.save(tmp_path / "direct")
     saved.save(tmp_path / "bundle" / "state")
