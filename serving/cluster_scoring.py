@@ -176,11 +176,6 @@ class ClusterScores:
 
     @_plain_objects
     def __init__(self, client, data, bundle: tuple[str, str], since, until):
-        import dask.dataframe as dd
-
-        from features.cluster.parts import scratch
-        from features.cluster.table import feature_table
-
         t0 = time.perf_counter()
         self.client = client
         self.path, self.digest = bundle
@@ -189,16 +184,26 @@ class ClusterScores:
         # the chain's states go to a scratch folder that lives until release() (a lost partition reads them again)
         self._scratch = ExitStack()
         try:
-            ct = feature_table(
-                client,
-                data,
-                since=None if since is None else str(pd.Timestamp(since).date()),
-                until=None if until is None else str(pd.Timestamp(until).date()),
-                folder=self._scratch.enter_context(scratch(client, "score")),
-            )
+            self._start(client, data, since, until)
         except BaseException:
             self._scratch.close()
             raise
+        self.timings = {"features_and_model_s": time.perf_counter() - t0}
+
+    def _start(self, client, data, since, until) -> None:
+        """The window's feature table and scores, persisted on the workers."""
+        import dask.dataframe as dd
+
+        from features.cluster.parts import scratch
+        from features.cluster.table import feature_table
+
+        ct = feature_table(
+            client,
+            data,
+            since=None if since is None else str(pd.Timestamp(since).date()),
+            until=None if until is None else str(pd.Timestamp(until).date()),
+            folder=self._scratch.enter_context(scratch(client, "score")),
+        )
         if not ct.X.npartitions == ct.claims.npartitions == ct.hits.npartitions:
             raise RecoupError("the cluster feature table's X, claims and hits have different partitions")
         self.X, self.claims, self.hits = client.persist([ct.X, ct.claims, ct.hits])
@@ -223,7 +228,6 @@ class ClusterScores:
                 align_dataframes=False,
             )
         )
-        self.timings = {"features_and_model_s": time.perf_counter() - t0}
 
     # the reductions
     @_plain_objects

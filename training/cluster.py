@@ -382,7 +382,8 @@ def labelled_table(
 ) -> LabelledTable:
     """The feature table of ``data`` computed on the cluster, each partition labelled (``make_labels`` as of
     ``cut``, None: the history's last date, with the recoupments of its own claims) and written to ``folder`` as it
-    is done; with ``with_state`` the bundle's history state, gathered here. Nothing of the table stays on the
+    is done; with ``with_state`` the bundle's history state, written to this machine's disk as it is built
+    (a :class:`~features.engine.state.SavedState`). Nothing of the table stays on the
     workers."""
     from features.cluster.table import feature_table
 
@@ -397,7 +398,7 @@ def labelled_table(
         with_state=with_state,
         sink=LabelSink(folder, cut, horizon, label_cfg),
     )
-    got = ct.collect()  # the sink's results (and the bundle state's events) here as each partition's are done
+    got = ct.collect()  # the sink's results here (most were gathered as each partition's were done)
     last = ct.last_date.result()
     state = None
     if with_state:

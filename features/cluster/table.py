@@ -671,8 +671,8 @@ def _final_state(
 def _claim_keys(keys: list[pd.DataFrame]) -> pd.DataFrame:
     """Every claim's keys as the single process's state holds them (index claim_id; the entity keys as object
     columns whose equal values share one string; version unknown: ``content_hash`` 0), from each partition's
-    (consumed: each partition's frame is released once converted, so its Arrow strings and their Python copies are
-    not both held for every claim)."""
+    (the list is consumed: a frame held nowhere else is released once converted, so its Arrow strings and their
+    Python copies are not both held for every claim; the bundle's state passes the only list)."""
     if not keys:
         ck = pd.DataFrame(columns=[*KEYED_ENTITIES, "time"])
         ck["content_hash"] = np.zeros(0, dtype=np.int64)
@@ -1051,7 +1051,7 @@ def feature_table(
     last_month = max(month_list + rec_months)
     last_lo = month_start_day(last_month) if until_day is None else min(month_start_day(last_month), _day(until_day))
     p_star = max([p for p in range(P) if starts[p] <= last_lo - RETENTION_DAYS] or [0])
-    keep = {paths[p_star], paths[P]}  # read again by this process at the end
+    keep = {paths[P], *([paths[p_star]] if with_state else [])}  # read again by this process at the end
     deltas: list[str] = []
     done: list[Any] = []
     sunk: list[Any] = []
@@ -1070,8 +1070,8 @@ def feature_table(
         return client.submit(_part_data, src, plan.groups[p], p, specialty_of, rb, until_day, **order(p))
 
     def tidy() -> None:
-        """Gather what is computed (keys, sink results, events), release it on the workers, remove the states
-        no retry can need any more."""
+        """Gather what is computed (keys, sink results), release it on the workers, remove the states no retry
+        can need any more (with a sink: once the partition's result is here)."""
         for seq in (keys, sunk):
             gathered.update(_gather_ready(seq))
         for q, futs in list(needed.items()):
@@ -1094,7 +1094,7 @@ def feature_table(
         watch: list[Any] = []
         if delta:
             deltas.append(f"{chain_dir}/{_DELTA_NAME.format(p + 1)}")
-        waits: list[Any] = [] if want[p] else [step]
+        waits: list[Any] = []  # what the read of partition p + ahead waits for (the step itself: waited for below)
         if want[p]:
             sel = None if len(want[p]) == len(plan.groups[p]) else want[p]
             feats = client.submit(_features, view, part, offsets[p], coverage, rb, sel, **order(p, 2))

@@ -537,7 +537,7 @@ class HistoryState:
                 index.get_indexer(index[:1])
         keys = self.claim_keys
         if len(keys):
-            keys.index.get_indexer(keys.index[:1])
+            keys.index.get_loc(keys.index[0])  # builds the hash table (an old state's ids may repeat)
 
     def latest_day(self) -> pd.Timestamp | None:
         """The date of the latest event the state holds (claim or recoupment), None when empty."""
@@ -656,7 +656,10 @@ class SavedState:
             for f in self.directory.iterdir():
                 shutil.copyfile(f, tmp / f.name)
 
-        return _publish(Path(directory), copy)
+        try:
+            return _publish(Path(directory), copy)
+        except OSError as e:
+            raise RecoupError(f"{directory}: cannot write the history state ({e.strerror or e})") from None
 
 
 def _compaction(last: pd.Timestamp | None, retention_days: int, recoupment_days: int) -> tuple[int | None, int]:
@@ -782,7 +785,11 @@ def save_compact_state(
         )
         counted.update(events=events, compaction=info)
 
-    return SavedState(_publish(Path(directory), write), counted["events"], counted["compaction"])
+    try:
+        folder = _publish(Path(directory), write)
+    except OSError as e:
+        raise RecoupError(f"{directory}: cannot write the history state ({e.strerror or e})") from None
+    return SavedState(folder, counted["events"], counted["compaction"])
 
 
 def _copy_coder(coder: KeyCoder) -> KeyCoder:
