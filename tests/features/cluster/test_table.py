@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features.cluster.client import connect
-from features.cluster.table import LOOKBACK_DAYS, auto_months, feature_table, make_plan
+from features.cluster.table import AHEAD, LOOKBACK_DAYS, auto_months, feature_table, make_plan
 from features.contract import write_history
 from features.engine.events import day_number, time_of_day_start
 from features.engine.state import HistoryState, recent_keys
@@ -305,8 +305,8 @@ class _DieOnce:
 
 
 def test_a_worker_lost_mid_chain_costs_a_step_not_the_chain(client, chain, small, tmp_path):
-    """A worker dies in the middle of the table: the step whose result it held is retried from its state on disk
-    (the chain is not recomputed from the first partition) and the table still equals the single process's."""
+    """A worker dies in the middle of the table: the steps whose results it held are retried from their states on
+    disk (the chain is not recomputed from the first partition) and the table still equals the single process's."""
     from distributed import get_task_stream
 
     _, store, _, single, _ = small
@@ -317,4 +317,6 @@ def test_a_worker_lost_mid_chain_costs_a_step_not_the_chain(client, chain, small
     assert marker.exists()  # a worker did die
     assert_same_x(single.X, pd.concat([g[1] for g in got]))
     steps = [t for t in ts.data if str(t["key"]).startswith("_step-")]
-    assert table.partitions == 12 and len(steps) <= 12 + 2, len(steps)
+    # run again at most: the steps of the partitions whose results were still pending on the dead worker (at most
+    # AHEAD + 1 partitions are in flight); a state held only in memory would have cost every step before it
+    assert table.partitions == 12 and len(steps) <= 12 + AHEAD + 1, len(steps)
