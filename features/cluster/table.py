@@ -1066,6 +1066,7 @@ def feature_table(
         if p >= ahead:
             wait([f for f in done[p - ahead] if f.key not in gathered])
             done[p - ahead] = []
+            tidy()  # what is done comes here at once (a worker lost later does not take it along)
         src = _months_source(source, plan.groups[p])
         return client.submit(_part_data, src, plan.groups[p], p, specialty_of, rb, until_day, **order(p))
 
