@@ -403,8 +403,7 @@ def labelled_table(
     state = None
     if with_state:
         t_state = time.perf_counter()
-        # compacted at once (what training saves): the state as built is released before training needs memory
-        # written to this machine's disk at once and dropped: the command does not hold it through training
+        # compacted and written to this machine's disk as it is built: the command does not hold it through training
         state = ct.save_bundle_state(dask_directory() / "states" / f"bundle-{uuid.uuid4().hex[:12]}")
         _release()
         log.info("the bundle's history state built and compacted in %s", duration(time.perf_counter() - t_state))
@@ -900,10 +899,8 @@ def _train_model_cluster(
     scored = _gather_frame(
         client, test_frame.map_partitions(_score_part, bundle, lag, lag is not None, meta=scored_meta)
     )
-    latest = _gather_frame(client, test_frame[[*feature_columns, Y + "submitted_date"]])
-    submitted = latest.pop(Y + "submitted_date")
-    test_X = latest
-    del latest
+    test_X = _gather_frame(client, test_frame[[*feature_columns, Y + "submitted_date"]])
+    submitted = test_X.pop(Y + "submitted_date")
     del test_frame, vt
     metrics = evaluate_frame(scored, cfg["capacities"])
     bundle.meta["metrics"] = headline_metrics(metrics)

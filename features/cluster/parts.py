@@ -48,15 +48,15 @@ def scratch(client: Any, label: str = "table") -> Iterator[str]:
         from features.cluster.client import dask_directory
 
         root = str(dask_directory() / "parts")
-    fs, base = _fs(root)
-    folder = f"{base.rstrip('/')}/{label}-{uuid.uuid4().hex[:12]}"
     try:
-        fs.makedirs(folder, exist_ok=True)
+        url = subfolder(root, label)
         if "://" not in root:  # the chain's states are pickles the workers load: nobody else may write there
-            os.chmod(folder, 0o700)
+            os.chmod(url, 0o700)
+    except RecoupError as e:
+        raise RecoupError(f"{SCRATCH_ENV}: {e}") from None
     except OSError as e:
-        raise RecoupError(f"{SCRATCH_ENV}: cannot create {folder}: {e.strerror or e}") from e
-    url = folder if "://" not in root else f"{root.split('://', 1)[0]}://{folder}"
+        raise RecoupError(f"{SCRATCH_ENV}: cannot make {url} private: {e.strerror or e}") from None
+    fs, folder = _fs(url)
     try:
         yield url
     finally:
@@ -66,20 +66,30 @@ def scratch(client: Any, label: str = "table") -> Iterator[str]:
             pass
 
 
-def write_part(frame: pd.DataFrame, folder: str, index: int) -> str:
-    """Write one partition as ``part-<index>.parquet`` in ``folder``, atomically (a temporary name, then a rename:
-    a retried task overwrites it whole, a reader never sees half a file); its path."""
+@contextmanager
+def _atomic(folder: str, name: str, what: str) -> Iterator[Any]:
+    """A binary file ``name`` in ``folder``, written under a temporary name and renamed when the block ends
+    without error (a retried task replaces it whole; a reader never sees half of it; nothing is left on failure);
+    an OSError is one RecoupError naming ``what``."""
     fs, base = _fs(folder)
-    name = f"part-{index:05d}.parquet"
-    final = f"{base}/{name}"
-    tmp = f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    final, tmp = f"{base}/{name}", f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with fs.open(tmp, "wb") as out:
-            frame.to_parquet(out, index=True)
+            yield out
         fs.mv(tmp, final)
     except OSError as e:
-        raise RecoupError(f"{folder}: cannot write partition {index} ({e.strerror or e})") from None
-    return _url(folder, final)
+        raise RecoupError(f"{folder}: cannot write {what} ({e.strerror or e})") from None
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def write_part(frame: pd.DataFrame, folder: str, index: int) -> str:
+    """Write one partition as ``part-<index>.parquet`` in ``folder``, atomically (:func:`_atomic`); its path."""
+    name = f"part-{index:05d}.parquet"
+    with _atomic(folder, name, f"partition {index}") as out:
+        frame.to_parquet(out, index=True)
+    return _url(folder, f"{_fs(folder)[1]}/{name}")
 
 
 def _url(folder: str, path: str) -> str:
@@ -89,20 +99,11 @@ def _url(folder: str, path: str) -> str:
 
 @contextmanager
 def stream_writer(folder: str, name: str) -> Iterator[Callable[[Any], None]]:
-    """Write ``name`` in ``folder`` as a stream of pickled items (``put(item)`` for each), atomically: a temporary
-    name, renamed when the block ends without error (a retried task replaces the file whole; a reader never sees
-    half of it). For what this run's own tasks write and read back (the chain's states), never for input data."""
-    fs, base = _fs(folder)
-    final, tmp = f"{base}/{name}", f"{base}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with fs.open(tmp, "wb") as out:
-            yield lambda item: pickle.dump(item, out, protocol=5)
-        fs.mv(tmp, final)
-    except OSError as e:
-        raise RecoupError(f"{folder}: cannot write {name} ({e.strerror or e})") from None
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    """Write ``name`` in ``folder`` as a stream of pickled items (``put(item)`` for each), atomically
+    (:func:`_atomic`). For what this run's own tasks write and read back (the chain's states), never for input
+    data."""
+    with _atomic(folder, name, name) as out:
+        yield lambda item: pickle.dump(item, out, protocol=5)
 
 
 def stream_items(path: str) -> Iterator[Any]:

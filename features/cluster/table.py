@@ -526,7 +526,7 @@ def _step(
     times = [header["last_time"]] + [int(p[name][1].max()) for p in parts for name in p if len(p[name][1])]
     last_time = max((t for t in times if t is not None), default=None)
     if next_start_day is None:  # the last partition: fold everything before the day after the last event
-        next_start_day = (0 if last_time is None else last_time >> 33) + 1
+        next_start_day = (0 if last_time is None else day_of_time(last_time)) + 1
     next_order = int(offset + len(part.claims))
     asked = Tables(coder=coder)
     with ExitStack() as files:
@@ -560,13 +560,14 @@ def _step(
     )
 
 
-def _next_table(items: Any, name: str, src: str | None) -> EventTable | None:
-    """The next table of a state read in order (None: no state)."""
+def _next_table(items: Any, name: str, src: str | None) -> Any:
+    """What the next item of a file read in order (a chain state, a partition's events) holds for table ``name``
+    (None: no file)."""
     if items is None:
         return None
     got = next(items, None)
     if got is None or got[0] != name:
-        raise RecoupError(f"{src}: a chain state without its table {name!r} in order (written by another version?)")
+        raise RecoupError(f"{src}: no table {name!r} where expected (written by another version?)")
     return got[1]
 
 
@@ -606,7 +607,7 @@ def _fold_table(
 def _fold(state: HistoryState, keep_days: int | None = None) -> HistoryState:
     """The state after its last event, every table folded by :func:`_fold_table` before the next day."""
     last = max((int(t.times.max()) for t in state.tables.values() if len(t.times)), default=0)
-    next_start_day = (last >> 33) + 1
+    next_start_day = day_of_time(last) + 1
     folded = {name: _fold_table(name, tab, next_start_day, keep_days) for name, tab in state.tables.items()}
     return ChainState(
         tables=Tables(folded, coder=state.tables.coder),
@@ -855,11 +856,9 @@ class ClusterTable:
                 tab = _next_table(base_items, name, base)
                 tab = tab if tab is not None else EventTable(columns=list(cols))
                 for d, items in zip(deltas, streams):
-                    got = next(items, None)
-                    if got is None or got[0] != name:
-                        raise RecoupError(f"{d}: a partition's events without the table {name!r} in order")
-                    if got[1] is not None:
-                        tab = tab.extended(*got[1])
+                    events = _next_table(items, name, d)
+                    if events is not None:
+                        tab = tab.extended(*events)
                 yield name, tab
                 del tab
 
